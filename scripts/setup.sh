@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One-command setup: .venv (Python 3.11) with the pinned ROS 2 Kilted wheels and ML stack, then the colcon build of
+# trusted_scene_graph_msgs. Idempotent: each step is skipped when the stamp of its inputs has not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+PY=${PYTHON:-python3.11}
+WITH_RAY=${WITH_RAY:-0}
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+if ! command -v "$PY" >/dev/null; then
+  if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then PY=python3
+  else echo "setup: Python 3.11 is required (the ROS 2 Kilted wheels are built for cp311); none found" >&2; exit 1; fi
+fi
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+
+# 1. Python packages.
+req_files=(requirements/ros.txt requirements/ml.txt pyproject.toml)
+[ "$WITH_RAY" = 1 ] && req_files+=(requirements/ray.txt)
+want=$(stamp_of "${req_files[@]}")
+if [ "$(cat "$VENV/.setup-stamp-pip" 2>/dev/null)" != "$want" ]; then
+  log "installing pinned packages (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
+  args=(-r requirements/ros.txt -r requirements/ml.txt)
+  [ "$WITH_RAY" = 1 ] && args+=(-r requirements/ray.txt)
+  "$VENV/bin/python" -m pip install --quiet "${args[@]}"
+  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+  echo "$want" > "$VENV/.setup-stamp-pip"
+else
+  log "python packages up to date"
+fi
+
+# 2. The ROS wheels' CMake exports hard-code the build machine's Python (/opt/python/cp311-cp311/...);
+#    point them at this venv's include and numpy directories.
+py_include=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+np_include=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
+mapfile -t stale < <(grep -rl --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" "$VENV/lib" 2>/dev/null || true)
+if [ "${#stale[@]}" -gt 0 ]; then
+  log "rewriting hard-coded Python paths in ${#stale[@]} CMake files"
+  sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_include#g" \
+         -e "s#/opt/python/cp311-cp311/include/python3.11#$py_include#g" "${stale[@]}"
+fi
+
+# 3. Interfaces: colcon build of ros2_ws (only when an interface or build file changed).
+want=$(stamp_of msg/*.msg srv/*.srv ros2_ws/src/*/CMakeLists.txt ros2_ws/src/*/package.xml requirements/ros.txt)
+if [ "$(cat ros2_ws/install/.setup-stamp-colcon 2>/dev/null)" != "$want" ]; then
+  log "building ros2_ws with colcon"
+  (
+    cd ros2_ws
+    # shellcheck disable=SC1091
+    source "$VENV/bin/activate"
+    export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV
+    rm -rf build install log
+    colcon --log-base log build --event-handlers console_direct- \
+      --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF > /tmp/tsg-colcon-build.log 2>&1 \
+      || { tail -50 /tmp/tsg-colcon-build.log >&2; echo "setup: colcon build failed (log: /tmp/tsg-colcon-build.log)" >&2; exit 1; }
+  )
+  echo "$want" > ros2_ws/install/.setup-stamp-colcon
+else
+  log "ros2_ws up to date"
+fi
+log "done: source scripts/env.sh to use tsg"

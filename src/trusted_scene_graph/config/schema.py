@@ -1,0 +1,287 @@
+"""The parameter schema: every setting's type, default, unit, range and description, defined once.
+
+The same :data:`SCHEMA` declares ROS parameters (with descriptors) in the nodes, fills the launch file's
+parameters and validates the CLI's config files, in the style of ``generate_parameter_library``.
+
+Config files use the ROS 2 parameter-file layout so that ``ros2 launch`` can pass them unchanged::
+
+    /**:
+      ros__parameters:
+        sync:
+          tolerance_s: 0.01
+
+Nested keys are flattened with dots (``sync.tolerance_s``), exactly as ROS 2 does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trusted_scene_graph.errors import TsgError
+
+
+class ConfigError(TsgError):
+    """A configuration value or file is invalid."""
+
+
+# The value types a parameter can have; they map one to one onto ROS 2 parameter types.
+BOOL, INT, FLOAT, STRING, STRING_ARRAY, FLOAT_ARRAY = "bool", "int", "float", "string", "string[]", "float[]"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its name, type, default, unit and the values it accepts."""
+
+    name: str
+    type: str
+    default: Any
+    description: str
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    length: int | None = None
+    read_only: bool = False
+
+    @property
+    def full_description(self) -> str:
+        """Description with its unit, as shown by ``ros2 param describe``."""
+        return f"{self.description} [{self.unit}]" if self.unit else self.description
+
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise :class:`ConfigError` saying why not."""
+        value = self._coerce(value)
+        items = value if isinstance(value, list) else [value]
+        if self.length is not None and isinstance(value, list) and len(value) != self.length:
+            raise ConfigError(f"{self.name}: expected {self.length} values, got {len(value)}: {value!r}")
+        for item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{self.name}: {item!r} is not a finite number")
+            if self.min is not None and item < self.min:
+                raise ConfigError(f"{self.name}: {item!r} is below the minimum {self.min}{self._unit_suffix()}")
+            if self.max is not None and item > self.max:
+                raise ConfigError(f"{self.name}: {item!r} is above the maximum {self.max}{self._unit_suffix()}")
+            if self.choices and item not in self.choices:
+                raise ConfigError(f"{self.name}: {item!r} is not one of {list(self.choices)}")
+        return value
+
+    def _unit_suffix(self) -> str:
+        return f" {self.unit}" if self.unit else ""
+
+    def _coerce(self, value: Any) -> Any:
+        if self.type == BOOL:
+            if isinstance(value, bool):
+                return value
+        elif self.type == INT:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif self.type == FLOAT:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif self.type == STRING:
+            if isinstance(value, str):
+                return value
+        elif self.type == STRING_ARRAY:
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return list(value)
+        elif self.type == FLOAT_ARRAY:
+            if isinstance(value, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+            ):
+                return [float(v) for v in value]
+        raise ConfigError(f"{self.name}: expected {self.type}, got {type(value).__name__} {value!r}")
+
+
+def _specs(*specs: ParamSpec) -> dict[str, ParamSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+SCHEMA: dict[str, ParamSpec] = _specs(
+    # Lifecycle.
+    ParamSpec("autostart", BOOL, True,
+              "Drive the managed node to 'active' at startup (false: wait for a lifecycle manager)", read_only=True),
+    # Frames.
+    ParamSpec("graph_frame", STRING, "world",
+              "Gravity-aligned frame the graph is expressed in (REP-103: x forward, y left, z up)", read_only=True),
+    ParamSpec("extrinsic.translation_m", FLOAT_ARRAY, [0.0, 0.0, 0.0],
+              "Position of the camera optical frame's origin in the graph frame", unit="m", length=3),
+    ParamSpec("extrinsic.rotation_xyzw", FLOAT_ARRAY, [-0.5, 0.5, -0.5, 0.5],
+              "Rotation from the camera optical frame (x right, y down, z forward) to the graph frame, "
+              "as a unit quaternion x, y, z, w", length=4, min=-1.0, max=1.0),
+    # Topics and QoS.
+    ParamSpec("topics.color", STRING, "/camera/color/image_raw", "Colour image topic", read_only=True),
+    ParamSpec("topics.depth", STRING, "/camera/depth/image_raw",
+              "Depth image topic, registered to the colour image (16UC1 mm or 32FC1 m)", read_only=True),
+    ParamSpec("topics.camera_info", STRING, "/camera/color/camera_info", "Colour camera intrinsics topic",
+              read_only=True),
+    ParamSpec("topics.instances", STRING, "/camera/instances/image_raw",
+              "Instance-id image (16UC1, 0 = background) used by the 'sim' detector only", read_only=True),
+    ParamSpec("qos.sensor_reliability", STRING, "best_effort",
+              "Reliability of the camera subscriptions (best_effort is SensorDataQoS)",
+              choices=("best_effort", "reliable"), read_only=True),
+    ParamSpec("qos.sensor_depth", INT, 5, "History depth of the camera subscriptions", unit="messages",
+              min=1, max=100, read_only=True),
+    # Synchronisation.
+    ParamSpec("sync.tolerance_s", FLOAT, 0.01,
+              "Largest stamp difference between colour, depth, camera_info (and instances) of one frame",
+              unit="s", min=0.0, max=1.0),
+    ParamSpec("sync.buffer_size", INT, 10, "Messages kept per input topic while waiting for a match",
+              unit="messages", min=1, max=1000, read_only=True),
+    # Detector.
+    ParamSpec("detector.backend", STRING, "sim", "Object detector backend", choices=("sim",), read_only=True),
+    ParamSpec("detector.sim_labels", STRING_ARRAY, ["1:gripper", "2:cube", "3:table"],
+              "'sim' detector: instance id to label, as 'id:label'", read_only=True),
+    ParamSpec("detector.min_pixels", INT, 30, "Smallest object, in pixels, that is reported", unit="px",
+              min=1, max=10_000_000),
+    # Depth and lifting.
+    ParamSpec("depth.min_m", FLOAT, 0.05, "Depth values below this are treated as invalid", unit="m",
+              min=0.0, max=100.0),
+    ParamSpec("depth.max_m", FLOAT, 10.0, "Depth values above this are treated as invalid", unit="m",
+              min=0.01, max=1000.0),
+    ParamSpec("lifting.box_percentile", FLOAT, 2.0,
+              "An object's 3D box spans these percentiles of its points (p, 100 - p), rejecting stray pixels",
+              unit="%", min=0.0, max=49.0),
+    ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
+              "Points whose depth is more than k median absolute deviations from the median are rejected",
+              min=0.5, max=100.0),
+    ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
+              "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
+    # Tracking.
+    ParamSpec("tracking.gate_m", FLOAT, 0.3, "Largest 3D jump that still continues a track", unit="m",
+              min=0.0, max=100.0),
+    ParamSpec("tracking.max_missed_frames", INT, 5, "Frames a track survives without a detection",
+              unit="frames", min=0, max=10_000),
+    # Relations and trust.
+    ParamSpec("relations.near_m", FLOAT, 0.15, "Surface distance below which two objects are 'near'", unit="m",
+              min=0.0, max=100.0),
+    ParamSpec("relations.margin_scale_m", FLOAT, 0.02,
+              "Margin at which the geometric prior gives trust 0.73 (logistic of margin / scale)", unit="m",
+              min=1e-6, max=10.0),
+    ParamSpec("trust.threshold", FLOAT, 0.5, "Relations with a lower trust are pruned from the graph",
+              min=0.0, max=1.0),
+    # Output.
+    ParamSpec("markers.enabled", BOOL, True, "Publish RViz markers on /scene_graph/markers"),
+    ParamSpec("log_throttle_s", FLOAT, 2.0, "Smallest interval between two identical error logs", unit="s",
+              min=0.0, max=3600.0),
+)
+
+
+class Config(Mapping[str, Any]):
+    """A complete, validated set of parameter values (read-only mapping from dotted name to value)."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        merged = {name: spec.default for name, spec in SCHEMA.items()}
+        for name, value in (values or {}).items():
+            merged[name] = _spec(name).validate(value)
+        _check_consistency(merged)
+        self._values = merged
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
+        """Return a new config with ``overrides`` validated and applied."""
+        return Config({**self._values, **overrides})
+
+    def to_ros_parameters_yaml(self) -> str:
+        """The config as a ROS 2 parameter file (``/**: ros__parameters: ...``)."""
+        return yaml.safe_dump({"/**": {"ros__parameters": dict(self._values)}}, sort_keys=True)
+
+
+def _spec(name: str) -> ParamSpec:
+    try:
+        return SCHEMA[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, SCHEMA, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown parameter {name!r}{hint}") from None
+
+
+def _check_consistency(values: Mapping[str, Any]) -> None:
+    """Checks that involve more than one parameter."""
+    if values["depth.min_m"] >= values["depth.max_m"]:
+        raise ConfigError(
+            f"depth.min_m ({values['depth.min_m']} m) must be below depth.max_m ({values['depth.max_m']} m)"
+        )
+    norm = math.sqrt(sum(q * q for q in values["extrinsic.rotation_xyzw"]))
+    if abs(norm - 1.0) > 1e-3:
+        raise ConfigError(f"extrinsic.rotation_xyzw: quaternion norm is {norm:.4f}, expected 1")
+    for entry in values["detector.sim_labels"]:
+        instance_id, sep, label = entry.partition(":")
+        if not sep or not instance_id.strip().isdigit() or not label.strip():
+            raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
+
+
+def render_parameter_file(config: Config | None = None) -> str:
+    """A ROS 2 parameter file of ``config`` (default: the schema defaults), every entry commented from the schema."""
+    config = config if config is not None else Config()
+    lines = ["# trusted_scene_graph parameters (generated from trusted_scene_graph/config/schema.py: tsg config).",
+             "# Every node reads the same file; units and ranges are in the comments and in `ros2 param describe`.",
+             "/**:", "  ros__parameters:"]
+    for name, spec in SCHEMA.items():
+        limits = []
+        if spec.min is not None or spec.max is not None:
+            limits.append(f"range [{spec.min}, {spec.max}]")
+        if spec.choices:
+            limits.append(f"one of {list(spec.choices)}")
+        if spec.read_only:
+            limits.append("read-only: change needs a restart")
+        suffix = f" ({'; '.join(limits)})" if limits else ""
+        lines.append(f"    # {spec.full_description}{suffix}")
+        value = yaml.safe_dump(config[name], default_flow_style=True).strip().removesuffix("...").strip()
+        lines.append(f"    {name}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to dotted names, as ROS 2 does with parameter files."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_config(document: Mapping[str, Any]) -> Config:
+    """Validate a parsed parameter document (ROS 2 layout or a plain mapping) into a :class:`Config`."""
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"expected a mapping at the top of the config, got {type(document).__name__}")
+    sections = [v["ros__parameters"] for v in document.values() if isinstance(v, Mapping) and "ros__parameters" in v]
+    if sections:
+        values: dict[str, Any] = {}
+        for section in sections:
+            values.update(flatten(section))
+    else:
+        values = flatten(document)
+    return Config(values)
+
+
+def load_config_file(path: str | Path) -> Config:
+    """Read and validate a YAML config file; errors name the file."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    try:
+        return load_config(document or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,52 @@
+"""Rigid transforms between frames, backed by scipy's Rotation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from trusted_scene_graph.geometry.camera import GeometryError
+
+
+@dataclass(frozen=True)
+class RigidTransform:
+    """Maps points from a child frame into a parent frame: ``p_parent = R @ p_child + t``."""
+
+    rotation: Rotation
+    translation_m: np.ndarray
+
+    @classmethod
+    def from_xyzw(cls, translation_m: Sequence[float], rotation_xyzw: Sequence[float]) -> RigidTransform:
+        quat = np.asarray(rotation_xyzw, dtype=np.float64)
+        norm = float(np.linalg.norm(quat))
+        if quat.shape != (4,) or not np.isfinite(norm) or abs(norm - 1.0) > 1e-3:
+            raise GeometryError(f"rotation {list(rotation_xyzw)} is not a unit quaternion (x, y, z, w)")
+        translation = np.asarray(translation_m, dtype=np.float64)
+        if translation.shape != (3,) or not np.all(np.isfinite(translation)):
+            raise GeometryError(f"translation {list(translation_m)} is not 3 finite numbers")
+        return cls(Rotation.from_quat(quat / norm), translation)
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray) -> RigidTransform:
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.shape != (4, 4):
+            raise GeometryError(f"expected a 4x4 homogeneous matrix, got shape {matrix.shape}")
+        return cls(Rotation.from_matrix(matrix[:3, :3]), matrix[:3, 3].copy())
+
+    @property
+    def matrix(self) -> np.ndarray:
+        out = np.eye(4)
+        out[:3, :3] = self.rotation.as_matrix()
+        out[:3, 3] = self.translation_m
+        return out
+
+    @property
+    def rotation_xyzw(self) -> list[float]:
+        return [float(v) for v in self.rotation.as_quat()]
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Transform (N, 3) points."""
+        return self.rotation.apply(np.asarray(points, dtype=np.float64)) + self.translation_m

@@ -1,0 +1,80 @@
+"""Plain data classes for objects, relations and graphs; the ROS layer converts them to messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from trusted_scene_graph.errors import TsgError
+
+
+class GraphError(TsgError):
+    """A scene graph question that cannot be answered as asked."""
+
+
+@dataclass(frozen=True)
+class ObjectNode:
+    """An object lifted to 3D in the graph frame."""
+
+    id: int
+    label: str
+    score: float
+    box_xywh_px: tuple[int, int, int, int]
+    centroid_m: np.ndarray
+    size_m: np.ndarray
+    depth_valid_fraction: float
+    track_age: int = 1
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A directed edge ``subject predicate object`` with its metric value, margin and trust."""
+
+    subject_id: int
+    predicate: str
+    object_id: int
+    value_m: float
+    margin_m: float
+    trust: float
+    source: str = "geometry"
+
+
+@dataclass(frozen=True)
+class SceneGraph:
+    """One frame's graph. ``relations`` holds only the kept edges; ``num_pruned`` counts the others."""
+
+    stamp_ns: int
+    frame_id: str
+    objects: tuple[ObjectNode, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    trust_threshold: float = 0.5
+    num_pruned: int = 0
+    timing_ms: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def object_by_id(self, object_id: int) -> ObjectNode | None:
+        return next((obj for obj in self.objects if obj.id == object_id), None)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({obj.label for obj in self.objects})
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """The graph as a networkx MultiDiGraph (nodes: object ids; edges keyed by predicate)."""
+        graph = nx.MultiDiGraph(stamp_ns=self.stamp_ns, frame_id=self.frame_id)
+        for obj in self.objects:
+            graph.add_node(obj.id, label=obj.label, score=obj.score, centroid_m=obj.centroid_m, size_m=obj.size_m)
+        for rel in self.relations:
+            graph.add_edge(rel.subject_id, rel.object_id, key=rel.predicate, value_m=rel.value_m,
+                           margin_m=rel.margin_m, trust=rel.trust, source=rel.source)
+        return graph
+
+
+def distance_trust(a: ObjectNode, b: ObjectNode) -> float:
+    """Trust of a distance between two objects: the lower detection score times the lower valid-depth fraction.
+
+    A distance is as trustworthy as its weakest input. Uncalibrated (documented in the README) until the learned
+    trust model replaces it.
+    """
+    return float(min(a.score, b.score) * min(a.depth_valid_fraction, b.depth_valid_fraction))

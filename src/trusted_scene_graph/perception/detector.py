@@ -1,0 +1,115 @@
+"""The detector interface, the name → backend mapping, and the simulator backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.geometry.camera import Intrinsics
+
+
+class PerceptionError(TsgError):
+    """Input a detector or the lifting cannot work with (missing image, mismatched sizes, no depth)."""
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One synchronised RGB-D frame (arrays in the colour camera's pixel grid)."""
+
+    stamp_ns: int
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth_m: np.ndarray  # (H, W) float32, NaN where invalid
+    intrinsics: Intrinsics
+    instances: np.ndarray | None = None  # (H, W) uint16 instance ids, only from simulators
+
+    def __post_init__(self) -> None:
+        height, width = self.rgb.shape[:2]
+        if self.depth_m.shape != (height, width):
+            raise PerceptionError(
+                f"depth image is {self.depth_m.shape[1]}x{self.depth_m.shape[0]} but colour is {width}x{height}; "
+                "depth must be registered to the colour image"
+            )
+        if (self.intrinsics.width, self.intrinsics.height) != (width, height):
+            raise PerceptionError(
+                f"camera_info is {self.intrinsics.width}x{self.intrinsics.height} but colour is {width}x{height}"
+            )
+        if self.instances is not None and self.instances.shape != (height, width):
+            raise PerceptionError(
+                f"instance image is {self.instances.shape[1]}x{self.instances.shape[0]} but colour is "
+                f"{width}x{height}"
+            )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A 2D detection: label, score in [0, 1], box (x, y, w, h) in pixels and an optional boolean mask."""
+
+    label: str
+    score: float
+    box_xywh_px: tuple[int, int, int, int]
+    mask: np.ndarray | None = None
+
+
+class Detector(Protocol):
+    """What every detector backend provides. Construction loads the model; ``detect`` must not."""
+
+    needs_instances: bool
+
+    def detect(self, frame: CameraFrame) -> list[Detection]: ...
+
+
+class SimDetector:
+    """Detections from a simulator's instance-segmentation image (exact masks, score 1).
+
+    Used for the end-to-end slice and for evaluation with known geometry; the open-vocabulary detector
+    replaces it on real cameras.
+    """
+
+    needs_instances = True
+
+    def __init__(self, labels_by_id: Mapping[int, str], min_pixels: int = 30) -> None:
+        self.labels_by_id = dict(labels_by_id)
+        self.min_pixels = min_pixels
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SimDetector:
+        labels = {}
+        for entry in config["detector.sim_labels"]:
+            instance_id, _, label = entry.partition(":")
+            labels[int(instance_id)] = label.strip()
+        return cls(labels, min_pixels=config["detector.min_pixels"])
+
+    def detect(self, frame: CameraFrame) -> list[Detection]:
+        if frame.instances is None:
+            raise PerceptionError("the 'sim' detector needs an instance-id image (topics.instances), none was given")
+        ids, counts = np.unique(frame.instances, return_counts=True)
+        detections = []
+        for instance_id, count in zip(ids.tolist(), counts.tolist()):
+            label = self.labels_by_id.get(instance_id)
+            if label is None or count < self.min_pixels:
+                continue
+            mask = frame.instances == instance_id
+            rows = np.flatnonzero(mask.any(axis=1))
+            cols = np.flatnonzero(mask.any(axis=0))
+            box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+            detections.append(Detection(label, 1.0, box, mask))
+        return detections
+
+
+DETECTORS: dict[str, Callable[[Mapping[str, Any]], Detector]] = {
+    "sim": SimDetector.from_config,
+}
+
+
+def make_detector(config: Mapping[str, Any]) -> Detector:
+    """Build the backend named by ``detector.backend``; an unknown name lists the known ones."""
+    name = config["detector.backend"]
+    try:
+        factory = DETECTORS[name]
+    except KeyError:
+        raise PerceptionError(f"unknown detector backend {name!r}; known backends: {sorted(DETECTORS)}") from None
+    return factory(config)

@@ -1,0 +1,66 @@
+"""Pair colour, depth, camera_info (and instance) messages by stamp, keeping only the latest complete frame.
+
+``message_filters`` is not installable from PyPI, and its approximate-time policy queues every match; a
+perception node that is slower than the camera wants the newest frame only, so this is written here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+
+
+class FrameSynchronizer(Generic[Item]):
+    """Matches one message per topic whose stamps are within ``tolerance_ns`` of the first topic's stamp.
+
+    The first topic is the anchor (the colour image): a frame's stamp is the anchor's. A completed frame replaces
+    any earlier complete frame that was not taken yet (counted in ``dropped``), so memory stays bounded and the
+    consumer always gets the newest frame.
+    """
+
+    def __init__(self, topics: Sequence[str], tolerance_ns: int, buffer_size: int = 10) -> None:
+        if not topics:
+            raise ValueError("at least one topic is needed")
+        self.topics = tuple(topics)
+        self.tolerance_ns = tolerance_ns
+        self._buffers: dict[str, deque[tuple[int, Item]]] = {t: deque(maxlen=buffer_size) for t in self.topics}
+        self._latest: tuple[int, dict[str, Item]] | None = None
+        self.dropped = 0
+        self.completed = 0
+
+    def add(self, topic: str, stamp_ns: int, item: Item) -> bool:
+        """Buffer a message; return True when it completed a new frame."""
+        self._buffers[topic].append((stamp_ns, item))
+        return self._match()
+
+    def take_latest(self) -> tuple[int, dict[str, Item]] | None:
+        """Return and clear the newest complete frame (stamp, {topic: item}), or None."""
+        latest, self._latest = self._latest, None
+        return latest
+
+    def _match(self) -> bool:
+        anchor, *others = self.topics
+        for anchor_stamp, anchor_item in reversed(self._buffers[anchor]):
+            chosen: dict[str, tuple[int, Item]] = {anchor: (anchor_stamp, anchor_item)}
+            for topic in others:
+                candidates = [(abs(stamp - anchor_stamp), stamp, item) for stamp, item in self._buffers[topic]
+                              if abs(stamp - anchor_stamp) <= self.tolerance_ns]
+                if not candidates:
+                    break
+                _, stamp, item = min(candidates, key=lambda c: c[0])
+                chosen[topic] = (stamp, item)
+            else:
+                if self._latest is not None:
+                    self.dropped += 1
+                self._latest = (anchor_stamp, {topic: item for topic, (_, item) in chosen.items()})
+                self.completed += 1
+                # Nothing at or before the used stamps can form a newer frame any more.
+                for topic, (stamp, _) in chosen.items():
+                    buffer = self._buffers[topic]
+                    while buffer and buffer[0][0] <= stamp:
+                        buffer.popleft()
+                return True
+        return False

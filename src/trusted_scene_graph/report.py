@@ -1,0 +1,88 @@
+"""Human-readable output shared by the CLI commands: graph tables, distance plots, JSON summaries."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from trusted_scene_graph.graph.model import SceneGraph
+
+
+@dataclass(frozen=True)
+class DistanceSample:
+    """Perceived vs true distance at time ``t`` (seconds since the first frame)."""
+
+    t: float
+    perceived_m: float
+    true_m: float
+
+
+def graph_tables(graph: SceneGraph) -> list[Table]:
+    """Objects and kept relations of a graph as rich tables."""
+    objects = Table(title=f"scene graph @ {graph.stamp_ns / 1e9:.3f} s ({graph.frame_id})")
+    for column in ("id", "label", "score", "centroid [m]", "size [m]", "valid depth", "age"):
+        objects.add_column(column, justify="right" if column != "label" else "left")
+    for obj in graph.objects:
+        objects.add_row(str(obj.id), obj.label, f"{obj.score:.2f}",
+                        " ".join(f"{v:+.3f}" for v in obj.centroid_m), " ".join(f"{v:.3f}" for v in obj.size_m),
+                        f"{obj.depth_valid_fraction:.0%}", str(obj.track_age))
+    labels = {obj.id: f"#{obj.id} {obj.label}" for obj in graph.objects}
+    relations = Table(title=f"relations kept at trust >= {graph.trust_threshold:.2f} ({graph.num_pruned} pruned)")
+    for column in ("subject", "predicate", "object", "value [m]", "margin [m]", "trust"):
+        relations.add_column(column)
+    for rel in graph.relations:
+        value = "" if math.isnan(rel.value_m) else f"{rel.value_m:.3f}"
+        relations.add_row(labels.get(rel.subject_id, str(rel.subject_id)), rel.predicate,
+                          labels.get(rel.object_id, str(rel.object_id)), value, f"{rel.margin_m:+.3f}",
+                          f"{rel.trust:.2f}")
+    return [objects, relations]
+
+
+def distance_table(samples: Sequence[DistanceSample], max_rows: int = 20) -> Table:
+    """Perceived vs true distance over time, thinned to at most ``max_rows`` evenly spaced rows."""
+    table = Table(title="gripper-object distance over time")
+    for column in ("t [s]", "perceived [m]", "true [m]", "error [cm]"):
+        table.add_column(column, justify="right")
+    stride = max(1, math.ceil(len(samples) / max_rows))
+    for sample in samples[::stride]:
+        table.add_row(f"{sample.t:.2f}", f"{sample.perceived_m:.3f}", f"{sample.true_m:.3f}",
+                      f"{(sample.perceived_m - sample.true_m) * 100:+.1f}")
+    return table
+
+
+def print_tables(tables: Sequence[Table], console: Console | None = None) -> None:
+    console = console or Console()
+    for table in tables:
+        console.print(table)
+
+
+def plot_distances(samples: Sequence[DistanceSample], path: Path, title: str) -> None:
+    """Perceived and true distance over time as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on robots or CI
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4), dpi=100)
+    axes.plot([s.t for s in samples], [s.true_m for s in samples], label="true (simulator)", linewidth=2)
+    axes.plot([s.t for s in samples], [s.perceived_m for s in samples], "o-", markersize=3,
+              label="perceived (/scene_graph/query_distance)")
+    axes.set_xlabel("time [s]")
+    axes.set_ylabel("distance [m]")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_json(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

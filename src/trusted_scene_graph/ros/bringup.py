@@ -1,0 +1,114 @@
+"""In-process bringup: the node list, its parameters and lifecycle autostart on one MultiThreadedExecutor.
+
+The launch file (``launch/trusted_scene_graph.launch.py``) reads :data:`NODES` from here, so what
+``ros2 launch`` starts on a robot and what ``tsg bringup`` (and the tests) start here cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode
+
+from trusted_scene_graph.config.schema import Config, ConfigError
+from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the bringup: its ROS name, the console script that runs it alone, and its class."""
+
+    name: str
+    executable: str
+    factory: Callable[..., LifecycleNode]
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("scene_graph", "scene_graph_node", SceneGraphNode),
+)
+
+# Threads of the executor: sensor buffering, perception and the query service each get one, plus a spare.
+EXECUTOR_THREADS = 4
+
+
+class BringupError(ConfigError):
+    """A node failed to come up (invalid parameters, or its configure/activate transition failed)."""
+
+
+class Bringup:
+    """Create the nodes, drive them to active (``autostart``) and spin them on one executor in a thread.
+
+    Use as a context manager inside an initialised rclpy context::
+
+        with Bringup(config) as bringup:
+            ...  # nodes are active; bringup.nodes["scene_graph"]
+    """
+
+    def __init__(self, config: Config, autostart: bool | None = None, context=None) -> None:
+        self.config = config
+        self.autostart = config["autostart"] if autostart is None else autostart
+        self.context = context
+        self.nodes: dict[str, LifecycleNode] = {}
+        self.executor: MultiThreadedExecutor | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Bringup:
+        self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=self.context)
+        for spec in NODES:
+            node = spec.factory(self.config, node_name=spec.name, context=self.context)
+            self.nodes[spec.name] = node
+            self.executor.add_node(node)
+        if self.autostart:
+            for name, node in self.nodes.items():
+                for transition in (node.trigger_configure, node.trigger_activate):
+                    result = transition()
+                    if result != rclpy.lifecycle.TransitionCallbackReturn.SUCCESS:
+                        self.stop()
+                        raise BringupError(f"node {name!r}: {transition.__name__} returned {result.name}")
+        self._thread = threading.Thread(target=self._spin, name="tsg-executor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def wait(self) -> None:
+        """Block until the executor stops (shutdown or Ctrl-C)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
+    def stop(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=2.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        for node in self.nodes.values():
+            node.destroy_node()
+        self.nodes.clear()
+
+    def __enter__(self) -> Bringup:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[str] | tuple[str, ...] = ()) -> int:
+    """``tsg bringup``: the ros2/examples main skeleton around :class:`Bringup`; returns an exit code."""
+    rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None)
+    try:
+        with Bringup(config, autostart=autostart) as bringup:
+            bringup.nodes[NODES[0].name].get_logger().info("bringup running; Ctrl-C to stop")
+            bringup.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,165 @@
+"""Conversions between ROS messages and the core's arrays and data classes.
+
+Pure functions of message fields, usable without ``rclpy.init`` (tested that way).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Vector3
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.graph.model import SceneGraph
+from trusted_scene_graph.graph.query import DistanceAnswer
+from trusted_scene_graph.image.decode import ImageError, decode_depth_m, decode_image, encode_image, to_rgb
+from trusted_scene_graph.perception.detector import CameraFrame
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.msg import SceneObject, SpatialRelation
+from trusted_scene_graph_msgs.srv import QueryDistance
+
+_NS_PER_S = 1_000_000_000
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    return stamp.sec * _NS_PER_S + stamp.nanosec
+
+
+def ns_to_stamp(stamp_ns: int) -> Time:
+    return Time(sec=stamp_ns // _NS_PER_S, nanosec=stamp_ns % _NS_PER_S)
+
+
+def _fields(msg: Image) -> tuple[str, int, int, int, bool, bytes]:
+    return msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), bytes(msg.data)
+
+
+def rgb_from_msg(msg: Image) -> np.ndarray:
+    encoding, *rest = _fields(msg)
+    return to_rgb(encoding, decode_image(encoding, *rest))
+
+
+def depth_m_from_msg(msg: Image) -> np.ndarray:
+    return decode_depth_m(*_fields(msg))
+
+
+def instances_from_msg(msg: Image) -> np.ndarray:
+    if msg.encoding not in ("16UC1", "mono16", "mono8", "8UC1"):
+        raise ImageError(f"instance image encoding {msg.encoding!r} is not an integer id image (16UC1 or mono8)")
+    return decode_image(*_fields(msg)).astype(np.uint16, copy=False)
+
+
+def intrinsics_from_msg(msg: CameraInfo) -> Intrinsics:
+    return Intrinsics.from_k(list(msg.k), msg.width, msg.height)
+
+
+def frame_from_msgs(color: Image, depth: Image, info: CameraInfo, instances: Image | None = None) -> CameraFrame:
+    """Decode one synchronised set of messages; raises the core's errors on inconsistent input."""
+    return CameraFrame(
+        stamp_ns=stamp_to_ns(color.header.stamp),
+        rgb=rgb_from_msg(color),
+        depth_m=depth_m_from_msg(depth),
+        intrinsics=intrinsics_from_msg(info),
+        instances=instances_from_msg(instances) if instances is not None else None,
+    )
+
+
+def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
+    height, width, step, data = encode_image(pixels, encoding)
+    return Image(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id), height=height, width=width,
+                 encoding=encoding, is_bigendian=0, step=step, data=data)
+
+
+def camera_info_msg(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> CameraInfo:
+    k = intrinsics.k
+    return CameraInfo(
+        header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id),
+        width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob", d=[0.0] * 5, k=k,
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=[k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
+
+
+def graph_to_msg(graph: SceneGraph) -> SceneGraphMsg:
+    objects = [
+        SceneObject(
+            id=obj.id, label=obj.label, score=float(obj.score),
+            box=RegionOfInterest(x_offset=obj.box_xywh_px[0], y_offset=obj.box_xywh_px[1],
+                                 width=obj.box_xywh_px[2], height=obj.box_xywh_px[3]),
+            centroid=Point(x=float(obj.centroid_m[0]), y=float(obj.centroid_m[1]), z=float(obj.centroid_m[2])),
+            size=Vector3(x=float(obj.size_m[0]), y=float(obj.size_m[1]), z=float(obj.size_m[2])),
+            depth_valid_fraction=float(obj.depth_valid_fraction), track_age=obj.track_age,
+        )
+        for obj in graph.objects
+    ]
+    relations = [
+        SpatialRelation(subject_id=rel.subject_id, predicate=rel.predicate, object_id=rel.object_id,
+                        value_m=float(rel.value_m), margin_m=float(rel.margin_m), trust=float(rel.trust),
+                        source=rel.source)
+        for rel in graph.relations
+    ]
+    return SceneGraphMsg(header=Header(stamp=ns_to_stamp(graph.stamp_ns), frame_id=graph.frame_id),
+                         objects=objects, relations=relations, trust_threshold=float(graph.trust_threshold),
+                         num_pruned=graph.num_pruned)
+
+
+def fill_distance_response(answer: DistanceAnswer, graph: SceneGraph | None,
+                           response: QueryDistance.Response) -> QueryDistance.Response:
+    response.valid = answer.valid
+    response.distance_m = float(answer.distance_m) if answer.valid else math.nan
+    response.trust = float(answer.trust)
+    response.subject_id = answer.subject_id
+    response.object_id = answer.object_id
+    response.message = answer.message
+    response.graph_stamp = ns_to_stamp(graph.stamp_ns) if graph is not None else Time()
+    return response
+
+
+def markers_from_graph(graph: SceneGraph) -> MarkerArray:
+    """One translucent box and one text label per object; the first marker clears the previous frame's."""
+    header = Header(stamp=ns_to_stamp(graph.stamp_ns), frame_id=graph.frame_id)
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    for obj in graph.objects:
+        hue = (obj.id * 0.618034) % 1.0  # golden-ratio hues keep neighbouring ids apart
+        r, g, b = _hsv_to_rgb(hue)
+        box = Marker(header=header, ns="objects", id=obj.id, type=Marker.CUBE, action=Marker.ADD)
+        box.pose.position = Point(x=float(obj.centroid_m[0]), y=float(obj.centroid_m[1]), z=float(obj.centroid_m[2]))
+        box.pose.orientation.w = 1.0
+        box.scale = Vector3(x=max(float(obj.size_m[0]), 1e-3), y=max(float(obj.size_m[1]), 1e-3),
+                            z=max(float(obj.size_m[2]), 1e-3))
+        box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.5
+        text = Marker(header=header, ns="labels", id=obj.id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        text.pose.position = Point(x=box.pose.position.x, y=box.pose.position.y,
+                                   z=box.pose.position.z + box.scale.z / 2 + 0.03)
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.04
+        text.color.r = text.color.g = text.color.b = text.color.a = 1.0
+        text.text = f"#{obj.id} {obj.label}"
+        markers += [box, text]
+    return MarkerArray(markers=markers)
+
+
+def _hsv_to_rgb(hue: float) -> tuple[float, float, float]:
+    import colorsys
+
+    return colorsys.hsv_to_rgb(hue, 0.8, 0.95)
+
+
+def graph_from_msg(msg: SceneGraphMsg) -> SceneGraph:
+    """The inverse of :func:`graph_to_msg` (for clients, reports and tests)."""
+    from trusted_scene_graph.graph.model import ObjectNode, Relation
+
+    objects = tuple(
+        ObjectNode(o.id, o.label, o.score, (o.box.x_offset, o.box.y_offset, o.box.width, o.box.height),
+                   np.array([o.centroid.x, o.centroid.y, o.centroid.z]), np.array([o.size.x, o.size.y, o.size.z]),
+                   o.depth_valid_fraction, o.track_age)
+        for o in msg.objects
+    )
+    relations = tuple(Relation(r.subject_id, r.predicate, r.object_id, r.value_m, r.margin_m, r.trust, r.source)
+                      for r in msg.relations)
+    return SceneGraph(stamp_to_ns(msg.header.stamp), msg.header.frame_id, objects, relations, msg.trust_threshold,
+                      msg.num_pruned)

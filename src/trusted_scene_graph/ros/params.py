@@ -1,0 +1,73 @@
+"""ROS 2 parameters declared from the one config schema, with descriptors, ranges and validation on set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from trusted_scene_graph.config.schema import (
+    BOOL,
+    FLOAT,
+    FLOAT_ARRAY,
+    INT,
+    SCHEMA,
+    STRING,
+    STRING_ARRAY,
+    Config,
+    ConfigError,
+    ParamSpec,
+)
+
+_ROS_TYPES = {
+    BOOL: ParameterType.PARAMETER_BOOL,
+    INT: ParameterType.PARAMETER_INTEGER,
+    FLOAT: ParameterType.PARAMETER_DOUBLE,
+    STRING: ParameterType.PARAMETER_STRING,
+    STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY,
+    FLOAT_ARRAY: ParameterType.PARAMETER_DOUBLE_ARRAY,
+}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ROS descriptor of one schema entry (what ``ros2 param describe`` shows)."""
+    constraints = []
+    if spec.choices:
+        constraints.append(f"one of {list(spec.choices)}")
+    if spec.length is not None:
+        constraints.append(f"exactly {spec.length} values")
+    if spec.min is not None or spec.max is not None:
+        constraints.append(f"each value in [{spec.min}, {spec.max}]")
+    result = ParameterDescriptor(name=spec.name, type=_ROS_TYPES[spec.type], description=spec.full_description,
+                                 additional_constraints="; ".join(constraints), read_only=spec.read_only)
+    if spec.type == FLOAT and spec.min is not None and spec.max is not None:
+        result.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))]
+    if spec.type == INT and spec.min is not None and spec.max is not None:
+        result.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+    return result
+
+
+def declare_config(node: Node, config: Config) -> Config:
+    """Declare every schema parameter with ``config``'s value as default and return the validated values.
+
+    Values given to the node from outside (a launch file's parameter file, ``--ros-args -p``) take precedence
+    over ``config``, as ROS users expect; the result is validated as a whole and raises :class:`ConfigError`.
+    """
+    for name, spec in SCHEMA.items():
+        node.declare_parameter(name, config[name], descriptor(spec))
+    return Config({name: node.get_parameter(name).value for name in SCHEMA})
+
+
+def validate_on_set(current: Callable[[], Config]) -> Callable[[list[Parameter]], SetParametersResult]:
+    """An ``add_on_set_parameters_callback`` callback that rejects values the schema rejects, with the reason."""
+
+    def callback(parameters: list[Parameter]) -> SetParametersResult:
+        try:
+            current().with_overrides({p.name: p.value for p in parameters})
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    return callback

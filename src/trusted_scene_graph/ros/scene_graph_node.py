@@ -1,0 +1,201 @@
+"""The scene-graph lifecycle node: camera topics in, ``/scene_graph`` and a distance-query service out.
+
+Callbacks only convert messages and call the core (:class:`~trusted_scene_graph.pipeline.ScenePipeline`,
+:func:`~trusted_scene_graph.graph.query_distance`). Threading model (with a MultiThreadedExecutor):
+
+- sensor subscriptions (``sensor`` group) only buffer messages in a :class:`FrameSynchronizer`, and wake the
+  perception callback through a guard condition when a frame completes;
+- perception (``perception`` group, mutually exclusive) takes the *latest* complete frame only, so a slow
+  detector never builds a queue;
+- the query service has its own group and answers from the last published graph (an atomic reference read),
+  so it never waits behind perception.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+
+from trusted_scene_graph.config.schema import Config, ConfigError
+from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.graph.model import SceneGraph
+from trusted_scene_graph.graph.query import query_distance
+from trusted_scene_graph.pipeline.scene import ScenePipeline
+from trusted_scene_graph.pipeline.sync import FrameSynchronizer
+from trusted_scene_graph.ros import convert
+from trusted_scene_graph.ros.params import declare_config, validate_on_set
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.srv import QueryDistance
+
+SCENE_GRAPH_TOPIC = "/scene_graph"
+MARKERS_TOPIC = "/scene_graph/markers"
+QUERY_SERVICE = "/scene_graph/query_distance"
+
+# Latched graph: a late subscriber (RViz, a policy starting up) gets the newest graph at once.
+GRAPH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                       history=HistoryPolicy.KEEP_LAST)
+
+
+def sensor_qos(config: Config) -> QoSProfile:
+    """SensorDataQoS (best effort, volatile, keep last) unless the config asks for reliable delivery."""
+    reliability = (ReliabilityPolicy.RELIABLE if config["qos.sensor_reliability"] == "reliable"
+                   else ReliabilityPolicy.BEST_EFFORT)
+    return QoSProfile(depth=config["qos.sensor_depth"], reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+
+
+class SceneGraphNode(LifecycleNode):
+    """Managed node: the model loads on configure, publishing starts on activate."""
+
+    def __init__(self, config: Config | None = None, node_name: str = "scene_graph", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        try:
+            self.config = declare_config(self, config if config is not None else Config())
+        except (ConfigError, TypeError) as exc:
+            # rclpy raises TypeError subclasses for an override of the wrong type; report both the same way.
+            raise ConfigError(f"node {node_name!r}: invalid parameter: {exc}") from exc
+        self.add_on_set_parameters_callback(validate_on_set(lambda: self.config))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._sensor_group = MutuallyExclusiveCallbackGroup()
+        self._perception_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._lock = threading.Lock()  # guards the synchronizer, shared by sensor and perception callbacks
+        self.pipeline: ScenePipeline | None = None
+        self.latest_graph: SceneGraph | None = None
+        self.frames_processed = 0
+        self.frames_failed = 0
+        self._sync: FrameSynchronizer | None = None
+        self._subscriptions = []
+        self._graph_pub = self._marker_pub = self._service = self._frame_ready = None
+
+    # Lifecycle transitions.
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.pipeline = ScenePipeline(self.config)
+        except TsgError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        topics = ["color", "depth", "camera_info"] + (["instances"] if self.pipeline.needs_instances else [])
+        self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
+                                       self.config["sync.buffer_size"])
+        self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
+        self._marker_pub = self.create_lifecycle_publisher(MarkerArray, MARKERS_TOPIC, GRAPH_QOS)
+        self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
+        self._service = self.create_service(QueryDistance, QUERY_SERVICE, self._on_query,
+                                            callback_group=self._service_group)
+        self.get_logger().info(f"configured: detector {self.config['detector.backend']!r}, inputs {topics}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        qos = sensor_qos(self.config)
+        inputs = [("color", Image, "topics.color"), ("depth", Image, "topics.depth"),
+                  ("camera_info", CameraInfo, "topics.camera_info")]
+        if self.pipeline.needs_instances:
+            inputs.append(("instances", Image, "topics.instances"))
+        self._subscriptions = [
+            self.create_subscription(msg_type, self.config[param], self._buffer_callback(name), qos,
+                                     callback_group=self._sensor_group)
+            for name, msg_type, param in inputs
+        ]
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions = []
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self._service is not None:
+            self.destroy_service(self._service)
+        for publisher in (self._graph_pub, self._marker_pub):
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        if self._frame_ready is not None:
+            self.destroy_guard_condition(self._frame_ready)
+        self._graph_pub = self._marker_pub = self._service = self._frame_ready = None
+        self.pipeline = None
+        self.latest_graph = None
+
+    # Callbacks: convert, call the core, publish.
+
+    def _buffer_callback(self, name: str):
+        def callback(msg) -> None:
+            with self._lock:
+                completed = self._sync.add(name, convert.stamp_to_ns(msg.header.stamp), msg)
+            if completed:
+                self._frame_ready.trigger()
+
+        return callback
+
+    def _on_frame_ready(self) -> None:
+        with self._lock:
+            latest = self._sync.take_latest()
+        if latest is None or self.pipeline is None:
+            return
+        _, msgs = latest
+        try:
+            frame = convert.frame_from_msgs(msgs["color"], msgs["depth"], msgs["camera_info"], msgs.get("instances"))
+            graph = self.pipeline.process(frame)
+        except TsgError as exc:
+            self.frames_failed += 1
+            self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
+            return
+        self.latest_graph = graph
+        self.frames_processed += 1
+        self._graph_pub.publish(convert.graph_to_msg(graph))
+        if self.config["markers.enabled"]:
+            self._marker_pub.publish(convert.markers_from_graph(graph))
+
+    def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
+        graph = self.latest_graph
+        answer = query_distance(graph, request.subject, request.object, request.mode)
+        if not answer.valid:
+            self.get_logger().warning(f"query {request.subject!r} -> {request.object!r}: {answer.message}",
+                                      throttle_duration_sec=self.config["log_throttle_s"])
+        return convert.fill_distance_response(answer, graph, response)
+
+    def _apply_parameters(self, parameters) -> None:
+        self.config = self.config.with_overrides({p.name: p.value for p in parameters})
+        if self.pipeline is not None:
+            self.pipeline.reconfigure(self.config)
+        if self._sync is not None:
+            self._sync.tolerance_ns = int(self.config["sync.tolerance_s"] * 1e9)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the node alone (the launch file's executable); parameters come from ``--ros-args``."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args)
+    node = SceneGraphNode()
+    if node.config["autostart"]:
+        node.trigger_configure()
+        node.trigger_activate()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

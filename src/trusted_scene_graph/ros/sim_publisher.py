@@ -1,0 +1,54 @@
+"""Publish simulator frames as a camera driver would: colour, registered depth, camera_info and instance ids."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.image.decode import depth_to_encoding
+from trusted_scene_graph.ros import convert
+
+OPTICAL_FRAME = "camera_color_optical_frame"
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+
+
+class SimCameraPublisher:
+    """Owns the four camera publishers on ``node``; topics come from the same config as the subscriber's."""
+
+    def __init__(self, node: Node, config: Mapping, depth_encoding: str = "32FC1",
+                 qos: QoSProfile = qos_profile_sensor_data) -> None:
+        if depth_encoding not in DEPTH_ENCODINGS:
+            raise ValueError(f"depth encoding {depth_encoding!r} is not one of {DEPTH_ENCODINGS}")
+        self.depth_encoding = depth_encoding
+        self.color = node.create_publisher(Image, config["topics.color"], qos)
+        self.depth = node.create_publisher(Image, config["topics.depth"], qos)
+        self.info = node.create_publisher(CameraInfo, config["topics.camera_info"], qos)
+        self.instances = node.create_publisher(Image, config["topics.instances"], qos)
+        self.published = 0
+
+    def publish(self, frame, intrinsics: Intrinsics, stamp_ns: int) -> None:
+        """Publish one ``SimFrame`` stamped ``stamp_ns`` (all four messages share the stamp)."""
+        depth = depth_to_encoding(frame.depth_m, self.depth_encoding)
+        self.color.publish(convert.image_msg(frame.rgb, "rgb8", stamp_ns, OPTICAL_FRAME))
+        self.depth.publish(convert.image_msg(depth, self.depth_encoding, stamp_ns, OPTICAL_FRAME))
+        self.info.publish(convert.camera_info_msg(intrinsics, stamp_ns, OPTICAL_FRAME))
+        self.instances.publish(convert.image_msg(frame.instance_ids, "16UC1", stamp_ns, OPTICAL_FRAME))
+        self.published += 1
+
+
+def intrinsics_of(camera) -> Intrinsics:
+    """Intrinsics of a simulator ``CameraModel``."""
+    return Intrinsics(camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy)
+
+
+def extrinsic_overrides(camera) -> dict[str, list[float]]:
+    """Config overrides placing the simulator camera's optical frame in the graph (world) frame."""
+    from trusted_scene_graph.geometry.transform import RigidTransform
+
+    transform = RigidTransform.from_matrix(camera.camera_to_world)
+    return {"extrinsic.translation_m": [float(v) for v in transform.translation_m],
+            "extrinsic.rotation_xyzw": transform.rotation_xyzw}

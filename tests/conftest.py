@@ -1,0 +1,15 @@
+"""Test-wide environment: DDS traffic isolated per run, headless MuJoCo, Fast DDS profile for large images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Set before anything imports rclpy or mujoco. A per-run domain (from the pid) and localhost-only discovery keep
+# parallel test runs on one machine from seeing each other's topics.
+os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" / "fastdds.xml"))
+os.environ.setdefault("MUJOCO_GL", "egl")

@@ -1,0 +1,135 @@
+"""Message <-> core conversions are pure functions of message fields: tested without rclpy.init."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trusted_scene_graph.geometry import GeometryError, Intrinsics
+from trusted_scene_graph.graph import ObjectNode, Relation, SceneGraph, query_distance
+from trusted_scene_graph.image import ImageError
+from trusted_scene_graph.perception import PerceptionError
+from trusted_scene_graph.ros import convert
+
+from trusted_scene_graph_msgs.srv import QueryDistance  # noqa: E402  (after the conftest's importorskip)
+
+H, W = 6, 8
+INTRINSICS = Intrinsics(W, H, 10.0, 10.0, 3.5, 2.5)
+
+
+def _frame_msgs(depth_encoding: str = "32FC1"):
+    rgb = np.arange(H * W * 3, dtype=np.uint8).reshape(H, W, 3)
+    depth_m = np.full((H, W), 1.25, np.float32)
+    depth_m[0, 0] = np.nan
+    from trusted_scene_graph.image import depth_to_encoding
+
+    color = convert.image_msg(rgb, "rgb8", 1_500_000_000, "cam")
+    depth = convert.image_msg(depth_to_encoding(depth_m, depth_encoding), depth_encoding, 1_500_000_000, "cam")
+    info = convert.camera_info_msg(INTRINSICS, 1_500_000_000, "cam")
+    instances = convert.image_msg(np.ones((H, W), np.uint16), "16UC1", 1_500_000_000, "cam")
+    return rgb, color, depth, info, instances
+
+
+@pytest.mark.parametrize("depth_encoding", ["32FC1", "16UC1"])
+def test_a_synchronised_set_of_messages_decodes_to_the_arrays_that_were_encoded(depth_encoding):
+    rgb, color, depth, info, instances = _frame_msgs(depth_encoding)
+    frame = convert.frame_from_msgs(color, depth, info, instances)
+    assert frame.stamp_ns == 1_500_000_000
+    np.testing.assert_array_equal(frame.rgb, rgb)
+    assert np.isnan(frame.depth_m[0, 0])
+    np.testing.assert_allclose(frame.depth_m[1:, 1:], 1.25)
+    assert frame.intrinsics == INTRINSICS
+    assert frame.instances.dtype == np.uint16 and frame.instances.sum() == H * W
+
+
+def test_bgr8_colour_is_returned_as_rgb():
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    msg = convert.image_msg(np.ascontiguousarray(rgb[..., ::-1]), "bgr8", 0, "cam")
+    assert convert.rgb_from_msg(msg)[0, 0].tolist() == [200, 0, 0]
+
+
+def test_an_image_whose_step_disagrees_with_its_width_is_rejected_with_both_numbers():
+    _, color, *_ = _frame_msgs()
+    color.step = W * 3 - 1
+    with pytest.raises(ImageError, match=r"step 23 is smaller than width 8"):
+        convert.rgb_from_msg(color)
+
+
+def test_an_image_whose_data_is_shorter_than_step_times_height_is_rejected():
+    _, color, *_ = _frame_msgs()
+    color.data = bytes(color.data)[:-5]
+    with pytest.raises(ImageError, match=r"data has 139 bytes, expected step 24 x height 6 = 144"):
+        convert.rgb_from_msg(color)
+
+
+def test_an_unknown_encoding_is_rejected_with_the_supported_list():
+    _, color, *_ = _frame_msgs()
+    color.encoding = "yuv422"
+    with pytest.raises(ImageError, match=r"unsupported image encoding 'yuv422'; supported: \["):
+        convert.rgb_from_msg(color)
+
+
+def test_a_colour_encoding_on_the_depth_topic_is_rejected():
+    _, color, *_ = _frame_msgs()
+    with pytest.raises(ImageError, match=r"depth encoding 'rgb8' is not supported"):
+        convert.depth_m_from_msg(color)
+
+
+def test_camera_info_with_zero_focal_length_is_rejected():
+    _, _, _, info, _ = _frame_msgs()
+    info.k = [0.0, 0.0, 3.5, 0.0, 0.0, 2.5, 0.0, 0.0, 1.0]
+    with pytest.raises(GeometryError, match=r"focal length fx=0.0 must be positive"):
+        convert.intrinsics_from_msg(info)
+
+
+def test_depth_and_colour_of_different_sizes_are_rejected():
+    _, color, _, info, _ = _frame_msgs()
+    small_depth = convert.image_msg(np.ones((H // 2, W // 2), np.float32), "32FC1", 0, "cam")
+    with pytest.raises(PerceptionError, match=r"depth image is 4x3 but colour is 8x6"):
+        convert.frame_from_msgs(color, small_depth, info)
+
+
+def _graph() -> SceneGraph:
+    objects = (
+        ObjectNode(1, "gripper", 0.9, (1, 2, 3, 4), np.array([0.5, 0.0, 0.3]), np.array([0.02, 0.08, 0.05]), 0.8, 7),
+        ObjectNode(2, "cube", 0.8, (5, 6, 7, 8), np.array([0.5, 0.1, 0.3]), np.array([0.05, 0.05, 0.05]), 1.0, 3),
+    )
+    relations = (Relation(1, "right_of", 2, math.nan, 0.1, 0.99), Relation(1, "distance", 2, 0.1, 0.1, 0.72))
+    return SceneGraph(2_000_000_123, "world", objects, relations, 0.5, 4)
+
+
+def test_a_graph_survives_the_round_trip_through_its_message():
+    graph = _graph()
+    back = convert.graph_from_msg(convert.graph_to_msg(graph))
+    assert (back.stamp_ns, back.frame_id, back.trust_threshold, back.num_pruned) == (2_000_000_123, "world", 0.5, 4)
+    assert [(o.id, o.label, o.box_xywh_px, o.track_age) for o in back.objects] == [
+        (1, "gripper", (1, 2, 3, 4), 7), (2, "cube", (5, 6, 7, 8), 3)]
+    np.testing.assert_allclose(back.objects[1].centroid_m, [0.5, 0.1, 0.3])
+    assert [(r.predicate, r.source) for r in back.relations] == [("right_of", "geometry"), ("distance", "geometry")]
+    assert math.isnan(back.relations[0].value_m)
+
+
+def test_markers_clear_the_previous_frame_then_draw_a_box_and_a_label_per_object():
+    markers = convert.markers_from_graph(_graph()).markers
+    assert markers[0].action == markers[0].DELETEALL
+    assert [(m.ns, m.id) for m in markers[1:]] == [("objects", 1), ("labels", 1), ("objects", 2), ("labels", 2)]
+    assert markers[3].scale.x == pytest.approx(0.05) and markers[4].text == "#2 cube"
+
+
+def test_a_distance_answer_fills_the_service_response_with_the_graph_stamp():
+    graph = _graph()
+    response = convert.fill_distance_response(query_distance(graph, "gripper", "cube"), graph,
+                                              QueryDistance.Response())
+    assert response.valid and response.distance_m == pytest.approx(0.1)
+    assert (response.subject_id, response.object_id) == (1, 2)
+    assert convert.stamp_to_ns(response.graph_stamp) == 2_000_000_123
+
+
+def test_an_invalid_answer_has_nan_distance_and_says_why():
+    response = convert.fill_distance_response(query_distance(None, "gripper", "cube"), None,
+                                              QueryDistance.Response())
+    assert not response.valid and math.isnan(response.distance_m)
+    assert response.message == "no scene graph has been computed yet"

@@ -1,0 +1,196 @@
+"""The bringup over real DDS: graphs come out, the service answers, and bad input never stops the node."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rclpy
+
+from trusted_scene_graph.config import Config
+from trusted_scene_graph.ros import convert
+from trusted_scene_graph.ros.bringup import Bringup
+from trusted_scene_graph.ros.scene_graph_node import GRAPH_QOS, QUERY_SERVICE, SCENE_GRAPH_TOPIC, sensor_qos
+from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher
+from trusted_scene_graph.sim.synthetic import SyntheticFrame, SyntheticObject
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.srv import QueryDistance
+
+from dds_helpers import call, spin_until
+
+pytestmark = pytest.mark.dds
+SMALL = (160, 120)  # small frames keep DDS tests fast; sizes do not matter for behaviour here
+OBJECTS = (SyntheticObject(1, 20, 40, 20, 20, 0.9), SyntheticObject(2, 100, 60, 16, 16, 1.0))
+
+
+class Harness:
+    """A test node publishing camera frames into the bringup and collecting what comes back."""
+
+    def __init__(self, node, config: Config) -> None:
+        self.node = node
+        self.camera = SimCameraPublisher(node, config, qos=sensor_qos(config))
+        self.graphs: list[SceneGraphMsg] = []
+        node.create_subscription(SceneGraphMsg, SCENE_GRAPH_TOPIC, self.graphs.append, GRAPH_QOS)
+        self.client = node.create_client(QueryDistance, QUERY_SERVICE)
+        self.stamp_ns = 1_000_000_000
+        assert self.client.wait_for_service(timeout_sec=10.0)
+        # Wait until the bringup's subscriptions see our publishers (discovery), so no frame is lost.
+        assert spin_until(node, lambda: self.camera.color.get_subscription_count() > 0
+                          and self.camera.instances.get_subscription_count() > 0)
+
+    def publish(self, frame=None, **overrides) -> int:
+        """Publish one frame; ``overrides`` replace individual messages (color, depth, info, instances)."""
+        frame = frame or SyntheticFrame(*SMALL, objects=OBJECTS, focal_px=120.0)
+        self.stamp_ns += 100_000_000
+        msgs = {
+            "color": convert.image_msg(frame.rgb, "rgb8", self.stamp_ns, "cam"),
+            "depth": convert.image_msg(frame.depth_m, "32FC1", self.stamp_ns, "cam"),
+            "info": convert.camera_info_msg(frame.intrinsics, self.stamp_ns, "cam"),
+            "instances": convert.image_msg(frame.instance_ids, "16UC1", self.stamp_ns, "cam"),
+        }
+        for name, msg in overrides.items():
+            msg.header.stamp = convert.ns_to_stamp(self.stamp_ns)
+            msgs[name] = msg
+        self.camera.color.publish(msgs["color"])
+        self.camera.depth.publish(msgs["depth"])
+        self.camera.info.publish(msgs["info"])
+        self.camera.instances.publish(msgs["instances"])
+        return self.stamp_ns
+
+    def graph_for(self, stamp_ns: int, timeout_s: float = 10.0) -> SceneGraphMsg | None:
+        found = spin_until(self.node, lambda: any(convert.stamp_to_ns(g.header.stamp) == stamp_ns
+                                                  for g in self.graphs), timeout_s)
+        return next(g for g in self.graphs if convert.stamp_to_ns(g.header.stamp) == stamp_ns) if found else None
+
+    def query(self, subject: str, obj: str, mode: str = "centroid") -> QueryDistance.Response:
+        return call(self.node, self.client, QueryDistance.Request(subject=subject, object=obj, mode=mode))
+
+
+@pytest.fixture
+def running(test_node):
+    config = Config({"qos.sensor_reliability": "reliable"})  # reliable: no frame is dropped in these tests
+    with Bringup(config) as bringup:
+        yield bringup, Harness(test_node, config)
+
+
+def test_a_published_frame_becomes_a_graph_with_the_image_stamp_and_a_distance_answer(running):
+    bringup, harness = running
+    stamp = harness.publish()
+    graph = harness.graph_for(stamp)
+    assert graph is not None and graph.header.frame_id == "world"
+    assert sorted(o.label for o in graph.objects) == ["cube", "gripper"]
+    answer = harness.query("gripper", "cube")
+    assert answer.valid and convert.stamp_to_ns(answer.graph_stamp) == stamp
+    # Back-projection of the two rectangles: the centroids are a known distance apart.
+    objects = {o.label: np.array([o.centroid.x, o.centroid.y, o.centroid.z]) for o in graph.objects}
+    assert answer.distance_m == pytest.approx(np.linalg.norm(objects["gripper"] - objects["cube"]), abs=1e-6)
+    surface = harness.query("#1", "cube", mode="surface")
+    assert surface.valid and surface.distance_m < answer.distance_m
+
+
+def test_the_graph_is_latched_for_subscribers_that_join_late(running):
+    bringup, harness = running
+    stamp = harness.publish()
+    assert harness.graph_for(stamp) is not None
+    late: list[SceneGraphMsg] = []
+    harness.node.create_subscription(SceneGraphMsg, SCENE_GRAPH_TOPIC, late.append, GRAPH_QOS)
+    assert spin_until(harness.node, lambda: len(late) == 1)
+    assert convert.stamp_to_ns(late[0].header.stamp) == stamp
+
+
+def _bad_inputs(frame: SyntheticFrame) -> dict[str, dict]:
+    wrong_step = convert.image_msg(frame.rgb, "rgb8", 0, "cam")
+    wrong_step.step -= 1
+    unknown_encoding = convert.image_msg(frame.rgb, "rgb8", 0, "cam")
+    unknown_encoding.encoding = "yuv422"
+    zero_focal = convert.camera_info_msg(frame.intrinsics, 0, "cam")
+    zero_focal.k = [0.0] * 9
+    half_depth = convert.image_msg(np.ones((SMALL[1] // 2, SMALL[0] // 2), np.float32), "32FC1", 0, "cam")
+    return {
+        "step disagrees with width": {"color": wrong_step},
+        "unknown encoding": {"color": unknown_encoding},
+        "depth all NaN": {"depth": convert.image_msg(np.full(frame.depth_m.shape, np.nan, np.float32), "32FC1", 0,
+                                                     "cam")},
+        "depth all zero": {"depth": convert.image_msg(np.zeros(frame.depth_m.shape, np.uint16), "16UC1", 0, "cam")},
+        "zero focal length": {"info": zero_focal},
+        "depth smaller than colour": {"depth": half_depth},
+    }
+
+
+def test_each_bad_input_is_skipped_with_an_error_and_the_node_keeps_serving(running):
+    bringup, harness = running
+    node = bringup.nodes["scene_graph"]
+    good = harness.publish()
+    assert harness.graph_for(good) is not None
+    for case, overrides in _bad_inputs(SyntheticFrame(*SMALL, objects=OBJECTS, focal_px=120.0)).items():
+        failed_before = node.frames_failed
+        bad = harness.publish(**overrides)
+        assert spin_until(harness.node, lambda: node.frames_failed == failed_before + 1), case
+        assert harness.graph_for(bad, timeout_s=0.3) is None, case
+        # The service still answers from the last good graph.
+        answer = harness.query("gripper", "cube")
+        assert answer.valid and convert.stamp_to_ns(answer.graph_stamp) == good, case
+    # And a good frame after all that is processed normally.
+    assert harness.graph_for(harness.publish()) is not None
+
+
+def test_an_unknown_label_is_answered_invalid_with_the_known_labels(running):
+    bringup, harness = running
+    assert harness.graph_for(harness.publish()) is not None
+    answer = harness.query("gripper", "red banana")
+    assert not answer.valid and math.isnan(answer.distance_m)
+    assert answer.message == "unknown object 'red banana'; known labels: ['cube', 'gripper']"
+
+
+def test_an_empty_scene_publishes_an_empty_graph_and_queries_say_so(running):
+    bringup, harness = running
+    stamp = harness.publish(SyntheticFrame(*SMALL, objects=(), focal_px=120.0))
+    graph = harness.graph_for(stamp)
+    assert graph is not None and list(graph.objects) == [] and list(graph.relations) == []
+    answer = harness.query("gripper", "cube")
+    assert not answer.valid and answer.message == "unknown object 'gripper': the scene graph has no objects"
+
+
+def test_before_any_frame_the_service_says_no_graph_yet(running):
+    bringup, harness = running
+    answer = harness.query("gripper", "cube")
+    assert not answer.valid and answer.message == "no scene graph has been computed yet"
+
+
+def test_a_deactivated_node_stops_publishing_and_resumes_on_activate(running):
+    bringup, harness = running
+    node = bringup.nodes["scene_graph"]
+    assert harness.graph_for(harness.publish()) is not None
+    assert node.trigger_deactivate().name == "SUCCESS"
+    assert harness.graph_for(harness.publish(), timeout_s=1.0) is None
+    assert node.trigger_activate().name == "SUCCESS"
+    assert spin_until(harness.node, lambda: harness.camera.color.get_subscription_count() > 0)
+    assert harness.graph_for(harness.publish()) is not None
+
+
+def test_a_parameter_outside_its_range_is_rejected_on_set_with_the_reason(running):
+    bringup, _ = running
+    node = bringup.nodes["scene_graph"]
+    result = node.set_parameters([rclpy.parameter.Parameter("trust.threshold", value=1.5)])[0]
+    assert not result.successful and "trust.threshold" in result.reason and "1.0" in result.reason
+    result = node.set_parameters([rclpy.parameter.Parameter("depth.min_m", value=20.0)])[0]
+    assert not result.successful and result.reason == (
+        "depth.min_m (20.0 m) must be below depth.max_m (10.0 m)")
+    assert node.config["trust.threshold"] == 0.5
+
+
+def test_a_valid_parameter_change_applies_to_the_running_pipeline(running):
+    bringup, harness = running
+    node = bringup.nodes["scene_graph"]
+    assert node.set_parameters([rclpy.parameter.Parameter("trust.threshold", value=1.0)])[0].successful
+    graph = harness.graph_for(harness.publish())
+    assert graph.trust_threshold == pytest.approx(1.0)
+    assert all(r.trust >= 1.0 for r in graph.relations) and graph.num_pruned > 0
+
+
+def test_read_only_parameters_cannot_be_changed_at_run_time(running):
+    bringup, _ = running
+    result = bringup.nodes["scene_graph"].set_parameters(
+        [rclpy.parameter.Parameter("detector.backend", value="sim")])[0]
+    assert not result.successful and "read-only" in result.reason
