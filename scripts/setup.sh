@@ -54,7 +54,9 @@ if [ "$(cat ros2_ws/install/.setup-stamp-colcon 2>/dev/null)" != "$want" ]; then
     source "$VENV/bin/activate"
     export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV
     rm -rf build install log
-    colcon --log-base log build --event-handlers console_direct- \
+    # Only the interfaces: the Python package is the editable pip install (tests/test_packaging.py builds it
+    # with colcon too, to check the layout a ROS install gets).
+    colcon --log-base log build --packages-select trusted_scene_graph_msgs --event-handlers console_direct- \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF > /tmp/tsg-colcon-build.log 2>&1 \
       || { tail -50 /tmp/tsg-colcon-build.log >&2; echo "setup: colcon build failed (log: /tmp/tsg-colcon-build.log)" >&2; exit 1; }
   )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +222,7 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"extrinsic.rotation_xyzw: quaternion norm is {norm:.4f}, expected 1")
     for entry in values["detector.sim_labels"]:
         instance_id, sep, label = entry.partition(":")
-        if not sep or not instance_id.strip().isdigit() or not label.strip():
+        if not sep or not instance_id.strip().isdecimal() or not label.strip():
             raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
 
 
@@ -266,19 +267,40 @@ def load_config(document: Mapping[str, Any]) -> Config:
     if sections:
         values: dict[str, Any] = {}
         for section in sections:
+            if section is None:  # an empty "ros__parameters:" section: nothing to override
+                continue
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"ros__parameters must be a mapping of parameters, got {type(section).__name__}")
             values.update(flatten(section))
     else:
         values = flatten(document)
     return Config(values)
 
 
+class _RosYamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-2`` (no dot) as a string; ROS 2's parameter parser reads it as a float, so do we."""
+
+
+_RosYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
+    list("-+0123456789."),
+)
+
+
 def load_config_file(path: str | Path) -> Config:
     """Read and validate a YAML config file; errors name the file."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_RosYamlLoader)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     try:

@@ -34,6 +34,11 @@ class RigidTransform:
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.shape != (4, 4):
             raise GeometryError(f"expected a 4x4 homogeneous matrix, got shape {matrix.shape}")
+        rotation = matrix[:3, :3]
+        if (not np.all(np.isfinite(matrix)) or not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0])
+                or not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
+                or not np.isclose(np.linalg.det(rotation), 1.0, atol=1e-6)):
+            raise GeometryError(f"matrix is not a rigid transform (rotation + translation): {matrix.tolist()}")
         return cls(Rotation.from_matrix(matrix[:3, :3]), matrix[:3, 3].copy())
 
     @property

@@ -14,6 +14,9 @@ from trusted_scene_graph.perception.detector import Detection
 
 # Scale from the median absolute deviation to a Gaussian standard deviation.
 _MAD_TO_SIGMA = 1.4826
+# Smallest depth spread assumed, so that on an exactly flat surface (MAD = 0, common in simulation) a blob at
+# another depth is still rejected; 5 mm is about the noise of a good RGB-D sensor at 1 m.
+_MIN_SIGMA_M = 0.005
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,9 @@ def lift_detection(
         return None
     rows, cols, depths = rows[valid], cols[valid], depths[valid]
     median = np.median(depths)
-    mad = np.median(np.abs(depths - median))
-    if mad > 0:
-        inliers = np.abs(depths - median) <= settings.outlier_mad_k * _MAD_TO_SIGMA * mad
-        rows, cols, depths = rows[inliers], cols[inliers], depths[inliers]
+    sigma_m = max(_MAD_TO_SIGMA * float(np.median(np.abs(depths - median))), _MIN_SIGMA_M)
+    inliers = np.abs(depths - median) <= settings.outlier_mad_k * sigma_m
+    rows, cols, depths = rows[inliers], cols[inliers], depths[inliers]
     points_graph = camera_to_graph.apply(back_project(intrinsics, cols, rows, depths))
     low = np.percentile(points_graph, settings.box_percentile, axis=0)
     high = np.percentile(points_graph, 100.0 - settings.box_percentile, axis=0)

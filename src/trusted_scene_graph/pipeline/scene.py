@@ -42,6 +42,7 @@ class ScenePipeline:
         self.trust_threshold = config["trust.threshold"]
         # The optical axis (z) in the graph frame: the camera's viewing direction, used by directional relations.
         self.camera_forward_graph = self.camera_to_graph.rotation.apply([0.0, 0.0, 1.0])
+        self.camera_up_graph = self.camera_to_graph.rotation.apply([0.0, -1.0, 0.0])  # image "up" (optical -y)
 
     @property
     def needs_instances(self) -> bool:
@@ -50,8 +51,11 @@ class ScenePipeline:
     def process(self, frame: CameraFrame) -> SceneGraph:
         timing_ms: dict[str, float] = {}
         start = time.perf_counter()
-        if not np.isfinite(frame.depth_m).any():
-            raise PipelineError("depth image has no valid pixel (all NaN, zero or out of range)")
+        depth_m = frame.depth_m
+        usable = (depth_m >= self.lifting.depth_min_m) & (depth_m <= self.lifting.depth_max_m)  # NaN compares False
+        if not usable.any():
+            raise PipelineError(f"depth image has no valid pixel (all NaN, zero or outside "
+                                f"[{self.lifting.depth_min_m}, {self.lifting.depth_max_m}] m)")
         detections = self.detector.detect(frame)
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
 
@@ -72,7 +76,8 @@ class ScenePipeline:
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        candidates = compute_relations(objects, self.camera_forward_graph, self.relation_settings)
+        candidates = compute_relations(objects, self.camera_forward_graph, self.relation_settings,
+                                       self.camera_up_graph)
         kept = tuple(rel for rel in candidates if rel.trust >= self.trust_threshold)
         timing_ms["relate"] = (time.perf_counter() - start) * 1e3
         return SceneGraph(frame.stamp_ns, self.frame_id, objects, kept, self.trust_threshold,

@@ -19,6 +19,7 @@ from itertools import permutations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.boxes import box_surface_distance_m
@@ -44,24 +45,42 @@ def margin_trust(margin_m: float, scale_m: float) -> float:
 
     Not calibrated: it only orders edges by how clear-cut they are, until the learned trust model replaces it.
     """
-    return float(1.0 / (1.0 + math.exp(-margin_m / scale_m)))
+    return float(expit(margin_m / scale_m))
 
 
-def horizontal_axes(camera_forward_graph: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The camera's horizontal forward and left unit vectors in the graph frame."""
-    forward = np.array([camera_forward_graph[0], camera_forward_graph[1], 0.0])
-    norm = np.linalg.norm(forward)
-    if norm < 1e-6:
-        raise RelationError("the camera looks straight up or down; left/right and front/behind are undefined")
-    forward /= norm
-    return forward, np.cross([0.0, 0.0, 1.0], forward)
+# Below this horizontal component (about 10 degrees from vertical) the optical axis gives no stable heading.
+_MIN_HORIZONTAL = 0.17
+
+
+def horizontal_axes(
+    camera_forward_graph: np.ndarray, camera_up_graph: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The camera's horizontal forward and left unit vectors in the graph frame.
+
+    A camera looking (nearly) straight down or up, such as a top-down or wrist camera, has no horizontal viewing
+    direction; then "forward" is the image's up direction (``camera_up_graph``, the optical -y axis) projected on
+    the horizontal plane, so left/right still mean image left/right.
+    """
+    for direction in (camera_forward_graph, camera_up_graph):
+        if direction is None:
+            continue
+        forward = np.array([direction[0], direction[1], 0.0], dtype=np.float64)
+        norm = np.linalg.norm(forward)
+        if norm >= _MIN_HORIZONTAL:
+            forward /= norm
+            return forward, np.cross([0.0, 0.0, 1.0], forward)
+    raise RelationError("the camera looks straight up or down and no image-up direction was given; "
+                        "left/right and front/behind are undefined")
 
 
 def compute_relations(
-    objects: Sequence[ObjectNode], camera_forward_graph: np.ndarray, settings: RelationSettings
+    objects: Sequence[ObjectNode],
+    camera_forward_graph: np.ndarray,
+    settings: RelationSettings,
+    camera_up_graph: np.ndarray | None = None,
 ) -> list[Relation]:
     """All candidate edges between ordered pairs of objects (trust from the geometric prior)."""
-    forward, left = horizontal_axes(camera_forward_graph)
+    forward, left = horizontal_axes(camera_forward_graph, camera_up_graph)
     relations: list[Relation] = []
     for a, b in permutations(objects, 2):
         offset = a.centroid_m - b.centroid_m

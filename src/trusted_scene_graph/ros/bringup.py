@@ -1,35 +1,20 @@
 """In-process bringup: the node list, its parameters and lifecycle autostart on one MultiThreadedExecutor.
 
-The launch file (``launch/trusted_scene_graph.launch.py``) reads :data:`NODES` from here, so what
+The launch file (``launch/trusted_scene_graph.launch.py``) reads the same node list
+(:data:`trusted_scene_graph.config.nodes.NODES`), so what
 ``ros2 launch`` starts on a robot and what ``tsg bringup`` (and the tests) start here cannot drift apart.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode
 
+from trusted_scene_graph.config.nodes import NODES
 from trusted_scene_graph.config.schema import Config, ConfigError
-from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node of the bringup: its ROS name, the console script that runs it alone, and its class."""
-
-    name: str
-    executable: str
-    factory: Callable[..., LifecycleNode]
-
-
-NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("scene_graph", "scene_graph_node", SceneGraphNode),
-)
 
 # Threads of the executor: sensor buffering, perception and the query service each get one, plus a spare.
 EXECUTOR_THREADS = 4
@@ -59,7 +44,7 @@ class Bringup:
     def start(self) -> Bringup:
         self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=self.context)
         for spec in NODES:
-            node = spec.factory(self.config, node_name=spec.name, context=self.context)
+            node = spec.load_class()(self.config, node_name=spec.name, context=self.context)
             self.nodes[spec.name] = node
             self.executor.add_node(node)
         if self.autostart:

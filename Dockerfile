@@ -1,0 +1,57 @@
+# trusted_scene_graph on a ROS 2 Jazzy (LTS) install: apt ROS packages, pip ML packages, colcon build.
+#   docker build -t trusted_scene_graph .
+#   docker run --rm -it --net=host trusted_scene_graph ros2 launch trusted_scene_graph trusted_scene_graph.launch.py
+# The apt list mirrors requirements/ros.txt (ros-<name> wheel -> ros-jazzy-<name>); tests/test_packaging.py
+# fails when the two drift apart. Not buildable in the development environment (no Docker engine there).
+FROM ros:jazzy-ros-base
+
+ARG ROS_DISTRO=jazzy
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+RUN apt-get update && apt-get install -y --no-install-recommends \
+      python3-pip python3-venv python3-colcon-common-extensions \
+      libegl1 libgl1 libosmesa6 \
+      ros-jazzy-rclpy \
+      ros-jazzy-rmw-fastrtps-cpp \
+      ros-jazzy-std-msgs \
+      ros-jazzy-std-srvs \
+      ros-jazzy-sensor-msgs \
+      ros-jazzy-geometry-msgs \
+      ros-jazzy-visualization-msgs \
+      ros-jazzy-diagnostic-msgs \
+      ros-jazzy-lifecycle-msgs \
+      ros-jazzy-rcl-lifecycle \
+      ros-jazzy-ament-package \
+      ros-jazzy-ament-cmake \
+      ros-jazzy-ament-cmake-core \
+      ros-jazzy-ament-cmake-include-directories \
+      ros-jazzy-ament-cmake-test \
+      ros-jazzy-ament-cmake-python \
+      ros-jazzy-ament-cmake-ros-core \
+      ros-jazzy-python-cmake-module \
+      ros-jazzy-rosidl-default-generators \
+      ros-jazzy-rosidl-core-generators \
+      ros-jazzy-rosidl-default-runtime \
+      ros-jazzy-launch-ros \
+    && rm -rf /var/lib/apt/lists/*
+
+# ML packages in a venv that also sees the apt ROS Python packages. numpy stays the distribution's, because
+# the apt message packages' C extensions are built against it.
+WORKDIR /ws/src/trusted_scene_graph
+COPY requirements/ requirements/
+RUN python3 -m venv --system-site-packages /opt/tsg \
+    && grep -v '^numpy==' requirements/ml.txt > /tmp/ml.txt \
+    && /opt/tsg/bin/pip install --no-cache-dir -r /tmp/ml.txt
+ENV PATH=/opt/tsg/bin:$PATH MUJOCO_GL=egl
+
+COPY . .
+# Both packages: the interfaces (ament_cmake) and the Python package (ament_python, scripts in lib/<pkg>).
+RUN source /opt/ros/${ROS_DISTRO}/setup.bash \
+    && cd /ws/src/trusted_scene_graph/ros2_ws \
+    && colcon build --install-base /ws/install --build-base /ws/build --cmake-args -DBUILD_TESTING=OFF \
+    && /opt/tsg/bin/pip install --no-cache-dir --no-deps /ws/src/trusted_scene_graph
+
+ENV FASTDDS_DEFAULT_PROFILES_FILE=/ws/install/trusted_scene_graph/share/trusted_scene_graph/config/fastdds.xml
+COPY docker/entrypoint.sh /entrypoint.sh
+ENTRYPOINT ["/entrypoint.sh"]
+CMD ["ros2", "launch", "trusted_scene_graph", "trusted_scene_graph.launch.py"]

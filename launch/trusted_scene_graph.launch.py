@@ -1,0 +1,48 @@
+"""Start the trusted_scene_graph nodes on a ROS 2 install.
+
+    ros2 launch trusted_scene_graph trusted_scene_graph.launch.py config:=/path/params.yaml color_topic:=/cam/rgb
+
+Thin on purpose: the node list and the topic arguments come from trusted_scene_graph.config.nodes and the
+parameters from one parameter file validated by the same schema as ``tsg bringup`` (which runs the same node
+classes in one process). Nodes are lifecycle nodes; with ``autostart: true`` (the default) they configure and
+activate themselves, otherwise drive them with a lifecycle manager.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+
+from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
+from trusted_scene_graph.config.schema import load_config_file
+
+PACKAGE = "trusted_scene_graph"
+
+
+def _nodes(context, *args, **kwargs):
+    config_path = LaunchConfiguration("config").perform(context)
+    # Validate before starting anything: a bad value fails the launch with the schema's message.
+    config = load_config_file(config_path)
+    remappings = [(config[parameter], LaunchConfiguration(argument).perform(context))
+                  for argument, parameter in TOPIC_ARGUMENTS.items()]
+    return [
+        LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace="",
+                      parameters=[config_path], remappings=remappings, output="screen")
+        for spec in NODES
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    default_config = os.path.join(get_package_share_directory(PACKAGE), "config", "default.yaml")
+    defaults = load_config_file(default_config)
+    arguments = [DeclareLaunchArgument("config", default_value=default_config,
+                                       description="ROS 2 parameter file (see config/default.yaml)")]
+    arguments += [DeclareLaunchArgument(argument, default_value=defaults[parameter],
+                                        description=f"remap the input topic set by parameter {parameter}")
+                  for argument, parameter in TOPIC_ARGUMENTS.items()]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

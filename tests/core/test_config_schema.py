@@ -1,0 +1,434 @@
+"""Specification of the parameter schema (trusted_scene_graph.config.schema)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trusted_scene_graph import TsgError
+from trusted_scene_graph.config import SCHEMA, Config, ConfigError, ParamSpec, load_config, load_config_file
+from trusted_scene_graph.config.schema import render_parameter_file
+from trusted_scene_graph.perception import make_detector
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- defaults --------------------------------------------------------------------------------------------------
+
+
+def test_every_default_value_passes_its_own_validation():
+    for name, spec in SCHEMA.items():
+        assert spec.validate(spec.default) == spec.default, name
+
+
+def test_a_config_built_from_nothing_holds_every_default():
+    config = Config()
+    assert set(config) == set(SCHEMA)
+    assert len(config) == len(SCHEMA)
+    assert config["sync.tolerance_s"] == 0.01
+    assert config["detector.backend"] == "sim"
+    assert config["extrinsic.rotation_xyzw"] == [-0.5, 0.5, -0.5, 0.5]
+
+
+def test_config_errors_are_tsg_errors_so_callers_can_catch_them_with_one_except():
+    assert issubclass(ConfigError, TsgError)
+
+
+def test_the_full_description_appends_the_unit_in_brackets_when_there_is_one():
+    assert SCHEMA["sync.tolerance_s"].full_description.endswith(" [s]")
+    assert SCHEMA["trust.threshold"].full_description == SCHEMA["trust.threshold"].description
+
+
+# --- type coercion ---------------------------------------------------------------------------------------------
+
+
+def test_an_int_is_accepted_for_a_float_parameter_and_becomes_a_float():
+    value = SCHEMA["depth.max_m"].validate(5)
+    assert value == 5.0
+    assert type(value) is float
+
+
+def test_a_bool_is_rejected_for_a_float_parameter():
+    with pytest.raises(ConfigError, match=r"^depth\.max_m: expected float, got bool True$"):
+        SCHEMA["depth.max_m"].validate(True)
+
+
+def test_a_bool_is_rejected_for_an_int_parameter():
+    with pytest.raises(ConfigError, match=r"^detector\.min_pixels: expected int, got bool False$"):
+        SCHEMA["detector.min_pixels"].validate(False)
+
+
+def test_a_float_is_rejected_for_an_int_parameter_even_when_whole():
+    with pytest.raises(ConfigError, match=r"^detector\.min_pixels: expected int, got float 30\.0$"):
+        SCHEMA["detector.min_pixels"].validate(30.0)
+
+
+def test_a_string_is_rejected_for_a_float_parameter():
+    with pytest.raises(ConfigError, match=r"^sync\.tolerance_s: expected float, got str '0\.01'$"):
+        SCHEMA["sync.tolerance_s"].validate("0.01")
+
+
+def test_an_int_is_rejected_for_a_bool_parameter():
+    with pytest.raises(ConfigError, match=r"^markers\.enabled: expected bool, got int 1$"):
+        SCHEMA["markers.enabled"].validate(1)
+
+
+def test_a_non_string_is_rejected_for_a_string_parameter():
+    with pytest.raises(ConfigError, match=r"^graph_frame: expected string, got int 3$"):
+        SCHEMA["graph_frame"].validate(3)
+
+
+def test_a_tuple_of_strings_is_accepted_for_a_string_array_and_becomes_a_list():
+    assert SCHEMA["detector.sim_labels"].validate(("1:a", "2:b")) == ["1:a", "2:b"]
+
+
+def test_a_string_array_with_a_non_string_item_is_rejected():
+    with pytest.raises(ConfigError, match=r"^detector\.sim_labels: expected string\[\], got list \['1:a', 2\]$"):
+        SCHEMA["detector.sim_labels"].validate(["1:a", 2])
+
+
+def test_a_bare_string_is_rejected_for_a_string_array():
+    with pytest.raises(ConfigError, match=r"detector\.sim_labels: expected string\[\], got str"):
+        SCHEMA["detector.sim_labels"].validate("1:a")
+
+
+def test_ints_in_a_float_array_become_floats():
+    value = SCHEMA["extrinsic.translation_m"].validate([1, 2, 3])
+    assert value == [1.0, 2.0, 3.0]
+    assert all(type(v) is float for v in value)
+
+
+def test_a_bool_inside_a_float_array_is_rejected():
+    with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: expected float\[\], got list \[1\.0, True, 0\.0\]$"):
+        SCHEMA["extrinsic.translation_m"].validate([1.0, True, 0.0])
+
+
+# --- ranges, choices, lengths ----------------------------------------------------------------------------------
+
+
+def test_a_value_below_the_minimum_is_rejected_naming_parameter_value_minimum_and_unit():
+    with pytest.raises(ConfigError, match=r"^sync\.tolerance_s: -0\.5 is below the minimum 0\.0 s$"):
+        Config({"sync.tolerance_s": -0.5})
+
+
+def test_a_value_above_the_maximum_is_rejected_naming_parameter_value_maximum_and_unit():
+    with pytest.raises(ConfigError, match=r"^detector\.min_pixels: 20000000 is above the maximum 10000000 px$"):
+        Config({"detector.min_pixels": 20_000_000})
+
+
+def test_a_range_error_on_a_unitless_parameter_has_no_unit_suffix():
+    with pytest.raises(ConfigError, match=r"^trust\.threshold: 1\.5 is above the maximum 1\.0$"):
+        Config({"trust.threshold": 1.5})
+
+
+def test_the_range_bounds_themselves_are_accepted():
+    config = Config({"trust.threshold": 0.0, "sync.tolerance_s": 1.0})
+    assert config["trust.threshold"] == 0.0
+    assert config["sync.tolerance_s"] == 1.0
+
+
+def test_nan_and_infinity_are_rejected_as_not_finite():
+    with pytest.raises(ConfigError, match=r"^relations\.near_m: nan is not a finite number$"):
+        Config({"relations.near_m": math.nan})
+    with pytest.raises(ConfigError, match=r"^relations\.near_m: inf is not a finite number$"):
+        Config({"relations.near_m": math.inf})
+
+
+def test_a_value_outside_the_choices_is_rejected_listing_the_choices():
+    with pytest.raises(ConfigError, match=r"^qos\.sensor_reliability: 'reliabel' is not one of \['best_effort', 'reliable'\]$"):
+        Config({"qos.sensor_reliability": "reliabel"})
+
+
+def test_an_unknown_detector_backend_is_rejected_by_its_choices():
+    with pytest.raises(ConfigError, match=r"^detector\.backend: 'yolo' is not one of \['sim'\]$"):
+        Config({"detector.backend": "yolo"})
+
+
+def test_a_float_array_of_the_wrong_length_is_rejected_naming_expected_and_actual_count():
+    with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: expected 3 values, got 2: \[1\.0, 2\.0\]$"):
+        Config({"extrinsic.translation_m": [1.0, 2.0]})
+
+
+def test_each_item_of_a_float_array_is_range_checked():
+    with pytest.raises(ConfigError, match=r"^extrinsic\.rotation_xyzw: 2\.0 is above the maximum 1\.0$"):
+        Config({"extrinsic.rotation_xyzw": [0.0, 0.0, 2.0, 0.0]})
+
+
+def test_a_float_array_item_that_is_not_finite_is_rejected():
+    with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: nan is not a finite number$"):
+        Config({"extrinsic.translation_m": [0.0, math.nan, 0.0]})
+
+
+def test_a_parameter_spec_without_limits_accepts_any_value_of_its_type():
+    spec = ParamSpec("x", "float", 0.0, "free")
+    assert spec.validate(-1e300) == -1e300
+
+
+# --- unknown parameters ----------------------------------------------------------------------------------------
+
+
+def test_an_unknown_parameter_is_rejected_with_close_names_suggested():
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'sync\.tolerence_s'; did you mean sync\.tolerance_s"):
+        Config({"sync.tolerence_s": 0.02})
+
+
+def test_an_unknown_parameter_with_nothing_close_gets_no_suggestion():
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'zzzzzzzz'$"):
+        Config({"zzzzzzzz": 1})
+
+
+# --- checks across parameters ----------------------------------------------------------------------------------
+
+
+def test_depth_min_equal_to_depth_max_is_rejected():
+    with pytest.raises(ConfigError, match=r"^depth\.min_m \(2\.0 m\) must be below depth\.max_m \(2\.0 m\)$"):
+        Config({"depth.min_m": 2.0, "depth.max_m": 2.0})
+
+
+def test_depth_min_above_depth_max_is_rejected():
+    with pytest.raises(ConfigError, match=r"depth\.min_m \(5\.0 m\) must be below depth\.max_m \(1\.0 m\)"):
+        Config({"depth.min_m": 5.0, "depth.max_m": 1.0})
+
+
+def test_a_non_unit_quaternion_is_rejected_with_its_norm():
+    with pytest.raises(ConfigError, match=r"^extrinsic\.rotation_xyzw: quaternion norm is 0\.5000, expected 1$"):
+        Config({"extrinsic.rotation_xyzw": [0.0, 0.0, 0.0, 0.5]})
+
+
+def test_a_quaternion_within_the_norm_tolerance_is_accepted():
+    assert Config({"extrinsic.rotation_xyzw": [0.0, 0.0, 0.0, 0.9995]})["extrinsic.rotation_xyzw"][3] == 0.9995
+
+
+@pytest.mark.parametrize("entry", ["cube", "x:cube", "1:", "1:   ", ":cube", "-1:cube"])
+def test_a_sim_labels_entry_not_of_the_form_id_colon_label_is_rejected(entry):
+    with pytest.raises(ConfigError, match=rf"^detector\.sim_labels: '{entry}' is not of the form 'id:label'$"):
+        Config({"detector.sim_labels": ["1:gripper", entry]})
+
+
+def test_sim_labels_entries_with_spaces_around_id_and_label_are_accepted():
+    assert Config({"detector.sim_labels": [" 4 : mug"]})["detector.sim_labels"] == [" 4 : mug"]
+
+
+def test_every_sim_labels_entry_the_schema_accepts_can_be_turned_into_a_detector():
+    try:
+        config = Config({"detector.sim_labels": ["\u00b2:cube"]})
+    except ConfigError:
+        return  # rejecting the entry up front is also correct
+    make_detector(config)
+
+
+# --- load_config -----------------------------------------------------------------------------------------------
+
+
+def test_load_config_reads_the_ros_parameter_file_layout_flattening_nested_keys():
+    document = yaml.safe_load("""
+/**:
+  ros__parameters:
+    sync:
+      tolerance_s: 0.02
+    detector:
+      min_pixels: 50
+    graph_frame: map
+""")
+    config = load_config(document)
+    assert config["sync.tolerance_s"] == 0.02
+    assert config["detector.min_pixels"] == 50
+    assert config["graph_frame"] == "map"
+    assert config["depth.max_m"] == 10.0  # untouched parameters keep their defaults
+
+
+def test_load_config_reads_a_node_named_section_like_the_wildcard_section():
+    config = load_config({"scene_graph_node": {"ros__parameters": {"trust": {"threshold": 0.7}}}})
+    assert config["trust.threshold"] == 0.7
+
+
+def test_load_config_merges_several_ros_sections_in_order():
+    config = load_config({
+        "/**": {"ros__parameters": {"trust.threshold": 0.6, "relations.near_m": 0.2}},
+        "node": {"ros__parameters": {"trust.threshold": 0.8}},
+    })
+    assert config["trust.threshold"] == 0.8
+    assert config["relations.near_m"] == 0.2
+
+
+def test_load_config_reads_a_flat_mapping_with_dotted_names():
+    config = load_config({"sync.tolerance_s": 0.03, "markers.enabled": False})
+    assert config["sync.tolerance_s"] == 0.03
+    assert config["markers.enabled"] is False
+
+
+def test_load_config_reads_a_plain_nested_mapping():
+    assert load_config({"tracking": {"gate_m": 0.5}})["tracking.gate_m"] == 0.5
+
+
+def test_load_config_of_an_empty_mapping_gives_the_defaults():
+    assert dict(load_config({})) == dict(Config())
+
+
+def test_load_config_rejects_a_document_that_is_not_a_mapping():
+    with pytest.raises(ConfigError, match=r"^expected a mapping at the top of the config, got list$"):
+        load_config([1, 2])
+
+
+def test_load_config_rejects_an_unknown_nested_parameter_by_its_dotted_name():
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'sync\.tolerence_s'; did you mean sync\.tolerance_s"):
+        load_config({"/**": {"ros__parameters": {"sync": {"tolerence_s": 0.02}}}})
+
+
+def test_an_empty_ros_parameters_section_gives_the_defaults_or_a_config_error():
+    document = yaml.safe_load("/**:\n  ros__parameters:\n")
+    try:
+        config = load_config(document)
+    except ConfigError:
+        return
+    assert dict(config) == dict(Config())
+
+
+def test_a_ros_parameters_section_that_is_not_a_mapping_is_a_config_error():
+    with pytest.raises(ConfigError, match="ros__parameters"):
+        load_config({"/**": {"ros__parameters": [1, 2]}})
+
+
+def test_a_float_in_exponent_form_without_a_dot_loads_as_ros_2_reads_it(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    sync:\n      tolerance_s: 1e-2\n")
+    assert load_config_file(path)["sync.tolerance_s"] == 0.01
+
+
+# --- load_config_file ------------------------------------------------------------------------------------------
+
+
+def test_load_config_file_reads_a_ros_parameter_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    relations:\n      near_m: 0.25\n")
+    assert load_config_file(path)["relations.near_m"] == 0.25
+    assert load_config_file(str(path))["relations.near_m"] == 0.25
+
+
+def test_load_config_file_of_an_empty_file_gives_the_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert dict(load_config_file(path)) == dict(Config())
+
+
+def test_load_config_file_names_a_missing_file(tmp_path):
+    path = tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError, match=rf"^cannot read config file '{path}': No such file or directory$"):
+        load_config_file(path)
+
+
+def test_load_config_file_names_a_file_that_is_not_valid_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("sync: [0.01\n")
+    with pytest.raises(ConfigError, match=rf"^config file '{path}' is not valid YAML: "):
+        load_config_file(path)
+
+
+def test_load_config_file_names_the_file_and_the_parameter_of_an_invalid_value(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    trust:\n      threshold: 2.0\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: trust\.threshold: 2\.0 is above the maximum 1\.0$"):
+        load_config_file(path)
+
+
+def test_load_config_file_names_the_file_when_the_top_level_is_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: expected a mapping at the top of the config, got list$"):
+        load_config_file(path)
+
+
+def test_load_config_file_names_a_file_that_is_not_text(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ConfigError, match="binary.yaml"):
+        load_config_file(path)
+
+
+DEFAULT_YAML = REPO_ROOT / "config" / "default.yaml"
+needs_default_yaml = pytest.mark.skipif(not DEFAULT_YAML.exists(),
+                                        reason="config/default.yaml does not exist in this checkout")
+
+
+@needs_default_yaml
+def test_the_repository_default_config_file_loads():
+    config = load_config_file(DEFAULT_YAML)
+    assert set(config) == set(SCHEMA)
+
+
+@needs_default_yaml
+def test_the_repository_default_config_file_is_what_the_schema_renders():
+    assert DEFAULT_YAML.read_text() == render_parameter_file(), "regenerate config/default.yaml from the schema"
+
+
+def test_the_rendered_parameter_file_round_trips_through_load_config():
+    config = Config({"relations.margin_scale_m": 1e-6, "detector.sim_labels": ["7:yes", "8:null"],
+                     "graph_frame": "on", "markers.enabled": False, "extrinsic.translation_m": [0.1, -2, 3]})
+    assert dict(load_config(yaml.safe_load(render_parameter_file(config)))) == dict(config)
+
+
+def test_the_rendered_parameter_file_comments_every_parameter_with_unit_range_and_read_only():
+    text = render_parameter_file()
+    for name in SCHEMA:
+        assert f"\n    {name}: " in text, name
+    assert "    # Largest stamp difference between colour, depth, camera_info (and instances) of one frame [s] " \
+           "(range [0.0, 1.0])\n    sync.tolerance_s: 0.01\n" in text
+    assert "(one of ['best_effort', 'reliable']; read-only: change needs a restart)" in text
+
+
+# --- Config as a value -----------------------------------------------------------------------------------------
+
+
+def test_with_overrides_returns_a_new_config_and_leaves_the_original_unchanged():
+    original = Config()
+    changed = original.with_overrides({"trust.threshold": 0.9, "tracking.gate_m": 1})
+    assert changed is not original
+    assert changed["trust.threshold"] == 0.9
+    assert changed["tracking.gate_m"] == 1.0 and type(changed["tracking.gate_m"]) is float
+    assert original["trust.threshold"] == 0.5
+    assert original["tracking.gate_m"] == 0.3
+
+
+def test_with_overrides_validates_the_overrides():
+    with pytest.raises(ConfigError, match=r"^trust\.threshold: -1\.0 is below the minimum 0\.0$"):
+        Config().with_overrides({"trust.threshold": -1.0})
+
+
+def test_with_overrides_checks_consistency_against_the_existing_values():
+    with pytest.raises(ConfigError, match=r"^depth\.min_m \(20\.0 m\) must be below depth\.max_m \(10\.0 m\)$"):
+        Config().with_overrides({"depth.min_m": 20.0})
+
+
+def test_a_config_cannot_be_modified_in_place():
+    config = Config()
+    with pytest.raises(TypeError):
+        config["trust.threshold"] = 0.9  # type: ignore[index]
+
+
+def test_to_ros_parameters_yaml_is_a_ros_parameter_file():
+    document = yaml.safe_load(Config().to_ros_parameters_yaml())
+    assert list(document) == ["/**"]
+    assert document["/**"]["ros__parameters"]["sync.tolerance_s"] == 0.01
+
+
+def test_to_ros_parameters_yaml_round_trips_through_load_config():
+    config = Config({
+        "sync.tolerance_s": 0.025,
+        "relations.margin_scale_m": 1e-6,
+        "detector.sim_labels": ["7:mug", "8:plate"],
+        "extrinsic.translation_m": [0.1, -0.2, 1.5],
+        "markers.enabled": False,
+        "graph_frame": "map",
+    })
+    reloaded = load_config(yaml.safe_load(config.to_ros_parameters_yaml()))
+    assert dict(reloaded) == dict(config)
+
+
+def test_to_ros_parameters_yaml_round_trips_through_a_file(tmp_path):
+    config = Config({"tracking.max_missed_frames": 0, "qos.sensor_reliability": "reliable"})
+    path = tmp_path / "out.yaml"
+    path.write_text(config.to_ros_parameters_yaml())
+    assert dict(load_config_file(path)) == dict(config)

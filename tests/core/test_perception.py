@@ -1,0 +1,377 @@
+"""Specification of camera frames, the sim detector, lifting to 3D and tracking (trusted_scene_graph.perception)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trusted_scene_graph import TsgError
+from trusted_scene_graph.config import Config
+from trusted_scene_graph.geometry import Intrinsics, RigidTransform
+from trusted_scene_graph.perception import (
+    DETECTORS,
+    CameraFrame,
+    Detection,
+    LiftingSettings,
+    PerceptionError,
+    lift_detection,
+    make_detector,
+)
+from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.perception.tracking import Tracker
+
+# A 40 x 30 camera with distinct focal lengths so x and y mistakes show: x = (u - 20) z / 50, y = (v - 15) z / 40.
+INTRINSICS = Intrinsics(width=40, height=30, fx=50.0, fy=40.0, cx=20.0, cy=15.0)
+IDENTITY = RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
+OPTICAL_TO_GRAPH = RigidTransform.from_xyzw([0.0, 0.0, 0.0], [-0.5, 0.5, -0.5, 0.5])
+EXACT = LiftingSettings(box_percentile=0.0)  # the box spans all inlier points, so sizes are exact too
+
+
+def frame(depth=None, instances=None, rgb=None, intrinsics=INTRINSICS) -> CameraFrame:
+    height, width = (intrinsics.height, intrinsics.width)
+    rgb = np.zeros((height, width, 3), np.uint8) if rgb is None else rgb
+    depth = np.full((height, width), 2.0, np.float32) if depth is None else depth
+    return CameraFrame(1, rgb, depth, intrinsics, instances)
+
+
+def rectangle_mask(rows: slice, cols: slice) -> np.ndarray:
+    mask = np.zeros((INTRINSICS.height, INTRINSICS.width), bool)
+    mask[rows, cols] = True
+    return mask
+
+
+def test_perception_errors_are_tsg_errors():
+    assert issubclass(PerceptionError, TsgError)
+
+
+# --- CameraFrame -----------------------------------------------------------------------------------------------
+
+
+def test_a_frame_with_matching_sizes_is_accepted():
+    assert frame(instances=np.zeros((30, 40), np.uint16)).stamp_ns == 1
+
+
+def test_a_frame_whose_depth_size_differs_from_the_colour_size_is_rejected():
+    with pytest.raises(PerceptionError, match=r"^depth image is 20x30 but colour is 40x30; depth must be registered "
+                                              r"to the colour image$"):
+        frame(depth=np.ones((30, 20), np.float32))
+
+
+def test_a_frame_whose_camera_info_size_differs_from_the_colour_size_is_rejected():
+    with pytest.raises(PerceptionError, match=r"^camera_info is 40x30 but colour is 80x60$"):
+        frame(rgb=np.zeros((60, 80, 3), np.uint8), depth=np.ones((60, 80), np.float32))
+
+
+def test_a_frame_whose_instance_image_size_differs_from_the_colour_size_is_rejected():
+    with pytest.raises(PerceptionError, match=r"^instance image is 40x29 but colour is 40x30$"):
+        frame(instances=np.zeros((29, 40), np.uint16))
+
+
+# --- SimDetector -----------------------------------------------------------------------------------------------
+
+
+def instance_image() -> np.ndarray:
+    instances = np.zeros((30, 40), np.uint16)
+    instances[2:12, 5:15] = 1  # 10 x 10 block: 100 px
+    instances[20:28, 30:34] = 2  # an L shape: 8 x 4 block ...
+    instances[26:28, 25:30] = 2  # ... plus a 2 x 5 foot to its left: 42 px, box x 25..33, y 20..27
+    instances[0:2, 38:40] = 3  # 4 px, below min_pixels
+    instances[15:20, 0:10] = 9  # 50 px of an id with no label
+    return instances
+
+
+def test_the_sim_detector_reports_one_exact_box_and_mask_per_labelled_instance():
+    instances = instance_image()
+    detections = SimDetector({1: "cube", 2: "gripper", 3: "screw"}, min_pixels=5).detect(frame(instances=instances))
+    assert [(d.label, d.score, d.box_xywh_px) for d in detections] == [
+        ("cube", 1.0, (5, 2, 10, 10)),
+        ("gripper", 1.0, (25, 20, 9, 8)),
+    ]
+    np.testing.assert_array_equal(detections[0].mask, instances == 1)
+    np.testing.assert_array_equal(detections[1].mask, instances == 2)
+    assert detections[1].mask.sum() == 42
+
+
+def test_the_sim_detector_drops_instances_smaller_than_min_pixels():
+    instances = instance_image()
+    labels = {1: "cube", 2: "gripper", 3: "screw"}
+    assert [d.label for d in SimDetector(labels, min_pixels=4).detect(frame(instances=instances))] == [
+        "cube", "gripper", "screw"]
+    assert [d.label for d in SimDetector(labels, min_pixels=5).detect(frame(instances=instances))] == [
+        "cube", "gripper"]
+    assert [d.label for d in SimDetector(labels, min_pixels=43).detect(frame(instances=instances))] == ["cube"]
+
+
+def test_the_sim_detector_ignores_ids_without_a_label_including_the_background():
+    detections = SimDetector({2: "gripper"}, min_pixels=1).detect(frame(instances=instance_image()))
+    assert [d.label for d in detections] == ["gripper"]
+
+
+def test_the_sim_detector_reports_nothing_for_an_all_background_image():
+    assert SimDetector({1: "cube"}).detect(frame(instances=np.zeros((30, 40), np.uint16))) == []
+
+
+def test_the_sim_detector_without_an_instance_image_raises_a_perception_error():
+    with pytest.raises(PerceptionError, match=r"^the 'sim' detector needs an instance-id image \(topics\.instances\), "
+                                              r"none was given$"):
+        SimDetector({1: "cube"}).detect(frame())
+
+
+def test_the_sim_detector_needs_instances():
+    assert SimDetector({}).needs_instances is True
+
+
+def test_the_sim_detector_reads_labels_and_min_pixels_from_the_config():
+    detector = SimDetector.from_config(Config({"detector.sim_labels": [" 4 : mug", "12:plate"],
+                                               "detector.min_pixels": 7}))
+    assert detector.labels_by_id == {4: "mug", 12: "plate"}
+    assert detector.min_pixels == 7
+
+
+def test_make_detector_builds_the_configured_backend():
+    detector = make_detector(Config())
+    assert isinstance(detector, SimDetector)
+    assert detector.labels_by_id == {1: "gripper", 2: "cube", 3: "table"}
+    assert detector.min_pixels == 30
+
+
+def test_make_detector_with_an_unknown_backend_lists_the_known_ones():
+    config = {**Config(), "detector.backend": "yolo"}
+    with pytest.raises(PerceptionError, match=r"^unknown detector backend 'yolo'; known backends: \['sim'\]$"):
+        make_detector(config)
+    assert sorted(DETECTORS) == ["sim"]
+
+
+# --- lift_detection --------------------------------------------------------------------------------------------
+
+PLANE_MASK = rectangle_mask(slice(5, 15), slice(10, 30))  # rows 5..14, columns 10..29, 200 px
+
+
+def test_a_fronto_parallel_plane_lifts_to_its_exact_centroid_and_size():
+    # Centre column 19.5, centre row 9.5 at z = 2: x = (19.5 - 20) * 2 / 50 = -0.02, y = (9.5 - 15) * 2 / 40 = -0.275.
+    # Extent: 19 columns * 2 / 50 = 0.76 m wide, 9 rows * 2 / 40 = 0.45 m high, no depth.
+    lifted = lift_detection(Detection("wall", 0.8, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
+                            IDENTITY, EXACT)
+    np.testing.assert_allclose(lifted.centroid_m, [-0.02, -0.275, 2.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [0.76, 0.45, 0.0], atol=1e-9)
+    assert lifted.depth_valid_fraction == 1.0
+    assert lifted.detection.label == "wall"
+
+
+def test_the_default_percentile_box_keeps_the_centroid_and_size_of_a_plane_with_no_stray_pixels():
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
+                            IDENTITY, LiftingSettings())
+    np.testing.assert_allclose(lifted.centroid_m, [-0.02, -0.275, 2.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [0.76, 0.45, 0.0], atol=1e-9)
+
+
+def test_the_percentile_box_ignores_a_stray_mask_pixel_far_from_the_object():
+    mask = PLANE_MASK.copy()
+    mask[10, 39] = True  # one pixel at the image edge, at the same depth (MAD cannot reject it)
+    detection = Detection("wall", 1.0, (10, 5, 30, 10), mask)
+    trimmed = lift_detection(detection, frame().depth_m, INTRINSICS, IDENTITY, LiftingSettings(box_percentile=2.0))
+    np.testing.assert_allclose(trimmed.centroid_m, [-0.02, -0.275, 2.0], atol=1e-9)
+    np.testing.assert_allclose(trimmed.size_m, [0.76, 0.45, 0.0], atol=1e-9)
+    untrimmed = lift_detection(detection, frame().depth_m, INTRINSICS, IDENTITY, EXACT)
+    assert untrimmed.size_m[0] == pytest.approx((39 - 10) * 2 / 50)
+
+
+def test_lifting_expresses_the_object_in_the_graph_frame():
+    # Optical (x right, y down, z forward) -> graph (x forward, y left, z up): (z, -x, -y).
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
+                            OPTICAL_TO_GRAPH, EXACT)
+    np.testing.assert_allclose(lifted.centroid_m, [2.0, 0.02, 0.275], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [0.0, 0.76, 0.45], atol=1e-9)
+
+
+def test_nan_and_out_of_range_depth_pixels_are_ignored_but_lower_the_valid_fraction():
+    depth = frame().depth_m.copy()
+    depth[8, 12:16] = np.nan  # 4 NaN
+    depth[9, 12:15] = 50.0  # 3 beyond depth.max_m
+    depth[10, 12:15] = 0.01  # 3 below depth.min_m
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), depth, INTRINSICS, IDENTITY, EXACT)
+    np.testing.assert_allclose(lifted.centroid_m, [-0.02, -0.275, 2.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [0.76, 0.45, 0.0], atol=1e-9)
+    assert lifted.depth_valid_fraction == pytest.approx(190 / 200)
+
+
+def test_the_depth_range_limits_themselves_are_valid():
+    depth = frame().depth_m.copy()
+    depth[PLANE_MASK] = 0.05
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), depth, INTRINSICS, IDENTITY,
+                            LiftingSettings(depth_min_m=0.05))
+    assert lifted is not None and lifted.depth_valid_fraction == 1.0
+
+
+def noisy_plane() -> np.ndarray:
+    """Depth 2.0 +- 5 mm in a checkerboard, so the median absolute deviation is 5 mm."""
+    rows, cols = np.mgrid[0:30, 0:40]
+    return np.where((rows + cols) % 2 == 0, 1.995, 2.005).astype(np.float32)
+
+
+def test_a_depth_outlier_blob_is_rejected_by_the_median_absolute_deviation():
+    depth = noisy_plane()
+    depth[8:11, 15:20] = 3.0  # 15 px of background seen through the object (7.5 %)
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), depth, INTRINSICS, IDENTITY, EXACT)
+    assert lifted.centroid_m[2] == pytest.approx(2.0, abs=1e-6)
+    assert lifted.size_m[2] == pytest.approx(0.01, abs=1e-6)
+    np.testing.assert_allclose(lifted.centroid_m[:2], [-0.02, -0.275], atol=2e-3)
+    assert lifted.depth_valid_fraction == 1.0  # the fraction counts valid depth, before outlier rejection
+
+
+def test_without_outlier_rejection_the_same_blob_would_stretch_the_box():
+    depth = noisy_plane()
+    depth[8:11, 15:20] = 3.0
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), depth, INTRINSICS, IDENTITY,
+                            LiftingSettings(box_percentile=0.0, outlier_mad_k=1e6))
+    assert lifted.size_m[2] == pytest.approx(1.005, abs=1e-6)
+
+
+def test_a_depth_outlier_blob_on_an_exactly_flat_plane_is_rejected():
+    depth = frame().depth_m.copy()
+    depth[8:11, 15:20] = 3.0
+    lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), depth, INTRINSICS, IDENTITY, EXACT)
+    assert lifted.centroid_m[2] == pytest.approx(2.0)
+    assert lifted.size_m[2] == pytest.approx(0.0)
+
+
+def test_an_object_with_too_few_valid_depth_pixels_is_dropped():
+    depth = np.full((30, 40), np.nan, np.float32)
+    mask = rectangle_mask(slice(0, 10), slice(0, 10))  # 100 px
+    depth[0, 0:4] = 2.0  # 4 % valid
+    settings = LiftingSettings(min_valid_fraction=0.05)
+    assert lift_detection(Detection("a", 1.0, (0, 0, 10, 10), mask), depth, INTRINSICS, IDENTITY, settings) is None
+    depth[0, 4] = 2.0  # exactly 5 % valid is enough
+    lifted = lift_detection(Detection("a", 1.0, (0, 0, 10, 10), mask), depth, INTRINSICS, IDENTITY, settings)
+    assert lifted is not None
+    assert lifted.depth_valid_fraction == pytest.approx(0.05)
+
+
+def test_an_object_with_no_valid_depth_at_all_is_dropped_even_with_a_zero_minimum_fraction():
+    depth = np.full((30, 40), np.nan, np.float32)
+    settings = LiftingSettings(min_valid_fraction=0.0)
+    assert lift_detection(Detection("a", 1.0, (10, 5, 20, 10), PLANE_MASK), depth, INTRINSICS, IDENTITY,
+                          settings) is None
+
+
+def test_an_empty_mask_is_dropped():
+    empty = np.zeros((30, 40), bool)
+    assert lift_detection(Detection("a", 1.0, (0, 0, 1, 1), empty), frame().depth_m, INTRINSICS, IDENTITY,
+                          EXACT) is None
+
+
+def test_without_a_mask_only_the_central_half_of_the_box_is_used():
+    # Box columns 10..29, rows 6..17; its central half is columns 15..24 and rows 9..14 (10 x 6 px).
+    depth = np.full((30, 40), 5.0, np.float32)  # background, inside the box but outside its central half
+    depth[9:15, 15:25] = 2.0
+    lifted = lift_detection(Detection("a", 1.0, (10, 6, 20, 12)), depth, INTRINSICS, IDENTITY, EXACT)
+    # x = (19.5 - 20) * 2 / 50 = -0.02, y = (11.5 - 15) * 2 / 40 = -0.175; 9 columns and 5 rows of extent.
+    np.testing.assert_allclose(lifted.centroid_m, [-0.02, -0.175, 2.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [0.36, 0.25, 0.0], atol=1e-9)
+    assert lifted.depth_valid_fraction == 1.0
+
+
+def test_without_a_mask_a_one_pixel_box_still_uses_its_pixel():
+    depth = np.full((30, 40), np.nan, np.float32)
+    depth[15, 20] = 1.5
+    lifted = lift_detection(Detection("a", 1.0, (20, 15, 1, 1)), depth, INTRINSICS, IDENTITY, EXACT)
+    np.testing.assert_allclose(lifted.centroid_m, [0.0, 0.0, 1.5], atol=1e-12)
+
+
+def test_without_a_mask_a_box_partly_outside_the_image_is_clipped():
+    depth = np.full((30, 40), 2.0, np.float32)
+    # Box x 30..49 (central half 35..44, clipped to 35..39), y 20..39 (central half 25..34, clipped to 25..29).
+    lifted = lift_detection(Detection("a", 1.0, (30, 20, 20, 20)), depth, INTRINSICS, IDENTITY, EXACT)
+    np.testing.assert_allclose(lifted.centroid_m, [(37 - 20) * 2 / 50, (27 - 15) * 2 / 40, 2.0], atol=1e-9)
+
+
+def test_lifting_settings_are_read_from_the_config():
+    settings = LiftingSettings.from_config(Config({"depth.min_m": 0.2, "depth.max_m": 4.0,
+                                                   "lifting.box_percentile": 5.0, "lifting.outlier_mad_k": 3.0,
+                                                   "lifting.min_valid_fraction": 0.5}))
+    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5)
+
+
+# --- Tracker ---------------------------------------------------------------------------------------------------
+
+
+def p(x: float, y: float = 0.0, z: float = 0.0) -> np.ndarray:
+    return np.array([x, y, z])
+
+
+def test_new_objects_get_consecutive_ids_starting_at_one_and_age_one():
+    tracks = Tracker().update(["cube", "table"], [p(0), p(1)])
+    assert [(t.id, t.label, t.age) for t in tracks] == [(1, "cube", 1), (2, "table", 1)]
+
+
+def test_an_object_moving_within_the_gate_keeps_its_id_and_ages():
+    tracker = Tracker(gate_m=0.3)
+    tracker.update(["cube"], [p(0)])
+    tracks = tracker.update(["cube"], [p(0.2, 0.1)])
+    assert [(t.id, t.age) for t in tracks] == [(1, 2)]
+    np.testing.assert_array_equal(tracks[0].centroid_m, p(0.2, 0.1))
+    assert tracker.update(["cube"], [p(0.4, 0.1)])[0].id == 1  # the gate follows the last position
+
+
+def test_a_move_of_exactly_the_gate_still_continues_the_track():
+    tracker = Tracker(gate_m=0.5)
+    tracker.update(["cube"], [p(0)])
+    assert tracker.update(["cube"], [p(0.5)])[0].id == 1
+
+
+def test_an_object_jumping_beyond_the_gate_starts_a_new_id():
+    tracker = Tracker(gate_m=0.3)
+    tracker.update(["cube"], [p(0)])
+    tracks = tracker.update(["cube"], [p(0.31)])
+    assert [(t.id, t.age) for t in tracks] == [(2, 1)]
+
+
+def test_an_object_with_a_different_label_at_the_same_place_starts_a_new_id():
+    tracker = Tracker()
+    tracker.update(["cube"], [p(0)])
+    assert tracker.update(["mug"], [p(0)])[0].id == 2
+
+
+def test_tracks_are_returned_in_input_order_and_matched_by_nearest_position():
+    tracker = Tracker(gate_m=0.3)
+    tracker.update(["cube", "cube"], [p(0), p(0.5)])
+    tracks = tracker.update(["cube", "cube"], [p(0.45), p(0.05)])  # same objects, listed the other way round
+    assert [t.id for t in tracks] == [2, 1]
+
+
+def test_the_assignment_is_globally_optimal_not_greedy():
+    # Greedy matching would give the first detection (0.2 from both) to track 1 and leave the second unmatched.
+    tracker = Tracker(gate_m=0.3)
+    tracker.update(["cube", "cube"], [p(0), p(0.4)])
+    tracks = tracker.update(["cube", "cube"], [p(0.2), p(-0.1)])
+    assert sorted(t.id for t in tracks) == [1, 2]
+    assert [t.id for t in tracks] == [2, 1]
+
+
+def test_a_track_survives_max_missed_frames_without_detection_then_retires():
+    tracker = Tracker(max_missed_frames=2)
+    tracker.update(["cube"], [p(0)])
+    tracker.update([], [])
+    tracker.update([], [])
+    assert [t.id for t in tracker.tracks] == [1]
+    assert tracker.tracks[0].missed == 2
+    assert tracker.update(["cube"], [p(0)])[0].id == 1  # back after two missed frames: same id
+    for _ in range(3):
+        tracker.update([], [])
+    assert tracker.tracks == []
+    assert tracker.update(["cube"], [p(0)])[0].id == 2  # retired ids are not reused
+
+
+def test_with_zero_max_missed_frames_a_track_retires_on_its_first_miss():
+    tracker = Tracker(max_missed_frames=0)
+    tracker.update(["cube"], [p(0)])
+    tracker.update([], [])
+    assert tracker.tracks == []
+
+
+def test_age_counts_the_frames_an_object_was_seen():
+    tracker = Tracker()
+    ages = [tracker.update(["cube"], [p(0)])[0].age for _ in range(4)]
+    assert ages == [1, 2, 3, 4]
+    tracker.update([], [])
+    assert tracker.update(["cube"], [p(0)])[0].age == 5  # a missed frame does not add to the age

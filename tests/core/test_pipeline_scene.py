@@ -1,0 +1,172 @@
+"""Specification of the frame -> scene graph pipeline (trusted_scene_graph.pipeline.scene)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trusted_scene_graph import TsgError
+from trusted_scene_graph.config import Config
+from trusted_scene_graph.geometry import Intrinsics
+from trusted_scene_graph.perception import CameraFrame, PerceptionError
+from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.pipeline import PipelineError, ScenePipeline
+from trusted_scene_graph.relations import RelationError
+
+# x_optical = (u - 40) z / 100, y_optical = (v - 30) z / 80. The default extrinsic has the camera at the graph
+# origin looking along +x: graph = (z, -x_optical, -y_optical).
+INTRINSICS = Intrinsics(width=80, height=60, fx=100.0, fy=80.0, cx=40.0, cy=30.0)
+CUBE_ID, TABLE_ID = 2, 3  # instance ids; the default detector.sim_labels maps them to "cube" and "table"
+
+# Cube: rows 20..29, columns 10..19 at 1.5 m. Centre pixel (14.5, 24.5):
+# x_opt = -25.5 * 1.5 / 100 = -0.3825, y_opt = -5.5 * 1.5 / 80 = -0.103125.
+CUBE_CENTROID = np.array([1.5, 0.3825, 0.103125])
+CUBE_SIZE = np.array([0.0, 9 * 1.5 / 100, 9 * 1.5 / 80])
+# Table: rows 35..44, columns 50..69 at 2.0 m. Centre pixel (59.5, 39.5): x_opt = 0.39, y_opt = 0.2375.
+TABLE_CENTROID = np.array([2.0, -0.39, -0.2375])
+TABLE_SIZE = np.array([0.0, 19 * 2.0 / 100, 9 * 2.0 / 80])
+
+
+def scene_frame(stamp_ns: int = 1_000, cube_shift_px: int = 0, depth=None, instances=True) -> CameraFrame:
+    ids = np.zeros((60, 80), np.uint16)
+    ids[20:30, 10 + cube_shift_px:20 + cube_shift_px] = CUBE_ID
+    ids[35:45, 50:70] = TABLE_ID
+    if depth is None:
+        depth = np.full((60, 80), 4.0, np.float32)  # a wall behind both objects
+        depth[ids == CUBE_ID] = 1.5
+        depth[ids == TABLE_ID] = 2.0
+    return CameraFrame(stamp_ns, np.zeros((60, 80, 3), np.uint8), depth, INTRINSICS, ids if instances else None)
+
+
+def by_label(graph):
+    return {obj.label: obj for obj in graph.objects}
+
+
+def test_pipeline_errors_are_tsg_errors():
+    assert issubclass(PipelineError, TsgError)
+
+
+def test_the_graph_has_both_objects_with_their_labels_and_hand_computed_centroids():
+    graph = ScenePipeline(Config()).process(scene_frame())
+    objects = by_label(graph)
+    assert sorted(objects) == ["cube", "table"]
+    np.testing.assert_allclose(objects["cube"].centroid_m, CUBE_CENTROID, atol=1e-9)
+    np.testing.assert_allclose(objects["table"].centroid_m, TABLE_CENTROID, atol=1e-9)
+    np.testing.assert_allclose(objects["cube"].size_m, CUBE_SIZE, atol=1e-9)
+    np.testing.assert_allclose(objects["table"].size_m, TABLE_SIZE, atol=1e-9)
+
+
+def test_the_objects_carry_their_detection_and_track_data():
+    cube = by_label(ScenePipeline(Config()).process(scene_frame()))["cube"]
+    assert cube.score == 1.0
+    assert cube.box_xywh_px == (10, 20, 10, 10)
+    assert cube.depth_valid_fraction == 1.0
+    assert cube.track_age == 1
+
+
+def test_the_graph_carries_the_frame_stamp_the_graph_frame_and_the_threshold():
+    graph = ScenePipeline(Config({"graph_frame": "map", "trust.threshold": 0.4})).process(scene_frame(stamp_ns=42))
+    assert graph.stamp_ns == 42
+    assert graph.frame_id == "map"
+    assert graph.trust_threshold == 0.4
+    assert set(graph.timing_ms) == {"detect", "lift", "track", "relate"}
+    assert all(ms >= 0.0 for ms in graph.timing_ms.values())
+
+
+def test_the_object_on_the_left_of_the_image_is_left_of_the_other():
+    graph = ScenePipeline(Config()).process(scene_frame())
+    ids = {obj.label: obj.id for obj in graph.objects}
+    left_of = [rel for rel in graph.relations if rel.predicate == "left_of"]
+    assert [(rel.subject_id, rel.object_id) for rel in left_of] == [(ids["cube"], ids["table"])]
+    assert left_of[0].margin_m == pytest.approx(0.3825 + 0.39)
+
+
+def test_the_expected_relations_hold_between_the_two_objects():
+    graph = ScenePipeline(Config()).process(scene_frame())
+    assert {obj.label: obj.id for obj in graph.objects} == {"cube": 1, "table": 2}  # ids in instance-id order
+    named = {(graph.object_by_id(r.subject_id).label, r.predicate, graph.object_by_id(r.object_id).label)
+             for r in graph.relations}
+    assert named == {
+        ("cube", "left_of", "table"), ("table", "right_of", "cube"),
+        ("cube", "above", "table"), ("table", "below", "cube"),
+        ("cube", "in_front_of", "table"), ("table", "behind", "cube"),
+        ("cube", "far", "table"), ("table", "far", "cube"),
+        ("cube", "distance", "table"),  # one distance edge, from the lower id
+    }
+    distance = next(r for r in graph.relations if r.predicate == "distance")
+    assert distance.value_m == pytest.approx(float(np.linalg.norm(CUBE_CENTROID - TABLE_CENTROID)))
+    assert graph.num_pruned == 0
+
+
+def test_edges_below_the_trust_threshold_are_pruned_and_counted():
+    # With a 1 m margin scale the trusts are logistic(margin): left_of 0.68, in_front_of 0.62, far 0.64 (margin
+    # 0.582) but above/below only logistic(0.340625) = 0.584, so a 0.6 threshold prunes exactly those two.
+    config = Config({"relations.margin_scale_m": 1.0, "trust.threshold": 0.6})
+    graph = ScenePipeline(config).process(scene_frame())
+    assert graph.num_pruned == 2
+    assert len(graph.relations) == 7
+    assert {rel.predicate for rel in graph.relations}.isdisjoint({"above", "below"})
+    assert all(rel.trust >= 0.6 for rel in graph.relations)
+
+
+def test_reconfigure_changes_the_threshold_and_keeps_the_tracks():
+    pipeline = ScenePipeline(Config())
+    first = pipeline.process(scene_frame())
+    pipeline.reconfigure(Config({"relations.margin_scale_m": 1.0, "trust.threshold": 0.6}))
+    second = pipeline.process(scene_frame())
+    assert (first.num_pruned, second.num_pruned) == (0, 2)
+    assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
+
+
+def test_an_all_nan_depth_image_raises_a_pipeline_error():
+    depth = np.full((60, 80), np.nan, np.float32)
+    with pytest.raises(PipelineError, match=r"^depth image has no valid pixel \(all NaN, zero or outside \[0.05, 10.0\] m\)$"):
+        ScenePipeline(Config()).process(scene_frame(depth=depth))
+
+
+def test_a_depth_image_entirely_out_of_range_raises_a_pipeline_error():
+    depth = np.full((60, 80), 50.0, np.float32)  # beyond the default depth.max_m of 10 m
+    with pytest.raises(PipelineError, match="no valid pixel"):
+        ScenePipeline(Config()).process(scene_frame(depth=depth))
+
+
+def test_objects_without_usable_depth_are_left_out_of_the_graph():
+    depth = np.full((60, 80), 4.0, np.float32)
+    depth[35:45, 50:70] = 2.0  # the table has depth, the cube's pixels stay NaN
+    depth[20:30, 10:20] = np.nan
+    graph = ScenePipeline(Config()).process(scene_frame(depth=depth))
+    assert [obj.label for obj in graph.objects] == ["table"]
+    assert graph.relations == ()
+
+
+def test_the_sim_pipeline_needs_instances_and_fails_without_them():
+    pipeline = ScenePipeline(Config())
+    assert pipeline.needs_instances is True
+    with pytest.raises(PerceptionError, match=r"needs an instance-id image"):
+        pipeline.process(scene_frame(instances=False))
+
+
+def test_an_injected_detector_is_used_instead_of_the_configured_one():
+    pipeline = ScenePipeline(Config(), detector=SimDetector({CUBE_ID: "mug"}))
+    assert [obj.label for obj in pipeline.process(scene_frame()).objects] == ["mug"]
+
+
+def test_object_ids_persist_across_frames_and_ages_grow():
+    pipeline = ScenePipeline(Config())
+    first = pipeline.process(scene_frame(stamp_ns=1))
+    second = pipeline.process(scene_frame(stamp_ns=2, cube_shift_px=2))  # the cube moves 3 cm, within the gate
+    assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
+    assert sorted(o.id for o in first.objects) == [1, 2]
+    assert all(o.track_age == 2 for o in second.objects)
+    assert by_label(second)["cube"].centroid_m[1] == pytest.approx(CUBE_CENTROID[1] - 2 * 1.5 / 100)
+
+
+def test_a_camera_looking_straight_down_relates_objects_by_image_left_and_right():
+    looking_down = [1.0, 0.0, 0.0, 0.0]  # 180 degrees about x: optical z (forward) -> graph -z
+    pipeline = ScenePipeline(Config({"extrinsic.rotation_xyzw": looking_down}))
+    assert pipeline.camera_forward_graph == pytest.approx([0.0, 0.0, -1.0])
+    graph = pipeline.process(scene_frame())
+    left_in_image, right_in_image = sorted(graph.objects, key=lambda o: o.box_xywh_px[0])
+    predicates = {(r.subject_id, r.predicate, r.object_id) for r in graph.relations}
+    assert (left_in_image.id, "left_of", right_in_image.id) in predicates
+    assert (right_in_image.id, "left_of", left_in_image.id) not in predicates

@@ -1,0 +1,133 @@
+"""The files around the code stay consistent: Dockerfile vs setup, launch file vs node list, config vs schema."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import types
+from pathlib import Path
+
+import pytest
+
+from trusted_scene_graph.config import SCHEMA, load_config_file, render_parameter_file
+from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pinned(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_every_ros_wheel_of_the_setup_has_its_apt_package_in_the_dockerfile_and_no_other():
+    wheels = {name.removeprefix("ros-") for name in _pinned(ROOT / "requirements/ros.txt") if name.startswith("ros-")}
+    apt = set(re.findall(r"ros-jazzy-([a-z0-9-]+)", (ROOT / "Dockerfile").read_text()))
+    # launch_ros is the one package a ROS install adds: `ros2 launch` has no wheel.
+    assert apt - {"launch-ros"} == wheels
+
+
+def test_the_dockerfile_installs_the_same_pinned_ml_requirements_as_the_setup():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements/ml.txt" in dockerfile and "COPY requirements/ requirements/" in dockerfile
+    assert "python3-colcon-common-extensions" in dockerfile  # colcon-common-extensions of requirements/ros.txt
+    assert "ros:jazzy" in dockerfile
+
+
+def test_every_requirement_is_pinned_to_one_version():
+    for path in (ROOT / "requirements").glob("*.txt"):
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("setuptools"):
+                assert "==" in line, f"{path.name}: {line!r} is not pinned"
+
+
+def test_the_default_config_file_is_the_schema_rendered_with_its_defaults():
+    assert (ROOT / "config/default.yaml").read_text() == render_parameter_file()
+    assert dict(load_config_file(ROOT / "config/default.yaml")) == {name: spec.default for name, spec in
+                                                                     SCHEMA.items()}
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make demo" in readme
+    assert re.search(r"^make test$", (ROOT / ".ci/run").read_text(), re.MULTILINE)
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+def _fake_launch_modules(share_dir: Path, arguments: dict[str, str]) -> dict[str, types.ModuleType]:
+    """Minimal stand-ins for launch, launch_ros and ament_index_python (not installable from PyPI)."""
+
+    class LaunchConfiguration(_Recorder):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    modules = {name: types.ModuleType(name) for name in (
+        "launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions",
+        "ament_index_python", "ament_index_python.packages")}
+    modules["launch"].LaunchDescription = _Recorder
+    modules["launch.actions"].DeclareLaunchArgument = _Recorder
+    modules["launch.actions"].OpaqueFunction = _Recorder
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch_ros.actions"].LifecycleNode = _Recorder
+    modules["ament_index_python.packages"].get_package_share_directory = lambda package: str(share_dir)
+    return modules
+
+
+def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_with_validated_parameters(
+        monkeypatch, tmp_path):
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config/default.yaml", tmp_path / "config/default.yaml")
+    for name, module in _fake_launch_modules(tmp_path, {}).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("tsg_launch", ROOT / "launch/trusted_scene_graph.launch.py")
+    launch_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch_file)
+
+    description = launch_file.generate_launch_description()
+    *declared, opaque = description.args[0]
+    defaults = {arg.args[0]: arg.kwargs["default_value"] for arg in declared}
+    assert set(defaults) == {"config", *TOPIC_ARGUMENTS}
+    context = {**defaults, "color_topic": "/robot/rgb"}
+    nodes = opaque.kwargs["function"](context)
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert [node.kwargs["name"] for node in nodes] == [spec.name for spec in NODES]
+    for node, node_spec in zip(nodes, NODES):
+        executable = node.kwargs["executable"]
+        module, _, function = scripts[executable].partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), executable
+        assert node_spec.load_class().__name__ == node_spec.node_class.rpartition(":")[2]
+        assert node.kwargs["package"] == "trusted_scene_graph"
+        for parameter_file in node.kwargs["parameters"]:
+            load_config_file(parameter_file)  # raises on any unknown or invalid parameter
+        assert ("/camera/color/image_raw", "/robot/rgb") in node.kwargs["remappings"]
+
+
+@pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is installed by `make setup`")
+def test_colcon_installs_the_python_package_where_ros2_launch_finds_its_executables_and_files(tmp_path):
+    result = subprocess.run(
+        ["colcon", "--log-base", str(tmp_path / "log"), "build", "--packages-select", "trusted_scene_graph",
+         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
+        cwd=ROOT / "ros2_ws", capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = tmp_path / "install/trusted_scene_graph"
+    for node_spec in NODES:
+        assert (prefix / "lib/trusted_scene_graph" / node_spec.executable).is_file()
+    share = prefix / "share/trusted_scene_graph"
+    assert (share / "launch/trusted_scene_graph.launch.py").is_file()
+    assert (share / "config/default.yaml").read_text() == render_parameter_file()
+    assert (prefix / "share/ament_index/resource_index/packages/trusted_scene_graph").is_file()
