@@ -1,0 +1,36 @@
+"""Simulated scenes that produce camera frames with exact ground truth, for demos and end-to-end tests.
+
+Importing this package is cheap and never imports rclpy, MuJoCo or Gymnasium: the simulator is loaded only when
+a scene is constructed, so the pure-Python core (and its tests) run without the optional ``sim`` extra.
+"""
+
+from trusted_scene_graph.errors import TsgError
+
+
+class SimError(TsgError):
+    """The simulator cannot be built or used as asked (unknown task or camera, missing extra, closed scene)."""
+
+
+# Imported after SimError is defined because fetch.py imports SimError from this package.
+from trusted_scene_graph.sim.fetch import (  # noqa: E402
+    DEFAULT_VIEW,
+    TASKS,
+    CameraModel,
+    FetchScene,
+    FreeCameraView,
+    GroundTruthObject,
+    ScriptedPickAndPlacePolicy,
+    SimFrame,
+)
+
+__all__ = [
+    "DEFAULT_VIEW",
+    "TASKS",
+    "CameraModel",
+    "FetchScene",
+    "FreeCameraView",
+    "GroundTruthObject",
+    "ScriptedPickAndPlacePolicy",
+    "SimError",
+    "SimFrame",
+]

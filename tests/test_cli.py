@@ -1,0 +1,78 @@
+"""`tsg` commands are functions returning exit codes; each is tested by calling it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trusted_scene_graph.cli import EXIT_OK, EXIT_USAGE, main
+from trusted_scene_graph.config import load_config_file, render_parameter_file
+
+
+def test_config_prints_the_default_parameter_file(capsys):
+    assert main(["config"]) == EXIT_OK
+    assert capsys.readouterr().out == render_parameter_file()
+
+
+def test_config_writes_overrides_into_a_file_that_loads_back(tmp_path):
+    out = tmp_path / "params.yaml"
+    assert main(["config", "--set", "trust.threshold=0.8", "--set", "extrinsic.translation_m=[0, 0, 1]",
+                 "--out", str(out)]) == EXIT_OK
+    config = load_config_file(out)
+    assert config["trust.threshold"] == 0.8 and config["extrinsic.translation_m"] == [0.0, 0.0, 1.0]
+
+
+def test_an_out_of_range_override_is_a_usage_error_naming_the_parameter(capsys):
+    assert main(["config", "--set", "trust.threshold=2"]) == EXIT_USAGE
+    assert capsys.readouterr().err == "tsg config: error: trust.threshold: 2.0 is above the maximum 1.0\n"
+
+
+def test_a_malformed_override_is_a_usage_error(capsys):
+    assert main(["config", "--set", "trust.threshold"]) == EXIT_USAGE
+    assert "--set expects name=value, got 'trust.threshold'" in capsys.readouterr().err
+
+
+def test_bringup_with_a_config_file_that_does_not_exist_fails_before_starting_ros(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    assert main(["bringup", "--config", str(missing)]) == EXIT_USAGE
+    assert f"cannot read config file '{missing}'" in capsys.readouterr().err
+
+
+def test_bringup_with_an_invalid_value_in_the_file_names_file_and_parameter(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    sync:\n      tolerance_s: -1.0\n")
+    assert main(["bringup", "--config", str(bad)]) == EXIT_USAGE
+    assert f"{bad}: sync.tolerance_s: -1.0 is below the minimum 0.0 s" in capsys.readouterr().err
+
+
+@pytest.mark.dds
+def test_bench_service_writes_the_latency_ratios(tmp_path):
+    pytest.importorskip("trusted_scene_graph_msgs")
+    out = tmp_path / "service.json"
+    assert main(["bench", "service", "--out", str(out), "--calls", "100", "--rate", "10"]) == EXIT_OK
+    result = json.loads(out.read_text())
+    for key in ("query_p50_ms", "query_p99_ms", "echo_p50_ms", "echo_p99_ms", "p99_ratio", "calls_per_s"):
+        assert result[key] > 0, key
+    assert result["p99_ratio"] == pytest.approx(result["query_p99_ms"] / result["echo_p99_ms"])
+    assert result["query_invalid"] == 0  # every query found both objects in the graph
+    assert result["frames_processed_during"] > 0  # frames were flowing while we measured
+
+
+@pytest.mark.dds
+@pytest.mark.sim
+def test_demo_runs_the_bringup_process_and_writes_a_summary_with_ground_truth(tmp_path, capsys):
+    pytest.importorskip("trusted_scene_graph_msgs")
+    pytest.importorskip("mujoco")
+    out = tmp_path / "demo"
+    assert main(["demo", "--seconds", "4", "--rate", "6", "--width", "320", "--height", "240",
+                 "--out", str(out)]) == EXIT_OK
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_published"] >= 15
+    assert summary["graphs_received"] >= summary["frames_published"] // 2
+    assert {o["label"] for o in summary["objects"]} == {"gripper", "cube", "table"}
+    samples = summary["distance_samples"]
+    assert len(samples) >= 5 and all(set(s) == {"t", "perceived_m", "true_m"} for s in samples)
+    assert max(abs(s["perceived_m"] - s["true_m"]) for s in samples) < 0.02
+    assert (out / "distance.png").stat().st_size > 10_000
+    assert "gripper-object distance over time" in capsys.readouterr().out
