@@ -16,7 +16,7 @@ demo: setup
 	$(ENV) tsg demo --seconds $(DEMO_SECONDS) --out out/demo
 
 test: setup
-	$(ENV) python -m pytest -q $(PYTEST_ARGS)
+	$(ENV) ruff check src tests launch && python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	$(ENV) tsg bench service --out out/bench/service.json

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
+from launch import LaunchDescription
 from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
 from trusted_scene_graph.config.schema import load_config_file
 

@@ -106,7 +106,7 @@ def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_wit
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert [node.kwargs["name"] for node in nodes] == [spec.name for spec in NODES]
-    for node, node_spec in zip(nodes, NODES):
+    for node, node_spec in zip(nodes, NODES, strict=True):
         executable = node.kwargs["executable"]
         module, _, function = scripts[executable].partition(":")
         assert callable(getattr(importlib.import_module(module), function)), executable

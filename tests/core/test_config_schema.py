@@ -102,7 +102,8 @@ def test_ints_in_a_float_array_become_floats():
 
 
 def test_a_bool_inside_a_float_array_is_rejected():
-    with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: expected float\[\], got list \[1\.0, True, 0\.0\]$"):
+    with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: expected float\[\], "
+                                          r"got list \[1\.0, True, 0\.0\]$"):
         SCHEMA["extrinsic.translation_m"].validate([1.0, True, 0.0])
 
 
@@ -138,7 +139,8 @@ def test_nan_and_infinity_are_rejected_as_not_finite():
 
 
 def test_a_value_outside_the_choices_is_rejected_listing_the_choices():
-    with pytest.raises(ConfigError, match=r"^qos\.sensor_reliability: 'reliabel' is not one of \['best_effort', 'reliable'\]$"):
+    with pytest.raises(ConfigError, match=r"^qos\.sensor_reliability: 'reliabel' is not one of "
+                                          r"\['best_effort', 'reliable'\]$"):
         Config({"qos.sensor_reliability": "reliabel"})
 
 

@@ -143,7 +143,8 @@ def test_a_nearly_unit_quaternion_is_normalised():
 
 
 def test_matrix_then_from_matrix_round_trips():
-    transform = RigidTransform.from_xyzw([0.1, -0.2, 0.3], Rotation.from_euler("zyx", [40, 10, -70], degrees=True).as_quat())
+    rotation_xyzw = Rotation.from_euler("zyx", [40, 10, -70], degrees=True).as_quat()
+    transform = RigidTransform.from_xyzw([0.1, -0.2, 0.3], rotation_xyzw)
     again = RigidTransform.from_matrix(transform.matrix)
     np.testing.assert_allclose(again.matrix, transform.matrix, atol=1e-12)
     points = np.array([[1.0, 2.0, 3.0], [-4.0, 0.5, 0.0]])

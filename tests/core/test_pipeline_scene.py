@@ -11,7 +11,6 @@ from trusted_scene_graph.geometry import Intrinsics
 from trusted_scene_graph.perception import CameraFrame, PerceptionError
 from trusted_scene_graph.perception.detector import SimDetector
 from trusted_scene_graph.pipeline import PipelineError, ScenePipeline
-from trusted_scene_graph.relations import RelationError
 
 # x_optical = (u - 40) z / 100, y_optical = (v - 30) z / 80. The default extrinsic has the camera at the graph
 # origin looking along +x: graph = (z, -x_optical, -y_optical).
@@ -120,7 +119,8 @@ def test_reconfigure_changes_the_threshold_and_keeps_the_tracks():
 
 def test_an_all_nan_depth_image_raises_a_pipeline_error():
     depth = np.full((60, 80), np.nan, np.float32)
-    with pytest.raises(PipelineError, match=r"^depth image has no valid pixel \(all NaN, zero or outside \[0.05, 10.0\] m\)$"):
+    with pytest.raises(PipelineError, match=r"^depth image has no valid pixel "
+                                            r"\(all NaN, zero or outside \[0.05, 10.0\] m\)$"):
         ScenePipeline(Config()).process(scene_frame(depth=depth))
 
 

@@ -6,14 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from trusted_scene_graph_msgs.srv import QueryDistance  # noqa: E402  (after the conftest's importorskip)
 
 from trusted_scene_graph.geometry import GeometryError, Intrinsics
 from trusted_scene_graph.graph import ObjectNode, Relation, SceneGraph, query_distance
 from trusted_scene_graph.image import ImageError
 from trusted_scene_graph.perception import PerceptionError
 from trusted_scene_graph.ros import convert
-
-from trusted_scene_graph_msgs.srv import QueryDistance  # noqa: E402  (after the conftest's importorskip)
 
 H, W = 6, 8
 INTRINSICS = Intrinsics(W, H, 10.0, 10.0, 3.5, 2.5)

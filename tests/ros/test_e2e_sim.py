@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dds_helpers import call, spin_until
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.srv import QueryDistance
 
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.ros import convert
 from trusted_scene_graph.ros.bringup import Bringup
 from trusted_scene_graph.ros.demo import true_distance_m
 from trusted_scene_graph.ros.scene_graph_node import GRAPH_QOS, QUERY_SERVICE, SCENE_GRAPH_TOPIC, sensor_qos
-from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher, extrinsic_overrides, intrinsics_of
-from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
-from trusted_scene_graph_msgs.srv import QueryDistance
-
-from dds_helpers import call, spin_until
+from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher, extrinsic_overrides
 
 pytest.importorskip("mujoco")
 pytestmark = [pytest.mark.dds, pytest.mark.sim]
@@ -45,8 +44,8 @@ def test_the_bringup_turns_rendered_frames_into_graphs_whose_distance_matches_th
         true_distances = []
         for index, frame in enumerate(frames[::3]):
             stamp_ns = 1_000_000_000 * (index + 1)
-            camera.publish(frame, intrinsics_of(camera_model), stamp_ns)
-            assert spin_until(test_node, lambda: any(convert.stamp_to_ns(g.header.stamp) == stamp_ns
+            camera.publish(frame, camera_model.intrinsics, stamp_ns)
+            assert spin_until(test_node, lambda s=stamp_ns: any(convert.stamp_to_ns(g.header.stamp) == s
                                                      for g in graphs)), f"no graph for frame {index}"
             answer = call(test_node, client, QueryDistance.Request(subject="gripper", object="cube"))
             assert answer.valid and convert.stamp_to_ns(answer.graph_stamp) == stamp_ns

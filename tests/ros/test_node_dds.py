@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 import rclpy
+from dds_helpers import call, spin_until
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.srv import QueryDistance
 
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.ros import convert
@@ -14,10 +17,6 @@ from trusted_scene_graph.ros.bringup import Bringup
 from trusted_scene_graph.ros.scene_graph_node import GRAPH_QOS, QUERY_SERVICE, SCENE_GRAPH_TOPIC, sensor_qos
 from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher
 from trusted_scene_graph.sim.synthetic import SyntheticFrame, SyntheticObject
-from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
-from trusted_scene_graph_msgs.srv import QueryDistance
-
-from dds_helpers import call, spin_until
 
 pytestmark = pytest.mark.dds
 SMALL = (160, 120)  # small frames keep DDS tests fast; sizes do not matter for behaviour here
@@ -126,7 +125,7 @@ def test_each_bad_input_is_skipped_with_an_error_and_the_node_keeps_serving(runn
     for case, overrides in _bad_inputs(SyntheticFrame(*SMALL, objects=OBJECTS, focal_px=120.0)).items():
         failed_before = node.frames_failed
         bad = harness.publish(**overrides)
-        assert spin_until(harness.node, lambda: node.frames_failed == failed_before + 1), case
+        assert spin_until(harness.node, lambda n=failed_before: node.frames_failed == n + 1), case
         assert harness.graph_for(bad, timeout_s=0.3) is None, case
         # The service still answers from the last good graph.
         answer = harness.query("gripper", "cube")

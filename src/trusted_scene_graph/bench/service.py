@@ -18,6 +18,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from trusted_scene_graph_msgs.srv import QueryDistance
 
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.report import write_json
@@ -25,7 +26,6 @@ from trusted_scene_graph.ros.bringup import Bringup
 from trusted_scene_graph.ros.scene_graph_node import QUERY_SERVICE
 from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher
 from trusted_scene_graph.sim.synthetic import SyntheticFrame
-from trusted_scene_graph_msgs.srv import QueryDistance
 
 ECHO_SERVICE = "/bench/echo_distance"
 

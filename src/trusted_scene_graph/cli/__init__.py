@@ -58,7 +58,9 @@ def load(config_path: Path | None, overrides: Sequence[str] = ()) -> Config:
     return config.with_overrides(parse_overrides(overrides)) if overrides else config
 
 
-def cmd_bringup(config_path: Path | None, overrides: Sequence[str], autostart: bool | None, ros_args: Sequence[str]) -> int:
+def cmd_bringup(
+    config_path: Path | None, overrides: Sequence[str], autostart: bool | None, ros_args: Sequence[str]
+) -> int:
     """Run the nodes in one process until Ctrl-C."""
     require_interfaces()
     from trusted_scene_graph.ros.bringup import run_bringup

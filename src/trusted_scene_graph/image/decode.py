@@ -109,7 +109,7 @@ def encode_image(pixels: np.ndarray, encoding: str) -> tuple[int, int, int, byte
 
 
 def depth_to_encoding(depth_m: np.ndarray, encoding: str) -> np.ndarray:
-    """Depth in metres (NaN = invalid) as the array a depth ``encoding`` carries: 32FC1 metres or 16UC1 mm (0 = none)."""
+    """Depth in metres (NaN = invalid) as a depth ``encoding`` carries it: 32FC1 metres, 16UC1 mm (0 = none)."""
     if encoding == "32FC1":
         return depth_m.astype(np.float32, copy=False)
     if encoding in ("16UC1", "mono16"):

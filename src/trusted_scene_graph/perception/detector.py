@@ -88,7 +88,7 @@ class SimDetector:
             raise PerceptionError("the 'sim' detector needs an instance-id image (topics.instances), none was given")
         ids, counts = np.unique(frame.instances, return_counts=True)
         detections = []
-        for instance_id, count in zip(ids.tolist(), counts.tolist()):
+        for instance_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
             label = self.labels_by_id.get(instance_id)
             if label is None or count < self.min_pixels:
                 continue

@@ -34,12 +34,12 @@ class Tracker:
         assigned: list[Track | None] = [None] * len(labels)
         if self.tracks and labels:
             cost = np.full((len(labels), len(self.tracks)), _FORBIDDEN)
-            for i, (label, centroid) in enumerate(zip(labels, centroids_m)):
+            for i, (label, centroid) in enumerate(zip(labels, centroids_m, strict=True)):
                 for j, track in enumerate(self.tracks):
                     distance = float(np.linalg.norm(centroid - track.centroid_m))
                     if track.label == label and distance <= self.gate_m:
                         cost[i, j] = distance
-            for i, j in zip(*linear_sum_assignment(cost)):
+            for i, j in zip(*linear_sum_assignment(cost), strict=True):
                 if cost[i, j] < _FORBIDDEN:
                     assigned[i] = self.tracks[j]
         matched_ids = set()

@@ -6,8 +6,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import ObjectNode, SceneGraph
@@ -71,7 +69,7 @@ class ScenePipeline:
         objects = tuple(
             ObjectNode(track.id, o.detection.label, o.detection.score, o.detection.box_xywh_px, o.centroid_m,
                        o.size_m, o.depth_valid_fraction, track.age)
-            for o, track in zip(lifted, tracks)
+            for o, track in zip(lifted, tracks, strict=True)
         )
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
 

@@ -12,6 +12,9 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.msg import SceneObject, SpatialRelation
+from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import Marker, MarkerArray
 
 from trusted_scene_graph.geometry.camera import Intrinsics
@@ -19,9 +22,6 @@ from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import DistanceAnswer
 from trusted_scene_graph.image.decode import ImageError, decode_depth_m, decode_image, encode_image, to_rgb
 from trusted_scene_graph.perception.detector import CameraFrame
-from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
-from trusted_scene_graph_msgs.msg import SceneObject, SpatialRelation
-from trusted_scene_graph_msgs.srv import QueryDistance
 
 _NS_PER_S = 1_000_000_000
 

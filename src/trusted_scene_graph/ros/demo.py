@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.srv import QueryDistance
 
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.report import (
@@ -29,9 +31,7 @@ from trusted_scene_graph.report import (
 )
 from trusted_scene_graph.ros import convert
 from trusted_scene_graph.ros.scene_graph_node import GRAPH_QOS, QUERY_SERVICE, SCENE_GRAPH_TOPIC
-from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher, extrinsic_overrides, intrinsics_of
-from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
-from trusted_scene_graph_msgs.srv import QueryDistance
+from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher, extrinsic_overrides
 
 SUBJECT, OBJECT = "gripper", "cube"
 SERVICE_WAIT_S = 60.0
@@ -93,7 +93,7 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
     out_dir.mkdir(parents=True, exist_ok=True)
     scene = FetchScene(width=width, height=height, seed=seed)
     config = config.with_overrides(extrinsic_overrides(scene.camera))
-    intrinsics = intrinsics_of(scene.camera)
+    intrinsics = scene.camera.intrinsics
     recorder = DistanceRecorder()
     graphs: list[SceneGraphMsg] = []
     with tempfile.TemporaryDirectory(prefix="tsg-demo-") as tmp:

@@ -19,6 +19,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
+from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
 from trusted_scene_graph.config.schema import Config, ConfigError
@@ -29,8 +31,6 @@ from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.ros import convert
 from trusted_scene_graph.ros.params import declare_config, validate_on_set
-from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
-from trusted_scene_graph_msgs.srv import QueryDistance
 
 SCENE_GRAPH_TOPIC = "/scene_graph"
 MARKERS_TOPIC = "/scene_graph/markers"

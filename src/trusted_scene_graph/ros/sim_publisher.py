@@ -40,11 +40,6 @@ class SimCameraPublisher:
         self.published += 1
 
 
-def intrinsics_of(camera) -> Intrinsics:
-    """Intrinsics of a simulator ``CameraModel``."""
-    return Intrinsics(camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy)
-
-
 def extrinsic_overrides(camera) -> dict[str, list[float]]:
     """Config overrides placing the simulator camera's optical frame in the graph (world) frame."""
     from trusted_scene_graph.geometry.transform import RigidTransform

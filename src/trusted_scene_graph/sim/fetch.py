@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.sim import SimError
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class FreeCameraView:
 
 
 #: The view used when ``FetchScene(camera=None)``: across the table from the robot and to its right (camera at
-#: world (2.44, 0.09, 1.03) m), 20 deg down, 1.4 m from a point above the table centre, fovy 45 deg. Chosen over the model's ``external_camera_0`` (straight-on, 47 deg down) because
+#: world (2.44, 0.09, 1.03) m), 20 deg down, 1.4 m from a point above the table centre, fovy 45 deg. Chosen over
+#: the model's ``external_camera_0`` (straight-on, 47 deg down) because
 #: perception boxes the *visible* points: from the steep view the gripper hides the held cube's top face and the
 #: visible-part box centre is off by up to 2.0 cm, while this oblique, lower view sees two side faces as well
 #: (<= 0.5 cm over 10 seeds x 50 steps at 640x480). Gripper, cube and every goal stay in view.
@@ -83,9 +85,14 @@ class CameraModel:
     camera_to_world: np.ndarray  # (4, 4) float64: optical frame (x right, y down, z forward) -> world (z up)
 
     @property
+    def intrinsics(self) -> Intrinsics:
+        """The pinhole part, as the perception pipeline and ``sensor_msgs/CameraInfo`` take it."""
+        return Intrinsics(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
+
+    @property
     def k(self) -> list[float]:
         """Row-major 3x3 camera matrix, as in ``sensor_msgs/CameraInfo.k``."""
-        return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
+        return self.intrinsics.k
 
 
 @dataclass(frozen=True)
