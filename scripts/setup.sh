@@ -9,6 +9,8 @@ PY=${PYTHON:-python3.11}
 WITH_RAY=${WITH_RAY:-0}
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# This machine's pip config lists local index folders that may not exist; pip warns for each package. Drop those lines.
+pip_quiet() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 if ! command -v "$PY" >/dev/null; then
@@ -23,11 +25,11 @@ req_files=(requirements/ros.txt requirements/ml.txt pyproject.toml)
 want=$(stamp_of "${req_files[@]}")
 if [ "$(cat "$VENV/.setup-stamp-pip" 2>/dev/null)" != "$want" ]; then
   log "installing pinned packages (first run takes a few minutes)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
+  pip_quiet install --quiet --upgrade "pip>=24"
   args=(-r requirements/ros.txt -r requirements/ml.txt)
   [ "$WITH_RAY" = 1 ] && args+=(-r requirements/ray.txt)
-  "$VENV/bin/python" -m pip install --quiet "${args[@]}"
-  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+  pip_quiet install --quiet "${args[@]}"
+  pip_quiet install --quiet --no-deps --no-build-isolation -e .
   echo "$want" > "$VENV/.setup-stamp-pip"
 else
   log "python packages up to date"

@@ -193,3 +193,17 @@ def test_read_only_parameters_cannot_be_changed_at_run_time(running):
     result = bringup.nodes["scene_graph"].set_parameters(
         [rclpy.parameter.Parameter("detector.backend", value="sim")])[0]
     assert not result.successful and "read-only" in result.reason
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (rclpy.parameter.Parameter("trust.threshold", value=5.0), r"trust\.threshold out of range Min: 0\.0, Max: 1\.0"),
+    (rclpy.parameter.Parameter("trust.threshold", value="high"), r"expecting type 'DOUBLE'"),
+    (rclpy.parameter.Parameter("depth.min_m", value=50.0), r"depth\.min_m \(50\.0 m\) must be below depth\.max_m"),
+    (rclpy.parameter.Parameter("detector.sim_labels", value=["cube"]), r"'cube' is not of the form 'id:label'"),
+])
+def test_an_invalid_parameter_given_at_startup_stops_the_node_with_the_reason(ros_context, override, message):
+    from trusted_scene_graph.config import ConfigError
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    with pytest.raises(ConfigError, match=rf"^node 'scene_graph': invalid parameter: .*{message}"):
+        SceneGraphNode(parameter_overrides=[override])

@@ -79,13 +79,13 @@ def cmd_config(config_path: Path | None, overrides: Sequence[str], out: Path | N
 
 
 def cmd_demo(config_path: Path | None, overrides: Sequence[str], seconds: float, rate_hz: float, out: Path,
-             width: int, height: int, seed: int) -> int:
+             width: int, height: int, seed: int, depth_encoding: str) -> int:
     """Publish a simulated Fetch pick-and-place into the bringup and report the graph and distances."""
     require_interfaces()
     from trusted_scene_graph.ros.demo import run_demo
 
     return run_demo(load(config_path, overrides), seconds=seconds, rate_hz=rate_hz, out_dir=out, width=width,
-                    height=height, seed=seed)
+                    height=height, seed=seed, depth_encoding=depth_encoding)
 
 
 def cmd_bench_service(config_path: Path | None, out: Path, calls: int, rate_hz: float) -> int:
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=640, help="image width [px]")
     demo.add_argument("--height", type=int, default=480, help="image height [px]")
     demo.add_argument("--seed", type=int, default=0, help="simulation seed")
+    demo.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
+                      help="depth image encoding: 32FC1 metres or 16UC1 millimetres")
 
     bench = commands.add_parser("bench", help="benchmarks, each writing a JSON of side-by-side ratios")
     benches = bench.add_subparsers(dest="bench", required=True)
@@ -144,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config(args.config, args.overrides, args.out)
         if args.command == "demo":
             return cmd_demo(args.config, args.overrides, args.seconds, args.rate_hz, args.out, args.width,
-                            args.height, args.seed)
+                            args.height, args.seed, args.depth_encoding)
         if args.command == "bench" and args.bench == "service":
             return cmd_bench_service(args.config, args.out, args.calls, args.rate_hz)
     except TsgError as exc:

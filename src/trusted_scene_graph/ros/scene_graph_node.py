@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -56,8 +57,8 @@ class SceneGraphNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         try:
             self.config = declare_config(self, config if config is not None else Config())
-        except (ConfigError, TypeError) as exc:
-            # rclpy raises TypeError subclasses for an override of the wrong type; report both the same way.
+        except (ConfigError, ParameterException) as exc:
+            # rclpy checks an override's type and range against the descriptor first; the schema checks the rest.
             raise ConfigError(f"node {node_name!r}: invalid parameter: {exc}") from exc
         self.add_on_set_parameters_callback(validate_on_set(lambda: self.config))
         self.add_post_set_parameters_callback(self._apply_parameters)
