@@ -390,7 +390,7 @@ def test_with_overrides_returns_a_new_config_and_leaves_the_original_unchanged()
     assert changed is not original
     assert changed["trust.threshold"] == 0.9
     assert changed["tracking.gate_m"] == 1.0 and type(changed["tracking.gate_m"]) is float
-    assert original["trust.threshold"] == 0.5
+    assert original["trust.threshold"] == 0.6
     assert original["tracking.gate_m"] == 0.3
 
 

@@ -123,9 +123,9 @@ def test_each_bad_input_is_skipped_with_an_error_and_the_node_keeps_serving(runn
     good = harness.publish()
     assert harness.graph_for(good) is not None
     for case, overrides in _bad_inputs(SyntheticFrame(*SMALL, objects=OBJECTS, focal_px=120.0)).items():
-        failed_before = node.frames_failed
+        failed_before = node.stats.failed
         bad = harness.publish(**overrides)
-        assert spin_until(harness.node, lambda n=failed_before: node.frames_failed == n + 1), case
+        assert spin_until(harness.node, lambda n=failed_before: node.stats.failed == n + 1), case
         assert harness.graph_for(bad, timeout_s=0.3) is None, case
         # The service still answers from the last good graph.
         answer = harness.query("gripper", "cube")
@@ -176,7 +176,7 @@ def test_a_parameter_outside_its_range_is_rejected_on_set_with_the_reason(runnin
     result = node.set_parameters([rclpy.parameter.Parameter("depth.min_m", value=20.0)])[0]
     assert not result.successful and result.reason == (
         "depth.min_m (20.0 m) must be below depth.max_m (10.0 m)")
-    assert node.config["trust.threshold"] == 0.5
+    assert node.config["trust.threshold"] == 0.6
 
 
 def test_a_valid_parameter_change_applies_to_the_running_pipeline(running):
@@ -207,3 +207,22 @@ def test_an_invalid_parameter_given_at_startup_stops_the_node_with_the_reason(ro
 
     with pytest.raises(ConfigError, match=rf"^node 'scene_graph': invalid parameter: .*{message}"):
         SceneGraphNode(parameter_overrides=[override])
+
+
+def test_diagnostics_report_the_frame_counters_and_the_last_error(running):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    bringup, harness = running
+    statuses: list = []
+    harness.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
+    assert harness.graph_for(harness.publish()) is not None
+    assert spin_until(harness.node, lambda: any(s.level == DiagnosticStatus.OK for s in statuses), timeout_s=5.0)
+    ok = next(s for s in statuses if s.level == DiagnosticStatus.OK)
+    assert ok.name == "trusted_scene_graph: /scene_graph"
+    assert {v.key: v.value for v in ok.values}["frames_processed"] == "1"
+    zero_focal = convert.camera_info_msg(SyntheticFrame(*SMALL, objects=OBJECTS).intrinsics, 0, "cam")
+    zero_focal.k = [0.0] * 9
+    harness.publish(info=zero_focal)
+    assert spin_until(harness.node, lambda: any(s.level == DiagnosticStatus.ERROR for s in statuses), timeout_s=5.0)
+    error = next(s for s in statuses if s.level == DiagnosticStatus.ERROR)
+    assert error.message == "last frame skipped: focal length fx=0.0 must be positive and finite"

@@ -83,7 +83,7 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
             request = QueryDistance.Request(subject="gripper", object="cube", mode="centroid")
             latencies: dict[str, list[float]] = {"query": [], "echo": []}
             invalid = 0
-            frames_before = scene_node.frames_processed
+            frames_before = scene_node.stats.processed
             start = time.perf_counter()
             for i in range(warmup_calls + calls):
                 for name, client in (("query", query_client), ("echo", echo_client)):
@@ -97,9 +97,9 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
                         invalid += name == "query" and not response.valid
                 if i == warmup_calls - 1:
                     start = time.perf_counter()
-                    frames_before = scene_node.frames_processed
+                    frames_before = scene_node.stats.processed
             wall_s = time.perf_counter() - start
-            frames_during = scene_node.frames_processed - frames_before
+            frames_during = scene_node.stats.processed - frames_before
             stop.set()
             feeder.join()
             client_executor.shutdown()

@@ -165,7 +165,7 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("relations.margin_scale_m", FLOAT, 0.02,
               "Margin at which the geometric prior gives trust 0.73 (logistic of margin / scale)", unit="m",
               min=1e-6, max=10.0),
-    ParamSpec("trust.threshold", FLOAT, 0.5, "Relations with a lower trust are pruned from the graph",
+    ParamSpec("trust.threshold", FLOAT, 0.6, "Relations with a lower trust are pruned from the graph",
               min=0.0, max=1.0),
     # Output.
     ParamSpec("markers.enabled", BOOL, True, "Publish RViz markers on /scene_graph/markers"),

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -22,6 +23,7 @@ from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import DistanceAnswer
 from trusted_scene_graph.image.decode import ImageError, decode_depth_m, decode_image, encode_image, to_rgb
 from trusted_scene_graph.perception.detector import CameraFrame
+from trusted_scene_graph.pipeline.health import FrameStats, health
 
 _NS_PER_S = 1_000_000_000
 
@@ -163,3 +165,11 @@ def graph_from_msg(msg: SceneGraphMsg) -> SceneGraph:
                       for r in msg.relations)
     return SceneGraph(stamp_to_ns(msg.header.stamp), msg.header.frame_id, objects, relations, msg.trust_threshold,
                       msg.num_pruned)
+
+
+def diagnostics_msg(node_name: str, stats: FrameStats, stamp_ns: int) -> DiagnosticArray:
+    """The node's frame counters as one ``/diagnostics`` status (for rqt_robot_monitor, diagnostic_aggregator)."""
+    level, message, values = health(stats)
+    status = DiagnosticStatus(level=bytes([level]), name=f"trusted_scene_graph: {node_name}", message=message,
+                              hardware_id="", values=[KeyValue(key=k, value=v) for k, v in values.items()])
+    return DiagnosticArray(header=Header(stamp=ns_to_stamp(stamp_ns)), status=[status])

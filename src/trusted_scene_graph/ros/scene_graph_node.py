@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -28,6 +29,7 @@ from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import query_distance
+from trusted_scene_graph.pipeline.health import FrameStats
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.ros import convert
@@ -36,6 +38,8 @@ from trusted_scene_graph.ros.params import declare_config, validate_on_set
 SCENE_GRAPH_TOPIC = "/scene_graph"
 MARKERS_TOPIC = "/scene_graph/markers"
 QUERY_SERVICE = "/scene_graph/query_distance"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAGNOSTICS_PERIOD_S = 1.0
 
 # Latched graph: a late subscriber (RViz, a policy starting up) gets the newest graph at once.
 GRAPH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -68,11 +72,11 @@ class SceneGraphNode(LifecycleNode):
         self._lock = threading.Lock()  # guards the synchronizer, shared by sensor and perception callbacks
         self.pipeline: ScenePipeline | None = None
         self.latest_graph: SceneGraph | None = None
-        self.frames_processed = 0
-        self.frames_failed = 0
+        self.stats = FrameStats()
         self._sync: FrameSynchronizer | None = None
         self._subscriptions = []
-        self._graph_pub = self._marker_pub = self._service = self._frame_ready = None
+        self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
+        self._diagnostics_timer = None
 
     # Lifecycle transitions.
 
@@ -87,6 +91,9 @@ class SceneGraphNode(LifecycleNode):
                                        self.config["sync.buffer_size"])
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, MARKERS_TOPIC, GRAPH_QOS)
+        self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
+                                                    callback_group=self._service_group)
         self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
         self._service = self.create_service(QueryDistance, QUERY_SERVICE, self._on_query,
                                             callback_group=self._service_group)
@@ -126,12 +133,15 @@ class SceneGraphNode(LifecycleNode):
     def _release(self) -> None:
         if self._service is not None:
             self.destroy_service(self._service)
-        for publisher in (self._graph_pub, self._marker_pub):
+        for publisher in (self._graph_pub, self._marker_pub, self._diagnostics_pub):
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
         if self._frame_ready is not None:
             self.destroy_guard_condition(self._frame_ready)
-        self._graph_pub = self._marker_pub = self._service = self._frame_ready = None
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+        self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
+        self._diagnostics_timer = None
         self.pipeline = None
         self.latest_graph = None
 
@@ -156,14 +166,20 @@ class SceneGraphNode(LifecycleNode):
             frame = convert.frame_from_msgs(msgs["color"], msgs["depth"], msgs["camera_info"], msgs.get("instances"))
             graph = self.pipeline.process(frame)
         except TsgError as exc:
-            self.frames_failed += 1
+            self.stats.record_failure(str(exc))
             self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
             return
         self.latest_graph = graph
-        self.frames_processed += 1
+        self.stats.record_success(sum(graph.timing_ms.values()))
         self._graph_pub.publish(convert.graph_to_msg(graph))
         if self.config["markers.enabled"]:
             self._marker_pub.publish(convert.markers_from_graph(graph))
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
+        self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), self.stats,
+                                                              self.get_clock().now().nanoseconds))
 
     def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
         graph = self.latest_graph
