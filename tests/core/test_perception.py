@@ -375,3 +375,13 @@ def test_age_counts_the_frames_an_object_was_seen():
     assert ages == [1, 2, 3, 4]
     tracker.update([], [])
     assert tracker.update(["cube"], [p(0)])[0].age == 5  # a missed frame does not add to the age
+
+
+def test_a_large_object_is_lifted_from_an_even_subset_of_its_pixels_with_the_same_box():
+    full = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
+                          IDENTITY, EXACT)
+    strided = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
+                             IDENTITY, LiftingSettings(box_percentile=0.0, max_points=100))  # 200 px -> every 2nd
+    np.testing.assert_allclose(strided.centroid_m, full.centroid_m, atol=0.02)
+    np.testing.assert_allclose(strided.size_m, full.size_m, atol=0.05)
+    assert strided.depth_valid_fraction == full.depth_valid_fraction == 1.0

@@ -22,7 +22,7 @@ from trusted_scene_graph_msgs.srv import QueryDistance
 
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.report import write_json
-from trusted_scene_graph.ros.bringup import Bringup
+from trusted_scene_graph.ros.bringup import Bringup, use_short_gil_switch_interval
 from trusted_scene_graph.ros.scene_graph_node import QUERY_SERVICE
 from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher
 from trusted_scene_graph.sim.synthetic import SyntheticFrame
@@ -48,6 +48,7 @@ def _percentile_ms(latencies_s: list[float], q: float) -> float:
 
 def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_rate_hz: float = 10.0,
                       warmup_calls: int = 50) -> int:
+    use_short_gil_switch_interval()  # as `tsg bringup` runs
     rclpy.init()
     try:
         with Bringup(config) as bringup:

@@ -152,6 +152,9 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
               "Points whose depth is more than k median absolute deviations from the median are rejected",
               min=0.5, max=100.0),
+    ParamSpec("lifting.max_points", INT, 20_000,
+              "Largest number of depth pixels used per object (evenly strided); bounds the cost of big objects",
+              unit="px", min=100, max=10_000_000),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
     # Tracking.
