@@ -1,0 +1,42 @@
+"""The executable the launch file starts: one node, parameters from a ROS parameter file, autostarted."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from dds_helpers import call, spin_until
+from trusted_scene_graph_msgs.srv import QueryDistance
+
+from trusted_scene_graph.ros.scene_graph_node import QUERY_SERVICE
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.dds
+
+
+def test_the_node_executable_reads_a_parameter_file_activates_itself_and_serves_queries(test_node, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "config/default.yaml").read_text().replace("trust.threshold: 0.6",
+                                                                         "trust.threshold: 0.75"))
+    process = subprocess.Popen(["scene_graph_node", "--ros-args", "--params-file", str(params)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = test_node.create_client(QueryDistance, QUERY_SERVICE)
+        assert client.wait_for_service(timeout_sec=30.0), "the node did not come up"
+        answer = call(test_node, client, QueryDistance.Request(subject="gripper", object="cube"))
+        assert not answer.valid and answer.message == "no scene graph has been computed yet"
+        # The parameter file's value is what the node runs with.
+        from rcl_interfaces.srv import GetParameters
+
+        get = test_node.create_client(GetParameters, "/scene_graph/get_parameters")
+        assert get.wait_for_service(timeout_sec=10.0)
+        values = call(test_node, get, GetParameters.Request(names=["trust.threshold"])).values
+        assert values[0].double_value == 0.75
+        assert spin_until(test_node, lambda: process.poll() is None, timeout_s=0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert "configured: detector 'sim'" in output
