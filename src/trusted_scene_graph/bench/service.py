@@ -8,6 +8,7 @@ latencies is the number to watch (absolute milliseconds depend on the machine).
 
 from __future__ import annotations
 
+import os
 import platform
 import threading
 import time
@@ -120,7 +121,7 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
         "frames_processed_during": frames_during,
         "frame_rate_hz": frame_rate_hz,
         "query_invalid": invalid,
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     result["p50_ratio"] = result["query_p50_ms"] / result["echo_p50_ms"]
     result["p99_ratio"] = result["query_p99_ms"] / result["echo_p99_ms"]

@@ -5,6 +5,7 @@ Pure functions of message fields, usable without ``rclpy.init`` (tested that way
 
 from __future__ import annotations
 
+import colorsys
 import math
 
 import numpy as np
@@ -127,7 +128,7 @@ def markers_from_graph(graph: SceneGraph) -> MarkerArray:
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     for obj in graph.objects:
         hue = (obj.id * 0.618034) % 1.0  # golden-ratio hues keep neighbouring ids apart
-        r, g, b = _hsv_to_rgb(hue)
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.95)
         box = Marker(header=header, ns="objects", id=obj.id, type=Marker.CUBE, action=Marker.ADD)
         box.pose.position = Point(x=float(obj.centroid_m[0]), y=float(obj.centroid_m[1]), z=float(obj.centroid_m[2]))
         box.pose.orientation.w = 1.0
@@ -144,11 +145,6 @@ def markers_from_graph(graph: SceneGraph) -> MarkerArray:
         markers += [box, text]
     return MarkerArray(markers=markers)
 
-
-def _hsv_to_rgb(hue: float) -> tuple[float, float, float]:
-    import colorsys
-
-    return colorsys.hsv_to_rgb(hue, 0.8, 0.95)
 
 
 def graph_from_msg(msg: SceneGraphMsg) -> SceneGraph:
