@@ -145,7 +145,7 @@ def test_a_value_outside_the_choices_is_rejected_listing_the_choices():
 
 
 def test_an_unknown_detector_backend_is_rejected_by_its_choices():
-    with pytest.raises(ConfigError, match=r"^detector\.backend: 'yolo' is not one of \['sim'\]$"):
+    with pytest.raises(ConfigError, match=r"^detector\.backend: 'yolo' is not one of \['sim', 'grounding_dino'\]$"):
         Config({"detector.backend": "yolo"})
 
 
@@ -434,3 +434,18 @@ def test_to_ros_parameters_yaml_round_trips_through_a_file(tmp_path):
     path = tmp_path / "out.yaml"
     path.write_text(config.to_ros_parameters_yaml())
     assert dict(load_config_file(path)) == dict(config)
+
+
+def test_grounding_dino_with_an_empty_vocabulary_is_rejected():
+    with pytest.raises(ConfigError, match=r"^detector\.vocabulary is empty: the 'grounding_dino' detector needs"):
+        Config({"detector.backend": "grounding_dino", "detector.vocabulary": [" "]})
+
+
+def test_a_label_map_entry_without_a_colon_is_rejected():
+    with pytest.raises(ConfigError, match=r"^detector\.label_map: 'red cup' is not of the form 'phrase:label'$"):
+        Config({"detector.label_map": ["red cup"]})
+
+
+def test_half_precision_on_cpu_is_rejected():
+    with pytest.raises(ConfigError, match=r"^detector\.half_precision needs detector\.device 'cuda'"):
+        Config({"detector.half_precision": True})

@@ -18,6 +18,7 @@ from trusted_scene_graph.perception import (
     make_detector,
 )
 from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.perception.lifting import complete_hidden_side
 from trusted_scene_graph.perception.tracking import Tracker
 
 # A 40 x 30 camera with distinct focal lengths so x and y mistakes show: x = (u - 20) z / 50, y = (v - 15) z / 40.
@@ -137,9 +138,10 @@ def test_make_detector_builds_the_configured_backend():
 
 def test_make_detector_with_an_unknown_backend_lists_the_known_ones():
     config = {**Config(), "detector.backend": "yolo"}
-    with pytest.raises(PerceptionError, match=r"^unknown detector backend 'yolo'; known backends: \['sim'\]$"):
+    with pytest.raises(PerceptionError,
+                       match=r"^unknown detector backend 'yolo'; known backends: \['grounding_dino', 'sim'\]$"):
         make_detector(config)
-    assert sorted(DETECTORS) == ["sim"]
+    assert sorted(DETECTORS) == ["grounding_dino", "sim"]
 
 
 # --- lift_detection --------------------------------------------------------------------------------------------
@@ -289,7 +291,7 @@ def test_lifting_settings_are_read_from_the_config():
     settings = LiftingSettings.from_config(Config({"depth.min_m": 0.2, "depth.max_m": 4.0,
                                                    "lifting.box_percentile": 5.0, "lifting.outlier_mad_k": 3.0,
                                                    "lifting.min_valid_fraction": 0.5}))
-    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5)
+    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5, amodal_completion=True)
 
 
 # --- Tracker ---------------------------------------------------------------------------------------------------
@@ -381,7 +383,122 @@ def test_a_large_object_is_lifted_from_an_even_subset_of_its_pixels_with_the_sam
     full = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
                           IDENTITY, EXACT)
     strided = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
-                             IDENTITY, LiftingSettings(box_percentile=0.0, max_points=100))  # 200 px -> every 2nd
+                             IDENTITY, LiftingSettings(box_percentile=0.0, points_per_object=100))  # every 2nd px
     np.testing.assert_allclose(strided.centroid_m, full.centroid_m, atol=0.02)
     np.testing.assert_allclose(strided.size_m, full.size_m, atol=0.05)
     assert strided.depth_valid_fraction == full.depth_valid_fraction == 1.0
+
+
+def test_without_smoothing_a_track_takes_the_measured_position():
+    tracker = Tracker(gate_m=0.5)
+    tracker.update(["cube"], [p(0.0)])
+    np.testing.assert_allclose(tracker.update(["cube"], [p(0.1)])[0].centroid_m, [0.1, 0.0, 0.0])
+
+
+def test_smoothing_blends_the_measurement_into_the_track_position_exponentially():
+    tracker = Tracker(gate_m=0.5, smoothing=0.25)
+    tracker.update(["cube"], [p(0.0)])  # a new track starts at its first measurement
+    assert tracker.update(["cube"], [p(0.2)])[0].centroid_m[0] == pytest.approx(0.05)
+    assert tracker.update(["cube"], [p(0.2)])[0].centroid_m[0] == pytest.approx(0.05 + 0.25 * 0.15)
+
+
+def test_smoothing_averages_out_depth_noise_on_a_static_object():
+    rng = np.random.default_rng(0)
+    raw, smoothed = Tracker(gate_m=0.5), Tracker(gate_m=0.5, smoothing=0.2)
+    raw_x, smoothed_x = [], []
+    for _ in range(200):
+        measured = p(1.0 + rng.normal(0.0, 0.01))
+        raw_x.append(raw.update(["cube"], [measured])[0].centroid_m[0])
+        smoothed_x.append(smoothed.update(["cube"], [measured])[0].centroid_m[0])
+    assert np.std(smoothed_x[20:]) < 0.5 * np.std(raw_x[20:])
+    assert np.mean(smoothed_x[20:]) == pytest.approx(1.0, abs=0.005)
+
+
+def test_a_mask_of_the_wrong_size_is_rejected_naming_both_sizes():
+    with pytest.raises(PerceptionError, match=r"^mask of 'a' is 20x10 but the image is 40x30$"):
+        lift_detection(Detection("a", 1.0, (0, 0, 5, 5), np.ones((10, 20), bool)), frame().depth_m, INTRINSICS,
+                       IDENTITY, EXACT)
+
+
+def test_mask_pixels_outside_the_box_are_ignored():
+    mask = PLANE_MASK.copy()
+    mask[20:25, 0:5] = True  # a second blob, outside the box (a jittered box cut it off)
+    inside_only = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), mask), frame().depth_m, INTRINSICS,
+                                 IDENTITY, EXACT)
+    np.testing.assert_allclose(inside_only.centroid_m, [-0.02, -0.275, 2.0], atol=1e-9)
+
+
+def test_a_box_entirely_outside_the_image_lifts_to_nothing():
+    assert lift_detection(Detection("a", 1.0, (100, 100, 10, 10)), frame().depth_m, INTRINSICS, IDENTITY,
+                          EXACT) is None
+    assert lift_detection(Detection("a", 1.0, (-50, 5, 10, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
+                          IDENTITY, EXACT) is None
+
+
+# --- completing the hidden side ----------------------------------------------------------------------------------
+
+FORWARD_X = np.array([1.0, 0.0, 0.0])  # the camera looks along graph +x, from above
+
+
+def sphere_points_seen_from(camera_m: np.ndarray, radius_m: float = 0.05, count: int = 20_000) -> np.ndarray:
+    """Points of a sphere at the origin that face the camera (the visible cap)."""
+    directions = np.random.default_rng(0).normal(size=(count, 3))
+    surface = radius_m * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    return surface[np.einsum("ij,ij->i", surface, camera_m - surface) > 0]
+
+
+def visible_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return points.min(axis=0), points.max(axis=0)
+
+
+def test_the_hidden_back_and_underside_of_a_sphere_are_recovered():
+    camera = np.array([-1.0, 0.0, 0.4])  # in front of and above the sphere
+    points = sphere_points_seen_from(camera)
+    low, high = visible_box(points)
+    assert high[0] < 0.03 and low[2] > -0.05  # the back and the bottom are hidden
+    completed_low, completed_high = complete_hidden_side(points, low, high, FORWARD_X, camera[2], 0.0)
+    # Seen from above, the back of the widest section is itself hidden, which moves the estimated centre about
+    # r / 6 towards the camera; the visible box alone is off by a quarter of the diameter.
+    centre = (completed_low + completed_high) / 2
+    assert abs(centre[0]) < 0.01 < abs((low[0] + high[0]) / 2)
+    assert abs(centre[2]) < 0.005
+    np.testing.assert_allclose(completed_high - completed_low, 0.1, atol=0.02)
+
+
+def test_a_box_whose_top_is_visible_is_left_as_measured():
+    grid = np.linspace(-0.05, 0.05, 21)
+    top = np.array([[x, y, 0.05] for x in grid for y in grid])
+    front = np.array([[-0.05, y, z] for y in grid for z in grid])
+    points = np.vstack([top, front])
+    low, high = visible_box(points)
+    completed = complete_hidden_side(points, low, high, FORWARD_X, 1.0, 0.0)
+    np.testing.assert_allclose(completed[0], low, atol=1e-9)
+    np.testing.assert_allclose(completed[1], high, atol=1e-9)
+
+
+def test_a_flat_face_seen_head_on_stays_flat():
+    grid = np.linspace(-0.05, 0.05, 21)
+    points = np.array([[0.5, y, z] for y in grid for z in grid])
+    low, high = visible_box(points)
+    completed_low, completed_high = complete_hidden_side(points, low, high, FORWARD_X, 1.0, 0.0)
+    assert completed_high[0] - completed_low[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_camera_below_an_object_completes_its_top_instead_of_its_underside():
+    camera = np.array([-1.0, 0.0, -0.4])
+    points = sphere_points_seen_from(camera)
+    low, high = visible_box(points)
+    completed_low, completed_high = complete_hidden_side(points, low, high, FORWARD_X, camera[2], 0.0)
+    assert completed_low[2] == pytest.approx(low[2])
+    assert completed_high[2] == pytest.approx(0.05, abs=0.005)
+
+
+def test_lifting_completes_the_hidden_side_only_when_enabled_and_given_the_view_direction():
+    # A cylinder-like depth profile is not needed here: a fronto-parallel plane has nothing hidden to complete.
+    detection = Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK)
+    plain = lift_detection(detection, frame().depth_m, INTRINSICS, IDENTITY, EXACT)
+    completed = lift_detection(detection, frame().depth_m, INTRINSICS, IDENTITY,
+                               LiftingSettings(box_percentile=0.0, amodal_completion=True),
+                               view_forward_graph=np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(completed.centroid_m, plain.centroid_m, atol=1e-9)
+    assert LiftingSettings.from_config(Config()).amodal_completion is True

@@ -68,7 +68,7 @@ def test_the_graph_carries_the_frame_stamp_the_graph_frame_and_the_threshold():
     assert graph.stamp_ns == 42
     assert graph.frame_id == "map"
     assert graph.trust_threshold == 0.4
-    assert set(graph.timing_ms) == {"detect", "lift", "track", "relate"}
+    assert set(graph.timing_ms) == {"depth", "detect", "lift", "track", "relate"}
     assert all(ms >= 0.0 for ms in graph.timing_ms.values())
 
 
@@ -90,7 +90,10 @@ def test_the_expected_relations_hold_between_the_two_objects():
         ("cube", "above", "table"), ("table", "below", "cube"),
         ("cube", "in_front_of", "table"), ("table", "behind", "cube"),
         ("cube", "far", "table"), ("table", "far", "cube"),
-        ("cube", "distance", "table"),  # one distance edge, from the lower id
+        ("table", "taller_than", "cube"),
+        # measurements: one edge per pair, from the lower id
+        ("cube", "distance", "table"), ("cube", "surface_distance", "table"),
+        ("cube", "horizontal_offset", "table"), ("cube", "vertical_offset", "table"),
     }
     distance = next(r for r in graph.relations if r.predicate == "distance")
     assert distance.value_m == pytest.approx(float(np.linalg.norm(CUBE_CENTROID - TABLE_CENTROID)))
@@ -99,12 +102,13 @@ def test_the_expected_relations_hold_between_the_two_objects():
 
 def test_edges_below_the_trust_threshold_are_pruned_and_counted():
     # With a 1 m margin scale the trusts are logistic(margin): left_of 0.68, in_front_of 0.62, far 0.64 (margin
-    # 0.582) but above/below only logistic(0.340625) = 0.584, so a 0.6 threshold prunes exactly those two.
+    # 0.582) but above/below only logistic(0.340625) = 0.584 and taller_than (table 0.225 m vs cube 0.16875 m)
+    # logistic(0.05625) = 0.514, so a 0.6 threshold prunes exactly those three.
     config = Config({"relations.margin_scale_m": 1.0, "trust.threshold": 0.6})
     graph = ScenePipeline(config).process(scene_frame())
-    assert graph.num_pruned == 2
-    assert len(graph.relations) == 7
-    assert {rel.predicate for rel in graph.relations}.isdisjoint({"above", "below"})
+    assert graph.num_pruned == 3
+    assert len(graph.relations) == 10
+    assert {rel.predicate for rel in graph.relations}.isdisjoint({"above", "below", "taller_than"})
     assert all(rel.trust >= 0.6 for rel in graph.relations)
 
 
@@ -113,7 +117,7 @@ def test_reconfigure_changes_the_threshold_and_keeps_the_tracks():
     first = pipeline.process(scene_frame())
     pipeline.reconfigure(Config({"relations.margin_scale_m": 1.0, "trust.threshold": 0.6}))
     second = pipeline.process(scene_frame())
-    assert (first.num_pruned, second.num_pruned) == (0, 2)
+    assert (first.num_pruned, second.num_pruned) == (0, 3)
     assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
 
 

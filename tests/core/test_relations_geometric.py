@@ -10,8 +10,17 @@ import pytest
 
 from trusted_scene_graph import TsgError
 from trusted_scene_graph.config import Config
-from trusted_scene_graph.graph import ObjectNode
-from trusted_scene_graph.relations import RelationError, RelationSettings, compute_relations, margin_trust
+from trusted_scene_graph.graph import ObjectNode, Relation
+from trusted_scene_graph.relations import (
+    QUANTITATIVE_PREDICATES,
+    RelationError,
+    RelationSettings,
+    compute_relations,
+    horizontal_axes,
+    margin_trust,
+    object_dimensions_m,
+    relations_from_boxes,
+)
 
 # The camera looks along +x of the graph frame, so "left" (from its viewpoint) is +y and "closer" is smaller x.
 ALONG_X = np.array([1.0, 0.0, 0.0])
@@ -57,9 +66,11 @@ def test_the_object_closer_to_the_camera_is_in_front_of_the_other_which_is_behin
 
 def test_exactly_the_expected_edges_are_produced_for_a_far_apart_pair():
     relations = compute_relations([A, B], ALONG_X, RelationSettings(near_m=0.15))
-    assert sorted(edges(relations, 1, 2)) == ["above", "distance", "far", "in_front_of", "left_of"]
-    assert sorted(edges(relations, 2, 1)) == ["behind", "below", "far", "right_of"]
-    assert len(relations) == 9
+    assert sorted(edges(relations, 1, 2)) == ["above", "distance", "far", "horizontal_offset", "in_front_of",
+                                              "left_of", "surface_distance", "vertical_offset"]
+    # B (0.2 m cube) is bigger and taller than A (0.1 m cube); A hovers 0.15 m above B's top, so it is not on it.
+    assert sorted(edges(relations, 2, 1)) == ["behind", "below", "bigger_than", "far", "right_of", "taller_than"]
+    assert len(relations) == 14
 
 
 def test_directional_margins_equal_the_centroid_offsets_and_carry_no_value():
@@ -109,14 +120,16 @@ def test_objects_exactly_at_near_m_are_neither_near_nor_far():
 def test_objects_at_the_same_place_have_no_directional_edges():
     a, b = node(1, (1.0, 0.0, 0.0)), node(2, (1.0, 0.0, 0.0))
     relations = compute_relations([a, b], ALONG_X, RelationSettings())
-    assert sorted(edges(relations, 1, 2)) == ["distance", "near"]
+    # Nor on_top_of (neither centre is above the other), bigger_than or taller_than (same size).
+    assert sorted(edges(relations, 1, 2)) == ["distance", "horizontal_offset", "near", "surface_distance",
+                                              "vertical_offset"]
     assert sorted(edges(relations, 2, 1)) == ["near"]
 
 
-def test_every_edge_trust_is_the_logistic_of_its_margin_over_the_scale():
+def test_every_qualitative_edge_trust_is_the_logistic_of_its_margin_over_the_scale():
     settings = RelationSettings(margin_scale_m=0.05)
     for rel in compute_relations([A, B], ALONG_X, settings):
-        if rel.predicate != "distance":
+        if rel.predicate not in QUANTITATIVE_PREDICATES:
             assert rel.trust == pytest.approx(1.0 / (1.0 + math.exp(-rel.margin_m / 0.05)))
             assert rel.trust > 0.5
 
@@ -175,6 +188,13 @@ def test_relation_settings_are_read_from_the_config():
     assert settings == RelationSettings(near_m=0.3, margin_scale_m=0.05)
 
 
+def test_the_contact_tolerance_is_read_from_the_config_and_defaults_to_two_centimetres():
+    assert RelationSettings().contact_tolerance_m == 0.02
+    assert RelationSettings.from_config(Config()).contact_tolerance_m == 0.02
+    settings = RelationSettings.from_config(Config({"relations.contact_tolerance_m": 0.05}))
+    assert settings.contact_tolerance_m == 0.05
+
+
 # --- margin_trust ----------------------------------------------------------------------------------------------
 
 
@@ -200,3 +220,272 @@ def test_a_larger_scale_makes_the_same_margin_less_decisive():
 
 def test_margin_trust_of_a_very_negative_margin_is_zero_not_an_error():
     assert margin_trust(-20.0, 0.02) == pytest.approx(0.0)
+
+
+# --- on_top_of ---------------------------------------------------------------------------------------------------
+
+# A 1 m table whose top is at z = 1.0 and whose footprint spans x in [0.5, 1.5], y in [-0.5, 0.5].
+TABLE = node(1, (1.0, 0.0, 0.5), (1.0, 1.0, 1.0))
+
+
+def cube_at(x, y, bottom_z, object_id=2, size=0.1):
+    return node(object_id, (x, y, bottom_z + size / 2), (size, size, size))
+
+
+def test_a_cube_resting_on_the_table_is_on_top_of_it_with_the_contact_tolerance_as_margin():
+    # Gap 0: contact slack 0.02 - 0 = 0.02, footprint overlaps 0.55 - 0.1 = 0.45 (x) and 0.55 - 0.05 = 0.5 (y),
+    # centre 0.55 above the table's: the contact slack is the smallest.
+    relations = compute_relations([TABLE, cube_at(1.1, 0.05, 1.0)], ALONG_X, RelationSettings(contact_tolerance_m=0.02))
+    on_top = edges(relations, 2, 1)["on_top_of"]
+    assert on_top.margin_m == pytest.approx(0.02)
+    assert on_top.value_m == pytest.approx(0.0)
+    assert on_top.trust == pytest.approx(margin_trust(0.02, 0.02))
+    assert "on_top_of" not in edges(relations, 1, 2)
+
+
+@pytest.mark.parametrize("gap_m", [0.005, -0.005])
+def test_a_small_gap_or_interpenetration_within_the_tolerance_still_rests_with_a_smaller_margin(gap_m):
+    relations = compute_relations([TABLE, cube_at(1.0, 0.0, 1.0 + gap_m)], ALONG_X, RelationSettings())
+    on_top = edges(relations, 2, 1)["on_top_of"]
+    assert on_top.margin_m == pytest.approx(0.02 - 0.005)
+    assert on_top.value_m == pytest.approx(gap_m)  # the signed gap between the cube's bottom and the table's top
+
+
+@pytest.mark.parametrize("gap_m", [0.03, -0.03])
+def test_a_cube_floating_above_or_sunk_into_the_table_beyond_the_tolerance_is_not_on_top_of_it(gap_m):
+    relations = compute_relations([TABLE, cube_at(1.0, 0.0, 1.0 + gap_m)], ALONG_X, RelationSettings())
+    assert "on_top_of" not in edges(relations, 2, 1)
+
+
+def test_a_larger_contact_tolerance_accepts_a_larger_gap():
+    floating = cube_at(1.0, 0.0, 1.03)
+    relations = compute_relations([TABLE, floating], ALONG_X, RelationSettings(contact_tolerance_m=0.05))
+    assert edges(relations, 2, 1)["on_top_of"].margin_m == pytest.approx(0.02)
+
+
+def test_a_cube_beside_the_table_touching_it_is_not_on_top_of_it():
+    beside = node(2, (1.55, 0.0, 0.05), (0.1, 0.1, 0.1))  # touches the table's side face x = 1.5, on the floor
+    relations = compute_relations([TABLE, beside], ALONG_X, RelationSettings())
+    assert "on_top_of" not in edges(relations, 2, 1) and "on_top_of" not in edges(relations, 1, 2)
+    assert "near" in edges(relations, 2, 1)
+
+
+def test_the_footprint_overlap_decides_at_the_table_edge():
+    # Cube footprint x in [1.49, 1.59]: overlap 0.01 m with the table's [0.5, 1.5], the smallest slack.
+    overhanging = compute_relations([TABLE, cube_at(1.54, 0.0, 1.0)], ALONG_X, RelationSettings())
+    assert edges(overhanging, 2, 1)["on_top_of"].margin_m == pytest.approx(0.01)
+    # Footprint x in [1.51, 1.61]: 1 cm past the edge, level with the table top but not resting on it.
+    past_the_edge = compute_relations([TABLE, cube_at(1.56, 0.0, 1.0)], ALONG_X, RelationSettings())
+    assert "on_top_of" not in edges(past_the_edge, 2, 1)
+
+
+def test_the_subject_centre_must_be_above_the_object_centre():
+    # Two flat (zero-height) plates with overlapping footprints: plate 2 is 1 cm above plate 1, well within the
+    # contact tolerance both ways, but only plate 2's centre is above the other's.
+    low = node(1, (1.0, 0.0, 0.99), (0.4, 0.4, 0.0))
+    high = node(2, (1.0, 0.0, 1.0), (0.4, 0.4, 0.0))
+    relations = compute_relations([low, high], ALONG_X, RelationSettings())
+    assert edges(relations, 2, 1)["on_top_of"].margin_m == pytest.approx(0.01)  # min(0.02 - 0.01, rise 0.01)
+    assert "on_top_of" not in edges(relations, 1, 2)
+
+
+def test_flat_plates_at_the_same_height_are_not_on_top_of_each_other():
+    a, b = node(1, (1.0, 0.0, 1.0), (0.4, 0.4, 0.0)), node(2, (1.1, 0.0, 1.0), (0.4, 0.4, 0.0))
+    relations = compute_relations([a, b], ALONG_X, RelationSettings())
+    assert not [rel for rel in relations if rel.predicate == "on_top_of"]
+
+
+def test_a_box_without_depth_along_x_rests_on_the_table_when_it_is_over_it():
+    # Zero extent along x, as a box lifted from a single depth: its footprint is a segment inside the table's, which
+    # would have to move 0.5 m along x to leave it; the contact slack (0.02) stays the smallest.
+    flat = node(2, (1.0, 0.0, 1.05), (0.0, 0.1, 0.1))
+    assert edges(compute_relations([TABLE, flat], ALONG_X, RelationSettings()), 2, 1)["on_top_of"].margin_m == (
+        pytest.approx(0.02))
+    beyond = node(2, (1.6, 0.0, 1.05), (0.0, 0.1, 0.1))
+    assert "on_top_of" not in edges(compute_relations([TABLE, beyond], ALONG_X, RelationSettings()), 2, 1)
+
+
+def test_the_footprint_overlap_is_how_far_the_subject_must_move_to_leave_the_object():
+    # The cube's footprint x [0.95, 1.05], y [0.25, 0.35] lies inside the table's x [0.5, 1.5], y [-0.5, 0.5]: it
+    # must move 0.55 m along x or 0.25 m along y to leave it (not its 0.1 m overlap lengths). With a 0.5 m contact
+    # tolerance, the y depth is the smallest slack.
+    relations = compute_relations([TABLE, cube_at(1.0, 0.3, 1.0)], ALONG_X, RelationSettings(contact_tolerance_m=0.5))
+    assert edges(relations, 2, 1)["on_top_of"].margin_m == pytest.approx(0.25)
+
+
+def test_a_stack_of_three_gives_on_top_of_only_between_touching_neighbours():
+    middle, top = cube_at(1.0, 0.0, 1.0, object_id=2), cube_at(1.0, 0.0, 1.1, object_id=3)
+    relations = compute_relations([TABLE, middle, top], ALONG_X, RelationSettings())
+    on_top = sorted((rel.subject_id, rel.object_id) for rel in relations if rel.predicate == "on_top_of")
+    assert on_top == [(2, 1), (3, 2)]
+
+
+# --- bigger_than and taller_than ---------------------------------------------------------------------------------
+
+
+def test_bigger_compares_equivalent_cube_sides_and_taller_compares_heights():
+    big_cube = node(1, (1.0, 0.0, 0.1), (0.2, 0.2, 0.2))  # volume 0.008 m^3: cube side 0.2 m
+    pole = node(2, (1.0, 1.0, 0.2), (0.05, 0.05, 0.4))  # volume 0.001 m^3: cube side 0.1 m, 0.4 m tall
+    relations = compute_relations([big_cube, pole], ALONG_X, RelationSettings())
+    assert edges(relations, 1, 2)["bigger_than"].margin_m == pytest.approx(0.1)
+    assert edges(relations, 2, 1)["taller_than"].margin_m == pytest.approx(0.2)
+    assert "bigger_than" not in edges(relations, 2, 1) and "taller_than" not in edges(relations, 1, 2)
+    assert math.isnan(edges(relations, 1, 2)["bigger_than"].value_m)
+    assert edges(relations, 2, 1)["taller_than"].trust == pytest.approx(margin_trust(0.2, 0.02))
+
+
+def test_bigger_uses_the_cube_root_of_the_volume():
+    a = node(1, (1.0, 0.0, 0.0), (0.1, 0.2, 0.4))  # volume 0.008: side 0.2
+    b = node(2, (2.0, 0.0, 0.0), (0.1, 0.1, 0.1))  # side 0.1
+    assert edges(compute_relations([a, b], ALONG_X, RelationSettings()), 1, 2)["bigger_than"].margin_m == (
+        pytest.approx(0.1))
+
+
+def test_objects_of_equal_volume_and_height_are_neither_bigger_nor_taller():
+    a = node(1, (1.0, 0.0, 0.0), (0.1, 0.4, 0.2))
+    b = node(2, (2.0, 0.0, 0.0), (0.4, 0.1, 0.2))
+    predicates = {rel.predicate for rel in compute_relations([a, b], ALONG_X, RelationSettings())}
+    assert predicates.isdisjoint({"bigger_than", "taller_than"})
+
+
+# --- measurement edges -------------------------------------------------------------------------------------------
+
+
+def test_the_measurement_edges_hold_the_hand_computed_values():
+    ab = edges(compute_relations([A, B], ALONG_X, RelationSettings()), 1, 2)
+    assert ab["surface_distance"].value_m == pytest.approx(SURFACE_AB)
+    assert ab["horizontal_offset"].value_m == pytest.approx(math.hypot(0.2, 0.6))
+    assert ab["vertical_offset"].value_m == pytest.approx(0.3)  # z of the lower id (A) minus z of B
+
+
+def test_measurement_edges_carry_their_value_as_margin_and_the_weaker_inputs_trust():
+    ab = edges(compute_relations([A, B], ALONG_X, RelationSettings()), 1, 2)
+    for predicate in QUANTITATIVE_PREDICATES:
+        assert ab[predicate].margin_m == pytest.approx(abs(ab[predicate].value_m))
+        assert ab[predicate].trust == pytest.approx(0.7 * 0.8)  # distance_trust(A, B)
+        assert ab[predicate].source == "geometry"
+
+
+def test_the_vertical_offset_goes_from_the_lower_id_and_is_signed_with_a_positive_margin():
+    high, low = node(7, (1.0, 0.0, 0.5)), node(3, (1.0, 0.0, 0.2))
+    relations = compute_relations([high, low], ALONG_X, RelationSettings())
+    vertical = [rel for rel in relations if rel.predicate == "vertical_offset"]
+    assert [(rel.subject_id, rel.object_id) for rel in vertical] == [(3, 7)]
+    assert vertical[0].value_m == pytest.approx(-0.3)
+    assert vertical[0].margin_m == pytest.approx(0.3)
+
+
+def test_overlapping_boxes_have_surface_distance_zero():
+    a, b = node(1, (1.0, 0.0, 0.0), (0.4, 0.4, 0.4)), node(2, (1.1, 0.1, 0.0), (0.4, 0.4, 0.4))
+    surface = edges(compute_relations([a, b], ALONG_X, RelationSettings()), 1, 2)["surface_distance"]
+    assert surface.value_m == 0.0 and surface.margin_m == 0.0
+
+
+# --- object dimensions -------------------------------------------------------------------------------------------
+
+BOX_SIZE = np.array([1.0, 2.0, 0.5])  # along graph x, y, z
+
+
+def test_seen_along_x_the_width_is_the_y_extent_and_the_depth_the_x_extent():
+    assert object_dimensions_m(BOX_SIZE, *horizontal_axes(ALONG_X)) == pytest.approx((2.0, 0.5, 1.0))
+
+
+def test_seen_along_y_width_and_depth_swap():
+    assert object_dimensions_m(BOX_SIZE, *horizontal_axes(np.array([0.0, 1.0, 0.0]))) == pytest.approx((1.0, 0.5, 2.0))
+
+
+def test_at_a_30_degree_heading_width_and_depth_are_the_box_shadows_on_the_camera_axes():
+    heading = math.radians(30.0)
+    forward, left = horizontal_axes(np.array([math.cos(heading), math.sin(heading), -0.3]))
+    width, height, depth = object_dimensions_m(BOX_SIZE, forward, left)
+    # left = (-sin 30, cos 30): 1 * 0.5 + 2 * 0.866; forward = (cos 30, sin 30): 1 * 0.866 + 2 * 0.5.
+    assert width == pytest.approx(0.5 + 2.0 * math.sqrt(3.0) / 2)
+    assert depth == pytest.approx(math.sqrt(3.0) / 2 + 1.0)
+    assert height == 0.5
+    assert all(isinstance(value, float) for value in (width, height, depth))
+
+
+def test_at_45_degrees_width_and_depth_are_equal():
+    width, _, depth = object_dimensions_m(BOX_SIZE, *horizontal_axes(np.array([1.0, -1.0, 0.0])))
+    assert width == pytest.approx(3.0 / math.sqrt(2.0)) and depth == pytest.approx(width)
+
+
+def test_dimensions_reject_an_axis_that_is_not_a_horizontal_unit_vector():
+    with pytest.raises(RelationError, match=r"^forward must be a horizontal unit vector \(see horizontal_axes\), "
+                                            r"got \[2.0, 0.0, 0.0\]$"):
+        object_dimensions_m(BOX_SIZE, np.array([2.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    with pytest.raises(RelationError, match=r"^left must be a horizontal unit vector"):
+        object_dimensions_m(BOX_SIZE, np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+
+
+def test_dimensions_reject_a_negative_or_malformed_size():
+    forward, left = horizontal_axes(ALONG_X)
+    with pytest.raises(RelationError, match=r"^size_m must be 3 finite non-negative extents in metres, "
+                                            r"got \[1.0, -2.0, 0.5\]$"):
+        object_dimensions_m(np.array([1.0, -2.0, 0.5]), forward, left)
+    with pytest.raises(RelationError, match=r"got \[1.0, 2.0\]$"):
+        object_dimensions_m(np.array([1.0, 2.0]), forward, left)
+
+
+# --- ground truth and input checks -------------------------------------------------------------------------------
+
+
+def comparable(relations):
+    """Relations as tuples whose NaN values compare equal (NaN != NaN would fail list equality)."""
+    return [(*rel[:3], None if math.isnan(rel.value_m) else rel.value_m, *rel[4:]) for rel in relations]
+
+
+def test_relations_from_boxes_needs_only_ids_centroids_and_sizes_and_gives_exact_distances_full_trust():
+    centroids = np.array([A.centroid_m, B.centroid_m])
+    sizes = np.array([A.size_m, B.size_m])
+    truth = relations_from_boxes([1, 2], centroids, sizes, ALONG_X, RelationSettings())
+    perfect = [ObjectNode(o.id, o.label, 1.0, (0, 0, 0, 0), o.centroid_m, o.size_m, 1.0) for o in (A, B)]
+    assert comparable(truth) == comparable(compute_relations(perfect, ALONG_X, RelationSettings()))
+    assert all(rel.trust == 1.0 for rel in truth if rel.predicate in QUANTITATIVE_PREDICATES)
+
+
+def test_relations_from_boxes_with_scores_and_fractions_matches_compute_relations():
+    arrays = relations_from_boxes([1, 2], np.array([A.centroid_m, B.centroid_m]), np.array([A.size_m, B.size_m]),
+                                  ALONG_X, RelationSettings(), scores=[0.9, 0.7], depth_valid_fractions=[0.8, 0.95])
+    assert comparable(arrays) == comparable(compute_relations([A, B], ALONG_X, RelationSettings()))
+
+
+def test_duplicate_ids_raise_a_relation_error_naming_them():
+    with pytest.raises(RelationError, match=r"^object ids must be unique; repeated: \[4\]$"):
+        compute_relations([node(4, (1.0, 0.0, 0.0)), node(4, (2.0, 0.0, 0.0))], ALONG_X, RelationSettings())
+
+
+def test_a_non_finite_centroid_raises_a_relation_error_naming_the_object():
+    with pytest.raises(RelationError, match=r"^object 2 has centroid \[nan, 0.0, 0.0\] m and size \[0.1, 0.1, 0.1\] m; "
+                                            r"both must be finite and the size non-negative$"):
+        compute_relations([A, node(2, (math.nan, 0.0, 0.0))], ALONG_X, RelationSettings())
+
+
+def test_a_negative_size_raises_a_relation_error():
+    with pytest.raises(RelationError, match=r"^object 2 has centroid .* and size \[0.1, -0.1, 0.1\] m"):
+        compute_relations([A, node(2, (1.0, 0.0, 0.0), (0.1, -0.1, 0.1))], ALONG_X, RelationSettings())
+
+
+def test_malformed_arrays_raise_relation_errors_naming_the_shape():
+    with pytest.raises(RelationError, match=r"^centroids_m must have shape \(N, 3\), got \(2, 2\)$"):
+        relations_from_boxes([1, 2], np.zeros((2, 2)), np.zeros((2, 2)), ALONG_X, RelationSettings())
+    with pytest.raises(RelationError, match=r"^sizes_m must have the shape of centroids_m \(2, 3\), got \(3, 3\)$"):
+        relations_from_boxes([1, 2], np.zeros((2, 3)), np.zeros((3, 3)), ALONG_X, RelationSettings())
+    with pytest.raises(RelationError, match=r"^ids must hold one id per box \(2\), got shape \(3,\)$"):
+        relations_from_boxes([1, 2, 3], np.zeros((2, 3)), np.zeros((2, 3)), ALONG_X, RelationSettings())
+    with pytest.raises(RelationError, match=r"^scores must hold one value per object \(2\), got shape \(1,\)$"):
+        relations_from_boxes([1, 2], np.zeros((2, 3)), np.zeros((2, 3)), ALONG_X, RelationSettings(), scores=[1.0])
+
+
+def test_an_object_without_a_3_vector_centroid_raises_a_relation_error():
+    broken = ObjectNode(2, "thing", 1.0, (0, 0, 1, 1), np.array([1.0, 2.0]), np.array([0.1, 0.1, 0.1]), 1.0)
+    with pytest.raises(RelationError, match=r"^every object needs a 3-vector centroid_m and size_m"):
+        compute_relations([A, broken], ALONG_X, RelationSettings())
+
+
+def test_relations_are_immutable_records_with_the_geometry_source_by_default():
+    rel = Relation(1, "left_of", 2, math.nan, 0.4, 0.99)
+    assert (rel.subject_id, rel.predicate, rel.object_id, rel.margin_m, rel.trust, rel.source) == (
+        1, "left_of", 2, 0.4, 0.99, "geometry")
+    with pytest.raises(AttributeError):
+        rel.trust = 0.1  # type: ignore[misc]

@@ -132,3 +132,51 @@ def test_an_invalid_answer_has_nan_distance_and_says_why():
                                               QueryDistance.Response())
     assert not response.valid and math.isnan(response.distance_m)
     assert response.message == "no scene graph has been computed yet"
+
+
+def _compressed(image_format: str, data: bytes):
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=image_format, data=data)
+    msg.header.stamp = convert.ns_to_stamp(1_500_000_000)
+    return msg
+
+
+def test_compressed_colour_and_compressed_depth_decode_like_their_raw_versions():
+    from trusted_scene_graph.image.compressed import encode_compressed_depth, encode_compressed_rgb
+
+    rgb, _, _, info, _ = _frame_msgs()
+    depth_m = np.full((H, W), 1.25, np.float32)
+    depth_m[0, 0] = np.nan
+    frame = convert.frame_from_msgs(_compressed(*encode_compressed_rgb(rgb, "png")),
+                                    _compressed(*encode_compressed_depth(depth_m, "16UC1")), info)
+    assert frame.stamp_ns == 1_500_000_000
+    np.testing.assert_array_equal(frame.rgb, rgb)
+    assert np.isnan(frame.depth_m[0, 0])
+    np.testing.assert_allclose(frame.depth_m[1:, 1:], 1.25)
+
+
+def test_an_rgb_only_camera_gives_a_frame_without_depth():
+    rgb, color, _, info, _ = _frame_msgs()
+    frame = convert.frame_from_msgs(color, None, info)
+    assert frame.depth_m is None
+    np.testing.assert_array_equal(frame.rgb, rgb)
+
+
+def test_input_topics_follow_the_transports_and_the_backends_needs():
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+    from trusted_scene_graph.config import Config
+    from trusted_scene_graph.ros.scene_graph_node import input_topics
+
+    raw = input_topics(Config(), needs_depth=True, needs_instances=True)
+    assert raw == [("color", Image, "/camera/color/image_raw"), ("depth", Image, "/camera/depth/image_raw"),
+                   ("camera_info", CameraInfo, "/camera/color/camera_info"),
+                   ("instances", Image, "/camera/instances/image_raw")]
+    compressed = input_topics(Config({"topics.color_transport": "compressed",
+                                      "topics.depth_transport": "compressedDepth"}), True, False)
+    assert compressed == [("color", CompressedImage, "/camera/color/image_raw/compressed"),
+                          ("depth", CompressedImage, "/camera/depth/image_raw/compressedDepth"),
+                          ("camera_info", CameraInfo, "/camera/color/camera_info")]
+    rgb_only = input_topics(Config(), needs_depth=False, needs_instances=False)
+    assert [name for name, _, _ in rgb_only] == ["color", "camera_info"]

@@ -226,3 +226,27 @@ def test_diagnostics_report_the_frame_counters_and_the_last_error(running):
     assert spin_until(harness.node, lambda: any(s.level == DiagnosticStatus.ERROR for s in statuses), timeout_s=5.0)
     error = next(s for s in statuses if s.level == DiagnosticStatus.ERROR)
     assert error.message == "last frame skipped: focal length fx=0.0 must be positive and finite"
+
+
+def test_empty_list_parameters_are_declared_with_their_list_type(ros_context):
+    from rcl_interfaces.msg import ParameterType
+
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    node = SceneGraphNode()
+    try:
+        assert node.describe_parameter("detector.label_map").type == ParameterType.PARAMETER_STRING_ARRAY
+        assert node.config["detector.label_map"] == []
+    finally:
+        node.destroy_node()
+
+
+def test_a_string_list_given_at_startup_overrides_an_empty_default(ros_context):
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    override = rclpy.parameter.Parameter("detector.label_map", value=["cube:red cube"])
+    node = SceneGraphNode(parameter_overrides=[override])
+    try:
+        assert node.config["detector.label_map"] == ["cube:red cube"]
+    finally:
+        node.destroy_node()

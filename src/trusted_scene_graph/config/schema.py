@@ -116,10 +116,32 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("extrinsic.rotation_xyzw", FLOAT_ARRAY, [-0.5, 0.5, -0.5, 0.5],
               "Rotation from the camera optical frame (x right, y down, z forward) to the graph frame, "
               "as a unit quaternion x, y, z, w", length=4, min=-1.0, max=1.0),
+    ParamSpec("extrinsic.source", STRING, "static",
+              "Where the camera-to-graph transform comes from: 'static' (the two parameters above) or "
+              "'plane_fit' (RANSAC fit of the dominant support plane in the depth image; z up from its normal)",
+              choices=("static", "plane_fit"), read_only=True),
+    ParamSpec("extrinsic.plane_fit.inlier_distance_m", FLOAT, 0.01,
+              "'plane_fit': largest point-to-plane distance of a plane inlier", unit="m", min=1e-4, max=1.0),
+    ParamSpec("extrinsic.plane_fit.iterations", INT, 200, "'plane_fit': RANSAC hypotheses per fit",
+              min=10, max=100_000),
+    ParamSpec("extrinsic.plane_fit.min_inlier_fraction", FLOAT, 0.2,
+              "'plane_fit': a plane supported by a smaller fraction of the valid depth pixels is rejected",
+              min=0.01, max=1.0),
+    ParamSpec("extrinsic.plane_fit.refit_frames", INT, 0,
+              "'plane_fit': refit every this many frames (0: fit once, then keep it, for a static camera)",
+              unit="frames", min=0, max=1_000_000),
     # Topics and QoS.
     ParamSpec("topics.color", STRING, "/camera/color/image_raw", "Colour image topic", read_only=True),
+    ParamSpec("topics.color_transport", STRING, "raw",
+              "'raw' subscribes to sensor_msgs/Image on topics.color; 'compressed' to sensor_msgs/CompressedImage "
+              "(JPEG or PNG) on topics.color + '/compressed', as image_transport publishes it",
+              choices=("raw", "compressed"), read_only=True),
     ParamSpec("topics.depth", STRING, "/camera/depth/image_raw",
               "Depth image topic, registered to the colour image (16UC1 mm or 32FC1 m)", read_only=True),
+    ParamSpec("topics.depth_transport", STRING, "raw",
+              "'raw' subscribes to sensor_msgs/Image on topics.depth; 'compressedDepth' to sensor_msgs/CompressedImage "
+              "(PNG) on topics.depth + '/compressedDepth', as image_transport publishes it",
+              choices=("raw", "compressedDepth"), read_only=True),
     ParamSpec("topics.camera_info", STRING, "/camera/color/camera_info", "Colour camera intrinsics topic",
               read_only=True),
     ParamSpec("topics.instances", STRING, "/camera/instances/image_raw",
@@ -136,12 +158,57 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("sync.buffer_size", INT, 10, "Messages kept per input topic while waiting for a match",
               unit="messages", min=1, max=1000, read_only=True),
     # Detector.
-    ParamSpec("detector.backend", STRING, "sim", "Object detector backend", choices=("sim",), read_only=True),
+    ParamSpec("detector.backend", STRING, "sim",
+              "Object detector backend: 'grounding_dino' (open vocabulary, transformers) or 'sim' (simulator masks)",
+              choices=("sim", "grounding_dino"), read_only=True),
     ParamSpec("detector.sim_labels", STRING_ARRAY, ["1:gripper", "2:cube", "3:table"],
               "'sim' detector: instance id to label, as 'id:label'", read_only=True),
+    ParamSpec("detector.corruption.box_jitter_px", FLOAT, 0.0,
+              "'sim' detector: standard deviation of the noise added to each box edge", unit="px",
+              min=0.0, max=1000.0),
+    ParamSpec("detector.corruption.miss_rate", FLOAT, 0.0, "'sim' detector: probability of dropping a detection",
+              min=0.0, max=1.0),
+    ParamSpec("detector.corruption.false_positive_rate", FLOAT, 0.0,
+              "'sim' detector: expected number of spurious boxes (random place, random known label) per frame",
+              min=0.0, max=100.0),
+    ParamSpec("detector.corruption.label_swap_rate", FLOAT, 0.0,
+              "'sim' detector: probability of replacing a detection's label with another known label",
+              min=0.0, max=1.0),
+    ParamSpec("detector.corruption.score_noise", FLOAT, 0.0,
+              "'sim' detector: standard deviation of the noise added to the score (clipped to [0, 1])",
+              min=0.0, max=1.0),
+    ParamSpec("detector.corruption.seed", INT, 0, "'sim' detector: seed of the corruption's random generator",
+              min=0, max=2**31 - 1, read_only=True),
+    ParamSpec("detector.model_path", STRING, "",
+              "'grounding_dino': local model directory, or a Hugging Face model id already in the local cache "
+              "(never downloaded at run time)", read_only=True),
+    ParamSpec("detector.vocabulary", STRING_ARRAY, ["gripper", "cube", "table"],
+              "'grounding_dino': the phrases to detect, one object class each", read_only=True),
+    ParamSpec("detector.label_map", STRING_ARRAY, [],
+              "'grounding_dino': 'phrase:label' entries renaming a phrase's detections (default: the phrase)",
+              read_only=True),
+    ParamSpec("detector.box_threshold", FLOAT, 0.35,
+              "'grounding_dino': smallest box confidence kept", min=0.0, max=1.0),
+    ParamSpec("detector.text_threshold", FLOAT, 0.25,
+              "'grounding_dino': smallest phrase-token confidence for a box to take that phrase", min=0.0, max=1.0),
+    ParamSpec("detector.nms_iou", FLOAT, 0.5,
+              "Boxes overlapping a higher-scoring box by more than this IoU are dropped, across phrases",
+              min=0.0, max=1.0),
+    ParamSpec("detector.device", STRING, "cpu", "Device the detector model runs on", choices=("cpu", "cuda"),
+              read_only=True),
+    ParamSpec("detector.half_precision", BOOL, False, "Run the detector in float16 (cuda only)", read_only=True),
     ParamSpec("detector.min_pixels", INT, 30, "Smallest object, in pixels, that is reported", unit="px",
               min=1, max=10_000_000),
     # Depth and lifting.
+    ParamSpec("depth.backend", STRING, "sensor",
+              "'sensor': the registered depth topic; 'monocular': metric depth estimated from the colour image "
+              "(transformers depth model, for RGB-only cameras; no depth topic is subscribed)",
+              choices=("sensor", "monocular"), read_only=True),
+    ParamSpec("depth.model_path", STRING, "",
+              "'monocular': local model directory, or a Hugging Face model id already in the local cache "
+              "(a metric model such as Depth Anything V2 Metric)", read_only=True),
+    ParamSpec("depth.device", STRING, "cpu", "Device the monocular depth model runs on", choices=("cpu", "cuda"),
+              read_only=True),
     ParamSpec("depth.min_m", FLOAT, 0.05, "Depth values below this are treated as invalid", unit="m",
               min=0.0, max=100.0),
     ParamSpec("depth.max_m", FLOAT, 10.0, "Depth values above this are treated as invalid", unit="m",
@@ -152,9 +219,12 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
               "Points whose depth is more than k median absolute deviations from the median are rejected",
               min=0.5, max=100.0),
-    ParamSpec("lifting.max_points", INT, 20_000,
-              "Largest number of depth pixels used per object (evenly strided); bounds the cost of big objects",
-              unit="px", min=100, max=10_000_000),
+    ParamSpec("lifting.points_per_object", INT, 1024,
+              "Depth pixels used per object, resampled evenly over its valid pixels; bounds the cost of big objects "
+              "and lets all objects be lifted in one batch", unit="px", min=16, max=100_000),
+    ParamSpec("lifting.amodal_completion", BOOL, True,
+              "Complete the side of an object the camera cannot see (back, underside) by point symmetry about its "
+              "silhouette's centre; exact for centrally symmetric shapes (boxes, cylinders, spheres)"),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
     # Tracking.
@@ -162,9 +232,15 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               min=0.0, max=100.0),
     ParamSpec("tracking.max_missed_frames", INT, 5, "Frames a track survives without a detection",
               unit="frames", min=0, max=10_000),
+    ParamSpec("tracking.smoothing", FLOAT, 1.0,
+              "Weight of the new measurement in a track's exponentially smoothed position (1: no smoothing)",
+              min=0.01, max=1.0),
     # Relations and trust.
     ParamSpec("relations.near_m", FLOAT, 0.15, "Surface distance below which two objects are 'near'", unit="m",
               min=0.0, max=100.0),
+    ParamSpec("relations.contact_tolerance_m", FLOAT, 0.02,
+              "'on_top_of': largest gap between the subject's bottom and the object's top", unit="m",
+              min=0.0, max=1.0),
     ParamSpec("relations.margin_scale_m", FLOAT, 0.02,
               "Margin at which the geometric prior gives trust 0.73 (logistic of margin / scale)", unit="m",
               min=1e-6, max=10.0),
@@ -223,6 +299,15 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
     norm = math.sqrt(sum(q * q for q in values["extrinsic.rotation_xyzw"]))
     if abs(norm - 1.0) > 1e-3:
         raise ConfigError(f"extrinsic.rotation_xyzw: quaternion norm is {norm:.4f}, expected 1")
+    if values["detector.backend"] == "grounding_dino" and not [p for p in values["detector.vocabulary"] if p.strip()]:
+        raise ConfigError("detector.vocabulary is empty: the 'grounding_dino' detector needs at least one phrase")
+    for entry in values["detector.label_map"]:
+        phrase, sep, label = entry.partition(":")
+        if not sep or not phrase.strip() or not label.strip():
+            raise ConfigError(f"detector.label_map: {entry!r} is not of the form 'phrase:label'")
+    if values["detector.half_precision"] and values["detector.device"] != "cuda":
+        raise ConfigError("detector.half_precision needs detector.device 'cuda' (float16 is slow or unsupported "
+                          f"on {values['detector.device']!r})")
     for entry in values["detector.sim_labels"]:
         instance_id, sep, label = entry.partition(":")
         if not sep or not instance_id.strip().isdecimal() or not label.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -28,9 +29,12 @@ class ObjectNode:
     track_age: int = 1
 
 
-@dataclass(frozen=True)
-class Relation:
-    """A directed edge ``subject predicate object`` with its metric value, margin and trust."""
+class Relation(NamedTuple):
+    """A directed edge ``subject predicate object`` with its metric value, margin and trust.
+
+    Immutable and compared by value like the other records, but a NamedTuple rather than a frozen dataclass: a frame
+    can produce thousands of edges and a frozen dataclass takes several times longer to create.
+    """
 
     subject_id: int
     predicate: str

@@ -22,13 +22,15 @@ class CameraFrame:
 
     stamp_ns: int
     rgb: np.ndarray  # (H, W, 3) uint8
-    depth_m: np.ndarray  # (H, W) float32, NaN where invalid
+    depth_m: np.ndarray | None  # (H, W) float32, NaN where invalid; None for RGB-only cameras
     intrinsics: Intrinsics
     instances: np.ndarray | None = None  # (H, W) uint16 instance ids, only from simulators
 
     def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
+            raise PerceptionError(f"colour image must be (H, W, 3) uint8 RGB, got {self.rgb.dtype} {self.rgb.shape}")
         height, width = self.rgb.shape[:2]
-        if self.depth_m.shape != (height, width):
+        if self.depth_m is not None and self.depth_m.shape != (height, width):
             raise PerceptionError(
                 f"depth image is {self.depth_m.shape[1]}x{self.depth_m.shape[0]} but colour is {width}x{height}; "
                 "depth must be registered to the colour image"
@@ -62,18 +64,30 @@ class Detector(Protocol):
     def detect(self, frame: CameraFrame) -> list[Detection]: ...
 
 
+# Imported here, after Detection and PerceptionError, because corruption.py builds on both.
+from trusted_scene_graph.perception.corruption import DetectionCorruption  # noqa: E402
+
+
 class SimDetector:
     """Detections from a simulator's instance-segmentation image (exact masks, score 1).
 
     Used for the end-to-end slice and for evaluation with known geometry; the open-vocabulary detector
-    replaces it on real cameras.
+    replaces it on real cameras. ``corruption`` (``detector.corruption.*``) optionally adds misses, box jitter,
+    label swaps, false positives and score noise for stress tests; its random generator lives as long as the
+    detector, so the corruption changes from frame to frame yet replays exactly for a seed.
     """
 
     needs_instances = True
 
-    def __init__(self, labels_by_id: Mapping[int, str], min_pixels: int = 30) -> None:
+    def __init__(
+        self, labels_by_id: Mapping[int, str], min_pixels: int = 30, corruption: DetectionCorruption | None = None
+    ) -> None:
         self.labels_by_id = dict(labels_by_id)
         self.min_pixels = min_pixels
+        self.corruption = corruption if corruption is not None else DetectionCorruption()
+        self._rng = self.corruption.make_rng()
+        # Sorted: swaps and false positives pick by index, so the order must not depend on the mapping's order.
+        self._known_labels = tuple(sorted(set(self.labels_by_id.values())))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SimDetector:
@@ -81,7 +95,8 @@ class SimDetector:
         for entry in config["detector.sim_labels"]:
             instance_id, _, label = entry.partition(":")
             labels[int(instance_id)] = label.strip()
-        return cls(labels, min_pixels=config["detector.min_pixels"])
+        return cls(labels, min_pixels=config["detector.min_pixels"],
+                   corruption=DetectionCorruption.from_config(config))
 
     def detect(self, frame: CameraFrame) -> list[Detection]:
         if frame.instances is None:
@@ -97,11 +112,22 @@ class SimDetector:
             cols = np.flatnonzero(mask.any(axis=0))
             box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
             detections.append(Detection(label, 1.0, box, mask))
+        if self.corruption.enabled:
+            height, width = frame.instances.shape
+            detections = self.corruption.apply(detections, height, width, self._known_labels, self._rng)
         return detections
+
+
+def _grounding_dino(config: Mapping[str, Any]) -> Detector:
+    # Imported here: the module pulls in torch and transformers, which the 'sim' backend does not need.
+    from trusted_scene_graph.perception.grounding_dino import GroundingDinoDetector
+
+    return GroundingDinoDetector.from_config(config)
 
 
 DETECTORS: dict[str, Callable[[Mapping[str, Any]], Detector]] = {
     "sim": SimDetector.from_config,
+    "grounding_dino": _grounding_dino,
 }
 
 

@@ -1,4 +1,9 @@
-"""Stable object ids across frames: label-aware 3D nearest-neighbour association (Hungarian assignment)."""
+"""Stable object ids across frames: label-aware 3D nearest-neighbour association (Hungarian assignment).
+
+A track's position is exponentially smoothed: ``p <- smoothing * measured + (1 - smoothing) * p``, so a static
+object's published position stops jittering with depth noise, at the cost of lagging a moving one by about
+``1 / smoothing - 1`` frames. Association compares new measurements with the smoothed positions.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 # Cost that forbids an assignment (different label or beyond the gate); finite so the solver stays well-posed.
 _FORBIDDEN = 1e9
@@ -23,9 +29,10 @@ class Track:
 class Tracker:
     """Assigns each frame's objects to tracks; unmatched objects start new tracks, stale tracks retire."""
 
-    def __init__(self, gate_m: float = 0.3, max_missed_frames: int = 5) -> None:
+    def __init__(self, gate_m: float = 0.3, max_missed_frames: int = 5, smoothing: float = 1.0) -> None:
         self.gate_m = gate_m
         self.max_missed_frames = max_missed_frames
+        self.smoothing = smoothing
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -33,23 +40,24 @@ class Tracker:
         """Return the track of each input object, in input order."""
         assigned: list[Track | None] = [None] * len(labels)
         if self.tracks and labels:
-            cost = np.full((len(labels), len(self.tracks)), _FORBIDDEN)
-            for i, (label, centroid) in enumerate(zip(labels, centroids_m, strict=True)):
-                for j, track in enumerate(self.tracks):
-                    distance = float(np.linalg.norm(centroid - track.centroid_m))
-                    if track.label == label and distance <= self.gate_m:
-                        cost[i, j] = distance
+            distance = cdist(np.asarray(centroids_m, dtype=np.float64).reshape(-1, 3),
+                             np.array([track.centroid_m for track in self.tracks], dtype=np.float64))
+            same_label = np.array(labels, dtype=object)[:, None] == np.array([t.label for t in self.tracks],
+                                                                               dtype=object)[None, :]
+            cost = np.where(same_label & (distance <= self.gate_m), distance, _FORBIDDEN)
             for i, j in zip(*linear_sum_assignment(cost), strict=True):
                 if cost[i, j] < _FORBIDDEN:
                     assigned[i] = self.tracks[j]
         matched_ids = set()
         for i, track in enumerate(assigned):
+            measured = np.asarray(centroids_m[i], dtype=np.float64)
             if track is None:
-                track = Track(self._next_id, labels[i], centroids_m[i], age=0)
+                track = Track(self._next_id, labels[i], measured, age=0)
                 self._next_id += 1
                 self.tracks.append(track)
                 assigned[i] = track
-            track.centroid_m = centroids_m[i]
+            else:
+                track.centroid_m = self.smoothing * measured + (1.0 - self.smoothing) * track.centroid_m
             track.age += 1
             track.missed = 0
             matched_ids.add(track.id)

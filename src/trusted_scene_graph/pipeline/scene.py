@@ -1,18 +1,23 @@
-"""The scene-graph pipeline: detect → lift → track → relate → prune, with per-stage timing."""
+"""The scene-graph pipeline: depth → frame → detect → lift → track → relate → prune, with per-stage timing."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
+from trusted_scene_graph.geometry.plane import camera_to_graph_from_plane, fit_support_plane
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import ObjectNode, SceneGraph
-from trusted_scene_graph.perception.detector import CameraFrame, Detector, make_detector
-from trusted_scene_graph.perception.lifting import LiftingSettings, lift_detection
+from trusted_scene_graph.perception.depth import DepthBackend, make_depth_backend
+from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, make_detector
+from trusted_scene_graph.perception.lifting import LiftingSettings, lift_detections
 from trusted_scene_graph.perception.tracking import Tracker
-from trusted_scene_graph.relations.geometric import RelationSettings, compute_relations
+from trusted_scene_graph.relations.geometric import RelationSettings, horizontal_axes, prune_relations
 
 
 class PipelineError(TsgError):
@@ -22,61 +27,107 @@ class PipelineError(TsgError):
 class ScenePipeline:
     """Stateful (tracks persist across frames) frame → :class:`SceneGraph` pipeline."""
 
-    def __init__(self, config: Mapping[str, Any], detector: Detector | None = None) -> None:
+    def __init__(self, config: Mapping[str, Any], detector: Detector | None = None,
+                 depth_backend: DepthBackend | None = None) -> None:
         self.detector = detector if detector is not None else make_detector(config)
-        self.tracker = Tracker(config["tracking.gate_m"], config["tracking.max_missed_frames"])
+        self.depth_backend = depth_backend if depth_backend is not None else make_depth_backend(config)
+        self.tracker = Tracker(config["tracking.gate_m"], config["tracking.max_missed_frames"],
+                               config["tracking.smoothing"])
+        self._plane_rng = np.random.default_rng(0)  # RANSAC is seeded: the same frames give the same graph frame
+        self._frames_since_plane_fit = 0
+        self.camera_to_graph: RigidTransform | None = None  # 'plane_fit': set by the first frame's fit, then kept
         self.reconfigure(config)
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
-        """Apply changed settings; the detector (a loaded model) and the tracks are kept."""
+        """Apply changed settings; the models (detector, depth) and the tracks are kept."""
         self.config = config
-        self.camera_to_graph = RigidTransform.from_xyzw(config["extrinsic.translation_m"],
-                                                        config["extrinsic.rotation_xyzw"])
         self.lifting = LiftingSettings.from_config(config)
         self.relation_settings = RelationSettings.from_config(config)
         self.tracker.gate_m = config["tracking.gate_m"]
         self.tracker.max_missed_frames = config["tracking.max_missed_frames"]
+        self.tracker.smoothing = config["tracking.smoothing"]
         self.frame_id = config["graph_frame"]
         self.trust_threshold = config["trust.threshold"]
+        if config["extrinsic.source"] == "static":
+            self._set_camera_to_graph(RigidTransform.from_xyzw(config["extrinsic.translation_m"],
+                                                               config["extrinsic.rotation_xyzw"]))
+
+    def _set_camera_to_graph(self, camera_to_graph: RigidTransform) -> None:
+        self.camera_to_graph = camera_to_graph
         # The optical axis (z) in the graph frame: the camera's viewing direction, used by directional relations.
-        self.camera_forward_graph = self.camera_to_graph.rotation.apply([0.0, 0.0, 1.0])
-        self.camera_up_graph = self.camera_to_graph.rotation.apply([0.0, -1.0, 0.0])  # image "up" (optical -y)
+        self.camera_forward_graph = camera_to_graph.rotation.apply([0.0, 0.0, 1.0])
+        self.camera_up_graph = camera_to_graph.rotation.apply([0.0, -1.0, 0.0])  # image "up" (optical -y)
+        self.view_forward_graph, _ = horizontal_axes(self.camera_forward_graph, self.camera_up_graph)
+
+    def _update_frame_from_plane(self, depth_m: np.ndarray, intrinsics: Intrinsics) -> None:
+        """'plane_fit': fit the support plane on the first frame, then every ``refit_frames`` frames (0: never)."""
+        refit_frames = self.config["extrinsic.plane_fit.refit_frames"]
+        self._frames_since_plane_fit += 1
+        if self.camera_to_graph is not None and (refit_frames == 0 or self._frames_since_plane_fit < refit_frames):
+            return
+        try:
+            plane = fit_support_plane(depth_m, intrinsics, self.config["extrinsic.plane_fit.inlier_distance_m"],
+                                      self.config["extrinsic.plane_fit.iterations"],
+                                      self.config["extrinsic.plane_fit.min_inlier_fraction"], self._plane_rng,
+                                      depth_range_m=(self.lifting.depth_min_m, self.lifting.depth_max_m))
+        except GeometryError as exc:
+            if self.camera_to_graph is not None:  # keep the last good frame; a refit is an update, not a need
+                return
+            raise PipelineError(f"extrinsic.source 'plane_fit': no support plane in this frame: {exc}") from exc
+        self._set_camera_to_graph(camera_to_graph_from_plane(plane))
+        self._frames_since_plane_fit = 0
 
     @property
     def needs_instances(self) -> bool:
         return self.detector.needs_instances
 
+    @property
+    def needs_depth(self) -> bool:
+        """False for a monocular depth backend: the node then subscribes to no depth topic."""
+        return self.depth_backend.needs_depth_topic
+
     def process(self, frame: CameraFrame) -> SceneGraph:
         timing_ms: dict[str, float] = {}
         start = time.perf_counter()
-        depth_m = frame.depth_m
+        depth_m = self.depth_backend.depth_m(frame.rgb, frame.depth_m)
+        timing_ms["depth"] = (time.perf_counter() - start) * 1e3
         usable = (depth_m >= self.lifting.depth_min_m) & (depth_m <= self.lifting.depth_max_m)  # NaN compares False
         if not usable.any():
             raise PipelineError(f"depth image has no valid pixel (all NaN, zero or outside "
                                 f"[{self.lifting.depth_min_m}, {self.lifting.depth_max_m}] m)")
-        detections = self.detector.detect(frame)
-        timing_ms["detect"] = (time.perf_counter() - start) * 1e3
+        if self.config["extrinsic.source"] == "plane_fit":
+            start = time.perf_counter()
+            self._update_frame_from_plane(depth_m, frame.intrinsics)
+            timing_ms["frame"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        lifted = [
-            obj for det in detections
-            if (obj := lift_detection(det, frame.depth_m, frame.intrinsics, self.camera_to_graph, self.lifting))
-        ]
+        detections = self.detector.detect(frame)
+        timing_ms["detect"] = (time.perf_counter() - start) * 1e3
+        return self.process_detections(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms)
+
+    def process_detections(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray,
+                           intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None) -> SceneGraph:
+        """Lift, track, relate and prune given detections (the part after the models; benchmarked alone)."""
+        if self.camera_to_graph is None:
+            raise PipelineError("the camera-to-graph transform is not known yet (extrinsic.source 'plane_fit' "
+                                "fits it from the first frame's depth)")
+        timing_ms = {} if timing_ms is None else timing_ms
+        start = time.perf_counter()
+        lifted = [obj for obj in lift_detections(detections, depth_m, intrinsics, self.camera_to_graph, self.lifting,
+                                                 self.view_forward_graph) if obj is not None]
         timing_ms["lift"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
         tracks = self.tracker.update([o.detection.label for o in lifted], [o.centroid_m for o in lifted])
         objects = tuple(
-            ObjectNode(track.id, o.detection.label, o.detection.score, o.detection.box_xywh_px, o.centroid_m,
+            ObjectNode(track.id, o.detection.label, o.detection.score, o.detection.box_xywh_px, track.centroid_m,
                        o.size_m, o.depth_valid_fraction, track.age)
             for o, track in zip(lifted, tracks, strict=True)
         )
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        candidates = compute_relations(objects, self.camera_forward_graph, self.relation_settings,
-                                       self.camera_up_graph)
-        kept = tuple(rel for rel in candidates if rel.trust >= self.trust_threshold)
+        kept, pruned = prune_relations(objects, self.camera_forward_graph, self.relation_settings,
+                                       self.camera_up_graph, min_trust=self.trust_threshold)
         timing_ms["relate"] = (time.perf_counter() - start) * 1e3
-        return SceneGraph(frame.stamp_ns, self.frame_id, objects, kept, self.trust_threshold,
-                          len(candidates) - len(kept), timing_ms)
+        return SceneGraph(stamp_ns, self.frame_id, objects, tuple(kept), self.trust_threshold, pruned, timing_ms)

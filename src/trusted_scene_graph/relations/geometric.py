@@ -1,13 +1,64 @@
 """Qualitative and metric relations computed from 3D boxes in the gravity-aligned graph frame.
 
-Conventions (REP-103 graph frame, z up):
-- ``left_of`` / ``right_of`` are from the camera's viewpoint, on the horizontal plane: "left" is the horizontal
-  direction 90 degrees counter-clockwise (seen from above) from the camera's horizontal viewing direction.
-- ``in_front_of`` / ``behind``: closer to / farther from the camera along its horizontal viewing direction.
-- ``above`` / ``below``: along gravity (graph z).
-- ``near`` / ``far``: closest-surface distance against ``relations.near_m``.
-- ``distance``: centroid distance, its value in ``value_m``.
-The margin of each edge is how far, in metres, the pair is past the decision boundary (positive = holds).
+Frame and viewpoint (REP-103 graph frame: x forward, y left, z up). The camera's horizontal axes come from
+:func:`horizontal_axes`: ``forward`` is its viewing direction projected on the horizontal plane (for a camera looking
+straight down or up, the image's up direction instead) and ``left`` is ``forward`` turned 90 degrees
+counter-clockwise seen from above. Every object is an axis-aligned box in the graph frame (centroid and full size
+along x, y, z, in metres).
+
+Qualitative predicates. One edge ``a predicate b`` per ordered pair for which it holds. Its ``margin_m`` says how
+far, in metres, the pair is past the decision boundary: the edge is emitted only when the margin is > 0 (a pair
+exactly on the boundary gets neither edge) and its trust is the geometric prior ``margin_trust(margin_m,
+relations.margin_scale_m)``. With ``d = centroid_a - centroid_b``:
+
+================  ===========================================================================  ==================
+predicate         margin_m                                                                     value_m
+================  ===========================================================================  ==================
+``left_of``       ``d . left``                                                                 NaN
+``right_of``      ``-d . left``                                                                NaN
+``above``         ``d_z`` (along gravity)                                                      NaN
+``below``         ``-d_z``                                                                     NaN
+``in_front_of``   ``-d . forward`` (closer to the camera)                                      NaN
+``behind``        ``d . forward``                                                              NaN
+``near``          ``relations.near_m - surface``                                               ``surface``
+``far``           ``surface - relations.near_m``                                               ``surface``
+``on_top_of``     ``min(tol - |gap_z|, overlap_x, overlap_y, d_z)`` (below)                    ``gap_z``
+``bigger_than``   ``cbrt(volume_a) - cbrt(volume_b)`` (difference of equivalent cube sides)    NaN
+``taller_than``   ``size_a_z - size_b_z`` (height along gravity)                               NaN
+================  ===========================================================================  ==================
+
+``surface`` is the distance between the closest points of the two boxes (0 when they touch or overlap).
+
+``on_top_of(a, b)``, "a rests on b", needs all of: (1) a's bottom within ``tol = relations.contact_tolerance_m``
+of b's top, ``|gap_z| < tol`` with ``gap_z = (z_a - size_a_z / 2) - (z_b + size_b_z / 2)`` (negative when the boxes
+interpenetrate, as noisy boxes do); (2) the horizontal footprints overlap, ``overlap_x > 0`` and ``overlap_y > 0``
+where ``overlap_x = (size_a_x + size_b_x) / 2 - |d_x|`` is how far a would have to move along x for the footprints to
+stop overlapping (the overlap depth; negative: the gap between them); (3) a's centre is above b's, ``d_z > 0``. Its
+margin is the smallest of the four slacks, so it is positive exactly when all conditions hold and says how little
+would break the weakest one.
+
+Quantitative (measurement) edges. One edge per unordered pair, from the lower id to the higher (``a.id < b.id``),
+always emitted; ``margin_m`` carries the measured magnitude (there is no decision boundary: ``margin_m = value_m``,
+except ``vertical_offset`` whose margin is ``|value_m|`` so that no emitted edge has a negative margin) and the trust
+is :func:`~trusted_scene_graph.graph.model.distance_trust` (the weaker input's detection score times the weaker
+valid-depth fraction; 1 for ground truth through :func:`relations_from_boxes`):
+
+- ``distance``: centroid distance ``|d|``;
+- ``surface_distance``: closest-surface distance between the boxes (``surface`` above);
+- ``horizontal_offset``: horizontal centroid distance ``hypot(d_x, d_y)``;
+- ``vertical_offset``: signed height difference ``d_z = z_a - z_b`` of the lower id over the higher id.
+
+Dimensions of one object as the camera sees it, :func:`object_dimensions_m`: ``width`` is the extent of the box
+along the horizontal ``left`` axis, ``height`` along z and ``depth`` along the horizontal ``forward`` axis, where the
+extent of an axis-aligned box of size ``s`` along a unit direction ``u`` is ``sum_i |u_i| s_i`` (the length of its
+shadow on that line). A 1 x 2 x 0.5 m box seen along x is 2 m wide and 1 m deep; seen at 45 degrees, both are
+``3 / sqrt(2)`` m.
+
+Edges come in a fixed order: qualitative edges by ordered pair (in input order, subject-major) and, within a pair, in
+:data:`QUALITATIVE_PREDICATES` order; then the measurement edges by pair (ordered by the position of the pair's
+lower-id object in the input, then the other's), each pair's in :data:`QUANTITATIVE_PREDICATES` order.
+
+All pairs are evaluated at once on (N, N) arrays; :class:`Relation` objects are created only for emitted edges.
 """
 
 from __future__ import annotations
@@ -15,15 +66,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import permutations
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.geometry.boxes import box_surface_distance_m
-from trusted_scene_graph.graph.model import ObjectNode, Relation, distance_trust
+from trusted_scene_graph.geometry.boxes import box_extent_along_m, pairwise_box_gaps_m, surface_distances_from_gaps_m
+from trusted_scene_graph.graph.model import ObjectNode, Relation
+
+QUALITATIVE_PREDICATES = ("left_of", "right_of", "above", "below", "in_front_of", "behind", "near", "far",
+                          "on_top_of", "bigger_than", "taller_than")
+QUANTITATIVE_PREDICATES = ("distance", "surface_distance", "horizontal_offset", "vertical_offset")
+
+_QUALITATIVE = np.array(QUALITATIVE_PREDICATES, dtype=object)
+_QUANTITATIVE = np.array(QUANTITATIVE_PREDICATES, dtype=object)
+_NEAR, _FAR, _ON_TOP_OF = (QUALITATIVE_PREDICATES.index(name) for name in ("near", "far", "on_top_of"))
 
 
 class RelationError(TsgError):
@@ -34,10 +93,12 @@ class RelationError(TsgError):
 class RelationSettings:
     near_m: float = 0.15
     margin_scale_m: float = 0.02
+    contact_tolerance_m: float = 0.02
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RelationSettings:
-        return cls(config["relations.near_m"], config["relations.margin_scale_m"])
+        return cls(config["relations.near_m"], config["relations.margin_scale_m"],
+                   config["relations.contact_tolerance_m"])
 
 
 def margin_trust(margin_m: float, scale_m: float) -> float:
@@ -64,13 +125,156 @@ def horizontal_axes(
     for direction in (camera_forward_graph, camera_up_graph):
         if direction is None:
             continue
-        forward = np.array([direction[0], direction[1], 0.0], dtype=np.float64)
-        norm = np.linalg.norm(forward)
+        x, y = float(direction[0]), float(direction[1])
+        norm = math.hypot(x, y)
         if norm >= _MIN_HORIZONTAL:
-            forward /= norm
-            return forward, np.cross([0.0, 0.0, 1.0], forward)
+            x, y = x / norm, y / norm
+            return np.array([x, y, 0.0]), np.array([-y, x, 0.0])  # left = z cross forward
     raise RelationError("the camera looks straight up or down and no image-up direction was given; "
                         "left/right and front/behind are undefined")
+
+
+def object_dimensions_m(size_m: np.ndarray, forward: np.ndarray, left: np.ndarray) -> tuple[float, float, float]:
+    """(width, height, depth) in metres of a graph-frame axis-aligned box of full size ``size_m`` seen by a camera.
+
+    ``forward`` and ``left`` are the camera's horizontal unit axes (:func:`horizontal_axes`). Width is the box's
+    extent along ``left``, height along z, depth along ``forward`` (see the module docstring).
+    """
+    size = np.asarray(size_m, dtype=np.float64)
+    if size.shape != (3,) or not np.isfinite(size).all() or (size < 0).any():
+        raise RelationError(f"size_m must be 3 finite non-negative extents in metres, got {size.tolist()}")
+    for name, axis in (("forward", forward), ("left", left)):
+        axis = np.asarray(axis, dtype=np.float64)
+        if axis.shape != (3,) or abs(axis[2]) > 1e-9 or abs(np.linalg.norm(axis) - 1.0) > 1e-6:
+            raise RelationError(f"{name} must be a horizontal unit vector (see horizontal_axes), got {axis.tolist()}")
+    return box_extent_along_m(size, left), float(size[2]), box_extent_along_m(size, forward)
+
+
+def _per_object(name: str, values: Sequence[float] | np.ndarray | None, count: int) -> np.ndarray:
+    if values is None:
+        return np.ones(count)
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (count,):
+        raise RelationError(f"{name} must hold one value per object ({count}), got shape {array.shape}")
+    return array
+
+
+def _validated_boxes(
+    ids: Sequence[int] | np.ndarray, centroids_m: np.ndarray, sizes_m: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    centroids = np.asarray(centroids_m, dtype=np.float64)
+    sizes = np.asarray(sizes_m, dtype=np.float64)
+    object_ids = np.asarray(ids, dtype=np.int64)
+    if centroids.ndim != 2 or centroids.shape[1] != 3:
+        raise RelationError(f"centroids_m must have shape (N, 3), got {centroids.shape}")
+    if sizes.shape != centroids.shape:
+        raise RelationError(f"sizes_m must have the shape of centroids_m {centroids.shape}, got {sizes.shape}")
+    if object_ids.shape != (len(centroids),):
+        raise RelationError(f"ids must hold one id per box ({len(centroids)}), got shape {object_ids.shape}")
+    if len(set(object_ids.tolist())) != len(object_ids):
+        unique, counts = np.unique(object_ids, return_counts=True)
+        raise RelationError(f"object ids must be unique; repeated: {unique[counts > 1].tolist()}")
+    bad = ~(np.isfinite(centroids).all(axis=1) & np.isfinite(sizes).all(axis=1) & (sizes >= 0).all(axis=1))
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise RelationError(f"object {int(object_ids[index])} has centroid {centroids[index].tolist()} m and size "
+                            f"{sizes[index].tolist()} m; both must be finite and the size non-negative")
+    return object_ids, centroids, sizes
+
+
+def relations_from_boxes(
+    ids: Sequence[int] | np.ndarray,
+    centroids_m: np.ndarray,
+    sizes_m: np.ndarray,
+    camera_forward_graph: np.ndarray,
+    settings: RelationSettings,
+    camera_up_graph: np.ndarray | None = None,
+    *,
+    scores: Sequence[float] | np.ndarray | None = None,
+    depth_valid_fractions: Sequence[float] | np.ndarray | None = None,
+) -> list[Relation]:
+    """All edges between N axis-aligned boxes given as arrays (see the module docstring).
+
+    This is :func:`compute_relations` without :class:`ObjectNode`: it needs only ids, centroids (N, 3) and sizes
+    (N, 3) in the graph frame, so it also serves ground truth (true centres and sizes). ``scores`` and
+    ``depth_valid_fractions`` (N,) set the measurement edges' trust as ``distance_trust`` does; left out, they are
+    1 (exact geometry), so ground-truth distances have trust 1.
+    """
+    return _relations_from_boxes(ids, centroids_m, sizes_m, camera_forward_graph, settings, camera_up_graph,
+                                 scores=scores, depth_valid_fractions=depth_valid_fractions)[0]
+
+
+def _relations_from_boxes(
+    ids: Sequence[int] | np.ndarray,
+    centroids_m: np.ndarray,
+    sizes_m: np.ndarray,
+    camera_forward_graph: np.ndarray,
+    settings: RelationSettings,
+    camera_up_graph: np.ndarray | None = None,
+    *,
+    scores: Sequence[float] | np.ndarray | None = None,
+    depth_valid_fractions: Sequence[float] | np.ndarray | None = None,
+    min_trust: float = 0.0,
+) -> tuple[list[Relation], int]:
+    """The edges with trust >= ``min_trust`` and the number of the others, which are never materialised."""
+    forward, left = horizontal_axes(camera_forward_graph, camera_up_graph)
+    object_ids, centroids, sizes = _validated_boxes(ids, centroids_m, sizes_m)
+    count = len(object_ids)
+    score = _per_object("scores", scores, count)
+    valid_fraction = _per_object("depth_valid_fractions", depth_valid_fractions, count)
+    if count < 2:
+        return [], 0
+
+    offsets = centroids[:, None, :] - centroids[None, :, :]  # [a, b] = centroid_a - centroid_b
+    lateral = offsets @ left
+    longitudinal = offsets @ forward
+    rise = offsets[:, :, 2]
+    gaps = pairwise_box_gaps_m(centroids, sizes)
+    surface = surface_distances_from_gaps_m(gaps)
+    half_height = sizes[:, 2] / 2
+    contact_gap = (centroids[:, 2] - half_height)[:, None] - (centroids[:, 2] + half_height)[None, :]
+    resting = np.minimum(np.minimum(settings.contact_tolerance_m - np.abs(contact_gap), rise),
+                         np.minimum(-gaps[:, :, 0], -gaps[:, :, 1]))
+    cube_side = np.cbrt(np.prod(sizes, axis=1))
+    margins = np.stack([lateral, -lateral, rise, -rise, -longitudinal, longitudinal,
+                        settings.near_m - surface, surface - settings.near_m, resting,
+                        cube_side[:, None] - cube_side[None, :], sizes[:, None, 2] - sizes[None, :, 2]], axis=-1)
+    holds = margins > 0
+    diagonal = np.arange(count)
+    holds[diagonal, diagonal] = False
+    subject, obj, predicate = np.nonzero(holds)  # row-major: by subject, object, then predicate
+    margin = margins[subject, obj, predicate]
+    value = np.full(len(margin), np.nan)
+    measured_here = (predicate == _NEAR) | (predicate == _FAR)
+    value[measured_here] = surface[subject[measured_here], obj[measured_here]]
+    resting_here = predicate == _ON_TOP_OF
+    value[resting_here] = contact_gap[subject[resting_here], obj[resting_here]]
+    trust = expit(margin / settings.margin_scale_m)
+
+    # Measurement edges, one per unordered pair from the lower id.
+    low, high = np.nonzero(object_ids[:, None] < object_ids[None, :])
+    pair_offsets = offsets[low, high]
+    horizontal = np.hypot(pair_offsets[:, 0], pair_offsets[:, 1])
+    measured = np.stack([np.hypot(horizontal, pair_offsets[:, 2]), surface[low, high], horizontal,
+                         pair_offsets[:, 2]], axis=1).ravel()
+    kinds = len(QUANTITATIVE_PREDICATES)
+    measured_trust = np.repeat(np.minimum(score[low], score[high])
+                               * np.minimum(valid_fraction[low], valid_fraction[high]), kinds)
+
+    # One tolist per dtype: the conversion to Python numbers is, after creating the edges, the largest cost.
+    pair_ids = np.concatenate([object_ids[[subject, obj]], np.repeat(object_ids[[low, high]], kinds, axis=1)], axis=1)
+    predicate_names = np.concatenate([_QUALITATIVE[predicate], np.tile(_QUANTITATIVE, len(low))])
+    numbers = np.concatenate([[value, margin, trust], [measured, np.abs(measured), measured_trust]], axis=1)
+    kept = numbers[2] >= min_trust
+    pruned = int(kept.size - np.count_nonzero(kept))
+    if pruned:  # pruned edges are counted, never built
+        pair_ids, predicate_names, numbers = pair_ids[:, kept], predicate_names[kept], numbers[:, kept]
+    subject_ids, object_ids_out = pair_ids.tolist()
+    values, margins_out, trusts = numbers.tolist()
+    # tuple.__new__ straight from C: the fields are complete and in order, and this is the bulk of the run time.
+    return list(map(tuple.__new__, repeat(Relation), zip(subject_ids, predicate_names.tolist(), object_ids_out,
+                                                         values, margins_out, trusts, repeat("geometry"),
+                                                         strict=False))), pruned
 
 
 def compute_relations(
@@ -79,28 +283,32 @@ def compute_relations(
     settings: RelationSettings,
     camera_up_graph: np.ndarray | None = None,
 ) -> list[Relation]:
-    """All candidate edges between ordered pairs of objects (trust from the geometric prior)."""
-    forward, left = horizontal_axes(camera_forward_graph, camera_up_graph)
-    relations: list[Relation] = []
-    for a, b in permutations(objects, 2):
-        offset = a.centroid_m - b.centroid_m
-        directional = {
-            "left_of": float(offset @ left),
-            "right_of": float(-(offset @ left)),
-            "above": float(offset[2]),
-            "below": float(-offset[2]),
-            "in_front_of": float(-(offset @ forward)),
-            "behind": float(offset @ forward),
-        }
-        surface_m = box_surface_distance_m(a.centroid_m, a.size_m, b.centroid_m, b.size_m)
-        directional["near"] = settings.near_m - surface_m
-        directional["far"] = surface_m - settings.near_m
-        for predicate, margin in directional.items():
-            if margin > 0:
-                value = surface_m if predicate in ("near", "far") else math.nan
-                relations.append(Relation(a.id, predicate, b.id, value, margin,
-                                          margin_trust(margin, settings.margin_scale_m)))
-        if a.id < b.id:  # distance is symmetric: one edge per pair
-            distance = float(np.linalg.norm(offset))
-            relations.append(Relation(a.id, "distance", b.id, distance, distance, distance_trust(a, b)))
-    return relations
+    """All candidate edges between the objects (trust from the geometric prior); see the module docstring.
+
+    Uses only each object's ``id``, ``centroid_m`` and ``size_m``, plus ``score`` and ``depth_valid_fraction`` for
+    the measurement edges' trust, so :class:`ObjectNode` objects built from ground truth work as well.
+    """
+    return prune_relations(objects, camera_forward_graph, settings, camera_up_graph, min_trust=0.0)[0]
+
+
+def prune_relations(
+    objects: Sequence[ObjectNode],
+    camera_forward_graph: np.ndarray,
+    settings: RelationSettings,
+    camera_up_graph: np.ndarray | None = None,
+    *,
+    min_trust: float,
+) -> tuple[list[Relation], int]:
+    """The candidate edges with trust >= ``min_trust``, and how many were pruned (those are never built)."""
+    if len(objects) < 2:
+        horizontal_axes(camera_forward_graph, camera_up_graph)  # the camera is checked whatever the scene
+        return [], 0
+    try:
+        centroids = np.array([obj.centroid_m for obj in objects], dtype=np.float64)
+        sizes = np.array([obj.size_m for obj in objects], dtype=np.float64)
+    except ValueError as exc:
+        raise RelationError(f"every object needs a 3-vector centroid_m and size_m: {exc}") from exc
+    return _relations_from_boxes([obj.id for obj in objects], centroids, sizes, camera_forward_graph, settings,
+                                 camera_up_graph, scores=[obj.score for obj in objects],
+                                 depth_valid_fractions=[obj.depth_valid_fraction for obj in objects],
+                                 min_trust=min_trust)

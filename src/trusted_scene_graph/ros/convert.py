@@ -12,7 +12,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
-from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.msg import SceneObject, SpatialRelation
@@ -22,6 +22,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import DistanceAnswer
+from trusted_scene_graph.image.compressed import decode_compressed_depth_m, decode_compressed_rgb
 from trusted_scene_graph.image.decode import ImageError, decode_depth_m, decode_image, encode_image, to_rgb
 from trusted_scene_graph.perception.detector import CameraFrame
 from trusted_scene_graph.pipeline.health import FrameStats, health
@@ -41,12 +42,16 @@ def _fields(msg: Image) -> tuple[str, int, int, int, bool, bytes]:
     return msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), bytes(msg.data)
 
 
-def rgb_from_msg(msg: Image) -> np.ndarray:
+def rgb_from_msg(msg: Image | CompressedImage) -> np.ndarray:
+    if isinstance(msg, CompressedImage):
+        return decode_compressed_rgb(msg.format, bytes(msg.data))
     encoding, *rest = _fields(msg)
     return to_rgb(encoding, decode_image(encoding, *rest))
 
 
-def depth_m_from_msg(msg: Image) -> np.ndarray:
+def depth_m_from_msg(msg: Image | CompressedImage) -> np.ndarray:
+    if isinstance(msg, CompressedImage):
+        return decode_compressed_depth_m(msg.format, bytes(msg.data))
     return decode_depth_m(*_fields(msg))
 
 
@@ -60,12 +65,14 @@ def intrinsics_from_msg(msg: CameraInfo) -> Intrinsics:
     return Intrinsics.from_k(list(msg.k), msg.width, msg.height)
 
 
-def frame_from_msgs(color: Image, depth: Image, info: CameraInfo, instances: Image | None = None) -> CameraFrame:
-    """Decode one synchronised set of messages; raises the core's errors on inconsistent input."""
+def frame_from_msgs(color: Image | CompressedImage, depth: Image | CompressedImage | None, info: CameraInfo,
+                    instances: Image | None = None) -> CameraFrame:
+    """Decode one synchronised set of messages (no depth for RGB-only cameras); raises the core's errors on
+    inconsistent input."""
     return CameraFrame(
         stamp_ns=stamp_to_ns(color.header.stamp),
         rgb=rgb_from_msg(color),
-        depth_m=depth_m_from_msg(depth),
+        depth_m=depth_m_from_msg(depth) if depth is not None else None,
         intrinsics=intrinsics_from_msg(info),
         instances=instances_from_msg(instances) if instances is not None else None,
     )

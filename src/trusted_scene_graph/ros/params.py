@@ -55,9 +55,20 @@ def declare_config(node: Node, config: Config) -> Config:
     Values given to the node from outside (a launch file's parameter file, ``--ros-args -p``) take precedence
     over ``config``, as ROS users expect; the result is validated as a whole and raises :class:`ConfigError`.
     """
+    values = {}
     for name, spec in SCHEMA.items():
-        node.declare_parameter(name, config[name], descriptor(spec))
-    return Config({name: node.get_parameter(name).value for name in SCHEMA})
+        value = config[name]
+        if isinstance(value, list) and not value:
+            # rclpy would type an empty default as a byte array, and a parameter file's `[]` arrives untyped
+            # (an empty YAML list has no element type); so declare the type explicitly, and read an unset or
+            # untyped value as the empty default, which is what `[]` means.
+            parameter_type = Parameter.Type(_ROS_TYPES[spec.type])
+            node.declare_parameter(name, parameter_type, descriptor(spec))
+            values[name] = node.get_parameter_or(name, Parameter(name, parameter_type, value)).value
+        else:
+            node.declare_parameter(name, value, descriptor(spec))
+            values[name] = node.get_parameter(name).value
+    return Config(values)
 
 
 def validate_on_set(current: Callable[[], Config]) -> Callable[[list[Parameter]], SetParametersResult]:

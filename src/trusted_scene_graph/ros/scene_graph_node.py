@@ -20,7 +20,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
@@ -52,6 +52,23 @@ def sensor_qos(config: Config) -> QoSProfile:
                    else ReliabilityPolicy.BEST_EFFORT)
     return QoSProfile(depth=config["qos.sensor_depth"], reliability=reliability,
                       durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+
+
+def input_topics(config: Config, needs_depth: bool, needs_instances: bool) -> list[tuple[str, type, str]]:
+    """(synchroniser name, message type, topic) per input; compressed transports use image_transport's names."""
+    inputs: list[tuple[str, type, str]] = []
+    if config["topics.color_transport"] == "compressed":
+        inputs.append(("color", CompressedImage, f"{config['topics.color']}/compressed"))
+    else:
+        inputs.append(("color", Image, config["topics.color"]))
+    if needs_depth and config["topics.depth_transport"] == "compressedDepth":
+        inputs.append(("depth", CompressedImage, f"{config['topics.depth']}/compressedDepth"))
+    elif needs_depth:
+        inputs.append(("depth", Image, config["topics.depth"]))
+    inputs.append(("camera_info", CameraInfo, config["topics.camera_info"]))
+    if needs_instances:
+        inputs.append(("instances", Image, config["topics.instances"]))
+    return inputs
 
 
 class SceneGraphNode(LifecycleNode):
@@ -86,7 +103,7 @@ class SceneGraphNode(LifecycleNode):
         except TsgError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        topics = ["color", "depth", "camera_info"] + (["instances"] if self.pipeline.needs_instances else [])
+        topics = [name for name, _, _ in self._inputs()]
         self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
                                        self.config["sync.buffer_size"])
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
@@ -100,16 +117,16 @@ class SceneGraphNode(LifecycleNode):
         self.get_logger().info(f"configured: detector {self.config['detector.backend']!r}, inputs {topics}")
         return TransitionCallbackReturn.SUCCESS
 
+    def _inputs(self) -> list[tuple[str, type, str]]:
+        """(synchroniser name, message type, topic) of every subscription this configuration needs."""
+        return input_topics(self.config, self.pipeline.needs_depth, self.pipeline.needs_instances)
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = sensor_qos(self.config)
-        inputs = [("color", Image, "topics.color"), ("depth", Image, "topics.depth"),
-                  ("camera_info", CameraInfo, "topics.camera_info")]
-        if self.pipeline.needs_instances:
-            inputs.append(("instances", Image, "topics.instances"))
         self._subscriptions = [
-            self.create_subscription(msg_type, self.config[param], self._buffer_callback(name), qos,
+            self.create_subscription(msg_type, topic, self._buffer_callback(name), qos,
                                      callback_group=self._sensor_group)
-            for name, msg_type, param in inputs
+            for name, msg_type, topic in self._inputs()
         ]
         return super().on_activate(state)
 
@@ -163,7 +180,8 @@ class SceneGraphNode(LifecycleNode):
             return
         _, msgs = latest
         try:
-            frame = convert.frame_from_msgs(msgs["color"], msgs["depth"], msgs["camera_info"], msgs.get("instances"))
+            frame = convert.frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
+                                            msgs.get("instances"))
             graph = self.pipeline.process(frame)
         except TsgError as exc:
             self.stats.record_failure(str(exc))

@@ -22,8 +22,17 @@ from trusted_scene_graph.sim.fetch import (  # noqa: E402
     ScriptedPickAndPlacePolicy,
     SimFrame,
 )
+from trusted_scene_graph.sim.tabletop import (  # noqa: E402
+    COLOURS,
+    SHAPES,
+    TabletopFrame,
+    TabletopObject,
+    TabletopScene,
+    TabletopSettings,
+)
 
 __all__ = [
+    "COLOURS",
     "DEFAULT_VIEW",
     "TASKS",
     "CameraModel",
@@ -32,5 +41,10 @@ __all__ = [
     "GroundTruthObject",
     "ScriptedPickAndPlacePolicy",
     "SimError",
+    "SHAPES",
     "SimFrame",
+    "TabletopFrame",
+    "TabletopObject",
+    "TabletopScene",
+    "TabletopSettings",
 ]

@@ -1,0 +1,129 @@
+"""Decode and encode ``sensor_msgs/CompressedImage`` payloads as image_transport's plugins write them.
+
+- ``compressed`` (colour): ``format`` is ``"jpeg"``/``"png"`` or, from image_transport,
+  ``"rgb8; jpeg compressed bgr8"``; the payload is a plain JPEG or PNG file.
+- ``compressedDepth`` (depth): ``format`` is ``"16UC1; compressedDepth png"`` or ``"32FC1; compressedDepth png"``
+  (ROS 1 wrote ``"16UC1; compressedDepth"``). The payload is a 12-byte header (int32 codec, float32
+  ``depthQuantA``, float32 ``depthQuantB``) followed by a 16-bit PNG: millimetres for 16UC1, and for 32FC1 the
+  quantised inverse depth ``q = A / depth_m + B`` (0 = no depth), decoded as ``depth_m = A / (q - B)``.
+
+The codecs themselves are OpenCV's (imported on first use); only the header is handled here.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from trusted_scene_graph.image.decode import ImageError
+
+_DEPTH_HEADER = struct.Struct("<iff")  # compressed_depth_image_transport::ConfigHeader
+_PNG_CODEC = 0  # compressionFormat::PNG in that header
+_SUPPORTED_DEPTH = ("16UC1", "32FC1")
+
+
+def _cv2():
+    import cv2  # noqa: PLC0415 - OpenCV is only needed by the compressed transports
+
+    return cv2
+
+
+def is_compressed_depth(image_format: str) -> bool:
+    return "compresseddepth" in image_format.replace(" ", "").lower()
+
+
+def decode_compressed_rgb(image_format: str, data: bytes | bytearray | memoryview) -> np.ndarray:
+    """A JPEG/PNG ``CompressedImage`` as an (H, W, 3) uint8 RGB array."""
+    if is_compressed_depth(image_format):
+        raise ImageError(f"format {image_format!r} is a compressed depth image, not a colour image")
+    cv2 = _cv2()
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"cannot decode the {len(data)}-byte CompressedImage payload (format {image_format!r}) "
+                         "as JPEG or PNG")
+    if image.dtype != np.uint8:
+        raise ImageError(f"compressed colour image has {image.dtype} pixels, expected 8-bit (format "
+                         f"{image_format!r})")
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    if image.shape[2] == 4:
+        return np.ascontiguousarray(image[..., 2::-1])  # OpenCV decodes to BGRA
+    return np.ascontiguousarray(image[..., ::-1])  # and to BGR
+
+
+def _depth_encoding(image_format: str) -> str:
+    encoding = image_format.split(";")[0].strip()
+    if encoding not in _SUPPORTED_DEPTH:
+        raise ImageError(f"compressedDepth format {image_format!r}: depth encoding {encoding!r} is not supported; "
+                         f"expected one of {list(_SUPPORTED_DEPTH)}")
+    codec = image_format.split("compressedDepth", 1)[-1].strip().lower() if "compressedDepth" in image_format else ""
+    if codec not in ("", "png"):
+        raise ImageError(f"compressedDepth format {image_format!r}: codec {codec!r} is not supported; only png")
+    return encoding
+
+
+def decode_compressed_depth_m(image_format: str, data: bytes | bytearray | memoryview) -> np.ndarray:
+    """A ``compressedDepth`` payload as float32 (H, W) metres, NaN where the sensor had no depth."""
+    if not is_compressed_depth(image_format):
+        raise ImageError(f"format {image_format!r} is not a compressedDepth image (expected e.g. "
+                         "'16UC1; compressedDepth png')")
+    encoding = _depth_encoding(image_format)
+    payload = bytes(data)
+    if len(payload) <= _DEPTH_HEADER.size:
+        raise ImageError(f"compressedDepth payload has {len(payload)} bytes, shorter than its "
+                         f"{_DEPTH_HEADER.size}-byte header")
+    codec, quant_a, quant_b = _DEPTH_HEADER.unpack_from(payload)
+    if codec != _PNG_CODEC:
+        raise ImageError(f"compressedDepth header names codec {codec}; only PNG ({_PNG_CODEC}) is supported")
+    cv2 = _cv2()
+    image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8, offset=_DEPTH_HEADER.size), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint16 or image.ndim != 2:
+        raise ImageError(f"cannot decode the compressedDepth payload (format {image_format!r}) as a 16-bit "
+                         "single-channel PNG")
+    if encoding == "16UC1":
+        depth_m = image.astype(np.float32) * np.float32(1e-3)
+        depth_m[image == 0] = np.nan
+        return depth_m
+    quantised = image.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth_m = np.float32(quant_a) / (quantised - np.float32(quant_b))
+    depth_m[(image == 0) | ~np.isfinite(depth_m) | (depth_m <= 0)] = np.nan
+    return depth_m
+
+
+def encode_compressed_rgb(rgb: np.ndarray, codec: str = "jpeg", jpeg_quality: int = 95) -> tuple[str, bytes]:
+    """``(format, data)`` of a ``CompressedImage`` holding ``rgb``, as image_transport's publisher writes it."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.dtype} {rgb.shape}")
+    if codec not in ("jpeg", "png"):
+        raise ImageError(f"codec {codec!r} is not supported; expected 'jpeg' or 'png'")
+    cv2 = _cv2()
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if codec == "jpeg" else []
+    ok, encoded = cv2.imencode(f".{'jpg' if codec == 'jpeg' else 'png'}", rgb[..., ::-1], params)
+    if not ok:
+        raise ImageError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} image as {codec}")
+    return f"rgb8; {codec} compressed bgr8", encoded.tobytes()
+
+
+def encode_compressed_depth(
+    depth_m: np.ndarray, encoding: str = "16UC1", depth_max_m: float = 10.0, depth_quantization: float = 100.0
+) -> tuple[str, bytes]:
+    """``(format, data)`` of a ``compressedDepth`` image, with compressed_depth_image_transport's quantisation."""
+    if encoding not in _SUPPORTED_DEPTH:
+        raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {list(_SUPPORTED_DEPTH)}")
+    depth = np.asarray(depth_m, dtype=np.float64)
+    valid = np.isfinite(depth) & (depth > 0)
+    if encoding == "16UC1":
+        quant_a = quant_b = 0.0
+        image = np.where(valid, np.round(depth * 1000.0), 0.0).clip(0, 65535).astype(np.uint16)
+    else:
+        quant_a = depth_quantization * (depth_quantization + 1.0)
+        quant_b = 1.0 - quant_a / depth_max_m
+        valid &= depth < depth_max_m
+        with np.errstate(divide="ignore"):
+            image = np.where(valid, quant_a / depth + quant_b, 0.0).round().clip(0, 65535).astype(np.uint16)
+    ok, encoded = _cv2().imencode(".png", image)
+    if not ok:
+        raise ImageError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} depth image as png")
+    return f"{encoding}; compressedDepth png", _DEPTH_HEADER.pack(_PNG_CODEC, quant_a, quant_b) + encoded.tobytes()
