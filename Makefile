@@ -19,7 +19,7 @@ test: setup
 	$(ENV) ruff check src tests launch && python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	$(ENV) tsg bench service --out out/bench/service.json
+	$(ENV) tsg bench service --out out/bench/service.json && tsg bench perception --out out/bench/perception.json
 
 clean:
 	rm -rf ros2_ws/build ros2_ws/install ros2_ws/log out

@@ -76,3 +76,17 @@ def test_demo_runs_the_bringup_process_and_writes_a_summary_with_ground_truth(tm
     assert max(abs(s["perceived_m"] - s["true_m"]) for s in samples) < 0.02
     assert (out / "distance.png").stat().st_size > 10_000
     assert "gripper-object distance over time" in capsys.readouterr().out
+
+
+def test_bench_perception_writes_the_ratio_and_scaling_measured_side_by_side(tmp_path, capsys):
+    out = tmp_path / "perception.json"
+    assert main(["bench", "perception", "--out", str(out), "--repeats", "3", "--detector-size", "tiny"]) == EXIT_OK
+    result = json.loads(out.read_text())
+    for key in ("perception_ms", "perception_ms_50", "detector_forward_ms"):
+        assert result[key] > 0, key
+    assert result["ratio"] == pytest.approx(result["perception_ms"] / result["detector_forward_ms"])
+    assert result["scaling"] == pytest.approx(result["perception_ms_50"] / result["perception_ms"])
+    assert "tiny test model" in result["detector"]
+    assert {"lift_ms", "track_ms", "relate_ms"} <= set(result["stages_ms_20"])
+    assert result["stages_ms_50"]["relations_kept"] > result["stages_ms_20"]["relations_kept"]
+    assert "ratio" in capsys.readouterr().out

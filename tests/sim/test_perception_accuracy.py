@@ -59,10 +59,13 @@ def test_centroids_of_well_seen_objects_are_within_2_cm(scenes):
         for truth in filter(well_seen, frame.objects):
             errors_m.append(float(np.linalg.norm(perceived[truth.label].centroid_m - truth.centre_m)))
     errors_m = np.array(errors_m)
+    print(f"centroid error over {len(errors_m)} objects: median {np.median(errors_m) * 100:.2f} cm, 95th percentile "
+          f"{np.percentile(errors_m, 95) * 100:.2f} cm, max {errors_m.max() * 100:.2f} cm, "
+          f"{np.mean(errors_m <= 0.02):.1%} within 2 cm")  # shown by `pytest -s`
     assert len(errors_m) >= 30  # enough objects for the bound to mean something
-    # Measured on these 8 scenes: 57 objects, median 0.6 cm, 95th percentile 1.5 cm, one object above 2 cm (a
-    # capsule seen from 69 degrees above: its lower hemisphere is hidden and its foreshortened straight part is
-    # too sparse to locate its widest section). So: at least 95 % within 2 cm, and none beyond 3 cm.
+    # The issue asks for every such object within 2 cm; on these scenes one is not (printed above with `pytest -s`):
+    # a capsule seen from 69 degrees above, whose lower hemisphere is hidden and whose foreshortened straight part
+    # is too sparse to locate its widest section. So: at least 95 % within 2 cm, and none beyond 3 cm.
     assert np.mean(errors_m <= 0.02) >= 0.95, f"{np.mean(errors_m <= 0.02):.1%} within 2 cm"
     assert errors_m.max() <= 0.03, f"worst centroid error {errors_m.max():.4f} m"
 
@@ -77,6 +80,8 @@ def test_completing_the_hidden_side_reduces_the_centroid_error(scenes):
         return np.array(out)
 
     visible_only, completed = errors(False), errors(True)
+    print(f"95th percentile centroid error: {np.percentile(visible_only, 95) * 100:.2f} cm from the visible points "
+          f"alone, {np.percentile(completed, 95) * 100:.2f} cm with the hidden side completed")
     assert np.percentile(completed, 95) < 0.8 * np.percentile(visible_only, 95)
     assert np.median(completed) < np.median(visible_only)
 
@@ -105,6 +110,7 @@ def test_every_clear_cut_qualitative_relation_agrees_with_the_ground_truth(scene
                 checked += 1
                 assert edge in truth and edge in perceived, (
                     f"{edge}: truth margin {truth.get(edge)}, perceived margin {perceived.get(edge)}")
+    print(f"{checked} clear-cut qualitative edges (margin >= 5 cm) checked against ground truth")
     assert checked >= 200
 
 
@@ -114,6 +120,7 @@ def test_the_plane_fit_up_axis_is_within_2_degrees_of_true_up(scenes):
         up_optical_fit = pipeline.camera_to_graph.rotation.inv().apply([0.0, 0.0, 1.0])
         up_optical_true = frame.camera_to_world.rotation.inv().apply([0.0, 0.0, 1.0])
         angle_deg = np.degrees(np.arccos(np.clip(up_optical_fit @ up_optical_true, -1.0, 1.0)))
+        print(f"seed {seed}: plane-fit up axis off by {angle_deg:.3f} degrees")
         assert angle_deg <= 2.0, f"seed {seed}: up axis off by {angle_deg:.2f} degrees"
         assert len(graph.objects) >= 3
 

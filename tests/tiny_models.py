@@ -39,3 +39,27 @@ def build_tiny_grounding_dino(directory: Path, max_text_len: int = 32, words: Se
     image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+def build_tiny_depth_anything(directory: Path, depth_estimation_type: str = "metric", **processor_kwargs) -> Path:
+    """A Depth Anything with a 2-layer, 32-wide Dinov2 backbone and its DPT processor (56 px input)."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+    backbone = Dinov2Config(image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, out_indices=[1, 2], reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, reassemble_factors=[2, 1],
+                                 neck_hidden_sizes=[16, 32], fusion_hidden_size=16, head_hidden_size=8,
+                                 depth_estimation_type=depth_estimation_type, max_depth=20)
+    torch.manual_seed(0)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    # The default initialisation makes the head output a constant; random weights give a depth map with structure.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    model.save_pretrained(directory)
+    processor = DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                                     do_pad=False, **processor_kwargs)
+    processor.save_pretrained(directory)
+    return directory
