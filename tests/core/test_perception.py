@@ -502,3 +502,62 @@ def test_lifting_completes_the_hidden_side_only_when_enabled_and_given_the_view_
                                view_forward_graph=np.array([0.0, 1.0, 0.0]))
     np.testing.assert_allclose(completed.centroid_m, plain.centroid_m, atol=1e-9)
     assert LiftingSettings.from_config(Config()).amodal_completion is True
+
+
+def test_a_surface_that_is_widest_at_its_visible_bottom_is_not_extended_below_it():
+    # A face that widens towards the table (a slightly turned box held in a gripper): its widest section is its
+    # lowest, so its bottom is where it ends, not a surface curving away under the object.
+    heights = np.linspace(-0.05, 0.05, 21)
+    points = np.array([[-0.05, y, z] for z in heights for y in np.linspace(-0.05 if z < -0.045 else -0.03, 0.03, 13)])
+    low, high = visible_box(points)
+    completed_low, _ = complete_hidden_side(points, low, high, FORWARD_X, 1.0, 0.0)
+    assert completed_low[2] == pytest.approx(low[2])
+
+
+def test_the_silhouette_is_the_objects_own_only_without_a_nearer_neighbour_or_the_image_border():
+    from trusted_scene_graph.perception.lifting import _silhouette_is_own
+
+    depth = np.full((30, 40), 3.0, np.float32)  # background far behind
+    depth[10:20, 10:20] = 1.0  # the object
+    inside = np.ones((10, 10), bool)
+    assert _silhouette_is_own(inside, depth, 10, 10)
+    depth[10:20, 6:10] = 0.6  # something in front, touching its left edge
+    assert not _silhouette_is_own(inside, depth, 10, 10)
+    assert not _silhouette_is_own(np.ones((10, 2), bool), depth, 0, 10)  # cut by the image border
+
+
+def sphere_depth(centre_optical_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Depth image (background 5 m) and mask of a sphere seen by the INTRINSICS camera, by ray casting."""
+    rows, cols = np.mgrid[0:INTRINSICS.height, 0:INTRINSICS.width]
+    rays = np.stack([(cols - INTRINSICS.cx) / INTRINSICS.fx, (rows - INTRINSICS.cy) / INTRINSICS.fy,
+                     np.ones(rows.shape)], axis=-1)
+    along = rays @ centre_optical_m / np.einsum("ijk,ijk->ij", rays, rays)  # z-depth of the closest approach
+    closest = rays * along[..., None]
+    miss_sq = radius_m ** 2 - np.sum((closest - centre_optical_m) ** 2, axis=-1)
+    mask = miss_sq > 0
+    depth = np.where(mask, along - np.sqrt(np.clip(miss_sq, 0, None)) / np.linalg.norm(rays, axis=-1), 5.0)
+    return depth.astype(np.float32), mask
+
+
+def test_an_object_with_an_occluded_edge_keeps_its_measured_box():
+    # A level camera 1 m above the floor sees a sphere of radius 0.5 m at its own height, 3 m ahead: its back half
+    # is hidden, and completion restores it, unless something in front cuts the sphere's silhouette.
+    to_graph = RigidTransform.from_xyzw([0.0, 0.0, 1.0], [-0.5, 0.5, -0.5, 0.5])
+    depth, mask = sphere_depth(np.array([0.0, 0.0, 3.0]), 0.5)
+    rows, cols = np.nonzero(mask)
+    detection = Detection("ball", 1.0, (int(cols.min()), int(rows.min()), int(np.ptp(cols)) + 1,
+                                        int(np.ptp(rows)) + 1), mask)
+    forward = np.array([1.0, 0.0, 0.0])
+    completing = LiftingSettings(box_percentile=0.0, amodal_completion=True)
+    measured = lift_detection(detection, depth, INTRINSICS, to_graph, EXACT, view_forward_graph=forward)
+    completed = lift_detection(detection, depth, INTRINSICS, to_graph, completing, view_forward_graph=forward)
+    assert measured.centroid_m[0] < 2.8 < completed.centroid_m[0]  # the true centre is at x = 3
+    occluded_depth = depth.copy()
+    left = cols.min()
+    occluded_depth[:, left - 3:left + 2] = 1.0  # a post in front of the sphere's left edge
+    occluded_mask = mask & (occluded_depth > 1.0)
+    occluded = lift_detection(Detection("ball", 1.0, detection.box_xywh_px, occluded_mask), occluded_depth,
+                              INTRINSICS, to_graph, completing, view_forward_graph=forward)
+    plain = lift_detection(Detection("ball", 1.0, detection.box_xywh_px, occluded_mask), occluded_depth,
+                           INTRINSICS, to_graph, EXACT, view_forward_graph=forward)
+    np.testing.assert_allclose(occluded.centroid_m, plain.centroid_m)

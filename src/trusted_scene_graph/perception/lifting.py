@@ -5,11 +5,16 @@ visible points is short along the viewing direction and, for round objects, at t
 ``lifting.amodal_completion`` the box is completed by point symmetry: the object's centre along the horizontal
 viewing direction and the vertical is taken where its silhouette is widest (the points at its left and right
 extremes, which for a centrally symmetric footprint lie on the line through its centre), and the visible interval
-on each of those two axes is united with its reflection through that centre. For a sphere or an upright cylinder
-seen level this recovers the hidden half; seen from above, the back of the widest section is hidden too, which
-leaves the centre about r / 6 short (instead of r / 2). For a box whose top is visible it changes nothing; a flat
-face seen head-on stays flat (its depth is unobservable from one view). An occluder in front of an object's lower
-half is not seen as such: that half stays missing.
+on each of those two axes is united with its reflection through that centre, on the hidden side only (the back,
+and the underside when the camera is above). That needs the object's own silhouette: an object whose left or right
+edge in the image is cut by something in front of it (or by the image border), or a detection without a mask, is
+left as measured. The underside grows only where the visible surface narrows towards its bottom (curving away
+under the object); a side as wide at its bottom as anywhere (a box standing on a table) ends there.
+
+For a sphere or an upright cylinder seen level this recovers the hidden half; seen from above, the back of the
+widest section is hidden too, which leaves the centre about r / 6 short (instead of r / 2). For a box whose top is
+visible it changes nothing; a flat face seen head-on stays flat (its depth is unobservable from one view). An
+occluder in front of an object's lower half is not seen as such: that half stays missing.
 
 All objects of a frame are lifted together: each object's valid depth pixels are resampled evenly to exactly
 ``lifting.points_per_object`` points (repeating pixels of small objects), so the medians, percentiles and
@@ -65,9 +70,39 @@ def _clip(low: int, high: int, size: int) -> tuple[int, int]:
     return min(max(low, 0), size), min(max(high, 0), size)
 
 
+# Silhouette check: how far outside the mask to look, how much nearer a neighbour must be to be an occluder, and
+# the share of occluded rows (on the left or the right edge) above which the silhouette is not the object's own.
+_OUTSIDE_PX = 2
+_OCCLUDER_MARGIN_M = 0.01
+_MAX_OCCLUDED_ROWS = 0.1
+
+
+def _silhouette_is_own(inside: np.ndarray, depth_m: np.ndarray, x0: int, y0: int) -> bool:
+    """Whether the object's left and right edges in the image are its own silhouette, not an occluder's edge.
+
+    Per image row, the pixel just outside the mask's leftmost and rightmost pixel is compared with them: nearer
+    (by ``_OCCLUDER_MARGIN_M``) means something in front cuts the object there. An object cut by the image border
+    has no complete silhouette either.
+    """
+    first = inside.argmax(axis=1)
+    rows = np.flatnonzero(inside[np.arange(inside.shape[0]), first])  # rows holding any of the object
+    if rows.size == 0:
+        return False
+    left = first[rows] + x0
+    right = inside.shape[1] - 1 - inside[rows, ::-1].argmax(axis=1) + x0
+    if left.min() - _OUTSIDE_PX < 0 or right.max() + _OUTSIDE_PX >= depth_m.shape[1]:
+        return False
+    image_rows = np.concatenate([rows, rows]) + y0
+    edges = np.concatenate([left, right])
+    outside = np.concatenate([left - _OUTSIDE_PX, right + _OUTSIDE_PX])
+    occluded = (depth_m[image_rows, outside] < depth_m[image_rows, edges] - _OCCLUDER_MARGIN_M).reshape(2, -1)
+    return bool(np.all(np.count_nonzero(occluded, axis=1) <= _MAX_OCCLUDED_ROWS * rows.size))  # NaN: not occluded
+
+
 def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingSettings
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Rows and columns of the object's pixels with usable depth, and how many pixels the object has in all.
+                   ) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Rows and columns of the object's pixels with usable depth, how many pixels the object has in all, and
+    whether its silhouette is its own (:func:`_silhouette_is_own`; never for a box without a mask).
 
     The object is its mask inside its box, else the central half of its box (less background). Boxes are clipped to
     the image. Mask pixels outside the box are ignored: the box is the detector's statement of where the object is
@@ -82,14 +117,16 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
                                   f"but the image is {width}x{height}")
         (x0, x1), (y0, y1) = _clip(x, x + w, width), _clip(y, y + h, height)
         inside = detection.mask[y0:y1, x0:x1]
+        own_silhouette = settings.amodal_completion and _silhouette_is_own(inside, depth_m, x0, y0)
     else:
         (x0, x1) = _clip(x + w // 4, x + max(w // 4 + 1, (3 * w) // 4), width)
         (y0, y1) = _clip(y + h // 4, y + max(h // 4 + 1, (3 * h) // 4), height)
         inside = np.ones((y1 - y0, x1 - x0), dtype=bool)
+        own_silhouette = False  # the central half of a box has no silhouette at all
     depth = depth_m[y0:y1, x0:x1]
     usable = inside & (depth >= settings.depth_min_m) & (depth <= settings.depth_max_m)  # NaN compares False
     rows, cols = np.nonzero(usable)
-    return rows + y0, cols + x0, int(np.count_nonzero(inside))
+    return rows + y0, cols + x0, int(np.count_nonzero(inside)), own_silhouette
 
 
 def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
@@ -115,14 +152,18 @@ _WIDTH_SLICES = 16
 _WIDEST_FRACTION = 0.9
 # A slice with fewer points has no meaningful width.
 _MIN_SLICE_POINTS = 3
+# An end slice narrower than this share of the widest section is a surface curving away (a hidden part follows).
+_CURVING_AWAY = 0.95
 
 
-def _widest_positions(positions: np.ndarray, lateral: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Per object (row), the position along one axis where its points' lateral extent is largest.
+def _widest_positions(positions: np.ndarray, lateral: np.ndarray, low: np.ndarray, high: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per object (row): the position along one axis where its points' lateral extent is largest, and the
+    widths of its first and last slice relative to the largest.
 
-    Each object's points are cut into slices along the axis between ``low`` and ``high``; the answer is the mean
+    Each object's points are cut into slices along the axis between ``low`` and ``high``; the position is the mean
     centre of the slices at least ``_WIDEST_FRACTION`` as wide as its widest, so a constant width (a cylinder's
-    side) gives the middle.
+    side) gives the middle. An end narrower than the widest section means the surface curves away there.
     """
     count, _ = positions.shape
     span = high - low
@@ -138,9 +179,11 @@ def _widest_positions(positions: np.ndarray, lateral: np.ndarray, low: np.ndarra
     populated = np.bincount(flat, minlength=count * _WIDTH_SLICES) >= _MIN_SLICE_POINTS
     width = np.where(populated, widest - narrowest, 0.0).reshape(count, _WIDTH_SLICES)
     centres = low[:, None] + (np.arange(_WIDTH_SLICES) + 0.5) * span_safe[:, None] / _WIDTH_SLICES
-    chosen = width >= _WIDEST_FRACTION * width.max(axis=1, keepdims=True)
-    widest_position = (centres * chosen).sum(axis=1) / chosen.sum(axis=1)
-    return np.where(degenerate, 0.5 * (low + high), widest_position)
+    max_width = width.max(axis=1)
+    chosen = width >= _WIDEST_FRACTION * max_width[:, None]
+    widest_position = np.where(degenerate, 0.5 * (low + high), (centres * chosen).sum(axis=1) / chosen.sum(axis=1))
+    max_safe = np.where(max_width > 0, max_width, 1.0)
+    return widest_position, width[:, 0] / max_safe, width[:, -1] / max_safe
 
 
 def _complete_hidden_sides(
@@ -153,17 +196,24 @@ def _complete_hidden_sides(
     lateral = points @ left
     along = points @ forward
     forward_low, forward_high = _quantiles(along, [box_percentile, 100.0 - box_percentile])
-    centre_forward = _widest_positions(along, lateral, forward_low, forward_high)
-    centre_up = _widest_positions(points[..., 2], lateral, low[:, 2], high[:, 2])
+    centre_forward, _, _ = _widest_positions(along, lateral, forward_low, forward_high)
+    centre_up, bottom_end, top_end = _widest_positions(points[..., 2], lateral, low[:, 2], high[:, 2])
     # Only the sides facing away from the camera are hidden, so only those grow: the back, and the underside
-    # (or the top, for a camera below the object). Growing a visible side would undo what was measured.
+    # (or the top, for a camera below the object). Growing a visible side would undo what was measured. The
+    # underside grows only where the visible surface curves away at the bottom: a side that ends as wide as the
+    # widest section (a box's side down to the table) ends there. The back needs no such test: a surface seen
+    # level ends at its widest section (a sphere's equator), and that is exactly where its hidden half begins.
     grow_back = np.maximum(0.0, 2.0 * centre_forward - forward_low - forward_high)
     low, high = low.copy(), high.copy()
     high += np.maximum(grow_back[:, None] * forward, 0.0)
     low += np.minimum(grow_back[:, None] * forward, 0.0)
     camera_above = camera_height_m > centre_up
-    low[:, 2] -= np.where(camera_above, np.maximum(0.0, low[:, 2] + high[:, 2] - 2.0 * centre_up), 0.0)
-    high[:, 2] += np.where(camera_above, 0.0, np.maximum(0.0, 2.0 * centre_up - low[:, 2] - high[:, 2]))
+    grow_down = np.where(camera_above & (bottom_end < _CURVING_AWAY),
+                         np.maximum(0.0, low[:, 2] + high[:, 2] - 2.0 * centre_up), 0.0)
+    grow_up = np.where(~camera_above & (top_end < _CURVING_AWAY),
+                       np.maximum(0.0, 2.0 * centre_up - low[:, 2] - high[:, 2]), 0.0)
+    low[:, 2] -= grow_down
+    high[:, 2] += grow_up
     return low, high
 
 
@@ -198,11 +248,11 @@ def lift_detections(
     ``settings.amodal_completion``; without it a box spans the visible points only.
     """
     results: list[LiftedObject | None] = [None] * len(detections)
-    sample_rows, sample_cols, lifted_index, fractions = [], [], [], []
+    sample_rows, sample_cols, lifted_index, fractions, completable = [], [], [], [], []
     points_per_object = settings.points_per_object
     spread = np.arange(points_per_object)
     for index, detection in enumerate(detections):
-        rows, cols, pixel_count = _object_pixels(detection, depth_m, settings)
+        rows, cols, pixel_count, own_silhouette = _object_pixels(detection, depth_m, settings)
         valid_count = rows.size
         if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:
             continue
@@ -213,6 +263,7 @@ def lift_detections(
         sample_cols.append(cols[pick])
         lifted_index.append(index)
         fractions.append(valid_fraction)
+        completable.append(own_silhouette)
     if not lifted_index:
         return results
     rows, cols = np.stack(sample_rows), np.stack(sample_cols)
@@ -228,9 +279,12 @@ def lift_detections(
     central = points[np.arange(len(lifted_index)), np.argmin(deviation, axis=1)]
     points = np.where(inliers[..., None], points, central[:, None, :])
     low, high = _quantiles(points.transpose(0, 2, 1), [settings.box_percentile, 100.0 - settings.box_percentile])
-    if settings.amodal_completion and view_forward_graph is not None:
-        low, high = _complete_hidden_sides(points, low, high, view_forward_graph,
-                                           float(camera_to_graph.translation_m[2]), settings.box_percentile)
+    completable = np.array(completable)
+    if view_forward_graph is not None and completable.any():
+        completed_low, completed_high = _complete_hidden_sides(
+            points, low, high, view_forward_graph, float(camera_to_graph.translation_m[2]), settings.box_percentile)
+        low = np.where(completable[:, None], completed_low, low)
+        high = np.where(completable[:, None], completed_high, high)
     for row, (index, fraction) in enumerate(zip(lifted_index, fractions, strict=True)):
         results[index] = LiftedObject(detections[index], (low[row] + high[row]) / 2.0, high[row] - low[row],
                                       fraction)
