@@ -90,3 +90,14 @@ def test_bench_perception_writes_the_ratio_and_scaling_measured_side_by_side(tmp
     assert {"lift_ms", "track_ms", "relate_ms"} <= set(result["stages_ms_20"])
     assert result["stages_ms_50"]["relations_kept"] > result["stages_ms_20"]["relations_kept"]
     assert "ratio" in capsys.readouterr().out
+
+
+@pytest.mark.dds
+def test_bringup_with_missing_detector_weights_stops_naming_the_path_and_how_to_get_them(tmp_path, capsys):
+    pytest.importorskip("trusted_scene_graph_msgs")
+    missing = tmp_path / "grounding-dino-tiny"
+    assert main(["bringup", "--set", "detector.backend=grounding_dino", "--set",
+                 f"detector.model_path={missing}"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert f"model directory '{missing}' does not exist" in captured.err
+    assert "hf download IDEA-Research/grounding-dino-tiny --local-dir DIR" in captured.err

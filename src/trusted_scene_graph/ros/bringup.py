@@ -63,7 +63,9 @@ class Bringup:
                     result = transition()
                     if result != rclpy.lifecycle.TransitionCallbackReturn.SUCCESS:
                         self.stop()
-                        raise BringupError(f"node {name!r}: {transition.__name__} returned {result.name}")
+                        reason = getattr(node, "configure_error", None)
+                        raise BringupError(f"node {name!r}: {transition.__name__} returned {result.name}"
+                                           + (f": {reason}" if reason else ""))
         self._thread = threading.Thread(target=self._spin, name="tsg-executor", daemon=True)
         self._thread.start()
         return self

@@ -94,6 +94,7 @@ class SceneGraphNode(LifecycleNode):
         self._subscriptions = []
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
         self._diagnostics_timer = None
+        self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
 
     # Lifecycle transitions.
 
@@ -101,8 +102,10 @@ class SceneGraphNode(LifecycleNode):
         try:
             self.pipeline = ScenePipeline(self.config)
         except TsgError as exc:
+            self.configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        self.configure_error = None
         topics = [name for name, _, _ in self._inputs()]
         self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
                                        self.config["sync.buffer_size"])
