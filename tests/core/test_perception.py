@@ -178,6 +178,37 @@ def test_the_percentile_box_ignores_a_stray_mask_pixel_far_from_the_object():
     assert untrimmed.size_m[0] == pytest.approx((39 - 10) * 2 / 50)
 
 
+def test_a_stray_pixel_past_the_gap_stays_out_but_a_sparse_continuous_tail_is_kept():
+    from trusted_scene_graph.perception.lifting import _connected_extents
+
+    dense = np.linspace(0.0, 0.10, 100)  # 1 mm apart
+    sparse_tail = np.array([0.105, 0.11, 0.115])  # 5 mm apart: the foreshortened side of an object
+    stray = np.array([0.30])  # 18.5 cm past the tail: another object's pixel in the mask
+    values = np.concatenate([dense, sparse_tail, stray])[None]
+    low, high = _connected_extents(values, 2.0, max_gap_m=0.01)
+    assert (low[0], high[0]) == (0.0, 0.115)
+    low, high = _connected_extents(values, 2.0, max_gap_m=0.0)  # percentiles only: the sparse tail is trimmed too
+    assert high[0] < 0.115
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_connected_extents_agree_with_growing_point_by_point_from_the_percentiles(seed):
+    from trusted_scene_graph.perception.lifting import _connected_extents
+
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(0, 0.05, rng.integers(1, 300)), rng.uniform(-1, 1, rng.integers(0, 5))])
+    percent, max_gap_m = rng.uniform(0, 10), rng.uniform(0, 0.05)
+    ordered = np.sort(values)
+    low = int(np.floor(percent / 100 * (len(ordered) - 1)))
+    high = int(np.ceil((100 - percent) / 100 * (len(ordered) - 1)))
+    while low > 0 and ordered[low] - ordered[low - 1] <= max_gap_m:
+        low -= 1
+    while high < len(ordered) - 1 and ordered[high + 1] - ordered[high] <= max_gap_m:
+        high += 1
+    extent = _connected_extents(values[None], percent, max_gap_m)
+    assert (extent[0][0], extent[1][0]) == (ordered[low], ordered[high])
+
+
 def test_lifting_expresses_the_object_in_the_graph_frame():
     # Optical (x right, y down, z forward) -> graph (x forward, y left, z up): (z, -x, -y).
     lifted = lift_detection(Detection("wall", 1.0, (10, 5, 20, 10), PLANE_MASK), frame().depth_m, INTRINSICS,
@@ -291,7 +322,7 @@ def test_lifting_settings_are_read_from_the_config():
     settings = LiftingSettings.from_config(Config({"depth.min_m": 0.2, "depth.max_m": 4.0,
                                                    "lifting.box_percentile": 5.0, "lifting.outlier_mad_k": 3.0,
                                                    "lifting.min_valid_fraction": 0.5}))
-    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5, amodal_completion=True)
+    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5, amodal_completion=True, max_gap_m=0.01)
 
 
 # --- Tracker ---------------------------------------------------------------------------------------------------

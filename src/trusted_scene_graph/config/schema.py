@@ -216,10 +216,14 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("lifting.box_percentile", FLOAT, 2.0,
               "An object's 3D box spans these percentiles of its points (p, 100 - p), rejecting stray pixels",
               unit="%", min=0.0, max=49.0),
+    ParamSpec("lifting.max_gap_m", FLOAT, 0.01,
+              "Beyond its percentile box, an object's box keeps growing over points at most this far from the next "
+              "one (a sparse but continuous side); a point past a larger gap is a stray pixel (0: percentiles only)",
+              unit="m", min=0.0, max=1.0),
     ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
               "Points whose depth is more than k median absolute deviations from the median are rejected",
               min=0.5, max=100.0),
-    ParamSpec("lifting.points_per_object", INT, 1024,
+    ParamSpec("lifting.points_per_object", INT, 768,
               "Depth pixels used per object, resampled evenly over its valid pixels; bounds the cost of big objects "
               "and lets all objects be lifted in one batch", unit="px", min=16, max=100_000),
     ParamSpec("lifting.amodal_completion", BOOL, True,

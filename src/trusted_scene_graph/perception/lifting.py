@@ -47,15 +47,16 @@ class LiftingSettings:
     box_percentile: float = 2.0
     outlier_mad_k: float = 4.0
     min_valid_fraction: float = 0.05
-    points_per_object: int = 1024
+    points_per_object: int = 768
     amodal_completion: bool = False
+    max_gap_m: float = 0.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LiftingSettings:
         return cls(config["depth.min_m"], config["depth.max_m"], config["lifting.box_percentile"],
                    config["lifting.outlier_mad_k"], config["lifting.min_valid_fraction"],
-                   config["lifting.points_per_object"],
-                   config["lifting.amodal_completion"])
+                   config["lifting.points_per_object"], config["lifting.amodal_completion"],
+                   config["lifting.max_gap_m"])
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,20 @@ def _silhouette_is_own(inside: np.ndarray, depth_m: np.ndarray, x0: int, y0: int
     return bool(np.all(np.count_nonzero(occluded, axis=1) <= _MAX_OCCLUDED_ROWS * rows.size))  # NaN: not occluded
 
 
+@dataclass(frozen=True)
+class _MaskCrop:
+    """An object's mask within its (clipped) box, and where that box starts in the image."""
+
+    inside: np.ndarray
+    x0: int
+    y0: int
+
+
 def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingSettings
-                   ) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """Rows and columns of the object's pixels with usable depth, how many pixels the object has in all, and
-    whether its silhouette is its own (:func:`_silhouette_is_own`; never for a box without a mask).
+                   ) -> tuple[np.ndarray, int, int, int, int, _MaskCrop | None]:
+    """The object's pixels with usable depth as flat indices into its box crop, the crop's width and top-left
+    corner (x0, y0), how many pixels the object has in all, and its mask crop (None for a box without a mask,
+    which has no silhouette to complete from).
 
     The object is its mask inside its box, else the central half of its box (less background). Boxes are clipped to
     the image. Mask pixels outside the box are ignored: the box is the detector's statement of where the object is
@@ -117,16 +128,15 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
                                   f"but the image is {width}x{height}")
         (x0, x1), (y0, y1) = _clip(x, x + w, width), _clip(y, y + h, height)
         inside = detection.mask[y0:y1, x0:x1]
-        own_silhouette = settings.amodal_completion and _silhouette_is_own(inside, depth_m, x0, y0)
+        crop = _MaskCrop(inside, x0, y0)
     else:
         (x0, x1) = _clip(x + w // 4, x + max(w // 4 + 1, (3 * w) // 4), width)
         (y0, y1) = _clip(y + h // 4, y + max(h // 4 + 1, (3 * h) // 4), height)
         inside = np.ones((y1 - y0, x1 - x0), dtype=bool)
-        own_silhouette = False  # the central half of a box has no silhouette at all
+        crop = None
     depth = depth_m[y0:y1, x0:x1]
     usable = inside & (depth >= settings.depth_min_m) & (depth <= settings.depth_max_m)  # NaN compares False
-    rows, cols = np.nonzero(usable)
-    return rows + y0, cols + x0, int(np.count_nonzero(inside)), own_silhouette
+    return np.flatnonzero(usable), x1 - x0, x0, y0, int(np.count_nonzero(inside)), crop
 
 
 def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
@@ -145,6 +155,29 @@ def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
         weight = position - below
         out.append(ordered[..., below] * (1.0 - weight) + ordered[..., above] * weight)
     return np.stack(out)
+
+
+def _connected_extents(values: np.ndarray, percent: float, max_gap_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (..., N): the extent of the points connected to its central [p, 100 - p] percentiles.
+
+    From each percentile outwards, the extent grows point by point (in sorted order) while the next point is at
+    most ``max_gap_m`` away; a stray pixel separated by a larger gap stays out, as with the plain percentile, but a
+    sparse yet continuous tail (the foreshortened side of an object seen from above) is kept.
+    """
+    ordered = np.sort(values, axis=-1)
+    count = ordered.shape[-1]
+    low_index = int(np.floor(percent / 100.0 * (count - 1)))
+    high_index = int(np.ceil((100.0 - percent) / 100.0 * (count - 1)))
+    # Only the tails matter: a gap between sorted points i and i + 1 below low_index (above high_index) stops the
+    # growth there. argmax finds the first gap walking outwards from each percentile.
+    low_gaps = (np.diff(ordered[..., :low_index + 1], axis=-1) > max_gap_m)[..., ::-1]
+    high_gaps = np.diff(ordered[..., high_index:], axis=-1) > max_gap_m
+    low_stop = (np.where(low_gaps.any(axis=-1), low_index - low_gaps.argmax(axis=-1), 0) if low_index > 0
+                else np.zeros(ordered.shape[:-1], dtype=np.int64))
+    high_stop = (np.where(high_gaps.any(axis=-1), high_index + high_gaps.argmax(axis=-1), count - 1)
+                 if high_index < count - 1 else np.full(ordered.shape[:-1], count - 1, dtype=np.int64))
+    return (np.take_along_axis(ordered, low_stop[..., None], axis=-1)[..., 0],
+            np.take_along_axis(ordered, high_stop[..., None], axis=-1)[..., 0])
 
 
 # Slices along an axis when looking for where an object is widest, and how close to the widest a slice must be.
@@ -188,14 +221,14 @@ def _widest_positions(positions: np.ndarray, lateral: np.ndarray, low: np.ndarra
 
 def _complete_hidden_sides(
     points: np.ndarray, low: np.ndarray, high: np.ndarray, view_forward_graph: np.ndarray,
-    camera_height_m: float, box_percentile: float,
+    camera_height_m: float, box_percentile: float, max_gap_m: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched :func:`complete_hidden_side`: ``points`` (objects, points, 3), ``low``/``high`` (objects, 3)."""
     forward = np.asarray(view_forward_graph, dtype=np.float64)
     left = np.array([-forward[1], forward[0], 0.0])
     lateral = points @ left
     along = points @ forward
-    forward_low, forward_high = _quantiles(along, [box_percentile, 100.0 - box_percentile])
+    forward_low, forward_high = _connected_extents(along, box_percentile, max_gap_m)
     centre_forward, _, _ = _widest_positions(along, lateral, forward_low, forward_high)
     centre_up, bottom_end, top_end = _widest_positions(points[..., 2], lateral, low[:, 2], high[:, 2])
     # Only the sides facing away from the camera are hidden, so only those grow: the back, and the underside
@@ -219,18 +252,18 @@ def _complete_hidden_sides(
 
 def complete_hidden_side(
     points_graph: np.ndarray, low: np.ndarray, high: np.ndarray, view_forward_graph: np.ndarray,
-    camera_height_m: float, box_percentile: float,
+    camera_height_m: float, box_percentile: float, max_gap_m: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The box ``low``..``high`` of one object's (N, 3) points united with its reflection through the silhouette
     centre (module docstring).
 
     ``view_forward_graph`` is the camera's horizontal viewing direction (unit, z = 0) in the graph frame and
-    ``camera_height_m`` the camera's z there; the visible extent along the viewing direction is trimmed with the
-    same ``box_percentile`` as the box.
+    ``camera_height_m`` the camera's z there; the visible extent along the viewing direction is trimmed like the
+    box (``box_percentile``, ``max_gap_m``).
     """
     completed_low, completed_high = _complete_hidden_sides(
         np.asarray(points_graph, dtype=np.float64)[None], np.asarray(low, dtype=np.float64)[None],
-        np.asarray(high, dtype=np.float64)[None], view_forward_graph, camera_height_m, box_percentile)
+        np.asarray(high, dtype=np.float64)[None], view_forward_graph, camera_height_m, box_percentile, max_gap_m)
     return completed_low[0], completed_high[0]
 
 
@@ -248,22 +281,22 @@ def lift_detections(
     ``settings.amodal_completion``; without it a box spans the visible points only.
     """
     results: list[LiftedObject | None] = [None] * len(detections)
-    sample_rows, sample_cols, lifted_index, fractions, completable = [], [], [], [], []
+    sample_rows, sample_cols, lifted_index, fractions, crops = [], [], [], [], []
     points_per_object = settings.points_per_object
     spread = np.arange(points_per_object)
     for index, detection in enumerate(detections):
-        rows, cols, pixel_count, own_silhouette = _object_pixels(detection, depth_m, settings)
-        valid_count = rows.size
+        usable, crop_width, x0, y0, pixel_count, crop = _object_pixels(detection, depth_m, settings)
+        valid_count = usable.size
         if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:
             continue
         valid_fraction = valid_count / pixel_count
         # Evenly spread over the object (in raster order), repeating pixels when it has fewer than needed.
-        pick = spread * valid_count // points_per_object
-        sample_rows.append(rows[pick])
-        sample_cols.append(cols[pick])
+        rows, cols = np.divmod(usable[spread * valid_count // points_per_object], crop_width)
+        sample_rows.append(rows + y0)
+        sample_cols.append(cols + x0)
         lifted_index.append(index)
         fractions.append(valid_fraction)
-        completable.append(own_silhouette)
+        crops.append(crop)
     if not lifted_index:
         return results
     rows, cols = np.stack(sample_rows), np.stack(sample_cols)
@@ -278,13 +311,16 @@ def lift_detections(
     # its box, and every object keeps the same number of points for the batched percentiles.
     central = points[np.arange(len(lifted_index)), np.argmin(deviation, axis=1)]
     points = np.where(inliers[..., None], points, central[:, None, :])
-    low, high = _quantiles(points.transpose(0, 2, 1), [settings.box_percentile, 100.0 - settings.box_percentile])
-    completable = np.array(completable)
-    if view_forward_graph is not None and completable.any():
+    low, high = _connected_extents(points.transpose(0, 2, 1), settings.box_percentile, settings.max_gap_m)
+    if settings.amodal_completion and view_forward_graph is not None:
         completed_low, completed_high = _complete_hidden_sides(
-            points, low, high, view_forward_graph, float(camera_to_graph.translation_m[2]), settings.box_percentile)
-        low = np.where(completable[:, None], completed_low, low)
-        high = np.where(completable[:, None], completed_high, high)
+            points, low, high, view_forward_graph, float(camera_to_graph.translation_m[2]), settings.box_percentile,
+            settings.max_gap_m)
+        # The silhouette test costs more than the completion, so it runs only for the boxes the completion changed.
+        for row in np.flatnonzero(np.any(completed_low != low, axis=1) | np.any(completed_high != high, axis=1)):
+            crop = crops[row]
+            if crop is not None and _silhouette_is_own(crop.inside, depth_m, crop.x0, crop.y0):
+                low[row], high[row] = completed_low[row], completed_high[row]
     for row, (index, fraction) in enumerate(zip(lifted_index, fractions, strict=True)):
         results[index] = LiftedObject(detections[index], (low[row] + high[row]) / 2.0, high[row] - low[row],
                                       fraction)
