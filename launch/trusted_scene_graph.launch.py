@@ -18,7 +18,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
 from launch import LaunchDescription
-from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
+from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS, subscribed_topic, transport_suffix
 from trusted_scene_graph.config.schema import load_config_file
 
 PACKAGE = "trusted_scene_graph"
@@ -28,7 +28,9 @@ def _nodes(context, *args, **kwargs):
     config_path = LaunchConfiguration("config").perform(context)
     # Validate before starting anything: a bad value fails the launch with the schema's message.
     config = load_config_file(config_path)
-    remappings = [(config[parameter], LaunchConfiguration(argument).perform(context))
+    # With a compressed transport the node subscribes to the topic plus image_transport's suffix; so is remapped.
+    remappings = [(subscribed_topic(config, parameter),
+                   LaunchConfiguration(argument).perform(context) + transport_suffix(config, parameter))
                   for argument, parameter in TOPIC_ARGUMENTS.items()]
     return [
         LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace="",

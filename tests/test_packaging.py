@@ -87,19 +87,22 @@ def _fake_launch_modules(share_dir: Path, arguments: dict[str, str]) -> dict[str
     return modules
 
 
-def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_with_validated_parameters(
-        monkeypatch, tmp_path):
-    (tmp_path / "config").mkdir()
-    shutil.copy(ROOT / "config/default.yaml", tmp_path / "config/default.yaml")
-    for name, module in _fake_launch_modules(tmp_path, {}).items():
+def _launch_description(monkeypatch, share_dir: Path):
+    """The launch file's (declared arguments' defaults, OpaqueFunction) against the stand-in launch modules."""
+    (share_dir / "config").mkdir()
+    shutil.copy(ROOT / "config/default.yaml", share_dir / "config/default.yaml")
+    for name, module in _fake_launch_modules(share_dir, {}).items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location("tsg_launch", ROOT / "launch/trusted_scene_graph.launch.py")
     launch_file = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launch_file)
+    *declared, opaque = launch_file.generate_launch_description().args[0]
+    return {arg.args[0]: arg.kwargs["default_value"] for arg in declared}, opaque
 
-    description = launch_file.generate_launch_description()
-    *declared, opaque = description.args[0]
-    defaults = {arg.args[0]: arg.kwargs["default_value"] for arg in declared}
+
+def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_with_validated_parameters(
+        monkeypatch, tmp_path):
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
     assert set(defaults) == {"config", *TOPIC_ARGUMENTS}
     context = {**defaults, "color_topic": "/robot/rgb"}
     nodes = opaque.kwargs["function"](context)
@@ -131,3 +134,14 @@ def test_colcon_installs_the_python_package_where_ros2_launch_finds_its_executab
     assert (share / "launch/trusted_scene_graph.launch.py").is_file()
     assert (share / "config/default.yaml").read_text() == render_parameter_file()
     assert (prefix / "share/ament_index/resource_index/packages/trusted_scene_graph").is_file()
+
+
+def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(monkeypatch, tmp_path):
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
+    compressed = tmp_path / "compressed.yaml"
+    compressed.write_text("/**:\n  ros__parameters:\n    topics:\n      color_transport: compressed\n"
+                          "      depth_transport: compressedDepth\n")
+    context = {**defaults, "config": str(compressed), "color_topic": "/robot/rgb", "depth_topic": "/robot/depth"}
+    remappings = opaque.kwargs["function"](context)[0].kwargs["remappings"]
+    assert ("/camera/color/image_raw/compressed", "/robot/rgb/compressed") in remappings
+    assert ("/camera/depth/image_raw/compressedDepth", "/robot/depth/compressedDepth") in remappings

@@ -7,7 +7,9 @@ bringup instantiates, so both paths start the same code with the same parameters
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,19 @@ TOPIC_ARGUMENTS: dict[str, str] = {
     "camera_info_topic": "topics.camera_info",
     "instances_topic": "topics.instances",
 }
+
+# image_transport's topic suffix per transport, and which parameter chooses the transport of which topic.
+TRANSPORT_SUFFIXES: dict[str, str] = {"raw": "", "compressed": "/compressed", "compressedDepth": "/compressedDepth"}
+TRANSPORT_PARAMETERS: dict[str, str] = {"topics.color": "topics.color_transport",
+                                        "topics.depth": "topics.depth_transport"}
+
+
+def transport_suffix(config: Mapping[str, Any], topic_parameter: str) -> str:
+    """What image_transport appends to the topic in ``topic_parameter`` for the configured transport."""
+    transport_parameter = TRANSPORT_PARAMETERS.get(topic_parameter)
+    return TRANSPORT_SUFFIXES[config[transport_parameter]] if transport_parameter else ""
+
+
+def subscribed_topic(config: Mapping[str, Any], topic_parameter: str) -> str:
+    """The topic the node subscribes for ``topic_parameter`` (with the transport's suffix, e.g. '/compressed')."""
+    return config[topic_parameter] + transport_suffix(config, topic_parameter)

@@ -25,6 +25,7 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
+from trusted_scene_graph.config.nodes import subscribed_topic
 from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.graph.model import SceneGraph
@@ -56,15 +57,11 @@ def sensor_qos(config: Config) -> QoSProfile:
 
 def input_topics(config: Config, needs_depth: bool, needs_instances: bool) -> list[tuple[str, type, str]]:
     """(synchroniser name, message type, topic) per input; compressed transports use image_transport's names."""
-    inputs: list[tuple[str, type, str]] = []
-    if config["topics.color_transport"] == "compressed":
-        inputs.append(("color", CompressedImage, f"{config['topics.color']}/compressed"))
-    else:
-        inputs.append(("color", Image, config["topics.color"]))
-    if needs_depth and config["topics.depth_transport"] == "compressedDepth":
-        inputs.append(("depth", CompressedImage, f"{config['topics.depth']}/compressedDepth"))
-    elif needs_depth:
-        inputs.append(("depth", Image, config["topics.depth"]))
+    color_type = CompressedImage if config["topics.color_transport"] == "compressed" else Image
+    inputs: list[tuple[str, type, str]] = [("color", color_type, subscribed_topic(config, "topics.color"))]
+    if needs_depth:
+        depth_type = CompressedImage if config["topics.depth_transport"] == "compressedDepth" else Image
+        inputs.append(("depth", depth_type, subscribed_topic(config, "topics.depth")))
     inputs.append(("camera_info", CameraInfo, config["topics.camera_info"]))
     if needs_instances:
         inputs.append(("instances", Image, config["topics.instances"]))
