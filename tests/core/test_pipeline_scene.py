@@ -174,3 +174,48 @@ def test_a_camera_looking_straight_down_relates_objects_by_image_left_and_right(
     predicates = {(r.subject_id, r.predicate, r.object_id) for r in graph.relations}
     assert (left_in_image.id, "left_of", right_in_image.id) in predicates
     assert (right_in_image.id, "left_of", left_in_image.id) not in predicates
+
+
+# --- the graph frame from the support plane ----------------------------------------------------------------------
+
+PLANE_FIT = {"extrinsic.source": "plane_fit"}
+
+
+def scattered_depth(seed: int = 0) -> np.ndarray:
+    """Depth with no dominant plane: every pixel at a random distance."""
+    return np.random.default_rng(seed).uniform(1.0, 5.0, (60, 80)).astype(np.float32)
+
+
+def test_with_a_static_extrinsic_the_status_says_so():
+    assert ScenePipeline(Config()).frame_status() == {"graph_frame_source": "static"}
+
+
+def test_plane_fit_finds_the_wall_behind_the_objects_and_reports_it():
+    pipeline = ScenePipeline(Config(PLANE_FIT))
+    assert pipeline.frame_status() == {"graph_frame_source": "plane_fit", "support_plane": "not fitted yet"}
+    graph = pipeline.process(scene_frame())
+    status = pipeline.frame_status()
+    assert float(status["camera_height_m"]) == pytest.approx(4.0, abs=0.01)  # the wall 4 m away is the "floor"
+    assert float(status["plane_inlier_fraction"]) > 0.8
+    assert {obj.label for obj in graph.objects} == {"cube", "table"}
+
+
+def test_a_first_frame_without_a_dominant_plane_is_skipped_with_the_reason():
+    with pytest.raises(PipelineError, match=r"extrinsic.source 'plane_fit': no support plane in this frame: no "
+                                            r"dominant plane"):
+        ScenePipeline(Config(PLANE_FIT)).process(scene_frame(depth=scattered_depth()))
+
+
+def test_a_failed_refit_keeps_the_last_good_plane():
+    pipeline = ScenePipeline(Config({**PLANE_FIT, "extrinsic.plane_fit.refit_frames": 1}))
+    pipeline.process(scene_frame())
+    fitted = pipeline.camera_to_graph
+    pipeline.process(scene_frame(depth=scattered_depth()))  # the refit fails; the frame still becomes a graph
+    assert pipeline.camera_to_graph is fitted
+
+
+def test_detections_cannot_be_lifted_before_the_plane_is_fitted():
+    pipeline = ScenePipeline(Config(PLANE_FIT))
+    frame = scene_frame()
+    with pytest.raises(PipelineError, match="camera-to-graph transform is not known yet"):
+        pipeline.process_detections(frame.stamp_ns, [], frame.depth_m, frame.intrinsics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # diagnostic_msgs/DiagnosticStatus levels.
@@ -32,8 +33,8 @@ class FrameStats:
         self.last_error = error
 
 
-def health(stats: FrameStats) -> tuple[int, str, dict[str, str]]:
-    """Level, one-line message and key/values for a diagnostics status."""
+def health(stats: FrameStats, details: Mapping[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    """Level, one-line message and key/values (the counters, then ``details``) for a diagnostics status."""
     values = {
         "frames_completed": str(stats.completed),
         "frames_dropped": str(stats.dropped),
@@ -41,9 +42,10 @@ def health(stats: FrameStats) -> tuple[int, str, dict[str, str]]:
         "frames_failed": str(stats.failed),
         "last_process_ms": f"{stats.last_process_ms:.1f}",
         "last_error": stats.last_error,
+        **(details or {}),
     }
     if stats.last_failed:
         return ERROR, f"last frame skipped: {stats.last_error}", values
     if stats.processed == 0:
-        return WARN, "waiting for synchronised colour, depth and camera_info", values
+        return WARN, "waiting for a synchronised frame (colour, depth if used, camera_info)", values
     return OK, f"{stats.processed} frames processed, {stats.dropped} dropped, {stats.failed} failed", values

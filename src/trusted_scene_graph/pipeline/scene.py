@@ -10,7 +10,7 @@ import numpy as np
 
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
-from trusted_scene_graph.geometry.plane import camera_to_graph_from_plane, fit_support_plane
+from trusted_scene_graph.geometry.plane import PlaneFit, camera_to_graph_from_plane, fit_support_plane
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import ObjectNode, SceneGraph
 from trusted_scene_graph.perception.depth import DepthBackend, make_depth_backend
@@ -36,6 +36,7 @@ class ScenePipeline:
         self._plane_rng = np.random.default_rng(0)  # RANSAC is seeded: the same frames give the same graph frame
         self._frames_since_plane_fit = 0
         self.camera_to_graph: RigidTransform | None = None  # 'plane_fit': set by the first frame's fit, then kept
+        self.plane: PlaneFit | None = None  # 'plane_fit': the last fitted support plane
         self.reconfigure(config)
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
@@ -75,7 +76,19 @@ class ScenePipeline:
                 return
             raise PipelineError(f"extrinsic.source 'plane_fit': no support plane in this frame: {exc}") from exc
         self._set_camera_to_graph(camera_to_graph_from_plane(plane))
+        self.plane = plane
         self._frames_since_plane_fit = 0
+
+    def frame_status(self) -> dict[str, str]:
+        """Where the graph frame comes from, and for 'plane_fit' the fitted plane (for ``/diagnostics``)."""
+        status = {"graph_frame_source": self.config["extrinsic.source"]}
+        if self.config["extrinsic.source"] == "plane_fit":
+            if self.plane is None:
+                status["support_plane"] = "not fitted yet"
+            else:
+                status["camera_height_m"] = f"{self.plane.camera_height_m:.3f}"
+                status["plane_inlier_fraction"] = f"{self.plane.inlier_fraction:.2f}"
+        return status
 
     @property
     def needs_instances(self) -> bool:

@@ -196,8 +196,9 @@ class SceneGraphNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         with self._lock:
             self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
+        details = self.pipeline.frame_status() if self.pipeline is not None else None
         self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), self.stats,
-                                                              self.get_clock().now().nanoseconds))
+                                                              self.get_clock().now().nanoseconds, details))
 
     def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
         graph = self.latest_graph
