@@ -442,44 +442,7 @@ class FetchScene:
         self._camera = self._camera_from_scene()
 
     def _camera_from_scene(self) -> CameraModel:
-        """Derive intrinsics and pose from the OpenGL camera MuJoCo renders with, so they match by construction.
-
-        mjr_render draws a mono image from the average of the scene's two (stereo) cameras, with
-        ``glFrustum(center - hw, center + hw, bottom, top, near, far)`` where ``hw`` matches the image aspect ratio.
-        """
-        mj = self._mujoco
-        scene = self._renderer.scene
-        gl_camera = mj.mjv_averageCamera(scene.camera[0], scene.camera[1])
-        if gl_camera.orthographic or gl_camera.frustum_width != 0.0 or gl_camera.frustum_center != 0.0:
-            raise SimError(
-                f"{self._camera_label} uses an orthographic or sensor-intrinsics projection; FetchScene only "
-                "models fovy pinhole cameras"
-            )
-        near_m = float(gl_camera.frustum_near)
-        top_m = float(gl_camera.frustum_top)
-        bottom_m = float(gl_camera.frustum_bottom)
-        fy = self._height * near_m / (top_m - bottom_m)
-        # OpenGL window coordinate of row v's centre (counted from the top) is height - (v + 0.5).
-        cy = self._height * top_m / (top_m - bottom_m) - 0.5
-
-        forward = np.asarray(gl_camera.forward, dtype=np.float64)
-        up = np.asarray(gl_camera.up, dtype=np.float64)
-        z_axis = forward / np.linalg.norm(forward)
-        y_axis = -(up - np.dot(up, z_axis) * z_axis)  # optical y points down; re-orthogonalised (float32 input)
-        y_axis /= np.linalg.norm(y_axis)
-        camera_to_world = np.eye(4)
-        camera_to_world[:3, :3] = np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
-        camera_to_world[:3, 3] = np.asarray(gl_camera.pos, dtype=np.float64)
-        camera_to_world.flags.writeable = False
-        return CameraModel(
-            width=self._width,
-            height=self._height,
-            fx=fy,  # square pixels: MuJoCo sizes the frustum width from the image aspect ratio
-            fy=fy,
-            cx=(self._width - 1) / 2.0,
-            cy=cy,
-            camera_to_world=camera_to_world,
-        )
+        return camera_from_scene(self._mujoco, self._renderer.scene, self._width, self._height, self._camera_label)
 
     def _make_frame(self, env_reward: float) -> SimFrame:
         mj = self._mujoco
@@ -504,12 +467,12 @@ class FetchScene:
         return SimFrame(
             step=self._episode_step,
             stamp_s=self._ticks * self._dt_s,
-            rgb=_read_only(rgb),
-            depth_m=_read_only(depth_m),
-            instance_ids=_read_only(instance_ids),
+            rgb=read_only(rgb),
+            depth_m=read_only(depth_m),
+            instance_ids=read_only(instance_ids),
             objects=self._ground_truth(),
             env_reward=env_reward,
-            grip_site_m=_read_only(self._data.site_xpos[self._grip_site].copy()),
+            grip_site_m=read_only(self._data.site_xpos[self._grip_site].copy()),
         )
 
     def _ground_truth(self) -> tuple[GroundTruthObject, ...]:
@@ -526,8 +489,8 @@ class FetchScene:
                 GroundTruthObject(
                     label=label,
                     instance_id=instance_id,
-                    position_m=_read_only(position_m),
-                    size_m=_read_only(high_m - low_m),
+                    position_m=read_only(position_m),
+                    size_m=read_only(high_m - low_m),
                 )
             )
         return tuple(objects)
@@ -555,21 +518,65 @@ def _free_camera(mj: ModuleType, view: FreeCameraView) -> mujoco.MjvCamera:
     return camera
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
+def camera_from_scene(mj: ModuleType, scene: mujoco.MjvScene, width: int, height: int,
+                      camera_label: str) -> CameraModel:
+    """Derive intrinsics and pose from the OpenGL camera MuJoCo renders ``scene`` with, so they match by construction.
+
+    mjr_render draws a mono image from the average of the scene's two (stereo) cameras, with
+    ``glFrustum(center - hw, center + hw, bottom, top, near, far)`` where ``hw`` matches the image aspect ratio.
+    Shared by every scene of this package.
+    """
+    gl_camera = mj.mjv_averageCamera(scene.camera[0], scene.camera[1])
+    if gl_camera.orthographic or gl_camera.frustum_width != 0.0 or gl_camera.frustum_center != 0.0:
+        raise SimError(f"{camera_label} uses an orthographic or sensor-intrinsics projection; only fovy pinhole "
+                       "cameras are modelled")
+    near_m = float(gl_camera.frustum_near)
+    top_m = float(gl_camera.frustum_top)
+    bottom_m = float(gl_camera.frustum_bottom)
+    fy = height * near_m / (top_m - bottom_m)
+    # OpenGL window coordinate of row v's centre (counted from the top) is height - (v + 0.5).
+    cy = height * top_m / (top_m - bottom_m) - 0.5
+
+    forward = np.asarray(gl_camera.forward, dtype=np.float64)
+    up = np.asarray(gl_camera.up, dtype=np.float64)
+    z_axis = forward / np.linalg.norm(forward)
+    y_axis = -(up - np.dot(up, z_axis) * z_axis)  # optical y points down; re-orthogonalised (float32 input)
+    y_axis /= np.linalg.norm(y_axis)
+    camera_to_world = np.eye(4)
+    camera_to_world[:3, :3] = np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
+    camera_to_world[:3, 3] = np.asarray(gl_camera.pos, dtype=np.float64)
+    camera_to_world.flags.writeable = False
+    # Square pixels: MuJoCo sizes the frustum width from the image aspect ratio.
+    return CameraModel(width=width, height=height, fx=fy, fy=fy, cx=(width - 1) / 2.0, cy=cy,
+                       camera_to_world=camera_to_world)
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
 
 
-def _import_simulator() -> tuple[ModuleType, ModuleType]:
-    """Import MuJoCo and Gymnasium-Robotics on demand, defaulting to headless EGL rendering.
+def import_mujoco() -> ModuleType:
+    """Import MuJoCo on demand, defaulting to headless EGL rendering.
 
     MUJOCO_GL must be set before mujoco is first imported; an explicit user setting wins.
     """
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
+        import mujoco
+    except ImportError as exc:
+        raise SimError(
+            f"the MuJoCo simulator is not installed ({exc}); install the extra: pip install 'trusted_scene_graph[sim]'"
+        ) from exc
+    return mujoco
+
+
+def _import_simulator() -> tuple[ModuleType, ModuleType]:
+    """Import MuJoCo (:func:`import_mujoco`) and Gymnasium-Robotics on demand."""
+    mujoco = import_mujoco()
+    try:
         import gymnasium
         import gymnasium_robotics
-        import mujoco
     except ImportError as exc:
         raise SimError(
             f"the MuJoCo simulator is not installed ({exc}); install the extra: pip install 'trusted_scene_graph[sim]'"

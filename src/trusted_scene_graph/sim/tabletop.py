@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -41,7 +41,7 @@ import numpy as np
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.sim import SimError
-from trusted_scene_graph.sim.fetch import CameraModel, FreeCameraView
+from trusted_scene_graph.sim.fetch import CameraModel, FreeCameraView, camera_from_scene, import_mujoco, read_only
 
 if TYPE_CHECKING:
     import mujoco
@@ -230,7 +230,7 @@ class TabletopScene:
         self.settings = settings if settings is not None else TabletopSettings()
         self._layout = _sample_layout(np.random.default_rng(self.seed), self.settings)
         self.mjcf = _mjcf(self._layout, self.settings)
-        self._mujoco = _import_mujoco()
+        self._mujoco = import_mujoco()
         built = False
         try:
             self._build()
@@ -267,7 +267,8 @@ class TabletopScene:
         self._free_camera.azimuth = view.azimuth_deg
         self._free_camera.elevation = view.elevation_deg
         self._renderer.update_scene(self._data, camera=self._free_camera)
-        self._camera = _camera_from_scene(mj, self._renderer.scene, settings.width, settings.height)
+        self._camera = camera_from_scene(mj, self._renderer.scene, settings.width, settings.height,
+                                         "the tabletop camera")
 
     # ----------------------------------------------------------------------------------------------- public API
 
@@ -343,8 +344,8 @@ class TabletopScene:
                     label=placement.label,
                     shape=placement.shape,
                     colour=placement.colour,
-                    centre_m=_read_only(placement.centre_m.copy()),
-                    size_m=_read_only(placement.aabb_size_m),
+                    centre_m=read_only(placement.centre_m.copy()),
+                    size_m=read_only(placement.aabb_size_m),
                     yaw_deg=math.degrees(placement.yaw_rad),
                     supported_by=supported_by,
                     visible_pixels=visible,
@@ -354,14 +355,14 @@ class TabletopScene:
             )
         pair = self._layout.near_tie_pair
         return TabletopFrame(
-            rgb=_read_only(rgb),
-            depth_m=_read_only(depth_m),
-            instances=_read_only(instances),
+            rgb=read_only(rgb),
+            depth_m=read_only(depth_m),
+            instances=read_only(instances),
             intrinsics=self._camera.intrinsics,
             camera_to_world=RigidTransform.from_matrix(self._camera.camera_to_world),
             objects=tuple(objects),
             table_top_z_m=float(self.settings.table_height_m),
-            table_normal=_read_only(np.array([0.0, 0.0, 1.0])),
+            table_normal=read_only(np.array([0.0, 0.0, 1.0])),
             table_instance_id=self.table_instance_id,
             labels_by_id=self.labels_by_id,
             near_tie_pair=None if pair is None else (pair[0] + 1, pair[1] + 1),
@@ -698,44 +699,3 @@ def _rects_overlap(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, 
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
-def _camera_from_scene(mj: ModuleType, scene: mujoco.MjvScene, width: int, height: int) -> CameraModel:
-    """Derive intrinsics and pose from the OpenGL camera MuJoCo renders with (as FetchScene does), so they match.
-
-    mjr_render draws a mono image from the average of the scene's two (stereo) cameras, with
-    ``glFrustum(center - hw, center + hw, bottom, top, near, far)`` where ``hw`` matches the image aspect ratio.
-    """
-    gl_camera = mj.mjv_averageCamera(scene.camera[0], scene.camera[1])
-    near_m = float(gl_camera.frustum_near)
-    top_m = float(gl_camera.frustum_top)
-    bottom_m = float(gl_camera.frustum_bottom)
-    fy = height * near_m / (top_m - bottom_m)
-    # OpenGL window coordinate of row v's centre (counted from the top) is height - (v + 0.5).
-    cy = height * top_m / (top_m - bottom_m) - 0.5
-    forward = np.asarray(gl_camera.forward, dtype=np.float64)
-    up = np.asarray(gl_camera.up, dtype=np.float64)
-    z_axis = forward / np.linalg.norm(forward)
-    y_axis = -(up - np.dot(up, z_axis) * z_axis)  # optical y points down; re-orthogonalised (float32 input)
-    y_axis /= np.linalg.norm(y_axis)
-    camera_to_world = np.eye(4)
-    camera_to_world[:3, :3] = np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis])
-    camera_to_world[:3, 3] = np.asarray(gl_camera.pos, dtype=np.float64)
-    camera_to_world.flags.writeable = False
-    return CameraModel(width=width, height=height, fx=fy, fy=fy, cx=(width - 1) / 2.0, cy=cy,
-                       camera_to_world=camera_to_world)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
-def _import_mujoco() -> ModuleType:
-    """Import MuJoCo on demand, defaulting to headless EGL rendering (MUJOCO_GL must be set before the import)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        import mujoco
-    except ImportError as exc:
-        raise SimError(
-            f"the MuJoCo simulator is not installed ({exc}); install the extra: pip install 'trusted_scene_graph[sim]'"
-        ) from exc
-    return mujoco
