@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trusted_scene_graph.perception.detector import PerceptionError
+from trusted_scene_graph.perception.detector import PerceptionError, build_backend
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 
 MONOCULAR_EXAMPLE_ID = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
@@ -170,9 +170,4 @@ DEPTH_BACKENDS: dict[str, Callable[[Mapping[str, Any]], DepthBackend]] = {
 
 def make_depth_backend(config: Mapping[str, Any]) -> DepthBackend:
     """Build the backend named by ``depth.backend``; an unknown name lists the known ones."""
-    name = config["depth.backend"]
-    try:
-        factory = DEPTH_BACKENDS[name]
-    except KeyError:
-        raise PerceptionError(f"unknown depth backend {name!r}; known backends: {sorted(DEPTH_BACKENDS)}") from None
-    return factory(config)
+    return build_backend("depth", DEPTH_BACKENDS, config, "depth.backend")

@@ -131,11 +131,18 @@ DETECTORS: dict[str, Callable[[Mapping[str, Any]], Detector]] = {
 }
 
 
+def build_backend(kind: str, backends: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+                  config: Mapping[str, Any], parameter: str) -> Any:
+    """Build the backend of a ``kind`` (detector, depth, ...) named by ``config[parameter]``; an unknown name is an
+    error listing the known ones. One mechanism for every pluggable model family."""
+    name = config[parameter]
+    try:
+        factory = backends[name]
+    except KeyError:
+        raise PerceptionError(f"unknown {kind} backend {name!r}; known backends: {sorted(backends)}") from None
+    return factory(config)
+
+
 def make_detector(config: Mapping[str, Any]) -> Detector:
     """Build the backend named by ``detector.backend``; an unknown name lists the known ones."""
-    name = config["detector.backend"]
-    try:
-        factory = DETECTORS[name]
-    except KeyError:
-        raise PerceptionError(f"unknown detector backend {name!r}; known backends: {sorted(DETECTORS)}") from None
-    return factory(config)
+    return build_backend("detector", DETECTORS, config, "detector.backend")

@@ -24,6 +24,7 @@ import torch
 
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, PerceptionError
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
+from trusted_scene_graph.relations.image import box_iou_matrix
 
 EXAMPLE_MODEL_ID = "IDEA-Research/grounding-dino-tiny"
 _MODEL_PARAMETER = "detector.model_path"
@@ -37,27 +38,21 @@ def non_max_suppression(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshol
     """Indices of the boxes kept by greedy NMS, highest score first (ties keep input order).
 
     A box is dropped when its IoU with an already kept, higher-scoring box is above ``iou_threshold``. Boxes are
-    (N, 4) ``x0, y0, x1, y1``. Written in numpy because torchvision (whose ``nms`` this mirrors) is not a dependency.
+    (N, 4) ``x0, y0, x1, y1``. Written here because torchvision (whose ``nms`` this mirrors) is not a dependency;
+    the IoUs come from :func:`~trusted_scene_graph.relations.image.box_iou_matrix`.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(boxes) != len(scores):
         raise PerceptionError(f"non_max_suppression: {len(boxes)} boxes but {len(scores)} scores")
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    sizes = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None)  # a degenerate box is empty, never negative
+    iou = box_iou_matrix(np.concatenate([boxes[:, :2], sizes], axis=1))
     order = np.argsort(-scores, kind="stable")
     kept: list[int] = []
     while order.size:
         best, rest = order[0], order[1:]
         kept.append(int(best))
-        overlap_w = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]),
-                            0, None)
-        overlap_h = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]),
-                            0, None)
-        intersection = overlap_w * overlap_h
-        union = areas[best] + areas[rest] - intersection
-        # Two empty boxes have union 0: they do not overlap.
-        iou = np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
-        order = rest[iou <= iou_threshold]
+        order = rest[iou[best, rest] <= iou_threshold]
     return np.asarray(kept, dtype=np.int64)
 
 

@@ -64,7 +64,7 @@ class ScenePipeline:
         """'plane_fit': fit the support plane on the first frame, then every ``refit_frames`` frames (0: never)."""
         refit_frames = self.config["extrinsic.plane_fit.refit_frames"]
         self._frames_since_plane_fit += 1
-        if self.camera_to_graph is not None and (refit_frames == 0 or self._frames_since_plane_fit < refit_frames):
+        if self.plane is not None and (refit_frames == 0 or self._frames_since_plane_fit < refit_frames):
             return
         try:
             plane = fit_support_plane(depth_m, intrinsics, self.config["extrinsic.plane_fit.inlier_distance_m"],
@@ -72,7 +72,7 @@ class ScenePipeline:
                                       self.config["extrinsic.plane_fit.min_inlier_fraction"], self._plane_rng,
                                       depth_range_m=(self.lifting.depth_min_m, self.lifting.depth_max_m))
         except GeometryError as exc:
-            if self.camera_to_graph is not None:  # keep the last good frame; a refit is an update, not a need
+            if self.plane is not None:  # keep the last good plane; a refit is an update, not a need
                 return
             raise PipelineError(f"extrinsic.source 'plane_fit': no support plane in this frame: {exc}") from exc
         self._set_camera_to_graph(camera_to_graph_from_plane(plane))
