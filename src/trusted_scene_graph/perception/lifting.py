@@ -101,19 +101,19 @@ def _silhouette_is_own(inside: np.ndarray, depth_m: np.ndarray, x0: int, y0: int
 
 
 @dataclass(frozen=True)
-class _MaskCrop:
-    """An object's mask within its (clipped) box, and where that box starts in the image."""
+class _Crop:
+    """The pixels of an object within its (clipped) box, and where that box starts in the image."""
 
-    inside: np.ndarray
+    inside: np.ndarray  # boolean, the box's shape
     x0: int
     y0: int
+    from_mask: bool  # False: the central half of a box without a mask, which has no silhouette to complete from
 
 
 def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingSettings
-                   ) -> tuple[np.ndarray, int, int, int, int, _MaskCrop | None]:
-    """The object's pixels with usable depth as flat indices into its box crop, the crop's width and top-left
-    corner (x0, y0), how many pixels the object has in all, and its mask crop (None for a box without a mask,
-    which has no silhouette to complete from).
+                   ) -> tuple[np.ndarray, int, _Crop]:
+    """The object's pixels with usable depth (flat indices into its crop), how many pixels it has in all, and
+    its crop.
 
     The object is its mask inside its box, else the central half of its box (less background). Boxes are clipped to
     the image. Mask pixels outside the box are ignored: the box is the detector's statement of where the object is
@@ -127,16 +127,14 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
             raise PerceptionError(f"mask of {detection.label!r} is {detection.mask.shape[1]}x{detection.mask.shape[0]} "
                                   f"but the image is {width}x{height}")
         (x0, x1), (y0, y1) = _clip(x, x + w, width), _clip(y, y + h, height)
-        inside = detection.mask[y0:y1, x0:x1]
-        crop = _MaskCrop(inside, x0, y0)
+        crop = _Crop(detection.mask[y0:y1, x0:x1], x0, y0, from_mask=True)
     else:
         (x0, x1) = _clip(x + w // 4, x + max(w // 4 + 1, (3 * w) // 4), width)
         (y0, y1) = _clip(y + h // 4, y + max(h // 4 + 1, (3 * h) // 4), height)
-        inside = np.ones((y1 - y0, x1 - x0), dtype=bool)
-        crop = None
+        crop = _Crop(np.ones((y1 - y0, x1 - x0), dtype=bool), x0, y0, from_mask=False)
     depth = depth_m[y0:y1, x0:x1]
-    usable = inside & (depth >= settings.depth_min_m) & (depth <= settings.depth_max_m)  # NaN compares False
-    return np.flatnonzero(usable), x1 - x0, x0, y0, int(np.count_nonzero(inside)), crop
+    usable = crop.inside & (depth >= settings.depth_min_m) & (depth <= settings.depth_max_m)  # NaN compares False
+    return np.flatnonzero(usable), int(np.count_nonzero(crop.inside)), crop
 
 
 def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
@@ -285,15 +283,15 @@ def lift_detections(
     points_per_object = settings.points_per_object
     spread = np.arange(points_per_object)
     for index, detection in enumerate(detections):
-        usable, crop_width, x0, y0, pixel_count, crop = _object_pixels(detection, depth_m, settings)
+        usable, pixel_count, crop = _object_pixels(detection, depth_m, settings)
         valid_count = usable.size
         if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:
             continue
         valid_fraction = valid_count / pixel_count
         # Evenly spread over the object (in raster order), repeating pixels when it has fewer than needed.
-        rows, cols = np.divmod(usable[spread * valid_count // points_per_object], crop_width)
-        sample_rows.append(rows + y0)
-        sample_cols.append(cols + x0)
+        rows, cols = np.divmod(usable[spread * valid_count // points_per_object], crop.inside.shape[1])
+        sample_rows.append(rows + crop.y0)
+        sample_cols.append(cols + crop.x0)
         lifted_index.append(index)
         fractions.append(valid_fraction)
         crops.append(crop)
@@ -319,7 +317,7 @@ def lift_detections(
         # The silhouette test costs more than the completion, so it runs only for the boxes the completion changed.
         for row in np.flatnonzero(np.any(completed_low != low, axis=1) | np.any(completed_high != high, axis=1)):
             crop = crops[row]
-            if crop is not None and _silhouette_is_own(crop.inside, depth_m, crop.x0, crop.y0):
+            if crop.from_mask and _silhouette_is_own(crop.inside, depth_m, crop.x0, crop.y0):
                 low[row], high[row] = completed_low[row], completed_high[row]
     for row, (index, fraction) in enumerate(zip(lifted_index, fractions, strict=True)):
         results[index] = LiftedObject(detections[index], (low[row] + high[row]) / 2.0, high[row] - low[row],
