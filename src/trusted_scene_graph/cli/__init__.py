@@ -1,4 +1,4 @@
-"""``tsg``: the command line for offline work (demo, bringup, bench; eval, train and label as they land).
+"""``tsg``: the command line for offline work (demo, bringup, sim record, eval, replay, bench).
 
 Each command is a typed function returning an exit code, testable by calling it. ROS-dependent modules are
 imported inside the commands, so ``tsg --help`` works before the workspace is built.
@@ -18,6 +18,8 @@ from trusted_scene_graph.config.schema import Config, ConfigError, load_config_f
 from trusted_scene_graph.errors import TsgError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "default.yaml"
+
+EVAL_VSR = "eval-vsr"  # the parser behind `tsg eval vsr`
 
 # Exit codes: 0 success, 1 the command ran but its result is a failure (e.g. no graph arrived), 2 bad input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -105,6 +107,85 @@ def cmd_bench_perception(config_path: Path | None, out: Path, repeats: int, dete
                                 detector_repeats=detector_repeats)
 
 
+def cmd_sim_record(config_path: Path | None, overrides: Sequence[str], out: Path, scene: str, episodes: int,
+                   seed: int, camera: str | None, width: int, height: int, depth_noise: str, depth_encoding: str,
+                   storage: str, policy_noise: float, frames_per_scene: int) -> int:
+    """Record simulated episodes with ground truth into a new bag."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from trusted_scene_graph.sim.record import RecordSettings, frames_per_episode, record_sim_bag
+
+    settings = RecordSettings(scene=scene, episodes=episodes, seed=seed, camera=camera, width=width, height=height,
+                              depth_noise=depth_noise, depth_encoding=depth_encoding, storage=storage,
+                              policy_noise=policy_noise, frames_per_scene=frames_per_scene)
+    total = episodes * frames_per_episode(settings)
+    columns = (TextColumn(f"recording {scene}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("record", total=total)
+        summary = record_sim_bag(out, settings, load(config_path, overrides),
+                                 progress=lambda frames: progress.update(task, completed=frames))
+    success = f", {summary.successes} successful" if scene != "tabletop" else ""
+    print(f"wrote {summary.path}: {summary.episodes} episodes{success}, {summary.frames} frames, "
+          f"{summary.messages} messages ({settings.storage})")
+    return EXIT_OK
+
+
+def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out: Path, max_frames: int | None,
+             ground_truth_topic: str) -> int:
+    """Replay a bag offline through the node's code and write metrics.json, report.md and PNGs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag
+    from trusted_scene_graph.evaluation.report import target_rows, write_report
+
+    config = load(config_path, overrides)
+    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("eval", total=None)
+        result = evaluate_bag(bag, config, ground_truth_topic=ground_truth_topic, max_frames=max_frames,
+                              progress=lambda done, total: progress.update(task, completed=done, total=total))
+    write_report(result.metrics, result.samples, out, title=f"Evaluation of {bag.name}")
+    frames = result.metrics["frames"]
+    print(f"{frames['evaluated']} frames evaluated ({frames['failed']} failed); report in {out}/report.md")
+    for metric, value, target, status in target_rows(result.metrics):
+        print(f"  {metric.strip('`')}: {value} (target {target}: {status})")
+    if result.metrics["input"]["read_error"]:
+        print(f"tsg eval: warning: {result.metrics['input']['read_error']}", file=sys.stderr)
+    check_evaluable(result.metrics)
+    return result.exit_code
+
+
+def cmd_eval_vsr(config_path: Path | None, overrides: Sequence[str], images: Path, annotations: Path, out: Path,
+                 vlm: str | None, vlm_model: str | None, vlm_recorded: str | None, detector_model: str | None,
+                 target_accuracy: float, folds: int, limit: int | None, skip_invalid: bool) -> int:
+    """VLM trust on VSR annotations (Imran & Lee's protocol); writes metrics.json, report.md and PNGs."""
+    from trusted_scene_graph.evaluation.vsr import run_vsr_eval
+
+    extra: dict[str, Any] = {}
+    if vlm is not None:
+        extra["vlm.backend"] = vlm
+    if vlm_model is not None:
+        extra["vlm.model_path"] = vlm_model
+    if vlm_recorded is not None:
+        extra["vlm.recorded_path"] = vlm_recorded
+    if detector_model is not None:
+        extra.update({"detector.backend": "grounding_dino", "detector.model_path": detector_model})
+    config = load(config_path, overrides).with_overrides(extra)
+    return run_vsr_eval(config, images, annotations, out, target_accuracy=target_accuracy, folds=folds, limit=limit,
+                        skip_invalid=skip_invalid, log=print)
+
+
+def cmd_replay(bag: Path, rate: float, loop: bool, topics: Sequence[str] | None, start_offset_s: float,
+               clock_hz: float | None, wait_for_subscribers_s: float) -> int:
+    """Publish a bag's messages on their topics with the original timing."""
+    from trusted_scene_graph.ros.replay import run_replay
+
+    return run_replay(bag, rate=rate, loop=loop, topics=topics, start_offset_s=start_offset_s, clock_hz=clock_hz,
+                      wait_for_subscribers_s=wait_for_subscribers_s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsg", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +217,64 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
                       help="depth image encoding: 32FC1 metres or 16UC1 millimetres")
 
+    sim = commands.add_parser("sim", help="simulated data")
+    sims = sim.add_subparsers(dest="sim", required=True)
+    record = sims.add_parser("record", help="record simulated episodes with ground truth into a rosbag2 bag")
+    with_config(record)
+    record.add_argument("--out", type=Path, required=True, help="bag directory to create (must not exist)")
+    record.add_argument("--task", dest="scene", default="FetchPickAndPlace",
+                        help="FetchReach, FetchPush, FetchPickAndPlace, FetchSlide or tabletop")
+    record.add_argument("--episodes", type=int, default=1, help="episodes (tabletop: scenes) to record")
+    record.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same bag content")
+    record.add_argument("--camera", default=None, help="Fetch: a camera of the model (default: the task's view)")
+    record.add_argument("--width", type=int, default=640, help="image width [px]")
+    record.add_argument("--height", type=int, default=480, help="image height [px]")
+    record.add_argument("--depth-noise", default="none", help="depth noise preset: none, kinect or realsense")
+    record.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
+                        help="depth image encoding: 32FC1 metres or 16UC1 millimetres")
+    record.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage format")
+    record.add_argument("--policy-noise", type=float, default=0.0,
+                        help="Fetch: standard deviation of the noise on each scripted action component")
+    record.add_argument("--frames-per-scene", type=int, default=1,
+                        help="tabletop: frames per static scene (they differ by depth noise only)")
+
+    evaluate = commands.add_parser(
+        "eval", help="replay a bag offline and score the graphs against its ground truth (`tsg eval vsr --help`: "
+                     "VLM trust on VSR)")
+    with_config(evaluate)
+    evaluate.add_argument("bag", type=Path, help="bag directory or .mcap file")
+    evaluate.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, report.md, PNGs)")
+    evaluate.add_argument("--max-frames", type=int, default=None, help="score at most this many frames")
+    evaluate.add_argument("--ground-truth-topic", default="/ground_truth", help="topic of GroundTruth messages")
+
+    vsr = commands.add_parser(EVAL_VSR, prog="tsg eval vsr", help="(as `tsg eval vsr`) VLM trust on VSR annotations")
+    with_config(vsr)
+    vsr.add_argument("--images", type=Path, required=True, help="directory of the annotation file's images")
+    vsr.add_argument("--annotations", type=Path, required=True, help="VSR annotations (.jsonl or .json)")
+    vsr.add_argument("--out", type=Path, default=Path("out/eval_vsr"), help="output directory")
+    vsr.add_argument("--vlm", choices=("generative", "recorded"), default=None,
+                     help="VLM backend (default: the config's vlm.backend)")
+    vsr.add_argument("--vlm-model", default=None, help="'generative': local model directory (vlm.model_path)")
+    vsr.add_argument("--vlm-recorded", default=None, help="'recorded': JSONL of cached answers (vlm.recorded_path)")
+    vsr.add_argument("--detector-model", default=None,
+                     help="GroundingDINO model directory (sets detector.backend=grounding_dino)")
+    vsr.add_argument("--target-accuracy", type=float, default=0.60, help="accuracy the kept answers should reach")
+    vsr.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds of the fused trust")
+    vsr.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    vsr.add_argument("--skip-invalid", action="store_true", help="skip invalid annotation lines (counted)")
+
+    replay = commands.add_parser("replay", help="publish a bag's messages with their original timing")
+    replay.add_argument("bag", type=Path, help="bag directory or .mcap file")
+    replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    replay.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C")
+    replay.add_argument("--topics", nargs="+", default=None, help="play only these topics")
+    replay.add_argument("--start-offset", dest="start_offset_s", type=float, default=0.0,
+                        help="skip this many seconds from the start [s]")
+    replay.add_argument("--clock", dest="clock_hz", type=float, nargs="?", const=40.0, default=None,
+                        help="publish /clock at this rate [Hz] (40, as ros2 bag play, when given without a value)")
+    replay.add_argument("--wait-for-subscribers", dest="wait_for_subscribers_s", type=float, default=2.0,
+                        help="wait up to this long for a subscriber on every replayed topic before playing [s]")
+
     bench = commands.add_parser("bench", help="benchmarks, each writing a JSON of side-by-side ratios")
     benches = bench.add_subparsers(dest="bench", required=True)
     service = benches.add_parser("service", help="QueryDistance latency vs an echo service")
@@ -156,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["eval", "vsr"]:  # `tsg eval BAG` and `tsg eval vsr ...` share the word; argparse cannot
+        argv = [EVAL_VSR, *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bringup":
@@ -165,6 +307,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args.config, args.overrides, args.seconds, args.rate_hz, args.out, args.width,
                             args.height, args.seed, args.depth_encoding)
+        if args.command == "sim" and args.sim == "record":
+            return cmd_sim_record(args.config, args.overrides, args.out, args.scene, args.episodes, args.seed,
+                                  args.camera, args.width, args.height, args.depth_noise, args.depth_encoding,
+                                  args.storage, args.policy_noise, args.frames_per_scene)
+        if args.command == "eval":
+            return cmd_eval(args.config, args.overrides, args.bag, args.out, args.max_frames,
+                            args.ground_truth_topic)
+        if args.command == EVAL_VSR:
+            return cmd_eval_vsr(args.config, args.overrides, args.images, args.annotations, args.out, args.vlm,
+                                args.vlm_model, args.vlm_recorded, args.detector_model, args.target_accuracy,
+                                args.folds, args.limit, args.skip_invalid)
+        if args.command == "replay":
+            return cmd_replay(args.bag, args.rate, args.loop, args.topics, args.start_offset_s, args.clock_hz,
+                              args.wait_for_subscribers_s)
         if args.command == "bench" and args.bench == "service":
             return cmd_bench_service(args.config, args.out, args.calls, args.rate_hz)
         if args.command == "bench" and args.bench == "perception":

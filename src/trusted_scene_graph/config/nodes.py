@@ -50,3 +50,17 @@ def transport_suffix(config: Mapping[str, Any], topic_parameter: str) -> str:
 def subscribed_topic(config: Mapping[str, Any], topic_parameter: str) -> str:
     """The topic the node subscribes for ``topic_parameter`` (with the transport's suffix, e.g. '/compressed')."""
     return config[topic_parameter] + transport_suffix(config, topic_parameter)
+
+
+def input_topic_names(config: Mapping[str, Any], needs_depth: bool, needs_instances: bool) -> list[tuple[str, str]]:
+    """(synchroniser name, topic) of every camera input the scene-graph node subscribes, anchor (colour) first.
+
+    Shared by the node and offline evaluation, so both pair the same topics.
+    """
+    inputs = [("color", subscribed_topic(config, "topics.color"))]
+    if needs_depth:
+        inputs.append(("depth", subscribed_topic(config, "topics.depth")))
+    inputs.append(("camera_info", config["topics.camera_info"]))
+    if needs_instances:
+        inputs.append(("instances", config["topics.instances"]))
+    return inputs

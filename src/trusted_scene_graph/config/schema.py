@@ -146,6 +146,9 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               read_only=True),
     ParamSpec("topics.instances", STRING, "/camera/instances/image_raw",
               "Instance-id image (16UC1, 0 = background) used by the 'sim' detector only", read_only=True),
+    ParamSpec("topics.ee_pose", STRING, "/ee_pose",
+              "geometry_msgs/PoseStamped of the end effector's grasp point in the graph frame, from the robot's "
+              "kinematics (used for end-effector distances and rewards)", read_only=True),
     ParamSpec("qos.sensor_reliability", STRING, "best_effort",
               "Reliability of the camera subscriptions (best_effort is SensorDataQoS)",
               choices=("best_effort", "reliable"), read_only=True),
@@ -250,6 +253,19 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               min=1e-6, max=10.0),
     ParamSpec("trust.threshold", FLOAT, 0.6, "Relations with a lower trust are pruned from the graph",
               min=0.0, max=1.0),
+    ParamSpec("trust.target_precision", FLOAT, 0.95,
+              "Precision the kept edges should reach; evaluation reports the coverage at which trust achieves it",
+              min=0.0, max=1.0),
+    # Vision-language model (claims verified against geometry).
+    ParamSpec("vlm.backend", STRING, "none",
+              "'none': geometry only; 'generative': a transformers image-text-to-text model answers yes/no "
+              "questions; 'recorded': answers read from vlm.recorded_path (JSONL)",
+              choices=("none", "generative", "recorded"), read_only=True),
+    ParamSpec("vlm.model_path", STRING, "",
+              "'generative': local model directory, or a Hugging Face model id already in the local cache "
+              "(never downloaded at run time)", read_only=True),
+    ParamSpec("vlm.recorded_path", STRING, "", "'recorded': JSONL file of cached VLM answers", read_only=True),
+    ParamSpec("vlm.device", STRING, "cpu", "Device the VLM runs on", choices=("cpu", "cuda"), read_only=True),
     # Output.
     ParamSpec("markers.enabled", BOOL, True, "Publish RViz markers on /scene_graph/markers"),
     ParamSpec("log_throttle_s", FLOAT, 2.0, "Smallest interval between two identical error logs", unit="s",

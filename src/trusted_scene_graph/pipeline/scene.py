@@ -39,6 +39,15 @@ class ScenePipeline:
         self.plane: PlaneFit | None = None  # 'plane_fit': the last fitted support plane
         self.reconfigure(config)
 
+    def start_sequence(self) -> None:
+        """Forget the tracks and (for 'plane_fit') the fitted plane: the next frame starts a new, unrelated scene."""
+        self.tracker = Tracker(self.config["tracking.gate_m"], self.config["tracking.max_missed_frames"],
+                               self.config["tracking.smoothing"])
+        if self.config["extrinsic.source"] == "plane_fit":
+            self.plane = None
+            self.camera_to_graph = None
+            self._frames_since_plane_fit = 0
+
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         """Apply changed settings; the models (detector, depth) and the tracks are kept."""
         self.config = config

@@ -12,7 +12,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.msg import SceneObject, SpatialRelation
@@ -22,60 +22,23 @@ from visualization_msgs.msg import Marker, MarkerArray
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import DistanceAnswer
-from trusted_scene_graph.image.compressed import decode_compressed_depth_m, decode_compressed_rgb
-from trusted_scene_graph.image.decode import ImageError, decode_depth_m, decode_image, encode_image, to_rgb
-from trusted_scene_graph.perception.detector import CameraFrame
+from trusted_scene_graph.image.decode import encode_image
 from trusted_scene_graph.pipeline.health import FrameStats, health
 
-_NS_PER_S = 1_000_000_000
-
-
-def stamp_to_ns(stamp: Time) -> int:
-    return stamp.sec * _NS_PER_S + stamp.nanosec
+# Message decoding is shared with offline evaluation (rosbags messages have the same fields); re-exported here.
+from trusted_scene_graph.pipeline.messages import (  # noqa: F401
+    NS_PER_S,
+    depth_m_from_msg,
+    frame_from_msgs,
+    instances_from_msg,
+    intrinsics_from_msg,
+    rgb_from_msg,
+    stamp_to_ns,
+)
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:
-    return Time(sec=stamp_ns // _NS_PER_S, nanosec=stamp_ns % _NS_PER_S)
-
-
-def _fields(msg: Image) -> tuple[str, int, int, int, bool, bytes]:
-    return msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), bytes(msg.data)
-
-
-def rgb_from_msg(msg: Image | CompressedImage) -> np.ndarray:
-    if isinstance(msg, CompressedImage):
-        return decode_compressed_rgb(msg.format, bytes(msg.data))
-    encoding, *rest = _fields(msg)
-    return to_rgb(encoding, decode_image(encoding, *rest))
-
-
-def depth_m_from_msg(msg: Image | CompressedImage) -> np.ndarray:
-    if isinstance(msg, CompressedImage):
-        return decode_compressed_depth_m(msg.format, bytes(msg.data))
-    return decode_depth_m(*_fields(msg))
-
-
-def instances_from_msg(msg: Image) -> np.ndarray:
-    if msg.encoding not in ("16UC1", "mono16", "mono8", "8UC1"):
-        raise ImageError(f"instance image encoding {msg.encoding!r} is not an integer id image (16UC1 or mono8)")
-    return decode_image(*_fields(msg)).astype(np.uint16, copy=False)
-
-
-def intrinsics_from_msg(msg: CameraInfo) -> Intrinsics:
-    return Intrinsics.from_k(list(msg.k), msg.width, msg.height)
-
-
-def frame_from_msgs(color: Image | CompressedImage, depth: Image | CompressedImage | None, info: CameraInfo,
-                    instances: Image | None = None) -> CameraFrame:
-    """Decode one synchronised set of messages (no depth for RGB-only cameras); raises the core's errors on
-    inconsistent input."""
-    return CameraFrame(
-        stamp_ns=stamp_to_ns(color.header.stamp),
-        rgb=rgb_from_msg(color),
-        depth_m=depth_m_from_msg(depth) if depth is not None else None,
-        intrinsics=intrinsics_from_msg(info),
-        instances=instances_from_msg(instances) if instances is not None else None,
-    )
+    return Time(sec=stamp_ns // NS_PER_S, nanosec=stamp_ns % NS_PER_S)
 
 
 def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:

@@ -25,7 +25,7 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
-from trusted_scene_graph.config.nodes import subscribed_topic
+from trusted_scene_graph.config.nodes import input_topic_names
 from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.graph.model import SceneGraph
@@ -57,15 +57,13 @@ def sensor_qos(config: Config) -> QoSProfile:
 
 def input_topics(config: Config, needs_depth: bool, needs_instances: bool) -> list[tuple[str, type, str]]:
     """(synchroniser name, message type, topic) per input; compressed transports use image_transport's names."""
-    color_type = CompressedImage if config["topics.color_transport"] == "compressed" else Image
-    inputs: list[tuple[str, type, str]] = [("color", color_type, subscribed_topic(config, "topics.color"))]
-    if needs_depth:
-        depth_type = CompressedImage if config["topics.depth_transport"] == "compressedDepth" else Image
-        inputs.append(("depth", depth_type, subscribed_topic(config, "topics.depth")))
-    inputs.append(("camera_info", CameraInfo, config["topics.camera_info"]))
-    if needs_instances:
-        inputs.append(("instances", Image, config["topics.instances"]))
-    return inputs
+    types = {
+        "color": CompressedImage if config["topics.color_transport"] == "compressed" else Image,
+        "depth": CompressedImage if config["topics.depth_transport"] == "compressedDepth" else Image,
+        "camera_info": CameraInfo,
+        "instances": Image,
+    }
+    return [(name, types[name], topic) for name, topic in input_topic_names(config, needs_depth, needs_instances)]
 
 
 class SceneGraphNode(LifecycleNode):

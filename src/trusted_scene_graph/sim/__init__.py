@@ -11,16 +11,24 @@ class SimError(TsgError):
     """The simulator cannot be built or used as asked (unknown task or camera, missing extra, closed scene)."""
 
 
-# Imported after SimError is defined because fetch.py imports SimError from this package.
+# Imported after SimError is defined because fetch.py and fetch_policies.py import SimError from this package.
 from trusted_scene_graph.sim.fetch import (  # noqa: E402
     DEFAULT_VIEW,
+    TASK_LABELS,
+    TASK_VIEWS,
     TASKS,
     CameraModel,
     FetchScene,
     FreeCameraView,
     GroundTruthObject,
-    ScriptedPickAndPlacePolicy,
     SimFrame,
+)
+from trusted_scene_graph.sim.fetch_policies import (  # noqa: E402
+    ScriptedFetchPolicy,
+    ScriptedPickAndPlacePolicy,
+    ScriptedPushPolicy,
+    ScriptedReachPolicy,
+    ScriptedSlidePolicy,
 )
 from trusted_scene_graph.sim.tabletop import (  # noqa: E402
     COLOURS,
@@ -34,12 +42,18 @@ from trusted_scene_graph.sim.tabletop import (  # noqa: E402
 __all__ = [
     "COLOURS",
     "DEFAULT_VIEW",
+    "TASK_LABELS",
+    "TASK_VIEWS",
     "TASKS",
     "CameraModel",
     "FetchScene",
     "FreeCameraView",
     "GroundTruthObject",
+    "ScriptedFetchPolicy",
     "ScriptedPickAndPlacePolicy",
+    "ScriptedPushPolicy",
+    "ScriptedReachPolicy",
+    "ScriptedSlidePolicy",
     "SimError",
     "SHAPES",
     "SimFrame",

@@ -1,8 +1,9 @@
-"""A Gymnasium-Robotics Fetch pick-and-place scene that renders RGB, metric depth and instance masks with ground truth.
+"""The Gymnasium-Robotics Fetch tasks as scenes that render RGB, metric depth and instance masks with ground truth.
 
 Why this exists: the scene graph's perception chain (instance masks -> detections -> 3D boxes -> relations) needs
-frames whose true answer is known exactly, both for the ROS demo and for end-to-end tests. A scripted policy drives
-the Fetch arm to pick the cube up, so relations such as "gripper holds cube" actually change over an episode.
+frames whose true answer is known exactly, both for the ROS demo and for end-to-end tests and benchmark recordings.
+Scripted policies (:mod:`trusted_scene_graph.sim.fetch_policies`) drive the Fetch arm through FetchReach, FetchPush,
+FetchPickAndPlace and FetchSlide, so relations such as "gripper holds cube" actually change over an episode.
 
 Conventions (all checked by ``tests/sim/test_fetch.py`` against MuJoCo's own ray casting):
 
@@ -20,8 +21,8 @@ this module is cheap and works without the optional ``sim`` extra. This module n
 
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,13 +31,37 @@ import numpy as np
 
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.sim import SimError
+from trusted_scene_graph.sim.fetch_policies import (
+    ScriptedFetchPolicy,
+    ScriptedPickAndPlacePolicy,
+    ScriptedPushPolicy,
+    ScriptedReachPolicy,
+    ScriptedSlidePolicy,
+    check_noise,
+)
 
 if TYPE_CHECKING:
     import mujoco
 
-#: Task names accepted by :class:`FetchScene`, mapped to the Gymnasium-Robotics id that is built. The *Dense* variant
-#: is used so ``SimFrame.env_reward`` (minus the cube-to-goal distance) is informative on every step.
-TASKS: dict[str, str] = {"FetchPickAndPlace": "FetchPickAndPlaceDense-v4"}
+#: Task names accepted by :class:`FetchScene`, mapped to the Gymnasium-Robotics id that is built. The *Dense* variants
+#: are used so ``SimFrame.env_reward`` (minus the object-to-goal distance; for Reach, grip-to-goal) is informative on
+#: every step.
+TASKS: dict[str, str] = {
+    "FetchReach": "FetchReachDense-v4",
+    "FetchPush": "FetchPushDense-v4",
+    "FetchPickAndPlace": "FetchPickAndPlaceDense-v4",
+    "FetchSlide": "FetchSlideDense-v4",
+}
+
+#: Instance ids and labels per task. The ids are the same in every task (gripper 1, the task's object 2, table 3;
+#: FetchReach has no object), so the default ``detector.sim_labels`` ('1:gripper', '2:cube', '3:table') fits Push and
+#: PickAndPlace as is; FetchSlide's object is a puck.
+TASK_LABELS: dict[str, dict[int, str]] = {
+    "FetchReach": {1: "gripper", 3: "table"},
+    "FetchPush": {1: "gripper", 2: "cube", 3: "table"},
+    "FetchPickAndPlace": {1: "gripper", 2: "cube", 3: "table"},
+    "FetchSlide": {1: "gripper", 2: "puck", 3: "table"},
+}
 
 
 @dataclass(frozen=True)
@@ -49,23 +74,44 @@ class FreeCameraView:
     elevation_deg: float  # negative looks down
 
 
-#: The view used when ``FetchScene(camera=None)``: across the table from the robot and to its right (camera at
-#: world (2.44, 0.09, 1.03) m), 20 deg down, 1.4 m from a point above the table centre, fovy 45 deg. Chosen over
-#: the model's ``external_camera_0`` (straight-on, 47 deg down) because
+#: The view FetchPickAndPlace uses when ``FetchScene(camera=None)``: across the table from the robot and to its
+#: right (camera at world (2.44, 0.09, 1.03) m), 20 deg down, 1.4 m from a point above the table centre, fovy 45 deg.
+#: Chosen over the model's ``external_camera_0`` (straight-on, 47 deg down) because
 #: perception boxes the *visible* points: from the steep view the gripper hides the held cube's top face and the
 #: visible-part box centre is off by up to 2.0 cm, while this oblique, lower view sees two side faces as well
 #: (<= 0.5 cm over 10 seeds x 50 steps at 640x480). Gripper, cube and every goal stay in view.
 DEFAULT_VIEW = FreeCameraView(lookat_m=(1.3, 0.75, 0.55), distance_m=1.4, azimuth_deg=150.0, elevation_deg=-20.0)
 
-# Names in gymnasium_robotics/envs/assets/fetch/{robot,pick_and_place}.xml.
+#: The view each task uses when ``FetchScene(camera=None)``, chosen so that the gripper, the object and the goal
+#: stay in the image over whole scripted episodes (checked by ``tests/sim/test_fetch_tasks.py``). Reach and Push
+#: share PickAndPlace's table and goal region, and :data:`DEFAULT_VIEW` keeps their goals >= 20 % of the image
+#: width inside its border (Reach's floating goals reach z = 0.69 m).
+TASK_VIEWS: dict[str, FreeCameraView] = {
+    "FetchReach": DEFAULT_VIEW,
+    "FetchPush": DEFAULT_VIEW,
+    "FetchPickAndPlace": DEFAULT_VIEW,
+    # Slide's table is 1.25 m long (x 0.70-1.95 m) and its goals lie up to 0.7 m beyond the gripper's start: look
+    # across the table from its side (camera at world (1.3, -0.64, 1.40) m), 35 deg down, so the whole table top,
+    # and a puck anywhere on it, is in the image; the arm reaches in from the left.
+    "FetchSlide": FreeCameraView(lookat_m=(1.3, 0.75, 0.42), distance_m=1.7, azimuth_deg=90.0, elevation_deg=-35.0),
+}
+
+# Names in gymnasium_robotics/envs/assets/fetch/{robot,push,pick_and_place,slide,reach}.xml. Push, PickAndPlace
+# and Slide name their object's body and geom 'object0' (a box; Slide's is a cylinder); Reach has none.
 _FINGER_GEOMS = ("robot0:r_gripper_finger_link", "robot0:l_gripper_finger_link")
-_CUBE_GEOM = "object0"
+_GRIPPER_BODY = "robot0:gripper_link"
+_OBJECT_NAME = "object0"
 _TABLE_BODY = "table0"
 _GRIP_SITE = "robot0:grip"
+_IDENTITY_XYZW = (0.0, 0.0, 0.0, 1.0)
+_OBJECT_ID = 2  # instance id of the task's object in TASK_LABELS
 
-# Layout of the Fetch ``obs["observation"]`` vector (gymnasium_robotics fetch_env.generate_mujoco_observations).
-_OBS_GRIP_POS = slice(0, 3)
-_OBS_OBJECT_POS = slice(3, 6)
+_POLICIES: dict[str, Callable[[float, np.random.Generator, float], ScriptedFetchPolicy]] = {
+    "FetchReach": lambda noise, rng, dt_s: ScriptedReachPolicy(noise, rng),
+    "FetchPush": lambda noise, rng, dt_s: ScriptedPushPolicy(noise, rng),
+    "FetchPickAndPlace": lambda noise, rng, dt_s: ScriptedPickAndPlacePolicy(noise, rng),
+    "FetchSlide": ScriptedSlidePolicy,
+}
 
 
 @dataclass(frozen=True)
@@ -105,12 +151,17 @@ class GroundTruthObject:
     # by robot.xml sits 2 cm above the grip site; table: its box), the point perception's centroid estimates.
     position_m: np.ndarray
     size_m: np.ndarray  # (3,) full extent along world x, y, z of the axis-aligned box around the labelled geoms
+    # (4,) world orientation as a unit quaternion (x, y, z, w): the object's body (cube, puck), the gripper link body
+    # (the fingers' common parent) for the gripper, identity for the table (its box is world-aligned).
+    orientation_xyzw: np.ndarray
 
 
 @dataclass(frozen=True)
 class SimFrame:
     """One rendered simulation state. Its arrays are read-only so frames can be shared between threads safely."""
 
+    task: str  # the FetchScene task, e.g. "FetchPickAndPlace"
+    episode: int  # 0 for the scene's first episode, +1 with every reset (explicit or after the 50th step)
     step: int  # step within the current episode; 0 is the state right after a reset
     stamp_s: float  # simulated seconds since the scene was built; keeps increasing across episode resets
     rgb: np.ndarray  # (H, W, 3) uint8
@@ -119,132 +170,35 @@ class SimFrame:
     objects: tuple[GroundTruthObject, ...]
     env_reward: float  # the env's dense reward for the step (for a reset frame: compute_reward of that state)
     grip_site_m: np.ndarray  # (3,) world: the end effector's grasp point 'robot0:grip', as kinematics knows it
-
-
-class ScriptedPickAndPlacePolicy:
-    """A phase-based proportional controller that picks the cube up and carries it to the goal.
-
-    Why scripted: the demo needs a scene whose relations change (cube on table -> in gripper -> at goal) in a
-    reproducible way without a learned policy. Phases: ``approach`` (hover above the cube, gripper open),
-    ``descend``, ``grasp`` (close for a few steps), ``lift`` (straight up to the carry height), ``carry`` (to above
-    the goal), ``place`` (to the goal, holding). If the cube slips out, it starts again from ``approach``.
-    """
-
-    PHASES: ClassVar[tuple[str, ...]] = ("approach", "descend", "grasp", "lift", "carry", "place")
-    MAX_STEP_M: ClassVar[float] = 0.05  # Fetch scales action[:3] by 5 cm per step
-    HOVER_M: ClassVar[float] = 0.08  # approach height above the cube centre
-    LIFT_M: ClassVar[float] = 0.10  # minimum carry height above the cube centre at grasp time
-    XY_TOL_M: ClassVar[float] = 0.01
-    Z_TOL_M: ClassVar[float] = 0.02
-    GRASP_TOL_M: ClassVar[float] = 0.01  # grip site to cube centre distance to start closing
-    DROP_TOL_M: ClassVar[float] = 0.03  # grip site to cube centre distance that means the cube was lost
-    GRASP_STEPS: ClassVar[int] = 2
-    OPEN: ClassVar[float] = 1.0
-    CLOSE: ClassVar[float] = -1.0
-
-    def __init__(self, noise: float, rng: np.random.Generator) -> None:
-        if not math.isfinite(noise) or noise < 0.0:
-            raise SimError(f"policy_noise={noise} must be a finite standard deviation >= 0")
-        self.noise = float(noise)
-        self.rng = rng
-        self.phase = "approach"
-        self._grasp_steps = 0
-        self._carry_z_m = math.nan
-
-    def reset(self) -> None:
-        """Start a new episode (the random generator continues, so episodes differ but stay reproducible)."""
-        self.phase = "approach"
-        self._grasp_steps = 0
-        self._carry_z_m = math.nan
-
-    def act(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
-        """Return the Fetch action ``(dx, dy, dz, gripper)`` in [-1, 1] for the env's ``obs`` dict entries."""
-        grip_m = np.asarray(observation[_OBS_GRIP_POS], dtype=np.float64)
-        cube_m = np.asarray(observation[_OBS_OBJECT_POS], dtype=np.float64)
-        goal_m = np.asarray(desired_goal, dtype=np.float64)
-        # Follow transitions until the phase is stable, so a transition takes effect in the same step.
-        for _ in range(len(self.PHASES)):
-            new_phase = self._next_phase(grip_m, cube_m, goal_m)
-            if new_phase == self.phase:
-                break
-            if new_phase == "grasp":
-                self._grasp_steps = 0
-            if new_phase == "lift":
-                self._carry_z_m = max(float(goal_m[2]), float(cube_m[2]) + self.LIFT_M)
-            self.phase = new_phase
-        target_m, gripper = self._target(grip_m, cube_m, goal_m)
-        if self.phase == "grasp":
-            self._grasp_steps += 1
-        action = np.append(np.clip((target_m - grip_m) / self.MAX_STEP_M, -1.0, 1.0), gripper)
-        if self.noise > 0.0:
-            action = action + self.rng.normal(0.0, self.noise, size=4)
-        return np.clip(action, -1.0, 1.0)
-
-    def _next_phase(self, grip_m: np.ndarray, cube_m: np.ndarray, goal_m: np.ndarray) -> str:
-        holding_lost = float(np.linalg.norm(cube_m - grip_m)) > self.DROP_TOL_M
-        match self.phase:
-            case "approach":
-                hover_m = cube_m + (0.0, 0.0, self.HOVER_M)
-                if _xy_dist(hover_m, grip_m) < self.XY_TOL_M and abs(hover_m[2] - grip_m[2]) < self.Z_TOL_M:
-                    return "descend"
-            case "descend":
-                if float(np.linalg.norm(cube_m - grip_m)) < self.GRASP_TOL_M:
-                    return "grasp"
-                if _xy_dist(cube_m, grip_m) > 2.0 * self.XY_TOL_M:  # the cube was pushed away: hover again
-                    return "approach"
-            case "grasp":
-                if self._grasp_steps >= self.GRASP_STEPS:
-                    return "lift"
-            case "lift":
-                if holding_lost:
-                    return "approach"
-                if abs(self._carry_z_m - grip_m[2]) < self.Z_TOL_M:
-                    return "carry"
-            case "carry":
-                if holding_lost:
-                    return "approach"
-                if _xy_dist(goal_m, grip_m) < self.XY_TOL_M:
-                    return "place"
-            case "place":
-                if holding_lost:
-                    return "approach"
-        return self.phase
-
-    def _target(self, grip_m: np.ndarray, cube_m: np.ndarray, goal_m: np.ndarray) -> tuple[np.ndarray, float]:
-        match self.phase:
-            case "approach":
-                return cube_m + (0.0, 0.0, self.HOVER_M), self.OPEN
-            case "descend":
-                return cube_m, self.OPEN
-            case "grasp":
-                return cube_m, self.CLOSE
-            case "lift":
-                return np.array([grip_m[0], grip_m[1], self._carry_z_m]), self.CLOSE
-            case "carry":
-                return np.array([goal_m[0], goal_m[1], self._carry_z_m]), self.CLOSE
-            case _:
-                return goal_m, self.CLOSE
+    goal_m: np.ndarray  # (3,) world: the env's desired_goal (object position to reach; for Reach, grip site position)
+    is_success: bool  # the env's info["is_success"] for the step (reset frame: the env's _is_success of that state)
 
 
 class FetchScene:
-    """The Fetch pick-and-place env, driven by :class:`ScriptedPickAndPlacePolicy` and rendered from one camera.
+    """One Fetch task (see :data:`TASKS`), driven by its scripted policy and rendered from one camera.
 
     Each :meth:`step` applies one policy action (20 physics substeps, ``dt_s`` = 0.04 s) and renders the state
-    three times with one ``mujoco.Renderer`` (RGB; depth; segmentation). Instance ids: gripper = the two finger
-    geoms (the box around their visible part is centred 2 cm above the grip site, while adding the gripper link
-    would move it ~8 cm up), cube = the ``object0`` geom, table = the geoms of body ``table0``; everything else
-    (robot arm, floor) is 0. The mocap target marker geoms and all sites (goal marker) are hidden, because they are
-    not physical and would otherwise occlude depth.
+    three times with one ``mujoco.Renderer`` (RGB; depth; segmentation). Instance ids (:data:`TASK_LABELS`): gripper
+    = the two finger geoms (the box around their visible part is centred 2 cm above the grip site, while adding the
+    gripper link would move it ~8 cm up), the object (cube or puck) = the ``object0`` geom, table = the geoms of body
+    ``table0``; everything else (robot arm, floor) is 0. The mocap target marker geoms and all sites (goal marker)
+    are hidden, because they are not physical and would otherwise occlude depth; the goal is in ``SimFrame.goal_m``.
 
-    ``camera`` is None for :data:`DEFAULT_VIEW` or the name of a camera in the model (``external_camera_0``,
-    ``head_camera_rgb``, ``gripper_camera_rgb``, ``lidar``); :attr:`camera` follows cameras on moving bodies.
-    ``policy_noise`` is the standard deviation of Gaussian noise added to each action component (range [-1, 1]).
+    ``camera`` is None for the task's :data:`TASK_VIEWS` entry (:data:`DEFAULT_VIEW` for FetchPickAndPlace) or the
+    name of a camera in the model (``external_camera_0``, ``head_camera_rgb``, ``gripper_camera_rgb``, ``lidar``);
+    :attr:`camera` follows cameras on moving bodies. ``policy_noise`` is the standard deviation of Gaussian noise
+    added to each action component (range [-1, 1]).
 
     Determinism: the env and the policy noise are seeded with ``seed``; the same calls give identical frames.
-    One 640x480 step takes ~55 ms on two CPU cores with EGL software rendering (three renders of ~20 ms each).
+    One 640x480 step takes 40-65 ms on two CPU cores with EGL software rendering (median of 60 steps, machine shared
+    with other jobs), nearly all of it the three renders; the four tasks cost the same within that noise.
     """
 
-    LABELS: ClassVar[tuple[str, ...]] = ("gripper", "cube", "table")  # instance_id = index + 1
+    #: FetchPickAndPlace's labels (instance_id = index + 1), kept for callers written before the other tasks; use
+    #: :attr:`labels` or :meth:`instance_labels`, which follow the scene's task.
+    LABELS: ClassVar[tuple[str, ...]] = ("gripper", "cube", "table")
+    #: Steps per episode: every Fetch task is registered with ``max_episode_steps=50`` (checked when built).
+    EPISODE_STEPS: ClassVar[int] = 50
 
     def __init__(
         self,
@@ -262,7 +216,7 @@ class FetchScene:
             raise SimError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
         if width <= 0 or height <= 0:
             raise SimError(f"image size {width}x{height} is empty")
-        self._policy = ScriptedPickAndPlacePolicy(policy_noise, np.random.default_rng(seed))
+        check_noise(policy_noise)  # before the slow env build
         self.task = task
         self._width = int(width)
         self._height = int(height)
@@ -271,6 +225,7 @@ class FetchScene:
         built = False
         try:
             self._setup(camera, seed)
+            self._policy = _POLICIES[task](policy_noise, np.random.default_rng(seed), self._dt_s)
             built = True
         finally:
             if not built:
@@ -284,18 +239,21 @@ class FetchScene:
         self._model = model
         self._data = unwrapped.data
         self._dt_s = float(unwrapped.dt)
+        if self._env.spec.max_episode_steps != self.EPISODE_STEPS:
+            raise SimError(f"{TASKS[self.task]} truncates after {self._env.spec.max_episode_steps} steps, not "
+                           f"{self.EPISODE_STEPS}; is gymnasium-robotics 1.4.2?")
 
         camera_names = [model.camera(i).name for i in range(model.ncam)]
         self._render_camera: int | mujoco.MjvCamera
         if camera is None:
-            self._render_camera = _free_camera(mj, DEFAULT_VIEW)
-            self._camera_label = "the default free camera"
+            self._render_camera = _free_camera(mj, TASK_VIEWS[self.task])
+            self._camera_label = f"the {self.task} default free camera"
         elif camera in camera_names:
             self._render_camera = camera_names.index(camera)
             self._camera_label = f"camera {camera!r}"
         else:
             raise SimError(
-                f"unknown camera {camera!r}; use None (the default front-side free camera) or one of the model's "
+                f"unknown camera {camera!r}; use None (the task's default free camera) or one of the model's "
                 f"cameras: {', '.join(camera_names)}"
             )
 
@@ -308,14 +266,22 @@ class FetchScene:
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), self._width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), self._height)
 
-        self._label_geoms: dict[str, np.ndarray] = {
-            "gripper": np.array([self._geom_id(name) for name in _FINGER_GEOMS]),
-            "cube": np.array([self._geom_id(_CUBE_GEOM)]),
-            "table": np.flatnonzero(model.geom_bodyid == self._named_id(mj.mjtObj.mjOBJ_BODY, _TABLE_BODY)),
-        }
+        self._instance_labels = dict(TASK_LABELS[self.task])
+        self._label_geoms: dict[str, np.ndarray] = {}
+        self._label_bodies: dict[str, int] = {}  # the body whose orientation a label reports; absent: identity
+        for label in self._instance_labels.values():
+            if label == "gripper":
+                self._label_geoms[label] = np.array([self._geom_id(name) for name in _FINGER_GEOMS])
+                self._label_bodies[label] = self._named_id(mj.mjtObj.mjOBJ_BODY, _GRIPPER_BODY)
+            elif label == "table":
+                table_body = self._named_id(mj.mjtObj.mjOBJ_BODY, _TABLE_BODY)
+                self._label_geoms[label] = np.flatnonzero(model.geom_bodyid == table_body)
+            else:  # the task's object: cube or puck
+                self._label_geoms[label] = np.array([self._geom_id(_OBJECT_NAME)])
+                self._label_bodies[label] = self._named_id(mj.mjtObj.mjOBJ_BODY, _OBJECT_NAME)
         # Lookup table indexed by (geom id + 1), so the segmentation's -1 (nothing drawn) maps to 0.
         self._geom_to_instance = np.zeros(model.ngeom + 1, dtype=np.uint16)
-        for instance_id, label in enumerate(self.LABELS, start=1):
+        for instance_id, label in self._instance_labels.items():
             self._geom_to_instance[self._label_geoms[label] + 1] = instance_id
         self._grip_site = self._named_id(mj.mjtObj.mjOBJ_SITE, _GRIP_SITE)
 
@@ -334,6 +300,7 @@ class FetchScene:
         # so FetchScene(seed=s).reset() is the same episode as FetchScene(...).reset(seed=s).
         self._untouched = True
         self._episode_over = False
+        self._episode = 0
         self._episode_step = 0
         self._ticks = 0  # frame periods since construction; stamp_s = ticks * dt_s
         self._frames_made = 0
@@ -364,9 +331,19 @@ class FetchScene:
         """Simulated seconds between consecutive frames (the env's control period)."""
         return self._dt_s
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The task's labels in instance-id order (see :data:`TASK_LABELS`)."""
+        return tuple(self._instance_labels[instance_id] for instance_id in sorted(self._instance_labels))
+
+    @property
+    def goal_object_label(self) -> str | None:
+        """Label of the object whose position ``SimFrame.goal_m`` is for; None when it is for the grip site (Reach)."""
+        return self._instance_labels.get(_OBJECT_ID)
+
     def instance_labels(self) -> dict[int, str]:
         """Map instance ids in ``SimFrame.instance_ids`` to labels; 0 (background) is not included."""
-        return {index + 1: label for index, label in enumerate(self.LABELS)}
+        return dict(self._instance_labels)
 
     def reset(self, seed: int | None = None) -> SimFrame:
         """Start a new episode and return its first frame.
@@ -374,6 +351,8 @@ class FetchScene:
         With ``seed``, the env and the policy noise are re-seeded; without, they continue their random streams.
         """
         self._check_open()
+        if not self._untouched:
+            self._episode += 1  # the constructor's reset is episode 0 until something has been shown or stepped
         if seed is not None or not self._untouched:
             self._obs, _ = self._env.reset(seed=seed)
         if seed is not None:
@@ -384,25 +363,28 @@ class FetchScene:
         self._episode_step = 0
         if self._frames_made:
             self._ticks += 1  # a reset takes one frame period, so stamps keep increasing
-        reward = self._env.unwrapped.compute_reward(self._obs["achieved_goal"], self._obs["desired_goal"], {})
-        return self._make_frame(float(reward))
+        env = self._env.unwrapped
+        reward = env.compute_reward(self._obs["achieved_goal"], self._obs["desired_goal"], {})
+        # The env reports success only from step(); _is_success is the same test it applies there.
+        success = env._is_success(self._obs["achieved_goal"], self._obs["desired_goal"])
+        return self._make_frame(float(reward), bool(success))
 
     def step(self) -> SimFrame:
         """Apply one scripted action and return the rendered result.
 
-        After the step that ends an episode (Fetch truncates after 50 steps), the next call resets the env and
+        After the step that ends an episode (:attr:`EPISODE_STEPS`), the next call resets the env and
         returns the new episode's first frame (``step == 0``) instead of acting.
         """
         self._check_open()
         if self._episode_over:
             return self.reset()
         action = self._policy.act(self._obs["observation"], self._obs["desired_goal"])
-        self._obs, reward, terminated, truncated, _ = self._env.step(action)
+        self._obs, reward, terminated, truncated, info = self._env.step(action)
         self._untouched = False
         self._episode_over = bool(terminated or truncated)
         self._episode_step += 1
         self._ticks += 1
-        return self._make_frame(float(reward))
+        return self._make_frame(float(reward), bool(info["is_success"]))
 
     def close(self) -> None:
         """Free the OpenGL context and the env; safe to call twice."""
@@ -444,7 +426,7 @@ class FetchScene:
     def _camera_from_scene(self) -> CameraModel:
         return camera_from_scene(self._mujoco, self._renderer.scene, self._width, self._height, self._camera_label)
 
-    def _make_frame(self, env_reward: float) -> SimFrame:
+    def _make_frame(self, env_reward: float, is_success: bool) -> SimFrame:
         mj = self._mujoco
         renderer = self._renderer
         self._update_scene()
@@ -465,6 +447,8 @@ class FetchScene:
 
         self._frames_made += 1
         return SimFrame(
+            task=self.task,
+            episode=self._episode,
             step=self._episode_step,
             stamp_s=self._ticks * self._dt_s,
             rgb=read_only(rgb),
@@ -473,24 +457,34 @@ class FetchScene:
             objects=self._ground_truth(),
             env_reward=env_reward,
             grip_site_m=read_only(self._data.site_xpos[self._grip_site].copy()),
+            goal_m=read_only(np.array(self._obs["desired_goal"], dtype=np.float64)),
+            is_success=is_success,
         )
 
     def _ground_truth(self) -> tuple[GroundTruthObject, ...]:
         """Read positions and boxes from the same MjData arrays the renderer drew, so both describe one state."""
         data = self._data
         objects = []
-        for instance_id, label in enumerate(self.LABELS, start=1):
-            low_m, high_m = self._world_aabb(self._label_geoms[label])
-            if label == "cube":
-                position_m = data.geom_xpos[self._label_geoms["cube"][0]].copy()
-            else:
+        for instance_id, label in sorted(self._instance_labels.items()):
+            geoms = self._label_geoms[label]
+            low_m, high_m = self._world_aabb(geoms)
+            if label in ("gripper", "table"):
                 position_m = (low_m + high_m) / 2.0
+            else:  # the object's own centre, not the centre of its (rotated) box
+                position_m = data.geom_xpos[geoms[0]].copy()
+            body = self._label_bodies.get(label)
+            if body is None:
+                orientation_xyzw = np.array(_IDENTITY_XYZW)
+            else:
+                w, x, y, z = data.xquat[body]  # MuJoCo stores (w, x, y, z)
+                orientation_xyzw = np.array([x, y, z, w])
             objects.append(
                 GroundTruthObject(
                     label=label,
                     instance_id=instance_id,
                     position_m=read_only(position_m),
                     size_m=read_only(high_m - low_m),
+                    orientation_xyzw=read_only(orientation_xyzw),
                 )
             )
         return tuple(objects)
@@ -502,10 +496,6 @@ class FetchScene:
         centre_m = self._data.geom_xpos[geom_ids] + np.einsum("nij,nj->ni", rotation, aabb[:, :3])
         half_m = np.einsum("nij,nj->ni", np.abs(rotation), aabb[:, 3:])
         return (centre_m - half_m).min(axis=0), (centre_m + half_m).max(axis=0)
-
-
-def _xy_dist(a_m: np.ndarray, b_m: np.ndarray) -> float:
-    return float(np.hypot(a_m[0] - b_m[0], a_m[1] - b_m[1]))
 
 
 def _free_camera(mj: ModuleType, view: FreeCameraView) -> mujoco.MjvCamera:

@@ -1,0 +1,267 @@
+"""Write and read rosbag2 bags (mcap by default, sqlite3 on request) with the :func:`make_typestore` types.
+
+Reading is tolerant in the way an evaluation needs: messages of types the type store does not know and messages
+that do not deserialise are skipped and counted, and a bag that ends early (a recorder that was killed, a file cut
+short in a copy) yields what it has, then reports the error in :attr:`BagReader.read_error` instead of losing the
+messages before it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+
+from trusted_scene_graph.dataset import DatasetError
+from trusted_scene_graph.dataset.typestore import make_typestore
+
+STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+# rosbag2 metadata version written; 9 is what Jazzy and Kilted's rosbag2 write and read.
+BAG_VERSION = 9
+
+# What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors;
+# sqlite3: database errors). Only these are turned into a partial read; anything else is a bug and propagates.
+_STORAGE_ERRORS = (ReaderError, sqlite3.DatabaseError, struct.error, EOFError, ValueError, IndexError, KeyError)
+
+_ZERO_TIME = QosTime(sec=0, nsec=0)
+# rmw's "infinite" duration as rosbag2 writes it into offered_qos_profiles.
+_INFINITE_TIME = QosTime(sec=2147483647, nsec=4294967295)
+
+
+@dataclass(frozen=True)
+class QosSpec:
+    """The QoS a recorded publisher offered, stored in the bag so a player can offer it again."""
+
+    reliability: str = "reliable"  # "reliable" or "best_effort"
+    durability: str = "volatile"  # "volatile" or "transient_local"
+    depth: int = 10
+
+    def __post_init__(self) -> None:
+        if self.reliability not in ("reliable", "best_effort"):
+            raise DatasetError(f"QoS reliability {self.reliability!r} is not 'reliable' or 'best_effort'")
+        if self.durability not in ("volatile", "transient_local"):
+            raise DatasetError(f"QoS durability {self.durability!r} is not 'volatile' or 'transient_local'")
+        if self.depth < 1:
+            raise DatasetError(f"QoS depth {self.depth} must be >= 1")
+
+    def to_rosbags(self) -> Qos:
+        return Qos(
+            history=QosHistory.KEEP_LAST,
+            depth=self.depth,
+            reliability=QosReliability.RELIABLE if self.reliability == "reliable" else QosReliability.BEST_EFFORT,
+            durability=(QosDurability.TRANSIENT_LOCAL if self.durability == "transient_local"
+                        else QosDurability.VOLATILE),
+            deadline=_INFINITE_TIME,
+            lifespan=_INFINITE_TIME,
+            liveliness=QosLiveliness.AUTOMATIC,
+            liveliness_lease_duration=_INFINITE_TIME,
+            avoid_ros_namespace_conventions=False,
+        )
+
+
+#: A camera driver's SensorDataQoS; latched static data (``/tf_static``); everything else.
+SENSOR_QOS = QosSpec("best_effort", "volatile", 5)
+LATCHED_QOS = QosSpec("reliable", "transient_local", 100)
+DEFAULT_QOS = QosSpec()
+
+
+class BagWriter:
+    """A new bag at ``path`` (a directory that must not exist yet); use as a context manager."""
+
+    def __init__(self, path: Path, storage: str = "mcap") -> None:
+        if storage not in STORAGES:
+            raise DatasetError(f"unknown bag storage {storage!r}; use one of {sorted(STORAGES)}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise DatasetError(f"{self.path} already exists; bags are never overwritten")
+        self.storage = storage
+        self.typestore = make_typestore()
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self._connections: dict[str, Any] = {}
+        self.messages_written = 0
+
+    def __enter__(self) -> BagWriter:
+        try:
+            self._writer.open()
+        except (WriterError, OSError) as exc:
+            raise DatasetError(f"cannot create bag {self.path}: {exc}") from exc
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._writer.close()  # also on errors: what was written stays a readable bag
+
+    def add_topic(self, topic: str, msgtype: str, qos: QosSpec = DEFAULT_QOS) -> None:
+        if topic in self._connections:
+            raise DatasetError(f"topic {topic!r} was already added")
+        if msgtype not in self.typestore.fielddefs:
+            raise DatasetError(f"unknown message type {msgtype!r} for topic {topic!r}")
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                                               offered_qos_profiles=[qos.to_rosbags()])
+
+    def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
+        """Serialise ``msg`` (a type-store message) as CDR and write it at ``log_time_ns``."""
+        connection = self._connections.get(topic)
+        if connection is None:
+            raise DatasetError(f"topic {topic!r} was not added to the bag")
+        self._writer.write(connection, int(log_time_ns), self.typestore.serialize_cdr(msg, connection.msgtype))
+        self.messages_written += 1
+
+
+class BagMessage(NamedTuple):
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    msg: Any  # the deserialised message (a type-store dataclass with the ROS field names)
+
+
+class BagReader:
+    """Messages of a bag directory (or a single ``.mcap`` file) in log-time order, deserialised."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DatasetError(f"bag {self.path} does not exist")
+        self.typestore = make_typestore()
+        self.skipped_types: Counter[str] = Counter()  # messages of types the type store does not know
+        self.undecodable: Counter[str] = Counter()  # messages whose bytes did not deserialise, per topic
+        self.read_error: str | None = None  # set when the bag ended early (truncated or damaged)
+        self._reader: Any = None
+        self._salvage: _McapSalvage | None = None
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except (*_STORAGE_ERRORS, OSError) as exc:
+            # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the
+            # records before the cut are intact, so read them in order with the mcap library instead.
+            self._salvage = _McapSalvage.open(self.path)
+            if self._salvage is None:
+                raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
+            self.read_error = f"bag {self.path} has no valid end ({exc}); read the messages before the damage"
+        self.topics: dict[str, str] = (self._salvage.topics if self._salvage is not None
+                                       else {c.topic: c.msgtype for c in self._reader.connections})
+
+    @property
+    def message_count(self) -> int:
+        return self._salvage.message_count if self._salvage is not None else int(self._reader.message_count)
+
+    def close(self) -> None:
+        if self._reader is not None and self._salvage is None:
+            self._reader.close()
+
+    def __enter__(self) -> BagReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+        """Deserialised messages of ``topics`` (default: all); see the class docstring for what is skipped."""
+        wanted = None if topics is None else set(topics)
+        known_types = self.typestore.fielddefs
+        for topic, msgtype in self.topics.items():
+            if (wanted is None or topic in wanted) and msgtype not in known_types:
+                self.skipped_types[msgtype] += 0  # listed even when it has no message
+        if self._salvage is not None:
+            iterator = self._salvage.messages(wanted)
+        else:
+            connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+            iterator = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._reader.messages(connections=connections))
+        while True:
+            try:
+                topic, msgtype, log_time_ns, raw = next(iterator)
+            except StopIteration:
+                return
+            except (*_STORAGE_ERRORS, _McapSalvage.ERRORS) as exc:
+                self.read_error = f"bag {self.path} ends early or is damaged: {type(exc).__name__}: {exc}"
+                return
+            if msgtype not in known_types:
+                self.skipped_types[msgtype] += 1
+                continue
+            try:
+                msg = self.typestore.deserialize_cdr(raw, msgtype)
+            except (ValueError, struct.error, IndexError, UnicodeDecodeError) as exc:
+                self.undecodable[f"{topic} ({type(exc).__name__})"] += 1
+                continue
+            yield BagMessage(topic, msgtype, int(log_time_ns), msg)
+
+
+class _McapSalvage:
+    """The records of an mcap file read front to back with the mcap library, for files without a valid end."""
+
+    ERRORS: tuple[type[Exception], ...] = ()  # set below, once the mcap library is imported
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.topics: dict[str, str] = {}
+        self.message_count = 0
+        for record in self._records():  # one pass for the channel list, as rosbags reads it from the summary
+            if isinstance(record, _records().Channel):
+                self.topics[record.topic] = self._schemas.get(record.schema_id, "")
+            elif isinstance(record, _records().Message):
+                self.message_count += 1
+
+    @classmethod
+    def open(cls, path: Path) -> _McapSalvage | None:
+        files = [path] if path.suffix == ".mcap" else sorted(path.glob("*.mcap")) if path.is_dir() else []
+        if len(files) != 1:
+            return None
+        try:
+            return cls(files[0])
+        except cls.ERRORS:
+            return None
+
+    def _records(self) -> Iterator[Any]:
+        from mcap.stream_reader import StreamReader
+
+        self._schemas: dict[int, str] = {}
+        self._channels: dict[int, tuple[str, str]] = {}
+        records = _records()
+        started = False
+        with self.path.open("rb") as stream:
+            try:
+                for record in StreamReader(stream).records:
+                    started = True
+                    if isinstance(record, records.Schema):
+                        self._schemas[record.id] = record.name
+                    elif isinstance(record, records.Channel):
+                        self._channels[record.id] = (record.topic, self._schemas.get(record.schema_id, ""))
+                    yield record
+            except self.ERRORS:
+                if not started:
+                    raise  # not an mcap file at all
+                return  # the damaged end: everything before it was yielded
+
+    def messages(self, wanted: set[str] | None) -> Iterator[tuple[str, str, int, bytes]]:
+        records = _records()
+        for record in self._records():
+            if isinstance(record, records.Message):
+                topic, msgtype = self._channels.get(record.channel_id, ("", ""))
+                if wanted is None or topic in wanted:
+                    yield topic, msgtype, record.log_time, record.data
+
+
+def _records() -> Any:
+    from mcap import records
+
+    return records
+
+
+def _mcap_errors() -> tuple[type[Exception], ...]:
+    try:
+        from mcap.exceptions import McapError
+    except ImportError:  # the mcap library is optional: without it a damaged mcap bag cannot be salvaged
+        return (EOFError,)
+    return (McapError, EOFError, struct.error, ValueError)
+
+
+_McapSalvage.ERRORS = _mcap_errors()

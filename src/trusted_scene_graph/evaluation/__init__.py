@@ -1,0 +1,46 @@
+"""Numeric building blocks of the evaluation report (``tsg eval``): trust metrics, distance metrics, plots.
+
+Everything here is pure numpy / scikit-learn / scipy on 1-D arrays. A metric that is undefined for its input (an
+AUROC with one class, a median of nothing) is ``float('nan')``, never an exception; callers write NaN as JSON
+``null``. Input that is malformed (different lengths, non-finite scores, labels other than 0/1) raises
+:class:`EvaluationError`. Plots (:mod:`trusted_scene_graph.evaluation.plots`) import matplotlib lazily.
+"""
+
+from trusted_scene_graph.errors import TsgError
+
+
+class EvaluationError(TsgError):
+    """Evaluation input is malformed or insufficient (mismatched lengths, non-finite values, nothing to plot)."""
+
+
+# Imported after EvaluationError is defined because metrics.py imports it from this package.
+from trusted_scene_graph.evaluation.metrics import (  # noqa: E402
+    aurc,
+    auroc,
+    coverage_at_precision,
+    distance_metrics,
+    e_aurc,
+    expected_calibration_error,
+    fpr_at_tpr,
+    optimal_aurc,
+    reliability_bins,
+    risk_coverage_curve,
+    spearman,
+    timing_summary,
+)
+
+__all__ = [
+    "EvaluationError",
+    "aurc",
+    "auroc",
+    "coverage_at_precision",
+    "distance_metrics",
+    "e_aurc",
+    "expected_calibration_error",
+    "fpr_at_tpr",
+    "optimal_aurc",
+    "reliability_bins",
+    "risk_coverage_curve",
+    "spearman",
+    "timing_summary",
+]

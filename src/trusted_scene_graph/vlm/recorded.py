@@ -1,0 +1,140 @@
+"""The 'recorded' VLM backend: answers read from a JSONL file (cached runs of a real model, or hand-written ones).
+
+One JSON object per line::
+
+    {"image": "000000451431.jpg", "statement": "The person is inside the refrigerator.", "answer": "yes",
+     "probability": 0.83, "nmlp": 2.4, "raw_text": "Yes"}
+
+- ``image``: the image's name; matched on the file name without folders and extension.
+- the claim: ``statement`` (or ``caption``, VSR's name for it), or ``subject``, ``predicate`` and ``object``, read as
+  :func:`~trusted_scene_graph.vlm.base.relation_statement` words them ("The cat is left of the dog."). Statements
+  match case-insensitively, ignoring runs of whitespace and a final full stop.
+- ``answer``: true/false, "yes"/"no" or 1/0: whether the model said the statement is true.
+- ``probability``: the probability the model gave to its answer, in [0, 1].
+- ``nmlp`` and ``raw_text``: optional.
+
+Blank lines are ignored. A malformed line, or a second answer for the same image and statement, is an error naming
+the file and line. Asking for a claim the file does not hold is an error naming the image and the statement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trusted_scene_graph.vlm.base import VlmAnswer, VlmError, image_key, relation_statement, statement_key
+
+_PARAMETER = "vlm.recorded_path"
+_ANSWER_WORDS = {"yes": True, "true": True, "no": False, "false": False}
+
+
+class RecordedVlm:
+    """Answers looked up by (image, statement) from a table built by :meth:`from_file`."""
+
+    def __init__(self, answers: Mapping[tuple[str, str], VlmAnswer], source: str = "recorded answers") -> None:
+        self.source = source
+        self._answers = dict(answers)
+        self._images_by_statement: dict[str, list[str]] = {}
+        for image, statement in self._answers:
+            self._images_by_statement.setdefault(statement, []).append(image)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RecordedVlm:
+        path = config[_PARAMETER]
+        if not str(path).strip():
+            raise VlmError(f"{_PARAMETER} is empty: the 'recorded' VLM backend needs a JSONL file of answers")
+        return cls.from_file(Path(path))
+
+    @classmethod
+    def from_file(cls, path: Path) -> RecordedVlm:
+        """Read and validate a JSONL file of answers (see the module docstring)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise VlmError(f"{_PARAMETER}: cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise VlmError(f"{_PARAMETER}: {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        answers: dict[tuple[str, str], VlmAnswer] = {}
+        first_line: dict[tuple[str, str], int] = {}
+        for line_number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise VlmError(f"{where}: not valid JSON: {exc.msg}") from exc
+            key, answer = _parse_record(record, where)
+            if key in first_line:
+                raise VlmError(f"{where}: a second answer for image {key[0]!r} and statement {key[1]!r} "
+                               f"(the first is on line {first_line[key]})")
+            first_line[key] = line_number
+            answers[key] = answer
+        return cls(answers, source=str(path))
+
+    def judge(self, image_rgb: np.ndarray, statement: str, *, image_id: str | None = None) -> VlmAnswer:
+        """The recorded answer for ``statement`` about the image ``image_id`` (the pixels are not looked at).
+
+        Without ``image_id`` the statement must have been recorded for exactly one image.
+        """
+        key = statement_key(statement)
+        if image_id is None:
+            images = self._images_by_statement.get(key, [])
+            if len(images) != 1:
+                raise VlmError(f"{self.source}: statement {statement!r} was recorded for {len(images)} images "
+                               f"({sorted(images)[:5]}); pass image_id to choose one")
+            return self._answers[(images[0], key)]
+        try:
+            return self._answers[(image_key(image_id), key)]
+        except KeyError:
+            raise VlmError(f"{self.source} has no answer for image {image_id!r} and statement {statement!r} "
+                           f"(key {(image_key(image_id), key)!r})") from None
+
+
+def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
+    if not isinstance(record, dict):
+        raise VlmError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    image = record.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise VlmError(f"{where}: 'image' must be a non-empty string, got {image!r}")
+    statement = record.get("statement", record.get("caption"))
+    if statement is None:
+        parts = [record.get(name) for name in ("subject", "predicate", "object")]
+        if not all(isinstance(part, str) and part.strip() for part in parts):
+            raise VlmError(f"{where}: needs 'statement' (or 'caption'), or 'subject', 'predicate' and 'object' "
+                           f"strings; got keys {sorted(record)}")
+        statement = relation_statement(*parts)
+    if not isinstance(statement, str) or not statement.strip():
+        raise VlmError(f"{where}: 'statement' must be a non-empty string, got {statement!r}")
+    answer = _parse_answer(record.get("answer"), where)
+    probability = record.get("probability")
+    if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0.0 <= probability <= 1.0:
+        raise VlmError(f"{where}: 'probability' must be a number in [0, 1], got {probability!r}")
+    nmlp = record.get("nmlp", math.nan)
+    if nmlp is None:
+        nmlp = math.nan
+    if isinstance(nmlp, bool) or not isinstance(nmlp, int | float):
+        raise VlmError(f"{where}: 'nmlp' must be a number, got {nmlp!r}")
+    raw_text = record.get("raw_text", "")
+    if not isinstance(raw_text, str):
+        raise VlmError(f"{where}: 'raw_text' must be a string, got {raw_text!r}")
+    return (image_key(image), statement_key(statement)), VlmAnswer(answer, float(probability), float(nmlp), raw_text)
+
+
+def _parse_answer(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _ANSWER_WORDS:
+        return _ANSWER_WORDS[value.strip().lower()]
+    raise VlmError(f"{where}: 'answer' must be true/false, 'yes'/'no' or 1/0, got {value!r}")

@@ -1,0 +1,170 @@
+"""Bags written by ``BagWriter`` read back with our reader, the plain ``rosbags`` reader and the ``mcap`` library.
+
+Also: the reader's tolerance to bad input (unknown types, a truncated file) and QoS metadata round trips.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.interfaces import QosDurability, QosReliability
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from trusted_scene_graph.dataset import BagReader, BagWriter, DatasetError, QosSpec, make_typestore
+from trusted_scene_graph.dataset import messages as bag_msgs
+from trusted_scene_graph.dataset.bag import LATCHED_QOS, SENSOR_QOS
+from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.geometry.transform import RigidTransform
+from trusted_scene_graph.pipeline.messages import frame_from_msgs
+
+STAMP_NS = 1_767_225_600_123_456_789
+INTRINSICS = Intrinsics(8, 6, 10.0, 10.0, 3.5, 2.5)
+
+
+def _write_sample_bag(path: Path, storage: str) -> dict[str, object]:
+    rgb = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    depth_m = np.full((6, 8), 1.25, dtype=np.float32)
+    depth_m[0, 0] = np.nan
+    truth = bag_msgs.ground_truth(
+        STAMP_NS, "world", "tabletop", 3, 7,
+        [bag_msgs.ground_truth_object(1, "red cube", 10, (0.1, 0.2, 0.8), (0, 0, 0, 1), (0.05, 0.05, 0.05), 0.75)],
+        gripper_m=(0.5, 0.0, 1.0), goal_m=None, env_reward=-0.25, is_success=True)
+    with BagWriter(path, storage) as bag:
+        bag.add_topic("/camera/color/image_raw", "sensor_msgs/msg/Image", SENSOR_QOS)
+        bag.add_topic("/camera/depth/image_raw", "sensor_msgs/msg/Image", SENSOR_QOS)
+        bag.add_topic("/camera/color/camera_info", "sensor_msgs/msg/CameraInfo", SENSOR_QOS)
+        bag.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", LATCHED_QOS)
+        bag.add_topic("/ground_truth", bag_msgs.GROUND_TRUTH_TYPE)
+        bag.write("/tf_static", bag_msgs.tf_message(STAMP_NS, "world", "camera", RigidTransform.from_xyzw(
+            [1, 2, 3], [0, 0, 0, 1])), STAMP_NS)
+        bag.write("/camera/color/image_raw", bag_msgs.image(rgb, "rgb8", STAMP_NS, "camera"), STAMP_NS)
+        bag.write("/camera/depth/image_raw", bag_msgs.image(depth_m, "32FC1", STAMP_NS, "camera"), STAMP_NS)
+        bag.write("/camera/color/camera_info", bag_msgs.camera_info(INTRINSICS, STAMP_NS, "camera"), STAMP_NS)
+        bag.write("/ground_truth", truth, STAMP_NS)
+    return {"rgb": rgb, "depth_m": depth_m}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_written_bag_reads_back_into_the_same_camera_frame_and_ground_truth(tmp_path: Path, storage: str) -> None:
+    written = _write_sample_bag(tmp_path / "bag", storage)
+    with BagReader(tmp_path / "bag") as reader:
+        assert reader.message_count == 5
+        by_topic = {m.topic: m for m in reader.messages()}
+    assert reader.read_error is None
+    frame = frame_from_msgs(by_topic["/camera/color/image_raw"].msg, by_topic["/camera/depth/image_raw"].msg,
+                            by_topic["/camera/color/camera_info"].msg)
+    assert frame.stamp_ns == STAMP_NS
+    np.testing.assert_array_equal(frame.rgb, written["rgb"])
+    np.testing.assert_array_equal(frame.depth_m, written["depth_m"])  # NaN stays NaN
+    assert frame.intrinsics == INTRINSICS
+    truth = by_topic["/ground_truth"].msg
+    assert (truth.task, truth.episode, truth.step, truth.is_success, truth.has_goal) == ("tabletop", 3, 7, True, False)
+    assert truth.objects[0].label == "red cube" and truth.objects[0].instance_id == 10
+    assert truth.objects[0].visible_fraction == pytest.approx(0.75)
+    assert by_topic["/ground_truth"].log_time_ns == STAMP_NS
+
+
+def test_the_plain_rosbags_reader_sees_topics_types_and_offered_qos(tmp_path: Path) -> None:
+    _write_sample_bag(tmp_path / "bag", "sqlite3")
+    with Reader(tmp_path / "bag") as reader:
+        connections = {c.topic: c for c in reader.connections}
+        tf_qos = connections["/tf_static"].ext.offered_qos_profiles[0]
+        camera_qos = connections["/camera/color/image_raw"].ext.offered_qos_profiles[0]
+        store = get_typestore(Stores.ROS2_KILTED)
+        for connection, _, raw in reader.messages(connections=[connections["/camera/color/camera_info"]]):
+            info = store.deserialize_cdr(raw, connection.msgtype)
+    assert connections["/ground_truth"].msgtype == "trusted_scene_graph_msgs/msg/GroundTruth"
+    assert (tf_qos.durability, tf_qos.reliability) == (QosDurability.TRANSIENT_LOCAL, QosReliability.RELIABLE)
+    assert camera_qos.reliability == QosReliability.BEST_EFFORT
+    assert list(info.k) == INTRINSICS.k
+
+
+def test_the_mcap_library_decodes_every_message_including_our_ground_truth(tmp_path: Path) -> None:
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    _write_sample_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    with mcap_file.open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        decoded = {channel.topic: msg for _, channel, _, msg in reader.iter_decoded_messages()}
+    assert set(decoded) == {"/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info",
+                            "/tf_static", "/ground_truth"}
+    truth = decoded["/ground_truth"]
+    assert truth.objects[0].label == "red cube"
+    assert truth.gripper_position.x == pytest.approx(0.5)
+    assert math.isclose(truth.env_reward, -0.25)
+    assert decoded["/camera/color/image_raw"].encoding == "rgb8"
+    assert decoded["/tf_static"].transforms[0].transform.translation.z == pytest.approx(3.0)
+
+
+def test_a_single_mcap_file_opens_like_the_bag_directory(tmp_path: Path) -> None:
+    _write_sample_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    with BagReader(mcap_file) as reader:
+        assert sum(1 for _ in reader.messages(["/ground_truth"])) == 1
+
+
+@pytest.mark.parametrize("kept_fraction", [0.5, 0.8, 0.97])
+def test_a_truncated_mcap_bag_yields_the_messages_before_the_cut_and_reports_it(tmp_path: Path,
+                                                                                 kept_fraction: float) -> None:
+    _write_sample_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    data = mcap_file.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * kept_fraction)])  # a recorder killed before writing the file's end
+    with BagReader(cut) as reader:
+        read = [m.topic for m in reader.messages()]
+    assert reader.read_error is not None and "cut.mcap" in reader.read_error
+    assert read == ["/tf_static", "/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info",
+                    "/ground_truth"][: len(read)]  # in order, none lost before the cut
+    assert kept_fraction < 0.9 or len(read) == 5
+
+
+def test_a_file_that_is_no_bag_at_all_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "garbage.mcap").write_bytes(b"not an mcap file at all")
+    with pytest.raises(DatasetError, match="cannot open bag .*garbage.mcap"):
+        BagReader(tmp_path / "garbage.mcap")
+
+
+def test_messages_of_types_the_typestore_does_not_know_are_skipped_and_counted(tmp_path: Path) -> None:
+    store = make_typestore()
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_types_from_msg
+
+    foreign = get_types_from_msg("int32 value", "vendor_msgs/msg/Secret")
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        private = get_typestore(Stores.EMPTY)
+        private.register(foreign)
+        secret = writer.add_connection("/secret", "vendor_msgs/msg/Secret", typestore=private)
+        header = writer.add_connection("/text", "std_msgs/msg/String", typestore=store)
+        for k in range(3):
+            writer.write(secret, k, private.serialize_cdr(private.types["vendor_msgs/msg/Secret"](value=k),
+                                                          "vendor_msgs/msg/Secret"))
+        writer.write(header, 5, store.serialize_cdr(store.types["std_msgs/msg/String"](data="kept"),
+                                                    "std_msgs/msg/String"))
+    with BagReader(tmp_path / "bag") as reader:
+        read = list(reader.messages())
+    assert [m.msg.data for m in read] == ["kept"]
+    assert reader.skipped_types == {"vendor_msgs/msg/Secret": 3}
+
+
+def test_bad_paths_storages_and_topics_are_refused_with_the_value_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        BagReader(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="unknown bag storage 'rosbag1'"):
+        BagWriter(tmp_path / "new", "rosbag1")
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(DatasetError, match="already exists"):
+        BagWriter(tmp_path / "exists")
+    with BagWriter(tmp_path / "bag") as bag:
+        with pytest.raises(DatasetError, match="unknown message type 'nope/msg/Nope'"):
+            bag.add_topic("/x", "nope/msg/Nope")
+        with pytest.raises(DatasetError, match="topic '/y' was not added"):
+            bag.write("/y", None, 0)
+    with pytest.raises(DatasetError, match="QoS reliability 'sometimes'"):
+        QosSpec(reliability="sometimes")

@@ -1,0 +1,280 @@
+"""The VLM interface (trusted_scene_graph.vlm): yes/no probability and NMLP arithmetic, the backend registry, the
+'recorded' backend and the 'generative' backend on a tiny random LLaVA loaded through the real loading path.
+
+Random weights make the generative answers meaningless, so its tests pin what must hold for any weights: the
+probability is the renormalised yes/no mass of the next token after the prompt, the NMLP is at least ln k, the
+prompt follows the processor's chat template, and missing or corrupt weights fail with the path and a hint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_vlm import build_tiny_vlm
+
+from trusted_scene_graph.config import Config
+from trusted_scene_graph.vlm import (
+    NMLP_TOP_K,
+    RecordedVlm,
+    VlmAnswer,
+    VlmError,
+    answer_from_logits,
+    make_vlm,
+    nmlp,
+    relation_statement,
+    yes_probability,
+)
+
+IMAGE = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+HOW_TO_GET_WEIGHTS = r"hf download HuggingFaceTB/SmolVLM-256M-Instruct --local-dir DIR"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+@pytest.fixture(scope="module")
+def generative(model_dir: Path):
+    return make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(model_dir)}))
+
+
+def _write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+# --- probability and NMLP on fixed logits ---------------------------------------------------------------------------
+
+
+def test_the_yes_probability_is_the_yes_mass_renormalised_over_yes_and_no():
+    logits = np.log(np.array([0.30, 0.10, 0.05, 0.15, 0.40]))  # a softmax of these is the array itself
+    # "yes" has two spellings (ids 1 and 2), "no" one (id 3): P(yes) = 0.15, P(no) = 0.15 -> 0.5; with id 0 as a
+    # second "no", P(no) = 0.45 -> 0.15 / 0.60.
+    assert yes_probability(logits, [1, 2], [3]) == pytest.approx(0.5)
+    assert yes_probability(logits, [1, 2], [3, 0]) == pytest.approx(0.25)
+
+
+def test_the_answer_is_the_likelier_word_and_its_probability_is_that_of_the_answer_given():
+    logits = np.log(np.array([[0.1, 0.6, 0.3], [0.2, 0.3, 0.5]]))
+    assert answer_from_logits(logits, [1], [2])[:2] == (True, pytest.approx(2 / 3))
+    assert answer_from_logits(logits, [2], [1])[:2] == (False, pytest.approx(2 / 3))
+    # Only the first generated position decides; a tie is not an endorsement of the statement.
+    assert answer_from_logits(np.zeros((2, 3)), [1], [2])[:2] == (False, 0.5)
+
+
+def test_nmlp_is_minus_the_mean_top_k_log_probability_averaged_over_generated_tokens():
+    probabilities = np.array([[0.7, 0.2, 0.05, 0.05], [0.25, 0.25, 0.25, 0.25]])
+    logits = np.log(probabilities) + np.array([[3.0], [-1.0]])  # per-row shifts do not change the softmax
+    first = -(math.log(0.7) + math.log(0.2)) / 2
+    second = math.log(4)
+    assert nmlp(logits, top_k=2) == pytest.approx((first + second) / 2)
+    assert answer_from_logits(logits, [0], [1], top_k=2)[2] == pytest.approx((first + second) / 2)
+
+
+def test_nmlp_grows_with_the_peakedness_of_the_distribution_and_is_ln_v_when_uniform():
+    vocabulary = 50
+    uniform = np.zeros((1, vocabulary))
+    peaked = np.zeros((1, vocabulary))
+    peaked[0, 7] = 10.0
+    assert nmlp(uniform) == pytest.approx(math.log(vocabulary))
+    assert nmlp(peaked) > nmlp(uniform) + 1.0
+    assert NMLP_TOP_K == 20
+    # k above the vocabulary size averages over the whole vocabulary.
+    assert nmlp(uniform[:, :5], top_k=20) == pytest.approx(math.log(5))
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: yes_probability(np.zeros(4), [], [1]), r"no token ids given for 'yes'"),
+    (lambda: yes_probability(np.zeros(4), [1], [9]), r"'no' token ids \[9\] are outside the vocabulary of 4"),
+    (lambda: yes_probability(np.zeros(4), [1, 2], [2]), r"token ids \[2\] are both 'yes' and 'no'"),
+    (lambda: nmlp(np.zeros((0, 4))), r"logits must be \(generated tokens, vocabulary\).*got shape \(0, 4\)"),
+    (lambda: nmlp(np.full((1, 4), np.nan)), r"logits contain NaN"),
+    (lambda: nmlp(np.zeros((1, 4)), top_k=0), r"NMLP top_k must be a positive integer, got 0"),
+])
+def test_malformed_logits_and_token_ids_are_refused_by_name(call, message):
+    with pytest.raises(VlmError, match=message):
+        call()
+
+
+def test_an_answer_probability_outside_0_1_is_refused_and_p_true_follows_the_answer():
+    with pytest.raises(VlmError, match=r"probability must be in \[0, 1\], got 1.5"):
+        VlmAnswer(True, 1.5)
+    assert VlmAnswer(True, 0.8).p_true == pytest.approx(0.8)
+    assert VlmAnswer(False, 0.8).p_true == pytest.approx(0.2)
+
+
+# --- registry ---------------------------------------------------------------------------------------------------------
+
+
+def test_backend_none_builds_no_vlm_and_an_unknown_backend_lists_the_known_ones():
+    assert make_vlm(Config({"vlm.backend": "none"})) is None
+    with pytest.raises(VlmError, match=r"unknown VLM backend 'clip'; known backends: "
+                                       r"\['none', 'generative', 'recorded'\]"):
+        make_vlm({"vlm.backend": "clip"})
+
+
+# --- recorded ---------------------------------------------------------------------------------------------------------
+
+
+def test_recorded_answers_are_looked_up_by_image_and_statement_in_any_of_the_accepted_spellings(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "answers.jsonl", [
+        {"image": "000000451431.jpg", "statement": "The cat is left of the dog.", "answer": "yes",
+         "probability": 0.83, "nmlp": 2.5, "raw_text": "Yes"},
+        {"image": "images/000000451431.jpg", "caption": "The cat is above the dog.", "answer": 0, "probability": 0.6},
+        "",
+        {"image": "000000000007.jpg", "subject": "cup", "predicate": "on_top_of", "object": "table",
+         "answer": True, "probability": 1},
+    ])
+    vlm = make_vlm(Config({"vlm.backend": "recorded", "vlm.recorded_path": str(path)}))
+    assert isinstance(vlm, RecordedVlm) and len(vlm) == 3
+    assert vlm.judge(IMAGE, "the cat is  LEFT of the dog", image_id="000000451431.jpg") == \
+        VlmAnswer(True, 0.83, 2.5, "Yes")
+    answer = vlm.judge(IMAGE, "The cat is above the dog.", image_id="000000451431")
+    assert (answer.answer, answer.probability, math.isnan(answer.nmlp)) == (False, 0.6, True)
+    assert relation_statement("cup", "on_top_of", "table") == "The cup is on top of the table."
+    assert vlm.judge(IMAGE, "The cup is on top of the table.", image_id="000000000007.jpg").answer is True
+    # Without an image id, a statement recorded for exactly one image is found.
+    assert vlm.judge(IMAGE, "The cup is on top of the table.").probability == 1.0
+
+
+def test_a_claim_the_recording_does_not_hold_is_an_error_naming_image_and_statement(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "answers.jsonl", [
+        {"image": "a.jpg", "statement": "The cat is left of the dog.", "answer": "no", "probability": 0.7},
+        {"image": "b.jpg", "statement": "The cat is left of the dog.", "answer": "yes", "probability": 0.9},
+    ])
+    vlm = RecordedVlm.from_file(path)
+    with pytest.raises(VlmError, match=r"has no answer for image 'c.jpg' and statement 'The cat is left of the "
+                                       r"dog.' \(key \('c', 'the cat is left of the dog'\)\)"):
+        vlm.judge(IMAGE, "The cat is left of the dog.", image_id="c.jpg")
+    with pytest.raises(VlmError, match=r"was recorded for 2 images \(\['a', 'b'\]\); pass image_id"):
+        vlm.judge(IMAGE, "The cat is left of the dog.")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("{not json", r"answers.jsonl:2: not valid JSON"),
+    ('["a list"]', r"answers.jsonl:2: expected a JSON object, got list"),
+    ('{"statement": "x", "answer": true, "probability": 0.5}', r"answers.jsonl:2: 'image' must be a non-empty"),
+    ('{"image": "a.jpg", "answer": true, "probability": 0.5}', r"answers.jsonl:2: needs 'statement'"),
+    ('{"image": "a.jpg", "statement": "x", "answer": "maybe", "probability": 0.5}',
+     r"answers.jsonl:2: 'answer' must be true/false, 'yes'/'no' or 1/0, got 'maybe'"),
+    ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 1.2}',
+     r"answers.jsonl:2: 'probability' must be a number in \[0, 1\], got 1.2"),
+    ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 0.5, "nmlp": "high"}',
+     r"answers.jsonl:2: 'nmlp' must be a number, got 'high'"),
+    ('{"image": "a.jpg", "statement": "The cat.", "answer": true, "probability": 0.5}',
+     r"answers.jsonl:2: a second answer for image 'a' and statement 'the cat' \(the first is on line 1\)"),
+])
+def test_a_malformed_recording_is_refused_naming_file_and_line(tmp_path: Path, line: str, message: str):
+    path = _write_jsonl(tmp_path / "answers.jsonl",
+                        [{"image": "a.jpg", "statement": "the cat", "answer": "yes", "probability": 0.9}, line])
+    with pytest.raises(VlmError, match=message):
+        RecordedVlm.from_file(path)
+
+
+def test_a_missing_recording_or_an_empty_path_is_refused(tmp_path: Path):
+    with pytest.raises(VlmError, match=r"vlm.recorded_path is empty"):
+        make_vlm(Config({"vlm.backend": "recorded"}))
+    with pytest.raises(VlmError, match=rf"vlm.recorded_path: cannot read '{tmp_path / 'none.jsonl'}'"):
+        make_vlm(Config({"vlm.backend": "recorded", "vlm.recorded_path": str(tmp_path / "none.jsonl")}))
+
+
+# --- generative -------------------------------------------------------------------------------------------------------
+
+
+def test_the_generative_backend_loads_the_tiny_llava_and_finds_the_yes_and_no_tokens(generative):
+    from trusted_scene_graph.vlm.generative import GenerativeVlm
+
+    assert isinstance(generative, GenerativeVlm)
+    tokenizer = generative.processor.tokenizer
+    assert generative.yes_ids == (tokenizer.convert_tokens_to_ids("yes"),)
+    assert generative.no_ids == (tokenizer.convert_tokens_to_ids("no"),)
+
+
+def test_the_prompt_asks_the_question_in_the_processors_chat_template(generative):
+    assert generative.prompt("The cat is left of the dog.") == (
+        "USER: <image>\nIs this statement true? The cat is left of the dog. Answer yes or no. ASSISTANT:")
+
+
+def test_the_probability_is_that_of_the_next_token_after_the_prompt_renormalised_over_yes_and_no(generative):
+    import torch
+
+    answer = generative.judge(IMAGE, "The cat is left of the dog.")
+    inputs = generative.preprocess(IMAGE, "The cat is left of the dog.")
+    with torch.inference_mode():
+        next_token = generative.model(**inputs).logits[0, -1].double()
+    p_yes = torch.softmax(next_token[[generative.yes_ids[0], generative.no_ids[0]]], dim=0)[0].item()
+    assert answer.answer == (p_yes > 0.5)
+    assert answer.probability == pytest.approx(max(p_yes, 1 - p_yes), abs=1e-5)
+    assert answer.probability >= 0.5
+
+
+def test_generative_answers_are_deterministic_with_nmlp_at_least_ln_k_and_the_generated_text(generative):
+    first = generative.judge(IMAGE, "The ball is above the box.")
+    assert generative.judge(IMAGE, "The ball is above the box.") == first
+    vocabulary_size = generative.model.config.text_config.vocab_size
+    assert first.nmlp >= math.log(min(NMLP_TOP_K, vocabulary_size)) - 1e-9
+    assert first.raw_text and "<" not in first.raw_text  # special tokens are stripped
+
+
+def test_a_generative_answer_takes_well_under_a_second_on_cpu(generative):
+    generative.judge(IMAGE, "The cat is near the dog.")  # warm-up
+    start = time.perf_counter()
+    for _ in range(3):
+        generative.judge(IMAGE, "The cat is near the dog.")
+    assert (time.perf_counter() - start) / 3 < 0.5
+
+
+def test_without_a_chat_template_the_image_token_leads_the_question(tmp_path: Path):
+    vlm = make_vlm(Config({"vlm.backend": "generative",
+                           "vlm.model_path": str(build_tiny_vlm(tmp_path, chat_template=None))}))
+    assert vlm.prompt("The cat is left of the dog.") == \
+        "<image>\nIs this statement true? The cat is left of the dog. Answer yes or no."
+    assert 0.5 <= vlm.judge(IMAGE, "The cat is left of the dog.").probability <= 1.0
+
+
+def test_an_image_that_is_not_rgb_uint8_is_refused(generative):
+    with pytest.raises(VlmError, match=r"needs a non-empty \(H, W, 3\) uint8 RGB image, got float64 \(4, 4, 3\)"):
+        generative.judge(np.zeros((4, 4, 3)), "The cat is left of the dog.")
+
+
+def test_a_tokenizer_without_a_single_yes_token_is_refused():
+    from trusted_scene_graph.vlm.generative import answer_token_ids
+
+    class SplittingTokenizer:  # spells every word letter by letter
+        unk_token_id = 0
+
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return [ord(c) for c in text]
+
+    with pytest.raises(VlmError, match=r"tokenizer \(SplittingTokenizer\) has no single token for 'yes'"):
+        answer_token_ids(SplittingTokenizer())
+
+
+def test_a_missing_model_directory_is_named_with_how_to_get_the_weights(tmp_path: Path):
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(VlmError, match=rf"vlm.model_path: model directory '{missing}' does not exist; "
+                                       rf".*{HOW_TO_GET_WEIGHTS}"):
+        make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(missing)}))
+    with pytest.raises(VlmError, match=r"vlm.model_path is empty: this backend needs model weights"):
+        make_vlm(Config({"vlm.backend": "generative"}))
+
+
+def test_a_corrupt_weights_file_is_a_vlm_error(tmp_path: Path, model_dir: Path):
+    shutil.copytree(model_dir, tmp_path, dirs_exist_ok=True)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a truncated download
+    with pytest.raises(VlmError, match=rf"cannot load the VLM from '{tmp_path}' \(vlm.model_path\): corrupt"):
+        make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(tmp_path)}))
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="needs a machine without CUDA")
+def test_cuda_without_a_cuda_device_is_refused(model_dir: Path):
+    with pytest.raises(VlmError, match=r"vlm.device is 'cuda' but torch sees no CUDA device"):
+        make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(model_dir), "vlm.device": "cuda"}))
