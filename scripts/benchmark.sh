@@ -31,5 +31,12 @@ for bag in "$OUT"/bags/*/; do
   name="$(basename "$bag")"
   tsg eval "$bag" --config "$CONFIG" --out "$OUT/eval/$name"
 done
+# The same noisy bags through a corrupted detector: jittered boxes, misses, false positives and label swaps.
+CORRUPTION=(--set detector.corruption.box_jitter_px=3.0 --set detector.corruption.miss_rate=0.05
+            --set detector.corruption.false_positive_rate=0.2 --set detector.corruption.label_swap_rate=0.03
+            --set detector.corruption.score_noise=0.05)
+for name in FetchPickAndPlace-kinect tabletop-kinect; do
+  tsg eval "$OUT/bags/$name" --config "$CONFIG" "${CORRUPTION[@]}" --out "$OUT/eval/$name+corrupted-detector"
+done
 python scripts/benchmark_summary.py "$OUT/eval" > "$OUT/summary.md"
 cat "$OUT/summary.md"

@@ -12,14 +12,27 @@ COLUMNS = (
     ("ee–obj 0.9–1.1×", "distance.ee_object.within_0_9x_1_1x", "{:.1%}"),
     ("ee–obj close MAE-med [cm]", "distance.ee_object.median_abs_error_close_m", "100x{:.2f}"),
     ("ee–obj ρ (median / min)", "distance.spearman", "{:.3f}"),
+    ("ee–obj ρ pooled", "distance.spearman_pooled", "{:.3f}"),
     ("pairs 0.9–1.1×", "distance.object_pairs.within_0_9x_1_1x", "{:.1%}"),
     ("kept precision", "relations.precision_kept", "{:.1%}"),
     ("kept recall", "relations.recall_kept", "{:.1%}"),
     ("accuracy (all)", "relations.accuracy", "{:.1%}"),
     ("trust AUROC", "trust.auroc", "{:.3f}"),
     ("ECE", "trust.ece", "{:.3f}"),
-    ("reward VOC", "reward.value_order_spearman", "{:.3f}"),
+    ("reward VOC (env's own)", "reward.value_order_spearman", "{:.3f}"),
     ("total ms (p50)", "timing.total.median_ms", "{:.1f}"),
+)
+
+
+SECOND = (
+    ("candidates", "relations.candidates", "{:.0f}"),
+    ("excluded (not evaluable)", "relations.excluded_not_evaluable", "{:.0f}"),
+    ("coverage at 95 % precision", "trust.coverage_at_target_precision", "{:.1%}"),
+    ("recall vs all true edges", "relations.recall_ground_truth", "{:.1%}"),
+    ("detection recall", "detection.recall", "{:.1%}"),
+    ("centroid error p50 / p95 [cm]", "detection.centroid_error_median_m", "100x{:.2f}"),
+    ("reward abs. error p50 / p95 [cm]", "reward.abs_error_median", "100x{:.2f}"),
+    ("reward ρ vs env (episode median / pooled)", "reward.env_spearman", "{:.3f}"),
 )
 
 
@@ -36,6 +49,16 @@ def cell(metrics: dict, path: str, fmt: str) -> str:
     value = lookup(metrics, path)
     if value is None:
         return "–"
+    if path == "reward.value_order_spearman":
+        env = lookup(metrics, "reward.value_order_spearman_env")
+        return f"{value:.3f} ({env:.3f})" if env is not None else f"{value:.3f}"
+    pairs = {"detection.centroid_error_median_m": "detection.centroid_error_p95_m",
+             "reward.abs_error_median": "reward.abs_error_p95", "reward.env_spearman": "reward.env_spearman_pooled"}
+    if path in pairs:
+        other = lookup(metrics, pairs[path])
+        scale = 100 if fmt.startswith("100x") else 1
+        return f"{scale * value:.{2 if scale == 100 else 3}f} / " + (f"{scale * other:.{2 if scale == 100 else 3}f}"
+                                                                      if other is not None else "–")
     if path == "distance.spearman":
         low = lookup(metrics, "distance.spearman_min")
         return f"{value:.3f} / {low:.3f}" if low is not None else f"{value:.3f}"
@@ -44,15 +67,17 @@ def cell(metrics: dict, path: str, fmt: str) -> str:
     return fmt.format(value)
 
 
+def table(metrics_by_name: dict[str, dict], columns: tuple[tuple[str, str, str], ...]) -> list[str]:
+    lines = ["| bag | " + " | ".join(name for name, _, _ in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for name, metrics in metrics_by_name.items():
+        lines.append("| " + " | ".join([name] + [cell(metrics, p, f) for _, p, f in columns]) + " |")
+    return lines
+
+
 def main(folder: str) -> int:
-    rows = []
-    for path in sorted(Path(folder).glob("*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        rows.append("| " + " | ".join([path.parent.name] + [cell(metrics, p, f) for _, p, f in COLUMNS]) + " |")
-    header = "| bag | " + " | ".join(name for name, _, _ in COLUMNS) + " |"
-    print(header)
-    print("|" + "---|" * (len(COLUMNS) + 1))
-    print("\n".join(rows))
+    metrics_by_name = {path.parent.name: json.loads(path.read_text())
+                       for path in sorted(Path(folder).glob("*/metrics.json"))}
+    print("\n".join(table(metrics_by_name, COLUMNS) + [""] + table(metrics_by_name, SECOND)))
     return 0
 
 

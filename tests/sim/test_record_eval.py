@@ -219,3 +219,72 @@ def test_sim_record_cli_writes_a_bag_and_refuses_an_existing_path(tmp_path: Path
     assert list(out.glob("*.db3"))
     assert main(["sim", "record", "--task", "tabletop", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def push_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bags") / "push"
+    record_sim_bag(path, RecordSettings(scene="FetchPush", episodes=1, seed=2, width=320, height=240),
+                   benchmark_config())
+    return path
+
+
+def test_a_fetch_bag_carries_kinematics_goal_and_the_envs_reward(push_bag: Path) -> None:
+    with BagReader(push_bag) as reader:
+        assert reader.topics["/ee_pose"] == "geometry_msgs/msg/PoseStamped"
+        messages = list(reader.messages(["/ee_pose", "/ground_truth", "/goal_pose"]))
+    truths = [m.msg for m in messages if m.topic == "/ground_truth"]
+    poses = [m.msg for m in messages if m.topic == "/ee_pose"]
+    assert len(truths) == len(poses) == 51  # the reset frame and 50 steps
+    assert [t.step for t in truths] == list(range(51))
+    first = truths[0]
+    assert (first.task, first.goal_for, first.has_gripper, first.has_goal) == ("FetchPush", "cube", True, True)
+    assert {o.label for o in first.objects} == {"gripper", "cube", "table"}
+    pose = poses[0].pose.position
+    assert (pose.x, pose.y, pose.z) == (first.gripper_position.x, first.gripper_position.y,
+                                        first.gripper_position.z)
+    cube = next(o for o in truths[-1].objects if o.label == "cube")
+    goal = truths[-1].goal_position
+    distance_m = float(np.linalg.norm([cube.pose.position.x - goal.x, cube.pose.position.y - goal.y,
+                                       cube.pose.position.z - goal.z]))
+    assert truths[-1].env_reward == pytest.approx(-distance_m, abs=1e-6)
+    assert truths[-1].is_success == (distance_m < 0.05)
+
+
+def test_eval_of_a_fetch_bag_scores_end_effector_distances_and_the_reward(push_bag: Path) -> None:
+    metrics = evaluate_bag(push_bag, benchmark_config()).metrics
+    ee = metrics["distance"]["ee_object"]
+    assert ee["count"] == 51  # one cube per frame; the table is cut by the image border and not evaluable
+    assert ee["within_0_5x_2x"] >= 0.99 or ee["count_far"] == 0
+    assert ee["median_abs_error_close_m"] <= 0.015
+    assert metrics["distance"]["spearman_pooled"] >= 0.95
+    reward = metrics["reward"]
+    assert reward["episodes"] == 1 and reward["valid_fraction"] == 1.0
+    # The reward on perceived positions, -|cube - goal|, is the env's own dense reward up to perception error.
+    assert reward["abs_error_p95"] <= 0.01
+    assert -1.0 <= reward["env_spearman"] <= 1.0 and -1.0 <= reward["env_spearman_pooled"] <= 1.0
+    assert {"value_order_spearman", "value_order_spearman_env", "value_order_spearman_whole_episode"} <= set(reward)
+
+
+def test_a_recorded_bag_decodes_with_the_mcap_librarys_ros2_reader(tabletop_bag: Path) -> None:
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    (mcap_file,) = tabletop_bag.glob("*.mcap")
+    with mcap_file.open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        truths = [msg for _, channel, _, msg in reader.iter_decoded_messages(topics=["/ground_truth"])]
+    with BagReader(tabletop_bag) as ours:
+        expected = [m.msg for m in ours.messages(["/ground_truth"])]
+    assert [[o.label for o in t.objects] for t in truths] == [[o.label for o in t.objects] for t in expected]
+    assert [t.objects[0].pose.position.x for t in truths] == [t.objects[0].pose.position.x for t in expected]
+
+
+def test_a_bag_without_ground_truth_reports_timing_and_says_why_nothing_was_scored(tabletop_bag: Path,
+                                                                                   tmp_path: Path) -> None:
+    _copy_without(tabletop_bag, tmp_path / "no_truth", {"/ground_truth"})
+    result = evaluate_bag(tmp_path / "no_truth", benchmark_config())
+    assert result.metrics["frames"]["without_ground_truth"] == 4
+    assert result.metrics["timing"]["total"]["count"] == 4  # the frames still ran through the pipeline
+    with pytest.raises(EvaluationError, match="the bag has no ground-truth topic"):
+        check_evaluable(result.metrics)
