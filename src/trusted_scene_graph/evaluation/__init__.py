@@ -1,8 +1,8 @@
-"""Numeric building blocks of the evaluation report (``tsg eval``): trust metrics, distance metrics, plots.
+"""Evaluation: ``tsg eval BAG`` (:mod:`.bag_eval`, :mod:`.report`), ``tsg eval vsr`` (:mod:`.vsr`) and their metrics.
 
-Everything here is pure numpy / scikit-learn / scipy on 1-D arrays. A metric that is undefined for its input (an
-AUROC with one class, a median of nothing) is ``float('nan')``, never an exception; callers write NaN as JSON
-``null``. Input that is malformed (different lengths, non-finite scores, labels other than 0/1) raises
+The metrics (:mod:`.metrics`) are pure numpy / scikit-learn / scipy on 1-D arrays. A metric that is undefined for
+its input (an AUROC with one class, a median of nothing) is ``float('nan')``, never an exception; callers write NaN
+as JSON ``null``. Input that is malformed (different lengths, non-finite scores, labels other than 0/1) raises
 :class:`EvaluationError`. Plots (:mod:`trusted_scene_graph.evaluation.plots`) import matplotlib lazily.
 """
 
