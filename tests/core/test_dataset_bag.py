@@ -68,6 +68,15 @@ def test_a_written_bag_reads_back_into_the_same_camera_frame_and_ground_truth(tm
     assert by_topic["/ground_truth"].log_time_ns == STAMP_NS
 
 
+def test_an_instance_image_that_is_not_integer_ids_is_refused_with_the_accepted_encodings() -> None:
+    from trusted_scene_graph.image.decode import ImageError
+    from trusted_scene_graph.pipeline.messages import instances_from_msg
+
+    colour = bag_msgs.image(np.zeros((6, 8, 3), dtype=np.uint8), "rgb8", STAMP_NS, "camera")
+    with pytest.raises(ImageError, match=r"encoding 'rgb8' is not an integer id image \(16UC1, mono16, mono8, 8UC1\)"):
+        instances_from_msg(colour)
+
+
 def test_the_plain_rosbags_reader_sees_topics_types_and_offered_qos(tmp_path: Path) -> None:
     _write_sample_bag(tmp_path / "bag", "sqlite3")
     with Reader(tmp_path / "bag") as reader:
@@ -123,6 +132,14 @@ def test_a_truncated_mcap_bag_yields_the_messages_before_the_cut_and_reports_it(
     assert read == ["/tf_static", "/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info",
                     "/ground_truth"][: len(read)]  # in order, none lost before the cut
     assert kept_fraction < 0.9 or len(read) == 5
+
+
+def test_a_truncated_sqlite3_bag_is_refused_by_name(tmp_path: Path) -> None:
+    _write_sample_bag(tmp_path / "bag", "sqlite3")
+    (database,) = (tmp_path / "bag").glob("*.db3")
+    database.write_bytes(database.read_bytes()[: database.stat().st_size // 2])
+    with pytest.raises(DatasetError, match="cannot open bag .*bag: .*malformed"):
+        BagReader(tmp_path / "bag")
 
 
 def test_a_file_that_is_no_bag_at_all_is_refused_by_name(tmp_path: Path) -> None:

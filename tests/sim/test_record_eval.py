@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is first imported
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ pytest.importorskip("mujoco")
 
 from trusted_scene_graph.cli import main  # noqa: E402
 from trusted_scene_graph.config.schema import load_config_file  # noqa: E402
-from trusted_scene_graph.dataset import BagReader, BagWriter  # noqa: E402
+from trusted_scene_graph.dataset import BagMessage, BagReader, BagWriter  # noqa: E402
 from trusted_scene_graph.evaluation import EvaluationError  # noqa: E402
 from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag  # noqa: E402
 from trusted_scene_graph.pipeline.messages import frame_from_msgs  # noqa: E402
@@ -133,12 +135,19 @@ def test_record_settings_name_the_bad_value() -> None:
         RecordSettings(scene="tabletop", camera="head_camera_rgb")
 
 
+def test_a_setting_the_scene_refuses_leaves_no_bag_behind(tmp_path: Path) -> None:
+    with pytest.raises(SimError, match="unknown camera 'nope'"):
+        record_sim_bag(tmp_path / "bag", RecordSettings(scene="FetchPush", camera="nope", **SMALL), benchmark_config())
+    assert not (tmp_path / "bag").exists()  # so the corrected command can write it
+
+
 def test_eval_scores_a_tabletop_bag_and_meets_the_relation_targets(tabletop_bag: Path, tmp_path: Path) -> None:
     assert main(["eval", str(tabletop_bag), "--config", str(REPO_ROOT / "config" / "benchmark.yaml"),
                  "--out", str(tmp_path / "report")]) == 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert {"relations", "trust", "distance", "reward", "timing"} <= set(metrics)
     assert metrics["frames"]["evaluated"] == 4 and metrics["frames"]["failed"] == 0
+    assert metrics["frames"]["camera_pose_from_config"] == 0  # the camera pose came from /tf_static
     assert metrics["detection"]["recall"] > 0.9
     relations = metrics["relations"]
     assert relations["precision_kept"] >= 0.95 and relations["recall_kept"] >= 0.80
@@ -161,6 +170,67 @@ def _copy_without(source: Path, target: Path, drop: set[str], shift_ns: dict[str
         for message in reader.messages():
             if message.topic not in drop:
                 writer.write(message.topic, message.msg, message.log_time_ns + (shift_ns or {}).get(message.topic, 0))
+
+
+def _copy_editing(source: Path, target: Path, edit: Callable[[BagMessage], BagMessage],
+                  types: dict[str, str] | None = None) -> None:
+    """A copy of a bag with every message passed through ``edit``; ``types`` changes topics' message types."""
+    with BagReader(source) as reader, BagWriter(target) as writer:
+        for topic, msgtype in reader.topics.items():
+            writer.add_topic(topic, (types or {}).get(topic, msgtype))
+        for message in reader.messages():
+            edited = edit(message)
+            writer.write(edited.topic, edited.msg, edited.log_time_ns)
+
+
+def test_frames_are_scored_when_the_recorders_clock_is_far_from_the_stamps(tabletop_bag: Path,
+                                                                           tmp_path: Path) -> None:
+    # A bag re-recorded from a replay, or sim-time stamps logged on the wall clock: log times are far from stamps.
+    for name, offset_ns in (("late", 3_600 * 10**9), ("early", -3_600 * 10**9)):
+        _copy_editing(tabletop_bag, tmp_path / name, lambda m, d=offset_ns: m._replace(log_time_ns=m.log_time_ns + d))
+        frames = evaluate_bag(tmp_path / name, benchmark_config()).metrics["frames"]
+        assert (frames["evaluated"], frames["without_ground_truth"]) == (4, 0), name
+
+
+def test_invalid_ground_truth_fails_its_frame_and_the_other_frames_are_scored(tabletop_bag: Path,
+                                                                             tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def corrupt(message: BagMessage) -> BagMessage:
+        if message.topic == "/ground_truth":
+            seen.append(message.log_time_ns)
+            if len(seen) == 1:
+                message.msg.objects[0].pose.position.x = math.nan
+            elif len(seen) == 2:
+                message.msg.objects[1].id = message.msg.objects[0].id
+        return message
+
+    _copy_editing(tabletop_bag, tmp_path / "bad_truth", corrupt)
+    frames = evaluate_bag(tmp_path / "bad_truth", benchmark_config()).metrics["frames"]
+    assert frames["evaluated"] == 2 and frames["failed"] == 2
+    reasons = sorted(frames["failure_reasons"])
+    assert reasons[0].startswith("invalid ground truth: object") and "non-finite" in reasons[0]
+    assert reasons[1].startswith("invalid ground truth: repeated object ids")
+
+
+def test_frames_scored_without_a_camera_pose_in_the_tf_are_counted(tabletop_bag: Path, tmp_path: Path) -> None:
+    _copy_without(tabletop_bag, tmp_path / "no_tf", {"/tf_static"})
+    metrics = evaluate_bag(tmp_path / "no_tf", benchmark_config()).metrics
+    # Every frame is scored with the config's extrinsic, which is not the recorded camera's pose.
+    assert metrics["frames"]["evaluated"] == metrics["frames"]["camera_pose_from_config"] == 4
+
+
+def test_messages_of_an_unexpected_type_on_an_input_topic_are_counted(tabletop_bag: Path, tmp_path: Path) -> None:
+    from trusted_scene_graph.dataset import make_typestore
+
+    text = make_typestore().types["std_msgs/msg/String"](data="not a camera_info")
+    _copy_editing(tabletop_bag, tmp_path / "wrong_type",
+                  lambda m: m._replace(msg=text) if m.topic == "/camera/color/camera_info" else m,
+                  {"/camera/color/camera_info": "std_msgs/msg/String"})
+    metrics = evaluate_bag(tmp_path / "wrong_type", benchmark_config()).metrics
+    assert metrics["input"]["unexpected_types"] == {"/camera/color/camera_info (std_msgs/msg/String)": 4}
+    with pytest.raises(EvaluationError, match="unexpected message types: /camera/color/camera_info"):
+        check_evaluable(metrics)
 
 
 def test_a_bag_without_camera_info_gives_a_report_that_says_so(tabletop_bag: Path, tmp_path: Path) -> None:
@@ -264,6 +334,28 @@ def test_eval_of_a_fetch_bag_scores_end_effector_distances_and_the_reward(push_b
     assert reward["abs_error_p95"] <= 0.01
     assert -1.0 <= reward["env_spearman"] <= 1.0 and -1.0 <= reward["env_spearman_pooled"] <= 1.0
     assert {"value_order_spearman", "value_order_spearman_env", "value_order_spearman_whole_episode"} <= set(reward)
+
+
+def test_max_frames_stops_reading_the_bag(push_bag: Path) -> None:
+    metrics = evaluate_bag(push_bag, benchmark_config(), max_frames=5).metrics
+    assert metrics["frames"]["evaluated"] == 5
+    with BagReader(push_bag) as reader:
+        # Frames 40 ms apart: reading stops about one lookahead (0.5 s) after the fifth frame, long before the end.
+        assert metrics["input"]["messages_read"] < reader.message_count / 2
+    with pytest.raises(EvaluationError, match="max_frames=0 must be >= 1"):
+        evaluate_bag(push_bag, benchmark_config(), max_frames=0)
+
+
+def test_a_nan_env_reward_leaves_the_perceived_reward_scored(push_bag: Path, tmp_path: Path) -> None:
+    def no_env_reward(message: BagMessage) -> BagMessage:
+        if message.topic == "/ground_truth":
+            message.msg.env_reward = math.nan  # the message's "no env reward" value
+        return message
+
+    _copy_editing(push_bag, tmp_path / "no_env_reward", no_env_reward)
+    reward = evaluate_bag(tmp_path / "no_env_reward", benchmark_config()).metrics["reward"]
+    assert reward["valid_fraction"] == 1.0 and -1.0 <= reward["value_order_spearman"] <= 1.0
+    assert math.isnan(reward["env_spearman_pooled"]) and math.isnan(reward["abs_error_median"])
 
 
 def test_a_recorded_bag_decodes_with_the_mcap_librarys_ros2_reader(tabletop_bag: Path) -> None:

@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(evaluate)
     evaluate.add_argument("bag", type=Path, help="bag directory or .mcap file")
     evaluate.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, report.md, PNGs)")
-    evaluate.add_argument("--max-frames", type=int, default=None, help="score at most this many frames")
+    evaluate.add_argument("--max-frames", type=int, default=None, help="process at most this many frames")
     evaluate.add_argument("--ground-truth-topic", default="/ground_truth", help="topic of GroundTruth messages")
 
     vsr = commands.add_parser(EVAL_VSR, prog="tsg eval vsr", help="(as `tsg eval vsr`) VLM trust on VSR annotations")

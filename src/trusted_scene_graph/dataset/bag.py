@@ -1,9 +1,10 @@
 """Write and read rosbag2 bags (mcap by default, sqlite3 on request) with the :func:`make_typestore` types.
 
 Reading is tolerant in the way an evaluation needs: messages of types the type store does not know and messages
-that do not deserialise are skipped and counted, and a bag that ends early (a recorder that was killed, a file cut
-short in a copy) yields what it has, then reports the error in :attr:`BagReader.read_error` instead of losing the
-messages before it.
+that do not deserialise are skipped and counted, and an mcap bag that ends early (a recorder that was killed, a file
+cut short in a copy, a missing ``metadata.yaml``) yields what it has, then reports the error in
+:attr:`BagReader.read_error` instead of losing the messages before it. A damaged sqlite3 database cannot be read
+past its damage by sqlite, so such a bag is refused with a :class:`DatasetError`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ own :func:`compute_relations`; ``kept`` means trust >= ``trust.threshold``, exac
 Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give the camera pose in it):
 
 * Matching: per frame, perceived objects are matched to ground-truth objects of the *same label* by the Hungarian
-  algorithm on centroid distance, within :data:`MATCH_GATE_M`. Unmatched perceived objects are false positives.
+  algorithm on centroid distance, gated at :data:`MATCH_GATE_M` (the most pairs within the gate, then the least
+  total distance). Unmatched perceived objects are false positives.
 * Evaluable objects: a ground-truth object counts for relations and distances only when its whole box projects
   inside the image (an object cut by the image border has no well-defined visible extent) and it is not fully
   occluded. Edges and pairs touching other objects are excluded and counted.
@@ -23,9 +24,12 @@ Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give 
   the perceived centroid of the highest-scoring object labelled like the goal's object (the end effector's pose for
   FetchReach); value-order correlation is Spearman of that reward against time on successful episodes.
 
-Bad input never stops a report: unknown message types and undecodable messages are skipped and counted, frames the
-pipeline rejects are counted with their reason, frames whose stamp goes back in time are skipped and counted, and a
-bag that ends early yields the metrics of what was read, with the error in ``input.read_error``.
+Bad input never stops a report: unknown message types, undecodable messages and messages of an unexpected type on
+the camera or ground-truth topics are skipped and counted, frames the pipeline rejects or whose ground truth is
+invalid (non-finite boxes, repeated ids) are counted with their reason, frames whose stamp does not advance are
+skipped and counted, and a bag that ends early yields the metrics of what was read, with the error in
+``input.read_error``. Frames scored without a tf path from the camera to the ground truth's frame (the config's
+extrinsic is assumed) are counted in ``frames.camera_pose_from_config``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from scipy.optimize import linear_sum_assignment
 
 from trusted_scene_graph.config.nodes import input_topic_names
 from trusted_scene_graph.dataset import BagReader
+from trusted_scene_graph.dataset.messages import GROUND_TRUTH_TYPE
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation import metrics as m
@@ -63,9 +68,17 @@ TF_TOPICS = ("/tf_static", "/tf")
 MATCH_GATE_M = 0.20
 EE_EXCLUDED_LABELS = ("gripper", "table")
 MIN_TRUE_DISTANCE_M = 0.10  # SpatialVLM-style ratio metrics only for pairs at least this far apart
-# A frame is scored once the bag's log time is this far past its stamp, so ground truth and the end-effector pose
-# logged a little after the images are still found.
+# A frame is scored once the bag's log time is this far past the log time at which the frame completed, so ground
+# truth and the end-effector pose logged a little after the images are still found. Measured in log time only: a
+# recorder's clock can be far from the stamps' (sim-time stamps, a bag re-recorded from a replay).
 LOOKAHEAD_NS = 500_000_000
+# Message types accepted on each synchroniser input; anything else on those topics is counted, not decoded.
+_INPUT_TYPES = {
+    "color": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
+    "depth": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
+    "camera_info": ("sensor_msgs/msg/CameraInfo",),
+    "instances": ("sensor_msgs/msg/Image",),
+}
 _QUALITATIVE = frozenset(QUALITATIVE_PREDICATES)
 
 
@@ -103,12 +116,13 @@ class _Counts:
     evaluated: int = 0
     without_ground_truth: int = 0
     out_of_order: int = 0
+    camera_pose_from_config: int = 0  # evaluated frames whose camera pose in the truth frame was not in the tf
     failed: Counter[str] = field(default_factory=Counter)
     episodes: set[int] = field(default_factory=set)
 
 
 class TransformBuffer:
-    """Transforms per child frame from tf messages, looked up as of a stamp; chains are composed up to the target.
+    """Transforms per child frame from tf messages, looked up as of a stamp and chained through the tree.
 
     tf2_ros is not installable here, and offline evaluation needs only "latest transform at or before the frame's
     stamp" lookups without interpolation, so this is written by hand. Frames are scored a little after they are
@@ -139,19 +153,26 @@ class TransformBuffer:
         _, parent, transform = before[-1] if before else history[0]
         return parent, transform
 
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> RigidTransform | None:
-        """``source -> target`` at ``stamp_ns`` (maps source points into the target frame), or None."""
+    def _ancestors(self, frame: str, stamp_ns: int) -> dict[str, np.ndarray]:
+        """Every frame above ``frame`` (and itself), each with the matrix mapping ``frame``'s points into it."""
         matrix = np.eye(4)
-        frame = source_frame.lstrip("/")
-        target = target_frame.lstrip("/")
+        chain = {frame: matrix}
         for _ in range(64):  # tf trees are shallow; the bound stops a cycle
-            if frame == target:
-                return RigidTransform.from_matrix(matrix)
             link = self._at(frame, stamp_ns)
-            if link is None:
-                return None
+            if link is None or link[0] in chain:
+                break
             frame, transform = link
             matrix = transform.matrix @ matrix
+            chain[frame] = matrix
+        return chain
+
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> RigidTransform | None:
+        """``source -> target`` at ``stamp_ns`` (maps source points into the target frame), or None when the two
+        frames are not connected. The path goes through their lowest common ancestor, as tf2's does."""
+        source = self._ancestors(source_frame.lstrip("/"), stamp_ns)
+        for frame, target_to_frame in self._ancestors(target_frame.lstrip("/"), stamp_ns).items():
+            if frame in source:
+                return RigidTransform.from_matrix(np.linalg.inv(target_to_frame) @ source[frame])
         return None
 
     def forget_before(self, stamp_ns: int) -> None:
@@ -166,6 +187,7 @@ class TransformBuffer:
 class _Pending:
     stamp_ns: int
     msgs: dict[str, Any]
+    completed_log_ns: int  # log time of the message that completed the frame
 
 
 @dataclass
@@ -179,7 +201,10 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                  max_frames: int | None = None, pipeline: ScenePipeline | None = None,
                  progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Replay ``bag_path`` through the pipeline and score it; ``progress(messages_read, total)`` is called as it
-    goes. Raises :class:`DatasetError` only when the bag cannot be opened at all."""
+    goes. Raises :class:`DatasetError` only when the bag cannot be opened at all, :class:`EvaluationError` for a
+    ``max_frames`` below 1."""
+    if max_frames is not None and max_frames < 1:
+        raise EvaluationError(f"max_frames={max_frames} must be >= 1")
     pipeline = pipeline if pipeline is not None else ScenePipeline(config)
     inputs = input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances)
     ee_topic = config["topics.ee_pose"]
@@ -194,17 +219,22 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
         ground_truth: dict[int, Any] = {}
         ee_poses: dict[int, Any] = {}
         pending: list[_Pending] = []
+        unexpected_types: Counter[str] = Counter()
         last_stamp_ns = -1
         episode = None
         total = reader.message_count
         read = 0
         scorer = _FrameScorer(config, samples, threshold)
 
+        def enough() -> bool:
+            processed = counts.evaluated + counts.without_ground_truth + sum(counts.failed.values())
+            return max_frames is not None and processed >= max_frames
+
         def score_ready(now_ns: int | None) -> None:
             nonlocal last_stamp_ns, episode
-            while pending and (now_ns is None or now_ns - pending[0].stamp_ns >= LOOKAHEAD_NS):
+            while pending and (now_ns is None or now_ns - pending[0].completed_log_ns >= LOOKAHEAD_NS):
                 item = pending.pop(0)
-                if max_frames is not None and counts.evaluated + sum(counts.failed.values()) >= max_frames:
+                if enough():
                     continue
                 if item.stamp_ns <= last_stamp_ns:
                     counts.out_of_order += 1
@@ -226,18 +256,25 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             if progress is not None and read % 50 == 0:
                 progress(read, total)
             if message.topic in topic_to_name:
-                stamp_ns = stamp_to_ns(message.msg.header.stamp)
-                if sync.add(topic_to_name[message.topic], stamp_ns, message.msg):
+                name = topic_to_name[message.topic]
+                if message.msgtype not in _INPUT_TYPES[name]:
+                    unexpected_types[f"{message.topic} ({message.msgtype})"] += 1
+                elif sync.add(name, stamp_to_ns(message.msg.header.stamp), message.msg):
                     stamp, msgs = sync.take_latest()
                     counts.camera_frames += 1
-                    pending.append(_Pending(stamp, msgs))
+                    pending.append(_Pending(stamp, msgs, message.log_time_ns))
             elif message.topic in TF_TOPICS and message.msgtype == "tf2_msgs/msg/TFMessage":
                 tf.add(message.msg)
             elif message.topic == ground_truth_topic:
-                ground_truth[stamp_to_ns(message.msg.header.stamp)] = message.msg
+                if message.msgtype == GROUND_TRUTH_TYPE:
+                    ground_truth[stamp_to_ns(message.msg.header.stamp)] = message.msg
+                else:
+                    unexpected_types[f"{message.topic} ({message.msgtype})"] += 1
             elif message.topic == ee_topic and message.msgtype == "geometry_msgs/msg/PoseStamped":
                 ee_poses[stamp_to_ns(message.msg.header.stamp)] = message.msg
             score_ready(message.log_time_ns)
+            if enough():
+                break  # the rest of the bag would only be decoded and thrown away
         score_ready(None)
         if progress is not None:
             progress(read, total)
@@ -247,8 +284,9 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             "missing_topics": missing,
             "skipped_types": dict(reader.skipped_types),
             "undecodable": dict(reader.undecodable),
+            "unexpected_types": dict(unexpected_types),
             "read_error": reader.read_error,
-            "has_ground_truth": ground_truth_topic in reader.topics,
+            "has_ground_truth": reader.topics.get(ground_truth_topic) == GROUND_TRUTH_TYPE,
         }
     metrics = compute_metrics(samples, counts, config, input_report)
     ok = counts.evaluated > 0 and reader.read_error is None
@@ -298,17 +336,40 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
     if truth is None:
         counts.without_ground_truth += 1
         return
+    problem = _ground_truth_problem(truth)
+    if problem is not None:
+        counts.failed[f"invalid ground truth: {problem}"] += 1
+        return
     counts.evaluated += 1
     counts.episodes.add(int(truth.episode))
     if camera_in_truth is None:
-        # No tf in the bag: assume the graph frame is the ground truth's frame (the config's static extrinsic).
+        # No tf from the camera to the truth frame: assume the graph frame is the ground truth's frame (the
+        # config's static extrinsic). Counted, as every score then rests on that assumption.
+        counts.camera_pose_from_config += 1
         camera_in_truth = pipeline.camera_to_graph
     graph_to_truth = RigidTransform.from_matrix(camera_in_truth.matrix @ np.linalg.inv(pipeline.camera_to_graph.matrix))
     scorer.score(graph, truth, ee_pose, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics)
 
 
+def _ground_truth_problem(truth: Any) -> str | None:
+    """Why a GroundTruth message cannot be scored (non-finite or negative boxes, repeated ids), or None."""
+    ids = [int(o.id) for o in truth.objects]
+    if len(set(ids)) != len(ids):
+        return f"repeated object ids {sorted({i for i in ids if ids.count(i) > 1})}"
+    for o in truth.objects:
+        centre = (o.pose.position.x, o.pose.position.y, o.pose.position.z)
+        size = (o.size.x, o.size.y, o.size.z)
+        if not all(math.isfinite(v) for v in centre + size) or min(size) < 0.0:
+            return f"object {o.id} has a non-finite centre or a non-finite or negative size"
+    for flag, name, p in ((truth.has_gripper, "gripper_position", truth.gripper_position),
+                          (truth.has_goal, "goal_position", truth.goal_position)):
+        if flag and not all(math.isfinite(v) for v in (p.x, p.y, p.z)):
+            return f"{name} is not finite"
+    return None
+
+
 def _reason(message: str) -> str:
-    """A failure message without frame-specific numbers, so identical causes are counted together."""
+    """A failure message cut to a readable length; identical messages are counted together."""
     return message if len(message) <= 160 else message[:157] + "..."
 
 
@@ -390,9 +451,11 @@ class _FrameScorer:
         # End effector (kinematics) to objects.
         truth_gripper = np.array([truth.gripper_position.x, truth.gripper_position.y, truth.gripper_position.z])
         ee_m = None
-        if ee_pose is not None and truth.has_gripper and ee_pose.header.frame_id == truth.header.frame_id:
-            p = ee_pose.pose.position
-            ee_m = np.array([p.x, p.y, p.z])
+        ee_xyz = (np.array([ee_pose.pose.position.x, ee_pose.pose.position.y, ee_pose.pose.position.z])
+                  if ee_pose is not None else None)
+        if (ee_xyz is not None and np.isfinite(ee_xyz).all() and truth.has_gripper
+                and ee_pose.header.frame_id == truth.header.frame_id):
+            ee_m = ee_xyz
             for pa, ga in matched:
                 if gt_labels[ga] in EE_EXCLUDED_LABELS:
                     continue
@@ -433,7 +496,10 @@ def _match(graph: SceneGraph, perceived_m: np.ndarray, gt_labels: Sequence[str],
         if not truth:
             continue
         cost = np.linalg.norm(perceived_m[perceived][:, None, :] - gt_centres[truth][None, :, :], axis=2)
-        rows, cols = linear_sum_assignment(cost)
+        # Pairs beyond the gate cost more than any set of pairs within it, so the assignment first maximises the
+        # number of matches within the gate, then minimises their total distance.
+        gated = np.where(cost <= MATCH_GATE_M, cost, MATCH_GATE_M * (len(perceived) + len(truth) + 1))
+        rows, cols = linear_sum_assignment(gated)
         for r, c in zip(rows, cols, strict=True):
             if cost[r, c] <= MATCH_GATE_M:
                 match[perceived[r]] = truth[c]
@@ -477,6 +543,7 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
             "failure_reasons": dict(counts.failed),
             "without_ground_truth": counts.without_ground_truth,
             "out_of_order": counts.out_of_order,
+            "camera_pose_from_config": counts.camera_pose_from_config,
             "episodes": len(counts.episodes),
         },
         "detection": _detection_metrics(samples),
@@ -582,16 +649,17 @@ def _reward_metrics(samples: _Samples) -> dict[str, Any]:
     """Value-order correlation is taken up to the frame an episode first succeeds: after it the task is done and
     the reward is flat by design (the object rests at the goal), so the order of those frames is noise.
     ``value_order_spearman_whole_episode`` keeps every frame. ``value_order_spearman_env`` is the same measure of the
-    env's own dense reward on the same frames: the most a perceived reward of that formula can reach."""
+    env's own dense reward on the same frames: the most a perceived reward of that formula can reach. Frames whose
+    env reward is NaN (a scene without one) are left out of the comparisons with it."""
     value_order, value_order_whole, value_order_env, env_rho = [], [], [], []
     for episode, series in sorted(samples.reward_series.items()):
         values = np.array([row[:3] for row in series], dtype=np.float64)
         success = np.array([row[3] for row in series], dtype=bool)
-        env_rho.append(m.spearman(values[:, 1], values[:, 2]))
+        env_rho.append(_finite_spearman(values[:, 1], values[:, 2]))
         if samples.episode_success.get(episode) and success.any():
             first = int(np.argmax(success))
             value_order.append(m.spearman(values[: first + 1, 0], values[: first + 1, 1]))
-            value_order_env.append(m.spearman(values[: first + 1, 0], values[: first + 1, 2]))
+            value_order_env.append(_finite_spearman(values[: first + 1, 0], values[: first + 1, 2]))
             value_order_whole.append(m.spearman(values[:, 0], values[:, 1]))
 
     def mean(values: list[float]) -> float:
@@ -601,6 +669,7 @@ def _reward_metrics(samples: _Samples) -> dict[str, Any]:
     finite_env = [v for v in env_rho if not math.isnan(v)]
     rows = np.array([row[1:3] for series in samples.reward_series.values() for row in series], dtype=np.float64)
     rows = rows.reshape(-1, 2)
+    rows = rows[np.isfinite(rows).all(axis=1)]
     error = np.abs(rows[:, 0] - rows[:, 1])
     return {
         "frames": samples.reward_frames,
@@ -619,6 +688,11 @@ def _reward_metrics(samples: _Samples) -> dict[str, Any]:
     }
 
 
+def _finite_spearman(x: np.ndarray, y: np.ndarray) -> float:
+    both = np.isfinite(x) & np.isfinite(y)
+    return m.spearman(x[both], y[both])
+
+
 def check_evaluable(metrics: Mapping[str, Any]) -> None:
     """Raise when a report would hold no score at all (no frame evaluated), naming the likely cause."""
     frames = metrics["frames"]
@@ -629,6 +703,11 @@ def check_evaluable(metrics: Mapping[str, Any]) -> None:
         causes.append(f"the bag has no {', '.join(metrics['input']['missing_topics'])}")
     if not metrics["input"]["has_ground_truth"]:
         causes.append("the bag has no ground-truth topic")
+    elif frames["without_ground_truth"]:
+        causes.append(f"{frames['without_ground_truth']} frames had no ground truth within sync.tolerance_s of "
+                      "their stamp")
+    if metrics["input"]["unexpected_types"]:
+        causes.append(f"unexpected message types: {', '.join(metrics['input']['unexpected_types'])}")
     if frames["failure_reasons"]:
         causes.append(f"every frame failed: {next(iter(frames['failure_reasons']))}")
     raise EvaluationError("no frame could be evaluated" + (f": {'; '.join(causes)}" if causes else ""))

@@ -87,9 +87,12 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
         ("frames failed", _fmt(frames["failed"])),
         ("frames without ground truth", _fmt(frames["without_ground_truth"])),
         ("frames out of order (skipped)", _fmt(frames["out_of_order"])),
+        ("frames with the camera pose from the config (no tf)", _fmt(frames["camera_pose_from_config"])),
         ("missing topics", ", ".join(inputs["missing_topics"]) or "none"),
         ("skipped message types", ", ".join(f"{k} ({v})" for k, v in inputs["skipped_types"].items()) or "none"),
         ("undecodable messages", ", ".join(f"{k} ({v})" for k, v in inputs["undecodable"].items()) or "none"),
+        ("unexpected types on known topics",
+         ", ".join(f"{k} ({v})" for k, v in inputs["unexpected_types"].items()) or "none"),
         ("read error", inputs["read_error"] or "none"),
     ], ("", "value"))
     if frames["failure_reasons"]:

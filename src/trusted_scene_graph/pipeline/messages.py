@@ -51,7 +51,8 @@ def depth_m_from_msg(msg: Any) -> np.ndarray:
 
 def instances_from_msg(msg: Any) -> np.ndarray:
     if msg.encoding not in INSTANCE_ENCODINGS:
-        raise ImageError(f"instance image encoding {msg.encoding!r} is not an integer id image (16UC1 or mono8)")
+        raise ImageError(f"instance image encoding {msg.encoding!r} is not an integer id image "
+                         f"({', '.join(INSTANCE_ENCODINGS)})")
     return decode_image(*_fields(msg)).astype(np.uint16, copy=False)
 
 

@@ -27,6 +27,8 @@ random stacks and near-ties).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -191,13 +193,17 @@ def record_sim_bag(out_path: Path, settings: RecordSettings, config: Mapping[str
         topics[config["topics.ee_pose"]] = ("geometry_msgs/msg/PoseStamped", DEFAULT_QOS)
         topics[GOAL_POSE_TOPIC] = ("geometry_msgs/msg/PoseStamped", DEFAULT_QOS)
     summary = RecordSummary(Path(out_path), topics={topic: msgtype for topic, (msgtype, _) in topics.items()})
+    writer = BagWriter(out_path, settings.storage)  # refuses an existing path before the scene is built
     frames = _fetch_frames(settings) if is_fetch else _tabletop_frames(settings)
-    with BagWriter(out_path, settings.storage) as bag:
+    # Build the scene and its first frame before the bag exists: a setting the scene refuses (a camera the model
+    # does not have, a negative policy noise) must not leave an empty bag behind that blocks the corrected rerun.
+    first = next(frames)
+    with writer as bag, contextlib.closing(frames):
         for topic, (msgtype, qos) in topics.items():
             bag.add_topic(topic, msgtype, qos)
         last_episode = -1
         last_success = False
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
             if frame.episode != last_episode:
                 if last_episode >= 0:
                     summary.successes += int(last_success)
