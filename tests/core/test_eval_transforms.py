@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from trusted_scene_graph.dataset import messages as bag_msgs
-from trusted_scene_graph.evaluation.bag_eval import TransformBuffer, _match
+from trusted_scene_graph.evaluation.bag_eval import _match
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.geometry.transform import RigidTransform
 
 
