@@ -1,8 +1,9 @@
 # trusted_scene_graph on a ROS 2 Jazzy (LTS) install: apt ROS packages, pip ML packages, colcon build.
 #   docker build -t trusted_scene_graph .
 #   docker run --rm -it --net=host trusted_scene_graph ros2 launch trusted_scene_graph trusted_scene_graph.launch.py
-# The apt list mirrors requirements/ros.txt (ros-<name> wheel -> ros-jazzy-<name>); tests/test_packaging.py
-# fails when the two drift apart. Not buildable in the development environment (no Docker engine there).
+# The apt list mirrors requirements/ros.txt (ros-<name> wheel -> ros-jazzy-<name>) plus the packages vendored in
+# ros2_ws/vendor for want of a wheel (tf2_msgs); tests/test_packaging.py fails when they drift apart. Not
+# buildable in the development environment (no Docker engine there).
 FROM ros:jazzy-ros-base
 
 ARG ROS_DISTRO=jazzy
@@ -17,6 +18,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       ros-jazzy-std-srvs \
       ros-jazzy-sensor-msgs \
       ros-jazzy-geometry-msgs \
+      ros-jazzy-tf2-msgs \
       ros-jazzy-visualization-msgs \
       ros-jazzy-diagnostic-msgs \
       ros-jazzy-lifecycle-msgs \
@@ -45,10 +47,12 @@ RUN python3 -m venv --system-site-packages /opt/tsg \
 ENV PATH=/opt/tsg/bin:$PATH MUJOCO_GL=egl
 
 COPY . .
-# Both packages: the interfaces (ament_cmake) and the Python package (ament_python, scripts in lib/<pkg>).
+# Both packages: the interfaces (ament_cmake) and the Python package (ament_python, scripts in lib/<pkg>). Not the
+# vendored tf2_msgs: apt's ros-jazzy-tf2-msgs is the complete package, which tf2_ros needs.
 RUN source /opt/ros/${ROS_DISTRO}/setup.bash \
     && cd /ws/src/trusted_scene_graph/ros2_ws \
-    && colcon build --install-base /ws/install --build-base /ws/build --cmake-args -DBUILD_TESTING=OFF \
+    && colcon build --install-base /ws/install --build-base /ws/build --packages-skip tf2_msgs \
+       --cmake-args -DBUILD_TESTING=OFF \
     && /opt/tsg/bin/pip install --no-cache-dir --no-deps /ws/src/trusted_scene_graph
 
 ENV FASTDDS_DEFAULT_PROFILES_FILE=/ws/install/trusted_scene_graph/share/trusted_scene_graph/config/fastdds.xml

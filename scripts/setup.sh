@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command setup: .venv (Python 3.11) with the pinned ROS 2 Kilted wheels and ML stack, then the colcon build of
-# trusted_scene_graph_msgs. Idempotent: each step is skipped when the stamp of its inputs has not changed.
+# trusted_scene_graph_msgs (and of the vendored tf2_msgs where no tf2_msgs is installed). Idempotent: each step is
+# skipped when the stamp of its inputs has not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,9 +48,19 @@ if [ "${#stale[@]}" -gt 0 ]; then
 fi
 
 # 3. Interfaces: colcon build of ros2_ws (only when an interface or build file changed).
-want=$(stamp_of msg/*.msg srv/*.srv ros2_ws/src/*/CMakeLists.txt ros2_ws/src/*/package.xml requirements/ros.txt)
+#    tf2_msgs (the type of /tf and /tf_static) has no PyPI wheel: build the vendored copy in ros2_ws/vendor unless
+#    the venv already imports one. The check leaves out this workspace's own install, which a sourced env.sh puts on
+#    PYTHONPATH, so a rebuild does not drop the vendored package it built before.
+packages=(trusted_scene_graph_msgs)
+pythonpath_without_ws=$(tr ':' '\n' <<<"${PYTHONPATH:-}" | grep -v "^$ROOT/ros2_ws/" | paste -sd: - || true)
+if ! PYTHONPATH=$pythonpath_without_ws "$VENV/bin/python" -c 'import tf2_msgs' 2>/dev/null; then
+  packages+=(tf2_msgs)
+fi
+want=$( { cat msg/*.msg srv/*.srv ros2_ws/src/*/CMakeLists.txt ros2_ws/src/*/package.xml requirements/ros.txt \
+            ros2_ws/vendor/*/CMakeLists.txt ros2_ws/vendor/*/package.xml ros2_ws/vendor/*/msg/*.msg
+          echo "packages: ${packages[*]}"; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat ros2_ws/install/.setup-stamp-colcon 2>/dev/null)" != "$want" ]; then
-  log "building ros2_ws with colcon"
+  log "building ros2_ws with colcon: ${packages[*]}"
   (
     cd ros2_ws
     # shellcheck disable=SC1091
@@ -58,7 +69,7 @@ if [ "$(cat ros2_ws/install/.setup-stamp-colcon 2>/dev/null)" != "$want" ]; then
     rm -rf build install log
     # Only the interfaces: the Python package is the editable pip install (tests/test_packaging.py builds it
     # with colcon too, to check the layout a ROS install gets).
-    colcon --log-base log build --packages-select trusted_scene_graph_msgs --event-handlers console_direct- \
+    colcon --log-base log build --packages-select "${packages[@]}" --event-handlers console_direct- \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF > /tmp/tsg-colcon-build.log 2>&1 \
       || { tail -50 /tmp/tsg-colcon-build.log >&2; echo "setup: colcon build failed (log: /tmp/tsg-colcon-build.log)" >&2; exit 1; }
   )

@@ -32,8 +32,13 @@ def _pinned(path: Path) -> dict[str, str]:
 def test_every_ros_wheel_of_the_setup_has_its_apt_package_in_the_dockerfile_and_no_other():
     wheels = {name.removeprefix("ros-") for name in _pinned(ROOT / "requirements/ros.txt") if name.startswith("ros-")}
     apt = set(re.findall(r"ros-jazzy-([a-z0-9-]+)", (ROOT / "Dockerfile").read_text()))
+    # Interfaces without a wheel are vendored in ros2_ws/vendor for the wheel setup; a ROS install gets them by apt.
+    vendored = {path.parent.name.replace("_", "-") for path in (ROOT / "ros2_ws/vendor").glob("*/package.xml")}
+    assert vendored == {"tf2-msgs"}
     # launch_ros is the one package a ROS install adds: `ros2 launch` has no wheel.
-    assert apt - {"launch-ros"} == wheels
+    assert apt - {"launch-ros"} == wheels | vendored
+    # The vendored packages are skipped by the Docker colcon build: the apt ones are complete, the vendored not.
+    assert all(f"--packages-skip {name.replace('-', '_')}" in (ROOT / "Dockerfile").read_text() for name in vendored)
 
 
 def test_the_dockerfile_installs_the_same_pinned_ml_requirements_as_the_setup():

@@ -23,6 +23,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image
+from tf2_msgs.msg import TFMessage
 
 from trusted_scene_graph.ros.replay import (
     BagReplay,
@@ -44,6 +45,7 @@ MS = 1_000_000
 TAIL_S = 60  # a last message far away keeps the player running until the test stops it
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE, STRING, TF = "sensor_msgs/msg/Image", "std_msgs/msg/String", "tf2_msgs/msg/TFMessage"
+PLANE = "shape_msgs/msg/Plane"  # in rosbags' typestore, not installed here: a type the player must skip
 NO_TIME = QosTime(0, 0)
 LATCHED_OFFER = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, NO_TIME,
                     NO_TIME, QosLiveliness.AUTOMATIC, NO_TIME, False)
@@ -59,9 +61,13 @@ def _image(i: int) -> object:
                         data=(np.arange(36, dtype=np.uint8) + i))
 
 
+def _plane() -> object:
+    return TYPESTORE.types[PLANE](coef=np.array([0.0, 0.0, 1.0, -0.5]))
+
+
 def write_bag(path: Path, storage: StoragePlugin, with_tail: bool = True) -> list[tuple[str, int, bytes]]:
-    """A small bag: a latched string at t0, images and strings interleaved every 10 ms, two TF messages (no wheel
-    for tf2_msgs here) and, optionally, one string far later. Returns what was written, in log-time order."""
+    """A small bag: a latched string at t0, images and strings interleaved every 10 ms, two shape_msgs/Plane
+    messages (not installed here) and, optionally, one string far later. Returns what was written, in log-time order."""
     written = []
     with Writer(path, version=9, storage_plugin=storage) as writer:
         conns = {
@@ -70,13 +76,13 @@ def write_bag(path: Path, storage: StoragePlugin, with_tail: bool = True) -> lis
             "/camera/color/image_raw": writer.add_connection("/camera/color/image_raw", IMAGE, typestore=TYPESTORE,
                                                              offered_qos_profiles=[IMAGE_OFFER]),
             "/chatter": writer.add_connection("/chatter", STRING, typestore=TYPESTORE),
-            "/tf": writer.add_connection("/tf", TF, typestore=TYPESTORE),
+            "/plane": writer.add_connection("/plane", PLANE, typestore=TYPESTORE),
         }
         messages = [("/latched", 0, TYPESTORE.types[STRING](data="static map"), STRING)]
         messages += [("/camera/color/image_raw", (10 + 20 * i) * MS, _image(i), IMAGE) for i in range(4)]
         messages += [("/chatter", (20 + 20 * i) * MS, TYPESTORE.types[STRING](data=f"hello {i}"), STRING)
                      for i in range(3)]
-        messages += [("/tf", (25 + 20 * i) * MS, TYPESTORE.types[TF](transforms=[]), TF) for i in range(2)]
+        messages += [("/plane", (25 + 20 * i) * MS, _plane(), PLANE) for i in range(2)]
         if with_tail:
             messages.append(("/chatter", TAIL_S * 1000 * MS, TYPESTORE.types[STRING](data="the end"), STRING))
         for topic, offset_ns, msg, type_name in sorted(messages, key=lambda m: m[1]):
@@ -153,7 +159,8 @@ def test_the_default_is_reliable_volatile_keep_last_10_and_transient_local_for_t
 
 def test_message_classes_come_from_the_installed_packages():
     assert message_class(IMAGE) is Image
-    assert message_class(TF) is None  # no tf2_msgs wheel
+    assert message_class(TF) is TFMessage  # apt's, or the vendored one scripts/setup.sh builds
+    assert message_class(PLANE) is None
     assert message_class("std_msgs/msg/NoSuchType") is None
     assert message_class("not a type") is None
 
@@ -286,18 +293,18 @@ def test_a_bag_is_planned_with_recorded_qos_and_unknown_types_skipped(tmp_path, 
         assert describe_qos(bag.plans["/latched"].qos) == "reliable, transient_local, keep_last 1"
         assert describe_qos(bag.plans["/camera/color/image_raw"].qos) == "reliable, volatile, keep_last 5"
         assert bag.plans["/latched"].qos_recorded and not bag.plans["/chatter"].qos_recorded
-        assert bag.stats.skipped == {"/tf": (TF, "message type not installed here")}
+        assert bag.stats.skipped == {"/plane": (PLANE, "message type not installed here")}
         assert bag.schedule.pass_s == pytest.approx(TAIL_S)
         # One pass: every replayable message, byte-identical, in log-time order.
-        assert list(bag.messages()) == [m for m in written if m[0] != "/tf"]
-    assert console.file.getvalue().count("skipping /tf (tf2_msgs/msg/TFMessage)") == 1
+        assert list(bag.messages()) == [m for m in written if m[0] != "/plane"]
+    assert console.file.getvalue().count("skipping /plane (shape_msgs/msg/Plane)") == 1
 
 
 def test_a_single_mcap_file_a_topic_subset_and_a_start_offset(tmp_path):
     written = write_bag(tmp_path / "bag", StoragePlugin.MCAP)
-    options = ReplayOptions(topics=("/camera/color/image_raw", "/tf"), start_offset_s=0.04)
+    options = ReplayOptions(topics=("/camera/color/image_raw", "/plane"), start_offset_s=0.04)
     with BagReplay(tmp_path / "bag" / "bag.mcap", options, quiet_console()) as bag:
-        assert list(bag.plans) == ["/camera/color/image_raw"] and list(bag.stats.skipped) == ["/tf"]
+        assert list(bag.plans) == ["/camera/color/image_raw"] and list(bag.stats.skipped) == ["/plane"]
         assert describe_qos(bag.plans["/camera/color/image_raw"].qos) == "reliable, volatile, keep_last 5"
         assert list(bag.messages()) == [m for m in written
                                         if m[0] == "/camera/color/image_raw" and m[1] >= T0_NS + 40 * MS]
@@ -341,11 +348,11 @@ def test_a_truncated_bag_is_an_error_naming_it(tmp_path, storage, suffix, kept):
 
 
 def test_a_bag_with_no_installed_type_fails_without_touching_dds(tmp_path):
-    with Writer(tmp_path / "tf_only", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        conn = writer.add_connection("/tf", TF, typestore=TYPESTORE)
-        writer.write(conn, T0_NS, bytes(TYPESTORE.serialize_cdr(TYPESTORE.types[TF](transforms=[]), TF)))
+    with Writer(tmp_path / "plane_only", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/plane", PLANE, typestore=TYPESTORE)
+        writer.write(conn, T0_NS, bytes(TYPESTORE.serialize_cdr(_plane(), PLANE)))
     console = quiet_console()
-    assert run_replay(tmp_path / "tf_only", console=console) == 1
+    assert run_replay(tmp_path / "plane_only", console=console) == 1
     assert "nothing to replay" in console.file.getvalue()
 
 
@@ -377,7 +384,7 @@ def test_replayed_messages_arrive_byte_identical_in_order_and_latched_for_late_j
     written = write_bag(tmp_path / "bag", storage)
     expected = {}
     for topic, _, data in written[:-1]:  # all but the far tail
-        if topic != "/tf":
+        if topic != "/plane":
             expected.setdefault(topic, []).append(data)
     received: dict[str, list[bytes]] = {topic: [] for topic in expected}
     for topic in expected:
@@ -409,7 +416,7 @@ def test_replayed_messages_arrive_byte_identical_in_order_and_latched_for_late_j
     image = deserialize_message(received["/camera/color/image_raw"][2], Image)
     assert (image.header.stamp.sec, image.encoding, list(image.data[:3])) == (2, "rgb8", [2, 3, 4])
     assert stats.interrupted and stats.published == {t: len(v) for t, v in expected.items()}
-    assert stats.skipped == {"/tf": (TF, "message type not installed here")}
+    assert stats.skipped == {"/plane": (PLANE, "message type not installed here")}
     assert all(T0_NS <= t <= T0_NS + TAIL_S * 10**9 for t in clock_ns) and clock_ns == sorted(clock_ns)
 
 
@@ -421,7 +428,7 @@ def test_ctrl_c_ends_a_looping_replay_with_a_summary_and_exit_code_0(tmp_path):
     process = subprocess.Popen([sys.executable, "-u", "-c", script], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "300"})
     try:
-        output = [process.stdout.readline() for _ in range(2)]  # the /tf warning, then "replaying ..."
+        output = [process.stdout.readline() for _ in range(2)]  # the /plane warning, then "replaying ..."
         assert output[1].startswith(f"replaying {tmp_path / 'bag'}: 3 topics"), output
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=20)
@@ -431,3 +438,42 @@ def test_ctrl_c_ends_a_looping_replay_with_a_summary_and_exit_code_0(tmp_path):
             process.wait()
     assert process.returncode == 0, rest
     assert "Traceback" not in rest and "(interrupted)" in rest and "skipped topics" in rest
+
+
+@pytest.mark.dds
+def test_a_recorded_tf_static_replays_transient_local_so_a_late_subscriber_still_gets_it(tmp_path, test_node):
+    from trusted_scene_graph.dataset import BagWriter
+    from trusted_scene_graph.dataset import messages as bag_msgs
+    from trusted_scene_graph.dataset.bag import LATCHED_QOS
+    from trusted_scene_graph.geometry.transform import RigidTransform
+
+    # As `tsg sim record` writes it: /tf_static offered reliable, transient local; a far tail keeps the player on.
+    camera_in_world = RigidTransform.from_xyzw([0.4, -0.2, 1.1], [0.0, 0.7071068, 0.0, 0.7071068])
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.add_topic("/tf_static", TF, LATCHED_QOS)
+        bag.add_topic("/chatter", STRING)
+        bag.write("/tf_static", bag_msgs.tf_message(T0_NS, "world", "cam", camera_in_world), T0_NS)
+        bag.write("/chatter", TYPESTORE.types[STRING](data="the end"), T0_NS + TAIL_S * 10**9)
+    player_node = rclpy.create_node("tsg_replay_tf_test")
+    stop = threading.Event()
+    with BagReplay(tmp_path / "bag", ReplayOptions(wait_for_subscribers_s=0.0), quiet_console()) as bag, \
+            ThreadPoolExecutor(1) as pool:
+        plan = bag.plans["/tf_static"]
+        assert plan.msg_class is TFMessage and plan.qos_recorded
+        assert plan.qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        assert plan.qos.reliability == ReliabilityPolicy.RELIABLE
+        try:
+            playing = pool.submit(bag.play, player_node, stop)
+            assert spin_until(test_node, lambda: bag.stats.published["/tf_static"] == 1)
+            late: list[TFMessage] = []  # subscribes after the only /tf_static message went out
+            test_node.create_subscription(TFMessage, "/tf_static", late.append,
+                                          QoSProfile(depth=100, reliability=R.RELIABLE, durability=D.TRANSIENT_LOCAL))
+            assert spin_until(test_node, lambda: len(late) == 1)
+        finally:
+            stop.set()
+            playing.result(timeout=10.0)
+            player_node.destroy_node()
+    (stamped,) = late[0].transforms
+    assert (stamped.header.frame_id, stamped.child_frame_id) == ("world", "cam")
+    assert [stamped.transform.translation.x, stamped.transform.translation.y,
+            stamped.transform.translation.z] == pytest.approx([0.4, -0.2, 1.1])

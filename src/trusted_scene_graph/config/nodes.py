@@ -52,6 +52,15 @@ def subscribed_topic(config: Mapping[str, Any], topic_parameter: str) -> str:
     return config[topic_parameter] + transport_suffix(config, topic_parameter)
 
 
+TF_STATIC_TOPIC = "/tf_static"
+TF_TOPIC = "/tf"
+
+
+def tf_topic_names(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tf topics the scene-graph node subscribes: both with ``extrinsic.source: tf``, else none."""
+    return (TF_STATIC_TOPIC, TF_TOPIC) if config["extrinsic.source"] == "tf" else ()
+
+
 def input_topic_names(config: Mapping[str, Any], needs_depth: bool, needs_instances: bool) -> list[tuple[str, str]]:
     """(synchroniser name, topic) of every camera input the scene-graph node subscribes, anchor (colour) first.
 

@@ -117,9 +117,11 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "Rotation from the camera optical frame (x right, y down, z forward) to the graph frame, "
               "as a unit quaternion x, y, z, w", length=4, min=-1.0, max=1.0),
     ParamSpec("extrinsic.source", STRING, "static",
-              "Where the camera-to-graph transform comes from: 'static' (the two parameters above) or "
-              "'plane_fit' (RANSAC fit of the dominant support plane in the depth image; z up from its normal)",
-              choices=("static", "plane_fit"), read_only=True),
+              "Where the camera-to-graph transform comes from: 'static' (the two parameters above), "
+              "'plane_fit' (RANSAC fit of the dominant support plane in the depth image; z up from its normal) or "
+              "'tf' (per frame, the tf lookup graph_frame <- camera_info's frame_id at the image stamp, from "
+              "/tf_static and /tf; a frame without that transform is rejected)",
+              choices=("static", "plane_fit", "tf"), read_only=True),
     ParamSpec("extrinsic.plane_fit.inlier_distance_m", FLOAT, 0.01,
               "'plane_fit': largest point-to-plane distance of a plane inlier", unit="m", min=1e-4, max=1.0),
     ParamSpec("extrinsic.plane_fit.iterations", INT, 200, "'plane_fit': RANSAC hypotheses per fit",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,13 +19,33 @@ from trusted_scene_graph.perception.lifting import LiftingSettings, lift_detecti
 from trusted_scene_graph.perception.tracking import Tracker
 from trusted_scene_graph.relations.geometric import RelationSettings, horizontal_axes, prune_relations
 
+if TYPE_CHECKING:
+    from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+
+# A tf pose and the configured extrinsic closer than this are the same pose: well below what perception resolves, and
+# above the rounding of a config written from the tf's printed values.
+SAME_POSE_TRANSLATION_M = 1e-3
+SAME_POSE_ROTATION_RAD = 1e-3
+
 
 class PipelineError(TsgError):
     """A frame the pipeline cannot turn into a graph (for example, no valid depth at all)."""
 
 
+def poses_differ(a: RigidTransform, b: RigidTransform) -> bool:
+    """Whether two camera poses differ by more than :data:`SAME_POSE_TRANSLATION_M` or
+    :data:`SAME_POSE_ROTATION_RAD`."""
+    rotation_rad = float((a.rotation.inv() * b.rotation).magnitude())
+    return bool(np.linalg.norm(a.translation_m - b.translation_m) > SAME_POSE_TRANSLATION_M
+                or rotation_rad > SAME_POSE_ROTATION_RAD)
+
+
 class ScenePipeline:
-    """Stateful (tracks persist across frames) frame → :class:`SceneGraph` pipeline."""
+    """Stateful (tracks persist across frames) frame → :class:`SceneGraph` pipeline.
+
+    The camera-to-graph transform comes from ``extrinsic.source``: the config ('static'), a support-plane fit
+    ('plane_fit'), or per frame from the caller ('tf': :meth:`camera_pose_from_tf` before each :meth:`process`).
+    """
 
     def __init__(self, config: Mapping[str, Any], detector: Detector | None = None,
                  depth_backend: DepthBackend | None = None) -> None:
@@ -37,6 +57,7 @@ class ScenePipeline:
         self._frames_since_plane_fit = 0
         self.camera_to_graph: RigidTransform | None = None  # 'plane_fit': set by the first frame's fit, then kept
         self.plane: PlaneFit | None = None  # 'plane_fit': the last fitted support plane
+        self.tf_camera_frame: str | None = None  # 'tf': the camera frame of the last lookup (None: none yet)
         self.reconfigure(config)
 
     def start_sequence(self) -> None:
@@ -61,6 +82,38 @@ class ScenePipeline:
         if config["extrinsic.source"] == "static":
             self._set_camera_to_graph(RigidTransform.from_xyzw(config["extrinsic.translation_m"],
                                                                config["extrinsic.rotation_xyzw"]))
+
+    def set_camera_to_graph(self, camera_to_graph: RigidTransform | None, camera_frame: str) -> None:
+        """'tf': the pose of ``camera_frame`` in the graph frame for the next frame(s); None when the tf has no such
+        transform, so that :meth:`process` rejects the frame naming both frames (never an older frame's pose)."""
+        if self.config["extrinsic.source"] != "tf":
+            raise PipelineError(f"set_camera_to_graph needs extrinsic.source 'tf'; it is "
+                                f"{self.config['extrinsic.source']!r}, which sets the camera pose itself")
+        self.tf_camera_frame = camera_frame
+        if camera_to_graph is None:
+            self.camera_to_graph = None
+        else:
+            self._set_camera_to_graph(camera_to_graph)
+
+    def camera_pose_from_tf(self, tf: TransformBuffer, camera_frame: str, stamp_ns: int) -> RigidTransform | None:
+        """'tf': look up ``graph_frame <- camera_frame`` at ``stamp_ns`` (the image stamp) and use it for the next
+        frame; returns it (None: not in the tf). The one step the node and ``tsg eval`` share, so both place the
+        camera alike."""
+        camera_to_graph = tf.lookup(self.frame_id, camera_frame, stamp_ns)
+        self.set_camera_to_graph(camera_to_graph, camera_frame)
+        return camera_to_graph
+
+    def _no_camera_pose_message(self) -> str:
+        if self.config["extrinsic.source"] != "tf":
+            return ("the camera-to-graph transform is not known yet (extrinsic.source 'plane_fit' fits it from the "
+                    "first frame's depth)")
+        if self.tf_camera_frame is None:
+            return "extrinsic.source 'tf': no camera pose was looked up for this frame (call camera_pose_from_tf)"
+        if not self.tf_camera_frame:
+            return (f"extrinsic.source 'tf': camera_info has an empty header.frame_id, so there is no camera frame "
+                    f"to look up in the tf for graph frame {self.frame_id!r}")
+        return (f"extrinsic.source 'tf': no transform from camera frame {self.tf_camera_frame!r} to graph frame "
+                f"{self.frame_id!r} at the image stamp in /tf_static or /tf")
 
     def _set_camera_to_graph(self, camera_to_graph: RigidTransform) -> None:
         self.camera_to_graph = camera_to_graph
@@ -89,9 +142,14 @@ class ScenePipeline:
         self._frames_since_plane_fit = 0
 
     def frame_status(self) -> dict[str, str]:
-        """Where the graph frame comes from, and for 'plane_fit' the fitted plane (for ``/diagnostics``)."""
+        """Where the graph frame comes from; for 'tf' the camera frame and whether the tf had it at the last frame, for
+        'plane_fit' the fitted plane (for ``/diagnostics``)."""
         status = {"graph_frame_source": self.config["extrinsic.source"]}
-        if self.config["extrinsic.source"] == "plane_fit":
+        if self.config["extrinsic.source"] == "tf":
+            status["camera_frame"] = self.tf_camera_frame if self.tf_camera_frame is not None else "not seen yet"
+            status["camera_in_tf"] = ("not looked up yet" if self.tf_camera_frame is None
+                                      else "yes" if self.camera_to_graph is not None else "no")
+        elif self.config["extrinsic.source"] == "plane_fit":
             if self.plane is None:
                 status["support_plane"] = "not fitted yet"
             else:
@@ -109,6 +167,8 @@ class ScenePipeline:
         return self.depth_backend.needs_depth_topic
 
     def process(self, frame: CameraFrame) -> SceneGraph:
+        if self.config["extrinsic.source"] == "tf" and self.camera_to_graph is None:
+            raise PipelineError(self._no_camera_pose_message())  # before the models run: the frame is lost anyway
         timing_ms: dict[str, float] = {}
         start = time.perf_counter()
         depth_m = self.depth_backend.depth_m(frame.rgb, frame.depth_m)
@@ -131,8 +191,7 @@ class ScenePipeline:
                            intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None) -> SceneGraph:
         """Lift, track, relate and prune given detections (the part after the models; benchmarked alone)."""
         if self.camera_to_graph is None:
-            raise PipelineError("the camera-to-graph transform is not known yet (extrinsic.source 'plane_fit' "
-                                "fits it from the first frame's depth)")
+            raise PipelineError(self._no_camera_pose_message())
         timing_ms = {} if timing_ms is None else timing_ms
         start = time.perf_counter()
         lifted = [obj for obj in lift_detections(detections, depth_m, intrinsics, self.camera_to_graph, self.lifting,

@@ -9,6 +9,11 @@ Callbacks only convert messages and call the core (:class:`~trusted_scene_graph.
   detector never builds a queue;
 - the query service has its own group and answers from the last published graph (an atomic reference read),
   so it never waits behind perception.
+
+With ``extrinsic.source: tf`` the node also buffers ``/tf_static`` and ``/tf`` (sensor group) in a
+:class:`~trusted_scene_graph.geometry.tf_buffer.TransformBuffer`, and perception looks the camera pose up at each
+image's stamp (:meth:`ScenePipeline.camera_pose_from_tf`, the step ``tsg eval`` runs too). A frame whose camera has
+no transform to the graph frame is rejected like any bad frame: counted, logged and reported on ``/diagnostics``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
-from trusted_scene_graph.config.nodes import input_topic_names
+from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, input_topic_names, tf_topic_names
 from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import query_distance
 from trusted_scene_graph.pipeline.health import FrameStats
@@ -41,10 +47,20 @@ MARKERS_TOPIC = "/scene_graph/markers"
 QUERY_SERVICE = "/scene_graph/query_distance"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_PERIOD_S = 1.0
+# Transforms older than this before the newest one are dropped (tf2's default cache length) when no frame comes to
+# prune them, so a /tf stream without camera frames cannot grow the buffer without bound.
+TF_CACHE_NS = 10 * 1_000_000_000
 
 # Latched graph: a late subscriber (RViz, a policy starting up) gets the newest graph at once.
 GRAPH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                        history=HistoryPolicy.KEEP_LAST)
+
+
+# As tf2_ros's listener: static transforms are latched by their broadcasters, dynamic ones come at a high rate.
+TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                    history=HistoryPolicy.KEEP_LAST)
 
 
 def sensor_qos(config: Config) -> QoSProfile:
@@ -82,11 +98,15 @@ class SceneGraphNode(LifecycleNode):
         self._perception_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._lock = threading.Lock()  # guards the synchronizer, shared by sensor and perception callbacks
+        self._tf_lock = threading.Lock()  # guards the tf buffer, shared by the tf and perception callbacks
+        self._tf: TransformBuffer | None = None  # 'tf' extrinsic only
+        self._tf_newest_ns = 0  # the newest stamp in the tf buffer
         self.pipeline: ScenePipeline | None = None
         self.latest_graph: SceneGraph | None = None
         self.stats = FrameStats()
         self._sync: FrameSynchronizer | None = None
-        self._subscriptions = []
+        # Not `_subscriptions`: rclpy's Node keeps its own list under that name, which destroy_subscription edits.
+        self._input_subscriptions = []
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
         self._diagnostics_timer = None
         self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
@@ -104,6 +124,7 @@ class SceneGraphNode(LifecycleNode):
         topics = [name for name, _, _ in self._inputs()]
         self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
                                        self.config["sync.buffer_size"])
+        self._tf = TransformBuffer() if tf_topic_names(self.config) else None
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, MARKERS_TOPIC, GRAPH_QOS)
         self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -121,17 +142,26 @@ class SceneGraphNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = sensor_qos(self.config)
-        self._subscriptions = [
+        # tf first: when a transform and the images of its frame are ready at once, the transform is buffered first.
+        self._input_subscriptions = [self._tf_subscription(topic) for topic in tf_topic_names(self.config)]
+        self._input_subscriptions += [
             self.create_subscription(msg_type, topic, self._buffer_callback(name), qos,
                                      callback_group=self._sensor_group)
             for name, msg_type, topic in self._inputs()
         ]
         return super().on_activate(state)
 
+    def _tf_subscription(self, topic: str):
+        from tf2_msgs.msg import TFMessage  # only with the 'tf' extrinsic: tf2_msgs may be missing elsewhere
+
+        return self.create_subscription(TFMessage, topic, self._on_tf,
+                                        TF_STATIC_QOS if topic == TF_STATIC_TOPIC else TF_QOS,
+                                        callback_group=self._sensor_group)
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for subscription in self._subscriptions:
+        for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._input_subscriptions = []
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -139,9 +169,9 @@ class SceneGraphNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for subscription in self._subscriptions:
+        for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._input_subscriptions = []
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -159,6 +189,7 @@ class SceneGraphNode(LifecycleNode):
         self._diagnostics_timer = None
         self.pipeline = None
         self.latest_graph = None
+        self._tf = None
 
     # Callbacks: convert, call the core, publish.
 
@@ -171,13 +202,21 @@ class SceneGraphNode(LifecycleNode):
 
         return callback
 
+    def _on_tf(self, msg) -> None:
+        with self._tf_lock:
+            self._tf.add(msg)
+            self._tf_newest_ns = max([self._tf_newest_ns] + [convert.stamp_to_ns(t.header.stamp)
+                                                             for t in msg.transforms])
+
     def _on_frame_ready(self) -> None:
         with self._lock:
             latest = self._sync.take_latest()
         if latest is None or self.pipeline is None:
             return
-        _, msgs = latest
+        stamp_ns, msgs = latest
         try:
+            if self._tf is not None:
+                self._camera_pose_from_tf(msgs["camera_info"].header.frame_id, stamp_ns)
             frame = convert.frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
                                             msgs.get("instances"))
             graph = self.pipeline.process(frame)
@@ -191,7 +230,16 @@ class SceneGraphNode(LifecycleNode):
         if self.config["markers.enabled"]:
             self._marker_pub.publish(convert.markers_from_graph(graph))
 
+    def _camera_pose_from_tf(self, camera_frame: str, stamp_ns: int) -> None:
+        with self._tf_lock:
+            self.pipeline.camera_pose_from_tf(self._tf, camera_frame, stamp_ns)
+            # Frames are processed in stamp order: only the transform in force at this stamp can still be needed.
+            self._tf.forget_before(stamp_ns)
+
     def _publish_diagnostics(self) -> None:
+        if self._tf is not None:
+            with self._tf_lock:
+                self._tf.forget_before(self._tf_newest_ns - TF_CACHE_NS)
         with self._lock:
             self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
         details = self.pipeline.frame_status() if self.pipeline is not None else None
