@@ -185,3 +185,61 @@ def test_bad_paths_storages_and_topics_are_refused_with_the_value_named(tmp_path
             bag.write("/y", None, 0)
     with pytest.raises(DatasetError, match="QoS reliability 'sometimes'"):
         QosSpec(reliability="sometimes")
+
+
+def test_a_complete_mcap_file_without_metadata_yaml_reads_without_an_error(tmp_path: Path) -> None:
+    _write_sample_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    alone = tmp_path / "alone"  # the mcap file copied on its own into a directory, as people share bags
+    alone.mkdir()
+    (alone / mcap_file.name).write_bytes(mcap_file.read_bytes())
+    for path in (mcap_file, alone):
+        with BagReader(path) as reader:
+            topics = [m.topic for m in reader.messages()]
+            assert reader.message_counts["/ground_truth"] == 1 and sum(reader.message_counts.values()) == 5
+        assert reader.read_error is None, path
+        assert len(topics) == 5
+
+
+def test_the_salvage_reader_reports_an_error_only_for_a_file_without_its_end(tmp_path: Path, monkeypatch) -> None:
+    from rosbags.rosbag2 import ReaderError
+
+    from trusted_scene_graph.dataset import bag as bag_module
+
+    def refuse(path: Path) -> None:
+        raise ReaderError(f"cannot index {path}")  # as rosbags refuses an mcap file it cannot index
+
+    _write_sample_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(mcap_file.read_bytes()[: mcap_file.stat().st_size // 2])
+    monkeypatch.setattr(bag_module, "Reader", refuse)
+    with BagReader(mcap_file) as whole:
+        assert whole.read_error is None
+        assert whole.message_counts == {"/tf_static": 1, "/camera/color/image_raw": 1, "/camera/depth/image_raw": 1,
+                                        "/camera/color/camera_info": 1, "/ground_truth": 1}
+        assert len(list(whole.messages())) == 5
+    with BagReader(cut) as damaged:
+        assert damaged.read_error is not None and "no valid end" in damaged.read_error
+        assert sum(damaged.message_counts.values()) == len(list(damaged.messages()))
+
+
+def test_messages_of_other_topics_are_not_decoded_but_counted(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = make_typestore()
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        text = writer.add_connection("/text", "std_msgs/msg/String", typestore=store)
+        broken = writer.add_connection("/broken", "std_msgs/msg/String", typestore=store)
+        writer.write(text, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="kept"),
+                                                  "std_msgs/msg/String"))
+        for k in range(3):
+            writer.write(broken, 2 + k, b"\x00\x01")  # would not deserialise if it were read
+    with BagReader(tmp_path / "bag") as reader:
+        read = list(reader.messages(["/text"]))
+        assert reader.message_counts == {"/text": 1, "/broken": 3}
+    assert [m.msg.data for m in read] == ["kept"]
+    assert not reader.undecodable
+    with BagReader(tmp_path / "bag") as reader:
+        list(reader.messages())
+    assert sum(reader.undecodable.values()) == 3  # the same bytes, decoded, do fail: the filter skipped them

@@ -125,7 +125,7 @@ def test_depth_noise_and_16uc1_change_the_depth_topic_only(tmp_path: Path) -> No
 
 
 def test_record_settings_name_the_bad_value() -> None:
-    with pytest.raises(SimError, match="unknown scene 'FetchJuggle'"):
+    with pytest.raises(SimError, match="unknown --task 'FetchJuggle'; known: FetchPickAndPlace"):
         RecordSettings(scene="FetchJuggle")
     with pytest.raises(SimError, match="episodes=0"):
         RecordSettings(episodes=0)
@@ -215,9 +215,12 @@ def test_invalid_ground_truth_fails_its_frame_and_the_other_frames_are_scored(ta
 
 def test_frames_scored_without_a_camera_pose_in_the_tf_are_counted(tabletop_bag: Path, tmp_path: Path) -> None:
     _copy_without(tabletop_bag, tmp_path / "no_tf", {"/tf_static"})
-    metrics = evaluate_bag(tmp_path / "no_tf", benchmark_config()).metrics
+    static = benchmark_config().with_overrides({"extrinsic.source": "static"})
+    metrics = evaluate_bag(tmp_path / "no_tf", static).metrics
     # Every frame is scored with the config's extrinsic, which is not the recorded camera's pose.
     assert metrics["frames"]["evaluated"] == metrics["frames"]["camera_pose_from_config"] == 4
+    # With the benchmark's 'tf' extrinsic such frames fail instead (tests/sim/test_eval_extrinsic.py).
+    assert evaluate_bag(tmp_path / "no_tf", benchmark_config()).metrics["frames"]["failed"] == 4
 
 
 def test_messages_of_an_unexpected_type_on_an_input_topic_are_counted(tabletop_bag: Path, tmp_path: Path) -> None:
@@ -285,7 +288,7 @@ def test_sim_record_cli_writes_a_bag_and_refuses_an_existing_path(tmp_path: Path
     out = tmp_path / "bag"
     assert main(["sim", "record", "--task", "tabletop", "--episodes", "1", "--width", "160", "--height", "120",
                  "--storage", "sqlite3", "--out", str(out)]) == 0
-    assert "1 episodes, 1 frames" in capsys.readouterr().out
+    assert "1 tabletop episode, 1 frame, " in capsys.readouterr().out
     assert list(out.glob("*.db3"))
     assert main(["sim", "record", "--task", "tabletop", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -380,3 +383,141 @@ def test_a_bag_without_ground_truth_reports_timing_and_says_why_nothing_was_scor
     assert result.metrics["timing"]["total"]["count"] == 4  # the frames still ran through the pipeline
     with pytest.raises(EvaluationError, match="the bag has no ground-truth topic"):
         check_evaluable(result.metrics)
+
+
+BENCHMARK_YAML = str(REPO_ROOT / "config" / "benchmark.yaml")
+
+
+def _copy_renaming(source: Path, target: Path, renames: dict[str, str],
+                   raw_topics: dict[str, tuple[str, list[bytes]]] | None = None) -> None:
+    """A copy of a bag with topics renamed; ``raw_topics`` adds topics of (type, raw payloads) written as they are."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from trusted_scene_graph.dataset import make_typestore
+
+    store = make_typestore()
+    with BagReader(source) as reader, Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connections = {topic: writer.add_connection(renames.get(topic, topic), msgtype, typestore=store)
+                       for topic, msgtype in reader.topics.items()}
+        for topic, (msgtype, payloads) in (raw_topics or {}).items():
+            extra = writer.add_connection(topic, msgtype, typestore=store)
+            for k, payload in enumerate(payloads):
+                writer.write(extra, k + 1, payload)
+        for message in reader.messages():
+            writer.write(connections[message.topic], message.log_time_ns,
+                         store.serialize_cdr(message.msg, message.msgtype))
+
+
+def test_eval_cli_of_a_bag_without_ground_truth_writes_timing_and_counts_and_exits_0(tabletop_bag: Path,
+                                                                                     tmp_path: Path, capsys) -> None:
+    _copy_without(tabletop_bag, tmp_path / "robot", {"/ground_truth"})
+    out = tmp_path / "report"
+    assert main(["eval", str(tmp_path / "robot"), "--config", BENCHMARK_YAML, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 frames processed (0 failed), none scored" in printed
+    assert "no ground truth on topic /ground_truth" in printed and "--ground-truth-topic" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames"]["without_ground_truth"] == 4 and metrics["frames"]["evaluated"] == 0
+    assert metrics["timing"]["total"]["count"] == 4
+    report = (out / "report.md").read_text()
+    assert "no ground truth on topic /ground_truth" in report and "--ground-truth-topic" in report
+    assert "| `relations.precision_kept` | n/a | >= 0.95 | not applicable: no ground truth on /ground_truth |" in report
+    assert (out / "timing.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_ground_truth_on_another_topic_is_named_and_scored_with_the_option(tabletop_bag: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    _copy_renaming(tabletop_bag, tmp_path / "renamed", {"/ground_truth": "/sim/truth"})
+    assert main(["eval", str(tmp_path / "renamed"), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "a")]) == 0
+    assert "pass --ground-truth-topic /sim/truth" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "renamed"), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "b"),
+                 "--ground-truth-topic", "/sim/truth"]) == 0
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["frames"]["evaluated"] == 4
+
+
+def test_a_bad_out_is_refused_by_name_before_the_bag_is_read(tmp_path: Path, capsys) -> None:
+    (tmp_path / "taken").write_text("user data")
+    # The bag does not exist either: the error names the output directory, so it was checked first.
+    for out, message in ((tmp_path / "taken", f"output directory {tmp_path / 'taken'} exists and is not a directory"),
+                         (tmp_path / "taken" / "report",
+                          f"cannot write to output directory {tmp_path / 'taken' / 'report'}: ")):
+        assert main(["eval", str(tmp_path / "no_bag"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"tsg eval: error: {message}" in err
+        assert "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "user data"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any directory")
+def test_an_unwritable_out_is_refused_by_name(tabletop_bag: Path, tmp_path: Path, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["eval", str(tabletop_bag), "--config", BENCHMARK_YAML, "--out", str(locked)]) == 2
+    finally:
+        locked.chmod(0o700)
+    assert f"cannot write to output directory {locked}" in capsys.readouterr().err
+    assert list(locked.iterdir()) == []
+
+
+def test_a_reused_out_loses_its_stale_figures_and_keeps_other_files(tabletop_bag: Path, tmp_path: Path) -> None:
+    out = tmp_path / "thr06"
+    out.mkdir()
+    (out / "distance_ee_object.png").write_bytes(b"from a Fetch bag")  # this bag has no end effector to draw
+    (out / "roc.png").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    assert main(["eval", str(tabletop_bag), "--config", BENCHMARK_YAML, "--set", "trust.threshold=0.6",
+                 "--out", str(out)]) == 0
+    assert not (out / "distance_ee_object.png").exists()
+    assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_the_report_records_provenance_precision_and_what_cannot_apply(tabletop_bag: Path, tmp_path: Path) -> None:
+    out = tmp_path / "thr06"
+    assert main(["eval", str(tabletop_bag), "--config", BENCHMARK_YAML, "--set", "trust.threshold=0.6",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    run = metrics["provenance"]
+    assert run["overrides"] == ["trust.threshold=0.6"] and run["config"] == BENCHMARK_YAML
+    assert run["bag"] == str(tabletop_bag.resolve()) and run["package_version"]
+    assert "--set trust.threshold=0.6" in run["command"] and run["command"].startswith("tsg eval ")
+    assert run["git_commit"] is None or len(run["git_commit"]) == 40
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Evaluation: thr06 (bag tabletop; --set trust.threshold=0.6)\n")
+    assert f"`{run['command']}`" in report
+    # Tabletop scenes have no robot: ee targets cannot apply; reward needs a goal.
+    assert "| `distance.ee_object.median_abs_error_close_m` | n/a | <= 1.50 cm | not applicable: no end-effector " \
+           "pose (/ee_pose) in the bag |" in report
+    assert "## Reward\n\nNot applicable: the task has no goal." in report
+    error_cm = metrics["detection"]["centroid_error_median_m"] * 100.0
+    assert f"| `centroid_error_median_m` | {error_cm:.2f} cm |" in report
+
+
+def test_only_the_topics_the_replay_uses_are_decoded_and_the_others_counted(tabletop_bag: Path,
+                                                                             tmp_path: Path) -> None:
+    # Bytes that would not deserialise: were the topic decoded, they would be counted as undecodable.
+    _copy_renaming(tabletop_bag, tmp_path / "extra", {},
+                   {"/lidar/points": ("sensor_msgs/msg/PointCloud2", [b"\x00\x01"] * 3)})
+    inputs = evaluate_bag(tmp_path / "extra", benchmark_config()).metrics["input"]
+    assert inputs["bag_topics"]["/lidar/points"] == {"type": "sensor_msgs/msg/PointCloud2", "messages": 3,
+                                                     "read": False}
+    assert inputs["bag_topics"]["/ground_truth"]["read"] and inputs["bag_topics"]["/tf_static"]["read"]
+    assert inputs["messages_not_read"] == 3 and inputs["undecodable"] == {}
+    assert inputs["messages_read"] == sum(t["messages"] for t in inputs["bag_topics"].values() if t["read"])
+
+
+def test_an_mcap_file_without_metadata_yaml_evaluates_cleanly_and_a_cut_one_warns(tabletop_bag: Path, tmp_path: Path,
+                                                                                   capsys) -> None:
+    (mcap_file,) = tabletop_bag.glob("*.mcap")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / mcap_file.name).write_bytes(mcap_file.read_bytes())
+    for bag in (alone, alone / mcap_file.name):
+        assert main(["eval", str(bag), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "report")]) == 0
+        assert "warning" not in capsys.readouterr().err
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(mcap_file.read_bytes()[: mcap_file.stat().st_size * 3 // 5])
+    assert main(["eval", str(cut), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "cut_report")]) == 1
+    assert "has no valid end" in capsys.readouterr().err

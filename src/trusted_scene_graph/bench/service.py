@@ -106,8 +106,9 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
             feeder.join()
             client_executor.shutdown()
             client_node.destroy_node()
-            bringup.executor.remove_node(echo)
-            echo.destroy_node()
+        # Destroyed only once the bringup's executor has stopped: destroying a node it is still waiting on races with
+        # its wait set ("cannot use Destroyable because destruction was requested").
+        echo.destroy_node()
     finally:
         rclpy.try_shutdown()
 

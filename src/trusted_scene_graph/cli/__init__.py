@@ -19,10 +19,45 @@ from trusted_scene_graph.errors import TsgError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "default.yaml"
 
-EVAL_VSR = "eval-vsr"  # the parser behind `tsg eval vsr`
+EVAL_VSR = "eval-vsr"  # the parser behind `tsg eval vsr`, left out of `tsg --help`
+VSR_WORD = "vsr"
+EVAL_VSR_RULE = ("A bag directory named vsr in the current directory is evaluated as a bag unless a VSR-only option "
+                 "(--images, --annotations, ...) follows; write `tsg eval ./vsr` to be explicit.")
+
+#: trusted_scene_graph.sim.depth_noise.DEPTH_NOISE_PRESETS, spelled out so `tsg --help` need not import numpy/scipy
+#: (a test keeps the two equal).
+DEPTH_NOISE_CHOICES = ("none", "kinect", "realsense")
 
 # Exit codes: 0 success, 1 the command ran but its result is a failure (e.g. no graph arrived), 2 bad input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(TsgError):
+    """A command-line option that does not apply to the rest of the command line."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to each option's help, unless the help already names its default or there is no value
+    to show (a flag, or a None/empty default whose meaning the help text states)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default is None or action.default == []:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; subparsers inherit the class (add_subparsers' parser_class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class MissingInterfacesError(TsgError):
@@ -107,53 +142,103 @@ def cmd_bench_perception(config_path: Path | None, out: Path, repeats: int, dete
                                 detector_repeats=detector_repeats)
 
 
+def progress_bar(*columns: Any) -> Any:
+    """A transient rich progress bar on stderr, shown only on an interactive terminal.
+
+    rich's Progress prints an empty line when it stops on a non-interactive console; on stdout that line led every
+    logged command output. On stderr, and disabled when stderr is a file or pipe, stdout holds only the results.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, transient=True, disable=not console.is_interactive)
+
+
 def cmd_sim_record(config_path: Path | None, overrides: Sequence[str], out: Path, scene: str, episodes: int,
                    seed: int, camera: str | None, width: int, height: int, depth_noise: str, depth_encoding: str,
-                   storage: str, policy_noise: float, frames_per_scene: int) -> int:
-    """Record simulated episodes with ground truth into a new bag."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+                   storage: str, policy_noise: float | None, frames_per_scene: int | None) -> int:
+    """Record simulated episodes with ground truth into a new bag.
 
-    from trusted_scene_graph.sim.record import RecordSettings, frames_per_episode, record_sim_bag
+    ``policy_noise`` (Fetch only) and ``frames_per_scene`` (tabletop only) are None when not given; giving one for
+    the other kind of task is a :class:`UsageError` rather than a silently ignored option.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    settings = RecordSettings(scene=scene, episodes=episodes, seed=seed, camera=camera, width=width, height=height,
-                              depth_noise=depth_noise, depth_encoding=depth_encoding, storage=storage,
-                              policy_noise=policy_noise, frames_per_scene=frames_per_scene)
+    from trusted_scene_graph.sim.record import TABLETOP, RecordSettings, frames_per_episode, record_sim_bag
+
+    if scene == TABLETOP and policy_noise is not None:
+        raise UsageError(f"--policy-noise applies to the Fetch tasks only, not to --task {scene}")
+    if scene != TABLETOP and frames_per_scene is not None:
+        raise UsageError(f"--frames-per-scene applies to --task {TABLETOP} only, not to --task {scene}")
+    defaults = RecordSettings()
+    settings = RecordSettings(
+        scene=scene, episodes=episodes, seed=seed, camera=camera, width=width, height=height, depth_noise=depth_noise,
+        depth_encoding=depth_encoding, storage=storage,
+        policy_noise=defaults.policy_noise if policy_noise is None else policy_noise,
+        frames_per_scene=defaults.frames_per_scene if frames_per_scene is None else frames_per_scene)
     total = episodes * frames_per_episode(settings)
     columns = (TextColumn(f"recording {scene}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
+    with progress_bar(*columns) as progress:
         task = progress.add_task("record", total=total)
         summary = record_sim_bag(out, settings, load(config_path, overrides),
                                  progress=lambda frames: progress.update(task, completed=frames))
-    success = f", {summary.successes} successful" if scene != "tabletop" else ""
-    print(f"wrote {summary.path}: {summary.episodes} episodes{success}, {summary.frames} frames, "
-          f"{summary.messages} messages ({settings.storage})")
+    success = f" ({summary.successes} successful)" if scene != TABLETOP else ""
+    print(f"wrote {summary.path}: {plural(summary.episodes, scene + ' episode')}{success}, "
+          f"{plural(summary.frames, 'frame')}, {plural(summary.messages, 'message')} ({settings.storage})")
     return EXIT_OK
 
 
 def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out: Path, max_frames: int | None,
              ground_truth_topic: str) -> int:
-    """Replay a bag offline through the node's code and write metrics.json, report.md and PNGs."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Replay a bag offline through the node's code and write metrics.json, report.md and PNGs.
 
+    A bag without ground truth on ``ground_truth_topic`` (a robot's own recording) exits 0 with a note: its timing and
+    frame counts are the result. The output directory is checked before the bag is read.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from trusted_scene_graph.evaluation import EvaluationError
     from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag
-    from trusted_scene_graph.evaluation.report import target_rows, write_report
+    from trusted_scene_graph.evaluation.report import (
+        ground_truth_note,
+        prepare_output_dir,
+        provenance,
+        report_title,
+        target_rows,
+        write_report,
+    )
 
     config = load(config_path, overrides)
+    prepare_output_dir(out)  # a bad --out fails now, not after the whole bag was replayed
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
                TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
+    with progress_bar(*columns) as progress:
         task = progress.add_task("eval", total=None)
         result = evaluate_bag(bag, config, ground_truth_topic=ground_truth_topic, max_frames=max_frames,
                               progress=lambda done, total: progress.update(task, completed=done, total=total))
-    write_report(result.metrics, result.samples, out, title=f"Evaluation of {bag.name}")
+    result.metrics["provenance"] = provenance(bag, out, config_path, overrides, max_frames, ground_truth_topic)
+    try:
+        write_report(result.metrics, result.samples, out, title=report_title(bag, out, overrides))
+    except OSError as exc:  # the directory was writable a moment ago: a full disk, a removed directory
+        raise EvaluationError(f"cannot write the report into {out}: {exc}") from exc
     frames = result.metrics["frames"]
-    print(f"{frames['evaluated']} frames evaluated ({frames['failed']} failed); report in {out}/report.md")
-    for metric, value, target, status in target_rows(result.metrics):
-        print(f"  {metric.strip('`')}: {value} (target {target}: {status})")
+    note = ground_truth_note(result.metrics)
+    if note is not None:
+        processed = frames["without_ground_truth"]
+        print(f"{plural(processed, 'frame')} processed ({frames['failed']} failed), none scored; report in "
+              f"{out}/report.md")
+        print(f"tsg eval: note: {note}")
+    else:
+        print(f"{plural(frames['evaluated'], 'frame')} evaluated ({frames['failed']} failed); report in "
+              f"{out}/report.md")
+        for metric, value, target, status in target_rows(result.metrics):
+            print(f"  {metric.strip('`')}: {value} (target {target}: {status})")
     if result.metrics["input"]["read_error"]:
         print(f"tsg eval: warning: {result.metrics['input']['read_error']}", file=sys.stderr)
-    check_evaluable(result.metrics)
+    if note is None or frames["without_ground_truth"] == 0:
+        check_evaluable(result.metrics)  # nothing scored and nothing timed: an error naming the likely cause
     return result.exit_code
 
 
@@ -187,7 +272,8 @@ def cmd_replay(bag: Path, rate: float, loop: bool, topics: Sequence[str] | None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tsg", description=__doc__.splitlines()[0])
+    parser = Parser(prog="tsg", description=__doc__.splitlines()[0].replace("``", ""),
+                    epilog="`tsg eval vsr ...` runs the VSR evaluation (`tsg eval vsr --help`). " + EVAL_VSR_RULE)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(sub: argparse.ArgumentParser) -> None:
@@ -204,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="validate a config and print it as a commented parameter file")
     with_config(config)
-    config.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
+    config.add_argument("--out", type=Path, default=None, help="write to this file (default: stdout)")
 
     demo = commands.add_parser("demo", help="simulated Fetch pick-and-place through the live ROS graph")
     with_config(demo)
@@ -222,21 +308,23 @@ def build_parser() -> argparse.ArgumentParser:
     record = sims.add_parser("record", help="record simulated episodes with ground truth into a rosbag2 bag")
     with_config(record)
     record.add_argument("--out", type=Path, required=True, help="bag directory to create (must not exist)")
-    record.add_argument("--task", dest="scene", default="FetchPickAndPlace",
+    record.add_argument("--task", dest="scene", metavar="TASK", default="FetchPickAndPlace",
                         help="FetchReach, FetchPush, FetchPickAndPlace, FetchSlide or tabletop")
     record.add_argument("--episodes", type=int, default=1, help="episodes (tabletop: scenes) to record")
     record.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same bag content")
     record.add_argument("--camera", default=None, help="Fetch: a camera of the model (default: the task's view)")
     record.add_argument("--width", type=int, default=640, help="image width [px]")
     record.add_argument("--height", type=int, default=480, help="image height [px]")
-    record.add_argument("--depth-noise", default="none", help="depth noise preset: none, kinect or realsense")
+    record.add_argument("--depth-noise", choices=DEPTH_NOISE_CHOICES, default="none", help="depth noise preset")
     record.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
                         help="depth image encoding: 32FC1 metres or 16UC1 millimetres")
     record.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage format")
-    record.add_argument("--policy-noise", type=float, default=0.0,
-                        help="Fetch: standard deviation of the noise on each scripted action component")
-    record.add_argument("--frames-per-scene", type=int, default=1,
-                        help="tabletop: frames per static scene (they differ by depth noise only)")
+    # Default None: cmd_sim_record tells an option the user gave (refused on the wrong task) from one left out.
+    record.add_argument("--policy-noise", type=float, default=None,
+                        help="Fetch only: standard deviation of the noise on each scripted action component "
+                             "(default: 0.0)")
+    record.add_argument("--frames-per-scene", type=int, default=None,
+                        help="tabletop only: frames per static scene (they differ by depth noise only) (default: 1)")
 
     evaluate = commands.add_parser(
         "eval", help="replay a bag offline and score the graphs against its ground truth (`tsg eval vsr --help`: "
@@ -247,43 +335,49 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-frames", type=int, default=None, help="process at most this many frames")
     evaluate.add_argument("--ground-truth-topic", default="/ground_truth", help="topic of GroundTruth messages")
 
-    vsr = commands.add_parser(EVAL_VSR, prog="tsg eval vsr", help="(as `tsg eval vsr`) VLM trust on VSR annotations")
+    # No help=: eval-vsr is reached as `tsg eval vsr` (see main) and stays out of `tsg --help`'s command list.
+    vsr = commands.add_parser(EVAL_VSR, prog="tsg eval vsr", description="VLM trust on VSR annotations (Imran & "
+                              "Lee's protocol); writes metrics.json, report.md and PNGs.", epilog=EVAL_VSR_RULE)
     with_config(vsr)
     vsr.add_argument("--images", type=Path, required=True, help="directory of the annotation file's images")
     vsr.add_argument("--annotations", type=Path, required=True, help="VSR annotations (.jsonl or .json)")
     vsr.add_argument("--out", type=Path, default=Path("out/eval_vsr"), help="output directory")
     vsr.add_argument("--vlm", choices=("generative", "recorded"), default=None,
                      help="VLM backend (default: the config's vlm.backend)")
-    vsr.add_argument("--vlm-model", default=None, help="'generative': local model directory (vlm.model_path)")
-    vsr.add_argument("--vlm-recorded", default=None, help="'recorded': JSONL of cached answers (vlm.recorded_path)")
+    vsr.add_argument("--vlm-model", default=None,
+                     help="'generative': local model directory (default: the config's vlm.model_path)")
+    vsr.add_argument("--vlm-recorded", default=None,
+                     help="'recorded': JSONL of cached answers (default: the config's vlm.recorded_path)")
     vsr.add_argument("--detector-model", default=None,
-                     help="GroundingDINO model directory (sets detector.backend=grounding_dino)")
+                     help="GroundingDINO model directory, which sets detector.backend=grounding_dino (default: the "
+                          "config's detector)")
     vsr.add_argument("--target-accuracy", type=float, default=0.60, help="accuracy the kept answers should reach")
     vsr.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds of the fused trust")
-    vsr.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    vsr.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (default: all)")
     vsr.add_argument("--skip-invalid", action="store_true", help="skip invalid annotation lines (counted)")
 
     replay = commands.add_parser("replay", help="publish a bag's messages with their original timing")
     replay.add_argument("bag", type=Path, help="bag directory or .mcap file")
     replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     replay.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C")
-    replay.add_argument("--topics", nargs="+", default=None, help="play only these topics")
+    replay.add_argument("--topics", nargs="+", default=None, help="play only these topics (default: all)")
     replay.add_argument("--start-offset", dest="start_offset_s", type=float, default=0.0,
                         help="skip this many seconds from the start [s]")
     replay.add_argument("--clock", dest="clock_hz", type=float, nargs="?", const=40.0, default=None,
-                        help="publish /clock at this rate [Hz] (40, as ros2 bag play, when given without a value)")
+                        help="publish /clock at this rate [Hz] (40, as ros2 bag play, when given without a value; "
+                             "default: no /clock)")
     replay.add_argument("--wait-for-subscribers", dest="wait_for_subscribers_s", type=float, default=2.0,
                         help="wait up to this long for a subscriber on every replayed topic before playing [s]")
 
     bench = commands.add_parser("bench", help="benchmarks, each writing a JSON of side-by-side ratios")
     benches = bench.add_subparsers(dest="bench", required=True)
     service = benches.add_parser("service", help="QueryDistance latency vs an echo service")
-    service.add_argument("--config", type=Path, default=None)
+    service.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG})")
     service.add_argument("--out", type=Path, required=True, help="JSON output file")
     service.add_argument("--calls", type=int, default=2000, help="calls to each service")
     service.add_argument("--rate", dest="rate_hz", type=float, default=10.0, help="frame rate while measuring [Hz]")
     perception = benches.add_parser("perception", help="geometry after the detector vs one detector forward pass")
-    perception.add_argument("--config", type=Path, default=None)
+    perception.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG})")
     perception.add_argument("--out", type=Path, required=True, help="JSON output file")
     perception.add_argument("--repeats", type=int, default=50, help="timed frames per object count")
     perception.add_argument("--detector-size", choices=("full", "tiny"), default="full",
@@ -291,14 +385,31 @@ def build_parser() -> argparse.ArgumentParser:
                                  "cores); 'tiny': a miniature one, to check the command quickly")
     perception.add_argument("--detector-repeats", type=int, default=1,
                             help="timed detector passes after one warm-up (the minimum is reported)")
+    commands.metavar = "{" + ",".join(name for name in commands.choices if name != EVAL_VSR) + "}"
     return parser
 
 
+def vsr_only_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings of `tsg eval vsr` that `tsg eval BAG` does not have."""
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return set(commands.choices[EVAL_VSR]._option_string_actions) - set(commands.choices["eval"]._option_string_actions)
+
+
+def route_eval_vsr(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``eval vsr ...`` -> ``eval-vsr ...``, the rule of :data:`EVAL_VSR_RULE`: `tsg eval BAG` and `tsg eval vsr`
+    share the position, which argparse cannot tell apart, so a path ``vsr`` that exists stays a bag unless a VSR-only
+    option follows. ``./vsr`` is never rewritten."""
+    if argv[:2] != ["eval", VSR_WORD]:
+        return argv
+    vsr_options = vsr_only_options(parser)
+    if not Path(VSR_WORD).exists() or any(token.partition("=")[0] in vsr_options for token in argv[2:]):
+        return [EVAL_VSR, *argv[2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["eval", "vsr"]:  # `tsg eval BAG` and `tsg eval vsr ...` share the word; argparse cannot
-        argv = [EVAL_VSR, *argv[2:]]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(route_eval_vsr(list(sys.argv[1:] if argv is None else argv), parser))
     try:
         if args.command == "bringup":
             return cmd_bringup(args.config, args.overrides, args.autostart, args.ros_args)
@@ -327,7 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench_perception(args.config, args.out, args.repeats, args.detector_size,
                                         args.detector_repeats)
     except TsgError as exc:
-        print(f"tsg {args.command}: error: {exc}", file=sys.stderr)
+        command = "eval vsr" if args.command == EVAL_VSR else " ".join(
+            word for word in (args.command, getattr(args, "sim", None), getattr(args, "bench", None)) if word)
+        print(f"tsg {command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands first
 

@@ -2,9 +2,10 @@
 
 Reading is tolerant in the way an evaluation needs: messages of types the type store does not know and messages
 that do not deserialise are skipped and counted, and an mcap bag that ends early (a recorder that was killed, a file
-cut short in a copy, a missing ``metadata.yaml``) yields what it has, then reports the error in
-:attr:`BagReader.read_error` instead of losing the messages before it. A damaged sqlite3 database cannot be read
-past its damage by sqlite, so such a bag is refused with a :class:`DatasetError`.
+cut short in a copy) yields what it has, then reports the error in :attr:`BagReader.read_error` instead of losing the
+messages before it. A bag directory without ``metadata.yaml`` that holds a single storage file is read through that
+file (an mcap file carries its own index), without any error. A damaged sqlite3 database cannot be read past its
+damage by sqlite, so such a bag is refused with a :class:`DatasetError`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, NamedTuple
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
 
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.typestore import make_typestore
@@ -138,7 +140,7 @@ class BagReader:
         self._reader: Any = None
         self._salvage: _McapSalvage | None = None
         try:
-            self._reader = Reader(self.path)
+            self._reader = Reader(_storage_path(self.path))
             self._reader.open()
         except (*_STORAGE_ERRORS, OSError) as exc:
             # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the
@@ -146,9 +148,17 @@ class BagReader:
             self._salvage = _McapSalvage.open(self.path)
             if self._salvage is None:
                 raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
-            self.read_error = f"bag {self.path} has no valid end ({exc}); read the messages before the damage"
+            if not self._salvage.complete:  # a whole file rosbags cannot index (no summary) is read as it is
+                self.read_error = f"bag {self.path} has no valid end ({exc}); read the messages before the damage"
         self.topics: dict[str, str] = (self._salvage.topics if self._salvage is not None
                                        else {c.topic: c.msgtype for c in self._reader.connections})
+        #: Messages per topic as the bag's index (or, for a salvaged mcap file, its records) counts them.
+        self.message_counts: dict[str, int] = dict.fromkeys(self.topics, 0)
+        if self._salvage is not None:
+            self.message_counts.update(self._salvage.message_counts)
+        else:
+            for connection in self._reader.connections:
+                self.message_counts[connection.topic] += int(connection.msgcount)
 
     @property
     def message_count(self) -> int:
@@ -190,7 +200,7 @@ class BagReader:
                 continue
             try:
                 msg = self.typestore.deserialize_cdr(raw, msgtype)
-            except (ValueError, struct.error, IndexError, UnicodeDecodeError) as exc:
+            except (SerdeError, ValueError, struct.error, IndexError, UnicodeDecodeError) as exc:
                 self.undecodable[f"{topic} ({type(exc).__name__})"] += 1
                 continue
             yield BagMessage(topic, msgtype, int(log_time_ns), msg)
@@ -205,11 +215,14 @@ class _McapSalvage:
         self.path = path
         self.topics: dict[str, str] = {}
         self.message_count = 0
+        self.message_counts: Counter[str] = Counter()
+        self.complete = False  # set by _records once the file's footer and closing magic were read
         for record in self._records():  # one pass for the channel list, as rosbags reads it from the summary
             if isinstance(record, _records().Channel):
                 self.topics[record.topic] = self._schemas.get(record.schema_id, "")
             elif isinstance(record, _records().Message):
                 self.message_count += 1
+                self.message_counts[self._channels.get(record.channel_id, ("", ""))[0]] += 1
 
     @classmethod
     def open(cls, path: Path) -> _McapSalvage | None:
@@ -240,7 +253,10 @@ class _McapSalvage:
             except self.ERRORS:
                 if not started:
                     raise  # not an mcap file at all
+                self.complete = False
                 return  # the damaged end: everything before it was yielded
+        # The stream reader stops only after the footer and the closing magic: the file is whole.
+        self.complete = True
 
     def messages(self, wanted: set[str] | None) -> Iterator[tuple[str, str, int, bytes]]:
         records = _records()
@@ -249,6 +265,15 @@ class _McapSalvage:
                 topic, msgtype = self._channels.get(record.channel_id, ("", ""))
                 if wanted is None or topic in wanted:
                     yield topic, msgtype, record.log_time, record.data
+
+
+def _storage_path(path: Path) -> Path:
+    """What rosbags should open: a bag directory without ``metadata.yaml`` (an mcap file copied on its own into a
+    directory) holding exactly one storage file is read through that file, whose own index rosbags reads."""
+    if not path.is_dir() or (path / "metadata.yaml").exists():
+        return path
+    files = [f for f in path.iterdir() if f.suffix in (".mcap", ".db3") and f.is_file()]
+    return files[0] if len(files) == 1 else path
 
 
 def _records() -> Any:

@@ -10,10 +10,18 @@ Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give 
 
 * Matching: per frame, perceived objects are matched to ground-truth objects of the *same label* by the Hungarian
   algorithm on centroid distance, gated at :data:`MATCH_GATE_M` (the most pairs within the gate, then the least
-  total distance). Unmatched perceived objects are false positives.
-* Evaluable objects: a ground-truth object counts for relations and distances only when its whole box projects
-  inside the image (an object cut by the image border has no well-defined visible extent) and it is not fully
-  occluded. Edges and pairs touching other objects are excluded and counted.
+  total distance).
+* Evaluable objects: a ground-truth object counts for detection, relations and distances only when its whole box
+  projects inside the image (an object cut by the image border has no well-defined visible extent) and it is not
+  fully occluded. A perceived object is *not evaluable* when it is matched to an object that is not, or unmatched
+  while an object of its label is not evaluable (likely the visible part of a cut object). Edges touching a
+  perceived object that is not evaluable are excluded and counted.
+* Detection: recall is matched evaluable objects / evaluable objects, overall and per label. False positives are
+  the perceived objects that are neither matched nor not evaluable; precision is matched / (matched + false
+  positives). Two causes of misses are counted over evaluable objects: fewer visible pixels than the detector's
+  ``min_pixels`` (its pixel count in the frame's instance-id image, what the 'sim' detector counts; without one, the
+  area of its projected box), and, for the 'sim' detector, an ``instance_id:label`` that is not in
+  ``detector.sim_labels`` (also a warning naming the labels).
 * A qualitative candidate edge ``a predicate b`` is *correct* when both ends are matched and the predicate holds
   between their ground-truth boxes (:func:`relations_from_boxes`, same settings, camera axes from the ground-truth
   camera pose). True edges are the correct candidates; recall of kept edges is kept-and-correct / true.
@@ -29,13 +37,18 @@ the camera or ground-truth topics are skipped and counted, frames the pipeline r
 invalid (non-finite boxes, repeated ids) are counted with their reason, frames whose stamp does not advance are
 skipped and counted, and a bag that ends early yields the metrics of what was read, with the error in
 ``input.read_error``. Frames scored without a tf path from the camera to the ground truth's frame (the config's
-extrinsic is assumed) are counted in ``frames.camera_pose_from_config``.
+extrinsic is assumed) are counted in ``frames.camera_pose_from_config``. A bag without ground truth (a robot's own
+recording) still gives timing and frame counts, with exit code 0.
+
+Only the topics the replay uses are decoded (camera inputs, ground truth, end-effector pose, ``/tf``,
+``/tf_static``); the messages of every other topic are counted from the bag's index (``input.bag_topics``).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +68,9 @@ from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import SceneGraph
+from trusted_scene_graph.perception.detector import SimDetector
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
-from trusted_scene_graph.pipeline.scene import ScenePipeline
+from trusted_scene_graph.pipeline.scene import ScenePipeline, poses_differ
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.relations.geometric import (
     QUALITATIVE_PREDICATES,
@@ -66,6 +80,7 @@ from trusted_scene_graph.relations.geometric import (
 
 GROUND_TRUTH_TOPIC = "/ground_truth"
 TF_TOPICS = ("/tf_static", "/tf")
+EE_POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 MATCH_GATE_M = 0.20
 EE_EXCLUDED_LABELS = ("gripper", "table")
 MIN_TRUE_DISTANCE_M = 0.10  # SpatialVLM-style ratio metrics only for pairs at least this far apart
@@ -81,34 +96,136 @@ _INPUT_TYPES = {
     "instances": ("sensor_msgs/msg/Image",),
 }
 _QUALITATIVE = frozenset(QUALITATIVE_PREDICATES)
+_PREDICATE_CODE = {predicate: code for code, predicate in enumerate(QUALITATIVE_PREDICATES)}  # stored per edge
+
+
+class _Columns:
+    """Per-item samples (one row per edge, pair, ...) in typed numpy columns, appended one frame's arrays at a time
+    and joined when read: a few bytes per item, where a Python list holds a boxed object of tens of bytes."""
+
+    def __init__(self, **dtypes: Any) -> None:
+        self._dtypes = {name: np.dtype(dtype) for name, dtype in dtypes.items()}
+        self._parts: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
+
+    def append(self, **columns: Sequence[Any]) -> None:
+        """Add one frame's rows: every column, all of the same length."""
+        if set(columns) != set(self._dtypes):
+            raise EvaluationError(f"columns {sorted(columns)} given, expected {sorted(self._dtypes)}")
+        arrays = {name: np.asarray(values, dtype=self._dtypes[name]).reshape(-1) for name, values in columns.items()}
+        lengths = {name: array.size for name, array in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise EvaluationError(f"columns differ in length: {lengths}")
+        if next(iter(lengths.values())) == 0:
+            return
+        for name, array in arrays.items():
+            self._parts[name].append(array)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        parts = self._parts[name]
+        if len(parts) != 1:
+            # Joined once and kept as the only part: reading again is free and the frames' arrays are released.
+            parts[:] = [np.concatenate(parts) if parts else np.zeros(0, self._dtypes[name])]
+        return parts[0]
+
+    def __len__(self) -> int:
+        return int(self[next(iter(self._dtypes))].size)
 
 
 @dataclass
 class _Samples:
-    """Everything the metrics need, accumulated over frames."""
+    """Everything the metrics need, accumulated over frames. Per-item samples are :class:`_Columns`; the
+    ``edge_*``, ``pair_*``, ``ee_*`` and ``centroid_error_m`` properties read them as arrays."""
 
-    edge_trust: list[float] = field(default_factory=list)
-    edge_correct: list[bool] = field(default_factory=list)
-    edge_kept: list[bool] = field(default_factory=list)
-    edge_predicate: list[str] = field(default_factory=list)
+    # Qualitative candidate edges: trust, correct, kept (trust >= threshold), predicate as its index in
+    # QUALITATIVE_PREDICATES.
+    edges: _Columns = field(default_factory=lambda: _Columns(trust=np.float64, correct=np.bool_, kept=np.bool_,
+                                                             predicate=np.uint8))
     edges_excluded: int = 0
     kept_per_frame: list[int] = field(default_factory=list)
     true_edges_ground_truth: int = 0  # edges that hold between evaluable ground-truth objects
-    pair_perceived_m: list[float] = field(default_factory=list)
-    pair_true_m: list[float] = field(default_factory=list)
-    ee_perceived_m: list[float] = field(default_factory=list)
-    ee_true_m: list[float] = field(default_factory=list)
-    ee_series: dict[tuple[int, str], list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    pairs: _Columns = field(default_factory=lambda: _Columns(perceived_m=np.float64, true_m=np.float64))
+    # End effector to object: distances, the frame's episode and the object's label as its index in ee_labels.
+    ee: _Columns = field(default_factory=lambda: _Columns(perceived_m=np.float64, true_m=np.float64,
+                                                          episode=np.int64, label=np.int32))
+    ee_labels: list[str] = field(default_factory=list)
     # Per episode: (step, reward on perceived positions, the env's reward, success) per frame.
     reward_series: dict[int, list[tuple[int, float, float, bool]]] = field(default_factory=lambda: defaultdict(list))
     reward_frames: int = 0
     reward_invalid: int = 0
     episode_success: dict[int, bool] = field(default_factory=dict)
     timing_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Detection, over evaluable ground-truth objects and the perceived objects that are scored (see the module
+    # docstring): totals, and per label.
     gt_objects: int = 0
     matched: int = 0
     perceived: int = 0
-    centroid_error_m: list[float] = field(default_factory=list)
+    false_positives: int = 0
+    perceived_not_evaluable: int = 0
+    centroid_errors: _Columns = field(default_factory=lambda: _Columns(error_m=np.float64))
+    gt_by_label: Counter[str] = field(default_factory=Counter)
+    matched_by_label: Counter[str] = field(default_factory=Counter)
+    false_positives_by_label: Counter[str] = field(default_factory=Counter)
+    below_min_pixels_by_label: Counter[str] = field(default_factory=Counter)
+    min_pixels: int | None = None  # the detector's size threshold the pixel counts were compared with
+    pixels_from_projected_box: int = 0  # objects measured by their projected box (the frame had no instance image)
+    # 'sim' detector: evaluable objects whose 'instance_id:label' is not in its labels, per label, and their ids.
+    not_in_sim_labels: Counter[str] = field(default_factory=Counter)
+    not_in_sim_labels_ids: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    @property
+    def edge_trust(self) -> np.ndarray:
+        return self.edges["trust"]
+
+    @property
+    def edge_correct(self) -> np.ndarray:
+        return self.edges["correct"]
+
+    @property
+    def edge_kept(self) -> np.ndarray:
+        return self.edges["kept"]
+
+    @property
+    def edge_predicate(self) -> np.ndarray:
+        """Predicate names of the edges (built on demand from the stored codes)."""
+        return np.array(QUALITATIVE_PREDICATES, dtype=object)[self.edges["predicate"]]
+
+    @property
+    def pair_perceived_m(self) -> np.ndarray:
+        return self.pairs["perceived_m"]
+
+    @property
+    def pair_true_m(self) -> np.ndarray:
+        return self.pairs["true_m"]
+
+    @property
+    def ee_perceived_m(self) -> np.ndarray:
+        return self.ee["perceived_m"]
+
+    @property
+    def ee_true_m(self) -> np.ndarray:
+        return self.ee["true_m"]
+
+    @property
+    def centroid_error_m(self) -> np.ndarray:
+        return self.centroid_errors["error_m"]
+
+    def ee_label_code(self, label: str) -> int:
+        if label not in self.ee_labels:
+            self.ee_labels.append(label)
+        return self.ee_labels.index(label)
+
+    def ee_series(self) -> dict[tuple[int, str], np.ndarray]:
+        """(episode, label) -> rows of (perceived, true) end-effector distance in frame order, sorted by key."""
+        episode, code = self.ee["episode"], self.ee["label"]
+        if episode.size == 0:
+            return {}
+        rank = np.argsort(np.argsort(np.array(self.ee_labels, dtype=object)))  # label code -> rank of its name
+        order = np.lexsort((rank[code], episode))  # stable: frame order within a series
+        episode, code = episode[order], code[order]
+        starts = np.flatnonzero(np.r_[True, (episode[1:] != episode[:-1]) | (code[1:] != code[:-1])])
+        values = np.stack([self.ee["perceived_m"], self.ee["true_m"]], axis=1)[order]
+        return {(int(episode[s]), self.ee_labels[int(code[s])]): rows
+                for s, rows in zip(starts, np.split(values, starts[1:]), strict=True)}
 
 
 @dataclass
@@ -118,6 +235,7 @@ class _Counts:
     without_ground_truth: int = 0
     out_of_order: int = 0
     camera_pose_from_config: int = 0  # evaluated frames whose camera pose in the truth frame was not in the tf
+    extrinsic_differs_from_tf: int = 0  # 'static': frames whose camera pose in the tf is not the config's
     failed: Counter[str] = field(default_factory=Counter)
     episodes: set[int] = field(default_factory=set)
 
@@ -161,8 +279,12 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
         unexpected_types: Counter[str] = Counter()
         last_stamp_ns = -1
         episode = None
-        total = reader.message_count
+        # Only the topics the replay uses are decoded (a robot bag's point clouds or logs would cost more than the
+        # pipeline); the others are counted from the bag's index.
+        used_topics = {*topic_to_name, *TF_TOPICS, ground_truth_topic, ee_topic}
+        total = sum(n for topic, n in reader.message_counts.items() if topic in used_topics)
         read = 0
+        truth_with_gripper = truth_with_goal = 0
         scorer = _FrameScorer(config, samples, threshold)
 
         def enough() -> bool:
@@ -190,7 +312,7 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                 _forget_before(ee_poses, item.stamp_ns)
                 tf.forget_before(item.stamp_ns)
 
-        for message in reader.messages():
+        for message in reader.messages(used_topics):
             read += 1
             if progress is not None and read % 50 == 0:
                 progress(read, total)
@@ -207,9 +329,11 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             elif message.topic == ground_truth_topic:
                 if message.msgtype == GROUND_TRUTH_TYPE:
                     ground_truth[stamp_to_ns(message.msg.header.stamp)] = message.msg
+                    truth_with_gripper += bool(message.msg.has_gripper)
+                    truth_with_goal += bool(message.msg.has_goal)
                 else:
                     unexpected_types[f"{message.topic} ({message.msgtype})"] += 1
-            elif message.topic == ee_topic and message.msgtype == "geometry_msgs/msg/PoseStamped":
+            elif message.topic == ee_topic and message.msgtype == EE_POSE_TYPE:
                 ee_poses[stamp_to_ns(message.msg.header.stamp)] = message.msg
             score_ready(message.log_time_ns)
             if enough():
@@ -225,10 +349,23 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             "undecodable": dict(reader.undecodable),
             "unexpected_types": dict(unexpected_types),
             "read_error": reader.read_error,
+            "ground_truth_topic": ground_truth_topic,
             "has_ground_truth": reader.topics.get(ground_truth_topic) == GROUND_TRUTH_TYPE,
+            # What the bag can be scored on: ee distances need the ee pose and a gripper in the ground truth, the
+            # reward a goal; the report marks targets the bag cannot have as not applicable.
+            "ground_truth_with_gripper": truth_with_gripper,
+            "ground_truth_with_goal": truth_with_goal,
+            "ee_pose_topic": ee_topic,
+            "has_ee_pose": reader.topics.get(ee_topic) == EE_POSE_TYPE,
+            "bag_topics": {topic: {"type": msgtype, "messages": reader.message_counts.get(topic, 0),
+                                   "read": topic in used_topics}
+                           for topic, msgtype in sorted(reader.topics.items())},
+            "messages_not_read": sum(n for topic, n in reader.message_counts.items() if topic not in used_topics),
         }
     metrics = compute_metrics(samples, counts, config, input_report)
-    ok = counts.evaluated > 0 and reader.read_error is None
+    # A bag without ground truth (a user's own robot recording) still measures timing and frame counts.
+    timed_only = not input_report["has_ground_truth"] and counts.without_ground_truth > 0
+    ok = (counts.evaluated > 0 or timed_only) and reader.read_error is None
     return EvalResult(metrics, samples, 0 if ok else 1)
 
 
@@ -253,13 +390,21 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
     graph_frame = config["graph_frame"]
     truth_frame = truth.header.frame_id if truth is not None else graph_frame
     camera_in_truth = tf.lookup(truth_frame, camera_frame_id, item.stamp_ns)
-    if config["extrinsic.source"] == "static":
-        # The recorded camera pose is the extrinsic, as a tf-aware driver would provide it; without one, the config.
+    if config["extrinsic.source"] == "tf":
+        # Exactly the node's step: the camera pose at the image stamp from the tf (a frame without one fails below).
+        pipeline.camera_pose_from_tf(tf, camera_frame_id, item.stamp_ns)
+    elif config["extrinsic.source"] == "static":
+        # The config's extrinsic, as the node uses it. A bag whose tf puts the camera elsewhere is counted (and
+        # warned about once): its graphs are not what the recorded robot's tf would give.
         camera_in_graph = tf.lookup(graph_frame, camera_frame_id, item.stamp_ns)
-        if camera_in_graph is not None and not _same_transform(camera_in_graph, pipeline.camera_to_graph):
-            pipeline.reconfigure(pipeline.config.with_overrides({
-                "extrinsic.translation_m": [float(v) for v in camera_in_graph.translation_m],
-                "extrinsic.rotation_xyzw": camera_in_graph.rotation_xyzw}))
+        if camera_in_graph is not None and poses_differ(camera_in_graph, pipeline.camera_to_graph):
+            counts.extrinsic_differs_from_tf += 1
+            if counts.extrinsic_differs_from_tf == 1:
+                warnings.warn(
+                    f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere "
+                    "than the config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the "
+                    "graphs use; to use the bag's camera pose, as the node does with tf, pass "
+                    "--set extrinsic.source=tf", UserWarning, stacklevel=2)
     start = time.perf_counter()
     try:
         frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
@@ -287,7 +432,8 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
         counts.camera_pose_from_config += 1
         camera_in_truth = pipeline.camera_to_graph
     graph_to_truth = RigidTransform.from_matrix(camera_in_truth.matrix @ np.linalg.inv(pipeline.camera_to_graph.matrix))
-    scorer.score(graph, truth, ee_pose, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics)
+    scorer.score(graph, truth, ee_pose, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics,
+                 instances=frame.instances)
 
 
 def _ground_truth_problem(truth: Any) -> str | None:
@@ -312,10 +458,6 @@ def _reason(message: str) -> str:
     return message if len(message) <= 160 else message[:157] + "..."
 
 
-def _same_transform(a: RigidTransform, b: RigidTransform | None) -> bool:
-    return b is not None and bool(np.allclose(a.matrix, b.matrix, atol=1e-9))
-
-
 class _FrameScorer:
     """Scores one frame's graph against its ground truth into :class:`_Samples`."""
 
@@ -324,23 +466,63 @@ class _FrameScorer:
         self.samples = samples
         self.threshold = threshold
 
+    def _score_detection(self, graph: SceneGraph, objects: Sequence[Any], evaluable: np.ndarray,
+                         match: Mapping[int, int], not_evaluable: set[int], pipeline: ScenePipeline,
+                         visible: tuple[np.ndarray, bool]) -> None:
+        """Recall over evaluable ground-truth objects, false positives among the perceived objects, and why an
+        evaluable object may be missed: too few visible pixels, or an id and label the 'sim' detector does not map."""
+        samples = self.samples
+        pixels, projected = visible
+        min_pixels = _detector_min_pixels(pipeline, self.config)
+        samples.min_pixels = min_pixels
+        sim_labels = pipeline.detector.labels_by_id if isinstance(pipeline.detector, SimDetector) else None
+        matched_truth = set(match.values())
+        for k in np.flatnonzero(evaluable):
+            obj = objects[k]
+            samples.gt_objects += 1
+            samples.gt_by_label[obj.label] += 1
+            if k in matched_truth:
+                samples.matched += 1
+                samples.matched_by_label[obj.label] += 1
+            if pixels[k] < min_pixels:
+                samples.below_min_pixels_by_label[obj.label] += 1
+            # Instance id 0 is "not in the mask": no sim_labels entry could make it detectable.
+            if sim_labels is not None and obj.instance_id != 0 and sim_labels.get(int(obj.instance_id)) != obj.label:
+                samples.not_in_sim_labels[obj.label] += 1
+                samples.not_in_sim_labels_ids[obj.label].add(int(obj.instance_id))
+        if projected:
+            samples.pixels_from_projected_box += int(evaluable.sum())
+        samples.perceived += len(graph.objects)
+        samples.perceived_not_evaluable += len(not_evaluable)
+        for k, obj in enumerate(graph.objects):
+            if k not in match and k not in not_evaluable:
+                samples.false_positives += 1
+                samples.false_positives_by_label[obj.label] += 1
+
     def score(self, graph: SceneGraph, truth: Any, ee_pose: Any | None, pipeline: ScenePipeline,
-              camera_in_truth: RigidTransform, graph_to_truth: RigidTransform, intrinsics: Intrinsics) -> None:
+              camera_in_truth: RigidTransform, graph_to_truth: RigidTransform, intrinsics: Intrinsics,
+              instances: np.ndarray | None = None) -> None:
+        """Score ``graph`` against ``truth``; ``instances`` is the frame's instance-id image, when it has one."""
         samples = self.samples
         gt_ids = np.array([o.id for o in truth.objects], dtype=np.int64)
         gt_labels = [o.label for o in truth.objects]
         gt_centres = np.array([[o.pose.position.x, o.pose.position.y, o.pose.position.z] for o in truth.objects],
                               dtype=np.float64).reshape(-1, 3)
         gt_sizes = np.array([[o.size.x, o.size.y, o.size.z] for o in truth.objects], dtype=np.float64).reshape(-1, 3)
-        evaluable = _evaluable(truth.objects, gt_centres, gt_sizes, camera_in_truth, intrinsics)
+        u_px, v_px, z_m = _project_boxes(gt_centres, gt_sizes, camera_in_truth, intrinsics)
+        evaluable = _evaluable(truth.objects, u_px, v_px, z_m, intrinsics)
         perceived_in_truth = (graph_to_truth.apply(np.array([o.centroid_m for o in graph.objects]))
                               if graph.objects else np.zeros((0, 3)))
         match = _match(graph, perceived_in_truth, gt_labels, gt_centres)  # perceived index -> gt index
-        samples.gt_objects += int(evaluable.sum())
-        samples.perceived += len(graph.objects)
-        samples.matched += sum(1 for g in match.values() if evaluable[g])
-        samples.centroid_error_m += [float(np.linalg.norm(perceived_in_truth[p] - gt_centres[g]))
-                                     for p, g in match.items() if evaluable[g]]
+        # A perceived object left unmatched although an object of its label exists that is not evaluable (cut by the
+        # image border: its perceived box is the visible part, far from the true centre) is not a false positive.
+        hidden_labels = {gt_labels[k] for k in np.flatnonzero(~evaluable)}
+        not_evaluable = {k for k, obj in enumerate(graph.objects) if k not in match and obj.label in hidden_labels}
+        not_evaluable |= {k for k, g in match.items() if not evaluable[g]}
+        self._score_detection(graph, truth.objects, evaluable, match, not_evaluable, pipeline,
+                              _visible_pixels(truth.objects, instances, u_px, v_px))
+        samples.centroid_errors.append(error_m=[float(np.linalg.norm(perceived_in_truth[p] - gt_centres[g]))
+                                                for p, g in match.items() if evaluable[g]])
 
         # Relations: truth from ground-truth boxes, seen from the ground-truth camera.
         forward_truth = camera_in_truth.rotation.apply([0.0, 0.0, 1.0])
@@ -354,14 +536,10 @@ class _FrameScorer:
         samples.true_edges_ground_truth += sum(1 for s, _, o in true_edges
                                                if evaluable[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])
         perceived_index = {obj.id: k for k, obj in enumerate(graph.objects)}
-        # A perceived object left unmatched although an object of its label exists that is not evaluable (cut by the
-        # image border: its perceived box is the visible part, far from the true centre) is not a false positive.
-        hidden_labels = {gt_labels[k] for k in np.flatnonzero(~evaluable)}
-        not_evaluable = {k for k, obj in enumerate(graph.objects) if k not in match and obj.label in hidden_labels}
-        not_evaluable |= {k for k, g in match.items() if not evaluable[g]}
         candidates = compute_relations(graph.objects, pipeline.camera_forward_graph, settings,
                                        pipeline.camera_up_graph)
-        kept_here = 0
+        # This frame's edges, stored as one array per column (see _Columns).
+        trust, correct, kept, predicate = [], [], [], []
         for rel in candidates:
             if rel.predicate not in _QUALITATIVE:
                 continue
@@ -370,22 +548,22 @@ class _FrameScorer:
             if ps in not_evaluable or po in not_evaluable:
                 samples.edges_excluded += 1
                 continue
-            correct = gs is not None and go is not None and (int(gt_ids[gs]), rel.predicate, int(gt_ids[go])) in \
-                true_edges
-            kept = rel.trust >= self.threshold
-            kept_here += kept
-            samples.edge_trust.append(float(rel.trust))
-            samples.edge_correct.append(bool(correct))
-            samples.edge_kept.append(bool(kept))
-            samples.edge_predicate.append(rel.predicate)
-        samples.kept_per_frame.append(kept_here)
+            correct.append(gs is not None and go is not None
+                           and (int(gt_ids[gs]), rel.predicate, int(gt_ids[go])) in true_edges)
+            kept.append(rel.trust >= self.threshold)
+            trust.append(float(rel.trust))
+            predicate.append(_PREDICATE_CODE[rel.predicate])
+        samples.edges.append(trust=trust, correct=correct, kept=kept, predicate=predicate)
+        samples.kept_per_frame.append(int(sum(kept)))
 
         # Distances between matched, evaluable objects (centroid distance is frame-independent).
         matched = sorted((p, g) for p, g in match.items() if evaluable[g])
+        pair_perceived_m, pair_true_m = [], []
         for i, (pa, ga) in enumerate(matched):
             for pb, gb in matched[i + 1:]:
-                samples.pair_perceived_m.append(float(np.linalg.norm(perceived_in_truth[pa] - perceived_in_truth[pb])))
-                samples.pair_true_m.append(float(np.linalg.norm(gt_centres[ga] - gt_centres[gb])))
+                pair_perceived_m.append(float(np.linalg.norm(perceived_in_truth[pa] - perceived_in_truth[pb])))
+                pair_true_m.append(float(np.linalg.norm(gt_centres[ga] - gt_centres[gb])))
+        samples.pairs.append(perceived_m=pair_perceived_m, true_m=pair_true_m)
 
         # End effector (kinematics) to objects.
         truth_gripper = np.array([truth.gripper_position.x, truth.gripper_position.y, truth.gripper_position.z])
@@ -395,14 +573,11 @@ class _FrameScorer:
         if (ee_xyz is not None and np.isfinite(ee_xyz).all() and truth.has_gripper
                 and ee_pose.header.frame_id == truth.header.frame_id):
             ee_m = ee_xyz
-            for pa, ga in matched:
-                if gt_labels[ga] in EE_EXCLUDED_LABELS:
-                    continue
-                perceived_m = float(np.linalg.norm(perceived_in_truth[pa] - ee_m))
-                true_m = float(np.linalg.norm(gt_centres[ga] - truth_gripper))
-                samples.ee_perceived_m.append(perceived_m)
-                samples.ee_true_m.append(true_m)
-                samples.ee_series[(int(truth.episode), gt_labels[ga])].append((perceived_m, true_m))
+            scored = [(pa, ga) for pa, ga in matched if gt_labels[ga] not in EE_EXCLUDED_LABELS]
+            samples.ee.append(perceived_m=[float(np.linalg.norm(perceived_in_truth[pa] - ee_m)) for pa, _ in scored],
+                              true_m=[float(np.linalg.norm(gt_centres[ga] - truth_gripper)) for _, ga in scored],
+                              episode=[int(truth.episode)] * len(scored),
+                              label=[samples.ee_label_code(gt_labels[ga]) for _, ga in scored])
 
         # Reward on perceived positions, for tasks with a goal.
         if truth.has_goal:
@@ -445,11 +620,10 @@ def _match(graph: SceneGraph, perceived_m: np.ndarray, gt_labels: Sequence[str],
     return match
 
 
-def _evaluable(objects: Sequence[Any], centres_m: np.ndarray, sizes_m: np.ndarray,
-               camera_in_truth: RigidTransform, intrinsics: Intrinsics) -> np.ndarray:
-    """Objects whose whole box projects inside the image, in front of the camera, and that are not fully hidden."""
-    if len(objects) == 0:
-        return np.zeros(0, dtype=bool)
+def _project_boxes(centres_m: np.ndarray, sizes_m: np.ndarray, camera_in_truth: RigidTransform,
+                   intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image column ``u`` and row ``v`` (pixels) and depth ``z`` (metres) of the 8 corners of each box, each (N, 8).
+    Corners behind the camera have meaningless (possibly infinite) ``u``, ``v``."""
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
     corners = centres_m[:, None, :] + signs[None, :, :] * sizes_m[:, None, :] / 2.0  # (N, 8, 3)
     truth_to_camera = np.linalg.inv(camera_in_truth.matrix)
@@ -458,10 +632,48 @@ def _evaluable(objects: Sequence[Any], centres_m: np.ndarray, sizes_m: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         u = intrinsics.fx * points[:, 0] / z + intrinsics.cx
         v = intrinsics.fy * points[:, 1] / z + intrinsics.cy
-    inside = (z > 0) & (u >= 0) & (u <= intrinsics.width - 1) & (v >= 0) & (v <= intrinsics.height - 1)
-    in_view = inside.reshape(len(objects), 8).all(axis=1)
+    count = len(centres_m)
+    return u.reshape(count, 8), v.reshape(count, 8), z.reshape(count, 8)
+
+
+def _evaluable(objects: Sequence[Any], u_px: np.ndarray, v_px: np.ndarray, z_m: np.ndarray,
+               intrinsics: Intrinsics) -> np.ndarray:
+    """Objects whose whole box (corners from :func:`_project_boxes`) projects inside the image, in front of the
+    camera, and that are not fully hidden."""
+    if len(objects) == 0:
+        return np.zeros(0, dtype=bool)
+    inside = (z_m > 0) & (u_px >= 0) & (u_px <= intrinsics.width - 1) & (v_px >= 0) & (v_px <= intrinsics.height - 1)
+    in_view = inside.all(axis=1)
     visible = np.array([not (o.visible_fraction == 0.0) for o in objects])  # NaN (unknown) counts as visible
     return in_view & visible
+
+
+def _visible_pixels(objects: Sequence[Any], instances: np.ndarray | None, u_px: np.ndarray,
+                    v_px: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Each ground-truth object's size in pixels as the detector's size filter sees it, and whether it was estimated
+    from the projected box.
+
+    With the frame's instance-id image: the object's pixel count in it, exactly what the 'sim' detector compares
+    with ``min_pixels`` (occlusion by other objects included). Without one (a detector that needs none): the area of
+    the bounding rectangle of the object's projected box, what a box detector's area filter compares (occlusion not
+    included). Only meaningful for evaluable objects (whole box in view).
+    """
+    if instances is not None:
+        ids, counts = np.unique(instances, return_counts=True)
+        count_of = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+        # Instance id 0 is the background ("not in the mask"), not the object.
+        return np.array([count_of.get(int(o.instance_id), 0) if o.instance_id != 0 else 0 for o in objects],
+                        dtype=np.float64), False
+    with np.errstate(invalid="ignore"):  # boxes behind the camera: inf - inf
+        return np.ptp(u_px, axis=1) * np.ptp(v_px, axis=1), True
+
+
+def _detector_min_pixels(pipeline: ScenePipeline, config: Mapping[str, Any]) -> int:
+    """The size below which the pipeline's detector reports nothing: the 'sim' detector's own ``min_pixels`` (a
+    detector passed in may differ from the config), else ``detector.min_pixels`` (also the box-area filter of
+    'grounding_dino')."""
+    detector = pipeline.detector
+    return int(detector.min_pixels) if isinstance(detector, SimDetector) else int(config["detector.min_pixels"])
 
 
 # ------------------------------------------------------------------------------------------------------- metrics
@@ -469,10 +681,12 @@ def _evaluable(objects: Sequence[Any], centres_m: np.ndarray, sizes_m: np.ndarra
 
 def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any],
                     input_report: Mapping[str, Any]) -> dict[str, Any]:
-    trust = np.array(samples.edge_trust, dtype=np.float64)
-    correct = np.array(samples.edge_correct, dtype=bool)
-    kept = np.array(samples.edge_kept, dtype=bool)
+    """The metrics of ``samples``; warns (once) when the 'sim' detector could not report some evaluable objects
+    because their id and label are not in its ``detector.sim_labels``."""
+    trust, correct, kept = samples.edge_trust, samples.edge_correct, samples.edge_kept
     target = float(config["trust.target_precision"])
+    if samples.not_in_sim_labels:
+        warnings.warn(_sim_labels_warning(samples), stacklevel=2)
     return {
         "input": dict(input_report),
         "frames": {
@@ -483,6 +697,7 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
             "without_ground_truth": counts.without_ground_truth,
             "out_of_order": counts.out_of_order,
             "camera_pose_from_config": counts.camera_pose_from_config,
+            "extrinsic_differs_from_tf": counts.extrinsic_differs_from_tf,
             "episodes": len(counts.episodes),
         },
         "detection": _detection_metrics(samples),
@@ -499,15 +714,41 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def _detection_metrics(samples: _Samples) -> dict[str, Any]:
-    errors = np.array(samples.centroid_error_m)
+    errors = samples.centroid_error_m
+    labels = sorted(set(samples.gt_by_label) | set(samples.false_positives_by_label))
     return {
         "ground_truth_objects": samples.gt_objects,
         "perceived_objects": samples.perceived,
         "matched": samples.matched,
         "recall": _ratio(samples.matched, samples.gt_objects),
+        "false_positives": samples.false_positives,
+        "perceived_not_evaluable": samples.perceived_not_evaluable,
+        # Over the perceived objects that are scored: those of objects that are not evaluable are neither.
+        "precision": _ratio(samples.matched, samples.matched + samples.false_positives),
+        "min_pixels": samples.min_pixels,
+        "below_min_pixels": sum(samples.below_min_pixels_by_label.values()),
+        "pixels_from_projected_box": samples.pixels_from_projected_box,
+        "not_in_sim_labels": dict(sorted(samples.not_in_sim_labels.items())),
+        "by_label": {label: {
+            "ground_truth_objects": samples.gt_by_label[label],
+            "matched": samples.matched_by_label[label],
+            "recall": _ratio(samples.matched_by_label[label], samples.gt_by_label[label]),
+            "false_positives": samples.false_positives_by_label[label],
+            "below_min_pixels": samples.below_min_pixels_by_label[label],
+        } for label in labels},
         "centroid_error_median_m": float(np.median(errors)) if errors.size else math.nan,
         "centroid_error_p95_m": float(np.percentile(errors, 95)) if errors.size else math.nan,
     }
+
+
+def _sim_labels_warning(samples: _Samples) -> str:
+    missing = ", ".join(
+        f"'{label}' (instance id {', '.join(str(i) for i in sorted(samples.not_in_sim_labels_ids[label]))}, "
+        f"{count} evaluable object{'s' if count != 1 else ''})"
+        for label, count in sorted(samples.not_in_sim_labels.items()))
+    return (f"the 'sim' detector cannot report ground-truth objects labelled {missing}: their 'id:label' is not in "
+            "detector.sim_labels, so they count as missed. Evaluate with config/benchmark.yaml (its sim_labels "
+            "cover every label `tsg sim record` writes) or add them to detector.sim_labels.")
 
 
 def _relation_metrics(samples: _Samples, trust: np.ndarray, correct: np.ndarray, kept: np.ndarray) -> dict[str, Any]:
@@ -522,7 +763,7 @@ def _relation_metrics(samples: _Samples, trust: np.ndarray, correct: np.ndarray,
         }
 
     everything = summary(np.ones(len(correct), dtype=bool))
-    predicates = np.array(samples.edge_predicate, dtype=object)
+    codes = samples.edges["predicate"]
     return {
         **everything,
         "true_edges": int(correct.sum()),
@@ -531,7 +772,8 @@ def _relation_metrics(samples: _Samples, trust: np.ndarray, correct: np.ndarray,
         "recall_ground_truth": _ratio((correct & kept).sum(), samples.true_edges_ground_truth),
         "ground_truth_edges": samples.true_edges_ground_truth,
         "excluded_not_evaluable": samples.edges_excluded,
-        "by_predicate": {p: summary(predicates == p) for p in QUALITATIVE_PREDICATES if (predicates == p).any()},
+        "by_predicate": {p: summary(codes == code) for code, p in enumerate(QUALITATIVE_PREDICATES)
+                         if (codes == code).any()},
     }
 
 
@@ -557,12 +799,10 @@ def _trust_metrics(trust: np.ndarray, correct: np.ndarray, target: float, thresh
 
 
 def _distance_section(samples: _Samples) -> dict[str, Any]:
-    perceived = samples.pair_perceived_m + samples.ee_perceived_m
-    true = samples.pair_true_m + samples.ee_true_m
-    per_episode = {}
-    for (episode, label), series in sorted(samples.ee_series.items()):
-        values = np.array(series)
-        per_episode[f"{episode}:{label}"] = m.spearman(values[:, 0], values[:, 1])
+    perceived = np.concatenate([samples.pair_perceived_m, samples.ee_perceived_m])
+    true = np.concatenate([samples.pair_true_m, samples.ee_true_m])
+    per_episode = {f"{episode}:{label}": m.spearman(values[:, 0], values[:, 1])
+                   for (episode, label), values in samples.ee_series().items()}
     rhos = np.array([r for r in per_episode.values() if not math.isnan(r)])
     return {
         # Per episode, a held object's distance is nearly constant for many frames and its rank order is noise even
@@ -578,10 +818,10 @@ def _distance_section(samples: _Samples) -> dict[str, Any]:
     }
 
 
-def _distance_metrics(perceived: Sequence[float], true: Sequence[float]) -> dict[str, Any]:
-    if not perceived:
+def _distance_metrics(perceived: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    if perceived.size == 0:
         return {"count": 0}
-    return dict(m.distance_metrics(np.array(perceived), np.array(true), MIN_TRUE_DISTANCE_M))
+    return dict(m.distance_metrics(perceived, true, MIN_TRUE_DISTANCE_M))
 
 
 def _reward_metrics(samples: _Samples) -> dict[str, Any]:

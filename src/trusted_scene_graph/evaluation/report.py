@@ -1,14 +1,19 @@
 """The evaluation report on disk: ``metrics.json``, ``report.md`` and PNG figures.
 
 ``metrics.json`` writes undefined metrics (no samples, a single class) as ``null``; ``report.md`` shows them as
-"n/a". Figures that have nothing to draw are left out and listed in the report.
+"n/a". Figures that have nothing to draw are left out and listed in the report. A target the bag cannot have (an
+end-effector distance without an end-effector pose, anything without ground truth) is "not applicable", which is
+not the same as "no data" (the bag has the input but nothing was measured) or "missed".
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,111 @@ SIM_TARGETS: tuple[tuple[str, str, float], ...] = (
     ("relations.precision_kept", ">=", 0.95),
     ("relations.recall_kept", ">=", 0.80),
 )
+# Metric paths whose value needs the end-effector pose and a gripper in the ground truth, or a goal.
+_EE_PATHS = ("distance.ee_object", "distance.spearman")
+_GOAL_PATHS = ("reward",)
+
+
+def prepare_output_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` (with parents) and check that files can be written in it, before any work is done, so a bad
+    ``--out`` fails at once with the path named instead of after a whole evaluation."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvaluationError(f"output directory {out_dir} exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass  # the surest test of writability: os.access misses read-only mounts and ACLs
+    except OSError as exc:
+        raise EvaluationError(f"cannot write to output directory {out_dir}: {exc.strerror or exc}") from exc
+    return out_dir
+
+
+def _git(source_dir: Path, *args: str) -> str | None:
+    """stdout of ``git args`` run in ``source_dir``, or None when git is missing or fails (no checkout)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=source_dir, capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit(source_dir: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it) of the checkout holding ``source_dir``; (None, None) when
+    the package is not a git checkout. The package's own ``__init__.py`` must be tracked: a package installed into a
+    virtualenv that happens to sit inside some other checkout is not that checkout's code."""
+    if _git(source_dir, "ls-files", "--error-unmatch", "__init__.py") is None:
+        return None, None
+    commit = _git(source_dir, "rev-parse", "HEAD")
+    status = _git(source_dir, "status", "--porcelain", "--untracked-files=no")
+    return commit, (None if status is None else bool(status))
+
+
+def provenance(bag: Path, out_dir: Path, config_path: Path | None, overrides: Sequence[str],
+               max_frames: int | None, ground_truth_topic: str) -> dict[str, Any]:
+    """What produced a report: the inputs, the package version and commit, and the equivalent ``tsg`` command."""
+    import trusted_scene_graph
+
+    package_dir = Path(trusted_scene_graph.__file__).resolve().parent
+    commit, dirty = git_commit(package_dir)
+    command = ["tsg", "eval", str(bag)]
+    if config_path is not None:
+        command += ["--config", str(config_path)]
+    for override in overrides:
+        command += ["--set", override]
+    command += ["--out", str(out_dir)]
+    if max_frames is not None:
+        command += ["--max-frames", str(max_frames)]
+    command += ["--ground-truth-topic", ground_truth_topic]
+    return {
+        "bag": str(Path(bag).resolve()),
+        "config": None if config_path is None else str(Path(config_path).resolve()),
+        "overrides": list(overrides),
+        "max_frames": max_frames,
+        "ground_truth_topic": ground_truth_topic,
+        "package_version": trusted_scene_graph.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "command": shlex.join(command),
+    }
+
+
+def report_title(bag: Path, out_dir: Path, overrides: Sequence[str]) -> str:
+    """``Evaluation: VARIANT (bag NAME; --set a=b c=d)``: the variant is the output directory's name."""
+    details = [f"bag {Path(bag).resolve().name}"]
+    if overrides:
+        details.append("--set " + " ".join(overrides))
+    return f"Evaluation: {Path(out_dir).resolve().name} ({'; '.join(details)})"
+
+
+def ground_truth_note(metrics: Mapping[str, Any]) -> str | None:
+    """Why nothing was scored when the bag has no ground truth on the topic evaluated, or None when it has."""
+    inputs = metrics["input"]
+    if inputs["has_ground_truth"]:
+        return None
+    topic = inputs.get("ground_truth_topic", "/ground_truth")
+    others = [name for name, info in inputs.get("bag_topics", {}).items()
+              if info["type"].endswith("/GroundTruth") and name != topic]
+    hint = (f"the bag has GroundTruth on {', '.join(others)}: pass --ground-truth-topic {others[0]}" if others
+            else "if it is on another topic, pass --ground-truth-topic TOPIC")
+    return (f"no ground truth on topic {topic}: only timing and frame counts were measured, nothing was scored "
+            f"({hint})")
+
+
+def not_applicable(metrics: Mapping[str, Any], path: str) -> str | None:
+    """Why the metric at ``path`` cannot apply to this bag (its input is not in the bag), or None when it can."""
+    inputs = metrics["input"]
+    if not inputs["has_ground_truth"]:
+        return f"no ground truth on {inputs.get('ground_truth_topic', '/ground_truth')}"
+    if path.startswith(_EE_PATHS):
+        if not inputs.get("has_ee_pose", True):
+            return f"no end-effector pose ({inputs.get('ee_pose_topic', 'topics.ee_pose')}) in the bag"
+        if inputs.get("ground_truth_with_gripper", 1) == 0:
+            return "no gripper in the ground truth"
+    if path.startswith(_GOAL_PATHS) and inputs.get("ground_truth_with_goal", 1) == 0:
+        return "the task has no goal"
+    return None
 
 
 def json_ready(value: Any) -> Any:
@@ -53,8 +163,17 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        # Fixed decimals would show a small value (a rate of 0.0004, an error of 0.004) as zero or one digit.
+        return f"{value:.3g}" if 0.0 < abs(value) < 0.1 else f"{value:.{digits}f}"
     return str(value)
+
+
+def _fmt_metric(key: str, value: Any) -> str:
+    """A metric's value for the report: distances (keys ending ``_m``) in centimetres with 2 decimals."""
+    if key.endswith("_m") and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value):
+        return f"{value * 100.0:.2f} cm"
+    return _fmt(value)
 
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
@@ -64,20 +183,41 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
 
 
 def target_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, value, target, status) per target; status is "met", "missed", "no data" (the bag has the input,
+    nothing was measured) or "not applicable: WHY" (the bag cannot have it)."""
     rows = []
     for path, comparison, target in SIM_TARGETS:
         value = lookup(metrics, path)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        reason = not_applicable(metrics, path)
+        if reason is not None:
+            status = f"not applicable: {reason}"
+        elif not isinstance(value, (int, float)) or not math.isfinite(value):
             status = "no data"
         else:
             status = "met" if (value >= target if comparison == ">=" else value <= target) else "missed"
-        rows.append((f"`{path}`", _fmt(value), f"{comparison} {target}", status))
+        key = path.rsplit(".", 1)[-1]
+        target_text = _fmt_metric(key, target) if key.endswith("_m") else f"{target:g}"
+        rows.append((f"`{path}`", _fmt_metric(key, value), f"{comparison} {target_text}", status))
     return rows
 
 
 def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], missing_figures: list[str]) -> str:
     inputs, frames = metrics["input"], metrics["frames"]
     lines = [f"# {title}", "", f"Bag: `{inputs['bag']}`", ""]
+    note = ground_truth_note(metrics)
+    if note is not None:
+        lines += [f"> **Not scored:** {note}.", ""]
+    if "provenance" in metrics:
+        run = metrics["provenance"]
+        lines += ["## Run", ""]
+        lines += _table([
+            ("command", f"`{run['command']}`"),
+            ("config", f"`{run['config']}`" if run["config"] else "the default config"),
+            ("overrides", ", ".join(f"`{o}`" for o in run["overrides"]) or "none"),
+            ("package version", _fmt(run["package_version"])),
+            ("git commit", (run["git_commit"] or "not a git checkout")
+             + (" (with uncommitted changes)" if run["git_dirty"] else "")),
+        ], ("", "value"))
     lines += ["## Input", ""]
     lines += _table([
         ("messages read", _fmt(inputs["messages_read"])),
@@ -88,31 +228,47 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
         ("frames without ground truth", _fmt(frames["without_ground_truth"])),
         ("frames out of order (skipped)", _fmt(frames["out_of_order"])),
         ("frames with the camera pose from the config (no tf)", _fmt(frames["camera_pose_from_config"])),
+        ("frames whose static extrinsic differs from the bag's tf", _fmt(frames.get("extrinsic_differs_from_tf", 0))),
         ("missing topics", ", ".join(inputs["missing_topics"]) or "none"),
         ("skipped message types", ", ".join(f"{k} ({v})" for k, v in inputs["skipped_types"].items()) or "none"),
         ("undecodable messages", ", ".join(f"{k} ({v})" for k, v in inputs["undecodable"].items()) or "none"),
         ("unexpected types on known topics",
          ", ".join(f"{k} ({v})" for k, v in inputs["unexpected_types"].items()) or "none"),
         ("read error", inputs["read_error"] or "none"),
+        ("messages of topics not used (not decoded)", _fmt(inputs.get("messages_not_read", 0))),
     ], ("", "value"))
     if frames["failure_reasons"]:
         lines += ["Frame failures:", ""] + [f"- {count} x {reason}" for reason, count in
                                              frames["failure_reasons"].items()] + [""]
     lines += ["## Simulated-benchmark targets", ""]
     lines += _table(target_rows(metrics), ("metric", "value", "target", "status"))
+
+    def cell(path: str, value: Any) -> str:
+        text = _fmt_metric(path.rsplit(".", 1)[-1], value)
+        return "not applicable" if text == "n/a" and not_applicable(metrics, path) else text
+
     for section in ("detection", "relations", "trust", "distance", "reward"):
         values = metrics[section]
-        flat = [(f"`{k}`", _fmt(v)) for k, v in values.items() if not isinstance(v, (Mapping, list))]
+        reason = not_applicable(metrics, section)
+        if reason is not None:  # the whole section needs an input the bag does not have
+            lines += [f"## {section.capitalize()}", "", f"Not applicable: {reason}.", ""]
+            continue
+        flat = [(f"`{k}`", cell(f"{section}.{k}", v)) for k, v in values.items()
+                if not isinstance(v, (Mapping, list))]
         lines += [f"## {section.capitalize()}", ""] + _table(flat, ("metric", "value"))
         for key, sub in values.items():
-            if isinstance(sub, Mapping) and sub and all(isinstance(v, Mapping) for v in sub.values()):
+            sub_reason = not_applicable(metrics, f"{section}.{key}")
+            if isinstance(sub, Mapping) and sub_reason is not None:
+                lines += [f"`{section}.{key}`: not applicable: {sub_reason}.", ""]
+            elif isinstance(sub, Mapping) and sub and all(isinstance(v, Mapping) for v in sub.values()):
                 columns = sorted({c for v in sub.values() for c in v})
                 lines += [f"`{section}.{key}`:", ""]
-                lines += _table([(name, *(_fmt(v.get(c)) for c in columns)) for name, v in sub.items()],
+                lines += _table([(name, *(_fmt_metric(c, v.get(c)) for c in columns)) for name, v in sub.items()],
                                 (key, *columns))
             elif isinstance(sub, Mapping) and sub and key != "spearman_per_episode":
-                lines += [f"`{section}.{key}`:", ""] + _table([(f"`{k}`", _fmt(v)) for k, v in sub.items()],
-                                                             ("metric", "value"))
+                lines += [f"`{section}.{key}`:", ""]
+                lines += _table([(f"`{k}`", cell(f"{section}.{key}.{k}", v)) for k, v in sub.items()],
+                                ("metric", "value"))
     if metrics["timing"]:
         lines += ["## Timing", ""]
         lines += _table([(stage, _fmt(v["median_ms"], 2), _fmt(v["p95_ms"], 2), _fmt(v["count"]))
@@ -124,9 +280,11 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
 
 
 def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title: str = "Evaluation report") -> None:
-    """Write ``metrics.json``, the PNGs and ``report.md`` into ``out_dir`` (created if needed)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``metrics.json``, the PNGs and ``report.md`` into ``out_dir`` (created if needed).
+
+    The figures this function draws that an earlier run left are deleted first, so a figure this run has nothing
+    to draw is not shown stale next to the new report; no other file in ``out_dir`` is touched."""
+    out_dir = prepare_output_dir(out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
     trust = np.array(samples.edge_trust)
     correct = np.array(samples.edge_correct, dtype=bool)
@@ -141,6 +299,10 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
             samples.pair_perceived_m, samples.pair_true_m, p, "Object pair distance"),
         "timing.png": lambda p: plots.plot_timing(metrics["timing"], p, "Time per frame and stage"),
     }
+    for name in drawings:
+        stale = out_dir / name
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink()
     figures, missing = [], []
     for name, draw in drawings.items():
         try:

@@ -561,9 +561,28 @@ def import_mujoco() -> ModuleType:
     return mujoco
 
 
+def _drop_adroit_notice() -> None:
+    """Keep gymnasium-robotics' import-time Adroit notice off stderr.
+
+    On import, gymnasium_robotics prints (not warns: ``warnings`` filters cannot catch it) a notice from
+    ``farama_notifications`` that the AdroitHand*Dense-v1 rewards changed in 1.2.1. We use only the Fetch
+    tasks, so that notice is noise on every recording and demo; this drops that one message from the notification
+    table before the import and leaves any other notice in place.
+    """
+    try:
+        import farama_notifications
+    except ImportError:  # gymnasium-robotics without it prints nothing
+        return
+    adroit_notice = getattr(farama_notifications, "GYMNASIUM_ROBOTICS_ADROIT_WARNING", None)
+    versions = farama_notifications.notifications.get("gymnasium_robotics", {})
+    for version in [version for version, message in versions.items() if message == adroit_notice]:
+        del versions[version]
+
+
 def _import_simulator() -> tuple[ModuleType, ModuleType]:
     """Import MuJoCo (:func:`import_mujoco`) and Gymnasium-Robotics on demand."""
     mujoco = import_mujoco()
+    _drop_adroit_notice()
     try:
         import gymnasium
         import gymnasium_robotics

@@ -86,8 +86,9 @@ def sim_label_entries() -> list[str]:
 
 
 def benchmark_config() -> Config:
-    """The schema defaults with every catalogue label known to the 'sim' detector: ``config/benchmark.yaml``."""
-    return Config({"detector.sim_labels": sim_label_entries()})
+    """The schema defaults with every catalogue label known to the 'sim' detector and the camera pose from the tf
+    (a recorded bag's ``/tf_static``, as a robot's tf tree gives it): ``config/benchmark.yaml``."""
+    return Config({"detector.sim_labels": sim_label_entries(), "extrinsic.source": "tf"})
 
 
 def _catalogue_lookup(labels_by_id: Mapping[int, str]) -> np.ndarray:
@@ -118,7 +119,7 @@ class RecordSettings:
 
     def __post_init__(self) -> None:
         if self.scene not in SCENES:
-            raise SimError(f"unknown scene {self.scene!r}; known: {', '.join(SCENES)}")
+            raise SimError(f"unknown --task {self.scene!r}; known: {', '.join(SCENES)}")
         if self.episodes < 1:
             raise SimError(f"episodes={self.episodes} must be >= 1")
         if self.seed < 0:
@@ -131,6 +132,13 @@ class RecordSettings:
             raise SimError(f"frames_per_scene={self.frames_per_scene} must be >= 1")
         if self.camera is not None and self.scene == TABLETOP:
             raise SimError("camera: tabletop scenes sample their own camera; --camera is for Fetch tasks")
+        # Each of these applies to one kind of scene only: a non-default value on the other kind would be ignored.
+        if self.policy_noise != 0.0 and self.scene == TABLETOP:
+            raise SimError(f"policy_noise={self.policy_noise}: tabletop scenes are static; --policy-noise is for "
+                           "Fetch tasks")
+        if self.frames_per_scene != 1 and self.scene != TABLETOP:
+            raise SimError(f"frames_per_scene={self.frames_per_scene}: {self.scene} records whole episodes; "
+                           "--frames-per-scene is for tabletop")
         depth_noise_from_name(self.depth_noise)  # raises for an unknown preset
 
 

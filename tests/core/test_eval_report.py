@@ -1,0 +1,125 @@
+"""``tsg eval`` report helpers: the output directory check, provenance, number formats and target applicability."""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trusted_scene_graph
+from trusted_scene_graph.evaluation import EvaluationError
+from trusted_scene_graph.evaluation.report import (
+    _fmt,
+    _fmt_metric,
+    git_commit,
+    ground_truth_note,
+    not_applicable,
+    prepare_output_dir,
+    provenance,
+    report_title,
+    target_rows,
+)
+
+
+def _metrics(**inputs: Any) -> dict[str, Any]:
+    """A metrics dict with the input flags target_rows reads and every target's value undefined."""
+    base = {"has_ground_truth": True, "ground_truth_topic": "/ground_truth", "has_ee_pose": True,
+            "ee_pose_topic": "/ee_pose", "ground_truth_with_gripper": 5, "ground_truth_with_goal": 5,
+            "bag_topics": {}}
+    return {"input": {**base, **inputs},
+            "distance": {"ee_object": {"count": 0}, "spearman": math.nan},
+            "relations": {"precision_kept": 0.5, "recall_kept": 0.9}}
+
+
+def test_the_output_directory_is_created_and_a_file_in_its_place_is_refused(tmp_path: Path) -> None:
+    assert prepare_output_dir(tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("user data")
+    with pytest.raises(EvaluationError, match=f"output directory {tmp_path / 'file'} exists and is not a directory"):
+        prepare_output_dir(tmp_path / "file")
+    with pytest.raises(EvaluationError, match=f"cannot write to output directory {tmp_path / 'file' / 'sub'}"):
+        prepare_output_dir(tmp_path / "file" / "sub")
+    assert (tmp_path / "file").read_text() == "user data"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into any directory")
+def test_an_unwritable_output_directory_is_refused_by_name(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(EvaluationError, match=f"cannot write to output directory {locked}"):
+            prepare_output_dir(locked)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_git_commit_is_none_outside_a_checkout_and_heads_commit_inside(tmp_path: Path) -> None:
+    assert git_commit(tmp_path) == (None, None)
+    package_dir = Path(trusted_scene_graph.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package_dir, capture_output=True, text=True, check=False)
+    commit, dirty = git_commit(package_dir)
+    if head.returncode != 0:
+        assert (commit, dirty) == (None, None)
+    else:
+        assert commit == head.stdout.strip() and isinstance(dirty, bool)
+
+
+def test_provenance_names_the_inputs_version_and_an_equivalent_command(tmp_path: Path) -> None:
+    run = provenance(tmp_path / "bag dir", tmp_path / "out", Path("config/benchmark.yaml"),
+                     ["trust.threshold=0.7"], 5, "/gt")
+    assert run["bag"] == str((tmp_path / "bag dir").resolve())
+    assert run["config"] == str(Path("config/benchmark.yaml").resolve())
+    assert run["overrides"] == ["trust.threshold=0.7"] and run["package_version"] == trusted_scene_graph.__version__
+    assert shlex.split(run["command"]) == ["tsg", "eval", str(tmp_path / "bag dir"), "--config",
+                                           "config/benchmark.yaml", "--set", "trust.threshold=0.7", "--out",
+                                           str(tmp_path / "out"), "--max-frames", "5", "--ground-truth-topic", "/gt"]
+    assert provenance(tmp_path, tmp_path, None, [], None, "/ground_truth")["config"] is None
+
+
+def test_the_title_names_the_variant_and_the_overrides(tmp_path: Path) -> None:
+    assert report_title(tmp_path / "bag", tmp_path / "thr07", ["trust.threshold=0.7"]) == \
+        "Evaluation: thr07 (bag bag; --set trust.threshold=0.7)"
+    assert report_title(tmp_path / "bag", tmp_path / "base", []) == "Evaluation: base (bag bag)"
+
+
+def test_small_values_keep_their_digits_and_distances_show_in_centimetres() -> None:
+    assert _fmt(0.000412) == "0.000412"
+    assert _fmt(0.9964) == "0.996" and _fmt(0.0) == "0.000" and _fmt(math.nan) == "n/a" and _fmt(7) == "7"
+    assert _fmt_metric("median_abs_error_close_m", 0.0042) == "0.42 cm"
+    assert _fmt_metric("median_abs_error_close_m", None) == "n/a"
+    assert _fmt_metric("recall", 0.0042) == "0.0042"
+
+
+def test_targets_the_bag_cannot_have_are_not_applicable_not_missing() -> None:
+    def statuses(metrics: dict[str, Any]) -> dict[str, str]:
+        return {metric.strip("`"): status for metric, _, _, status in target_rows(metrics)}
+
+    without_ee = statuses(_metrics(has_ee_pose=False))
+    assert without_ee["distance.ee_object.median_abs_error_close_m"] == \
+        "not applicable: no end-effector pose (/ee_pose) in the bag"
+    assert without_ee["distance.spearman"].startswith("not applicable")
+    assert without_ee["relations.precision_kept"] == "missed" and without_ee["relations.recall_kept"] == "met"
+    assert statuses(_metrics(ground_truth_with_gripper=0))["distance.spearman"] == \
+        "not applicable: no gripper in the ground truth"
+    # The bag has what the ee distances need, yet none was measured: that is missing data, not "not applicable".
+    assert statuses(_metrics())["distance.ee_object.within_0_5x_2x"] == "no data"
+    assert not_applicable(_metrics(ground_truth_with_goal=0), "reward.value_order_spearman") == "the task has no goal"
+    assert not_applicable(_metrics(), "reward.value_order_spearman") is None
+    no_truth = statuses(_metrics(has_ground_truth=False))
+    assert set(no_truth.values()) == {"not applicable: no ground truth on /ground_truth"}
+    rows = {metric.strip("`"): (value, target) for metric, value, target, _ in target_rows(_metrics())}
+    assert rows["distance.ee_object.median_abs_error_close_m"] == ("n/a", "<= 1.50 cm")
+
+
+def test_the_ground_truth_note_names_the_topic_and_the_option() -> None:
+    assert ground_truth_note(_metrics()) is None
+    note = ground_truth_note(_metrics(has_ground_truth=False))
+    assert "no ground truth on topic /ground_truth" in note and "--ground-truth-topic" in note
+    elsewhere = ground_truth_note(_metrics(has_ground_truth=False, bag_topics={
+        "/sim/truth": {"type": "trusted_scene_graph_msgs/msg/GroundTruth", "messages": 3, "read": False}}))
+    assert "pass --ground-truth-topic /sim/truth" in elsewhere
