@@ -54,8 +54,11 @@ done
 CORRUPTION=(--set detector.corruption.box_jitter_px=3.0 --set detector.corruption.miss_rate=0.05
             --set detector.corruption.false_positive_rate=0.2 --set detector.corruption.label_swap_rate=0.03
             --set detector.corruption.score_noise=0.05)
+EVALS=("${NAMES[@]}")
 for name in FetchPickAndPlace-kinect tabletop-kinect; do
   tsg eval "$OUT/bags/$name" --config "$CONFIG" "${CORRUPTION[@]}" --out "$OUT/eval/$name+corrupted-detector"
+  EVALS+=("$name+corrupted-detector")
 done
-python scripts/benchmark_summary.py "$OUT/eval" > "$OUT/summary.md"
+# Only this run's evaluations: a folder left in $OUT/eval by an earlier run with other bags is not summarised.
+python scripts/benchmark_summary.py "$OUT/eval" "${EVALS[@]}" > "$OUT/summary.md"
 cat "$OUT/summary.md"

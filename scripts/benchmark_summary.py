@@ -77,12 +77,14 @@ def table(metrics_by_name: dict[str, dict], columns: tuple[tuple[str, str, str],
     return lines
 
 
-def main(folder: str) -> int:
-    metrics_by_name = {path.parent.name: json.loads(path.read_text())
-                       for path in sorted(Path(folder).glob("*/metrics.json"))}
+def main(folder: str, names: list[str]) -> int:
+    """Summarise ``folder/NAME/metrics.json`` for the given names (all evaluations in the folder when none)."""
+    paths = ([Path(folder) / name / "metrics.json" for name in names] if names
+             else list(Path(folder).glob("*/metrics.json")))
+    metrics_by_name = {path.parent.name: json.loads(path.read_text()) for path in sorted(paths)}
     print("\n".join(table(metrics_by_name, COLUMNS) + [""] + table(metrics_by_name, SECOND)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "out/benchmark/eval"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "out/benchmark/eval", sys.argv[2:]))

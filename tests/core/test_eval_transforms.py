@@ -40,7 +40,7 @@ def test_the_transform_in_force_at_a_stamp_is_the_latest_one_at_or_before_it() -
         buffer.add(bag_msgs.tf_message(stamp_ns, "world", "camera", _shift(x_m)))
     assert buffer.lookup("world", "camera", 250).translation_m[0] == 2.0
     assert buffer.lookup("world", "camera", 300).translation_m[0] == 3.0
-    assert buffer.lookup("world", "camera", 50).translation_m[0] == 1.0  # before any: the earliest known
+    assert buffer.lookup("world", "camera", 50) is None  # /tf is never extrapolated back in time
     buffer.forget_before(250)
     assert buffer.lookup("world", "camera", 260).translation_m[0] == 2.0
     assert buffer.lookup("world", "camera", 400).translation_m[0] == 3.0
@@ -53,6 +53,47 @@ def test_a_transform_with_an_invalid_quaternion_is_ignored() -> None:
     buffer.add(message)
     assert buffer.lookup("world", "camera", 0) is None
 
+
+def test_a_static_transform_also_holds_for_images_stamped_before_it() -> None:
+    # A /tf_static published after the first image (a driver started late) still places that image's camera.
+    buffer = TransformBuffer()
+    buffer.add(bag_msgs.tf_message(500, "world", "camera", _shift(1.0)), static=True)
+    assert buffer.lookup("world", "camera", 100).translation_m[0] == 1.0
+
+
+def test_a_dynamic_transform_older_than_the_max_age_is_stale_and_says_so() -> None:
+    buffer = TransformBuffer(max_age_ns=500_000_000)
+    buffer.add(bag_msgs.tf_message(1_000_000_000, "world", "camera", _shift(1.0)))
+    assert buffer.lookup("world", "camera", 1_400_000_000).translation_m[0] == 1.0
+    found = buffer.lookup_explained("world", "camera", 3_000_000_000)  # the publisher died 2 s ago
+    assert found.transform is None
+    assert "the newest /tf transform of 'camera' before the image is 2.000 s old" in found.reason
+    assert "extrinsic.tf_max_age_s = 0.5 s" in found.reason
+    early = buffer.lookup_explained("world", "camera", 900_000_000)
+    assert early.transform is None and "stamped 0.100 s after the image" in early.reason
+    # Statics never go stale: a fixed camera mount is published once.
+    buffer.add(bag_msgs.tf_message(0, "world", "mount", _shift(2.0)), static=True)
+    assert buffer.lookup("world", "mount", 3_600_000_000_000).translation_m[0] == 2.0
+    assert "are not connected" in buffer.lookup_explained("world", "gripper", 0).reason
+
+
+def test_a_clock_reset_starts_a_frame_history_again() -> None:
+    # Episode 1's camera is latched at 0.5 s and frames run to 60 s; then the simulator's clock restarts and
+    # episode 2's camera arrives stamped 0.1 s. Every later frame (0.2 s, 0.6 s) is in episode 2.
+    buffer = TransformBuffer(max_age_ns=500_000_000)
+    buffer.add(bag_msgs.tf_message(500_000_000, "world", "camera", _shift(1.0)), static=True)
+    buffer.add(bag_msgs.tf_message(60_000_000_000, "world", "gripper", _shift(0.3)))
+    buffer.add(bag_msgs.tf_message(100_000_000, "world", "camera", _shift(2.0)), static=True)
+    assert buffer.lookup("world", "camera", 200_000_000).translation_m[0] == 2.0
+    assert buffer.lookup("world", "camera", 600_000_000).translation_m[0] == 2.0
+    # /tf jumping back by more than a second is a reset too; a slightly late message is not.
+    buffer.add(bag_msgs.tf_message(200_000_000, "world", "gripper", _shift(0.4)))
+    assert buffer.lookup("world", "gripper", 300_000_000).translation_m[0] == 0.4
+    assert buffer.newest_dynamic_stamp_ns() == 200_000_000
+    buffer.add(bag_msgs.tf_message(400_000_000, "world", "gripper", _shift(0.5)))
+    buffer.add(bag_msgs.tf_message(300_000_000, "world", "gripper", _shift(0.45)))  # late, kept in order
+    assert buffer.lookup("world", "gripper", 350_000_000).translation_m[0] == 0.45
+    assert buffer.lookup("world", "gripper", 450_000_000).translation_m[0] == 0.5
 
 
 def test_matching_keeps_the_most_pairs_within_the_gate_before_the_least_distance() -> None:

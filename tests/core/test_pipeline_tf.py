@@ -68,7 +68,8 @@ def test_a_frame_without_the_transform_is_rejected_naming_both_frames_and_a_late
     tf = buffer_with((0, "world", "cam", CAMERA_IN_WORLD))  # 'cam' is not connected to 'map'
     assert pipeline.camera_pose_from_tf(tf, "cam", 1_000) is None
     with pytest.raises(PipelineError, match=r"^extrinsic.source 'tf': no transform from camera frame 'cam' to graph "
-                                            r"frame 'map' at the image stamp in /tf_static or /tf$"):
+                                            r"frame 'map' at the image stamp in /tf_static or /tf: "
+                                            r"'cam' and 'map' are not connected$"):
         pipeline.process(scene_frame())
     assert pipeline.frame_status() == {"graph_frame_source": "tf", "camera_frame": "cam", "camera_in_tf": "no"}
     tf.add(bag_msgs.tf_message(0, "map", "world", RigidTransform.from_xyzw([0, 0, 0], [0, 0, 0, 1])))

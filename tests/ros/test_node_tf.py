@@ -156,7 +156,7 @@ def test_a_frame_without_the_transform_is_rejected_on_diagnostics_and_the_node_k
     assert spin_until(harness.node, lambda: node.stats.failed == 1)
     assert harness.graph_for(stamp, timeout_s=0.3) is None
     message = ("last frame skipped: extrinsic.source 'tf': no transform from camera frame 'cam' to graph frame "
-               "'world' at the image stamp in /tf_static or /tf")
+               "'world' at the image stamp in /tf_static or /tf: 'cam' and 'world' are not connected")
     assert spin_until(harness.node, lambda: any(s.message == message for s in harness.statuses), timeout_s=5.0)
     error = next(s for s in harness.statuses if s.message == message)
     assert error.level == DiagnosticStatus.ERROR
@@ -173,3 +173,16 @@ def test_a_frame_without_the_transform_is_rejected_on_diagnostics_and_the_node_k
     assert harness.graph_for(harness.publish(camera_frame="other_cam"), timeout_s=1.0) is None
     assert spin_until(harness.node, lambda: node.stats.failed == failed + 1)
     assert "no transform from camera frame 'other_cam' to graph frame 'world'" in node.stats.last_error
+
+
+def test_without_tf2_msgs_configure_fails_naming_the_package(test_node, monkeypatch):
+    import sys
+
+    from trusted_scene_graph.ros.bringup import BringupError
+
+    monkeypatch.setitem(sys.modules, "tf2_msgs.msg", None)  # `from tf2_msgs.msg import ...` raises ImportError
+    # Not a bare "trigger_activate returned ERROR": configure fails, and the reason names the package and the fix.
+    with pytest.raises(BringupError, match=r"'scene_graph': trigger_configure returned FAILURE: extrinsic.source "
+                                           r"'tf' needs the tf2_msgs package, which is not importable .*"
+                                           r"ros2_ws/vendor/tf2_msgs"):
+        Bringup(CONFIG).start()

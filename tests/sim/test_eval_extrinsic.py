@@ -51,7 +51,7 @@ def test_with_tf_every_frame_takes_the_bags_camera_pose_and_nothing_is_warned(on
     metrics, warned = _evaluate(one_scene_bag)  # benchmark_config(): extrinsic.source 'tf'
     frames = metrics["frames"]
     assert (frames["evaluated"], frames["failed"], frames["extrinsic_differs_from_tf"]) == (FRAMES, 0, 0)
-    assert frames["camera_pose_from_config"] == 0
+    assert frames["graph_frame_taken_as_truth_frame"] == 0
     assert metrics["detection"]["recall"] > 0.9 and metrics["detection"]["centroid_error_median_m"] < 0.02
     assert warned == []
 
@@ -97,9 +97,9 @@ def test_with_tf_a_bag_without_the_camera_transform_fails_every_frame_with_the_r
                 writer.write(message.topic, message.msg, message.log_time_ns)
     metrics, _ = _evaluate(tmp_path / "no_tf")
     frames = metrics["frames"]
-    assert (frames["evaluated"], frames["failed"], frames["camera_pose_from_config"]) == (0, FRAMES, 0)
+    assert (frames["evaluated"], frames["failed"], frames["graph_frame_taken_as_truth_frame"]) == (0, FRAMES, 0)
     reason = (f"PipelineError: extrinsic.source 'tf': no transform from camera frame {OPTICAL_FRAME!r} to graph "
-              "frame 'world' at the image stamp in /tf_static or /tf")
+              f"frame 'world' at the image stamp in /tf_static or /tf: {OPTICAL_FRAME!r} and 'world' are not connected")
     assert frames["failure_reasons"] == {reason: FRAMES}
     with pytest.raises(EvaluationError, match="every frame failed: PipelineError: extrinsic.source 'tf': no "
                                               "transform from camera frame"):

@@ -147,7 +147,7 @@ def test_eval_scores_a_tabletop_bag_and_meets_the_relation_targets(tabletop_bag:
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert {"relations", "trust", "distance", "reward", "timing"} <= set(metrics)
     assert metrics["frames"]["evaluated"] == 4 and metrics["frames"]["failed"] == 0
-    assert metrics["frames"]["camera_pose_from_config"] == 0  # the camera pose came from /tf_static
+    assert metrics["frames"]["graph_frame_taken_as_truth_frame"] == 0  # the camera pose came from /tf_static
     assert metrics["detection"]["recall"] > 0.9
     relations = metrics["relations"]
     assert relations["precision_kept"] >= 0.95 and relations["recall_kept"] >= 0.80
@@ -218,7 +218,7 @@ def test_frames_scored_without_a_camera_pose_in_the_tf_are_counted(tabletop_bag:
     static = benchmark_config().with_overrides({"extrinsic.source": "static"})
     metrics = evaluate_bag(tmp_path / "no_tf", static).metrics
     # Every frame is scored with the config's extrinsic, which is not the recorded camera's pose.
-    assert metrics["frames"]["evaluated"] == metrics["frames"]["camera_pose_from_config"] == 4
+    assert metrics["frames"]["evaluated"] == metrics["frames"]["graph_frame_taken_as_truth_frame"] == 4
     # With the benchmark's 'tf' extrinsic such frames fail instead (tests/sim/test_eval_extrinsic.py).
     assert evaluate_bag(tmp_path / "no_tf", benchmark_config()).metrics["frames"]["failed"] == 4
 

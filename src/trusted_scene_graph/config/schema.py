@@ -122,6 +122,10 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "'tf' (per frame, the tf lookup graph_frame <- camera_info's frame_id at the image stamp, from "
               "/tf_static and /tf; a frame without that transform is rejected)",
               choices=("static", "plane_fit", "tf"), read_only=True),
+    ParamSpec("extrinsic.tf_max_age_s", FLOAT, 0.5,
+              "'tf': a /tf transform older than this at the image stamp is stale and the frame is rejected (a dead "
+              "tf publisher must not freeze the camera pose); /tf_static transforms never go stale",
+              unit="s", min=0.001, max=3600.0, read_only=True),
     ParamSpec("extrinsic.plane_fit.inlier_distance_m", FLOAT, 0.01,
               "'plane_fit': largest point-to-plane distance of a plane inlier", unit="m", min=1e-4, max=1.0),
     ParamSpec("extrinsic.plane_fit.iterations", INT, 200, "'plane_fit': RANSAC hypotheses per fit",

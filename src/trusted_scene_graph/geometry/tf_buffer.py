@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,27 @@ import numpy as np
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.pipeline.messages import stamp_to_ns
+
+# A /tf transform stamped this much before its frame's newest one means the clock went back (a simulator reset, a
+# bag looped or replayed again), not a late message: that frame's history restarts from it, as tf2 clears its buffer
+# on a jump back in time.
+JUMP_BACK_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    stamp_ns: int
+    parent: str
+    transform: RigidTransform
+    static: bool
+
+
+@dataclass(frozen=True)
+class TfLookup:
+    """A lookup's result: the transform, or None with the reason it is missing."""
+
+    transform: RigidTransform | None
+    reason: str = ""
 
 
 class TransformBuffer:
@@ -19,57 +42,96 @@ class TransformBuffer:
     lookups without interpolation, which is what offline evaluation and a camera extrinsic need: evaluation scores
     frames a little after reading them, so later transforms (a new episode's camera) are already buffered and the
     stamp matters. Messages are duck-typed (``tf2_msgs/msg/TFMessage`` from rclpy or rosbags).
+
+    As in tf2, the two topics differ: a ``/tf_static`` transform holds until a newer one for the same frame (also
+    for images stamped before it, e.g. published after the first image), and a static one stamped earlier than the
+    frame's newest starts its history again (a new episode after a clock reset). A ``/tf`` transform holds for at
+    most ``max_age_ns`` after its stamp, so a dead publisher makes lookups fail instead of freezing the pose, and
+    never for images stamped before it (no extrapolation back in time).
     """
 
-    def __init__(self) -> None:
-        self._history: dict[str, list[tuple[int, str, RigidTransform]]] = defaultdict(list)
+    def __init__(self, max_age_ns: int | None = None) -> None:
+        if max_age_ns is not None and max_age_ns <= 0:
+            raise TsgError(f"TransformBuffer: max_age_ns must be positive, got {max_age_ns}")
+        self.max_age_ns = max_age_ns
+        self._history: dict[str, list[_Entry]] = defaultdict(list)
 
-    def add(self, tf_message: Any) -> None:
+    def add(self, tf_message: Any, static: bool = False) -> None:
+        """Buffer every transform of a TFMessage; ``static`` for messages from ``/tf_static``."""
         for stamped in tf_message.transforms:
             t, r = stamped.transform.translation, stamped.transform.rotation
             try:
                 transform = RigidTransform.from_xyzw([t.x, t.y, t.z], [r.x, r.y, r.z, r.w])
             except TsgError:
-                continue  # an invalid quaternion is not a usable transform; the frame falls back to the config
-            history = self._history[stamped.child_frame_id.lstrip("/")]
-            history.append((stamp_to_ns(stamped.header.stamp), stamped.header.frame_id.lstrip("/"), transform))
-            history.sort(key=lambda entry: entry[0])
+                continue  # an invalid quaternion is not a usable transform; lookups through it fail with a reason
+            child = stamped.child_frame_id.lstrip("/")
+            entry = _Entry(stamp_to_ns(stamped.header.stamp), stamped.header.frame_id.lstrip("/"), transform, static)
+            history = self._history[child]
+            if history and entry.stamp_ns < history[-1].stamp_ns - (0 if static else JUMP_BACK_NS):
+                history.clear()  # the clock went back: the old timeline's transforms no longer apply
+            # insort keeps arrival order among equal stamps, so a re-published transform wins over the older copy
+            bisect.insort_right(history, entry, key=lambda e: e.stamp_ns)
 
-    def _at(self, child: str, stamp_ns: int) -> tuple[str, RigidTransform] | None:
+    def _at(self, child: str, stamp_ns: int) -> _Entry | str | None:
+        """The entry in force for ``child`` at ``stamp_ns``; a reason string when it exists but does not apply;
+        None when the frame has no parent in the buffer (a root)."""
         history = self._history.get(child)
         if not history:
             return None
-        # The latest at or before the stamp; a transform stamped later than every earlier one still applies to a
-        # frame before it only when nothing older exists (a tf_static published after the first image).
-        before = [entry for entry in history if entry[0] <= stamp_ns]
-        _, parent, transform = before[-1] if before else history[0]
-        return parent, transform
+        index = bisect.bisect_right(history, stamp_ns, key=lambda e: e.stamp_ns)
+        if index == 0:
+            first = history[0]
+            if first.static:
+                return first
+            return (f"the first /tf transform of {child!r} is stamped {(first.stamp_ns - stamp_ns) / 1e9:.3f} s "
+                    f"after the image (no extrapolation back in time)")
+        entry = history[index - 1]
+        age_ns = stamp_ns - entry.stamp_ns
+        if not entry.static and self.max_age_ns is not None and age_ns > self.max_age_ns:
+            return (f"the newest /tf transform of {child!r} before the image is {age_ns / 1e9:.3f} s old "
+                    f"(more than extrinsic.tf_max_age_s = {self.max_age_ns / 1e9:g} s)")
+        return entry
 
-    def _ancestors(self, frame: str, stamp_ns: int) -> dict[str, np.ndarray]:
-        """Every frame above ``frame`` (and itself), each with the matrix mapping ``frame``'s points into it."""
+    def _ancestors(self, frame: str, stamp_ns: int) -> tuple[dict[str, np.ndarray], str]:
+        """Every frame above ``frame`` (and itself), each with the matrix mapping ``frame``'s points into it, and
+        why the chain stopped early ("" when it reached a root)."""
         matrix = np.eye(4)
         chain = {frame: matrix}
         for _ in range(64):  # tf trees are shallow; the bound stops a cycle
             link = self._at(frame, stamp_ns)
-            if link is None or link[0] in chain:
+            if isinstance(link, str):
+                return chain, link
+            if link is None or link.parent in chain:
                 break
-            frame, transform = link
-            matrix = transform.matrix @ matrix
+            frame = link.parent
+            matrix = link.transform.matrix @ matrix
             chain[frame] = matrix
-        return chain
+        return chain, ""
+
+    def lookup_explained(self, target_frame: str, source_frame: str, stamp_ns: int) -> TfLookup:
+        """``source -> target`` at ``stamp_ns`` (maps source points into the target frame) through the frames'
+        lowest common ancestor, as tf2's lookup does; without it, the reason."""
+        target_frame, source_frame = target_frame.lstrip("/"), source_frame.lstrip("/")
+        source, source_stop = self._ancestors(source_frame, stamp_ns)
+        target, target_stop = self._ancestors(target_frame, stamp_ns)
+        for frame, target_to_frame in target.items():
+            if frame in source:
+                return TfLookup(RigidTransform.from_matrix(np.linalg.inv(target_to_frame) @ source[frame]))
+        stale = "; ".join(reason for reason in (source_stop, target_stop) if reason)
+        return TfLookup(None, stale or f"{source_frame!r} and {target_frame!r} are not connected")
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> RigidTransform | None:
-        """``source -> target`` at ``stamp_ns`` (maps source points into the target frame), or None when the two
-        frames are not connected. The path goes through their lowest common ancestor, as tf2's does."""
-        source = self._ancestors(source_frame.lstrip("/"), stamp_ns)
-        for frame, target_to_frame in self._ancestors(target_frame.lstrip("/"), stamp_ns).items():
-            if frame in source:
-                return RigidTransform.from_matrix(np.linalg.inv(target_to_frame) @ source[frame])
-        return None
+        """:meth:`lookup_explained` without the reason: the transform, or None."""
+        return self.lookup_explained(target_frame, source_frame, stamp_ns).transform
+
+    def newest_dynamic_stamp_ns(self) -> int | None:
+        """The newest ``/tf`` stamp buffered (statics excluded: one from before a clock reset would pin it)."""
+        stamps = [entry.stamp_ns for history in self._history.values() for entry in history if not entry.static]
+        return max(stamps) if stamps else None
 
     def forget_before(self, stamp_ns: int) -> None:
         """Drop entries superseded before ``stamp_ns`` (keeping the latest one at or before it)."""
         for child, history in self._history.items():
-            older = [k for k, entry in enumerate(history) if entry[0] <= stamp_ns]
-            if len(older) > 1:
-                self._history[child] = history[older[-1]:]
+            index = bisect.bisect_right(history, stamp_ns, key=lambda e: e.stamp_ns)
+            if index > 1:
+                self._history[child] = history[index - 1:]

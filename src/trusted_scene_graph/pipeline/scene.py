@@ -58,6 +58,7 @@ class ScenePipeline:
         self.camera_to_graph: RigidTransform | None = None  # 'plane_fit': set by the first frame's fit, then kept
         self.plane: PlaneFit | None = None  # 'plane_fit': the last fitted support plane
         self.tf_camera_frame: str | None = None  # 'tf': the camera frame of the last lookup (None: none yet)
+        self._tf_miss_reason = ""  # 'tf': why the last lookup found no transform (stale, not connected)
         self.reconfigure(config)
 
     def start_sequence(self) -> None:
@@ -90,6 +91,7 @@ class ScenePipeline:
             raise PipelineError(f"set_camera_to_graph needs extrinsic.source 'tf'; it is "
                                 f"{self.config['extrinsic.source']!r}, which sets the camera pose itself")
         self.tf_camera_frame = camera_frame
+        self._tf_miss_reason = ""
         if camera_to_graph is None:
             self.camera_to_graph = None
         else:
@@ -99,9 +101,10 @@ class ScenePipeline:
         """'tf': look up ``graph_frame <- camera_frame`` at ``stamp_ns`` (the image stamp) and use it for the next
         frame; returns it (None: not in the tf). The one step the node and ``tsg eval`` share, so both place the
         camera alike."""
-        camera_to_graph = tf.lookup(self.frame_id, camera_frame, stamp_ns)
-        self.set_camera_to_graph(camera_to_graph, camera_frame)
-        return camera_to_graph
+        found = tf.lookup_explained(self.frame_id, camera_frame, stamp_ns)
+        self.set_camera_to_graph(found.transform, camera_frame)
+        self._tf_miss_reason = found.reason
+        return found.transform
 
     def _no_camera_pose_message(self) -> str:
         if self.config["extrinsic.source"] != "tf":
@@ -113,7 +116,8 @@ class ScenePipeline:
             return (f"extrinsic.source 'tf': camera_info has an empty header.frame_id, so there is no camera frame "
                     f"to look up in the tf for graph frame {self.frame_id!r}")
         return (f"extrinsic.source 'tf': no transform from camera frame {self.tf_camera_frame!r} to graph frame "
-                f"{self.frame_id!r} at the image stamp in /tf_static or /tf")
+                f"{self.frame_id!r} at the image stamp in /tf_static or /tf"
+                + (f": {self._tf_miss_reason}" if self._tf_miss_reason else ""))
 
     def _set_camera_to_graph(self, camera_to_graph: RigidTransform) -> None:
         self.camera_to_graph = camera_to_graph

@@ -63,6 +63,23 @@ TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durabilit
                     history=HistoryPolicy.KEEP_LAST)
 
 
+class TfMessagesMissingError(TsgError):
+    """``extrinsic.source: tf`` without an importable ``tf2_msgs`` (the type of /tf and /tf_static)."""
+
+
+def tf_message_type() -> type:
+    """``tf2_msgs/msg/TFMessage``, imported only for the 'tf' extrinsic: tf2_msgs may be missing elsewhere. Checked at
+    configure, so a missing package fails the transition with this reason instead of an unlogged ImportError in
+    on_activate (rclpy turns an exception in a transition callback into a bare ERROR)."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError as exc:
+        raise TfMessagesMissingError(f"extrinsic.source 'tf' needs the tf2_msgs package, which is not importable "
+                                     f"({exc}); run scripts/setup.sh (it builds ros2_ws/vendor/tf2_msgs) or install "
+                                     "ros-<distro>-tf2-msgs") from exc
+    return TFMessage
+
+
 def sensor_qos(config: Config) -> QoSProfile:
     """SensorDataQoS (best effort, volatile, keep last) unless the config asks for reliable delivery."""
     reliability = (ReliabilityPolicy.RELIABLE if config["qos.sensor_reliability"] == "reliable"
@@ -100,7 +117,7 @@ class SceneGraphNode(LifecycleNode):
         self._lock = threading.Lock()  # guards the synchronizer, shared by sensor and perception callbacks
         self._tf_lock = threading.Lock()  # guards the tf buffer, shared by the tf and perception callbacks
         self._tf: TransformBuffer | None = None  # 'tf' extrinsic only
-        self._tf_newest_ns = 0  # the newest stamp in the tf buffer
+        self._tf_message_type: type | None = None  # tf2_msgs' TFMessage, set at configure with the 'tf' extrinsic
         self.pipeline: ScenePipeline | None = None
         self.latest_graph: SceneGraph | None = None
         self.stats = FrameStats()
@@ -115,6 +132,8 @@ class SceneGraphNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            # Before the pipeline, whose models take a while to load.
+            self._tf_message_type = tf_message_type() if tf_topic_names(self.config) else None
             self.pipeline = ScenePipeline(self.config)
         except TsgError as exc:
             self.configure_error = str(exc)
@@ -124,7 +143,8 @@ class SceneGraphNode(LifecycleNode):
         topics = [name for name, _, _ in self._inputs()]
         self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
                                        self.config["sync.buffer_size"])
-        self._tf = TransformBuffer() if tf_topic_names(self.config) else None
+        self._tf = (TransformBuffer(max_age_ns=int(self.config["extrinsic.tf_max_age_s"] * 1e9))
+                    if tf_topic_names(self.config) else None)
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, MARKERS_TOPIC, GRAPH_QOS)
         self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -152,9 +172,8 @@ class SceneGraphNode(LifecycleNode):
         return super().on_activate(state)
 
     def _tf_subscription(self, topic: str):
-        from tf2_msgs.msg import TFMessage  # only with the 'tf' extrinsic: tf2_msgs may be missing elsewhere
-
-        return self.create_subscription(TFMessage, topic, self._on_tf,
+        static = topic == TF_STATIC_TOPIC
+        return self.create_subscription(self._tf_message_type, topic, lambda msg: self._on_tf(msg, static),
                                         TF_STATIC_QOS if topic == TF_STATIC_TOPIC else TF_QOS,
                                         callback_group=self._sensor_group)
 
@@ -202,24 +221,27 @@ class SceneGraphNode(LifecycleNode):
 
         return callback
 
-    def _on_tf(self, msg) -> None:
-        with self._tf_lock:
-            self._tf.add(msg)
-            self._tf_newest_ns = max([self._tf_newest_ns] + [convert.stamp_to_ns(t.header.stamp)
-                                                             for t in msg.transforms])
+    def _on_tf(self, msg, static: bool) -> None:
+        tf = self._tf  # read once: cleanup may clear it while a callback runs
+        if tf is not None:
+            with self._tf_lock:
+                tf.add(msg, static=static)
 
     def _on_frame_ready(self) -> None:
         with self._lock:
             latest = self._sync.take_latest()
-        if latest is None or self.pipeline is None:
+        # Read once: cleanup may clear them while this callback runs.
+        pipeline, tf = self.pipeline, self._tf
+        if latest is None or pipeline is None:
             return
         stamp_ns, msgs = latest
         try:
-            if self._tf is not None:
-                self._camera_pose_from_tf(msgs["camera_info"].header.frame_id, stamp_ns)
+            if tf is not None:
+                with self._tf_lock:
+                    pipeline.camera_pose_from_tf(tf, msgs["camera_info"].header.frame_id, stamp_ns)
             frame = convert.frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
                                             msgs.get("instances"))
-            graph = self.pipeline.process(frame)
+            graph = pipeline.process(frame)
         except TsgError as exc:
             self.stats.record_failure(str(exc))
             self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
@@ -230,16 +252,15 @@ class SceneGraphNode(LifecycleNode):
         if self.config["markers.enabled"]:
             self._marker_pub.publish(convert.markers_from_graph(graph))
 
-    def _camera_pose_from_tf(self, camera_frame: str, stamp_ns: int) -> None:
-        with self._tf_lock:
-            self.pipeline.camera_pose_from_tf(self._tf, camera_frame, stamp_ns)
-            # Frames are processed in stamp order: only the transform in force at this stamp can still be needed.
-            self._tf.forget_before(stamp_ns)
-
     def _publish_diagnostics(self) -> None:
-        if self._tf is not None:
+        tf = self._tf
+        if tf is not None:
+            # Bounded memory: keep TF_CACHE_NS of /tf history before the newest /tf stamp (statics excluded from
+            # "newest", so one from before a simulator clock reset cannot prune the new timeline away).
             with self._tf_lock:
-                self._tf.forget_before(self._tf_newest_ns - TF_CACHE_NS)
+                newest_ns = tf.newest_dynamic_stamp_ns()
+                if newest_ns is not None:
+                    tf.forget_before(newest_ns - TF_CACHE_NS)
         with self._lock:
             self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
         details = self.pipeline.frame_status() if self.pipeline is not None else None
