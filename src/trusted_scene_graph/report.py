@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from trusted_scene_graph.graph.model import SceneGraph
 
@@ -23,35 +24,47 @@ class DistanceSample:
     true_m: float
 
 
+def plain_table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
+    """A rich table whose title and headers are shown as written: rich reads ``[m]`` in a str as a markup tag and
+    drops it, so units would vanish. Add rows with :func:`add_plain_row` for the same reason (labels, paths)."""
+    table = Table(title=Text(title, style="table.title"))  # a str title gets this style from rich, a Text does not
+    for column in columns:
+        table.add_column(Text(column), justify="right" if column in right else "left")
+    return table
+
+
+def add_plain_row(table: Table, *cells: str) -> None:
+    """Add a row whose cells are shown as written (no markup)."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def graph_tables(graph: SceneGraph) -> list[Table]:
     """Objects and kept relations of a graph as rich tables."""
-    objects = Table(title=f"scene graph @ {graph.stamp_ns / 1e9:.3f} s ({graph.frame_id})")
-    for column in ("id", "label", "score", "centroid [m]", "size [m]", "valid depth", "age"):
-        objects.add_column(column, justify="right" if column != "label" else "left")
+    object_columns = ("id", "label", "score", "centroid [m]", "size [m]", "valid depth", "age")
+    objects = plain_table(f"scene graph @ {graph.stamp_ns / 1e9:.3f} s ({graph.frame_id})", object_columns,
+                          right=[c for c in object_columns if c != "label"])
     for obj in graph.objects:
-        objects.add_row(str(obj.id), obj.label, f"{obj.score:.2f}",
-                        " ".join(f"{v:+.3f}" for v in obj.centroid_m), " ".join(f"{v:.3f}" for v in obj.size_m),
-                        f"{obj.depth_valid_fraction:.0%}", str(obj.track_age))
+        add_plain_row(objects, str(obj.id), obj.label, f"{obj.score:.2f}",
+                      " ".join(f"{v:+.3f}" for v in obj.centroid_m), " ".join(f"{v:.3f}" for v in obj.size_m),
+                      f"{obj.depth_valid_fraction:.0%}", str(obj.track_age))
     labels = {obj.id: f"#{obj.id} {obj.label}" for obj in graph.objects}
-    relations = Table(title=f"relations kept at trust >= {graph.trust_threshold:.2f} ({graph.num_pruned} pruned)")
-    for column in ("subject", "predicate", "object", "value [m]", "margin [m]", "trust"):
-        relations.add_column(column)
+    relations = plain_table(f"relations kept at trust >= {graph.trust_threshold:.2f} ({graph.num_pruned} pruned)",
+                            ("subject", "predicate", "object", "value [m]", "margin [m]", "trust"))
     for rel in graph.relations:
         value = "" if math.isnan(rel.value_m) else f"{rel.value_m:.3f}"
-        relations.add_row(labels.get(rel.subject_id, str(rel.subject_id)), rel.predicate,
-                          labels.get(rel.object_id, str(rel.object_id)), value, f"{rel.margin_m:+.3f}",
-                          f"{rel.trust:.2f}")
+        add_plain_row(relations, labels.get(rel.subject_id, str(rel.subject_id)), rel.predicate,
+                      labels.get(rel.object_id, str(rel.object_id)), value, f"{rel.margin_m:+.3f}",
+                      f"{rel.trust:.2f}")
     return [objects, relations]
 
 
 def distance_table(samples: Sequence[DistanceSample], max_rows: int = 20) -> Table:
     """Perceived vs true distance over time, thinned to at most ``max_rows`` evenly spaced rows."""
-    table = Table(title="gripper-object distance over time")
-    for column in ("t [s]", "perceived [m]", "true [m]", "error [cm]"):
-        table.add_column(column, justify="right")
+    columns = ("t [s]", "perceived [m]", "true [m]", "error [cm]")
+    table = plain_table("gripper-object distance over time", columns, right=columns)
     stride = max(1, math.ceil(len(samples) / max_rows))
     for sample in samples[::stride]:
-        table.add_row(f"{sample.t:.2f}", f"{sample.perceived_m:.3f}", f"{sample.true_m:.3f}",
+        add_plain_row(table, f"{sample.t:.2f}", f"{sample.perceived_m:.3f}", f"{sample.true_m:.3f}",
                       f"{(sample.perceived_m - sample.true_m) * 100:+.1f}")
     return table
 

@@ -243,3 +243,24 @@ def test_messages_of_other_topics_are_not_decoded_but_counted(tmp_path: Path) ->
     with BagReader(tmp_path / "bag") as reader:
         list(reader.messages())
     assert sum(reader.undecodable.values()) == 3  # the same bytes, decoded, do fail: the filter skipped them
+
+
+def test_a_directory_without_metadata_or_storage_file_is_refused_as_no_bag(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a bag")
+    with pytest.raises(DatasetError, match=f"^{empty} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 "
+                                           "file$"):
+        BagReader(empty)
+
+
+def test_a_truncated_bags_error_says_it_is_damaged_and_what_is_missing(tmp_path: Path) -> None:
+    _write_sample_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(mcap_file.read_bytes()[:200])  # before the first message
+    with BagReader(cut) as reader:
+        assert list(reader.messages()) == []
+    assert reader.read_error.startswith(f"bag {cut} is damaged: it has no valid end (")
+    assert reader.read_error.endswith("only its 0 messages before the damage can be read, frames after it are "
+                                      "missing")

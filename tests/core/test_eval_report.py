@@ -15,12 +15,15 @@ import trusted_scene_graph
 from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.report import (
     _fmt,
+    _fmt_column,
     _fmt_metric,
     git_commit,
     ground_truth_note,
+    missing_directories,
     not_applicable,
     prepare_output_dir,
     provenance,
+    remove_empty_directories,
     report_title,
     target_rows,
 )
@@ -123,3 +126,50 @@ def test_the_ground_truth_note_names_the_topic_and_the_option() -> None:
     elsewhere = ground_truth_note(_metrics(has_ground_truth=False, bag_topics={
         "/sim/truth": {"type": "trusted_scene_graph_msgs/msg/GroundTruth", "messages": 3, "read": False}}))
     assert "pass --ground-truth-topic /sim/truth" in elsewhere
+
+
+def test_reward_errors_show_in_centimetres_and_a_column_keeps_one_format() -> None:
+    assert _fmt_metric("reward.abs_error_median", 0.00133) == "0.13 cm"
+    assert _fmt_metric("reward.abs_error_p95", 0.0481) == "4.81 cm"
+    assert _fmt_metric("reward.value_order_spearman", 0.5) == "0.500"
+    # The smallest nonzero value keeps 3 significant digits; every other value gets as many decimals.
+    assert _fmt_column("relations.by_predicate.accuracy", [0.0784, 1.0, None, math.nan, 0.0]) == \
+        ["0.0784", "1.0000", "n/a", "n/a", "0.0000"]
+    assert _fmt_column("relations.by_predicate.coverage", [0.5, 1.0]) == ["0.500", "1.000"]
+    assert _fmt_column("relations.by_predicate.candidates", [3, 120]) == ["3", "120"]
+    assert _fmt_column("x.tiny", [0.0000001, 2.0]) == ["0.000000", "2.000000"]  # at most 6 decimals
+    assert _fmt_column("timing.median_ms", [0.0402, 12.5], 2, 3) == ["0.040", "12.500"]
+    assert _fmt_column("detection.centroid_error_m", [0.004, 0.1]) == ["0.40 cm", "10.00 cm"]
+
+
+def test_targets_of_a_bag_without_camera_frames_are_not_applicable_with_the_missing_topic() -> None:
+    metrics = {**_metrics(missing_topics=["/camera/color/camera_info"]), "frames": {"camera_frames": 0}}
+    reason = "no camera frames could be assembled (missing /camera/color/camera_info)"
+    assert {status for *_, status in target_rows(metrics)} == {f"not applicable: {reason}"}
+    assert not_applicable(metrics, "detection.recall") == reason
+    damaged = {**metrics, "input": {**metrics["input"], "read_error": "bag b is damaged"}}
+    assert not_applicable(damaged, "relations") == \
+        "no camera frames could be assembled (missing /camera/color/camera_info before the bag's damage)"
+
+
+def test_a_damaged_bag_without_ground_truth_is_not_sent_to_another_topic() -> None:
+    note = ground_truth_note(_metrics(has_ground_truth=False, read_error="bag b is damaged"))
+    assert "no ground truth on topic /ground_truth before the bag's damage" in note
+    assert "may lie after the damage" in note and "--ground-truth-topic" not in note
+    elsewhere = ground_truth_note(_metrics(has_ground_truth=False, read_error="bag b is damaged", bag_topics={
+        "/sim/truth": {"type": "trusted_scene_graph_msgs/msg/GroundTruth", "messages": 3, "read": False}}))
+    assert "pass --ground-truth-topic /sim/truth" in elsewhere  # found before the damage: the hint is right
+
+
+def test_the_created_output_directories_are_removed_only_while_empty(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "c"
+    created = missing_directories(out)
+    assert created == [out, tmp_path / "a" / "b", tmp_path / "a"]
+    prepare_output_dir(out)
+    remove_empty_directories(created)
+    assert not (tmp_path / "a").exists() and tmp_path.is_dir()
+    prepare_output_dir(out)
+    (tmp_path / "a" / "b" / "keep.txt").write_text("someone else's")
+    remove_empty_directories(created)
+    assert not out.exists() and (tmp_path / "a" / "b" / "keep.txt").is_file()
+    assert missing_directories(tmp_path) == []

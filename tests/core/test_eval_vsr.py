@@ -379,7 +379,7 @@ def test_a_run_without_a_vlm_or_with_the_simulator_detector_is_refused(tmp_path:
 
 
 
-def test_tsg_eval_vsr_runs_the_protocol_from_the_command_line(tmp_path: Path, models, fixture_files):
+def test_tsg_eval_vsr_runs_the_protocol_from_the_command_line(tmp_path: Path, models, fixture_files, capsys):
     from trusted_scene_graph.cli import main
 
     images_dir, annotations, records = fixture_files
@@ -391,5 +391,17 @@ def test_tsg_eval_vsr_runs_the_protocol_from_the_command_line(tmp_path: Path, mo
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["counts"]["evaluated"] == len(records) - 1  # one caption names a missing image
     assert 0.0 <= metrics["scores"]["vlm_confidence"]["auroc"] <= 1.0
+    capsys.readouterr()
     assert main(["eval", "vsr", "--images", str(images_dir), "--annotations", str(annotations), "--out", str(out),
-                 "--vlm", "generative", "--vlm-model", str(tmp_path / "no_model")]) == 2
+                 "--vlm", "generative", "--vlm-model", str(tmp_path / "no_model"),
+                 "--detector-model", str(models["detector"])]) == 2
+    assert f"tsg eval vsr: error: --vlm-model {tmp_path / 'no_model'}: no such model directory" in \
+        capsys.readouterr().err
+
+
+def test_the_cli_names_the_same_example_models_as_the_backends() -> None:
+    from trusted_scene_graph.cli import EXAMPLE_DETECTOR_ID, EXAMPLE_VLM_ID
+    from trusted_scene_graph.perception import grounding_dino
+    from trusted_scene_graph.vlm import generative
+
+    assert (EXAMPLE_VLM_ID, EXAMPLE_DETECTOR_ID) == (generative.EXAMPLE_MODEL_ID, grounding_dino.EXAMPLE_MODEL_ID)

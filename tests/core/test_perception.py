@@ -108,6 +108,17 @@ def test_the_sim_detector_ignores_ids_without_a_label_including_the_background()
     assert [d.label for d in detections] == ["gripper"]
 
 
+def test_the_sim_detector_remembers_the_ids_without_a_label_but_not_the_background_or_small_labelled_ones():
+    detector = SimDetector({1: "cube", 2: "gripper", 3: "screw"}, min_pixels=30)
+    assert detector.unknown_instance_ids == frozenset()
+    detector.detect(frame(instances=instance_image()))
+    assert detector.unknown_instance_ids == {9}  # id 3 has a label (too small this frame), 0 is the background
+    later = np.zeros((30, 40), np.uint16)
+    later[0:3, 0:3] = 12  # new ids are added, ids no longer seen are kept
+    detector.detect(frame(instances=later))
+    assert detector.unknown_instance_ids == {9, 12}
+
+
 def test_the_sim_detector_reports_nothing_for_an_all_background_image():
     assert SimDetector({1: "cube"}).detect(frame(instances=np.zeros((30, 40), np.uint16))) == []
 

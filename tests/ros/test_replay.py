@@ -25,7 +25,9 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
+from trusted_scene_graph.cli import build_parser, main
 from trusted_scene_graph.ros.replay import (
+    DISCOVERY_GRACE_S,
     BagReplay,
     ReplayError,
     ReplayOptions,
@@ -38,6 +40,7 @@ from trusted_scene_graph.ros.replay import (
     play,
     qos_from_metadata,
     run_replay,
+    wait_for_subscribers,
 )
 
 T0_NS = 1_700_000_000_000_000_000
@@ -282,6 +285,49 @@ def test_invalid_options_are_rejected_naming_the_value(options, message):
         ReplayOptions(**options)
 
 
+# --- waiting for subscribers --------------------------------------------------------------------------------------
+
+def _subscribed_from(fake: FakeTime, matched_at_s: dict[str, float]):
+    """Subscription counts as discovery would report them: each topic matched from its time on (never if absent)."""
+    return lambda: {topic: int(fake.now_s - 1000.0 >= matched_at_s.get(topic, math.inf))
+                    for topic in ("/image", "/tf_static", "/ground_truth")}
+
+
+def test_the_first_subscriber_ends_the_wait_after_a_short_grace_for_the_other_topics():
+    # A bringup subscribes to the camera topics, never to a sim bag's /ground_truth: no waiting out the timeout.
+    fake = FakeTime()
+    stopped, unsubscribed = wait_for_subscribers(_subscribed_from(fake, {"/image": 0.3, "/tf_static": 0.5}), 10.0,
+                                                 wait=fake.wait, monotonic=fake.monotonic)
+    assert not stopped and unsubscribed == ["/ground_truth"]
+    assert fake.now_s - 1000.0 == pytest.approx(0.3 + DISCOVERY_GRACE_S, abs=0.03)
+
+
+def test_every_topic_matched_ends_the_wait_at_once():
+    fake = FakeTime()
+    matched = {"/image": 0.2, "/tf_static": 0.25, "/ground_truth": 0.3}
+    stopped, unsubscribed = wait_for_subscribers(_subscribed_from(fake, matched), 10.0, wait=fake.wait,
+                                                 monotonic=fake.monotonic)
+    assert (stopped, unsubscribed) == (False, []) and fake.now_s - 1000.0 == pytest.approx(0.3, abs=0.03)
+
+
+@pytest.mark.parametrize("timeout_s", [0.0, 2.0])
+def test_without_any_subscriber_the_wait_lasts_the_timeout(timeout_s):
+    fake = FakeTime()
+    stopped, unsubscribed = wait_for_subscribers(_subscribed_from(fake, {}), timeout_s, wait=fake.wait,
+                                                 monotonic=fake.monotonic)
+    assert not stopped and unsubscribed == ["/image", "/tf_static", "/ground_truth"]
+    assert fake.now_s - 1000.0 == pytest.approx(timeout_s)
+
+
+def test_the_grace_is_never_longer_than_the_timeout_and_a_stop_ends_the_wait():
+    fake = FakeTime()
+    _, unsubscribed = wait_for_subscribers(_subscribed_from(fake, {"/image": 0.0}), 0.1, wait=fake.wait,
+                                           monotonic=fake.monotonic)
+    assert unsubscribed == ["/tf_static", "/ground_truth"] and fake.now_s - 1000.0 == pytest.approx(0.1)
+    stopped, _ = wait_for_subscribers(_subscribed_from(fake, {}), 10.0, wait=lambda s: True, monotonic=fake.monotonic)
+    assert stopped
+
+
 # --- reading bags -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("storage", STORAGES)
@@ -310,6 +356,45 @@ def test_a_single_mcap_file_a_topic_subset_and_a_start_offset(tmp_path):
                                         if m[0] == "/camera/color/image_raw" and m[1] >= T0_NS + 40 * MS]
 
 
+def test_a_single_db3_file_is_a_bag_as_the_help_says(tmp_path):
+    written = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
+    with BagReplay(tmp_path / "bag" / "bag.db3", console=quiet_console()) as bag:
+        assert describe_qos(bag.plans["/latched"].qos) == "reliable, transient_local, keep_last 1"
+        assert list(bag.messages()) == [m for m in written if m[0] != "/plane"]
+    help_text = _replay_help()
+    assert "bag directory, .mcap or .db3 file" in help_text
+    assert help_text.split("\n\n")[1].startswith("Publish a rosbag2 bag's messages")  # the description line
+    # The wait's help states the grace the player uses.
+    assert f"then up to {DISCOVERY_GRACE_S:g} s more for the other topics' discovery" in " ".join(help_text.split())
+
+
+def _replay_help() -> str:
+    commands = next(action for action in build_parser()._actions if action.dest == "command")
+    return commands.choices["replay"].format_help()
+
+
+def test_the_summary_keeps_names_whole_at_80_columns_and_brackets_verbatim(tmp_path):
+    write_bag(tmp_path / "bag[s]", StoragePlugin.MCAP)
+    piped = Console(file=io.StringIO(), width=80)  # not a terminal: a pipe or a CI log
+    narrow_terminal = Console(file=io.StringIO(), width=60, force_terminal=True, color_system=None)
+    for console in (piped, narrow_terminal):
+        with BagReplay(tmp_path / "bag[s]", console=console) as bag:
+            bag.stats.unsubscribed = ["/chatter"]
+            bag.print_summary()
+    piped_text = piped.file.getvalue()
+    # Piped: one row per topic with the whole names, grep-able.
+    assert any("/camera/color/image_raw" in line and "sensor_msgs/msg/Image" in line
+               for line in piped_text.splitlines())
+    assert f"replayed {tmp_path / 'bag[s]'}" in piped_text  # "[s]" is a markup tag unless escaped
+    assert "not subscribed: /chatter" in piped_text
+    assert piped.width == 80  # widened for the tables only
+    # A narrow terminal folds cells instead of cutting them off.
+    terminal_text = narrow_terminal.file.getvalue()
+    assert "…" not in piped_text and "…" not in terminal_text
+    first_column = "".join(line.split("│")[1].strip() for line in terminal_text.splitlines() if "│" in line)
+    assert "/camera/color/image_raw/chatter/latched" in first_column  # folded over lines, not lost
+
+
 def test_topics_not_in_the_bag_are_an_error_listing_what_it_has(tmp_path):
     write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
     with pytest.raises(ReplayError, match=r"topics \['/nope'\] are not in bag .*bag; it has \['/camera"):
@@ -322,7 +407,8 @@ def test_a_missing_path_is_an_error_naming_it(tmp_path):
 
 
 def test_a_directory_without_metadata_is_an_error_naming_it(tmp_path):
-    with pytest.raises(ReplayError, match=f"cannot read bag {tmp_path}: .*metadata"):
+    with pytest.raises(ReplayError, match=f"^{tmp_path} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 "
+                                          "file$"):
         BagReplay(tmp_path, console=quiet_console())
 
 
@@ -333,18 +419,101 @@ def test_a_bag_without_messages_is_an_error_naming_it(tmp_path):
         BagReplay(tmp_path / "empty", console=quiet_console())
 
 
-@pytest.mark.parametrize(("storage", "suffix"), [(StoragePlugin.SQLITE3, ".db3"), (StoragePlugin.MCAP, ".mcap")])
 @pytest.mark.parametrize("kept", [0.0, 0.5, 0.9])
-def test_a_truncated_bag_is_an_error_naming_it(tmp_path, storage, suffix, kept):
-    write_bag(tmp_path / "bag", storage)
-    data_file = tmp_path / "bag" / f"bag{suffix}"
-    data = data_file.read_bytes()
-    data_file.write_bytes(data[:int(len(data) * kept)])
-    # Depending on where the cut falls, opening or reading fails, or (sqlite3) a table silently reads empty and the
-    # recorded message counts tell; in every case with the bag's path.
+def test_a_truncated_sqlite3_bag_is_an_error_naming_it(tmp_path, kept):
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
+    _cut(tmp_path / "bag" / "bag.db3", kept)
+    # Depending on where the cut falls, opening or reading fails, or a table silently reads empty and the recorded
+    # message counts tell; in every case with the bag's path. sqlite cannot read past its damage: nothing to salvage.
     with pytest.raises(ReplayError, match=f"bag {tmp_path / 'bag'}"):
         with BagReplay(tmp_path / "bag", console=quiet_console()) as bag:
             list(bag.messages())
+
+
+def _cut(path: Path, kept: float) -> None:
+    """Truncate a file to the fraction ``kept`` of its bytes, as a killed recorder or a cut-short copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * kept)])
+
+
+IMAGE_BYTES = 420_000  # rosbags closes an mcap chunk past 1 MiB: three of these images per chunk
+
+
+def write_chunked_bag(path: Path, frames: int = 8) -> list[tuple[str, int, bytes]]:
+    """An mcap bag of a latched string and ``frames`` large images with a string each, 10 ms apart, so that it spans
+    several chunks (as any camera recording does) and a cut leaves whole chunks before it. Returns what was written."""
+    types = TYPESTORE.types
+    written = []
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        latched = writer.add_connection("/latched", STRING, typestore=TYPESTORE, offered_qos_profiles=[LATCHED_OFFER])
+        image = writer.add_connection("/camera/color/image_raw", IMAGE, typestore=TYPESTORE,
+                                      offered_qos_profiles=[IMAGE_OFFER])
+        chatter = writer.add_connection("/chatter", STRING, typestore=TYPESTORE)
+        messages = [(latched, 0, TYPESTORE.serialize_cdr(types[STRING](data="static map"), STRING))]
+        for i in range(frames):
+            header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=i, nanosec=0),
+                                                  frame_id="cam")
+            msg = types[IMAGE](header=header, height=200, width=700, encoding="rgb8", is_bigendian=0, step=2100,
+                               data=np.full(IMAGE_BYTES, i, dtype=np.uint8))
+            messages.append((image, (10 + 10 * i) * MS, TYPESTORE.serialize_cdr(msg, IMAGE)))
+            messages.append((chatter, (15 + 10 * i) * MS, TYPESTORE.serialize_cdr(types[STRING](data=f"{i}"), STRING)))
+        for conn, offset_ns, data in messages:
+            writer.write(conn, T0_NS + offset_ns, bytes(data))
+            written.append((conn.topic, T0_NS + offset_ns, bytes(data)))
+    return written
+
+
+@pytest.mark.parametrize("kept", [0.6, 0.999])
+def test_a_truncated_mcap_bag_replays_the_messages_before_the_damage(tmp_path, kept):
+    written = write_chunked_bag(tmp_path / "bag")
+    _cut(tmp_path / "bag" / "bag.mcap", kept)
+    with BagReplay(tmp_path / "bag", console=quiet_console()) as bag:
+        assert bag.read_error == (f"bag {tmp_path / 'bag'} has no valid end (File end magic is invalid.); replaying "
+                                  "the messages before the damage")
+        salvaged = list(bag.messages())
+        # What the QoS came from here is the mcap channels' metadata, rosbags' summary being cut off.
+        assert describe_qos(bag.plans["/latched"].qos) == "reliable, transient_local, keep_last 1"
+        assert describe_qos(bag.plans["/camera/color/image_raw"].qos) == "reliable, volatile, keep_last 5"
+        assert not bag.plans["/chatter"].qos_recorded
+        assert {topic: plan.recorded_count for topic, plan in bag.plans.items()} == {
+            topic: sum(1 for m in salvaged if m[0] == topic) for topic in bag.plans}
+        summary = quiet_console()
+        bag.console = summary
+        bag.print_summary()
+    # Byte-identical, in order, up to the last whole chunk: cut in the data, a strict prefix with at least the first
+    # chunk (the latched string, three images, two strings); cut in the closing summary, every message.
+    assert salvaged == written[:len(salvaged)]
+    if kept < 0.99:
+        assert 6 <= len(salvaged) < len(written)
+    else:
+        assert salvaged == written
+    assert f"replayed {tmp_path / 'bag'} (the messages before the damage)" in summary.file.getvalue()
+
+
+def test_a_killed_recorders_directory_without_metadata_is_salvaged_and_a_whole_one_read_through_its_file(tmp_path):
+    written = write_chunked_bag(tmp_path / "whole", frames=4)
+    (tmp_path / "whole" / "metadata.yaml").unlink()  # as a bag copied without it: rosbags reads the file's index
+    with BagReplay(tmp_path / "whole", console=quiet_console()) as bag:
+        assert bag.read_error is None and list(bag.messages()) == written
+    written = write_chunked_bag(tmp_path / "killed")
+    (tmp_path / "killed" / "metadata.yaml").unlink()  # rosbag2 writes it on close, which a killed recorder never does
+    _cut(tmp_path / "killed" / "killed.mcap", 0.6)
+    with BagReplay(tmp_path / "killed", console=quiet_console()) as bag:
+        assert bag.read_error.startswith(f"bag {tmp_path / 'killed'} has no valid end (")
+        salvaged = list(bag.messages())
+    assert 6 <= len(salvaged) < len(written) and salvaged == written[:len(salvaged)]
+
+
+@pytest.mark.parametrize(("kept_bytes", "message"), [
+    (0, r"cannot read bag .*bag: File .*bag\.mcap. seems to be empty"),
+    (100, r"cannot read bag .*bag: .*; no complete message before the damage \(EndOfFile"),
+])
+def test_an_mcap_bag_cut_before_its_first_message_is_an_error_naming_it(tmp_path, kept_bytes, message):
+    write_chunked_bag(tmp_path / "bag", frames=1)
+    data_file = tmp_path / "bag" / "bag.mcap"
+    data_file.write_bytes(data_file.read_bytes()[:kept_bytes])
+    with pytest.raises(ReplayError, match=message):
+        BagReplay(tmp_path / "bag", console=quiet_console())
 
 
 def test_a_bag_with_no_installed_type_fails_without_touching_dds(tmp_path):
@@ -420,24 +589,109 @@ def test_replayed_messages_arrive_byte_identical_in_order_and_latched_for_late_j
     assert all(T0_NS <= t <= T0_NS + TAIL_S * 10**9 for t in clock_ns) and clock_ns == sorted(clock_ns)
 
 
-@pytest.mark.dds
-def test_ctrl_c_ends_a_looping_replay_with_a_summary_and_exit_code_0(tmp_path):
-    write_bag(tmp_path / "bag", StoragePlugin.MCAP, with_tail=False)
+def _start_looping_replay(bag: Path, ignore_sigint: bool = False) -> subprocess.Popen:
+    """``run_replay(bag, loop=True)`` in a child process, once it has printed "replaying ..."; with ``ignore_sigint``
+    the child inherits SIGINT ignored, as a job started with `&` from a non-interactive shell does."""
     script = ("import sys\nfrom trusted_scene_graph.ros.replay import run_replay\n"
-              f"sys.exit(run_replay({str(tmp_path / 'bag')!r}, loop=True, wait_for_subscribers_s=0))")
-    process = subprocess.Popen([sys.executable, "-u", "-c", script], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "300"})
+              f"sys.exit(run_replay({str(bag)!r}, loop=True, wait_for_subscribers_s=0))")
+    # Ignored here for the moment of the fork, as the shell does: the child inherits the disposition through exec.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore_sigint else None
     try:
-        output = [process.stdout.readline() for _ in range(2)]  # the /plane warning, then "replaying ..."
-        assert output[1].startswith(f"replaying {tmp_path / 'bag'}: 3 topics"), output
-        process.send_signal(signal.SIGINT)
+        process = subprocess.Popen([sys.executable, "-u", "-c", script], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "300"})
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    output = [process.stdout.readline() for _ in range(2)]  # the /plane warning, then "replaying ..."
+    if not output[1].startswith(f"replaying {bag}: 3 topics"):
+        process.kill()
+        process.wait()
+        pytest.fail(f"the replay did not start: {output}")
+    return process
+
+
+def _stop(process: subprocess.Popen, *signals: signal.Signals) -> str:
+    """Send the signals (the last one must end the replay) and return the rest of its output."""
+    try:
+        for sent in signals[:-1]:
+            process.send_signal(sent)
+            with pytest.raises(subprocess.TimeoutExpired):  # ignored
+                process.wait(timeout=0.5)
+        process.send_signal(signals[-1])
         rest, _ = process.communicate(timeout=20)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    return rest
+
+
+@pytest.mark.dds
+def test_ctrl_c_ends_a_looping_replay_with_a_summary_and_exit_code_0(tmp_path):
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, with_tail=False)
+    process = _start_looping_replay(tmp_path / "bag")
+    rest = _stop(process, signal.SIGINT)
     assert process.returncode == 0, rest
     assert "Traceback" not in rest and "(interrupted)" in rest and "skipped topics" in rest
+
+
+@pytest.mark.dds
+def test_sigterm_ends_a_replay_started_in_the_background_with_a_summary(tmp_path):
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, with_tail=False)
+    process = _start_looping_replay(tmp_path / "bag", ignore_sigint=True)
+    rest = _stop(process, signal.SIGINT, signal.SIGTERM)  # SIGINT is ignored, as the shell asked; `kill` works
+    assert process.returncode == 0, rest
+    assert "Traceback" not in rest and "(interrupted)" in rest and "skipped topics" in rest
+    assert "not subscribed: /camera/color/image_raw, /chatter, /latched" in rest
+
+
+@pytest.mark.dds
+def test_a_truncated_mcap_bag_is_played_up_to_the_damage_with_a_warning_and_exit_code_1(tmp_path, capsys):
+    written = write_chunked_bag(tmp_path / "bag")
+    _cut(tmp_path / "bag" / "bag.mcap", 0.6)
+    assert main(["replay", str(tmp_path / "bag"), "--wait-for-subscribers", "0"]) == 1
+    out, err = capsys.readouterr()
+    assert err == (f"tsg replay: warning: bag {tmp_path / 'bag'} has no valid end (File end magic is invalid.); "
+                   "replaying the messages before the damage\n")
+    published = int(out.split(" messages, 1 pass of")[0].rsplit("\n", 1)[-1])
+    assert 6 <= published < len(written) and "(interrupted)" not in out
+
+
+@pytest.mark.dds
+def test_playback_starts_once_one_topic_is_subscribed_and_the_others_are_listed_not_warned(tmp_path, test_node):
+    # As a bringup replaying a sim bag: it subscribes to the camera, never to the bag's other topics.
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, with_tail=False)
+    received: list[bytes] = []
+    test_node.create_subscription(message_class(STRING), "/chatter", received.append, QoSProfile(depth=10), raw=True)
+    player_node = rclpy.create_node("tsg_replay_wait_test")
+    console = quiet_console()
+    try:
+        with BagReplay(tmp_path / "bag", ReplayOptions(wait_for_subscribers_s=20.0), console) as bag:
+            stats = bag.play(player_node)
+    finally:
+        player_node.destroy_node()
+    assert stats.elapsed_s < 1.0  # the pass itself: 70 ms of bag
+    assert stats.unsubscribed == ["/camera/color/image_raw", "/latched"]
+    assert spin_until(test_node, lambda: len(received) == 3)  # no first message lost to discovery
+    bag.print_summary()
+    output = console.file.getvalue()
+    assert "no subscriber" not in output
+    assert "not subscribed: /camera/color/image_raw, /latched" in output
+
+
+@pytest.mark.dds
+def test_a_warning_only_when_no_topic_has_a_subscriber_after_the_timeout(tmp_path, ros_context):
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, with_tail=False)
+    player_node = rclpy.create_node("tsg_replay_nobody_test")
+    console = quiet_console()
+    try:
+        with BagReplay(tmp_path / "bag", ReplayOptions(topics=("/chatter", "/latched"), wait_for_subscribers_s=0.3),
+                       console) as bag:
+            stats = bag.play(player_node)
+    finally:
+        player_node.destroy_node()
+    assert "no subscriber on any of the 2 replayed topics after 0.3 s; playing anyway" in console.file.getvalue()
+    assert stats.unsubscribed == ["/chatter", "/latched"]
 
 
 @pytest.mark.dds

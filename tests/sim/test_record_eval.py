@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is first imported
 
@@ -437,7 +439,9 @@ def test_ground_truth_on_another_topic_is_named_and_scored_with_the_option(table
 
 def test_a_bad_out_is_refused_by_name_before_the_bag_is_read(tmp_path: Path, capsys) -> None:
     (tmp_path / "taken").write_text("user data")
-    # The bag does not exist either: the error names the output directory, so it was checked first.
+    # The "bag" is an empty directory, which the bag reader would refuse: the error names the output directory, so
+    # that was checked first.
+    (tmp_path / "no_bag").mkdir()
     for out, message in ((tmp_path / "taken", f"output directory {tmp_path / 'taken'} exists and is not a directory"),
                          (tmp_path / "taken" / "report",
                           f"cannot write to output directory {tmp_path / 'taken' / 'report'}: ")):
@@ -521,3 +525,137 @@ def test_an_mcap_file_without_metadata_yaml_evaluates_cleanly_and_a_cut_one_warn
     cut.write_bytes(mcap_file.read_bytes()[: mcap_file.stat().st_size * 3 // 5])
     assert main(["eval", str(cut), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "cut_report")]) == 1
     assert "has no valid end" in capsys.readouterr().err
+
+
+def test_evaluation_warnings_are_printed_as_tsg_warnings_and_open_the_report(tabletop_bag: Path, tmp_path: Path,
+                                                                             capsys) -> None:
+    out = tmp_path / "static"
+    # The default config: a 'static' extrinsic the bag's tf contradicts, and sim_labels without the recorded labels.
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        assert main(["eval", str(tabletop_bag), "--set", "extrinsic.source=static", "--out", str(out)]) == 0
+    assert escaped == []  # no raw Python warning leaves the command
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0].startswith("tsg eval: warning: the bag's tf places camera frame ")
+    assert lines[1].startswith("tsg eval: warning: the 'sim' detector cannot report ground-truth objects labelled ")
+    assert len(lines) == 2 and "UserWarning" not in err and ".py:" not in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [f"tsg eval: warning: {text}" for text in metrics["warnings"]] == lines
+    report = (out / "report.md").read_text()
+    banners = report[: report.index("## Run")]
+    assert f"> **Warning:** {metrics['warnings'][0]}\n" in banners and f"> **Warning:** {metrics['warnings'][1]}\n" \
+        in banners
+    # A clean run has an empty list and no banner.
+    assert main(["eval", str(tabletop_bag), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "clean")]) == 0
+    assert json.loads((tmp_path / "clean" / "metrics.json").read_text())["warnings"] == []
+    assert "**Warning:**" not in (tmp_path / "clean" / "report.md").read_text()
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_bag_cut_before_its_first_frame_is_called_damaged_first_without_a_ground_truth_hint(
+        tabletop_bag: Path, tmp_path: Path, capsys) -> None:
+    (mcap_file,) = tabletop_bag.glob("*.mcap")
+    cut = tmp_path / "tiny.mcap"
+    cut.write_bytes(mcap_file.read_bytes()[:3000])  # the header and part of the first chunk
+    assert main(["eval", str(cut), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "report")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert err[0].startswith(f"tsg eval: warning: bag {cut} is damaged: it has no valid end")
+    assert "frames after it are missing" in err[0]
+    assert err[1].startswith("tsg eval: error: the bag is damaged and no frame could be evaluated before the "
+                             "damage: before it, the bag has no /camera/color/image_raw, ")
+    assert "/ground_truth (0 messages read)" in err[1]
+    assert "--ground-truth-topic" not in captured.out + captured.err and "note:" not in captured.out
+    assert "0 frames processed before the damage" in captured.out
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "pass --ground-truth-topic" not in report and "> **Warning:** bag " in report
+    assert "not applicable: no camera frames could be assembled (missing /camera/color/image_raw" in report
+
+
+def test_a_bag_cut_after_some_frames_says_they_were_evaluated_before_the_damage(tabletop_bag: Path, tmp_path: Path,
+                                                                                capsys) -> None:
+    (mcap_file,) = tabletop_bag.glob("*.mcap")
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(mcap_file.read_bytes()[: mcap_file.stat().st_size * 3 // 5])
+    assert main(["eval", str(cut), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "report")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"tsg eval: warning: bag {cut} is damaged: it has no valid end")
+    assert re.match(r"\d+ frames? evaluated before the damage \(0 failed\)", captured.out)
+
+
+def test_input_bag_is_the_absolute_path_as_in_the_provenance(tabletop_bag: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tabletop_bag.parent)
+    assert main(["eval", tabletop_bag.name, "--config", BENCHMARK_YAML, "--out", str(tmp_path / "report")]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["input"]["bag"] == metrics["provenance"]["bag"] == str(tabletop_bag.resolve())
+
+
+def test_report_columns_share_one_format_and_reward_errors_are_in_centimetres(push_bag: Path, tmp_path: Path) -> None:
+    assert main(["eval", str(push_bag), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "report")]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"| `abs_error_median` | {metrics['reward']['abs_error_median'] * 100.0:.2f} cm |" in report
+    assert f"| `abs_error_p95` | {metrics['reward']['abs_error_p95'] * 100.0:.2f} cm |" in report
+    for heading in ("`detection.by_label`:", "`relations.by_predicate`:", "## Timing"):
+        table = report[report.index(heading):].split("\n\n")[1].splitlines()
+        rows = [[cell.strip() for cell in row.strip("|").split("|")][1:] for row in table[2:]]
+        for column in zip(*rows, strict=True):
+            decimals = {len(cell.partition(".")[2]) for cell in column if re.fullmatch(r"-?\d+\.\d+", cell)}
+            assert len(decimals) <= 1, (heading, column)
+
+
+def _readme_metrics_keys() -> list[list[str]]:
+    """The keys the README's metrics.json table names in its first column, as lists of components. A key starting
+    with '.' replaces the last component of the key before it in the same cell (`timing.<stage>.median_ms`,
+    `.p95_ms`)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Recording, replay and evaluation"):]
+    table = section[section.index("| key | meaning |"):].split("\n\n")[0].splitlines()[2:]
+    keys = []
+    for row in table:
+        previous: list[str] = []
+        for token in re.findall(r"`([^`]+)`", row.strip("|").split(" | ")[0]):
+            parts = previous[:-1] + token[1:].split(".") if token.startswith(".") else token.split(".")
+            keys.append(parts)
+            previous = parts
+    return keys
+
+
+def _documented(path: list[str], keys: list[list[str]]) -> bool:
+    """Whether a README key names ``path`` (or a key under it): `<name>` stands for any one component, a final `*`
+    for any components below it, but only from the third level on (`detection.*` documents no particular key)."""
+    def matches(key: list[str]) -> bool:
+        star = key[-1] == "*" and len(key) > 2
+        named = key[:-1] if key[-1] == "*" else key
+        for depth, component in enumerate(path):
+            if depth >= len(named):
+                return star
+            if component != named[depth] and not (named[depth].startswith("<") and named[depth].endswith(">")):
+                return False
+        return True
+
+    return any(matches(key) for key in keys)
+
+
+def test_the_readme_documents_every_metrics_key_to_the_third_level(push_bag: Path, tabletop_bag: Path,
+                                                                    tmp_path: Path) -> None:
+    paths: set[tuple[str, ...]] = set()
+
+    def collect(tree: dict, prefix: tuple[str, ...]) -> None:
+        for key, value in tree.items():
+            paths.add((*prefix, key))
+            if isinstance(value, dict) and len(prefix) < 2:
+                collect(value, (*prefix, key))
+
+    for bag in (push_bag, tabletop_bag):
+        out = tmp_path / bag.name
+        assert main(["eval", str(bag), "--config", BENCHMARK_YAML, "--out", str(out)]) == 0
+        collect(json.loads((out / "metrics.json").read_text()), ())
+    keys = _readme_metrics_keys()
+    assert {"warnings", "input", "frames", "detection", "relations", "trust", "distance", "reward", "timing",
+            "provenance"} == {p[0] for p in paths}
+    undocumented = sorted(".".join(p) for p in paths if not _documented(list(p), keys))
+    assert undocumented == [], "add these metrics.json keys to the README's table"
+    assert not _documented(["detection", "recall"], [["detection", "*"]])  # the rule is no wildcard at level two

@@ -1,4 +1,4 @@
-"""``tsg``: the command line for offline work (demo, bringup, sim record, eval, replay, bench).
+"""``tsg``: the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, bench).
 
 Each command is a typed function returning an exit code, testable by calling it. ROS-dependent modules are
 imported inside the commands, so ``tsg --help`` works before the workspace is built.
@@ -27,6 +27,10 @@ EVAL_VSR_RULE = ("A bag directory named vsr in the current directory is evaluate
 #: trusted_scene_graph.sim.depth_noise.DEPTH_NOISE_PRESETS, spelled out so `tsg --help` need not import numpy/scipy
 #: (a test keeps the two equal).
 DEPTH_NOISE_CHOICES = ("none", "kinect", "realsense")
+#: The EXAMPLE_MODEL_IDs of trusted_scene_graph.vlm.generative and perception.grounding_dino, spelled out as those
+#: modules import torch (a test keeps them equal).
+EXAMPLE_VLM_ID = "HuggingFaceTB/SmolVLM-256M-Instruct"
+EXAMPLE_DETECTOR_ID = "IDEA-Research/grounding-dino-tiny"
 
 # Exit codes: 0 success, 1 the command ran but its result is a failure (e.g. no graph arrived), 2 bad input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -118,6 +122,10 @@ def cmd_config(config_path: Path | None, overrides: Sequence[str], out: Path | N
 def cmd_demo(config_path: Path | None, overrides: Sequence[str], seconds: float, rate_hz: float, out: Path,
              width: int, height: int, seed: int, depth_encoding: str) -> int:
     """Publish a simulated Fetch pick-and-place into the bringup and report the graph and distances."""
+    # Checked before the bringup starts: --rate 0 used to fail with a ZeroDivisionError after it had started.
+    for option, value in (("--seconds", seconds), ("--rate", rate_hz), ("--width", width), ("--height", height)):
+        if not 0 < value < float("inf"):  # NaN fails too
+            raise UsageError(f"{option} must be a positive number, got {value:g}")
     require_interfaces()
     from trusted_scene_graph.ros.demo import run_demo
 
@@ -195,48 +203,74 @@ def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out:
     """Replay a bag offline through the node's code and write metrics.json, report.md and PNGs.
 
     A bag without ground truth on ``ground_truth_topic`` (a robot's own recording) exits 0 with a note: its timing and
-    frame counts are the result. The output directory is checked before the bag is read.
+    frame counts are the result. The options, the config and the bag's path are checked first, then the output
+    directory, before the bag is read; an output directory this command created is removed again when the bag then
+    cannot be read at all. The run's warnings (``metrics["warnings"]``) are printed as ``tsg eval: warning: ...``
+    before the results, never as raw Python warnings.
     """
+    import warnings
+
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from trusted_scene_graph.evaluation import EvaluationError
+    from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning
     from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag
     from trusted_scene_graph.evaluation.report import (
         ground_truth_note,
+        missing_directories,
         prepare_output_dir,
         provenance,
+        remove_empty_directories,
         report_title,
         target_rows,
         write_report,
     )
 
+    if max_frames is not None and max_frames < 1:
+        raise UsageError(f"--max-frames {max_frames}: must be >= 1")
     config = load(config_path, overrides)
+    if not bag.exists():
+        raise UsageError(f"bag {bag} does not exist")
+    created = missing_directories(out)
     prepare_output_dir(out)  # a bad --out fails now, not after the whole bag was replayed
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
                TimeRemainingColumn())
-    with progress_bar(*columns) as progress:
-        task = progress.add_task("eval", total=None)
-        result = evaluate_bag(bag, config, ground_truth_topic=ground_truth_topic, max_frames=max_frames,
-                              progress=lambda done, total: progress.update(task, completed=done, total=total))
-    result.metrics["provenance"] = provenance(bag, out, config_path, overrides, max_frames, ground_truth_topic)
-    try:
-        write_report(result.metrics, result.samples, out, title=report_title(bag, out, overrides))
-    except OSError as exc:  # the directory was writable a moment ago: a full disk, a removed directory
-        raise EvaluationError(f"cannot write the report into {out}: {exc}") from exc
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            with progress_bar(*columns) as progress:
+                task = progress.add_task("eval", total=None)
+                result = evaluate_bag(bag, config, ground_truth_topic=ground_truth_topic, max_frames=max_frames,
+                                      progress=lambda done, total: progress.update(task, completed=done, total=total))
+        except BaseException:
+            remove_empty_directories(created)  # nothing was written: leave no empty --out behind
+            raise
+        # Warnings of other code (libraries) join the run's own, which the metrics already hold.
+        run_warnings = result.metrics["warnings"]
+        run_warnings += [text for text in dict.fromkeys(str(w.message) for w in caught
+                                                         if not issubclass(w.category, EvaluationWarning))
+                         if text not in run_warnings]
+        result.metrics["provenance"] = provenance(bag, out, config_path, overrides, max_frames, ground_truth_topic)
+        try:
+            write_report(result.metrics, result.samples, out, title=report_title(bag, out, overrides))
+        except OSError as exc:  # the directory was writable a moment ago: a full disk, a removed directory
+            raise EvaluationError(f"cannot write the report into {out}: {exc}") from exc
+    late = [text for text in dict.fromkeys(str(w.message) for w in caught) if text not in run_warnings]
+    for text in [*run_warnings, *late]:  # a damaged bag is named before anything is said about its content
+        print(f"tsg eval: warning: {text}", file=sys.stderr)
     frames = result.metrics["frames"]
+    damaged = result.metrics["input"]["read_error"] is not None
+    before_damage = " before the damage" if damaged else ""
     note = ground_truth_note(result.metrics)
     if note is not None:
         processed = frames["without_ground_truth"]
-        print(f"{plural(processed, 'frame')} processed ({frames['failed']} failed), none scored; report in "
-              f"{out}/report.md")
-        print(f"tsg eval: note: {note}")
+        print(f"{plural(processed, 'frame')} processed{before_damage} ({frames['failed']} failed), none scored; "
+              f"report in {out}/report.md")
+        if processed or not damaged:  # otherwise the error below says what the damage left
+            print(f"tsg eval: note: {note}")
     else:
-        print(f"{plural(frames['evaluated'], 'frame')} evaluated ({frames['failed']} failed); report in "
-              f"{out}/report.md")
+        print(f"{plural(frames['evaluated'], 'frame')} evaluated{before_damage} ({frames['failed']} failed); report "
+              f"in {out}/report.md")
         for metric, value, target, status in target_rows(result.metrics):
             print(f"  {metric.strip('`')}: {value} (target {target}: {status})")
-    if result.metrics["input"]["read_error"]:
-        print(f"tsg eval: warning: {result.metrics['input']['read_error']}", file=sys.stderr)
     if note is None or frames["without_ground_truth"] == 0:
         check_evaluable(result.metrics)  # nothing scored and nothing timed: an error naming the likely cause
     return result.exit_code
@@ -258,8 +292,42 @@ def cmd_eval_vsr(config_path: Path | None, overrides: Sequence[str], images: Pat
     if detector_model is not None:
         extra.update({"detector.backend": "grounding_dino", "detector.model_path": detector_model})
     config = load(config_path, overrides).with_overrides(extra)
+    check_vsr_options(config)
+    for option, value, example in (("--vlm-model", vlm_model, EXAMPLE_VLM_ID),
+                                   ("--detector-model", detector_model, EXAMPLE_DETECTOR_ID)):
+        if value is not None:
+            check_model_option(option, value, example)
     return run_vsr_eval(config, images, annotations, out, target_accuracy=target_accuracy, folds=folds, limit=limit,
                         skip_invalid=skip_invalid, log=print)
+
+
+def check_model_option(option: str, value: str, example_id: str) -> None:
+    """A model option names a local model directory, or an ``org/name`` id looked up in the local Hugging Face cache
+    (as ``perception.hf.resolve_model_source`` takes them); refused by the option's name otherwise."""
+    path = Path(value).expanduser()
+    how_to_get = f"download one on a machine with network access, e.g. `hf download {example_id} --local-dir DIR`"
+    if path.is_file():
+        raise UsageError(f"{option} {value}: a file, expected a model directory (config.json plus weights)")
+    hub_id = value.count("/") == 1 and not value.startswith((".", "/", "~"))
+    if not path.exists() and not hub_id:
+        raise UsageError(f"{option} {value}: no such model directory; {how_to_get}")
+
+
+def check_vsr_options(config: Config) -> None:
+    """The setup problems :func:`run_vsr_eval` would report by config key, named by the options that fix them."""
+    backend = config["vlm.backend"]
+    if backend == "none":
+        raise UsageError("the VSR evaluation needs a VLM: pass --vlm generative --vlm-model DIR (a local model "
+                         "directory) or --vlm recorded --vlm-recorded FILE (a JSONL of recorded answers)")
+    if backend == "generative" and not config["vlm.model_path"]:
+        raise UsageError("--vlm generative needs --vlm-model DIR, a local model directory (download one on a machine "
+                         f"with network access, e.g. `hf download {EXAMPLE_VLM_ID} --local-dir DIR`)")
+    if backend == "recorded" and not config["vlm.recorded_path"]:
+        raise UsageError("--vlm recorded needs --vlm-recorded FILE, a JSONL of recorded answers")
+    if config["detector.backend"] == "sim":  # the one detector that needs simulator instance images
+        raise UsageError("the VSR evaluation needs an open-vocabulary detector, not the 'sim' detector of the "
+                         "config (it needs simulator instance images): pass --detector-model DIR (GroundingDINO "
+                         "weights)")
 
 
 def cmd_replay(bag: Path, rate: float, loop: bool, topics: Sequence[str] | None, start_offset_s: float,
@@ -295,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="simulated Fetch pick-and-place through the live ROS graph")
     with_config(demo)
     demo.add_argument("--seconds", type=float, default=10.0, help="how long to publish frames [s]")
-    demo.add_argument("--rate", dest="rate_hz", type=float, default=8.0, help="frame rate [Hz]")
+    demo.add_argument("--rate", dest="rate_hz", type=float, default=6.0,
+                      help="frame rate [Hz]; lower it when the demo warns that publishing fell behind")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory")
     demo.add_argument("--width", type=int, default=640, help="image width [px]")
     demo.add_argument("--height", type=int, default=480, help="image height [px]")
@@ -328,11 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "eval", help="replay a bag offline and score the graphs against its ground truth (`tsg eval vsr --help`: "
-                     "VLM trust on VSR)")
+                     "VLM trust on VSR)",
+        description="Replay a rosbag2 bag offline through the node's code and score the scene graphs against the "
+                    "bag's ground truth; writes metrics.json, report.md and PNGs into --out.",
+        epilog="`tsg eval vsr ...` evaluates VLM trust on VSR annotations instead (`tsg eval vsr --help`). "
+               + EVAL_VSR_RULE)
     with_config(evaluate)
-    evaluate.add_argument("bag", type=Path, help="bag directory or .mcap file")
+    evaluate.add_argument("bag", type=Path, help="bag directory, .mcap or .db3 file")
     evaluate.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, report.md, PNGs)")
-    evaluate.add_argument("--max-frames", type=int, default=None, help="process at most this many frames")
+    evaluate.add_argument("--max-frames", type=int, default=None,
+                          help="process at most this many frames (default: all frames)")
     evaluate.add_argument("--ground-truth-topic", default="/ground_truth", help="topic of GroundTruth messages")
 
     # No help=: eval-vsr is reached as `tsg eval vsr` (see main) and stays out of `tsg --help`'s command list.
@@ -356,10 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     vsr.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (default: all)")
     vsr.add_argument("--skip-invalid", action="store_true", help="skip invalid annotation lines (counted)")
 
-    replay = commands.add_parser("replay", help="publish a bag's messages with their original timing")
-    replay.add_argument("bag", type=Path, help="bag directory or .mcap file")
+    replay = commands.add_parser(
+        "replay", help="publish a bag's messages with their original timing",
+        description="Publish a rosbag2 bag's messages on their recorded topics with the recorded timing and QoS, so "
+                    "a live `tsg bringup` can be run on recorded data (a player for installs without `ros2 bag play`). "
+                    "An mcap file without a valid end (a killed recorder) is played up to the damage, with a warning "
+                    "and exit code 1. Ctrl-C or SIGTERM stops it with a summary.")
+    replay.add_argument("bag", type=Path, help="bag directory, .mcap or .db3 file")
     replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
-    replay.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C")
+    replay.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C or SIGTERM")
     replay.add_argument("--topics", nargs="+", default=None, help="play only these topics (default: all)")
     replay.add_argument("--start-offset", dest="start_offset_s", type=float, default=0.0,
                         help="skip this many seconds from the start [s]")
@@ -367,7 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="publish /clock at this rate [Hz] (40, as ros2 bag play, when given without a value; "
                              "default: no /clock)")
     replay.add_argument("--wait-for-subscribers", dest="wait_for_subscribers_s", type=float, default=2.0,
-                        help="wait up to this long for a subscriber on every replayed topic before playing [s]")
+                        help="before playing, wait up to this long for a subscriber on any replayed topic, then up to "
+                             "0.5 s more for the other topics' discovery; topics still without one are listed in the "
+                             "summary as 'not subscribed', and a warning is printed only when no topic has one; 0: "
+                             "play at once [s]")
 
     bench = commands.add_parser("bench", help="benchmarks, each writing a JSON of side-by-side ratios")
     benches = bench.add_subparsers(dest="bench", required=True)

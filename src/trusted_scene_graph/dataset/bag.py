@@ -4,8 +4,9 @@ Reading is tolerant in the way an evaluation needs: messages of types the type s
 that do not deserialise are skipped and counted, and an mcap bag that ends early (a recorder that was killed, a file
 cut short in a copy) yields what it has, then reports the error in :attr:`BagReader.read_error` instead of losing the
 messages before it. A bag directory without ``metadata.yaml`` that holds a single storage file is read through that
-file (an mcap file carries its own index), without any error. A damaged sqlite3 database cannot be read past its
-damage by sqlite, so such a bag is refused with a :class:`DatasetError`.
+file (an mcap file carries its own index), without any error; one without any storage file is refused as no bag.
+A damaged sqlite3 database cannot be read past its damage by sqlite, so such a bag is refused with a
+:class:`DatasetError`.
 """
 
 from __future__ import annotations
@@ -131,8 +132,7 @@ class BagReader:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise DatasetError(f"bag {self.path} does not exist")
+        check_bag_path(self.path)
         self.typestore = make_typestore()
         self.skipped_types: Counter[str] = Counter()  # messages of types the type store does not know
         self.undecodable: Counter[str] = Counter()  # messages whose bytes did not deserialise, per topic
@@ -140,7 +140,7 @@ class BagReader:
         self._reader: Any = None
         self._salvage: _McapSalvage | None = None
         try:
-            self._reader = Reader(_storage_path(self.path))
+            self._reader = Reader(storage_path(self.path))
             self._reader.open()
         except (*_STORAGE_ERRORS, OSError) as exc:
             # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the
@@ -149,7 +149,9 @@ class BagReader:
             if self._salvage is None:
                 raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
             if not self._salvage.complete:  # a whole file rosbags cannot index (no summary) is read as it is
-                self.read_error = f"bag {self.path} has no valid end ({exc}); read the messages before the damage"
+                self.read_error = (f"bag {self.path} is damaged: it has no valid end ({exc}); only its "
+                                   f"{_messages(self._salvage.message_count)} before the damage can be read, frames "
+                                   "after it are missing")
         self.topics: dict[str, str] = (self._salvage.topics if self._salvage is not None
                                        else {c.topic: c.msgtype for c in self._reader.connections})
         #: Messages per topic as the bag's index (or, for a salvaged mcap file, its records) counts them.
@@ -187,14 +189,17 @@ class BagReader:
         else:
             connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
             iterator = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._reader.messages(connections=connections))
+        read = 0  # messages read before a damage, for its message
         while True:
             try:
                 topic, msgtype, log_time_ns, raw = next(iterator)
             except StopIteration:
                 return
             except (*_STORAGE_ERRORS, _McapSalvage.ERRORS) as exc:
-                self.read_error = f"bag {self.path} ends early or is damaged: {type(exc).__name__}: {exc}"
+                self.read_error = (f"bag {self.path} is damaged: reading stopped after {_messages(read)} "
+                                   f"({type(exc).__name__}: {exc}); frames after the damage are missing")
                 return
+            read += 1
             if msgtype not in known_types:
                 self.skipped_types[msgtype] += 1
                 continue
@@ -267,12 +272,33 @@ class _McapSalvage:
                     yield topic, msgtype, record.log_time, record.data
 
 
-def _storage_path(path: Path) -> Path:
-    """What rosbags should open: a bag directory without ``metadata.yaml`` (an mcap file copied on its own into a
-    directory) holding exactly one storage file is read through that file, whose own index rosbags reads."""
+def storage_files(path: Path, suffixes: tuple[str, ...] = (".mcap", ".db3")) -> list[Path]:
+    """The rosbag2 storage files of ``path``: itself when it is such a file, else those directly in the directory."""
+    if path.is_file():
+        return [path] if path.suffix in suffixes else []
+    return sorted(f for f in path.iterdir() if f.suffix in suffixes and f.is_file()) if path.is_dir() else []
+
+
+def check_bag_path(path: Path) -> None:
+    """Raise :class:`DatasetError` naming what is wrong when ``path`` cannot be a rosbag2 bag."""
+    if not path.exists():
+        raise DatasetError(f"bag {path} does not exist")
+    if path.is_dir() and not (path / "metadata.yaml").exists() and not storage_files(path):
+        # rosbags would say "Expected metadata file ... does not exist", which hides that the directory is no bag.
+        raise DatasetError(f"{path} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 file")
+
+
+def _messages(count: int) -> str:
+    return f"{count} message{'' if count == 1 else 's'}"
+
+
+def storage_path(path: Path) -> Path:
+    """What rosbags should open: a bag directory without ``metadata.yaml`` (a killed recorder never wrote it, or an
+    mcap file was copied on its own) holding exactly one storage file is read through that file, whose own index
+    rosbags reads."""
     if not path.is_dir() or (path / "metadata.yaml").exists():
         return path
-    files = [f for f in path.iterdir() if f.suffix in (".mcap", ".db3") and f.is_file()]
+    files = storage_files(path)
     return files[0] if len(files) == 1 else path
 
 

@@ -13,6 +13,12 @@ class EvaluationError(TsgError):
     """Evaluation input is malformed or insufficient (mismatched lengths, non-finite values, nothing to plot)."""
 
 
+class EvaluationWarning(UserWarning):
+    """Something about the bag or the config that makes the scores mean less than they seem (the bag's tf disagrees
+    with a 'static' extrinsic, labels the 'sim' detector cannot report). Every such text is also in the metrics'
+    ``warnings`` list, which ``tsg eval`` prints and puts atop report.md instead of showing the raw warning."""
+
+
 # Imported after EvaluationError is defined because metrics.py imports it from this package.
 from trusted_scene_graph.evaluation.metrics import (  # noqa: E402
     aurc,

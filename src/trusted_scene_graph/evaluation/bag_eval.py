@@ -62,7 +62,7 @@ from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC, input_to
 from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.dataset.messages import GROUND_TRUTH_TYPE
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.evaluation import EvaluationError
+from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning
 from trusted_scene_graph.evaluation import metrics as m
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
@@ -97,6 +97,8 @@ _INPUT_TYPES = {
 }
 _QUALITATIVE = frozenset(QUALITATIVE_PREDICATES)
 _PREDICATE_CODE = {predicate: code for code, predicate in enumerate(QUALITATIVE_PREDICATES)}  # stored per edge
+
+
 
 
 class _Columns:
@@ -237,6 +239,7 @@ class _Counts:
     graph_frame_taken_as_truth_frame: int = 0  # evaluated frames without a tf path from the camera to the truth frame
     extrinsic_differs_from_tf: int = 0  # 'static': frames whose camera pose in the tf is not the config's
     failed: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)  # texts of the EvaluationWarnings issued while replaying
     episodes: set[int] = field(default_factory=set)
 
 
@@ -342,7 +345,7 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
         if progress is not None:
             progress(read, total)
         input_report = {
-            "bag": str(bag_path),
+            "bag": str(Path(bag_path).resolve()),  # as provenance.bag: the report names the bag wherever it is read
             "messages_read": read,
             "missing_topics": missing,
             "skipped_types": dict(reader.skipped_types),
@@ -400,11 +403,11 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
         if camera_in_graph is not None and poses_differ(camera_in_graph, pipeline.camera_to_graph):
             counts.extrinsic_differs_from_tf += 1
             if counts.extrinsic_differs_from_tf == 1:
-                warnings.warn(
-                    f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere "
-                    "than the config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the "
-                    "graphs use; to use the bag's camera pose, as the node does with tf, pass "
-                    "--set extrinsic.source=tf", UserWarning, stacklevel=2)
+                _warn(counts.warnings,
+                      f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere "
+                      "than the config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the "
+                      "graphs use (frames.extrinsic_differs_from_tf counts them); to use the bag's camera pose, as "
+                      "the node does with tf, pass --set extrinsic.source=tf")
     start = time.perf_counter()
     try:
         frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
@@ -434,6 +437,12 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
     graph_to_truth = RigidTransform.from_matrix(camera_in_truth.matrix @ np.linalg.inv(pipeline.camera_to_graph.matrix))
     scorer.score(graph, truth, ee_pose, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics,
                  instances=frame.instances)
+
+
+def _warn(collected: list[str], text: str) -> None:
+    """Issue ``text`` as an :class:`EvaluationWarning` for library callers and keep it for the metrics."""
+    collected.append(text)
+    warnings.warn(text, EvaluationWarning, stacklevel=3)
 
 
 def _ground_truth_problem(truth: Any) -> str | None:
@@ -682,12 +691,18 @@ def _detector_min_pixels(pipeline: ScenePipeline, config: Mapping[str, Any]) -> 
 def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any],
                     input_report: Mapping[str, Any]) -> dict[str, Any]:
     """The metrics of ``samples``; warns (once) when the 'sim' detector could not report some evaluable objects
-    because their id and label are not in its ``detector.sim_labels``."""
+    because their id and label are not in its ``detector.sim_labels``.
+
+    ``warnings`` lists, in this order, the bag's read error (the bag is damaged), the warnings issued while
+    replaying (``counts.warnings``) and that one."""
     trust, correct, kept = samples.edge_trust, samples.edge_correct, samples.edge_kept
     target = float(config["trust.target_precision"])
+    run_warnings = [input_report["read_error"]] if input_report.get("read_error") else []
+    run_warnings += counts.warnings
     if samples.not_in_sim_labels:
-        warnings.warn(_sim_labels_warning(samples), stacklevel=2)
+        _warn(run_warnings, _sim_labels_warning(samples))
     return {
+        "warnings": run_warnings,
         "input": dict(input_report),
         "frames": {
             "camera_frames": counts.camera_frames,
@@ -873,21 +888,34 @@ def _finite_spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def check_evaluable(metrics: Mapping[str, Any]) -> None:
-    """Raise when a report would hold no score at all (no frame evaluated), naming the likely cause."""
-    frames = metrics["frames"]
+    """Raise when a report would hold no score at all (no frame evaluated), naming the likely cause.
+
+    In a damaged bag (``input.read_error``) the topics and ground truth that were not found may lie after the damage:
+    the error says so first, and speaks of the part before the damage rather than of the bag."""
+    frames, inputs = metrics["frames"], metrics["input"]
     if frames["evaluated"] > 0:
         return
+    damaged = bool(inputs.get("read_error"))
     causes = []
-    if metrics["input"]["missing_topics"]:
-        causes.append(f"the bag has no {', '.join(metrics['input']['missing_topics'])}")
-    if not metrics["input"]["has_ground_truth"]:
-        causes.append("the bag has no ground-truth topic")
-    elif frames["without_ground_truth"]:
+    if damaged:
+        absent = [*inputs["missing_topics"],
+                  *([] if inputs["has_ground_truth"] else [inputs.get("ground_truth_topic", GROUND_TRUTH_TOPIC)])]
+        if absent:
+            read = inputs["messages_read"]
+            causes.append(f"before it, the bag has no {', '.join(absent)} ({read} message{'' if read == 1 else 's'} "
+                          "read)")
+    else:
+        if inputs["missing_topics"]:
+            causes.append(f"the bag has no {', '.join(inputs['missing_topics'])}")
+        if not inputs["has_ground_truth"]:
+            causes.append("the bag has no ground-truth topic")
+    if inputs["has_ground_truth"] and frames["without_ground_truth"]:
         causes.append(f"{frames['without_ground_truth']} frames had no ground truth within sync.tolerance_s of "
                       "their stamp")
-    if metrics["input"]["unexpected_types"]:
-        causes.append(f"unexpected message types: {', '.join(metrics['input']['unexpected_types'])}")
+    if inputs["unexpected_types"]:
+        causes.append(f"unexpected message types: {', '.join(inputs['unexpected_types'])}")
     if frames["failure_reasons"]:
         causes.append(f"every frame failed: {next(iter(frames['failure_reasons']))}")
-    raise EvaluationError("no frame could be evaluated" + (f": {'; '.join(causes)}" if causes else ""))
-
+    head = ("the bag is damaged and no frame could be evaluated before the damage" if damaged
+            else "no frame could be evaluated")
+    raise EvaluationError(head + (f": {'; '.join(causes)}" if causes else ""))

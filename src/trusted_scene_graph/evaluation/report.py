@@ -2,8 +2,9 @@
 
 ``metrics.json`` writes undefined metrics (no samples, a single class) as ``null``; ``report.md`` shows them as
 "n/a". Figures that have nothing to draw are left out and listed in the report. A target the bag cannot have (an
-end-effector distance without an end-effector pose, anything without ground truth) is "not applicable", which is
-not the same as "no data" (the bag has the input but nothing was measured) or "missed".
+end-effector distance without an end-effector pose, anything without ground truth or without the camera topics to
+assemble a frame from) is "not applicable", which is not the same as "no data" (the bag has the input but nothing
+was measured) or "missed". The run's warnings (``metrics["warnings"]``) open the report as banners.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ SIM_TARGETS: tuple[tuple[str, str, float], ...] = (
 # Metric paths whose value needs the end-effector pose and a gripper in the ground truth, or a goal.
 _EE_PATHS = ("distance.ee_object", "distance.spearman")
 _GOAL_PATHS = ("reward",)
+# Distances whose key does not end in ``_m`` (renaming them would break readers of metrics.json): shown in cm too.
+_METRE_PATHS = frozenset({"reward.abs_error_median", "reward.abs_error_p95"})
 
 
 def prepare_output_dir(out_dir: Path) -> Path:
@@ -48,6 +51,29 @@ def prepare_output_dir(out_dir: Path) -> Path:
     except OSError as exc:
         raise EvaluationError(f"cannot write to output directory {out_dir}: {exc.strerror or exc}") from exc
     return out_dir
+
+
+def missing_directories(out_dir: Path) -> list[Path]:
+    """``out_dir`` and those of its parents that do not exist yet, deepest first: what :func:`prepare_output_dir`
+    is about to create, so that a command failing before it writes anything can remove them again."""
+    missing = []
+    for directory in (Path(out_dir), *Path(out_dir).parents):
+        if directory.exists() or directory.is_symlink():
+            break
+        missing.append(directory)
+    return missing
+
+
+def remove_empty_directories(directories: Sequence[Path]) -> None:
+    """Remove ``directories`` (deepest first) while they are empty: a file in one, whoever wrote it, keeps it and
+    its parents."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except FileNotFoundError:  # removed by someone else: its parents may still be empty
+            continue
+        except OSError:  # not empty: keep it and everything above it
+            return
 
 
 def _git(source_dir: Path, *args: str) -> str | None:
@@ -116,8 +142,13 @@ def ground_truth_note(metrics: Mapping[str, Any]) -> str | None:
     topic = inputs.get("ground_truth_topic", "/ground_truth")
     others = [name for name, info in inputs.get("bag_topics", {}).items()
               if info["type"].endswith("/GroundTruth") and name != topic]
-    hint = (f"the bag has GroundTruth on {', '.join(others)}: pass --ground-truth-topic {others[0]}" if others
-            else "if it is on another topic, pass --ground-truth-topic TOPIC")
+    if others:
+        hint = f"the bag has GroundTruth on {', '.join(others)}: pass --ground-truth-topic {others[0]}"
+    elif inputs.get("read_error"):  # the topic may well be in the part of the bag that cannot be read
+        return (f"no ground truth on topic {topic} before the bag's damage: only timing and frame counts were "
+                "measured, nothing was scored (the ground truth may lie after the damage)")
+    else:
+        hint = "if it is on another topic, pass --ground-truth-topic TOPIC"
     return (f"no ground truth on topic {topic}: only timing and frame counts were measured, nothing was scored "
             f"({hint})")
 
@@ -125,6 +156,9 @@ def ground_truth_note(metrics: Mapping[str, Any]) -> str | None:
 def not_applicable(metrics: Mapping[str, Any], path: str) -> str | None:
     """Why the metric at ``path`` cannot apply to this bag (its input is not in the bag), or None when it can."""
     inputs = metrics["input"]
+    if inputs.get("missing_topics") and metrics.get("frames", {}).get("camera_frames", 0) == 0:
+        damage = " before the bag's damage" if inputs.get("read_error") else ""
+        return f"no camera frames could be assembled (missing {', '.join(inputs['missing_topics'])}{damage})"
     if not inputs["has_ground_truth"]:
         return f"no ground truth on {inputs.get('ground_truth_topic', '/ground_truth')}"
     if path.startswith(_EE_PATHS):
@@ -168,12 +202,36 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _fmt_metric(key: str, value: Any) -> str:
-    """A metric's value for the report: distances (keys ending ``_m``) in centimetres with 2 decimals."""
-    if key.endswith("_m") and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value):
+def _is_metres(path: str) -> bool:
+    """Whether the metric at ``path`` (a dotted path or a bare key) is a distance in metres."""
+    return path.rsplit(".", 1)[-1].endswith("_m") or path in _METRE_PATHS
+
+
+def _fmt_metric(path: str, value: Any) -> str:
+    """A metric's value for the report: distances (keys ending ``_m``, and :data:`_METRE_PATHS`) in centimetres with
+    2 decimals."""
+    if _is_metres(path) and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return f"{value * 100.0:.2f} cm"
     return _fmt(value)
+
+
+def _fmt_column(path: str, values: Sequence[Any], min_decimals: int = 3, max_decimals: int = 6) -> list[str]:
+    """One table column in one format: distances in cm, integers as they are, and every other number with the same
+    decimals, enough for the smallest nonzero value to keep 3 significant digits (``min_decimals`` to
+    ``max_decimals``)."""
+    if _is_metres(path):
+        return [_fmt_metric(path, value) for value in values]
+    magnitudes = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v) and v != 0.0]
+    decimals = max([min_decimals, *(min(max_decimals, 2 - math.floor(math.log10(v))) for v in magnitudes)])
+    return [f"{v:.{decimals}f}" if isinstance(v, float) and math.isfinite(v) else _fmt(v) for v in values]
+
+
+def _column_table(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str], first: str, section: str,
+                  min_decimals: int = 3) -> list[str]:
+    """A table of one row per name of ``rows`` and one column per metric, each column in one format."""
+    cells = [_fmt_column(f"{section}.{column}", [row.get(column) for row in rows.values()], min_decimals)
+             for column in columns]
+    return _table([(name, *(column[i] for column in cells)) for i, name in enumerate(rows)], (first, *columns))
 
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
@@ -195,15 +253,17 @@ def target_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             status = "no data"
         else:
             status = "met" if (value >= target if comparison == ">=" else value <= target) else "missed"
-        key = path.rsplit(".", 1)[-1]
-        target_text = _fmt_metric(key, target) if key.endswith("_m") else f"{target:g}"
-        rows.append((f"`{path}`", _fmt_metric(key, value), f"{comparison} {target_text}", status))
+        target_text = _fmt_metric(path, target) if _is_metres(path) else f"{target:g}"
+        rows.append((f"`{path}`", _fmt_metric(path, value), f"{comparison} {target_text}", status))
     return rows
 
 
 def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], missing_figures: list[str]) -> str:
     inputs, frames = metrics["input"], metrics["frames"]
     lines = [f"# {title}", "", f"Bag: `{inputs['bag']}`", ""]
+    # Warnings first (a damaged bag explains everything below), each as a banner of its own.
+    for warning in metrics.get("warnings", []):
+        lines += [f"> **Warning:** {warning}", ""]
     note = ground_truth_note(metrics)
     if note is not None:
         lines += [f"> **Not scored:** {note}.", ""]
@@ -245,7 +305,7 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
     lines += _table(target_rows(metrics), ("metric", "value", "target", "status"))
 
     def cell(path: str, value: Any) -> str:
-        text = _fmt_metric(path.rsplit(".", 1)[-1], value)
+        text = _fmt_metric(path, value)
         return "not applicable" if text == "n/a" and not_applicable(metrics, path) else text
 
     for section in ("detection", "relations", "trust", "distance", "reward"):
@@ -264,16 +324,19 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
             elif isinstance(sub, Mapping) and sub and all(isinstance(v, Mapping) for v in sub.values()):
                 columns = sorted({c for v in sub.values() for c in v})
                 lines += [f"`{section}.{key}`:", ""]
-                lines += _table([(name, *(_fmt_metric(c, v.get(c)) for c in columns)) for name, v in sub.items()],
-                                (key, *columns))
+                lines += _column_table(sub, columns, key, f"{section}.{key}")
             elif isinstance(sub, Mapping) and sub and key != "spearman_per_episode":
                 lines += [f"`{section}.{key}`:", ""]
                 lines += _table([(f"`{k}`", cell(f"{section}.{key}.{k}", v)) for k, v in sub.items()],
                                 ("metric", "value"))
     if metrics["timing"]:
         lines += ["## Timing", ""]
-        lines += _table([(stage, _fmt(v["median_ms"], 2), _fmt(v["p95_ms"], 2), _fmt(v["count"]))
-                         for stage, v in metrics["timing"].items()], ("stage", "median [ms]", "p95 [ms]", "frames"))
+        timing = metrics["timing"]
+        # Milliseconds with 2 decimals, 3 (microseconds) in a column with a stage under 0.1 ms.
+        median, p95 = (_fmt_column(f"timing.{key}", [v[key] for v in timing.values()], 2, 3)
+                       for key in ("median_ms", "p95_ms"))
+        lines += _table([(stage, median[i], p95[i], _fmt(v["count"])) for i, (stage, v) in enumerate(timing.items())],
+                        ("stage", "median [ms]", "p95 [ms]", "frames"))
     lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figures]
     if missing_figures:
         lines += ["", "Not drawn (nothing to draw): " + ", ".join(missing_figures)]

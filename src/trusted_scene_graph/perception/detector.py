@@ -16,6 +16,10 @@ class PerceptionError(TsgError):
     """Input a detector or the lifting cannot work with (missing image, mismatched sizes, no depth)."""
 
 
+#: The instance id of pixels that belong to no object.
+BACKGROUND_INSTANCE_ID = 0
+
+
 @dataclass(frozen=True)
 class CameraFrame:
     """One synchronised RGB-D frame (arrays in the colour camera's pixel grid)."""
@@ -83,6 +87,10 @@ class SimDetector:
         self, labels_by_id: Mapping[int, str], min_pixels: int = 30, corruption: DetectionCorruption | None = None
     ) -> None:
         self.labels_by_id = dict(labels_by_id)
+        # Ids seen in an instance image that have no label, so were never detected (the background excepted): the
+        # node reports them, since a config whose sim_labels miss a recording's ids otherwise just finds less.
+        # Replaced, never mutated, so another thread can read it while detect runs.
+        self.unknown_instance_ids: frozenset[int] = frozenset()
         self.min_pixels = min_pixels
         self.corruption = corruption if corruption is not None else DetectionCorruption()
         self._rng = self.corruption.make_rng()
@@ -102,6 +110,9 @@ class SimDetector:
         if frame.instances is None:
             raise PerceptionError("the 'sim' detector needs an instance-id image (topics.instances), none was given")
         ids, counts = np.unique(frame.instances, return_counts=True)
+        unknown = set(ids.tolist()) - self.labels_by_id.keys() - {BACKGROUND_INSTANCE_ID}
+        if not unknown <= self.unknown_instance_ids:
+            self.unknown_instance_ids = self.unknown_instance_ids | unknown
         detections = []
         for instance_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
             label = self.labels_by_id.get(instance_id)

@@ -1,8 +1,17 @@
 """``tsg replay BAG``: publish a rosbag2 bag's messages on their topics with the recorded timing.
 
 A bag player for installs without ``ros2 bag play`` (rclpy from PyPI wheels has no rosbag2_py), so a live bringup
-can be evaluated on recorded data. The bag is read with ``rosbags`` (sqlite3 or mcap storage; a bag directory or a
-single ``.mcap``/``.db3`` file) and each message's serialized CDR bytes are published unmodified.
+can be evaluated on recorded data. The bag is read with ``rosbags`` (sqlite3 or mcap storage; a bag directory, a
+single ``.mcap``/``.db3`` file, or a directory without ``metadata.yaml`` holding one of them) and each message's
+serialized CDR bytes are published unmodified.
+
+- **Damaged mcap**: an mcap file without a valid end (a recorder that was killed) has no summary for rosbags to
+  index, so its records are read front to back with the mcap library and the messages before the damage are played,
+  in file order (the recorder's write order, which is log-time order for ``ros2 bag record`` and rosbags), with
+  :attr:`BagReplay.read_error` set. A damaged sqlite3 database cannot be read past its damage and stays an error.
+- **Subscribers**: before playing, the player waits for the first subscriber on any replayed topic, then a short
+  grace for the other topics' discovery; topics nobody subscribes to (a bringup ignores a sim bag's ground truth)
+  are listed in the summary, not warned about.
 
 - **Types**: the publisher's class comes from importing the recorded type name (``sensor_msgs/msg/Image`` ->
   ``sensor_msgs.msg.Image``). A topic whose type is not installed here is skipped with one warning and counted.
@@ -17,6 +26,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import signal
+import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -28,10 +40,12 @@ from pathlib import Path
 import yaml
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from trusted_scene_graph.dataset import DatasetError
+from trusted_scene_graph.dataset.bag import check_bag_path, storage_files, storage_path
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.report import print_tables
 
 DEFAULT_DEPTH = 10  # rmw's default history depth, what ``ros2 bag play`` uses when the bag records none
 TF_STATIC_TOPIC = "/tf_static"
@@ -41,6 +55,11 @@ CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Values that name no concrete behaviour of the recording publisher: they leave the field to the default.
 _UNRECORDED_POLICIES = frozenset({"SYSTEM_DEFAULT", "UNKNOWN", "BEST_AVAILABLE"})
+# After the first subscriber matched, how long the other topics get for their discovery before playback starts:
+# Fast DDS matches a process's endpoints within a few hundred ms of each other.
+DISCOVERY_GRACE_S = 0.5
+_SUBSCRIBER_POLL_S = 0.02
+_UNBOUNDED_WIDTH = 10_000  # characters: measures a table's natural width, which rich caps at the width it is given
 # A wait shorter than this counts as due: no OS sleeps that finely, and adding a few ulps to a large monotonic
 # reading can leave it unchanged, so waiting for them could spin forever.
 _WAIT_RESOLUTION_S = 1e-6
@@ -48,6 +67,15 @@ _WAIT_RESOLUTION_S = 1e-6
 
 class ReplayError(TsgError):
     """A bag that cannot be replayed (missing, corrupt, empty) or invalid replay options."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the handler :func:`run_replay` installs while playing.
+
+    A KeyboardInterrupt so that everything that lets Ctrl-C through (the player's bookkeeping, rclpy's cleanup) treats
+    it alike. Raised rather than setting a stop event: ``Event.set`` from a signal handler deadlocks when the signal
+    lands while the main thread holds the event's lock inside ``Event.wait``.
+    """
 
 
 # --- QoS ----------------------------------------------------------------------------------------------------------
@@ -116,21 +144,22 @@ def qos_from_metadata(offered: str | Sequence[Mapping[str, object]] | None, topi
     Accepts the YAML text (metadata.yaml up to version 8, the sqlite3 ``topics`` table, mcap channel metadata) or
     the already-parsed list (metadata.yaml version 9). See :func:`qos_from_offers` for how profiles combine.
     """
+    return qos_from_offers(_parse_offers(offered), topic)
+
+
+def _parse_offers(offered: str | Sequence[Mapping[str, object]] | Mapping[str, object] | None,
+                  ) -> list[Mapping[str, object]]:
+    """The profiles of an ``offered_qos_profiles`` value (YAML text or parsed), [] when absent or unparsable."""
     if isinstance(offered, str):
         try:
             offered = yaml.safe_load(offered)
         except yaml.YAMLError:
-            return None
+            return []
     if isinstance(offered, Mapping):
         offered = [offered]
     if not isinstance(offered, Sequence) or isinstance(offered, str):
-        return None
-    return qos_from_offers(offered, topic)
-
-
-def _qos_from_connection_offers(offers: Sequence, topic: str) -> QoSProfile | None:
-    """rosbags has parsed the profiles into ``rosbags.interfaces.Qos`` tuples (both storages, all versions)."""
-    return qos_from_offers((offer._asdict() for offer in offers), topic)
+        return []
+    return [offer for offer in offered if isinstance(offer, Mapping)]
 
 
 def describe_qos(qos: QoSProfile) -> str:
@@ -201,6 +230,8 @@ class ReplayStats:
     loops_completed: int = 0
     elapsed_s: float = 0.0
     interrupted: bool = False
+    # Replayed topics without a subscriber, both when playback started and when it ended (None: not checked).
+    unsubscribed: list[str] | None = None
 
 
 def play(passes: Callable[[], Iterable[tuple[str, int, bytes]]], publish: Callable[[str, bytes], None],
@@ -258,6 +289,34 @@ def play(passes: Callable[[], Iterable[tuple[str, int, bytes]]], publish: Callab
     return stats
 
 
+def wait_for_subscribers(subscription_counts: Callable[[], Mapping[str, int]], timeout_s: float, *,
+                         grace_s: float = DISCOVERY_GRACE_S, wait: Callable[[float], bool],
+                         monotonic: Callable[[], float] = time.monotonic) -> tuple[bool, list[str]]:
+    """Give DDS discovery time to match the replayed topics' subscribers, so their first messages are not lost.
+
+    Waits up to ``timeout_s`` for a subscriber on any topic, then (every topic being matched ends it sooner) up to
+    ``min(grace_s, timeout_s)`` more for the others: a subscriber's endpoints are discovered together, and a topic
+    nobody subscribes to (a bringup ignores a sim bag's ground truth) would otherwise hold playback for the whole
+    timeout. ``subscription_counts()`` maps each topic to its matched subscriptions; ``wait(s)`` sleeps up to ``s``
+    seconds and returns True to stop. Returns (stopped, topics still without a subscriber).
+    """
+    grace_s = min(grace_s, timeout_s)
+    deadline_s = monotonic() + timeout_s
+    in_grace = False
+    while True:
+        now_s = monotonic()
+        counts = subscription_counts()
+        unsubscribed = [topic for topic, count in counts.items() if count == 0]
+        if not unsubscribed:
+            return False, []
+        if not in_grace and len(unsubscribed) < len(counts):  # the first subscriber matched: the others' grace
+            in_grace, deadline_s = True, now_s + grace_s
+        if now_s >= deadline_s:
+            return False, unsubscribed
+        if wait(min(_SUBSCRIBER_POLL_S, deadline_s - now_s)):
+            return True, unsubscribed
+
+
 # --- the bag ------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -312,6 +371,112 @@ def _bag_read_errors() -> tuple[type[BaseException], ...]:
     return ReaderError, OSError, apsw.Error
 
 
+def _mcap_errors() -> tuple[type[BaseException], ...]:
+    """What the mcap library's stream reader raises at a file's damage: its own errors (bad magic, a record cut
+    short, a chunk whose CRC does not match), and struct/decoding errors from a record's bytes."""
+    from mcap.exceptions import McapError
+
+    return McapError, EOFError, struct.error, ValueError, UnicodeDecodeError
+
+
+@dataclass(frozen=True, eq=False)
+class _Connection:
+    """One recorded connection (rosbags) or channel (mcap) of a topic, whichever way the bag was read."""
+
+    key: object  # what the bag's ``messages`` selects by: a rosbags Connection, an mcap channel id
+    topic: str
+    type_name: str
+    offers: tuple[Mapping[str, object], ...]  # the recorded offered QoS profiles
+    count: int  # messages
+
+
+class _RosbagsBag:
+    """A bag rosbags can open: it reads the index, so messages come in log-time order."""
+
+    def __init__(self, path: Path) -> None:
+        from rosbags.rosbag2 import Reader
+
+        self._reader = Reader(path)
+        self._reader.open()
+        # rosbags has parsed the profiles into ``rosbags.interfaces.Qos`` tuples (both storages, all versions).
+        self.connections = [
+            _Connection(conn, conn.topic, conn.msgtype,
+                        tuple(offer._asdict() for offer in getattr(conn.ext, "offered_qos_profiles", ())),
+                        conn.msgcount)
+            for conn in self._reader.connections]
+        self.message_count: int = self._reader.message_count
+        self.start_ns: int = self._reader.start_time
+        self.end_ns: int = self._reader.end_time - 1  # rosbags reports one past the last message's log time
+
+    def messages(self, keys: Sequence[object], start_ns: int) -> Iterator[tuple[str, int, bytes]]:
+        for conn, log_time_ns, data in self._reader.messages(keys, start=start_ns):
+            yield conn.topic, log_time_ns, data
+
+    def close(self) -> None:
+        if self._reader.is_open:
+            self._reader.close()
+
+
+class _SalvagedMcap:
+    """The records of an mcap file that rosbags cannot open (no valid end: a recorder that was killed, a copy cut
+    short), read front to back with the mcap library's stream reader up to the damage.
+
+    Messages come in file order, which is the recorder's write order. :attr:`damage` says where reading stopped
+    (None: the whole file was read). Raises one of :func:`_mcap_errors` when not even the file's start is mcap.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from mcap.records import Message
+
+        self.path = path
+        self.damage: str | None = None
+        self._channels: dict[int, tuple[str, str, tuple[Mapping[str, object], ...]]] = {}
+        counts: Counter[int] = Counter()
+        times_ns: list[int] = []
+        for record in self._records():
+            if isinstance(record, Message) and record.channel_id in self._channels:
+                counts[record.channel_id] += 1
+                times_ns.append(record.log_time)
+        self.connections = [_Connection(channel_id, topic, type_name, offers, counts[channel_id])
+                            for channel_id, (topic, type_name, offers) in self._channels.items()]
+        self.message_count = len(times_ns)
+        self.start_ns = min(times_ns, default=0)
+        self.end_ns = max(times_ns, default=0)
+
+    def _records(self) -> Iterator[object]:
+        from mcap.records import Channel, Schema
+        from mcap.stream_reader import StreamReader
+
+        schemas: dict[int, str] = {}
+        started = False
+        with self.path.open("rb") as stream:
+            try:
+                # CRCs checked where the writer stored them: a chunk damaged inside is not published as garbage.
+                for record in StreamReader(stream, validate_crcs=True).records:
+                    started = True
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record.name
+                    elif isinstance(record, Channel):  # the summary repeats each channel: same id, same content
+                        self._channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), tuple(
+                            _parse_offers(record.metadata.get("offered_qos_profiles"))))
+                    yield record
+            except _mcap_errors() as exc:
+                if not started:
+                    raise  # not an mcap file at all
+                self.damage = f"{type(exc).__name__}: {exc}"
+
+    def messages(self, keys: Sequence[object], start_ns: int) -> Iterator[tuple[str, int, bytes]]:
+        from mcap.records import Message
+
+        wanted = set(keys)
+        for record in self._records():
+            if isinstance(record, Message) and record.channel_id in wanted and record.log_time >= start_ns:
+                yield self._channels[record.channel_id][0], record.log_time, record.data
+
+    def close(self) -> None:
+        """Nothing stays open between passes."""
+
+
 class BagReplay:
     """An open bag planned for replay: which topics publish with which QoS, which are skipped and why.
 
@@ -319,37 +484,57 @@ class BagReplay:
 
         with BagReplay(path, ReplayOptions(rate=2.0)) as bag:
             stats = bag.play(node)
+
+    :attr:`read_error` is set when the bag is an mcap file without a valid end, of which the messages before the
+    damage are played.
     """
 
     def __init__(self, path: Path, options: ReplayOptions | None = None, console: Console | None = None) -> None:
-        from rosbags.rosbag2 import Reader
-
         self.path = Path(path)
         self.options = options or ReplayOptions()
         self.console = console or Console()
         self.stats = ReplayStats()
-        if not self.path.exists():
-            raise ReplayError(f"bag {self.path} does not exist")
+        self.read_error: str | None = None
         try:
-            self._reader = Reader(self.path)
-            self._reader.open()
-        except _bag_read_errors() as exc:
-            raise ReplayError(f"cannot read bag {self.path}: {exc}") from exc
+            check_bag_path(self.path)
+        except DatasetError as exc:
+            raise ReplayError(str(exc)) from exc
+        self._bag: _RosbagsBag | _SalvagedMcap = self._open()
         try:
             self._plan()
         except ReplayError:
             self.close()
             raise
 
+    def _open(self) -> _RosbagsBag | _SalvagedMcap:
+        try:
+            return _RosbagsBag(storage_path(self.path))
+        except _bag_read_errors() as exc:
+            mcap_files = storage_files(self.path, (".mcap",))
+            if len(mcap_files) != 1:
+                raise ReplayError(f"cannot read bag {self.path}: {exc}") from exc
+            try:
+                salvaged = _SalvagedMcap(mcap_files[0])
+            except _mcap_errors() as mcap_exc:
+                raise ReplayError(f"cannot read bag {self.path}: {exc}") from mcap_exc
+            if salvaged.damage is None:  # whole, but without the summary rosbags needs: read in file order
+                return salvaged
+            if salvaged.message_count == 0:
+                raise ReplayError(f"cannot read bag {self.path}: {exc}; no complete message before the damage "
+                                  f"({salvaged.damage})") from exc
+            self.read_error = (f"bag {self.path} has no valid end ({exc}); replaying the messages before the "
+                               "damage")
+            return salvaged
+
     def _plan(self) -> None:
         from rclpy.exceptions import InvalidTopicNameException
         from rclpy.validate_topic_name import validate_topic_name
 
-        reader = self._reader
-        if reader.message_count == 0:
+        bag = self._bag
+        if bag.message_count == 0:
             raise ReplayError(f"bag {self.path} contains no messages")
-        by_topic: dict[str, list] = {}
-        for conn in reader.connections:
+        by_topic: dict[str, list[_Connection]] = {}
+        for conn in bag.connections:
             by_topic.setdefault(conn.topic, []).append(conn)
         if self.options.topics is not None:
             if missing := sorted(set(self.options.topics) - by_topic.keys()):
@@ -357,7 +542,7 @@ class BagReplay:
             by_topic = {topic: conns for topic, conns in by_topic.items() if topic in self.options.topics}
         self.plans: dict[str, TopicPlan] = {}
         for topic, conns in sorted(by_topic.items()):
-            types = sorted({conn.msgtype for conn in conns})
+            types = sorted({conn.type_name for conn in conns})
             if len(types) > 1:
                 self._skip(topic, " | ".join(types), "recorded with several message types")
                 continue
@@ -370,10 +555,9 @@ class BagReplay:
             if cls is None:
                 self._skip(topic, types[0], "message type not installed here")
                 continue
-            offers = [offer for conn in conns for offer in getattr(conn.ext, "offered_qos_profiles", ())]
-            recorded = _qos_from_connection_offers(offers, topic)
+            recorded = qos_from_offers([offer for conn in conns for offer in conn.offers], topic)
             self.plans[topic] = TopicPlan(topic, types[0], cls, recorded or default_qos(topic), recorded is not None,
-                                          sum(conn.msgcount for conn in conns))
+                                          sum(conn.count for conn in conns))
         self._connections = [conn for topic in self.plans for conn in by_topic[topic]]
         self.clock_class = None
         if self.options.clock_hz is not None:
@@ -383,27 +567,27 @@ class BagReplay:
             self.clock_class = message_class(CLOCK_TYPE)
             if self.clock_class is None:
                 self.console.print(f"not publishing {CLOCK_TOPIC}: {CLOCK_TYPE} is not installed here",
-                                   style="yellow", markup=False)
-        # rosbags reports the end as one past the last message's log time.
-        self.schedule = make_schedule(reader.start_time, reader.end_time - 1, self.options.rate,
-                                      self.options.start_offset_s)
+                                   style="yellow", markup=False, soft_wrap=True)
+        self.schedule = make_schedule(bag.start_ns, bag.end_ns, self.options.rate, self.options.start_offset_s)
         if self.options.loop and self.schedule.pass_s == 0:
             raise ReplayError(f"cannot loop bag {self.path}: its messages from the start offset span 0 s, so a loop "
                               "would publish as fast as the CPU allows")
 
     def _skip(self, topic: str, type_name: str, reason: str) -> None:
         self.stats.skipped[topic] = (type_name, reason)
-        self.console.print(f"skipping {topic} ({type_name}): {reason}", style="yellow", markup=False)
+        self.console.print(f"skipping {topic} ({type_name}): {reason}", style="yellow", markup=False, soft_wrap=True)
 
     def messages(self) -> Iterator[tuple[str, int, bytes]]:
-        """One pass over the planned topics from the start offset, in log-time order."""
+        """One pass over the planned topics from the start offset, in log-time order (a salvaged mcap file: in
+        file order)."""
         if not self._connections:
             return
         count = 0
         try:
-            for conn, log_time_ns, data in self._reader.messages(self._connections, start=self.schedule.origin_ns):
+            for topic, log_time_ns, data in self._bag.messages([conn.key for conn in self._connections],
+                                                                self.schedule.origin_ns):
                 # rclpy publishes ``bytes`` as an already-serialized message; other buffers would be rejected.
-                yield conn.topic, log_time_ns, data if isinstance(data, bytes) else bytes(data)
+                yield topic, log_time_ns, data if isinstance(data, bytes) else bytes(data)
                 count += 1
         except _bag_read_errors() as exc:
             raise ReplayError(f"bag {self.path} is damaged: {exc}") from exc
@@ -420,10 +604,20 @@ class BagReplay:
                       for topic, plan in self.plans.items()}
         clock_publisher = (node.create_publisher(self.clock_class, CLOCK_TOPIC, CLOCK_QOS)
                            if self.clock_class is not None else None)
+
+        def subscription_counts() -> dict[str, int]:
+            return {topic: publisher.get_subscription_count() for topic, publisher in publishers.items()}
+
+        unsubscribed: list[str] | None = None
         try:
-            if self._wait_for_subscribers(publishers, stop):
+            timeout_s = self.options.wait_for_subscribers_s
+            stopped, unsubscribed = wait_for_subscribers(subscription_counts, timeout_s, wait=stop.wait)
+            if stopped:
                 self.stats.interrupted = True
                 return self.stats
+            if publishers and len(unsubscribed) == len(publishers) and timeout_s > 0:
+                self.console.print(f"no subscriber on any of the {len(publishers)} replayed topics after "
+                                   f"{timeout_s:g} s; playing anyway", style="yellow", markup=False, soft_wrap=True)
             publish_clock = None
             if clock_publisher is not None:
                 from builtin_interfaces.msg import Time
@@ -435,46 +629,43 @@ class BagReplay:
             self.console.print(f"replaying {self.path}: {len(publishers)} topics, "
                                f"{self.schedule.pass_s * self.options.rate:.3f} s of bag at rate "
                                f"{self.options.rate:g}" + (", looping" if self.options.loop else "")
-                               + "; Ctrl-C to stop", markup=False)
+                               + "; Ctrl-C to stop", markup=False, soft_wrap=True)
             return play(self.messages, lambda topic, data: publishers[topic].publish(data), self.schedule,
                         self.stats, max_loops=self.options.passes, publish_clock=publish_clock,
                         clock_hz=self.options.clock_hz, wait=stop.wait)
         finally:
+            if unsubscribed is not None:
+                # Sampled again at the end: with a short or no wait, discovery may not have finished at the start.
+                still = {topic for topic, count in subscription_counts().items() if count == 0}
+                self.stats.unsubscribed = [topic for topic in unsubscribed if topic in still]
             for publisher in publishers.values():
                 node.destroy_publisher(publisher)
             if clock_publisher is not None:
                 node.destroy_publisher(clock_publisher)
 
-    def _wait_for_subscribers(self, publishers: Mapping, stop: threading.Event) -> bool:
-        """Give DDS discovery up to ``wait_for_subscribers_s`` to match every topic, so no first message is lost;
-        returns True when stopped meanwhile."""
-        deadline = time.monotonic() + self.options.wait_for_subscribers_s
-        while missing := [topic for topic, pub in publishers.items() if pub.get_subscription_count() == 0]:
-            if time.monotonic() >= deadline:
-                if self.options.wait_for_subscribers_s > 0:
-                    self.console.print(f"no subscriber yet on {missing} after "
-                                       f"{self.options.wait_for_subscribers_s:g} s; playing anyway", markup=False)
-                return False
-            if stop.wait(0.02):
-                return True
-        return False
-
     def summary_tables(self) -> list[Table]:
-        """Per-topic counts and QoS, and the skipped topics with their reasons."""
+        """Per-topic counts and QoS, and the skipped topics with their reasons.
+
+        Cells fold rather than end in an ellipsis when a terminal is narrow, and every text is escaped: a path or an
+        invalid topic name may hold ``[...]``, which rich would take for a markup tag and drop.
+        """
         stats = self.stats
-        table = Table(title=f"replayed {self.path}")
+        damaged = " (the messages before the damage)" if self.read_error is not None else ""
+        table = Table(title=escape(f"replayed {self.path}{damaged}"))
         for column in ("topic", "type", "QoS", "published", "in bag"):
-            table.add_column(column, justify="right" if column in ("published", "in bag") else "left")
+            table.add_column(column, justify="right" if column in ("published", "in bag") else "left",
+                             overflow="fold")
         for topic, plan in self.plans.items():
-            table.add_row(topic, plan.type_name, describe_qos(plan.qos) + ("" if plan.qos_recorded else " (default)"),
-                          str(stats.published[topic]), str(plan.recorded_count))
+            qos = describe_qos(plan.qos) + ("" if plan.qos_recorded else " (default)")
+            table.add_row(escape(topic), escape(plan.type_name), qos, str(stats.published[topic]),
+                          str(plan.recorded_count))
         tables = [table]
         if stats.skipped:
             skipped = Table(title="skipped topics")
             for column in ("topic", "type", "reason"):
-                skipped.add_column(column)
+                skipped.add_column(column, overflow="fold")
             for topic, (type_name, reason) in stats.skipped.items():
-                skipped.add_row(topic, type_name, reason)
+                skipped.add_row(escape(topic), escape(type_name), escape(reason))
             tables.append(skipped)
         return tables
 
@@ -487,12 +678,30 @@ class BagReplay:
                 f"{stats.elapsed_s:.3f} s wall" + (" (interrupted)" if stats.interrupted else ""))
 
     def print_summary(self) -> None:
-        print_tables(self.summary_tables(), self.console)
-        self.console.print(self.timing_line(), markup=False)
+        """The tables, the timing line and the topics nobody subscribed to.
+
+        Off a terminal (a pipe, a CI log) rich would squeeze the tables into 80 columns; they are printed as wide as
+        their content instead, so topic and type names stay whole on one line for grep. Plain lines are not wrapped.
+        """
+        console = self.console
+        for table in self.summary_tables():
+            width_needed = console.measure(table, options=console.options.update_width(_UNBOUNDED_WIDTH)).maximum
+            if console.is_terminal or width_needed <= console.width:
+                console.print(table)
+                continue
+            # print(width=...) is capped at the console's width; widening the console itself is not.
+            width = console.width
+            console.width = width_needed
+            try:
+                console.print(table)
+            finally:
+                console.width = width
+        self.console.print(self.timing_line(), markup=False, soft_wrap=True)
+        if self.stats.unsubscribed:
+            self.console.print("not subscribed: " + ", ".join(self.stats.unsubscribed), markup=False, soft_wrap=True)
 
     def close(self) -> None:
-        if self._reader.is_open:
-            self._reader.close()
+        self._bag.close()
 
     def __enter__(self) -> BagReplay:
         return self
@@ -506,9 +715,10 @@ def run_replay(bag_path: Path, rate: float = 1.0, loop: bool = False, topics: Se
                wait_for_subscribers_s: float = 2.0, console: Console | None = None) -> int:
     """``tsg replay``: play a bag into the live ROS graph and print a summary; returns an exit code.
 
-    0 when played (or stopped with Ctrl-C), 1 when no topic of the bag can be replayed here. Raises
-    :class:`ReplayError` for a missing, corrupt or empty bag or invalid options (after printing what was played,
-    if the bag turns out damaged midway).
+    0 when played (or stopped with Ctrl-C or SIGTERM); 1 when no topic of the bag can be replayed here, or when the
+    bag is an mcap file without a valid end, of which the messages before the damage were played (after a warning on
+    stderr). Raises :class:`ReplayError` for a missing, corrupt or empty bag or invalid options (after printing what
+    was played, if the bag turns out damaged midway).
     """
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -518,26 +728,51 @@ def run_replay(bag_path: Path, rate: float = 1.0, loop: bool = False, topics: Se
                             clock_hz=clock_hz, wait_for_subscribers_s=wait_for_subscribers_s)
     console = console or Console()
     with BagReplay(Path(bag_path), options, console) as bag:
+        if bag.read_error is not None:
+            print(f"tsg replay: warning: {bag.read_error}", file=sys.stderr, flush=True)
         if not bag.plans:
             bag.print_summary()
             console.print(f"nothing to replay: no topic of {bag.path} has a message type installed here",
-                          style="red", markup=False)
+                          style="red", markup=False, soft_wrap=True)
             return 1
         # Python's own SIGINT handling, not rclpy's: rclpy's handler invalidates the context before the
         # KeyboardInterrupt arrives, so a publish in between fails. The player has no executor to wake anyway.
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        previous_sigterm = _NOT_INSTALLED
         try:
+            # SIGTERM too: a replay started with `&` from a non-interactive shell inherits SIGINT ignored, so
+            # `kill` (SIGTERM) is how it gets stopped.
+            previous_sigterm = _handle_sigterm()
             node = rclpy.create_node("tsg_replay")
             try:
                 bag.play(node)
             finally:
                 node.destroy_node()
-        except KeyboardInterrupt:
-            bag.stats.interrupted = True  # Ctrl-C is how a looping replay ends: a summary, not a traceback
+        except KeyboardInterrupt:  # also Terminated
+            bag.stats.interrupted = True  # how a looping replay ends: a summary, not a traceback
         except ReplayError:
             bag.print_summary()
             raise
         finally:
+            if previous_sigterm is not _NOT_INSTALLED:
+                # None: a handler not set from Python, which the default stands in for.
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
             rclpy.try_shutdown()
         bag.print_summary()
-    return 0
+    return 1 if bag.read_error is not None else 0
+
+
+_NOT_INSTALLED = object()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def _handle_sigterm() -> object:
+    """Make SIGTERM raise :class:`Terminated`; returns the previous handler, or ``_NOT_INSTALLED`` off the main
+    thread (only it may set handlers) or when SIGTERM is ignored on purpose (left so)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):
+        return _NOT_INSTALLED
+    return signal.signal(signal.SIGTERM, _raise_terminated)

@@ -14,10 +14,15 @@ With ``extrinsic.source: tf`` the node also buffers ``/tf_static`` and ``/tf`` (
 :class:`~trusted_scene_graph.geometry.tf_buffer.TransformBuffer`, and perception looks the camera pose up at each
 image's stamp (:meth:`ScenePipeline.camera_pose_from_tf`, the step ``tsg eval`` runs too). A frame whose camera has
 no transform to the graph frame is rejected like any bad frame: counted, logged and reported on ``/diagnostics``.
+
+So that a user sees frames arrive (or not), the node logs a progress line every :data:`PROGRESS_LOG_PERIOD_S` while
+messages come in (:class:`~trusted_scene_graph.pipeline.health.ProgressLog`), and with the 'sim' detector warns once
+per instance id that has no ``detector.sim_labels`` entry (such objects are never detected).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -36,7 +41,13 @@ from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.graph.query import query_distance
-from trusted_scene_graph.pipeline.health import FrameStats
+from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.pipeline.health import (
+    FrameStats,
+    ProgressLog,
+    sim_label_details,
+    unknown_instance_id_warning,
+)
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.ros import convert
@@ -47,6 +58,8 @@ MARKERS_TOPIC = "/scene_graph/markers"
 QUERY_SERVICE = "/scene_graph/query_distance"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_PERIOD_S = 1.0
+# The info line saying how many frames came in and what the last graph holds (see ProgressLog).
+PROGRESS_LOG_PERIOD_S = 10.0
 # Transforms older than this before the newest one are dropped (tf2's default cache length) when no frame comes to
 # prune them, so a /tf stream without camera frames cannot grow the buffer without bound.
 TF_CACHE_NS = 10 * 1_000_000_000
@@ -125,7 +138,9 @@ class SceneGraphNode(LifecycleNode):
         # Not `_subscriptions`: rclpy's Node keeps its own list under that name, which destroy_subscription edits.
         self._input_subscriptions = []
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
-        self._diagnostics_timer = None
+        self._diagnostics_timer = self._progress_timer = None
+        self._progress = ProgressLog()
+        self._reported_unknown_ids: frozenset[int] = frozenset()  # 'sim' detector ids already warned about
         self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
 
     # Lifecycle transitions.
@@ -150,6 +165,10 @@ class SceneGraphNode(LifecycleNode):
         self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
                                                     callback_group=self._service_group)
+        self._progress = ProgressLog()
+        self._reported_unknown_ids = frozenset()
+        self._progress_timer = self.create_timer(PROGRESS_LOG_PERIOD_S, self._log_progress,
+                                                 callback_group=self._service_group)
         self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
         self._service = self.create_service(QueryDistance, QUERY_SERVICE, self._on_query,
                                             callback_group=self._service_group)
@@ -162,10 +181,12 @@ class SceneGraphNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = sensor_qos(self.config)
+        with self._lock:
+            self.stats.expect_topics([topic for _, _, topic in self._inputs()])
         # tf first: when a transform and the images of its frame are ready at once, the transform is buffered first.
         self._input_subscriptions = [self._tf_subscription(topic) for topic in tf_topic_names(self.config)]
         self._input_subscriptions += [
-            self.create_subscription(msg_type, topic, self._buffer_callback(name), qos,
+            self.create_subscription(msg_type, topic, self._buffer_callback(name, topic), qos,
                                      callback_group=self._sensor_group)
             for name, msg_type, topic in self._inputs()
         ]
@@ -202,19 +223,21 @@ class SceneGraphNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(publisher)
         if self._frame_ready is not None:
             self.destroy_guard_condition(self._frame_ready)
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
+        for timer in (self._diagnostics_timer, self._progress_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
-        self._diagnostics_timer = None
+        self._diagnostics_timer = self._progress_timer = None
         self.pipeline = None
         self.latest_graph = None
         self._tf = None
 
     # Callbacks: convert, call the core, publish.
 
-    def _buffer_callback(self, name: str):
+    def _buffer_callback(self, name: str, topic: str):
         def callback(msg) -> None:
             with self._lock:
+                self.stats.record_message(topic)
                 completed = self._sync.add(name, convert.stamp_to_ns(msg.header.stamp), msg)
             if completed:
                 self._frame_ready.trigger()
@@ -245,12 +268,36 @@ class SceneGraphNode(LifecycleNode):
         except TsgError as exc:
             self.stats.record_failure(str(exc))
             self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
+            self._warn_unknown_instance_ids(pipeline)
             return
+        self._warn_unknown_instance_ids(pipeline)
         self.latest_graph = graph
         self.stats.record_success(sum(graph.timing_ms.values()))
         self._graph_pub.publish(convert.graph_to_msg(graph))
         if self.config["markers.enabled"]:
             self._marker_pub.publish(convert.markers_from_graph(graph))
+
+    def _warn_unknown_instance_ids(self, pipeline: ScenePipeline) -> None:
+        """Once per id: the 'sim' detector saw an instance id it has no label for, so that object is never found."""
+        if not isinstance(pipeline.detector, SimDetector):
+            return
+        unknown = pipeline.detector.unknown_instance_ids
+        for instance_id in sorted(unknown - self._reported_unknown_ids):
+            self.get_logger().warning(unknown_instance_id_warning(instance_id, self.config["topics.instances"]))
+        self._reported_unknown_ids = unknown
+
+    def _stats_snapshot(self) -> FrameStats:
+        """The counters with the synchroniser's, copied under the lock the sensor callbacks count under."""
+        with self._lock:
+            self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
+            return dataclasses.replace(self.stats, messages=dict(self.stats.messages))
+
+    def _log_progress(self) -> None:
+        graph = self.latest_graph
+        line = self._progress.line(self._stats_snapshot(),
+                                   None if graph is None else [obj.label for obj in graph.objects])
+        if line is not None:
+            self.get_logger().info(line)
 
     def _publish_diagnostics(self) -> None:
         tf = self._tf
@@ -261,10 +308,12 @@ class SceneGraphNode(LifecycleNode):
                 newest_ns = tf.newest_dynamic_stamp_ns()
                 if newest_ns is not None:
                     tf.forget_before(newest_ns - TF_CACHE_NS)
-        with self._lock:
-            self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
-        details = self.pipeline.frame_status() if self.pipeline is not None else None
-        self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), self.stats,
+        stats = self._stats_snapshot()
+        pipeline = self.pipeline  # read once: cleanup may clear it
+        details = pipeline.frame_status() if pipeline is not None else {}
+        if pipeline is not None and isinstance(pipeline.detector, SimDetector):
+            details.update(sim_label_details(pipeline.detector.unknown_instance_ids))
+        self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), stats,
                                                               self.get_clock().now().nanoseconds, details))
 
     def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
