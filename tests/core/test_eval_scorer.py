@@ -104,7 +104,7 @@ def test_edges_are_correct_when_their_predicate_holds_between_the_matched_true_b
     #   ball near cube           0.0525 m                         kept  correct
     #   ball bigger_than cube    cbrt(0.105^2 * 0.1) - 0.1 = 3.3 mm (trust 0.54)  not kept  correct
     # (ball taller_than cube is true but not perceived: both 0.1 m tall.)
-    edges = sorted(zip(samples.edge_predicate, samples.edge_kept, samples.edge_correct, strict=True))
+    edges = sorted(zip(samples.edge_predicate, samples.edges["kept"], samples.edges["correct"], strict=True))
     assert edges == sorted([("left_of", True, True), ("in_front_of", True, False), ("near", True, True),
                             ("right_of", True, True), ("behind", True, False), ("near", True, True),
                             ("bigger_than", False, True)])
@@ -141,8 +141,8 @@ def test_distances_are_scored_between_matched_evaluable_objects_only() -> None:
     samples, metrics = score([CUBE, ball, BOX])
     # One pair, cube-ball; pairs with the box (matched, not evaluable) are not scored. No end effector in the truth.
     assert metrics["distance"]["object_pairs"]["count"] == 1
-    np.testing.assert_allclose(samples.pair_perceived_m, [math.hypot(0.02, 0.2)])
-    np.testing.assert_allclose(samples.pair_true_m, [0.2])
+    np.testing.assert_allclose(samples.pairs["perceived_m"], [math.hypot(0.02, 0.2)])
+    np.testing.assert_allclose(samples.pairs["true_m"], [0.2])
     assert metrics["distance"]["ee_object"] == {"count": 0}
 
 

@@ -135,8 +135,8 @@ class _Columns:
 
 @dataclass
 class _Samples:
-    """Everything the metrics need, accumulated over frames. Per-item samples are :class:`_Columns`; the
-    ``edge_*``, ``pair_*``, ``ee_*`` and ``centroid_error_m`` properties read them as arrays."""
+    """Everything the metrics need, accumulated over frames. Per-item samples are :class:`_Columns`, read as arrays
+    by column name (``samples.edges["trust"]``)."""
 
     # Qualitative candidate edges: trust, correct, kept (trust >= threshold), predicate as its index in
     # QUALITATIVE_PREDICATES.
@@ -175,41 +175,9 @@ class _Samples:
     not_in_sim_labels_ids: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     @property
-    def edge_trust(self) -> np.ndarray:
-        return self.edges["trust"]
-
-    @property
-    def edge_correct(self) -> np.ndarray:
-        return self.edges["correct"]
-
-    @property
-    def edge_kept(self) -> np.ndarray:
-        return self.edges["kept"]
-
-    @property
     def edge_predicate(self) -> np.ndarray:
         """Predicate names of the edges (built on demand from the stored codes)."""
         return np.array(QUALITATIVE_PREDICATES, dtype=object)[self.edges["predicate"]]
-
-    @property
-    def pair_perceived_m(self) -> np.ndarray:
-        return self.pairs["perceived_m"]
-
-    @property
-    def pair_true_m(self) -> np.ndarray:
-        return self.pairs["true_m"]
-
-    @property
-    def ee_perceived_m(self) -> np.ndarray:
-        return self.ee["perceived_m"]
-
-    @property
-    def ee_true_m(self) -> np.ndarray:
-        return self.ee["true_m"]
-
-    @property
-    def centroid_error_m(self) -> np.ndarray:
-        return self.centroid_errors["error_m"]
 
     def ee_label_code(self, label: str) -> int:
         if label not in self.ee_labels:
@@ -695,7 +663,7 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
 
     ``warnings`` lists, in this order, the bag's read error (the bag is damaged), the warnings issued while
     replaying (``counts.warnings``) and that one."""
-    trust, correct, kept = samples.edge_trust, samples.edge_correct, samples.edge_kept
+    trust, correct, kept = samples.edges["trust"], samples.edges["correct"], samples.edges["kept"]
     target = float(config["trust.target_precision"])
     run_warnings = [input_report["read_error"]] if input_report.get("read_error") else []
     run_warnings += counts.warnings
@@ -729,7 +697,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def _detection_metrics(samples: _Samples) -> dict[str, Any]:
-    errors = samples.centroid_error_m
+    errors = samples.centroid_errors["error_m"]
     labels = sorted(set(samples.gt_by_label) | set(samples.false_positives_by_label))
     return {
         "ground_truth_objects": samples.gt_objects,
@@ -814,22 +782,22 @@ def _trust_metrics(trust: np.ndarray, correct: np.ndarray, target: float, thresh
 
 
 def _distance_section(samples: _Samples) -> dict[str, Any]:
-    perceived = np.concatenate([samples.pair_perceived_m, samples.ee_perceived_m])
-    true = np.concatenate([samples.pair_true_m, samples.ee_true_m])
+    perceived = np.concatenate([samples.pairs["perceived_m"], samples.ee["perceived_m"]])
+    true = np.concatenate([samples.pairs["true_m"], samples.ee["true_m"]])
     per_episode = {f"{episode}:{label}": m.spearman(values[:, 0], values[:, 1])
                    for (episode, label), values in samples.ee_series().items()}
     rhos = np.array([r for r in per_episode.values() if not math.isnan(r)])
     return {
         # Per episode, a held object's distance is nearly constant for many frames and its rank order is noise even
         # when every error is a millimetre or two; the pooled value ranks all frames of all episodes together.
-        "spearman_pooled": m.spearman(samples.ee_perceived_m, samples.ee_true_m),
+        "spearman_pooled": m.spearman(samples.ee["perceived_m"], samples.ee["true_m"]),
         **_distance_metrics(perceived, true),
         "spearman": float(np.median(rhos)) if rhos.size else math.nan,
         "spearman_min": float(rhos.min()) if rhos.size else math.nan,
         "spearman_series": len(rhos),
         "spearman_per_episode": per_episode,
-        "ee_object": _distance_metrics(samples.ee_perceived_m, samples.ee_true_m),
-        "object_pairs": _distance_metrics(samples.pair_perceived_m, samples.pair_true_m),
+        "ee_object": _distance_metrics(samples.ee["perceived_m"], samples.ee["true_m"]),
+        "object_pairs": _distance_metrics(samples.pairs["perceived_m"], samples.pairs["true_m"]),
     }
 
 

@@ -350,17 +350,17 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
     to draw is not shown stale next to the new report; no other file in ``out_dir`` is touched."""
     out_dir = prepare_output_dir(out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
-    trust = np.array(samples.edge_trust)
-    correct = np.array(samples.edge_correct, dtype=bool)
+    trust = np.array(samples.edges["trust"])
+    correct = np.array(samples.edges["correct"], dtype=bool)
     drawings = {
         "roc.png": lambda p: plots.plot_roc({"geometric trust": (trust, correct)}, p, "Relation edges: ROC"),
         "risk_coverage.png": lambda p: plots.plot_risk_coverage({"geometric trust": (trust, correct)}, p,
                                                                 "Relation edges: risk vs coverage"),
         "reliability.png": lambda p: plots.plot_reliability(trust, correct, p, "Relation edges: reliability"),
         "distance_ee_object.png": lambda p: plots.plot_distance_scatter(
-            samples.ee_perceived_m, samples.ee_true_m, p, "End effector to object distance"),
+            samples.ee["perceived_m"], samples.ee["true_m"], p, "End effector to object distance"),
         "distance_object_pairs.png": lambda p: plots.plot_distance_scatter(
-            samples.pair_perceived_m, samples.pair_true_m, p, "Object pair distance"),
+            samples.pairs["perceived_m"], samples.pairs["true_m"], p, "Object pair distance"),
         "timing.png": lambda p: plots.plot_timing(metrics["timing"], p, "Time per frame and stage"),
     }
     for name in drawings:
