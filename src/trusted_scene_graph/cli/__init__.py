@@ -16,6 +16,7 @@ import yaml
 
 from trusted_scene_graph.config.schema import Config, ConfigError, load_config_file, render_parameter_file
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.text import plural
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "default.yaml"
 
@@ -57,11 +58,6 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 frame``, ``2 frames``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class MissingInterfacesError(TsgError):

@@ -26,6 +26,7 @@ from rosbags.serde import SerdeError
 
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.typestore import make_typestore
+from trusted_scene_graph.text import plural
 
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 # rosbag2 metadata version written; 9 is what Jazzy and Kilted's rosbag2 write and read.
@@ -150,8 +151,8 @@ class BagReader:
                 raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
             if not self._salvage.complete:  # a whole file rosbags cannot index (no summary) is read as it is
                 self.read_error = (f"bag {self.path} is damaged: it has no valid end ({exc}); only its "
-                                   f"{_messages(self._salvage.message_count)} before the damage can be read, frames "
-                                   "after it are missing")
+                                   f"{plural(self._salvage.message_count, 'message')} before the damage can be read, "
+                                   "frames after it are missing")
         self.topics: dict[str, str] = (self._salvage.topics if self._salvage is not None
                                        else {c.topic: c.msgtype for c in self._reader.connections})
         #: Messages per topic as the bag's index (or, for a salvaged mcap file, its records) counts them.
@@ -196,7 +197,7 @@ class BagReader:
             except StopIteration:
                 return
             except (*_STORAGE_ERRORS, _McapSalvage.ERRORS) as exc:
-                self.read_error = (f"bag {self.path} is damaged: reading stopped after {_messages(read)} "
+                self.read_error = (f"bag {self.path} is damaged: reading stopped after {plural(read, 'message')} "
                                    f"({type(exc).__name__}: {exc}); frames after the damage are missing")
                 return
             read += 1
@@ -219,19 +220,21 @@ class _McapSalvage:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.topics: dict[str, str] = {}
-        self.message_count = 0
         self.message_counts: Counter[str] = Counter()
         self.complete = False  # set by _records once the file's footer and closing magic were read
         for record in self._records():  # one pass for the channel list, as rosbags reads it from the summary
             if isinstance(record, _records().Channel):
                 self.topics[record.topic] = self._schemas.get(record.schema_id, "")
             elif isinstance(record, _records().Message):
-                self.message_count += 1
                 self.message_counts[self._channels.get(record.channel_id, ("", ""))[0]] += 1
+
+    @property
+    def message_count(self) -> int:
+        return sum(self.message_counts.values())
 
     @classmethod
     def open(cls, path: Path) -> _McapSalvage | None:
-        files = [path] if path.suffix == ".mcap" else sorted(path.glob("*.mcap")) if path.is_dir() else []
+        files = storage_files(path, (".mcap",))
         if len(files) != 1:
             return None
         try:
@@ -288,10 +291,6 @@ def check_bag_path(path: Path) -> None:
         raise DatasetError(f"{path} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 file")
 
 
-def _messages(count: int) -> str:
-    return f"{count} message{'' if count == 1 else 's'}"
-
-
 def storage_path(path: Path) -> Path:
     """What rosbags should open: a bag directory without ``metadata.yaml`` (a killed recorder never wrote it, or an
     mcap file was copied on its own) holding exactly one storage file is read through that file, whose own index
@@ -316,4 +315,6 @@ def _mcap_errors() -> tuple[type[Exception], ...]:
     return (McapError, EOFError, struct.error, ValueError)
 
 
-_McapSalvage.ERRORS = _mcap_errors()
+#: What the mcap library's stream reader raises at a file's damage (bad magic, a record cut short, a bad CRC).
+MCAP_READ_ERRORS = _mcap_errors()
+_McapSalvage.ERRORS = MCAP_READ_ERRORS

@@ -68,7 +68,7 @@ from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import SceneGraph
-from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.perception.detector import BACKGROUND_INSTANCE_ID, SimDetector
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
 from trusted_scene_graph.pipeline.scene import ScenePipeline, poses_differ
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
@@ -77,6 +77,7 @@ from trusted_scene_graph.relations.geometric import (
     compute_relations,
     relations_from_boxes,
 )
+from trusted_scene_graph.text import plural
 
 GROUND_TRUTH_TOPIC = "/ground_truth"
 TF_TOPICS = (TF_STATIC_TOPIC, TF_TOPIC)
@@ -463,8 +464,9 @@ class _FrameScorer:
                 samples.matched_by_label[obj.label] += 1
             if pixels[k] < min_pixels:
                 samples.below_min_pixels_by_label[obj.label] += 1
-            # Instance id 0 is "not in the mask": no sim_labels entry could make it detectable.
-            if sim_labels is not None and obj.instance_id != 0 and sim_labels.get(int(obj.instance_id)) != obj.label:
+            # The background id is "not in the mask": no sim_labels entry could make it detectable.
+            if (sim_labels is not None and obj.instance_id != BACKGROUND_INSTANCE_ID
+                    and sim_labels.get(int(obj.instance_id)) != obj.label):
                 samples.not_in_sim_labels[obj.label] += 1
                 samples.not_in_sim_labels_ids[obj.label].add(int(obj.instance_id))
         if projected:
@@ -638,8 +640,9 @@ def _visible_pixels(objects: Sequence[Any], instances: np.ndarray | None, u_px: 
     if instances is not None:
         ids, counts = np.unique(instances, return_counts=True)
         count_of = dict(zip(ids.tolist(), counts.tolist(), strict=True))
-        # Instance id 0 is the background ("not in the mask"), not the object.
-        return np.array([count_of.get(int(o.instance_id), 0) if o.instance_id != 0 else 0 for o in objects],
+        # The background id ("not in the mask") is not the object.
+        return np.array([count_of.get(int(o.instance_id), 0) if o.instance_id != BACKGROUND_INSTANCE_ID else 0
+                         for o in objects],
                         dtype=np.float64), False
     with np.errstate(invalid="ignore"):  # boxes behind the camera: inf - inf
         return np.ptp(u_px, axis=1) * np.ptp(v_px, axis=1), True
@@ -727,7 +730,7 @@ def _detection_metrics(samples: _Samples) -> dict[str, Any]:
 def _sim_labels_warning(samples: _Samples) -> str:
     missing = ", ".join(
         f"'{label}' (instance id {', '.join(str(i) for i in sorted(samples.not_in_sim_labels_ids[label]))}, "
-        f"{count} evaluable object{'s' if count != 1 else ''})"
+        f"{plural(count, 'evaluable object')})"
         for label, count in sorted(samples.not_in_sim_labels.items()))
     return (f"the 'sim' detector cannot report ground-truth objects labelled {missing}: their 'id:label' is not in "
             "detector.sim_labels, so they count as missed. Evaluate with config/benchmark.yaml (its sim_labels "
@@ -870,8 +873,7 @@ def check_evaluable(metrics: Mapping[str, Any]) -> None:
                   *([] if inputs["has_ground_truth"] else [inputs.get("ground_truth_topic", GROUND_TRUTH_TOPIC)])]
         if absent:
             read = inputs["messages_read"]
-            causes.append(f"before it, the bag has no {', '.join(absent)} ({read} message{'' if read == 1 else 's'} "
-                          "read)")
+            causes.append(f"before it, the bag has no {', '.join(absent)} ({plural(read, 'message')} read)")
     else:
         if inputs["missing_topics"]:
             causes.append(f"the bag has no {', '.join(inputs['missing_topics'])}")

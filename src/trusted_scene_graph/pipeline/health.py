@@ -6,6 +6,8 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from trusted_scene_graph.text import plural
+
 # diagnostic_msgs/DiagnosticStatus levels.
 OK, WARN, ERROR = 0, 1, 2
 
@@ -64,11 +66,6 @@ def health(stats: FrameStats, details: Mapping[str, str] | None = None) -> tuple
         return WARN, ("waiting for a synchronised frame (colour, depth if used, camera_info)"
                       + (f"; nothing received on {', '.join(silent)}" if silent else "")), values
     return OK, f"{stats.processed} frames processed, {stats.dropped} dropped, {stats.failed} failed", values
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 frame``, ``2 frames``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def messages_text(messages: Mapping[str, int]) -> str:

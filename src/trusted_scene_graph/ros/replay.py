@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib
 import math
 import signal
-import struct
 import sys
 import threading
 import time
@@ -43,12 +42,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
 from trusted_scene_graph.dataset import DatasetError
-from trusted_scene_graph.dataset.bag import check_bag_path, storage_files, storage_path
+from trusted_scene_graph.dataset.bag import MCAP_READ_ERRORS, check_bag_path, storage_files, storage_path
 from trusted_scene_graph.errors import TsgError
 
 DEFAULT_DEPTH = 10  # rmw's default history depth, what ``ros2 bag play`` uses when the bag records none
-TF_STATIC_TOPIC = "/tf_static"
 CLOCK_TOPIC = "/clock"
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
 # As rclcpp's ClockQoS (which ``ros2 bag play --clock`` uses) and rclpy's /clock subscription: best effort, depth 1.
@@ -371,14 +370,6 @@ def _bag_read_errors() -> tuple[type[BaseException], ...]:
     return ReaderError, OSError, apsw.Error
 
 
-def _mcap_errors() -> tuple[type[BaseException], ...]:
-    """What the mcap library's stream reader raises at a file's damage: its own errors (bad magic, a record cut
-    short, a chunk whose CRC does not match), and struct/decoding errors from a record's bytes."""
-    from mcap.exceptions import McapError
-
-    return McapError, EOFError, struct.error, ValueError, UnicodeDecodeError
-
-
 @dataclass(frozen=True, eq=False)
 class _Connection:
     """One recorded connection (rosbags) or channel (mcap) of a topic, whichever way the bag was read."""
@@ -422,7 +413,7 @@ class _SalvagedMcap:
     short), read front to back with the mcap library's stream reader up to the damage.
 
     Messages come in file order, which is the recorder's write order. :attr:`damage` says where reading stopped
-    (None: the whole file was read). Raises one of :func:`_mcap_errors` when not even the file's start is mcap.
+    (None: the whole file was read). Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
     """
 
     def __init__(self, path: Path) -> None:
@@ -460,7 +451,7 @@ class _SalvagedMcap:
                         self._channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), tuple(
                             _parse_offers(record.metadata.get("offered_qos_profiles"))))
                     yield record
-            except _mcap_errors() as exc:
+            except MCAP_READ_ERRORS as exc:
                 if not started:
                     raise  # not an mcap file at all
                 self.damage = f"{type(exc).__name__}: {exc}"
@@ -515,7 +506,7 @@ class BagReplay:
                 raise ReplayError(f"cannot read bag {self.path}: {exc}") from exc
             try:
                 salvaged = _SalvagedMcap(mcap_files[0])
-            except _mcap_errors() as mcap_exc:
+            except MCAP_READ_ERRORS as mcap_exc:
                 raise ReplayError(f"cannot read bag {self.path}: {exc}") from mcap_exc
             if salvaged.damage is None:  # whole, but without the summary rosbags needs: read in file order
                 return salvaged

@@ -195,7 +195,7 @@ class SceneGraphNode(LifecycleNode):
     def _tf_subscription(self, topic: str):
         static = topic == TF_STATIC_TOPIC
         return self.create_subscription(self._tf_message_type, topic, lambda msg: self._on_tf(msg, static),
-                                        TF_STATIC_QOS if topic == TF_STATIC_TOPIC else TF_QOS,
+                                        TF_STATIC_QOS if static else TF_QOS,
                                         callback_group=self._sensor_group)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

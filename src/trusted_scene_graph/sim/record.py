@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter
 from trusted_scene_graph.dataset import messages as bag_msgs
@@ -55,7 +56,6 @@ SCENES: tuple[str, ...] = (*sorted(TASKS), TABLETOP)
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 OPTICAL_FRAME = "camera_color_optical_frame"
-TF_STATIC_TOPIC = "/tf_static"
 GOAL_POSE_TOPIC = "/goal_pose"
 GROUND_TRUTH_TOPIC = "/ground_truth"
 
