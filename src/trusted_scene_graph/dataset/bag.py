@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -139,26 +139,26 @@ class BagReader:
         self.undecodable: Counter[str] = Counter()  # messages whose bytes did not deserialise, per topic
         self.read_error: str | None = None  # set when the bag ended early (truncated or damaged)
         self._reader: Any = None
-        self._salvage: _McapSalvage | None = None
+        self._salvage: McapStream | None = None
         try:
             self._reader = Reader(storage_path(self.path))
             self._reader.open()
         except (*_STORAGE_ERRORS, OSError) as exc:
             # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the
             # records before the cut are intact, so read them in order with the mcap library instead.
-            self._salvage = _McapSalvage.open(self.path)
+            self._salvage = McapStream.open(self.path)
             if self._salvage is None:
                 raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
             if not self._salvage.complete:  # a whole file rosbags cannot index (no summary) is read as it is
                 self.read_error = (f"bag {self.path} is damaged: it has no valid end ({exc}); only its "
                                    f"{plural(self._salvage.message_count, 'message')} before the damage can be read, "
                                    "frames after it are missing")
-        self.topics: dict[str, str] = (self._salvage.topics if self._salvage is not None
+        self.topics: dict[str, str] = (self._salvage.topics() if self._salvage is not None
                                        else {c.topic: c.msgtype for c in self._reader.connections})
         #: Messages per topic as the bag's index (or, for a salvaged mcap file, its records) counts them.
         self.message_counts: dict[str, int] = dict.fromkeys(self.topics, 0)
         if self._salvage is not None:
-            self.message_counts.update(self._salvage.message_counts)
+            self.message_counts.update(self._salvage.topic_message_counts())
         else:
             for connection in self._reader.connections:
                 self.message_counts[connection.topic] += int(connection.msgcount)
@@ -186,7 +186,8 @@ class BagReader:
             if (wanted is None or topic in wanted) and msgtype not in known_types:
                 self.skipped_types[msgtype] += 0  # listed even when it has no message
         if self._salvage is not None:
-            iterator = self._salvage.messages(wanted)
+            channels = [c.id for c in self._salvage.channels.values() if wanted is None or c.topic in wanted]
+            iterator = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._salvage.messages(channels))
         else:
             connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
             iterator = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._reader.messages(connections=connections))
@@ -196,7 +197,7 @@ class BagReader:
                 topic, msgtype, log_time_ns, raw = next(iterator)
             except StopIteration:
                 return
-            except (*_STORAGE_ERRORS, _McapSalvage.ERRORS) as exc:
+            except (*_STORAGE_ERRORS, *MCAP_READ_ERRORS) as exc:
                 self.read_error = (f"bag {self.path} is damaged: reading stopped after {plural(read, 'message')} "
                                    f"({type(exc).__name__}: {exc}); frames after the damage are missing")
                 return
@@ -212,67 +213,100 @@ class BagReader:
             yield BagMessage(topic, msgtype, int(log_time_ns), msg)
 
 
-class _McapSalvage:
-    """The records of an mcap file read front to back with the mcap library, for files without a valid end."""
+@dataclass(frozen=True)
+class McapChannel:
+    """One channel of an mcap file: its topic, message type and metadata (rosbag2 keeps the offered QoS there)."""
 
-    ERRORS: tuple[type[Exception], ...] = ()  # set below, once the mcap library is imported
+    id: int
+    topic: str
+    msgtype: str
+    metadata: Mapping[str, str]
 
-    def __init__(self, path: Path) -> None:
+
+class McapStream:
+    """An mcap file read front to back with the mcap library's stream reader, up to its damage if it has one.
+
+    rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the records before
+    the cut are intact. Shared by :class:`BagReader` and ``tsg replay``. Each iteration re-reads the file, so nothing
+    stays open. :attr:`damage` says where reading stopped (None: the file is whole, footer and closing magic read).
+    Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
+    """
+
+    def __init__(self, path: Path, validate_crcs: bool = False) -> None:
         self.path = path
-        self.topics: dict[str, str] = {}
-        self.message_counts: Counter[str] = Counter()
-        self.complete = False  # set by _records once the file's footer and closing magic were read
-        for record in self._records():  # one pass for the channel list, as rosbags reads it from the summary
-            if isinstance(record, _records().Channel):
-                self.topics[record.topic] = self._schemas.get(record.schema_id, "")
-            elif isinstance(record, _records().Message):
-                self.message_counts[self._channels.get(record.channel_id, ("", ""))[0]] += 1
-
-    @property
-    def message_count(self) -> int:
-        return sum(self.message_counts.values())
+        self.validate_crcs = validate_crcs  # CRCs checked where stored: a chunk damaged inside counts as the damage
+        self.damage: str | None = None
+        self.channels: dict[int, McapChannel] = {}
+        self.message_counts: Counter[int] = Counter()  # per channel id, over the messages of known channels
+        times_ns: list[int] = []
+        for channel, log_time_ns, _ in self.messages():  # one pass, for what rosbags reads from the summary
+            self.message_counts[channel.id] += 1
+            times_ns.append(log_time_ns)
+        self.start_ns = min(times_ns, default=0)
+        self.end_ns = max(times_ns, default=0)
 
     @classmethod
-    def open(cls, path: Path) -> _McapSalvage | None:
+    def open(cls, path: Path) -> McapStream | None:
+        """The bag's single ``.mcap`` file read as a stream, or None when there is none or it is no mcap file."""
         files = storage_files(path, (".mcap",))
         if len(files) != 1:
             return None
         try:
             return cls(files[0])
-        except cls.ERRORS:
+        except MCAP_READ_ERRORS:
             return None
 
-    def _records(self) -> Iterator[Any]:
+    @property
+    def complete(self) -> bool:
+        return self.damage is None
+
+    @property
+    def message_count(self) -> int:
+        return sum(self.message_counts.values())
+
+    def topics(self) -> dict[str, str]:
+        """Topic -> message type of every channel."""
+        return {channel.topic: channel.msgtype for channel in self.channels.values()}
+
+    def topic_message_counts(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for channel_id, count in self.message_counts.items():
+            counts[self.channels[channel_id].topic] += count
+        return counts
+
+    def records(self) -> Iterator[Any]:
+        """Every record up to the damage (recording it in :attr:`damage`), channels collected on the way."""
         from mcap.stream_reader import StreamReader
 
-        self._schemas: dict[int, str] = {}
-        self._channels: dict[int, tuple[str, str]] = {}
         records = _records()
+        schemas: dict[int, str] = {}
         started = False
+        self.damage = None
         with self.path.open("rb") as stream:
             try:
-                for record in StreamReader(stream).records:
+                for record in StreamReader(stream, validate_crcs=self.validate_crcs).records:
                     started = True
                     if isinstance(record, records.Schema):
-                        self._schemas[record.id] = record.name
-                    elif isinstance(record, records.Channel):
-                        self._channels[record.id] = (record.topic, self._schemas.get(record.schema_id, ""))
+                        schemas[record.id] = record.name
+                    elif isinstance(record, records.Channel):  # the summary repeats each channel: same id, content
+                        self.channels[record.id] = McapChannel(record.id, record.topic,
+                                                               schemas.get(record.schema_id, ""), record.metadata)
                     yield record
-            except self.ERRORS:
+            except MCAP_READ_ERRORS as exc:
                 if not started:
                     raise  # not an mcap file at all
-                self.complete = False
-                return  # the damaged end: everything before it was yielded
-        # The stream reader stops only after the footer and the closing magic: the file is whole.
-        self.complete = True
+                self.damage = f"{type(exc).__name__}: {exc}"
 
-    def messages(self, wanted: set[str] | None) -> Iterator[tuple[str, str, int, bytes]]:
-        records = _records()
-        for record in self._records():
-            if isinstance(record, records.Message):
-                topic, msgtype = self._channels.get(record.channel_id, ("", ""))
-                if wanted is None or topic in wanted:
-                    yield topic, msgtype, record.log_time, record.data
+    def messages(self, channel_ids: Iterable[int] | None = None,
+                 start_ns: int = 0) -> Iterator[tuple[McapChannel, int, bytes]]:
+        """(channel, log time, raw bytes) of the messages of known channels, in file order (the recorder's write
+        order), optionally only of ``channel_ids`` and from ``start_ns`` on."""
+        message_type = _records().Message
+        wanted = None if channel_ids is None else set(channel_ids)
+        for record in self.records():
+            if (isinstance(record, message_type) and record.channel_id in self.channels
+                    and (wanted is None or record.channel_id in wanted) and record.log_time >= start_ns):
+                yield self.channels[record.channel_id], record.log_time, record.data
 
 
 def storage_files(path: Path, suffixes: tuple[str, ...] = (".mcap", ".db3")) -> list[Path]:
@@ -317,4 +351,3 @@ def _mcap_errors() -> tuple[type[Exception], ...]:
 
 #: What the mcap library's stream reader raises at a file's damage (bad magic, a record cut short, a bad CRC).
 MCAP_READ_ERRORS = _mcap_errors()
-_McapSalvage.ERRORS = MCAP_READ_ERRORS

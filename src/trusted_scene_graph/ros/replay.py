@@ -44,7 +44,13 @@ from rich.table import Table
 
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
 from trusted_scene_graph.dataset import DatasetError
-from trusted_scene_graph.dataset.bag import MCAP_READ_ERRORS, check_bag_path, storage_files, storage_path
+from trusted_scene_graph.dataset.bag import (
+    MCAP_READ_ERRORS,
+    McapStream,
+    check_bag_path,
+    storage_files,
+    storage_path,
+)
 from trusted_scene_graph.errors import TsgError
 
 DEFAULT_DEPTH = 10  # rmw's default history depth, what ``ros2 bag play`` uses when the bag records none
@@ -409,60 +415,29 @@ class _RosbagsBag:
 
 
 class _SalvagedMcap:
-    """The records of an mcap file that rosbags cannot open (no valid end: a recorder that was killed, a copy cut
-    short), read front to back with the mcap library's stream reader up to the damage.
+    """An mcap file that rosbags cannot open (no valid end: a recorder that was killed, a copy cut short), read front
+    to back up to the damage by :class:`~trusted_scene_graph.dataset.bag.McapStream`, CRCs checked so a chunk damaged
+    inside is not published as garbage.
 
     Messages come in file order, which is the recorder's write order. :attr:`damage` says where reading stopped
     (None: the whole file was read). Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
     """
 
     def __init__(self, path: Path) -> None:
-        from mcap.records import Message
-
+        self._stream = McapStream(path, validate_crcs=True)
         self.path = path
-        self.damage: str | None = None
-        self._channels: dict[int, tuple[str, str, tuple[Mapping[str, object], ...]]] = {}
-        counts: Counter[int] = Counter()
-        times_ns: list[int] = []
-        for record in self._records():
-            if isinstance(record, Message) and record.channel_id in self._channels:
-                counts[record.channel_id] += 1
-                times_ns.append(record.log_time)
-        self.connections = [_Connection(channel_id, topic, type_name, offers, counts[channel_id])
-                            for channel_id, (topic, type_name, offers) in self._channels.items()]
-        self.message_count = len(times_ns)
-        self.start_ns = min(times_ns, default=0)
-        self.end_ns = max(times_ns, default=0)
-
-    def _records(self) -> Iterator[object]:
-        from mcap.records import Channel, Schema
-        from mcap.stream_reader import StreamReader
-
-        schemas: dict[int, str] = {}
-        started = False
-        with self.path.open("rb") as stream:
-            try:
-                # CRCs checked where the writer stored them: a chunk damaged inside is not published as garbage.
-                for record in StreamReader(stream, validate_crcs=True).records:
-                    started = True
-                    if isinstance(record, Schema):
-                        schemas[record.id] = record.name
-                    elif isinstance(record, Channel):  # the summary repeats each channel: same id, same content
-                        self._channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), tuple(
-                            _parse_offers(record.metadata.get("offered_qos_profiles"))))
-                    yield record
-            except MCAP_READ_ERRORS as exc:
-                if not started:
-                    raise  # not an mcap file at all
-                self.damage = f"{type(exc).__name__}: {exc}"
+        self.damage = self._stream.damage
+        self.connections = [_Connection(channel.id, channel.topic, channel.msgtype,
+                                        tuple(_parse_offers(channel.metadata.get("offered_qos_profiles"))),
+                                        self._stream.message_counts[channel.id])
+                            for channel in self._stream.channels.values()]
+        self.message_count = self._stream.message_count
+        self.start_ns = self._stream.start_ns
+        self.end_ns = self._stream.end_ns
 
     def messages(self, keys: Sequence[object], start_ns: int) -> Iterator[tuple[str, int, bytes]]:
-        from mcap.records import Message
-
-        wanted = set(keys)
-        for record in self._records():
-            if isinstance(record, Message) and record.channel_id in wanted and record.log_time >= start_ns:
-                yield self._channels[record.channel_id][0], record.log_time, record.data
+        for channel, log_time_ns, raw in self._stream.messages(keys, start_ns):
+            yield channel.topic, log_time_ns, raw
 
     def close(self) -> None:
         """Nothing stays open between passes."""
