@@ -20,13 +20,17 @@ from tiny_vlm import build_tiny_vlm
 
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.vlm import (
+    CONVERSE_PREDICATES,
     NMLP_TOP_K,
     RecordedVlm,
     VlmAnswer,
     VlmError,
     answer_from_logits,
+    converse_relation,
     make_vlm,
+    needs_relation_triple,
     nmlp,
+    noised_image,
     relation_statement,
     yes_probability,
 )
@@ -116,8 +120,52 @@ def test_an_answer_probability_outside_0_1_is_refused_and_p_true_follows_the_ans
 def test_backend_none_builds_no_vlm_and_an_unknown_backend_lists_the_known_ones():
     assert make_vlm(Config({"vlm.backend": "none"})) is None
     with pytest.raises(VlmError, match=r"unknown VLM backend 'clip'; known backends: "
-                                       r"\['none', 'generative', 'recorded'\]"):
+                                       r"\['none', 'contrastive', 'generative', 'recorded'\]"):
         make_vlm({"vlm.backend": "clip"})
+
+
+def test_an_answer_margin_is_nan_by_default_and_otherwise_must_be_in_0_1():
+    assert math.isnan(VlmAnswer(True, 0.8).margin)
+    assert VlmAnswer(True, 0.8, margin=0.6).margin == 0.6
+    for margin in (-0.1, 1.5, math.inf):
+        with pytest.raises(VlmError, match=rf"margin must be NaN or in \[0, 1\], got {margin}"):
+            VlmAnswer(True, 0.8, margin=margin)
+
+
+# --- converse claims and noised images --------------------------------------------------------------------------------
+
+
+def test_the_converse_of_a_claim_flips_a_paired_predicate_and_otherwise_swaps_subject_and_object():
+    assert {CONVERSE_PREDICATES[CONVERSE_PREDICATES[p]] for p in CONVERSE_PREDICATES} == set(CONVERSE_PREDICATES)
+    assert converse_relation("cat", "left_of", "dog") == ("cat", "right_of", "dog")
+    assert converse_relation("cat", "In front of", "dog") == ("cat", "behind", "dog")  # VSR's spelling
+    assert converse_relation("cup", "on_top_of", "table") == ("table", "on_top_of", "cup")
+    assert converse_relation("cup", "bigger_than", "ball") == ("ball", "bigger_than", "cup")
+    assert converse_relation("cup", "inside", "box") == ("box", "inside", "cup")
+
+
+def test_a_noised_image_is_deterministic_per_seed_keeps_shape_and_dtype_and_sigma_0_changes_nothing():
+    first = noised_image(IMAGE, 10.0, np.random.default_rng(3))
+    assert first.shape == IMAGE.shape and first.dtype == np.uint8
+    assert np.array_equal(first, noised_image(IMAGE, 10.0, np.random.default_rng(3)))
+    assert not np.array_equal(first, noised_image(IMAGE, 10.0, np.random.default_rng(4)))
+    difference = first.astype(float) - IMAGE
+    unclipped = (IMAGE > 50) & (IMAGE < 205)  # more than 4 sigma from the clipping bounds
+    assert np.std(difference[unclipped]) == pytest.approx(10.0, rel=0.1)
+    assert np.array_equal(noised_image(IMAGE, 0.0, np.random.default_rng(0)), IMAGE)
+    saturated = noised_image(np.full((4, 4, 3), 255, np.uint8), 50.0, np.random.default_rng(0))
+    assert saturated.max() == 255 and saturated.min() < 255  # clipped, not wrapped around
+
+
+@pytest.mark.parametrize(("image", "sigma", "message"), [
+    (IMAGE, -1.0, r"image noise sigma must be a finite number >= 0 \(grey levels\), got -1.0"),
+    (IMAGE, math.nan, r"image noise sigma must be a finite number >= 0 \(grey levels\), got nan"),
+    (IMAGE, "5", r"image noise sigma must be a finite number >= 0 \(grey levels\), got '5'"),
+    (IMAGE.astype(float), 1.0, r"needs a non-empty \(H, W, 3\) uint8 RGB image, got float64"),
+])
+def test_a_bad_noise_sigma_or_image_is_refused(image, sigma, message):
+    with pytest.raises(VlmError, match=message):
+        noised_image(image, sigma, np.random.default_rng(0))
 
 
 # --- recorded ---------------------------------------------------------------------------------------------------------
@@ -178,6 +226,54 @@ def test_a_malformed_recording_is_refused_naming_file_and_line(tmp_path: Path, l
         RecordedVlm.from_file(path)
 
 
+def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_may_be_recorded(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "answers.jsonl", [
+        {"image": "a.jpg", "subject": "cat", "predicate": "left_of", "object": "dog", "answer": "yes",
+         "confidence": 0.7, "margin": 0.4},
+        {"image": "a.jpg", "subject": "cat", "predicate": "above", "object": "dog", "answer": "no",
+         "probability": 0.9, "confidence": 0.9},
+    ])
+    vlm = RecordedVlm.from_file(path)
+    assert vlm.judge_relation(IMAGE, "cat", "left_of", "dog", image_id="a.jpg") == \
+        VlmAnswer(True, 0.7, margin=0.4)
+    assert vlm.judge_relation(IMAGE, "cat", "above", "dog", image_id="a.jpg").probability == 0.9
+    assert not needs_relation_triple(vlm)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"probability": 0.9, "confidence": 0.8},
+     r"answers.jsonl:1: 'probability' 0.9 and its alias 'confidence' 0.8 differ; give one of them"),
+    ({"confidence": 1.5}, r"answers.jsonl:1: 'confidence' must be a number in \[0, 1\], got 1.5"),
+    ({}, r"answers.jsonl:1: needs 'probability' \(or 'confidence'\)"),
+    ({"probability": 0.9, "margin": 2}, r"answers.jsonl:1: 'margin' must be a number in \[0, 1\], got 2"),
+])
+def test_conflicting_or_missing_probabilities_are_refused_naming_the_line(tmp_path: Path, fields, message):
+    path = _write_jsonl(tmp_path / "answers.jsonl", [{"image": "a.jpg", "statement": "x", "answer": "yes", **fields}])
+    with pytest.raises(VlmError, match=message):
+        RecordedVlm.from_file(path)
+
+
+def test_recorded_predicates_can_be_restricted_to_a_given_set(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "answers.jsonl", [
+        {"image": "a.jpg", "subject": "cup", "predicate": "on top of", "object": "table", "answer": 1,
+         "probability": 0.8},
+        {"image": "a.jpg", "statement": "The cup is inside the box.", "answer": 1, "probability": 0.8},
+        {"image": "b.jpg", "subject": "cup", "predicate": "inside", "object": "box", "answer": 1,
+         "probability": 0.8},
+    ])
+    allowed = ("left_of", "on_top_of")
+    with pytest.raises(VlmError, match=rf"{path}:3: predicate 'inside' is not one of the allowed predicates "
+                                       r"\['left_of', 'on_top_of'\]"):
+        RecordedVlm.from_file(path, predicates=allowed)
+    with pytest.raises(VlmError, match=r"answers.jsonl:3: predicate 'inside'"):
+        RecordedVlm.from_config(Config({"vlm.backend": "recorded", "vlm.recorded_path": str(path)}),
+                                predicates=allowed)
+    assert len(RecordedVlm.from_file(path)) == 3  # free predicates when none are given (VSR)
+    path.write_text("\n".join(path.read_text().splitlines()[:2]))
+    # "on top of" is on_top_of; a claim given as a sentence is not checked.
+    assert len(RecordedVlm.from_file(path, predicates=allowed)) == 2
+
+
 def test_a_missing_recording_or_an_empty_path_is_refused(tmp_path: Path):
     with pytest.raises(VlmError, match=r"vlm.recorded_path is empty"):
         make_vlm(Config({"vlm.backend": "recorded"}))
@@ -195,6 +291,13 @@ def test_the_generative_backend_loads_the_tiny_llava_and_finds_the_yes_and_no_to
     tokenizer = generative.processor.tokenizer
     assert generative.yes_ids == (tokenizer.convert_tokens_to_ids("yes"),)
     assert generative.no_ids == (tokenizer.convert_tokens_to_ids("no"),)
+
+
+def test_the_generative_backend_judges_a_relation_triple_as_its_statement(generative):
+    assert generative.judge_relation(IMAGE, "cat", "left_of", "dog") == \
+        generative.judge(IMAGE, "The cat is left of the dog.")
+    assert math.isnan(generative.judge(IMAGE, "The cat is left of the dog.").margin)
+    assert not needs_relation_triple(generative)
 
 
 def test_the_prompt_asks_the_question_in_the_processors_chat_template(generative):

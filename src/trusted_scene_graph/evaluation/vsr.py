@@ -51,7 +51,7 @@ from trusted_scene_graph.evaluation.metrics import aurc, auroc, coverage_at_prec
 from trusted_scene_graph.geometry import Intrinsics
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, PerceptionError, make_detector
 from trusted_scene_graph.relations.image import image_relations
-from trusted_scene_graph.vlm import VisionLanguageModel, VlmAnswer, VlmError, make_vlm
+from trusted_scene_graph.vlm import VisionLanguageModel, VlmAnswer, VlmError, make_vlm, needs_relation_triple
 
 EXIT_OK, EXIT_FAILED = 0, 1  # as the CLI's: 1 = the command ran but evaluated nothing (or was interrupted)
 DEFAULT_TARGET_ACCURACY = 0.60
@@ -353,8 +353,12 @@ class VsrOutcome:
 def evaluate_sample(sample: VsrSample, image_rgb: np.ndarray, vlm: VisionLanguageModel,
                     detector: PhrasePairDetector) -> VsrOutcome:
     """Judge, detect and verify one sample. A :class:`VlmError` propagates (the sample cannot be scored); a
-    detector failure (:class:`PerceptionError`) leaves it unverifiable."""
-    answer = vlm.judge(image_rgb, sample.caption, image_id=sample.image)
+    detector failure (:class:`PerceptionError`) leaves it unverifiable. A VLM that judges relation triples only
+    (``contrastive``) gets ``subj``, ``relation``, ``obj`` instead of the caption."""
+    if needs_relation_triple(vlm):
+        answer = vlm.judge_relation(image_rgb, sample.subj, sample.relation, sample.obj, image_id=sample.image)
+    else:
+        answer = vlm.judge(image_rgb, sample.caption, image_id=sample.image)
     try:
         subject, object_ = detector.detect(image_rgb, sample.subj, sample.obj)
     except PerceptionError:

@@ -1,15 +1,20 @@
 """Vision-language models that judge spatial claims, behind one small interface.
 
-A backend implements :class:`VisionLanguageModel`: ``judge(image_rgb, statement)`` returns a :class:`VlmAnswer`
-(the verdict, the probability of that verdict, the NMLP confidence and the generated text). ``vlm.backend`` picks
-one from :data:`VLM_BACKENDS`:
+A backend implements :class:`VisionLanguageModel`: ``judge(image_rgb, statement)`` and
+``judge_relation(image_rgb, subject, predicate, object_)`` return a :class:`VlmAnswer` (the verdict, the probability
+of that verdict, the NMLP confidence, the generated text and the contrastive margin). ``vlm.backend`` picks one from
+:data:`VLM_BACKENDS`:
 
 - ``generative``: a ``transformers`` image-text-to-text model asked "Is this statement true? ... Answer yes or no."
   (:mod:`trusted_scene_graph.vlm.generative`; imports torch only when selected);
+- ``contrastive``: a CLIP or SigLIP dual encoder choosing between a relation claim and its converse
+  (:data:`CONVERSE_PREDICATES`; :mod:`trusted_scene_graph.vlm.contrastive`; imports torch only when selected). It
+  judges relation triples only (``judge_relation``; :func:`needs_relation_triple` is true for it);
 - ``recorded``: answers read from a JSONL file (:mod:`trusted_scene_graph.vlm.recorded`);
 - ``none``: no VLM (:func:`make_vlm` returns None).
 
-Further model families (contrastive CLIP/SigLIP scorers, per-edge features) register here the same way.
+:func:`noised_image` perturbs an image for a perceptual-sensitivity check (how much an answer's probability drops).
+Further model families (per-edge features, ...) register here the same way.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from trusted_scene_graph.vlm.base import (
+    CONVERSE_PREDICATES,
     QUESTION_TEMPLATE,
     VisionLanguageModel,
     VlmAnswer,
     VlmError,
+    converse_relation,
+    judge_relation_as_statement,
+    needs_relation_triple,
+    noised_image,
+    predicate_key,
     question_for,
     relation_statement,
     statement_key,
@@ -37,7 +48,15 @@ def _generative(config: Mapping[str, Any]) -> VisionLanguageModel:
     return GenerativeVlm.from_config(config)
 
 
+def _contrastive(config: Mapping[str, Any]) -> VisionLanguageModel:
+    # Imported here for the same reason as _generative.
+    from trusted_scene_graph.vlm.contrastive import ContrastiveVlm
+
+    return ContrastiveVlm.from_config(config)
+
+
 VLM_BACKENDS: dict[str, Callable[[Mapping[str, Any]], VisionLanguageModel]] = {
+    "contrastive": _contrastive,
     "generative": _generative,
     "recorded": RecordedVlm.from_config,
 }
@@ -59,6 +78,7 @@ def make_vlm(config: Mapping[str, Any]) -> VisionLanguageModel | None:
 
 
 __all__ = [
+    "CONVERSE_PREDICATES",
     "NMLP_TOP_K",
     "QUESTION_TEMPLATE",
     "VLM_BACKENDS",
@@ -67,8 +87,13 @@ __all__ = [
     "VlmAnswer",
     "VlmError",
     "answer_from_logits",
+    "converse_relation",
+    "judge_relation_as_statement",
     "make_vlm",
+    "needs_relation_triple",
     "nmlp",
+    "noised_image",
+    "predicate_key",
     "question_for",
     "relation_statement",
     "statement_key",

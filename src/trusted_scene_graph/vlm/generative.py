@@ -20,7 +20,13 @@ import torch
 
 from trusted_scene_graph.perception.detector import PerceptionError
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
-from trusted_scene_graph.vlm.base import VlmAnswer, VlmError, check_rgb, question_for
+from trusted_scene_graph.vlm.base import (
+    VlmAnswer,
+    VlmError,
+    check_rgb,
+    judge_relation_as_statement,
+    question_for,
+)
 from trusted_scene_graph.vlm.scoring import NMLP_TOP_K, answer_from_logits
 
 EXAMPLE_MODEL_ID = "HuggingFaceTB/SmolVLM-256M-Instruct"
@@ -108,6 +114,11 @@ class GenerativeVlm:
         """Ask whether ``statement`` is true of the image; ``image_id`` is not used (the model sees the pixels)."""
         logits, generated_ids = self.forward(self.preprocess(image_rgb, statement))
         return self.postprocess(logits, generated_ids)
+
+    def judge_relation(self, image_rgb: np.ndarray, subject: str, predicate: str, object_: str, *,
+                       image_id: str | None = None) -> VlmAnswer:
+        """:meth:`judge` on the claim "The <subject> is <predicate> the <object>."."""
+        return judge_relation_as_statement(self, image_rgb, subject, predicate, object_, image_id=image_id)
 
     def prompt(self, statement: str) -> str:
         """The text sent with the image: the question in the processor's chat template, with the generation prompt."""

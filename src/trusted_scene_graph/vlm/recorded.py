@@ -10,24 +10,36 @@ One JSON object per line::
   :func:`~trusted_scene_graph.vlm.base.relation_statement` words them ("The cat is left of the dog."). Statements
   match case-insensitively, ignoring runs of whitespace and a final full stop.
 - ``answer``: true/false, "yes"/"no" or 1/0: whether the model said the statement is true.
-- ``probability``: the probability the model gave to its answer, in [0, 1].
-- ``nmlp`` and ``raw_text``: optional.
+- ``probability`` (or ``confidence``, the same; both may be given only if equal): the probability the model gave
+  to its answer, in [0, 1].
+- ``nmlp``, ``raw_text`` and ``margin`` (a contrastive model's top-1 minus top-2 caption probability, in [0, 1]):
+  optional.
 
 Blank lines are ignored. A malformed line, or a second answer for the same image and statement, is an error naming
 the file and line. Asking for a claim the file does not hold is an error naming the image and the statement.
+:meth:`RecordedVlm.from_file` can restrict the predicates (``predicates``): then a line whose ``predicate`` is not
+one of them is an error; lines that give the claim as a sentence are not checked.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trusted_scene_graph.vlm.base import VlmAnswer, VlmError, image_key, relation_statement, statement_key
+from trusted_scene_graph.vlm.base import (
+    VlmAnswer,
+    VlmError,
+    image_key,
+    judge_relation_as_statement,
+    predicate_key,
+    relation_statement,
+    statement_key,
+)
 
 _PARAMETER = "vlm.recorded_path"
 _ANSWER_WORDS = {"yes": True, "true": True, "no": False, "false": False}
@@ -47,16 +59,23 @@ class RecordedVlm:
         return len(self._answers)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RecordedVlm:
+    def from_config(cls, config: Mapping[str, Any], predicates: Collection[str] | None = None) -> RecordedVlm:
+        """Read ``vlm.recorded_path``; ``predicates`` as in :meth:`from_file`."""
         path = config[_PARAMETER]
         if not str(path).strip():
             raise VlmError(f"{_PARAMETER} is empty: the 'recorded' VLM backend needs a JSONL file of answers")
-        return cls.from_file(Path(path))
+        return cls.from_file(Path(path), predicates=predicates)
 
     @classmethod
-    def from_file(cls, path: Path) -> RecordedVlm:
-        """Read and validate a JSONL file of answers (see the module docstring)."""
+    def from_file(cls, path: Path, predicates: Collection[str] | None = None) -> RecordedVlm:
+        """Read and validate a JSONL file of answers (see the module docstring).
+
+        ``predicates``: when given, the only predicates a line's ``predicate`` may name (compared as
+        :func:`~trusted_scene_graph.vlm.base.predicate_key` spells them, so "left of" is "left_of"); None accepts
+        any (VSR's relations are free text).
+        """
         path = Path(path)
+        allowed = None if predicates is None else {predicate_key(p): p for p in predicates}
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -74,12 +93,19 @@ class RecordedVlm:
             except json.JSONDecodeError as exc:
                 raise VlmError(f"{where}: not valid JSON: {exc.msg}") from exc
             key, answer = _parse_record(record, where)
+            if allowed is not None:
+                _check_predicate(record, allowed, where)
             if key in first_line:
                 raise VlmError(f"{where}: a second answer for image {key[0]!r} and statement {key[1]!r} "
                                f"(the first is on line {first_line[key]})")
             first_line[key] = line_number
             answers[key] = answer
         return cls(answers, source=str(path))
+
+    def judge_relation(self, image_rgb: np.ndarray, subject: str, predicate: str, object_: str, *,
+                       image_id: str | None = None) -> VlmAnswer:
+        """The recorded answer for "The <subject> is <predicate> the <object>." (as :meth:`judge`)."""
+        return judge_relation_as_statement(self, image_rgb, subject, predicate, object_, image_id=image_id)
 
     def judge(self, image_rgb: np.ndarray, statement: str, *, image_id: str | None = None) -> VlmAnswer:
         """The recorded answer for ``statement`` about the image ``image_id`` (the pixels are not looked at).
@@ -116,18 +142,47 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
     if not isinstance(statement, str) or not statement.strip():
         raise VlmError(f"{where}: 'statement' must be a non-empty string, got {statement!r}")
     answer = _parse_answer(record.get("answer"), where)
-    probability = record.get("probability")
-    if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0.0 <= probability <= 1.0:
-        raise VlmError(f"{where}: 'probability' must be a number in [0, 1], got {probability!r}")
-    nmlp = record.get("nmlp", math.nan)
-    if nmlp is None:
-        nmlp = math.nan
-    if isinstance(nmlp, bool) or not isinstance(nmlp, int | float):
-        raise VlmError(f"{where}: 'nmlp' must be a number, got {nmlp!r}")
+    probability = _parse_probability(record, where)
+    nmlp = _optional_number(record, "nmlp", where)
+    margin = _optional_number(record, "margin", where)
+    if not (math.isnan(margin) or 0.0 <= margin <= 1.0):
+        raise VlmError(f"{where}: 'margin' must be a number in [0, 1], got {margin!r}")
     raw_text = record.get("raw_text", "")
     if not isinstance(raw_text, str):
         raise VlmError(f"{where}: 'raw_text' must be a string, got {raw_text!r}")
-    return (image_key(image), statement_key(statement)), VlmAnswer(answer, float(probability), float(nmlp), raw_text)
+    return (image_key(image), statement_key(statement)), VlmAnswer(answer, probability, nmlp, raw_text, margin)
+
+
+def _parse_probability(record: dict, where: str) -> float:
+    """``probability``, or its alias ``confidence`` (the issue's name for it); both only when they agree."""
+    given = {name: record[name] for name in ("probability", "confidence") if name in record}
+    if not given:
+        raise VlmError(f"{where}: needs 'probability' (or 'confidence'), the probability of the answer in [0, 1]")
+    for name, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise VlmError(f"{where}: {name!r} must be a number in [0, 1], got {value!r}")
+    if len(given) == 2 and given["probability"] != given["confidence"]:
+        raise VlmError(f"{where}: 'probability' {given['probability']!r} and its alias 'confidence' "
+                       f"{given['confidence']!r} differ; give one of them")
+    return float(next(iter(given.values())))
+
+
+def _optional_number(record: dict, name: str, where: str) -> float:
+    value = record.get(name)
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise VlmError(f"{where}: {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_predicate(record: dict, allowed: Mapping[str, str], where: str) -> None:
+    predicate = record.get("predicate")
+    if "statement" in record or "caption" in record or not isinstance(predicate, str):
+        return  # the claim is the sentence; a stray 'predicate' field is not part of it
+    if predicate_key(predicate) not in allowed:
+        raise VlmError(f"{where}: predicate {predicate!r} is not one of the allowed predicates "
+                       f"{sorted(allowed.values())}")
 
 
 def _parse_answer(value: Any, where: str) -> bool:
