@@ -21,22 +21,7 @@ TABLETOP_SCENES="${TABLETOP_SCENES:-50}"
 mkdir -p "$OUT/bags" "$OUT/eval"
 NAMES=()  # the bags of this run, in order: only these are evaluated
 
-record() {  # name, then tsg sim record arguments
-  local name="$1"; shift
-  local bag="$OUT/bags/$name" sidecar="$OUT/bags/$name.args" wanted
-  # One argument a line, then the config's checksum (its topics and frames are written into the bag). --out is
-  # left out: where the bag lies does not change its content.
-  wanted="$(printf '%s\n' tsg sim record --config "$CONFIG" "$@"
-            echo "config-sha256 $(sha256sum < "$CONFIG" | cut -d" " -f1)")"
-  NAMES+=("$name")
-  if [[ -d "$bag" && -f "$sidecar" && "$(cat "$sidecar")" == "$wanted" ]]; then
-    echo "reusing $bag: recorded with the same arguments ($sidecar)"
-    return
-  fi
-  rm -rf "$bag" "$sidecar"  # a bag from other arguments, an interrupted recording, or one with no sidecar
-  tsg sim record --config "$CONFIG" --out "$bag" "$@"
-  printf '%s\n' "$wanted" > "$sidecar"
-}
+source scripts/record_lib.sh  # record NAME ARGS...: records $OUT/bags/NAME, or reuses it (see there)
 
 for task in FetchReach FetchPush FetchPickAndPlace FetchSlide; do
   record "$task" --task "$task" --episodes "$FETCH_EPISODES" --seed 0 --width 320 --height 240
@@ -62,3 +47,7 @@ done
 # Only this run's evaluations: a folder left in $OUT/eval by an earlier run with other bags is not summarised.
 python scripts/benchmark_summary.py "$OUT/eval" "${EVALS[@]}" > "$OUT/summary.md"
 cat "$OUT/summary.md"
+# The trust model the evaluations used (config/benchmark.yaml: trust.model default), against its two baselines on
+# these held-out edges (the model was trained on other bags: scripts/train_trust.sh).
+tsg trust report src/trusted_scene_graph/trust/default_model --data "${EVALS[@]/#/$OUT/eval/}" \
+  --out "$OUT/trust-report"

@@ -139,6 +139,10 @@ def test_colcon_installs_the_python_package_where_ros2_launch_finds_its_executab
     assert (share / "launch/trusted_scene_graph.launch.py").is_file()
     assert (share / "config/default.yaml").read_text() == render_parameter_file()
     assert (prefix / "share/ament_index/resource_index/packages/trusted_scene_graph").is_file()
+    # The shipped trust model travels with the Python package, so the node works out of the box.
+    installed_models = list(prefix.glob("lib/python3*/site-packages/trusted_scene_graph/trust/default_model"))
+    assert installed_models, "the default trust model is not installed"
+    assert sorted(p.name for p in installed_models[0].iterdir()) == ["model.json", "trust_model.json"]
 
 
 def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(monkeypatch, tmp_path):

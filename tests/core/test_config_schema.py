@@ -390,13 +390,13 @@ def test_with_overrides_returns_a_new_config_and_leaves_the_original_unchanged()
     assert changed is not original
     assert changed["trust.threshold"] == 0.9
     assert changed["tracking.gate_m"] == 1.0 and type(changed["tracking.gate_m"]) is float
-    assert original["trust.threshold"] == 0.6
+    assert original["trust.threshold"] == -1.0
     assert original["tracking.gate_m"] == 0.3
 
 
 def test_with_overrides_validates_the_overrides():
-    with pytest.raises(ConfigError, match=r"^trust\.threshold: -1\.0 is below the minimum 0\.0$"):
-        Config().with_overrides({"trust.threshold": -1.0})
+    with pytest.raises(ConfigError, match=r"^trust\.threshold: -2\.0 is below the minimum -1\.0$"):
+        Config().with_overrides({"trust.threshold": -2.0})
 
 
 def test_with_overrides_checks_consistency_against_the_existing_values():

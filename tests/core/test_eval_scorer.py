@@ -23,6 +23,7 @@ ball bigger_than cube and ball taller_than cube (0.105 against 0.1 m): 6.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -36,13 +37,15 @@ from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import ObjectNode, SceneGraph
 from trusted_scene_graph.perception.detector import SimDetector
 from trusted_scene_graph.pipeline.scene import ScenePipeline
+from trusted_scene_graph.relations.geometric import relation_grid
+from trusted_scene_graph.trust.features import FEATURE_NAMES
 
 INTRINSICS = Intrinsics(640, 480, 500.0, 500.0, 320.0, 240.0)
 CONFIG = Config({
     "extrinsic.source": "static", "extrinsic.translation_m": [0.0, 0.0, 0.0],
     "extrinsic.rotation_xyzw": [-0.5, 0.5, -0.5, 0.5],
     "relations.near_m": 0.15, "relations.margin_scale_m": 0.02, "relations.contact_tolerance_m": 0.02,
-    "trust.threshold": 0.6, "detector.min_pixels": 30,
+    "trust.threshold": 0.6, "detector.min_pixels": 30, "trust.model": "prior",
 })
 THRESHOLD = 0.6  # trust = logistic(margin / 0.02 m) >= 0.6: kept when the margin is at least 8.1 mm
 CUBE_ID, BALL_ID, BOX_ID = 1, 2, 3
@@ -79,13 +82,22 @@ def pipeline(detector: object | None = None) -> ScenePipeline:
         {CUBE_INSTANCE: "cube", BALL_INSTANCE: "ball", BOX_INSTANCE: "box"}, min_pixels=30))
 
 
+def graph_of(objects: Sequence[ObjectNode], scene: ScenePipeline) -> SceneGraph:
+    """A graph of ``objects`` with its candidate edges, as the pipeline's relate and trust steps make them."""
+    grid = relation_grid([o.id for o in objects], np.array([o.centroid_m for o in objects]),
+                         np.array([o.size_m for o in objects]), scene.camera_forward_graph, scene.relation_settings,
+                         scene.camera_up_graph)
+    return SceneGraph(0, "base_link", tuple(objects),
+                      candidates=scene.trust.assess(grid, objects, INTRINSICS.width, INTRINSICS.height))
+
+
 def score(objects: list[ObjectNode], *, detector: object | None = None,
           instances: np.ndarray | None = None) -> tuple[_Samples, dict]:
     """Score one frame of ``objects`` against :func:`ground_truth`; the samples and the metrics."""
     samples = _Samples()
     scene = pipeline(detector)
     _FrameScorer(CONFIG, samples, THRESHOLD).score(
-        SceneGraph(0, "base_link", tuple(objects)), ground_truth(), None, scene, scene.camera_to_graph,
+        graph_of(objects, scene), ground_truth(), None, scene, scene.camera_to_graph,
         RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), INTRINSICS, instances=instances)
     counts = _Counts(evaluated=1)
     return samples, compute_metrics(samples, counts, CONFIG, {})
@@ -201,7 +213,7 @@ def test_without_an_instance_image_the_visible_size_is_the_projected_box_area() 
     samples = _Samples()
     scene = ScenePipeline(config, detector=BoxDetector())
     _FrameScorer(config, samples, THRESHOLD).score(
-        SceneGraph(0, "base_link", (CUBE, ball, BOX)), ground_truth(), None, scene, scene.camera_to_graph,
+        graph_of((CUBE, ball, BOX), scene), ground_truth(), None, scene, scene.camera_to_graph,
         RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), INTRINSICS)
     detection = compute_metrics(samples, _Counts(evaluated=1), config, {})["detection"]
     assert detection["below_min_pixels"] == 1 and detection["by_label"]["cube"]["below_min_pixels"] == 1
@@ -209,12 +221,17 @@ def test_without_an_instance_image_the_visible_size_is_the_projected_box_area() 
     assert detection["not_in_sim_labels"] == {}  # not the 'sim' detector: no label check
 
 
-def test_edges_are_stored_in_a_few_bytes_each() -> None:
+def test_edges_are_stored_in_a_few_bytes_each_plus_their_float32_feature_row() -> None:
     ball = node(11, "ball", (1.02, -0.1, 0.0), (0.105, 0.105, 0.1))
     samples, _ = score([CUBE, ball, BOX])
-    columns = [samples.edges[name] for name in ("trust", "correct", "kept", "predicate")]
+    columns = [samples.edges[name] for name in ("trust", "correct", "kept", "predicate", "source", "episode",
+                                                "representative")]
     assert all(isinstance(column, np.ndarray) and column.size == 7 for column in columns)
-    assert sum(column.itemsize for column in columns) <= 11  # float64 trust, two booleans, a uint8 predicate code
+    # float64 trust, three booleans, uint8 predicate and source codes, the int64 episode (the training group)
+    assert sum(column.itemsize for column in columns) <= 21
+    features = np.concatenate(samples.edge_features)  # one row per fact: an edge and its converse share one
+    assert features.shape == (int(samples.edges["representative"].sum()), len(FEATURE_NAMES))
+    assert features.dtype == np.float32 and features.shape[0] < 7
 
 
 def test_columns_join_the_frames_arrays_and_reject_ragged_rows() -> None:

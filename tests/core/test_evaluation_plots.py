@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from trusted_scene_graph.evaluation import EvaluationError, timing_summary
+from trusted_scene_graph.evaluation.metrics import coverage_at_precision
 from trusted_scene_graph.evaluation.plots import (
+    _coverage_at_targets,
+    plot_coverage_at_precision,
     plot_distance_scatter,
+    plot_feature_importance,
     plot_reliability,
     plot_risk_coverage,
     plot_roc,
@@ -59,6 +63,55 @@ def test_reliability_diagram(tmp_path: Path) -> None:
     assert_png(tmp_path / "reliability.png")
     with pytest.raises(EvaluationError, match="at least one probability"):
         plot_reliability([], [], tmp_path / "empty.png", "empty")
+
+
+def test_reliability_diagram_with_baselines(tmp_path: Path) -> None:
+    plot_reliability(*scored(4), tmp_path / "reliability.png", "fused", baselines={
+        "geometry": scored(5), "no VLM answers": (np.full(200, 0.5), scored(5)[1])})
+    assert_png(tmp_path / "reliability.png")
+    with pytest.raises(EvaluationError, match="probabilities must be in"):
+        plot_reliability(*scored(4), tmp_path / "bad.png", "bad", baselines={"margin": ([2.0], [1])})
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_coverage_curve_equals_coverage_at_precision_at_every_target() -> None:
+    rng = np.random.default_rng(6)
+    scores = np.round(rng.random(300), 2)  # ties
+    correct = rng.random(300) < scores
+    targets = np.linspace(0.5, 1.0, 51)
+    expected = [coverage_at_precision(scores, correct, t)[0] for t in targets]
+    np.testing.assert_array_equal(_coverage_at_targets(scores, correct, targets), expected)
+    # Hand-made: precision of the top k is 1, 1, 2/3, 3/4, 3/5, 1/2.
+    six = _coverage_at_targets([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], np.array([0.5, 0.75, 0.8, 1.0]))
+    np.testing.assert_allclose(six, [1.0, 4 / 6, 2 / 6, 2 / 6])
+    assert np.isnan(_coverage_at_targets([], [], np.array([0.9]))).all()
+
+
+def test_coverage_at_precision_plot(tmp_path: Path) -> None:
+    curves = {"fused": scored(7), "constant": (np.full(200, 0.5), scored(7)[1]), "empty": ([], [])}
+    plot_coverage_at_precision(curves, tmp_path / "cov.png", "coverage", 0.9,
+                               markers={"model threshold": (0.93, 0.4), "strict threshold": (float("nan"), 0.0)})
+    assert_png(tmp_path / "cov.png")
+    with pytest.raises(EvaluationError, match=r"target precision must be in \(0, 1\], got 0.0"):
+        plot_coverage_at_precision(curves, tmp_path / "x.png", "bad", 0.0)
+    with pytest.raises(EvaluationError, match="at least one named score set"):
+        plot_coverage_at_precision({}, tmp_path / "x.png", "empty", 0.9)
+    with pytest.raises(EvaluationError, match=r"none of \['a'\] has any items"):
+        plot_coverage_at_precision({"a": ([], [])}, tmp_path / "x.png", "empty", 0.9)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_feature_importance_plot(tmp_path: Path) -> None:
+    plot_feature_importance({"margin_m": 3.0, "vlm_probability": 0.0, "track_age": 0.5}, tmp_path / "fi.png",
+                            "importance")
+    plot_feature_importance({"unused": 0.0}, tmp_path / "zeros.png", "all zero")
+    assert_png(tmp_path / "fi.png")
+    assert_png(tmp_path / "zeros.png")
+    with pytest.raises(EvaluationError, match="at least one feature"):
+        plot_feature_importance({}, tmp_path / "x.png", "empty")
+    with pytest.raises(EvaluationError, match="importance of feature 'margin_m' must be a finite number, got nan"):
+        plot_feature_importance({"margin_m": float("nan")}, tmp_path / "x.png", "nan")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_distance_scatter_in_log_and_linear_axes(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_pipeline_errors_are_tsg_errors():
 
 
 def test_the_graph_has_both_objects_with_their_labels_and_hand_computed_centroids():
-    graph = ScenePipeline(Config()).process(scene_frame())
+    graph = ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame())
     objects = by_label(graph)
     assert sorted(objects) == ["cube", "table"]
     np.testing.assert_allclose(objects["cube"].centroid_m, CUBE_CENTROID, atol=1e-9)
@@ -56,7 +56,7 @@ def test_the_graph_has_both_objects_with_their_labels_and_hand_computed_centroid
 
 
 def test_the_objects_carry_their_detection_and_track_data():
-    cube = by_label(ScenePipeline(Config()).process(scene_frame()))["cube"]
+    cube = by_label(ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame()))["cube"]
     assert cube.score == 1.0
     assert cube.box_xywh_px == (10, 20, 10, 10)
     assert cube.depth_valid_fraction == 1.0
@@ -64,16 +64,17 @@ def test_the_objects_carry_their_detection_and_track_data():
 
 
 def test_the_graph_carries_the_frame_stamp_the_graph_frame_and_the_threshold():
-    graph = ScenePipeline(Config({"graph_frame": "map", "trust.threshold": 0.4})).process(scene_frame(stamp_ns=42))
+    config = Config({"trust.model": "prior", "graph_frame": "map", "trust.threshold": 0.4})
+    graph = ScenePipeline(config).process(scene_frame(stamp_ns=42))
     assert graph.stamp_ns == 42
     assert graph.frame_id == "map"
     assert graph.trust_threshold == 0.4
-    assert set(graph.timing_ms) == {"depth", "detect", "lift", "track", "relate"}
+    assert set(graph.timing_ms) == {"depth", "detect", "lift", "track", "relate", "trust"}
     assert all(ms >= 0.0 for ms in graph.timing_ms.values())
 
 
 def test_the_object_on_the_left_of_the_image_is_left_of_the_other():
-    graph = ScenePipeline(Config()).process(scene_frame())
+    graph = ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame())
     ids = {obj.label: obj.id for obj in graph.objects}
     left_of = [rel for rel in graph.relations if rel.predicate == "left_of"]
     assert [(rel.subject_id, rel.object_id) for rel in left_of] == [(ids["cube"], ids["table"])]
@@ -81,7 +82,7 @@ def test_the_object_on_the_left_of_the_image_is_left_of_the_other():
 
 
 def test_the_expected_relations_hold_between_the_two_objects():
-    graph = ScenePipeline(Config()).process(scene_frame())
+    graph = ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame())
     assert {obj.label: obj.id for obj in graph.objects} == {"cube": 1, "table": 2}  # ids in instance-id order
     named = {(graph.object_by_id(r.subject_id).label, r.predicate, graph.object_by_id(r.object_id).label)
              for r in graph.relations}
@@ -104,7 +105,7 @@ def test_edges_below_the_trust_threshold_are_pruned_and_counted():
     # With a 1 m margin scale the trusts are logistic(margin): left_of 0.68, in_front_of 0.62, far 0.64 (margin
     # 0.582) but above/below only logistic(0.340625) = 0.584 and taller_than (table 0.225 m vs cube 0.16875 m)
     # logistic(0.05625) = 0.514, so a 0.6 threshold prunes exactly those three.
-    config = Config({"relations.margin_scale_m": 1.0, "trust.threshold": 0.6})
+    config = Config({"trust.model": "prior", "relations.margin_scale_m": 1.0, "trust.threshold": 0.6})
     graph = ScenePipeline(config).process(scene_frame())
     assert graph.num_pruned == 3
     assert len(graph.relations) == 10
@@ -113,9 +114,9 @@ def test_edges_below_the_trust_threshold_are_pruned_and_counted():
 
 
 def test_reconfigure_changes_the_threshold_and_keeps_the_tracks():
-    pipeline = ScenePipeline(Config())
+    pipeline = ScenePipeline(Config({"trust.model": "prior"}))
     first = pipeline.process(scene_frame())
-    pipeline.reconfigure(Config({"relations.margin_scale_m": 1.0, "trust.threshold": 0.6}))
+    pipeline.reconfigure(Config({"trust.model": "prior", "relations.margin_scale_m": 1.0, "trust.threshold": 0.6}))
     second = pipeline.process(scene_frame())
     assert (first.num_pruned, second.num_pruned) == (0, 3)
     assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
@@ -125,38 +126,38 @@ def test_an_all_nan_depth_image_raises_a_pipeline_error():
     depth = np.full((60, 80), np.nan, np.float32)
     with pytest.raises(PipelineError, match=r"^depth image has no valid pixel "
                                             r"\(all NaN, zero or outside \[0.05, 10.0\] m\)$"):
-        ScenePipeline(Config()).process(scene_frame(depth=depth))
+        ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame(depth=depth))
 
 
 def test_a_depth_image_entirely_out_of_range_raises_a_pipeline_error():
     depth = np.full((60, 80), 50.0, np.float32)  # beyond the default depth.max_m of 10 m
     with pytest.raises(PipelineError, match="no valid pixel"):
-        ScenePipeline(Config()).process(scene_frame(depth=depth))
+        ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame(depth=depth))
 
 
 def test_objects_without_usable_depth_are_left_out_of_the_graph():
     depth = np.full((60, 80), 4.0, np.float32)
     depth[35:45, 50:70] = 2.0  # the table has depth, the cube's pixels stay NaN
     depth[20:30, 10:20] = np.nan
-    graph = ScenePipeline(Config()).process(scene_frame(depth=depth))
+    graph = ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame(depth=depth))
     assert [obj.label for obj in graph.objects] == ["table"]
     assert graph.relations == ()
 
 
 def test_the_sim_pipeline_needs_instances_and_fails_without_them():
-    pipeline = ScenePipeline(Config())
+    pipeline = ScenePipeline(Config({"trust.model": "prior"}))
     assert pipeline.needs_instances is True
     with pytest.raises(PerceptionError, match=r"needs an instance-id image"):
         pipeline.process(scene_frame(instances=False))
 
 
 def test_an_injected_detector_is_used_instead_of_the_configured_one():
-    pipeline = ScenePipeline(Config(), detector=SimDetector({CUBE_ID: "mug"}))
+    pipeline = ScenePipeline(Config({"trust.model": "prior"}), detector=SimDetector({CUBE_ID: "mug"}))
     assert [obj.label for obj in pipeline.process(scene_frame()).objects] == ["mug"]
 
 
 def test_object_ids_persist_across_frames_and_ages_grow():
-    pipeline = ScenePipeline(Config())
+    pipeline = ScenePipeline(Config({"trust.model": "prior"}))
     first = pipeline.process(scene_frame(stamp_ns=1))
     second = pipeline.process(scene_frame(stamp_ns=2, cube_shift_px=2))  # the cube moves 3 cm, within the gate
     assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
@@ -167,7 +168,7 @@ def test_object_ids_persist_across_frames_and_ages_grow():
 
 def test_a_camera_looking_straight_down_relates_objects_by_image_left_and_right():
     looking_down = [1.0, 0.0, 0.0, 0.0]  # 180 degrees about x: optical z (forward) -> graph -z
-    pipeline = ScenePipeline(Config({"extrinsic.rotation_xyzw": looking_down}))
+    pipeline = ScenePipeline(Config({"trust.model": "prior", "extrinsic.rotation_xyzw": looking_down}))
     assert pipeline.camera_forward_graph == pytest.approx([0.0, 0.0, -1.0])
     graph = pipeline.process(scene_frame())
     left_in_image, right_in_image = sorted(graph.objects, key=lambda o: o.box_xywh_px[0])
@@ -187,7 +188,15 @@ def scattered_depth(seed: int = 0) -> np.ndarray:
 
 
 def test_with_a_static_extrinsic_the_status_says_so():
-    assert ScenePipeline(Config()).frame_status() == {"graph_frame_source": "static"}
+    assert ScenePipeline(Config({"trust.model": "prior"})).frame_status() == {"graph_frame_source": "static"}
+
+
+def test_the_trust_status_names_the_model_and_the_threshold_it_prunes_at():
+    assert ScenePipeline(Config({"trust.model": "prior"})).trust_status() == {
+        "trust_model": "geometric margin prior (uncalibrated, threshold 0.6)", "trust_threshold": "0.600"}
+    status = ScenePipeline(Config()).trust_status()
+    assert status["trust_model"].startswith("learned trust model (") and "default_model" in status["trust_model"]
+    assert ScenePipeline(Config({"trust.threshold": 0.8})).trust_status()["trust_threshold"] == "0.800"
 
 
 def test_plane_fit_finds_the_wall_behind_the_objects_and_reports_it():

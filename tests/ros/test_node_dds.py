@@ -176,7 +176,7 @@ def test_a_parameter_outside_its_range_is_rejected_on_set_with_the_reason(runnin
     result = node.set_parameters([rclpy.parameter.Parameter("depth.min_m", value=20.0)])[0]
     assert not result.successful and result.reason == (
         "depth.min_m (20.0 m) must be below depth.max_m (10.0 m)")
-    assert node.config["trust.threshold"] == 0.6
+    assert node.config["trust.threshold"] == -1.0  # unchanged: the model's threshold
 
 
 def test_a_valid_parameter_change_applies_to_the_running_pipeline(running):
@@ -196,7 +196,7 @@ def test_read_only_parameters_cannot_be_changed_at_run_time(running):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    (rclpy.parameter.Parameter("trust.threshold", value=5.0), r"trust\.threshold out of range Min: 0\.0, Max: 1\.0"),
+    (rclpy.parameter.Parameter("trust.threshold", value=5.0), r"trust\.threshold out of range Min: -1\.0, Max: 1\.0"),
     (rclpy.parameter.Parameter("trust.threshold", value="high"), r"expecting type 'DOUBLE'"),
     (rclpy.parameter.Parameter("depth.min_m", value=50.0), r"depth\.min_m \(50\.0 m\) must be below depth\.max_m"),
     (rclpy.parameter.Parameter("detector.sim_labels", value=["cube"]), r"'cube' is not of the form 'id:label'"),

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.dds
 
 def test_the_node_executable_reads_a_parameter_file_activates_itself_and_serves_queries(test_node, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text((ROOT / "config/default.yaml").read_text().replace("trust.threshold: 0.6",
-                                                                         "trust.threshold: 0.75"))
+    default = (ROOT / "config/default.yaml").read_text()
+    assert "trust.threshold: -1.0" in default
+    params.write_text(default.replace("trust.threshold: -1.0", "trust.threshold: 0.75"))
     process = subprocess.Popen(["scene_graph_node", "--ros-args", "--params-file", str(params)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

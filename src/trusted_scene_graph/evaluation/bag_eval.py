@@ -3,8 +3,8 @@
 Replay is exactly the node's path, minus DDS: camera messages go through the same :class:`FrameSynchronizer` (with
 the node's topics, :func:`input_topic_names`), are decoded by the same :func:`frame_from_msgs` and processed by the
 same :class:`ScenePipeline`. Every completed frame is processed (offline, nothing is dropped for being late), so a
-run is deterministic. The candidate edges (before pruning) are recomputed from the graph's objects with the node's
-own :func:`compute_relations`; ``kept`` means trust >= ``trust.threshold``, exactly what the node publishes.
+run is deterministic. The candidate edges are the graph's claims before pruning (``SceneGraph.candidates``, with
+their trust features); ``kept`` means trust >= the pipeline's threshold, exactly what the node publishes.
 
 Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give the camera pose in it):
 
@@ -74,10 +74,11 @@ from trusted_scene_graph.pipeline.scene import ScenePipeline, poses_differ
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.relations.geometric import (
     QUALITATIVE_PREDICATES,
-    compute_relations,
     relations_from_boxes,
 )
 from trusted_scene_graph.text import plural
+from trusted_scene_graph.trust.assess import CandidateEdges
+from trusted_scene_graph.trust.features import FEATURE_NAMES
 
 GROUND_TRUTH_TOPIC = "/ground_truth"
 TF_TOPICS = (TF_STATIC_TOPIC, TF_TOPIC)
@@ -97,7 +98,6 @@ _INPUT_TYPES = {
     "instances": ("sensor_msgs/msg/Image",),
 }
 _QUALITATIVE = frozenset(QUALITATIVE_PREDICATES)
-_PREDICATE_CODE = {predicate: code for code, predicate in enumerate(QUALITATIVE_PREDICATES)}  # stored per edge
 
 
 
@@ -142,7 +142,13 @@ class _Samples:
     # Qualitative candidate edges: trust, correct, kept (trust >= threshold), predicate as its index in
     # QUALITATIVE_PREDICATES.
     edges: _Columns = field(default_factory=lambda: _Columns(trust=np.float64, correct=np.bool_, kept=np.bool_,
-                                                             predicate=np.uint8))
+                                                             predicate=np.uint8, source=np.uint8,
+                                                             episode=np.int64, representative=np.bool_))
+    # The trust features (float32) of the representative edges (one per fact: see trust.assess.CandidateEdges), one
+    # array per frame, in the order of ``edges``.
+    edge_features: list[np.ndarray] = field(default_factory=list)
+    threshold: float = math.nan  # the pipeline's pruning threshold (the config's override or the model's)
+    trust_model: str = ""  # which trust model gave the trust
     edges_excluded: int = 0
     kept_per_frame: list[int] = field(default_factory=list)
     true_edges_ground_truth: int = 0  # edges that hold between evaluable ground-truth objects
@@ -238,7 +244,9 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
     inputs = input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances)
     ee_topic = config["topics.ee_pose"]
     samples, counts = _Samples(), _Counts()
-    threshold = float(config["trust.threshold"])
+    threshold = float(pipeline.trust_threshold)
+    samples.threshold = threshold
+    samples.trust_model = pipeline.trust.model.description
     with BagReader(bag_path) as reader:
         missing = [topic for _, topic in inputs if topic not in reader.topics]
         sync = FrameSynchronizer([name for name, _ in inputs], int(config["sync.tolerance_s"] * 1e9),
@@ -514,26 +522,26 @@ class _FrameScorer:
         index_of_gt_id = {int(i): k for k, i in enumerate(gt_ids)}
         samples.true_edges_ground_truth += sum(1 for s, _, o in true_edges
                                                if evaluable[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])
-        perceived_index = {obj.id: k for k, obj in enumerate(graph.objects)}
-        candidates = compute_relations(graph.objects, pipeline.camera_forward_graph, settings,
-                                       pipeline.camera_up_graph)
-        # This frame's edges, stored as one array per column (see _Columns).
-        trust, correct, kept, predicate = [], [], [], []
-        for rel in candidates:
-            if rel.predicate not in _QUALITATIVE:
-                continue
-            ps, po = perceived_index[rel.subject_id], perceived_index[rel.object_id]
-            gs, go = match.get(ps), match.get(po)
-            if ps in not_evaluable or po in not_evaluable:
-                samples.edges_excluded += 1
-                continue
-            correct.append(gs is not None and go is not None
-                           and (int(gt_ids[gs]), rel.predicate, int(gt_ids[go])) in true_edges)
-            kept.append(rel.trust >= self.threshold)
-            trust.append(float(rel.trust))
-            predicate.append(_PREDICATE_CODE[rel.predicate])
-        samples.edges.append(trust=trust, correct=correct, kept=kept, predicate=predicate)
-        samples.kept_per_frame.append(int(sum(kept)))
+        candidates = graph.candidates
+        if candidates is None:  # a graph built without the trust step (a test's hand-made graph): nothing to score
+            candidates = CandidateEdges.empty(len(FEATURE_NAMES))
+        excluded = (np.isin(candidates.subject, list(not_evaluable))
+                    | np.isin(candidates.object, list(not_evaluable)))
+        samples.edges_excluded += int(excluded.sum())
+        scored = np.flatnonzero(~excluded)
+        correct = [ps in match and po in match
+                   and (int(gt_ids[match[ps]]), QUALITATIVE_PREDICATES[p], int(gt_ids[match[po]])) in true_edges
+                   for ps, po, p in zip(candidates.subject[scored].tolist(), candidates.object[scored].tolist(),
+                                        candidates.predicate[scored].tolist(), strict=True)]
+        trust = candidates.trust[scored]
+        kept = trust >= self.threshold
+        representative = candidates.representative[scored]
+        samples.edges.append(trust=trust, correct=correct, kept=kept, predicate=candidates.predicate[scored],
+                             source=candidates.source[scored], episode=np.full(scored.size, int(truth.episode)),
+                             representative=representative)
+        # One feature row per fact (an edge and its converse share it), for the training table.
+        samples.edge_features.append(candidates.features[candidates.canonical[scored[representative]]])
+        samples.kept_per_frame.append(int(kept.sum()))
 
         # Distances between matched, evaluable objects (centroid distance is frame-independent).
         matched = sorted((p, g) for p, g in match.items() if evaluable[g])
@@ -688,7 +696,7 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
         },
         "detection": _detection_metrics(samples),
         "relations": _relation_metrics(samples, trust, correct, kept),
-        "trust": _trust_metrics(trust, correct, target, float(config["trust.threshold"])),
+        "trust": {**_trust_metrics(trust, correct, target, samples.threshold), "model": samples.trust_model},
         "distance": _distance_section(samples),
         "reward": _reward_metrics(samples),
         "timing": m.timing_summary(samples.timing_ms) if samples.timing_ms else {},

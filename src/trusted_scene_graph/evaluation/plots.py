@@ -1,4 +1,5 @@
-"""PNG figures of the evaluation report: ROC, risk-coverage, reliability, distance scatter, timing.
+"""PNG figures of the evaluation and trust reports: ROC, risk-coverage, reliability, coverage at a target precision,
+feature importance, distance scatter, timing.
 
 Each function draws one figure and writes it to ``path`` (parent folders are created). matplotlib is imported inside
 the functions and draws through its Agg canvas directly (``Figure`` + ``FigureCanvasAgg``, no pyplot), so the
@@ -19,6 +20,7 @@ from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.metrics import (
     _both_classes,
     _scored,
+    _tie_groups,
     aurc,
     auroc,
     distance_metrics,
@@ -121,15 +123,20 @@ def plot_risk_coverage(curves: Curves, path: Path, title: str) -> None:
     _save(figure, path)
 
 
-def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, bins: int = 15) -> None:
+def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, bins: int = 15, *,
+                     baselines: Curves | None = None) -> None:
     """Reliability diagram (accuracy per confidence bin against the diagonal) over a count histogram; ECE in title.
 
+    ``baselines`` (name -> (probabilities, correct)) are drawn on top as lines through their (mean confidence,
+    accuracy) per filled bin, each with its ECE in the legend; the histogram stays that of ``probabilities``.
     Raises :class:`EvaluationError` when there are no items.
     """
     stats = reliability_bins(probabilities, correct, bins)
     total = int(stats["count"].sum())
     if total == 0:
         raise EvaluationError("plot_reliability needs at least one probability, got none")
+    baseline_stats = {name: (reliability_bins(p, c, bins), expected_calibration_error(p, c, bins))
+                      for name, (p, c) in (baselines or {}).items()}  # validated before anything is drawn
     ece = expected_calibration_error(probabilities, correct, bins)
     edges = stats["edges"]
     centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
@@ -140,6 +147,11 @@ def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, b
     top.bar(centres[filled], stats["accuracy"][filled], width=width * 0.9, alpha=0.7, label="accuracy")
     top.plot(stats["mean_confidence"][filled], stats["accuracy"][filled], "o", color="black", markersize=3,
              label="(mean confidence, accuracy)")
+    for index, (name, (baseline, baseline_ece)) in enumerate(baseline_stats.items()):
+        shown = baseline["count"] > 0
+        # C0 is the bars' colour; C1, C2, ... match the baselines' colours in the other plots when listed second on
+        top.plot(baseline["mean_confidence"][shown], baseline["accuracy"][shown], marker="s", markersize=4,
+                 linewidth=1, color=f"C{index + 1}", label=f"{name} (ECE {_fmt(baseline_ece)})")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1.02)
     top.set_title(f"{title}\nECE {_fmt(ece)} (n={total}, {bins} bins)")
@@ -149,6 +161,101 @@ def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, b
     bottom.set_xlabel("predicted probability of being correct")
     bottom.set_ylabel("count")
     bottom.set_xlim(0, 1)
+    _save(figure, path)
+
+
+def _coverage_at_targets(scores: Any, correct: Any, targets: np.ndarray) -> np.ndarray:
+    """:func:`~.metrics.coverage_at_precision`'s coverage for every target at once (0.0 where none is reached).
+
+    Same tie groups and the same precision expression, so each value equals the single-target function's; the
+    largest coverage among thresholds reaching ``t`` is a suffix maximum over the thresholds sorted by precision.
+    """
+    score_array, labels = _scored(scores, correct)
+    targets = np.asarray(targets, dtype=np.float64)
+    if score_array.size == 0:
+        return np.full(targets.shape, math.nan)
+    _, counts, errors = _tie_groups(score_array, labels)
+    kept = np.cumsum(counts)
+    precision = (kept - np.cumsum(errors)) / kept
+    order = np.argsort(precision, kind="stable")
+    best_coverage_from = np.maximum.accumulate((kept / score_array.size)[order][::-1])[::-1]
+    first = np.searchsorted(precision[order], targets, side="left")  # first threshold with precision >= target
+    return np.where(first < order.size, best_coverage_from[np.minimum(first, order.size - 1)], 0.0)
+
+
+def plot_coverage_at_precision(curves: Curves, path: Path, title: str, target: float,
+                               markers: Mapping[str, tuple[float, float]] | None = None,
+                               lowest_target: float = 0.5) -> None:
+    """Largest coverage whose kept items reach precision ``t``, for ``t`` from ``lowest_target`` to 1, per score set.
+
+    Each curve is :func:`~.metrics.coverage_at_precision` as a function of the target (an in-sample oracle: the
+    threshold is chosen on the same items). A dotted vertical line marks ``target``; ``markers`` (name ->
+    (precision, coverage)) are realised operating points, e.g. a threshold chosen beforehand, drawn as stars; one
+    with NaN precision (nothing kept) is only named in the legend. Raises :class:`EvaluationError` when no score set
+    has items or ``target`` is not in (0, 1].
+    """
+    if not (math.isfinite(target) and 0.0 < target <= 1.0):
+        raise EvaluationError(f"target precision must be in (0, 1], got {target}")
+    if not curves:
+        raise EvaluationError("plot_coverage_at_precision needs at least one named score set, got none")
+    lowest = min(lowest_target, target)
+    targets = np.linspace(lowest, 1.0, 201)
+    coverages = {name: _coverage_at_targets(scores, correct, targets) for name, (scores, correct) in curves.items()}
+    if all(np.isnan(coverage).all() for coverage in coverages.values()):
+        raise EvaluationError(f"plot_coverage_at_precision: none of {sorted(curves)} has any items")
+    figure = _figure()
+    axes = figure.add_subplot()
+    for name, coverage in coverages.items():
+        if np.isnan(coverage).all():
+            axes.plot([], [], " ", label=f"{name}: no items")
+            continue
+        scores, correct = curves[name]
+        at_target = _coverage_at_targets(scores, correct, np.array([target]))[0]
+        axes.plot(targets, coverage, label=f"{name} (coverage {_fmt(at_target)} at precision {target:g})")
+    axes.axvline(target, linestyle=":", color="grey", label=f"target precision {target:g}")
+    left = lowest
+    for name, (precision, coverage) in (markers or {}).items():
+        if math.isnan(precision):
+            axes.plot([], [], " ", label=f"{name}: nothing kept")
+            continue
+        left = min(left, precision)
+        axes.plot([precision], [coverage], "*", markersize=12, markeredgecolor="black",
+                  label=f"{name} (precision {_fmt(precision)}, coverage {_fmt(coverage)})")
+    axes.set_xlabel("target precision of the kept items")
+    axes.set_ylabel("largest coverage reaching it (in-sample)")
+    axes.set_xlim(left - 0.01, 1.005)
+    axes.set_ylim(0, 1.02)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left", fontsize="small")
+    _save(figure, path)
+
+
+def plot_feature_importance(importance: Mapping[str, float], path: Path, title: str, xlabel: str = "gain") -> None:
+    """Horizontal bars of a per-feature importance, largest on top, every feature drawn (zeros included).
+
+    Raises :class:`EvaluationError` when there are no features or an importance is not a finite number.
+    """
+    if not importance:
+        raise EvaluationError("plot_feature_importance needs at least one feature, got none")
+    for name, value in importance.items():
+        if not (isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value)):
+            raise EvaluationError(f"importance of feature {name!r} must be a finite number, got {value!r}")
+    ranked = sorted(importance.items(), key=lambda item: (-float(item[1]), item[0]))
+    names, values = [name for name, _ in ranked], np.array([float(value) for _, value in ranked])
+    figure = _figure(6.4, 1.2 + 0.3 * len(names))
+    axes = figure.add_subplot()
+    rows = np.arange(len(names))
+    axes.barh(rows, values, color="tab:blue", alpha=0.7)
+    for row, value in zip(rows, values, strict=True):
+        axes.annotate(f" {value:.3g}", (max(value, 0.0), row), va="center", fontsize="small")
+    axes.set_yticks(rows, names)
+    axes.invert_yaxis()  # largest on top
+    largest = float(np.max(np.abs(values)))
+    axes.set_xlim(min(0.0, float(values.min()) * 1.1), (largest if largest > 0 else 1.0) * 1.25)  # room for labels
+    axes.set_xlabel(xlabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3, axis="x")
     _save(figure, path)
 
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from trusted_scene_graph.evaluation import EvaluationError, plots
+from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable
+from trusted_scene_graph.trust.features import FEATURE_NAMES
 
 #: The simulated benchmark's targets (issue "Rosbag replay evaluation"): (metric path, comparison, value).
 SIM_TARGETS: tuple[tuple[str, str, float], ...] = (
@@ -343,8 +345,11 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
     return "\n".join(lines) + "\n"
 
 
-def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title: str = "Evaluation report") -> None:
-    """Write ``metrics.json``, the PNGs and ``report.md`` into ``out_dir`` (created if needed).
+def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title: str = "Evaluation report",
+                 edge_group: str = "bag") -> None:
+    """Write ``metrics.json``, the PNGs, ``report.md`` and the labelled edge table ``edges.npz`` (the training data of
+    ``tsg trust train``: one row per fact, an edge and its converse being one; each row's group is
+    ``<edge_group>/episode-<n>``) into ``out_dir`` (created if needed).
 
     The figures this function draws that an earlier run left are deleted first, so a figure this run has nothing
     to draw is not shown stale next to the new report; no other file in ``out_dir`` is touched."""
@@ -352,9 +357,14 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
     (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
     trust = np.array(samples.edges["trust"])
     correct = np.array(samples.edges["correct"], dtype=bool)
+    features = (np.concatenate(samples.edge_features) if samples.edge_features
+                else np.zeros((0, len(FEATURE_NAMES)), np.float32))
+    facts = samples.edges["representative"]
+    groups = np.char.add(f"{edge_group}/episode-", samples.edges["episode"][facts].astype(str))
+    EdgeTable(features, correct[facts], groups).save(out_dir / EDGES_FILE)
     drawings = {
-        "roc.png": lambda p: plots.plot_roc({"geometric trust": (trust, correct)}, p, "Relation edges: ROC"),
-        "risk_coverage.png": lambda p: plots.plot_risk_coverage({"geometric trust": (trust, correct)}, p,
+        "roc.png": lambda p: plots.plot_roc({"trust": (trust, correct)}, p, "Relation edges: ROC"),
+        "risk_coverage.png": lambda p: plots.plot_risk_coverage({"trust": (trust, correct)}, p,
                                                                 "Relation edges: risk vs coverage"),
         "reliability.png": lambda p: plots.plot_reliability(trust, correct, p, "Relation edges: reliability"),
         "distance_ee_object.png": lambda p: plots.plot_distance_scatter(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -56,6 +56,9 @@ class SceneGraph:
     trust_threshold: float = 0.5
     num_pruned: int = 0
     timing_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    # Every claimed qualitative edge before pruning, with its features and trust (trust.assess.CandidateEdges); for
+    # evaluation and training, never published.
+    candidates: Any = field(default=None, compare=False, repr=False)
 
     def object_by_id(self, object_id: int) -> ObjectNode | None:
         return next((obj for obj in self.objects if obj.id == object_id), None)

@@ -17,7 +17,13 @@ from trusted_scene_graph.perception.depth import DepthBackend, make_depth_backen
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, make_detector
 from trusted_scene_graph.perception.lifting import LiftingSettings, lift_detections
 from trusted_scene_graph.perception.tracking import Tracker
-from trusted_scene_graph.relations.geometric import RelationSettings, horizontal_axes, prune_relations
+from trusted_scene_graph.relations.geometric import (
+    RelationSettings,
+    horizontal_axes,
+    relation_grid,
+    relations_from_grid,
+)
+from trusted_scene_graph.trust.assess import EdgeTrust, scene_graph_vlm
 
 if TYPE_CHECKING:
     from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
@@ -48,9 +54,12 @@ class ScenePipeline:
     """
 
     def __init__(self, config: Mapping[str, Any], detector: Detector | None = None,
-                 depth_backend: DepthBackend | None = None) -> None:
+                 depth_backend: DepthBackend | None = None, trust: EdgeTrust | None = None) -> None:
         self.detector = detector if detector is not None else make_detector(config)
         self.depth_backend = depth_backend if depth_backend is not None else make_depth_backend(config)
+        if trust is None:
+            trust = EdgeTrust(config, vlm=scene_graph_vlm(config))
+        self.trust = trust
         self.tracker = Tracker(config["tracking.gate_m"], config["tracking.max_missed_frames"],
                                config["tracking.smoothing"])
         self._plane_rng = np.random.default_rng(0)  # RANSAC is seeded: the same frames give the same graph frame
@@ -79,7 +88,8 @@ class ScenePipeline:
         self.tracker.max_missed_frames = config["tracking.max_missed_frames"]
         self.tracker.smoothing = config["tracking.smoothing"]
         self.frame_id = config["graph_frame"]
-        self.trust_threshold = config["trust.threshold"]
+        self.trust.reconfigure(config)
+        self.trust_threshold = self.trust.threshold
         if config["extrinsic.source"] == "static":
             self._set_camera_to_graph(RigidTransform.from_xyzw(config["extrinsic.translation_m"],
                                                                config["extrinsic.rotation_xyzw"]))
@@ -161,6 +171,10 @@ class ScenePipeline:
                 status["plane_inlier_fraction"] = f"{self.plane.inlier_fraction:.2f}"
         return status
 
+    def trust_status(self) -> dict[str, str]:
+        """Which trust model prunes the graph, at which threshold (for ``/diagnostics``)."""
+        return {"trust_model": self.trust.model.description, "trust_threshold": f"{self.trust_threshold:.3f}"}
+
     @property
     def needs_instances(self) -> bool:
         return self.detector.needs_instances
@@ -189,11 +203,16 @@ class ScenePipeline:
         start = time.perf_counter()
         detections = self.detector.detect(frame)
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
-        return self.process_detections(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms)
+        return self.process_detections(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms,
+                                       image_rgb=frame.rgb)
 
     def process_detections(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray,
-                           intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None) -> SceneGraph:
-        """Lift, track, relate and prune given detections (the part after the models; benchmarked alone)."""
+                           intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None,
+                           image_rgb: np.ndarray | None = None) -> SceneGraph:
+        """Lift, track, relate, trust and prune given detections (the part after the models; benchmarked alone).
+
+        ``image_rgb`` is what a VLM looks at (without it, no VLM is asked); its id for recorded answers is the stamp
+        in nanoseconds."""
         if self.camera_to_graph is None:
             raise PipelineError(self._no_camera_pose_message())
         timing_ms = {} if timing_ms is None else timing_ms
@@ -212,7 +231,22 @@ class ScenePipeline:
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        kept, pruned = prune_relations(objects, self.camera_forward_graph, self.relation_settings,
-                                       self.camera_up_graph, min_trust=self.trust_threshold)
+        grid = relation_grid([o.id for o in objects], np.array([o.centroid_m for o in objects]).reshape(-1, 3),
+                             np.array([o.size_m for o in objects]).reshape(-1, 3), self.camera_forward_graph,
+                             self.relation_settings, self.camera_up_graph)
         timing_ms["relate"] = (time.perf_counter() - start) * 1e3
-        return SceneGraph(stamp_ns, self.frame_id, objects, tuple(kept), self.trust_threshold, pruned, timing_ms)
+        start = time.perf_counter()
+        candidates = self.trust.assess(grid, objects, intrinsics.width, intrinsics.height, image_rgb,
+                                       image_id=str(stamp_ns))
+        keep = np.flatnonzero(candidates.trust >= self.trust_threshold)  # the pruning decision
+        pruned_claims = len(candidates) - keep.size
+        timing_ms["trust"] = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        kept, pruned_measurements = relations_from_grid(
+            grid, candidates.subject[keep], candidates.object[keep], candidates.predicate[keep],
+            candidates.trust[keep], sources=candidates.source[keep], scores=[o.score for o in objects],
+            depth_valid_fractions=[o.depth_valid_fraction for o in objects], min_trust=self.trust_threshold)
+        pruned = pruned_claims + pruned_measurements
+        timing_ms["relate"] += (time.perf_counter() - start) * 1e3  # building the kept edges is relating
+        return SceneGraph(stamp_ns, self.frame_id, objects, tuple(kept), self.trust_threshold, pruned, timing_ms,
+                          candidates=candidates)

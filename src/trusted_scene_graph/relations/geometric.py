@@ -80,7 +80,11 @@ QUALITATIVE_PREDICATES = ("left_of", "right_of", "above", "below", "in_front_of"
                           "on_top_of", "bigger_than", "taller_than")
 QUANTITATIVE_PREDICATES = ("distance", "surface_distance", "horizontal_offset", "vertical_offset")
 
+# Where a claim comes from (SpatialRelation.SOURCE_*); an edge's source is stored as its index here.
+EDGE_SOURCES = ("geometry", "vlm")
+
 _QUALITATIVE = np.array(QUALITATIVE_PREDICATES, dtype=object)
+_SOURCES = np.array(EDGE_SOURCES, dtype=object)
 _QUANTITATIVE = np.array(QUANTITATIVE_PREDICATES, dtype=object)
 _NEAR, _FAR, _ON_TOP_OF = (QUALITATIVE_PREDICATES.index(name) for name in ("near", "far", "on_top_of"))
 
@@ -204,27 +208,60 @@ def relations_from_boxes(
                                  scores=scores, depth_valid_fractions=depth_valid_fractions)[0]
 
 
-def _relations_from_boxes(
+@dataclass(frozen=True)
+class RelationGrid:
+    """Every qualitative margin of every ordered pair of N boxes, and what the measurement edges need.
+
+    ``margins_m[a, b, p]`` is the margin of ``a QUALITATIVE_PREDICATES[p] b`` (the diagonal is meaningless); the
+    claims that hold are :meth:`claims`. Built once per frame by :func:`relation_grid`; the trust model reads its
+    per-edge features from it (:mod:`trusted_scene_graph.trust.features`).
+    """
+
+    ids: np.ndarray  # (N,) int64
+    centroids_m: np.ndarray  # (N, 3)
+    sizes_m: np.ndarray  # (N, 3)
+    forward: np.ndarray  # the camera's horizontal forward axis (3,)
+    left: np.ndarray  # the camera's horizontal left axis (3,)
+    offsets_m: np.ndarray  # (N, N, 3): centroid_a - centroid_b
+    gaps_m: np.ndarray  # (N, N, 3): per-axis gap between the boxes (negative: overlap depth)
+    surface_m: np.ndarray  # (N, N): closest-surface distance
+    contact_gap_m: np.ndarray  # (N, N): a's bottom minus b's top
+    margins_m: np.ndarray  # (N, N, P)
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def claims(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(subject, object, predicate)`` indices of the qualitative edges that hold (margin > 0), row-major: by
+        subject, object, then predicate (the order of :func:`compute_relations`)."""
+        holds = self.margins_m > 0
+        diagonal = np.arange(self.count)
+        holds[diagonal, diagonal] = False
+        return np.nonzero(holds)
+
+    def values_m(self, subject: np.ndarray, obj: np.ndarray, predicate: np.ndarray) -> np.ndarray:
+        """``value_m`` of qualitative edges: the surface distance for near/far, the contact gap for on_top_of, NaN
+        otherwise (see the module docstring)."""
+        value = np.full(len(predicate), np.nan)
+        measured_here = (predicate == _NEAR) | (predicate == _FAR)
+        value[measured_here] = self.surface_m[subject[measured_here], obj[measured_here]]
+        resting_here = predicate == _ON_TOP_OF
+        value[resting_here] = self.contact_gap_m[subject[resting_here], obj[resting_here]]
+        return value
+
+
+def relation_grid(
     ids: Sequence[int] | np.ndarray,
     centroids_m: np.ndarray,
     sizes_m: np.ndarray,
     camera_forward_graph: np.ndarray,
     settings: RelationSettings,
     camera_up_graph: np.ndarray | None = None,
-    *,
-    scores: Sequence[float] | np.ndarray | None = None,
-    depth_valid_fractions: Sequence[float] | np.ndarray | None = None,
-    min_trust: float = 0.0,
-) -> tuple[list[Relation], int]:
-    """The edges with trust >= ``min_trust`` and the number of the others, which are never materialised."""
+) -> RelationGrid:
+    """The (N, N) pair geometry and (N, N, P) qualitative margins of N boxes (validated; see the module docstring)."""
     forward, left = horizontal_axes(camera_forward_graph, camera_up_graph)
     object_ids, centroids, sizes = _validated_boxes(ids, centroids_m, sizes_m)
-    count = len(object_ids)
-    score = _per_object("scores", scores, count)
-    valid_fraction = _per_object("depth_valid_fractions", depth_valid_fractions, count)
-    if count < 2:
-        return [], 0
-
     offsets = centroids[:, None, :] - centroids[None, :, :]  # [a, b] = centroid_a - centroid_b
     lateral = offsets @ left
     longitudinal = offsets @ forward
@@ -239,23 +276,38 @@ def _relations_from_boxes(
     margins = np.stack([lateral, -lateral, rise, -rise, -longitudinal, longitudinal,
                         settings.near_m - surface, surface - settings.near_m, resting,
                         cube_side[:, None] - cube_side[None, :], sizes[:, None, 2] - sizes[None, :, 2]], axis=-1)
-    holds = margins > 0
-    diagonal = np.arange(count)
-    holds[diagonal, diagonal] = False
-    subject, obj, predicate = np.nonzero(holds)  # row-major: by subject, object, then predicate
-    margin = margins[subject, obj, predicate]
-    value = np.full(len(margin), np.nan)
-    measured_here = (predicate == _NEAR) | (predicate == _FAR)
-    value[measured_here] = surface[subject[measured_here], obj[measured_here]]
-    resting_here = predicate == _ON_TOP_OF
-    value[resting_here] = contact_gap[subject[resting_here], obj[resting_here]]
-    trust = expit(margin / settings.margin_scale_m)
+    return RelationGrid(object_ids, centroids, sizes, forward, left, offsets, gaps, surface, contact_gap, margins)
+
+
+def relations_from_grid(
+    grid: RelationGrid,
+    subject: np.ndarray,
+    obj: np.ndarray,
+    predicate: np.ndarray,
+    trust: np.ndarray,
+    *,
+    sources: np.ndarray | None = None,
+    scores: Sequence[float] | np.ndarray | None = None,
+    depth_valid_fractions: Sequence[float] | np.ndarray | None = None,
+    min_trust: float = 0.0,
+) -> tuple[list[Relation], int]:
+    """Materialise the qualitative edges ``(subject, obj, predicate)`` (indices into the grid, with their trust and
+    :data:`EDGE_SOURCES` code) and every measurement edge; those with trust >= ``min_trust`` are built, the others only
+    counted. The margin of an edge is the grid's (negative for a claim the geometry does not support)."""
+    count = grid.count
+    score = _per_object("scores", scores, count)
+    valid_fraction = _per_object("depth_valid_fractions", depth_valid_fractions, count)
+    object_ids = grid.ids
+    margin = grid.margins_m[subject, obj, predicate]
+    value = grid.values_m(subject, obj, predicate)
+    source_names = (np.full(len(predicate), EDGE_SOURCES[0], dtype=object) if sources is None
+                    else _SOURCES[np.asarray(sources, dtype=np.intp)])
 
     # Measurement edges, one per unordered pair from the lower id.
     low, high = np.nonzero(object_ids[:, None] < object_ids[None, :])
-    pair_offsets = offsets[low, high]
+    pair_offsets = grid.offsets_m[low, high]
     horizontal = np.hypot(pair_offsets[:, 0], pair_offsets[:, 1])
-    measured = np.stack([np.hypot(horizontal, pair_offsets[:, 2]), surface[low, high], horizontal,
+    measured = np.stack([np.hypot(horizontal, pair_offsets[:, 2]), grid.surface_m[low, high], horizontal,
                          pair_offsets[:, 2]], axis=1).ravel()
     kinds = len(QUANTITATIVE_PREDICATES)
     measured_trust = np.repeat(np.minimum(score[low], score[high])
@@ -264,17 +316,43 @@ def _relations_from_boxes(
     # One tolist per dtype: the conversion to Python numbers is, after creating the edges, the largest cost.
     pair_ids = np.concatenate([object_ids[[subject, obj]], np.repeat(object_ids[[low, high]], kinds, axis=1)], axis=1)
     predicate_names = np.concatenate([_QUALITATIVE[predicate], np.tile(_QUANTITATIVE, len(low))])
+    source_names = np.concatenate([source_names, np.full(len(low) * kinds, EDGE_SOURCES[0], dtype=object)])
     numbers = np.concatenate([[value, margin, trust], [measured, np.abs(measured), measured_trust]], axis=1)
     kept = numbers[2] >= min_trust
     pruned = int(kept.size - np.count_nonzero(kept))
     if pruned:  # pruned edges are counted, never built
         pair_ids, predicate_names, numbers = pair_ids[:, kept], predicate_names[kept], numbers[:, kept]
+        source_names = source_names[kept]
     subject_ids, object_ids_out = pair_ids.tolist()
     values, margins_out, trusts = numbers.tolist()
     # tuple.__new__ straight from C: the fields are complete and in order, and this is the bulk of the run time.
     return list(map(tuple.__new__, repeat(Relation), zip(subject_ids, predicate_names.tolist(), object_ids_out,
-                                                         values, margins_out, trusts, repeat("geometry"),
+                                                         values, margins_out, trusts, source_names.tolist(),
                                                          strict=False))), pruned
+
+
+def _relations_from_boxes(
+    ids: Sequence[int] | np.ndarray,
+    centroids_m: np.ndarray,
+    sizes_m: np.ndarray,
+    camera_forward_graph: np.ndarray,
+    settings: RelationSettings,
+    camera_up_graph: np.ndarray | None = None,
+    *,
+    scores: Sequence[float] | np.ndarray | None = None,
+    depth_valid_fractions: Sequence[float] | np.ndarray | None = None,
+    min_trust: float = 0.0,
+) -> tuple[list[Relation], int]:
+    """The edges with trust >= ``min_trust`` (qualitative: the geometric prior) and the number of the others."""
+    grid = relation_grid(ids, centroids_m, sizes_m, camera_forward_graph, settings, camera_up_graph)
+    _per_object("scores", scores, grid.count)
+    _per_object("depth_valid_fractions", depth_valid_fractions, grid.count)
+    if grid.count < 2:
+        return [], 0
+    subject, obj, predicate = grid.claims()
+    trust = expit(grid.margins_m[subject, obj, predicate] / settings.margin_scale_m)
+    return relations_from_grid(grid, subject, obj, predicate, trust, scores=scores,
+                               depth_valid_fractions=depth_valid_fractions, min_trust=min_trust)
 
 
 def compute_relations(

@@ -310,7 +310,7 @@ class SceneGraphNode(LifecycleNode):
                     tf.forget_before(newest_ns - TF_CACHE_NS)
         stats = self._stats_snapshot()
         pipeline = self.pipeline  # read once: cleanup may clear it
-        details = pipeline.frame_status() if pipeline is not None else {}
+        details = {**pipeline.frame_status(), **pipeline.trust_status()} if pipeline is not None else {}
         if pipeline is not None and isinstance(pipeline.detector, SimDetector):
             details.update(sim_label_details(pipeline.detector.unknown_instance_ids))
         self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), stats,

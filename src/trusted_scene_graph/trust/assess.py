@@ -1,0 +1,300 @@
+"""Per-frame trust: claims -> features -> model -> (VLM on a budget) -> P(correct) for every claimed edge.
+
+:class:`EdgeTrust` is what :class:`~trusted_scene_graph.pipeline.scene.ScenePipeline` calls once per frame. It keeps
+the state that spans frames: the temporal history of each track pair, the last VLM answer of each claim, and the
+label prototypes. The steps of :meth:`EdgeTrust.assess`:
+
+1. the geometry's claims (margin > 0) get features with the VLM answers remembered from earlier frames, and a trust;
+2. with a VLM, the claims whose trust lies in ``trust.vlm_query_band`` and that have no answer younger than
+   ``trust.vlm_answer_max_age_frames`` are asked about, most uncertain first (trust closest to 0.5), at most
+   ``trust.vlm_queries_per_frame`` per frame (:func:`select_queries`); the others reuse their last answer, which is
+   kept while both tracks live;
+3. a claim the VLM rejects (probability < 0.5) whose predicate has a converse (left_of/right_of, above/below,
+   in_front_of/behind, near/far) adds the VLM's own claim, the converse, as an edge with source 'vlm' and a negative
+   margin: the geometry disagrees, and the trust model weighs the two;
+4. features are recomputed with this frame's answers and the model gives each edge its final trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, RelationGrid
+from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.features import (
+    VLM_FEATURES,
+    ObjectArrays,
+    TemporalHistory,
+    edge_features,
+)
+from trusted_scene_graph.trust.model import EdgeTrustModel, MarginPriorTrust, load_trust_model
+
+SOURCE_GEOMETRY, SOURCE_VLM = 0, 1
+_NO_ANSWER = np.full(len(VLM_FEATURES), np.nan)
+
+
+@dataclass(frozen=True)
+class CandidateEdges:
+    """Every claimed qualitative edge of a frame, before pruning: arrays (E,) and the feature table of its facts.
+
+    ``subject``/``object`` index the frame's objects; ``predicate`` indexes QUALITATIVE_PREDICATES; ``source`` is
+    0 (geometry) or 1 (VLM). An edge and its converse ("a left_of b", "b right_of a"; "a near b", "b near a") state
+    one fact: ``features`` has one row per fact (C, F), ``canonical`` (E,) is each edge's row, and
+    ``representative`` (E,) marks the one edge per fact whose subject and object the row describes.
+    """
+
+    subject: np.ndarray
+    object: np.ndarray
+    predicate: np.ndarray
+    source: np.ndarray
+    features: np.ndarray
+    trust: np.ndarray
+    vlm_queries: int = 0
+    canonical: np.ndarray | None = None
+    representative: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.canonical is None:  # every edge is its own fact
+            object.__setattr__(self, "canonical", np.arange(len(self.predicate)))
+            object.__setattr__(self, "representative", np.ones(len(self.predicate), dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.predicate)
+
+    @classmethod
+    def empty(cls, feature_count: int) -> CandidateEdges:
+        index = np.zeros(0, dtype=np.intp)
+        return cls(index, index, index, index, np.zeros((0, feature_count), np.float32), np.zeros(0))
+
+
+# Per predicate: the predicate of the same fact stated from the other object (right_of -> left_of), -1 for a predicate
+# that states its fact once, and whether the predicate is symmetric (near, far).
+_STATED_FROM_OTHER = {QUALITATIVE_PREDICATES.index(stated): QUALITATIVE_PREDICATES.index(canonical)
+                      for stated, canonical in (("right_of", "left_of"), ("below", "above"),
+                                                ("behind", "in_front_of"))}
+_SYMMETRIC = (QUALITATIVE_PREDICATES.index("near"), QUALITATIVE_PREDICATES.index("far"))
+
+
+def canonical_claims(holds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The claims of a frame and their facts, from ``holds`` (N, N, P): the margins > 0 (the diagonal is ignored).
+
+    Returns ``(subject, object, predicate, row, representative)`` per claim, claims row-major (by subject, object,
+    predicate, as :meth:`RelationGrid.claims`). A fact is represented by left_of/above/in_front_of when the pair also
+    has the converse (right_of/below/behind from the other object), by near/far from the lower object index, and by
+    every other predicate itself; ``row`` numbers the facts in claim order. A claim whose converse does not hold
+    represents itself (it cannot happen for exact margins, which are antisymmetric, but costs nothing to allow)."""
+    count = holds.shape[0]
+    holds = holds.copy()
+    diagonal = np.arange(count)
+    holds[diagonal, diagonal] = False
+    facts = holds.copy()
+    for stated, canonical in _STATED_FROM_OTHER.items():
+        facts[:, :, stated] &= ~holds[:, :, canonical].T  # stated from the other object: a fact only as an orphan
+    lower = np.tril(np.ones((count, count), dtype=bool), -1)
+    for symmetric in _SYMMETRIC:
+        facts[:, :, symmetric] &= ~(lower & holds[:, :, symmetric].T)  # (b, a) with a < b: the fact is (a, b)
+    rows = np.full(holds.shape, -1, dtype=np.intp)
+    rows[facts] = np.arange(int(facts.sum()))  # boolean assignment runs row-major: facts numbered in claim order
+    for stated, canonical in _STATED_FROM_OTHER.items():
+        rows[:, :, stated] = np.where(facts[:, :, stated], rows[:, :, stated], rows[:, :, canonical].T)
+    for symmetric in _SYMMETRIC:
+        rows[:, :, symmetric] = np.where(facts[:, :, symmetric], rows[:, :, symmetric], rows[:, :, symmetric].T)
+    subject, obj, predicate = np.nonzero(holds)
+    return subject, obj, predicate, rows[subject, obj, predicate], facts[subject, obj, predicate]
+
+
+def scene_graph_vlm(config: Mapping[str, Any]) -> Any:
+    """The VLM the pipeline asks (``vlm.backend``; None for 'none'). Recorded answers must be about the scene graph's
+    predicates: a line with any other predicate is an error naming the file and line, at startup."""
+    from trusted_scene_graph.vlm import make_vlm
+    from trusted_scene_graph.vlm.recorded import RecordedVlm
+
+    if config["vlm.backend"] == "recorded":
+        return RecordedVlm.from_config(config, predicates=QUALITATIVE_PREDICATES)
+    return make_vlm(config)
+
+
+def select_queries(trust: np.ndarray, eligible: np.ndarray, band: Sequence[float], max_queries: int) -> np.ndarray:
+    """Indices of the edges to ask the VLM about: eligible, trust within ``band`` (inclusive), most uncertain (closest
+    to 0.5) first, at most ``max_queries``. Ties keep the edges' order."""
+    low, high = float(band[0]), float(band[1])
+    if not 0.0 <= low <= high <= 1.0:
+        raise TrustError(f"the VLM query band must satisfy 0 <= low <= high <= 1, got [{low}, {high}]")
+    if max_queries < 0:
+        raise TrustError(f"the VLM query budget must be >= 0 queries per frame, got {max_queries}")
+    trust = np.asarray(trust, dtype=np.float64)
+    candidates = np.flatnonzero(np.asarray(eligible, dtype=bool) & (trust >= low) & (trust <= high))
+    order = np.argsort(np.abs(trust[candidates] - 0.5), kind="stable")
+    return candidates[order[:max_queries]]
+
+
+class LabelPrototypes:
+    """Running mean embedding per label from confident crops (TrustVLM-style prototype similarity)."""
+
+    def __init__(self, momentum: float, min_score: float) -> None:
+        if not 0.0 <= momentum < 1.0:
+            raise TrustError(f"prototype momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.min_score = min_score
+        self.prototypes: dict[str, np.ndarray] = {}
+
+    def similarity(self, labels: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """Cosine of each embedding (unit rows) to its label's prototype before this frame; NaN without one."""
+        result = np.full(len(labels), np.nan)
+        for k, label in enumerate(labels):
+            prototype = self.prototypes.get(label)
+            if prototype is not None:
+                result[k] = float(embeddings[k] @ prototype / max(np.linalg.norm(prototype), 1e-12))
+        return result
+
+    def update(self, labels: Sequence[str], embeddings: np.ndarray, scores: Sequence[float]) -> None:
+        for label, embedding, score in zip(labels, embeddings, scores, strict=True):
+            if score < self.min_score:
+                continue
+            old = self.prototypes.get(label)
+            self.prototypes[label] = embedding.copy() if old is None else (
+                self.momentum * old + (1.0 - self.momentum) * embedding)
+
+
+def _crop(image_rgb: np.ndarray, box_xywh_px: Sequence[int]) -> np.ndarray:
+    x, y, w, h = (int(v) for v in box_xywh_px)
+    height, width = image_rgb.shape[:2]
+    x0, y0 = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+    return image_rgb[y0:max(y0 + 1, min(y + h, height)), x0:max(x0 + 1, min(x + w, width))]
+
+
+class EdgeTrust:
+    """The trust step of the pipeline (see the module docstring); ``model`` and ``vlm`` default to the config's."""
+
+    def __init__(self, config: Mapping[str, Any], model: EdgeTrustModel | None = None, vlm: Any = None) -> None:
+        self.model = model if model is not None else load_trust_model(config)
+        self.vlm = vlm
+        self.history = TemporalHistory(int(config["trust.temporal_window_frames"]))
+        self.reconfigure(config)
+        self._answers: dict[tuple[int, int, int], np.ndarray] = {}
+        self._answered_at: dict[tuple[int, int, int], int] = {}  # frame number of each answer
+        self._frame = 0
+        self._rng = np.random.default_rng(0)  # the sensitivity check's noise is seeded: same frames, same trust
+        self.prototypes: LabelPrototypes | None = None
+        if config["trust.prototype_similarity"]:
+            if vlm is None or not hasattr(vlm, "embed_images"):
+                raise TrustError("trust.prototype_similarity needs an image encoder: set vlm.backend to "
+                                 f"'contrastive' (it is {config['vlm.backend']!r})")
+            self.prototypes = LabelPrototypes(config["trust.prototype_momentum"], config["trust.prototype_min_score"])
+
+    def reconfigure(self, config: Mapping[str, Any]) -> None:
+        if isinstance(self.model, MarginPriorTrust):  # the prior's scale is a (settable) relations parameter
+            self.model.margin_scale_m = config["relations.margin_scale_m"]
+        override = float(config["trust.threshold"])
+        self.threshold = override if override >= 0.0 else float(self.model.threshold)
+        self.max_queries = int(config["trust.vlm_queries_per_frame"])
+        self.answer_max_age_frames = int(config["trust.vlm_answer_max_age_frames"])
+        self.band = tuple(config["trust.vlm_query_band"])
+        self.sensitivity = bool(config["trust.vlm_sensitivity"])
+        self.sensitivity_noise = float(config["trust.vlm_sensitivity_noise"])
+        select_queries(np.zeros(0), np.zeros(0, bool), self.band, self.max_queries)  # validates band and budget
+
+    def assess(self, grid: RelationGrid, objects: Sequence[Any], image_width_px: int, image_height_px: int,
+               image_rgb: np.ndarray | None = None, image_id: str | None = None) -> CandidateEdges:
+        """Trust of every claimed edge of this frame (``objects``: the grid's ObjectNodes, same order)."""
+        from trusted_scene_graph.trust.features import FEATURES
+
+        self._frame += 1
+        if grid.count < 2:
+            return CandidateEdges.empty(len(FEATURES))
+        arrays = ObjectArrays.from_nodes(objects, image_width_px, image_height_px)
+        holds = grid.margins_m > 0
+        all_subject, all_object, all_predicate, canonical, representative = canonical_claims(holds)
+        # The model scores each fact once: "a left_of b" and "b right_of a" are one claim with one trust.
+        subject, obj, predicate = (all_subject[representative], all_object[representative],
+                                   all_predicate[representative])
+        temporal = self.history.agreement(grid.ids, holds, subject, obj, predicate)
+        prototype = self._prototype_similarity(objects, image_rgb)
+        track = grid.ids
+        keys, answers = [], None
+        if self.vlm is not None:  # without a VLM there are no answers to look up (the columns stay NaN)
+            keys = list(zip(track[subject].tolist(), track[obj].tolist(), predicate.tolist(), strict=True))
+            answers = np.array([self._answers.get(key, _NO_ANSWER) for key in keys]).reshape(-1, len(VLM_FEATURES))
+        features = edge_features(grid, arrays, subject, obj, predicate, vlm=answers, temporal_agreement=temporal,
+                                 prototype_similarity=prototype)
+        trust = self.model.trust(features)
+        queries = 0
+        sources = np.zeros(len(all_predicate), dtype=np.intp)
+        if self.vlm is not None and image_rgb is not None:
+            queries = self._ask(trust, keys, objects, subject, obj, predicate, image_rgb, image_id)
+            self._forget_answers(set(track.tolist()))
+            answers = np.array([self._answers.get(key, _NO_ANSWER) for key in keys]).reshape(-1, len(VLM_FEATURES))
+            subject, obj, predicate, row_sources, answers, temporal = _with_vlm_claims(subject, obj, predicate,
+                                                                                       answers, temporal)
+            features = edge_features(grid, arrays, subject, obj, predicate, row_sources, vlm=answers,
+                                     temporal_agreement=temporal, prototype_similarity=prototype)
+            trust = self.model.trust(features)
+            added = np.arange(int(representative.sum()), len(predicate))  # the VLM's own claims, one row each
+            all_subject = np.concatenate([all_subject, subject[added]])
+            all_object = np.concatenate([all_object, obj[added]])
+            all_predicate = np.concatenate([all_predicate, predicate[added]])
+            sources = np.concatenate([sources, row_sources[added]])
+            canonical = np.concatenate([canonical, added])
+            representative = np.concatenate([representative, np.ones(added.size, dtype=bool)])
+        return CandidateEdges(all_subject, all_object, all_predicate, sources, features, trust[canonical], queries,
+                              canonical, representative)
+
+    def _ask(self, trust: np.ndarray, keys: list[tuple[int, int, int]], objects: Sequence[Any], subject: np.ndarray,
+             obj: np.ndarray, predicate: np.ndarray, image_rgb: np.ndarray, image_id: str | None) -> int:
+        oldest = self._frame - self.answer_max_age_frames
+        due = np.array([self._answered_at.get(key, oldest) <= oldest for key in keys], dtype=bool)
+        chosen = select_queries(trust, due, self.band, self.max_queries)
+        noised = None
+        if self.sensitivity and chosen.size:
+            from trusted_scene_graph.vlm.base import noised_image
+
+            noised = noised_image(image_rgb, self.sensitivity_noise, self._rng)
+        for k in chosen:
+            args = (objects[subject[k]].label, QUALITATIVE_PREDICATES[predicate[k]], objects[obj[k]].label)
+            answer = self.vlm.judge_relation(image_rgb, *args, image_id=image_id)
+            sensitivity = np.nan
+            if noised is not None:
+                sensitivity = answer.p_true - self.vlm.judge_relation(noised, *args, image_id=None).p_true
+            self._answers[keys[k]] = np.array([answer.p_true, answer.nmlp, answer.margin, sensitivity])
+            self._answered_at[keys[k]] = self._frame
+        return int(chosen.size)
+
+    def _forget_answers(self, present_tracks: set[int]) -> None:
+        """Keep answers only for claims between tracks of this frame, so the cache stays as small as the scene."""
+        stale = [key for key in self._answers if key[0] not in present_tracks or key[1] not in present_tracks]
+        for key in stale:
+            del self._answers[key], self._answered_at[key]
+
+    def _prototype_similarity(self, objects: Sequence[Any], image_rgb: np.ndarray | None) -> np.ndarray | None:
+        if self.prototypes is None or image_rgb is None:
+            return None
+        labels = [o.label for o in objects]
+        embeddings = self.vlm.embed_images([_crop(image_rgb, o.box_xywh_px) for o in objects])
+        similarity = self.prototypes.similarity(labels, embeddings)
+        self.prototypes.update(labels, embeddings, [o.score for o in objects])
+        return similarity
+
+
+def _with_vlm_claims(subject: np.ndarray, obj: np.ndarray, predicate: np.ndarray, answers: np.ndarray,
+                     temporal: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Append the VLM's own claims: the converse of each geometry claim it rejected (see the module docstring)."""
+    from trusted_scene_graph.vlm.base import CONVERSE_PREDICATES
+
+    converse = np.array([QUALITATIVE_PREDICATES.index(CONVERSE_PREDICATES[name])
+                         if name in CONVERSE_PREDICATES else -1 for name in QUALITATIVE_PREDICATES])
+    rejected = np.flatnonzero((answers[:, 0] < 0.5) & (converse[predicate] >= 0))
+    sources = np.zeros(len(predicate) + rejected.size, dtype=np.intp)
+    sources[len(predicate):] = SOURCE_VLM
+    vlm_answers = answers[rejected].copy()
+    vlm_answers[:, 0] = 1.0 - vlm_answers[:, 0]  # the probability of the VLM's own claim
+    vlm_answers[:, 3] = -vlm_answers[:, 3]
+    # The converse does not hold geometrically in this frame. The pair's predicates are exclusive (one side of a
+    # boundary), so the converse's history is the complement of the claim's, up to frames exactly on the boundary.
+    vlm_temporal = 1.0 - temporal[rejected]
+    return (np.concatenate([subject, subject[rejected]]), np.concatenate([obj, obj[rejected]]),
+            np.concatenate([predicate, converse[predicate[rejected]]]), sources,
+            np.concatenate([answers, vlm_answers]), np.concatenate([temporal, vlm_temporal]))

@@ -1,0 +1,420 @@
+"""The trust model: XGBoost fuses the per-edge features, a post-hoc calibrator turns its output into P(correct), and
+a Learn-then-Test threshold prunes with a precision guarantee.
+
+:class:`TrustModel` follows scikit-learn's estimator habits: ``__init__`` stores settings, :meth:`~TrustModel.fit`
+validates and learns, :meth:`~TrustModel.predict_proba` checks it is fitted. ``fit`` splits the edges *by group*
+(an episode or an image: no scene is in two splits) into three disjoint parts:
+
+1. ``fit``: the XGBoost classifier (``binary:logistic``; NaN features are XGBoost's missing values);
+2. ``calibration``: the calibrator on the classifier's output (Platt below 1,000 edges, isotonic above;
+   :mod:`~trusted_scene_graph.trust.calibration`), and the calibrators of the two baselines (geometric alignment
+   only, VLM confidence only) that ``tsg trust report`` compares against;
+3. ``threshold``: the pruning threshold for ``target_precision`` at risk ``delta``
+   (:func:`~trusted_scene_graph.trust.threshold.choose_threshold`), and the held-out metrics stored with the model.
+
+Saved as two JSON files in one directory, no pickle: ``model.json`` (XGBoost's own JSON format) and
+``trust_model.json`` (feature schema version and names, training-data hash, splits, settings, calibrators, threshold,
+metrics). :meth:`TrustModel.load` refuses files that are missing, corrupt, or made for another feature schema.
+
+:class:`MarginPriorTrust` is the uncalibrated geometric prior of earlier versions (logistic of margin / scale), kept
+for comparison (``trust.model: prior``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.special import expit
+
+from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.calibration import Calibrator
+from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from trusted_scene_graph.trust.threshold import ThresholdChoice, choose_threshold
+
+MODEL_FILE = "model.json"
+METADATA_FILE = "trust_model.json"
+METADATA_FORMAT = "trusted_scene_graph.trust_model"
+METADATA_FORMAT_VERSION = 1
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+# The geometric prior's threshold (the default of versions before the learned model); it guarantees nothing.
+PRIOR_THRESHOLD = 0.6
+BASELINES = ("geometry_alignment", "vlm_confidence")
+_MIN_GROUPS = 3
+
+
+class EdgeTrustModel(Protocol):
+    """What the pipeline needs from a trust model."""
+
+    threshold: float
+    description: str
+
+    def trust(self, features: np.ndarray) -> np.ndarray: ...
+
+
+def baseline_scores(features: np.ndarray, feature_names: Sequence[str] = FEATURE_NAMES) -> dict[str, np.ndarray]:
+    """The two baselines' raw scores on a feature table, as probabilities for a calibrator.
+
+    ``geometry_alignment``: ``expit(alignment_3d)`` (a monotone map of the normalised margin).
+    ``vlm_confidence``: ``vlm_p_claim``; an edge without a VLM answer gets 0.5 (no information), so both baselines
+    score the same edges as the fused model.
+    """
+    index = {name: k for k, name in enumerate(feature_names)}
+    scores = {}
+    if "alignment_3d" in index:
+        alignment = features[:, index["alignment_3d"]].astype(np.float64)
+        scores["geometry_alignment"] = expit(np.nan_to_num(alignment, nan=0.0))
+    if "vlm_p_claim" in index:
+        vlm = features[:, index["vlm_p_claim"]].astype(np.float64)
+        scores["vlm_confidence"] = np.where(np.isnan(vlm), 0.5, vlm)
+    return scores
+
+
+def data_hash(features: np.ndarray, correct: np.ndarray, groups: np.ndarray) -> str:
+    """SHA-256 of the training table (features, labels, groups), stored so a model names the data it learnt."""
+    digest = hashlib.sha256()
+    for array in (np.ascontiguousarray(features, dtype=np.float32), np.ascontiguousarray(correct, dtype=np.bool_),
+                  np.ascontiguousarray(groups).astype(str)):
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _validated_table(features: Any, correct: Any, groups: Any, feature_names: Sequence[str]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    table = np.asarray(features, dtype=np.float32)
+    if table.ndim != 2 or table.shape[1] != len(feature_names):
+        raise TrustError(f"features must have shape (edges, {len(feature_names)}), got {table.shape}")
+    if table.shape[0] == 0:
+        raise TrustError("the training set is empty: no edges")
+    if np.isinf(table).any():
+        row, col = np.argwhere(np.isinf(table))[0]
+        raise TrustError(f"feature {feature_names[col]!r} is infinite at edge {row}; features must be finite or NaN")
+    if np.isnan(table).all():
+        raise TrustError("every feature of every edge is NaN: nothing to learn from")
+    labels = np.asarray(correct)
+    if labels.shape != (table.shape[0],):
+        raise TrustError(f"correct must hold one label per edge ({table.shape[0]}), got shape {labels.shape}")
+    if labels.dtype != np.bool_:
+        if not np.isin(labels, (0, 1)).all():
+            raise TrustError("correct must hold booleans or 0/1")
+        labels = labels.astype(bool)
+    positives = int(labels.sum())
+    if positives in (0, labels.size):
+        raise TrustError(f"the training set has one class only ({positives} correct of {labels.size} edges); the "
+                         "trust model needs both correct and wrong edges")
+    group_array = np.asarray(groups)
+    if group_array.shape != (table.shape[0],):
+        raise TrustError(f"groups must hold one group (episode or image) per edge ({table.shape[0]}), got shape "
+                         f"{group_array.shape}")
+    return table, labels, group_array
+
+
+@dataclass(frozen=True)
+class _Split:
+    fit: np.ndarray
+    calibration: np.ndarray
+    threshold: np.ndarray
+
+
+def grouped_split(groups: np.ndarray, calibration_fraction: float, threshold_fraction: float,
+                  rng: np.random.Generator) -> _Split:
+    """Boolean masks of three disjoint parts; each group lands in exactly one, chosen by a permutation of groups."""
+    unique, inverse = np.unique(groups, return_inverse=True)
+    if unique.size < _MIN_GROUPS:
+        raise TrustError(f"grouped splits need at least {_MIN_GROUPS} groups (episodes or images), got "
+                         f"{unique.size}: {unique.tolist()[:5]}")
+    order = rng.permutation(unique.size)
+    n_calibration = max(1, round(calibration_fraction * unique.size))
+    n_threshold = max(1, round(threshold_fraction * unique.size))
+    if n_calibration + n_threshold >= unique.size:
+        n_calibration = n_threshold = max(1, (unique.size - 1) // 2)
+    part = np.zeros(unique.size, dtype=np.int8)  # 0 fit, 1 calibration, 2 threshold
+    part[order[:n_calibration]] = 1
+    part[order[n_calibration:n_calibration + n_threshold]] = 2
+    edge_part = part[inverse]
+    return _Split(edge_part == 0, edge_part == 1, edge_part == 2)
+
+
+class TrustModel:
+    """XGBoost + calibration + guaranteed threshold (see the module docstring). Settings are stored as given."""
+
+    def __init__(self, *, n_estimators: int = 30, max_depth: int = 5, learning_rate: float = 0.15,
+                 min_child_weight: float = 1.0, calibration: str = "auto", calibration_fraction: float = 0.2,
+                 threshold_fraction: float = 0.2, target_precision: float = 0.95, delta: float = 0.1,
+                 threshold_method: str = "fixed_sequence", random_state: int = 0, n_jobs: int = 2,
+                 feature_names: Sequence[str] = FEATURE_NAMES) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.min_child_weight = min_child_weight
+        self.calibration = calibration
+        self.calibration_fraction = calibration_fraction
+        self.threshold_fraction = threshold_fraction
+        self.target_precision = target_precision
+        self.delta = delta
+        self.threshold_method = threshold_method
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.feature_names = tuple(feature_names)
+        self.booster_: Any = None
+        self.calibrator_: Calibrator | None = None
+        self.baseline_calibrators_: dict[str, Calibrator] = {}
+        self.threshold_: ThresholdChoice | None = None
+        self.metadata_: dict[str, Any] = {}
+        self.source_: str = "not fitted"
+
+    # --- settings ---------------------------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        return {"n_estimators": self.n_estimators, "max_depth": self.max_depth, "learning_rate": self.learning_rate,
+                "min_child_weight": self.min_child_weight, "calibration": self.calibration,
+                "calibration_fraction": self.calibration_fraction, "threshold_fraction": self.threshold_fraction,
+                "target_precision": self.target_precision, "delta": self.delta,
+                "threshold_method": self.threshold_method, "random_state": self.random_state}
+
+    def _check_settings(self) -> None:
+        for name in ("n_estimators", "max_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrustError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("calibration_fraction", "threshold_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise TrustError(f"{name} must be in (0, 0.5), got {value!r}")
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise TrustError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+
+    # --- learning ---------------------------------------------------------------------------------------------
+
+    def fit(self, features: Any, correct: Any, groups: Any) -> TrustModel:
+        """Learn from E edges: ``features`` (E, F) in :attr:`feature_names` order, ``correct`` (E,), ``groups`` (E,)
+        (episode or image ids: the splits never share one)."""
+        import xgboost as xgb
+
+        self._check_settings()
+        table, labels, group_array = _validated_table(features, correct, groups, self.feature_names)
+        rng = np.random.default_rng(self.random_state)
+        split = grouped_split(group_array, self.calibration_fraction, self.threshold_fraction, rng)
+        for name, mask in (("fit", split.fit), ("calibration", split.calibration), ("threshold", split.threshold)):
+            positives = int(labels[mask].sum())
+            if positives in (0, int(mask.sum())):
+                raise TrustError(f"the {name} split has one class only ({positives} correct of {int(mask.sum())} "
+                                 "edges); add more episodes or images with both correct and wrong edges")
+        params = {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
+                  "max_depth": self.max_depth, "eta": self.learning_rate, "min_child_weight": self.min_child_weight,
+                  "nthread": self.n_jobs, "seed": self.random_state}
+        booster = xgb.train(params, xgb.DMatrix(table[split.fit], label=labels[split.fit], missing=np.nan),
+                            num_boost_round=self.n_estimators)
+        self.booster_ = booster
+        raw_calibration = self._raw(table[split.calibration])
+        self.calibrator_ = Calibrator.fit(raw_calibration, labels[split.calibration], method=self.calibration)
+        baselines_calibration = baseline_scores(table[split.calibration], self.feature_names)
+        self.baseline_calibrators_ = {}
+        for name, scores in baselines_calibration.items():
+            if np.ptp(scores) > 0:  # a constant baseline (no VLM answers at all) has nothing to calibrate
+                self.baseline_calibrators_[name] = Calibrator.fit(scores, labels[split.calibration],
+                                                                  method=self.calibration)
+        held_out = self._calibrated(table[split.threshold])
+        self.threshold_ = choose_threshold(held_out, labels[split.threshold], self.target_precision, self.delta,
+                                           method=self.threshold_method)
+        self.metadata_ = {
+            "training": {
+                "data_sha256": data_hash(table, labels, group_array),
+                "edges": int(labels.size), "correct": int(labels.sum()),
+                "groups": int(np.unique(group_array).size),
+                "groups_list": sorted(np.unique(group_array).astype(str).tolist()),
+                "split_edges": {"fit": int(split.fit.sum()), "calibration": int(split.calibration.sum()),
+                                "threshold": int(split.threshold.sum())},
+                "split_groups": {name: int(np.unique(group_array[mask]).size) for name, mask in
+                                 (("fit", split.fit), ("calibration", split.calibration),
+                                  ("threshold", split.threshold))},
+                "features_all_nan": [name for k, name in enumerate(self.feature_names)
+                                     if np.isnan(table[:, k]).all()],
+            },
+            "metrics_held_out": self._held_out_metrics(table[split.threshold], labels[split.threshold]),
+        }
+        self.source_ = "fitted in this process"
+        return self
+
+    def _held_out_metrics(self, table: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        from trusted_scene_graph.evaluation import metrics as m
+
+        fused = self.trust(table)
+        result: dict[str, Any] = {"edges": int(labels.size), "correct": int(labels.sum()),
+                                  "auroc": m.auroc(fused, labels), "ece": m.expected_calibration_error(fused, labels)}
+        for name, scores in self.baseline_probabilities(table).items():
+            result[f"auroc_{name}"] = m.auroc(scores, labels)
+        return _json_safe(result)
+
+    # --- prediction -------------------------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if self.booster_ is None or self.calibrator_ is None or self.threshold_ is None:
+            raise TrustError("this TrustModel is not fitted: call fit() or TrustModel.load(directory) first")
+
+    def _raw(self, features: np.ndarray) -> np.ndarray:
+        return self.booster_.inplace_predict(np.ascontiguousarray(features, dtype=np.float32), missing=np.nan)
+
+    def _checked_features(self, features: Any) -> np.ndarray:
+        table = np.asarray(features, dtype=np.float32)
+        if table.ndim != 2 or table.shape[1] != len(self.feature_names):
+            raise TrustError(f"features must have shape (edges, {len(self.feature_names)}), got {table.shape}")
+        return table
+
+    def trust(self, features: Any) -> np.ndarray:
+        """Calibrated P(correct) of each edge (E,), the fast path the pipeline calls every frame."""
+        self._check_fitted()
+        return self._calibrated(self._checked_features(features))
+
+    def _calibrated(self, table: np.ndarray) -> np.ndarray:
+        if table.shape[0] == 0:
+            return np.zeros(0)
+        return np.asarray(self.calibrator_(self._raw(table)), dtype=np.float64)
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        """(E, 2): P(wrong), P(correct), as scikit-learn classifiers return it."""
+        p = self.trust(features)
+        return np.stack([1.0 - p, p], axis=1)
+
+    def baseline_probabilities(self, features: Any) -> dict[str, np.ndarray]:
+        """The calibrated baselines on the same edges (a baseline without a calibrator, because it was constant in
+        training, is left out)."""
+        self._check_fitted()
+        table = self._checked_features(features)
+        raw = baseline_scores(table, self.feature_names)
+        return {name: np.asarray(calibrator(raw[name]), dtype=np.float64)
+                for name, calibrator in self.baseline_calibrators_.items()}
+
+    @property
+    def threshold(self) -> float:
+        """The pruning threshold chosen for the target precision (see :class:`ThresholdChoice`)."""
+        self._check_fitted()
+        return float(self.threshold_.threshold)
+
+    @property
+    def description(self) -> str:
+        self._check_fitted()
+        return (f"learned trust model ({self.source_}; threshold {self.threshold:.3f} for precision >= "
+                f"{self.threshold_.target_precision:g} with probability >= {1 - self.threshold_.delta:g})")
+
+    def feature_importance(self, kind: str = "gain") -> dict[str, float]:
+        """XGBoost's importance per feature name (0 for features no tree splits on)."""
+        self._check_fitted()
+        scores = self.booster_.get_score(importance_type=kind)
+        return {name: float(scores.get(f"f{k}", scores.get(name, 0.0))) for k, name in enumerate(self.feature_names)}
+
+    # --- files ------------------------------------------------------------------------------------------------
+
+    def save(self, directory: Path | str) -> Path:
+        """Write ``model.json`` and ``trust_model.json`` into ``directory`` (created); returns the directory."""
+        import xgboost as xgb
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(directory / MODEL_FILE))
+        metadata = {
+            "format": METADATA_FORMAT, "format_version": METADATA_FORMAT_VERSION,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION, "feature_names": list(self.feature_names),
+            "xgboost_version": xgb.__version__, "settings": self._settings(),
+            "calibration": self.calibrator_.to_json(),
+            "baseline_calibration": {name: c.to_json() for name, c in self.baseline_calibrators_.items()},
+            "threshold": self.threshold_.to_json(),
+            "feature_importance_gain": self.feature_importance("gain"),
+            **self.metadata_,
+        }
+        (directory / METADATA_FILE).write_text(json.dumps(_json_safe(metadata), indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str) -> TrustModel:
+        """Read a model written by :meth:`save`; missing, corrupt or mismatched files raise :class:`TrustError`."""
+        import xgboost as xgb
+
+        directory = Path(directory)
+        metadata_path, model_path = directory / METADATA_FILE, directory / MODEL_FILE
+        for path in (metadata_path, model_path):
+            if not path.is_file():
+                raise TrustError(f"trust model file {path} does not exist; a trust model directory holds "
+                                 f"{METADATA_FILE} and {MODEL_FILE} (written by tsg trust train)")
+        try:
+            metadata = json.loads(metadata_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TrustError(f"trust model metadata {metadata_path} is not readable JSON: {exc}") from exc
+        if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
+            raise TrustError(f"{metadata_path} is not a trust model's metadata (no \"format\": "
+                             f"\"{METADATA_FORMAT}\")")
+        version = metadata.get("feature_schema_version")
+        if version != FEATURE_SCHEMA_VERSION:
+            raise TrustError(f"trust model {directory} was trained on feature schema version {version!r}, but this "
+                             f"package computes version {FEATURE_SCHEMA_VERSION}; retrain it with tsg trust train")
+        names = metadata.get("feature_names")
+        if names != list(FEATURE_NAMES):
+            raise TrustError(f"trust model {directory} expects features {names!r}, but this package computes "
+                             f"{list(FEATURE_NAMES)!r} (same schema version: the metadata was edited); retrain it")
+        try:
+            settings = dict(metadata["settings"])
+            model = cls(**{key: settings[key] for key in settings if key in cls().__dict__})
+            model.calibrator_ = Calibrator.from_json(metadata["calibration"])
+            model.baseline_calibrators_ = {name: Calibrator.from_json(value)
+                                           for name, value in metadata.get("baseline_calibration", {}).items()}
+            model.threshold_ = ThresholdChoice.from_json(metadata["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrustError(f"trust model metadata {metadata_path} is incomplete or malformed: {exc!r}") from exc
+        booster = xgb.Booster()
+        try:
+            booster.load_model(str(model_path))
+        except xgb.core.XGBoostError as exc:
+            raise TrustError(f"XGBoost cannot read {model_path}: {str(exc).splitlines()[0]}") from exc
+        if booster.num_features() != len(FEATURE_NAMES):
+            raise TrustError(f"{model_path} takes {booster.num_features()} features, its metadata names "
+                             f"{len(FEATURE_NAMES)}; the two files are not from the same model")
+        booster.set_param({"nthread": model.n_jobs})
+        model.booster_ = booster
+        model.metadata_ = {key: metadata[key] for key in ("training", "metrics_held_out") if key in metadata}
+        model.source_ = str(directory)
+        return model
+
+
+class MarginPriorTrust:
+    """The uncalibrated geometric prior ``expit(margin_m / scale_m)`` (``trust.model: prior``)."""
+
+    def __init__(self, margin_scale_m: float, threshold: float = PRIOR_THRESHOLD) -> None:
+        if not margin_scale_m > 0:
+            raise TrustError(f"the prior's margin scale must be > 0 m, got {margin_scale_m!r}")
+        self.margin_scale_m = margin_scale_m
+        self.threshold = threshold
+        self.description = f"geometric margin prior (uncalibrated, threshold {threshold:g})"
+
+    def trust(self, features: np.ndarray) -> np.ndarray:
+        return expit(np.asarray(features[:, FEATURE_INDEX["margin_m"]], dtype=np.float64) / self.margin_scale_m)
+
+
+def load_trust_model(config: Mapping[str, Any]) -> EdgeTrustModel:
+    """The model ``trust.model`` names: 'default' (shipped, sim-trained), 'prior', or a model directory."""
+    name = str(config["trust.model"]).strip()
+    if name == "prior":
+        return MarginPriorTrust(config["relations.margin_scale_m"])
+    if name == "default":
+        return TrustModel.load(DEFAULT_MODEL_DIR)
+    return TrustModel.load(Path(name).expanduser())
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null (JSON has no NaN), numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

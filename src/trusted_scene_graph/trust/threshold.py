@@ -1,0 +1,285 @@
+"""The pruning threshold on calibrated trust, chosen with a precision guarantee (Learn-then-Test).
+
+Angelopoulos, Bates, Candès, Jordan & Lei, "Learn then Test: Calibrating Predictive Algorithms to Achieve Risk
+Control" (2021). Each candidate threshold ``t`` of a fixed grid is a null hypothesis "the precision of the edges
+kept at ``t`` (trust ``>= t``) is below the target"; its p-value is an exact binomial tail, and a family-wise
+error-rate procedure picks which nulls to reject. With probability ``>= 1 - delta`` over the draw of the
+calibration edges, every rejected threshold has precision ``>= target`` at once, so the one keeping the most edges
+may be chosen.
+
+The guarantee is about the population the calibration edges were drawn from (i.i.d., and like the edges the node
+will see); it is not a statement about any single frame.
+
+Why hand-written rather than MAPIE: MAPIE's risk control grew up around multi-label / set-valued predictions, and
+its newer ``BinaryClassificationController`` wraps a ``predict_proba`` callable in an estimator workflow; for
+arrays of trust scores the whole procedure is the binomial tail below plus a grid walk, some 40 lines of scipy,
+and it keeps MAPIE out of the dependencies. MAPIE's fixed-sequence test also starts at a fixed grid position,
+which at a high start threshold with few edges ends the sequence at once; the count-based start below avoids that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.calibration import _labels, _paired, _scores
+
+THRESHOLD_METHODS = ("fixed_sequence", "bonferroni")
+#: Candidate thresholds when no grid is given: fixed before seeing any data, as LTT requires.
+DEFAULT_GRID = np.linspace(0.0, 1.0, 201)
+DEFAULT_GRID.setflags(write=False)
+#: The threshold reported when no candidate passes (see :func:`choose_threshold`).
+INFEASIBLE_THRESHOLD = 1.0
+
+
+# --- binomial bounds ----------------------------------------------------------------------------------------------
+
+
+def _check_counts(correct_count: Any, kept_count: Any) -> tuple[int, int]:
+    for name, value in (("correct_count", correct_count), ("kept_count", kept_count)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TrustError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= correct_count <= kept_count:
+        raise TrustError(f"counts must satisfy 0 <= correct_count <= kept_count, got correct_count "
+                         f"{correct_count} and kept_count {kept_count}")
+    return int(correct_count), int(kept_count)
+
+
+def _check_open_unit(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise TrustError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def clopper_pearson_lower(correct_count: int, kept_count: int, delta: float) -> float:
+    """One-sided lower ``1 - delta`` confidence bound of a binomial proportion (Clopper & Pearson 1934).
+
+    The ``delta`` quantile of Beta(k, n - k + 1) for ``k`` correct out of ``n`` kept; 0.0 when ``k = 0`` (the
+    Beta is then degenerate at 0). For ``k = n`` it is ``delta ** (1 / n)``.
+    """
+    from scipy.stats import beta
+
+    k, n = _check_counts(correct_count, kept_count)
+    delta = _check_open_unit("delta", delta)
+    if k == 0:
+        return 0.0
+    return float(beta.ppf(delta, k, n - k + 1))
+
+
+def precision_p_value(correct_count: int, kept_count: int, target: float) -> float:
+    """p-value of the null "precision < target" after ``k`` correct out of ``n`` kept: ``P(Binomial(n, target) >= k)``.
+
+    Exact, and valid for any true precision below ``target`` (the tail only shrinks as the precision falls).
+    1.0 when nothing is kept. Dual to :func:`clopper_pearson_lower`: ``p <= delta`` exactly when the lower bound at
+    ``delta`` is ``>= target``.
+    """
+    k, n = _check_counts(correct_count, kept_count)
+    target = _check_open_unit("target", target)
+    return float(_p_values(np.array([k]), np.array([n]), target)[0])
+
+
+def _p_values(correct: np.ndarray, kept: np.ndarray, target: float) -> np.ndarray:
+    from scipy.stats import binom
+
+    return np.where(kept > 0, binom.sf(correct - 1, kept, target), 1.0)
+
+
+def min_rejectable_count(target: float, delta: float) -> int:
+    """The fewest kept edges whose null "precision < target" can be rejected at ``delta``: smallest ``n`` with
+    ``target ** n <= delta`` (the p-value when all ``n`` are correct), i.e. ``ceil(log(delta) / log(target))``."""
+    target = _check_open_unit("target", target)
+    delta = _check_open_unit("delta", delta)
+    count = max(1, math.ceil(math.log(delta) / math.log(target)))
+    # The logarithms can round across an integer; settle it on the power itself.
+    while count > 1 and target ** (count - 1) <= delta:
+        count -= 1
+    while target**count > delta:
+        count += 1
+    return count
+
+
+# --- the choice ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """A pruning threshold and what it achieved on the calibration edges.
+
+    ``threshold``: keep edges with calibrated trust ``>= threshold``. ``feasible``: whether any candidate passed the
+    test; when not, ``threshold`` is 1.0 (see :func:`choose_threshold`). ``kept``, ``coverage`` (= kept /
+    ``calibration_edges``), ``precision`` (empirical, of the kept; None when nothing is kept) and
+    ``precision_lower_bound`` (one-sided Clopper-Pearson at ``delta``) describe the threshold on the calibration
+    edges. Construction validates every field, so a ``from_json`` result is as trustworthy as a fresh one.
+    """
+
+    threshold: float
+    target_precision: float
+    delta: float
+    method: str
+    feasible: bool
+    kept: int
+    calibration_edges: int
+    coverage: float
+    precision: float | None
+    precision_lower_bound: float
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "coverage", "precision_lower_bound"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0.0 <= value <= 1.0:
+                raise TrustError(f"threshold choice: {name} must be a number in [0, 1], got {value!r}")
+        _check_open_unit("threshold choice: target_precision", self.target_precision)
+        _check_open_unit("threshold choice: delta", self.delta)
+        if self.method not in THRESHOLD_METHODS:
+            raise TrustError(f"threshold choice: unknown method {self.method!r}; known: "
+                             f"{', '.join(THRESHOLD_METHODS)}")
+        if not isinstance(self.feasible, bool):
+            raise TrustError(f"threshold choice: feasible must be true or false, got {self.feasible!r}")
+        for name in ("kept", "calibration_edges"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise TrustError(f"threshold choice: {name} must be a non-negative integer, got {value!r}")
+        if self.calibration_edges == 0 or self.kept > self.calibration_edges:
+            raise TrustError(f"threshold choice: need 0 <= kept <= calibration_edges and calibration_edges > 0, "
+                             f"got kept {self.kept} of {self.calibration_edges}")
+        if not math.isclose(self.coverage, self.kept / self.calibration_edges, rel_tol=1e-9, abs_tol=1e-12):
+            raise TrustError(f"threshold choice: coverage {self.coverage} is not kept / calibration_edges = "
+                             f"{self.kept} / {self.calibration_edges}")
+        if self.kept == 0:
+            if self.precision is not None:
+                raise TrustError(f"threshold choice: precision must be null when nothing is kept, "
+                                 f"got {self.precision!r}")
+        elif not _is_real(self.precision) or not 0.0 <= self.precision <= 1.0:
+            raise TrustError(f"threshold choice: precision must be a number in [0, 1] when {self.kept} edges are "
+                             f"kept, got {self.precision!r}")
+        # Rejecting at delta (or below, for Bonferroni) is the same as the lower bound at delta reaching the target;
+        # the tolerance absorbs the two scipy routines disagreeing in the last bits at the boundary.
+        if self.feasible and self.precision_lower_bound < self.target_precision - 1e-9:
+            raise TrustError(f"threshold choice: feasible, but precision_lower_bound {self.precision_lower_bound} "
+                             f"is below target_precision {self.target_precision}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The choice as plain JSON types; ``precision`` is null when nothing is kept."""
+        state = asdict(self)
+        state["kept"], state["calibration_edges"] = int(self.kept), int(self.calibration_edges)
+        return state
+
+    @classmethod
+    def from_json(cls, state: Any) -> ThresholdChoice:
+        """Rebuild a choice from :meth:`to_json` output; missing, unknown or invalid fields raise TrustError."""
+        if not isinstance(state, Mapping):
+            raise TrustError(f"a threshold choice must be a JSON object, got {type(state).__name__}")
+        expected = {field.name for field in fields(cls)}
+        missing = sorted(expected - set(state))
+        if missing:
+            raise TrustError(f"threshold choice is missing key(s): {', '.join(missing)}")
+        unknown = sorted(str(key) for key in set(state) - expected)
+        if unknown:
+            raise TrustError(f"threshold choice has unknown key(s): {', '.join(unknown)}")
+        return cls(**{name: state[name] for name in expected})
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def choose_threshold(probabilities: Any, correct: Any, target_precision: float, delta: float, *,
+                     method: str = "fixed_sequence", grid: Any = None) -> ThresholdChoice:
+    """The candidate threshold keeping the most edges whose precision is ``>= target_precision`` with probability
+    ``>= 1 - delta`` (over the draw of the calibration edges).
+
+    ``probabilities``: calibrated trust in [0, 1] of each calibration edge; ``correct``: whether it was correct.
+    Candidates are ``grid`` (must be chosen without looking at these edges) or :data:`DEFAULT_GRID`. Null
+    hypothesis for a candidate ``t``: the population precision of edges with trust ``>= t`` is below the target;
+    p-value :func:`precision_p_value` of the kept calibration edges.
+
+    ``method="fixed_sequence"`` (the default, more coverage): candidates are tested from high to low at level
+    ``delta`` and testing stops at the first that is not rejected; the lowest rejected one is chosen. A candidate
+    keeping fewer than :func:`min_rejectable_count` edges is skipped first: even all correct, its p-value
+    ``target ** n`` exceeds ``delta``, so testing it would only end the sequence before it began. Why the skip
+    keeps the guarantee:
+
+    - Kept counts fall as the threshold rises, so the skipped candidates are always a block at the top of the
+      sequence: skipping "only at the top" and skipping "wherever the count is too small" are the same rule. It is
+      implemented as "start at the highest candidate keeping at least that many edges".
+    - The start depends only on how many scores pass each candidate, never on a label, and it only removes
+      hypotheses that could never be rejected. Given its kept count ``n``, a candidate's correct count is
+      Binomial(n, precision), so each p-value stays exact.
+    - The start does couple to the counts above it: starting at ``t`` means "fewer than that many edges above the
+      next higher candidate". When ``P(correct | trust)`` does not fall as trust rises (what a calibrated, monotone
+      trust is meant to be), the candidates whose precision is below target form a block at the bottom, so a wrong
+      rejection implies rejecting the first such candidate that is tested; and the conditioning can only mean fewer
+      of the most reliable edges, which lowers the chance of that rejection. Each possible start ``s`` therefore
+      contributes at most ``delta * P(start = s)`` and the family-wise error stays ``<= delta``. Without that
+      monotonicity the skip is not proven valid; ``"bonferroni"`` needs no such assumption.
+
+    ``method="bonferroni"``: every candidate is tested at ``delta / (number of distinct candidates)`` and the lowest
+    rejected is chosen; valid whatever the order of the candidates or the shape of the precision curve.
+
+    When no candidate is rejected the result has ``feasible=False`` and ``threshold=1.0`` (infinity is not JSON):
+    the node then keeps only edges whose trust is exactly 1.0, almost none, and the caller should warn. The
+    ``kept``/``coverage``/``precision`` fields always describe the returned threshold on the calibration edges.
+
+    Raises :class:`TrustError` for a target or delta outside (0, 1), probabilities that are not finite numbers in
+    [0, 1], labels other than booleans or 0/1, different lengths, no edges, an unknown method, or a grid that is
+    empty or holds values outside [0, 1].
+    """
+    if method not in THRESHOLD_METHODS:
+        raise TrustError(f"unknown threshold method {method!r}; known: {', '.join(THRESHOLD_METHODS)}")
+    target = _check_open_unit("target_precision", target_precision)
+    delta = _check_open_unit("delta", delta)
+    scores = _scores("probabilities", probabilities, unit_interval=True)
+    labels = _labels("correct", correct)
+    _paired(scores, labels, "probabilities")
+    candidates = DEFAULT_GRID if grid is None else _scores("grid", grid, unit_interval=True)
+    if candidates.size == 0:
+        raise TrustError("grid is empty: there is no threshold to choose from")
+    candidates = np.unique(candidates)[::-1]  # distinct, high to low
+
+    # Kept and correct counts at every candidate from one sort: kept at t = the scores >= t.
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    correct_from = np.concatenate([np.cumsum(labels[order][::-1])[::-1], [0]])  # correct among sorted[i:]
+    first_kept = np.searchsorted(sorted_scores, candidates, side="left")
+    kept = scores.size - first_kept
+    kept_correct = correct_from[first_kept]
+    p_values = _p_values(kept_correct, kept, target)
+
+    chosen: int | None = None
+    if method == "bonferroni":
+        rejected = np.flatnonzero(p_values <= delta / candidates.size)
+        if rejected.size:
+            chosen = int(rejected[-1])  # the lowest rejected candidate keeps the most edges
+    else:
+        testable = np.flatnonzero(kept >= min_rejectable_count(target, delta))
+        if testable.size:
+            start = int(testable[0])
+            not_rejected = np.flatnonzero(p_values[start:] > delta)
+            stop = start + int(not_rejected[0]) if not_rejected.size else candidates.size
+            if stop > start:
+                chosen = stop - 1
+
+    if chosen is None:
+        threshold = INFEASIBLE_THRESHOLD
+        n_kept = int(np.count_nonzero(scores >= threshold))
+        n_correct = int(np.count_nonzero(labels[scores >= threshold]))
+    else:
+        threshold = float(candidates[chosen])
+        n_kept, n_correct = int(kept[chosen]), int(kept_correct[chosen])
+    return ThresholdChoice(
+        threshold=threshold,
+        target_precision=target,
+        delta=delta,
+        method=method,
+        feasible=chosen is not None,
+        kept=n_kept,
+        calibration_edges=int(scores.size),
+        coverage=n_kept / scores.size,
+        precision=n_correct / n_kept if n_kept else None,
+        precision_lower_bound=clopper_pearson_lower(n_correct, n_kept, delta),
+    )

@@ -1,0 +1,215 @@
+"""The per-frame trust step: VLM questions on a budget, answers reused, VLM claims verified against geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.graph.model import ObjectNode
+from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, RelationSettings, relation_grid
+from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.assess import SOURCE_VLM, EdgeTrust, canonical_claims, select_queries
+from trusted_scene_graph.trust.features import FEATURE_INDEX
+from trusted_scene_graph.trust.model import MarginPriorTrust
+from trusted_scene_graph.vlm.base import VlmAnswer
+
+ALONG_X = np.array([1.0, 0.0, 0.0])
+IMAGE = np.zeros((48, 64, 3), np.uint8)
+
+
+class CountingVlm:
+    """Says every claim is false with probability 0.9 (so each geometry claim it is asked about is contested)."""
+
+    def __init__(self) -> None:
+        self.questions: list[tuple[str, str, str]] = []
+
+    def judge_relation(self, image_rgb, subject, predicate, object_, *, image_id=None) -> VlmAnswer:
+        self.questions.append((subject, predicate, object_))
+        return VlmAnswer(answer=False, probability=0.9, nmlp=2.0)
+
+
+def scene(offset_y_m: float = 0.01):
+    """Two cubes almost side by side (a 1 cm margin: uncertain), with detection boxes."""
+    objects = [ObjectNode(1, "cup", 0.9, (10, 10, 8, 8), np.array([1.0, offset_y_m, 0.05]), np.full(3, 0.1), 1.0),
+               ObjectNode(2, "bowl", 0.8, (30, 10, 8, 8), np.array([1.0, 0.0, 0.05]), np.full(3, 0.1), 1.0)]
+    grid = relation_grid([o.id for o in objects], np.array([o.centroid_m for o in objects]),
+                         np.array([o.size_m for o in objects]), ALONG_X, RelationSettings())
+    return grid, objects
+
+
+def edge_trust(vlm=None, **overrides) -> EdgeTrust:
+    config = Config().with_overrides({"trust.model": "prior", "trust.threshold": 0.5, **overrides})
+    return EdgeTrust(config, model=MarginPriorTrust(0.02), vlm=vlm)
+
+
+def test_select_queries_asks_the_most_uncertain_in_the_band_first_within_the_budget():
+    trust = np.array([0.1, 0.45, 0.75, 0.52, 0.95, 0.3])
+    chosen = select_queries(trust, np.ones(6, bool), (0.2, 0.8), 3)
+    assert chosen.tolist() == [3, 1, 5]  # |t - 0.5| = 0.02, 0.05, 0.2; 0.75 is left out by the budget
+    assert select_queries(trust, np.array([1, 0, 1, 1, 1, 1], bool), (0.2, 0.8), 10).tolist() == [3, 5, 2]
+    assert select_queries(trust, np.ones(6, bool), (0.2, 0.8), 0).size == 0
+
+
+def test_select_queries_refuses_a_bad_band_or_budget():
+    with pytest.raises(TrustError, match=r"0 <= low <= high <= 1, got \[0.8, 0.2\]"):
+        select_queries(np.zeros(1), np.ones(1, bool), (0.8, 0.2), 1)
+    with pytest.raises(TrustError, match="budget must be >= 0 queries per frame, got -1"):
+        select_queries(np.zeros(1), np.ones(1, bool), (0.2, 0.8), -1)
+
+
+def test_an_edge_and_its_converse_are_one_fact_with_one_feature_row_and_one_trust():
+    grid, objects = scene()
+    edges = edge_trust().assess(grid, objects, 64, 48, IMAGE)
+    named = {(int(s), QUALITATIVE_PREDICATES[p], int(o)): k
+             for k, (s, p, o) in enumerate(zip(edges.subject, edges.predicate, edges.object, strict=True))}
+    left, right = named[(0, "left_of", 1)], named[(1, "right_of", 0)]
+    assert edges.canonical[left] == edges.canonical[right]
+    assert edges.representative[left] and not edges.representative[right]
+    assert edges.trust[left] == edges.trust[right]
+    assert edges.canonical[named[(0, "near", 1)]] == edges.canonical[named[(1, "near", 0)]]
+    assert len(edges.features) == int(edges.representative.sum()) < len(edges)
+
+
+def test_without_a_vlm_only_geometry_claims_are_scored_and_vlm_features_are_nan():
+    grid, objects = scene()
+    edges = edge_trust().assess(grid, objects, 64, 48, IMAGE)
+    assert len(edges) == len(grid.claims()[0])
+    assert (edges.source == 0).all()
+    assert np.isnan(edges.features[:, FEATURE_INDEX["vlm_p_claim"]]).all()
+    assert edges.vlm_queries == 0
+
+
+def test_the_vlm_is_asked_at_most_the_budget_and_answers_are_reused_next_frame():
+    grid, objects = scene()
+    vlm = CountingVlm()
+    trust = edge_trust(vlm, **{"trust.vlm_queries_per_frame": 1, "trust.vlm_query_band": [0.0, 1.0]})
+    first = trust.assess(grid, objects, 64, 48, IMAGE, image_id="1")
+    assert first.vlm_queries == 1 and len(vlm.questions) == 1
+    asked = vlm.questions[0]
+    second = trust.assess(grid, objects, 64, 48, IMAGE, image_id="2")
+    assert second.vlm_queries == 1 and vlm.questions[1] != asked  # the next most uncertain claim
+    # The first answer is still attached to its claim in the second frame.
+    subject_label, predicate, object_label = asked
+    labels = [o.label for o in objects]
+    row = next(k for k in range(len(second)) if second.source[k] == 0
+               and labels[second.subject[k]] == subject_label and labels[second.object[k]] == object_label
+               and QUALITATIVE_PREDICATES[second.predicate[k]] == predicate)
+    assert second.features[second.canonical[row], FEATURE_INDEX["vlm_p_claim"]] == pytest.approx(0.1)
+
+
+def test_a_rejected_claim_with_a_converse_becomes_a_vlm_edge_with_negative_alignment():
+    grid, objects = scene()
+    vlm = CountingVlm()
+    edges = edge_trust(vlm, **{"trust.vlm_queries_per_frame": 50, "trust.vlm_query_band": [0.0, 1.0]}).assess(
+        grid, objects, 64, 48, IMAGE)
+    from_vlm = np.flatnonzero(edges.source == SOURCE_VLM)
+    names = {(int(edges.subject[k]), QUALITATIVE_PREDICATES[edges.predicate[k]], int(edges.object[k]))
+             for k in from_vlm}
+    assert (0, "right_of", 1) in names  # the geometry says cup left_of bowl by 1 cm; the VLM says right_of
+    assert ("bigger_than" not in {name for _, name, _ in names})  # no converse predicate: stays a contested claim
+    for k in edges.canonical[from_vlm]:
+        assert edges.features[k, FEATURE_INDEX["alignment_3d"]] <= 0
+        assert edges.features[k, FEATURE_INDEX["vlm_p_claim"]] == pytest.approx(0.9)
+        assert edges.features[k, FEATURE_INDEX["claim_from_vlm"]] == 1.0
+
+
+def test_claims_outside_the_uncertain_band_are_not_asked():
+    grid, objects = scene(offset_y_m=0.5)  # clear-cut margins: prior trust near 1 or the edge does not exist
+    vlm = CountingVlm()
+    edges = edge_trust(vlm, **{"trust.vlm_query_band": [0.2, 0.8]}).assess(grid, objects, 64, 48, IMAGE)
+    asked = {(s, p, o) for s, p, o in vlm.questions}
+    assert ("cup", "left_of", "bowl") not in asked
+    assert edges.vlm_queries == len(vlm.questions)
+
+
+def test_threshold_is_the_model_s_unless_the_config_sets_one():
+    config = Config().with_overrides({"trust.model": "prior"})
+    assert EdgeTrust(config, model=MarginPriorTrust(0.02, threshold=0.6)).threshold == 0.6
+    assert EdgeTrust(config.with_overrides({"trust.threshold": 0.8}), model=MarginPriorTrust(0.02)).threshold == 0.8
+
+
+def test_prototype_similarity_needs_an_image_encoder():
+    config = Config().with_overrides({"trust.model": "prior", "trust.prototype_similarity": True})
+    with pytest.raises(TrustError, match="needs an image encoder: set vlm.backend to 'contrastive'"):
+        EdgeTrust(config, model=MarginPriorTrust(0.02), vlm=None)
+
+
+class EmbeddingVlm(CountingVlm):
+    def embed_images(self, images):
+        # Colour-coded crops: the embedding is the mean colour, normalised.
+        means = np.array([img.reshape(-1, 3).mean(axis=0) + 1e-3 for img in images])
+        return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+def test_prototype_similarity_compares_a_crop_with_its_label_s_earlier_crops():
+    grid, objects = scene()
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[10:18, 10:18] = (255, 0, 0)
+    image[10:18, 30:38] = (0, 0, 255)
+    config = Config().with_overrides({"trust.model": "prior", "trust.prototype_similarity": True,
+                                      "trust.vlm_queries_per_frame": 0})
+    trust = EdgeTrust(config, model=MarginPriorTrust(0.02), vlm=EmbeddingVlm())
+    first = trust.assess(grid, objects, 64, 48, image)
+    assert math.isnan(first.features[0, FEATURE_INDEX["subject_prototype_similarity"]])
+    second = trust.assess(grid, objects, 64, 48, image)
+    assert second.features[0, FEATURE_INDEX["subject_prototype_similarity"]] == pytest.approx(1.0)
+
+
+def test_canonical_claims_number_each_fact_once_in_claim_order():
+    rng = np.random.default_rng(3)
+    centroids, sizes = rng.uniform(-1, 1, (6, 3)), rng.uniform(0.05, 0.3, (6, 3))
+    grid = relation_grid(np.arange(6), centroids, sizes, ALONG_X, RelationSettings(near_m=0.5))
+    subject, obj, predicate, row, representative = canonical_claims(grid.margins_m > 0)
+    assert (np.array(grid.claims()) == np.array([subject, obj, predicate])).all()
+    names = np.array(QUALITATIVE_PREDICATES)[predicate]
+    assert set(names[representative]) <= {"left_of", "above", "in_front_of", "near", "far", "on_top_of",
+                                          "bigger_than", "taller_than"}
+    np.testing.assert_array_equal(row[representative], np.arange(representative.sum()))
+    fact_of = {(int(s), str(p), int(o)): int(r) for s, p, o, r in zip(subject, names, obj, row, strict=True)}
+    for (s, p, o), r in fact_of.items():
+        converse = {"right_of": "left_of", "below": "above", "behind": "in_front_of", "near": "near",
+                    "far": "far"}.get(p)
+        if converse:
+            assert fact_of[(o, converse, s)] == r
+
+
+def test_a_claim_whose_converse_does_not_hold_represents_itself():
+    holds = np.zeros((2, 2, len(QUALITATIVE_PREDICATES)), bool)
+    holds[0, 1, QUALITATIVE_PREDICATES.index("right_of")] = True  # no (1, left_of, 0)
+    holds[1, 0, QUALITATIVE_PREDICATES.index("near")] = True  # no (0, near, 1)
+    _, _, _, row, representative = canonical_claims(holds)
+    assert representative.all() and row.tolist() == [0, 1]
+
+
+def test_recorded_answers_about_a_predicate_the_graph_does_not_have_are_refused_at_startup(tmp_path):
+    from trusted_scene_graph.trust.assess import scene_graph_vlm
+    from trusted_scene_graph.vlm.base import VlmError
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"image": "1", "subject": "cup", "predicate": "left_of", "object": "bowl", "answer": "yes", '
+                       '"probability": 0.8}\n'
+                       '{"image": "1", "subject": "cup", "predicate": "inside", "object": "bowl", "answer": "no", '
+                       '"probability": 0.7}\n')
+    config = Config().with_overrides({"vlm.backend": "recorded", "vlm.recorded_path": str(answers)})
+    with pytest.raises(VlmError, match=r"answers\.jsonl:2: predicate 'inside' is not one of the allowed"):
+        scene_graph_vlm(config)
+
+
+def test_recorded_answers_feed_the_vlm_features_of_the_frame_they_name(tmp_path):
+    from trusted_scene_graph.trust.assess import scene_graph_vlm
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"image": "42", "subject": "cup", "predicate": "left_of", "object": "bowl", "answer": "no", '
+                       '"confidence": 0.8}\n')
+    config = Config().with_overrides({"vlm.backend": "recorded", "vlm.recorded_path": str(answers),
+                                      "trust.model": "prior", "trust.vlm_query_band": [0.0, 1.0],
+                                      "trust.vlm_queries_per_frame": 1})
+    grid, objects = scene()
+    edges = EdgeTrust(config, model=MarginPriorTrust(0.02), vlm=scene_graph_vlm(config)).assess(
+        grid, objects, 64, 48, IMAGE, image_id="42")
+    left = next(k for k in range(len(edges)) if QUALITATIVE_PREDICATES[edges.predicate[k]] == "left_of"
+                and edges.subject[k] == 0)
+    assert edges.features[edges.canonical[left], FEATURE_INDEX["vlm_p_claim"]] == pytest.approx(0.2)

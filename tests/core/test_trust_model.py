@@ -1,0 +1,216 @@
+"""The fused trust model: it beats both baselines, is calibrated, keeps its precision promise, and refuses bad files.
+
+The data is synthetic, with an error model in which whether a claim is correct depends on how clear-cut the
+geometry is (normalised margin), on ambiguity (overlapping boxes) and on detection quality, while the VLM's
+confidence is only weakly informative (as Imran & Lee measured for real VLMs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from scipy.special import expit
+from trust_data import synthetic_edges
+
+from trusted_scene_graph.evaluation import metrics as m
+from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.calibration import Calibrator
+from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from trusted_scene_graph.trust.model import (
+    METADATA_FILE,
+    MODEL_FILE,
+    MarginPriorTrust,
+    TrustModel,
+    grouped_split,
+)
+from trusted_scene_graph.trust.threshold import choose_threshold
+
+TARGET, DELTA = 0.9, 0.1
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrustModel:
+    features, correct, group = synthetic_edges(200, 100, seed=0)
+    return TrustModel(target_precision=TARGET, delta=DELTA, n_estimators=80).fit(features, correct, group)
+
+
+@pytest.fixture(scope="module")
+def held_out() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return synthetic_edges(200, 100, seed=1)  # other scenes, never seen in training
+
+
+def test_fused_model_beats_both_baselines_on_held_out_scenes(trained, held_out):
+    features, correct, _ = held_out
+    fused = m.auroc(trained.trust(features), correct)
+    baselines = trained.baseline_probabilities(features)
+    geometry = m.auroc(baselines["geometry_alignment"], correct)
+    vlm = m.auroc(baselines["vlm_confidence"], correct)
+    assert fused > geometry + 0.03
+    assert fused > vlm + 0.1
+
+
+def test_calibrated_trust_has_ece_at_most_0_03_on_held_out_scenes(trained, held_out):
+    features, correct, _ = held_out
+    assert m.expected_calibration_error(trained.trust(features), correct, 15) <= 0.03
+
+
+def test_threshold_keeps_target_precision_in_at_least_1_minus_delta_of_200_splits(trained, held_out):
+    """Calibrate and choose the threshold on one half of held-out scenes, measure precision on the other half."""
+    features, correct, group = held_out
+    raw = trained.booster_.inplace_predict(features)
+    rng = np.random.default_rng(7)
+    scenes = np.unique(group)
+    met, coverages = 0, []
+    for _ in range(200):
+        chosen = rng.permutation(scenes)
+        calibration_scenes, threshold_scenes = chosen[:50], chosen[50:100]
+        calibration = np.isin(group, calibration_scenes)
+        threshold_part = np.isin(group, threshold_scenes)
+        test = ~(calibration | threshold_part)
+        calibrator = Calibrator.fit(raw[calibration], correct[calibration])
+        choice = choose_threshold(calibrator(raw[threshold_part]), correct[threshold_part], TARGET, DELTA)
+        kept = calibrator(raw[test]) >= choice.threshold
+        coverages.append(kept.mean())
+        met += kept.sum() == 0 or correct[test][kept].mean() >= TARGET
+    assert met >= (1 - DELTA) * 200
+    assert np.mean(coverages) > 0.3  # the guarantee is not bought by keeping nothing
+
+
+def test_fit_stores_the_threshold_and_held_out_metrics_it_chose(trained):
+    assert trained.threshold_.target_precision == TARGET
+    assert trained.threshold_.delta == DELTA
+    assert 0.0 < trained.threshold < 1.0
+    assert trained.metadata_["metrics_held_out"]["auroc"] > 0.8
+    split = trained.metadata_["training"]["split_groups"]
+    assert split["fit"] + split["calibration"] + split["threshold"] == 200
+
+
+def test_grouped_split_never_puts_a_scene_in_two_parts():
+    group = np.repeat(np.arange(30), 5)
+    split = grouped_split(group, 0.2, 0.2, np.random.default_rng(0))
+    parts = [set(group[mask]) for mask in (split.fit, split.calibration, split.threshold)]
+    assert parts[0].isdisjoint(parts[1]) and parts[0].isdisjoint(parts[2]) and parts[1].isdisjoint(parts[2])
+    assert len(parts[0] | parts[1] | parts[2]) == 30
+
+
+def test_save_and_load_give_the_same_trust_from_json_files_only(trained, held_out, tmp_path):
+    features = held_out[0][:500]
+    trained.save(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [MODEL_FILE, METADATA_FILE]
+    metadata = json.loads((tmp_path / "model" / METADATA_FILE).read_text())
+    assert metadata["feature_schema_version"] == FEATURE_SCHEMA_VERSION
+    assert len(metadata["training"]["data_sha256"]) == 64
+    assert metadata["threshold"]["target_precision"] == TARGET
+    loaded = TrustModel.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.trust(features), trained.trust(features), rtol=1e-6)
+    assert loaded.threshold == trained.threshold
+    importance = loaded.feature_importance()
+    assert importance == trained.feature_importance()
+    assert max(importance["alignment_3d"], importance["margin_m"]) > 0  # collinear here: either may be split on
+    assert importance["vlm_sensitivity"] == 0.0  # NaN throughout: never split on
+
+
+@pytest.fixture()
+def saved(trained, tmp_path):
+    return trained.save(tmp_path / "model")
+
+
+def edit_metadata(directory, **changes):
+    path = directory / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata.update(changes)
+    path.write_text(json.dumps(metadata))
+
+
+def test_loading_refuses_another_feature_schema_version(saved):
+    edit_metadata(saved, feature_schema_version=FEATURE_SCHEMA_VERSION + 1)
+    with pytest.raises(TrustError, match=rf"feature schema version {FEATURE_SCHEMA_VERSION + 1}.*retrain"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_other_feature_names(saved):
+    edit_metadata(saved, feature_names=list(reversed(FEATURE_NAMES)))
+    with pytest.raises(TrustError, match="expects features"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_corrupt_files_naming_them(saved):
+    (saved / METADATA_FILE).write_text("{ not json")
+    with pytest.raises(TrustError, match=rf"{METADATA_FILE} is not readable JSON"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_a_corrupt_xgboost_file(saved):
+    (saved / MODEL_FILE).write_text('{"learner": truncated')
+    with pytest.raises(TrustError, match=rf"XGBoost cannot read .*{MODEL_FILE}"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_metadata_of_something_else(saved):
+    (saved / METADATA_FILE).write_text('{"format": "other"}')
+    with pytest.raises(TrustError, match="is not a trust model's metadata"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_a_missing_file(saved):
+    (saved / MODEL_FILE).unlink()
+    with pytest.raises(TrustError, match=rf"{MODEL_FILE} does not exist"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_files_of_two_models(saved, tmp_path):
+    other = tmp_path / "other"
+    small = synthetic_edges(10, 50, seed=3)
+    narrow = TrustModel(feature_names=FEATURE_NAMES[:5])
+    narrow.fit(small[0][:, :5], small[1], small[2]).save(other)
+    shutil.copy(other / MODEL_FILE, saved / MODEL_FILE)
+    with pytest.raises(TrustError, match="takes 5 features"):
+        TrustModel.load(saved)
+
+
+def test_a_training_set_with_one_class_only_is_refused():
+    features, correct, group = synthetic_edges(10, 20, seed=4)
+    with pytest.raises(TrustError, match=r"one class only \(200 correct of 200 edges\)"):
+        TrustModel().fit(features, np.ones_like(correct), group)
+
+
+def test_nan_only_features_are_refused_but_nan_columns_are_allowed():
+    features, correct, group = synthetic_edges(10, 20, seed=5)
+    with pytest.raises(TrustError, match="every feature of every edge is NaN"):
+        TrustModel().fit(np.full_like(features, np.nan), correct, group)
+    model = TrustModel(n_estimators=5).fit(features, correct, group)  # several columns are NaN throughout
+    assert "temporal_agreement" in model.metadata_["training"]["features_all_nan"]
+
+
+def test_other_bad_training_input_is_refused_naming_it():
+    features, correct, group = synthetic_edges(10, 20, seed=6)
+    with pytest.raises(TrustError, match="at least 3 groups"):
+        TrustModel().fit(features, correct, np.where(np.arange(group.size) % 2 == 0, "a", "b"))
+    infinite = features.copy()
+    infinite[3, FEATURE_INDEX["margin_m"]] = np.inf
+    with pytest.raises(TrustError, match="feature 'margin_m' is infinite at edge 3"):
+        TrustModel().fit(infinite, correct, group)
+    with pytest.raises(TrustError, match=r"features must have shape \(edges, 23\)"):
+        TrustModel().fit(features[:, :4], correct, group)
+    with pytest.raises(TrustError, match="n_estimators must be a positive integer"):
+        TrustModel(n_estimators=0).fit(features, correct, group)
+
+
+def test_an_unfitted_model_says_so():
+    with pytest.raises(TrustError, match="not fitted"):
+        TrustModel().predict_proba(np.zeros((1, len(FEATURE_NAMES))))
+
+
+def test_predict_proba_has_scikit_learn_columns(trained, held_out):
+    proba = trained.predict_proba(held_out[0][:10])
+    assert proba.shape == (10, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_margin_prior_is_the_logistic_of_the_margin():
+    features = np.full((2, len(FEATURE_NAMES)), np.nan, np.float32)
+    features[:, FEATURE_INDEX["margin_m"]] = [0.0, 0.02]
+    np.testing.assert_allclose(MarginPriorTrust(0.02).trust(features), [0.5, expit(1.0)])
