@@ -98,25 +98,39 @@ def time_detector_forward(size: str, repeats: int = 1) -> dict[str, object]:
             torch.get_num_threads()}
 
 
+def bench_result(name: str, twenty: dict[str, float], fifty: dict[str, float], detector: dict[str, object],
+                 repeats: int, ratio_goal: float, scaling_goal: float, **extra: object) -> dict[str, object]:
+    """The JSON of a ``tsg bench`` run, shared by the perception and trust benches.
+
+    ``twenty`` and ``fifty`` are the per-stage medians on 20 and 50 objects (their ``total_ms`` becomes
+    ``<name>_ms`` and ``<name>_ms_50``), ``detector`` is :func:`time_detector_forward`'s dict. Keys in order: those
+    two, the detector's, ``stages_ms_20``, ``stages_ms_50``, ``extra``, ``image``, ``repeats``, ``machine``, then
+    ``ratio`` (``<name>_ms`` / detector forward), ``scaling`` (50 / 20 objects) and ``goals``.
+    """
+    result = {
+        f"{name}_ms": twenty["total_ms"],
+        f"{name}_ms_50": fifty["total_ms"],
+        **detector,
+        "stages_ms_20": twenty,
+        "stages_ms_50": fifty,
+        **extra,
+        "image": "640x480, square objects of 48 px with masks",  # synthetic_scene's defaults
+        "repeats": repeats,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    result["ratio"] = result[f"{name}_ms"] / result["detector_forward_ms"]
+    result["scaling"] = result[f"{name}_ms_50"] / result[f"{name}_ms"]
+    result["goals"] = {"ratio_max": ratio_goal, "scaling_max": scaling_goal,
+                       "ratio_met": result["ratio"] <= ratio_goal, "scaling_met": result["scaling"] <= scaling_goal}
+    return result
+
+
 def run_perception_bench(config: Config, out_path: Path, repeats: int = 50, detector_size: str = "full",
                          detector_repeats: int = 1) -> int:
     twenty = time_perception(config, 20, repeats)
     fifty = time_perception(config, 50, repeats)
     detector = time_detector_forward(detector_size, detector_repeats)
-    result = {
-        "perception_ms": twenty["total_ms"],
-        "perception_ms_50": fifty["total_ms"],
-        **detector,
-        "stages_ms_20": twenty,
-        "stages_ms_50": fifty,
-        "image": "640x480, square objects of 48 px with masks",
-        "repeats": repeats,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-    }
-    result["ratio"] = result["perception_ms"] / result["detector_forward_ms"]
-    result["scaling"] = result["perception_ms_50"] / result["perception_ms"]
-    result["goals"] = {"ratio_max": RATIO_GOAL, "scaling_max": SCALING_GOAL,
-                       "ratio_met": result["ratio"] <= RATIO_GOAL, "scaling_met": result["scaling"] <= SCALING_GOAL}
+    result = bench_result("perception", twenty, fifty, detector, repeats, RATIO_GOAL, SCALING_GOAL)
     write_json(result, out_path)
     print(f"perception {result['perception_ms']:.2f} ms (20 objects), {result['perception_ms_50']:.2f} ms (50); "
           f"detector forward {result['detector_forward_ms']:.0f} ms ({detector['detector']}); "

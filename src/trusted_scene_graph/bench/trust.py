@@ -17,12 +17,10 @@ must be 'none': VLM calls cost a model forward each and are budgeted separately)
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 from pathlib import Path
 
-from trusted_scene_graph.bench.perception import synthetic_scene, time_detector_forward
+from trusted_scene_graph.bench.perception import bench_result, synthetic_scene, time_detector_forward
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.report import write_json
@@ -62,21 +60,7 @@ def run_trust_bench(config: Config, out_path: Path, repeats: int = 50, detector_
     fifty = time_trust(config, 50, repeats)
     detector = time_detector_forward(detector_size, detector_repeats)
     model = ScenePipeline(config).trust.model.description
-    result = {
-        "trust_ms": twenty["total_ms"],
-        "trust_ms_50": fifty["total_ms"],
-        **detector,
-        "stages_ms_20": twenty,
-        "stages_ms_50": fifty,
-        "trust_model": model,
-        "image": "640x480, square objects of 48 px with masks",
-        "repeats": repeats,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-    }
-    result["ratio"] = result["trust_ms"] / result["detector_forward_ms"]
-    result["scaling"] = result["trust_ms_50"] / result["trust_ms"]
-    result["goals"] = {"ratio_max": RATIO_GOAL, "scaling_max": SCALING_GOAL,
-                       "ratio_met": result["ratio"] <= RATIO_GOAL, "scaling_met": result["scaling"] <= SCALING_GOAL}
+    result = bench_result("trust", twenty, fifty, detector, repeats, RATIO_GOAL, SCALING_GOAL, trust_model=model)
     write_json(result, out_path)
     print(f"trust {result['trust_ms']:.2f} ms (20 objects, {twenty['candidate_edges']} edges), "
           f"{result['trust_ms_50']:.2f} ms (50, {fifty['candidate_edges']} edges); detector forward "

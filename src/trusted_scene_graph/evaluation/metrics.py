@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.arrays import check_finite, float_vector, label_vector
 from trusted_scene_graph.evaluation import EvaluationError
 
 # --- validation ---------------------------------------------------------------------------------------------------
@@ -28,31 +29,17 @@ from trusted_scene_graph.evaluation import EvaluationError
 
 def _vector(name: str, values: Any, *, finite: bool = True) -> np.ndarray:
     """``values`` as a 1-D float64 array; non-finite entries are rejected when ``finite``."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise EvaluationError(f"{name} must be numbers, got {type(values).__name__}: {error}") from None
-    if array.ndim != 1:
-        raise EvaluationError(f"{name} must be 1-D, got shape {array.shape}")
+    array = float_vector(name, values, EvaluationError)
     if finite:
-        bad = np.flatnonzero(~np.isfinite(array))
-        if bad.size:
-            raise EvaluationError(f"{name} must be finite, got {array[bad[0]]} at index {bad[0]}")
+        check_finite(name, array, EvaluationError)
     return array
 
 
 def _labels(name: str, values: Any) -> np.ndarray:
     """``values`` as a 1-D boolean array; only booleans or exact 0/1 numbers are accepted."""
     raw = np.asarray(values)
-    if raw.dtype == np.bool_:
-        if raw.ndim != 1:
-            raise EvaluationError(f"{name} must be 1-D, got shape {raw.shape}")
-        return raw
-    array = _vector(name, raw, finite=False)
-    bad = np.flatnonzero((array != 0.0) & (array != 1.0))
-    if bad.size:
-        raise EvaluationError(f"{name} must hold booleans or 0/1, got {array[bad[0]]} at index {bad[0]}")
-    return array == 1.0
+    # Numbers go through _vector first: labels that are not numbers fail with its "must be numbers" message.
+    return label_vector(name, raw if raw.dtype == np.bool_ else _vector(name, raw, finite=False), EvaluationError)
 
 
 def _scored(scores: Any, correct: Any, score_name: str = "scores") -> tuple[np.ndarray, np.ndarray]:

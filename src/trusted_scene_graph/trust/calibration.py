@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.arrays import check_finite, float_vector, label_vector
 from trusted_scene_graph.trust import TrustError
 
 #: Below this many calibration edges ``method="auto"`` fits Platt scaling, from here on isotonic regression.
@@ -39,44 +40,20 @@ _METHOD_KEYS = {"platt": ("slope", "intercept"), "isotonic": ("x_thresholds", "y
 
 def _scores(name: str, values: Any, *, unit_interval: bool) -> np.ndarray:
     """``values`` as a 1-D finite float64 array, also within [0, 1] when ``unit_interval``."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TrustError(f"{name} must be numbers, got {type(values).__name__}: {error}") from None
-    if array.ndim != 1:
-        raise TrustError(f"{name} must be 1-D, got shape {array.shape}")
-    _check_finite(name, array, unit_interval=unit_interval)
+    array = float_vector(name, values, TrustError)
+    check_finite(name, array, TrustError, unit_interval=unit_interval)
     return array
 
 
-def _check_finite(name: str, array: np.ndarray, *, unit_interval: bool) -> None:
-    # The fast path is one reduction: this runs on every camera frame.
-    if not np.isfinite(array).all():
-        flat = array.ravel()
-        bad = int(np.flatnonzero(~np.isfinite(flat))[0])
-        raise TrustError(f"{name} must be finite, got {flat[bad]} at index {bad}")
-    if unit_interval and array.size and (array.min() < 0.0 or array.max() > 1.0):
-        flat = array.ravel()
-        bad = int(np.flatnonzero((flat < 0.0) | (flat > 1.0))[0])
-        raise TrustError(f"{name} must lie in [0, 1], got {flat[bad]} at index {bad}")
-
-
-def _labels(name: str, values: Any) -> np.ndarray:
-    """``values`` as a 1-D boolean array; only booleans or numbers that are exactly 0 or 1 are accepted."""
-    raw = np.asarray(values)
-    if raw.dtype != np.bool_:
-        try:
-            raw = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise TrustError(f"{name} must be booleans or 0/1, got {type(values).__name__}: {error}") from None
-    if raw.ndim != 1:
-        raise TrustError(f"{name} must be 1-D, got shape {raw.shape}")
-    if raw.dtype == np.bool_:
-        return raw
-    bad = np.flatnonzero((raw != 0.0) & (raw != 1.0))
-    if bad.size:
-        raise TrustError(f"{name} must hold booleans or 0/1, got {raw[bad[0]]} at index {bad[0]}")
-    return raw == 1.0
+def _check_keys(what: str, state: Mapping[Any, Any], expected: set[str]) -> None:
+    """Raise naming the keys of the JSON object ``state`` (``what``: "threshold choice") missing from or not in
+    ``expected``."""
+    missing = sorted(expected - set(state))
+    if missing:
+        raise TrustError(f"{what} is missing key(s): {', '.join(missing)}")
+    unknown = sorted(str(key) for key in set(state) - expected)
+    if unknown:
+        raise TrustError(f"{what} has unknown key(s): {', '.join(unknown)}")
 
 
 def _paired(scores: np.ndarray, labels: np.ndarray, score_name: str) -> None:
@@ -175,7 +152,7 @@ class Calibrator:
         if score_kind not in SCORE_KINDS:
             raise TrustError(f"unknown score_kind {score_kind!r}; known: {', '.join(SCORE_KINDS)}")
         scores = _scores("raw_scores", raw_scores, unit_interval=score_kind == "probability")
-        labels = _labels("correct", correct)
+        labels = label_vector("correct", correct, TrustError)
         _paired(scores, labels, "raw_scores")
         n_correct = int(labels.sum())
         n_wrong = labels.size - n_correct
@@ -203,7 +180,7 @@ class Calibrator:
             values = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise TrustError(f"raw scores must be numbers, got {type(raw).__name__}: {error}") from None
-        _check_finite("raw scores", values, unit_interval=self.score_kind == "probability")
+        check_finite("raw scores", values, TrustError, unit_interval=self.score_kind == "probability")
         if self.method == "platt":
             z = self.slope * _platt_feature(values, self.score_kind) + self.intercept
             # sigmoid(z) = (1 + tanh(z / 2)) / 2: one transcendental per value and no overflow for any z.
@@ -234,13 +211,7 @@ class Calibrator:
         method = state.get("method")
         if method not in METHODS:
             raise TrustError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
-        expected = set(_COMMON_KEYS) | set(_METHOD_KEYS[method])
-        missing = sorted(expected - set(state))
-        if missing:
-            raise TrustError(f"{method} calibrator is missing key(s): {', '.join(missing)}")
-        unknown = sorted(str(key) for key in set(state) - expected)
-        if unknown:
-            raise TrustError(f"{method} calibrator has unknown key(s): {', '.join(unknown)}")
+        _check_keys(f"{method} calibrator", state, set(_COMMON_KEYS) | set(_METHOD_KEYS[method]))
         if method == "platt":
             for key in _METHOD_KEYS["platt"]:
                 if not _is_number(state[key]):

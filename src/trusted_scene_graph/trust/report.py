@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.arrays import float_vector
 from trusted_scene_graph.evaluation import EvaluationError, plots
 from trusted_scene_graph.evaluation.metrics import (
     _labels,
@@ -57,12 +58,7 @@ FIGURES = {
 
 def _probabilities(name: str, values: Any) -> np.ndarray:
     """``values`` as a non-empty 1-D float array of finite probabilities in [0, 1]."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TrustError(f"scores of {name!r} must be numbers, got {type(values).__name__}: {error}") from None
-    if array.ndim != 1:
-        raise TrustError(f"scores of {name!r} must be 1-D, got shape {array.shape}")
+    array = float_vector(f"scores of {name!r}", values, TrustError)
     if array.size == 0:
         raise TrustError(f"scores of {name!r} are empty: there are no edges to measure")
     bad = np.flatnonzero(~np.isfinite(array) | (array < 0.0) | (array > 1.0))

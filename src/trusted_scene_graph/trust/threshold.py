@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.arrays import label_vector
 from trusted_scene_graph.trust import TrustError
-from trusted_scene_graph.trust.calibration import _labels, _paired, _scores
+from trusted_scene_graph.trust.calibration import _check_keys, _paired, _scores
 
 THRESHOLD_METHODS = ("fixed_sequence", "bonferroni")
 #: Candidate thresholds when no grid is given: fixed before seeing any data, as LTT requires.
@@ -175,12 +176,7 @@ class ThresholdChoice:
         if not isinstance(state, Mapping):
             raise TrustError(f"a threshold choice must be a JSON object, got {type(state).__name__}")
         expected = {field.name for field in fields(cls)}
-        missing = sorted(expected - set(state))
-        if missing:
-            raise TrustError(f"threshold choice is missing key(s): {', '.join(missing)}")
-        unknown = sorted(str(key) for key in set(state) - expected)
-        if unknown:
-            raise TrustError(f"threshold choice has unknown key(s): {', '.join(unknown)}")
+        _check_keys("threshold choice", state, expected)
         return cls(**{name: state[name] for name in expected})
 
 
@@ -234,7 +230,7 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
     target = _check_open_unit("target_precision", target_precision)
     delta = _check_open_unit("delta", delta)
     scores = _scores("probabilities", probabilities, unit_interval=True)
-    labels = _labels("correct", correct)
+    labels = label_vector("correct", correct, TrustError)
     _paired(scores, labels, "probabilities")
     candidates = DEFAULT_GRID if grid is None else _scores("grid", grid, unit_interval=True)
     if candidates.size == 0:

@@ -29,12 +29,10 @@ import numpy as np
 import torch
 from scipy.special import softmax
 
-from trusted_scene_graph.perception.detector import PerceptionError
-from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 from trusted_scene_graph.vlm.base import VlmAnswer, VlmError, check_rgb, converse_relation, relation_statement
+from trusted_scene_graph.vlm.hf import MODEL_PARAMETER, load_vlm
 
 EXAMPLE_MODEL_ID = "google/siglip-base-patch16-224"
-_MODEL_PARAMETER = "vlm.model_path"
 # SigLIP was trained on captions padded to the full text length (its text tower pools the last position), so its
 # captions must be padded the same way; CLIP pools the end-of-text token and takes any padding.
 _PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
@@ -74,20 +72,15 @@ class ContrastiveVlm:
         ``settings`` are the keyword arguments of the constructor.
         """
         # Imported here: transformers is slow to import and only needed while loading.
-        from transformers import AutoModel, AutoProcessor
+        from transformers import AutoModel
 
-        try:
-            processor = load_pretrained(AutoProcessor, model_path, _MODEL_PARAMETER, EXAMPLE_MODEL_ID)
-            model = load_complete_model(AutoModel, model_path, _MODEL_PARAMETER, EXAMPLE_MODEL_ID,
-                                        "contrastive VLM")
-        except PerceptionError as exc:  # the shared loader's error class; here it is a VLM that failed to load
-            raise VlmError(str(exc)) from exc
+        model, processor = load_vlm(AutoModel, model_path, EXAMPLE_MODEL_ID, "contrastive VLM")
         return cls(model, processor, **settings)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ContrastiveVlm:
         """Build from the ``vlm.*`` parameters (loads the weights)."""
-        return cls.from_pretrained(config[_MODEL_PARAMETER], device=config["vlm.device"])
+        return cls.from_pretrained(config[MODEL_PARAMETER], device=config["vlm.device"])
 
     # --- the VisionLanguageModel interface ---------------------------------------------------------------------------
 

@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from trusted_scene_graph.perception.detector import PerceptionError
-from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 from trusted_scene_graph.vlm.base import (
     VlmAnswer,
     VlmError,
@@ -27,10 +25,10 @@ from trusted_scene_graph.vlm.base import (
     judge_relation_as_statement,
     question_for,
 )
+from trusted_scene_graph.vlm.hf import MODEL_PARAMETER, load_vlm
 from trusted_scene_graph.vlm.scoring import NMLP_TOP_K, answer_from_logits
 
 EXAMPLE_MODEL_ID = "HuggingFaceTB/SmolVLM-256M-Instruct"
-_MODEL_PARAMETER = "vlm.model_path"
 # Enough for "Yes." or "No, it is not." plus an end token; NMLP averages over what was generated.
 DEFAULT_MAX_NEW_TOKENS = 8
 
@@ -95,20 +93,15 @@ class GenerativeVlm:
         ``settings`` are the keyword arguments of the constructor.
         """
         # Imported here: transformers is slow to import and only needed while loading.
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
-        try:
-            processor = load_pretrained(AutoProcessor, model_path, _MODEL_PARAMETER, EXAMPLE_MODEL_ID)
-            model = load_complete_model(AutoModelForImageTextToText, model_path, _MODEL_PARAMETER, EXAMPLE_MODEL_ID,
-                                        "VLM")
-        except PerceptionError as exc:  # the shared loader's error class; here it is a VLM that failed to load
-            raise VlmError(str(exc)) from exc
+        model, processor = load_vlm(AutoModelForImageTextToText, model_path, EXAMPLE_MODEL_ID, "VLM")
         return cls(model, processor, **settings)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> GenerativeVlm:
         """Build from the ``vlm.*`` parameters (loads the weights)."""
-        return cls.from_pretrained(config[_MODEL_PARAMETER], device=config["vlm.device"])
+        return cls.from_pretrained(config[MODEL_PARAMETER], device=config["vlm.device"])
 
     def judge(self, image_rgb: np.ndarray, statement: str, *, image_id: str | None = None) -> VlmAnswer:
         """Ask whether ``statement`` is true of the image; ``image_id`` is not used (the model sees the pixels)."""
