@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from trusted_scene_graph.bench.perception import bench_result, ratio_goal_text
 from trusted_scene_graph.cli import EXIT_OK, EXIT_USAGE, main
 from trusted_scene_graph.config import load_config_file, render_parameter_file
 
@@ -89,7 +90,19 @@ def test_bench_perception_writes_the_ratio_and_scaling_measured_side_by_side(tmp
     assert "tiny test model" in result["detector"]
     assert {"lift_ms", "track_ms", "relate_ms"} <= set(result["stages_ms_20"])
     assert result["stages_ms_50"]["relations_kept"] > result["stages_ms_20"]["relations_kept"]
-    assert "ratio" in capsys.readouterr().out
+    # Against the miniature detector the ratio goal is not applicable, neither met nor missed.
+    assert result["detector_size"] == "tiny"
+    assert result["goals"]["ratio_met"] is None and isinstance(result["goals"]["scaling_met"], bool)
+    assert "applies to the full detector only" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("perception_ms", "met"), [(0.4, True), (0.6, False)])
+def test_the_ratio_goal_is_judged_against_the_full_detector(perception_ms, met):
+    timings = {"total_ms": perception_ms}
+    detector = {"detector_forward_ms": 1000.0, "detector": "full", "detector_size": "full", "detector_threads": 1}
+    result = bench_result("perception", timings, timings, detector, 3, ratio_goal=0.0005, scaling_goal=7.0)
+    assert result["goals"]["ratio_met"] is met
+    assert ratio_goal_text(result) == "(goal <= 0.0005)"
 
 
 @pytest.mark.dds

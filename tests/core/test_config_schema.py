@@ -195,6 +195,15 @@ def test_depth_min_above_depth_max_is_rejected():
         Config({"depth.min_m": 5.0, "depth.max_m": 1.0})
 
 
+def test_an_inverted_vlm_query_band_is_rejected_naming_low_and_high():
+    with pytest.raises(ConfigError, match=r"^trust\.vlm_query_band: low 0\.9 is above high 0\.1"):
+        Config({"trust.vlm_query_band": [0.9, 0.1]})
+
+
+def test_a_vlm_query_band_of_one_value_is_accepted():
+    assert Config({"trust.vlm_query_band": [0.5, 0.5]})["trust.vlm_query_band"] == [0.5, 0.5]
+
+
 def test_a_non_unit_quaternion_is_rejected_with_its_norm():
     with pytest.raises(ConfigError, match=r"^extrinsic\.rotation_xyzw: quaternion norm is 0\.5000, expected 1$"):
         Config({"extrinsic.rotation_xyzw": [0.0, 0.0, 0.0, 0.5]})

@@ -258,3 +258,15 @@ def test_end_effector_series_are_grouped_by_episode_and_label_in_frame_order() -
     assert list(series) == [(0, "puck"), (1, "cube"), (1, "puck")]  # sorted by episode, then label name
     np.testing.assert_array_equal(series[(1, "puck")], [[0.5, 0.5], [0.2, 0.2]])
     np.testing.assert_array_equal(series[(1, "cube")], [[0.4, 0.4], [0.1, 0.1]])
+
+
+def test_a_scene_fingerprint_names_the_ground_truth_not_where_it_was_read() -> None:
+    from trusted_scene_graph.evaluation.bag_eval import scene_fingerprint
+
+    centres, sizes = np.array([[1.0, 0.0, 0.1], [1.2, 0.3, 0.1]]), np.full((2, 3), 0.1)
+    same = scene_fingerprint("tabletop", ["red cube", "blue box"], centres, sizes)
+    assert same == scene_fingerprint("tabletop", ["red cube", "blue box"], centres + 1e-7, sizes)  # below 0.1 mm
+    assert len(same) == 8
+    assert same != scene_fingerprint("tabletop", ["red cube", "blue box"], centres + [0.01, 0.0, 0.0], sizes)
+    assert same != scene_fingerprint("tabletop", ["blue box", "red cube"], centres, sizes)
+    assert same != scene_fingerprint("FetchPush", ["red cube", "blue box"], centres, sizes)

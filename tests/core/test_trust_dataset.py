@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -36,12 +38,34 @@ def test_tables_join_keeping_their_groups(tmp_path):
 def test_a_missing_corrupt_or_foreign_file_is_refused_by_name(tmp_path):
     with pytest.raises(TrustError, match=r"edge table .*missing\.npz does not exist"):
         EdgeTable.load(tmp_path / "missing.npz")
-    (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
-    with pytest.raises(TrustError, match=r"corrupt\.npz cannot be read"):
+    # A zip archive whose members are not .npy arrays: the archive opens, its arrays do not.
+    with zipfile.ZipFile(tmp_path / "corrupt.npz", "w") as archive:
+        for key in ("features", "correct", "group", "feature_names", "feature_schema_version"):
+            archive.writestr(f"{key}.npy", b"not an array")
+    with pytest.raises(TrustError, match=r"corrupt\.npz cannot be read: \['features', .*are not \.npy arrays"):
         EdgeTable.load(tmp_path / "corrupt.npz")
+    # A damaged member: its bytes no longer match the archive's checksum.
+    damaged = table().save(tmp_path / "damaged.npz")
+    raw = bytearray(damaged.read_bytes())
+    raw[60:80] = bytes(20)
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(TrustError, match=r"damaged\.npz cannot be read"):
+        EdgeTable.load(damaged)
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(TrustError, match=r"other\.npz is not an edge table: it lacks \['features'"):
         EdgeTable.load(tmp_path / "other.npz")
+
+
+def test_a_file_that_is_not_an_npz_archive_is_refused_by_name(tmp_path):
+    (tmp_path / "edges.npz").write_text("features,correct\n0.5,1\n")
+    with pytest.raises(TrustError, match=r"edges\.npz is not an \.npz edge table \(tsg eval --out DIR writes"):
+        EdgeTable.load(tmp_path / "edges.npz")
+    (tmp_path / "metrics.json").write_text('{"edge_precision": 0.5}')
+    with pytest.raises(TrustError, match=r"metrics\.json is not an \.npz edge table"):
+        EdgeTable.load(tmp_path / "metrics.json")
+    np.save(tmp_path / "features.npy", np.zeros((2, len(FEATURE_NAMES)), dtype=np.float32))
+    with pytest.raises(TrustError, match=r"features\.npy is not an \.npz edge table"):
+        EdgeTable.load(tmp_path / "features.npy")
 
 
 def test_a_table_of_another_feature_schema_is_refused(tmp_path):

@@ -8,6 +8,7 @@ confidence is only weakly informative (as Imran & Lee measured for real VLMs).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -15,16 +16,19 @@ import pytest
 from scipy.special import expit
 from trust_data import synthetic_edges
 
+from trusted_scene_graph.config import Config
 from trusted_scene_graph.evaluation import metrics as m
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.calibration import Calibrator
 from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from trusted_scene_graph.trust.model import (
     METADATA_FILE,
+    METADATA_FORMAT_VERSION,
     MODEL_FILE,
     MarginPriorTrust,
     TrustModel,
     grouped_split,
+    load_trust_model,
 )
 from trusted_scene_graph.trust.threshold import choose_threshold
 
@@ -135,9 +139,33 @@ def test_loading_refuses_another_feature_schema_version(saved):
         TrustModel.load(saved)
 
 
-def test_loading_refuses_other_feature_names(saved):
+@pytest.mark.parametrize("format_version", [METADATA_FORMAT_VERSION + 1, None, "1"])
+def test_loading_refuses_another_metadata_format_version(saved, format_version):
+    edit_metadata(saved, format_version=format_version)
+    with pytest.raises(TrustError, match=rf"{METADATA_FILE} has format version {format_version!r}, but this package "
+                                         rf"reads format version {METADATA_FORMAT_VERSION}; retrain"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_reordered_feature_names_naming_the_first_moved_one(saved):
     edit_metadata(saved, feature_names=list(reversed(FEATURE_NAMES)))
-    with pytest.raises(TrustError, match="expects features"):
+    with pytest.raises(TrustError, match=rf"expects features other .*\(reordered: {len(FEATURE_NAMES) - 1} names "
+                                         rf"moved, position 0 holds '{FEATURE_NAMES[-1]}' instead of "
+                                         rf"'{FEATURE_NAMES[0]}'; same schema version"):
+        TrustModel.load(saved)
+
+
+def test_loading_refuses_missing_and_unexpected_feature_names_naming_only_those(saved):
+    edit_metadata(saved, feature_names=[*FEATURE_NAMES[:-1], "margin_px"])
+    expected = rf"\(missing \['{FEATURE_NAMES[-1]}'\]; unexpected \['margin_px'\]; same"
+    with pytest.raises(TrustError, match=expected) as error:
+        TrustModel.load(saved)
+    assert FEATURE_NAMES[0] not in str(error.value)  # the names that agree are not listed
+    edit_metadata(saved, feature_names=[*FEATURE_NAMES, FEATURE_NAMES[0]])
+    with pytest.raises(TrustError, match=rf"\(repeated \['{FEATURE_NAMES[0]}'\]; same"):
+        TrustModel.load(saved)
+    edit_metadata(saved, feature_names="margin_m")
+    with pytest.raises(TrustError, match=r"\(its feature_names is not a list of names: 'margin_m'; same"):
         TrustModel.load(saved)
 
 
@@ -173,6 +201,26 @@ def test_loading_refuses_files_of_two_models(saved, tmp_path):
     shutil.copy(other / MODEL_FILE, saved / MODEL_FILE)
     with pytest.raises(TrustError, match="takes 5 features"):
         TrustModel.load(saved)
+
+
+def test_load_trust_model_reads_the_keywords_and_a_model_directory(saved):
+    assert isinstance(load_trust_model(Config({"trust.model": "prior"})), MarginPriorTrust)
+    assert isinstance(load_trust_model(Config({"trust.model": "default"})), TrustModel)
+    assert load_trust_model(Config({"trust.model": str(saved)})).source_ == str(saved)
+
+
+@pytest.mark.parametrize("value", ["Default", "", "no/such/model"])
+def test_load_trust_model_refuses_a_value_that_is_no_keyword_and_no_directory(value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths are read from the working directory
+    with pytest.raises(TrustError, match=rf"^trust\.model '{value}' is not 'default', 'prior' or an existing model "
+                                         r"directory$"):
+        load_trust_model(Config({"trust.model": value}))
+
+
+def test_load_trust_model_asks_for_the_directory_of_a_model_file(saved):
+    with pytest.raises(TrustError, match=rf"trust\.model '.*{METADATA_FILE}' is a file: give the model directory "
+                                         rf"that holds it \({re.escape(str(saved))};"):
+        load_trust_model(Config({"trust.model": str(saved / METADATA_FILE)}))
 
 
 def test_a_training_set_with_one_class_only_is_refused():

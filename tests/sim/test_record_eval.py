@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is first imported
@@ -161,6 +162,25 @@ def test_eval_scores_a_tabletop_bag_and_meets_the_relation_targets(tabletop_bag:
     assert "relations.precision_kept" in report and "![roc.png](roc.png)" in report
     for figure in ("roc.png", "risk_coverage.png", "reliability.png", "distance_object_pairs.png", "timing.png"):
         assert (tmp_path / "report" / figure).read_bytes().startswith(b"\x89PNG")
+    assert metrics["trust"]["threshold_source"] == "model" and "learned trust model" in metrics["trust"]["model"]
+
+
+def test_eval_writes_one_training_row_per_fact_grouped_by_scene_whatever_the_bag_is_called(
+        tabletop_bag: Path, tmp_path: Path) -> None:
+    from trusted_scene_graph.trust.dataset import EdgeTable
+
+    copy = tmp_path / "renamed_copy"
+    shutil.copytree(tabletop_bag, copy)
+    for bag, out in ((tabletop_bag, "a"), (copy, "b")):
+        assert main(["eval", str(bag), "--config", str(REPO_ROOT / "config" / "benchmark.yaml"),
+                     "--out", str(tmp_path / out)]) == 0
+    first, second = EdgeTable.load(tmp_path / "a"), EdgeTable.load(tmp_path / "b")
+    groups = sorted(set(first.group))
+    assert len(groups) == 4 and all(g.startswith("tabletop/episode-") and "@" in g for g in groups)
+    assert sorted(set(second.group)) == groups  # the same scenes, so the same groups
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    # An edge and its converse are one fact: fewer rows than scored edges.
+    assert 0 < len(first) < metrics["trust"]["edges"]
 
 
 def _copy_without(source: Path, target: Path, drop: set[str], shift_ns: dict[str, int] | None = None) -> None:

@@ -11,7 +11,8 @@ Measured in one run, on the same machine:
   its output.
 
 ``ratio = perception_ms / detector_forward_ms`` and ``scaling = perception_ms_50 / perception_ms`` are the numbers
-to watch; absolute milliseconds depend on the machine.
+to watch; absolute milliseconds depend on the machine. The ratio goal holds against the full detector only: with
+``--detector-size tiny`` (a miniature model, to check the bench quickly) ``goals.ratio_met`` is null.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def time_detector_forward(size: str, repeats: int = 1) -> dict[str, object]:
             model(**inputs)
             if index > 0:
                 times_ms.append((time.perf_counter() - start) * 1e3)
-    return {"detector_forward_ms": min(times_ms), "detector": description, "detector_threads":
-            torch.get_num_threads()}
+    return {"detector_forward_ms": min(times_ms), "detector": description, "detector_size": size,
+            "detector_threads": torch.get_num_threads()}
 
 
 def bench_result(name: str, twenty: dict[str, float], fifty: dict[str, float], detector: dict[str, object],
@@ -106,6 +107,9 @@ def bench_result(name: str, twenty: dict[str, float], fifty: dict[str, float], d
     ``<name>_ms`` and ``<name>_ms_50``), ``detector`` is :func:`time_detector_forward`'s dict. Keys in order: those
     two, the detector's, ``stages_ms_20``, ``stages_ms_50``, ``extra``, ``image``, ``repeats``, ``machine``, then
     ``ratio`` (``<name>_ms`` / detector forward), ``scaling`` (50 / 20 objects) and ``goals``.
+
+    The ratio goal is set against the full-size detector: against the ``tiny`` test model (``detector_size``
+    'tiny') the ratio says nothing about the goal, so ``goals.ratio_met`` is ``None`` (JSON null) then.
     """
     result = {
         f"{name}_ms": twenty["total_ms"],
@@ -120,9 +124,19 @@ def bench_result(name: str, twenty: dict[str, float], fifty: dict[str, float], d
     }
     result["ratio"] = result[f"{name}_ms"] / result["detector_forward_ms"]
     result["scaling"] = result[f"{name}_ms_50"] / result[f"{name}_ms"]
+    ratio_applies = detector["detector_size"] == "full"
     result["goals"] = {"ratio_max": ratio_goal, "scaling_max": scaling_goal,
-                       "ratio_met": result["ratio"] <= ratio_goal, "scaling_met": result["scaling"] <= scaling_goal}
+                       "ratio_met": result["ratio"] <= ratio_goal if ratio_applies else None,
+                       "scaling_met": result["scaling"] <= scaling_goal}
     return result
+
+
+def ratio_goal_text(result: dict[str, object]) -> str:
+    """The printed note on the ratio goal: the goal, or that it applies to the full detector only."""
+    goal = result["goals"]["ratio_max"]
+    if result["goals"]["ratio_met"] is None:
+        return f"(goal <= {goal} applies to the full detector only, not to the {result['detector_size']} one)"
+    return f"(goal <= {goal})"
 
 
 def run_perception_bench(config: Config, out_path: Path, repeats: int = 50, detector_size: str = "full",
@@ -134,6 +148,6 @@ def run_perception_bench(config: Config, out_path: Path, repeats: int = 50, dete
     write_json(result, out_path)
     print(f"perception {result['perception_ms']:.2f} ms (20 objects), {result['perception_ms_50']:.2f} ms (50); "
           f"detector forward {result['detector_forward_ms']:.0f} ms ({detector['detector']}); "
-          f"ratio {result['ratio']:.6f} (goal <= {RATIO_GOAL}), scaling {result['scaling']:.2f} "
+          f"ratio {result['ratio']:.6f} {ratio_goal_text(result)}, scaling {result['scaling']:.2f} "
           f"(goal <= {SCALING_GOAL}) -> {out_path}")
     return 0

@@ -1,4 +1,5 @@
-"""``tsg``: the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, bench).
+"""``tsg``: the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, trust,
+bench).
 
 Each command is a typed function returning an exit code, testable by calling it. ROS-dependent modules are
 imported inside the commands, so ``tsg --help`` works before the workspace is built.
@@ -164,14 +165,14 @@ def cmd_trust_train(data: Sequence[Path], out: Path, target_precision: float, de
                   calibration=calibration, n_estimators=n_estimators, max_depth=max_depth,
                   learning_rate=learning_rate, random_state=seed)
     training, held_out, choice = model.metadata_["training"], model.metadata_["metrics_held_out"], model.threshold_
-    print(f"trained on {training['edges']} edges ({training['correct']} correct) from {training['groups']} groups; "
-          f"held out ({held_out['edges']} edges): AUROC {held_out['auroc']:.3f}, ECE {held_out['ece']:.3f}; "
-          f"threshold {choice.threshold:.3f} keeps {choice.coverage:.1%} at precision {choice.precision:.3f} "
-          f"(lower bound {choice.precision_lower_bound:.3f} at delta {choice.delta:g}) -> {out}")
-    if not choice.feasible:
-        print(f"tsg trust train: warning: no threshold reaches precision {choice.target_precision:g} with "
-              f"probability {1 - choice.delta:g} on the held-out split; the model keeps (almost) nothing unless "
-              "trust.threshold is set", file=sys.stderr)
+    precision = "n/a" if choice.precision is None else f"{choice.precision:.3f}"
+    print(f"trained on {training['edges']} facts ({training['correct']} correct) from {training['groups']} scenes: "
+          f"{training['split_edges']['fit']} to fit, {training['split_edges']['calibration']} to calibrate, "
+          f"{held_out['edges']} held out to choose the threshold (AUROC {held_out['auroc']:.3f}, ECE "
+          f"{held_out['ece']:.3f}); threshold {choice.threshold:.3f} keeps {choice.coverage:.1%} at precision "
+          f"{precision} (lower bound {choice.precision_lower_bound:.3f} at delta {choice.delta:g}) -> {out}")
+    if model.warning:
+        print(f"tsg trust train: warning: {model.warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -181,13 +182,13 @@ def cmd_trust_report(model_dir: Path, data: Sequence[Path], out: Path) -> int:
 
     metrics = report(model_dir, list(data), out)
     fused = metrics["methods"]["fused"]
-    print(f"{metrics['edges']} edges: fused AUROC {fused['auroc']:.3f}, ECE {fused['ece']:.3f}; "
+    print(f"{metrics['edges']} facts: fused AUROC {fused['auroc']:.3f}, ECE {fused['ece']:.3f}; "
           + ", ".join(f"{name} AUROC {values['auroc']:.3f}" if values["auroc"] is not None else f"{name} AUROC n/a"
                       for name, values in metrics["methods"].items() if name != "fused")
           + f" -> {out}")
-    if metrics.get("data_is_training_data"):
-        print("tsg trust report: warning: these are the model's training edges; report on held-out bags",
-              file=sys.stderr)
+    if metrics["groups_also_in_training"]:
+        print(f"tsg trust report: warning: {metrics['groups_also_in_training']} of the {metrics['groups']} scenes of "
+              "this data were in the model's training data; report on scenes it has not seen", file=sys.stderr)
     return EXIT_OK
 
 
@@ -291,8 +292,7 @@ def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out:
                          if text not in run_warnings]
         result.metrics["provenance"] = provenance(bag, out, config_path, overrides, max_frames, ground_truth_topic)
         try:
-            write_report(result.metrics, result.samples, out, title=report_title(bag, out, overrides),
-                         edge_group=bag.name)
+            write_report(result.metrics, result.samples, out, title=report_title(bag, out, overrides))
         except OSError as exc:  # the directory was writable a moment ago: a full disk, a removed directory
             raise EvaluationError(f"cannot write the report into {out}: {exc}") from exc
     late = [text for text in dict.fromkeys(str(w.message) for w in caught) if text not in run_warnings]
@@ -382,7 +382,7 @@ def cmd_replay(bag: Path, rate: float, loop: bool, topics: Sequence[str] | None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="tsg", description=__doc__.splitlines()[0].replace("``", ""),
+    parser = Parser(prog="tsg", description=__doc__.split("\n\n")[0].replace("\n", " ").replace("``", ""),
                     epilog="`tsg eval vsr ...` runs the VSR evaluation (`tsg eval vsr --help`). " + EVAL_VSR_RULE)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -441,12 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="replay a bag offline and score the graphs against its ground truth (`tsg eval vsr --help`: "
                      "VLM trust on VSR)",
         description="Replay a rosbag2 bag offline through the node's code and score the scene graphs against the "
-                    "bag's ground truth; writes metrics.json, report.md and PNGs into --out.",
+                    "bag's ground truth; writes metrics.json, report.md, PNGs and edges.npz (the labelled trust "
+                    "features of every evaluated fact, the training data of `tsg trust train`) into --out.",
         epilog="`tsg eval vsr ...` evaluates VLM trust on VSR annotations instead (`tsg eval vsr --help`). "
                + EVAL_VSR_RULE)
     with_config(evaluate)
     evaluate.add_argument("bag", type=Path, help="bag directory, .mcap or .db3 file")
-    evaluate.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, report.md, PNGs)")
+    evaluate.add_argument("--out", type=Path, required=True,
+                          help="output directory (metrics.json, report.md, PNGs, edges.npz)")
     evaluate.add_argument("--max-frames", type=int, default=None,
                           help="process at most this many frames (default: all frames)")
     evaluate.add_argument("--ground-truth-topic", default="/ground_truth", help="topic of GroundTruth messages")
@@ -537,8 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-depth", type=int, default=5, help="depth of each tree")
     train.add_argument("--learning-rate", type=float, default=0.15, help="XGBoost eta")
     train.add_argument("--seed", type=int, default=0, help="seed of the grouped split and of XGBoost")
-    trust_report = trusts.add_parser("report", help="a trust model against two baselines on held-out edge tables")
-    trust_report.add_argument("model", type=Path, help="model directory (tsg trust train --out)")
+    trust_report = trusts.add_parser(
+        "report", help="a trust model against two baselines on held-out edge tables",
+        description="Score a trust model and two baselines (geometric alignment only, VLM confidence only) on the same "
+                    "facts of held-out edge tables, and check its threshold against the target precision and delta "
+                    "stored with the model. Writes metrics.json, report.md and five PNGs (ROC, risk-coverage, "
+                    "reliability, feature importance, coverage at a target precision) into --out.")
+    trust_report.add_argument("model", type=Path, help="model directory (tsg trust train --out), or 'default' for the "
+                                                       "shipped model")
     trust_report.add_argument("--data", type=Path, nargs="+", required=True,
                               help="edges.npz files, or tsg eval --out directories holding one")
     trust_report.add_argument("--out", type=Path, required=True, help="report directory")

@@ -351,6 +351,10 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"depth.min_m ({values['depth.min_m']} m) must be below depth.max_m ({values['depth.max_m']} m)"
         )
+    band_low, band_high = values["trust.vlm_query_band"]
+    if band_low > band_high:
+        # An inverted band selects no claim at all: the VLM would silently never be asked.
+        raise ConfigError(f"trust.vlm_query_band: low {band_low} is above high {band_high} (expected [low, high])")
     norm = math.sqrt(sum(q * q for q in values["extrinsic.rotation_xyzw"]))
     if abs(norm - 1.0) > 1e-3:
         raise ConfigError(f"extrinsic.rotation_xyzw: quaternion norm is {norm:.4f}, expected 1")

@@ -46,6 +46,7 @@ Only the topics the replay uses are decoded (camera inputs, ground truth, end-ef
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -147,8 +148,13 @@ class _Samples:
     # The trust features (float32) of the representative edges (one per fact: see trust.assess.CandidateEdges), one
     # array per frame, in the order of ``edges``.
     edge_features: list[np.ndarray] = field(default_factory=list)
+    # Per episode: "<task>/episode-<n>@<fingerprint of its first scored ground truth>" (scene_fingerprint), the group
+    # of its edges in a training table. Groups name scenes, not bag folders: the same scene evaluated twice (another
+    # detector, a renamed copy) is one group, and two different bags with one folder name are two.
+    episode_scene: dict[int, str] = field(default_factory=dict)
     threshold: float = math.nan  # the pipeline's pruning threshold (the config's override or the model's)
     trust_model: str = ""  # which trust model gave the trust
+    threshold_source: str = "model"  # "model": the trust model's own threshold; "trust.threshold": the config's
     edges_excluded: int = 0
     kept_per_frame: list[int] = field(default_factory=list)
     true_edges_ground_truth: int = 0  # edges that hold between evaluable ground-truth objects
@@ -205,6 +211,15 @@ class _Samples:
                 for s, rows in zip(starts, np.split(values, starts[1:]), strict=True)}
 
 
+def scene_fingerprint(task: str, labels: Sequence[str], centres_m: np.ndarray, sizes_m: np.ndarray) -> str:
+    """Eight hex digits of SHA-256 over a frame's ground truth (task, labels, centres and sizes to 0.1 mm): the
+    identity of a scene. Rounding keeps the fingerprint the same for the same scene read back on another machine."""
+    digest = hashlib.sha256(task.encode())
+    for label, centre, size in zip(labels, np.round(centres_m, 4), np.round(sizes_m, 4), strict=True):
+        digest.update(label.encode() + b"\0" + centre.tobytes() + size.tobytes())
+    return digest.hexdigest()[:8]
+
+
 @dataclass
 class _Counts:
     camera_frames: int = 0
@@ -246,6 +261,9 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
     samples, counts = _Samples(), _Counts()
     threshold = float(pipeline.trust_threshold)
     samples.threshold = threshold
+    samples.threshold_source = "trust.threshold" if config["trust.threshold"] >= 0 else "model"
+    if pipeline.trust.warning:
+        _warn(counts.warnings, pipeline.trust.warning)
     samples.trust_model = pipeline.trust.model.description
     with BagReader(bag_path) as reader:
         missing = [topic for _, topic in inputs if topic not in reader.topics]
@@ -496,6 +514,10 @@ class _FrameScorer:
         gt_centres = np.array([[o.pose.position.x, o.pose.position.y, o.pose.position.z] for o in truth.objects],
                               dtype=np.float64).reshape(-1, 3)
         gt_sizes = np.array([[o.size.x, o.size.y, o.size.z] for o in truth.objects], dtype=np.float64).reshape(-1, 3)
+        if int(truth.episode) not in samples.episode_scene:
+            samples.episode_scene[int(truth.episode)] = (
+                f"{truth.task}/episode-{truth.episode}@"
+                f"{scene_fingerprint(truth.task, gt_labels, gt_centres, gt_sizes)}")
         u_px, v_px, z_m = _project_boxes(gt_centres, gt_sizes, camera_in_truth, intrinsics)
         evaluable = _evaluable(truth.objects, u_px, v_px, z_m, intrinsics)
         perceived_in_truth = (graph_to_truth.apply(np.array([o.centroid_m for o in graph.objects]))
@@ -696,7 +718,8 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
         },
         "detection": _detection_metrics(samples),
         "relations": _relation_metrics(samples, trust, correct, kept),
-        "trust": {**_trust_metrics(trust, correct, target, samples.threshold), "model": samples.trust_model},
+        "trust": {**_trust_metrics(trust, correct, target, samples.threshold), "model": samples.trust_model,
+                  "threshold_source": samples.threshold_source},
         "distance": _distance_section(samples),
         "reward": _reward_metrics(samples),
         "timing": m.timing_summary(samples.timing_ms) if samples.timing_ms else {},

@@ -125,7 +125,8 @@ def plot_risk_coverage(curves: Curves, path: Path, title: str) -> None:
 
 def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, bins: int = 15, *,
                      baselines: Curves | None = None) -> None:
-    """Reliability diagram (accuracy per confidence bin against the diagonal) over a count histogram; ECE in title.
+    """Reliability diagram (accuracy per confidence bin against the diagonal) over a count histogram (log scale);
+    ECE in the title, the legend right of the axes.
 
     ``baselines`` (name -> (probabilities, correct)) are drawn on top as lines through their (mean confidence,
     accuracy) per filled bin, each with its ECE in the legend; the histogram stays that of ``probabilities``.
@@ -141,7 +142,7 @@ def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, b
     edges = stats["edges"]
     centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
     filled = stats["count"] > 0
-    figure = _figure(6.4, 6.4)
+    figure = _figure(9.6, 6.4)  # wider than square: the legend sits right of the axes, never over the bars
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
     top.bar(centres[filled], stats["accuracy"][filled], width=width * 0.9, alpha=0.7, label="accuracy")
@@ -156,10 +157,12 @@ def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, b
     top.set_ylim(0, 1.02)
     top.set_title(f"{title}\nECE {_fmt(ece)} (n={total}, {bins} bins)")
     top.grid(alpha=0.3)
-    top.legend(loc="upper left", fontsize="small")
-    bottom.bar(centres, stats["count"], width=width * 0.9, color="grey")
+    top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
+    # Log counts: most edges sit in the extreme bins, a linear axis would flatten every other bin to nothing.
+    bottom.bar(centres[filled], stats["count"][filled], width=width * 0.9, color="grey", log=True)
+    bottom.set_ylim(bottom=0.5)  # bars rise from below 1, so a bin of one edge shows and heights compare
     bottom.set_xlabel("predicted probability of being correct")
-    bottom.set_ylabel("count")
+    bottom.set_ylabel("count (log)")
     bottom.set_xlim(0, 1)
     _save(figure, path)
 

@@ -260,6 +260,16 @@ def target_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+# What a section's numbers mean beyond their names.
+SECTION_NOTES = {
+    "trust": ("Every candidate edge counts, an edge and its converse (left_of, right_of) both, as both are published "
+              "(`tsg trust report` counts them once, as one fact). `threshold_at_target_precision` and "
+              "`coverage_at_target_precision` choose the threshold on these same edges (an in-sample oracle); "
+              "`configured_threshold` is the one the graph was pruned at (`threshold_source`: the model's own, "
+              "chosen with a precision guarantee, or `trust.threshold`, which sets the guarantee aside)."),
+}
+
+
 def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], missing_figures: list[str]) -> str:
     inputs, frames = metrics["input"], metrics["frames"]
     lines = [f"# {title}", "", f"Bag: `{inputs['bag']}`", ""]
@@ -319,6 +329,8 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
         flat = [(f"`{k}`", cell(f"{section}.{k}", v)) for k, v in values.items()
                 if not isinstance(v, (Mapping, list))]
         lines += [f"## {section.capitalize()}", ""] + _table(flat, ("metric", "value"))
+        if section == "trust":
+            lines += [SECTION_NOTES["trust"], ""]
         for key, sub in values.items():
             sub_reason = not_applicable(metrics, f"{section}.{key}")
             if isinstance(sub, Mapping) and sub_reason is not None:
@@ -345,11 +357,11 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
     return "\n".join(lines) + "\n"
 
 
-def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title: str = "Evaluation report",
-                 edge_group: str = "bag") -> None:
+def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title: str = "Evaluation report") -> None:
     """Write ``metrics.json``, the PNGs, ``report.md`` and the labelled edge table ``edges.npz`` (the training data of
-    ``tsg trust train``: one row per fact, an edge and its converse being one; each row's group is
-    ``<edge_group>/episode-<n>``) into ``out_dir`` (created if needed).
+    ``tsg trust train``: one row per fact, an edge and its converse being one; each row's group is its scene,
+    ``<task>/episode-<n>@<fingerprint of the ground truth>``, whatever the bag is called) into ``out_dir`` (created if
+    needed).
 
     The figures this function draws that an earlier run left are deleted first, so a figure this run has nothing
     to draw is not shown stale next to the new report; no other file in ``out_dir`` is touched."""
@@ -360,7 +372,8 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
     features = (np.concatenate(samples.edge_features) if samples.edge_features
                 else np.zeros((0, len(FEATURE_NAMES)), np.float32))
     facts = samples.edges["representative"]
-    groups = np.char.add(f"{edge_group}/episode-", samples.edges["episode"][facts].astype(str))
+    episodes = samples.edges["episode"][facts]
+    groups = np.array([samples.episode_scene[episode] for episode in episodes.tolist()], dtype=str)
     EdgeTable(features, correct[facts], groups).save(out_dir / EDGES_FILE)
     drawings = {
         "roc.png": lambda p: plots.plot_roc({"trust": (trust, correct)}, p, "Relation edges: ROC"),

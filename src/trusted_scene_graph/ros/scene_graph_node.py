@@ -172,7 +172,11 @@ class SceneGraphNode(LifecycleNode):
         self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
         self._service = self.create_service(QueryDistance, QUERY_SERVICE, self._on_query,
                                             callback_group=self._service_group)
-        self.get_logger().info(f"configured: detector {self.config['detector.backend']!r}, inputs {topics}")
+        self.get_logger().info(f"configured: detector {self.config['detector.backend']!r}, inputs {topics}; trust: "
+                               f"{self.pipeline.trust.model.description}, pruning at "
+                               f"{self.pipeline.trust_threshold:.3f}")
+        if self.pipeline.trust.warning:
+            self.get_logger().warning(self.pipeline.trust.warning)
         return TransitionCallbackReturn.SUCCESS
 
     def _inputs(self) -> list[tuple[str, type, str]]:

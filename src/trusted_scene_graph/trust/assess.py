@@ -191,6 +191,9 @@ class EdgeTrust:
             self.model.margin_scale_m = config["relations.margin_scale_m"]
         override = float(config["trust.threshold"])
         self.threshold = override if override >= 0.0 else float(self.model.threshold)
+        # Said once where the graph is made (the node's log, tsg eval's warnings): pruning at the model's own threshold
+        # when that threshold guarantees nothing.
+        self.warning = self.model.warning if override < 0.0 else None
         self.max_queries = int(config["trust.vlm_queries_per_frame"])
         self.answer_max_age_frames = int(config["trust.vlm_answer_max_age_frames"])
         self.band = tuple(config["trust.vlm_query_band"])

@@ -9,6 +9,7 @@ string arrays, read with ``allow_pickle=False``: no pickle anywhere.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +60,26 @@ class EdgeTable:
             path = path / EDGES_FILE
         if not path.is_file():
             raise TrustError(f"edge table {path} does not exist (tsg eval --out DIR writes DIR/{EDGES_FILE})")
+        # An .npz is a zip archive; checking first turns numpy's "allow_pickle" hint (text files) and a raw
+        # TypeError (.npy arrays, which np.load returns as a bare ndarray) into one message naming the file.
+        not_a_table = f"{path} is not an .npz edge table (tsg eval --out DIR writes DIR/{EDGES_FILE})"
+        if not zipfile.is_zipfile(path):
+            raise TrustError(not_a_table)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise TrustError(not_a_table)
+            with loaded as data:
                 missing = [key for key in _KEYS if key not in data.files]
                 if missing:
                     raise TrustError(f"{path} is not an edge table: it lacks {missing}")
                 arrays = {key: data[key] for key in _KEYS}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise TrustError(f"edge table {path} cannot be read: {exc}") from exc
+        # NpzFile hands back a member without the .npy header as raw bytes instead of failing.
+        not_arrays = [key for key in _KEYS if not isinstance(arrays[key], np.ndarray)]
+        if not_arrays:
+            raise TrustError(f"edge table {path} cannot be read: {not_arrays} are not .npy arrays")
         version = int(arrays["feature_schema_version"])
         names = tuple(str(n) for n in arrays["feature_names"])
         if version != FEATURE_SCHEMA_VERSION or names != FEATURE_NAMES:

@@ -54,6 +54,7 @@ class EdgeTrustModel(Protocol):
 
     threshold: float
     description: str
+    warning: str | None  # why its own threshold misleads (no feasible threshold), else None
 
     def trust(self, features: np.ndarray) -> np.ndarray: ...
 
@@ -301,8 +302,24 @@ class TrustModel:
     @property
     def description(self) -> str:
         self._check_fitted()
+        choice = self.threshold_
+        if not choice.feasible:
+            return (f"learned trust model ({self.source_}; no threshold reached precision >= "
+                    f"{choice.target_precision:g} with probability >= {1 - choice.delta:g} on its held-out split: "
+                    f"its threshold {self.threshold:.3f} keeps almost nothing unless trust.threshold is set)")
         return (f"learned trust model ({self.source_}; threshold {self.threshold:.3f} for precision >= "
-                f"{self.threshold_.target_precision:g} with probability >= {1 - self.threshold_.delta:g})")
+                f"{choice.target_precision:g} with probability >= {1 - choice.delta:g})")
+
+    @property
+    def warning(self) -> str | None:
+        """Why pruning at this model's own threshold is not what its user expects (None: nothing to say)."""
+        self._check_fitted()
+        if self.threshold_.feasible:
+            return None
+        return (f"trust model {self.source_} has no feasible threshold (no threshold reached precision >= "
+                f"{self.threshold_.target_precision:g} with probability >= {1 - self.threshold_.delta:g} when it "
+                f"was trained); pruning at {self.threshold:.3f} keeps almost no relation. Retrain on more data, or "
+                "set trust.threshold")
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """XGBoost's importance per feature name (0 for features no tree splits on)."""
@@ -351,14 +368,20 @@ class TrustModel:
         if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
             raise TrustError(f"{metadata_path} is not a trust model's metadata (no \"format\": "
                              f"\"{METADATA_FORMAT}\")")
+        format_version = metadata.get("format_version")
+        if format_version != METADATA_FORMAT_VERSION:
+            raise TrustError(f"trust model metadata {metadata_path} has format version {format_version!r}, but this "
+                             f"package reads format version {METADATA_FORMAT_VERSION}; retrain the model with tsg "
+                             "trust train (or load it with the package version that wrote it)")
         version = metadata.get("feature_schema_version")
         if version != FEATURE_SCHEMA_VERSION:
             raise TrustError(f"trust model {directory} was trained on feature schema version {version!r}, but this "
                              f"package computes version {FEATURE_SCHEMA_VERSION}; retrain it with tsg trust train")
         names = metadata.get("feature_names")
         if names != list(FEATURE_NAMES):
-            raise TrustError(f"trust model {directory} expects features {names!r}, but this package computes "
-                             f"{list(FEATURE_NAMES)!r} (same schema version: the metadata was edited); retrain it")
+            raise TrustError(f"trust model {directory} expects features other than the ones this package computes "
+                             f"({_feature_name_difference(names, FEATURE_NAMES)}; same schema version: the "
+                             "metadata was edited); retrain it with tsg trust train")
         try:
             settings = dict(metadata["settings"])
             model = cls(**{key: settings[key] for key in settings if key in cls().__dict__})
@@ -392,6 +415,7 @@ class MarginPriorTrust:
         self.margin_scale_m = margin_scale_m
         self.threshold = threshold
         self.description = f"geometric margin prior (uncalibrated, threshold {threshold:g})"
+        self.warning = None
 
     def trust(self, features: np.ndarray) -> np.ndarray:
         return expit(np.asarray(features[:, FEATURE_INDEX["margin_m"]], dtype=np.float64) / self.margin_scale_m)
@@ -404,7 +428,30 @@ def load_trust_model(config: Mapping[str, Any]) -> EdgeTrustModel:
         return MarginPriorTrust(config["relations.margin_scale_m"])
     if name == "default":
         return TrustModel.load(DEFAULT_MODEL_DIR)
-    return TrustModel.load(Path(name).expanduser())
+    directory = Path(name).expanduser()
+    if directory.is_file():
+        raise TrustError(f"trust.model {name!r} is a file: give the model directory that holds it "
+                         f"({directory.parent}; tsg trust train writes {METADATA_FILE} and {MODEL_FILE} there)")
+    # An empty value would be Path('.'), the working directory: refuse it with the misspelt keywords.
+    if not name or not directory.is_dir():
+        raise TrustError(f"trust.model {name!r} is not 'default', 'prior' or an existing model directory")
+    return TrustModel.load(directory)
+
+
+def _feature_name_difference(names: Any, expected: Sequence[str]) -> str:
+    """How a model's feature names differ from ``expected``, short enough for an error message."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return f"its feature_names is not a list of names: {names!r}"
+    missing = [name for name in expected if name not in names]
+    unexpected = [name for name in names if name not in expected]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    parts = [f"{label} {found}" for label, found in
+             (("missing", missing), ("unexpected", unexpected), ("repeated", repeated)) if found]
+    if not parts:  # the same names in another order
+        moved = [i for i, (name, want) in enumerate(zip(names, expected, strict=True)) if name != want]
+        parts.append(f"reordered: {len(moved)} names moved, position {moved[0]} holds {names[moved[0]]!r} "
+                     f"instead of {expected[moved[0]]!r}")
+    return "; ".join(parts)
 
 
 def _json_safe(value: Any) -> Any:

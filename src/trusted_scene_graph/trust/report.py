@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,14 +214,17 @@ def _figures(out_dir: Path, scorers: Mapping[str, np.ndarray], labels: np.ndarra
     return skipped
 
 
-def _markdown(metrics: Mapping[str, Any], constants: Mapping[str, float], figures: Mapping[str, str | None]) -> str:
+def _markdown(metrics: Mapping[str, Any], constants: Mapping[str, float], figures: Mapping[str, str | None],
+              notes: Sequence[str] = ()) -> str:
     target = metrics["target_precision"]
     lines = [
         "# Edge trust report",
         "",
-        f"{metrics['edges']} edges, {metrics['correct']} correct "
-        f"({_fmt(metrics['correct'] / metrics['edges'])}); target precision {_fmt(target)}, "
-        f"risk delta {_fmt(metrics['delta'])}.",
+        *notes,
+        *([""] if notes else []),
+        f"{metrics['edges']} facts (an edge and its converse, such as left_of and right_of, are one fact), "
+        f"{metrics['correct']} correct ({_fmt(metrics['correct'] / metrics['edges'])}); target precision "
+        f"{_fmt(target)}, risk delta {_fmt(metrics['delta'])}.",
         "",
         f"| scorer | AUROC | AURC | E-AURC | FPR@95%TPR | ECE | coverage at precision {_fmt(target)} (oracle) |",
         "|---|---|---|---|---|---|---|",
@@ -241,9 +244,9 @@ def _markdown(metrics: Mapping[str, Any], constants: Mapping[str, float], figure
         verdict = "meets the target" if guarantee["meets_target"] else "**below the target**"
     lines += [
         f"- Guarantee: at the model threshold {_fmt(metrics['model_threshold'])} the fused trust keeps "
-        f"{guarantee['kept']} of {metrics['edges']} edges (coverage {_fmt(guarantee['coverage'])}) with realised "
+        f"{guarantee['kept']} of {metrics['edges']} facts (coverage {_fmt(guarantee['coverage'])}) with realised "
         f"precision {_fmt(guarantee['realised_precision'])} against the target {_fmt(target)}: {verdict}. "
-        f"This checks the threshold only when these edges were not used to fit the model.",
+        f"This checks the threshold only when these facts were not used to train the model.",
         "- \"Oracle\" coverage chooses the threshold on these same edges: the best any threshold could do here.",
         "",
         "## Figures",
@@ -256,13 +259,14 @@ def _markdown(metrics: Mapping[str, Any], constants: Mapping[str, float], figure
 
 def write_trust_report(out_dir: Path, scorers: Mapping[str, Any], correct: Any, *, target_precision: float,
                        delta: float, model_threshold: float, feature_importance_gain: Mapping[str, float],
-                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       extra: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md`` and the PNG figures of :data:`FIGURES` into ``out_dir``; return the
     metrics (NaN where undefined; ``null`` in the file).
 
     ``scorers`` maps names to ``P(correct)`` per edge and must include ``"fused"``, the model whose ``model_threshold``
     (chosen for ``target_precision`` at risk ``delta``) is checked in ``guarantee``. ``extra`` entries are added to
-    ``metrics.json`` and may not reuse its keys (:data:`REPORT_KEYS`). Every input is checked before anything is
+    ``metrics.json`` and may not reuse its keys (:data:`REPORT_KEYS`); ``notes`` are markdown lines put at the top of
+    ``report.md`` (what was compared, warnings). Every input is checked before anything is
     written; mismatched lengths, no edges, non-finite or out-of-range scores and an ``out_dir`` that is a file are
     refused with :class:`TrustError`.
     """
@@ -309,5 +313,5 @@ def write_trust_report(out_dir: Path, scorers: Mapping[str, Any], correct: Any, 
         raise TrustError(f"cannot create output directory {out_dir}: {error.strerror or error}") from error
     figures = _figures(out_dir, arrays, labels, metrics, metrics["feature_importance_gain"])
     (out_dir / "metrics.json").write_text(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
-    (out_dir / "report.md").write_text(_markdown(metrics, constants, figures))
+    (out_dir / "report.md").write_text(_markdown(metrics, constants, figures, notes))
     return metrics

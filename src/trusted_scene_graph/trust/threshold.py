@@ -32,7 +32,7 @@ from trusted_scene_graph.trust.calibration import _check_keys, _paired, _scores
 
 THRESHOLD_METHODS = ("fixed_sequence", "bonferroni")
 #: Candidate thresholds when no grid is given: fixed before seeing any data, as LTT requires.
-DEFAULT_GRID = np.linspace(0.0, 1.0, 201)
+DEFAULT_GRID = np.round(np.linspace(0.0, 1.0, 201), 9)  # rounded: 0.825, not 0.8250000000000001, in the metadata
 DEFAULT_GRID.setflags(write=False)
 #: The threshold reported when no candidate passes (see :func:`choose_threshold`).
 INFEASIBLE_THRESHOLD = 1.0

@@ -5,6 +5,7 @@ Both read the ``edges.npz`` tables ``tsg eval`` writes (:mod:`~trusted_scene_gra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,34 +19,61 @@ from trusted_scene_graph.trust.model import TrustModel
 
 def train(data: Sequence[Path], out_dir: Path, **settings: Any) -> TrustModel:
     """Fit a :class:`TrustModel` (``settings`` are its keyword arguments) on the joined tables and save it."""
+    check_output_dir(out_dir, "trust model")
     table = load_tables(data)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TrustError(f"--out {out_dir} is a file; the trust model is a directory")
     model = TrustModel(**settings).fit(table.features, table.correct, table.group)
     model.metadata_["training"]["data"] = [str(path) for path in data]
-    model.save(out_dir)
+    try:
+        model.save(out_dir)
+    except OSError as exc:
+        raise TrustError(f"cannot write the trust model into {out_dir}: {exc}") from exc
     return model
 
 
 def report(model_dir: Path, data: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     """The model and both baselines on the joined tables (held-out data: not the training tables), written by
-    :func:`~trusted_scene_graph.trust.report.write_trust_report`; returns its metrics."""
-    from trusted_scene_graph.trust.model import data_hash
+    :func:`~trusted_scene_graph.trust.report.write_trust_report`; returns its metrics.
+
+    ``model_dir`` may be the keyword 'default' (the shipped model). The groups of the data (scenes: see
+    :mod:`~trusted_scene_graph.trust.dataset`) are compared with the model's training groups; any overlap is stated
+    at the top of ``report.md`` and in ``metrics.json``, since it makes the report an in-sample one."""
+    from trusted_scene_graph.trust.model import DEFAULT_MODEL_DIR, data_hash
     from trusted_scene_graph.trust.report import write_trust_report
 
+    model_dir = DEFAULT_MODEL_DIR if str(model_dir) == "default" else model_dir
+    check_output_dir(out_dir, "report")
     model = TrustModel.load(model_dir)
     table = load_tables(data)
     if len(table) == 0:
-        raise TrustError(f"the edge tables {[str(p) for p in data]} hold no edges")
+        raise TrustError(f"the edge tables {[str(p) for p in data]} hold no facts")
     scorers = {"fused": model.trust(table.features), **model.baseline_probabilities(table.features)}
     if "vlm_confidence" not in scorers:  # no VLM answers in training: the baseline is the constant "no information"
         scorers["vlm_confidence"] = np.full(len(table), 0.5)
     training = model.metadata_.get("training", {})
     same_data = training.get("data_sha256") == data_hash(table.features, table.correct, table.group)
-    groups_seen = sorted(set(np.unique(table.group).tolist()) & set(training.get("groups_list", [])))
-    extra = {"model": str(model_dir), "data": [str(p) for p in data], "groups": int(np.unique(table.group).size),
-             "data_is_training_data": same_data, "groups_also_in_training": len(groups_seen),
+    groups = set(np.unique(table.group).tolist())
+    shared = sorted(groups & set(training.get("groups_list", [])))
+    notes = [f"Model: `{model_dir}` ({model.description}). Data: {', '.join(f'`{p}`' for p in data)}."]
+    if shared:
+        notes.append(f"**Warning: {len(shared)} of the {len(groups)} scenes of this data were in the model's training "
+                     f"data** (e.g. `{shared[0]}`): these numbers are partly in-sample. Report on scenes the model "
+                     "has not seen.")
+    extra = {"model": str(model_dir), "data": [str(p) for p in data], "groups": len(groups),
+             "data_is_training_data": same_data, "groups_also_in_training": len(shared),
              "model_metrics_held_out": model.metadata_.get("metrics_held_out", {})}
-    return write_trust_report(out_dir, scorers, table.correct, target_precision=model.threshold_.target_precision,
-                              delta=model.threshold_.delta, model_threshold=model.threshold,
-                              feature_importance_gain=model.feature_importance("gain"), extra=extra)
+    try:
+        return write_trust_report(out_dir, scorers, table.correct, target_precision=model.threshold_.target_precision,
+                                  delta=model.threshold_.delta, model_threshold=model.threshold,
+                                  feature_importance_gain=model.feature_importance("gain"), extra=extra, notes=notes)
+    except OSError as exc:
+        raise TrustError(f"cannot write the trust report into {out_dir}: {exc}") from exc
+
+
+def check_output_dir(out_dir: Path, what: str) -> None:
+    """Refuse an output directory that cannot be made before any work is done (a file, an unwritable parent)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrustError(f"--out {out_dir} is a file; the {what} is a directory")
+    existing = next(parent for parent in (out_dir, *out_dir.parents) if parent.exists())
+    if not os.access(existing, os.W_OK):
+        raise TrustError(f"--out {out_dir}: cannot write into {existing}")
