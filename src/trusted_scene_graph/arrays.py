@@ -1,5 +1,5 @@
 """Validation of 1-D input arrays (scores, labels), shared by :mod:`trusted_scene_graph.evaluation.metrics` and
-:mod:`trusted_scene_graph.trust` (numpy only).
+:mod:`trusted_scene_graph.trust`, and :func:`json_ready` for every metrics file (numpy only).
 
 Each caller passes its own error class (``EvaluationError``, ``TrustError``): the checks and their messages are the
 same, but a failure must be reported as the error of the subpackage that was called.
@@ -7,6 +7,8 @@ same, but a failure must be reported as the error of the subpackage that was cal
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -52,3 +54,19 @@ def label_vector(name: str, values: Any, error: type[TsgError]) -> np.ndarray:
     if bad.size:
         raise error(f"{name} must hold booleans or 0/1, got {array[bad[0]]} at index {bad[0]}")
     return array == 1.0
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` for strict JSON: mappings with string keys, numpy arrays and tuples as lists, numpy scalars as Python
+    numbers, NaN and infinities as None (JSON has no NaN; readers see ``null``)."""
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

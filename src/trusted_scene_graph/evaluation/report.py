@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.evaluation import EvaluationError, plots
 from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable
 from trusted_scene_graph.trust.features import FEATURE_NAMES
@@ -171,19 +172,6 @@ def not_applicable(metrics: Mapping[str, Any], path: str) -> str | None:
     if path.startswith(_GOAL_PATHS) and inputs.get("ground_truth_with_goal", 1) == 0:
         return "the task has no goal"
     return None
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf floats as None and numpy scalars as Python numbers (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def lookup(metrics: Mapping[str, Any], path: str) -> Any:

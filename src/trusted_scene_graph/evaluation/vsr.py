@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.metrics import aurc, auroc, coverage_at_precision, expected_calibration_error
@@ -453,17 +454,6 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN and infinities as JSON null; numpy scalars as Python numbers."""
-    if isinstance(value, Mapping):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return _finite_or_none(value)
-
-
 def summarise(outcomes: Sequence[VsrOutcome], target_accuracy: float = DEFAULT_TARGET_ACCURACY,
               folds: int = DEFAULT_FOLDS) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
     """Metrics of the evaluated samples: ``(metrics, scores by name, correct)``.
@@ -676,7 +666,7 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
                     problems.append(f"line {sample.line}: the VLM could not answer: {exc}")
                     continue
                 outcomes.append(outcome)
-                samples_file.write(json.dumps(_json_ready(outcome.to_json())) + "\n")
+                samples_file.write(json.dumps(json_ready(outcome.to_json())) + "\n")
                 samples_file.flush()
                 if index % 50 == 0:
                     log(f"{index}/{len(requested)} samples")
@@ -714,7 +704,7 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
         except EvaluationError as exc:  # nothing to draw (no samples, or only one outcome)
             metrics["problems"].append(f"{name} not drawn: {exc}")
     metrics["figures"] = figures
-    (out_dir / "metrics.json").write_text(json.dumps(_json_ready(metrics), indent=2) + "\n", encoding="utf-8")
+    (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(render_report(metrics), encoding="utf-8")
     log(f"evaluated {len(outcomes)} of {len(requested)} samples; results in {out_dir}")
     return EXIT_OK if outcomes and not interrupted else EXIT_FAILED

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.special import expit
 
+from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.calibration import Calibrator
 from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
@@ -252,7 +252,7 @@ class TrustModel:
                                   "auroc": m.auroc(fused, labels), "ece": m.expected_calibration_error(fused, labels)}
         for name, scores in self.baseline_probabilities(table).items():
             result[f"auroc_{name}"] = m.auroc(scores, labels)
-        return _json_safe(result)
+        return json_ready(result)
 
     # --- prediction -------------------------------------------------------------------------------------------
 
@@ -347,7 +347,7 @@ class TrustModel:
             "feature_importance_gain": self.feature_importance("gain"),
             **self.metadata_,
         }
-        (directory / METADATA_FILE).write_text(json.dumps(_json_safe(metadata), indent=2) + "\n")
+        (directory / METADATA_FILE).write_text(json.dumps(json_ready(metadata), indent=2) + "\n")
         return directory
 
     @classmethod
@@ -452,16 +452,3 @@ def _feature_name_difference(names: Any, expected: Sequence[str]) -> str:
         parts.append(f"reordered: {len(moved)} names moved, position {moved[0]} holds {names[moved[0]]!r} "
                      f"instead of {expected[moved[0]]!r}")
     return "; ".join(parts)
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as null (JSON has no NaN), numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from trusted_scene_graph.arrays import float_vector
+from trusted_scene_graph.arrays import float_vector, json_ready
 from trusted_scene_graph.evaluation import EvaluationError, plots
 from trusted_scene_graph.evaluation.metrics import (
     _labels,
@@ -148,21 +148,6 @@ def compare_scorers(scorers: Mapping[str, Any], correct: Any, target_precision: 
 
 
 # --- report -------------------------------------------------------------------------------------------------------
-
-
-def _json_ready(value: Any) -> Any:
-    """NaN/inf as None, numpy scalars and arrays as Python values (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -289,7 +274,7 @@ def write_trust_report(out_dir: Path, scorers: Mapping[str, Any], correct: Any, 
     if clashing:
         raise TrustError(f"extra keys {clashing} would overwrite the report's own keys")
     try:
-        json.dumps(_json_ready(extra), allow_nan=False)
+        json.dumps(json_ready(extra), allow_nan=False)
     except (TypeError, ValueError) as error:
         raise TrustError(f"extra cannot be written as JSON: {error}") from None
 
@@ -312,6 +297,6 @@ def write_trust_report(out_dir: Path, scorers: Mapping[str, Any], correct: Any, 
     except OSError as error:
         raise TrustError(f"cannot create output directory {out_dir}: {error.strerror or error}") from error
     figures = _figures(out_dir, arrays, labels, metrics, metrics["feature_importance_gain"])
-    (out_dir / "metrics.json").write_text(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
     (out_dir / "report.md").write_text(_markdown(metrics, constants, figures, notes))
     return metrics
