@@ -38,6 +38,7 @@ from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.report import write_json
 from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.model import load_trust_model
 
 RATIO_GOAL = 0.0003
 SCALING_GOAL = 7.0
@@ -72,8 +73,8 @@ def run_trust_bench(config: Config, out_path: Path, repeats: int = 50, detector_
     twenty = time_trust(config, 20, repeats)
     fifty = time_trust(config, 50, repeats)
     detector = time_detector_forward(detector_size, detector_repeats)
-    model = ScenePipeline(config).trust.model.description
-    result = bench_result("trust", twenty, fifty, detector, repeats, RATIO_GOAL, SCALING_GOAL, trust_model=model)
+    result = bench_result("trust", twenty, fifty, detector, repeats, RATIO_GOAL, SCALING_GOAL,
+                          trust_model=load_trust_model(config).description)
     write_json(result, out_path)
     print(f"trust {result['trust_ms']:.2f} ms (20 objects, {twenty['candidate_edges']} edges), "
           f"{result['trust_ms_50']:.2f} ms (50, {fifty['candidate_edges']} edges); detector forward "

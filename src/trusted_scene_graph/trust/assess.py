@@ -26,12 +26,16 @@ import numpy as np
 from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, RelationGrid
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.features import (
+    FEATURES,
     VLM_FEATURES,
     ObjectArrays,
     TemporalHistory,
     edge_features,
 )
 from trusted_scene_graph.trust.model import EdgeTrustModel, MarginPriorTrust, load_trust_model
+from trusted_scene_graph.vlm import make_vlm
+from trusted_scene_graph.vlm.base import CONVERSE_PREDICATES, noised_image
+from trusted_scene_graph.vlm.recorded import RecordedVlm
 
 SOURCE_GEOMETRY, SOURCE_VLM = 0, 1
 _NO_ANSWER = np.full(len(VLM_FEATURES), np.nan)
@@ -77,6 +81,10 @@ _STATED_FROM_OTHER = {QUALITATIVE_PREDICATES.index(stated): QUALITATIVE_PREDICAT
                       for stated, canonical in (("right_of", "left_of"), ("below", "above"),
                                                 ("behind", "in_front_of"))}
 _SYMMETRIC = (QUALITATIVE_PREDICATES.index("near"), QUALITATIVE_PREDICATES.index("far"))
+# Per predicate, the index of the one a VLM claims when it rejects it (right_of for left_of, far for near), -1 when
+# the relation set has none (on_top_of, bigger_than, taller_than).
+_CONVERSE_INDEX = np.array([QUALITATIVE_PREDICATES.index(CONVERSE_PREDICATES[name]) if name in CONVERSE_PREDICATES
+                            else -1 for name in QUALITATIVE_PREDICATES])
 
 
 def canonical_claims(holds: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -110,9 +118,6 @@ def canonical_claims(holds: np.ndarray) -> tuple[np.ndarray, ...]:
 def scene_graph_vlm(config: Mapping[str, Any]) -> Any:
     """The VLM the pipeline asks (``vlm.backend``; None for 'none'). Recorded answers must be about the scene graph's
     predicates: a line with any other predicate is an error naming the file and line, at startup."""
-    from trusted_scene_graph.vlm import make_vlm
-    from trusted_scene_graph.vlm.recorded import RecordedVlm
-
     if config["vlm.backend"] == "recorded":
         return RecordedVlm.from_config(config, predicates=QUALITATIVE_PREDICATES)
     return make_vlm(config)
@@ -175,8 +180,8 @@ class EdgeTrust:
         self.vlm = vlm
         self.history = TemporalHistory(int(config["trust.temporal_window_frames"]))
         self.reconfigure(config)
-        self._answers: dict[tuple[int, int, int], np.ndarray] = {}
-        self._answered_at: dict[tuple[int, int, int], int] = {}  # frame number of each answer
+        # The last VLM answer of each fact (VLM_FEATURES values) and the frame number it was given at.
+        self._answers: dict[tuple[int, int, int], tuple[np.ndarray, int]] = {}
         self._frame = 0
         self._rng = np.random.default_rng(0)  # the sensitivity check's noise is seeded: same frames, same trust
         self.prototypes: LabelPrototypes | None = None
@@ -204,8 +209,6 @@ class EdgeTrust:
     def assess(self, grid: RelationGrid, objects: Sequence[Any], image_width_px: int, image_height_px: int,
                image_rgb: np.ndarray | None = None, image_id: str | None = None) -> CandidateEdges:
         """Trust of every claimed edge of this frame (``objects``: the grid's ObjectNodes, same order)."""
-        from trusted_scene_graph.trust.features import FEATURES
-
         self._frame += 1
         if grid.count < 2:
             return CandidateEdges.empty(len(FEATURES))
@@ -221,7 +224,7 @@ class EdgeTrust:
         keys, answers = [], None
         if self.vlm is not None:  # without a VLM there are no answers to look up (the columns stay NaN)
             keys = list(zip(track[subject].tolist(), track[obj].tolist(), predicate.tolist(), strict=True))
-            answers = np.array([self._answers.get(key, _NO_ANSWER) for key in keys]).reshape(-1, len(VLM_FEATURES))
+            answers = self._answer_table(keys)
         features = edge_features(grid, arrays, subject, obj, predicate, vlm=answers, temporal_agreement=temporal,
                                  prototype_similarity=prototype)
         trust = self.model.trust(features)
@@ -230,7 +233,7 @@ class EdgeTrust:
         if self.vlm is not None and image_rgb is not None:
             queries = self._ask(trust, keys, objects, subject, obj, predicate, image_rgb, image_id)
             self._forget_answers(set(track.tolist()))
-            answers = np.array([self._answers.get(key, _NO_ANSWER) for key in keys]).reshape(-1, len(VLM_FEATURES))
+            answers = self._answer_table(keys)
             subject, obj, predicate, row_sources, answers, temporal = _with_vlm_claims(subject, obj, predicate,
                                                                                        answers, temporal)
             features = edge_features(grid, arrays, subject, obj, predicate, row_sources, vlm=answers,
@@ -249,12 +252,10 @@ class EdgeTrust:
     def _ask(self, trust: np.ndarray, keys: list[tuple[int, int, int]], objects: Sequence[Any], subject: np.ndarray,
              obj: np.ndarray, predicate: np.ndarray, image_rgb: np.ndarray, image_id: str | None) -> int:
         oldest = self._frame - self.answer_max_age_frames
-        due = np.array([self._answered_at.get(key, oldest) <= oldest for key in keys], dtype=bool)
+        due = np.array([self._answers.get(key, (None, oldest))[1] <= oldest for key in keys], dtype=bool)
         chosen = select_queries(trust, due, self.band, self.max_queries)
         noised = None
         if self.sensitivity and chosen.size:
-            from trusted_scene_graph.vlm.base import noised_image
-
             noised = noised_image(image_rgb, self.sensitivity_noise, self._rng)
         for k in chosen:
             args = (objects[subject[k]].label, QUALITATIVE_PREDICATES[predicate[k]], objects[obj[k]].label)
@@ -262,15 +263,19 @@ class EdgeTrust:
             sensitivity = np.nan
             if noised is not None:
                 sensitivity = answer.p_true - self.vlm.judge_relation(noised, *args, image_id=None).p_true
-            self._answers[keys[k]] = np.array([answer.p_true, answer.nmlp, answer.margin, sensitivity])
-            self._answered_at[keys[k]] = self._frame
+            self._answers[keys[k]] = (np.array([answer.p_true, answer.nmlp, answer.margin, sensitivity]), self._frame)
         return int(chosen.size)
+
+    def _answer_table(self, keys: list[tuple[int, int, int]]) -> np.ndarray:
+        """(E, 4) VLM features of the facts ``keys``: their last answers, NaN for facts never asked."""
+        return np.array([self._answers[key][0] if key in self._answers else _NO_ANSWER
+                         for key in keys]).reshape(-1, len(VLM_FEATURES))
 
     def _forget_answers(self, present_tracks: set[int]) -> None:
         """Keep answers only for claims between tracks of this frame, so the cache stays as small as the scene."""
         stale = [key for key in self._answers if key[0] not in present_tracks or key[1] not in present_tracks]
         for key in stale:
-            del self._answers[key], self._answered_at[key]
+            del self._answers[key]
 
     def _prototype_similarity(self, objects: Sequence[Any], image_rgb: np.ndarray | None) -> np.ndarray | None:
         if self.prototypes is None or image_rgb is None:
@@ -285,10 +290,7 @@ class EdgeTrust:
 def _with_vlm_claims(subject: np.ndarray, obj: np.ndarray, predicate: np.ndarray, answers: np.ndarray,
                      temporal: np.ndarray) -> tuple[np.ndarray, ...]:
     """Append the VLM's own claims: the converse of each geometry claim it rejected (see the module docstring)."""
-    from trusted_scene_graph.vlm.base import CONVERSE_PREDICATES
-
-    converse = np.array([QUALITATIVE_PREDICATES.index(CONVERSE_PREDICATES[name])
-                         if name in CONVERSE_PREDICATES else -1 for name in QUALITATIVE_PREDICATES])
+    converse = _CONVERSE_INDEX
     rejected = np.flatnonzero((answers[:, 0] < 0.5) & (converse[predicate] >= 0))
     sources = np.zeros(len(predicate) + rejected.size, dtype=np.intp)
     sources[len(predicate):] = SOURCE_VLM

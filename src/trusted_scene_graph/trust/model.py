@@ -47,6 +47,10 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 PRIOR_THRESHOLD = 0.6
 BASELINES = ("geometry_alignment", "vlm_confidence")
 _MIN_GROUPS = 3
+# The constructor settings written to trust_model.json and read back by TrustModel.load (n_jobs is the machine's).
+SAVED_SETTINGS = ("n_estimators", "max_depth", "learning_rate", "min_child_weight", "calibration",
+                  "calibration_fraction", "threshold_fraction", "target_precision", "delta", "threshold_method",
+                  "random_state")
 
 
 class EdgeTrustModel(Protocol):
@@ -174,11 +178,7 @@ class TrustModel:
     # --- settings ---------------------------------------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
-        return {"n_estimators": self.n_estimators, "max_depth": self.max_depth, "learning_rate": self.learning_rate,
-                "min_child_weight": self.min_child_weight, "calibration": self.calibration,
-                "calibration_fraction": self.calibration_fraction, "threshold_fraction": self.threshold_fraction,
-                "target_precision": self.target_precision, "delta": self.delta,
-                "threshold_method": self.threshold_method, "random_state": self.random_state}
+        return {name: getattr(self, name) for name in SAVED_SETTINGS}
 
     def _check_settings(self) -> None:
         for name in ("n_estimators", "max_depth"):
@@ -384,7 +384,7 @@ class TrustModel:
                              "metadata was edited); retrain it with tsg trust train")
         try:
             settings = dict(metadata["settings"])
-            model = cls(**{key: settings[key] for key in settings if key in cls().__dict__})
+            model = cls(**{name: settings[name] for name in SAVED_SETTINGS if name in settings})
             model.calibrator_ = Calibrator.from_json(metadata["calibration"])
             model.baseline_calibrators_ = {name: Calibrator.from_json(value)
                                            for name, value in metadata.get("baseline_calibration", {}).items()}
