@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from trusted_scene_graph.evaluation import EvaluationError, timing_summary
-from trusted_scene_graph.evaluation.metrics import coverage_at_precision
+from trusted_scene_graph.evaluation.metrics import coverage_at_precision, coverage_at_targets
 from trusted_scene_graph.evaluation.plots import (
-    _coverage_at_targets,
     plot_coverage_at_precision,
     plot_distance_scatter,
     plot_feature_importance,
@@ -80,11 +79,11 @@ def test_coverage_curve_equals_coverage_at_precision_at_every_target() -> None:
     correct = rng.random(300) < scores
     targets = np.linspace(0.5, 1.0, 51)
     expected = [coverage_at_precision(scores, correct, t)[0] for t in targets]
-    np.testing.assert_array_equal(_coverage_at_targets(scores, correct, targets), expected)
+    np.testing.assert_array_equal(coverage_at_targets(scores, correct, targets), expected)
     # Hand-made: precision of the top k is 1, 1, 2/3, 3/4, 3/5, 1/2.
-    six = _coverage_at_targets([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], np.array([0.5, 0.75, 0.8, 1.0]))
+    six = coverage_at_targets([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], np.array([0.5, 0.75, 0.8, 1.0]))
     np.testing.assert_allclose(six, [1.0, 4 / 6, 2 / 6, 2 / 6])
-    assert np.isnan(_coverage_at_targets([], [], np.array([0.9]))).all()
+    assert np.isnan(coverage_at_targets([], [], np.array([0.9]))).all()
 
 
 def test_coverage_at_precision_plot(tmp_path: Path) -> None:

@@ -78,8 +78,6 @@ from trusted_scene_graph.relations.geometric import (
     relations_from_boxes,
 )
 from trusted_scene_graph.text import plural
-from trusted_scene_graph.trust.assess import CandidateEdges
-from trusted_scene_graph.trust.features import FEATURE_NAMES
 
 GROUND_TRUTH_TOPIC = "/ground_truth"
 TF_TOPICS = (TF_STATIC_TOPIC, TF_TOPIC)
@@ -544,9 +542,7 @@ class _FrameScorer:
         index_of_gt_id = {int(i): k for k, i in enumerate(gt_ids)}
         samples.true_edges_ground_truth += sum(1 for s, _, o in true_edges
                                                if evaluable[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])
-        candidates = graph.candidates
-        if candidates is None:  # a graph built without the trust step (a test's hand-made graph): nothing to score
-            candidates = CandidateEdges.empty(len(FEATURE_NAMES))
+        candidates = graph.candidates  # the pipeline's claims before pruning, with their trust and features
         excluded = (np.isin(candidates.subject, list(not_evaluable))
                     | np.isin(candidates.object, list(not_evaluable)))
         samples.edges_excluded += int(excluded.sum())

@@ -188,6 +188,25 @@ def coverage_at_precision(scores: Any, correct: Any, target: float) -> tuple[flo
     return float(kept[best] / score_array.size), float(thresholds[best])
 
 
+def coverage_at_targets(scores: Any, correct: Any, targets: np.ndarray) -> np.ndarray:
+    """:func:`coverage_at_precision`'s coverage for every target at once (0.0 where none is reached).
+
+    Same tie groups and the same precision expression, so each value equals the single-target function's; the
+    largest coverage among thresholds reaching ``t`` is a suffix maximum over the thresholds sorted by precision.
+    """
+    score_array, labels = _scored(scores, correct)
+    targets = np.asarray(targets, dtype=np.float64)
+    if score_array.size == 0:
+        return np.full(targets.shape, math.nan)
+    _, counts, errors = _tie_groups(score_array, labels)
+    kept = np.cumsum(counts)
+    precision = (kept - np.cumsum(errors)) / kept
+    order = np.argsort(precision, kind="stable")
+    best_coverage_from = np.maximum.accumulate((kept / score_array.size)[order][::-1])[::-1]
+    first = np.searchsorted(precision[order], targets, side="left")  # first threshold with precision >= target
+    return np.where(first < order.size, best_coverage_from[np.minimum(first, order.size - 1)], 0.0)
+
+
 # --- calibration --------------------------------------------------------------------------------------------------
 
 

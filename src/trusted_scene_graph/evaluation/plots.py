@@ -20,9 +20,10 @@ from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.metrics import (
     _both_classes,
     _scored,
-    _tie_groups,
     aurc,
     auroc,
+    coverage_at_precision,
+    coverage_at_targets,
     distance_metrics,
     e_aurc,
     expected_calibration_error,
@@ -167,25 +168,6 @@ def plot_reliability(probabilities: Any, correct: Any, path: Path, title: str, b
     _save(figure, path)
 
 
-def _coverage_at_targets(scores: Any, correct: Any, targets: np.ndarray) -> np.ndarray:
-    """:func:`~.metrics.coverage_at_precision`'s coverage for every target at once (0.0 where none is reached).
-
-    Same tie groups and the same precision expression, so each value equals the single-target function's; the
-    largest coverage among thresholds reaching ``t`` is a suffix maximum over the thresholds sorted by precision.
-    """
-    score_array, labels = _scored(scores, correct)
-    targets = np.asarray(targets, dtype=np.float64)
-    if score_array.size == 0:
-        return np.full(targets.shape, math.nan)
-    _, counts, errors = _tie_groups(score_array, labels)
-    kept = np.cumsum(counts)
-    precision = (kept - np.cumsum(errors)) / kept
-    order = np.argsort(precision, kind="stable")
-    best_coverage_from = np.maximum.accumulate((kept / score_array.size)[order][::-1])[::-1]
-    first = np.searchsorted(precision[order], targets, side="left")  # first threshold with precision >= target
-    return np.where(first < order.size, best_coverage_from[np.minimum(first, order.size - 1)], 0.0)
-
-
 def plot_coverage_at_precision(curves: Curves, path: Path, title: str, target: float,
                                markers: Mapping[str, tuple[float, float]] | None = None,
                                lowest_target: float = 0.5) -> None:
@@ -203,7 +185,7 @@ def plot_coverage_at_precision(curves: Curves, path: Path, title: str, target: f
         raise EvaluationError("plot_coverage_at_precision needs at least one named score set, got none")
     lowest = min(lowest_target, target)
     targets = np.linspace(lowest, 1.0, 201)
-    coverages = {name: _coverage_at_targets(scores, correct, targets) for name, (scores, correct) in curves.items()}
+    coverages = {name: coverage_at_targets(scores, correct, targets) for name, (scores, correct) in curves.items()}
     if all(np.isnan(coverage).all() for coverage in coverages.values()):
         raise EvaluationError(f"plot_coverage_at_precision: none of {sorted(curves)} has any items")
     figure = _figure()
@@ -213,7 +195,7 @@ def plot_coverage_at_precision(curves: Curves, path: Path, title: str, target: f
             axes.plot([], [], " ", label=f"{name}: no items")
             continue
         scores, correct = curves[name]
-        at_target = _coverage_at_targets(scores, correct, np.array([target]))[0]
+        at_target = coverage_at_precision(scores, correct, target)[0]
         axes.plot(targets, coverage, label=f"{name} (coverage {_fmt(at_target)} at precision {target:g})")
     axes.axvline(target, linestyle=":", color="grey", label=f"target precision {target:g}")
     left = lowest

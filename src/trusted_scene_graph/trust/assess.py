@@ -204,7 +204,6 @@ class EdgeTrust:
         self.band = tuple(config["trust.vlm_query_band"])
         self.sensitivity = bool(config["trust.vlm_sensitivity"])
         self.sensitivity_noise = float(config["trust.vlm_sensitivity_noise"])
-        select_queries(np.zeros(0), np.zeros(0, bool), self.band, self.max_queries)  # validates band and budget
 
     def assess(self, grid: RelationGrid, objects: Sequence[Any], image_width_px: int, image_height_px: int,
                image_rgb: np.ndarray | None = None, image_id: str | None = None) -> CandidateEdges:
