@@ -58,6 +58,17 @@ def test_bench_service_writes_the_latency_ratios(tmp_path):
     assert result["p99_ratio"] == pytest.approx(result["query_p99_ms"] / result["echo_p99_ms"])
     assert result["query_invalid"] == 0  # every query found both objects in the graph
     assert result["frames_processed_during"] > 0  # frames were flowing while we measured
+    assert result["concurrency"] == 4 and min(result["query_calls"], result["echo_calls"]) >= 100
+    goals = result["goals"]
+    assert (goals["p99_ratio_max"], goals["calls_per_s_min"]) == (1.3, 500)
+    assert goals["p99_ratio_met"] == (result["p99_ratio"] <= 1.3)
+    assert goals["calls_per_s_met"] == (result["calls_per_s"] >= 500)
+
+
+def test_bench_service_refuses_an_odd_concurrency(capsys):
+    assert main(["bench", "service", "--out", "unused.json", "--concurrency", "3"]) == EXIT_USAGE
+    assert "concurrency must be even and at least 2 (half the calls in flight go to each service), got 3" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.dds

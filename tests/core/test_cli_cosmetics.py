@@ -110,7 +110,7 @@ def test_top_level_help_hides_the_internal_eval_vsr_command_and_explains_eval_vs
         main(["--help"])
     out = capsys.readouterr().out
     assert EVAL_VSR not in out
-    assert "usage: tsg [-h] {bringup,config,demo,sim,eval,replay,bench,trust} ..." in out
+    assert "usage: tsg [-h] {bringup,config,demo,sim,label,eval,replay,bench,trust} ..." in out
     assert "write `tsg eval ./vsr` to be explicit" in " ".join(out.split())
 
 

@@ -60,8 +60,8 @@ def test_the_top_level_description_does_not_call_the_live_commands_offline(
         capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(["--help"], capsys)
     assert "offline work" not in text
-    assert ("the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, trust, "
-            "bench)") in text
+    assert ("the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, label, "
+            "trust, bench)") in text
 
 
 @pytest.mark.parametrize(("options", "message"), [

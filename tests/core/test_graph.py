@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from trusted_scene_graph import TsgError
-from trusted_scene_graph.graph import GraphError, ObjectNode, Relation, SceneGraph, query_distance, resolve_object
+from trusted_scene_graph.graph import GraphError, ObjectNode, Relation, SceneGraph, resolve_object
+from trusted_scene_graph.reward.query import query_distance
 
 
 def node(object_id: int, label: str, centroid, size=(0.1, 0.1, 0.1), score: float = 1.0, fraction: float = 1.0):

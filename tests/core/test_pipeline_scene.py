@@ -228,3 +228,18 @@ def test_detections_cannot_be_lifted_before_the_plane_is_fitted():
     frame = scene_frame()
     with pytest.raises(PipelineError, match="camera-to-graph transform is not known yet"):
         pipeline.process_detections(frame.stamp_ns, [], frame.depth_m, frame.intrinsics)
+
+
+def test_without_relations_the_pipeline_stops_after_tracking_with_the_same_objects():
+    from trusted_scene_graph.sim.synthetic import SyntheticFrame
+
+    config = Config()
+    scene = SyntheticFrame()
+    frame = CameraFrame(1, scene.rgb, scene.depth_m, scene.intrinsics, scene.instance_ids)
+    full = ScenePipeline(config).process(frame)
+    objects_only = ScenePipeline(config).process(frame, relations=False)
+    assert full.relations and objects_only.relations == () and objects_only.candidates is None
+    assert [(o.id, o.label) for o in objects_only.objects] == [(o.id, o.label) for o in full.objects]
+    for a, b in zip(objects_only.objects, full.objects, strict=True):
+        np.testing.assert_allclose(a.centroid_m, b.centroid_m)
+    assert "trust" not in objects_only.timing_ms and "relate" not in objects_only.timing_ms

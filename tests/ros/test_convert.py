@@ -9,9 +9,11 @@ import pytest
 from trusted_scene_graph_msgs.srv import QueryDistance  # noqa: E402  (after the conftest's importorskip)
 
 from trusted_scene_graph.geometry import GeometryError, Intrinsics
-from trusted_scene_graph.graph import ObjectNode, Relation, SceneGraph, query_distance
+from trusted_scene_graph.graph import ObjectNode, Relation, SceneGraph
 from trusted_scene_graph.image import ImageError
 from trusted_scene_graph.perception import PerceptionError
+from trusted_scene_graph.reward import RewardSample, SideResolver
+from trusted_scene_graph.reward.query import query_distance
 from trusted_scene_graph.ros import convert
 
 H, W = 6, 8
@@ -132,6 +134,59 @@ def test_an_invalid_answer_has_nan_distance_and_says_why():
                                               QueryDistance.Response())
     assert not response.valid and math.isnan(response.distance_m)
     assert response.message == "no scene graph has been computed yet"
+    assert math.isnan(response.graph_age_s)  # no graph, no age
+
+
+def test_a_kinematic_answer_fills_the_sides_sources_and_the_graph_age():
+    graph = _graph()
+    resolver = SideResolver()
+    resolver.poses["ee"].add(graph.stamp_ns, "world", [0.5, 0.1, 0.5])
+    answer = query_distance(graph, "gripper", "cube", resolver=resolver, graph_age_s=0.25)
+    response = convert.fill_distance_response(answer, graph, QueryDistance.Response(), graph_age_s=0.25)
+    assert response.valid and response.distance_m == pytest.approx(0.2)
+    assert (response.subject_source, response.object_source) == ("kinematics", "perception")
+    assert (response.subject_id, response.object_id) == (0, 2) and response.graph_age_s == pytest.approx(0.25)
+
+
+def _sample(**fields) -> RewardSample:
+    values = {"pair": "gripper:cube", "subject": "gripper", "object": "cube", "stamp_ns": 2_000_000_123,
+              "reward": -0.1, "distance_m": 0.1, "valid": True, "trust": 0.72, "subject_id": 1, "object_id": 2,
+              "subject_source": "perception", "object_source": "perception"}
+    return RewardSample(**{**values, **fields})
+
+
+def test_a_reward_sample_becomes_a_dense_reward_in_the_graph_frame_with_the_graphs_stamp():
+    msg = convert.reward_to_msg(_sample(held=True, age_s=0.2, message="held 0.200 s: trust 0.1"), "world")
+    assert (msg.header.frame_id, convert.stamp_to_ns(msg.header.stamp)) == ("world", 2_000_000_123)
+    assert (msg.pair, msg.subject, msg.object) == ("gripper:cube", "gripper", "cube")
+    assert (msg.reward, msg.distance_m, msg.age_s) == (pytest.approx(-0.1), pytest.approx(0.1), pytest.approx(0.2))
+    assert msg.valid and msg.held and msg.trust == pytest.approx(0.72)
+    assert (msg.subject_id, msg.object_id, msg.subject_source, msg.object_source) == (1, 2, "perception",
+                                                                                      "perception")
+    assert msg.message == "held 0.200 s: trust 0.1"
+
+
+def test_an_invalid_reward_sample_keeps_its_nan_values_and_its_reason():
+    msg = convert.reward_to_msg(_sample(reward=math.nan, distance_m=math.nan, valid=False, trust=0.0,
+                                        subject_source="", message="object 'cube' is absent"), "world")
+    assert not msg.valid and math.isnan(msg.reward) and math.isnan(msg.distance_m)
+    assert msg.subject_source == "" and msg.message == "object 'cube' is absent"
+
+
+def test_reward_diagnostics_list_the_pairs_and_each_last_samples_validity():
+    pairs = ["gripper:cube", "cube:goal", "gripper:table", "ee:table"]
+    last = {"gripper:cube": _sample(),
+            "cube:goal": _sample(pair="cube:goal", valid=False, message="'goal': no usable goal pose " + "x" * 300),
+            "gripper:table": _sample(pair="gripper:table", held=True, message="held 0.100 s: trust 0.1")}
+    details = convert.reward_details(pairs, last)
+    assert details["reward_pairs"] == "gripper:cube, cube:goal, gripper:table, ee:table"
+    assert details["reward gripper:cube"] == "valid"
+    assert details["reward cube:goal"].startswith("not valid: 'goal': no usable goal pose xxx")
+    assert len(details["reward cube:goal"]) == convert.MAX_DIAGNOSTIC_MESSAGE_CHARS
+    assert details["reward cube:goal"].endswith("...")
+    assert details["reward gripper:table"] == "held 0.100 s: trust 0.1"
+    assert details["reward ee:table"] == "no frame yet"
+    assert convert.reward_details([], {}) == {"reward_pairs": "none"}
 
 
 def _compressed(image_format: str, data: bytes):

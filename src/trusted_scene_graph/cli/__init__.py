@@ -1,5 +1,5 @@
-"""``tsg``: the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, trust,
-bench).
+"""``tsg``: the scene graph live on ROS 2 (bringup, demo, replay) and offline (config, sim record, eval, label,
+trust, bench).
 
 Each command is a typed function returning an exit code, testable by calling it. ROS-dependent modules are
 imported inside the commands, so ``tsg --help`` works before the workspace is built.
@@ -130,12 +130,13 @@ def cmd_demo(config_path: Path | None, overrides: Sequence[str], seconds: float,
                     height=height, seed=seed, depth_encoding=depth_encoding)
 
 
-def cmd_bench_service(config_path: Path | None, out: Path, calls: int, rate_hz: float) -> int:
+def cmd_bench_service(config_path: Path | None, out: Path, calls: int, rate_hz: float, concurrency: int) -> int:
     """QueryDistance latency against an echo service on the same executor, while frames flow."""
     require_interfaces()
     from trusted_scene_graph.bench.service import run_service_bench
 
-    return run_service_bench(load(config_path), out_path=out, calls=calls, frame_rate_hz=rate_hz)
+    return run_service_bench(load(config_path), out_path=out, calls=calls, frame_rate_hz=rate_hz,
+                             concurrency=concurrency)
 
 
 def cmd_bench_perception(config_path: Path | None, out: Path, repeats: int, detector_size: str,
@@ -154,6 +155,22 @@ def cmd_bench_trust(config_path: Path | None, overrides: Sequence[str], out: Pat
 
     return run_trust_bench(load(config_path, overrides), out_path=out, repeats=repeats, detector_size=detector_size,
                            detector_repeats=detector_repeats)
+
+
+def cmd_bench_label(config_path: Path | None, overrides: Sequence[str], out: Path, bag: Path | None,
+                    episodes: int | None, width: int | None, height: int | None, bags: int, repeats: int,
+                    engine_repeats: int, pairs: Sequence[str], ray: bool, local: bool) -> int:
+    """tsg label's frames/s against reading the same bag, and 2 vs 1 workers on Ray and the local engine."""
+    from trusted_scene_graph.bench.label import DEFAULT_PAIRS, run_label_bench
+    from trusted_scene_graph.sim.record import benchmark_config
+
+    # The bench records its own bag with config/benchmark.yaml's settings unless a config is given.
+    config = load(config_path) if config_path is not None else benchmark_config()
+    if overrides:
+        config = config.with_overrides(parse_overrides(overrides))
+    return run_label_bench(config, out, bag=bag, episodes=episodes, width=width, height=height, items=bags,
+                           repeats=repeats, engine_repeats=engine_repeats, pairs=tuple(pairs) or DEFAULT_PAIRS,
+                           ray=ray, local=local)
 
 
 def cmd_trust_train(data: Sequence[Path], out: Path, target_precision: float, delta: float, method: str,
@@ -203,6 +220,88 @@ def progress_bar(*columns: Any) -> Any:
 
     console = Console(stderr=True)
     return Progress(*columns, console=console, transient=True, disable=not console.is_interactive)
+
+
+def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, out: Path, pairs: Sequence[str],
+              engine: str, workers: int, ray_address: str | None, max_retries: int, camera: str | None,
+              depth: str | None, instances: str | None, intrinsics: str | None, ee_position: str | None,
+              goal_position: str | None, invalid_reward: float, overwrite_column: bool) -> int:
+    """Label a bag, a folder of bags or a LeRobot v3 dataset with dense rewards (trusted_scene_graph.label.run).
+
+    Exit 0 when every item is labelled (or was, by an earlier run), 1 when some failed (the others are kept: rerun to
+    retry them), 2 for bad input.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from trusted_scene_graph.dataset.lerobot import LeRobotDataset
+    from trusted_scene_graph.label.lerobot import FrameSource
+    from trusted_scene_graph.label.run import EngineSettings, run_label
+
+    config = load(config_path, overrides)
+    frame_source = None
+    lerobot_options = {"--camera": camera, "--depth": depth, "--instances": instances, "--intrinsics": intrinsics,
+                       "--ee-position": ee_position, "--goal-position": goal_position}
+    if LeRobotDataset.is_dataset(source):
+        if intrinsics is None:
+            raise UsageError(f"{source} is a LeRobot dataset: --intrinsics FX,FY,CX,CY is required (LeRobot stores "
+                             "no camera intrinsics)")
+        try:
+            values = tuple(float(v) for v in intrinsics.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 4 or not all(v > 0 for v in values):
+            raise UsageError(f"--intrinsics {intrinsics!r}: expected four positive numbers FX,FY,CX,CY [px]")
+        if camera is None:
+            image_keys = LeRobotDataset(source).image_keys
+            if len(image_keys) != 1:
+                raise UsageError(f"--camera is required: {source} has image features {image_keys}")
+            camera = image_keys[0]
+        frame_source = FrameSource(camera, values, depth, instances, ee_position, goal_position)
+    else:
+        given = [option for option, value in lerobot_options.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to LeRobot datasets only; {source} is not one")
+    frames_done = 0
+    columns = (TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+    with progress_bar(*columns) as progress:
+        task = progress.add_task("label", total=None, rate="")
+
+        def advance(done: Any) -> None:
+            nonlocal frames_done
+            frames_done += done.frames
+            elapsed_s = progress.tasks[0].elapsed or 0.0
+            rate = f"{frames_done / elapsed_s:.1f} frames/s" if elapsed_s > 0 and frames_done else ""
+            progress.update(task, advance=1, rate=rate)
+
+        try:
+            outcome = run_label(source, out, config, pairs,
+                                EngineSettings(engine, workers, ray_address, max_retries), frame_source,
+                                invalid_reward=invalid_reward, overwrite_column=overwrite_column, progress=advance)
+        except KeyboardInterrupt:
+            print("tsg label: interrupted; rerun the same command to finish (labelled items are kept)",
+                  file=sys.stderr)
+            return 130
+    summary = outcome.summary
+    if summary is not None:
+        rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
+        print(f"{plural(len(summary.done), 'item')} labelled ({plural(summary.frames, 'frame')}, {rate:.1f} frames/s), "
+              f"{len(summary.skipped)} already done, {len(summary.failed)} failed; {summary.retries} retried")
+        for key, reason in summary.failed.items():
+            print(f"tsg label: error: {key}: {reason}", file=sys.stderr)
+    several = len({source_name for source_name, _ in outcome.valid_fraction}) > 1
+    for (source_name, pair), (fraction, reason) in outcome.valid_fraction.items():
+        print(f"  {f'{source_name} ' if several else ''}{pair}: {fraction:.1%} of frames valid")
+        if fraction == 0.0:
+            print(f"tsg label: warning: {source_name}: no frame has a valid {pair} reward ({reason})", file=sys.stderr)
+    if outcome.table is not None:
+        print(f"rewards table: {outcome.table}")
+    if outcome.note:
+        print(outcome.note)
+    if not outcome.ok:
+        print("tsg label: the other items are kept; fix or remove the failed inputs, or rerun the same command to "
+              "retry items whose worker died", file=sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
 def cmd_sim_record(config_path: Path | None, overrides: Sequence[str], out: Path, scene: str, episodes: int,
@@ -437,6 +536,42 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--frames-per-scene", type=int, default=None,
                         help="tabletop only: frames per static scene (they differ by depth noise only) (default: 1)")
 
+    label = commands.add_parser(
+        "label", help="add dense rewards to a bag, a folder of bags or a LeRobot v3 dataset",
+        description="Replay recorded data through the scene graph and write its dense rewards: for bags, a copy of "
+                    "each bag with /scene_graph/reward added plus rewards.parquet; for a LeRobot v3 dataset, a new "
+                    "dataset with a next.reward column. Resumable: rerun the same command to finish an interrupted "
+                    "run.")
+    with_config(label)
+    label.add_argument("input", type=Path, metavar="INPUT", help="bag, folder of bags, or LeRobot v3 dataset")
+    label.add_argument("--out", type=Path, required=True, help="output directory (never inside INPUT)")
+    label.add_argument("--pair", dest="pairs", action="append", default=[], metavar="SUBJECT:OBJECT[,k=v...]",
+                       help="a reward pair, repeatable (default: the config's reward.pairs)")
+    label.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process (--workers 1) or worker processes; ray: a Ray cluster")
+    label.add_argument("--workers", type=int, default=1, help="items labelled at once")
+    label.add_argument("--ray-address", default=None,
+                       help="--engine ray: address of a running cluster (default: start a local one); INPUT and "
+                            "--out must be on a filesystem every node shares")
+    label.add_argument("--max-retries", type=int, default=3, help="retries of an item whose worker died")
+    lerobot = label.add_argument_group("LeRobot datasets (cameras stored as images; positions in the graph frame)")
+    lerobot.add_argument("--camera", default=None, help="colour image feature (default: the only image feature)")
+    lerobot.add_argument("--depth", default=None,
+                         help="16-bit depth image feature in millimetres (required unless --set "
+                              "depth.backend=monocular)")
+    lerobot.add_argument("--instances", default=None,
+                         help="16-bit instance-id image feature (required by the 'sim' detector; with real camera "
+                              "images use --set detector.backend=grounding_dino)")
+    lerobot.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY", help="camera intrinsics [px]")
+    lerobot.add_argument("--ee-position", default=None, metavar="KEY[START:STOP]",
+                         help="feature holding the end effector's x, y, z [m], e.g. observation.state[0:3]")
+    lerobot.add_argument("--goal-position", default=None, metavar="KEY[START:STOP]",
+                         help="feature holding the goal's x, y, z [m]")
+    lerobot.add_argument("--invalid-reward", type=float, default=float("nan"),
+                         help="next.reward of frames whose reward is not valid (default: NaN; stats skip NaN)")
+    lerobot.add_argument("--overwrite-column", action="store_true",
+                         help="replace a next.reward column the dataset already has")
+
     evaluate = commands.add_parser(
         "eval", help="replay a bag offline and score the graphs against its ground truth (`tsg eval vsr --help`: "
                      "VLM trust on VSR)",
@@ -502,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--out", type=Path, required=True, help="JSON output file")
     service.add_argument("--calls", type=int, default=2000, help="calls to each service")
     service.add_argument("--rate", dest="rate_hz", type=float, default=10.0, help="frame rate while measuring [Hz]")
+    service.add_argument("--concurrency", type=int, default=4,
+                         help="calls in flight, half to each service (an even number)")
     perception = benches.add_parser("perception", help="geometry after the detector vs one detector forward pass")
     perception.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG})")
     perception.add_argument("--out", type=Path, required=True, help="JSON output file")
@@ -519,6 +656,28 @@ def build_parser() -> argparse.ArgumentParser:
                              help="as for tsg bench perception")
     trust_bench.add_argument("--detector-repeats", type=int, default=1,
                              help="timed detector passes after one warm-up (the minimum is reported)")
+    label_bench = benches.add_parser("label", help="tsg label frames/s vs reading the same bag; 2 vs 1 workers")
+    label_bench.add_argument("--config", type=Path, default=None,
+                             help="parameter file (default: config/benchmark.yaml's settings, which the bench records "
+                                  "its bag with)")
+    label_bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                             help="override one parameter (repeatable)")
+    label_bench.add_argument("--out", type=Path, required=True, help="JSON output file")
+    label_bench.add_argument("--bag", type=Path, default=None,
+                             help="bench this bag (default: record a FetchPush bag in a scratch directory)")
+    # Default None: a recording option given with --bag is refused rather than ignored.
+    label_bench.add_argument("--episodes", type=int, default=None, help="episodes to record (default: 2)")
+    label_bench.add_argument("--width", type=int, default=None, help="recorded image width [px] (default: 320)")
+    label_bench.add_argument("--height", type=int, default=None, help="recorded image height [px] (default: 240)")
+    label_bench.add_argument("--bags", type=int, default=4, help="items of the 2 vs 1 worker runs (copies of the bag)")
+    label_bench.add_argument("--repeats", type=int, default=5, help="alternating timed reads and labellings")
+    label_bench.add_argument("--engine-repeats", type=int, default=3,
+                             help="alternating timed runs of 1 and of 2 workers, per engine")
+    label_bench.add_argument("--pair", dest="pairs", action="append", default=[], metavar="SUBJECT:OBJECT[,k=v...]",
+                             help="a reward pair, repeatable (default: gripper:cube)")
+    label_bench.add_argument("--no-ray", dest="ray", action="store_false", help="skip the Ray engine comparison")
+    label_bench.add_argument("--no-local", dest="local", action="store_false",
+                             help="skip the local engine comparison")
 
     trust = commands.add_parser("trust", help="train and report the trust model")
     trusts = trust.add_subparsers(dest="trust", required=True)
@@ -594,17 +753,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval_vsr(args.config, args.overrides, args.images, args.annotations, args.out, args.vlm,
                                 args.vlm_model, args.vlm_recorded, args.detector_model, args.target_accuracy,
                                 args.folds, args.limit, args.skip_invalid)
+        if args.command == "label":
+            return cmd_label(args.config, args.overrides, args.input, args.out, args.pairs, args.engine, args.workers,
+                             args.ray_address, args.max_retries, args.camera, args.depth, args.instances,
+                             args.intrinsics, args.ee_position, args.goal_position, args.invalid_reward,
+                             args.overwrite_column)
         if args.command == "replay":
             return cmd_replay(args.bag, args.rate, args.loop, args.topics, args.start_offset_s, args.clock_hz,
                               args.wait_for_subscribers_s)
         if args.command == "bench" and args.bench == "service":
-            return cmd_bench_service(args.config, args.out, args.calls, args.rate_hz)
+            return cmd_bench_service(args.config, args.out, args.calls, args.rate_hz, args.concurrency)
         if args.command == "bench" and args.bench == "perception":
             return cmd_bench_perception(args.config, args.out, args.repeats, args.detector_size,
                                         args.detector_repeats)
         if args.command == "bench" and args.bench == "trust":
             return cmd_bench_trust(args.config, args.overrides, args.out, args.repeats, args.detector_size,
                                    args.detector_repeats)
+        if args.command == "bench" and args.bench == "label":
+            return cmd_bench_label(args.config, args.overrides, args.out, args.bag, args.episodes, args.width,
+                                   args.height, args.bags, args.repeats, args.engine_repeats, args.pairs, args.ray,
+                                   args.local)
         if args.command == "trust" and args.trust == "train":
             return cmd_trust_train(args.data, args.out, args.target_precision, args.delta, args.method,
                                    args.calibration, args.n_estimators, args.max_depth, args.learning_rate,

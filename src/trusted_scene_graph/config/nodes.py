@@ -54,6 +54,8 @@ def subscribed_topic(config: Mapping[str, Any], topic_parameter: str) -> str:
 
 TF_STATIC_TOPIC = "/tf_static"
 TF_TOPIC = "/tf"
+# Published by the scene-graph node and added to bags by `tsg label`: one DenseReward per reward pair per frame.
+REWARD_TOPIC = "/scene_graph/reward"
 
 
 def tf_topic_names(config: Mapping[str, Any]) -> tuple[str, ...]:

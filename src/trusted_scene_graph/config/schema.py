@@ -155,6 +155,9 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("topics.ee_pose", STRING, "/ee_pose",
               "geometry_msgs/PoseStamped of the end effector's grasp point in the graph frame, from the robot's "
               "kinematics (used for end-effector distances and rewards)", read_only=True),
+    ParamSpec("topics.goal_pose", STRING, "/goal_pose",
+              "geometry_msgs/PoseStamped of the task's goal position in the graph frame (the 'goal' side of reward "
+              "pairs and distance queries)", read_only=True),
     ParamSpec("qos.sensor_reliability", STRING, "best_effort",
               "Reliability of the camera subscriptions (best_effort is SensorDataQoS)",
               choices=("best_effort", "reliable"), read_only=True),
@@ -301,6 +304,43 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "local cache (never downloaded at run time)", read_only=True),
     ParamSpec("vlm.recorded_path", STRING, "", "'recorded': JSONL file of cached VLM answers", read_only=True),
     ParamSpec("vlm.device", STRING, "cpu", "Device the VLM runs on", choices=("cpu", "cuda"), read_only=True),
+    # Dense reward and distance queries.
+    ParamSpec("reward.pairs", STRING_ARRAY, ["gripper:cube"],
+              "Rewards published on /scene_graph/reward, one per pair per frame: 'SUBJECT:OBJECT' (a label, an id "
+              "'#3', an end-effector name or 'goal'), optionally followed by ',setting=value' overriding the reward.* "
+              "settings below for that pair, e.g. 'gripper:red cube,shaping=exp,shaping_scale_m=0.05'"),
+    ParamSpec("reward.distance_mode", STRING, "centroid",
+              "'centroid': distance between the two centres; 'surface': between the closest points of the 3D boxes",
+              choices=("centroid", "surface")),
+    ParamSpec("reward.shaping", STRING, "negative",
+              "Distance d to reward: 'negative' -d; 'exp' exp(-d/scale); 'tanh' 1 - tanh(d/scale); 'progress' "
+              "1 - d/d0 with d0 the episode's first valid distance", choices=("negative", "exp", "tanh", "progress")),
+    ParamSpec("reward.shaping_scale_m", FLOAT, 0.1, "Scale of the 'exp' and 'tanh' shapings", unit="m",
+              min=1e-4, max=100.0),
+    ParamSpec("reward.min_trust", FLOAT, 0.3,
+              "A reward whose distance trust (weaker detection score times weaker valid-depth fraction; kinematics "
+              "counts as 1) is lower is not valid", min=0.0, max=1.0),
+    ParamSpec("reward.min_depth_valid_fraction", FLOAT, 0.3,
+              "A reward is not valid when a perceived side has a smaller fraction of its pixels with valid depth",
+              min=0.0, max=1.0),
+    ParamSpec("reward.smoothing_frames", INT, 1,
+              "The reward is shaped from the median of the pair's last this many valid distances (1: no smoothing)",
+              unit="frames", min=1, max=1000),
+    ParamSpec("reward.hold_last_valid_s", FLOAT, 0.0,
+              "A frame whose distance is not valid repeats the last valid reward (marked held) while that is at "
+              "most this old; after that the reward is not valid (0: never hold)", unit="s", min=0.0, max=3600.0),
+    ParamSpec("reward.ee_names", STRING_ARRAY, ["gripper", "ee", "end_effector"],
+              "Names meaning the end effector: its kinematic pose (topics.ee_pose or reward.ee_tf_frame) answers "
+              "when one is near the graph's stamp, else the perceived object with that label"),
+    ParamSpec("reward.ee_pose_max_age_s", FLOAT, 0.1,
+              "An end-effector or goal pose further than this from the graph's stamp is not used", unit="s",
+              min=0.0, max=3600.0),
+    ParamSpec("reward.ee_tf_frame", STRING, "",
+              "When set, the end effector's pose is this tf frame's origin, looked up in /tf and /tf_static at each "
+              "graph's stamp, instead of topics.ee_pose", read_only=True),
+    ParamSpec("query.max_graph_age_s", FLOAT, 1.0,
+              "A distance query is not valid when the latest graph was computed longer ago than this (a stopped "
+              "camera or pipeline)", unit="s", min=0.001, max=3600.0),
     # Output.
     ParamSpec("markers.enabled", BOOL, True, "Publish RViz markers on /scene_graph/markers"),
     ParamSpec("log_throttle_s", FLOAT, 2.0, "Smallest interval between two identical error logs", unit="s",
@@ -371,6 +411,12 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         instance_id, sep, label = entry.partition(":")
         if not sep or not instance_id.strip().isdecimal() or not label.strip():
             raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
+    from trusted_scene_graph.reward import RewardError, pairs_from_config  # here: reward.pairs reads SCHEMA
+
+    try:
+        pairs_from_config(values)
+    except RewardError as exc:
+        raise ConfigError(f"reward.pairs: {exc}") from exc
 
 
 def render_parameter_file(config: Config | None = None) -> str:

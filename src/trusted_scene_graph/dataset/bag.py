@@ -112,6 +112,25 @@ class BagWriter:
         self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
                                                                offered_qos_profiles=[qos.to_rosbags()])
 
+    def copy_connection(self, source: Any) -> Any:
+        """Add a connection like ``source`` (a rosbags connection of another bag): same topic, type, definition,
+        hash, serialisation format and offered QoS, for :meth:`write_raw`. A source without a stored definition
+        (older bags) gets the type store's, when it knows the type."""
+        msgdef, rihs01 = source.msgdef.data, source.digest
+        if not msgdef or not rihs01:
+            if source.msgtype not in self.typestore.fielddefs:
+                raise DatasetError(f"topic {source.topic!r}: the bag stores no definition of {source.msgtype!r} and "
+                                   "the type store does not know it, so it cannot be copied")
+            msgdef, rihs01 = None, None
+        return self._writer.add_connection(source.topic, source.msgtype, typestore=self.typestore, msgdef=msgdef,
+                                           rihs01=rihs01, serialization_format=source.ext.serialization_format,
+                                           offered_qos_profiles=source.ext.offered_qos_profiles)
+
+    def write_raw(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
+        """Write already serialised bytes on a connection from :meth:`copy_connection`, unchanged."""
+        self._writer.write(connection, int(log_time_ns), raw)
+        self.messages_written += 1
+
     def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
         """Serialise ``msg`` (a type-store message) as CDR and write it at ``log_time_ns``."""
         connection = self._connections.get(topic)

@@ -105,3 +105,16 @@ def ground_truth(stamp_ns: int, frame_id: str, task: str, episode: int, step: in
         has_goal=goal_m is not None, goal_position=point(goal_m if goal_m is not None else (0, 0, 0)),
         goal_for=goal_for, env_reward=float(env_reward), is_success=bool(is_success),
     )
+
+
+DENSE_REWARD_TYPE = "trusted_scene_graph_msgs/msg/DenseReward"
+
+
+def dense_reward(sample: Any, frame_id: str) -> Any:
+    """A ``DenseReward`` from a :class:`~trusted_scene_graph.reward.RewardSample` (as ``ros.convert.reward_to_msg``)."""
+    return _types()[DENSE_REWARD_TYPE](
+        header=header(sample.stamp_ns, frame_id), pair=sample.pair, subject=sample.subject, object=sample.object,
+        reward=float(sample.reward), distance_m=float(sample.distance_m), valid=bool(sample.valid),
+        trust=float(sample.trust), held=bool(sample.held), age_s=float(sample.age_s),
+        subject_id=int(sample.subject_id), object_id=int(sample.object_id), subject_source=sample.subject_source,
+        object_source=sample.object_source, message=sample.message)

@@ -297,13 +297,13 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                     counts.out_of_order += 1
                     continue
                 last_stamp_ns = item.stamp_ns
-                truth = _nearest(ground_truth, item.stamp_ns, sync.tolerance_ns)
+                truth = nearest_by_stamp(ground_truth, item.stamp_ns, sync.tolerance_ns)
                 if truth is not None and truth.episode != episode:
                     if episode is not None:
                         pipeline.start_sequence()
                     episode = truth.episode
-                _process(item, truth, _nearest(ee_poses, item.stamp_ns, sync.tolerance_ns), pipeline, tf, config,
-                         scorer, counts)
+                ee_pose = nearest_by_stamp(ee_poses, item.stamp_ns, sync.tolerance_ns)
+                _process(item, truth, ee_pose, pipeline, tf, config, scorer, counts)
                 _forget_before(ground_truth, item.stamp_ns)
                 _forget_before(ee_poses, item.stamp_ns)
                 tf.forget_before(item.stamp_ns)
@@ -365,7 +365,8 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
     return EvalResult(metrics, samples, 0 if ok else 1)
 
 
-def _nearest(by_stamp: dict[int, Any], stamp_ns: int, tolerance_ns: int) -> Any | None:
+def nearest_by_stamp(by_stamp: dict[int, Any], stamp_ns: int, tolerance_ns: int) -> Any | None:
+    """The entry stamped nearest ``stamp_ns`` within ``tolerance_ns`` (exact first), or None."""
     exact = by_stamp.get(stamp_ns)
     if exact is not None:
         return exact

@@ -1,14 +1,6 @@
-"""The scene graph data model and the questions asked of it (distance queries)."""
+"""The scene graph data model and finding the object a name means in it."""
 
 from trusted_scene_graph.graph.model import GraphError, ObjectNode, Relation, SceneGraph
-from trusted_scene_graph.graph.query import DistanceAnswer, query_distance, resolve_object
+from trusted_scene_graph.graph.query import resolve_object
 
-__all__ = [
-    "DistanceAnswer",
-    "GraphError",
-    "ObjectNode",
-    "Relation",
-    "SceneGraph",
-    "query_distance",
-    "resolve_object",
-]
+__all__ = ["GraphError", "ObjectNode", "Relation", "SceneGraph", "resolve_object"]

@@ -1,41 +1,29 @@
-"""Distance queries answered from an existing graph, without recomputing perception."""
+"""Finding the object a name means in a graph (for distance queries and rewards, :mod:`trusted_scene_graph.reward`)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-import numpy as np
-
-from trusted_scene_graph.geometry.boxes import box_surface_distance_m
-from trusted_scene_graph.graph.model import GraphError, ObjectNode, SceneGraph, distance_trust
-
-MODES = ("centroid", "surface")
+from trusted_scene_graph.graph.model import GraphError, ObjectNode, SceneGraph
 
 
-@dataclass(frozen=True)
-class DistanceAnswer:
-    valid: bool
-    distance_m: float
-    trust: float
-    subject_id: int = 0
-    object_id: int = 0
-    message: str = ""
-
-
-def resolve_object(graph: SceneGraph, name: str) -> ObjectNode:
+def resolve_object(graph: SceneGraph, name: str, *, prefer_id: int | None = None,
+                   known_labels: Iterable[str] = ()) -> ObjectNode:
     """Find the object a query names.
 
     A name is a label (case and surrounding spaces ignored) or an id written ``#3`` or ``3``. A label wins over an
-    id when both could match. When several objects share the label, the one with the highest detection score is
-    chosen (ties: the lowest id), so the same graph always gives the same answer.
+    id when both could match. When several objects share the label, ``prefer_id`` is kept if it is one of them (a
+    reward stays on the object it started with); otherwise the one with the highest detection score is chosen (ties:
+    the lowest id), so the same graph always gives the same answer. The error tells an *absent* object (a label in
+    ``known_labels``, the labels the detector can produce, that this graph does not contain) from an *unknown* one.
     """
     wanted = name.strip().lower()
     if not wanted:
         raise GraphError("empty object name; give a label or an id like '#3'")
     matches = [obj for obj in graph.objects if obj.label.lower() == wanted]
     if matches:
-        return min(matches, key=lambda obj: (-obj.score, obj.id))
+        preferred = [obj for obj in matches if obj.id == prefer_id]
+        return preferred[0] if preferred else min(matches, key=lambda obj: (-obj.score, obj.id))
     digits = wanted.removeprefix("#")
     if digits.isdigit():
         found = graph.object_by_id(int(digits))
@@ -43,28 +31,9 @@ def resolve_object(graph: SceneGraph, name: str) -> ObjectNode:
             return found
         known_ids = sorted(obj.id for obj in graph.objects)
         raise GraphError(f"no object with id {digits}; ids in the graph: {known_ids}")
+    if wanted in {label.strip().lower() for label in known_labels}:
+        raise GraphError(f"object {name!r} is absent: not detected in the scene graph "
+                         f"(it holds {graph.labels if graph.objects else 'no objects'})")
     if not graph.objects:
         raise GraphError(f"unknown object {name!r}: the scene graph has no objects")
-    raise GraphError(f"unknown object {name!r}; known labels: {graph.labels}")
-
-
-def query_distance(graph: SceneGraph | None, subject: str, obj: str, mode: str = "centroid") -> DistanceAnswer:
-    """Answer "how far is ``subject`` from ``obj``" in metres; invalid answers say why in ``message``."""
-    mode = mode.strip().lower() or "centroid"
-    if mode not in MODES:
-        return DistanceAnswer(False, math.nan, 0.0, message=f"unknown mode {mode!r}; expected one of {list(MODES)}")
-    if graph is None:
-        return DistanceAnswer(False, math.nan, 0.0, message="no scene graph has been computed yet")
-    try:
-        a = resolve_object(graph, subject)
-        b = resolve_object(graph, obj)
-    except GraphError as exc:
-        return DistanceAnswer(False, math.nan, 0.0, message=str(exc))
-    if a.id == b.id:
-        return DistanceAnswer(False, math.nan, 0.0, a.id, b.id,
-                              message=f"{subject!r} and {obj!r} both resolve to object #{a.id}")
-    if mode == "centroid":
-        distance_m = float(np.linalg.norm(a.centroid_m - b.centroid_m))
-    else:
-        distance_m = box_surface_distance_m(a.centroid_m, a.size_m, b.centroid_m, b.size_m)
-    return DistanceAnswer(True, distance_m, distance_trust(a, b), a.id, b.id)
+    raise GraphError(f"unknown object {name!r}; known labels: {sorted({*graph.labels, *known_labels})}")

@@ -99,11 +99,7 @@ class SimDetector:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SimDetector:
-        labels = {}
-        for entry in config["detector.sim_labels"]:
-            instance_id, _, label = entry.partition(":")
-            labels[int(instance_id)] = label.strip()
-        return cls(labels, min_pixels=config["detector.min_pixels"],
+        return cls(sim_labels(config), min_pixels=config["detector.min_pixels"],
                    corruption=DetectionCorruption.from_config(config))
 
     def detect(self, frame: CameraFrame) -> list[Detection]:
@@ -157,3 +153,36 @@ def build_backend(kind: str, backends: Mapping[str, Callable[[Mapping[str, Any]]
 def make_detector(config: Mapping[str, Any]) -> Detector:
     """Build the backend named by ``detector.backend``; an unknown name lists the known ones."""
     return build_backend("detector", DETECTORS, config, "detector.backend")
+
+
+def sim_labels(config: Mapping[str, Any]) -> dict[int, str]:
+    """``detector.sim_labels`` as instance id -> label (the schema has checked the 'id:label' form)."""
+    labels = {}
+    for entry in config["detector.sim_labels"]:
+        instance_id, _, label = entry.partition(":")
+        labels[int(instance_id)] = label.strip()
+    return labels
+
+
+def label_renames(config: Mapping[str, Any]) -> dict[str, str]:
+    """``detector.label_map`` as phrase -> label (the schema has checked the 'phrase:label' form)."""
+    renamed = {}
+    for entry in config["detector.label_map"]:
+        phrase, _, label = entry.partition(":")
+        renamed[phrase.strip()] = label.strip()
+    return renamed
+
+
+def phrase_labels(config: Mapping[str, Any]) -> dict[str, str]:
+    """'grounding_dino': each ``detector.vocabulary`` phrase -> the label its detections get (``detector.label_map``
+    renames, default the phrase itself)."""
+    renamed = label_renames(config)
+    return {phrase: renamed.get(phrase, phrase) for phrase in config["detector.vocabulary"]}
+
+
+def configured_labels(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every label the configured detector can produce, sorted: a name outside it is unknown, one inside it but not
+    in a graph is absent from that frame."""
+    if config["detector.backend"] == "sim":
+        return tuple(sorted(set(sim_labels(config).values())))
+    return tuple(sorted(set(phrase_labels(config).values())))

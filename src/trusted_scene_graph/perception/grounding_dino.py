@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trusted_scene_graph.perception.detector import CameraFrame, Detection, PerceptionError
+from trusted_scene_graph.perception.detector import CameraFrame, Detection, PerceptionError, label_renames
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 from trusted_scene_graph.relations.image import box_iou_matrix
 
@@ -182,12 +182,8 @@ class GroundingDinoDetector:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> GroundingDinoDetector:
         """Build from the ``detector.*`` parameters (loads the weights)."""
-        label_map = {}
-        for entry in config["detector.label_map"]:
-            phrase, _, label = entry.partition(":")
-            label_map[phrase.strip()] = label.strip()
         return cls.from_pretrained(
-            config[_MODEL_PARAMETER], config["detector.vocabulary"], label_map=label_map,
+            config[_MODEL_PARAMETER], config["detector.vocabulary"], label_map=label_renames(config),
             box_threshold=config["detector.box_threshold"], text_threshold=config["detector.text_threshold"],
             nms_iou=config["detector.nms_iou"], min_box_area_px=config["detector.min_pixels"],
             device=config["detector.device"], half_precision=config["detector.half_precision"])

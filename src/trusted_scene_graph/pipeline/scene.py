@@ -184,7 +184,9 @@ class ScenePipeline:
         """False for a monocular depth backend: the node then subscribes to no depth topic."""
         return self.depth_backend.needs_depth_topic
 
-    def process(self, frame: CameraFrame) -> SceneGraph:
+    def process(self, frame: CameraFrame, relations: bool = True) -> SceneGraph:
+        """Detect, lift, track, relate, trust and prune. ``relations=False`` stops after tracking: a graph of objects
+        without edges, all a distance or a reward needs (``tsg label`` labels this way)."""
         if self.config["extrinsic.source"] == "tf" and self.camera_to_graph is None:
             raise PipelineError(self._no_camera_pose_message())  # before the models run: the frame is lost anyway
         timing_ms: dict[str, float] = {}
@@ -204,15 +206,15 @@ class ScenePipeline:
         detections = self.detector.detect(frame)
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
         return self.process_detections(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms,
-                                       image_rgb=frame.rgb)
+                                       image_rgb=frame.rgb, relations=relations)
 
     def process_detections(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray,
                            intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None,
-                           image_rgb: np.ndarray | None = None) -> SceneGraph:
+                           image_rgb: np.ndarray | None = None, relations: bool = True) -> SceneGraph:
         """Lift, track, relate, trust and prune given detections (the part after the models; benchmarked alone).
 
         ``image_rgb`` is what a VLM looks at (without it, no VLM is asked); its id for recorded answers is the stamp
-        in nanoseconds."""
+        in nanoseconds. ``relations=False``: objects only (see :meth:`process`)."""
         if self.camera_to_graph is None:
             raise PipelineError(self._no_camera_pose_message())
         timing_ms = {} if timing_ms is None else timing_ms
@@ -229,6 +231,8 @@ class ScenePipeline:
             for o, track in zip(lifted, tracks, strict=True)
         )
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
+        if not relations:
+            return SceneGraph(stamp_ns, self.frame_id, objects, (), self.trust_threshold, 0, timing_ms)
 
         start = time.perf_counter()
         grid = relation_grid([o.id for o in objects], np.array([o.centroid_m for o in objects]).reshape(-1, 3),

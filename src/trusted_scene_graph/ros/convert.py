@@ -14,14 +14,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
+from trusted_scene_graph_msgs.msg import DenseReward, SceneObject, SpatialRelation
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
-from trusted_scene_graph_msgs.msg import SceneObject, SpatialRelation
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import Marker, MarkerArray
 
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.graph.model import SceneGraph
-from trusted_scene_graph.graph.query import DistanceAnswer
 from trusted_scene_graph.image.decode import encode_image
 from trusted_scene_graph.pipeline.health import FrameStats, health
 
@@ -35,6 +34,8 @@ from trusted_scene_graph.pipeline.messages import (  # noqa: F401
     rgb_from_msg,
     stamp_to_ns,
 )
+from trusted_scene_graph.reward.query import DistanceAnswer
+from trusted_scene_graph.reward.tracker import RewardSample
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:
@@ -80,16 +81,52 @@ def graph_to_msg(graph: SceneGraph) -> SceneGraphMsg:
                          num_pruned=graph.num_pruned)
 
 
-def fill_distance_response(answer: DistanceAnswer, graph: SceneGraph | None,
-                           response: QueryDistance.Response) -> QueryDistance.Response:
+def fill_distance_response(answer: DistanceAnswer, graph: SceneGraph | None, response: QueryDistance.Response,
+                           graph_age_s: float = math.nan) -> QueryDistance.Response:
+    """The service response for ``answer`` from ``graph``, computed ``graph_age_s`` ago (NaN without a graph)."""
     response.valid = answer.valid
     response.distance_m = float(answer.distance_m) if answer.valid else math.nan
     response.trust = float(answer.trust)
     response.subject_id = answer.subject_id
     response.object_id = answer.object_id
+    response.subject_source = answer.subject_source
+    response.object_source = answer.object_source
     response.message = answer.message
     response.graph_stamp = ns_to_stamp(graph.stamp_ns) if graph is not None else Time()
+    response.graph_age_s = float(graph_age_s) if graph is not None else math.nan
     return response
+
+
+def reward_to_msg(sample: RewardSample, frame_id: str) -> DenseReward:
+    """One pair's reward for one graph (stamped with the graph's stamp, in the graph frame ``frame_id``)."""
+    return DenseReward(header=Header(stamp=ns_to_stamp(sample.stamp_ns), frame_id=frame_id), pair=sample.pair,
+                       subject=sample.subject, object=sample.object, reward=float(sample.reward),
+                       distance_m=float(sample.distance_m), valid=sample.valid, trust=float(sample.trust),
+                       held=sample.held, age_s=float(sample.age_s), subject_id=sample.subject_id,
+                       object_id=sample.object_id, subject_source=sample.subject_source,
+                       object_source=sample.object_source, message=sample.message)
+
+
+#: A ``/diagnostics`` value is read by a person in rqt_robot_monitor: a longer reason is cut here.
+MAX_DIAGNOSTIC_MESSAGE_CHARS = 200
+
+
+def reward_details(pair_names: list[str], last_samples: dict[str, RewardSample]) -> dict[str, str]:
+    """The reward's ``/diagnostics`` entries: the pairs, and per pair whether its last sample was valid and why not
+    (``reward <pair>``: ``valid``, ``held: <why>``, ``not valid: <why>`` or ``no frame yet``)."""
+    details = {"reward_pairs": ", ".join(pair_names) or "none"}
+    for name in pair_names:
+        sample = last_samples.get(name)
+        if sample is None:
+            text = "no frame yet"
+        elif sample.held:
+            text = sample.message  # "held 0.100 s: <why>"
+        else:
+            text = "valid" if sample.valid else f"not valid: {sample.message}"
+        if len(text) > MAX_DIAGNOSTIC_MESSAGE_CHARS:
+            text = text[:MAX_DIAGNOSTIC_MESSAGE_CHARS - 3] + "..."
+        details[f"reward {name}"] = text
+    return details
 
 
 def markers_from_graph(graph: SceneGraph) -> MarkerArray:

@@ -1,14 +1,38 @@
-"""The scene-graph lifecycle node: camera topics in, ``/scene_graph`` and a distance-query service out.
+"""The scene-graph lifecycle node: camera topics in, ``/scene_graph``, ``/scene_graph/reward`` and a distance-query
+service out.
 
 Callbacks only convert messages and call the core (:class:`~trusted_scene_graph.pipeline.ScenePipeline`,
-:func:`~trusted_scene_graph.graph.query_distance`). Threading model (with a MultiThreadedExecutor):
+:class:`~trusted_scene_graph.reward.RewardTracker`, :func:`~trusted_scene_graph.reward.query.query_distance`).
+Threading model (with a MultiThreadedExecutor):
 
 - sensor subscriptions (``sensor`` group) only buffer messages in a :class:`FrameSynchronizer`, and wake the
   perception callback through a guard condition when a frame completes;
 - perception (``perception`` group, mutually exclusive) takes the *latest* complete frame only, so a slow
   detector never builds a queue;
 - the query service has its own group and answers from the last published graph (an atomic reference read),
-  so it never waits behind perception.
+  so it never waits behind perception, nor behind the diagnostics and progress timers (``timer`` group).
+
+Rewards: for each processed frame, right after publishing the graph, the node publishes one
+``trusted_scene_graph_msgs/DenseReward`` per ``reward.pairs`` entry on ``/scene_graph/reward`` (reliable, volatile,
+:data:`REWARD_FRAMES_QUEUED` frames of every pair queued), from :meth:`RewardTracker.update`; a frame the pipeline
+rejects (no graph) gets samples too, invalid (or held) with the reason (:meth:`RewardTracker.skip`). With no pairs
+there is no reward publisher. A frame stamped before the previous one (a simulator reset, a looped replay) starts a new
+reward episode, so smoothing, held values and the ``progress`` baseline never mix two timelines.
+
+Robot frames: ``topics.ee_pose`` (unless ``reward.ee_tf_frame`` is set) and ``topics.goal_pose``
+(``geometry_msgs/PoseStamped``, reliable, depth 50, ``sensor`` group) fill the end-effector and goal pose histories of
+a :class:`~trusted_scene_graph.reward.SideResolver`, which rewards and queries share, so "gripper" is the kinematic
+pose when one lies within ``reward.ee_pose_max_age_s`` of the graph's stamp. A pose whose frame_id is not
+``graph_frame`` is transformed into it with the node's tf buffer (when the node has one and it holds the transform
+at the pose's stamp); otherwise it is kept as is and a reward or answer using it says the frames differ. With
+``reward.ee_tf_frame`` set, the node subscribes ``/tf`` and ``/tf_static`` whatever ``extrinsic.source`` is, and for
+each processed frame adds the end effector's pose looked up at the graph's stamp (``graph_frame <- ee_tf_frame``)
+before the rewards are computed (a miss is shown on ``/diagnostics``). The pose histories are guarded by one lock:
+poses arrive on the sensor group and are read by perception (rewards) and the query service.
+
+The query service answers with :func:`~trusted_scene_graph.reward.query.query_distance` from the last published
+graph and its age on the node's steady clock (``time.monotonic``, not message stamps: a replay carries old
+stamps); beyond ``query.max_graph_age_s`` the answer is not valid.
 
 With ``extrinsic.source: tf`` the node also buffers ``/tf_static`` and ``/tf`` (sensor group) in a
 :class:`~trusted_scene_graph.geometry.tf_buffer.TransformBuffer`, and perception looks the camera pose up at each
@@ -23,25 +47,34 @@ per instance id that has no ``detector.sim_labels`` entry (such objects are neve
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from trusted_scene_graph_msgs.msg import DenseReward
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
-from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, input_topic_names, tf_topic_names
+from trusted_scene_graph.config.nodes import (
+    REWARD_TOPIC,
+    TF_STATIC_TOPIC,
+    TF_TOPIC,
+    input_topic_names,
+    tf_topic_names,
+)
 from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.graph.model import SceneGraph
-from trusted_scene_graph.graph.query import query_distance
-from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.perception.detector import SimDetector, configured_labels
 from trusted_scene_graph.pipeline.health import (
     FrameStats,
     ProgressLog,
@@ -50,6 +83,9 @@ from trusted_scene_graph.pipeline.health import (
 )
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
+from trusted_scene_graph.reward import RewardError, RewardSample, RewardTracker, SideResolver, pairs_from_config
+from trusted_scene_graph.reward.query import query_distance
+from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 from trusted_scene_graph.ros import convert
 from trusted_scene_graph.ros.params import declare_config, validate_on_set
 
@@ -69,6 +105,19 @@ GRAPH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durabili
                        history=HistoryPolicy.KEEP_LAST)
 
 
+# Rewards are reliable (a learner should not lose one) and volatile (a late joiner has no use for old ones); this many
+# frames of every pair are queued for a subscriber that falls briefly behind.
+REWARD_FRAMES_QUEUED = 10
+# Robot poses come at a controller's rate, faster than frames; a reliable queue of 50 absorbs a burst.
+POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                      history=HistoryPolicy.KEEP_LAST)
+
+
+def reward_qos(num_pairs: int) -> QoSProfile:
+    return QoSProfile(depth=REWARD_FRAMES_QUEUED * max(num_pairs, 1), reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+
+
 # As tf2_ros's listener: static transforms are latched by their broadcasters, dynamic ones come at a high rate.
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
@@ -77,20 +126,35 @@ TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durabilit
 
 
 class TfMessagesMissingError(TsgError):
-    """``extrinsic.source: tf`` without an importable ``tf2_msgs`` (the type of /tf and /tf_static)."""
+    """The node reads tf (``extrinsic.source: tf`` or ``reward.ee_tf_frame``) but ``tf2_msgs`` (the type of /tf and
+    /tf_static) is not importable."""
 
 
-def tf_message_type() -> type:
-    """``tf2_msgs/msg/TFMessage``, imported only for the 'tf' extrinsic: tf2_msgs may be missing elsewhere. Checked at
+def tf_message_type(needed_by: str = "extrinsic.source 'tf'") -> type:
+    """``tf2_msgs/msg/TFMessage``, imported only when the node reads tf: tf2_msgs may be missing elsewhere. Checked at
     configure, so a missing package fails the transition with this reason instead of an unlogged ImportError in
     on_activate (rclpy turns an exception in a transition callback into a bare ERROR)."""
     try:
         from tf2_msgs.msg import TFMessage
     except ImportError as exc:
-        raise TfMessagesMissingError(f"extrinsic.source 'tf' needs the tf2_msgs package, which is not importable "
+        raise TfMessagesMissingError(f"{needed_by} needs the tf2_msgs package, which is not importable "
                                      f"({exc}); run scripts/setup.sh (it builds ros2_ws/vendor/tf2_msgs) or install "
                                      "ros-<distro>-tf2-msgs") from exc
     return TFMessage
+
+
+def node_tf_topics(config: Config) -> tuple[str, ...]:
+    """The tf topics the node subscribes: for the 'tf' extrinsic, and for the end effector's pose from tf."""
+    return tf_topic_names(config) or ((TF_STATIC_TOPIC, TF_TOPIC) if config["reward.ee_tf_frame"] else ())
+
+
+def pose_topics(config: Config) -> list[tuple[str, str]]:
+    """(robot frame, topic) of the PoseStamped subscriptions: the goal, and the end effector unless it comes from tf
+    (``reward.ee_tf_frame``); an empty topic name is not subscribed."""
+    topics = [(GOAL_FRAME, config["topics.goal_pose"])]
+    if not config["reward.ee_tf_frame"]:
+        topics.insert(0, (EE_FRAME, config["topics.ee_pose"]))
+    return [(frame, topic) for frame, topic in topics if topic]
 
 
 def sensor_qos(config: Config) -> QoSProfile:
@@ -127,28 +191,49 @@ class SceneGraphNode(LifecycleNode):
         self._sensor_group = MutuallyExclusiveCallbackGroup()
         self._perception_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
+        # The diagnostics and progress timers: in the service's group, a query arriving while they run would wait.
+        self._timer_group = MutuallyExclusiveCallbackGroup()
         self._lock = threading.Lock()  # guards the synchronizer, shared by sensor and perception callbacks
         self._tf_lock = threading.Lock()  # guards the tf buffer, shared by the tf and perception callbacks
-        self._tf: TransformBuffer | None = None  # 'tf' extrinsic only
-        self._tf_message_type: type | None = None  # tf2_msgs' TFMessage, set at configure with the 'tf' extrinsic
+        self._tf: TransformBuffer | None = None  # 'tf' extrinsic or reward.ee_tf_frame only
+        self._tf_message_type: type | None = None  # tf2_msgs' TFMessage, set at configure when the node reads tf
+        # Guards the resolver's pose histories: written by the pose callbacks (sensor group) and perception (the end
+        # effector from tf), read by perception (rewards) and the query service. Taken after _tf_lock, never inside.
+        self._pose_lock = threading.Lock()
+        self._resolver: SideResolver | None = None
+        self._reward_tracker: RewardTracker | None = None  # None without reward.pairs
+        self._last_rewards: dict[str, RewardSample] = {}  # pair -> its last sample (for /diagnostics)
+        self._last_frame_stamp_ns: int | None = None  # a frame stamped before it starts a new reward episode
+        self._ee_tf_miss: str | None = None  # reward.ee_tf_frame: why the last lookup failed ("" found, None not yet)
         self.pipeline: ScenePipeline | None = None
-        self.latest_graph: SceneGraph | None = None
+        # (graph, time.monotonic() when it was published), replaced as one reference so the service reads a pair.
+        self._published: tuple[SceneGraph, float] | None = None
         self.stats = FrameStats()
         self._sync: FrameSynchronizer | None = None
         # Not `_subscriptions`: rclpy's Node keeps its own list under that name, which destroy_subscription edits.
         self._input_subscriptions = []
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
+        self._reward_pub = None
         self._diagnostics_timer = self._progress_timer = None
         self._progress = ProgressLog()
         self._reported_unknown_ids: frozenset[int] = frozenset()  # 'sim' detector ids already warned about
         self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
+
+    @property
+    def latest_graph(self) -> SceneGraph | None:
+        """The last published graph (None before the first, and after cleanup)."""
+        published = self._published
+        return published[0] if published is not None else None
 
     # Lifecycle transitions.
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             # Before the pipeline, whose models take a while to load.
-            self._tf_message_type = tf_message_type() if tf_topic_names(self.config) else None
+            self._tf_message_type = (tf_message_type("extrinsic.source 'tf'") if tf_topic_names(self.config)
+                                     else tf_message_type("reward.ee_tf_frame") if node_tf_topics(self.config)
+                                     else None)
+            self._build_reward()
             self.pipeline = ScenePipeline(self.config)
         except TsgError as exc:
             self.configure_error = str(exc)
@@ -159,25 +244,50 @@ class SceneGraphNode(LifecycleNode):
         self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
                                        self.config["sync.buffer_size"])
         self._tf = (TransformBuffer(max_age_ns=int(self.config["extrinsic.tf_max_age_s"] * 1e9))
-                    if tf_topic_names(self.config) else None)
+                    if node_tf_topics(self.config) else None)
+        self._ee_tf_miss = None
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
+        self._create_reward_publisher()
         self._marker_pub = self.create_lifecycle_publisher(MarkerArray, MARKERS_TOPIC, GRAPH_QOS)
         self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
-                                                    callback_group=self._service_group)
+                                                    callback_group=self._timer_group)
         self._progress = ProgressLog()
         self._reported_unknown_ids = frozenset()
         self._progress_timer = self.create_timer(PROGRESS_LOG_PERIOD_S, self._log_progress,
-                                                 callback_group=self._service_group)
+                                                 callback_group=self._timer_group)
         self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
         self._service = self.create_service(QueryDistance, QUERY_SERVICE, self._on_query,
                                             callback_group=self._service_group)
+        tracker = self._reward_tracker
+        rewards = ", ".join(pair.name for pair in tracker.pairs) if tracker is not None else "none"
         self.get_logger().info(f"configured: detector {self.config['detector.backend']!r}, inputs {topics}; trust: "
                                f"{self.pipeline.trust.model.description}, pruning at "
-                               f"{self.pipeline.trust_threshold:.3f}")
+                               f"{self.pipeline.trust_threshold:.3f}; rewards: {rewards}")
         if self.pipeline.trust.warning:
             self.get_logger().warning(self.pipeline.trust.warning)
         return TransitionCallbackReturn.SUCCESS
+
+    def _build_reward(self) -> None:
+        """The side resolver and reward tracker from the reward.* settings; pose histories carry over a rebuild."""
+        resolver = SideResolver.from_config(self.config, configured_labels(self.config))
+        previous = self._resolver
+        if previous is not None:
+            resolver.poses = previous.poses  # the same PoseHistory objects, still guarded by _pose_lock
+        pairs = pairs_from_config(self.config)
+        self._resolver = resolver
+        self._reward_tracker = RewardTracker(pairs, resolver) if pairs else None
+        self._last_rewards = {}
+
+    def _create_reward_publisher(self) -> None:
+        """The reward publisher, once there are pairs (at configure, or when reward.pairs is first set later)."""
+        tracker = self._reward_tracker
+        if tracker is None or self._reward_pub is not None or self._graph_pub is None:
+            return
+        publisher = self.create_lifecycle_publisher(DenseReward, REWARD_TOPIC, reward_qos(len(tracker.pairs)))
+        if self._graph_pub.is_activated:
+            publisher.on_activate(None)  # created while active: the node's activation has already passed it by
+        self._reward_pub = publisher
 
     def _inputs(self) -> list[tuple[str, type, str]]:
         """(synchroniser name, message type, topic) of every subscription this configuration needs."""
@@ -188,7 +298,12 @@ class SceneGraphNode(LifecycleNode):
         with self._lock:
             self.stats.expect_topics([topic for _, _, topic in self._inputs()])
         # tf first: when a transform and the images of its frame are ready at once, the transform is buffered first.
-        self._input_subscriptions = [self._tf_subscription(topic) for topic in tf_topic_names(self.config)]
+        self._input_subscriptions = [self._tf_subscription(topic) for topic in node_tf_topics(self.config)]
+        self._input_subscriptions += [
+            self.create_subscription(PoseStamped, topic, self._pose_callback(frame), POSE_QOS,
+                                     callback_group=self._sensor_group)
+            for frame, topic in pose_topics(self.config)
+        ]
         self._input_subscriptions += [
             self.create_subscription(msg_type, topic, self._buffer_callback(name, topic), qos,
                                      callback_group=self._sensor_group)
@@ -222,7 +337,7 @@ class SceneGraphNode(LifecycleNode):
     def _release(self) -> None:
         if self._service is not None:
             self.destroy_service(self._service)
-        for publisher in (self._graph_pub, self._marker_pub, self._diagnostics_pub):
+        for publisher in (self._graph_pub, self._marker_pub, self._diagnostics_pub, self._reward_pub):
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
         if self._frame_ready is not None:
@@ -231,10 +346,14 @@ class SceneGraphNode(LifecycleNode):
             if timer is not None:
                 self.destroy_timer(timer)
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
+        self._reward_pub = None
         self._diagnostics_timer = self._progress_timer = None
         self.pipeline = None
-        self.latest_graph = None
+        self._published = None
         self._tf = None
+        self._resolver = self._reward_tracker = None
+        self._last_rewards = {}
+        self._last_frame_stamp_ns = None
 
     # Callbacks: convert, call the core, publish.
 
@@ -254,6 +373,32 @@ class SceneGraphNode(LifecycleNode):
             with self._tf_lock:
                 tf.add(msg, static=static)
 
+    def _pose_callback(self, frame: str):
+        """Adds a PoseStamped to the pose history of ``frame`` (EE_FRAME or GOAL_FRAME), in the graph frame when the
+        tf buffer can transform it there."""
+        def callback(msg: PoseStamped) -> None:
+            resolver, tf = self._resolver, self._tf  # read once: cleanup may clear them
+            if resolver is None:
+                return
+            stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+            frame_id = msg.header.frame_id.lstrip("/")
+            position = msg.pose.position
+            xyz = [position.x, position.y, position.z]
+            graph_frame = self.config["graph_frame"]
+            if frame_id and frame_id != graph_frame and tf is not None:
+                with self._tf_lock:
+                    transform = tf.lookup(graph_frame, frame_id, stamp_ns)
+                if transform is not None:
+                    frame_id, xyz = graph_frame, transform.apply([xyz])[0]
+            try:
+                with self._pose_lock:
+                    resolver.poses[frame].add(stamp_ns, frame_id, xyz)
+            except RewardError as exc:
+                self.get_logger().error(f"{frame} pose skipped: {exc}",
+                                        throttle_duration_sec=self.config["log_throttle_s"])
+
+        return callback
+
     def _on_frame_ready(self) -> None:
         with self._lock:
             latest = self._sync.take_latest()
@@ -263,7 +408,7 @@ class SceneGraphNode(LifecycleNode):
             return
         stamp_ns, msgs = latest
         try:
-            if tf is not None:
+            if tf is not None and self.config["extrinsic.source"] == "tf":
                 with self._tf_lock:
                     pipeline.camera_pose_from_tf(tf, msgs["camera_info"].header.frame_id, stamp_ns)
             frame = convert.frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
@@ -273,13 +418,47 @@ class SceneGraphNode(LifecycleNode):
             self.stats.record_failure(str(exc))
             self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
             self._warn_unknown_instance_ids(pipeline)
+            self._publish_rewards(stamp_ns, None, f"no scene graph for this frame: {exc}")
             return
         self._warn_unknown_instance_ids(pipeline)
-        self.latest_graph = graph
+        self._add_ee_pose_from_tf(tf, graph)  # before the graph is served: queries on it use that pose too
+        self._published = (graph, time.monotonic())
         self.stats.record_success(sum(graph.timing_ms.values()))
         self._graph_pub.publish(convert.graph_to_msg(graph))
+        self._publish_rewards(stamp_ns, graph)
         if self.config["markers.enabled"]:
             self._marker_pub.publish(convert.markers_from_graph(graph))
+
+    def _add_ee_pose_from_tf(self, tf: TransformBuffer | None, graph: SceneGraph) -> None:
+        """reward.ee_tf_frame: the end effector's pose at the graph's stamp, from the tf buffer."""
+        ee_frame, resolver = self.config["reward.ee_tf_frame"], self._resolver
+        if not ee_frame or tf is None or resolver is None:
+            return
+        with self._tf_lock:
+            found = tf.lookup_explained(graph.frame_id, ee_frame, graph.stamp_ns)
+        self._ee_tf_miss = found.reason
+        if found.transform is not None:
+            with self._pose_lock:
+                resolver.poses[EE_FRAME].add(graph.stamp_ns, graph.frame_id, found.transform.translation_m)
+
+    def _publish_rewards(self, stamp_ns: int, graph: SceneGraph | None, reason: str = "") -> None:
+        """One DenseReward per pair for the frame at ``stamp_ns``: from its ``graph``, or, when the pipeline rejected
+        the frame (no graph), invalid (or held) with ``reason``."""
+        tracker, publisher = self._reward_tracker, self._reward_pub  # read once: a parameter change may swap them
+        previous_ns, self._last_frame_stamp_ns = self._last_frame_stamp_ns, stamp_ns
+        if tracker is None or publisher is None:
+            return
+        if previous_ns is not None and stamp_ns < previous_ns:
+            tracker.start_episode()  # the clock went back: a new episode, not a continuation of the old one
+        if graph is None:
+            samples = tracker.skip(stamp_ns, reason)
+        else:
+            with self._pose_lock:
+                samples = tracker.update(graph)
+        frame_id = graph.frame_id if graph is not None else self.config["graph_frame"]
+        for sample in samples:
+            publisher.publish(convert.reward_to_msg(sample, frame_id))
+        self._last_rewards = {sample.pair: sample for sample in samples}
 
     def _warn_unknown_instance_ids(self, pipeline: ScenePipeline) -> None:
         """Once per id: the 'sim' detector saw an instance id it has no label for, so that object is never found."""
@@ -317,21 +496,37 @@ class SceneGraphNode(LifecycleNode):
         details = {**pipeline.frame_status(), **pipeline.trust_status()} if pipeline is not None else {}
         if pipeline is not None and isinstance(pipeline.detector, SimDetector):
             details.update(sim_label_details(pipeline.detector.unknown_instance_ids))
+        tracker = self._reward_tracker
+        details.update(convert.reward_details([pair.name for pair in tracker.pairs] if tracker is not None else [],
+                                              self._last_rewards))
+        if self.config["reward.ee_tf_frame"]:
+            miss = self._ee_tf_miss
+            details["ee_tf_frame"] = (f"{self.config['reward.ee_tf_frame']}: "
+                                      + ("not looked up yet" if miss is None else f"not in tf: {miss}" if miss
+                                         else "in tf"))
         self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), stats,
                                                               self.get_clock().now().nanoseconds, details))
 
     def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
-        graph = self.latest_graph
-        answer = query_distance(graph, request.subject, request.object, request.mode)
+        published, resolver = self._published, self._resolver  # read once: perception replaces them
+        graph, age_s = (published[0], time.monotonic() - published[1]) if published is not None else (None, math.nan)
+        with self._pose_lock:
+            answer = query_distance(graph, request.subject, request.object, request.mode, resolver=resolver,
+                                    graph_age_s=age_s, max_graph_age_s=self.config["query.max_graph_age_s"])
         if not answer.valid:
             self.get_logger().warning(f"query {request.subject!r} -> {request.object!r}: {answer.message}",
                                       throttle_duration_sec=self.config["log_throttle_s"])
-        return convert.fill_distance_response(answer, graph, response)
+        return convert.fill_distance_response(answer, graph, response, age_s)
 
     def _apply_parameters(self, parameters) -> None:
         self.config = self.config.with_overrides({p.name: p.value for p in parameters})
         if self.pipeline is not None:
             self.pipeline.reconfigure(self.config)
+        resolver = self._resolver
+        if resolver is not None and (any(p.name.startswith("reward.") for p in parameters)
+                                     or configured_labels(self.config) != resolver.known_labels):
+            self._build_reward()  # a new tracker: changed pairs or settings start a new episode
+            self._create_reward_publisher()
         if self._sync is not None:
             self._sync.tolerance_ns = int(self.config["sync.tolerance_s"] * 1e9)
 

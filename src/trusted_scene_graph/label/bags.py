@@ -1,0 +1,331 @@
+"""``tsg label`` on rosbag2 bags: a copy of each bag with ``/scene_graph/reward`` added, and a table of rewards.
+
+A bag is replayed exactly as ``tsg eval`` replays it (the node's synchroniser, topics, decoding, camera pose and
+:class:`~trusted_scene_graph.pipeline.ScenePipeline`), and each completed camera frame gets one ``DenseReward`` per
+pair from :class:`~trusted_scene_graph.reward.RewardTracker`, so the labels are what the live node would have
+published. The copy passes every recorded message through as its raw bytes, on a connection with the recorded
+type, definition, hash and offered QoS; the source bag is only read. A reward message carries the frame's stamp and is
+written at the log time of the frame's colour image (file order may then interleave by a few messages; bag readers
+order by log time).
+
+Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode where its episode number changes
+(tracking, smoothing and the ``progress`` baseline restart); any other bag is one episode. The end effector and the
+goal come from ``topics.ee_pose`` and ``topics.goal_pose`` in the bag (or tf with ``reward.ee_tf_frame``). A frame
+the pipeline rejects still gets its rows, invalid with the reason (or held).
+
+Output of one bag, written by :func:`label_bag` into a directory the engine commits atomically: the bag's files
+(same storage format as the source; mcap written uncompressed) and ``rewards.parquet`` with one row per frame and
+pair (:data:`REWARD_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.serde import SerdeError
+
+from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
+from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.dataset import BagWriter, DatasetError
+from trusted_scene_graph.dataset.bag import DEFAULT_QOS, check_bag_path, storage_files, storage_path
+from trusted_scene_graph.dataset.messages import DENSE_REWARD_TYPE, GROUND_TRUTH_TYPE, dense_reward
+from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.evaluation.bag_eval import GROUND_TRUTH_TOPIC, LOOKAHEAD_NS, nearest_by_stamp
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+from trusted_scene_graph.label import LabelError
+from trusted_scene_graph.perception.detector import configured_labels
+from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
+from trusted_scene_graph.pipeline.scene import ScenePipeline
+from trusted_scene_graph.pipeline.sync import FrameSynchronizer
+from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
+from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
+
+REWARDS_FILE = "rewards.parquet"
+POSE_TYPE = "geometry_msgs/msg/PoseStamped"
+#: Columns of the rewards table: one row per camera frame and reward pair.
+REWARD_COLUMNS = {
+    "source": pa.string(),  # the bag (its directory name) or dataset the row labels
+    "episode": pa.int64(),  # episode index (from /ground_truth, or the dataset's episode_index; else 0)
+    "frame": pa.int64(),  # camera frame index within the episode, from 0
+    "stamp_ns": pa.int64(),  # the frame's stamp (ns; a dataset's timestamp)
+    "pair": pa.string(),
+    "reward": pa.float64(),  # NaN when not valid
+    "distance_m": pa.float64(),  # NaN when not valid
+    "valid": pa.bool_(),
+    "trust": pa.float32(),
+    "held": pa.bool_(),
+    "age_s": pa.float64(),
+    "subject_id": pa.int64(),
+    "object_id": pa.int64(),
+    "subject_source": pa.string(),
+    "object_source": pa.string(),
+    "message": pa.string(),
+}
+_STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, struct.error, EOFError, ValueError, IndexError, KeyError)
+_DECODE_ERRORS = (SerdeError, ValueError, struct.error, IndexError, UnicodeDecodeError)
+
+# One pipeline per worker process and config: loading the trust model and detector once, not once per item.
+_PIPELINES: dict[str, ScenePipeline] = {}
+
+
+def pipeline_for(config: Config) -> ScenePipeline:
+    key = config.to_ros_parameters_yaml()
+    if key not in _PIPELINES:
+        _PIPELINES.clear()  # one config at a time: a worker never needs two models in memory
+        _PIPELINES[key] = ScenePipeline(config)
+    pipeline = _PIPELINES[key]
+    pipeline.start_sequence()
+    return pipeline
+
+
+def find_bags(path: Path) -> list[Path]:
+    """``path`` itself when it is a bag, else the bags directly inside it (sorted by name)."""
+    path = Path(path)
+    if not path.exists():
+        raise LabelError(f"input {path} does not exist")
+    loose = storage_files(path) if path.is_dir() and not (path / "metadata.yaml").exists() else []
+    if len(loose) > 1:
+        return loose  # a folder of storage files without metadata: each .mcap/.db3 file is a bag
+    if path.is_file() or (path / "metadata.yaml").exists() or loose:
+        check_bag_path(path)
+        return [path]
+    bags = sorted(p for p in path.iterdir() if p.is_dir() and ((p / "metadata.yaml").exists() or storage_files(p)))
+    if not bags:
+        raise LabelError(f"{path} is neither a rosbag2 bag, a folder of bags nor a LeRobot dataset (meta/info.json)")
+    return bags
+
+
+def bag_key(path: Path) -> str:
+    """The output name of a bag: its directory name (a lone .mcap file: its stem)."""
+    return path.stem if path.is_file() else path.name
+
+
+@dataclass(frozen=True)
+class BagJob:
+    """One bag to label (picklable: it crosses to worker processes and Ray tasks)."""
+
+    source: str
+    config: dict[str, Any]
+    pairs: tuple[str, ...]
+
+
+def label_bag_item(job: BagJob, staging_dir: Path) -> int:
+    """The engine's work function for a bag; returns the number of camera frames labelled."""
+    config = Config(job.config)
+    return label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config))
+
+
+def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],
+              pipeline: ScenePipeline | None = None) -> int:
+    """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``."""
+    pairs = pairs_from_config(config, list(pair_texts))
+    pipeline = pipeline if pipeline is not None else ScenePipeline(config)
+    resolver = SideResolver.from_config(config, configured_labels(config))
+    tracker = RewardTracker(pairs, resolver)
+    try:
+        reader = Reader(storage_path(source))
+        reader.open()
+    except (*_STORAGE_READ_ERRORS, OSError) as exc:
+        raise DatasetError(f"cannot open bag {source}: {exc}; tsg label copies complete bags only") from exc
+    try:
+        if any(c.topic == REWARD_TOPIC for c in reader.connections):
+            raise LabelError(f"bag {source} already has {REWARD_TOPIC}; label the original recording")
+        storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
+        bag_dir = out_dir / bag_key(source)
+        with BagWriter(bag_dir, storage) as writer:
+            rows = _Replay(config, pipeline, tracker, writer, bag_key(source)).run(reader)
+    finally:
+        reader.close()
+    # The committed directory is the bag itself: move its files up from the named subdirectory (which gave the
+    # storage file its name), then add the table.
+    for item in bag_dir.iterdir():
+        item.rename(out_dir / item.name)
+    bag_dir.rmdir()
+    write_rewards_table(rows, out_dir / REWARDS_FILE)
+    return len({(row["episode"], row["frame"]) for row in rows})
+
+
+class _Replay:
+    """One pass over a bag: copy every message, replay the camera frames, write the rewards."""
+
+    def __init__(self, config: Config, pipeline: ScenePipeline, tracker: RewardTracker, writer: BagWriter,
+                 source_name: str) -> None:
+        self.config, self.pipeline, self.tracker, self.writer = config, pipeline, tracker, writer
+        self.source_name = source_name
+        self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
+        self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
+        self.sync = FrameSynchronizer(list(self.inputs), int(config["sync.tolerance_s"] * 1e9),
+                                      config["sync.buffer_size"])
+        self.tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
+        self.pose_topics = {config["topics.ee_pose"]: EE_FRAME, config["topics.goal_pose"]: GOAL_FRAME}
+        self.decoded = {*self.inputs.values(), TF_TOPIC, TF_STATIC_TOPIC, GROUND_TRUTH_TOPIC, *self.pose_topics}
+        self.episodes: dict[int, int] = {}  # ground-truth stamp -> episode
+        self.pending: list[tuple[int, dict[str, Any], int, int]] = []  # stamp, msgs, colour log time, completed log
+        self.colour_log_ns: dict[int, int] = {}  # colour image stamp -> its log time
+        self.episode: int | None = None
+        self.frame_in_episode = 0
+        self.rows: list[dict[str, Any]] = []
+
+    def run(self, reader: Reader) -> list[dict[str, Any]]:
+        copies = {source.id: self.writer.copy_connection(source) for source in reader.connections}
+        self.writer.add_topic(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS)
+        typestore = self.writer.typestore
+        messages = reader.messages()
+        while True:
+            try:
+                connection, log_time_ns, raw = next(messages)
+            except StopIteration:
+                break
+            except _STORAGE_READ_ERRORS as exc:
+                raise DatasetError(f"bag {reader.path} is damaged ({type(exc).__name__}: {exc}); tsg label copies "
+                                   "complete bags only") from exc
+            self.writer.write_raw(copies[connection.id], raw, log_time_ns)
+            if connection.topic in self.decoded and connection.msgtype in typestore.fielddefs:
+                try:
+                    msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                except _DECODE_ERRORS:
+                    continue  # an undecodable message is copied; a camera frame missing it never completes
+                self._on_message(connection.topic, connection.msgtype, msg, log_time_ns)
+            self._label_ready(log_time_ns)
+        self._label_ready(None)
+        return self.rows
+
+    def _on_message(self, topic: str, msgtype: str, msg: Any, log_time_ns: int) -> None:
+        if topic in self.topic_to_input:
+            name = self.topic_to_input[topic]
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            if name == "color":
+                self.colour_log_ns[stamp_ns] = log_time_ns
+            if self.sync.add(name, stamp_ns, msg):
+                stamp_ns, msgs = self.sync.take_latest()
+                colour_log_ns = self.colour_log_ns.pop(stamp_ns, log_time_ns)
+                self.pending.append((stamp_ns, msgs, colour_log_ns, log_time_ns))
+        elif topic in (TF_TOPIC, TF_STATIC_TOPIC) and msgtype == "tf2_msgs/msg/TFMessage":
+            self.tf.add(msg, static=topic == TF_STATIC_TOPIC)
+        elif topic == GROUND_TRUTH_TOPIC and msgtype == GROUND_TRUTH_TYPE:
+            self.episodes[stamp_to_ns(msg.header.stamp)] = int(msg.episode)
+        elif topic in self.pose_topics and msgtype == POSE_TYPE:
+            p = msg.pose.position
+            self.tracker.resolver.poses[self.pose_topics[topic]].add(stamp_to_ns(msg.header.stamp),
+                                                                     msg.header.frame_id, (p.x, p.y, p.z))
+
+    def _label_ready(self, now_ns: int | None) -> None:
+        """Label the frames completed at least LOOKAHEAD_NS of log time ago (or all, at the end), so ground truth
+        and poses logged a little after a frame's images are there."""
+        while self.pending and (now_ns is None or now_ns - self.pending[0][3] >= LOOKAHEAD_NS):
+            stamp_ns, msgs, colour_log_ns, _ = self.pending.pop(0)
+            self._label_incomplete(before_ns=stamp_ns)
+            self._label_frame(stamp_ns, msgs, colour_log_ns)
+            for stamp in [s for s in self.episodes if s < stamp_ns - LOOKAHEAD_NS]:
+                del self.episodes[stamp]
+            self.tf.forget_before(stamp_ns)
+        if now_ns is None:
+            self._label_incomplete(before_ns=None)
+
+    def _label_incomplete(self, before_ns: int | None) -> None:
+        """Rows (invalid, or held) for the colour images stamped before ``before_ns`` (all, at the end) whose frame
+        never completed: every colour image is a frame of the table, in stamp order."""
+        missing = [name for name in self.inputs if name != "color"]
+        for stamp_ns in sorted(s for s in self.colour_log_ns if before_ns is None or s < before_ns):
+            self._start_episode_at(stamp_ns)
+            reason = (f"frame incomplete: no {' / '.join(missing)} message within sync.tolerance_s "
+                      f"({self.sync.tolerance_ns / 1e9:g} s) of this colour image")
+            self._write(self.tracker.skip(stamp_ns, reason), self.colour_log_ns.pop(stamp_ns))
+
+    def _start_episode_at(self, stamp_ns: int) -> None:
+        """Start a new episode when the ground truth's episode number changes at this frame."""
+        episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
+        if episode is not None and episode != self.episode:
+            if self.episode is not None:
+                self.pipeline.start_sequence()
+                self.tracker.start_episode()
+                self.frame_in_episode = 0
+            self.episode = episode
+
+    def _label_frame(self, stamp_ns: int, msgs: dict[str, Any], colour_log_ns: int) -> None:
+        self._start_episode_at(stamp_ns)
+        try:
+            if self.config["extrinsic.source"] == "tf":
+                self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
+            # Objects only: a reward needs no relations, and relating + trust would double the cost per frame.
+            graph = self.pipeline.process(frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
+                                                          msgs.get("instances")), relations=False)
+        except TsgError as exc:
+            samples = self.tracker.skip(stamp_ns, f"frame not processed: {exc}")
+        else:
+            add_tf_ee_pose(self.tracker.resolver, self.tf, self.config, stamp_ns)
+            samples = self.tracker.update(graph)
+        self._write(samples, colour_log_ns)
+
+    def _write(self, samples: list[RewardSample], colour_log_ns: int) -> None:
+        for sample in samples:
+            self.writer.write(REWARD_TOPIC, dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
+            self.rows.append(reward_row(sample, self.source_name, self.episode or 0, self.frame_in_episode))
+        self.frame_in_episode += 1
+
+
+def add_tf_ee_pose(resolver: SideResolver, tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> None:
+    """With ``reward.ee_tf_frame``, add the end effector's tf pose at ``stamp_ns`` (when tf has one)."""
+    frame = config["reward.ee_tf_frame"]
+    if frame:
+        transform = tf.lookup(config["graph_frame"], frame, stamp_ns)
+        if transform is not None:
+            resolver.poses[EE_FRAME].add(stamp_ns, config["graph_frame"], transform.translation_m)
+
+
+def reward_row(sample: RewardSample, source: str, episode: int, frame: int) -> dict[str, Any]:
+    return {"source": source, "episode": int(episode), "frame": int(frame), "stamp_ns": int(sample.stamp_ns),
+            "pair": sample.pair, "reward": float(sample.reward), "distance_m": float(sample.distance_m),
+            "valid": bool(sample.valid), "trust": float(sample.trust), "held": bool(sample.held),
+            "age_s": float(sample.age_s), "subject_id": int(sample.subject_id), "object_id": int(sample.object_id),
+            "subject_source": sample.subject_source, "object_source": sample.object_source,
+            "message": sample.message}
+
+
+def write_rewards_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """The rows as a parquet table with :data:`REWARD_COLUMNS` (also when empty)."""
+    schema = pa.schema(list(REWARD_COLUMNS.items()))
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    pq.write_table(table, path)
+
+
+def read_rewards_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DatasetError(f"cannot read rewards table {path}: {exc}") from exc
+
+
+def merge_rewards_tables(paths: Sequence[Path], out_path: Path) -> int:
+    """Concatenate per-item tables into one file, written atomically; returns its row count."""
+    tables = [read_rewards_table(p) for p in paths]
+    schema = pa.schema(list(REWARD_COLUMNS.items()))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    tmp_path = out_path.with_name(f".{out_path.name}.tmp")
+    pq.write_table(table, tmp_path)
+    tmp_path.replace(out_path)
+    return table.num_rows
+
+
+def valid_fraction(table: pa.Table) -> dict[tuple[str, str], tuple[float, str]]:
+    """Per (source, pair): the fraction of rows whose reward is valid, and the most common reason of the others."""
+    sources = table.column("source").to_numpy(zero_copy_only=False)
+    pairs = table.column("pair").to_numpy(zero_copy_only=False)
+    valid = table.column("valid").to_numpy(zero_copy_only=False)
+    messages = table.column("message").to_numpy(zero_copy_only=False)
+    out = {}
+    for key in sorted(set(zip(sources.tolist(), pairs.tolist(), strict=True))):
+        rows = (sources == key[0]) & (pairs == key[1])
+        reasons = Counter(messages[rows & ~valid].tolist()).most_common(1)
+        out[key] = (float(np.mean(valid[rows])), reasons[0][0] if reasons else "")
+    return out

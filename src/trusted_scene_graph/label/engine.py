@@ -1,0 +1,424 @@
+"""Run labelling work items resumably, in-process, on local worker processes or on a Ray cluster.
+
+Each :class:`WorkItem` (a bag, an episode) is labelled by a top-level ``work_fn(payload, staging_dir) -> frames``
+that writes the item's files into a fresh, empty staging dir under ``out_dir/.staging/``. The process that ran
+``work_fn`` then commits the item by renaming the staging dir to ``out_dir/<key>``: a rename within one
+filesystem is atomic, so ``out_dir`` only ever holds complete items, and a run that was killed (driver, worker or
+machine) is finished by running it again: committed items are skipped, staging leftovers are deleted.
+
+Engines (:data:`ENGINES`):
+
+* ``local``: ``workers == 1`` labels in this process (simple to debug); ``workers > 1`` uses 'spawn' worker
+  processes (torch threads and fork do not mix). A worker killed mid-item (SIGKILL, the OOM killer) is replaced
+  and its item retried, up to ``max_retries`` times.
+* ``ray``: one Ray task per item, at most ``workers`` in flight, retried by Ray up to ``max_retries`` times when
+  its worker or node dies. ``out_dir`` must be on a filesystem shared by every Ray node (trivially true for a local
+  cluster): workers write and commit there themselves, so the driver never moves files between machines.
+
+An item whose ``work_fn`` raises a :class:`TsgError` is reported in :attr:`RunSummary.failed` (not retried: bad
+input fails again) and the other items still run; any other exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import multiprocessing
+import operator
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.label import LabelError
+
+#: Under ``out_dir``: the attempts in progress, one dir per item key holding one dir per attempt.
+STAGING_DIR = ".staging"
+#: Under ``out_dir``: locked (flock) by the run labelling into it, so two runs cannot delete each other's staging.
+LOCK_FILE = ".lock"
+
+# Keys name directories on every filesystem a cluster may share; a leading dot is reserved for the engine's own
+# entries. 200 characters leave room within NAME_MAX (255) for the staging names.
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+WorkFn = Callable[[Any, Path], int]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of labelling: ``key`` names its output dir ``out_dir/<key>``; ``payload`` (picklable) goes to
+    ``work_fn``."""
+
+    key: str
+    payload: Any
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not _KEY.fullmatch(self.key):
+            raise LabelError(f"work item key {self.key!r} is not a safe directory name: use 1 to 200 letters, digits, "
+                             "'.', '_' or '-', starting with a letter or digit")
+
+
+@dataclass(frozen=True)
+class ItemDone:
+    """An item settled, as reported to the progress callback: labelled (``frames`` in ``seconds`` of work),
+    skipped (committed by an earlier run) or failed (``error`` says why)."""
+
+    key: str
+    frames: int
+    seconds: float
+    skipped: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did. Keys are in the order of the items given."""
+
+    done: tuple[str, ...]
+    skipped: tuple[str, ...]
+    failed: Mapping[str, str]  # key -> reason
+    frames: int  # labelled by this run (skipped items not counted)
+    seconds: float  # wall time of the run
+    attempts: int  # work_fn attempts made, retries included
+
+    @property
+    def retries(self) -> int:
+        """Attempts beyond the first of each item (after its worker died)."""
+        return self.attempts - len(self.done) - len(self.failed)
+
+    @property
+    def ok(self) -> bool:
+        """Every item is labelled (now or by an earlier run)."""
+        return not self.failed
+
+
+@dataclass(frozen=True)
+class _Options:
+    workers: int
+    max_retries: int
+    ray_address: str | None
+
+
+class _Tally:
+    """The driver's record of the run, reporting each settled item to the progress callback."""
+
+    def __init__(self, progress: Callable[[ItemDone], None] | None) -> None:
+        self._progress = progress
+        self.done: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.frames = 0
+        self.attempts = 0
+
+    def skip(self, key: str) -> None:
+        self.skipped.append(key)
+        self._report(ItemDone(key, 0, 0.0, skipped=True))
+
+    def finish(self, key: str, frames: int, seconds: float, attempts: int) -> None:
+        self.done.append(key)
+        self.frames += frames
+        self.attempts += attempts
+        self._report(ItemDone(key, frames, seconds))
+
+    def fail(self, key: str, reason: str, attempts: int) -> None:
+        self.failed[key] = reason
+        self.attempts += attempts
+        self._report(ItemDone(key, 0, 0.0, error=reason))
+
+    def summary(self, keys: list[str], seconds: float) -> RunSummary:
+        rank = {key: index for index, key in enumerate(keys)}
+        return RunSummary(done=tuple(sorted(self.done, key=rank.__getitem__)),
+                          skipped=tuple(sorted(self.skipped, key=rank.__getitem__)),
+                          failed={key: self.failed[key] for key in sorted(self.failed, key=rank.__getitem__)},
+                          frames=self.frames, seconds=seconds, attempts=self.attempts)
+
+    def _report(self, event: ItemDone) -> None:
+        if self._progress is not None:
+            self._progress(event)
+
+
+def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *, engine: str = "local",
+              workers: int = 1, ray_address: str | None = None, max_retries: int = 3,
+              progress: Callable[[ItemDone], None] | None = None) -> RunSummary:
+    """Label every item not yet committed in ``out_dir`` with ``work_fn`` on ``engine``; see the module docstring.
+
+    ``workers`` bounds the items labelled at once (processes, or Ray tasks in flight); ``max_retries`` bounds the
+    retries of an item whose worker died (``max_retries + 1`` attempts in all); ``ray_address`` joins an existing
+    Ray cluster (``engine='ray'`` only; without it Ray starts a local one, unless this process is already connected
+    to one). ``progress`` is called in this process as each item settles.
+    """
+    items = list(items)
+    runner = ENGINES.get(engine)
+    if runner is None:
+        raise LabelError(f"unknown label engine {engine!r}; known engines: {sorted(ENGINES)}")
+    if workers < 1:
+        raise LabelError(f"workers must be at least 1, got {workers}")
+    if max_retries < 0:
+        raise LabelError(f"max_retries must be at least 0, got {max_retries}")
+    if ray_address is not None and engine != "ray":
+        raise LabelError(f"ray_address {ray_address!r} is only used by engine 'ray', not {engine!r}")
+    repeated = sorted(key for key, count in Counter(item.key for item in items).items() if count > 1)
+    if repeated:
+        raise LabelError(f"work item keys must be unique; repeated: {repeated}")
+
+    started_s = time.perf_counter()
+    # Absolute, because Ray workers need not share this process's working directory.
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tally = _Tally(progress)
+    with _exclusive(out_dir):
+        _remove_tree(out_dir / STAGING_DIR)  # partial items of a killed run
+        todo = []
+        for item in items:
+            final = out_dir / item.key
+            if final.exists() and not final.is_dir():
+                raise LabelError(f"{final} is in the way of work item {item.key!r}: it is not an item directory")
+            if final.is_dir():
+                tally.skip(item.key)
+            else:
+                todo.append(item)
+        if todo:
+            runner(todo, work_fn, out_dir, _Options(workers, max_retries, ray_address), tally)
+        _remove_tree(out_dir / STAGING_DIR)  # attempts whose worker died
+    return tally.summary([item.key for item in items], time.perf_counter() - started_s)
+
+
+# --- one attempt, in whichever process labels the item -----------------------------------------------------------
+
+
+def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[int, float]:
+    """Label one item into a fresh staging dir and commit it; returns (frames, seconds of work)."""
+    staging = out_dir / STAGING_DIR / key / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    started_s = time.perf_counter()
+    try:
+        frames = _frame_count(work_fn(payload, staging), work_fn, key)
+        _fsync_tree(staging)
+        _commit(staging, out_dir / key)
+    finally:
+        # Gone after a commit; still there after a failure or when another attempt committed first.
+        if staging.exists():
+            shutil.rmtree(staging)
+    return frames, time.perf_counter() - started_s
+
+
+def _frame_count(result: Any, work_fn: WorkFn, key: str) -> int:
+    name = getattr(work_fn, "__qualname__", repr(work_fn))
+    try:
+        frames = operator.index(result)
+    except TypeError:
+        raise LabelError(f"{name} returned {result!r} for work item {key!r}; it must return the number of frames "
+                         "it labelled") from None
+    if frames < 0:
+        raise LabelError(f"{name} returned {frames} frames for work item {key!r}; expected 0 or more")
+    return frames
+
+
+def _commit(staging: Path, final: Path) -> None:
+    """Publish a finished item atomically. If another attempt at it committed first (a retry racing the attempt
+    thought dead), keep that one: the output holds each item exactly once. (POSIX rename replaces an existing
+    *empty* directory, which only matters for items that write nothing, and then both are equal.)"""
+    try:
+        os.rename(staging, final)
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return
+        raise
+    _fsync_dir(final.parent)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush the item's files before the rename publishes them, so a committed item survives a machine crash whole
+    (a rename alone can reach the disk before the data it names)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            descriptor = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        _fsync_dir(Path(directory))
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# --- the driver ---------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    # The kernel drops the lock when this process dies, so a killed run never leaves the directory locked.
+    with open(out_dir / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabelError(f"{out_dir} is being labelled by another run (it holds {out_dir / LOCK_FILE}); wait for "
+                             "it to end or label into another directory") from None
+        yield
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _run_local(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Options, tally: _Tally) -> None:
+    if options.workers > 1:
+        _run_processes(todo, work_fn, out_dir, options, tally)
+        return
+    for item in todo:
+        try:
+            frames, seconds = _attempt(work_fn, item.key, item.payload, out_dir)
+        except TsgError as error:
+            tally.fail(item.key, str(error), attempts=1)
+        else:
+            tally.finish(item.key, frames, seconds, attempts=1)
+
+
+def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Options, tally: _Tally) -> None:
+    """Label on ``workers`` spawned processes, each its own single-process executor rather than one shared pool: a
+    worker that dies breaks only its executor, so the crash is charged to exactly the item it was running, and the
+    items on the other workers carry on. Workers live across items (a model loaded once per process stays
+    loaded); a dead one is replaced."""
+    context = multiprocessing.get_context("spawn")
+    executors: list[ProcessPoolExecutor | None] = [None] * min(options.workers, len(todo))
+    queue = deque(todo)
+    attempts: Counter[str] = Counter()
+    running: dict[Future, tuple[int, WorkItem]] = {}
+
+    def retire(slot: int) -> None:
+        # Its worker died; a fresh one takes the slot at the next submit.
+        executors[slot].shutdown(wait=True)
+        executors[slot] = None
+
+    def submit(slot: int, item: WorkItem) -> None:
+        attempts[item.key] += 1
+        for _ in range(2):
+            if executors[slot] is None:
+                executors[slot] = ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                                      initializer=_die_with_driver, initargs=(os.getpid(),))
+            try:
+                running[executors[slot].submit(_attempt, work_fn, item.key, item.payload, out_dir)] = slot, item
+                return
+            except BrokenProcessPool:
+                # The worker died while idle, holding no item: replace it without charging this item.
+                retire(slot)
+        raise LabelError(f"the worker process for work item {item.key!r} died twice before it got the item")
+
+    try:
+        while queue or running:
+            busy = {slot for slot, _ in running.values()}
+            for slot in range(len(executors)):
+                if queue and slot not in busy:
+                    submit(slot, queue.popleft())
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                slot, item = running.pop(future)
+                try:
+                    frames, seconds = future.result()
+                except BrokenProcessPool:
+                    # Killed mid-item (SIGKILL, the OOM killer).
+                    retire(slot)
+                    if attempts[item.key] <= options.max_retries:
+                        queue.append(item)
+                    else:
+                        tally.fail(item.key, f"its worker process died on each of its {attempts[item.key]} "
+                                             "attempt(s) (killed, or out of memory?)", attempts[item.key])
+                except TsgError as error:
+                    tally.fail(item.key, str(error), attempts[item.key])
+                else:
+                    tally.finish(item.key, frames, seconds, attempts[item.key])
+    finally:
+        # On a propagating error the items already running finish (and commit) before it surfaces.
+        for executor in executors:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_driver(driver_pid: int) -> None:
+    """Worker initializer. A worker holds its own end of the executor's task queue, so when the driver is killed
+    (SIGKILL, the OOM killer) it would idle on forever, holding its model's memory; on Linux, have the kernel
+    kill it with the driver."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != driver_pid:  # the driver died before the request was made
+        os._exit(1)
+
+
+def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Options, tally: _Tally) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise LabelError("label engine 'ray' needs the ray package: pip install 'trusted_scene_graph[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if options.ray_address is not None:
+            ray.init(address=options.ray_address)
+        else:
+            ray.init(num_cpus=options.workers)
+    task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_attempt)
+    queue = deque(todo)
+    running: dict[Any, WorkItem] = {}
+    try:
+        while queue or running:
+            # Bounding the tasks in flight (not just the cluster's CPUs) makes --workers mean the same everywhere.
+            while queue and len(running) < options.workers:
+                item = queue.popleft()
+                running[task.remote(work_fn, item.key, item.payload, out_dir)] = item
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            item = running.pop(ref)
+            try:
+                frames, seconds = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:
+                # work_fn raised; ray.get re-raises it wrapped (and as an instance of its class).
+                if not isinstance(error.cause, TsgError):
+                    raise
+                tally.fail(item.key, str(error.cause), 1 + _died_attempts(out_dir, item.key))
+            except ray.exceptions.RayError as error:
+                # Ray gave up on a system failure (worker or node died, out of memory) after max_retries retries.
+                tally.fail(item.key, f"Ray gave up on it after {options.max_retries + 1} attempt(s): {error}",
+                           options.max_retries + 1)
+            else:
+                tally.finish(item.key, frames, seconds, 1 + _died_attempts(out_dir, item.key))
+    finally:
+        for ref in running:  # only when an error propagates
+            ray.cancel(ref)
+        if started_here:
+            ray.shutdown()
+
+
+def _died_attempts(out_dir: Path, key: str) -> int:
+    """Attempts at an item whose process died, which Ray retried without telling the driver: each left its
+    staging dir behind (a finished or failed attempt removes its own)."""
+    staging = out_dir / STAGING_DIR / key
+    return sum(1 for _ in staging.iterdir()) if staging.is_dir() else 0
+
+
+#: Engine name -> implementation.
+ENGINES: dict[str, Callable[[list[WorkItem], WorkFn, Path, _Options, _Tally], None]] = {
+    "local": _run_local,
+    "ray": _run_ray,
+}

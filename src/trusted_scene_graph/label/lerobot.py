@@ -1,0 +1,241 @@
+"""``tsg label`` on a LeRobot v3 dataset: a new dataset with a ``next.reward`` float32 column.
+
+Each episode is one work item: its camera frames (image features stored in the data parquet: colour, optional 16-bit
+depth in millimetres, optional 16-bit instance ids for the 'sim' detector) go through the same
+:class:`~trusted_scene_graph.pipeline.ScenePipeline` and :class:`~trusted_scene_graph.reward.RewardTracker` as a bag
+frame, with the camera intrinsics given on the command line (LeRobot stores none) and the end effector and goal
+positions read from state features (``observation.state[0:3]``: graph-frame metres). Its rewards table is committed
+to ``OUTPUT/tsg_rewards/episode-NNNNNN/rewards.parquet``; once every episode has one, the dataset is written around
+them by :func:`~trusted_scene_graph.dataset.lerobot.write_with_column`: ``next.reward`` is the sum of the pairs'
+rewards (one pair: its reward) of the *next* frame (LeRobot's convention: the reward ``env.step`` returned for the
+frame's action; the last frame repeats its own), NaN (or ``--invalid-reward``) where any pair is not valid, and
+``next.reward_valid`` says which frames are; stats are recomputed for both; videos are hard-linked, never decoded or
+re-encoded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.dataset.lerobot import LABELLER_SUBDIR, LeRobotDataset, write_with_column
+from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.label import LabelError
+from trusted_scene_graph.label.bags import (
+    REWARDS_FILE,
+    pipeline_for,
+    read_rewards_table,
+    reward_row,
+    write_rewards_table,
+)
+from trusted_scene_graph.label.engine import WorkItem
+from trusted_scene_graph.perception.detector import CameraFrame, configured_labels
+from trusted_scene_graph.reward import RewardTracker, SideResolver, pairs_from_config
+from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
+
+REWARD_COLUMN = "next.reward"
+VALID_COLUMN = "next.reward_valid"
+_FEATURE_SLICE = re.compile(r"^(?P<key>[^\[\]]+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\])?$")
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Which features of a LeRobot dataset make the camera frames and robot poses."""
+
+    camera: str
+    intrinsics: tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
+    depth: str | None = None  # 16-bit image feature, millimetres (0 = no depth)
+    instances: str | None = None
+    ee_position: str | None = None  # "key" or "key[start:stop]" holding x, y, z in the graph frame, metres
+    goal_position: str | None = None
+
+
+def parse_feature_slice(text: str) -> tuple[str, slice]:
+    """``observation.state[0:3]`` -> ("observation.state", slice(0, 3)); a bare key takes 3 values from 0."""
+    match = _FEATURE_SLICE.match(text.strip())
+    if match is None:
+        raise LabelError(f"position feature {text!r} is not 'KEY' or 'KEY[START:STOP]'")
+    start, stop = int(match["start"] or 0), int(match["stop"] or 3)
+    if stop - start != 3:
+        raise LabelError(f"position feature {text!r} selects {stop - start} values; a position needs 3 (x, y, z)")
+    return match["key"], slice(start, stop)
+
+
+def check_frame_source(dataset: LeRobotDataset, source: FrameSource, config: Config) -> None:
+    """Refuse, naming the feature, what the dataset cannot give before any episode is labelled."""
+    if config["depth.backend"] == "sensor" and source.depth is None:
+        raise LabelError("--depth is required with depth.backend 'sensor' (a 16-bit depth image feature in "
+                         "millimetres); for an RGB-only dataset use --set depth.backend=monocular")
+    if config["detector.backend"] == "sim" and source.instances is None:
+        raise LabelError("--instances is required with the 'sim' detector (a 16-bit instance-id image feature); "
+                         "for real camera images use --set detector.backend=grounding_dino")
+    if config["extrinsic.source"] == "tf":
+        raise LabelError("a LeRobot dataset has no tf: set extrinsic.source to 'static' (with extrinsic.translation_m "
+                         "and extrinsic.rotation_xyzw, the camera's pose in the graph frame) or 'plane_fit'")
+    first = dataset.episodes[0].episode_index if dataset.episodes else None
+    for what, key, kind in (("camera", source.camera, "colour"), ("depth", source.depth, "16-bit"),
+                            ("instances", source.instances, "16-bit")):
+        if key is None:
+            continue
+        if key in dataset.video_keys:
+            raise LabelError(f"{what} feature {key!r} is stored as video; tsg label reads cameras stored as images "
+                             f"(dtype 'image'): {dataset.image_keys or 'none in this dataset'}")
+        if key not in dataset.image_keys:
+            raise LabelError(f"{what} feature {key!r} is not an image feature of {dataset.root}; image features: "
+                             f"{dataset.image_keys or 'none'}")
+        if first is not None:
+            # Checked on the first frame: a wrong feature would otherwise make every frame invalid, found at the end.
+            image = next(dataset.episode_images(first, key))
+            fits = (image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8) if kind == "colour" else (
+                image.ndim == 2 and image.dtype == np.uint16)
+            if not fits:
+                expected = "an 8-bit RGB image" if kind == "colour" else "a 16-bit single-channel image"
+                raise LabelError(f"{what} feature {key!r} holds {image.dtype} images of shape {image.shape}, "
+                                 f"expected {expected}")
+    for text in (source.ee_position, source.goal_position):
+        if text is not None:
+            key, part = parse_feature_slice(text)
+            feature = dataset.features.get(key)
+            if feature is None or feature.get("dtype") not in ("float32", "float64"):
+                raise LabelError(f"position feature {key!r} is not a float feature of {dataset.root}")
+            if part.stop > int(np.prod(feature.get("shape", [0]))):
+                raise LabelError(f"position feature {text!r} reaches past {key!r}'s shape {feature.get('shape')}")
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode to label (picklable)."""
+
+    root: str
+    episode_index: int
+    config: dict[str, Any]
+    pairs: tuple[str, ...]
+    source: FrameSource
+
+
+def episode_key(episode_index: int) -> str:
+    return f"episode-{episode_index:06d}"
+
+
+def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
+    """The engine's work function for one episode: writes ``rewards.parquet``; returns the frames labelled."""
+    config = Config(job.config)
+    pipeline = pipeline_for(config)
+    dataset = LeRobotDataset(job.root)
+    source = job.source
+    tracker = RewardTracker(pairs_from_config(config, list(job.pairs)),
+                            SideResolver.from_config(config, configured_labels(config)))
+    table = dataset.episode_table(job.episode_index)
+    timestamps_s = table.column("timestamp").to_numpy()
+    frame_indices = table.column("frame_index").to_numpy()
+    poses = {frame: _positions(table, text) for frame, text in ((EE_FRAME, source.ee_position),
+                                                                (GOAL_FRAME, source.goal_position)) if text}
+    images = {name: dataset.episode_images(job.episode_index, key)
+              for name, key in (("rgb", source.camera), ("depth", source.depth), ("instances", source.instances))
+              if key is not None}
+    graph_frame = config["graph_frame"]
+    rows = []
+    for i, stamp_s in enumerate(timestamps_s):
+        stamp_ns = int(round(float(stamp_s) * 1e9))
+        for frame_name, positions in poses.items():
+            if np.all(np.isfinite(positions[i])):  # a NaN state is a frame without that pose
+                tracker.resolver.poses[frame_name].add(stamp_ns, graph_frame, positions[i])
+        arrays = {name: next(iterator) for name, iterator in images.items()}
+        try:
+            graph = pipeline.process(_camera_frame(stamp_ns, arrays, source), relations=False)
+        except TsgError as exc:
+            samples = tracker.skip(stamp_ns, f"frame not processed: {exc}")
+        else:
+            samples = tracker.update(graph)
+        rows += [reward_row(sample, dataset.root.name, job.episode_index, int(frame_indices[i]))
+                 for sample in samples]
+    write_rewards_table(rows, Path(staging_dir) / REWARDS_FILE)
+    return len(timestamps_s)
+
+
+def _positions(table: Any, text: str) -> np.ndarray:
+    key, part = parse_feature_slice(text)
+    values = np.asarray(table.column(key).to_pylist(), dtype=np.float64).reshape(table.num_rows, -1)
+    return values[:, part]
+
+
+def _camera_frame(stamp_ns: int, arrays: dict[str, np.ndarray], source: FrameSource) -> CameraFrame:
+    rgb = arrays["rgb"]
+    height, width = rgb.shape[:2]
+    fx, fy, cx, cy = source.intrinsics
+    depth_m = None
+    if "depth" in arrays:
+        depth_mm = arrays["depth"]
+        if depth_mm.dtype != np.uint16:
+            raise LabelError(f"depth feature {source.depth!r} is {depth_mm.dtype}, expected 16-bit millimetres")
+        depth_m = np.where(depth_mm > 0, depth_mm.astype(np.float32) / 1000.0, np.float32(np.nan))
+    instances = arrays.get("instances")
+    if instances is not None and instances.dtype != np.uint16:
+        raise LabelError(f"instances feature {source.instances!r} is {instances.dtype}, expected 16-bit ids")
+    return CameraFrame(stamp_ns, rgb, depth_m, Intrinsics(width, height, fx, fy, cx, cy), instances)
+
+
+def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = float("nan"),
+             overwrite: bool = False) -> tuple[int, float]:
+    """Write the labelled dataset into ``out_dir`` from the committed episode tables; returns (frames, fraction of
+    frames with a valid reward).
+
+    ``next.reward[t]`` follows LeRobot's convention (what ``env.step(action_t)`` returned): the reward of the frame
+    the action led to, frame t + 1; the episode's last frame, which has no next frame, repeats its own. The episode
+    tables keep each frame's own reward."""
+    rewards: dict[int, np.ndarray] = {}
+    valid: dict[int, np.ndarray] = {}
+    reasons: Counter[str] = Counter()
+    for episode in dataset.episodes:
+        table = read_rewards_table(out_dir / LABELLER_SUBDIR / episode_key(episode.episode_index) / REWARDS_FILE)
+        reward, ok = episode_reward(table, episode.length)
+        reasons.update(m for m, v in zip(table.column("message").to_pylist(), table.column("valid").to_pylist(),
+                                         strict=True) if not v)
+        next_frame = np.minimum(np.arange(episode.length) + 1, episode.length - 1)
+        reward, ok = reward[next_frame], ok[next_frame]
+        rewards[episode.episode_index] = np.where(ok, reward, invalid_reward).astype(np.float32)
+        valid[episode.episode_index] = ok
+    frames = sum(v.size for v in valid.values())
+    valid_frames = int(sum(v.sum() for v in valid.values()))
+    if frames and not valid_frames:
+        common = "; ".join(f"{n}x {m}" for m, n in reasons.most_common(3))
+        raise LabelError(f"no frame of {dataset.root} has a valid reward (most common reasons: {common}); fix the "
+                         "options and label into a new --out")
+    write_with_column(dataset, out_dir, REWARD_COLUMN, rewards, dtype="float32",
+                      extra_bool_columns={VALID_COLUMN: valid}, overwrite=overwrite)
+    return frames, valid_frames / max(frames, 1)
+
+
+def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of one episode's rewards table: the sum of the pairs' rewards and whether every pair is valid."""
+    frame = table.column("frame").to_numpy()
+    reward = np.zeros(length)
+    ok = np.ones(length, dtype=bool)
+    for pair in sorted(set(table.column("pair").to_pylist())):
+        rows = pc.equal(table.column("pair"), pair)
+        frames = frame[rows.to_numpy(zero_copy_only=False)]
+        part = table.filter(rows)
+        if not np.array_equal(np.sort(frames), np.arange(length)):
+            raise LabelError(f"the rewards table of pair {pair!r} has {frames.size} rows, not one per frame of an "
+                             f"episode of {length} frames; delete its tsg_rewards entry and label again")
+        reward[frames] += part.column("reward").to_numpy()
+        ok[frames] &= part.column("valid").to_numpy(zero_copy_only=False)
+    return np.where(ok, reward, np.nan), ok
+
+
+def lerobot_jobs(dataset: LeRobotDataset, config: Config, pairs: Sequence[str],
+                 source: FrameSource) -> list[WorkItem]:
+    """One work item per episode."""
+    values = dict(config)
+    return [WorkItem(episode_key(e.episode_index),
+                     EpisodeJob(str(dataset.root), e.episode_index, values, tuple(pairs), source))
+            for e in dataset.episodes]

@@ -1,0 +1,206 @@
+"""``tsg label INPUT --pair ... --out OUTPUT``: what it labels, where it writes, and how a rerun resumes.
+
+INPUT is a rosbag2 bag, a folder of bags, or a LeRobot v3 dataset directory (``meta/info.json``).
+
+* Bags: one work item per bag, committed as ``OUTPUT/<bag name>/`` (the labelled copy plus its ``rewards.parquet``,
+  :mod:`.bags`); ``OUTPUT/rewards.parquet`` joins the tables of the bags labelled.
+* LeRobot: one work item per episode, committed as ``OUTPUT/tsg_rewards/episode-NNNNNN/rewards.parquet``; when every
+  episode is done the dataset is written into ``OUTPUT`` around them (:mod:`.lerobot`).
+
+Rerunning the same command finishes an interrupted run: committed items are skipped (the engine's rule), and an
+OUTPUT dataset that is already complete is left as it is. A manifest (:data:`MANIFEST_FILE`: input, pairs, config
+hash, LeRobot options) makes a rerun with other settings an error instead of a mix of old and new labels, and a
+non-empty OUTPUT that tsg label did not write is refused. The source is only read: an OUTPUT inside INPUT (or INPUT
+inside OUTPUT) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.dataset.lerobot import INFO_PATH, LABELLER_SUBDIR, LeRobotDataset
+from trusted_scene_graph.label import LabelError
+from trusted_scene_graph.label.bags import (
+    REWARDS_FILE,
+    BagJob,
+    bag_key,
+    find_bags,
+    label_bag_item,
+    merge_rewards_tables,
+    read_rewards_table,
+    valid_fraction,
+)
+from trusted_scene_graph.label.engine import ItemDone, RunSummary, WorkItem, run_items
+from trusted_scene_graph.label.lerobot import (
+    REWARD_COLUMN,
+    VALID_COLUMN,
+    FrameSource,
+    assemble,
+    check_frame_source,
+    label_episode_item,
+    lerobot_jobs,
+)
+from trusted_scene_graph.perception.detector import configured_labels
+from trusted_scene_graph.reward import SideResolver, pairs_from_config
+
+#: The run's settings, in --out (bags) or --out/tsg_rewards (LeRobot): a rerun must match them.
+MANIFEST_FILE = "tsg_label.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    engine: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
+    max_retries: int = 3
+
+
+@dataclass
+class LabelOutcome:
+    kind: str  # "bags" or "lerobot"
+    summary: RunSummary | None  # None when OUTPUT was already a complete labelled dataset
+    table: Path | None = None  # the joined rewards table of the bags labelled (bags)
+    # (source, pair) -> (fraction of frames valid, the commonest reason of the others); LeRobot: pair "all pairs".
+    valid_fraction: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.summary is None or self.summary.ok
+
+
+def check_paths(source: Path, out: Path) -> None:
+    """The source is never written: refuse an OUTPUT that is INPUT, lies inside it, or contains it."""
+    source, out = source.resolve(), out.resolve()
+    if out == source or source in out.parents:
+        raise LabelError(f"--out {out} is inside the input {source}; the source is never modified, choose another "
+                         "directory")
+    if out in source.parents:
+        raise LabelError(f"the input {source} is inside --out {out}; choose an --out outside it")
+    if out.exists() and not out.is_dir():
+        raise LabelError(f"--out {out} exists and is not a directory")
+
+
+def check_pair_names(config: Config, pairs: Sequence[str]) -> None:
+    """Refuse a side no frame can ever resolve: a label outside the detector's closed label set (the 'sim' labels,
+    the GroundingDINO vocabulary) that is neither an id nor a robot frame. Labelling would run to the end with every
+    reward invalid."""
+    labels = configured_labels(config)
+    resolver = SideResolver.from_config(config, labels)
+    known = {label.lower() for label in labels}
+    for pair in pairs_from_config(config, list(pairs)):
+        for name in (pair.subject, pair.object):
+            wanted = name.strip().lower()
+            if resolver.frame_of(name) is None and not wanted.removeprefix("#").isdigit() and wanted not in known:
+                raise LabelError(f"pair {pair.name!r}: unknown object {name!r}; the detector's labels are "
+                                 f"{list(labels)}, the end effector is one of {sorted(resolver.ee_names)}, the "
+                                 "goal is 'goal'")
+
+
+def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], frame_source: FrameSource | None,
+             invalid_reward: float) -> dict[str, Any]:
+    """What decides the labels of a run: a rerun into the same --out must match it, or finished items (labelled
+    with other settings) would be mixed with new ones."""
+    return {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
+            "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
+            "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
+            "frame_source": asdict(frame_source) if frame_source is not None else None,
+            "invalid_reward": repr(float(invalid_reward))}
+
+
+def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None:
+    """Write the run's manifest into a new or empty --out, or check that a rerun's settings match the manifest
+    there. Refuses a non-empty --out that tsg label did not write."""
+    if manifest_path.is_file():
+        try:
+            found = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LabelError(f"cannot read {manifest_path}: {exc}; delete --out {out} to start over") from exc
+        differing = [key for key in wanted if found.get(key) != json.loads(json.dumps(wanted[key]))]
+        if differing:
+            raise LabelError(f"--out {out} was labelled with other settings ({', '.join(differing)} differ); a rerun "
+                             "only resumes the same command: label into another --out, or delete it to start over")
+        return
+    if out.exists() and any(not entry.name.startswith(".") for entry in out.iterdir()):
+        raise LabelError(f"--out {out} is not empty and has no {manifest_path.name}: tsg label did not write it; "
+                         "choose a new or empty directory")
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    tmp_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+    tmp_path.replace(manifest_path)
+
+
+def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], engine: EngineSettings,
+              frame_source: FrameSource | None = None, *, invalid_reward: float = float("nan"),
+              overwrite_column: bool = False, progress: Callable[[ItemDone], None] | None = None) -> LabelOutcome:
+    """Label ``source`` into ``out``; see the module docstring."""
+    pairs = list(pairs) if pairs else list(config["reward.pairs"])
+    check_pair_names(config, pairs)  # a bad pair fails before any work
+    check_paths(source, out)
+    run = {"engine": engine.engine, "workers": engine.workers, "ray_address": engine.ray_address,
+           "max_retries": engine.max_retries, "progress": progress}
+    if LeRobotDataset.is_dataset(source):
+        return _label_lerobot(source, out, config, pairs, frame_source, invalid_reward, overwrite_column, run)
+    if frame_source is not None:
+        raise LabelError(f"{source} is a rosbag2 input; the camera, depth, intrinsics and position options are for "
+                         "LeRobot datasets (bags name their topics in the config)")
+    bags = find_bags(source)
+    keys = [bag_key(bag) for bag in bags]
+    items = []
+    for key, bag in zip(keys, bags, strict=True):
+        try:
+            items.append(WorkItem(key, BagJob(str(bag.resolve()), dict(config), tuple(pairs))))
+        except LabelError as exc:
+            raise LabelError(f"bag {bag}: its name {key!r} cannot name an output directory (use letters, digits, "
+                             "'.', '_' and '-'); rename or copy the bag") from exc
+    claim_output(out, out / MANIFEST_FILE, manifest("bags", source, config, pairs, None, invalid_reward))
+    summary = run_items(items, label_bag_item, out, **run)
+    outcome = LabelOutcome("bags", summary)
+    labelled = [key for key in keys if key not in summary.failed]
+    if labelled:  # the bags that are done, also when others failed (their names are in summary.failed)
+        outcome.table = out / REWARDS_FILE
+        merge_rewards_tables([out / key / REWARDS_FILE for key in labelled], outcome.table)
+        outcome.valid_fraction = valid_fraction(read_rewards_table(outcome.table))
+    return outcome
+
+
+def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], frame_source: FrameSource | None,
+                   invalid_reward: float, overwrite_column: bool, run: dict) -> LabelOutcome:
+    dataset = LeRobotDataset(source)
+    if frame_source is None:
+        raise LabelError(f"{source} is a LeRobot dataset: give --intrinsics FX,FY,CX,CY (and --camera when it has "
+                         f"several image features: {dataset.image_keys})")
+    check_frame_source(dataset, frame_source, config)
+    if REWARD_COLUMN in dataset.features and not overwrite_column:
+        raise LabelError(f"{source} already has a {REWARD_COLUMN!r} column; pass --overwrite-column to replace it")
+    claim_output(out, out / LABELLER_SUBDIR / MANIFEST_FILE,
+                 manifest("lerobot", source, config, pairs, frame_source, invalid_reward))
+    if (out / INFO_PATH).is_file():
+        return LabelOutcome("lerobot", None, note=f"{out} is already the labelled dataset; nothing to do")
+    clear_interrupted_assembly(out)
+    summary = run_items(lerobot_jobs(dataset, config, pairs, frame_source), label_episode_item,
+                        out / LABELLER_SUBDIR, **run)
+    outcome = LabelOutcome("lerobot", summary)
+    if summary.ok:
+        frames, valid = assemble(dataset, out, invalid_reward=invalid_reward, overwrite=overwrite_column)
+        outcome.valid_fraction = {(dataset.root.name, "all pairs"): (valid, "")}
+        outcome.note = f"wrote the dataset {out} ({frames} frames, {REWARD_COLUMN} and {VALID_COLUMN})"
+    return outcome
+
+
+def clear_interrupted_assembly(out: Path) -> None:
+    """Remove what an interrupted dataset write left: its build directory next to ``out`` and the entries it had
+    moved into ``out`` before ``meta/info.json`` (always moved last). The episode tables in tsg_rewards stay."""
+    for build in out.parent.glob(f".{out.name}.tsg-tmp-*"):
+        shutil.rmtree(build)
+    for entry in out.iterdir():
+        if entry.name != LABELLER_SUBDIR:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

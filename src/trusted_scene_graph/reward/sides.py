@@ -1,0 +1,159 @@
+"""What a reward or a distance query measures between: perceived objects and robot frames, resolved per graph.
+
+A side named in ``reward.ee_names`` ("gripper", "ee", ...) is the end effector. Its pose from the robot's kinematics
+(``topics.ee_pose``, or tf with ``reward.ee_tf_frame``) beats perceiving the gripper: kinematics is exact and every
+frame has it, a detection can be missed, cut by the image border or fused with the object it grasps. Only when no
+pose lies within ``reward.ee_pose_max_age_s`` of the graph's stamp does the perceived object with that label answer.
+``goal`` is the task's goal position (``topics.goal_pose``) when one is published, else a perceived label "goal".
+Any other name is a label or an id, resolved by :func:`~trusted_scene_graph.graph.query.resolve_object`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trusted_scene_graph import reward
+from trusted_scene_graph.geometry.boxes import box_surface_distance_m
+from trusted_scene_graph.graph.model import GraphError, SceneGraph
+from trusted_scene_graph.graph.query import resolve_object
+
+EE_FRAME, GOAL_FRAME = "ee", "goal"
+PERCEPTION, KINEMATICS = "perception", "kinematics"
+#: Poses kept per robot frame: a few seconds at a controller's rate, enough to pair a pose with a late graph.
+POSE_HISTORY_LENGTH = 512
+_ZERO_SIZE = np.zeros(3)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One resolved side: a perceived object (its 3D box) or a robot frame (a point, size 0)."""
+
+    source: str  # PERCEPTION or KINEMATICS
+    id: int  # the object's track id; 0 for a robot frame
+    label: str  # the object's label, or the robot frame's name
+    centroid_m: np.ndarray
+    size_m: np.ndarray
+    score: float = 1.0  # detection score (1 for kinematics)
+    depth_valid_fraction: float = 1.0  # (1 for kinematics)
+
+
+def distance_m(a: Endpoint, b: Endpoint, mode: str) -> float:
+    """Centroid distance, or (``surface``) the distance between the closest points of the two boxes."""
+    if mode == "centroid":
+        return float(np.linalg.norm(a.centroid_m - b.centroid_m))
+    return box_surface_distance_m(a.centroid_m, a.size_m, b.centroid_m, b.size_m)
+
+
+def same_thing(a: Endpoint, b: Endpoint) -> bool:
+    """Whether two endpoints are one object or one robot frame (a distance between them says nothing)."""
+    return a.source == b.source and a.id == b.id and a.label == b.label
+
+
+def pair_trust(a: Endpoint, b: Endpoint) -> float:
+    """As :func:`~trusted_scene_graph.graph.model.distance_trust`: the weaker side's detection score times the
+    weaker side's valid-depth fraction, with kinematics counting as certain (uncalibrated)."""
+    return float(min(a.score, b.score) * min(a.depth_valid_fraction, b.depth_valid_fraction))
+
+
+def frame_of(name: str, ee_names: Iterable[str]) -> str | None:
+    """The robot frame ``name`` stands for: EE_FRAME for an end-effector name, GOAL_FRAME for 'goal', else None."""
+    wanted = name.strip().lower()
+    if wanted == EE_FRAME or wanted in {n.strip().lower() for n in ee_names}:
+        return EE_FRAME
+    return GOAL_FRAME if wanted == GOAL_FRAME else None
+
+
+class PoseHistory:
+    """Recent stamped positions of one robot frame, searched for the one nearest a graph's stamp."""
+
+    def __init__(self, max_poses: int = POSE_HISTORY_LENGTH) -> None:
+        self.max_poses = max_poses
+        self._stamps: list[int] = []
+        self._poses: list[tuple[str, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def add(self, stamp_ns: int, frame_id: str, position_m: Iterable[float]) -> None:
+        position = np.asarray(list(position_m), dtype=np.float64)
+        if position.shape != (3,) or not np.all(np.isfinite(position)):
+            raise reward.RewardError(f"pose position {position.tolist()} is not 3 finite numbers")
+        index = bisect.bisect_right(self._stamps, stamp_ns)
+        self._stamps.insert(index, int(stamp_ns))
+        self._poses.insert(index, (frame_id, position))
+        if len(self._stamps) > self.max_poses:
+            del self._stamps[0], self._poses[0]
+
+    def clear(self) -> None:
+        self._stamps.clear()
+        self._poses.clear()
+
+    def nearest(self, stamp_ns: int, max_age_ns: int) -> tuple[str, np.ndarray] | str:
+        """(frame_id, position) of the pose nearest ``stamp_ns`` within ``max_age_ns``, or why there is none."""
+        if not self._stamps:
+            return "none received"
+        index = bisect.bisect_left(self._stamps, stamp_ns)
+        best = min((i for i in (index - 1, index) if 0 <= i < len(self._stamps)),
+                   key=lambda i: abs(self._stamps[i] - stamp_ns))
+        gap_ns = abs(self._stamps[best] - stamp_ns)
+        if gap_ns > max_age_ns:
+            return f"the nearest is {gap_ns / 1e9:.3f} s from the graph's stamp (limit {max_age_ns / 1e9:g} s)"
+        return self._poses[best]
+
+
+class SideResolver:
+    """Resolves pair and query names against one graph, with the robot frames' pose histories."""
+
+    def __init__(self, ee_names: Iterable[str] = ("gripper", "ee", "end_effector"), known_labels: Iterable[str] = (),
+                 ee_pose_max_age_s: float = 0.2) -> None:
+        self.ee_names = frozenset(name.strip().lower() for name in ee_names) | {EE_FRAME}
+        self.known_labels = tuple(known_labels)
+        self.max_age_ns = int(ee_pose_max_age_s * 1e9)
+        self.poses: dict[str, PoseHistory] = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], known_labels: Iterable[str] = ()) -> SideResolver:
+        return cls(config["reward.ee_names"], known_labels, config["reward.ee_pose_max_age_s"])
+
+    def frame_of(self, name: str) -> str | None:
+        """The robot frame ``name`` stands for (EE_FRAME, GOAL_FRAME), or None for a perceived object."""
+        return frame_of(name, self.ee_names)
+
+    def resolve(self, graph: SceneGraph, name: str, prefer_id: int | None = None) -> Endpoint:
+        """The endpoint ``name`` means in ``graph``; :class:`RewardError` says why there is none."""
+        frame = self.frame_of(name)
+        if frame is None:
+            return self._perceived(graph, name, prefer_id)
+        found = self.poses[frame].nearest(graph.stamp_ns, self.max_age_ns)
+        if isinstance(found, tuple):
+            frame_id, position = found
+            if frame_id and frame_id != graph.frame_id:
+                pose_problem = f"it is in frame {frame_id!r}, not the graph frame {graph.frame_id!r}"
+            else:
+                return Endpoint(KINEMATICS, 0, frame, position, _ZERO_SIZE)
+        else:
+            pose_problem = found
+        # Without a pose, a perceived object answers: one labelled like the name asked for, or (end effector) like
+        # any other end-effector name, so 'ee' finds a detected 'gripper'.
+        labels = [name, *sorted(self.ee_names - {name.strip().lower()})] if frame == EE_FRAME else [name]
+        errors = []
+        for label in labels:
+            try:
+                return self._perceived(graph, label, prefer_id)
+            except reward.RewardError as exc:
+                errors.append(exc)
+        what = "end-effector" if frame == EE_FRAME else "goal"
+        raise reward.RewardError(f"{name!r}: no usable {what} pose ({pose_problem}) and {errors[0]}") from None
+
+    def _perceived(self, graph: SceneGraph, name: str, prefer_id: int | None) -> Endpoint:
+        try:
+            obj = resolve_object(graph, name, prefer_id=prefer_id, known_labels=self.known_labels)
+        except GraphError as exc:
+            raise reward.RewardError(str(exc)) from None
+        return Endpoint(PERCEPTION, obj.id, obj.label, obj.centroid_m, obj.size_m, obj.score,
+                        obj.depth_valid_fraction)

@@ -1,0 +1,347 @@
+"""Specification of the dense reward core (trusted_scene_graph.reward): pairs, shaping, sides, validity, smoothing,
+holding the last valid value, and the distance query's answers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from trusted_scene_graph.config.schema import Config, ConfigError
+from trusted_scene_graph.graph import ObjectNode, SceneGraph
+from trusted_scene_graph.perception.detector import configured_labels
+from trusted_scene_graph.reward import (
+    PoseHistory,
+    RewardError,
+    RewardPair,
+    RewardTracker,
+    SideResolver,
+    pairs_from_config,
+    parse_pair,
+    shape_reward,
+)
+from trusted_scene_graph.reward.query import query_distance
+
+S = 1_000_000_000  # ns per second
+
+
+def node(object_id: int, label: str, centroid, size=(0.1, 0.1, 0.1), score: float = 1.0, fraction: float = 1.0):
+    return ObjectNode(object_id, label, score, (0, 0, 1, 1), np.array(centroid, float), np.array(size, float),
+                      fraction)
+
+
+def graph(*objects: ObjectNode, t_s: float = 0.0) -> SceneGraph:
+    return SceneGraph(stamp_ns=int(t_s * S), frame_id="world", objects=tuple(objects))
+
+
+def resolver(**kwargs) -> SideResolver:
+    return SideResolver(known_labels=("gripper", "cube", "table"), **kwargs)
+
+
+# --- pairs -----------------------------------------------------------------------------------------------------
+
+
+def test_a_pair_takes_the_config_settings_unless_it_overrides_them():
+    config = Config({"reward.shaping": "tanh", "reward.smoothing_frames": 3})
+    plain, tuned = pairs_from_config(config, ["gripper:cube", "gripper:red cube, shaping=exp, shaping_scale_m=0.05"])
+    assert (plain.subject, plain.object, plain.shaping, plain.smoothing_frames) == ("gripper", "cube", "tanh", 3)
+    assert (tuned.object, tuned.shaping, tuned.shaping_scale_m, tuned.smoothing_frames) == ("red cube", "exp", 0.05, 3)
+    assert tuned.name == "gripper:red cube"
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("gripper cube", "not of the form 'SUBJECT:OBJECT"),
+    (":cube", "not of the form"),
+    ("cube:Cube", "measures 'cube' against itself"),
+    ("gripper:cube,speed=3", "'speed=3' is not one of distance_mode=..."),
+    ("gripper:cube,shaping=quadratic", r"'gripper:cube,shaping=quadratic': reward.shaping: 'quadratic' is not one"),
+    ("gripper:cube,smoothing_frames=0", "reward.smoothing_frames: 0 is below the minimum 1"),
+])
+def test_a_malformed_pair_is_refused_naming_it(text, match):
+    with pytest.raises(RewardError, match=match):
+        parse_pair(text, Config())
+
+
+def test_two_pairs_over_the_same_sides_are_refused_and_the_config_checks_its_pairs():
+    with pytest.raises(RewardError, match="'gripper:cube' and 'Gripper:Cube,shaping=exp' measure the same two sides"):
+        pairs_from_config(Config(), ["gripper:cube", "Gripper:Cube,shaping=exp"])
+    with pytest.raises(ConfigError, match="reward.pairs: reward pair 'gripper' is not of the form"):
+        Config({"reward.pairs": ["gripper"]})
+    assert pairs_from_config(Config({"reward.pairs": []})) == []
+
+
+# --- shaping ---------------------------------------------------------------------------------------------------
+
+
+def test_shapings_map_distance_to_reward_as_documented():
+    d = np.array([0.0, 0.1, 0.4])
+    np.testing.assert_allclose(shape_reward(d, "negative"), [-0.0, -0.1, -0.4])
+    np.testing.assert_allclose(shape_reward(d, "exp", 0.1), np.exp([0.0, -1.0, -4.0]))
+    np.testing.assert_allclose(shape_reward(d, "tanh", 0.2), 1 - np.tanh([0.0, 0.5, 2.0]))
+    np.testing.assert_allclose(shape_reward(d, "progress", first_distance_m=0.4), [1.0, 0.75, 0.0])
+    assert shape_reward(0.5, "progress", first_distance_m=0.4) == pytest.approx(-0.25)  # moving away is negative
+    assert isinstance(shape_reward(0.2, "exp"), float)
+
+
+def test_progress_starting_in_contact_stays_finite():
+    assert math.isfinite(shape_reward(0.01, "progress", first_distance_m=0.0))
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ((0.1, "square"), "unknown shaping 'square'; expected one of"),
+    ((0.1, "exp", 0.0), "shaping 'exp' needs a scale > 0 m, got 0.0"),
+    ((0.1, "progress", 0.1, None), "shaping 'progress' needs the episode's first distance, got None"),
+])
+def test_bad_shaping_arguments_are_refused(args, match):
+    with pytest.raises(RewardError, match=match):
+        shape_reward(*args)
+
+
+# --- sides -----------------------------------------------------------------------------------------------------
+
+
+def test_kinematics_beats_perceiving_the_gripper_and_perception_answers_without_a_pose():
+    scene = graph(node(1, "gripper", (0.0, 0.0, 0.5)), node(2, "cube", (0.3, 0.0, 0.0)), t_s=10.0)
+    sides = resolver(ee_pose_max_age_s=0.05)
+    perceived = sides.resolve(scene, "gripper")
+    assert (perceived.source, perceived.id) == ("perception", 1)
+    sides.poses["ee"].add(int(10.02 * S), "world", (0.1, 0.2, 0.3))
+    kinematic = sides.resolve(scene, "Gripper")
+    assert (kinematic.source, kinematic.id, kinematic.label) == ("kinematics", 0, "ee")
+    np.testing.assert_allclose(kinematic.centroid_m, [0.1, 0.2, 0.3])
+    assert sides.resolve(graph(t_s=10.0), "ee").source == "kinematics"  # no perceived gripper needed
+
+
+def test_a_pose_too_far_from_the_graph_stamp_or_in_another_frame_is_not_used_and_the_error_says_why():
+    sides = resolver(ee_pose_max_age_s=0.05)
+    sides.poses["ee"].add(int(9.0 * S), "world", (0, 0, 0))
+    with pytest.raises(RewardError, match=r"'ee': no usable end-effector pose \(the nearest is 1.000 s from the "
+                                          r"graph's stamp \(limit 0.05 s\)\) and unknown object 'ee'"):
+        sides.resolve(graph(node(2, "cube", (0, 0, 0)), t_s=10.0), "ee")
+    sides.poses["ee"].add(int(10.0 * S), "base_link", (0, 0, 0))
+    with pytest.raises(RewardError, match="it is in frame 'base_link', not the graph frame 'world'"):
+        sides.resolve(graph(t_s=10.0), "gripper")
+    with pytest.raises(RewardError, match=r"'goal': no usable goal pose \(none received\)"):
+        sides.resolve(graph(t_s=10.0), "goal")
+
+
+def test_pose_history_is_bounded_and_rejects_bad_positions():
+    history = PoseHistory(max_poses=3)
+    for t in range(5):
+        history.add(t * S, "world", (t, 0, 0))
+    assert len(history) == 3
+    assert history.nearest(0, S // 2) == "the nearest is 2.000 s from the graph's stamp (limit 0.5 s)"
+    with pytest.raises(RewardError, match=r"pose position \[nan, 0.0, 0.0\] is not 3 finite numbers"):
+        history.add(0, "world", (math.nan, 0, 0))
+
+
+def test_known_but_missing_labels_are_absent_and_others_unknown():
+    scene = graph(node(2, "cube", (0, 0, 0)))
+    with pytest.raises(RewardError, match=r"object 'table' is absent: not detected in the scene graph"):
+        resolver().resolve(scene, "table")
+    with pytest.raises(RewardError, match=r"unknown object 'mug'; known labels: \['cube', 'gripper', 'table'\]"):
+        resolver().resolve(scene, "mug")
+    assert configured_labels(Config()) == ("cube", "gripper", "table")
+    assert configured_labels(Config({"detector.backend": "grounding_dino", "detector.vocabulary": ["red cube", "bowl"],
+                                     "detector.label_map": ["red cube:cube"]})) == ("bowl", "cube")
+
+
+# --- tracker ---------------------------------------------------------------------------------------------------
+
+
+def track(pairs: list[RewardPair], graphs: list[SceneGraph], sides: SideResolver | None = None):
+    tracker = RewardTracker(pairs, sides or resolver())
+    return [tracker.update(g)[0] for g in graphs]
+
+
+def test_a_valid_reward_is_the_shaped_distance_with_the_ids_and_sources_used():
+    [sample] = track([RewardPair("gripper", "cube")],
+                     [graph(node(1, "gripper", (0, 0, 0), score=0.9, fraction=0.8), node(2, "cube", (0.3, 0.4, 0)))])
+    assert sample.valid and not sample.held and sample.message == ""
+    assert sample.distance_m == pytest.approx(0.5) and sample.reward == pytest.approx(-0.5)
+    assert sample.trust == pytest.approx(0.72)
+    assert (sample.subject_id, sample.object_id, sample.subject_source, sample.object_source) == (
+        1, 2, "perception", "perception")
+
+
+def test_surface_mode_measures_between_box_faces_and_a_robot_frame_is_a_point():
+    sides = resolver()
+    sides.poses["ee"].add(0, "world", (0.0, 0.0, 0.0))
+    [sample] = track([RewardPair("ee", "cube", distance_mode="surface")],
+                     [graph(node(2, "cube", (0.5, 0, 0), size=(0.2, 0.2, 0.2)))], sides)
+    assert sample.distance_m == pytest.approx(0.4)
+    assert sample.trust == 1.0 and sample.subject_source == "kinematics"
+
+
+@pytest.mark.parametrize(("objects", "match"), [
+    ((node(1, "gripper", (0, 0, 0)),), "object 'cube' is absent"),
+    ((node(1, "gripper", (0, 0, 0)), node(2, "cube", (1, 0, 0), score=0.2)), "trust 0.200 is below min_trust 0.300"),
+    ((node(1, "gripper", (0, 0, 0)), node(2, "cube", (1, 0, 0), fraction=0.1)),
+     r"depth: 10% of 'cube' \(#2\) has valid depth, below min_depth_valid_fraction 30%"),
+])
+def test_an_unusable_frame_is_invalid_with_nan_reward_and_says_why(objects, match):
+    [sample] = track([RewardPair("gripper", "cube")], [graph(*objects)])
+    assert not sample.valid and math.isnan(sample.reward) and math.isnan(sample.distance_m)
+    assert pytest.approx(sample.trust) == (0.2 if "trust" in match else sample.trust)
+    assert re.search(match, sample.message)
+
+
+def test_both_names_resolving_to_one_object_is_invalid():
+    [sample] = track([RewardPair("#2", "cube")], [graph(node(2, "cube", (0, 0, 0)))])
+    assert not sample.valid and sample.message == "'#2' and 'cube' both resolve to object #2"
+
+
+def test_a_label_matching_several_objects_keeps_the_object_it_started_with():
+    gripper = node(1, "gripper", (0, 0, 0))
+    first = graph(gripper, node(2, "cube", (0.1, 0, 0), score=0.9), node(3, "cube", (0.5, 0, 0), score=0.6))
+    # The other cube now scores higher; the reward stays on #2 while #2 is in the graph.
+    second = graph(gripper, node(2, "cube", (0.1, 0, 0), score=0.7), node(3, "cube", (0.5, 0, 0), score=0.95))
+    third = graph(gripper, node(3, "cube", (0.5, 0, 0), score=0.95))
+    samples = track([RewardPair("gripper", "cube")], [first, second, third])
+    assert [s.object_id for s in samples] == [2, 2, 3]
+    assert [s.distance_m for s in samples] == pytest.approx([0.1, 0.1, 0.5])
+
+
+def test_smoothing_is_the_median_of_the_last_valid_distances():
+    distances = [0.5, 0.4, 2.0, 0.3, 0.2]  # one outlier frame
+    graphs = [graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (d, 0, 0)), t_s=i) for i, d in enumerate(distances)]
+    samples = track([RewardPair("gripper", "cube", smoothing_frames=3)], graphs)
+    assert [s.distance_m for s in samples] == pytest.approx([0.5, 0.45, 0.5, 0.4, 0.3])
+
+
+def test_progress_is_relative_to_the_episodes_first_valid_distance_and_resets_per_episode():
+    pair = RewardPair("gripper", "cube", shaping="progress")
+    tracker = RewardTracker([pair], resolver())
+    at = [graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (d, 0, 0)), t_s=i) for i, d in enumerate([0.4, 0.1])]
+    assert [tracker.update(g)[0].reward for g in at] == pytest.approx([0.0, 0.75])
+    tracker.start_episode()
+    assert tracker.update(at[1])[0].reward == pytest.approx(0.0)
+
+
+def test_an_invalid_frame_holds_the_last_valid_reward_until_it_is_too_old():
+    pair = RewardPair("gripper", "cube", hold_last_valid_s=0.25)
+    both = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.2, 0, 0)), t_s=1.0)
+    gone = [graph(node(1, "gripper", (0, 0, 0)), t_s=t) for t in (1.1, 1.25, 1.3)]
+    fresh, held_1, held_2, expired = track([pair], [both, *gone])
+    assert fresh.valid and not fresh.held
+    for held, age in ((held_1, 0.1), (held_2, 0.25)):
+        assert held.valid and held.held and held.age_s == pytest.approx(age)
+        assert held.reward == fresh.reward and held.distance_m == fresh.distance_m and held.object_id == 2
+        assert held.message.startswith(f"held {age:.3f} s: object 'cube' is absent")
+    assert not expired.valid and not expired.held and math.isnan(expired.reward)
+
+
+def test_a_tracker_needs_pairs():
+    with pytest.raises(RewardError, match="no reward pairs configured"):
+        RewardTracker([], resolver())
+
+
+# --- query -----------------------------------------------------------------------------------------------------
+
+
+def test_query_answers_with_kinematics_and_explains_every_invalid_answer():
+    scene = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.3, 0.4, 0)), t_s=5.0)
+    sides = resolver()
+    sides.poses["ee"].add(5 * S, "world", (0.3, 0.0, 0.0))
+    answer = query_distance(scene, "gripper", "cube", resolver=sides)
+    assert answer.valid and answer.distance_m == pytest.approx(0.4) and answer.subject_source == "kinematics"
+    cases = {
+        "no scene graph has been computed yet": query_distance(None, "gripper", "cube"),
+        r"stale scene graph: the latest is 2.50 s old \(limit query.max_graph_age_s 1 s\)":
+            query_distance(scene, "gripper", "cube", graph_age_s=2.5, max_graph_age_s=1.0),
+        r"unknown object 'mug'; known labels": query_distance(scene, "mug", "cube", resolver=sides),
+        "object 'table' is absent": query_distance(scene, "cube", "table", resolver=sides),
+        "'ee' and 'gripper' both resolve to the ee frame": query_distance(scene, "ee", "gripper", resolver=sides),
+        r"unknown mode 'volume'; expected one of \['centroid', 'surface'\]":
+            query_distance(scene, "gripper", "cube", "volume"),
+    }
+    for match, answer in cases.items():
+        assert not answer.valid and math.isnan(answer.distance_m)
+        assert re.search(match, answer.message), (match, answer.message)
+
+
+def test_a_frame_without_a_graph_gives_invalid_or_held_samples_with_its_reason():
+    tracker = RewardTracker([RewardPair("gripper", "cube", hold_last_valid_s=0.5)], resolver())
+    assert tracker.skip(0, "bad image")[0].message == "bad image"
+    tracker.update(graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.2, 0, 0)), t_s=1.0))
+    held = tracker.skip(int(1.2 * S), "depth image is all NaN")[0]
+    assert held.valid and held.held and held.message == "held 0.200 s: depth image is all NaN"
+    assert not tracker.skip(2 * S, "bad image")[0].valid
+
+
+def test_the_end_effector_pose_can_come_from_tf():
+    from types import SimpleNamespace as NS
+
+    from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+    from trusted_scene_graph.label.bags import add_tf_ee_pose
+
+    def stamped(parent: str, child: str, t_s: float, xyz) -> NS:
+        return NS(header=NS(stamp=NS(sec=int(t_s), nanosec=int((t_s % 1) * 1e9)), frame_id=parent),
+                  child_frame_id=child, transform=NS(translation=NS(x=xyz[0], y=xyz[1], z=xyz[2]),
+                                                     rotation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))
+
+    tf = TransformBuffer(max_age_ns=S // 2)
+    tf.add(NS(transforms=[stamped("world", "base_link", 0.0, (1.0, 0.0, 0.0))]), static=True)
+    tf.add(NS(transforms=[stamped("base_link", "gripper_link", 10.0, (0.2, 0.1, 0.5))]))
+    sides = resolver()
+    config = Config({"reward.ee_tf_frame": "gripper_link"})
+    add_tf_ee_pose(sides, tf, config, 10 * S)
+    ee = sides.resolve(graph(t_s=10.0), "gripper")
+    assert ee.source == "kinematics"
+    np.testing.assert_allclose(ee.centroid_m, [1.2, 0.1, 0.5])
+    add_tf_ee_pose(sides, tf, Config(), 11 * S)  # without reward.ee_tf_frame nothing is added
+    assert len(sides.poses["ee"]) == 1
+
+
+# --- rules found by using it -----------------------------------------------------------------------------------
+
+
+def test_two_names_of_the_end_effector_are_one_side():
+    with pytest.raises(RewardError, match=r"'gripper:ee' measures the end effector against itself \('gripper' and "
+                                          r"'ee' both name it\)"):
+        pairs_from_config(Config(), ["gripper:ee"])
+    with pytest.raises(RewardError, match="'gripper:cube' and 'ee:cube' measure the same two sides"):
+        pairs_from_config(Config(), ["gripper:cube", "ee:cube"])
+
+
+def test_any_end_effector_name_falls_back_to_a_perceived_gripper():
+    scene = graph(node(1, "gripper", (0, 0, 0.5)), t_s=1.0)
+    assert resolver().resolve(scene, "end_effector").id == 1
+    assert resolver().resolve(scene, "EE").source == "perception"
+
+
+def test_the_object_stays_the_same_when_the_other_side_is_the_robot():
+    sides = resolver()
+    cubes = [((0.1, 0.9), (0.5, 0.6)), ((0.1, 0.6), (0.5, 0.95)), ((0.1, 0.9), (0.5, 0.6))]
+    graphs = []
+    for t, ((x2, s2), (x3, s3)) in enumerate(cubes):
+        sides.poses["ee"].add(t * S, "world", (0, 0, 0))
+        graphs.append(graph(node(2, "cube", (x2, 0, 0), score=s2), node(3, "cube", (x3, 0, 0), score=s3), t_s=t))
+    samples = track([RewardPair("gripper", "cube")], graphs, sides)
+    assert [s.object_id for s in samples] == [2, 2, 2]
+    assert all(s.subject_source == "kinematics" for s in samples)
+
+
+def test_smoothing_counts_frames_so_a_gap_ages_old_distances_out():
+    pair = RewardPair("gripper", "cube", smoothing_frames=3)
+    both = [graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (d, 0, 0)), t_s=t) for t, d in ((0, 0.3), (1, 0.3))]
+    gap = [graph(node(1, "gripper", (0, 0, 0)), t_s=t) for t in (2, 3)]
+    back = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.02, 0, 0)), t_s=4)
+    samples = track([pair], [*both, *gap, back])
+    assert samples[-1].distance_m == pytest.approx(0.02)  # not the median with the 0.3 m of four frames ago
+
+
+def test_progress_is_bounded_when_an_episode_starts_in_contact():
+    rewards = shape_reward(np.array([0.0005, 0.05, 0.2]), "progress", scale_m=0.1, first_distance_m=0.0005)
+    np.testing.assert_allclose(rewards, [0.995, 0.5, -1.0])
+
+
+def test_a_held_sample_carries_the_trust_of_the_value_it_repeats():
+    pair = RewardPair("gripper", "cube", hold_last_valid_s=1.0)
+    good = graph(node(1, "gripper", (0, 0, 0), score=0.8), node(2, "cube", (0.2, 0, 0)), t_s=0)
+    doubtful = graph(node(1, "gripper", (0, 0, 0), score=0.1), node(2, "cube", (0.3, 0, 0)), t_s=0.5)
+    fresh, held = track([pair], [good, doubtful])
+    assert held.held and held.valid and held.trust == fresh.trust == pytest.approx(0.8)
+    assert "trust 0.100 is below min_trust" in held.message

@@ -1,0 +1,72 @@
+"""The label engine on Ray: the same outputs as the local engine, retries of killed workers, bounded concurrency.
+
+All tests share the session's cluster (tests/ray/conftest.py), which the engine must leave running.
+"""
+
+from __future__ import annotations
+
+import pytest
+from label_work import calls, concurrency, item_files, label_item, make_items
+
+from trusted_scene_graph.label import run_items
+from trusted_scene_graph.label.engine import STAGING_DIR
+
+KEYS = tuple(f"item-{index:02d}" for index in range(6))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, bytes]:
+    """The files of an in-process run of the six default items."""
+    root = tmp_path_factory.mktemp("reference")
+    assert run_items(make_items(root / "log"), label_item, root / "out").ok
+    return item_files(root / "out")
+
+
+def test_ray_writes_what_the_local_engine_writes_and_leaves_the_cluster_running(ray_cluster, reference, tmp_path):
+    events = []
+    summary = run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out", engine="ray", workers=2,
+                        progress=events.append)
+    assert summary.ok and summary.done == KEYS and summary.attempts == 6
+    assert summary.frames == sum(3 + index for index in range(6))
+    assert sorted(event.key for event in events) == list(KEYS)
+    assert item_files(tmp_path / "out") == reference
+    assert not (tmp_path / "out" / STAGING_DIR).exists()
+    assert ray_cluster.is_initialized()
+
+    again = run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out", engine="ray", workers=2)
+    assert again.skipped == KEYS and again.attempts == 0
+    assert calls(tmp_path / "log") == dict.fromkeys(KEYS, 1)
+
+
+def test_ray_retries_an_item_whose_worker_was_killed(ray_cluster, reference, tmp_path):
+    killed = {KEYS[0]: "once", KEYS[3]: "once"}
+    summary = run_items(make_items(tmp_path / "log", kill=killed), label_item, tmp_path / "out", engine="ray",
+                        workers=2, max_retries=2)
+    assert summary.ok and summary.done == KEYS
+    assert summary.retries == 2
+    assert calls(tmp_path / "log") == {key: 2 if key in killed else 1 for key in KEYS}
+    assert item_files(tmp_path / "out") == reference
+
+    doomed = run_items(make_items(tmp_path / "log2", 2, kill={KEYS[1]: "always"}), label_item, tmp_path / "out2",
+                       engine="ray", workers=2, max_retries=0)
+    assert doomed.done == (KEYS[0],) and list(doomed.failed) == [KEYS[1]]
+    assert doomed.failed[KEYS[1]].startswith("Ray gave up on it after 1 attempt(s): ")
+
+
+def test_ray_reports_a_tsg_error_as_a_failed_item_and_lets_a_bug_propagate(ray_cluster, reference, tmp_path):
+    summary = run_items(make_items(tmp_path / "log", 3, error={KEYS[1]: "episode item-01 is empty"}), label_item,
+                        tmp_path / "out", engine="ray", workers=2)
+    assert summary.failed == {KEYS[1]: "episode item-01 is empty"}
+    assert summary.done == (KEYS[0], KEYS[2]) and summary.retries == 0
+
+    with pytest.raises(ValueError, match="index out of range in item-01"):
+        run_items(make_items(tmp_path / "log", 3, bug={KEYS[1]: "index out of range in item-01"}), label_item,
+                  tmp_path / "out2", engine="ray", workers=2)
+
+
+def test_ray_runs_at_most_workers_items_at_once_on_a_bigger_cluster(ray_cluster, tmp_path):
+    # The cluster has two CPUs, so only the engine's own bound keeps these four items from overlapping.
+    summary = run_items(make_items(tmp_path / "log", 4, sleep_s=0.2), label_item, tmp_path / "out", engine="ray",
+                        workers=1)
+    assert summary.ok
+    assert concurrency(tmp_path / "log") == [1, 1, 1, 1]

@@ -1,0 +1,393 @@
+"""Specification of `tsg label` on recorded data: simulated Fetch bags (mcap and sqlite3), folders of bags, and a
+LeRobot v3 dataset made from a bag's frames.
+
+The accuracy checks use frames before the episode's success: after it the scripted policy holds still, so the true
+distance sits on a plateau (within a few millimetres) where ranks are decided by sub-millimetre noise in either
+signal, which says nothing about the reward."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from scipy.stats import spearmanr
+
+from trusted_scene_graph.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, cmd_label, main
+from trusted_scene_graph.config.nodes import REWARD_TOPIC
+from trusted_scene_graph.config.schema import load_config_file
+from trusted_scene_graph.dataset import BagReader
+from trusted_scene_graph.dataset.lerobot import LeRobotDataset
+from trusted_scene_graph.label import LabelError
+from trusted_scene_graph.label.bags import REWARD_COLUMNS
+from trusted_scene_graph.label.lerobot import FrameSource
+from trusted_scene_graph.label.run import EngineSettings, run_label
+from trusted_scene_graph.pipeline.messages import depth_m_from_msg, instances_from_msg, rgb_from_msg, stamp_to_ns
+from trusted_scene_graph.sim.record import RecordSettings, benchmark_config, record_sim_bag
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARK_CONFIG = REPO / "config" / "benchmark.yaml"
+PAIRS = ["gripper:cube", "cube:goal"]
+
+
+def record(path: Path, task: str, episodes: int, seed: int, width: int = 320, height: int = 240,
+           storage: str = "mcap") -> Path:
+    record_sim_bag(path, RecordSettings(scene=task, episodes=episodes, seed=seed, width=width, height=height,
+                                        storage=storage), benchmark_config())
+    return path
+
+
+@pytest.fixture(scope="module")
+def push_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record(tmp_path_factory.mktemp("push") / "push", "FetchPush", episodes=4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def pick_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record(tmp_path_factory.mktemp("pick") / "pick", "FetchPickAndPlace", episodes=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def small_bags(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of three small bags (one of them sqlite3)."""
+    folder = tmp_path_factory.mktemp("small") / "bags"
+    folder.mkdir()
+    record(folder / "a", "FetchPickAndPlace", episodes=1, seed=1, width=160, height=120)
+    record(folder / "b", "FetchPush", episodes=1, seed=2, width=160, height=120)
+    record(folder / "c", "FetchReach", episodes=1, seed=3, width=160, height=120, storage="sqlite3")
+    return folder
+
+
+def label(source: Path, out: Path, pairs=PAIRS, **engine) -> int:
+    return cmd_label(BENCHMARK_CONFIG, [], source, out, pairs, engine.get("engine", "local"),
+                     engine.get("workers", 1), None, 3, None, None, None, None, None, None, math.nan, False)
+
+
+def truth_by_stamp(bag: Path) -> dict[int, dict]:
+    truth = {}
+    with BagReader(bag) as reader:
+        for message in reader.messages(["/ground_truth"]):
+            gt = message.msg
+            objects = {o.label: np.array([o.pose.position.x, o.pose.position.y, o.pose.position.z])
+                       for o in gt.objects}
+            gripper = np.array([gt.gripper_position.x, gt.gripper_position.y, gt.gripper_position.z])
+            truth[stamp_to_ns(gt.header.stamp)] = {
+                "gripper_cube_m": float(np.linalg.norm(gripper - objects["cube"])) if "cube" in objects else math.nan,
+                "env_reward": gt.env_reward, "success": gt.is_success, "episode": gt.episode}
+    return truth
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+# --- accuracy (the issue's checks) ------------------------------------------------------------------------------
+
+
+def test_labelled_end_effector_to_object_distance_ranks_like_the_true_one(push_bag: Path, tmp_path: Path):
+    assert label(push_bag, tmp_path / "out", ["gripper:cube"]) == EXIT_OK
+    rows = pq.read_table(tmp_path / "out" / "rewards.parquet").to_pylist()
+    truth = truth_by_stamp(push_bag)
+    used = [r for r in rows if r["valid"] and not truth[r["stamp_ns"]]["success"]]
+    assert len(used) >= 40 and all(r["subject_source"] == "kinematics" for r in used)
+    rho = spearmanr([r["distance_m"] for r in used], [truth[r["stamp_ns"]]["gripper_cube_m"] for r in used])
+    print(f"gripper:cube Spearman rho {rho.statistic:.4f} over {len(used)} frames before success")
+    assert rho.statistic >= 0.98
+
+
+def test_object_to_goal_reward_ranks_like_the_environments_own_dense_reward(pick_bag: Path, tmp_path: Path):
+    assert label(pick_bag, tmp_path / "out", ["cube:goal"]) == EXIT_OK
+    rows = pq.read_table(tmp_path / "out" / "rewards.parquet").to_pylist()
+    truth = truth_by_stamp(pick_bag)
+    used = [r for r in rows if r["valid"] and not truth[r["stamp_ns"]]["success"]]
+    assert len(used) >= 40
+    rho = spearmanr([r["reward"] for r in used], [truth[r["stamp_ns"]]["env_reward"] for r in used])
+    print(f"cube:goal Spearman rho {rho.statistic:.4f} against env_reward over {len(used)} frames before success")
+    assert rho.statistic >= 0.98
+
+
+# --- the labelled copy -------------------------------------------------------------------------------------------
+
+
+def test_the_copy_holds_every_recorded_message_unchanged_plus_one_reward_per_pair_per_frame(small_bags: Path,
+                                                                                             tmp_path: Path):
+    from rosbags.rosbag2 import Reader
+
+    before = tree_digest(small_bags)
+    assert label(small_bags, tmp_path / "out") == EXIT_OK
+    assert tree_digest(small_bags) == before  # the source is only read
+    for name in ("a", "c"):
+        with Reader(small_bags / name) as src, Reader(tmp_path / "out" / name) as dst:
+            copied = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in dst.messages()
+                      if c.topic != REWARD_TOPIC]
+            assert copied == [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in src.messages()]
+            qos = {c.topic: (c.msgtype, c.digest, c.ext.offered_qos_profiles) for c in src.connections}
+            assert {c.topic: (c.msgtype, c.digest, c.ext.offered_qos_profiles) for c in dst.connections
+                    if c.topic != REWARD_TOPIC} == qos
+        suffixes = {f.suffix for f in (tmp_path / "out" / name).iterdir()}
+        assert suffixes == {f.suffix for f in (small_bags / name).iterdir()} | {".parquet"}  # mcap stays mcap
+        with BagReader(tmp_path / "out" / name) as reader:
+            colour_log = {stamp_to_ns(m.msg.header.stamp): m.log_time_ns
+                          for m in reader.messages(["/camera/color/image_raw"])}
+            rewards = [m for m in reader.messages([REWARD_TOPIC])]
+        assert len(rewards) == len(PAIRS) * len(colour_log)
+        for message in rewards:
+            stamp = stamp_to_ns(message.msg.header.stamp)
+            assert message.log_time_ns == colour_log[stamp]  # the source frame's stamp and log time
+            assert message.msg.pair in PAIRS
+
+
+def test_the_rewards_table_has_one_row_per_frame_and_pair_with_the_documented_columns(small_bags: Path,
+                                                                                       tmp_path: Path):
+    assert label(small_bags, tmp_path / "out") == EXIT_OK
+    joined = pq.read_table(tmp_path / "out" / "rewards.parquet")
+    assert joined.schema.names == list(REWARD_COLUMNS)
+    assert sorted(set(joined.column("source").to_pylist())) == ["a", "b", "c"]
+    per_bag = pq.read_table(tmp_path / "out" / "a" / "rewards.parquet").to_pylist()
+    frames = {(r["episode"], r["frame"]) for r in per_bag}
+    assert len(per_bag) == len(PAIRS) * len(frames) and min(f for _, f in frames) == 0
+    reach = [r for r in joined.to_pylist() if r["source"] == "c" and r["pair"] == "gripper:cube"]
+    assert reach and not any(r["valid"] for r in reach)  # FetchReach has no cube: every row says so
+    assert all("object 'cube' is absent" in r["message"] for r in reach)
+
+
+def test_a_rerun_after_killing_the_job_midway_gives_byte_identical_outputs(small_bags: Path, tmp_path: Path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert label(small_bags, clean) == EXIT_OK
+    command = [sys.executable, "-m", "trusted_scene_graph.cli", "label", str(small_bags), "--out", str(killed),
+               "--config", str(BENCHMARK_CONFIG), *[arg for pair in PAIRS for arg in ("--pair", pair)]]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "a").exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    visible = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
+    assert "a" in visible and "rewards.parquet" not in visible  # killed before the end
+    for name in visible:  # whatever is visible is complete
+        assert tree_digest(killed / name) == tree_digest(clean / name)
+    assert label(small_bags, killed) == EXIT_OK
+    for name in ("a", "b", "c", "rewards.parquet"):
+        target_clean, target_killed = clean / name, killed / name
+        if target_clean.is_dir():
+            assert tree_digest(target_killed) == tree_digest(target_clean)
+        else:
+            assert target_killed.read_bytes() == target_clean.read_bytes()
+
+
+def test_a_rerun_of_a_finished_job_skips_every_bag(small_bags: Path, tmp_path: Path, capsys):
+    assert label(small_bags, tmp_path / "out") == EXIT_OK
+    capsys.readouterr()
+    assert label(small_bags, tmp_path / "out") == EXIT_OK
+    out = capsys.readouterr().out
+    assert "0 items labelled (0 frames" in out and "3 already done" in out
+
+
+def test_a_damaged_bag_fails_alone_and_the_others_are_labelled(small_bags: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "bags"
+    shutil.copytree(small_bags, folder)
+    storage = next((folder / "a").glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    assert label(folder, tmp_path / "out") == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "tsg label: error: a: " in err and "complete bags only" in err
+    assert (tmp_path / "out" / "b").is_dir() and not (tmp_path / "out" / "a").exists()
+
+
+def test_bad_inputs_are_refused_before_any_work(small_bags: Path, tmp_path: Path, capsys):
+    with pytest.raises(LabelError, match="is inside the input"):
+        run_label(small_bags, small_bags / "out", load_config_file(BENCHMARK_CONFIG), PAIRS, EngineSettings())
+    with pytest.raises(LabelError, match="is neither a rosbag2 bag, a folder of bags nor a LeRobot dataset"):
+        run_label(tmp_path, tmp_path.parent / "elsewhere", load_config_file(BENCHMARK_CONFIG), PAIRS,
+                  EngineSettings())
+    with pytest.raises(UsageError, match="--intrinsics apply to LeRobot datasets only"):
+        cmd_label(BENCHMARK_CONFIG, [], small_bags, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
+                  "1,1,1,1", None, None, math.nan, False)
+    assert main(["label", str(small_bags), "--out", str(tmp_path / "o"), "--pair", "gripper"]) == EXIT_USAGE
+    assert "reward pair 'gripper' is not of the form" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_rerun_with_other_settings_or_a_foreign_output_directory_is_refused(small_bags: Path, tmp_path: Path):
+    config = load_config_file(BENCHMARK_CONFIG)
+    assert label(small_bags / "a", tmp_path / "out", ["gripper:cube"]) == EXIT_OK
+    with pytest.raises(LabelError, match=r"labelled with other settings \(pairs differ\); a rerun only resumes"):
+        run_label(small_bags / "a", tmp_path / "out", config, ["cube:goal"], EngineSettings())
+    with pytest.raises(LabelError, match=r"\(config_sha256 differ\)"):
+        run_label(small_bags / "a", tmp_path / "out", config.with_overrides({"tracking.gate_m": 0.5}),
+                  ["gripper:cube"], EngineSettings())
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "a").mkdir()
+    with pytest.raises(LabelError, match="is not empty and has no tsg_label.json: tsg label did not write it"):
+        run_label(small_bags / "a", tmp_path / "foreign", config, ["gripper:cube"], EngineSettings())
+
+
+def test_a_label_the_detector_cannot_produce_is_refused_before_any_work(small_bags: Path, tmp_path: Path):
+    with pytest.raises(LabelError, match=r"pair 'gripper:mug': unknown object 'mug'; the detector's labels are"):
+        run_label(small_bags, tmp_path / "out", load_config_file(BENCHMARK_CONFIG), ["gripper:mug"],
+                  EngineSettings())
+    assert not (tmp_path / "out").exists()
+
+
+def test_colour_images_whose_frame_never_completes_still_get_their_rows(small_bags: Path, tmp_path: Path):
+    from rosbags.rosbag2 import Reader, Writer
+
+    source = tmp_path / "gappy"
+    with Reader(small_bags / "a") as reader, Writer(source, version=9) as writer:
+        copies = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
+                                              offered_qos_profiles=c.ext.offered_qos_profiles)
+                  for c in reader.connections}
+        depth_seen = 0
+        for connection, log_time, raw in reader.messages():
+            if connection.topic == "/camera/depth/image_raw":
+                depth_seen += 1
+                if depth_seen % 10 == 5:
+                    continue  # every tenth depth image lost
+            writer.write(copies[connection.id], log_time, raw)
+    assert label(source, tmp_path / "out", ["gripper:cube"]) == EXIT_OK
+    rows = pq.read_table(tmp_path / "out" / "rewards.parquet").to_pylist()
+    assert [r["frame"] for r in rows] == list(range(len(rows)))  # one row per colour image, in order
+    assert len(rows) == len(truth_by_stamp(small_bags / "a"))
+    gaps = [r for r in rows if r["message"].startswith("frame incomplete")]
+    assert len(gaps) == sum(1 for i in range(1, depth_seen + 1) if i % 10 == 5) and not any(r["valid"] for r in gaps)
+    assert "no depth / camera_info / instances message within sync.tolerance_s" in gaps[0]["message"]
+
+
+def test_a_labelled_bag_is_not_labelled_again(small_bags: Path, tmp_path: Path):
+    assert label(small_bags / "a", tmp_path / "once") == EXIT_OK
+    summary = run_label(tmp_path / "once" / "a", tmp_path / "twice", load_config_file(BENCHMARK_CONFIG), PAIRS,
+                        EngineSettings()).summary
+    assert "already has /scene_graph/reward; label the original recording" in summary.failed["a"]
+
+
+# --- LeRobot ---------------------------------------------------------------------------------------------------
+
+
+def lerobot_from_bag(bag: Path, root: Path):
+    """A LeRobot v3 dataset holding the bag's camera frames, depth in mm, instance ids, and the end effector and goal
+    positions as observation.state[0:3] and [3:6]."""
+    from lerobot_data import SyntheticFrame, build_lerobot_dataset
+
+    frames: dict[int, dict] = {}
+    with BagReader(bag) as reader:
+        topics = ["/camera/color/image_raw", "/camera/depth/image_raw", "/camera/instances/image_raw",
+                  "/ground_truth", "/ee_pose", "/goal_pose", "/camera/color/camera_info"]
+        for m in reader.messages(topics):
+            frames.setdefault(stamp_to_ns(m.msg.header.stamp), {})[m.topic] = m.msg
+    stamps = sorted(frames)
+    by_episode: dict[int, list] = {}
+    for stamp in stamps:
+        by_episode.setdefault(int(frames[stamp]["/ground_truth"].episode), []).append(frames[stamp])
+
+    def position(msg) -> list[float]:
+        p = msg.pose.position
+        return [p.x, p.y, p.z]
+
+    def frame_fn(episode: int, index: int, height: int, width: int):
+        f = by_episode[episode][index]
+        depth_mm = np.nan_to_num(depth_m_from_msg(f["/camera/depth/image_raw"]) * 1000.0).round().astype(np.uint16)
+        return SyntheticFrame(rgb=rgb_from_msg(f["/camera/color/image_raw"]), depth_mm=depth_mm,
+                              state=np.array(position(f["/ee_pose"]) + position(f["/goal_pose"]), np.float32),
+                              action=np.zeros(4, np.float32),
+                              instances=instances_from_msg(f["/camera/instances/image_raw"]))
+
+    info = frames[stamps[0]]["/camera/color/camera_info"]
+    lengths = [len(by_episode[e]) for e in sorted(by_episode)]
+    built = build_lerobot_dataset(root, episode_lengths=lengths, image_hw=(info.height, info.width),
+                                  frame_fn=frame_fn, fps=25, with_instances=True)
+    return built, (info.k[0], info.k[4], info.k[2], info.k[5])
+
+
+def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads_it(small_bags: Path,
+                                                                                     tmp_path: Path, capsys):
+    import datasets
+    from lerobot_data import FRONT, FRONT_DEPTH, FRONT_INSTANCES
+
+    built, intrinsics = lerobot_from_bag(small_bags / "a", tmp_path / "dataset")
+    before = tree_digest(built.root)
+    # The camera pose the bag's tf gives, as a static extrinsic: a LeRobot dataset has no tf.
+    with BagReader(small_bags / "a") as reader:
+        tf = next(m.msg for m in reader.messages(["/tf_static"])).transforms[0].transform
+    overrides = ["extrinsic.source=static",
+                 f"extrinsic.translation_m=[{tf.translation.x},{tf.translation.y},{tf.translation.z}]",
+                 f"extrinsic.rotation_xyzw=[{tf.rotation.x},{tf.rotation.y},{tf.rotation.z},{tf.rotation.w}]"]
+    args = (BENCHMARK_CONFIG, overrides, built.root, tmp_path / "labelled", ["gripper:cube"], "local", 1, None, 3,
+            FRONT, FRONT_DEPTH, FRONT_INSTANCES, ",".join(map(str, intrinsics)), "observation.state[0:3]",
+            "observation.state[3:6]", math.nan, False)
+    assert cmd_label(*args) == EXIT_OK
+    assert tree_digest(built.root) == before
+    out = LeRobotDataset(tmp_path / "labelled")
+    assert out.features["next.reward"] == {"dtype": "float32", "shape": [1], "names": None}
+    files = [str(f) for f in out.data_files()]
+    loaded = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert loaded.features["next.reward"].dtype == "float32"
+    reward = np.array(loaded["next.reward"], dtype=np.float64)
+    valid = np.array(loaded["next.reward_valid"])
+    assert valid.mean() > 0.9
+    # The same frames labelled from the bag. next.reward[t] is frame t + 1's reward (LeRobot's convention; the last
+    # frame repeats its own), and the dataset's depth is rounded to millimetres: within a few millimetres.
+    assert label(small_bags / "a", tmp_path / "from_bag", ["gripper:cube"]) == EXIT_OK
+    bag_rows = pq.read_table(tmp_path / "from_bag" / "rewards.parquet").to_pylist()
+    bag_reward = np.array([r["reward"] for r in bag_rows])
+    next_bag_reward = bag_reward[np.minimum(np.arange(bag_reward.size) + 1, bag_reward.size - 1)]
+    both = valid & np.isfinite(next_bag_reward)
+    assert np.median(np.abs(reward[both] - next_bag_reward[both])) < 0.002
+    stats = json.loads((out.root / "meta" / "stats.json").read_text())["next.reward"]
+    assert stats["max"][0] == pytest.approx(float(np.nanmax(reward[valid])), abs=1e-6)
+    # Rerun: the dataset is complete, nothing to do.
+    capsys.readouterr()
+    assert cmd_label(*args) == EXIT_OK
+    assert "is already the labelled dataset; nothing to do" in capsys.readouterr().out
+    # A dataset write cut before meta/info.json (always written last) is redone from the episode tables.
+    info = tmp_path / "labelled" / "meta" / "info.json"
+    written = info.read_bytes()
+    info.unlink()
+    assert cmd_label(*args) == EXIT_OK
+    assert info.read_bytes() == written
+    # Another pair into the same --out is refused rather than mixed with the finished labels.
+    other = (*args[:4], ["cube:goal"], *args[5:])
+    with pytest.raises(LabelError, match="was labelled with other settings \\(pairs differ\\)"):
+        cmd_label(*other)
+
+
+def test_lerobot_options_are_checked_against_the_dataset(tmp_path: Path):
+    from lerobot_data import WRIST, build_lerobot_dataset
+
+    built = build_lerobot_dataset(tmp_path / "d")
+    front, depth = "observation.images.front", "observation.images.front_depth"
+    with pytest.raises(LabelError, match="a LeRobot dataset has no tf: set extrinsic.source to 'static'"):
+        run_label(built.root, tmp_path / "o", load_config_file(BENCHMARK_CONFIG), PAIRS, EngineSettings(),
+                  FrameSource(front, (1, 1, 1, 1), depth, depth))
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"extrinsic.source": "static"})
+    with pytest.raises(LabelError, match=r"camera feature 'observation.images.front_depth' holds uint16 images of "
+                                         r"shape \(6, 8\), expected an 8-bit RGB image"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(), FrameSource(depth, (1, 1, 1, 1),
+                                                                                            depth, depth))
+    with pytest.raises(LabelError, match=r"depth feature 'observation.images.front' holds uint8 images"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(), FrameSource(front, (1, 1, 1, 1),
+                                                                                            front, depth))
+    with pytest.raises(LabelError, match="'observation.images.wrist' is stored as video"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
+                  FrameSource(WRIST, (1, 1, 1, 1), depth, instances=depth))
+    with pytest.raises(LabelError, match=r"selects 2 values; a position needs 3"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
+                  FrameSource(front, (1, 1, 1, 1), depth, depth, ee_position="observation.state[0:2]"))
+    with pytest.raises(LabelError, match="--depth is required with depth.backend 'sensor'"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(), FrameSource(front, (1, 1, 1, 1)))
+    with pytest.raises(LabelError, match="--instances is required with the 'sim' detector"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(), FrameSource(front, (1, 1, 1, 1), depth))
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(UsageError, match="--intrinsics FX,FY,CX,CY is required"):
+        cmd_label(BENCHMARK_CONFIG, [], built.root, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
+                  None, None, None, math.nan, False)
