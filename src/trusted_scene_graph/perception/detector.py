@@ -105,7 +105,11 @@ class SimDetector:
     def detect(self, frame: CameraFrame) -> list[Detection]:
         if frame.instances is None:
             raise PerceptionError("the 'sim' detector needs an instance-id image (topics.instances), none was given")
-        ids, counts = np.unique(frame.instances, return_counts=True)
+        # A histogram of the ids, not np.unique: unique sorts every pixel, bincount counts them in one pass (ids are
+        # uint16, so the histogram has at most 65,536 bins).
+        histogram = np.bincount(frame.instances.ravel())
+        ids = np.flatnonzero(histogram)
+        counts = histogram[ids]
         unknown = set(ids.tolist()) - self.labels_by_id.keys() - {BACKGROUND_INSTANCE_ID}
         if not unknown <= self.unknown_instance_ids:
             self.unknown_instance_ids = self.unknown_instance_ids | unknown

@@ -108,8 +108,10 @@ GRAPH_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durabili
 # Rewards are reliable (a learner should not lose one) and volatile (a late joiner has no use for old ones); this many
 # frames of every pair are queued for a subscriber that falls briefly behind.
 REWARD_FRAMES_QUEUED = 10
-# Robot poses come at a controller's rate, faster than frames; a reliable queue of 50 absorbs a burst.
-POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+# Robot poses come at a controller's rate, faster than frames; a queue of 50 absorbs a burst. Best effort: it matches
+# reliable and best-effort publishers alike (a reliable subscription would never hear a best-effort driver), and a
+# lost pose is replaced by the next one within milliseconds.
+POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE,
                       history=HistoryPolicy.KEEP_LAST)
 
 
