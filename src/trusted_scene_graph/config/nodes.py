@@ -59,8 +59,10 @@ REWARD_TOPIC = "/scene_graph/reward"
 
 
 def tf_topic_names(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The tf topics the scene-graph node subscribes: both with ``extrinsic.source: tf``, else none."""
-    return (TF_STATIC_TOPIC, TF_TOPIC) if config["extrinsic.source"] == "tf" else ()
+    """The tf topics the scene-graph node subscribes: both with ``extrinsic.source: tf`` (the camera pose) or
+    ``reward.ee_tf_frame`` (the end effector's pose), else none."""
+    reads_tf = config["extrinsic.source"] == "tf" or bool(config["reward.ee_tf_frame"])
+    return (TF_STATIC_TOPIC, TF_TOPIC) if reads_tf else ()
 
 
 def input_topic_names(config: Mapping[str, Any], needs_depth: bool, needs_instances: bool) -> list[tuple[str, str]]:

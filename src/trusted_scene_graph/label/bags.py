@@ -43,7 +43,6 @@ from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.evaluation.bag_eval import GROUND_TRUTH_TOPIC, LOOKAHEAD_NS, nearest_by_stamp
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.label import LabelError
-from trusted_scene_graph.perception.detector import configured_labels
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
@@ -130,7 +129,7 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``."""
     pairs = pairs_from_config(config, list(pair_texts))
     pipeline = pipeline if pipeline is not None else ScenePipeline(config)
-    resolver = SideResolver.from_config(config, configured_labels(config))
+    resolver = SideResolver.from_config(config)
     tracker = RewardTracker(pairs, resolver)
     try:
         reader = Reader(storage_path(source))
@@ -306,15 +305,15 @@ def read_rewards_table(path: Path) -> pa.Table:
         raise DatasetError(f"cannot read rewards table {path}: {exc}") from exc
 
 
-def merge_rewards_tables(paths: Sequence[Path], out_path: Path) -> int:
-    """Concatenate per-item tables into one file, written atomically; returns its row count."""
+def merge_rewards_tables(paths: Sequence[Path], out_path: Path) -> pa.Table:
+    """Concatenate per-item tables into one file, written atomically; returns the joined table."""
     tables = [read_rewards_table(p) for p in paths]
     schema = pa.schema(list(REWARD_COLUMNS.items()))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     tmp_path = out_path.with_name(f".{out_path.name}.tmp")
     pq.write_table(table, tmp_path)
     tmp_path.replace(out_path)
-    return table.num_rows
+    return table
 
 
 def valid_fraction(table: pa.Table) -> dict[tuple[str, str], tuple[float, str]]:

@@ -38,7 +38,7 @@ from trusted_scene_graph.label.bags import (
     write_rewards_table,
 )
 from trusted_scene_graph.label.engine import WorkItem
-from trusted_scene_graph.perception.detector import CameraFrame, configured_labels
+from trusted_scene_graph.perception.detector import CameraFrame
 from trusted_scene_graph.reward import RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 
@@ -133,8 +133,11 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     dataset = LeRobotDataset(job.root)
     source = job.source
     tracker = RewardTracker(pairs_from_config(config, list(job.pairs)),
-                            SideResolver.from_config(config, configured_labels(config)))
-    table = dataset.episode_table(job.episode_index)
+                            SideResolver.from_config(config))
+    # Only the columns used here: the image columns are read once each, by episode_images below.
+    position_keys = [parse_feature_slice(text)[0] for text in (source.ee_position, source.goal_position) if text]
+    table = dataset.episode_table(job.episode_index,
+                                  columns=["timestamp", "frame_index", *dict.fromkeys(position_keys)])
     timestamps_s = table.column("timestamp").to_numpy()
     frame_indices = table.column("frame_index").to_numpy()
     poses = {frame: _positions(table, text) for frame, text in ((EE_FRAME, source.ee_position),

@@ -34,7 +34,6 @@ from trusted_scene_graph.label.bags import (
     find_bags,
     label_bag_item,
     merge_rewards_tables,
-    read_rewards_table,
     valid_fraction,
 )
 from trusted_scene_graph.label.engine import ItemDone, RunSummary, WorkItem, run_items
@@ -48,7 +47,8 @@ from trusted_scene_graph.label.lerobot import (
     lerobot_jobs,
 )
 from trusted_scene_graph.perception.detector import configured_labels
-from trusted_scene_graph.reward import SideResolver, pairs_from_config
+from trusted_scene_graph.reward import pairs_from_config
+from trusted_scene_graph.reward.sides import EE_FRAME, frame_of
 
 #: The run's settings, in --out (bags) or --out/tsg_rewards (LeRobot): a rerun must match them.
 MANIFEST_FILE = "tsg_label.json"
@@ -94,15 +94,15 @@ def check_pair_names(config: Config, pairs: Sequence[str]) -> None:
     the GroundingDINO vocabulary) that is neither an id nor a robot frame. Labelling would run to the end with every
     reward invalid."""
     labels = configured_labels(config)
-    resolver = SideResolver.from_config(config, labels)
     known = {label.lower() for label in labels}
+    ee_names = config["reward.ee_names"]
     for pair in pairs_from_config(config, list(pairs)):
         for name in (pair.subject, pair.object):
             wanted = name.strip().lower()
-            if resolver.frame_of(name) is None and not wanted.removeprefix("#").isdigit() and wanted not in known:
+            if frame_of(name, ee_names) is None and not wanted.removeprefix("#").isdigit() and wanted not in known:
                 raise LabelError(f"pair {pair.name!r}: unknown object {name!r}; the detector's labels are "
-                                 f"{list(labels)}, the end effector is one of {sorted(resolver.ee_names)}, the "
-                                 "goal is 'goal'")
+                                 f"{list(labels)}, the end effector is one of {sorted({EE_FRAME, *ee_names})}, "
+                                 "the goal is 'goal'")
 
 
 def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], frame_source: FrameSource | None,
@@ -167,8 +167,8 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     labelled = [key for key in keys if key not in summary.failed]
     if labelled:  # the bags that are done, also when others failed (their names are in summary.failed)
         outcome.table = out / REWARDS_FILE
-        merge_rewards_tables([out / key / REWARDS_FILE for key in labelled], outcome.table)
-        outcome.valid_fraction = valid_fraction(read_rewards_table(outcome.table))
+        joined = merge_rewards_tables([out / key / REWARDS_FILE for key in labelled], outcome.table)
+        outcome.valid_fraction = valid_fraction(joined)
     return outcome
 
 

@@ -21,6 +21,7 @@ from trusted_scene_graph import reward
 from trusted_scene_graph.geometry.boxes import box_surface_distance_m
 from trusted_scene_graph.graph.model import GraphError, SceneGraph
 from trusted_scene_graph.graph.query import resolve_object
+from trusted_scene_graph.perception.detector import configured_labels
 
 EE_FRAME, GOAL_FRAME = "ee", "goal"
 PERCEPTION, KINEMATICS = "perception", "kinematics"
@@ -117,8 +118,9 @@ class SideResolver:
         self.poses: dict[str, PoseHistory] = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], known_labels: Iterable[str] = ()) -> SideResolver:
-        return cls(config["reward.ee_names"], known_labels, config["reward.ee_pose_max_age_s"])
+    def from_config(cls, config: Mapping[str, Any]) -> SideResolver:
+        """From the ``reward.*`` settings; the known labels are those the configured detector can produce."""
+        return cls(config["reward.ee_names"], configured_labels(config), config["reward.ee_pose_max_age_s"])
 
     def frame_of(self, name: str) -> str | None:
         """The robot frame ``name`` stands for (EE_FRAME, GOAL_FRAME), or None for a perceived object."""

@@ -66,7 +66,6 @@ from visualization_msgs.msg import MarkerArray
 from trusted_scene_graph.config.nodes import (
     REWARD_TOPIC,
     TF_STATIC_TOPIC,
-    TF_TOPIC,
     input_topic_names,
     tf_topic_names,
 )
@@ -143,11 +142,6 @@ def tf_message_type(needed_by: str = "extrinsic.source 'tf'") -> type:
                                      f"({exc}); run scripts/setup.sh (it builds ros2_ws/vendor/tf2_msgs) or install "
                                      "ros-<distro>-tf2-msgs") from exc
     return TFMessage
-
-
-def node_tf_topics(config: Config) -> tuple[str, ...]:
-    """The tf topics the node subscribes: for the 'tf' extrinsic, and for the end effector's pose from tf."""
-    return tf_topic_names(config) or ((TF_STATIC_TOPIC, TF_TOPIC) if config["reward.ee_tf_frame"] else ())
 
 
 def pose_topics(config: Config) -> list[tuple[str, str]]:
@@ -232,9 +226,8 @@ class SceneGraphNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             # Before the pipeline, whose models take a while to load.
-            self._tf_message_type = (tf_message_type("extrinsic.source 'tf'") if tf_topic_names(self.config)
-                                     else tf_message_type("reward.ee_tf_frame") if node_tf_topics(self.config)
-                                     else None)
+            needed_by = "extrinsic.source 'tf'" if self.config["extrinsic.source"] == "tf" else "reward.ee_tf_frame"
+            self._tf_message_type = tf_message_type(needed_by) if tf_topic_names(self.config) else None
             self._build_reward()
             self.pipeline = ScenePipeline(self.config)
         except TsgError as exc:
@@ -246,7 +239,7 @@ class SceneGraphNode(LifecycleNode):
         self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
                                        self.config["sync.buffer_size"])
         self._tf = (TransformBuffer(max_age_ns=int(self.config["extrinsic.tf_max_age_s"] * 1e9))
-                    if node_tf_topics(self.config) else None)
+                    if tf_topic_names(self.config) else None)
         self._ee_tf_miss = None
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
         self._create_reward_publisher()
@@ -272,7 +265,7 @@ class SceneGraphNode(LifecycleNode):
 
     def _build_reward(self) -> None:
         """The side resolver and reward tracker from the reward.* settings; pose histories carry over a rebuild."""
-        resolver = SideResolver.from_config(self.config, configured_labels(self.config))
+        resolver = SideResolver.from_config(self.config)
         previous = self._resolver
         if previous is not None:
             resolver.poses = previous.poses  # the same PoseHistory objects, still guarded by _pose_lock
@@ -300,7 +293,7 @@ class SceneGraphNode(LifecycleNode):
         with self._lock:
             self.stats.expect_topics([topic for _, _, topic in self._inputs()])
         # tf first: when a transform and the images of its frame are ready at once, the transform is buffered first.
-        self._input_subscriptions = [self._tf_subscription(topic) for topic in node_tf_topics(self.config)]
+        self._input_subscriptions = [self._tf_subscription(topic) for topic in tf_topic_names(self.config)]
         self._input_subscriptions += [
             self.create_subscription(PoseStamped, topic, self._pose_callback(frame), POSE_QOS,
                                      callback_group=self._sensor_group)
