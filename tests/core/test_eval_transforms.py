@@ -46,6 +46,20 @@ def test_the_transform_in_force_at_a_stamp_is_the_latest_one_at_or_before_it() -
     assert buffer.lookup("world", "camera", 400).translation_m[0] == 3.0
 
 
+def test_a_lookup_through_unchanged_transforms_is_reused_and_a_new_transform_replaces_it() -> None:
+    buffer = TransformBuffer()
+    buffer.add(bag_msgs.tf_message(0, "world", "base", _shift(1.0)), static=True)
+    buffer.add(bag_msgs.tf_message(100, "base", "camera", _shift(2.0)))
+    first = buffer.lookup("world", "camera", 150)
+    assert buffer.lookup("world", "camera", 160) is first  # same entries: the product is not recomputed
+    assert first.translation_m[0] == 3.0
+    buffer.add(bag_msgs.tf_message(200, "base", "camera", _shift(5.0)))
+    assert buffer.lookup("world", "camera", 170) is first  # before the new transform: still the old one
+    assert buffer.lookup("world", "camera", 250).translation_m[0] == 6.0
+    assert buffer.lookup("camera", "world", 250).translation_m[0] == -6.0  # each direction has its own entry
+    assert buffer.lookup("world", "camera", 170).translation_m[0] == 3.0
+
+
 def test_a_transform_with_an_invalid_quaternion_is_ignored() -> None:
     buffer = TransformBuffer()
     message = bag_msgs.tf_message(0, "world", "camera", _shift(1.0))

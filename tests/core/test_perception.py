@@ -119,6 +119,23 @@ def test_the_sim_detector_remembers_the_ids_without_a_label_but_not_the_backgrou
     assert detector.unknown_instance_ids == {9, 12}
 
 
+def test_the_sim_detector_asked_for_some_labels_returns_exactly_those_detections_of_a_full_run():
+    labels = {1: "cube", 2: "gripper", 3: "screw"}
+    everything = SimDetector(labels, min_pixels=5).detect(frame(instances=instance_image()))
+    detector = SimDetector(labels, min_pixels=5)
+    wanted = detector.detect(frame(instances=instance_image()), labels={"gripper", "screw"})
+    assert [(d.label, d.box_xywh_px) for d in wanted] == [("gripper", (25, 20, 9, 8))]  # screw: below min_pixels
+    np.testing.assert_array_equal(wanted[0].mask, everything[1].mask)
+    assert detector.unknown_instance_ids == frozenset()  # no histogram: only the node reports unlabelled ids
+
+
+def test_the_sim_detector_with_corruption_detects_everything_so_the_corruption_replays_then_filters():
+    config = Config({"detector.corruption.false_positive_rate": 1.0, "detector.corruption.seed": 3})
+    full = SimDetector.from_config(config).detect(frame(instances=instance_image()))
+    asked = SimDetector.from_config(config).detect(frame(instances=instance_image()), labels={"cube"})
+    assert [d.box_xywh_px for d in asked] == [d.box_xywh_px for d in full if d.label == "cube"]
+
+
 def test_the_sim_detector_reports_nothing_for_an_all_background_image():
     assert SimDetector({1: "cube"}).detect(frame(instances=np.zeros((30, 40), np.uint16))) == []
 

@@ -55,6 +55,14 @@ def test_the_graph_has_both_objects_with_their_labels_and_hand_computed_centroid
     np.testing.assert_allclose(objects["table"].size_m, TABLE_SIZE, atol=1e-9)
 
 
+def test_a_graph_of_some_labels_has_only_those_objects_placed_as_in_the_full_graph():
+    pipeline = ScenePipeline(Config({"trust.model": "prior"}))
+    graph = pipeline.process(scene_frame(), relations=False, labels={"cube"})
+    assert [obj.label for obj in graph.objects] == ["cube"]
+    np.testing.assert_allclose(graph.objects[0].centroid_m, CUBE_CENTROID, atol=1e-9)
+    assert graph.relations == ()
+
+
 def test_the_objects_carry_their_detection_and_track_data():
     cube = by_label(ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame()))["cube"]
     assert cube.score == 1.0

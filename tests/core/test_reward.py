@@ -114,6 +114,15 @@ def test_kinematics_beats_perceiving_the_gripper_and_perception_answers_without_
     assert sides.resolve(graph(t_s=10.0), "ee").source == "kinematics"  # no perceived gripper needed
 
 
+def test_the_labels_a_labeller_must_lift_are_the_pairs_labels_and_every_end_effector_label():
+    sides = resolver()
+    assert sides.labels_needed([" Red Cube", "goal"]) == {"red cube", "goal"}
+    assert sides.labels_needed(["ee", "cube"]) == {"ee", "gripper", "end_effector", "cube"}
+    assert sides.labels_needed(["cube", "#3"]) is None  # an id can be any object
+    tracker = RewardTracker([RewardPair("gripper", "cube"), RewardPair("cube", "table")], sides)
+    assert tracker.labels_needed == {"ee", "gripper", "end_effector", "cube", "table"}
+
+
 def test_a_pose_too_far_from_the_graph_stamp_or_in_another_frame_is_not_used_and_the_error_says_why():
     sides = resolver(ee_pose_max_age_s=0.05)
     sides.poses["ee"].add(int(9.0 * S), "world", (0, 0, 0))

@@ -146,6 +146,11 @@ def test_the_copy_holds_every_recorded_message_unchanged_plus_one_reward_per_pai
             stamp = stamp_to_ns(message.msg.header.stamp)
             assert message.log_time_ns == colour_log[stamp]  # the source frame's stamp and log time
             assert message.msg.pair in PAIRS
+    # The mcap bag was copied by the kernel and the rewards appended: its recorded data section is byte-identical.
+    source_mcap = (small_bags / "a" / "a.mcap").read_bytes()
+    copied_mcap = (tmp_path / "out" / "a" / "a.mcap").read_bytes()
+    data_section = int(len(source_mcap) * 0.9)
+    assert len(copied_mcap) > len(source_mcap) and copied_mcap[:data_section] == source_mcap[:data_section]
 
 
 def test_the_rewards_table_has_one_row_per_frame_and_pair_with_the_documented_columns(small_bags: Path,

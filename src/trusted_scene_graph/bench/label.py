@@ -9,7 +9,9 @@ images (recorded detections), the sensor's exact depth, no VLM; other configs ar
   :class:`~trusted_scene_graph.dataset.BagReader` (what ``tsg eval`` reads through) and deserialising every message.
 - ``label_fps``: camera frames per second of labelling it in this process with the engine's work function
   (:func:`~trusted_scene_graph.label.bags.label_bag_item`: the pipeline replay, the rewards, the labelled copy of
-  every message and ``rewards.parquet``, written into a scratch directory).
+  the bag and ``rewards.parquet``, written into a scratch directory). The recorded bag is an indexed mcap file, so
+  the copy is the kernel's, on a background thread, with the rewards appended to it; the rewards need only the
+  objects the pairs name, so only those are lifted.
   ``frames`` (for both) is the number of camera frames the labeller completed and labelled. After one untimed
   warm-up of each, reads and labellings alternate ``--repeats`` times, so both see the same machine load; the fastest
   run of each is kept (load from other processes only ever adds time). ``read_ratio = label_fps / read_fps``.
@@ -239,8 +241,9 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
                     "load_average_1m": [load_start, os.getloadavg()[0]]},
         "method": {
             "read": "BagReader: open the bag, deserialise every message",
-            "label": "label_bag_item in this process: replay, rewards, labelled copy and rewards.parquet into a "
-                     "scratch directory",
+            "label": "label_bag_item in this process: replay (lifting only the pairs' objects), rewards, the "
+                     "labelled copy (kernel copy on a background thread + appended rewards, for an indexed mcap bag) "
+                     "and rewards.parquet into a scratch directory",
             "frames": "camera frames the labeller completed (the same count for both rates)",
             "timing": f"one untimed warm-up each, then {repeats} alternating runs; the fastest of each is kept",
             "speedups": f"run_items wall time on {items} copies of the item, workers=1 over workers=2, "

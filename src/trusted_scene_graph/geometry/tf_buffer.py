@@ -35,6 +35,14 @@ class TfLookup:
     reason: str = ""
 
 
+def _product(links: list[_Entry]) -> np.ndarray:
+    """The matrix mapping the first link's child frame into the last link's parent frame."""
+    matrix = np.eye(4)
+    for link in links:
+        matrix = link.transform.matrix @ matrix
+    return matrix
+
+
 class TransformBuffer:
     """Transforms per child frame from tf messages, looked up as of a stamp and chained through the tree.
 
@@ -55,6 +63,8 @@ class TransformBuffer:
             raise TsgError(f"TransformBuffer: max_age_ns must be positive, got {max_age_ns}")
         self.max_age_ns = max_age_ns
         self._history: dict[str, list[_Entry]] = defaultdict(list)
+        # (target, source) -> (the entries the last lookup chained, its result); see lookup_explained.
+        self._lookups: dict[tuple[str, str], tuple[tuple[_Entry | None, ...], TfLookup]] = {}
 
     def add(self, tf_message: Any, static: bool = False) -> None:
         """Buffer every transform of a TFMessage; ``static`` for messages from ``/tf_static``."""
@@ -92,33 +102,45 @@ class TransformBuffer:
                     f"(more than extrinsic.tf_max_age_s = {self.max_age_ns / 1e9:g} s)")
         return entry
 
-    def _ancestors(self, frame: str, stamp_ns: int) -> tuple[dict[str, np.ndarray], str]:
-        """Every frame above ``frame`` (and itself), each with the matrix mapping ``frame``'s points into it, and
-        why the chain stopped early ("" when it reached a root)."""
-        matrix = np.eye(4)
-        chain = {frame: matrix}
+    def _links(self, frame: str, stamp_ns: int) -> tuple[list[str], list[_Entry], str]:
+        """The frames from ``frame`` up to its root (or as far as the tf applies at ``stamp_ns``), the entry linking
+        each to the next, and why the chain stopped early ("" when it reached a root)."""
+        frames, links = [frame], []
         for _ in range(64):  # tf trees are shallow; the bound stops a cycle
             link = self._at(frame, stamp_ns)
             if isinstance(link, str):
-                return chain, link
-            if link is None or link.parent in chain:
+                return frames, links, link
+            if link is None or link.parent in frames:
                 break
             frame = link.parent
-            matrix = link.transform.matrix @ matrix
-            chain[frame] = matrix
-        return chain, ""
+            frames.append(frame)
+            links.append(link)
+        return frames, links, ""
 
     def lookup_explained(self, target_frame: str, source_frame: str, stamp_ns: int) -> TfLookup:
         """``source -> target`` at ``stamp_ns`` (maps source points into the target frame) through the frames'
-        lowest common ancestor, as tf2's lookup does; without it, the reason."""
+        lowest common ancestor, as tf2's lookup does; without it, the reason.
+
+        The chain's product is remembered per frame pair together with the entries it was built from: a camera on
+        a static mount (or a /tf publisher that has not sent anything newer) finds the same entries frame after
+        frame, and then the lookup costs the walk up the tree only, not the matrix products and their checks."""
         target_frame, source_frame = target_frame.lstrip("/"), source_frame.lstrip("/")
-        source, source_stop = self._ancestors(source_frame, stamp_ns)
-        target, target_stop = self._ancestors(target_frame, stamp_ns)
-        for frame, target_to_frame in target.items():
-            if frame in source:
-                return TfLookup(RigidTransform.from_matrix(np.linalg.inv(target_to_frame) @ source[frame]))
-        stale = "; ".join(reason for reason in (source_stop, target_stop) if reason)
-        return TfLookup(None, stale or f"{source_frame!r} and {target_frame!r} are not connected")
+        source_frames, source_links, source_stop = self._links(source_frame, stamp_ns)
+        target_frames, target_links, target_stop = self._links(target_frame, stamp_ns)
+        common = next((frame for frame in target_frames if frame in source_frames), None)
+        if common is None:
+            stale = "; ".join(reason for reason in (source_stop, target_stop) if reason)
+            return TfLookup(None, stale or f"{source_frame!r} and {target_frame!r} are not connected")
+        source_links = source_links[:source_frames.index(common)]
+        target_links = target_links[:target_frames.index(common)]
+        used = (*source_links, None, *target_links)  # None separates the two chains
+        cached = self._lookups.get((target_frame, source_frame))
+        if cached is not None and len(cached[0]) == len(used) and all(
+                a is b for a, b in zip(cached[0], used, strict=True)):
+            return cached[1]
+        found = TfLookup(RigidTransform.from_matrix(np.linalg.inv(_product(target_links)) @ _product(source_links)))
+        self._lookups[(target_frame, source_frame)] = (used, found)
+        return found
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> RigidTransform | None:
         """:meth:`lookup_explained` without the reason: the transform, or None."""

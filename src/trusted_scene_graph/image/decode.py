@@ -90,8 +90,11 @@ def decode_depth_m(
     if encoding not in _DEPTH_SCALE_M:
         raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_SCALE_M)}")
     raw = decode_image(encoding, height, width, step, is_bigendian, data)
-    depth_m = raw.astype(np.float32) * np.float32(_DEPTH_SCALE_M[encoding])
-    depth_m[~np.isfinite(depth_m) | (depth_m <= 0)] = np.nan
+    depth_m = raw.astype(np.float32)  # always a new array: the message's buffer is never written
+    if _DEPTH_SCALE_M[encoding] != 1.0:
+        depth_m *= np.float32(_DEPTH_SCALE_M[encoding])
+    # NaN, zero and negative depths fail "> 0"; +inf passes it and is caught by isinf.
+    np.putmask(depth_m, ~(depth_m > 0) | np.isinf(depth_m), np.float32(np.nan))
     return depth_m
 
 

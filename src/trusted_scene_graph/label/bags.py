@@ -3,10 +3,13 @@
 A bag is replayed exactly as ``tsg eval`` replays it (the node's synchroniser, topics, decoding, camera pose and
 :class:`~trusted_scene_graph.pipeline.ScenePipeline`), and each completed camera frame gets one ``DenseReward`` per
 pair from :class:`~trusted_scene_graph.reward.RewardTracker`, so the labels are what the live node would have
-published. The copy passes every recorded message through as its raw bytes, on a connection with the recorded
-type, definition, hash and offered QoS; the source bag is only read. A reward message carries the frame's stamp and is
-written at the log time of the frame's colour image (file order may then interleave by a few messages; bag readers
-order by log time).
+published. Only the objects the pairs name are lifted and tracked (:attr:`RewardTracker.labels_needed`), without
+relations. The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition,
+hash and offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte by the
+kernel while its frames are labelled, and the rewards are appended to it as new chunks with a new summary
+(:mod:`~trusted_scene_graph.dataset.bag_append`); other bags (sqlite3, split, compressed) are re-written message by
+message. A reward message carries the frame's stamp and is written at the log time of the frame's colour image (bag
+readers order by log time).
 
 Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode where its episode number changes
 (tracking, smoothing and the ``progress`` baseline restart); any other bag is one episode. The end effector and the
@@ -14,12 +17,13 @@ goal come from ``topics.ee_pose`` and ``topics.goal_pose`` in the bag (or tf wit
 the pipeline rejects still gets its rows, invalid with the reason (or held).
 
 Output of one bag, written by :func:`label_bag` into a directory the engine commits atomically: the bag's files
-(same storage format as the source; mcap written uncompressed) and ``rewards.parquet`` with one row per frame and
-pair (:data:`REWARD_COLUMNS`).
+(same storage format as the source; re-written mcap is uncompressed, appended chunks too) and ``rewards.parquet``
+with one row per frame and pair (:data:`REWARD_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import struct
 from collections import Counter
@@ -38,7 +42,9 @@ from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_T
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
 from trusted_scene_graph.dataset.bag import DEFAULT_QOS, check_bag_path, storage_files, storage_path
+from trusted_scene_graph.dataset.bag_append import McapAppendCopy, NotAppendable
 from trusted_scene_graph.dataset.messages import DENSE_REWARD_TYPE, GROUND_TRUTH_TYPE, dense_reward
+from trusted_scene_graph.dataset.typestore import make_typestore
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.evaluation.bag_eval import GROUND_TRUTH_TOPIC, LOOKAHEAD_NS, nearest_by_stamp
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
@@ -78,7 +84,7 @@ _PIPELINES: dict[str, ScenePipeline] = {}
 
 
 def pipeline_for(config: Config) -> ScenePipeline:
-    key = config.to_ros_parameters_yaml()
+    key = json.dumps(dict(config), sort_keys=True)  # C-fast; a YAML dump of the config cost ~10 ms per item
     if key not in _PIPELINES:
         _PIPELINES.clear()  # one config at a time: a worker never needs two models in memory
         _PIPELINES[key] = ScenePipeline(config)
@@ -126,7 +132,12 @@ def label_bag_item(job: BagJob, staging_dir: Path) -> int:
 
 def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],
               pipeline: ScenePipeline | None = None) -> int:
-    """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``."""
+    """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``.
+
+    An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied by the kernel on a
+    background thread while the frames are labelled, and the rewards are appended to the copy
+    (:class:`~trusted_scene_graph.dataset.bag_append.McapAppendCopy`); any other bag (sqlite3, split into several
+    files, compressed, an mcap file without its index) is re-written message by message through rosbags."""
     pairs = pairs_from_config(config, list(pair_texts))
     pipeline = pipeline if pipeline is not None else ScenePipeline(config)
     resolver = SideResolver.from_config(config)
@@ -139,27 +150,86 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     try:
         if any(c.topic == REWARD_TOPIC for c in reader.connections):
             raise LabelError(f"bag {source} already has {REWARD_TOPIC}; label the original recording")
-        storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
-        bag_dir = out_dir / bag_key(source)
-        with BagWriter(bag_dir, storage) as writer:
-            rows = _Replay(config, pipeline, tracker, writer, bag_key(source)).run(reader)
+        try:
+            copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
+        except NotAppendable:
+            rows = _label_streaming(source, out_dir, reader, config, pipeline, tracker)
+        else:
+            rows = _label_appending(source, copy, reader, config, pipeline, tracker)
     finally:
         reader.close()
-    # The committed directory is the bag itself: move its files up from the named subdirectory (which gave the
-    # storage file its name), then add the table.
-    for item in bag_dir.iterdir():
-        item.rename(out_dir / item.name)
-    bag_dir.rmdir()
     write_rewards_table(rows, out_dir / REWARDS_FILE)
     return len({(row["episode"], row["frame"]) for row in rows})
 
 
-class _Replay:
-    """One pass over a bag: copy every message, replay the camera frames, write the rewards."""
+def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config: Config, pipeline: ScenePipeline,
+                     tracker: RewardTracker) -> list[dict[str, Any]]:
+    copy.start()
+    try:
+        rewards = _AppendedRewards(make_typestore())
+        rows = _Replay(config, pipeline, tracker, rewards, bag_key(source)).run(reader)
+        copy.finish(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS, rewards.messages)
+    except BaseException:
+        copy.abort()
+        raise
+    return rows
 
-    def __init__(self, config: Config, pipeline: ScenePipeline, tracker: RewardTracker, writer: BagWriter,
-                 source_name: str) -> None:
-        self.config, self.pipeline, self.tracker, self.writer = config, pipeline, tracker, writer
+
+def _label_streaming(source: Path, out_dir: Path, reader: Reader, config: Config, pipeline: ScenePipeline,
+                     tracker: RewardTracker) -> list[dict[str, Any]]:
+    storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
+    bag_dir = out_dir / bag_key(source)
+    with BagWriter(bag_dir, storage) as writer:
+        rows = _Replay(config, pipeline, tracker, _StreamedCopy(writer, reader.connections),
+                       bag_key(source)).run(reader)
+    # The committed directory is the bag itself: move its files up from the named subdirectory (which gave the
+    # storage file its name).
+    for item in bag_dir.iterdir():
+        item.rename(out_dir / item.name)
+    bag_dir.rmdir()
+    return rows
+
+
+class _StreamedCopy:
+    """The copy written as the bag is read: every message through rosbags' writer, the rewards among them."""
+
+    copies_messages = True
+
+    def __init__(self, writer: BagWriter, connections: Sequence[Any]) -> None:
+        self.writer, self.typestore = writer, writer.typestore
+        self.copies = {source.id: writer.copy_connection(source) for source in connections}
+        writer.add_topic(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS)
+
+    def message(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
+        self.writer.write_raw(self.copies[connection.id], raw, log_time_ns)
+
+    def reward(self, msg: Any, log_time_ns: int) -> None:
+        self.writer.write(REWARD_TOPIC, msg, log_time_ns)
+
+
+class _AppendedRewards:
+    """The rewards only, serialised, to be appended to a copy of the bag made meanwhile; the recorded messages are
+    read only where a frame needs them."""
+
+    copies_messages = False
+
+    def __init__(self, typestore: Any) -> None:
+        self.typestore = typestore
+        self.messages: list[tuple[int, bytes]] = []
+
+    def message(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
+        pass  # the kernel copies the recorded messages
+
+    def reward(self, msg: Any, log_time_ns: int) -> None:
+        self.messages.append((log_time_ns, bytes(self.typestore.serialize_cdr(msg, DENSE_REWARD_TYPE))))
+
+
+class _Replay:
+    """One pass over a bag: replay the camera frames, write the rewards, copy every message (streamed copies)."""
+
+    def __init__(self, config: Config, pipeline: ScenePipeline, tracker: RewardTracker,
+                 out: _StreamedCopy | _AppendedRewards, source_name: str) -> None:
+        self.config, self.pipeline, self.tracker, self.out = config, pipeline, tracker, out
         self.source_name = source_name
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
         self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
@@ -174,12 +244,13 @@ class _Replay:
         self.episode: int | None = None
         self.frame_in_episode = 0
         self.rows: list[dict[str, Any]] = []
+        self.labels = tracker.labels_needed
 
     def run(self, reader: Reader) -> list[dict[str, Any]]:
-        copies = {source.id: self.writer.copy_connection(source) for source in reader.connections}
-        self.writer.add_topic(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS)
-        typestore = self.writer.typestore
-        messages = reader.messages()
+        typestore = self.out.typestore
+        # Without a streamed copy only the topics a frame needs are read (the index skips the others' bytes).
+        connections = None if self.out.copies_messages else [c for c in reader.connections if c.topic in self.decoded]
+        messages = reader.messages(connections=connections) if connections is not None else reader.messages()
         while True:
             try:
                 connection, log_time_ns, raw = next(messages)
@@ -188,7 +259,7 @@ class _Replay:
             except _STORAGE_READ_ERRORS as exc:
                 raise DatasetError(f"bag {reader.path} is damaged ({type(exc).__name__}: {exc}); tsg label copies "
                                    "complete bags only") from exc
-            self.writer.write_raw(copies[connection.id], raw, log_time_ns)
+            self.out.message(connection, raw, log_time_ns)
             if connection.topic in self.decoded and connection.msgtype in typestore.fielddefs:
                 try:
                     msg = typestore.deserialize_cdr(raw, connection.msgtype)
@@ -256,9 +327,10 @@ class _Replay:
         try:
             if self.config["extrinsic.source"] == "tf":
                 self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
-            # Objects only: a reward needs no relations, and relating + trust would double the cost per frame.
+            # Objects only, and only those the pairs name: a reward needs no relations nor other objects.
             graph = self.pipeline.process(frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
-                                                          msgs.get("instances")), relations=False)
+                                                          msgs.get("instances")), relations=False,
+                                          labels=self.labels)
         except TsgError as exc:
             samples = self.tracker.skip(stamp_ns, f"frame not processed: {exc}")
         else:
@@ -268,7 +340,7 @@ class _Replay:
 
     def _write(self, samples: list[RewardSample], colour_log_ns: int) -> None:
         for sample in samples:
-            self.writer.write(REWARD_TOPIC, dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
+            self.out.reward(dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
             self.rows.append(reward_row(sample, self.source_name, self.episode or 0, self.frame_in_episode))
         self.frame_in_episode += 1
 

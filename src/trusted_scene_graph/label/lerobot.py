@@ -146,6 +146,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
               for name, key in (("rgb", source.camera), ("depth", source.depth), ("instances", source.instances))
               if key is not None}
     graph_frame = config["graph_frame"]
+    labels = tracker.labels_needed  # only the objects the pairs name are lifted
     rows = []
     for i, stamp_s in enumerate(timestamps_s):
         stamp_ns = int(round(float(stamp_s) * 1e9))
@@ -154,7 +155,8 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
                 tracker.resolver.poses[frame_name].add(stamp_ns, graph_frame, positions[i])
         arrays = {name: next(iterator) for name, iterator in images.items()}
         try:
-            graph = pipeline.process(_camera_frame(stamp_ns, arrays, source), relations=False)
+            graph = pipeline.process(_camera_frame(stamp_ns, arrays, source), relations=False,
+                                     labels=labels)
         except TsgError as exc:
             samples = tracker.skip(stamp_ns, f"frame not processed: {exc}")
         else:

@@ -43,12 +43,12 @@ def _check_rgb(rgb: np.ndarray, backend: str) -> None:
 def _invalid_to_nan(depth_m: np.ndarray) -> np.ndarray:
     """``depth_m`` as float32 with non-finite and non-positive values set to NaN; the same array if already so."""
     depth_m = depth_m.astype(np.float32, copy=False)
-    valid = np.isfinite(depth_m) & (depth_m > 0)
-    if (valid | np.isnan(depth_m)).all():
+    # NaN compares False, so these find exactly the values to replace: zero, negative and infinite depths.
+    if not ((depth_m <= 0).any() or np.isinf(depth_m).any()):
         return depth_m
     # Copy rather than write in place: the input may be a decoded ROS message buffer shared with other consumers.
     depth_m = depth_m.copy()
-    depth_m[~valid] = np.nan
+    depth_m[~(depth_m > 0) | np.isinf(depth_m)] = np.nan
     return depth_m
 
 

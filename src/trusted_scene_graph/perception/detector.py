@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,7 +65,9 @@ class Detector(Protocol):
 
     needs_instances: bool
 
-    def detect(self, frame: CameraFrame) -> list[Detection]: ...
+    def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
+        """The frame's detections. ``labels`` (lower case), when given, are the only labels the caller needs: a
+        backend may skip the others' work (the caller drops any it still returns)."""
 
 
 # Imported here, after Detection and PerceptionError, because corruption.py builds on both.
@@ -102,31 +104,40 @@ class SimDetector:
         return cls(sim_labels(config), min_pixels=config["detector.min_pixels"],
                    corruption=DetectionCorruption.from_config(config))
 
-    def detect(self, frame: CameraFrame) -> list[Detection]:
+    def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         if frame.instances is None:
             raise PerceptionError("the 'sim' detector needs an instance-id image (topics.instances), none was given")
+        if labels is not None and not self.corruption.enabled:
+            # Only the objects asked for: one comparison of the image per wanted id, no histogram of every pixel.
+            # (The ids of unlabelled objects are then not collected; only the node reports them.) With corruption
+            # every object is detected, so that the random draws, and hence the corruption, stay those of a full run.
+            wanted = sorted(i for i, label in self.labels_by_id.items() if label.strip().lower() in labels)
+            return [d for d in (self._detection(frame.instances, i) for i in wanted) if d is not None]
         # A histogram of the ids, not np.unique: unique sorts every pixel, bincount counts them in one pass (ids are
         # uint16, so the histogram has at most 65,536 bins).
         histogram = np.bincount(frame.instances.ravel())
         ids = np.flatnonzero(histogram)
-        counts = histogram[ids]
         unknown = set(ids.tolist()) - self.labels_by_id.keys() - {BACKGROUND_INSTANCE_ID}
         if not unknown <= self.unknown_instance_ids:
             self.unknown_instance_ids = self.unknown_instance_ids | unknown
-        detections = []
-        for instance_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
-            label = self.labels_by_id.get(instance_id)
-            if label is None or count < self.min_pixels:
-                continue
-            mask = frame.instances == instance_id
-            rows = np.flatnonzero(mask.any(axis=1))
-            cols = np.flatnonzero(mask.any(axis=0))
-            box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
-            detections.append(Detection(label, 1.0, box, mask))
+        detections = [d for d in (self._detection(frame.instances, i) for i in ids.tolist() if i in self.labels_by_id)
+                      if d is not None]
+        if labels is not None:
+            detections = [d for d in detections if d.label.strip().lower() in labels]
         if self.corruption.enabled:
             height, width = frame.instances.shape
             detections = self.corruption.apply(detections, height, width, self._known_labels, self._rng)
         return detections
+
+    def _detection(self, instances: np.ndarray, instance_id: int) -> Detection | None:
+        """The object ``instance_id`` (labelled) with its exact mask and box; None below ``min_pixels``."""
+        mask = instances == instance_id
+        if np.count_nonzero(mask) < max(self.min_pixels, 1):
+            return None
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+        return Detection(self.labels_by_id[instance_id], 1.0, box, mask)
 
 
 def _grounding_dino(config: Mapping[str, Any]) -> Detector:

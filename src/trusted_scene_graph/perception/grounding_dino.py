@@ -15,7 +15,7 @@ This module imports torch when imported; ``detector.py`` imports it only when th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,8 +188,11 @@ class GroundingDinoDetector:
             nms_iou=config["detector.nms_iou"], min_box_area_px=config["detector.min_pixels"],
             device=config["detector.device"], half_precision=config["detector.half_precision"])
 
-    def detect(self, frame: CameraFrame) -> list[Detection]:
-        """Detections of the vocabulary's phrases in ``frame.rgb``, highest score first, after NMS across phrases."""
+    def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
+        """Detections of the vocabulary's phrases in ``frame.rgb``, highest score first, after NMS across phrases.
+
+        ``labels`` is not used to shorten the prompt: the phrases compete for each box, so a shorter prompt would
+        change what is detected; the caller filters the result."""
         rgb = frame.rgb  # (H, W, 3) uint8, non-empty: CameraFrame and its Intrinsics check that
         height_px, width_px = rgb.shape[:2]
         pixels = self.preprocess(rgb)

@@ -32,8 +32,17 @@ def is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
-def _fields(msg: Any) -> tuple[str, int, int, int, bool, bytes]:
-    return msg.encoding, int(msg.height), int(msg.width), int(msg.step), bool(msg.is_bigendian), bytes(msg.data)
+def _bytes_of(data: Any) -> memoryview | bytes:
+    """A message's image bytes, without a copy when they are in a buffer (rosbags: a numpy array; rclpy:
+    ``array.array``); anything else (a list of ints) is copied."""
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        return bytes(data)
+
+
+def _fields(msg: Any) -> tuple[str, int, int, int, bool, memoryview | bytes]:
+    return msg.encoding, int(msg.height), int(msg.width), int(msg.step), bool(msg.is_bigendian), _bytes_of(msg.data)
 
 
 def rgb_from_msg(msg: Any) -> np.ndarray:

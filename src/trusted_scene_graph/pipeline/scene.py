@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,7 +104,7 @@ class ScenePipeline:
         self._tf_miss_reason = ""
         if camera_to_graph is None:
             self.camera_to_graph = None
-        else:
+        elif camera_to_graph is not self.camera_to_graph:  # the tf buffer returns the same object while unchanged
             self._set_camera_to_graph(camera_to_graph)
 
     def camera_pose_from_tf(self, tf: TransformBuffer, camera_frame: str, stamp_ns: int) -> RigidTransform | None:
@@ -184,9 +184,13 @@ class ScenePipeline:
         """False for a monocular depth backend: the node then subscribes to no depth topic."""
         return self.depth_backend.needs_depth_topic
 
-    def process(self, frame: CameraFrame, relations: bool = True) -> SceneGraph:
+    def process(self, frame: CameraFrame, relations: bool = True, labels: Collection[str] | None = None
+                ) -> SceneGraph:
         """Detect, lift, track, relate, trust and prune. ``relations=False`` stops after tracking: a graph of objects
-        without edges, all a distance or a reward needs (``tsg label`` labels this way)."""
+        without edges, all a distance or a reward needs (``tsg label`` labels this way). ``labels`` (lower case):
+        only detections with these labels are lifted and tracked (``tsg label`` lifts the objects its pairs name
+        only). Tracks never pair different labels, so the objects kept move exactly as in a full graph; only the
+        ids differ, as ids are numbered in order of appearance."""
         if self.config["extrinsic.source"] == "tf" and self.camera_to_graph is None:
             raise PipelineError(self._no_camera_pose_message())  # before the models run: the frame is lost anyway
         timing_ms: dict[str, float] = {}
@@ -203,7 +207,9 @@ class ScenePipeline:
             timing_ms["frame"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        detections = self.detector.detect(frame)
+        detections = self.detector.detect(frame, labels)
+        if labels is not None:
+            detections = [d for d in detections if d.label.strip().lower() in labels]
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
         return self.process_detections(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms,
                                        image_rgb=frame.rgb, relations=relations)

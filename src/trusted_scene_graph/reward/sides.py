@@ -126,6 +126,22 @@ class SideResolver:
         """The robot frame ``name`` stands for (EE_FRAME, GOAL_FRAME), or None for a perceived object."""
         return frame_of(name, self.ee_names)
 
+    def labels_needed(self, names: Iterable[str]) -> frozenset[str] | None:
+        """The labels (lower case) of every perceived object that resolving ``names`` can use, so that a labeller
+        can leave the other objects out; None when a name is an id (``#3``), which any object can match.
+
+        A robot frame's name can fall back to a perceived object (:meth:`resolve`): the end effector to any
+        end-effector label, 'goal' to an object labelled 'goal'."""
+        labels: set[str] = set()
+        for name in names:
+            wanted = name.strip().lower()
+            if wanted.removeprefix("#").isdigit():
+                return None
+            labels.add(wanted)
+            if self.frame_of(name) == EE_FRAME:
+                labels |= self.ee_names
+        return frozenset(labels)
+
     def resolve(self, graph: SceneGraph, name: str, prefer_id: int | None = None) -> Endpoint:
         """The endpoint ``name`` means in ``graph``; :class:`RewardError` says why there is none."""
         frame = self.frame_of(name)

@@ -83,6 +83,12 @@ class RewardTracker:
         """Forget smoothing, held values, the progress baseline and the objects chosen (a new scene)."""
         self._states = [_PairState(recent_m=deque(maxlen=p.smoothing_frames)) for p in self.pairs]
 
+    @property
+    def labels_needed(self) -> frozenset[str] | None:
+        """The object labels the pairs can resolve to (:meth:`SideResolver.labels_needed`): a labeller lifts only
+        these; None: every object."""
+        return self.resolver.labels_needed(name for pair in self.pairs for name in (pair.subject, pair.object))
+
     def update(self, graph: SceneGraph) -> list[RewardSample]:
         return [self._update_pair(pair, state, graph) for pair, state in zip(self.pairs, self._states, strict=True)]
 
