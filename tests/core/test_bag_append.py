@@ -392,6 +392,63 @@ def test_bags_the_fast_path_cannot_copy_say_why(source: Path, tmp_path: Path) ->
     assert append_unsupported_reason(source) is None and append_unsupported_reason(_mcap_of(source)) is None
 
 
+def test_a_version_8_bag_and_a_summary_that_omits_channels_are_left_to_the_streaming_copy(tmp_path: Path) -> None:
+    from mcap.writer import CompressionType, Writer
+    from rosbags.rosbag2 import StoragePlugin
+    from rosbags.rosbag2 import Writer as RosbagsWriter
+
+    # rosbag2 <= 8 stores QoS policies as integers; a version 9 rosbag2 record next to them would be misread.
+    typestore = make_typestore()
+    with RosbagsWriter(tmp_path / "v8", version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=typestore,
+                                           offered_qos_profiles=[DEFAULT_QOS.to_rosbags()])
+        writer.write(connection, T0_NS, bytes(typestore.serialize_cdr(
+            typestore.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String")))
+    assert "'/chatter' stores its QoS in the rosbag2 version <= 8 form" in append_unsupported_reason(tmp_path / "v8")
+
+    # A channel without messages that the summary does not list: a new channel could reuse its id.
+    omitted = tmp_path / "omitted.mcap"
+    with omitted.open("wb") as stream:
+        writer = Writer(stream, compression=CompressionType.NONE, repeat_channels=False, repeat_schemas=False)
+        writer.start(profile="ros2")
+        writer.register_channel("/status", "cdr", writer.register_schema("std_msgs/msg/String", "ros2msg",
+                                                                           b"string data"))
+        writer.finish()
+    assert "its summary lists 0 schemas and 0 channels but its statistics count 1 and 1" in (
+        append_unsupported_reason(omitted))
+
+
+def test_abort_stops_the_copy_between_slices_instead_of_waiting_for_all_of_it(source: Path, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    import threading
+
+    monkeypatch.setattr(bag_append, "_COPY_SLICE_BYTES", 4096)  # many slices, so the copy is still running
+    calls, in_second_slice, release = [], threading.Event(), threading.Event()
+    real = os.copy_file_range
+
+    def held_copy(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            in_second_slice.set()
+            release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(os, "copy_file_range", held_copy)
+    (tmp_path / "out").mkdir()
+    copy = McapAppendCopy(source, tmp_path / "out", "copy.mcap")
+    copy.start()
+    assert in_second_slice.wait(10)
+    aborting = threading.Thread(target=copy.abort)
+    aborting.start()  # abort() sets the cancel flag, then waits for the copy thread
+    while not copy._cancel.is_set():
+        pass
+    release.set()
+    aborting.join(10)
+    assert not aborting.is_alive()
+    assert len(calls) == 2  # stopped after the slice in flight, not after the whole data section
+    assert isinstance(copy._copy_error, DatasetError) and "cancelled after 8192 of" in str(copy._copy_error)
+
+
 def test_bad_arguments_are_refused_with_the_value_named(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

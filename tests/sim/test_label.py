@@ -153,6 +153,55 @@ def test_the_copy_holds_every_recorded_message_unchanged_plus_one_reward_per_pai
     assert len(copied_mcap) > len(source_mcap) and copied_mcap[:data_section] == source_mcap[:data_section]
 
 
+def test_appending_to_a_kernel_copy_and_rewriting_every_message_give_the_same_bag_and_rewards(small_bags: Path,
+                                                                                                tmp_path: Path,
+                                                                                                monkeypatch):
+    """Also on a bag with a topic the labeller does not read, between a frame and an end-effector pose logged late:
+    only the topics a frame uses move the labelling clock, so both copies label each frame with the same poses."""
+    from rosbags.rosbag2 import Reader
+
+    from trusted_scene_graph.dataset import BagWriter, make_typestore
+    from trusted_scene_graph.label import bags
+
+    source = tmp_path / "late"
+    string = make_typestore().types["std_msgs/msg/String"]
+    with Reader(small_bags / "a") as reader, BagWriter(source) as writer:
+        copies = {c.id: writer.copy_connection(c) for c in reader.connections}
+        writer.add_topic("/chatter", "std_msgs/msg/String")
+        first_ns = reader.start_time
+        late = {first_ns + k * 40_000_000 for k in (3, 6, 9)}
+        records = []
+        for connection, log_ns, raw in reader.messages():
+            if connection.topic == "/ee_pose" and log_ns in late:
+                records += [(log_ns + 505_000_000, copies[connection.id], raw), (log_ns + 501_000_000, None, None)]
+            else:
+                records.append((log_ns, copies[connection.id], raw))
+        for log_ns, connection, raw in sorted(records, key=lambda record: record[0]):
+            if connection is None:
+                writer.write("/chatter", string(data="not read by the labeller"), log_ns)
+            else:
+                writer.write_raw(connection, raw, log_ns)
+    config = load_config_file(BENCHMARK_CONFIG)
+    (tmp_path / "appended").mkdir()
+    bags.label_bag(source, tmp_path / "appended", config, PAIRS)
+
+    def refuse(*args, **kwargs):
+        raise bags.NotAppendable("forced streaming copy")
+
+    monkeypatch.setattr(bags, "McapAppendCopy", refuse)
+    (tmp_path / "streamed").mkdir()
+    bags.label_bag(source, tmp_path / "streamed", config, PAIRS)
+    appended = pq.read_table(tmp_path / "appended" / "rewards.parquet").to_pandas()
+    streamed = pq.read_table(tmp_path / "streamed" / "rewards.parquet").to_pandas()
+    assert appended.equals(streamed)  # NaN equals NaN here
+    assert appended["valid"].any()
+    with Reader(tmp_path / "appended") as a, Reader(tmp_path / "streamed") as b:
+        assert ([(c.topic, t, bytes(raw)) for c, t, raw in a.messages()]
+                == [(c.topic, t, bytes(raw)) for c, t, raw in b.messages()])
+        assert ({c.topic: (c.msgtype, c.msgcount, c.digest) for c in a.connections}
+                == {c.topic: (c.msgtype, c.msgcount, c.digest) for c in b.connections})
+
+
 def test_the_rewards_table_has_one_row_per_frame_and_pair_with_the_documented_columns(small_bags: Path,
                                                                                        tmp_path: Path):
     assert label(small_bags, tmp_path / "out") == EXIT_OK

@@ -74,7 +74,7 @@ _IDL_PREFIX = "=" * 80 + "\nIDL: "  # rosbags tells IDL definitions from .msg on
 # copy_file_range/sendfile are refused for these (other filesystem, not implemented, unsupported file types): the
 # copy then falls back to the next method, from where it stopped.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
-_KERNEL_COPY_MAX_BYTES = 1 << 30  # per call: keeps the count within ssize_t everywhere
+_COPY_SLICE_BYTES = 64 << 20  # per call: small enough that abort() stops a copy quickly, large enough to be cheap
 _BUFFER_BYTES = 1 << 20
 
 _YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -153,6 +153,7 @@ class McapAppendCopy:
         self._fd: int | None = None
         self._thread: threading.Thread | None = None
         self._copy_error: BaseException | None = None
+        self._cancel = threading.Event()  # set by abort(): the copy stops at its next slice
         self._state = "new"  # new -> copying -> finished | aborted
 
     def start(self) -> None:
@@ -200,7 +201,10 @@ class McapAppendCopy:
         self._state = "finished"
 
     def abort(self) -> None:
-        """Wait for the copy and close the output (idempotent); what was written stays for the caller to remove."""
+        """Stop the copy (at its next slice of :data:`_COPY_SLICE_BYTES`) and close the output (idempotent); what was
+        written stays for the caller to remove."""
+        if self._state != "finished":
+            self._cancel.set()
         self._join()
         self._close()
         if self._state != "finished":
@@ -239,7 +243,7 @@ class McapAppendCopy:
             src_fd = os.open(source.mcap_path, os.O_RDONLY)
             try:
                 _check_unchanged(src_fd, source)
-                _copy_range(src_fd, self._require_fd(), source.data_end)
+                _copy_range(src_fd, self._require_fd(), source.data_end, self._cancel)
                 _check_unchanged(src_fd, source)
             finally:
                 os.close(src_fd)
@@ -415,6 +419,10 @@ def _check_index(path: Path, summary: Summary, data_end: int) -> None:
         if index.offset + index.length > data_end:
             raise NotAppendable(f"{path}: an attachment or metadata index points past the data section "
                                 f"({index.offset})")
+    if (stats.schema_count, stats.channel_count) != (len(summary.schemas), len(summary.channels)):
+        # Schemas or channels in the data section that the summary leaves out: a new id could repeat one of theirs.
+        raise NotAppendable(f"{path}: its summary lists {len(summary.schemas)} schemas and {len(summary.channels)} "
+                            f"channels but its statistics count {stats.schema_count} and {stats.channel_count}")
     for kind, ids in (("schema", summary.schemas), ("channel", summary.channels)):
         if max(ids, default=0) >= _MAX_ID:
             raise NotAppendable(f"{path}: its {kind} ids reach {max(ids)}, leaving no id for the new topic")
@@ -422,10 +430,26 @@ def _check_index(path: Path, summary: Summary, data_end: int) -> None:
 
 def _channel_qos(path: Path, topic: str, metadata: Mapping[str, str]) -> tuple[Qos, ...]:
     """The offered QoS stored in a channel's metadata, parsed as rosbags' reader parses it."""
+    text = metadata.get("offered_qos_profiles", "")
     try:
-        return _parse_qos_text(metadata.get("offered_qos_profiles", ""))
+        qos = _parse_qos_text(text)
+        v9_form = _qos_text_is_v9_form(text)
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise NotAppendable(f"{path}: the offered QoS of channel {topic!r} does not parse ({exc})") from exc
+    if not v9_form:
+        # rosbag2 <= 8 (Humble, Iron) writes the policies as integers. The appended rosbag2 record says version 9,
+        # and rosbag2's mcap plugin parses every channel's QoS by that version, so it would misread these.
+        raise NotAppendable(f"{path}: channel {topic!r} stores its QoS in the rosbag2 version <= 8 form (integer "
+                            "policies), which a version 9 rosbag2 record would make rosbag2 misread")
+    return qos
+
+
+@functools.lru_cache(maxsize=64)
+def _qos_text_is_v9_form(text: str) -> bool:
+    """Whether every profile names its policies as strings ('reliable'), as rosbag2 version 9 writes them."""
+    profiles = yaml.load(text, Loader=_YAML_LOADER) if text else []
+    return all(isinstance(profile.get(policy, ""), str) for profile in profiles
+               for policy in ("reliability", "durability", "history", "liveliness"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -501,10 +525,11 @@ def _check_unchanged(fd: int, source: _Source) -> None:
                            f"{stat.st_size} bytes)")
 
 
-def _copy_range(src_fd: int, dst_fd: int, length: int) -> None:
+def _copy_range(src_fd: int, dst_fd: int, length: int, cancel: threading.Event | None = None) -> None:
     """Copy bytes [0, length) of ``src_fd`` to the same offsets of ``dst_fd``: in the kernel with copy_file_range
     (no Python buffers; it releases the GIL), else sendfile, else a buffered loop, each continuing where the one
-    before stopped."""
+    before stopped. Copies in slices of :data:`_COPY_SLICE_BYTES`, checking ``cancel`` between them, so that an
+    aborted labelling does not wait for a whole large bag to be copied."""
     copied = 0
 
     def kernel_copy(offset: int, count: int) -> int:
@@ -529,11 +554,16 @@ def _copy_range(src_fd: int, dst_fd: int, length: int) -> None:
     for method in methods:
         try:
             while copied < length:
-                n = method(copied, min(length - copied, _KERNEL_COPY_MAX_BYTES))
+                if cancel is not None and cancel.is_set():
+                    raise DatasetError(f"the copy was cancelled after {copied} of {length} bytes")
+                n = method(copied, min(length - copied, _COPY_SLICE_BYTES))
                 if n == 0:
+                    if method is not buffered:
+                        break  # some filesystems wrongly report 0 bytes copied: try the next method
                     raise DatasetError(f"the source ended after {copied} of the {length} bytes to copy")
                 copied += n
-            return
+            else:
+                return
         except OSError as exc:
             if exc.errno not in _NO_KERNEL_COPY or method is buffered:
                 raise

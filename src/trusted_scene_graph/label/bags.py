@@ -249,8 +249,11 @@ class _Replay:
     def run(self, reader: Reader) -> list[dict[str, Any]]:
         typestore = self.out.typestore
         # Without a streamed copy only the topics a frame needs are read (the index skips the others' bytes).
-        connections = None if self.out.copies_messages else [c for c in reader.connections if c.topic in self.decoded]
-        messages = reader.messages(connections=connections) if connections is not None else reader.messages()
+        wanted = [c for c in reader.connections if c.topic in self.decoded]
+        if self.out.copies_messages:
+            messages = reader.messages()
+        else:
+            messages = reader.messages(connections=wanted) if wanted else iter(())  # rosbags reads all for []
         while True:
             try:
                 connection, log_time_ns, raw = next(messages)
@@ -260,7 +263,9 @@ class _Replay:
                 raise DatasetError(f"bag {reader.path} is damaged ({type(exc).__name__}: {exc}); tsg label copies "
                                    "complete bags only") from exc
             self.out.message(connection, raw, log_time_ns)
-            if connection.topic in self.decoded and connection.msgtype in typestore.fielddefs:
+            if connection.topic not in self.decoded:
+                continue  # only the topics a frame uses move the labelling clock, whichever way the bag is copied
+            if connection.msgtype in typestore.fielddefs:
                 try:
                     msg = typestore.deserialize_cdr(raw, connection.msgtype)
                 except _DECODE_ERRORS:
