@@ -50,12 +50,14 @@ from trusted_scene_graph.evaluation.bag_eval import GROUND_TRUTH_TOPIC, LOOKAHEA
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
-from trusted_scene_graph.pipeline.scene import ScenePipeline
+from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 
 REWARDS_FILE = "rewards.parquet"
+#: Frames lifted as one batch (numpy's cost per call, not the arithmetic, dominates a frame of a few objects).
+BATCH_FRAMES = 32
 POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 #: Columns of the rewards table: one row per camera frame and reward pair.
 REWARD_COLUMNS = {
@@ -224,6 +226,39 @@ class _AppendedRewards:
         self.messages.append((log_time_ns, bytes(self.typestore.serialize_cdr(msg, DENSE_REWARD_TYPE))))
 
 
+@dataclass(frozen=True)
+class _Incomplete:
+    """A colour image whose frame never completed."""
+
+    stamp_ns: int
+    reason: str
+    colour_log_ns: int
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A frame waiting in the batch: prepared (or why not), with the end effector's tf position at its stamp."""
+
+    stamp_ns: int
+    colour_log_ns: int
+    prepared: PreparedFrame | str
+    ee_position_m: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Episode:
+    stamp_ns: int
+    episode: int
+
+
+@dataclass(frozen=True)
+class _Pose:
+    frame: str
+    stamp_ns: int
+    frame_id: str
+    position_m: tuple[float, float, float]
+
+
 class _Replay:
     """One pass over a bag: replay the camera frames, write the rewards, copy every message (streamed copies)."""
 
@@ -245,6 +280,9 @@ class _Replay:
         self.frame_in_episode = 0
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
+        # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
+        self.batch_frames = 1 if config["extrinsic.source"] == "plane_fit" else BATCH_FRAMES
+        self.batch: list[_Incomplete | _Frame | _Episode | _Pose] = []
 
     def run(self, reader: Reader) -> list[dict[str, Any]]:
         typestore = self.out.typestore
@@ -288,34 +326,96 @@ class _Replay:
         elif topic in (TF_TOPIC, TF_STATIC_TOPIC) and msgtype == "tf2_msgs/msg/TFMessage":
             self.tf.add(msg, static=topic == TF_STATIC_TOPIC)
         elif topic == GROUND_TRUTH_TOPIC and msgtype == GROUND_TRUTH_TYPE:
-            self.episodes[stamp_to_ns(msg.header.stamp)] = int(msg.episode)
+            self._apply_or_queue(_Episode(stamp_to_ns(msg.header.stamp), int(msg.episode)))
         elif topic in self.pose_topics and msgtype == POSE_TYPE:
             p = msg.pose.position
-            self.tracker.resolver.poses[self.pose_topics[topic]].add(stamp_to_ns(msg.header.stamp),
-                                                                     msg.header.frame_id, (p.x, p.y, p.z))
+            self._apply_or_queue(_Pose(self.pose_topics[topic], stamp_to_ns(msg.header.stamp), msg.header.frame_id,
+                                       (p.x, p.y, p.z)))
+
+    def _apply_or_queue(self, event: _Episode | _Pose) -> None:
+        """Ground truth and poses are used when a frame is finished: while frames wait in the batch, they wait
+        behind them, so each frame is finished knowing exactly what had been read when it became ready."""
+        if self.batch:
+            self.batch.append(event)
+        else:
+            self._apply(event)
+
+    def _apply(self, event: _Episode | _Pose) -> None:
+        if isinstance(event, _Episode):
+            self.episodes[event.stamp_ns] = event.episode
+        else:
+            self.tracker.resolver.poses[event.frame].add(event.stamp_ns, event.frame_id, event.position_m)
 
     def _label_ready(self, now_ns: int | None) -> None:
-        """Label the frames completed at least LOOKAHEAD_NS of log time ago (or all, at the end), so ground truth
-        and poses logged a little after a frame's images are there."""
+        """Queue the frames completed at least LOOKAHEAD_NS of log time ago (or all, at the end), so ground truth
+        and poses logged a little after a frame's images are there; label the queue as one batch once it holds
+        :data:`BATCH_FRAMES` frames (or at the end)."""
         while self.pending and (now_ns is None or now_ns - self.pending[0][3] >= LOOKAHEAD_NS):
             stamp_ns, msgs, colour_log_ns, _ = self.pending.pop(0)
-            self._label_incomplete(before_ns=stamp_ns)
-            self._label_frame(stamp_ns, msgs, colour_log_ns)
-            for stamp in [s for s in self.episodes if s < stamp_ns - LOOKAHEAD_NS]:
-                del self.episodes[stamp]
+            self._queue_incomplete(before_ns=stamp_ns)
+            self._queue_frame(stamp_ns, msgs, colour_log_ns)
             self.tf.forget_before(stamp_ns)
+            if sum(isinstance(item, _Frame) for item in self.batch) >= self.batch_frames:
+                self._label_batch()
         if now_ns is None:
-            self._label_incomplete(before_ns=None)
+            self._queue_incomplete(before_ns=None)
+            self._label_batch()
 
-    def _label_incomplete(self, before_ns: int | None) -> None:
+    def _queue_incomplete(self, before_ns: int | None) -> None:
         """Rows (invalid, or held) for the colour images stamped before ``before_ns`` (all, at the end) whose frame
         never completed: every colour image is a frame of the table, in stamp order."""
         missing = [name for name in self.inputs if name != "color"]
         for stamp_ns in sorted(s for s in self.colour_log_ns if before_ns is None or s < before_ns):
-            self._start_episode_at(stamp_ns)
             reason = (f"frame incomplete: no {' / '.join(missing)} message within sync.tolerance_s "
                       f"({self.sync.tolerance_ns / 1e9:g} s) of this colour image")
-            self._write(self.tracker.skip(stamp_ns, reason), self.colour_log_ns.pop(stamp_ns))
+            self.batch.append(_Incomplete(stamp_ns, reason, self.colour_log_ns.pop(stamp_ns)))
+
+    def _queue_frame(self, stamp_ns: int, msgs: dict[str, Any], colour_log_ns: int) -> None:
+        """Everything of a frame that needs the tf as of now (its camera pose, the end effector's tf pose), and its
+        detections; lifting and the rest wait for the batch."""
+        if self.batch_frames == 1:
+            # 'plane_fit' fits the camera pose from the frames of the episode: a new one must start before it (after
+            # the incomplete colour images queued before this frame).
+            self._label_batch()
+            self._start_episode_at(stamp_ns)
+        try:
+            if self.config["extrinsic.source"] == "tf":
+                self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
+            # Objects only, and only those the pairs name: a reward needs no relations nor other objects.
+            prepared: PreparedFrame | str = self.pipeline.prepare(
+                frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances")),
+                labels=self.labels)
+        except TsgError as exc:
+            prepared = f"frame not processed: {exc}"
+        self.batch.append(_Frame(stamp_ns, colour_log_ns, prepared,
+                                 tf_ee_position(self.tf, self.config, stamp_ns)))
+
+    def _label_batch(self) -> None:
+        """Lift the queued frames as one batch, then finish each in order, with the ground truth and poses that
+        were read before it became ready."""
+        frames = [item for item in self.batch if isinstance(item, _Frame) and not isinstance(item.prepared, str)]
+        lifted = dict(zip((id(frame) for frame in frames),
+                          self.pipeline.lift([frame.prepared for frame in frames]), strict=True))
+        batch, self.batch = self.batch, []
+        for item in batch:
+            if isinstance(item, (_Episode, _Pose)):
+                self._apply(item)
+            elif isinstance(item, _Incomplete):
+                self._start_episode_at(item.stamp_ns)
+                self._write(self.tracker.skip(item.stamp_ns, item.reason), item.colour_log_ns)
+            else:
+                self._start_episode_at(item.stamp_ns)
+                if isinstance(item.prepared, str):
+                    samples = self.tracker.skip(item.stamp_ns, item.prepared)
+                else:
+                    graph = self.pipeline.finish(item.prepared, lifted[id(item)], relations=False)
+                    if item.ee_position_m is not None:
+                        self.tracker.resolver.poses[EE_FRAME].add(item.stamp_ns, self.config["graph_frame"],
+                                                                  item.ee_position_m)
+                    samples = self.tracker.update(graph)
+                self._write(samples, item.colour_log_ns)
+                for stamp in [s for s in self.episodes if s < item.stamp_ns - LOOKAHEAD_NS]:
+                    del self.episodes[stamp]
 
     def _start_episode_at(self, stamp_ns: int) -> None:
         """Start a new episode when the ground truth's episode number changes at this frame."""
@@ -327,22 +427,6 @@ class _Replay:
                 self.frame_in_episode = 0
             self.episode = episode
 
-    def _label_frame(self, stamp_ns: int, msgs: dict[str, Any], colour_log_ns: int) -> None:
-        self._start_episode_at(stamp_ns)
-        try:
-            if self.config["extrinsic.source"] == "tf":
-                self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
-            # Objects only, and only those the pairs name: a reward needs no relations nor other objects.
-            graph = self.pipeline.process(frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
-                                                          msgs.get("instances")), relations=False,
-                                          labels=self.labels)
-        except TsgError as exc:
-            samples = self.tracker.skip(stamp_ns, f"frame not processed: {exc}")
-        else:
-            add_tf_ee_pose(self.tracker.resolver, self.tf, self.config, stamp_ns)
-            samples = self.tracker.update(graph)
-        self._write(samples, colour_log_ns)
-
     def _write(self, samples: list[RewardSample], colour_log_ns: int) -> None:
         for sample in samples:
             self.out.reward(dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
@@ -350,13 +434,21 @@ class _Replay:
         self.frame_in_episode += 1
 
 
+def tf_ee_position(tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> np.ndarray | None:
+    """With ``reward.ee_tf_frame``, the end effector's position in the graph frame at ``stamp_ns`` from the tf (None:
+    no such setting, or the tf has no transform)."""
+    frame = config["reward.ee_tf_frame"]
+    if not frame:
+        return None
+    transform = tf.lookup(config["graph_frame"], frame, stamp_ns)
+    return None if transform is None else transform.translation_m
+
+
 def add_tf_ee_pose(resolver: SideResolver, tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> None:
     """With ``reward.ee_tf_frame``, add the end effector's tf pose at ``stamp_ns`` (when tf has one)."""
-    frame = config["reward.ee_tf_frame"]
-    if frame:
-        transform = tf.lookup(config["graph_frame"], frame, stamp_ns)
-        if transform is not None:
-            resolver.poses[EE_FRAME].add(stamp_ns, config["graph_frame"], transform.translation_m)
+    position_m = tf_ee_position(tf, config, stamp_ns)
+    if position_m is not None:
+        resolver.poses[EE_FRAME].add(stamp_ns, config["graph_frame"], position_m)
 
 
 def reward_row(sample: RewardSample, source: str, episode: int, frame: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from trusted_scene_graph.geometry.camera import Intrinsics, back_project
+from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.detector import Detection, PerceptionError
 
@@ -219,13 +219,14 @@ def _widest_positions(positions: np.ndarray, lateral: np.ndarray, low: np.ndarra
 
 def _complete_hidden_sides(
     points: np.ndarray, low: np.ndarray, high: np.ndarray, view_forward_graph: np.ndarray,
-    camera_height_m: float, box_percentile: float, max_gap_m: float,
+    camera_height_m: np.ndarray, box_percentile: float, max_gap_m: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Batched :func:`complete_hidden_side`: ``points`` (objects, points, 3), ``low``/``high`` (objects, 3)."""
+    """Batched :func:`complete_hidden_side`: ``points`` (objects, points, 3), ``low``/``high`` (objects, 3), and per
+    object the viewing direction of its camera (objects, 3) and that camera's height (objects,)."""
     forward = np.asarray(view_forward_graph, dtype=np.float64)
-    left = np.array([-forward[1], forward[0], 0.0])
-    lateral = points @ left
-    along = points @ forward
+    left = np.stack([-forward[:, 1], forward[:, 0], np.zeros(len(forward))], axis=1)
+    lateral = np.einsum("opk,ok->op", points, left)
+    along = np.einsum("opk,ok->op", points, forward)
     forward_low, forward_high = _connected_extents(along, box_percentile, max_gap_m)
     centre_forward, _, _ = _widest_positions(along, lateral, forward_low, forward_high)
     centre_up, bottom_end, top_end = _widest_positions(points[..., 2], lateral, low[:, 2], high[:, 2])
@@ -261,8 +262,20 @@ def complete_hidden_side(
     """
     completed_low, completed_high = _complete_hidden_sides(
         np.asarray(points_graph, dtype=np.float64)[None], np.asarray(low, dtype=np.float64)[None],
-        np.asarray(high, dtype=np.float64)[None], view_forward_graph, camera_height_m, box_percentile, max_gap_m)
+        np.asarray(high, dtype=np.float64)[None], np.asarray(view_forward_graph, dtype=np.float64)[None],
+        np.array([camera_height_m], dtype=np.float64), box_percentile, max_gap_m)
     return completed_low[0], completed_high[0]
+
+
+@dataclass(frozen=True)
+class LiftRequest:
+    """One frame's detections to lift, with what lifting needs of that frame."""
+
+    detections: Sequence[Detection]
+    depth_m: np.ndarray
+    intrinsics: Intrinsics
+    camera_to_graph: RigidTransform
+    view_forward_graph: np.ndarray | None = None  # needed for amodal completion (see lift_detections)
 
 
 def lift_detections(
@@ -278,50 +291,73 @@ def lift_detections(
     ``view_forward_graph`` (the camera's horizontal viewing direction in the graph frame) is needed for
     ``settings.amodal_completion``; without it a box spans the visible points only.
     """
-    results: list[LiftedObject | None] = [None] * len(detections)
-    sample_rows, sample_cols, lifted_index, fractions, crops = [], [], [], [], []
+    return lift_frames([LiftRequest(detections, depth_m, intrinsics, camera_to_graph, view_forward_graph)],
+                       settings)[0]
+
+
+def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> list[list[LiftedObject | None]]:
+    """:func:`lift_detections` for several frames at once: the objects of all of them go through the statistics as
+    one batch. Each object's box depends on its own frame only, so the result is the same as lifting the frames one
+    by one; an offline labeller lifts many frames per batch, because with a few objects per frame numpy's fixed cost
+    per call, not the arithmetic, is most of the time."""
+    results: list[list[LiftedObject | None]] = [[None] * len(request.detections) for request in requests]
+    owners, sample_rows, sample_cols, depths, fractions, crops = [], [], [], [], [], []
     points_per_object = settings.points_per_object
     spread = np.arange(points_per_object)
-    for index, detection in enumerate(detections):
-        usable, pixel_count, crop = _object_pixels(detection, depth_m, settings)
-        valid_count = usable.size
-        if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:
-            continue
-        valid_fraction = valid_count / pixel_count
-        # Evenly spread over the object (in raster order), repeating pixels when it has fewer than needed.
-        rows, cols = np.divmod(usable[spread * valid_count // points_per_object], crop.inside.shape[1])
-        sample_rows.append(rows + crop.y0)
-        sample_cols.append(cols + crop.x0)
-        lifted_index.append(index)
-        fractions.append(valid_fraction)
-        crops.append(crop)
-    if not lifted_index:
+    for frame_index, request in enumerate(requests):
+        for index, detection in enumerate(request.detections):
+            usable, pixel_count, crop = _object_pixels(detection, request.depth_m, settings)
+            valid_count = usable.size
+            if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:
+                continue
+            # Evenly spread over the object (in raster order), repeating pixels when it has fewer than needed.
+            rows, cols = np.divmod(usable[spread * valid_count // points_per_object], crop.inside.shape[1])
+            rows += crop.y0
+            cols += crop.x0
+            sample_rows.append(rows)
+            sample_cols.append(cols)
+            depths.append(request.depth_m[rows, cols])
+            owners.append((frame_index, index))
+            fractions.append(valid_count / pixel_count)
+            crops.append(crop)
+    if not owners:
         return results
     rows, cols = np.stack(sample_rows), np.stack(sample_cols)
-    depths = depth_m[rows, cols].astype(np.float64)
-    median = _quantiles(depths, [50.0])[0][:, None]
-    deviation = np.abs(depths - median)
+    depths_m = np.stack(depths).astype(np.float64)
+    median = _quantiles(depths_m, [50.0])[0][:, None]
+    deviation = np.abs(depths_m - median)
     sigma_m = np.maximum(_MAD_TO_SIGMA * _quantiles(deviation, [50.0])[0][:, None], _MIN_SIGMA_M)
     inliers = deviation <= settings.outlier_mad_k * sigma_m
-    points = camera_to_graph.apply(back_project(intrinsics, cols, rows, depths).reshape(-1, 3)).reshape(
-        len(lifted_index), points_per_object, 3)
+    # Back-projected and moved into the graph frame with each object's own camera (as back_project and
+    # RigidTransform.apply do, batched over the objects).
+    frames = [requests[frame_index] for frame_index, _ in owners]
+    fx, fy, cx, cy = (np.array([[getattr(r.intrinsics, name)] for r in frames]) for name in ("fx", "fy", "cx", "cy"))
+    optical = np.stack([(cols - cx) * depths_m / fx, (rows - cy) * depths_m / fy, depths_m], axis=-1)
+    rotations_t = np.stack([r.camera_to_graph._rotation_matrix_t for r in frames])
+    translations = np.stack([r.camera_to_graph.translation_m for r in frames])
+    points = np.matmul(optical, rotations_t) + translations[:, None, :]
     # Rejected points are replaced by the object's point of median depth: inside the object, so they never widen
     # its box, and every object keeps the same number of points for the batched percentiles.
-    central = points[np.arange(len(lifted_index)), np.argmin(deviation, axis=1)]
+    central = points[np.arange(len(owners)), np.argmin(deviation, axis=1)]
     points = np.where(inliers[..., None], points, central[:, None, :])
     low, high = _connected_extents(points.transpose(0, 2, 1), settings.box_percentile, settings.max_gap_m)
-    if settings.amodal_completion and view_forward_graph is not None:
+    completable = np.array([r.view_forward_graph is not None for r in frames])
+    if settings.amodal_completion and completable.any():
+        which = np.flatnonzero(completable)
         completed_low, completed_high = _complete_hidden_sides(
-            points, low, high, view_forward_graph, float(camera_to_graph.translation_m[2]), settings.box_percentile,
+            points[which], low[which], high[which], np.stack([frames[i].view_forward_graph for i in which]),
+            np.array([frames[i].camera_to_graph.translation_m[2] for i in which]), settings.box_percentile,
             settings.max_gap_m)
         # The silhouette test costs more than the completion, so it runs only for the boxes the completion changed.
-        for row in np.flatnonzero(np.any(completed_low != low, axis=1) | np.any(completed_high != high, axis=1)):
+        changed = np.any(completed_low != low[which], axis=1) | np.any(completed_high != high[which], axis=1)
+        for position in np.flatnonzero(changed):
+            row = which[position]
             crop = crops[row]
-            if crop.from_mask and _silhouette_is_own(crop.inside, depth_m, crop.x0, crop.y0):
-                low[row], high[row] = completed_low[row], completed_high[row]
-    for row, (index, fraction) in enumerate(zip(lifted_index, fractions, strict=True)):
-        results[index] = LiftedObject(detections[index], (low[row] + high[row]) / 2.0, high[row] - low[row],
-                                      fraction)
+            if crop.from_mask and _silhouette_is_own(crop.inside, frames[row].depth_m, crop.x0, crop.y0):
+                low[row], high[row] = completed_low[position], completed_high[position]
+    for row, ((frame_index, index), fraction) in enumerate(zip(owners, fractions, strict=True)):
+        results[frame_index][index] = LiftedObject(requests[frame_index].detections[index],
+                                                   (low[row] + high[row]) / 2.0, high[row] - low[row], fraction)
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import ObjectNode, SceneGraph
 from trusted_scene_graph.perception.depth import DepthBackend, make_depth_backend
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, make_detector
-from trusted_scene_graph.perception.lifting import LiftingSettings, lift_detections
+from trusted_scene_graph.perception.lifting import LiftedObject, LiftingSettings, LiftRequest, lift_frames
 from trusted_scene_graph.perception.tracking import Tracker
 from trusted_scene_graph.relations.geometric import (
     RelationSettings,
@@ -44,6 +45,22 @@ def poses_differ(a: RigidTransform, b: RigidTransform) -> bool:
     rotation_rad = float((a.rotation.inv() * b.rotation).magnitude())
     return bool(np.linalg.norm(a.translation_m - b.translation_m) > SAME_POSE_TRANSLATION_M
                 or rotation_rad > SAME_POSE_ROTATION_RAD)
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame up to its detections, with the camera pose it is lifted with (:meth:`ScenePipeline.prepare`)."""
+
+    stamp_ns: int
+    detections: list[Detection]
+    depth_m: np.ndarray
+    intrinsics: Intrinsics
+    camera_to_graph: RigidTransform
+    view_forward_graph: np.ndarray
+    camera_forward_graph: np.ndarray
+    camera_up_graph: np.ndarray
+    image_rgb: np.ndarray | None  # what a VLM looks at (None: no VLM is asked)
+    timing_ms: dict[str, float]
 
 
 class ScenePipeline:
@@ -190,7 +207,16 @@ class ScenePipeline:
         without edges, all a distance or a reward needs (``tsg label`` labels this way). ``labels`` (lower case):
         only detections with these labels are lifted and tracked (``tsg label`` lifts the objects its pairs name
         only). Tracks never pair different labels, so the objects kept move exactly as in a full graph; only the
-        ids differ, as ids are numbered in order of appearance."""
+        ids differ, as ids are numbered in order of appearance.
+
+        The same as :meth:`prepare`, :meth:`lift` and :meth:`finish` in turn; an offline caller may prepare many
+        frames, lift them as one batch, then finish them in order."""
+        prepared = self.prepare(frame, labels)
+        return self.finish(prepared, self.lift([prepared])[0], relations)
+
+    def prepare(self, frame: CameraFrame, labels: Collection[str] | None = None) -> PreparedFrame:
+        """The frame's depth and detections, with the camera pose it is lifted with (the current one: set the 'tf'
+        pose first). Raises :class:`~trusted_scene_graph.errors.TsgError` naming why the frame cannot be used."""
         if self.config["extrinsic.source"] == "tf" and self.camera_to_graph is None:
             raise PipelineError(self._no_camera_pose_message())  # before the models run: the frame is lost anyway
         timing_ms: dict[str, float] = {}
@@ -211,8 +237,25 @@ class ScenePipeline:
         if labels is not None:
             detections = [d for d in detections if d.label.strip().lower() in labels]
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
-        return self.process_detections(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms,
-                                       image_rgb=frame.rgb, relations=relations)
+        return self._prepared(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms, frame.rgb)
+
+    def _prepared(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray, intrinsics: Intrinsics,
+                  timing_ms: dict[str, float], image_rgb: np.ndarray | None) -> PreparedFrame:
+        if self.camera_to_graph is None:
+            raise PipelineError(self._no_camera_pose_message())
+        return PreparedFrame(stamp_ns, list(detections), depth_m, intrinsics, self.camera_to_graph,
+                             self.view_forward_graph, self.camera_forward_graph, self.camera_up_graph, image_rgb,
+                             timing_ms)
+
+    def lift(self, prepared: Sequence[PreparedFrame]) -> list[list[LiftedObject]]:
+        """The 3D boxes of each prepared frame's detections (those with usable depth), all frames as one batch."""
+        start = time.perf_counter()
+        lifted = lift_frames([LiftRequest(p.detections, p.depth_m, p.intrinsics, p.camera_to_graph,
+                                          p.view_forward_graph) for p in prepared], self.lifting)
+        per_frame_ms = (time.perf_counter() - start) * 1e3 / max(len(prepared), 1)
+        for frame in prepared:
+            frame.timing_ms["lift"] = per_frame_ms
+        return [[obj for obj in objects if obj is not None] for objects in lifted]
 
     def process_detections(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray,
                            intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None,
@@ -221,14 +264,14 @@ class ScenePipeline:
 
         ``image_rgb`` is what a VLM looks at (without it, no VLM is asked); its id for recorded answers is the stamp
         in nanoseconds. ``relations=False``: objects only (see :meth:`process`)."""
-        if self.camera_to_graph is None:
-            raise PipelineError(self._no_camera_pose_message())
-        timing_ms = {} if timing_ms is None else timing_ms
-        start = time.perf_counter()
-        lifted = [obj for obj in lift_detections(detections, depth_m, intrinsics, self.camera_to_graph, self.lifting,
-                                                 self.view_forward_graph) if obj is not None]
-        timing_ms["lift"] = (time.perf_counter() - start) * 1e3
+        prepared = self._prepared(stamp_ns, detections, depth_m, intrinsics, {} if timing_ms is None else timing_ms,
+                                  image_rgb)
+        return self.finish(prepared, self.lift([prepared])[0], relations)
 
+    def finish(self, prepared: PreparedFrame, lifted: Sequence[LiftedObject], relations: bool = True) -> SceneGraph:
+        """Track the frame's lifted objects, then (``relations``) relate, trust and prune: the frame's graph. Frames
+        must be finished in order, as tracking follows them."""
+        timing_ms = prepared.timing_ms
         start = time.perf_counter()
         tracks = self.tracker.update([o.detection.label for o in lifted], [o.centroid_m for o in lifted])
         objects = tuple(
@@ -237,13 +280,14 @@ class ScenePipeline:
             for o, track in zip(lifted, tracks, strict=True)
         )
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
+        stamp_ns, intrinsics, image_rgb = prepared.stamp_ns, prepared.intrinsics, prepared.image_rgb
         if not relations:
             return SceneGraph(stamp_ns, self.frame_id, objects, (), self.trust_threshold, 0, timing_ms)
 
         start = time.perf_counter()
         grid = relation_grid([o.id for o in objects], np.array([o.centroid_m for o in objects]).reshape(-1, 3),
-                             np.array([o.size_m for o in objects]).reshape(-1, 3), self.camera_forward_graph,
-                             self.relation_settings, self.camera_up_graph)
+                             np.array([o.size_m for o in objects]).reshape(-1, 3), prepared.camera_forward_graph,
+                             self.relation_settings, prepared.camera_up_graph)
         timing_ms["relate"] = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         candidates = self.trust.assess(grid, objects, intrinsics.width, intrinsics.height, image_rgb,
