@@ -202,6 +202,94 @@ def test_appending_to_a_kernel_copy_and_rewriting_every_message_give_the_same_ba
                 == {c.topic: (c.msgtype, c.msgcount, c.digest) for c in b.connections})
 
 
+def test_frames_lifted_as_one_batch_get_exactly_the_boxes_of_lifting_them_one_by_one(small_bags: Path):
+    """Bit for bit, also with a different camera pose and viewing direction per frame (amodal completion on)."""
+    import dataclasses
+
+    from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+    from trusted_scene_graph.geometry.transform import RigidTransform
+    from trusted_scene_graph.pipeline.messages import frame_from_msgs
+    from trusted_scene_graph.pipeline.scene import ScenePipeline
+
+    config = load_config_file(BENCHMARK_CONFIG)
+    assert config["lifting.amodal_completion"]
+    pipeline, tf, frames = ScenePipeline(config), TransformBuffer(), {}
+    with BagReader(small_bags / "a") as reader:
+        for message in reader.messages():
+            if message.topic == "/tf_static":
+                tf.add(message.msg, static=True)
+            elif message.topic.startswith("/camera/"):
+                frames.setdefault(stamp_to_ns(message.msg.header.stamp), {})[message.topic] = message.msg
+    prepared = []
+    for index, msgs in enumerate(list(frames.values())[:12]):
+        pipeline.camera_pose_from_tf(tf, msgs["/camera/color/camera_info"].header.frame_id, 0)
+        frame = pipeline.prepare(frame_from_msgs(
+            msgs["/camera/color/image_raw"], msgs["/camera/depth/image_raw"], msgs["/camera/color/camera_info"],
+            msgs["/camera/instances/image_raw"]))
+        angle = 0.05 * index
+        turn = RigidTransform.from_xyzw([0.01 * index, 0.0, 0.0], [0.0, 0.0, np.sin(angle), np.cos(angle)])
+        moved = RigidTransform.from_matrix(turn.matrix @ frame.camera_to_graph.matrix)
+        forward = turn.rotation.apply(frame.view_forward_graph)
+        prepared.append(dataclasses.replace(frame, camera_to_graph=moved, view_forward_graph=forward))
+    together = pipeline.lift(prepared)
+    alone = [pipeline.lift([frame])[0] for frame in prepared]
+    assert sum(len(objects) for objects in together) >= 24
+    for batched, single in zip(together, alone, strict=True):
+        assert [o.detection.label for o in batched] == [o.detection.label for o in single]
+        for a, b in zip(batched, single, strict=True):
+            assert np.array_equal(a.centroid_m, b.centroid_m) and np.array_equal(a.size_m, b.size_m)
+
+
+def test_batch_size_and_early_flushes_do_not_change_a_single_reward(small_bags: Path, tmp_path: Path, monkeypatch):
+    from trusted_scene_graph.label import bags
+
+    config = load_config_file(BENCHMARK_CONFIG)
+    tables = []
+    for batch_frames, max_queued in ((32, 1024), (1, 1024), (7, 3)):  # 3: poses read while frames wait flush it
+        monkeypatch.setattr(bags, "BATCH_FRAMES", batch_frames)
+        monkeypatch.setattr(bags, "MAX_QUEUED", max_queued)
+        out = tmp_path / f"{batch_frames}-{max_queued}"
+        out.mkdir()
+        bags.label_bag(small_bags / "b", out, config, PAIRS)
+        tables.append(pq.read_table(out / "rewards.parquet").to_pandas())
+    assert tables[0]["valid"].any()
+    assert all(table.equals(tables[0]) for table in tables[1:])
+
+
+def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_labelled(small_bags: Path, tmp_path: Path):
+    from trusted_scene_graph.label.bags import label_bag
+    from trusted_scene_graph.perception.detector import Detection, SimDetector
+    from trusted_scene_graph.pipeline.scene import ScenePipeline
+
+    config = load_config_file(BENCHMARK_CONFIG)
+    inner = SimDetector.from_config(config)
+
+    class WrongMaskOnTenthFrame:
+        needs_instances = True
+        unknown_instance_ids = frozenset()
+        frames = 0
+
+        def detect(self, frame, labels=None):
+            self.frames += 1
+            detections = inner.detect(frame, labels)
+            if self.frames == 10:
+                first = detections[0]
+                detections[0] = Detection(first.label, first.score, first.box_xywh_px, np.zeros((5, 5), bool))
+            return detections
+
+    (tmp_path / "faulty").mkdir()
+    (tmp_path / "clean").mkdir()
+    label_bag(small_bags / "a", tmp_path / "faulty", config, ["gripper:cube"],
+              ScenePipeline(config, detector=WrongMaskOnTenthFrame()))
+    label_bag(small_bags / "a", tmp_path / "clean", config, ["gripper:cube"])
+    faulty = pq.read_table(tmp_path / "faulty" / "rewards.parquet").to_pylist()
+    clean = pq.read_table(tmp_path / "clean" / "rewards.parquet").to_pylist()
+    assert len(faulty) == len(clean) > 32  # every frame of the batch is labelled
+    differing = [(a, b) for a, b in zip(faulty, clean, strict=True) if a["message"] != b["message"]]
+    assert [a["frame"] for a, _ in differing] == [9] and differing[0][1]["valid"]
+    assert differing[0][0]["message"].startswith("frame not processed: mask of") and "5x5" in differing[0][0]["message"]
+
+
 def test_the_rewards_table_has_one_row_per_frame_and_pair_with_the_documented_columns(small_bags: Path,
                                                                                        tmp_path: Path):
     assert label(small_bags, tmp_path / "out") == EXIT_OK

@@ -49,6 +49,7 @@ from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.evaluation.bag_eval import GROUND_TRUTH_TOPIC, LOOKAHEAD_NS, nearest_by_stamp
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.label import LabelError
+from trusted_scene_graph.perception.lifting import LiftedObject
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
 from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
@@ -58,6 +59,8 @@ from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 REWARDS_FILE = "rewards.parquet"
 #: Frames lifted as one batch (numpy's cost per call, not the arithmetic, dominates a frame of a few objects).
 BATCH_FRAMES = 32
+#: Queue items (frames, and the poses and ground truth read while they wait) at which a batch is labelled anyway.
+MAX_QUEUED = 1024
 POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 #: Columns of the rewards table: one row per camera frame and reward pair.
 REWARD_COLUMNS = {
@@ -337,6 +340,8 @@ class _Replay:
         behind them, so each frame is finished knowing exactly what had been read when it became ready."""
         if self.batch:
             self.batch.append(event)
+            if len(self.batch) >= MAX_QUEUED:  # frames stopped while poses keep coming: finish what waits
+                self._label_batch()
         else:
             self._apply(event)
 
@@ -393,9 +398,7 @@ class _Replay:
     def _label_batch(self) -> None:
         """Lift the queued frames as one batch, then finish each in order, with the ground truth and poses that
         were read before it became ready."""
-        frames = [item for item in self.batch if isinstance(item, _Frame) and not isinstance(item.prepared, str)]
-        lifted = dict(zip((id(frame) for frame in frames),
-                          self.pipeline.lift([frame.prepared for frame in frames]), strict=True))
+        lifted = self._lift_batch()
         batch, self.batch = self.batch, []
         for item in batch:
             if isinstance(item, (_Episode, _Pose)):
@@ -405,10 +408,15 @@ class _Replay:
                 self._write(self.tracker.skip(item.stamp_ns, item.reason), item.colour_log_ns)
             else:
                 self._start_episode_at(item.stamp_ns)
-                if isinstance(item.prepared, str):
-                    samples = self.tracker.skip(item.stamp_ns, item.prepared)
+                outcome = lifted[id(item)]
+                if not isinstance(outcome, str):
+                    try:
+                        graph = self.pipeline.finish(item.prepared, outcome, relations=False)
+                    except TsgError as exc:
+                        outcome = f"frame not processed: {exc}"
+                if isinstance(outcome, str):
+                    samples = self.tracker.skip(item.stamp_ns, outcome)
                 else:
-                    graph = self.pipeline.finish(item.prepared, lifted[id(item)], relations=False)
                     if item.ee_position_m is not None:
                         self.tracker.resolver.poses[EE_FRAME].add(item.stamp_ns, self.config["graph_frame"],
                                                                   item.ee_position_m)
@@ -416,6 +424,24 @@ class _Replay:
                 self._write(samples, item.colour_log_ns)
                 for stamp in [s for s in self.episodes if s < item.stamp_ns - LOOKAHEAD_NS]:
                     del self.episodes[stamp]
+
+    def _lift_batch(self) -> dict[int, list[LiftedObject] | str]:
+        """Each queued frame's lifted objects, or why it has none (by ``id`` of its queue item). A frame whose
+        lifting fails costs only its own rows: the batch is then lifted frame by frame."""
+        frames = [item for item in self.batch if isinstance(item, _Frame)]
+        lifted: dict[int, list[LiftedObject] | str] = {
+            id(frame): frame.prepared for frame in frames if isinstance(frame.prepared, str)}
+        ready = [frame for frame in frames if not isinstance(frame.prepared, str)]
+        try:
+            lifted.update(zip((id(frame) for frame in ready), self.pipeline.lift([f.prepared for f in ready]),
+                              strict=True))
+        except TsgError:
+            for frame in ready:
+                try:
+                    lifted[id(frame)] = self.pipeline.lift([frame.prepared])[0]
+                except TsgError as exc:
+                    lifted[id(frame)] = f"frame not processed: {exc}"
+        return lifted
 
     def _start_episode_at(self, stamp_ns: int) -> None:
         """Start a new episode when the ground truth's episode number changes at this frame."""
