@@ -24,9 +24,6 @@ images (recorded detections), the sensor's exact depth, no VLM; other configs ar
   Without ray installed (or with ``--no-ray``) it is null, and ``ray.note`` says why. Ray runs its workers at nice
   15 (its default), so on a machine shared with other work they yield to it and this number drops: compare it on an
   otherwise idle machine (``machine.load_average_1m`` holds the load before and after the run).
-- ``machine.cpu_scaling``: the machine's own 2-vs-1 process speedup for pure interpreter work, measured in the same
-  run (:func:`cpu_scaling`): on a shared virtual machine two vCPUs may give well under twice the work, which caps
-  both worker speedups.
 - ``local_speedup``: the same for the local engine. Its ``workers=1`` labels in this process (pipeline already
   loaded); ``workers>1`` spawns its worker processes for every run, so their start-up (interpreter, imports and
   loading the pipeline: about 4 s per worker on a 2-core machine) is part of its time, as it is of a
@@ -167,35 +164,6 @@ def ray_comparison(items: Sequence[WorkItem], repeats: int, scratch: Path) -> di
                     "Ray's workers run at nice 15, so other load on the machine lowers the speedup"}
 
 
-def _spin(iterations: int) -> int:
-    """Pure interpreter work: no memory traffic, no I/O, nothing shared between processes."""
-    total = 0
-    for i in range(iterations):
-        total += i * i
-    return total
-
-
-def cpu_scaling(repeats: int = 5, iterations: int = 2_000_000) -> dict[str, Any]:
-    """The machine's own 2-vs-1 speedup for pure CPU work: 4 equal tasks on 1 and on 2 spawned processes (pools
-    started and warmed first), alternating ``repeats`` times, fastest kept. On shared virtual machines two vCPUs do
-    not always give twice the work; this is the ceiling the worker speedups are measured under, in the same run."""
-    import multiprocessing
-
-    runs: dict[int, list[float]] = {1: [], 2: []}
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as one, context.Pool(2) as two:
-        for pool in (one, two):
-            pool.map(_spin, [1000] * 2)
-        for _ in range(repeats):
-            for workers, pool in ((1, one), (2, two)):
-                start_s = time.perf_counter()
-                pool.map(_spin, [iterations] * 4, chunksize=1)
-                runs[workers].append(time.perf_counter() - start_s)
-    return {"speedup": min(runs[1]) / min(runs[2]), "workers_1_runs_s": runs[1], "workers_2_runs_s": runs[2],
-            "method": f"4 tasks of {iterations:,} interpreter loop iterations on 1 vs 2 spawned processes, "
-                      f"{repeats} alternating runs, fastest kept"}
-
-
 def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episodes: int | None = None,
                 width: int | None = None, height: int | None = None, items: int = 4, repeats: int = 5,
                 engine_repeats: int = 3, pairs: Sequence[str] = DEFAULT_PAIRS, ray: bool = True,
@@ -241,8 +209,6 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
         raise LabelError(f"{bag} has no complete camera frame for the config's camera topics; nothing to time")
     read_fps, label_fps = frames / min(read_runs_s), frames / min(label_runs_s)
 
-    # Before the engines: Ray's processes can outlive its shutdown by seconds and would load this measurement.
-    scaling = cpu_scaling() if ray or local else None
     work = [WorkItem(f"{bag_key(bag)}-{index}", job) for index in range(items)]
     local_result: dict[str, Any] = {"speedup": None, "note": "skipped (--no-local)"}
     if local:
@@ -271,7 +237,7 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
         "path": {key: config[key] for key in (*GEOMETRY_PATH, "extrinsic.source")},
         "ray": ray_result,
         "local": local_result,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "cpu_scaling": scaling,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_1m": [load_start, os.getloadavg()[0]]},
         "method": {
             "read": "BagReader: open the bag, deserialise every message",
@@ -300,13 +266,11 @@ def summary_line(result: dict[str, Any], out_path: Path) -> str:
 
     goals = result["goals"]
     ray_goal = "" if goals["ray_speedup_met"] is None else f" (goal >= {goals['ray_speedup_min']})"
-    machine = result["machine"].get("cpu_scaling")
-    scaling = "" if machine is None else f"; pure CPU work on this machine: {machine['speedup']:.2f}"
     return (f"label {result['label_fps']:.1f} frames/s vs read {result['read_fps']:.1f} frames/s "
             f"({result['frames']} frames{size}, {bag['bytes'] / 1e6:.0f} MB): read_ratio {result['read_ratio']:.3f} "
             f"(goal >= {goals['read_ratio_min']}); 2 vs 1 workers on {result['items']} items: ray "
             f"{speedup('ray')}{ray_goal}, "
-            f"local {speedup('local')}{scaling} -> {out_path}")
+            f"local {speedup('local')} -> {out_path}")
 
 
 def run_label_bench(config: Config, out_path: Path, **settings: Any) -> int:
