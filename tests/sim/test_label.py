@@ -406,11 +406,34 @@ def test_colour_images_whose_frame_never_completes_still_get_their_rows(small_ba
     assert "no depth / camera_info / instances message within sync.tolerance_s" in gaps[0]["message"]
 
 
-def test_a_labelled_bag_is_not_labelled_again(small_bags: Path, tmp_path: Path):
+def test_a_labelled_bag_is_labelled_again_only_when_its_recorded_rewards_are_to_be_replaced(small_bags: Path,
+                                                                                            tmp_path: Path):
+    from rosbags.rosbag2 import Reader
+
+    config = load_config_file(BENCHMARK_CONFIG)
     assert label(small_bags / "a", tmp_path / "once") == EXIT_OK
-    summary = run_label(tmp_path / "once" / "a", tmp_path / "twice", load_config_file(BENCHMARK_CONFIG), PAIRS,
-                        EngineSettings()).summary
-    assert "already has /scene_graph/reward; label the original recording" in summary.failed["a"]
+    summary = run_label(tmp_path / "once" / "a", tmp_path / "twice", config, PAIRS, EngineSettings()).summary
+    assert ("already has /scene_graph/reward (recorded from a live node?); label the original recording, or pass "
+            "--replace-reward") in summary.failed["a"]
+
+    outcome = run_label(tmp_path / "once" / "a", tmp_path / "replaced", config, PAIRS, EngineSettings(),
+                        replace_reward=True)
+    assert outcome.summary.ok
+    once = pq.read_table(tmp_path / "once" / "a" / "rewards.parquet").to_pandas()
+    assert pq.read_table(tmp_path / "replaced" / "a" / "rewards.parquet").to_pandas().equals(once)
+    with Reader(small_bags / "a") as source, Reader(tmp_path / "replaced" / "a") as replaced:
+        assert [c.topic for c in replaced.connections].count(REWARD_TOPIC) == 1
+        assert sum(c.msgcount for c in replaced.connections if c.topic == REWARD_TOPIC) == len(once)
+        assert ([(c.topic, t, bytes(raw)) for c, t, raw in replaced.messages() if c.topic != REWARD_TOPIC]
+                == [(c.topic, t, bytes(raw)) for c, t, raw in source.messages()])
+
+
+def test_replacing_recorded_rewards_is_for_bags_a_dataset_overwrites_its_column(tmp_path: Path):
+    (tmp_path / "dataset" / "meta").mkdir(parents=True)
+    (tmp_path / "dataset" / "meta" / "info.json").write_text("{}")
+    with pytest.raises(LabelError, match=r"LeRobot dataset: --replace-reward is for bags; .*--overwrite-column"):
+        run_label(tmp_path / "dataset", tmp_path / "out", load_config_file(BENCHMARK_CONFIG), PAIRS,
+                  EngineSettings(), replace_reward=True)
 
 
 # --- LeRobot ---------------------------------------------------------------------------------------------------

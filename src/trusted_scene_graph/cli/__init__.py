@@ -225,7 +225,8 @@ def progress_bar(*columns: Any) -> Any:
 def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, out: Path, pairs: Sequence[str],
               engine: str, workers: int, ray_address: str | None, max_retries: int, camera: str | None,
               depth: str | None, instances: str | None, intrinsics: str | None, ee_position: str | None,
-              goal_position: str | None, invalid_reward: float, overwrite_column: bool) -> int:
+              goal_position: str | None, invalid_reward: float, overwrite_column: bool,
+              replace_reward: bool = False) -> int:
     """Label a bag, a folder of bags or a LeRobot v3 dataset with dense rewards (trusted_scene_graph.label.run).
 
     Exit 0 when every item is labelled (or was, by an earlier run), 1 when some failed (the others are kept: rerun to
@@ -277,7 +278,8 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
         try:
             outcome = run_label(source, out, config, pairs,
                                 EngineSettings(engine, workers, ray_address, max_retries), frame_source,
-                                invalid_reward=invalid_reward, overwrite_column=overwrite_column, progress=advance)
+                                invalid_reward=invalid_reward, overwrite_column=overwrite_column,
+                                replace_reward=replace_reward, progress=advance)
         except KeyboardInterrupt:
             print("tsg label: interrupted; rerun the same command to finish (labelled items are kept)",
                   file=sys.stderr)
@@ -554,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--engine ray: address of a running cluster (default: start a local one); INPUT and "
                             "--out must be on a filesystem every node shares")
     label.add_argument("--max-retries", type=int, default=3, help="retries of an item whose worker died")
+    label.add_argument("--replace-reward", action="store_true",
+                       help="bags that already have /scene_graph/reward (recorded from a live node): leave the "
+                            "recorded rewards out of the copy and label them again")
     lerobot = label.add_argument_group("LeRobot datasets (cameras stored as images; positions in the graph frame)")
     lerobot.add_argument("--camera", default=None, help="colour image feature (default: the only image feature)")
     lerobot.add_argument("--depth", default=None,
@@ -757,7 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_label(args.config, args.overrides, args.input, args.out, args.pairs, args.engine, args.workers,
                              args.ray_address, args.max_retries, args.camera, args.depth, args.instances,
                              args.intrinsics, args.ee_position, args.goal_position, args.invalid_reward,
-                             args.overwrite_column)
+                             args.overwrite_column, args.replace_reward)
         if args.command == "replay":
             return cmd_replay(args.bag, args.rate, args.loop, args.topics, args.start_offset_s, args.clock_hz,
                               args.wait_for_subscribers_s)

@@ -127,22 +127,27 @@ class BagJob:
     source: str
     config: dict[str, Any]
     pairs: tuple[str, ...]
+    replace_reward: bool = False  # leave a recorded /scene_graph/reward out of the copy instead of refusing the bag
 
 
 def label_bag_item(job: BagJob, staging_dir: Path) -> int:
     """The engine's work function for a bag; returns the number of camera frames labelled."""
     config = Config(job.config)
-    return label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config))
+    return label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config),
+                     replace_reward=job.replace_reward)
 
 
 def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],
-              pipeline: ScenePipeline | None = None) -> int:
+              pipeline: ScenePipeline | None = None, replace_reward: bool = False) -> int:
     """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``.
 
     An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied by the kernel on a
     background thread while the frames are labelled, and the rewards are appended to the copy
     (:class:`~trusted_scene_graph.dataset.bag_append.McapAppendCopy`); any other bag (sqlite3, split into several
-    files, compressed, an mcap file without its index) is re-written message by message through rosbags."""
+    files, compressed, an mcap file without its index) is re-written message by message through rosbags.
+
+    A bag that already has the reward topic (recorded from a live node) is refused, unless ``replace_reward``: then
+    the recorded rewards are left out of the copy (which is re-written message by message) and labelled again."""
     pairs = pairs_from_config(config, list(pair_texts))
     pipeline = pipeline if pipeline is not None else ScenePipeline(config)
     resolver = SideResolver.from_config(config)
@@ -153,9 +158,13 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     except (*_STORAGE_READ_ERRORS, OSError) as exc:
         raise DatasetError(f"cannot open bag {source}: {exc}; tsg label copies complete bags only") from exc
     try:
-        if any(c.topic == REWARD_TOPIC for c in reader.connections):
-            raise LabelError(f"bag {source} already has {REWARD_TOPIC}; label the original recording")
+        recorded = [c for c in reader.connections if c.topic == REWARD_TOPIC]
+        if recorded and not replace_reward:
+            raise LabelError(f"bag {source} already has {REWARD_TOPIC} (recorded from a live node?); label the "
+                             "original recording, or pass --replace-reward to leave the recorded rewards out")
         try:
+            if recorded:
+                raise NotAppendable(f"{REWARD_TOPIC} is replaced")  # an appended copy cannot leave a topic out
             copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
         except NotAppendable:
             rows = _label_streaming(source, out_dir, reader, config, pipeline, tracker)
@@ -202,11 +211,15 @@ class _StreamedCopy:
 
     def __init__(self, writer: BagWriter, connections: Sequence[Any]) -> None:
         self.writer, self.typestore = writer, writer.typestore
-        self.copies = {source.id: writer.copy_connection(source) for source in connections}
+        # A recorded reward topic (replace_reward) is left out: the rewards written here replace it.
+        self.copies = {source.id: writer.copy_connection(source) for source in connections
+                       if source.topic != REWARD_TOPIC}
         writer.add_topic(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS)
 
     def message(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
-        self.writer.write_raw(self.copies[connection.id], raw, log_time_ns)
+        copy = self.copies.get(connection.id)
+        if copy is not None:
+            self.writer.write_raw(copy, raw, log_time_ns)
 
     def reward(self, msg: Any, log_time_ns: int) -> None:
         self.writer.write(REWARD_TOPIC, msg, log_time_ns)

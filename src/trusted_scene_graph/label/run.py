@@ -140,7 +140,8 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
 
 def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], engine: EngineSettings,
               frame_source: FrameSource | None = None, *, invalid_reward: float = float("nan"),
-              overwrite_column: bool = False, progress: Callable[[ItemDone], None] | None = None) -> LabelOutcome:
+              overwrite_column: bool = False, replace_reward: bool = False,
+              progress: Callable[[ItemDone], None] | None = None) -> LabelOutcome:
     """Label ``source`` into ``out``; see the module docstring."""
     pairs = list(pairs) if pairs else list(config["reward.pairs"])
     check_pair_names(config, pairs)  # a bad pair fails before any work
@@ -148,6 +149,9 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     run = {"engine": engine.engine, "workers": engine.workers, "ray_address": engine.ray_address,
            "max_retries": engine.max_retries, "progress": progress}
     if LeRobotDataset.is_dataset(source):
+        if replace_reward:
+            raise LabelError(f"{source} is a LeRobot dataset: --replace-reward is for bags; a dataset's "
+                             f"{REWARD_COLUMN!r} column is replaced with --overwrite-column")
         return _label_lerobot(source, out, config, pairs, frame_source, invalid_reward, overwrite_column, run)
     if frame_source is not None:
         raise LabelError(f"{source} is a rosbag2 input; the camera, depth, intrinsics and position options are for "
@@ -157,7 +161,7 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     items = []
     for key, bag in zip(keys, bags, strict=True):
         try:
-            items.append(WorkItem(key, BagJob(str(bag.resolve()), dict(config), tuple(pairs))))
+            items.append(WorkItem(key, BagJob(str(bag.resolve()), dict(config), tuple(pairs), replace_reward)))
         except LabelError as exc:
             raise LabelError(f"bag {bag}: its name {key!r} cannot name an output directory (use letters, digits, "
                              "'.', '_' and '-'); rename or copy the bag") from exc
