@@ -136,6 +136,18 @@ def test_the_sim_detector_with_corruption_detects_everything_so_the_corruption_r
     assert [d.box_xywh_px for d in asked] == [d.box_xywh_px for d in full if d.label == "cube"]
 
 
+def test_asking_a_corrupting_sim_detector_for_some_labels_keeps_the_corruption_of_a_full_run_frame_after_frame():
+    config = Config({"detector.sim_labels": ["1:cube", "2:gripper", "3:screw"], "detector.min_pixels": 1,
+                     "detector.corruption.miss_rate": 0.3, "detector.corruption.box_jitter_px": 2.0,
+                     "detector.corruption.seed": 7})
+    full, asked = SimDetector.from_config(config), SimDetector.from_config(config)
+    for _ in range(20):
+        everything = full.detect(frame(instances=instance_image()))
+        cube_only = asked.detect(frame(instances=instance_image()), labels={"cube"})
+        assert [(d.label, d.box_xywh_px) for d in cube_only] == [
+            (d.label, d.box_xywh_px) for d in everything if d.label == "cube"]
+
+
 def test_the_sim_detector_reports_nothing_for_an_all_background_image():
     assert SimDetector({1: "cube"}).detect(frame(instances=np.zeros((30, 40), np.uint16))) == []
 

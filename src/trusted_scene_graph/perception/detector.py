@@ -112,7 +112,8 @@ class SimDetector:
             # (The ids of unlabelled objects are then not collected; only the node reports them.) With corruption
             # every object is detected, so that the random draws, and hence the corruption, stay those of a full run.
             wanted = sorted(i for i, label in self.labels_by_id.items() if label.strip().lower() in labels)
-            return [d for d in (self._detection(frame.instances, i) for i in wanted) if d is not None]
+            masks = [(i, frame.instances == i) for i in wanted]
+            return [self._detection(mask, i) for i, mask in masks if np.count_nonzero(mask) >= self._min_count]
         # A histogram of the ids, not np.unique: unique sorts every pixel, bincount counts them in one pass (ids are
         # uint16, so the histogram has at most 65,536 bins).
         histogram = np.bincount(frame.instances.ravel())
@@ -120,20 +121,21 @@ class SimDetector:
         unknown = set(ids.tolist()) - self.labels_by_id.keys() - {BACKGROUND_INSTANCE_ID}
         if not unknown <= self.unknown_instance_ids:
             self.unknown_instance_ids = self.unknown_instance_ids | unknown
-        detections = [d for d in (self._detection(frame.instances, i) for i in ids.tolist() if i in self.labels_by_id)
-                      if d is not None]
-        if labels is not None:
-            detections = [d for d in detections if d.label.strip().lower() in labels]
+        detections = [self._detection(frame.instances == i, i) for i in ids.tolist()
+                      if i in self.labels_by_id and histogram[i] >= self._min_count]
         if self.corruption.enabled:
             height, width = frame.instances.shape
             detections = self.corruption.apply(detections, height, width, self._known_labels, self._rng)
+        if labels is not None:  # after the corruption, whose random draws are then those of a full run
+            detections = [d for d in detections if d.label.strip().lower() in labels]
         return detections
 
-    def _detection(self, instances: np.ndarray, instance_id: int) -> Detection | None:
-        """The object ``instance_id`` (labelled) with its exact mask and box; None below ``min_pixels``."""
-        mask = instances == instance_id
-        if np.count_nonzero(mask) < max(self.min_pixels, 1):
-            return None
+    @property
+    def _min_count(self) -> int:
+        return max(self.min_pixels, 1)
+
+    def _detection(self, mask: np.ndarray, instance_id: int) -> Detection:
+        """The object ``instance_id`` (labelled, with pixels in ``mask``) with its exact mask and box."""
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
         box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
