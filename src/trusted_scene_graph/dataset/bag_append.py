@@ -53,7 +53,8 @@ from rosbags.interfaces import ConnectionExtRosbag2, Qos
 from rosbags.rosbag2.metadata import dump_qos_v9, parse_qos
 
 from trusted_scene_graph.dataset import DatasetError
-from trusted_scene_graph.dataset.bag import BAG_VERSION, QosSpec, storage_files
+from trusted_scene_graph.dataset.bag import BAG_VERSION, MCAP_READ_ERRORS, QosSpec, storage_files
+from trusted_scene_graph.dataset.typestore import make_typestore
 
 if TYPE_CHECKING:
     from mcap.summary import Summary
@@ -218,8 +219,6 @@ class McapAppendCopy:
             c.topic for c in self._source.summary.channels.values()]
         if topic in known:
             raise DatasetError(f"bag {self.source} already has topic {topic!r}; it cannot be added again")
-        from trusted_scene_graph.dataset.typestore import make_typestore
-
         if msgtype not in make_typestore().fielddefs:
             raise DatasetError(f"unknown message type {msgtype!r} for topic {topic!r}")
         checked = []
@@ -336,7 +335,6 @@ def _read_bag_metadata(source: Path, metadata_file: Path) -> tuple[Path, list[di
 def _read_summary(path: Path) -> tuple[Summary, int, os.stat_result]:
     """The summary of the mcap file at ``path``, the offset of its DataEnd record and the file's stat, checked so
     that appending keeps every index right."""
-    from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
     with path.open("rb") as stream:
@@ -373,7 +371,7 @@ def _read_summary(path: Path) -> tuple[Summary, int, os.stat_result]:
         try:
             stream.seek(0)  # the reader checks the magic where the stream stands
             summary = make_reader(stream).get_summary()
-        except (McapError, struct.error, ValueError, EOFError, KeyError) as exc:
+        except (*MCAP_READ_ERRORS, KeyError) as exc:
             raise NotAppendable(f"{path}: its summary does not read ({type(exc).__name__}: {exc})") from exc
     if summary is None or summary.statistics is None:
         raise NotAppendable(f"{path}: its summary has no Statistics record")
@@ -432,8 +430,7 @@ def _channel_qos(path: Path, topic: str, metadata: Mapping[str, str]) -> tuple[Q
     """The offered QoS stored in a channel's metadata, parsed as rosbags' reader parses it."""
     text = metadata.get("offered_qos_profiles", "")
     try:
-        qos = _parse_qos_text(text)
-        v9_form = _qos_text_is_v9_form(text)
+        qos, v9_form = _parse_qos_text(text)
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise NotAppendable(f"{path}: the offered QoS of channel {topic!r} does not parse ({exc})") from exc
     if not v9_form:
@@ -445,17 +442,14 @@ def _channel_qos(path: Path, topic: str, metadata: Mapping[str, str]) -> tuple[Q
 
 
 @functools.lru_cache(maxsize=64)
-def _qos_text_is_v9_form(text: str) -> bool:
-    """Whether every profile names its policies as strings ('reliable'), as rosbag2 version 9 writes them."""
+def _parse_qos_text(text: str) -> tuple[tuple[Qos, ...], bool]:
+    """The profiles as rosbags parses them, and whether every one names its policies as strings ('reliable'), as
+    rosbag2 version 9 writes them. Cached: a bag's channels share a few QoS texts, and bags of one recorder share
+    them all (Qos is immutable)."""
     profiles = yaml.load(text, Loader=_YAML_LOADER) if text else []
-    return all(isinstance(profile.get(policy, ""), str) for profile in profiles
-               for policy in ("reliability", "durability", "history", "liveliness"))
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_qos_text(text: str) -> tuple[Qos, ...]:
-    """Cached: a bag's channels share a few QoS texts, and bags of one recorder share them all (Qos is immutable)."""
-    return tuple(parse_qos(yaml.load(text, Loader=_YAML_LOADER) if text else []))
+    v9_form = all(isinstance(profile.get(policy, ""), str) for profile in profiles
+                  for policy in ("reliability", "durability", "history", "liveliness"))
+    return tuple(parse_qos(profiles)), v9_form
 
 
 def _schema_name(summary: Summary, schema_id: int) -> str:
@@ -606,8 +600,6 @@ def _appended_bytes(source: _Source, file_name: str, topic: str, msgtype: str, q
         SummaryOffset,
     )
 
-    from trusted_scene_graph.dataset.typestore import make_typestore
-
     typestore = make_typestore()
     summary, base = source.summary, source.data_end
     stats = summary.statistics
@@ -707,8 +699,6 @@ def _metadata_info(source: _Source, file_name: str, topic: str, msgtype: str, of
                    new_count: int, times: Sequence[int]) -> dict[str, Any]:
     """metadata.yaml's ``rosbag2_bagfile_information``, laid out as rosbags' ``Writer.close()`` builds it (version
     9), for the source's connections plus the new topic."""
-    from trusted_scene_graph.dataset.typestore import make_typestore
-
     typestore = make_typestore()
     topics = []
     for conn in source.connections:

@@ -158,8 +158,10 @@ class LeRobotDataset:
         table = table.take(np.argsort(frame_index, kind="stable"))
         return table if columns is None else table.select(columns)
 
-    def episode_images(self, episode_index: int, key: str) -> Iterator[np.ndarray]:
-        """The camera ``key``'s images of one episode in frame order, decoded by :func:`decode_image`.
+    def episode_images(self, episode_index: int, key: str, table: pa.Table | None = None) -> Iterator[np.ndarray]:
+        """The camera ``key``'s images of one episode in frame order, decoded by :func:`decode_image`. ``table``: the
+        episode's rows as :meth:`episode_table` returned them with this column among others (saves reading them
+        again).
 
         Only image-stored cameras are read: a video-stored camera raises :class:`DatasetError` (on the call, not
         when iterating); a frame that cannot be decoded raises it when reached.
@@ -173,7 +175,9 @@ class LeRobotDataset:
                                "read (record the dataset with images, e.g. lerobot's use_videos=False)")
         if feature.get("dtype") != "image":
             raise DatasetError(f"feature {key!r} of {self.root} has dtype {feature.get('dtype')!r}, not 'image'")
-        cells = self.episode_table(episode_index, columns=[key]).column(key).to_pylist()
+        if table is None:
+            table = self.episode_table(episode_index, columns=[key])
+        cells = table.column(key).to_pylist()
         return (decode_image(cell, root=self.root, column=key, frame_index=frame_index, episode_index=episode_index)
                 for frame_index, cell in enumerate(cells))
 
@@ -621,11 +625,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def build_dir_prefix(dst: Path) -> str:
+    """The name every build directory of ``dst`` starts with (an interrupted write leaves one to clear away)."""
+    return f".{dst.name}.tsg-tmp-"
+
+
 def _make_build_dir(dst: Path) -> Path:
     """An empty directory next to ``dst`` (same filesystem, so moving out of it is a rename), created with the
     default permissions (``tempfile.mkdtemp`` would make it, and so the renamed dataset, private)."""
     for _ in range(100):
-        build = dst.parent / f".{dst.name}.tsg-tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        build = dst.parent / f"{build_dir_prefix(dst)}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             build.mkdir()
         except FileExistsError:

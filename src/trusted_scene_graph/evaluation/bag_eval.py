@@ -304,8 +304,8 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                     episode = truth.episode
                 ee_pose = nearest_by_stamp(ee_poses, item.stamp_ns, sync.tolerance_ns)
                 _process(item, truth, ee_pose, pipeline, tf, config, scorer, counts)
-                _forget_before(ground_truth, item.stamp_ns)
-                _forget_before(ee_poses, item.stamp_ns)
+                forget_before_lookahead(ground_truth, item.stamp_ns)
+                forget_before_lookahead(ee_poses, item.stamp_ns)
                 tf.forget_before(item.stamp_ns)
 
         for message in reader.messages(used_topics):
@@ -374,7 +374,7 @@ def nearest_by_stamp(by_stamp: dict[int, Any], stamp_ns: int, tolerance_ns: int)
     return by_stamp[best] if best is not None and abs(best - stamp_ns) <= tolerance_ns else None
 
 
-def _forget_before(by_stamp: dict[int, Any], stamp_ns: int) -> None:
+def forget_before_lookahead(by_stamp: dict[int, Any], stamp_ns: int) -> None:
     """Drop entries older than the last scored frame (frames are scored in stamp order), so memory stays bounded."""
     for stamp in [s for s in by_stamp if s < stamp_ns - LOOKAHEAD_NS]:
         del by_stamp[stamp]

@@ -54,9 +54,10 @@ class RigidTransform:
         return [float(v) for v in self.rotation.as_quat()]
 
     @cached_property
-    def _rotation_matrix_t(self) -> np.ndarray:
+    def rotation_matrix_t(self) -> np.ndarray:
+        """R transposed: ``points @ rotation_matrix_t`` rotates (N, 3) row vectors."""
         return self.rotation.as_matrix().T.copy()
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Transform (N, 3) points (a matrix product: scipy's Rotation.apply costs more per call for small N)."""
-        return np.asarray(points, dtype=np.float64) @ self._rotation_matrix_t + self.translation_m
+        return np.asarray(points, dtype=np.float64) @ self.rotation_matrix_t + self.translation_m

@@ -46,7 +46,12 @@ from trusted_scene_graph.dataset.bag_append import McapAppendCopy, NotAppendable
 from trusted_scene_graph.dataset.messages import DENSE_REWARD_TYPE, GROUND_TRUTH_TYPE, dense_reward
 from trusted_scene_graph.dataset.typestore import make_typestore
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.evaluation.bag_eval import GROUND_TRUTH_TOPIC, LOOKAHEAD_NS, nearest_by_stamp
+from trusted_scene_graph.evaluation.bag_eval import (
+    GROUND_TRUTH_TOPIC,
+    LOOKAHEAD_NS,
+    forget_before_lookahead,
+    nearest_by_stamp,
+)
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.perception.lifting import LiftedObject
@@ -430,13 +435,10 @@ class _Replay:
                 if isinstance(outcome, str):
                     samples = self.tracker.skip(item.stamp_ns, outcome)
                 else:
-                    if item.ee_position_m is not None:
-                        self.tracker.resolver.poses[EE_FRAME].add(item.stamp_ns, self.config["graph_frame"],
-                                                                  item.ee_position_m)
+                    add_ee_position(self.tracker.resolver, self.config, item.stamp_ns, item.ee_position_m)
                     samples = self.tracker.update(graph)
                 self._write(samples, item.colour_log_ns)
-                for stamp in [s for s in self.episodes if s < item.stamp_ns - LOOKAHEAD_NS]:
-                    del self.episodes[stamp]
+                forget_before_lookahead(self.episodes, item.stamp_ns)
 
     def _lift_batch(self) -> dict[int, list[LiftedObject] | str]:
         """Each queued frame's lifted objects, or why it has none (by ``id`` of its queue item). A frame whose
@@ -483,11 +485,16 @@ def tf_ee_position(tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int
     return None if transform is None else transform.translation_m
 
 
-def add_tf_ee_pose(resolver: SideResolver, tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> None:
-    """With ``reward.ee_tf_frame``, add the end effector's tf pose at ``stamp_ns`` (when tf has one)."""
-    position_m = tf_ee_position(tf, config, stamp_ns)
+def add_ee_position(resolver: SideResolver, config: Mapping[str, Any], stamp_ns: int,
+                    position_m: np.ndarray | None) -> None:
+    """Add an end-effector position in the graph frame at ``stamp_ns`` to the resolver (None: nothing to add)."""
     if position_m is not None:
         resolver.poses[EE_FRAME].add(stamp_ns, config["graph_frame"], position_m)
+
+
+def add_tf_ee_pose(resolver: SideResolver, tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> None:
+    """With ``reward.ee_tf_frame``, add the end effector's tf pose at ``stamp_ns`` (when tf has one)."""
+    add_ee_position(resolver, config, stamp_ns, tf_ee_position(tf, config, stamp_ns))
 
 
 def reward_row(sample: RewardSample, source: str, episode: int, frame: int) -> dict[str, Any]:

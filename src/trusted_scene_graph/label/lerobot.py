@@ -134,17 +134,17 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     source = job.source
     tracker = RewardTracker(pairs_from_config(config, list(job.pairs)),
                             SideResolver.from_config(config))
-    # Only the columns used here: the image columns are read once each, by episode_images below.
+    # One read of the episode's rows, with only the columns used here: times, positions and cameras.
     position_keys = [parse_feature_slice(text)[0] for text in (source.ee_position, source.goal_position) if text]
-    table = dataset.episode_table(job.episode_index,
-                                  columns=["timestamp", "frame_index", *dict.fromkeys(position_keys)])
+    cameras = {name: key for name, key in (("rgb", source.camera), ("depth", source.depth),
+                                           ("instances", source.instances)) if key is not None}
+    table = dataset.episode_table(job.episode_index, columns=["timestamp", "frame_index",
+                                                              *dict.fromkeys([*position_keys, *cameras.values()])])
     timestamps_s = table.column("timestamp").to_numpy()
     frame_indices = table.column("frame_index").to_numpy()
     poses = {frame: _positions(table, text) for frame, text in ((EE_FRAME, source.ee_position),
                                                                 (GOAL_FRAME, source.goal_position)) if text}
-    images = {name: dataset.episode_images(job.episode_index, key)
-              for name, key in (("rgb", source.camera), ("depth", source.depth), ("instances", source.instances))
-              if key is not None}
+    images = {name: dataset.episode_images(job.episode_index, key, table) for name, key in cameras.items()}
     graph_frame = config["graph_frame"]
     labels = tracker.labels_needed  # only the objects the pairs name are lifted
     rows = []
@@ -221,7 +221,8 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
 
 
 def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame of one episode's rewards table: the sum of the pairs' rewards and whether every pair is valid."""
+    """Per frame of one episode's rewards table: the sum of the pairs' rewards (meaningless where not valid) and
+    whether every pair is valid."""
     frame = table.column("frame").to_numpy()
     reward = np.zeros(length)
     ok = np.ones(length, dtype=bool)
@@ -234,7 +235,7 @@ def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:
                              f"episode of {length} frames; delete its tsg_rewards entry and label again")
         reward[frames] += part.column("reward").to_numpy()
         ok[frames] &= part.column("valid").to_numpy(zero_copy_only=False)
-    return np.where(ok, reward, np.nan), ok
+    return reward, ok  # the caller chooses what an invalid frame's reward becomes
 
 
 def lerobot_jobs(dataset: LeRobotDataset, config: Config, pairs: Sequence[str],

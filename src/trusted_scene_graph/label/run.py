@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.config.schema import Config
-from trusted_scene_graph.dataset.lerobot import INFO_PATH, LABELLER_SUBDIR, LeRobotDataset
+from trusted_scene_graph.dataset.lerobot import INFO_PATH, LABELLER_SUBDIR, LeRobotDataset, build_dir_prefix
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
     REWARDS_FILE,
@@ -146,8 +146,7 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     pairs = list(pairs) if pairs else list(config["reward.pairs"])
     check_pair_names(config, pairs)  # a bad pair fails before any work
     check_paths(source, out)
-    run = {"engine": engine.engine, "workers": engine.workers, "ray_address": engine.ray_address,
-           "max_retries": engine.max_retries, "progress": progress}
+    run = {**asdict(engine), "progress": progress}  # EngineSettings' fields are run_items' keyword arguments
     if LeRobotDataset.is_dataset(source):
         if replace_reward:
             raise LabelError(f"{source} is a LeRobot dataset: --replace-reward is for bags; a dataset's "
@@ -203,7 +202,7 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
 def clear_interrupted_assembly(out: Path) -> None:
     """Remove what an interrupted dataset write left: its build directory next to ``out`` and the entries it had
     moved into ``out`` before ``meta/info.json`` (always moved last). The episode tables in tsg_rewards stay."""
-    for build in out.parent.glob(f".{out.name}.tsg-tmp-*"):
+    for build in out.parent.glob(f"{build_dir_prefix(out)}*"):
         shutil.rmtree(build)
     for entry in out.iterdir():
         if entry.name != LABELLER_SUBDIR:

@@ -332,10 +332,12 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     # Back-projected and moved into the graph frame with each object's own camera (as back_project and
     # RigidTransform.apply do, batched over the objects).
     frames = [requests[frame_index] for frame_index, _ in owners]
-    fx, fy, cx, cy = (np.array([[getattr(r.intrinsics, name)] for r in frames]) for name in ("fx", "fy", "cx", "cy"))
+    frame_of = np.array([frame_index for frame_index, _ in owners])
+    fx, fy, cx, cy = np.array([[r.intrinsics.fx, r.intrinsics.fy, r.intrinsics.cx, r.intrinsics.cy]
+                               for r in requests])[frame_of].T[..., None]
     optical = np.stack([(cols - cx) * depths_m / fx, (rows - cy) * depths_m / fy, depths_m], axis=-1)
-    rotations_t = np.stack([r.camera_to_graph._rotation_matrix_t for r in frames])
-    translations = np.stack([r.camera_to_graph.translation_m for r in frames])
+    rotations_t = np.stack([r.camera_to_graph.rotation_matrix_t for r in requests])[frame_of]
+    translations = np.stack([r.camera_to_graph.translation_m for r in requests])[frame_of]
     points = np.matmul(optical, rotations_t) + translations[:, None, :]
     # Rejected points are replaced by the object's point of median depth: inside the object, so they never widen
     # its box, and every object keeps the same number of points for the batched percentiles.

@@ -259,14 +259,14 @@ class ScenePipeline:
 
     def process_detections(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray,
                            intrinsics: Intrinsics, timing_ms: dict[str, float] | None = None,
-                           image_rgb: np.ndarray | None = None, relations: bool = True) -> SceneGraph:
+                           image_rgb: np.ndarray | None = None) -> SceneGraph:
         """Lift, track, relate, trust and prune given detections (the part after the models; benchmarked alone).
 
         ``image_rgb`` is what a VLM looks at (without it, no VLM is asked); its id for recorded answers is the stamp
-        in nanoseconds. ``relations=False``: objects only (see :meth:`process`)."""
+        in nanoseconds."""
         prepared = self._prepared(stamp_ns, detections, depth_m, intrinsics, {} if timing_ms is None else timing_ms,
                                   image_rgb)
-        return self.finish(prepared, self.lift([prepared])[0], relations)
+        return self.finish(prepared, self.lift([prepared])[0])
 
     def finish(self, prepared: PreparedFrame, lifted: Sequence[LiftedObject], relations: bool = True) -> SceneGraph:
         """Track the frame's lifted objects, then (``relations``) relate, trust and prune: the frame's graph. Frames

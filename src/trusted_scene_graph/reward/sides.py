@@ -19,7 +19,7 @@ import numpy as np
 
 from trusted_scene_graph import reward
 from trusted_scene_graph.geometry.boxes import box_surface_distance_m
-from trusted_scene_graph.graph.model import GraphError, SceneGraph
+from trusted_scene_graph.graph.model import GraphError, SceneGraph, distance_trust
 from trusted_scene_graph.graph.query import resolve_object
 from trusted_scene_graph.perception.detector import configured_labels
 
@@ -58,7 +58,7 @@ def same_thing(a: Endpoint, b: Endpoint) -> bool:
 def pair_trust(a: Endpoint, b: Endpoint) -> float:
     """As :func:`~trusted_scene_graph.graph.model.distance_trust`: the weaker side's detection score times the
     weaker side's valid-depth fraction, with kinematics counting as certain (uncalibrated)."""
-    return float(min(a.score, b.score) * min(a.depth_valid_fraction, b.depth_valid_fraction))
+    return distance_trust(a, b)  # an Endpoint has the score and valid-depth fraction an ObjectNode has
 
 
 def frame_of(name: str, ee_names: Iterable[str]) -> str | None:
@@ -124,7 +124,8 @@ class SideResolver:
 
     def frame_of(self, name: str) -> str | None:
         """The robot frame ``name`` stands for (EE_FRAME, GOAL_FRAME), or None for a perceived object."""
-        return frame_of(name, self.ee_names)
+        wanted = name.strip().lower()  # self.ee_names is already lower case and holds EE_FRAME
+        return EE_FRAME if wanted in self.ee_names else GOAL_FRAME if wanted == GOAL_FRAME else None
 
     def labels_needed(self, names: Iterable[str]) -> frozenset[str] | None:
         """The labels (lower case) of every perceived object that resolving ``names`` can use, so that a labeller

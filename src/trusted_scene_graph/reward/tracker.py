@@ -77,7 +77,7 @@ class RewardTracker:
             raise reward.RewardError("no reward pairs configured (reward.pairs or --pair)")
         self.pairs = list(pairs)
         self.resolver = resolver
-        self._states = [_PairState(recent_m=deque(maxlen=p.smoothing_frames)) for p in self.pairs]
+        self.start_episode()
 
     def start_episode(self) -> None:
         """Forget smoothing, held values, the progress baseline and the objects chosen (a new scene)."""
