@@ -123,6 +123,23 @@ def test_the_labels_a_labeller_must_lift_are_the_pairs_labels_and_every_end_effe
     assert tracker.labels_needed == {"ee", "gripper", "end_effector", "cube", "table"}
 
 
+def test_a_robot_frame_whose_pose_will_answer_needs_no_perceived_object():
+    sides = resolver(ee_pose_max_age_s=0.05)
+    tracker = RewardTracker([RewardPair("gripper", "cube"), RewardPair("cube", "goal")], sides)
+    everything = {"ee", "gripper", "end_effector", "cube", "goal"}
+    assert tracker.labels_needed_at(int(10 * S), "world") == everything  # no pose yet
+    sides.poses["ee"].add(int(10.02 * S), "world", (0, 0, 0))
+    assert sides.posed_frames(int(10 * S), "world") == {"ee"}
+    assert tracker.labels_needed_at(int(10 * S), "world") == {"cube", "goal"}
+    assert tracker.labels_needed_at(int(11 * S), "world") == everything  # the pose is too old then
+    assert tracker.labels_needed_at(int(10 * S), "base_link") == everything  # in another frame: perceived
+    lookahead = {"ee": PoseHistory(), "goal": PoseHistory()}
+    lookahead["goal"].add(int(11 * S), "", (1, 0, 0))  # no frame id: taken as the graph's
+    assert tracker.labels_needed_at(int(11 * S), "world", lookahead) == {"ee", "gripper", "end_effector", "cube"}
+    assert tracker.labels_needed == everything
+    assert sides.labels_needed(["#3", "gripper"], posed={"ee"}) is None  # an id can still be any object
+
+
 def test_a_pose_too_far_from_the_graph_stamp_or_in_another_frame_is_not_used_and_the_error_says_why():
     sides = resolver(ee_pose_max_age_s=0.05)
     sides.poses["ee"].add(int(9.0 * S), "world", (0, 0, 0))

@@ -256,6 +256,58 @@ def test_batch_size_and_early_flushes_do_not_change_a_single_reward(small_bags: 
     assert all(table.equals(tables[0]) for table in tables[1:])
 
 
+def test_the_gripper_is_perceived_only_where_no_pose_answers_and_the_rewards_are_those_of_perceiving_it_always(
+        small_bags: Path, tmp_path: Path, monkeypatch):
+    """A bag whose end-effector poses stop for a stretch (and one of which has no position): those frames fall back
+    to the perceived gripper; only the perceived objects' track numbers differ from a run that perceives it in every
+    frame."""
+    from rosbags.rosbag2 import Reader
+
+    from trusted_scene_graph.dataset import BagWriter
+    from trusted_scene_graph.label import bags
+    from trusted_scene_graph.pipeline.scene import ScenePipeline
+    from trusted_scene_graph.reward import RewardTracker
+
+    source = tmp_path / "gaps"
+    with Reader(small_bags / "b") as reader, BagWriter(source) as writer:
+        copies = {c.id: writer.copy_connection(c) for c in reader.connections}
+        poses = 0
+        for connection, log_ns, raw in reader.messages():
+            if connection.topic == "/ee_pose":
+                poses += 1
+                if 10 <= poses < 20:
+                    continue
+                if poses == 30:
+                    msg = writer.typestore.deserialize_cdr(raw, connection.msgtype)
+                    msg.pose.position.x = math.nan
+                    raw = writer.typestore.serialize_cdr(msg, connection.msgtype)
+            writer.write_raw(copies[connection.id], raw, log_ns)
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"detector.min_pixels": 1})  # a small gripper at 160x120
+    asked = []
+    prepare = ScenePipeline.prepare
+
+    def spy(self, frame, labels=None):
+        asked.append(labels)
+        return prepare(self, frame, labels)
+
+    monkeypatch.setattr(ScenePipeline, "prepare", spy)
+    tables = {}
+    for name in ("posed", "always"):
+        if name == "always":
+            monkeypatch.setattr(RewardTracker, "labels_needed_at", lambda self, *args: self.labels_needed)
+        out = tmp_path / name
+        out.mkdir()
+        bags.label_bag(source, out, config, ["gripper:cube"])
+        tables[name] = pq.read_table(out / "rewards.parquet").to_pandas()
+    posed, always = tables["posed"], tables["always"]
+    perceived = posed["subject_source"] == "perception"
+    assert 5 <= perceived.sum() < len(posed) / 2 and (posed["subject_source"] == "kinematics").any()
+    assert asked.count(frozenset({"cube"})) == len(posed) - perceived.sum()  # gripper left out where posed
+    ids = ["subject_id", "object_id"]
+    assert posed.drop(columns=ids).equals(always.drop(columns=ids))
+    assert posed["valid"].all()
+
+
 def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_labelled(small_bags: Path, tmp_path: Path):
     from trusted_scene_graph.label.bags import label_bag
     from trusted_scene_graph.perception.detector import Detection, SimDetector

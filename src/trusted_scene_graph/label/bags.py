@@ -4,8 +4,13 @@ A bag is replayed exactly as ``tsg eval`` replays it (the node's synchroniser, t
 :class:`~trusted_scene_graph.pipeline.ScenePipeline`), and each completed camera frame gets one ``DenseReward`` per
 pair from :class:`~trusted_scene_graph.reward.RewardTracker`, so the labels are what the live node would have
 published. Only the objects the pairs name are lifted and tracked (:attr:`RewardTracker.labels_needed`), without
-relations. The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition,
-hash and offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte by the
+relations; and, with ``tracking.smoothing`` 1 (the default: a perceived box then owes nothing to earlier frames), a
+robot frame's fallback object (the gripper for the end effector) only in the frames where no usable pose of that frame
+answers (:meth:`RewardTracker.labels_needed_at`). The rewards are those of a full graph; only the track ids of
+perceived objects may differ (a perceived gripper's track restarts when it is next needed).
+
+The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition, hash and
+offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte by the
 kernel while its frames are labelled, and the rewards are appended to it as new chunks with a new summary
 (:mod:`~trusted_scene_graph.dataset.bag_append`); other bags (sqlite3, split, compressed) are re-written message by
 message. A reward message carries the frame's stamp and is written at the log time of the frame's colour image (bag
@@ -24,6 +29,7 @@ with one row per frame and pair (:data:`REWARD_COLUMNS`).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import struct
 from collections import Counter
@@ -59,7 +65,7 @@ from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
 from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
-from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
+from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME, PoseHistory
 
 REWARDS_FILE = "rewards.parquet"
 #: Frames lifted as one batch (numpy's cost per call, not the arithmetic, dominates a frame of a few objects).
@@ -301,6 +307,12 @@ class _Replay:
         self.frame_in_episode = 0
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
+        # With smoothing, a perceived box depends on the track's earlier frames, so a robot frame's fallback object
+        # is perceived in every frame; without, only where its pose will not answer. What the resolver's pose
+        # histories will hold when a frame is finished is known when the frame is queued: every pose read until
+        # then, in the order read (they are applied in that order), and the frame's own tf position.
+        self.perceive_posed = self.labels is None or config["tracking.smoothing"] != 1.0
+        self.lookahead = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
         # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
         self.batch_frames = 1 if config["extrinsic.source"] == "plane_fit" else BATCH_FRAMES
         self.batch: list[_Incomplete | _Frame | _Episode | _Pose] = []
@@ -350,8 +362,11 @@ class _Replay:
             self._apply_or_queue(_Episode(stamp_to_ns(msg.header.stamp), int(msg.episode)))
         elif topic in self.pose_topics and msgtype == POSE_TYPE:
             p = msg.pose.position
-            self._apply_or_queue(_Pose(self.pose_topics[topic], stamp_to_ns(msg.header.stamp), msg.header.frame_id,
-                                       (p.x, p.y, p.z)))
+            pose = _Pose(self.pose_topics[topic], stamp_to_ns(msg.header.stamp), msg.header.frame_id, (p.x, p.y, p.z))
+            if not all(math.isfinite(value) for value in pose.position_m):
+                return  # no position: the frames near it have no pose (their rows say so, or perception answers)
+            self.lookahead[pose.frame].add(pose.stamp_ns, pose.frame_id, pose.position_m)
+            self._apply_or_queue(pose)
 
     def _apply_or_queue(self, event: _Episode | _Pose) -> None:
         """Ground truth and poses are used when a frame is finished: while frames wait in the batch, they wait
@@ -401,17 +416,21 @@ class _Replay:
             # the incomplete colour images queued before this frame).
             self._label_batch()
             self._start_episode_at(stamp_ns)
+        ee_position_m = tf_ee_position(self.tf, self.config, stamp_ns)
+        if ee_position_m is not None:
+            self.lookahead[EE_FRAME].add(stamp_ns, self.pipeline.frame_id, ee_position_m)
+        # Objects only, and only those the pairs need: a reward needs no relations nor other objects.
+        labels = (self.labels if self.perceive_posed
+                  else self.tracker.labels_needed_at(stamp_ns, self.pipeline.frame_id, self.lookahead))
         try:
             if self.config["extrinsic.source"] == "tf":
                 self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
-            # Objects only, and only those the pairs name: a reward needs no relations nor other objects.
             prepared: PreparedFrame | str = self.pipeline.prepare(
                 frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances")),
-                labels=self.labels)
+                labels=labels)
         except TsgError as exc:
             prepared = f"frame not processed: {exc}"
-        self.batch.append(_Frame(stamp_ns, colour_log_ns, prepared,
-                                 tf_ee_position(self.tf, self.config, stamp_ns)))
+        self.batch.append(_Frame(stamp_ns, colour_log_ns, prepared, ee_position_m))
 
     def _label_batch(self) -> None:
         """Lift the queued frames as one batch, then finish each in order, with the ground truth and poses that

@@ -146,7 +146,9 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
                                                                 (GOAL_FRAME, source.goal_position)) if text}
     images = {name: dataset.episode_images(job.episode_index, key, table) for name, key in cameras.items()}
     graph_frame = config["graph_frame"]
-    labels = tracker.labels_needed  # only the objects the pairs name are lifted
+    # Only the objects the pairs need are lifted: without track smoothing, a robot frame's fallback object only
+    # where its pose is missing (as for bags, label.bags).
+    perceive_posed = tracker.labels_needed is None or config["tracking.smoothing"] != 1.0
     rows = []
     for i, stamp_s in enumerate(timestamps_s):
         stamp_ns = int(round(float(stamp_s) * 1e9))
@@ -154,9 +156,10 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
             if np.all(np.isfinite(positions[i])):  # a NaN state is a frame without that pose
                 tracker.resolver.poses[frame_name].add(stamp_ns, graph_frame, positions[i])
         arrays = {name: next(iterator) for name, iterator in images.items()}
+        labels = (tracker.labels_needed if perceive_posed
+                  else tracker.labels_needed_at(stamp_ns, graph_frame))
         try:
-            graph = pipeline.process(_camera_frame(stamp_ns, arrays, source), relations=False,
-                                     labels=labels)
+            graph = pipeline.process(_camera_frame(stamp_ns, arrays, source), relations=False, labels=labels)
         except TsgError as exc:
             samples = tracker.skip(stamp_ns, f"frame not processed: {exc}")
         else:

@@ -127,36 +127,56 @@ class SideResolver:
         wanted = name.strip().lower()  # self.ee_names is already lower case and holds EE_FRAME
         return EE_FRAME if wanted in self.ee_names else GOAL_FRAME if wanted == GOAL_FRAME else None
 
-    def labels_needed(self, names: Iterable[str]) -> frozenset[str] | None:
+    def labels_needed(self, names: Iterable[str], posed: Iterable[str] = ()) -> frozenset[str] | None:
         """The labels (lower case) of every perceived object that resolving ``names`` can use, so that a labeller
         can leave the other objects out; None when a name is an id (``#3``), which any object can match.
 
         A robot frame's name can fall back to a perceived object (:meth:`resolve`): the end effector to any
-        end-effector label, 'goal' to an object labelled 'goal'."""
+        end-effector label, 'goal' to an object labelled 'goal'; not when its frame is in ``posed`` (the frames
+        with a usable pose at the graph's stamp, :meth:`posed_frames`), since the pose then answers."""
+        posed = frozenset(posed)
         labels: set[str] = set()
         for name in names:
             wanted = name.strip().lower()
             if wanted.removeprefix("#").isdigit():
                 return None
+            frame = self.frame_of(name)
+            if frame is not None and frame in posed:
+                continue
             labels.add(wanted)
-            if self.frame_of(name) == EE_FRAME:
+            if frame == EE_FRAME:
                 labels |= self.ee_names
         return frozenset(labels)
+
+    def posed_frames(self, stamp_ns: int, graph_frame_id: str,
+                     histories: Mapping[str, PoseHistory] | None = None) -> frozenset[str]:
+        """The robot frames whose pose :meth:`resolve` would use for a graph stamped ``stamp_ns`` in
+        ``graph_frame_id``: from the resolver's own pose histories, or from ``histories`` (a labeller's copy of
+        what they will hold by the time that graph is resolved)."""
+        histories = self.poses if histories is None else histories
+        return frozenset(frame for frame, history in histories.items()
+                         if not isinstance(self._usable_pose(history, stamp_ns, graph_frame_id), str))
+
+    def _usable_pose(self, history: PoseHistory, stamp_ns: int, graph_frame_id: str) -> np.ndarray | str:
+        """The position of the pose nearest ``stamp_ns`` within the age limit and in the graph frame, or why there
+        is none."""
+        found = history.nearest(stamp_ns, self.max_age_ns)
+        if isinstance(found, str):
+            return found
+        frame_id, position = found
+        if frame_id and frame_id != graph_frame_id:
+            return f"it is in frame {frame_id!r}, not the graph frame {graph_frame_id!r}"
+        return position
 
     def resolve(self, graph: SceneGraph, name: str, prefer_id: int | None = None) -> Endpoint:
         """The endpoint ``name`` means in ``graph``; :class:`RewardError` says why there is none."""
         frame = self.frame_of(name)
         if frame is None:
             return self._perceived(graph, name, prefer_id)
-        found = self.poses[frame].nearest(graph.stamp_ns, self.max_age_ns)
-        if isinstance(found, tuple):
-            frame_id, position = found
-            if frame_id and frame_id != graph.frame_id:
-                pose_problem = f"it is in frame {frame_id!r}, not the graph frame {graph.frame_id!r}"
-            else:
-                return Endpoint(KINEMATICS, 0, frame, position, _ZERO_SIZE)
-        else:
-            pose_problem = found
+        pose = self._usable_pose(self.poses[frame], graph.stamp_ns, graph.frame_id)
+        if not isinstance(pose, str):
+            return Endpoint(KINEMATICS, 0, frame, pose, _ZERO_SIZE)
+        pose_problem = pose
         # Without a pose, a perceived object answers: one labelled like the name asked for, or (end effector) like
         # any other end-effector name, so 'ee' finds a detected 'gripper'.
         labels = [name, *sorted(self.ee_names - {name.strip().lower()})] if frame == EE_FRAME else [name]

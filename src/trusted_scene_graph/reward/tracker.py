@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +32,7 @@ from trusted_scene_graph.reward.shaping import shape_reward
 from trusted_scene_graph.reward.sides import (
     PERCEPTION,
     Endpoint,
+    PoseHistory,
     SideResolver,
     distance_m,
     pair_trust,
@@ -87,7 +88,18 @@ class RewardTracker:
     def labels_needed(self) -> frozenset[str] | None:
         """The object labels the pairs can resolve to (:meth:`SideResolver.labels_needed`): a labeller lifts only
         these; None: every object."""
-        return self.resolver.labels_needed(name for pair in self.pairs for name in (pair.subject, pair.object))
+        return self.resolver.labels_needed(self._names())
+
+    def labels_needed_at(self, stamp_ns: int, graph_frame_id: str,
+                         histories: Mapping[str, PoseHistory] | None = None) -> frozenset[str] | None:
+        """:attr:`labels_needed` for a graph stamped ``stamp_ns``, less the fallback labels of the robot frames
+        whose pose will answer then (:meth:`SideResolver.posed_frames`, with ``histories`` as given there): with
+        the end effector's kinematic pose at hand, the gripper need not be perceived."""
+        return self.resolver.labels_needed(self._names(),
+                                           self.resolver.posed_frames(stamp_ns, graph_frame_id, histories))
+
+    def _names(self) -> list[str]:
+        return [name for pair in self.pairs for name in (pair.subject, pair.object)]
 
     def update(self, graph: SceneGraph) -> list[RewardSample]:
         return [self._update_pair(pair, state, graph) for pair, state in zip(self.pairs, self._states, strict=True)]
