@@ -50,6 +50,7 @@ def test_bench_of_a_bag_measures_both_rates(tiny_bag: Path, tmp_path: Path) -> N
     assert result["read_ratio"] == pytest.approx(result["label_fps"] / result["read_fps"])
     assert len(result["label_runs_s"]) == len(result["read_runs_s"]) == 1
     assert result["ray_speedup"] is None and "--no-ray" in result["ray"]["note"]
+    assert result["ray_speedup_rewards_only"] is None
     assert result["local_speedup"] is None and "--no-local" in result["local"]["note"]
     assert result["goals"] == {"read_ratio_min": READ_RATIO_GOAL, "ray_speedup_min": RAY_SPEEDUP_GOAL,
                                "read_ratio_met": result["read_ratio"] >= READ_RATIO_GOAL, "ray_speedup_met": None}
@@ -89,6 +90,26 @@ def test_workers_alternate_and_the_fastest_runs_are_compared(monkeypatch: pytest
     assert calls == [("local", 1, 4), ("local", 2, 4)] * 3
     assert result["workers_1_runs_s"] == [10.0, 8.0, 9.0] and result["workers_2_runs_s"] == [6.0, 5.0, 7.0]
     assert result["speedup"] == pytest.approx(8.0 / 5.0) and result["items"] == 4
+
+
+def test_ray_compares_copies_then_reward_only_bags_on_one_cluster(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    fake = types.SimpleNamespace(is_initialized=lambda: True, cluster_resources=lambda: {"CPU": 2.0},
+                                 __version__="test")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    calls = []
+    seconds = iter([1.0, 8.0, 5.0, 6.0, 3.0])  # warm-up, then copies 1 and 2 workers, then reward-only bags
+
+    def fake_time_engine(items: list, engine: str, workers: int, scratch: Path) -> float:
+        calls.append((engine, workers, tuple(items)))
+        return next(seconds)
+
+    monkeypatch.setattr(bench_label, "time_engine", fake_time_engine)
+    result = ray_comparison(["c1", "c2", "c3"], 1, tmp_path, ["r1", "r2", "r3"])
+    assert calls == [("ray", 2, ("c1", "c2")), ("ray", 1, ("c1", "c2", "c3")), ("ray", 2, ("c1", "c2", "c3")),
+                     ("ray", 1, ("r1", "r2", "r3")), ("ray", 2, ("r1", "r2", "r3"))]
+    assert result["speedup"] == pytest.approx(8.0 / 5.0)
+    assert result["rewards_only"]["speedup"] == pytest.approx(6.0 / 3.0) and result["warmup_s"] == 1.0
 
 
 def test_ray_speedup_is_null_without_ray(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

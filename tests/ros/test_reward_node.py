@@ -232,6 +232,16 @@ def test_with_ee_tf_frame_the_end_effector_comes_from_tf_and_poses_are_transform
         to_cube, to_goal = harness.rewards_for(stamp, 2)
         assert spin_until(test_node, lambda: any({v.key: v.value for v in s.values}.get("ee_tf_frame")
                                                  == "ee_link: in tf" for s in statuses), timeout_s=5.0)
+        # A frame the pipeline rejects still leaves the end effector's tf pose at its stamp for later frames.
+        rejected_stamp = harness.next_stamp_ns
+        tf.publish(tf_message(rejected_stamp, "base_link", "ee_link", EE_IN_BASE))
+        assert spin_until(test_node, lambda: node._tf.lookup("world", "ee_link", rejected_stamp) is not None)
+        colour = convert.image_msg(np.zeros((SMALL[1], SMALL[0], 3), np.uint8), "rgb8", rejected_stamp, "cam")
+        colour.encoding = "yuv422"
+        assert harness.publish(color=colour) == rejected_stamp
+        assert not any(reward.valid for reward in harness.rewards_for(rejected_stamp, 2))
+        kept = node._resolver.poses["ee"].nearest(rejected_stamp, 0)
+        assert kept[0] == "world" and np.allclose(kept[1], BASE_IN_WORLD.apply([[0.3, 0.1, 0.4]])[0])
     ee_world_m = BASE_IN_WORLD.apply([[0.3, 0.1, 0.4]])[0]
     goal_world_m = BASE_IN_WORLD.apply([GOAL_IN_BASE_M])[0]
     np.testing.assert_allclose(ee_world_m, [0.1, 0.3, 0.4], atol=1e-9)  # the rotation is the one intended

@@ -256,56 +256,114 @@ def test_batch_size_and_early_flushes_do_not_change_a_single_reward(small_bags: 
     assert all(table.equals(tables[0]) for table in tables[1:])
 
 
-def test_the_gripper_is_perceived_only_where_no_pose_answers_and_the_rewards_are_those_of_perceiving_it_always(
-        small_bags: Path, tmp_path: Path, monkeypatch):
-    """A bag whose end-effector poses stop for a stretch (and one of which has no position): those frames fall back
-    to the perceived gripper; only the perceived objects' track numbers differ from a run that perceives it in every
-    frame."""
-    from rosbags.rosbag2 import Reader
-
-    from trusted_scene_graph.dataset import BagWriter
+def label_perceiving_the_gripper_where_needed_and_always(source: Path, config, out: Path, monkeypatch):
+    """The rewards tables of labelling ``source`` as tsg label does and with the gripper perceived in every frame,
+    and the labels each frame's detection was asked for."""
     from trusted_scene_graph.label import bags
     from trusted_scene_graph.pipeline.scene import ScenePipeline
     from trusted_scene_graph.reward import RewardTracker
 
-    source = tmp_path / "gaps"
-    with Reader(small_bags / "b") as reader, BagWriter(source) as writer:
-        copies = {c.id: writer.copy_connection(c) for c in reader.connections}
-        poses = 0
-        for connection, log_ns, raw in reader.messages():
-            if connection.topic == "/ee_pose":
-                poses += 1
-                if 10 <= poses < 20:
-                    continue
-                if poses == 30:
-                    msg = writer.typestore.deserialize_cdr(raw, connection.msgtype)
-                    msg.pose.position.x = math.nan
-                    raw = writer.typestore.serialize_cdr(msg, connection.msgtype)
-            writer.write_raw(copies[connection.id], raw, log_ns)
-    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"detector.min_pixels": 1})  # a small gripper at 160x120
-    asked = []
-    prepare = ScenePipeline.prepare
+    asked, prepare, tables = [], ScenePipeline.prepare, {}
 
     def spy(self, frame, labels=None):
         asked.append(labels)
         return prepare(self, frame, labels)
 
     monkeypatch.setattr(ScenePipeline, "prepare", spy)
-    tables = {}
     for name in ("posed", "always"):
         if name == "always":
             monkeypatch.setattr(RewardTracker, "labels_needed_at", lambda self, *args: self.labels_needed)
-        out = tmp_path / name
-        out.mkdir()
-        bags.label_bag(source, out, config, ["gripper:cube"])
-        tables[name] = pq.read_table(out / "rewards.parquet").to_pandas()
-    posed, always = tables["posed"], tables["always"]
+        (out / name).mkdir(parents=True)
+        bags.label_bag(source, out / name, config, ["gripper:cube"])
+        tables[name] = pq.read_table(out / name / "rewards.parquet").to_pandas()
+    return tables["posed"], tables["always"], asked
+
+
+def rewrite_ee_poses(source: Path, out: Path, pose_fn, depth_fn=lambda index, msg: msg) -> Path:
+    """A copy of ``source`` with each /ee_pose message replaced by ``pose_fn(index, msg)`` (None: left out, or a
+    (topic, msg) to write instead) and each depth image by ``depth_fn(index, msg)``."""
+    from rosbags.rosbag2 import Reader
+
+    from trusted_scene_graph.dataset import BagWriter
+
+    with Reader(source) as reader, BagWriter(out) as writer:
+        ts = writer.typestore
+        copies = {c.id: writer.copy_connection(c) for c in reader.connections}
+        writer.add_topic("/tf", "tf2_msgs/msg/TFMessage")
+        counts = {"/ee_pose": 0, "/camera/depth/image_raw": 0}
+        for connection, log_ns, raw in reader.messages():
+            if connection.topic in counts:
+                index = counts[connection.topic]
+                counts[connection.topic] += 1
+                msg = ts.deserialize_cdr(raw, connection.msgtype)
+                replaced = (pose_fn if connection.topic == "/ee_pose" else depth_fn)(index, msg)
+                if replaced is None:
+                    continue
+                if isinstance(replaced, tuple):
+                    writer.write(*replaced, log_ns)
+                    continue
+                raw = ts.serialize_cdr(replaced, connection.msgtype)
+            writer.write_raw(copies[connection.id], raw, log_ns)
+    return out
+
+
+def test_the_gripper_is_perceived_only_where_no_pose_answers_and_the_rewards_are_those_of_perceiving_it_always(
+        small_bags: Path, tmp_path: Path, monkeypatch):
+    """A bag whose end-effector poses stop for a stretch (and one of which has no position): those frames fall back
+    to the perceived gripper; only the perceived objects' track numbers differ from a run that perceives it in every
+    frame."""
+    def pose(index, msg):
+        if 9 <= index < 19:
+            return None
+        if index == 29:
+            msg.pose.position.x = math.nan
+        return msg
+
+    source = rewrite_ee_poses(small_bags / "b", tmp_path / "gaps", pose)
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"detector.min_pixels": 1})  # a small gripper at 160x120
+    posed, always, asked = label_perceiving_the_gripper_where_needed_and_always(source, config, tmp_path, monkeypatch)
     perceived = posed["subject_source"] == "perception"
     assert 5 <= perceived.sum() < len(posed) / 2 and (posed["subject_source"] == "kinematics").any()
     assert asked.count(frozenset({"cube"})) == len(posed) - perceived.sum()  # gripper left out where posed
     ids = ["subject_id", "object_id"]
     assert posed.drop(columns=ids).equals(always.drop(columns=ids))
     assert posed["valid"].all()
+
+
+def test_a_rejected_frame_still_gives_later_frames_its_end_effector_pose_from_tf(small_bags: Path, tmp_path: Path,
+                                                                                 monkeypatch):
+    """The end effector's tf pose at a frame's stamp is added whether or not the frame gives a graph (as the node
+    does), so deciding ahead which frames need the perceived gripper stays exact: here a frame with no usable depth
+    lies beside a stretch without tf poses."""
+    from trusted_scene_graph.dataset import make_typestore
+
+    types = make_typestore().types
+
+    def pose(index, msg):
+        if 19 <= index < 34:
+            return None
+        p = msg.pose.position
+        transform = types["geometry_msgs/msg/TransformStamped"](
+            header=types["std_msgs/msg/Header"](stamp=msg.header.stamp, frame_id="world"), child_frame_id="ee_link",
+            transform=types["geometry_msgs/msg/Transform"](
+                translation=types["geometry_msgs/msg/Vector3"](x=p.x, y=p.y, z=p.z),
+                rotation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)))
+        return "/tf", types["tf2_msgs/msg/TFMessage"](transforms=[transform])
+
+    def depth(index, msg):
+        if index == 18:
+            msg.data = np.zeros_like(msg.data)
+        return msg
+
+    source = rewrite_ee_poses(small_bags / "b", tmp_path / "tf", pose, depth)
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides(
+        {"detector.min_pixels": 1, "reward.ee_tf_frame": "ee_link", "extrinsic.tf_max_age_s": 0.02})
+    posed, always, _ = label_perceiving_the_gripper_where_needed_and_always(source, config, tmp_path, monkeypatch)
+    assert not posed.loc[18, "valid"] and posed.loc[18, "message"].startswith("frame not processed")
+    assert posed.loc[19, "subject_source"] == "kinematics"  # the pose of frame 18, 40 ms before
+    assert (posed["subject_source"] == "perception").sum() >= 5
+    ids = ["subject_id", "object_id"]
+    assert posed.drop(columns=ids).equals(always.drop(columns=ids))
 
 
 def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_labelled(small_bags: Path, tmp_path: Path):
@@ -421,6 +479,14 @@ def test_a_rerun_with_other_settings_or_a_foreign_output_directory_is_refused(sm
     with pytest.raises(LabelError, match=r"\(config_sha256 differ\)"):
         run_label(small_bags / "a", tmp_path / "out", config.with_overrides({"tracking.gate_m": 0.5}),
                   ["gripper:cube"], EngineSettings())
+    with pytest.raises(LabelError, match=r"\(bag_output differ: it holds 'copy' bags and this run writes 'rewards "
+                                         r"only' bags \(--rewards-only\)\)"):  # the two forms never mix in one --out
+        run_label(small_bags / "a", tmp_path / "out", config, ["gripper:cube"], EngineSettings(), rewards_only=True)
+    manifest_path = tmp_path / "out" / "tsg_label.json"
+    written = json.loads(manifest_path.read_text())
+    del written["bag_output"]  # as a run before --rewards-only existed wrote it
+    manifest_path.write_text(json.dumps(written))
+    assert run_label(small_bags / "a", tmp_path / "out", config, ["gripper:cube"], EngineSettings()).summary.skipped
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "a").mkdir()
     with pytest.raises(LabelError, match="is not empty and has no tsg_label.json: tsg label did not write it"):
@@ -468,6 +534,15 @@ def test_a_labelled_bag_is_labelled_again_only_when_its_recorded_rewards_are_to_
     assert ("already has /scene_graph/reward (recorded from a live node?); label the original recording, or pass "
             "--replace-reward") in summary.failed["a"]
 
+    summary = run_label(tmp_path / "once" / "a", tmp_path / "beside", config, PAIRS, EngineSettings(),
+                        rewards_only=True).summary
+    assert ("a rewards-only bag played beside it would add a second reward stream; label a copy instead, with "
+            "--replace-reward") in summary.failed["a"]
+    with pytest.raises(LabelError, match=r"--rewards-only writes no copy of a bag, so --replace-reward has no recorded "
+                                         r"rewards to leave out"):
+        run_label(tmp_path / "once" / "a", tmp_path / "both", config, PAIRS, EngineSettings(), replace_reward=True,
+                  rewards_only=True)
+
     outcome = run_label(tmp_path / "once" / "a", tmp_path / "replaced", config, PAIRS, EngineSettings(),
                         replace_reward=True)
     assert outcome.summary.ok
@@ -486,6 +561,33 @@ def test_replacing_recorded_rewards_is_for_bags_a_dataset_overwrites_its_column(
     with pytest.raises(LabelError, match=r"LeRobot dataset: --replace-reward is for bags; .*--overwrite-column"):
         run_label(tmp_path / "dataset", tmp_path / "out", load_config_file(BENCHMARK_CONFIG), PAIRS,
                   EngineSettings(), replace_reward=True)
+    with pytest.raises(LabelError, match=r"LeRobot dataset: --rewards-only is for bags; a dataset gets its "
+                                         r"'next.reward' column in a new dataset"):
+        run_label(tmp_path / "dataset", tmp_path / "out", load_config_file(BENCHMARK_CONFIG), PAIRS,
+                  EngineSettings(), rewards_only=True)
+
+
+@pytest.mark.parametrize("bag", ["a", "c"])  # mcap, sqlite3
+def test_a_rewards_only_bag_holds_exactly_the_reward_messages_of_the_labelled_copy(small_bags: Path, tmp_path: Path,
+                                                                                   bag: str):
+    """Played beside the source (ros2 bag play -i SOURCE -i OUT/<bag>), it gives what the labelled copy gives."""
+    from rosbags.rosbag2 import Reader
+
+    assert label(small_bags / bag, tmp_path / "copy") == EXIT_OK
+    assert main(["label", str(small_bags / bag), "--config", str(BENCHMARK_CONFIG), "--out", str(tmp_path / "only"),
+                 "--rewards-only", *[arg for pair in PAIRS for arg in ("--pair", pair)]]) == EXIT_OK
+    copy_table = pq.read_table(tmp_path / "copy" / bag / "rewards.parquet").to_pandas()
+    assert pq.read_table(tmp_path / "only" / bag / "rewards.parquet").to_pandas().equals(copy_table)
+    with Reader(tmp_path / "copy" / bag) as copy, Reader(tmp_path / "only" / bag) as only:
+        assert [(c.topic, c.msgtype) for c in only.connections] == [(REWARD_TOPIC, "trusted_scene_graph_msgs/msg/"
+                                                                                   "DenseReward")]
+        assert only.message_count == len(copy_table) > 0
+        assert ([(t, bytes(raw)) for _, t, raw in only.messages()]
+                == [(t, bytes(raw)) for c, t, raw in copy.messages() if c.topic == REWARD_TOPIC])
+    written = [f for f in (tmp_path / "only" / bag).iterdir() if f.name != "rewards.parquet"]
+    assert {f.suffix for f in written} == {f.suffix for f in (small_bags / bag).iterdir()}  # the source's storage
+    source_bytes = sum(f.stat().st_size for f in (small_bags / bag).iterdir())
+    assert sum(f.stat().st_size for f in written) < source_bytes / 20
 
 
 # --- LeRobot ---------------------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ images (recorded detections), the sensor's exact depth, no VLM; other configs ar
   Without ray installed (or with ``--no-ray``) it is null, and ``ray.note`` says why. Ray runs its workers at nice
   15 (its default), so on a machine shared with other work they yield to it and this number drops: compare it on an
   otherwise idle machine (``machine.load_average_1m`` holds the load before and after the run).
+- ``ray_speedup_rewards_only``: the same, on the same cluster right after, with ``tsg label --rewards-only`` items:
+  each writes a bag of its rewards alone instead of a copy of the bag. Every copy item writes the bag's bytes through
+  the kernel, work a single worker leaves to the idle second core; the difference between the two speedups is mostly
+  that cost (the rewards-only items also write through rosbags' writer instead of appending, and their runs come
+  after the copies' instead of alternating with them).
 - ``local_speedup``: the same for the local engine. Its ``workers=1`` labels in this process (pipeline already
   loaded); ``workers>1`` spawns its worker processes for every run, so their start-up (interpreter, imports and
   loading the pipeline: about 4 s per worker on a 2-core machine) is part of its time, as it is of a
@@ -32,6 +37,7 @@ images (recorded detections), the sensor's exact depth, no VLM; other configs ar
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shutil
@@ -132,8 +138,10 @@ def compare_workers(items: Sequence[WorkItem], engine: str, repeats: int, scratc
             "workers_1_runs_s": runs[1], "workers_2_runs_s": runs[2], "items": len(items)}
 
 
-def ray_comparison(items: Sequence[WorkItem], repeats: int, scratch: Path) -> dict[str, Any]:
-    """:func:`compare_workers` on a local Ray cluster started once, after a warm-up of both workers."""
+def ray_comparison(items: Sequence[WorkItem], repeats: int, scratch: Path,
+                   rewards_only_items: Sequence[WorkItem] = ()) -> dict[str, Any]:
+    """:func:`compare_workers` on a local Ray cluster started once, after a warm-up of both workers; then on
+    ``rewards_only_items`` (when given) under ``rewards_only``."""
     try:
         import ray
     except ImportError:
@@ -153,6 +161,8 @@ def ray_comparison(items: Sequence[WorkItem], repeats: int, scratch: Path) -> di
         # a timed run.
         warmup_s = time_engine(items[:2], "ray", 2, scratch)
         result = compare_workers(items, "ray", repeats, scratch)
+        if rewards_only_items:
+            result["rewards_only"] = compare_workers(rewards_only_items, "ray", repeats, scratch)
     finally:
         if started_here:
             ray.shutdown()
@@ -210,6 +220,7 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
     read_fps, label_fps = frames / min(read_runs_s), frames / min(label_runs_s)
 
     work = [WorkItem(f"{bag_key(bag)}-{index}", job) for index in range(items)]
+    rewards_only_work = [WorkItem(item.key, dataclasses.replace(job, rewards_only=True)) for item in work]
     local_result: dict[str, Any] = {"speedup": None, "note": "skipped (--no-local)"}
     if local:
         local_result = compare_workers(work, "local", engine_repeats, scratch)
@@ -217,13 +228,14 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
                                 "worker processes each run, and their start-up is counted")
     ray_result: dict[str, Any] = {"speedup": None, "note": "skipped (--no-ray)"}
     if ray:
-        ray_result = ray_comparison(work, engine_repeats, scratch)
+        ray_result = ray_comparison(work, engine_repeats, scratch, rewards_only_work)
 
     result: dict[str, Any] = {
         "label_fps": label_fps,
         "read_fps": read_fps,
         "read_ratio": label_fps / read_fps,
         "ray_speedup": ray_result["speedup"],
+        "ray_speedup_rewards_only": ray_result.get("rewards_only", {}).get("speedup"),
         "local_speedup": local_result["speedup"],
         "frames": frames,
         "label_s": min(label_runs_s),
@@ -247,7 +259,8 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
             "frames": "camera frames the labeller completed (the same count for both rates)",
             "timing": f"one untimed warm-up each, then {repeats} alternating runs; the fastest of each is kept",
             "speedups": f"run_items wall time on {items} copies of the item, workers=1 over workers=2, "
-                        f"{engine_repeats} alternating runs each, fastest kept",
+                        f"{engine_repeats} alternating runs each, fastest kept; ray_speedup_rewards_only: the same "
+                        "with items that write a bag of the rewards alone instead of a copy of the bag",
         },
     }
     ray_met = None if result["ray_speedup"] is None else result["ray_speedup"] >= RAY_SPEEDUP_GOAL
@@ -266,6 +279,8 @@ def summary_line(result: dict[str, Any], out_path: Path) -> str:
 
     goals = result["goals"]
     ray_goal = "" if goals["ray_speedup_met"] is None else f" (goal >= {goals['ray_speedup_min']})"
+    if result.get("ray_speedup_rewards_only") is not None:
+        ray_goal += f", {result['ray_speedup_rewards_only']:.2f} writing reward-only bags"
     return (f"label {result['label_fps']:.1f} frames/s vs read {result['read_fps']:.1f} frames/s "
             f"({result['frames']} frames{size}, {bag['bytes'] / 1e6:.0f} MB): read_ratio {result['read_ratio']:.3f} "
             f"(goal >= {goals['read_ratio_min']}); 2 vs 1 workers on {result['items']} items: ray "

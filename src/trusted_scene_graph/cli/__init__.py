@@ -226,7 +226,7 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
               engine: str, workers: int, ray_address: str | None, max_retries: int, camera: str | None,
               depth: str | None, instances: str | None, intrinsics: str | None, ee_position: str | None,
               goal_position: str | None, invalid_reward: float, overwrite_column: bool,
-              replace_reward: bool = False) -> int:
+              replace_reward: bool = False, rewards_only: bool = False) -> int:
     """Label a bag, a folder of bags or a LeRobot v3 dataset with dense rewards (trusted_scene_graph.label.run).
 
     Exit 0 when every item is labelled (or was, by an earlier run), 1 when some failed (the others are kept: rerun to
@@ -279,7 +279,7 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
             outcome = run_label(source, out, config, pairs,
                                 EngineSettings(engine, workers, ray_address, max_retries), frame_source,
                                 invalid_reward=invalid_reward, overwrite_column=overwrite_column,
-                                replace_reward=replace_reward, progress=advance)
+                                replace_reward=replace_reward, rewards_only=rewards_only, progress=advance)
         except KeyboardInterrupt:
             print("tsg label: interrupted; rerun the same command to finish (labelled items are kept)",
                   file=sys.stderr)
@@ -559,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--replace-reward", action="store_true",
                        help="bags that already have /scene_graph/reward (recorded from a live node): leave the "
                             "recorded rewards out of the copy and label them again")
+    label.add_argument("--rewards-only", action="store_true",
+                       help="bags: write a bag holding only /scene_graph/reward instead of a copy of each bag (play "
+                            "it beside the source: ros2 bag play -i SOURCE -i OUT/<bag>)")
     lerobot = label.add_argument_group("LeRobot datasets (cameras stored as images; positions in the graph frame)")
     lerobot.add_argument("--camera", default=None, help="colour image feature (default: the only image feature)")
     lerobot.add_argument("--depth", default=None,
@@ -762,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_label(args.config, args.overrides, args.input, args.out, args.pairs, args.engine, args.workers,
                              args.ray_address, args.max_retries, args.camera, args.depth, args.instances,
                              args.intrinsics, args.ee_position, args.goal_position, args.invalid_reward,
-                             args.overwrite_column, args.replace_reward)
+                             args.overwrite_column, args.replace_reward, args.rewards_only)
         if args.command == "replay":
             return cmd_replay(args.bag, args.rate, args.loop, args.topics, args.start_offset_s, args.clock_hz,
                               args.wait_for_subscribers_s)

@@ -6,8 +6,10 @@ pair from :class:`~trusted_scene_graph.reward.RewardTracker`, so the labels are 
 published. Only the objects the pairs name are lifted and tracked (:attr:`RewardTracker.labels_needed`), without
 relations; and, with ``tracking.smoothing`` 1 (the default: a perceived box then owes nothing to earlier frames), a
 robot frame's fallback object (the gripper for the end effector) only in the frames where no usable pose of that frame
-answers (:meth:`RewardTracker.labels_needed_at`). The rewards are those of a full graph; only the track ids of
-perceived objects may differ (a perceived gripper's track restarts when it is next needed).
+answers (:meth:`RewardTracker.labels_needed_at`). The rewards are then those of a full graph, and only the track ids
+of perceived objects differ (a perceived gripper's track restarts when it is next needed), with one exception: when
+several objects carry end-effector labels (two grippers, a false detection), the one the tracker remembers from an
+earlier perceived frame may have lost its track meanwhile, and the highest score (ties: lowest id) then picks.
 
 The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition, hash and
 offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte by the
@@ -139,17 +141,18 @@ class BagJob:
     config: dict[str, Any]
     pairs: tuple[str, ...]
     replace_reward: bool = False  # leave a recorded /scene_graph/reward out of the copy instead of refusing the bag
+    rewards_only: bool = False  # write a bag of the rewards alone, to play beside the source, instead of a copy
 
 
 def label_bag_item(job: BagJob, staging_dir: Path) -> int:
     """The engine's work function for a bag; returns the number of camera frames labelled."""
     config = Config(job.config)
     return label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config),
-                     replace_reward=job.replace_reward)
+                     replace_reward=job.replace_reward, rewards_only=job.rewards_only)
 
 
 def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],
-              pipeline: ScenePipeline | None = None, replace_reward: bool = False) -> int:
+              pipeline: ScenePipeline | None = None, replace_reward: bool = False, rewards_only: bool = False) -> int:
     """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``.
 
     An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied by the kernel on a
@@ -158,7 +161,10 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     files, compressed, an mcap file without its index) is re-written message by message through rosbags.
 
     A bag that already has the reward topic (recorded from a live node) is refused, unless ``replace_reward``: then
-    the recorded rewards are left out of the copy (which is re-written message by message) and labelled again."""
+    the recorded rewards are left out of the copy (which is re-written message by message) and labelled again.
+
+    With ``rewards_only`` the bag written holds the reward topic alone, in the source's storage format, to be played
+    beside the source (``ros2 bag play -i SOURCE -i OUT``): nothing recorded is copied."""
     pairs = pairs_from_config(config, list(pair_texts))
     pipeline = pipeline if pipeline is not None else ScenePipeline(config)
     resolver = SideResolver.from_config(config)
@@ -170,17 +176,24 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
         raise DatasetError(f"cannot open bag {source}: {exc}; tsg label copies complete bags only") from exc
     try:
         recorded = [c for c in reader.connections if c.topic == REWARD_TOPIC]
+        if recorded and rewards_only:
+            raise LabelError(f"bag {source} already has {REWARD_TOPIC} (recorded from a live node?): a rewards-only "
+                             "bag played beside it would add a second reward stream; label a copy instead, with "
+                             "--replace-reward")
         if recorded and not replace_reward:
             raise LabelError(f"bag {source} already has {REWARD_TOPIC} (recorded from a live node?); label the "
                              "original recording, or pass --replace-reward to leave the recorded rewards out")
-        try:
-            if recorded:
-                raise NotAppendable(f"{REWARD_TOPIC} is replaced")  # an appended copy cannot leave a topic out
-            copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
-        except NotAppendable:
-            rows = _label_streaming(source, out_dir, reader, config, pipeline, tracker)
+        if rewards_only:
+            rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _RewardsOnly)
         else:
-            rows = _label_appending(source, copy, reader, config, pipeline, tracker)
+            try:
+                if recorded:
+                    raise NotAppendable(f"{REWARD_TOPIC} is replaced")  # an appended copy cannot leave a topic out
+                copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
+            except NotAppendable:
+                rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _StreamedCopy)
+            else:
+                rows = _label_appending(source, copy, reader, config, pipeline, tracker)
     finally:
         reader.close()
     write_rewards_table(rows, out_dir / REWARDS_FILE)
@@ -200,13 +213,14 @@ def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config:
     return rows
 
 
-def _label_streaming(source: Path, out_dir: Path, reader: Reader, config: Config, pipeline: ScenePipeline,
-                     tracker: RewardTracker) -> list[dict[str, Any]]:
+def _label_rewritten(source: Path, out_dir: Path, reader: Reader, config: Config, pipeline: ScenePipeline,
+                     tracker: RewardTracker, output: type[_StreamedCopy | _RewardsOnly]) -> list[dict[str, Any]]:
+    """Label into a bag written message by message through rosbags (in the source's storage format): a streamed
+    copy, or the rewards alone."""
     storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
     bag_dir = out_dir / bag_key(source)
     with BagWriter(bag_dir, storage) as writer:
-        rows = _Replay(config, pipeline, tracker, _StreamedCopy(writer, reader.connections),
-                       bag_key(source)).run(reader)
+        rows = _Replay(config, pipeline, tracker, output(writer, reader.connections), bag_key(source)).run(reader)
     # The committed directory is the bag itself: move its files up from the named subdirectory (which gave the
     # storage file its name).
     for item in bag_dir.iterdir():
@@ -231,6 +245,23 @@ class _StreamedCopy:
         copy = self.copies.get(connection.id)
         if copy is not None:
             self.writer.write_raw(copy, raw, log_time_ns)
+
+    def reward(self, msg: Any, log_time_ns: int) -> None:
+        self.writer.write(REWARD_TOPIC, msg, log_time_ns)
+
+
+class _RewardsOnly:
+    """A bag of the rewards alone, written as they come; the recorded messages are read only where a frame needs
+    them and never copied."""
+
+    copies_messages = False
+
+    def __init__(self, writer: BagWriter, connections: Sequence[Any]) -> None:
+        self.writer, self.typestore = writer, writer.typestore
+        writer.add_topic(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS)
+
+    def message(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
+        pass
 
     def reward(self, msg: Any, log_time_ns: int) -> None:
         self.writer.write(REWARD_TOPIC, msg, log_time_ns)
@@ -290,7 +321,7 @@ class _Replay:
     """One pass over a bag: replay the camera frames, write the rewards, copy every message (streamed copies)."""
 
     def __init__(self, config: Config, pipeline: ScenePipeline, tracker: RewardTracker,
-                 out: _StreamedCopy | _AppendedRewards, source_name: str) -> None:
+                 out: _StreamedCopy | _RewardsOnly | _AppendedRewards, source_name: str) -> None:
         self.config, self.pipeline, self.tracker, self.out = config, pipeline, tracker, out
         self.source_name = source_name
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
@@ -310,7 +341,8 @@ class _Replay:
         # With smoothing, a perceived box depends on the track's earlier frames, so a robot frame's fallback object
         # is perceived in every frame; without, only where its pose will not answer. What the resolver's pose
         # histories will hold when a frame is finished is known when the frame is queued: every pose read until
-        # then, in the order read (they are applied in that order), and the frame's own tf position.
+        # then and the tf positions of this and every earlier frame (whatever became of them), added in the order
+        # they are applied in.
         self.perceive_posed = self.labels is None or config["tracking.smoothing"] != 1.0
         self.lookahead = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
         # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
@@ -451,11 +483,10 @@ class _Replay:
                         graph = self.pipeline.finish(item.prepared, outcome, relations=False)
                     except TsgError as exc:
                         outcome = f"frame not processed: {exc}"
-                if isinstance(outcome, str):
-                    samples = self.tracker.skip(item.stamp_ns, outcome)
-                else:
-                    add_ee_position(self.tracker.resolver, self.config, item.stamp_ns, item.ee_position_m)
-                    samples = self.tracker.update(graph)
+                # The robot's pose does not depend on the image (the node adds it for a rejected frame too).
+                add_ee_position(self.tracker.resolver, self.config, item.stamp_ns, item.ee_position_m)
+                samples = (self.tracker.skip(item.stamp_ns, outcome) if isinstance(outcome, str)
+                           else self.tracker.update(graph))
                 self._write(samples, item.colour_log_ns)
                 forget_before_lookahead(self.episodes, item.stamp_ns)
 

@@ -2,16 +2,17 @@
 
 INPUT is a rosbag2 bag, a folder of bags, or a LeRobot v3 dataset directory (``meta/info.json``).
 
-* Bags: one work item per bag, committed as ``OUTPUT/<bag name>/`` (the labelled copy plus its ``rewards.parquet``,
-  :mod:`.bags`); ``OUTPUT/rewards.parquet`` joins the tables of the bags labelled.
+* Bags: one work item per bag, committed as ``OUTPUT/<bag name>/`` (the labelled copy, or with ``rewards_only`` a
+  bag of the rewards alone, plus its ``rewards.parquet``, :mod:`.bags`); ``OUTPUT/rewards.parquet`` joins the tables
+  of the bags labelled.
 * LeRobot: one work item per episode, committed as ``OUTPUT/tsg_rewards/episode-NNNNNN/rewards.parquet``; when every
   episode is done the dataset is written into ``OUTPUT`` around them (:mod:`.lerobot`).
 
 Rerunning the same command finishes an interrupted run: committed items are skipped (the engine's rule), and an
 OUTPUT dataset that is already complete is left as it is. A manifest (:data:`MANIFEST_FILE`: input, pairs, config
-hash, LeRobot options) makes a rerun with other settings an error instead of a mix of old and new labels, and a
-non-empty OUTPUT that tsg label did not write is refused. The source is only read: an OUTPUT inside INPUT (or INPUT
-inside OUTPUT) is refused.
+hash, LeRobot options, the bags' output form) makes a rerun with other settings an error instead of a mix of old and
+new labels, and a non-empty OUTPUT that tsg label did not write is refused. The source is only read: an OUTPUT
+inside INPUT (or INPUT inside OUTPUT) is refused.
 """
 
 from __future__ import annotations
@@ -106,14 +107,15 @@ def check_pair_names(config: Config, pairs: Sequence[str]) -> None:
 
 
 def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], frame_source: FrameSource | None,
-             invalid_reward: float) -> dict[str, Any]:
-    """What decides the labels of a run: a rerun into the same --out must match it, or finished items (labelled
-    with other settings) would be mixed with new ones."""
+             invalid_reward: float, bag_output: str | None = None) -> dict[str, Any]:
+    """What decides the outputs of a run: a rerun into the same --out must match it, or finished items (labelled
+    with other settings, or written in another form: ``bag_output`` is 'copy' or 'rewards only' for bags) would be
+    mixed with new ones."""
     return {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
             "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
             "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
             "frame_source": asdict(frame_source) if frame_source is not None else None,
-            "invalid_reward": repr(float(invalid_reward))}
+            "invalid_reward": repr(float(invalid_reward)), "bag_output": bag_output}
 
 
 def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None:
@@ -124,10 +126,15 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
             found = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise LabelError(f"cannot read {manifest_path}: {exc}; delete --out {out} to start over") from exc
+        # Bag runs written before the output form was recorded wrote copies.
+        found.setdefault("bag_output", "copy" if found.get("kind") == "bags" else None)
         differing = [key for key in wanted if found.get(key) != json.loads(json.dumps(wanted[key]))]
         if differing:
-            raise LabelError(f"--out {out} was labelled with other settings ({', '.join(differing)} differ); a rerun "
-                             "only resumes the same command: label into another --out, or delete it to start over")
+            form = (f": it holds {found['bag_output']!r} bags and this run writes {wanted['bag_output']!r} bags "
+                    "(--rewards-only)" if "bag_output" in differing else "")
+            raise LabelError(f"--out {out} was labelled with other settings ({', '.join(differing)} differ{form}); a "
+                             "rerun only resumes the same command: label into another --out, or delete it to start "
+                             "over")
         return
     if out.exists() and any(not entry.name.startswith(".") for entry in out.iterdir()):
         raise LabelError(f"--out {out} is not empty and has no {manifest_path.name}: tsg label did not write it; "
@@ -140,17 +147,23 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
 
 def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], engine: EngineSettings,
               frame_source: FrameSource | None = None, *, invalid_reward: float = float("nan"),
-              overwrite_column: bool = False, replace_reward: bool = False,
+              overwrite_column: bool = False, replace_reward: bool = False, rewards_only: bool = False,
               progress: Callable[[ItemDone], None] | None = None) -> LabelOutcome:
     """Label ``source`` into ``out``; see the module docstring."""
     pairs = list(pairs) if pairs else list(config["reward.pairs"])
     check_pair_names(config, pairs)  # a bad pair fails before any work
     check_paths(source, out)
     run = {**asdict(engine), "progress": progress}  # EngineSettings' fields are run_items' keyword arguments
+    if rewards_only and replace_reward:
+        raise LabelError("--rewards-only writes no copy of a bag, so --replace-reward has no recorded rewards to leave "
+                         "out: give one or the other")
     if LeRobotDataset.is_dataset(source):
         if replace_reward:
             raise LabelError(f"{source} is a LeRobot dataset: --replace-reward is for bags; a dataset's "
                              f"{REWARD_COLUMN!r} column is replaced with --overwrite-column")
+        if rewards_only:
+            raise LabelError(f"{source} is a LeRobot dataset: --rewards-only is for bags; a dataset gets its "
+                             f"{REWARD_COLUMN!r} column in a new dataset whose videos are hard links, not copies")
         return _label_lerobot(source, out, config, pairs, frame_source, invalid_reward, overwrite_column, run)
     if frame_source is not None:
         raise LabelError(f"{source} is a rosbag2 input; the camera, depth, intrinsics and position options are for "
@@ -160,11 +173,13 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     items = []
     for key, bag in zip(keys, bags, strict=True):
         try:
-            items.append(WorkItem(key, BagJob(str(bag.resolve()), dict(config), tuple(pairs), replace_reward)))
+            items.append(WorkItem(key, BagJob(str(bag.resolve()), dict(config), tuple(pairs), replace_reward,
+                                              rewards_only)))
         except LabelError as exc:
             raise LabelError(f"bag {bag}: its name {key!r} cannot name an output directory (use letters, digits, "
                              "'.', '_' and '-'); rename or copy the bag") from exc
-    claim_output(out, out / MANIFEST_FILE, manifest("bags", source, config, pairs, None, invalid_reward))
+    claim_output(out, out / MANIFEST_FILE, manifest("bags", source, config, pairs, None, invalid_reward,
+                                                    "rewards only" if rewards_only else "copy"))
     summary = run_items(items, label_bag_item, out, **run)
     outcome = LabelOutcome("bags", summary)
     labelled = [key for key in keys if key not in summary.failed]

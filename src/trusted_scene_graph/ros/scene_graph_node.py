@@ -413,10 +413,11 @@ class SceneGraphNode(LifecycleNode):
             self.stats.record_failure(str(exc))
             self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
             self._warn_unknown_instance_ids(pipeline)
+            self._add_ee_pose_from_tf(tf, stamp_ns)  # later frames may use it: it does not depend on the image
             self._publish_rewards(stamp_ns, None, f"no scene graph for this frame: {exc}")
             return
         self._warn_unknown_instance_ids(pipeline)
-        self._add_ee_pose_from_tf(tf, graph)  # before the graph is served: queries on it use that pose too
+        self._add_ee_pose_from_tf(tf, stamp_ns)  # before the graph is served: queries on it use that pose too
         self._published = (graph, time.monotonic())
         self.stats.record_success(sum(graph.timing_ms.values()))
         self._graph_pub.publish(convert.graph_to_msg(graph))
@@ -424,17 +425,18 @@ class SceneGraphNode(LifecycleNode):
         if self.config["markers.enabled"]:
             self._marker_pub.publish(convert.markers_from_graph(graph))
 
-    def _add_ee_pose_from_tf(self, tf: TransformBuffer | None, graph: SceneGraph) -> None:
-        """reward.ee_tf_frame: the end effector's pose at the graph's stamp, from the tf buffer."""
-        ee_frame, resolver = self.config["reward.ee_tf_frame"], self._resolver
+    def _add_ee_pose_from_tf(self, tf: TransformBuffer | None, stamp_ns: int) -> None:
+        """reward.ee_tf_frame: the end effector's pose at a frame's stamp (whether or not the frame gave a graph),
+        from the tf buffer."""
+        ee_frame, resolver, graph_frame = self.config["reward.ee_tf_frame"], self._resolver, self.config["graph_frame"]
         if not ee_frame or tf is None or resolver is None:
             return
         with self._tf_lock:
-            found = tf.lookup_explained(graph.frame_id, ee_frame, graph.stamp_ns)
+            found = tf.lookup_explained(graph_frame, ee_frame, stamp_ns)
         self._ee_tf_miss = found.reason
         if found.transform is not None:
             with self._pose_lock:
-                resolver.poses[EE_FRAME].add(graph.stamp_ns, graph.frame_id, found.transform.translation_m)
+                resolver.poses[EE_FRAME].add(stamp_ns, graph_frame, found.transform.translation_m)
 
     def _publish_rewards(self, stamp_ns: int, graph: SceneGraph | None, reason: str = "") -> None:
         """One DenseReward per pair for the frame at ``stamp_ns``: from its ``graph``, or, when the pipeline rejected
