@@ -70,3 +70,38 @@ def test_ray_runs_at_most_workers_items_at_once_on_a_bigger_cluster(ray_cluster,
                         workers=1)
     assert summary.ok
     assert concurrency(tmp_path / "log") == [1, 1, 1, 1]
+
+
+def test_an_address_where_no_ray_cluster_answers_is_an_error_naming_it(monkeypatch, tmp_path):
+    """Refused at once where nothing listens (Ray would retry for minutes), and Ray's own refusals are errors, not
+    tracebacks. Ray is faked as not yet connected: this process may already have joined the test cluster."""
+    import socket
+
+    import ray
+
+    from trusted_scene_graph.label import LabelError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with socket.socket() as closed:  # a port that was free a moment ago: nothing listens there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(LabelError, match=rf"--ray-address 127\.0\.0\.1:{port}: nothing answers there \(.*\); start "
+                                         r"the cluster's head \(ray start --head\)"):
+        run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out", engine="ray",
+                  ray_address=f"127.0.0.1:{port}")
+
+    def refuse(address):  # as ray.init refuses (ConnectionError, or ValueError for a malformed address)
+        if ":" not in address:
+            raise ValueError(f"Invalid address format: {address}")
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with socket.socket() as listening:  # something answers, but it is not Ray
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(LabelError, match=rf"--ray-address {address}: Failed to connect to Ray cluster at "):
+            run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out2", engine="ray", ray_address=address)
+    with pytest.raises(LabelError, match=r"--ray-address not-an-address: Invalid address format: not-an-address"):
+        run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out3", engine="ray",
+                  ray_address="not-an-address")

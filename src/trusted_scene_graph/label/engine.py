@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -55,6 +56,8 @@ LOCK_FILE = ".lock"
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 WorkFn = Callable[[Any, Path], int]
+#: Seconds to wait for a TCP connection to ``ray_address`` (Ray itself retries for minutes where nothing listens).
+RAY_CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,7 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
     started_here = not ray.is_initialized()
     if started_here:
         if options.ray_address is not None:
-            ray.init(address=options.ray_address)
+            _join_ray_cluster(ray, options.ray_address)
         else:
             ray.init(num_cpus=options.workers)
     task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_attempt)
@@ -408,6 +411,22 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
             ray.cancel(ref)
         if started_here:
             ray.shutdown()
+
+
+def _join_ray_cluster(ray: Any, address: str) -> None:
+    """``ray.init(address=...)``, or a :class:`LabelError` saying why not: instead of Ray's traceback, and instead of
+    Ray retrying for minutes an address where nothing listens (a TCP connection is tried first, for ``host:port``)."""
+    host, colon, port = address.rpartition(":")
+    if colon and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise LabelError(f"--ray-address {address}: nothing answers there ({exc}); start the cluster's head "
+                             "(ray start --head) or leave --ray-address out to start a local cluster") from None
+    try:
+        ray.init(address=address)
+    except (ConnectionError, ValueError) as exc:
+        raise LabelError(f"--ray-address {address}: {exc}") from None
 
 
 def _died_attempts(out_dir: Path, key: str) -> int:
