@@ -112,6 +112,24 @@ def test_ray_compares_copies_then_reward_only_bags_on_one_cluster(monkeypatch: p
     assert result["rewards_only"]["speedup"] == pytest.approx(6.0 / 3.0) and result["warmup_s"] == 1.0
 
 
+def test_the_ray_comparison_gets_the_items_as_copies_and_as_reward_only_bags(monkeypatch: pytest.MonkeyPatch,
+                                                                             tiny_bag: Path, tmp_path: Path) -> None:
+    seen = {}
+
+    def fake_ray_comparison(items, repeats, scratch, rewards_only_items=()):
+        seen["copies"] = [(item.key, item.payload.rewards_only) for item in items]
+        seen["rewards_only"] = [(item.key, item.payload.rewards_only) for item in rewards_only_items]
+        return {"speedup": 1.5, "rewards_only": {"speedup": 1.9}, "note": "fake"}
+
+    monkeypatch.setattr(bench_label, "ray_comparison", fake_ray_comparison)
+    result = label_bench(benchmark_config(), tmp_path, bag=tiny_bag, items=2, repeats=1, ray=True, local=False)
+    assert [rewards_only for _, rewards_only in seen["copies"]] == [False, False]
+    assert seen["rewards_only"] == [(key, True) for key, _ in seen["copies"]]
+    assert result["ray_speedup"] == 1.5 and result["ray_speedup_rewards_only"] == 1.9
+    assert result["goals"]["ray_speedup_met"] is False
+    assert "ray 1.50 (goal >= 1.7), 1.90 writing reward-only bags" in bench_label.summary_line(result, tmp_path / "f")
+
+
 def test_ray_speedup_is_null_without_ray(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     result = ray_comparison([], 1, tmp_path)

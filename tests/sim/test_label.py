@@ -360,7 +360,7 @@ def test_a_rejected_frame_still_gives_later_frames_its_end_effector_pose_from_tf
         {"detector.min_pixels": 1, "reward.ee_tf_frame": "ee_link", "extrinsic.tf_max_age_s": 0.02})
     posed, always, _ = label_perceiving_the_gripper_where_needed_and_always(source, config, tmp_path, monkeypatch)
     assert not posed.loc[18, "valid"] and posed.loc[18, "message"].startswith("frame not processed")
-    assert posed.loc[19, "subject_source"] == "kinematics"  # the pose of frame 18, 40 ms before
+    assert posed.loc[20, "subject_source"] == "kinematics"  # frame 18's pose, 80 ms before (frame 17's is 120 ms)
     assert (posed["subject_source"] == "perception").sum() >= 5
     ids = ["subject_id", "object_id"]
     assert posed.drop(columns=ids).equals(always.drop(columns=ids))
@@ -487,6 +487,13 @@ def test_a_rerun_with_other_settings_or_a_foreign_output_directory_is_refused(sm
     del written["bag_output"]  # as a run before --rewards-only existed wrote it
     manifest_path.write_text(json.dumps(written))
     assert run_label(small_bags / "a", tmp_path / "out", config, ["gripper:cube"], EngineSettings()).summary.skipped
+    from trusted_scene_graph.label.run import claim_output
+
+    lerobot_manifest = tmp_path / "dataset_out" / "tsg_label.json"  # a dataset's run, then a bag run into its --out
+    lerobot_manifest.parent.mkdir()
+    lerobot_manifest.write_text(json.dumps({"kind": "lerobot", "bag_output": None}))
+    with pytest.raises(LabelError, match=r"\(kind, bag_output differ\); a rerun only resumes"):
+        claim_output(lerobot_manifest.parent, lerobot_manifest, {"kind": "bags", "bag_output": "copy"})
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "a").mkdir()
     with pytest.raises(LabelError, match="is not empty and has no tsg_label.json: tsg label did not write it"):

@@ -561,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "recorded rewards out of the copy and label them again")
     label.add_argument("--rewards-only", action="store_true",
                        help="bags: write a bag holding only /scene_graph/reward instead of a copy of each bag (play "
-                            "it beside the source: ros2 bag play -i SOURCE -i OUT/<bag>)")
+                            "it beside the source, ROS 2 Kilted or newer: ros2 bag play -i SOURCE -i OUT/<bag>)")
     lerobot = label.add_argument_group("LeRobot datasets (cameras stored as images; positions in the graph frame)")
     lerobot.add_argument("--camera", default=None, help="colour image feature (default: the only image feature)")
     lerobot.add_argument("--depth", default=None,

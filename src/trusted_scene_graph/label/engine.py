@@ -415,7 +415,9 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
 
 def _join_ray_cluster(ray: Any, address: str) -> None:
     """``ray.init(address=...)``, or a :class:`LabelError` saying why not: instead of Ray's traceback, and instead of
-    Ray retrying for minutes an address where nothing listens (a TCP connection is tried first, for ``host:port``)."""
+    Ray retrying for minutes an address where nothing listens (a TCP connection is tried first, for ``host:port``).
+    Where something other than Ray listens, Ray still retries for minutes: telling the two apart would take Ray's own
+    protocol."""
     host, colon, port = address.rpartition(":")
     if colon and port.isdigit() and "://" not in address:
         try:
@@ -425,7 +427,7 @@ def _join_ray_cluster(ray: Any, address: str) -> None:
                              "(ray start --head) or leave --ray-address out to start a local cluster") from None
     try:
         ray.init(address=address)
-    except (ConnectionError, ValueError) as exc:
+    except (ConnectionError, ValueError, RuntimeError) as exc:  # what ray.init raises for an address it refuses
         raise LabelError(f"--ray-address {address}: {exc}") from None
 
 

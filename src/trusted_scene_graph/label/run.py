@@ -131,7 +131,7 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
         differing = [key for key in wanted if found.get(key) != json.loads(json.dumps(wanted[key]))]
         if differing:
             form = (f": it holds {found['bag_output']!r} bags and this run writes {wanted['bag_output']!r} bags "
-                    "(--rewards-only)" if "bag_output" in differing else "")
+                    "(--rewards-only)" if "bag_output" in differing and "kind" not in differing else "")
             raise LabelError(f"--out {out} was labelled with other settings ({', '.join(differing)} differ{form}); a "
                              "rerun only resumes the same command: label into another --out, or delete it to start "
                              "over")

@@ -26,9 +26,10 @@ pose when one lies within ``reward.ee_pose_max_age_s`` of the graph's stamp. A p
 ``graph_frame`` is transformed into it with the node's tf buffer (when the node has one and it holds the transform
 at the pose's stamp); otherwise it is kept as is and a reward or answer using it says the frames differ. With
 ``reward.ee_tf_frame`` set, the node subscribes ``/tf`` and ``/tf_static`` whatever ``extrinsic.source`` is, and for
-each processed frame adds the end effector's pose looked up at the graph's stamp (``graph_frame <- ee_tf_frame``)
-before the rewards are computed (a miss is shown on ``/diagnostics``). The pose histories are guarded by one lock:
-poses arrive on the sensor group and are read by perception (rewards) and the query service.
+each frame it takes (also one the pipeline rejects) adds the end effector's pose looked up at the frame's stamp
+(``graph_frame <- ee_tf_frame``) before the rewards are computed (a miss is shown on ``/diagnostics``). The pose
+histories are guarded by one lock: poses arrive on the sensor group and are read by perception (rewards) and the
+query service.
 
 The query service answers with :func:`~trusted_scene_graph.reward.query.query_distance` from the last published
 graph and its age on the node's steady clock (``time.monotonic``, not message stamps: a replay carries old
