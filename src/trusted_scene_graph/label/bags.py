@@ -338,12 +338,10 @@ class _Replay:
         self.frame_in_episode = 0
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
-        # With smoothing, a perceived box depends on the track's earlier frames, so a robot frame's fallback object
-        # is perceived in every frame; without, only where its pose will not answer. What the resolver's pose
-        # histories will hold when a frame is finished is known when the frame is queued: every pose read until
-        # then and the tf positions of this and every earlier frame (whatever became of them), added in the order
-        # they are applied in.
-        self.perceive_posed = self.labels is None or config["tracking.smoothing"] != 1.0
+        # What the resolver's pose histories will hold when a frame is finished is known when the frame is queued:
+        # every pose read until then and the tf positions of this and every earlier frame (whatever became of
+        # them), added in the order they are applied in.
+        self.perceive_posed = perceives_posed_frames(tracker, config)
         self.lookahead = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
         # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
         self.batch_frames = 1 if config["extrinsic.source"] == "plane_fit" else BATCH_FRAMES
@@ -523,6 +521,13 @@ class _Replay:
             self.out.reward(dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
             self.rows.append(reward_row(sample, self.source_name, self.episode or 0, self.frame_in_episode))
         self.frame_in_episode += 1
+
+
+def perceives_posed_frames(tracker: RewardTracker, config: Mapping[str, Any]) -> bool:
+    """Whether a labeller must perceive a robot frame's fallback object (the gripper) also where the frame's pose
+    answers: with track smoothing, a perceived box depends on the track's earlier frames; with an ``#id`` side,
+    every object is needed anyway. Otherwise :meth:`RewardTracker.labels_needed_at` gives each frame's labels."""
+    return tracker.labels_needed is None or config["tracking.smoothing"] != 1.0
 
 
 def tf_ee_position(tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> np.ndarray | None:

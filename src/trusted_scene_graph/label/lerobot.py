@@ -32,6 +32,7 @@ from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
     REWARDS_FILE,
+    perceives_posed_frames,
     pipeline_for,
     read_rewards_table,
     reward_row,
@@ -146,9 +147,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
                                                                 (GOAL_FRAME, source.goal_position)) if text}
     images = {name: dataset.episode_images(job.episode_index, key, table) for name, key in cameras.items()}
     graph_frame = config["graph_frame"]
-    # Only the objects the pairs need are lifted: without track smoothing, a robot frame's fallback object only
-    # where its pose is missing (as for bags, label.bags).
-    perceive_posed = tracker.labels_needed is None or config["tracking.smoothing"] != 1.0
+    perceive_posed = perceives_posed_frames(tracker, config)  # else the gripper only where its pose is missing
     rows = []
     for i, stamp_s in enumerate(timestamps_s):
         stamp_ns = int(round(float(stamp_s) * 1e9))
