@@ -156,6 +156,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _require_direct_io(path: Path) -> None:
+    """Skip unless copies into ``path`` are written with direct I/O (Linux, on a filesystem that copies by it)."""
+    if not hasattr(os, "O_DIRECT") or bag_append.filesystem_type(path) not in bag_append.DIRECT_COPY_FILESYSTEMS:
+        pytest.skip(f"{path} is on {bag_append.filesystem_type(path)}, not copied with direct I/O")
+
+
+def _open_flags(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every (path, flags) os.open is called with from now on."""
+    opened: list[tuple[str, int]] = []
+    real = os.open
+
+    def spy(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append((str(path), flags))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    return opened
+
+
 @pytest.mark.parametrize("chunk_size_bytes", [None, 600])  # None: the default (1 MiB)
 def test_every_message_comes_back_unchanged_with_the_new_ones_merged_by_log_time(
         source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size_bytes: int | None) -> None:
@@ -418,13 +437,20 @@ def test_a_version_8_bag_and_a_summary_that_omits_channels_are_left_to_the_strea
         append_unsupported_reason(omitted))
 
 
+@pytest.mark.parametrize("method", ["kernel copy", "direct I/O"])
 def test_abort_stops_the_copy_between_slices_instead_of_waiting_for_all_of_it(source: Path, tmp_path: Path,
-                                                                           monkeypatch) -> None:
+                                                                           monkeypatch, method: str) -> None:
     import threading
 
     monkeypatch.setattr(bag_append, "_COPY_SLICE_BYTES", 4096)  # many slices, so the copy is still running
     calls, in_second_slice, release = [], threading.Event(), threading.Event()
-    real = os.copy_file_range
+    if method == "direct I/O":
+        _require_direct_io(tmp_path)
+        owner, name = bag_append._DirectWriter, "write"
+    else:
+        monkeypatch.setattr(bag_append, "DIRECT_COPY_FILESYSTEMS", frozenset())
+        owner, name = os, "copy_file_range"
+    real = getattr(owner, name)
 
     def held_copy(*args):
         calls.append(args)
@@ -433,7 +459,7 @@ def test_abort_stops_the_copy_between_slices_instead_of_waiting_for_all_of_it(so
             release.wait(10)
         return real(*args)
 
-    monkeypatch.setattr(os, "copy_file_range", held_copy)
+    monkeypatch.setattr(owner, name, held_copy)
     (tmp_path / "out").mkdir()
     copy = McapAppendCopy(source, tmp_path / "out", "copy.mcap")
     copy.start()
@@ -477,10 +503,12 @@ def test_bad_arguments_are_refused_with_the_value_named(source: Path, tmp_path: 
     assert not (out / "metadata.yaml").exists()
 
 
-def test_without_copy_file_range_or_sendfile_the_copy_is_the_same(source: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_direct_io_copy_file_range_or_sendfile_the_copy_is_the_same(source: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     rewards = _rewards()
-    reference = (_append(source, tmp_path / "kernel", rewards) / "copy.mcap").read_bytes()
+    reference = (_append(source, tmp_path / "default", rewards) / "copy.mcap").read_bytes()
+    monkeypatch.setattr(bag_append, "DIRECT_COPY_FILESYSTEMS", frozenset())
+    assert (_append(source, tmp_path / "kernel", rewards) / "copy.mcap").read_bytes() == reference
     calls: dict[str, int] = {}
 
     def refuse(name: str, code: int) -> Callable[..., int]:
@@ -496,12 +524,18 @@ def test_without_copy_file_range_or_sendfile_the_copy_is_the_same(source: Path, 
     assert calls == {"copy_file_range": 2, "sendfile": 1}
 
 
-def test_a_failing_copy_is_reported_naming_the_files(source: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("method", ["kernel copy", "direct I/O"])
+def test_a_failing_copy_is_reported_naming_the_files(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      method: str) -> None:
     def broken(*args: object) -> int:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "copy_file_range", broken)
+    if method == "direct I/O":
+        _require_direct_io(tmp_path)
+        monkeypatch.setattr(bag_append._DirectWriter, "write", broken)
+    else:
+        monkeypatch.setattr(bag_append, "DIRECT_COPY_FILESYSTEMS", frozenset())
+        monkeypatch.setattr(os, "copy_file_range", broken)
     (tmp_path / "out").mkdir()
     copy = McapAppendCopy(source, tmp_path / "out", "copy.mcap")
     copy.start()
@@ -521,3 +555,95 @@ def test_a_source_that_changes_before_the_copy_is_refused(source: Path, tmp_path
     with pytest.raises(DatasetError, match=r"copying .*changing/source.mcap to .*failed: .*changing/source.mcap "
                                            r"changed while it was being copied \(size \d+ -> \d+ bytes\)"):
         copy.finish(REWARD_TOPIC, REWARD_TYPE, DEFAULT_QOS, [])
+
+
+def test_on_ext4_the_data_section_is_written_with_direct_io_and_elsewhere_by_the_kernel_copy(
+        source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _require_direct_io(tmp_path)
+    opened = _open_flags(monkeypatch)
+    direct = _append(source, tmp_path / "direct", _rewards()) / "copy.mcap"
+    assert [flags & os.O_DIRECT for path, flags in opened if path == str(direct)] == [0, os.O_DIRECT]
+
+    monkeypatch.setattr(bag_append, "DIRECT_COPY_FILESYSTEMS", frozenset({"xfs"}))  # as on a filesystem not listed
+    opened.clear()
+    kernel = _append(source, tmp_path / "kernel", _rewards()) / "copy.mcap"
+    assert [flags & os.O_DIRECT for path, flags in opened if path == str(kernel)] == [0]
+    assert direct.read_bytes() == kernel.read_bytes()
+
+
+def test_direct_io_refused_midway_or_at_open_leaves_the_rest_to_the_kernel_copy(
+        source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _require_direct_io(tmp_path)
+    monkeypatch.setattr(bag_append, "_COPY_SLICE_BYTES", 64 * 1024)
+    reference = (_append(source, tmp_path / "reference", _rewards()) / "copy.mcap").read_bytes()
+    real_write, real_copy = bag_append._DirectWriter.write, os.copy_file_range
+    direct_offsets: list[int] = []
+    kernel_offsets: list[int] = []
+
+    def refused_after_two_slices(writer: Any, offset: int, count: int) -> int:
+        if len(direct_offsets) == 2:
+            raise OSError(errno.EINVAL, "Invalid argument")  # e.g. a device whose blocks are larger than 4096
+        direct_offsets.append(offset)
+        return real_write(writer, offset, count)
+
+    def kernel_copy(src: int, dst: int, count: int, offset_src: int, offset_dst: int) -> int:
+        kernel_offsets.append(offset_src)
+        return real_copy(src, dst, count, offset_src, offset_dst)
+
+    monkeypatch.setattr(bag_append._DirectWriter, "write", refused_after_two_slices)
+    monkeypatch.setattr(os, "copy_file_range", kernel_copy)
+    assert (_append(source, tmp_path / "midway", _rewards()) / "copy.mcap").read_bytes() == reference
+    assert direct_offsets == [0, 64 * 1024] and kernel_offsets[0] == 2 * 64 * 1024  # continued where it stopped
+
+    real_open = os.open
+
+    def no_direct_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_direct_open)
+    kernel_offsets.clear()
+    assert (_append(source, tmp_path / "no-open", _rewards()) / "copy.mcap").read_bytes() == reference
+    assert kernel_offsets[0] == 0
+
+
+def test_a_source_cut_short_under_the_direct_copy_is_reported_as_changed(source: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _require_direct_io(tmp_path)
+    cut = tmp_path / "cut"
+    shutil.copytree(source, cut)
+    real_write = bag_append._DirectWriter.write
+
+    def truncate_then_write(writer: Any, offset: int, count: int) -> int:
+        os.truncate(_mcap_of(cut), 4096)  # its mapped pages past the end are gone: the write fails with EFAULT
+        return real_write(writer, offset, count)
+
+    monkeypatch.setattr(bag_append._DirectWriter, "write", truncate_then_write)
+    (tmp_path / "out").mkdir()
+    copy = McapAppendCopy(cut, tmp_path / "out", "copy.mcap")
+    copy.start()
+    with pytest.raises(DatasetError, match=r"copying .*cut/source.mcap to .*failed: .*cut/source.mcap changed while "
+                                           r"it was being copied \(size \d+ -> 4096 bytes\)"):
+        copy.finish(REWARD_TOPIC, REWARD_TYPE, DEFAULT_QOS, [])
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:7 - xfs /dev/sdb1 rw,attr2
+"""
+
+
+@pytest.mark.parametrize(("major", "minor", "expected"), [(254, 0, "ext4"), (98, 0, "xfs"), (0, 21, "proc"),
+                                                          (8, 1, None)])
+def test_the_filesystem_type_is_read_after_the_separator_past_any_optional_fields(major: int, minor: int,
+                                                                                   expected: str | None) -> None:
+    assert bag_append.filesystem_type_from_mountinfo(MOUNTINFO, major, minor) == expected
+
+
+def test_the_filesystem_of_a_real_path_is_known_on_linux(tmp_path: Path) -> None:
+    if not Path("/proc/self/mountinfo").exists():
+        pytest.skip("no /proc/self/mountinfo (not Linux)")
+    assert bag_append.filesystem_type(tmp_path)  # e.g. 'ext4', 'tmpfs', 'overlay'
+    assert bag_append.filesystem_type(tmp_path / "missing") is None

@@ -48,6 +48,9 @@ def test_bench_of_a_bag_measures_both_rates(tiny_bag: Path, tmp_path: Path) -> N
     assert result["label_fps"] == pytest.approx(FRAMES / min(result["label_runs_s"]))
     assert result["read_fps"] == pytest.approx(FRAMES / min(result["read_runs_s"]))
     assert result["read_ratio"] == pytest.approx(result["label_fps"] / result["read_fps"])
+    assert 0 < result["open_s"] < min(result["read_runs_s"])
+    assert result["read_ratio_excluding_open"] == pytest.approx(
+        (min(result["read_runs_s"]) - result["open_s"]) / (min(result["label_runs_s"]) - result["open_s"]))
     assert len(result["label_runs_s"]) == len(result["read_runs_s"]) == 1
     assert result["ray_speedup"] is None and "--no-ray" in result["ray"]["note"]
     assert result["ray_speedup_rewards_only"] is None
@@ -74,6 +77,8 @@ def test_cli_records_its_own_bag_and_writes_the_json(tmp_path: Path, capsys: pyt
     assert all(math.isfinite(result[key]) and result[key] > 0 for key in ("label_fps", "read_fps", "read_ratio"))
     line = capsys.readouterr().out
     assert "read_ratio" in line and "ray not measured" in line and str(out) in line
+    assert f"{result['read_ratio_excluding_open']:.3f} without the {1e3 * result['open_s']:.0f} ms both spend " \
+           "opening the bag" in line
 
 
 def test_workers_alternate_and_the_fastest_runs_are_compared(monkeypatch: pytest.MonkeyPatch,

@@ -12,11 +12,11 @@ several objects carry end-effector labels (two grippers, a false detection), the
 earlier perceived frame may have lost its track meanwhile, and the highest score (ties: lowest id) then picks.
 
 The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition, hash and
-offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte by the
-kernel while its frames are labelled, and the rewards are appended to it as new chunks with a new summary
-(:mod:`~trusted_scene_graph.dataset.bag_append`); other bags (sqlite3, split, compressed) are re-written message by
-message. A reward message carries the frame's stamp and is written at the log time of the frame's colour image (bag
-readers order by log time).
+offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte (direct I/O on
+ext4, else the kernel's copy_file_range) while its frames are labelled, and the rewards are appended to it as new
+chunks with a new summary (:mod:`~trusted_scene_graph.dataset.bag_append`); other bags (sqlite3, split, compressed)
+are re-written message by message. A reward message carries the frame's stamp and is written at the log time of the
+frame's colour image (bag readers order by log time).
 
 Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode where its episode number changes
 (tracking, smoothing and the ``progress`` baseline restart); any other bag is one episode. The end effector and the
@@ -155,8 +155,8 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
               pipeline: ScenePipeline | None = None, replace_reward: bool = False, rewards_only: bool = False) -> int:
     """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``.
 
-    An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied by the kernel on a
-    background thread while the frames are labelled, and the rewards are appended to the copy
+    An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied on a background thread
+    while the frames are labelled, and the rewards are appended to the copy
     (:class:`~trusted_scene_graph.dataset.bag_append.McapAppendCopy`); any other bag (sqlite3, split into several
     files, compressed, an mcap file without its index) is re-written message by message through rosbags.
 
@@ -278,7 +278,7 @@ class _AppendedRewards:
         self.messages: list[tuple[int, bytes]] = []
 
     def message(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
-        pass  # the kernel copies the recorded messages
+        pass  # McapAppendCopy copies the recorded messages meanwhile
 
     def reward(self, msg: Any, log_time_ns: int) -> None:
         self.messages.append((log_time_ns, bytes(self.typestore.serialize_cdr(msg, DENSE_REWARD_TYPE))))
