@@ -561,8 +561,19 @@ def test_on_ext4_the_data_section_is_written_with_direct_io_and_elsewhere_by_the
         source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _require_direct_io(tmp_path)
     opened = _open_flags(monkeypatch)
+    kernel_copies: list[tuple[int, int]] = []  # (offset, bytes)
+    real_copy = os.copy_file_range
+
+    def kernel_copy(src: int, dst: int, count: int, offset_src: int, offset_dst: int) -> int:
+        kernel_copies.append((offset_src, count))
+        return real_copy(src, dst, count, offset_src, offset_dst)
+
+    monkeypatch.setattr(os, "copy_file_range", kernel_copy)
     direct = _append(source, tmp_path / "direct", _rewards()) / "copy.mcap"
     assert [flags & os.O_DIRECT for path, flags in opened if path == str(direct)] == [0, os.O_DIRECT]
+    # Direct I/O wrote every whole block; the kernel copied only the last, partial one.
+    data_end = bag_append._inspect(source).data_end
+    assert data_end % 4096 and kernel_copies == [(data_end // 4096 * 4096, data_end % 4096)]
 
     monkeypatch.setattr(bag_append, "DIRECT_COPY_FILESYSTEMS", frozenset({"xfs"}))  # as on a filesystem not listed
     opened.clear()
@@ -608,18 +619,24 @@ def test_direct_io_refused_midway_or_at_open_leaves_the_rest_to_the_kernel_copy(
     assert kernel_offsets[0] == 0
 
 
+@pytest.mark.parametrize("when", ["before its slice is mapped", "under the mapping"])
 def test_a_source_cut_short_under_the_direct_copy_is_reported_as_changed(source: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          when: str) -> None:
     _require_direct_io(tmp_path)
     cut = tmp_path / "cut"
     shutil.copytree(source, cut)
-    real_write = bag_append._DirectWriter.write
+    owner, name = (bag_append._DirectWriter, "write") if when.startswith("before") else (os, "pwrite")
+    real = getattr(owner, name)
 
-    def truncate_then_write(writer: Any, offset: int, count: int) -> int:
-        os.truncate(_mcap_of(cut), 4096)  # its mapped pages past the end are gone: the write fails with EFAULT
-        return real_write(writer, offset, count)
+    def truncate_then_call(*args: Any) -> int:
+        # Before: Python's mmap refuses a slice past the end. Under: the mapped pages past the end are gone, and
+        # the direct write fails with EFAULT.
+        if _mcap_of(cut).stat().st_size > 4096:
+            os.truncate(_mcap_of(cut), 4096)
+        return real(*args)
 
-    monkeypatch.setattr(bag_append._DirectWriter, "write", truncate_then_write)
+    monkeypatch.setattr(owner, name, truncate_then_call)
     (tmp_path / "out").mkdir()
     copy = McapAppendCopy(cut, tmp_path / "out", "copy.mcap")
     copy.start()
@@ -643,7 +660,48 @@ def test_the_filesystem_type_is_read_after_the_separator_past_any_optional_field
 
 
 def test_the_filesystem_of_a_real_path_is_known_on_linux(tmp_path: Path) -> None:
-    if not Path("/proc/self/mountinfo").exists():
+    mountinfo = Path("/proc/self/mountinfo")
+    if not mountinfo.exists():
         pytest.skip("no /proc/self/mountinfo (not Linux)")
+    device = os.stat(tmp_path).st_dev
+    if f" {os.major(device)}:{os.minor(device)} " not in mountinfo.read_text():
+        pytest.skip(f"{tmp_path}'s device is not a mount of its own (a btrfs subvolume?): its type is unknown")
     assert bag_append.filesystem_type(tmp_path)  # e.g. 'ext4', 'tmpfs', 'overlay'
     assert bag_append.filesystem_type(tmp_path / "missing") is None
+
+
+def _open_descriptors_and_mappings(path: Path) -> tuple[int, int]:
+    """How many file descriptors this process has open, and how many of its memory mappings are of ``path``."""
+    maps = Path("/proc/self/maps").read_text()
+    return len(os.listdir("/proc/self/fd")), sum(line.endswith(str(path)) for line in maps.splitlines())
+
+
+def test_no_descriptor_nor_mapping_outlives_a_copy_that_succeeds_fails_or_is_aborted(
+        source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _require_direct_io(tmp_path)
+    source_file = _mcap_of(source)
+    before = _open_descriptors_and_mappings(source_file)
+    _append(source, tmp_path / "done", _rewards())
+    assert _open_descriptors_and_mappings(source_file) == before
+
+    real_write = bag_append._DirectWriter.write
+
+    def fails_on_the_second_slice(writer: Any, offset: int, count: int) -> int:
+        if offset:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_write(writer, offset, count)
+
+    monkeypatch.setattr(bag_append, "_COPY_SLICE_BYTES", 64 * 1024)
+    monkeypatch.setattr(bag_append._DirectWriter, "write", fails_on_the_second_slice)
+    (tmp_path / "failed").mkdir()
+    copy = McapAppendCopy(source, tmp_path / "failed", "copy.mcap")
+    copy.start()
+    with pytest.raises(DatasetError, match=r"Input/output error"):
+        copy.finish(REWARD_TOPIC, REWARD_TYPE, DEFAULT_QOS, [])
+    assert _open_descriptors_and_mappings(source_file) == before
+
+    (tmp_path / "aborted").mkdir()
+    copy = McapAppendCopy(source, tmp_path / "aborted", "copy.mcap")
+    copy.start()
+    copy.abort()
+    assert _open_descriptors_and_mappings(source_file) == before

@@ -11,14 +11,18 @@ images (recorded detections), the sensor's exact depth, no VLM; other configs ar
   (:func:`~trusted_scene_graph.label.bags.label_bag_item`: the pipeline replay, the rewards, the labelled copy of
   the bag and ``rewards.parquet``, written into a scratch directory). The recorded bag is an indexed mcap file, so
   it is copied on a background thread (direct I/O on ext4, else the kernel's copy_file_range) with the rewards
-  appended to it; the rewards need only the objects the pairs name, so only those are lifted.
+  appended to it; the rewards need only the objects the pairs name, so only those are lifted. Nothing is fsynced
+  here (``tsg label`` does, when it commits an item): a direct I/O copy has reached the disk when the labelling
+  returns, where a copy through the page cache leaves its writeback for later, so on a slow disk the first can
+  lower ``label_fps`` (on the development machine it stayed within its run-to-run spread).
   ``frames`` (for both) is the number of camera frames the labeller completed and labelled. After one untimed
   warm-up of each, reads and labellings alternate ``--repeats`` times, so both see the same machine load; the fastest
   run of each is kept (load from other processes only ever adds time). ``read_ratio = label_fps / read_fps``.
 - ``open_s``: the fastest of the reads' openings of the bag (``BagReader``, i.e. rosbags' ``Reader`` parsing
   ``metadata.yaml`` and every topic's QoS), a fixed cost per bag that labelling pays too, as it opens the bag the same
   way. ``read_ratio_excluding_open`` takes it out of both times: a long bag's ratio is nearer this one, its opening
-  being spread over more frames.
+  being spread over more frames (a little above it: labelling's other fixed costs, such as inspecting the mcap
+  summary for the copy and writing ``rewards.parquet``, stay in its time).
 - ``ray_speedup``: the wall time of :func:`~trusted_scene_graph.label.engine.run_items` on ``--bags`` items (the
   same bag under different keys, so every item costs the same), ``engine='ray'`` with ``workers=1`` over
   ``workers=2``, on one local Ray cluster of 2 CPUs started once (or the one this process is already connected to).

@@ -85,8 +85,9 @@ _BUFFER_BYTES = 1 << 20
 #: to free), so they, and any filesystem not listed, keep the kernel copy.
 DIRECT_COPY_FILESYSTEMS = frozenset({"ext4", "ext3", "ext2"})
 # Direct I/O moves whole blocks at block-aligned offsets from block-aligned memory; 4096 covers the 512 and 4096 byte
-# logical blocks of disks. A filesystem that needs more refuses with EINVAL and the kernel copy takes over.
-_DIRECT_ALIGN_BYTES = 4096
+# logical blocks of disks (a filesystem that needs more refuses with EINVAL and the kernel copy takes over), and the
+# source is mapped at offsets that are multiples of it, which must also be multiples of the page size.
+_DIRECT_ALIGN_BYTES = max(4096, mmap.ALLOCATIONGRANULARITY)
 
 _YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -254,8 +255,9 @@ class McapAppendCopy:
                 _check_unchanged(src_fd, source)
                 try:
                     _copy_range(src_fd, self._require_fd(), source.data_end, self._cancel, direct_path=self.path)
-                except OSError:
-                    _check_unchanged(src_fd, source)  # a source cut short under the copy says so (not EFAULT)
+                except (OSError, DatasetError):
+                    # A source cut short under the copy says so, not "bad address" nor "the source ended".
+                    _check_unchanged(src_fd, source)
                     raise
                 _check_unchanged(src_fd, source)
             finally:
@@ -541,16 +543,16 @@ def _copy_range(src_fd: int, dst_fd: int, length: int, cancel: threading.Event |
     can copy):
 
     1. with ``direct_path`` (the file ``dst_fd`` writes), its whole blocks by direct I/O from the source's mapped
-       pages: the disk reads them where they are, so no CPU copies the bytes and no dirty page cache is left to write
-       back (nor evicts the bags being read). With copy_file_range the kernel copies every byte into new page cache
-       and writes it back later: CPU time that, on a 2-core machine, took the second worker's share (``tsg bench
-       label``'s ``ray_speedup``);
+       pages: the device takes them from the page cache where they are, so no CPU copies the bytes and the copy
+       leaves no dirty page cache to write back (nor evicts the bags being read). With copy_file_range the kernel
+       copies every byte into new page cache and writes it back later: CPU time that, on a 2-core machine, took the
+       second worker's share (``tsg bench label``'s ``ray_speedup``);
     2. copy_file_range (in the kernel, no Python buffers; it releases the GIL);
     3. sendfile;
     4. a buffered loop.
     """
     copied = 0
-    direct: _DirectWriter | None = _DirectWriter.open(src_fd, direct_path, length) if direct_path else None
+    direct = _DirectWriter.open(src_fd, dst_fd, direct_path, length) if direct_path else None
 
     def direct_copy(offset: int, count: int) -> int:
         return 0 if direct is None else direct.write(offset, count)
@@ -597,45 +599,53 @@ def _copy_range(src_fd: int, dst_fd: int, length: int, cancel: threading.Event |
 
 
 class _DirectWriter:
-    """Writes whole blocks of a source file to the same offsets of another file, with ``O_DIRECT``, from a read-only
-    mapping of the source (see :func:`_copy_range`). Nothing reads or writes the mapped bytes in Python: the kernel
-    hands the pages to the disk, and a source cut short under the mapping fails the write (EFAULT), which is
-    reported, rather than killing the process."""
+    """Writes whole blocks of a source file to the same offsets of another file, with ``O_DIRECT``, from read-only
+    mappings of the source, one per slice (see :func:`_copy_range`). Nothing reads or writes the mapped bytes in
+    Python: the kernel hands the source's pages (from the page cache, read from disk first where they are not there)
+    to the device, and a source cut short under a mapping fails the write (EFAULT), which is reported, rather than
+    killing the process."""
 
-    def __init__(self, mapping: mmap.mmap, fd: int, end: int) -> None:
-        self._mapping, self._view, self._fd, self._end = mapping, memoryview(mapping), fd, end
+    def __init__(self, src_fd: int, direct_fd: int, end: int) -> None:
+        self._src_fd, self._fd, self._end = src_fd, direct_fd, end
 
     @classmethod
-    def open(cls, src_fd: int, path: Path, length: int) -> _DirectWriter | None:
-        """A writer of the whole blocks of [0, length) to ``path``, or None where direct I/O is not worth it or
-        not possible (a filesystem not in :data:`DIRECT_COPY_FILESYSTEMS`, no ``O_DIRECT``, less than a block,
-        a file that cannot be mapped or opened for direct I/O): the kernel copy then copies everything."""
+    def open(cls, src_fd: int, dst_fd: int, path: Path, length: int) -> _DirectWriter | None:
+        """A writer of the whole blocks of [0, length) to ``path`` (the file ``dst_fd`` has open), or None where
+        direct I/O is not worth it or not possible (a filesystem not in :data:`DIRECT_COPY_FILESYSTEMS`, no
+        ``O_DIRECT``, less than a block, a file that cannot be opened for direct I/O or is no longer the one
+        ``dst_fd`` writes): the kernel copy then copies everything."""
         end = length // _DIRECT_ALIGN_BYTES * _DIRECT_ALIGN_BYTES
         flag = getattr(os, "O_DIRECT", 0)
         if not flag or end == 0 or filesystem_type(path) not in DIRECT_COPY_FILESYSTEMS:
             return None
         try:
-            mapping = mmap.mmap(src_fd, length, prot=mmap.PROT_READ)
-        except (OSError, ValueError):
-            return None
-        try:
-            fd = os.open(path, os.O_WRONLY | flag)
+            direct_fd = os.open(path, os.O_WRONLY | flag)
         except OSError:
-            mapping.close()
             return None
-        return cls(mapping, fd, end)
+        opened, expected = os.fstat(direct_fd), os.fstat(dst_fd)
+        if (opened.st_dev, opened.st_ino) != (expected.st_dev, expected.st_ino):
+            os.close(direct_fd)  # the name now points at another file: never write there
+            return None
+        return cls(src_fd, direct_fd, end)
 
     def write(self, offset: int, count: int) -> int:
         """Write up to ``count`` bytes from ``offset`` (block-aligned), whole blocks only; 0 when none is left."""
-        stop = min(offset + count, self._end)
+        stop = min(offset + count, self._end) // _DIRECT_ALIGN_BYTES * _DIRECT_ALIGN_BYTES
         if offset % _DIRECT_ALIGN_BYTES or stop <= offset:
             return 0  # a short write left an unaligned offset, or only the last partial block is left
-        return os.pwrite(self._fd, self._view[offset:stop], offset)
+        # A mapping per slice: mapping the whole bag would count all of it in the worker's resident memory.
+        try:
+            mapping = mmap.mmap(self._src_fd, stop - offset, prot=mmap.PROT_READ, offset=offset)
+        except ValueError as exc:  # Python compares with the file's size first
+            raise DatasetError(f"the source ended before byte {stop} of the copy ({exc})") from exc
+        try:
+            with memoryview(mapping) as view:
+                return os.pwrite(self._fd, view, offset)
+        finally:
+            mapping.close()
 
     def close(self) -> None:
         os.close(self._fd)
-        self._view.release()
-        self._mapping.close()
 
 
 def filesystem_type(path: Path) -> str | None:
