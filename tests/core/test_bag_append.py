@@ -582,7 +582,7 @@ def test_on_ext4_the_data_section_is_written_with_direct_io_and_elsewhere_by_the
     assert direct.read_bytes() == kernel.read_bytes()
 
 
-def test_direct_io_refused_midway_or_at_open_leaves_the_rest_to_the_kernel_copy(
+def test_direct_io_refused_midway_or_at_open_or_a_source_not_mappable_leaves_the_rest_to_the_kernel_copy(
         source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _require_direct_io(tmp_path)
     monkeypatch.setattr(bag_append, "_COPY_SLICE_BYTES", 64 * 1024)
@@ -616,6 +616,16 @@ def test_direct_io_refused_midway_or_at_open_leaves_the_rest_to_the_kernel_copy(
     monkeypatch.setattr(os, "open", no_direct_open)
     kernel_offsets.clear()
     assert (_append(source, tmp_path / "no-open", _rewards()) / "copy.mcap").read_bytes() == reference
+    assert kernel_offsets[0] == 0
+
+    def no_mapping(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENODEV, "No such device")  # what a FUSE filesystem without mmap says
+
+    monkeypatch.undo()
+    monkeypatch.setattr(bag_append.mmap, "mmap", no_mapping)
+    monkeypatch.setattr(os, "copy_file_range", kernel_copy)
+    kernel_offsets.clear()
+    assert (_append(source, tmp_path / "no-mapping", _rewards()) / "copy.mcap").read_bytes() == reference
     assert kernel_offsets[0] == 0
 
 

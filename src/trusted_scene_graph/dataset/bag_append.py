@@ -612,15 +612,16 @@ class _DirectWriter:
     def open(cls, src_fd: int, dst_fd: int, path: Path, length: int) -> _DirectWriter | None:
         """A writer of the whole blocks of [0, length) to ``path`` (the file ``dst_fd`` has open), or None where
         direct I/O is not worth it or not possible (a filesystem not in :data:`DIRECT_COPY_FILESYSTEMS`, no
-        ``O_DIRECT``, less than a block, a file that cannot be opened for direct I/O or is no longer the one
-        ``dst_fd`` writes): the kernel copy then copies everything."""
+        ``O_DIRECT``, less than a block, a source that cannot be mapped, an output that cannot be opened for direct
+        I/O or is no longer the file ``dst_fd`` writes): the kernel copy then copies everything."""
         end = length // _DIRECT_ALIGN_BYTES * _DIRECT_ALIGN_BYTES
         flag = getattr(os, "O_DIRECT", 0)
         if not flag or end == 0 or filesystem_type(path) not in DIRECT_COPY_FILESYSTEMS:
             return None
         try:
+            mmap.mmap(src_fd, _DIRECT_ALIGN_BYTES, prot=mmap.PROT_READ).close()  # e.g. FUSE may refuse (ENODEV)
             direct_fd = os.open(path, os.O_WRONLY | flag)
-        except OSError:
+        except (OSError, ValueError):
             return None
         opened, expected = os.fstat(direct_fd), os.fstat(dst_fd)
         if (opened.st_dev, opened.st_ino) != (expected.st_dev, expected.st_ino):
