@@ -52,6 +52,14 @@ def test_bench_of_a_bag_measures_both_rates(tiny_bag: Path, tmp_path: Path) -> N
     assert result["read_ratio_excluding_open"] == pytest.approx(
         (min(result["read_runs_s"]) - result["open_s"]) / (min(result["label_runs_s"]) - result["open_s"]))
     assert len(result["label_runs_s"]) == len(result["read_runs_s"]) == 1
+    stages = result["label_stages_ms_per_frame"]
+    assert {"open", "read", "decode", "depth", "detect", "lift", "track", "reward", "write", "copy", "table",
+            "other"} == set(stages)  # every stage of this bag's labelling (no plane fit), and the rest
+    assert all(stages[name] > 0 for name in stages if name != "other")
+    # The stages of the one labelling run add up to its time (measured around it, so a little more).
+    assert sum(stages.values()) == pytest.approx(1e3 * result["label_runs_s"][0] / FRAMES, rel=0.05)
+    assert result["read_stages_ms_per_frame"]["open"] == pytest.approx(1e3 * result["open_s"] / FRAMES)
+    assert sum(result["read_stages_ms_per_frame"].values()) == pytest.approx(1e3 * result["read_runs_s"][0] / FRAMES)
     assert result["ray_speedup"] is None and "--no-ray" in result["ray"]["note"]
     assert result["ray_speedup_rewards_only"] is None
     assert result["local_speedup"] is None and "--no-local" in result["local"]["note"]

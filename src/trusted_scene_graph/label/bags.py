@@ -34,6 +34,7 @@ import json
 import math
 import sqlite3
 import struct
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,21 @@ BATCH_FRAMES = 32
 #: Queue items (frames, and the poses and ground truth read while they wait) at which a batch is labelled anyway.
 MAX_QUEUED = 1024
 POSE_TYPE = "geometry_msgs/msg/PoseStamped"
+#: What :func:`label_bag`'s ``stage_seconds`` holds, in seconds: ``total``, and the stages in it.
+LABEL_STAGES = {
+    "open": "opening the bag (rosbags' Reader: metadata.yaml and every topic's QoS)",
+    "read": "reading and deserialising the messages the frames use",
+    "decode": "decoding a frame's images and camera info",
+    "depth": "the depth backend (the sensor's depth, its invalid values as NaN)",
+    "frame": "fitting the camera's pose to the support plane (extrinsic.source 'plane_fit' only)",
+    "detect": "the detector (the 'sim' one: the pairs' objects from the instance image)",
+    "lift": "lifting the detections to 3D boxes (each frame's share of its batch)",
+    "track": "tracking the lifted objects into the frame's graph",
+    "reward": "the rewards of the pairs from the graph and the poses",
+    "write": "the reward messages (serialised) and table rows",
+    "copy": "inspecting the source for the appended copy and appending to it (waiting for its copy, if still going)",
+    "table": "writing rewards.parquet",
+}
 #: Columns of the rewards table: one row per camera frame and reward pair.
 REWARD_COLUMNS = {
     "source": pa.string(),  # the bag (its directory name) or dataset the row labels
@@ -144,15 +160,17 @@ class BagJob:
     rewards_only: bool = False  # write a bag of the rewards alone, to play beside the source, instead of a copy
 
 
-def label_bag_item(job: BagJob, staging_dir: Path) -> int:
-    """The engine's work function for a bag; returns the number of camera frames labelled."""
+def label_bag_item(job: BagJob, staging_dir: Path, stage_seconds: Counter[str] | None = None) -> int:
+    """The engine's work function for a bag; returns the number of camera frames labelled (``stage_seconds``: see
+    :func:`label_bag`)."""
     config = Config(job.config)
     return label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config),
-                     replace_reward=job.replace_reward, rewards_only=job.rewards_only)
+                     replace_reward=job.replace_reward, rewards_only=job.rewards_only, stage_seconds=stage_seconds)
 
 
 def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],
-              pipeline: ScenePipeline | None = None, replace_reward: bool = False, rewards_only: bool = False) -> int:
+              pipeline: ScenePipeline | None = None, replace_reward: bool = False, rewards_only: bool = False,
+              stage_seconds: Counter[str] | None = None) -> int:
     """Write the labelled copy of ``source`` and its rewards table into the existing directory ``out_dir``.
 
     An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied on a background thread
@@ -164,14 +182,21 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     the recorded rewards are left out of the copy (which is re-written message by message) and labelled again.
 
     With ``rewards_only`` the bag written holds the reward topic alone, in the source's storage format, to be played
-    beside the source (``ros2 bag play -i SOURCE -i OUT``): nothing recorded is copied."""
+    beside the source (``ros2 bag play -i SOURCE -i OUT``): nothing recorded is copied.
+
+    ``stage_seconds`` (when given) is added the seconds spent in each stage (:data:`LABEL_STAGES`), as ``tsg bench
+    label`` reports them."""
+    clock = stage_seconds if stage_seconds is not None else Counter()
+    start_s = time.perf_counter()
     pairs = pairs_from_config(config, list(pair_texts))
     pipeline = pipeline if pipeline is not None else ScenePipeline(config)
     resolver = SideResolver.from_config(config)
     tracker = RewardTracker(pairs, resolver)
     try:
+        opening_s = time.perf_counter()
         reader = Reader(storage_path(source))
         reader.open()
+        clock["open"] += time.perf_counter() - opening_s
     except (*_STORAGE_READ_ERRORS, OSError) as exc:
         raise DatasetError(f"cannot open bag {source}: {exc}; tsg label copies complete bags only") from exc
     try:
@@ -184,29 +209,36 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
             raise LabelError(f"bag {source} already has {REWARD_TOPIC} (recorded from a live node?); label the "
                              "original recording, or pass --replace-reward to leave the recorded rewards out")
         if rewards_only:
-            rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _RewardsOnly)
+            rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _RewardsOnly, clock)
         else:
             try:
                 if recorded:
                     raise NotAppendable(f"{REWARD_TOPIC} is replaced")  # an appended copy cannot leave a topic out
+                copying_s = time.perf_counter()
                 copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
+                clock["copy"] += time.perf_counter() - copying_s
             except NotAppendable:
-                rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _StreamedCopy)
+                rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _StreamedCopy, clock)
             else:
-                rows = _label_appending(source, copy, reader, config, pipeline, tracker)
+                rows = _label_appending(source, copy, reader, config, pipeline, tracker, clock)
     finally:
         reader.close()
+    writing_s = time.perf_counter()
     write_rewards_table(rows, out_dir / REWARDS_FILE)
+    clock["table"] += time.perf_counter() - writing_s
+    clock["total"] += time.perf_counter() - start_s
     return len({(row["episode"], row["frame"]) for row in rows})
 
 
 def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config: Config, pipeline: ScenePipeline,
-                     tracker: RewardTracker) -> list[dict[str, Any]]:
+                     tracker: RewardTracker, clock: Counter[str]) -> list[dict[str, Any]]:
     copy.start()
     try:
         rewards = _AppendedRewards(make_typestore())
-        rows = _Replay(config, pipeline, tracker, rewards, bag_key(source)).run(reader)
+        rows = _Replay(config, pipeline, tracker, rewards, bag_key(source), clock).run(reader)
+        finishing_s = time.perf_counter()
         copy.finish(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS, rewards.messages)
+        clock["copy"] += time.perf_counter() - finishing_s
     except BaseException:
         copy.abort()
         raise
@@ -214,13 +246,15 @@ def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config:
 
 
 def _label_rewritten(source: Path, out_dir: Path, reader: Reader, config: Config, pipeline: ScenePipeline,
-                     tracker: RewardTracker, output: type[_StreamedCopy | _RewardsOnly]) -> list[dict[str, Any]]:
+                     tracker: RewardTracker, output: type[_StreamedCopy | _RewardsOnly],
+                     clock: Counter[str]) -> list[dict[str, Any]]:
     """Label into a bag written message by message through rosbags (in the source's storage format): a streamed
     copy, or the rewards alone."""
     storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
     bag_dir = out_dir / bag_key(source)
     with BagWriter(bag_dir, storage) as writer:
-        rows = _Replay(config, pipeline, tracker, output(writer, reader.connections), bag_key(source)).run(reader)
+        replay = _Replay(config, pipeline, tracker, output(writer, reader.connections), bag_key(source), clock)
+        rows = replay.run(reader)
     # The committed directory is the bag itself: move its files up from the named subdirectory (which gave the
     # storage file its name).
     for item in bag_dir.iterdir():
@@ -321,9 +355,12 @@ class _Replay:
     """One pass over a bag: replay the camera frames, write the rewards, copy every message (streamed copies)."""
 
     def __init__(self, config: Config, pipeline: ScenePipeline, tracker: RewardTracker,
-                 out: _StreamedCopy | _RewardsOnly | _AppendedRewards, source_name: str) -> None:
+                 out: _StreamedCopy | _RewardsOnly | _AppendedRewards, source_name: str,
+                 clock: Counter[str] | None = None) -> None:
         self.config, self.pipeline, self.tracker, self.out = config, pipeline, tracker, out
         self.source_name = source_name
+        # Seconds per stage (LABEL_STAGES); a few perf_counter calls per message and frame, so always kept.
+        self.clock: Counter[str] = clock if clock is not None else Counter()
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
         self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
         self.sync = FrameSynchronizer(list(self.inputs), int(config["sync.tolerance_s"] * 1e9),
@@ -355,7 +392,9 @@ class _Replay:
             messages = reader.messages()
         else:
             messages = reader.messages(connections=wanted) if wanted else iter(())  # rosbags reads all for []
+        clock = self.clock
         while True:
+            reading_s = time.perf_counter()
             try:
                 connection, log_time_ns, raw = next(messages)
             except StopIteration:
@@ -363,14 +402,18 @@ class _Replay:
             except _STORAGE_READ_ERRORS as exc:
                 raise DatasetError(f"bag {reader.path} is damaged ({type(exc).__name__}: {exc}); tsg label copies "
                                    "complete bags only") from exc
+            clock["read"] += time.perf_counter() - reading_s
             self.out.message(connection, raw, log_time_ns)
             if connection.topic not in self.decoded:
                 continue  # only the topics a frame uses move the labelling clock, whichever way the bag is copied
             if connection.msgtype in typestore.fielddefs:
+                reading_s = time.perf_counter()
                 try:
                     msg = typestore.deserialize_cdr(raw, connection.msgtype)
                 except _DECODE_ERRORS:
                     continue  # an undecodable message is copied; a camera frame missing it never completes
+                finally:
+                    clock["read"] += time.perf_counter() - reading_s
                 self._on_message(connection.topic, connection.msgtype, msg, log_time_ns)
             self._label_ready(log_time_ns)
         self._label_ready(None)
@@ -455,9 +498,12 @@ class _Replay:
         try:
             if self.config["extrinsic.source"] == "tf":
                 self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
-            prepared: PreparedFrame | str = self.pipeline.prepare(
-                frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances")),
-                labels=labels)
+            decoding_s = time.perf_counter()
+            try:
+                frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
+            finally:
+                self.clock["decode"] += time.perf_counter() - decoding_s
+            prepared: PreparedFrame | str = self.pipeline.prepare(frame, labels=labels)
         except TsgError as exc:
             prepared = f"frame not processed: {exc}"
         self.batch.append(_Frame(stamp_ns, colour_log_ns, prepared, ee_position_m))
@@ -483,9 +529,17 @@ class _Replay:
                         outcome = f"frame not processed: {exc}"
                 # The robot's pose does not depend on the image (the node adds it for a rejected frame too).
                 add_ee_position(self.tracker.resolver, self.config, item.stamp_ns, item.ee_position_m)
-                samples = (self.tracker.skip(item.stamp_ns, outcome) if isinstance(outcome, str)
-                           else self.tracker.update(graph))
+                rewarding_s = time.perf_counter()
+                if isinstance(outcome, str):
+                    samples = self.tracker.skip(item.stamp_ns, outcome)
+                else:
+                    samples = self.tracker.update(graph)
+                    for stage, stage_ms in graph.timing_ms.items():  # the pipeline's stages: depth, detect, lift, track
+                        self.clock[stage] += stage_ms / 1e3
+                writing_s = time.perf_counter()
                 self._write(samples, item.colour_log_ns)
+                self.clock["reward"] += writing_s - rewarding_s
+                self.clock["write"] += time.perf_counter() - writing_s
                 forget_before_lookahead(self.episodes, item.stamp_ns)
 
     def _lift_batch(self) -> dict[int, list[LiftedObject] | str]:
