@@ -154,3 +154,11 @@ def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(m
     remappings = opaque.kwargs["function"](context)[0].kwargs["remappings"]
     assert ("/camera/color/image_raw/compressed", "/robot/rgb/compressed") in remappings
     assert ("/camera/depth/image_raw/compressedDepth", "/robot/depth/compressedDepth") in remappings
+
+
+def test_rosbags_reads_bag_metadata_with_the_c_yaml_parser():
+    # Without ruamel.yaml.clib, rosbags parses metadata.yaml and each topic's QoS in pure Python: opening a bag then
+    # costs several times as long, for tsg eval, tsg label and every read alike.
+    from ruamel.yaml import YAML
+
+    assert YAML(typ="safe").Parser.__name__ == "CParser"
