@@ -301,7 +301,10 @@ def test_the_end_effector_pose_can_come_from_tf():
     from types import SimpleNamespace as NS
 
     from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
-    from trusted_scene_graph.label.bags import add_tf_ee_pose
+    from trusted_scene_graph.label.bags import add_ee_position, tf_ee_position
+
+    def add_tf_ee_pose(sides: SideResolver, tf: TransformBuffer, config: Config, stamp_ns: int) -> None:
+        add_ee_position(sides, config, stamp_ns, tf_ee_position(tf, config, stamp_ns))  # as the labeller does
 
     def stamped(parent: str, child: str, t_s: float, xyz) -> NS:
         return NS(header=NS(stamp=NS(sec=int(t_s), nanosec=int((t_s % 1) * 1e9)), frame_id=parent),

@@ -554,9 +554,6 @@ def _copy_range(src_fd: int, dst_fd: int, length: int, cancel: threading.Event |
     copied = 0
     direct = _DirectWriter.open(src_fd, dst_fd, direct_path, length) if direct_path else None
 
-    def direct_copy(offset: int, count: int) -> int:
-        return 0 if direct is None else direct.write(offset, count)
-
     def kernel_copy(offset: int, count: int) -> int:
         return os.copy_file_range(src_fd, dst_fd, count, offset, offset)
 
@@ -570,7 +567,7 @@ def _copy_range(src_fd: int, dst_fd: int, length: int, cancel: threading.Event |
             _pwrite_all(dst_fd, data, offset)
         return len(data)
 
-    methods: list[Callable[[int, int], int]] = [direct_copy]
+    methods: list[Callable[[int, int], int]] = [direct.write] if direct is not None else []
     if hasattr(os, "copy_file_range"):
         methods.append(kernel_copy)
     if hasattr(os, "sendfile"):

@@ -356,11 +356,11 @@ class _Replay:
 
     def __init__(self, config: Config, pipeline: ScenePipeline, tracker: RewardTracker,
                  out: _StreamedCopy | _RewardsOnly | _AppendedRewards, source_name: str,
-                 clock: Counter[str] | None = None) -> None:
+                 clock: Counter[str]) -> None:
         self.config, self.pipeline, self.tracker, self.out = config, pipeline, tracker, out
         self.source_name = source_name
         # Seconds per stage (LABEL_STAGES); a few perf_counter calls per message and frame, so always kept.
-        self.clock: Counter[str] = clock if clock is not None else Counter()
+        self.clock = clock
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
         self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
         self.sync = FrameSynchronizer(list(self.inputs), int(config["sync.tolerance_s"] * 1e9),
@@ -599,11 +599,6 @@ def add_ee_position(resolver: SideResolver, config: Mapping[str, Any], stamp_ns:
     """Add an end-effector position in the graph frame at ``stamp_ns`` to the resolver (None: nothing to add)."""
     if position_m is not None:
         resolver.poses[EE_FRAME].add(stamp_ns, config["graph_frame"], position_m)
-
-
-def add_tf_ee_pose(resolver: SideResolver, tf: TransformBuffer, config: Mapping[str, Any], stamp_ns: int) -> None:
-    """With ``reward.ee_tf_frame``, add the end effector's tf pose at ``stamp_ns`` (when tf has one)."""
-    add_ee_position(resolver, config, stamp_ns, tf_ee_position(tf, config, stamp_ns))
 
 
 def reward_row(sample: RewardSample, source: str, episode: int, frame: int) -> dict[str, Any]:

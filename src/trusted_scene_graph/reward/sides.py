@@ -63,10 +63,13 @@ def pair_trust(a: Endpoint, b: Endpoint) -> float:
 
 def frame_of(name: str, ee_names: Iterable[str]) -> str | None:
     """The robot frame ``name`` stands for: EE_FRAME for an end-effector name, GOAL_FRAME for 'goal', else None."""
+    return _frame_of(name, frozenset(n.strip().lower() for n in ee_names) | {EE_FRAME})
+
+
+def _frame_of(name: str, ee_names_lower: frozenset[str]) -> str | None:
+    """:func:`frame_of` with the end-effector names already lower case and holding EE_FRAME."""
     wanted = name.strip().lower()
-    if wanted == EE_FRAME or wanted in {n.strip().lower() for n in ee_names}:
-        return EE_FRAME
-    return GOAL_FRAME if wanted == GOAL_FRAME else None
+    return EE_FRAME if wanted in ee_names_lower else GOAL_FRAME if wanted == GOAL_FRAME else None
 
 
 class PoseHistory:
@@ -124,8 +127,7 @@ class SideResolver:
 
     def frame_of(self, name: str) -> str | None:
         """The robot frame ``name`` stands for (EE_FRAME, GOAL_FRAME), or None for a perceived object."""
-        wanted = name.strip().lower()  # self.ee_names is already lower case and holds EE_FRAME
-        return EE_FRAME if wanted in self.ee_names else GOAL_FRAME if wanted == GOAL_FRAME else None
+        return _frame_of(name, self.ee_names)  # self.ee_names is already lower case and holds EE_FRAME
 
     def labels_needed(self, names: Iterable[str], posed: Iterable[str] = ()) -> frozenset[str] | None:
         """The labels (lower case) of every perceived object that resolving ``names`` can use, so that a labeller
