@@ -15,6 +15,7 @@ from trusted_scene_graph.image import (
     decode_image,
     depth_to_encoding,
     encode_image,
+    has_invalid_depth,
 )
 from trusted_scene_graph.image.decode import to_rgb
 
@@ -205,6 +206,30 @@ def test_32fc1_nan_infinity_zero_and_negative_depth_become_nan():
     depth = decode_depth_m("32FC1", 1, 7, step, False, data)
     assert np.isnan(depth[0, :6]).all()
     assert depth[0, 6] == 2.0
+
+
+def test_valid_32fc1_depth_is_decoded_into_a_new_writable_array():
+    raw = np.array([[0.75, 3.5]], np.float32)
+    buffer = bytearray(raw.tobytes())
+    depth = decode_depth_m("32FC1", 1, 2, 8, False, buffer)
+    depth[0, 0] = 9.0  # the caller's own array: writing it leaves the message alone
+    assert depth.flags.writeable and bytes(buffer) == raw.tobytes()
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([0.5, 2.0], False),
+    ([0.5, math.nan], False),  # NaN already marks an invalid pixel
+    ([math.nan, math.nan], False),
+    ([0.5, 0.0], True),
+    ([0.5, -0.0], True),
+    ([0.5, -1.0], True),
+    ([0.5, math.inf], True),
+    ([0.5, -math.inf], True),
+    ([math.nan, math.inf], True),
+    ([], False),
+])
+def test_has_invalid_depth_finds_zero_negative_and_infinite_depths_but_not_nan(values, expected):
+    assert has_invalid_depth(np.array(values, np.float32)) is expected
 
 
 def test_decoding_depth_does_not_modify_the_message_buffer():

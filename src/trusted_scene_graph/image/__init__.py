@@ -7,6 +7,8 @@ from trusted_scene_graph.image.decode import (
     decode_image,
     depth_to_encoding,
     encode_image,
+    has_invalid_depth,
 )
 
-__all__ = ["ENCODINGS", "ImageError", "decode_depth_m", "decode_image", "depth_to_encoding", "encode_image"]
+__all__ = ["ENCODINGS", "ImageError", "decode_depth_m", "decode_image", "depth_to_encoding", "encode_image",
+           "has_invalid_depth"]

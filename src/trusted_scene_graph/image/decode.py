@@ -93,9 +93,23 @@ def decode_depth_m(
     depth_m = raw.astype(np.float32)  # always a new array: the message's buffer is never written
     if _DEPTH_SCALE_M[encoding] != 1.0:
         depth_m *= np.float32(_DEPTH_SCALE_M[encoding])
-    # NaN, zero and negative depths fail "> 0"; +inf passes it and is caught by isinf.
-    np.putmask(depth_m, ~(depth_m > 0) | np.isinf(depth_m), np.float32(np.nan))
+    if has_invalid_depth(depth_m):
+        # NaN, zero and negative depths fail "> 0"; +inf passes it and is caught by isinf.
+        np.putmask(depth_m, ~(depth_m > 0) | np.isinf(depth_m), np.float32(np.nan))
     return depth_m
+
+
+def has_invalid_depth(depth_m: np.ndarray) -> bool:
+    """Whether ``depth_m`` holds a zero, negative or infinite value (NaN, already the mark of an invalid pixel, does
+    not count).
+
+    Two reductions that allocate nothing, where a mask of the invalid pixels costs an array and four passes: most
+    frames of a simulated or filtered camera have none, and they are then left as they are."""
+    if depth_m.size == 0:
+        return False
+    flat = depth_m.reshape(-1)
+    # fmin/fmax skip NaN (an all-NaN image gives NaN, which fails both comparisons: nothing to replace).
+    return bool(np.fmin.reduce(flat) <= 0 or np.fmax.reduce(flat) == np.inf)
 
 
 def encode_image(pixels: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from trusted_scene_graph.image.decode import has_invalid_depth
 from trusted_scene_graph.perception.detector import PerceptionError, build_backend
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 
@@ -43,8 +44,7 @@ def _check_rgb(rgb: np.ndarray, backend: str) -> None:
 def _invalid_to_nan(depth_m: np.ndarray) -> np.ndarray:
     """``depth_m`` as float32 with non-finite and non-positive values set to NaN; the same array if already so."""
     depth_m = depth_m.astype(np.float32, copy=False)
-    # NaN compares False, so these find exactly the values to replace: zero, negative and infinite depths.
-    if not ((depth_m <= 0).any() or np.isinf(depth_m).any()):
+    if not has_invalid_depth(depth_m):
         return depth_m
     # Copy rather than write in place: the input may be a decoded ROS message buffer shared with other consumers.
     depth_m = depth_m.copy()
