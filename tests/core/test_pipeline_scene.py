@@ -238,6 +238,30 @@ def test_detections_cannot_be_lifted_before_the_plane_is_fitted():
         pipeline.process_detections(frame.stamp_ns, [], frame.depth_m, frame.intrinsics)
 
 
+def test_a_pipeline_built_without_relations_loads_no_trust_model_and_places_the_same_objects(tmp_path):
+    # A trust.model that would fail to load: an objects-only pipeline never reads it.
+    missing = Config({"trust.model": str(tmp_path / "no-such-model")})
+    with pytest.raises(TsgError, match="is not 'default', 'prior' or an existing model directory"):
+        ScenePipeline(missing)
+    objects_only = ScenePipeline(missing, relations=False)
+    assert objects_only.trust is None
+    graph = objects_only.process(scene_frame(), relations=False)
+    full = ScenePipeline(Config({"trust.model": "prior"})).process(scene_frame())
+    assert [(o.id, o.label) for o in graph.objects] == [(o.id, o.label) for o in full.objects]
+    for a, b in zip(graph.objects, full.objects, strict=True):
+        np.testing.assert_allclose(a.centroid_m, b.centroid_m)
+    assert graph.relations == () and np.isnan(graph.trust_threshold)  # no edges, so no threshold applied
+    assert objects_only.trust_status() == {"trust_model": "none (a pipeline of objects only)",
+                                           "trust_threshold": "none"}
+
+
+def test_a_pipeline_built_without_relations_refuses_to_relate():
+    pipeline = ScenePipeline(Config(), relations=False)
+    with pytest.raises(PipelineError, match=r"^this pipeline was built with relations=False \(objects only, as tsg "
+                                            r"label builds it\): it has no trust model"):
+        pipeline.process(scene_frame())
+
+
 def test_without_relations_the_pipeline_stops_after_tracking_with_the_same_objects():
     from trusted_scene_graph.sim.synthetic import SyntheticFrame
 

@@ -118,6 +118,25 @@ def test_object_to_goal_reward_ranks_like_the_environments_own_dense_reward(pick
     assert rho.statistic >= 0.98
 
 
+def test_a_labelling_worker_loads_no_trust_model_so_never_imports_xgboost_or_scikit_learn(small_bags: Path,
+                                                                                           tmp_path: Path):
+    # Rewards need objects, not edges: the worker's pipeline has no trust step, which spares each worker process
+    # importing xgboost and scikit-learn (about 1.5 s of its start-up on the development machine).
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from trusted_scene_graph.label.bags import BagJob, label_bag_item\n"
+        "from trusted_scene_graph.sim.record import benchmark_config\n"
+        f"job = BagJob({str(sorted(small_bags.iterdir())[0])!r}, dict(benchmark_config()), ('gripper:cube',))\n"
+        f"frames = label_bag_item(job, Path({str(tmp_path)!r}))\n"
+        "print(frames, sorted(m for m in ('xgboost', 'sklearn') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    frames, imported = result.stdout.split(" ", 1)
+    assert int(frames) > 0 and imported.strip() == "[]"
+
+
 # --- the labelled copy -------------------------------------------------------------------------------------------
 
 

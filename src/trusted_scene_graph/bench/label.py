@@ -43,8 +43,8 @@ images (recorded detections), the sensor's exact depth, no VLM; other configs ar
   a single worker leaves to the idle second core but two workers share; direct I/O (on ext4) costs next to none.
 - ``local_speedup``: the same for the local engine. Its ``workers=1`` labels in this process (pipeline already
   loaded); ``workers>1`` spawns its worker processes for every run, so their start-up (interpreter, imports and
-  loading the pipeline: about 4 s per worker on a 2-core machine) is part of its time, as it is of a
-  ``tsg label --workers 2`` run.
+  building the pipeline, which loads no trust model) is part of its time, as it is of a ``tsg label --workers 2``
+  run.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def pipeline_for(config: Config) -> ScenePipeline:
     key = json.dumps(dict(config), sort_keys=True)  # C-fast; a YAML dump of the config cost ~10 ms per item
     if key not in _PIPELINES:
         _PIPELINES.clear()  # one config at a time: a worker never needs two models in memory
-        _PIPELINES[key] = ScenePipeline(config)
+        _PIPELINES[key] = ScenePipeline(config, relations=False)  # rewards need objects only
     pipeline = _PIPELINES[key]
     pipeline.start_sequence()
     return pipeline
@@ -189,7 +189,7 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     clock = stage_seconds if stage_seconds is not None else Counter()
     start_s = time.perf_counter()
     pairs = pairs_from_config(config, list(pair_texts))
-    pipeline = pipeline if pipeline is not None else ScenePipeline(config)
+    pipeline = pipeline if pipeline is not None else ScenePipeline(config, relations=False)
     resolver = SideResolver.from_config(config)
     tracker = RewardTracker(pairs, resolver)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,12 +72,16 @@ class ScenePipeline:
     """
 
     def __init__(self, config: Mapping[str, Any], detector: Detector | None = None,
-                 depth_backend: DepthBackend | None = None, trust: EdgeTrust | None = None) -> None:
+                 depth_backend: DepthBackend | None = None, trust: EdgeTrust | None = None,
+                 relations: bool = True) -> None:
+        """``relations=False`` builds a pipeline of objects only (detect, lift, track: all a distance or a reward
+        needs, as ``tsg label`` uses it): the trust model and the VLM are never loaded, which spares every labelling
+        worker importing xgboost and scikit-learn, and asking it for relations is an error."""
         self.detector = detector if detector is not None else make_detector(config)
         self.depth_backend = depth_backend if depth_backend is not None else make_depth_backend(config)
-        if trust is None:
+        if trust is None and relations:
             trust = EdgeTrust(config, vlm=scene_graph_vlm(config))
-        self.trust = trust
+        self.trust: EdgeTrust | None = trust
         self.tracker = Tracker(config["tracking.gate_m"], config["tracking.max_missed_frames"],
                                config["tracking.smoothing"])
         self._plane_rng = np.random.default_rng(0)  # RANSAC is seeded: the same frames give the same graph frame
@@ -105,8 +110,10 @@ class ScenePipeline:
         self.tracker.max_missed_frames = config["tracking.max_missed_frames"]
         self.tracker.smoothing = config["tracking.smoothing"]
         self.frame_id = config["graph_frame"]
-        self.trust.reconfigure(config)
-        self.trust_threshold = self.trust.threshold
+        if self.trust is not None:
+            self.trust.reconfigure(config)
+        # Without a trust model no edge is ever made, so none is pruned: NaN says no threshold applied.
+        self.trust_threshold = self.trust.threshold if self.trust is not None else math.nan
         if config["extrinsic.source"] == "static":
             self._set_camera_to_graph(RigidTransform.from_xyzw(config["extrinsic.translation_m"],
                                                                config["extrinsic.rotation_xyzw"]))
@@ -190,6 +197,8 @@ class ScenePipeline:
 
     def trust_status(self) -> dict[str, str]:
         """Which trust model prunes the graph, at which threshold (for ``/diagnostics``)."""
+        if self.trust is None:
+            return {"trust_model": "none (a pipeline of objects only)", "trust_threshold": "none"}
         return {"trust_model": self.trust.model.description, "trust_threshold": f"{self.trust_threshold:.3f}"}
 
     @property
@@ -283,6 +292,10 @@ class ScenePipeline:
         stamp_ns, intrinsics, image_rgb = prepared.stamp_ns, prepared.intrinsics, prepared.image_rgb
         if not relations:
             return SceneGraph(stamp_ns, self.frame_id, objects, (), self.trust_threshold, 0, timing_ms)
+        if self.trust is None:
+            raise PipelineError("this pipeline was built with relations=False (objects only, as tsg label builds it): "
+                                "it has no trust model to relate and prune with; finish the frame with "
+                                "relations=False, or build the pipeline with relations")
 
         start = time.perf_counter()
         grid = relation_grid([o.id for o in objects], np.array([o.centroid_m for o in objects]).reshape(-1, 3),
