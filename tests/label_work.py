@@ -42,7 +42,8 @@ def label_item(payload: dict, staging_dir: Path) -> int:
     * kill: 'once' SIGKILLs this process on the item's first attempt, 'always' on every one;
     * error: raise a LabelError with this message; bug: raise a ValueError with it;
     * sleep_s: pause between writing the two files, so a non-atomic commit would show half an item;
-    * frames_returned: return this instead of the frame count.
+    * frames_returned: return this instead of the frame count;
+    * record_node: leave nodes/<key>.<Ray node id> (in a Ray task).
 
     Every call leaves calls/<key>.<id> and pids/<its process id>; the number of items running as it starts goes
     to concurrency/<key>.<id>.
@@ -50,6 +51,10 @@ def label_item(payload: dict, staging_dir: Path) -> int:
     key, log_dir = payload["key"], Path(payload["log_dir"])
     _touch(log_dir / "calls" / f"{key}.{uuid.uuid4().hex}")
     _touch(log_dir / "pids" / str(os.getpid()))
+    if payload.get("record_node"):
+        import ray
+
+        _touch(log_dir / "nodes" / f"{key}.{ray.get_runtime_context().get_node_id()}")
     killed = log_dir / "killed" / key
     if payload.get("kill") == "always" or (payload.get("kill") == "once" and not killed.exists()):
         _touch(killed)
@@ -83,6 +88,11 @@ def calls(log_dir: Path) -> dict[str, int]:
         key = path.name.rsplit(".", 1)[0]
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def nodes(log_dir: Path) -> dict[str, str]:
+    """The Ray node each item ran on (record_node)."""
+    return dict(path.name.split(".", 1) for path in (log_dir / "nodes").iterdir())
 
 
 def worker_pids(log_dir: Path) -> list[int]:

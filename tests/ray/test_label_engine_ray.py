@@ -1,12 +1,19 @@
 """The label engine on Ray: the same outputs as the local engine, retries of killed workers, bounded concurrency.
 
-All tests share the session's cluster (tests/ray/conftest.py), which the engine must leave running.
+All tests share the session's cluster (tests/ray/conftest.py), which the engine must leave running, except the one
+that joins a cluster of two nodes started for it in a driver process of its own (a process joins one cluster only).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from label_work import calls, concurrency, item_files, label_item, make_items
+from label_work import calls, concurrency, item_files, label_item, make_items, nodes
 
 from trusted_scene_graph.label import run_items
 from trusted_scene_graph.label.engine import STAGING_DIR
@@ -105,3 +112,44 @@ def test_an_address_where_no_ray_cluster_answers_is_an_error_naming_it(monkeypat
     with pytest.raises(LabelError, match=r"--ray-address not-an-address: Invalid address format: not-an-address"):
         run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out3", engine="ray",
                   ray_address="not-an-address")
+
+
+# A driver joining, by its address, a cluster of two nodes (a head and one more, each with its own raylet and object
+# store, one CPU each), as `tsg label --engine ray --ray-address HOST:PORT` joins one started by `ray start`. Ray's
+# own Cluster helper starts the nodes on this machine and stops exactly them.
+MULTI_NODE_DRIVER = """
+import json, sys
+from pathlib import Path
+from ray.cluster_utils import Cluster
+from label_work import label_item, make_items
+from trusted_scene_graph.label import run_items
+
+log, out = Path(sys.argv[1]), Path(sys.argv[2])
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+try:
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    items = make_items(log, 4, sleep_s=1.0, record_node=True)
+    summary = run_items(items, label_item, out, engine="ray", workers=2, ray_address=cluster.address)
+    print(json.dumps({"ok": summary.ok, "done": list(summary.done), "frames": summary.frames}))
+finally:
+    cluster.shutdown()
+"""
+
+
+def test_ray_labels_on_a_cluster_of_two_nodes_joined_by_its_address(tmp_path):
+    pytest.importorskip("ray", reason="the Ray tests need ray: pip install 'trusted_scene_graph[ray]'")
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    driver = subprocess.run([sys.executable, "-c", MULTI_NODE_DRIVER, str(tmp_path / "log"), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    result = json.loads(driver.stdout.strip().splitlines()[-1])
+    assert result == {"ok": True, "done": list(KEYS[:4]), "frames": 3 + 4 + 5 + 6}
+    ran_on = nodes(tmp_path / "log")
+    assert sorted(ran_on) == list(KEYS[:4]) and len(set(ran_on.values())) == 2  # both nodes labelled
+    assert calls(tmp_path / "log") == dict.fromkeys(KEYS[:4], 1)
+
+    expected = tmp_path / "expected"  # the same items in this process: the cluster wrote exactly those bytes
+    assert run_items(make_items(tmp_path / "log-here", 4), label_item, expected).ok
+    assert item_files(tmp_path / "out") == item_files(expected)
