@@ -137,6 +137,23 @@ def test_a_labelling_worker_loads_no_trust_model_so_never_imports_xgboost_or_sci
     assert int(frames) > 0 and imported.strip() == "[]"
 
 
+def test_the_read_ratio_floor_script_measures_the_distances_tsg_label_measures(small_bags: Path, tmp_path: Path):
+    # scripts/label_floor.py, the bare loop README's read_ratio analysis is set against, must measure the same thing.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("label_floor", Path(__file__).parents[2] / "scripts" /
+                                                  "label_floor.py")
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    config = load_config_file(BENCHMARK_CONFIG)
+    bag = small_bags / "b"  # FetchPush
+    _, distances = floor.bare_label_s(bag, config, instance_id=2)  # the cube
+    labelled = floor.labelled_distances(bag, config, tmp_path)
+    both = sorted(distances.keys() & labelled.keys())
+    assert len(both) >= 20
+    assert np.median(np.abs([distances[stamp] - labelled[stamp] for stamp in both])) < 0.02
+
+
 # --- the labelled copy -------------------------------------------------------------------------------------------
 
 
