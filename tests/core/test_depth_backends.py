@@ -72,8 +72,9 @@ def test_sensor_depth_passes_valid_registered_depth_through_without_copying() ->
     assert SensorDepth().depth_m(_rgb(), depth_m) is depth_m
 
 
-def test_sensor_depth_marks_non_finite_and_non_positive_values_invalid_without_touching_the_input() -> None:
-    depth_m = np.full((HEIGHT_PX, WIDTH_PX), 2.0, dtype=np.float64)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sensor_depth_marks_non_finite_and_non_positive_values_invalid_without_touching_the_input(dtype) -> None:
+    depth_m = np.full((HEIGHT_PX, WIDTH_PX), 2.0, dtype=dtype)
     depth_m[0, :4] = [0.0, -1.0, np.inf, -np.inf]
     result = SensorDepth().depth_m(_rgb(), depth_m)
     assert result.dtype == np.float32

@@ -11,6 +11,7 @@ from trusted_scene_graph.geometry import Intrinsics
 from trusted_scene_graph.perception import CameraFrame, PerceptionError
 from trusted_scene_graph.perception.detector import SimDetector
 from trusted_scene_graph.pipeline import PipelineError, ScenePipeline
+from trusted_scene_graph.trust.assess import EdgeTrust
 
 # x_optical = (u - 40) z / 100, y_optical = (v - 30) z / 80. The default extrinsic has the camera at the graph
 # origin looking along +x: graph = (z, -x_optical, -y_optical).
@@ -256,6 +257,10 @@ def test_a_pipeline_built_without_relations_loads_no_trust_model_and_places_the_
 
 
 def test_a_pipeline_built_without_relations_refuses_to_relate():
+    with pytest.raises(PipelineError, match=r"^a pipeline built with relations=False has no trust step: give it no "
+                                            r"trust model$"):
+        ScenePipeline(Config({"trust.model": "prior"}), trust=EdgeTrust(Config({"trust.model": "prior"})),
+                      relations=False)
     pipeline = ScenePipeline(Config(), relations=False)
     with pytest.raises(PipelineError, match=r"^this pipeline was built with relations=False \(objects only, as tsg "
                                             r"label builds it\): it has no trust model"):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,9 +118,11 @@ def test_an_address_where_no_ray_cluster_answers_is_an_error_naming_it(monkeypat
 
 # A driver joining, by its address, a cluster of two nodes (a head and one more, each with its own raylet and object
 # store, one CPU each), as `tsg label --engine ray --ray-address HOST:PORT` joins one started by `ray start`. Ray's
-# own Cluster helper starts the nodes on this machine and stops exactly them.
+# own Cluster helper starts the nodes on this machine and stops exactly them. It records the cluster's address in a
+# file under RAY_TMPDIR, where a ray.init() without an address would find it: the driver deletes the file, so only
+# the address given can lead to the cluster.
 MULTI_NODE_DRIVER = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 from ray.cluster_utils import Cluster
 from label_work import label_item, make_items
@@ -129,6 +133,10 @@ cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_
 try:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
+    address_files = list(Path(os.environ["RAY_TMPDIR"]).rglob("ray_current_cluster"))
+    if len(address_files) != 1:
+        sys.exit(f"expected one ray_current_cluster file under RAY_TMPDIR, found {address_files}")
+    address_files[0].unlink()
     items = make_items(log, 4, sleep_s=1.0, record_node=True)
     summary = run_items(items, label_item, out, engine="ray", workers=2, ray_address=cluster.address)
     print(json.dumps({"ok": summary.ok, "done": list(summary.done), "frames": summary.frames}))
@@ -140,9 +148,17 @@ finally:
 def test_ray_labels_on_a_cluster_of_two_nodes_joined_by_its_address(tmp_path):
     pytest.importorskip("ray", reason="the Ray tests need ray: pip install 'trusted_scene_graph[ray]'")
     tests_dir = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
-    driver = subprocess.run([sys.executable, "-c", MULTI_NODE_DRIVER, str(tmp_path / "log"), str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300, env=env)
+    # The cluster's files in a directory of its own, so that it is not the one every ray.init() on the machine finds
+    # (the session's cluster, a user's), even if the driver is killed. Not under tmp_path: Ray's socket paths would
+    # exceed the 107 characters a Unix socket path allows.
+    ray_tmp = tempfile.mkdtemp(prefix="tsg-ray-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp,
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    try:
+        driver = subprocess.run([sys.executable, "-c", MULTI_NODE_DRIVER, str(tmp_path / "log"),
+                                 str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert driver.returncode == 0, driver.stderr[-3000:]
     result = json.loads(driver.stdout.strip().splitlines()[-1])
     assert result == {"ok": True, "done": list(KEYS[:4]), "frames": 3 + 4 + 5 + 6}

@@ -118,23 +118,35 @@ def test_object_to_goal_reward_ranks_like_the_environments_own_dense_reward(pick
     assert rho.statistic >= 0.98
 
 
-def test_a_labelling_worker_loads_no_trust_model_so_never_imports_xgboost_or_scikit_learn(small_bags: Path,
-                                                                                           tmp_path: Path):
-    # Rewards need objects, not edges: the worker's pipeline has no trust step, which spares each worker process
-    # importing xgboost and scikit-learn (about 1.5 s of its start-up on the development machine).
-    script = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from trusted_scene_graph.label.bags import BagJob, label_bag_item\n"
-        "from trusted_scene_graph.sim.record import benchmark_config\n"
-        f"job = BagJob({str(sorted(small_bags.iterdir())[0])!r}, dict(benchmark_config()), ('gripper:cube',))\n"
-        f"frames = label_bag_item(job, Path({str(tmp_path)!r}))\n"
-        "print(frames, sorted(m for m in ('xgboost', 'sklearn') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    frames, imported = result.stdout.split(" ", 1)
-    assert int(frames) > 0 and imported.strip() == "[]"
+def test_no_labeller_loads_a_trust_model_so_none_imports_xgboost_or_scikit_learn(small_bags: Path, tmp_path: Path):
+    # Rewards need objects, not edges: a labelling pipeline has no trust step, which spares each worker process
+    # importing xgboost and scikit-learn (about 1.5 s of its start-up on the development machine). Checked in a fresh
+    # process for each way a pipeline is made: label_bag's own, the workers' cached one, the LeRobot labeller's.
+    bag = small_bags / "a"
+    lerobot_args = lerobot_label_args(bag, tmp_path / "dataset", tmp_path / "lerobot" / "labelled")
+    calls = {
+        "label_bag": f"label_bag(Path({str(bag)!r}), out, config, ['gripper:cube'])",
+        "label_bag_item": f"label_bag_item(BagJob({str(bag)!r}, dict(config), ('gripper:cube',)), out)",
+        "lerobot": f"assert cmd_label(*{lerobot_args!r}) == 0",  # its paths' repr is PosixPath('...')
+    }
+    for name, call in calls.items():
+        out = tmp_path / name
+        out.mkdir()
+        script = (
+            "import sys\n"
+            "from math import nan\n"
+            "from pathlib import Path, PosixPath\n"
+            "from trusted_scene_graph.cli import cmd_label\n"
+            "from trusted_scene_graph.label.bags import BagJob, label_bag, label_bag_item\n"
+            "from trusted_scene_graph.sim.record import benchmark_config\n"
+            f"config, out = benchmark_config(), Path({str(out)!r})\n"
+            f"{call}\n"
+            "print(sorted(m for m in ('xgboost', 'sklearn') if m in sys.modules))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        assert result.stdout.strip().splitlines()[-1] == "[]", name  # after what cmd_label prints
+        assert any(out.rglob("*.parquet")), name  # it labelled something
 
 
 def test_the_read_ratio_floor_script_measures_the_distances_tsg_label_measures(small_bags: Path, tmp_path: Path):
@@ -676,22 +688,29 @@ def lerobot_from_bag(bag: Path, root: Path):
     return built, (info.k[0], info.k[4], info.k[2], info.k[5])
 
 
-def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads_it(small_bags: Path,
-                                                                                     tmp_path: Path, capsys):
-    import datasets
+def lerobot_label_args(bag: Path, root: Path, out: Path) -> tuple:
+    """cmd_label's arguments to label, for gripper:cube, a LeRobot dataset made at ``root`` from ``bag``
+    (:func:`lerobot_from_bag`) into ``out``: the bag's camera pose as a static extrinsic (a dataset has no tf)."""
     from lerobot_data import FRONT, FRONT_DEPTH, FRONT_INSTANCES
 
-    built, intrinsics = lerobot_from_bag(small_bags / "a", tmp_path / "dataset")
-    before = tree_digest(built.root)
-    # The camera pose the bag's tf gives, as a static extrinsic: a LeRobot dataset has no tf.
-    with BagReader(small_bags / "a") as reader:
+    built, intrinsics = lerobot_from_bag(bag, root)
+    with BagReader(bag) as reader:
         tf = next(m.msg for m in reader.messages(["/tf_static"])).transforms[0].transform
     overrides = ["extrinsic.source=static",
                  f"extrinsic.translation_m=[{tf.translation.x},{tf.translation.y},{tf.translation.z}]",
                  f"extrinsic.rotation_xyzw=[{tf.rotation.x},{tf.rotation.y},{tf.rotation.z},{tf.rotation.w}]"]
-    args = (BENCHMARK_CONFIG, overrides, built.root, tmp_path / "labelled", ["gripper:cube"], "local", 1, None, 3,
-            FRONT, FRONT_DEPTH, FRONT_INSTANCES, ",".join(map(str, intrinsics)), "observation.state[0:3]",
-            "observation.state[3:6]", math.nan, False)
+    return (BENCHMARK_CONFIG, overrides, built.root, out, ["gripper:cube"], "local", 1, None, 3, FRONT, FRONT_DEPTH,
+            FRONT_INSTANCES, ",".join(map(str, intrinsics)), "observation.state[0:3]", "observation.state[3:6]",
+            math.nan, False)
+
+
+def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads_it(small_bags: Path,
+                                                                                     tmp_path: Path, capsys):
+    import datasets
+
+    args = lerobot_label_args(small_bags / "a", tmp_path / "dataset", tmp_path / "labelled")
+    built = LeRobotDataset(args[2])
+    before = tree_digest(built.root)
     assert cmd_label(*args) == EXIT_OK
     assert tree_digest(built.root) == before
     out = LeRobotDataset(tmp_path / "labelled")

@@ -107,9 +107,8 @@ def has_invalid_depth(depth_m: np.ndarray) -> bool:
     frames of a simulated or filtered camera have none, and they are then left as they are."""
     if depth_m.size == 0:
         return False
-    flat = depth_m.reshape(-1)
     # fmin/fmax skip NaN (an all-NaN image gives NaN, which fails both comparisons: nothing to replace).
-    return bool(np.fmin.reduce(flat) <= 0 or np.fmax.reduce(flat) == np.inf)
+    return bool(np.fmin.reduce(depth_m, axis=None) <= 0 or np.fmax.reduce(depth_m, axis=None) == np.inf)
 
 
 def encode_image(pixels: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:

@@ -113,7 +113,7 @@ REWARD_COLUMNS = {
 _STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, struct.error, EOFError, ValueError, IndexError, KeyError)
 _DECODE_ERRORS = (SerdeError, ValueError, struct.error, IndexError, UnicodeDecodeError)
 
-# One pipeline per worker process and config: loading the trust model and detector once, not once per item.
+# One pipeline per worker process and config: loading the detector (and a depth model) once, not once per item.
 _PIPELINES: dict[str, ScenePipeline] = {}
 
 

@@ -77,6 +77,8 @@ class ScenePipeline:
         """``relations=False`` builds a pipeline of objects only (detect, lift, track: all a distance or a reward
         needs, as ``tsg label`` uses it): the trust model and the VLM are never loaded, which spares every labelling
         worker importing xgboost and scikit-learn, and asking it for relations is an error."""
+        if trust is not None and not relations:
+            raise PipelineError("a pipeline built with relations=False has no trust step: give it no trust model")
         self.detector = detector if detector is not None else make_detector(config)
         self.depth_backend = depth_backend if depth_backend is not None else make_depth_backend(config)
         if trust is None and relations:
