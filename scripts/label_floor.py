@@ -1,14 +1,15 @@
 """The floor under ``tsg bench label``'s read_ratio: a bare loop that does only what any geometry labeller must.
 
 Not a labeller (no synchronisation, tracking, validity, copy or table): an experiment that asks how close to reading a
-bag a labeller doing next to nothing gets on this machine. Both loops read the bag through rosbags and deserialise every
-message, as the bench's read does; the bare labeller then, per camera frame, finds one object's pixels in the
-instance image (one comparison of the image and one scan of it), takes the median of their valid depth, back-projects
-their mean pixel, moves it into the graph frame with the camera's pose from the tf (the bench's camera is fixed, so
-one lookup serves every frame) and measures its distance to the latest end-effector pose. Reads and bare labellings
-alternate ``--repeats`` times after a warm-up; the fastest of each is kept, as in the bench. It prints the median
-difference between its distances and ``tsg label``'s, so that a floor that went wrong shows (it measures to the
-visible surface's median depth, where lifting completes a box behind it: millimetres to centimetres apart).
+bag a labeller doing next to nothing gets on this machine. The read is the bench's own (``time_read``: open the bag and
+deserialise every message); the bare labeller reads the bag the same way, through rosbags, then, per camera frame, finds
+one object's pixels in the instance image (one comparison of the image and one scan of it), takes the median of their
+valid depth, back-projects their mean pixel, moves it into the graph frame with the camera's pose from the tf (the
+bench's camera is fixed, so one lookup serves every frame) and measures its distance to the latest end-effector pose.
+Reads and bare labellings alternate ``--repeats`` times after a warm-up; the fastest of each is kept, as in the bench.
+It prints the median difference between its distances and ``tsg label``'s, so that a floor that went wrong shows (it
+measures to the visible surface's median depth, where lifting completes a box behind it: millimetres to centimetres
+apart).
 
     python scripts/label_floor.py [--bag DIR] [--instance-id N] [--repeats N]
 
@@ -27,7 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from rosbags.rosbag2 import Reader
 
-from trusted_scene_graph.bench.label import DEFAULT_EPISODES, DEFAULT_HEIGHT, DEFAULT_WIDTH, TASK
+from trusted_scene_graph.bench.label import DEFAULT_EPISODES, DEFAULT_HEIGHT, DEFAULT_WIDTH, TASK, time_read
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset.bag import storage_path
@@ -37,16 +38,6 @@ from trusted_scene_graph.label.bags import REWARDS_FILE, label_bag
 from trusted_scene_graph.perception.detector import sim_labels
 from trusted_scene_graph.pipeline.messages import stamp_to_ns
 from trusted_scene_graph.sim.record import RecordSettings, benchmark_config, record_sim_bag
-
-
-def read_s(bag: Path) -> float:
-    """Seconds to open ``bag`` and deserialise every message."""
-    typestore = make_typestore()
-    start_s = time.perf_counter()
-    with Reader(storage_path(bag)) as reader:
-        for connection, _, raw in reader.messages():
-            typestore.deserialize_cdr(raw, connection.msgtype)
-    return time.perf_counter() - start_s
 
 
 def bare_label_s(bag: Path, config: Config, instance_id: int) -> tuple[float, int]:
@@ -115,12 +106,12 @@ def main() -> int:
             bag = Path(scratch) / "bench-bag"
             record_sim_bag(bag, RecordSettings(scene=TASK, episodes=DEFAULT_EPISODES, seed=0, width=DEFAULT_WIDTH,
                                                height=DEFAULT_HEIGHT), config)
-        read_s(bag)  # warm-up: imports, page cache
+        time_read(bag, config["topics.color"])  # warm-up: imports, page cache
         _, distances = bare_label_s(bag, config, instance_id)
         labelled = labelled_distances(bag, config, Path(scratch))
         reads, labels = [], []
         for _ in range(args.repeats):
-            reads.append(read_s(bag))
+            reads.append(time_read(bag, config["topics.color"])[0])
             labels.append(bare_label_s(bag, config, instance_id)[0])
     both = sorted(distances.keys() & labelled.keys())
     differences_m = np.abs([distances[stamp] - labelled[stamp] for stamp in both])

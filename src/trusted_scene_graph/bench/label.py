@@ -135,8 +135,7 @@ def stages_ms_per_frame(stage_seconds: Mapping[str, float], frames: int) -> dict
     """Milliseconds per frame of each stage of a labelling (:data:`LABEL_STAGES` order), and ``other``: its total
     less the stages."""
     stages = {name: 1e3 * stage_seconds[name] / frames for name in LABEL_STAGES if name in stage_seconds}
-    other_s = stage_seconds["total"] - sum(stage_seconds[name] for name in LABEL_STAGES if name in stage_seconds)
-    return {**stages, "other": 1e3 * other_s / frames}
+    return {**stages, "other": 1e3 * stage_seconds["total"] / frames - sum(stages.values())}
 
 
 def time_engine(items: Sequence[WorkItem], engine: str, workers: int, scratch: Path) -> float:

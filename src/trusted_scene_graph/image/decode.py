@@ -94,9 +94,14 @@ def decode_depth_m(
     if _DEPTH_SCALE_M[encoding] != 1.0:
         depth_m *= np.float32(_DEPTH_SCALE_M[encoding])
     if has_invalid_depth(depth_m):
-        # NaN, zero and negative depths fail "> 0"; +inf passes it and is caught by isinf.
-        np.putmask(depth_m, ~(depth_m > 0) | np.isinf(depth_m), np.float32(np.nan))
+        invalid_depth_to_nan(depth_m)
     return depth_m
+
+
+def invalid_depth_to_nan(depth_m: np.ndarray) -> None:
+    """Set the zero, negative and infinite values of the float array ``depth_m`` to NaN, in place."""
+    # NaN, zero and negative depths fail "> 0"; +inf passes it and is caught by isinf.
+    np.putmask(depth_m, ~(depth_m > 0) | np.isinf(depth_m), np.nan)
 
 
 def has_invalid_depth(depth_m: np.ndarray) -> bool:

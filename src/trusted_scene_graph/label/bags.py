@@ -527,6 +527,9 @@ class _Replay:
                         graph = self.pipeline.finish(item.prepared, outcome, relations=False)
                     except TsgError as exc:
                         outcome = f"frame not processed: {exc}"
+                    else:
+                        for stage, stage_ms in graph.timing_ms.items():  # the pipeline's: depth, detect, lift, track
+                            self.clock[stage] += stage_ms / 1e3
                 # The robot's pose does not depend on the image (the node adds it for a rejected frame too).
                 add_ee_position(self.tracker.resolver, self.config, item.stamp_ns, item.ee_position_m)
                 rewarding_s = time.perf_counter()
@@ -534,8 +537,6 @@ class _Replay:
                     samples = self.tracker.skip(item.stamp_ns, outcome)
                 else:
                     samples = self.tracker.update(graph)
-                    for stage, stage_ms in graph.timing_ms.items():  # the pipeline's stages: depth, detect, lift, track
-                        self.clock[stage] += stage_ms / 1e3
                 writing_s = time.perf_counter()
                 self._write(samples, item.colour_log_ns)
                 self.clock["reward"] += writing_s - rewarding_s

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trusted_scene_graph.image.decode import has_invalid_depth
+from trusted_scene_graph.image.decode import has_invalid_depth, invalid_depth_to_nan
 from trusted_scene_graph.perception.detector import PerceptionError, build_backend
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 
@@ -48,7 +48,7 @@ def _invalid_to_nan(depth_m: np.ndarray) -> np.ndarray:
         return depth_m
     # Copy rather than write in place: the input may be a decoded ROS message buffer shared with other consumers.
     depth_m = depth_m.copy()
-    depth_m[~(depth_m > 0) | np.isinf(depth_m)] = np.nan
+    invalid_depth_to_nan(depth_m)
     return depth_m
 
 
