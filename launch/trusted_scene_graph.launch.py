@@ -18,23 +18,29 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
 from launch import LaunchDescription
-from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS, subscribed_topic, transport_suffix
+from trusted_scene_graph.config.nodes import (
+    NODES,
+    TOPIC_ARGUMENTS,
+    subscribed_topic,
+    transport_suffix,
+    validated_parameter_file,
+)
 from trusted_scene_graph.config.schema import load_config_file
 
 PACKAGE = "trusted_scene_graph"
 
 
 def _nodes(context, *args, **kwargs):
-    config_path = LaunchConfiguration("config").perform(context)
-    # Validate before starting anything: a bad value fails the launch with the schema's message.
-    config = load_config_file(config_path)
+    # Validate before starting anything: a bad value fails the launch with the schema's message. The nodes read the
+    # validated values (an integer for a float parameter, accepted by the schema, would fail rclpy's type check).
+    config, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context))
     # With a compressed transport the node subscribes to the topic plus image_transport's suffix; so is remapped.
     remappings = [(subscribed_topic(config, parameter),
                    LaunchConfiguration(argument).perform(context) + transport_suffix(config, parameter))
                   for argument, parameter in TOPIC_ARGUMENTS.items()]
     return [
         LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace="",
-                      parameters=[config_path], remappings=remappings, output="screen")
+                      parameters=[parameter_file], remappings=remappings, output="screen")
         for spec in NODES
     ]
 

@@ -7,11 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 from trusted_scene_graph.config import SCHEMA, load_config_file, render_parameter_file
 from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
@@ -96,6 +98,7 @@ def _launch_description(monkeypatch, share_dir: Path):
     """The launch file's (declared arguments' defaults, OpaqueFunction) against the stand-in launch modules."""
     (share_dir / "config").mkdir()
     shutil.copy(ROOT / "config/default.yaml", share_dir / "config/default.yaml")
+    monkeypatch.setattr(tempfile, "tempdir", str(share_dir))  # the validated parameter files the launch file writes
     for name, module in _fake_launch_modules(share_dir, {}).items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location("tsg_launch", ROOT / "launch/trusted_scene_graph.launch.py")
@@ -143,6 +146,18 @@ def test_colcon_installs_the_python_package_where_ros2_launch_finds_its_executab
     installed_models = list(prefix.glob("lib/python3*/site-packages/trusted_scene_graph/trust/default_model"))
     assert installed_models, "the default trust model is not installed"
     assert sorted(p.name for p in installed_models[0].iterdir()) == ["model.json", "trust_model.json"]
+
+
+def test_the_launch_file_gives_its_nodes_the_validated_values_of_the_parameter_file(monkeypatch, tmp_path):
+    # The schema reads 1 for a float as 1.0, as tsg bringup --config does; rclpy would refuse the integer.
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
+    written = tmp_path / "written.yaml"
+    written.write_text("/**:\n  ros__parameters:\n    reward:\n      shaping_scale_m: 1\n")
+    [node] = opaque.kwargs["function"]({**defaults, "config": str(written)})
+    [parameter_file] = node.kwargs["parameters"]
+    parameters = yaml.safe_load(Path(parameter_file).read_text())["/**"]["ros__parameters"]
+    assert parameters["reward.shaping_scale_m"] == 1.0 and isinstance(parameters["reward.shaping_scale_m"], float)
+    assert dict(load_config_file(parameter_file)) == dict(load_config_file(written))
 
 
 def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(monkeypatch, tmp_path):

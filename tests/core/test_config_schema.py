@@ -309,6 +309,15 @@ def test_a_float_in_exponent_form_without_a_dot_loads_as_ros_2_reads_it(tmp_path
     assert load_config_file(path)["sync.tolerance_s"] == 0.01
 
 
+def test_a_value_on_the_command_line_is_read_as_a_parameter_file_reads_it():
+    from trusted_scene_graph.cli import parse_overrides
+
+    assert parse_overrides(["sync.tolerance_s=1e-2", "extrinsic.translation_m=[0, 0, 1]"]) == {
+        "sync.tolerance_s": 0.01, "extrinsic.translation_m": [0, 0, 1]}
+    with pytest.raises(ConfigError, match=r"^'\[0, 0' is not a YAML value: "):
+        parse_overrides(["extrinsic.translation_m=[0, 0"])
+
+
 # --- load_config_file ------------------------------------------------------------------------------------------
 
 

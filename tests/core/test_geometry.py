@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -36,6 +37,24 @@ def test_a_focal_length_that_is_zero_negative_or_not_finite_is_rejected(value, s
         Intrinsics(640, 480, value, 500.0, 320.0, 240.0)
     with pytest.raises(GeometryError, match=rf"^focal length fy={shown} must be positive and finite$"):
         Intrinsics(640, 480, 500.0, value, 320.0, 240.0)
+
+
+@pytest.mark.parametrize("fx, cx, angle", [(1e-300, 320.0, "90.0"), (20.0, 320.0, "86.4"), (500.0, 1e9, "90.0"),
+                                           (500.0, -7000.0, "86.3")])
+def test_a_calibration_whose_edge_pixels_look_sideways_is_rejected(fx, cx, angle):
+    # A tiny focal length or a far principal point lifts pixels to absurd or infinite positions.
+    with pytest.raises(GeometryError, match=rf"^camera_info.k: the image's edge pixels look {angle} degrees off the "
+                                            rf"optical axis \(fx={fx:g} px, cx={re.escape(f'{cx:g}')} px, 640 px "
+                                            r"across\), more "
+                                            r"than the 85 degrees of any rectified pinhole camera$"):
+        Intrinsics(640, 480, fx, 500.0, cx, 240.0)
+    with pytest.raises(GeometryError, match=r"\(fy=10 px, cy=240 px, 480 px across\)"):
+        Intrinsics(640, 480, 500.0, 10.0, 320.0, 240.0)
+
+
+def test_wide_angle_and_cropped_calibrations_are_kept():
+    assert Intrinsics(640, 480, 100.0, 100.0, 320.0, 240.0).fx == 100.0  # 145 degrees across: a rectified fisheye
+    assert Intrinsics(640, 480, 500.0, 500.0, -300.0, 240.0).cx == -300.0  # the right part of a wider image
 
 
 def test_a_principal_point_that_is_not_finite_is_rejected():

@@ -91,6 +91,26 @@ def test_a_corrupt_colour_payload_is_rejected_naming_its_size_and_format():
         decode_compressed_rgb("jpeg", b"not an image")
 
 
+def test_an_empty_colour_payload_is_an_image_error_not_an_opencv_one():
+    # OpenCV raises its own cv2.error for an empty buffer instead of returning None; a node must see the core's error.
+    with pytest.raises(ImageError, match=r"the CompressedImage \(format 'jpeg'\) payload is empty \(0 bytes\)"):
+        decode_compressed_rgb("jpeg", b"")
+
+
+def test_any_opencv_decoding_error_becomes_an_image_error(monkeypatch):
+    cv2 = pytest.importorskip("cv2")
+
+    def failing_imdecode(buffer, flags):
+        raise cv2.error("imdecode failed in this test")
+
+    monkeypatch.setattr(cv2, "imdecode", failing_imdecode)
+    with pytest.raises(ImageError, match=r"OpenCV cannot decode the 12-byte CompressedImage \(format 'png'\) "
+                                         r"payload: .*imdecode failed in this test"):
+        decode_compressed_rgb("png", b"not an image")
+    with pytest.raises(ImageError, match="OpenCV cannot decode the 8-byte compressedDepth PNG"):
+        decode_compressed_depth_m("16UC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + b"x" * 8)
+
+
 @pytest.mark.parametrize(("image_format", "data", "message"), [
     ("16UC1; compressedDepth png", b"png", "compressedDepth payload has 3 bytes, shorter than its 12-byte header"),
     ("8UC3; compressedDepth png", b"x" * 20, "depth encoding '8UC3' is not supported"),

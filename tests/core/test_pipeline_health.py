@@ -5,6 +5,7 @@ from trusted_scene_graph.pipeline.health import (
     OK,
     WARN,
     FrameStats,
+    LogThrottle,
     ProgressLog,
     graph_text,
     health,
@@ -102,3 +103,23 @@ def test_the_progress_log_reports_waiting_then_arrivals_then_once_that_they_stop
     assert log.line(stats, ["table"]) is None
     stats.record_message(COLOR)
     assert log.line(stats, ["table"]).endswith("(+0 frames since the last report)")
+
+
+def test_each_kind_of_error_is_logged_the_first_time_and_then_at_most_once_per_interval():
+    throttle = LogThrottle()
+    logged = [throttle.should_log(message, now_s, interval_s=2.0) for message, now_s in (
+        ("depth image has no valid pixel", 0.0),
+        ("unsupported image encoding 'yuv422'", 0.1),  # another kind: not hidden by the first
+        ("depth image has no valid pixel", 0.5),
+        ("camera size 0x0 is empty", 0.6),
+        ("camera size 640x0 is empty", 0.7),  # differs only in its numbers: the same kind
+        ("depth image has no valid pixel", 2.0),
+    )]
+    assert logged == [True, True, False, True, False, True]
+
+
+def test_the_kinds_remembered_are_bounded_by_forgetting_the_least_recently_logged():
+    throttle = LogThrottle(max_kinds=2)
+    assert throttle.should_log("a", 0.0, 10.0) and throttle.should_log("b", 1.0, 10.0)
+    assert throttle.should_log("c", 2.0, 10.0)  # forgets "a"
+    assert throttle.should_log("a", 3.0, 10.0) and not throttle.should_log("c", 3.0, 10.0)

@@ -168,3 +168,49 @@ def test_a_zero_tolerance_pairs_only_identical_stamps():
     synchronizer.add("color", 100, "c")
     assert not synchronizer.add("depth", 101, "d")
     assert synchronizer.add("depth", 100, "d")
+
+
+def test_after_a_clock_reset_each_new_frame_completes_once():
+    # Every topic still holds an unmatched message of the old timeline, stamped later than the new clock: the
+    # frames of the new timeline must neither pair with them nor complete twice.
+    synchronizer = sync()
+    for topic in TOPICS[1:]:
+        synchronizer.add(topic, 15_000 * MS, f"{topic}@old")
+    add_frame(synchronizer, 14_000 * MS)
+    synchronizer.take_latest()
+    completions = []
+    for stamp_ms in (1_000, 1_033, 1_066):
+        completions += add_frame(synchronizer, stamp_ms * MS)
+        frame = synchronizer.take_latest()
+        assert frame is not None and frame[0] == stamp_ms * MS
+        assert all(item.endswith(f"@{stamp_ms * MS}") for item in frame[1].values())
+    assert completions.count(True) == 3
+    assert synchronizer.dropped == 0
+
+
+def test_the_old_timeline_is_forgotten_so_it_cannot_pair_when_the_new_clock_reaches_its_stamps():
+    synchronizer = sync()
+    synchronizer.add("depth", 5_000 * MS, "old depth")
+    synchronizer.add("info", 5_000 * MS, "old info")
+    add_frame(synchronizer, 1_000 * MS, ("color",))  # the clock went back by 4 s
+    synchronizer.add("color", 5_000 * MS, "new colour")
+    assert synchronizer.take_latest() is None
+
+
+def test_a_late_message_within_a_second_is_not_a_clock_reset():
+    synchronizer = sync()
+    synchronizer.add("depth", 100 * MS, "d")
+    synchronizer.add("info", 100 * MS, "i")
+    synchronizer.add("color", 900 * MS, "newer colour")
+    assert synchronizer.add("color", 100 * MS, "late colour")  # 0.8 s late: still pairs with what was buffered
+    assert synchronizer.take_latest() == (100 * MS, {"color": "late colour", "depth": "d", "info": "i"})
+
+
+def test_a_message_used_by_a_frame_is_not_used_again_when_it_arrived_after_a_newer_one():
+    synchronizer = sync()
+    synchronizer.add("depth", 200 * MS, "depth@200")
+    synchronizer.add("depth", 100 * MS, "depth@100")  # late: the buffer is out of stamp order
+    add_frame(synchronizer, 100 * MS, ("color", "info"))
+    assert synchronizer.take_latest()[1]["depth"] == "depth@100"
+    synchronizer.add("color", 105 * MS, "late colour")
+    assert not synchronizer.add("info", 105 * MS, "late info")  # depth@100 is spent; depth@200 is out of tolerance

@@ -58,10 +58,23 @@ def test_a_pair_takes_the_config_settings_unless_it_overrides_them():
     ("gripper:cube,speed=3", "'speed=3' is not one of distance_mode=..."),
     ("gripper:cube,shaping=quadratic", r"'gripper:cube,shaping=quadratic': reward.shaping: 'quadratic' is not one"),
     ("gripper:cube,smoothing_frames=0", "reward.smoothing_frames: 0 is below the minimum 1"),
+    ("gripper:cube:goal", r"'gripper:cube:goal' is not of the form 'SUBJECT:OBJECT\[,setting=value...\]' \(one pair "
+                          r"per SUBJECT:OBJECT\)"),
+    ("gripper:cube,shaping_scale_m=[", r"'gripper:cube,shaping_scale_m=\[': shaping_scale_m: '\[' is not a YAML value"),
 ])
 def test_a_malformed_pair_is_refused_naming_it(text, match):
     with pytest.raises(RewardError, match=match):
         parse_pair(text, Config())
+
+
+def test_a_pair_setting_is_read_as_a_parameter_file_reads_it():
+    assert parse_pair("gripper:cube,shaping_scale_m=5e-2", Config()).shaping_scale_m == 0.05  # YAML 1.1: a string
+
+
+def test_goal_cannot_be_an_end_effector_name():
+    with pytest.raises(ConfigError, match=r"^reward.ee_names: 'goal' names the goal \(topics.goal_pose\); it cannot "
+                                          r"also name the end effector$"):
+        Config({"reward.ee_names": ["gripper", " Goal"]})
 
 
 def test_two_pairs_over_the_same_sides_are_refused_and_the_config_checks_its_pairs():
@@ -144,7 +157,7 @@ def test_a_pose_too_far_from_the_graph_stamp_or_in_another_frame_is_not_used_and
     sides = resolver(ee_pose_max_age_s=0.05)
     sides.poses["ee"].add(int(9.0 * S), "world", (0, 0, 0))
     with pytest.raises(RewardError, match=r"'ee': no usable end-effector pose \(the nearest is 1.000 s from the "
-                                          r"graph's stamp \(limit 0.05 s\)\) and unknown object 'ee'"):
+                                          r"graph's stamp \(limit 0.05 s\)\) and object 'gripper' is absent"):
         sides.resolve(graph(node(2, "cube", (0, 0, 0)), t_s=10.0), "ee")
     sides.poses["ee"].add(int(10.0 * S), "base_link", (0, 0, 0))
     with pytest.raises(RewardError, match="it is in frame 'base_link', not the graph frame 'world'"):
@@ -161,6 +174,26 @@ def test_pose_history_is_bounded_and_rejects_bad_positions():
     assert history.nearest(0, S // 2) == "the nearest is 2.000 s from the graph's stamp (limit 0.5 s)"
     with pytest.raises(RewardError, match=r"pose position \[nan, 0.0, 0.0\] is not 3 finite numbers"):
         history.add(0, "world", (math.nan, 0, 0))
+
+
+def test_a_pose_stamped_over_a_second_before_the_newest_restarts_the_history():
+    # A simulator reset: a full history of the old timeline must neither evict the new pose (its smallest stamp) nor
+    # answer for the new timeline's stamps.
+    history = PoseHistory(max_poses=3)
+    for t_s in (10.0, 10.5, 11.0):
+        history.add(int(t_s * S), "world", (t_s, 0, 0))
+    history.add(1 * S, "world", (1.0, 0, 0))
+    assert len(history) == 1
+    assert history.nearest(1 * S, S // 5)[1].tolist() == [1.0, 0.0, 0.0]
+    assert history.nearest(10 * S, S // 5) == "the nearest is 9.000 s from the graph's stamp (limit 0.2 s)"
+
+
+def test_a_late_pose_within_a_second_joins_the_history():
+    history = PoseHistory()
+    history.add(2 * S, "world", (2.0, 0, 0))
+    history.add(int(1.5 * S), "world", (1.5, 0, 0))
+    assert len(history) == 2
+    assert history.nearest(int(1.5 * S), 0)[1].tolist() == [1.5, 0.0, 0.0]
 
 
 def test_known_but_missing_labels_are_absent_and_others_unknown():
@@ -257,6 +290,29 @@ def test_an_invalid_frame_holds_the_last_valid_reward_until_it_is_too_old():
         assert held.reward == fresh.reward and held.distance_m == fresh.distance_m and held.object_id == 2
         assert held.message.startswith(f"held {age:.3f} s: object 'cube' is absent")
     assert not expired.valid and not expired.held and math.isnan(expired.reward)
+
+
+def test_hold_last_valid_s_zero_never_holds_even_at_the_same_stamp():
+    pair = RewardPair("gripper", "cube", hold_last_valid_s=0.0)
+    both = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.2, 0, 0)), t_s=1.0)
+    gone = graph(node(1, "gripper", (0, 0, 0)), t_s=1.0)
+    fresh, after = track([pair], [both, gone])
+    assert fresh.valid and not after.valid and not after.held and math.isnan(after.reward)
+
+
+@pytest.mark.parametrize("shaping", ["negative", "exp", "tanh", "progress"])
+def test_a_distance_that_is_not_finite_makes_an_invalid_sample_for_every_shaping(shaping):
+    # A camera_info with an absurd focal length can lift an object to infinity: no reward of -inf, no error.
+    pair = RewardPair("gripper", "cube", shaping=shaping)
+    far = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (math.inf, 0, 0)), t_s=1.0)
+    near = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.2, 0, 0)), t_s=2.0)
+    infinite, finite = track([pair], [far, near])
+    assert not infinite.valid and math.isnan(infinite.reward) and math.isnan(infinite.distance_m)
+    assert infinite.message == "the distance between 'gripper' and 'cube' is inf m, not finite"
+    assert infinite.object_id == 2
+    assert finite.valid and finite.distance_m == pytest.approx(0.2)
+    if shaping == "progress":  # the baseline is the first finite distance
+        assert finite.reward == pytest.approx(0.0)
 
 
 def test_a_tracker_needs_pairs():

@@ -184,6 +184,24 @@ def test_a_parameter_outside_its_range_is_rejected_on_set_with_the_reason(runnin
     assert node.config["trust.threshold"] == -1.0  # unchanged: the model's threshold
 
 
+def test_values_a_user_cannot_type_otherwise_are_given_the_parameters_type_on_set(running):
+    # `ros2 param set /scene_graph query.max_graph_age_s 60` sends an integer; `[]` has no element type.
+    bringup, _ = running
+    node = bringup.nodes["scene_graph"]
+    Type = rclpy.parameter.Parameter.Type
+    for parameter, expected in ((rclpy.parameter.Parameter("query.max_graph_age_s", value=60), 60.0),
+                                (rclpy.parameter.Parameter("reward.pairs", Type.BYTE_ARRAY, []), []),
+                                (rclpy.parameter.Parameter("extrinsic.translation_m", value=[1, 0, 2]),
+                                 [1.0, 0.0, 2.0])):
+        result = node.set_parameters([parameter])[0]
+        assert result.successful, result.reason
+        assert node.config[parameter.name] == expected and type(node.config[parameter.name]) is type(expected)
+        assert node.get_parameter(parameter.name).type_ != Type.BYTE_ARRAY
+    assert node.get_parameter("query.max_graph_age_s").type_ == Type.DOUBLE
+    result = node.set_parameters([rclpy.parameter.Parameter("query.max_graph_age_s", value="soon")])[0]
+    assert not result.successful  # a string is still refused
+
+
 def test_a_valid_parameter_change_applies_to_the_running_pipeline(running):
     bringup, harness = running
     node = bringup.nodes["scene_graph"]

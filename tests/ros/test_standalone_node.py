@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,34 @@ def test_the_node_executable_reads_a_parameter_file_activates_itself_and_serves_
         output, _ = process.communicate(timeout=15)
     assert process.returncode == 0, output
     assert "configured: detector 'sim'" in output
+
+
+def test_the_node_executable_exits_non_zero_with_the_reason_when_autostart_cannot_configure(tmp_path):
+    # Spinning on unconfigured would look alive to ros2 launch while the node does nothing.
+    missing = tmp_path / "no-such-model"
+    result = subprocess.run(["scene_graph_node", "--ros-args", "-p", "detector.backend:=grounding_dino",
+                             "-p", f"detector.model_path:={missing}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "node 'scene_graph': trigger_configure returned FAILURE" in output and str(missing) in output
+
+
+CRASHING_BRINGUP = """
+import sys
+from trusted_scene_graph.config import Config
+from trusted_scene_graph.ros import bringup, scene_graph_node
+
+def crash(self):
+    raise RuntimeError("an error no callback handles, raised by the test")
+
+scene_graph_node.SceneGraphNode._publish_diagnostics = crash  # a timer callback: it runs without any input
+sys.exit(bringup.run_bringup(Config()))
+"""
+
+
+def test_tsg_bringup_exits_non_zero_when_an_unhandled_error_stops_its_executor():
+    result = subprocess.run([sys.executable, "-c", CRASHING_BRINGUP], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("the executor stopped on an error no callback handled: RuntimeError: an error no callback handles, "
+            "raised by the test") in result.stdout + result.stderr

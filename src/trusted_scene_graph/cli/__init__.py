@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from trusted_scene_graph.config.schema import Config, ConfigError, load_config_file, render_parameter_file
+from trusted_scene_graph.config.schema import Config, ConfigError, load_config_file, parse_value, render_parameter_file
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.text import plural
 
@@ -83,7 +81,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"--set expects name=value, got {pair!r}")
-        overrides[name.strip()] = yaml.safe_load(value)
+        overrides[name.strip()] = parse_value(value)
     return overrides
 
 

@@ -7,9 +7,12 @@ bringup instantiates, so both paths start the same code with the same parameters
 from __future__ import annotations
 
 import importlib
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from trusted_scene_graph.config.schema import Config, load_config_file, render_parameter_file
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,16 @@ def input_topic_names(config: Mapping[str, Any], needs_depth: bool, needs_instan
     if needs_instances:
         inputs.append(("instances", config["topics.instances"]))
     return inputs
+
+
+def validated_parameter_file(config_path: str) -> tuple[Config, str]:
+    """Validate the parameter file at ``config_path`` with the schema and write the validated values as a new
+    parameter file; returns (the Config, the new file's path) for a launch file to pass to its nodes.
+
+    The nodes get the validated values, not the file as written: the schema reads ``1`` for a float parameter as
+    ``1.0`` (as ``tsg bringup --config`` does), where rclpy refuses an integer for a double parameter."""
+    config = load_config_file(config_path)
+    with tempfile.NamedTemporaryFile("w", prefix="tsg-params-", suffix=".yaml", delete=False,
+                                     encoding="utf-8") as validated:
+        validated.write(render_parameter_file(config))
+    return config, validated.name

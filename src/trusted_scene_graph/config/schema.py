@@ -314,9 +314,10 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               choices=("centroid", "surface")),
     ParamSpec("reward.shaping", STRING, "negative",
               "Distance d to reward: 'negative' -d; 'exp' exp(-d/scale); 'tanh' 1 - tanh(d/scale); 'progress' "
-              "1 - d/d0 with d0 the episode's first valid distance", choices=("negative", "exp", "tanh", "progress")),
-    ParamSpec("reward.shaping_scale_m", FLOAT, 0.1, "Scale of the 'exp' and 'tanh' shapings", unit="m",
-              min=1e-4, max=100.0),
+              "1 - d/max(d0, scale) with d0 the episode's first valid distance",
+              choices=("negative", "exp", "tanh", "progress")),
+    ParamSpec("reward.shaping_scale_m", FLOAT, 0.1,
+              "Scale of the 'exp' and 'tanh' shapings and the floor of 'progress'", unit="m", min=1e-4, max=100.0),
     ParamSpec("reward.min_trust", FLOAT, 0.3,
               "A reward whose distance trust (weaker detection score times weaker valid-depth fraction; kinematics "
               "counts as 1) is lower is not valid", min=0.0, max=1.0),
@@ -324,7 +325,8 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "A reward is not valid when a perceived side has a smaller fraction of its pixels with valid depth",
               min=0.0, max=1.0),
     ParamSpec("reward.smoothing_frames", INT, 1,
-              "The reward is shaped from the median of the pair's last this many valid distances (1: no smoothing)",
+              "The reward is shaped from the median of the valid distances among the pair's last this many frames (a "
+              "frame without one takes its place in the window; 1: no smoothing)",
               unit="frames", min=1, max=1000),
     ParamSpec("reward.hold_last_valid_s", FLOAT, 0.0,
               "A frame whose distance is not valid repeats the last valid reward (marked held) while that is at "
@@ -343,7 +345,8 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "camera or pipeline)", unit="s", min=0.001, max=3600.0),
     # Output.
     ParamSpec("markers.enabled", BOOL, True, "Publish RViz markers on /scene_graph/markers"),
-    ParamSpec("log_throttle_s", FLOAT, 2.0, "Smallest interval between two identical error logs", unit="s",
+    ParamSpec("log_throttle_s", FLOAT, 2.0, "Smallest interval between two error logs of one kind (messages that "
+              "differ only in their numbers); each kind is logged the first time it happens", unit="s",
               min=0.0, max=3600.0),
 )
 
@@ -411,6 +414,9 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         instance_id, sep, label = entry.partition(":")
         if not sep or not instance_id.strip().isdecimal() or not label.strip():
             raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
+    if "goal" in (name.strip().lower() for name in values["reward.ee_names"]):
+        raise ConfigError("reward.ee_names: 'goal' names the goal (topics.goal_pose); it cannot also name the end "
+                          "effector")
     from trusted_scene_graph.reward import RewardError, pairs_from_config  # here: reward.pairs reads SCHEMA
 
     try:
@@ -483,6 +489,15 @@ _RosYamlLoader.add_implicit_resolver(
                    |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
     list("-+0123456789."),
 )
+
+
+def parse_value(text: str) -> Any:
+    """One value written on a command line (``--set name=VALUE``, a pair's ``setting=VALUE``), read as a parameter
+    file reads it (``5e-2`` is a float); :class:`ConfigError` when it is not YAML."""
+    try:
+        return yaml.load(text, Loader=_RosYamlLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{text!r} is not a YAML value: {exc}") from exc
 
 
 def load_config_file(path: str | Path) -> Config:

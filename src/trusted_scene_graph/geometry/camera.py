@@ -15,6 +15,11 @@ class GeometryError(TsgError):
     """Camera parameters or transforms that cannot describe a real camera."""
 
 
+#: Largest angle between the optical axis and an image edge pixel's ray that :class:`Intrinsics` accepts, in degrees
+#: (a 170-degree view for a centred principal point): rectified wide-angle cameras stay well below it.
+MAX_RAY_ANGLE_DEG = 85.0
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics of a rectified image, in pixels (pixel centres at integer coordinates, as in ROS)."""
@@ -36,6 +41,17 @@ class Intrinsics:
         for name in ("cx", "cy"):
             if not math.isfinite(getattr(self, name)):
                 raise GeometryError(f"principal point {name}={getattr(self, name)} is not finite")
+        # A principal point may lie outside the image (a crop keeps the original's), but a calibration whose edge
+        # pixels look almost sideways (a tiny focal length, a principal point far away) is broken: left alone, it
+        # lifts pixels to absurd or infinite positions.
+        for f_name, c_name, size_px in (("fx", "cx", self.width), ("fy", "cy", self.height)):
+            f_px, c_px = getattr(self, f_name), getattr(self, c_name)
+            edge_angle_deg = math.degrees(math.atan2(max(abs(c_px), abs(size_px - c_px)), f_px))
+            if edge_angle_deg > MAX_RAY_ANGLE_DEG:
+                raise GeometryError(
+                    f"camera_info.k: the image's edge pixels look {edge_angle_deg:.1f} degrees off the optical axis "
+                    f"({f_name}={f_px:g} px, {c_name}={c_px:g} px, {size_px} px across), more than the "
+                    f"{MAX_RAY_ANGLE_DEG:g} degrees of any rectified pinhole camera")
 
     @classmethod
     def from_k(cls, k: Sequence[float], width: int, height: int) -> Intrinsics:

@@ -9,14 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.clock import JUMP_BACK_NS
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.pipeline.messages import stamp_to_ns
-
-# A /tf transform stamped this much before its frame's newest one means the clock went back (a simulator reset, a
-# bag looped or replayed again), not a late message: that frame's history restarts from it, as tf2 clears its buffer
-# on a jump back in time.
-JUMP_BACK_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,19 @@ def _cv2():
     return cv2
 
 
+def _imdecode(payload: np.ndarray, what: str) -> np.ndarray | None:
+    """OpenCV's decoder on ``payload`` (None when it cannot decode it). OpenCV raises its own ``cv2.error`` instead
+    of returning None for some payloads (an empty one), and that error is not the core's: it is turned into an
+    :class:`ImageError` here, so a node skips the frame instead of losing its executor."""
+    if payload.size == 0:
+        raise ImageError(f"the {what} payload is empty (0 bytes)")
+    cv2 = _cv2()
+    try:
+        return cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageError(f"OpenCV cannot decode the {payload.size}-byte {what} payload: {exc}") from exc
+
+
 def is_compressed_depth(image_format: str) -> bool:
     return "compresseddepth" in image_format.replace(" ", "").lower()
 
@@ -37,8 +50,7 @@ def decode_compressed_rgb(image_format: str, data: bytes | bytearray | memoryvie
     """A JPEG/PNG ``CompressedImage`` as an (H, W, 3) uint8 RGB array."""
     if is_compressed_depth(image_format):
         raise ImageError(f"format {image_format!r} is a compressed depth image, not a colour image")
-    cv2 = _cv2()
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image = _imdecode(np.frombuffer(data, dtype=np.uint8), f"CompressedImage (format {image_format!r})")
     if image is None:
         raise ImageError(f"cannot decode the {len(data)}-byte CompressedImage payload (format {image_format!r}) "
                          "as JPEG or PNG")
@@ -76,8 +88,8 @@ def decode_compressed_depth_m(image_format: str, data: bytes | bytearray | memor
     codec, quant_a, quant_b = _DEPTH_HEADER.unpack_from(payload)
     if codec != _PNG_CODEC:
         raise ImageError(f"compressedDepth header names codec {codec}; only PNG ({_PNG_CODEC}) is supported")
-    cv2 = _cv2()
-    image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8, offset=_DEPTH_HEADER.size), cv2.IMREAD_UNCHANGED)
+    image = _imdecode(np.frombuffer(payload, dtype=np.uint8, offset=_DEPTH_HEADER.size),
+                      f"compressedDepth PNG (format {image_format!r})")
     if image is None or image.dtype != np.uint16 or image.ndim != 2:
         raise ImageError(f"cannot decode the compressedDepth payload (format {image_format!r}) as a 16-bit "
                          "single-channel PNG")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +14,31 @@ OK, WARN, ERROR = 0, 1, 2
 
 #: The progress line lists at most this many labels of the last graph.
 MAX_LABELS_LOGGED = 10
+
+
+# A number in a log message: messages differing only in their numbers (stamps, sizes, counts) are of one kind.
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+class LogThrottle:
+    """Which error logs of one call site to print: each kind of message at most once per interval, so that a flood
+    of one error does not hide the first of another (rclpy's own throttling is per call site, whatever the message).
+    Messages that differ only in their numbers are of one kind. Not thread-safe: one per callback group."""
+
+    def __init__(self, max_kinds: int = 64) -> None:
+        self.max_kinds = max_kinds
+        self._last_logged_s: dict[str, float] = {}  # kind -> when it was last logged, least recent first
+
+    def should_log(self, message: str, now_s: float, interval_s: float) -> bool:
+        kind = _NUMBER.sub("#", message)
+        last_s = self._last_logged_s.get(kind)
+        if last_s is not None and now_s - last_s < interval_s:
+            return False
+        self._last_logged_s.pop(kind, None)
+        if len(self._last_logged_s) >= self.max_kinds:  # bounded: forget the kind logged least recently
+            del self._last_logged_s[next(iter(self._last_logged_s))]
+        self._last_logged_s[kind] = now_s
+        return True
 
 
 @dataclass

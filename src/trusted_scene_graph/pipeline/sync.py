@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+from trusted_scene_graph.clock import jumped_back
+
 Item = TypeVar("Item")
 
 
@@ -18,7 +20,9 @@ class FrameSynchronizer(Generic[Item]):
 
     The first topic is the anchor (the colour image): a frame's stamp is the anchor's. A completed frame replaces
     any earlier complete frame that was not taken yet (counted in ``dropped``), so memory stays bounded and the
-    consumer always gets the newest frame.
+    consumer always gets the newest frame. A message stamped more than
+    :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the newest one seen (a simulator reset, a looped bag)
+    empties the buffers: the old timeline's messages can never pair with the new one's.
     """
 
     def __init__(self, topics: Sequence[str], tolerance_ns: int, buffer_size: int = 10) -> None:
@@ -28,11 +32,17 @@ class FrameSynchronizer(Generic[Item]):
         self.tolerance_ns = tolerance_ns
         self._buffers: dict[str, deque[tuple[int, Item]]] = {t: deque(maxlen=buffer_size) for t in self.topics}
         self._latest: tuple[int, dict[str, Item]] | None = None
+        self._newest_ns: int | None = None
         self.dropped = 0
         self.completed = 0
 
     def add(self, topic: str, stamp_ns: int, item: Item) -> bool:
         """Buffer a message; return True when it completed a new frame."""
+        if jumped_back(stamp_ns, self._newest_ns):
+            for buffer in self._buffers.values():
+                buffer.clear()
+            self._newest_ns = None
+        self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
         self._buffers[topic].append((stamp_ns, item))
         return self._match()
 
@@ -57,10 +67,12 @@ class FrameSynchronizer(Generic[Item]):
                     self.dropped += 1
                 self._latest = (anchor_stamp, {topic: item for topic, (_, item) in chosen.items()})
                 self.completed += 1
-                # Nothing at or before the used stamps can form a newer frame any more.
+                # Nothing at or before the used stamps can form a newer frame any more. Filtered, not popped from
+                # the left: a buffer is in arrival order, which a late message puts out of stamp order.
                 for topic, (stamp, _) in chosen.items():
                     buffer = self._buffers[topic]
-                    while buffer and buffer[0][0] <= stamp:
-                        buffer.popleft()
+                    kept = [entry for entry in buffer if entry[0] > stamp]
+                    buffer.clear()
+                    buffer.extend(kept)
                 return True
         return False

@@ -17,10 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import yaml
-
 from trusted_scene_graph import reward
-from trusted_scene_graph.config.schema import SCHEMA, ConfigError
+from trusted_scene_graph.config.schema import SCHEMA, ConfigError, parse_value
 from trusted_scene_graph.reward.sides import frame_of
 
 #: The ``reward.*`` parameters a pair may override, as ``name=value`` after its sides.
@@ -59,8 +57,9 @@ def parse_pair(text: str, defaults: Mapping[str, Any] | None = None) -> RewardPa
     head, *options = [part.strip() for part in text.split(",")]
     subject, sep, obj = head.partition(":")
     subject, obj = subject.strip(), obj.strip()
-    if not sep or not subject or not obj:
-        raise reward.RewardError(f"reward pair {text!r} is not of the form 'SUBJECT:OBJECT[,setting=value...]'")
+    if not sep or not subject or not obj or ":" in obj:
+        raise reward.RewardError(f"reward pair {text!r} is not of the form 'SUBJECT:OBJECT[,setting=value...]'"
+                                 + (" (one pair per SUBJECT:OBJECT)" if ":" in obj else ""))
     if subject.lower() == obj.lower():
         raise reward.RewardError(f"reward pair {text!r} measures {subject!r} against itself")
     values = {name: _setting(name, defaults[f"reward.{name}"]) for name in PAIR_SETTINGS} if defaults else {}
@@ -69,7 +68,11 @@ def parse_pair(text: str, defaults: Mapping[str, Any] | None = None) -> RewardPa
         if not sep or name not in PAIR_SETTINGS:
             raise reward.RewardError(f"reward pair {text!r}: {option!r} is not one of "
                                      f"{', '.join(f'{s}=...' for s in PAIR_SETTINGS)}")
-        values[name] = _setting(name, yaml.safe_load(raw) if raw else raw, text)
+        try:
+            value = parse_value(raw) if raw else raw
+        except ConfigError as exc:
+            raise reward.RewardError(f"reward pair {text!r}: {name}: {exc}") from exc
+        values[name] = _setting(name, value, text)
     return replace(RewardPair(subject, obj), **values)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from trusted_scene_graph import reward
+from trusted_scene_graph.clock import jumped_back
 from trusted_scene_graph.geometry.boxes import box_surface_distance_m
 from trusted_scene_graph.graph.model import GraphError, SceneGraph, distance_trust
 from trusted_scene_graph.graph.query import resolve_object
@@ -73,7 +74,8 @@ def _frame_of(name: str, ee_names_lower: frozenset[str]) -> str | None:
 
 
 class PoseHistory:
-    """Recent stamped positions of one robot frame, searched for the one nearest a graph's stamp."""
+    """Recent stamped positions of one robot frame, searched for the one nearest a graph's stamp. A pose stamped
+    more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the newest starts the history again."""
 
     def __init__(self, max_poses: int = POSE_HISTORY_LENGTH) -> None:
         self.max_poses = max_poses
@@ -87,6 +89,10 @@ class PoseHistory:
         position = np.asarray(list(position_m), dtype=np.float64)
         if position.shape != (3,) or not np.all(np.isfinite(position)):
             raise reward.RewardError(f"pose position {position.tolist()} is not 3 finite numbers")
+        if jumped_back(stamp_ns, self._stamps[-1] if self._stamps else None):
+            # The clock went back (a simulator reset): the old timeline's poses must not answer for the new one's
+            # stamps, and a full history would evict this pose, its smallest stamp, as soon as it is added.
+            self.clear()
         index = bisect.bisect_right(self._stamps, stamp_ns)
         self._stamps.insert(index, int(stamp_ns))
         self._poses.insert(index, (frame_id, position))
@@ -189,7 +195,10 @@ class SideResolver:
             except reward.RewardError as exc:
                 errors.append(exc)
         what = "end-effector" if frame == EE_FRAME else "goal"
-        raise reward.RewardError(f"{name!r}: no usable {what} pose ({pose_problem}) and {errors[0]}") from None
+        # A label the detector knows but did not see says more than the alias asked for ('ee') being no label.
+        absent = [exc for exc in errors if not str(exc).startswith("unknown object")]
+        raise reward.RewardError(f"{name!r}: no usable {what} pose ({pose_problem}) and {(absent or errors)[0]}"
+                                 ) from None
 
     def _perceived(self, graph: SceneGraph, name: str, prefer_id: int | None) -> Endpoint:
         try:

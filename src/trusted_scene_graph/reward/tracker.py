@@ -129,7 +129,14 @@ class RewardTracker:
         problem = _problem(pair, a, b, trust)
         if problem is not None:
             return self._invalid(pair, state, graph.stamp_ns, {**base, **ids}, problem, trust)
-        state.recent_m.append(distance_m(a, b, pair.distance_mode))
+        measured_m = distance_m(a, b, pair.distance_mode)
+        if not math.isfinite(measured_m):
+            # Positions at infinity (a camera_info whose focal length or principal point lifts pixels out of range)
+            # give no distance to shape: an invalid sample, not an infinite reward or an error that ends the node.
+            return self._invalid(pair, state, graph.stamp_ns, {**base, **ids},
+                                 f"the distance between {pair.subject!r} and {pair.object!r} is {measured_m} m, not "
+                                 "finite", trust)
+        state.recent_m.append(measured_m)
         smoothed_m = float(np.nanmedian(np.array(state.recent_m, dtype=np.float64)))
         if state.first_distance_m is None:
             state.first_distance_m = smoothed_m
@@ -142,7 +149,7 @@ class RewardTracker:
                  trust: float) -> RewardSample:
         state.recent_m.append(math.nan)  # an unusable frame still takes its place in the smoothing window
         last = state.last_valid
-        if last is not None:
+        if last is not None and pair.hold_last_valid_s > 0:  # 0: never hold, also in a frame stamped like the last
             age_s = (stamp_ns - last.stamp_ns) / 1e9
             if age_s <= pair.hold_last_valid_s:
                 return RewardSample(**{**fields, "subject_id": last.subject_id, "object_id": last.object_id,

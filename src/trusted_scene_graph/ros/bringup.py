@@ -34,6 +34,16 @@ class BringupError(ConfigError):
     """A node failed to come up (invalid parameters, or its configure/activate transition failed)."""
 
 
+def activate(node: LifecycleNode, name: str) -> None:
+    """Configure then activate a lifecycle node; :class:`BringupError` names the transition that failed and why."""
+    for transition in (node.trigger_configure, node.trigger_activate):
+        result = transition()
+        if result != rclpy.lifecycle.TransitionCallbackReturn.SUCCESS:
+            reason = getattr(node, "configure_error", None)
+            raise BringupError(f"node {name!r}: {transition.__name__} returned {result.name}"
+                               + (f": {reason}" if reason else ""))
+
+
 class Bringup:
     """Create the nodes, drive them to active (``autostart``) and spin them on one executor in a thread.
 
@@ -50,6 +60,7 @@ class Bringup:
         self.nodes: dict[str, LifecycleNode] = {}
         self.executor: MultiThreadedExecutor | None = None
         self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # what stopped the executor, when an error did
 
     def start(self) -> Bringup:
         self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=self.context)
@@ -59,13 +70,11 @@ class Bringup:
             self.executor.add_node(node)
         if self.autostart:
             for name, node in self.nodes.items():
-                for transition in (node.trigger_configure, node.trigger_activate):
-                    result = transition()
-                    if result != rclpy.lifecycle.TransitionCallbackReturn.SUCCESS:
-                        self.stop()
-                        reason = getattr(node, "configure_error", None)
-                        raise BringupError(f"node {name!r}: {transition.__name__} returned {result.name}"
-                                           + (f": {reason}" if reason else ""))
+                try:
+                    activate(node, name)
+                except BringupError:
+                    self.stop()
+                    raise
         self._thread = threading.Thread(target=self._spin, name="tsg-executor", daemon=True)
         self._thread.start()
         return self
@@ -75,6 +84,11 @@ class Bringup:
             self.executor.spin()
         except ExternalShutdownException:
             pass
+        except BaseException as exc:
+            # An error no callback handled ended the executor: the nodes no longer run. Kept for the caller (an
+            # exit code), and raised on, so the thread's traceback is printed.
+            self.error = exc
+            raise
 
     def wait(self) -> None:
         """Block until the executor stops (shutdown or Ctrl-C)."""
@@ -103,8 +117,13 @@ def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[st
     rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None)
     try:
         with Bringup(config, autostart=autostart) as bringup:
-            bringup.nodes[NODES[0].name].get_logger().info("bringup running; Ctrl-C to stop")
+            logger = bringup.nodes[NODES[0].name].get_logger()
+            logger.info("bringup running; Ctrl-C to stop")
             bringup.wait()
+            if bringup.error is not None:
+                logger.fatal(f"the executor stopped on an error no callback handled: "
+                             f"{type(bringup.error).__name__}: {bringup.error}")
+                return 1
     except KeyboardInterrupt:
         pass
     finally:

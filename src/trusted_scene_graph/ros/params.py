@@ -71,6 +71,32 @@ def declare_config(node: Node, config: Config) -> Config:
     return Config(values)
 
 
+# What a ROS array parameter's elements are typed as, by schema type (for an empty array, which has no element type).
+_ARRAY_PARAMETER_TYPES = {STRING_ARRAY: Parameter.Type.STRING_ARRAY, FLOAT_ARRAY: Parameter.Type.DOUBLE_ARRAY}
+_ARRAY_VALUE_TYPES = (Parameter.Type.BYTE_ARRAY, Parameter.Type.BOOL_ARRAY, Parameter.Type.INTEGER_ARRAY,
+                      Parameter.Type.DOUBLE_ARRAY, Parameter.Type.STRING_ARRAY)
+
+
+def coerce_on_set(parameters: list[Parameter]) -> list[Parameter]:
+    """An ``add_pre_set_parameters_callback`` callback: give the schema's type to the values a user cannot type
+    otherwise, before rclpy checks types against the descriptors. An integer for a float parameter (``ros2 param set
+    /scene_graph reward.shaping_scale_m 1``) becomes a float, integers for a float array become floats, and an empty
+    array of any type (``[]`` has no element type: it arrives as a byte or bool array) becomes an empty array of the
+    parameter's type. Anything else is left to rclpy's type check and the schema's validation."""
+    coerced = []
+    for parameter in parameters:
+        spec = SCHEMA.get(parameter.name)
+        if spec is not None and spec.type == FLOAT and parameter.type_ == Parameter.Type.INTEGER:
+            parameter = Parameter(parameter.name, Parameter.Type.DOUBLE, float(parameter.value))
+        elif spec is not None and spec.type in _ARRAY_PARAMETER_TYPES and parameter.type_ in _ARRAY_VALUE_TYPES:
+            if len(parameter.value) == 0:
+                parameter = Parameter(parameter.name, _ARRAY_PARAMETER_TYPES[spec.type], [])
+            elif spec.type == FLOAT_ARRAY and parameter.type_ == Parameter.Type.INTEGER_ARRAY:
+                parameter = Parameter(parameter.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in parameter.value])
+        coerced.append(parameter)
+    return coerced
+
+
 def validate_on_set(current: Callable[[], Config]) -> Callable[[list[Parameter]], SetParametersResult]:
     """An ``add_on_set_parameters_callback`` callback that rejects values the schema rejects, with the reason."""
 

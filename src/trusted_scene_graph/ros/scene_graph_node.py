@@ -20,9 +20,9 @@ there is no reward publisher. A frame stamped before the previous one (a simulat
 reward episode, so smoothing, held values and the ``progress`` baseline never mix two timelines.
 
 Robot frames: ``topics.ee_pose`` (unless ``reward.ee_tf_frame`` is set) and ``topics.goal_pose``
-(``geometry_msgs/PoseStamped``, reliable, depth 50, ``sensor`` group) fill the end-effector and goal pose histories of
-a :class:`~trusted_scene_graph.reward.SideResolver`, which rewards and queries share, so "gripper" is the kinematic
-pose when one lies within ``reward.ee_pose_max_age_s`` of the graph's stamp. A pose whose frame_id is not
+(``geometry_msgs/PoseStamped``, best effort, depth 50, ``sensor`` group) fill the end-effector and goal pose
+histories of a :class:`~trusted_scene_graph.reward.SideResolver`, which rewards and queries share, so "gripper" is
+the kinematic pose when one lies within ``reward.ee_pose_max_age_s`` of the graph's stamp. A pose whose frame_id is not
 ``graph_frame`` is transformed into it with the node's tf buffer (when the node has one and it holds the transform
 at the pose's stamp); otherwise it is kept as is and a reward or answer using it says the frames differ. With
 ``reward.ee_tf_frame`` set, the node subscribes ``/tf`` and ``/tf_static`` whatever ``extrinsic.source`` is, and for
@@ -77,6 +77,7 @@ from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.perception.detector import SimDetector, configured_labels
 from trusted_scene_graph.pipeline.health import (
     FrameStats,
+    LogThrottle,
     ProgressLog,
     sim_label_details,
     unknown_instance_id_warning,
@@ -87,7 +88,7 @@ from trusted_scene_graph.reward import RewardError, RewardSample, RewardTracker,
 from trusted_scene_graph.reward.query import query_distance
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 from trusted_scene_graph.ros import convert
-from trusted_scene_graph.ros.params import declare_config, validate_on_set
+from trusted_scene_graph.ros.params import coerce_on_set, declare_config, validate_on_set
 
 SCENE_GRAPH_TOPIC = "/scene_graph"
 MARKERS_TOPIC = "/scene_graph/markers"
@@ -183,6 +184,7 @@ class SceneGraphNode(LifecycleNode):
         except (ConfigError, ParameterException) as exc:
             # rclpy checks an override's type and range against the descriptor first; the schema checks the rest.
             raise ConfigError(f"node {node_name!r}: invalid parameter: {exc}") from exc
+        self.add_pre_set_parameters_callback(coerce_on_set)
         self.add_on_set_parameters_callback(validate_on_set(lambda: self.config))
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._sensor_group = MutuallyExclusiveCallbackGroup()
@@ -213,6 +215,8 @@ class SceneGraphNode(LifecycleNode):
         self._reward_pub = None
         self._diagnostics_timer = self._progress_timer = None
         self._progress = ProgressLog()
+        # Error logs per kind of message (log_throttle_s), one throttle per callback group that logs.
+        self._frame_log, self._pose_log, self._query_log = LogThrottle(), LogThrottle(), LogThrottle()
         self._reported_unknown_ids: frozenset[int] = frozenset()  # 'sim' detector ids already warned about
         self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
 
@@ -249,6 +253,8 @@ class SceneGraphNode(LifecycleNode):
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
                                                     callback_group=self._timer_group)
         self._progress = ProgressLog()
+        # Error logs per kind of message (log_throttle_s), one throttle per callback group that logs.
+        self._frame_log, self._pose_log, self._query_log = LogThrottle(), LogThrottle(), LogThrottle()
         self._reported_unknown_ids = frozenset()
         self._progress_timer = self.create_timer(PROGRESS_LOG_PERIOD_S, self._log_progress,
                                                  callback_group=self._timer_group)
@@ -390,8 +396,8 @@ class SceneGraphNode(LifecycleNode):
                 with self._pose_lock:
                     resolver.poses[frame].add(stamp_ns, frame_id, xyz)
             except RewardError as exc:
-                self.get_logger().error(f"{frame} pose skipped: {exc}",
-                                        throttle_duration_sec=self.config["log_throttle_s"])
+                if self._pose_log.should_log(str(exc), time.monotonic(), self.config["log_throttle_s"]):
+                    self.get_logger().error(f"{frame} pose skipped: {exc}")
 
         return callback
 
@@ -412,7 +418,8 @@ class SceneGraphNode(LifecycleNode):
             graph = pipeline.process(frame)
         except TsgError as exc:
             self.stats.record_failure(str(exc))
-            self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=self.config["log_throttle_s"])
+            if self._frame_log.should_log(str(exc), time.monotonic(), self.config["log_throttle_s"]):
+                self.get_logger().error(f"frame skipped: {exc}")
             self._warn_unknown_instance_ids(pipeline)
             self._add_ee_pose_from_tf(tf, stamp_ns)  # later frames may use it: it does not depend on the image
             self._publish_rewards(stamp_ns, None, f"no scene graph for this frame: {exc}")
@@ -512,8 +519,9 @@ class SceneGraphNode(LifecycleNode):
             answer = query_distance(graph, request.subject, request.object, request.mode, resolver=resolver,
                                     graph_age_s=age_s, max_graph_age_s=self.config["query.max_graph_age_s"])
         if not answer.valid:
-            self.get_logger().warning(f"query {request.subject!r} -> {request.object!r}: {answer.message}",
-                                      throttle_duration_sec=self.config["log_throttle_s"])
+            line = f"query {request.subject!r} -> {request.object!r}: {answer.message}"
+            if self._query_log.should_log(line, time.monotonic(), self.config["log_throttle_s"]):
+                self.get_logger().warning(line)
         return convert.fill_distance_response(answer, graph, response, age_s)
 
     def _apply_parameters(self, parameters) -> None:
@@ -529,22 +537,29 @@ class SceneGraphNode(LifecycleNode):
             self._sync.tolerance_ns = int(self.config["sync.tolerance_s"] * 1e9)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the node alone (the launch file's executable); parameters come from ``--ros-args``."""
+def main(args: list[str] | None = None) -> int:
+    """Run the node alone (the launch file's executable); parameters come from ``--ros-args``. Returns the exit
+    code: 1 when autostart's configure or activate fails (the reason is logged), as a node that stays unconfigured
+    would look alive to ``ros2 launch`` while it does nothing."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from trusted_scene_graph.ros.bringup import EXECUTOR_THREADS, BringupError, activate
+
     rclpy.init(args=args)
     node = SceneGraphNode()
-    if node.config["autostart"]:
-        node.trigger_configure()
-        node.trigger_activate()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
     try:
+        if node.config["autostart"]:
+            activate(node, node.get_name())
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
         executor.spin()
+    except BringupError as exc:
+        node.get_logger().fatal(str(exc))
+        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    return 0
