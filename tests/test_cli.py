@@ -24,6 +24,12 @@ def test_config_writes_overrides_into_a_file_that_loads_back(tmp_path):
     assert config["trust.threshold"] == 0.8 and config["extrinsic.translation_m"] == [0.0, 0.0, 1.0]
 
 
+def test_config_out_that_cannot_be_written_is_a_usage_error_naming_it(tmp_path, capsys):
+    for out, reason in ((tmp_path / "no_dir" / "x.yaml", "No such file or directory"), (tmp_path, "Is a directory")):
+        assert main(["config", "--out", str(out)]) == EXIT_USAGE
+        assert capsys.readouterr().err == f"tsg config: error: --out {out}: cannot write the parameter file: {reason}\n"
+
+
 def test_an_out_of_range_override_is_a_usage_error_naming_the_parameter(capsys):
     assert main(["config", "--set", "trust.threshold=2"]) == EXIT_USAGE
     assert capsys.readouterr().err == "tsg config: error: trust.threshold: 2.0 is above the maximum 1.0\n"

@@ -142,6 +142,50 @@ def test_a_truncated_sqlite3_bag_is_refused_by_name(tmp_path: Path) -> None:
         BagReader(tmp_path / "bag")
 
 
+def _write_depth_bag(path: Path, storage: str, frames: int = 200) -> None:
+    with BagWriter(path, storage) as bag:
+        bag.add_topic("/camera/depth/image_raw", "sensor_msgs/msg/Image", SENSOR_QOS)
+        for i in range(frames):
+            depth_m = np.full((32, 32), 1.0 + i, np.float32)
+            bag.write("/camera/depth/image_raw", bag_msgs.image(depth_m, "32FC1", 1000 + i, "camera"), 1000 + i)
+
+
+def test_an_mcap_bag_garbled_in_the_middle_is_read_up_to_the_damage_not_a_crash(tmp_path: Path) -> None:
+    # rosbags reads a garbled record length as a size too large for C and raises OverflowError.
+    _write_depth_bag(tmp_path / "bag", "mcap")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    data = mcap_file.read_bytes()
+    middle = len(data) // 2
+    mcap_file.write_bytes(data[:middle] + b"\xff" * 8192 + data[middle + 8192:])
+    with BagReader(tmp_path / "bag") as reader:
+        read = sum(1 for _ in reader.messages())
+    assert read < 200
+    assert reader.read_error.startswith(f"bag {tmp_path / 'bag'} is damaged: reading stopped after ")
+    assert "(OverflowError: " in reader.read_error
+
+
+def test_a_sqlite3_bag_whose_database_is_malformed_midway_is_read_up_to_the_damage(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    # rosbags' sqlite3 storage reads through apsw, whose errors are not sqlite3's.
+    import apsw
+
+    _write_depth_bag(tmp_path / "bag", "sqlite3", frames=5)
+    messages = Reader.messages
+
+    def malformed_after_two(self, *args, **kwargs):
+        iterator = messages(self, *args, **kwargs)
+        yield next(iterator)
+        yield next(iterator)
+        raise apsw.CorruptError("database disk image is malformed")
+
+    monkeypatch.setattr(Reader, "messages", malformed_after_two)
+    with BagReader(tmp_path / "bag") as reader:
+        read = sum(1 for _ in reader.messages())
+    assert read == 2
+    assert reader.read_error.endswith("reading stopped after 2 messages (CorruptError: database disk image is "
+                                      "malformed); frames after the damage are missing")
+
+
 def test_a_file_that_is_no_bag_at_all_is_refused_by_name(tmp_path: Path) -> None:
     (tmp_path / "garbage.mcap").write_bytes(b"not an mcap file at all")
     with pytest.raises(DatasetError, match="cannot open bag .*garbage.mcap"):

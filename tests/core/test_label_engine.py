@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from label_work import FRAMES_FILE, LABELS_FILE, calls, item_files, label_item, make_items, worker_pids
 
 from trusted_scene_graph.label import ENGINES, LabelError, RunSummary, WorkItem, run_items
-from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
+from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR, check_run_options, exclusive
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 KEYS = tuple(f"item-{index:02d}" for index in range(6))
@@ -227,3 +228,95 @@ def test_two_runs_cannot_label_into_one_directory_at_once(tmp_path):
         with pytest.raises(LabelError, match="out is being labelled by another run"):
             run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out")
     assert not (tmp_path / "log").exists()
+
+
+def test_ctrl_c_stops_a_run_on_worker_processes_with_no_worker_traceback(tmp_path):
+    """Ctrl-C at a terminal sends SIGINT to the whole process group: the workers ignore it (one idle, one mid-item
+    here), the driver alone stops (and ends them) without waiting for the item."""
+    out, log = tmp_path / "out", tmp_path / "log"
+    script = (f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); from pathlib import Path; "
+              "from label_work import label_item, make_items; from trusted_scene_graph.label import run_items\n"
+              "try:\n"
+              f"    run_items(make_items(Path({str(log)!r}), count=3, sleep_s={{'item-01': 60.0}}), label_item, "
+              f"Path({str(out)!r}), workers=2)\n"
+              "except KeyboardInterrupt:\n"
+              "    print('interrupted', file=sys.stderr)\n"
+              "    sys.exit(130)\n")
+    # A session of its own: the driver leads a process group, as a shell's foreground job does.
+    driver = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60.0
+        # One worker labels item-01 for 60 s; the other, done with item-00 and item-02, waits for work.
+        while not ((out / "item-00").is_dir() and (out / "item-02").is_dir()
+                   and (log / "running" / "item-01").exists()):
+            assert driver.poll() is None, driver.stderr.read()
+            assert time.monotonic() < deadline, "the items did not get there within 60 s"
+            time.sleep(0.02)
+        interrupted_s = time.monotonic()
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert (driver.returncode, err) == (130, "interrupted\n")
+    assert time.monotonic() - interrupted_s < 20.0  # the items' 60 s were not waited for
+    deadline = time.monotonic() + 10.0
+    while any(alive(pid) for pid in worker_pids(log)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(worker_pids(log)) == 2 and not [pid for pid in worker_pids(log) if alive(pid)]
+    assert committed(out) == ["item-00", "item-02"]  # item-01 was cut short; a rerun labels it
+
+
+def test_only_items_whose_worker_died_are_reported_as_such(tmp_path):
+    items = make_items(tmp_path / "log", count=3, kill={"item-00": "always"}, error={"item-01": "bad input"})
+    summary = run_items(items, label_item, tmp_path / "out", workers=2, max_retries=0)
+    assert sorted(summary.failed) == ["item-00", "item-01"] and summary.worker_died == ("item-00",)
+    assert run_items(items[2:], label_item, tmp_path / "out2").worker_died == ()
+
+
+def test_the_lock_can_be_held_over_more_than_one_run_by_its_holder_alone(tmp_path):
+    out = tmp_path / "out"
+    with exclusive(out):
+        assert run_items(make_items(tmp_path / "log", count=2), label_item, out).ok  # re-entrant in its holder
+        script = (f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); from pathlib import Path; "
+                  "from label_work import label_item, make_items; from trusted_scene_graph.label import run_items; "
+                  f"run_items(make_items(Path({str(tmp_path / 'log2')!r})), label_item, Path({str(out)!r}))")
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert other.returncode == 1 and "out is being labelled by another run" in other.stderr
+    assert run_items(make_items(tmp_path / "log", count=2), label_item, out).skipped == ("item-00", "item-01")
+
+
+def test_engine_ray_without_the_ray_package_is_refused_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "ray" else find_spec(name,
+                                                                                                             *args))
+    with pytest.raises(LabelError, match=r"label engine 'ray' needs the ray package"):
+        check_run_options("ray", 1, 0, None)
+
+
+def test_worker_processes_ignore_sigint_so_only_the_driver_decides_to_stop(reference, tmp_path):
+    log = tmp_path / "log"
+
+    def interrupt_workers() -> None:
+        deadline = time.monotonic() + 60.0
+        while len(list((log / "running").iterdir()) if (log / "running").exists() else []) < 2:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        for pid in worker_pids(log):
+            os.kill(pid, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_workers)
+    interrupter.start()
+    try:
+        summary = run_items(make_items(log, sleep_s=0.5), label_item, tmp_path / "out", workers=2)
+    except KeyboardInterrupt:  # a worker's, sent back as its item's outcome
+        pytest.fail("SIGINT sent to the workers alone stopped the run")
+    finally:
+        interrupter.join()
+    assert summary.ok and summary.done == KEYS and summary.retries == 0
+    assert item_files(tmp_path / "out") == reference

@@ -65,6 +65,15 @@ def test_report_on_scenes_the_model_was_trained_on_warns_on_stderr_and_atop_the_
         tmp_path / "r" / "report.md").read_text()
 
 
+def test_a_report_on_edges_of_one_class_says_auroc_is_undefined(tables, tmp_path, capsys):
+    features, correct, group = synthetic_edges(20, 40, seed=12)
+    keep = correct.astype(bool)
+    all_correct = EdgeTable(features[keep], correct[keep], group[keep]).save(tmp_path / "correct.npz")
+    assert main(["trust", "report", "default", "--data", str(all_correct), "--out", str(tmp_path / "r")]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "fused AUROC n/a" in printed and "geometry_alignment AUROC n/a" in printed and "nan" not in printed
+
+
 def test_the_shipped_model_is_reported_by_its_keyword(tables, tmp_path):
     assert main(["trust", "report", "default", "--data", str(tables[1]), "--out", str(tmp_path / "r")]) == EXIT_OK
     assert "default_model" in json.loads((tmp_path / "r" / "metrics.json").read_text())["model"]
@@ -77,9 +86,25 @@ def test_a_model_that_reaches_no_threshold_is_saved_with_a_warning_that_says_so(
     assert main(["trust", "train", "--data", str(path), "--out", str(out), "--target-precision", "0.999",
                  "--delta", "0.01"]) == EXIT_OK
     captured = capsys.readouterr()
-    assert "precision n/a" in captured.out or "precision 0." in captured.out
-    assert "has no feasible threshold" in captured.err
-    assert "no threshold reached precision >= 0.999" in TrustModel.load(out).description
+    assert "no threshold reaches precision 0.999 at delta 0.01 ->" in captured.out
+    assert "has no feasible threshold" in captured.err and "so it prunes every relation" in captured.err
+    model = TrustModel.load(out)
+    assert "no threshold reached precision >= 0.999" in model.description
+    # Trust is at most 1.0 (an isotonic calibrator gives exactly 1.0 to many edges): the model keeps none of them.
+    assert model.threshold > 1.0 and not np.any(model.trust(features) >= model.threshold)
+
+
+def test_a_model_goes_into_an_empty_directory_or_replaces_a_model_never_among_other_files(tables, tmp_path, capsys):
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "metrics.json").write_text("{}")
+    assert main(["trust", "train", "--data", str(tables[0]), "--out", str(evaluation)]) == EXIT_USAGE
+    assert (f"--out {evaluation} holds files that are not a trust model's (metrics.json): give a new or empty "
+            "directory, or a trust model's directory to replace that model") in capsys.readouterr().err
+    model = tmp_path / "model"
+    for _ in range(2):  # retraining into the same directory replaces the model
+        assert main(["trust", "train", "--data", str(tables[0]), "--out", str(model)]) == EXIT_OK
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "trust_model.json"]
 
 
 def test_an_output_directory_that_is_a_file_is_refused_before_training(tables, tmp_path, capsys):
@@ -100,7 +125,8 @@ def test_a_corrupt_model_is_a_usage_error_naming_the_file(tables, tmp_path, caps
     main(["trust", "train", "--data", str(tables[0]), "--out", str(model_dir)])
     (model_dir / MODEL_FILE).write_text("garbage")
     assert main(["trust", "report", str(model_dir), "--data", str(tables[1]), "--out", str(tmp_path / "r")]) == 2
-    assert f"XGBoost cannot read {model_dir / MODEL_FILE}" in capsys.readouterr().err
+    assert f"{model_dir / MODEL_FILE} is not the model {model_dir / 'trust_model.json'} was saved with" in (
+        capsys.readouterr().err)
 
 
 def test_bench_trust_writes_the_ratio_and_scaling_measured_side_by_side(tmp_path, capsys):

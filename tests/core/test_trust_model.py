@@ -177,6 +177,10 @@ def test_loading_refuses_corrupt_files_naming_them(saved):
 
 def test_loading_refuses_a_corrupt_xgboost_file(saved):
     (saved / MODEL_FILE).write_text('{"learner": truncated')
+    with pytest.raises(TrustError, match=rf"{MODEL_FILE} is not the model .*{METADATA_FILE} was saved with \(its "
+                                         r"SHA-256 differs\)"):
+        TrustModel.load(saved)
+    edit_metadata(saved, model_sha256=None)  # as in a model saved before the hash was recorded
     with pytest.raises(TrustError, match=rf"XGBoost cannot read .*{MODEL_FILE}"):
         TrustModel.load(saved)
 
@@ -199,8 +203,17 @@ def test_loading_refuses_files_of_two_models(saved, tmp_path):
     narrow = TrustModel(feature_names=FEATURE_NAMES[:5])
     narrow.fit(small[0][:, :5], small[1], small[2]).save(other)
     shutil.copy(other / MODEL_FILE, saved / MODEL_FILE)
+    with pytest.raises(TrustError, match=r"the directory mixes two saves; retrain with tsg trust train$"):
+        TrustModel.load(saved)
+    edit_metadata(saved, model_sha256=None)  # without the recorded hash, the feature count still tells
     with pytest.raises(TrustError, match="takes 5 features"):
         TrustModel.load(saved)
+
+
+def test_saving_over_a_model_leaves_no_temporary_file_and_loads_the_new_one(trained, saved, held_out):
+    trained.save(saved)
+    assert sorted(p.name for p in saved.iterdir()) == sorted([MODEL_FILE, METADATA_FILE])
+    np.testing.assert_array_equal(TrustModel.load(saved).trust(held_out[0]), trained.trust(held_out[0]))
 
 
 def test_load_trust_model_reads_the_keywords_and_a_model_directory(saved):

@@ -13,6 +13,7 @@ from trusted_scene_graph.evaluation.metrics import coverage_at_precision
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.threshold import (
     DEFAULT_GRID,
+    PRUNE_ALL_THRESHOLD,
     ThresholdChoice,
     choose_threshold,
     clopper_pearson_lower,
@@ -142,11 +143,12 @@ def test_fixed_sequence_stops_at_the_first_threshold_it_cannot_reject() -> None:
 
 def test_when_everything_is_wrong_no_threshold_is_feasible() -> None:
     scores = np.random.default_rng(0).uniform(0.0, 1.0, 500)
-    scores[:3] = 1.0  # the infeasible threshold 1.0 still reports what it keeps
+    scores[:3] = 1.0  # an isotonic calibrator gives 1.0 to many edges: without a guarantee, none of them is kept
     for method in ("fixed_sequence", "bonferroni"):
         choice = choose_threshold(scores, np.zeros(500, bool), 0.9, 0.1, method=method)
         assert (choice.feasible, choice.threshold, choice.method) == (False, 1.0, method)
-        assert (choice.kept, choice.coverage, choice.precision, choice.precision_lower_bound) == (3, 0.006, 0.0, 0.0)
+        assert (choice.kept, choice.coverage, choice.precision, choice.precision_lower_bound) == (0, 0.0, None, 0.0)
+    assert PRUNE_ALL_THRESHOLD > 1.0  # what a model with this choice prunes at: above every trust
 
 
 def test_a_given_grid_is_deduplicated_and_tested_from_high_to_low() -> None:

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset
 from trusted_scene_graph.label import LabelError
-from trusted_scene_graph.label.bags import REWARD_COLUMNS
+from trusted_scene_graph.label.bags import REWARD_COLUMNS, label_bag
 from trusted_scene_graph.label.lerobot import FrameSource
 from trusted_scene_graph.label.run import EngineSettings, run_label
 from trusted_scene_graph.pipeline.messages import depth_m_from_msg, instances_from_msg, rgb_from_msg, stamp_to_ns
@@ -503,11 +504,109 @@ def test_a_damaged_bag_fails_alone_and_the_others_are_labelled(small_bags: Path,
     folder = tmp_path / "bags"
     shutil.copytree(small_bags, folder)
     storage = next((folder / "a").glob("*.mcap"))
-    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    storage.write_bytes(b"\0" * 64 + storage.read_bytes()[64:])  # its start overwritten: not even salvageable
     assert label(folder, tmp_path / "out") == EXIT_FAILED
     err = capsys.readouterr().err
-    assert "tsg label: error: a: " in err and "complete bags only" in err
+    assert f"tsg label: error: a: cannot open bag {folder / 'a'}: " in err
     assert (tmp_path / "out" / "b").is_dir() and not (tmp_path / "out" / "a").exists()
+
+
+def summary_start(mcap: Path) -> int:
+    """Where an mcap file's summary starts (its footer's summary_start): the data section ends there."""
+    data = mcap.read_bytes()
+    return struct.unpack_from("<Q", data, len(data) - 8 - 4 - 8 - 8)[0]
+
+
+def test_an_mcap_cut_short_is_labelled_from_its_messages_before_the_cut_with_a_warning(small_bags: Path,
+                                                                                         tmp_path: Path, capsys):
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    source = small_bags / "a"
+    intact = next(source.glob("*.mcap"))
+    cut = tmp_path / "cut" / "a"  # a recorder killed before its summary: no metadata.yaml either
+    cut.mkdir(parents=True)
+    (cut / intact.name).write_bytes(intact.read_bytes()[:summary_start(intact)])
+    with pytest.raises(ReaderError, match="magic is invalid"):  # what rosbags says of it
+        Reader(cut / intact.name).open()
+    assert label(source, tmp_path / "whole") == EXIT_OK
+    capsys.readouterr()
+    assert label(cut, tmp_path / "salvaged") == EXIT_OK
+    err = capsys.readouterr().err
+    with Reader(source) as reader:
+        count = reader.message_count
+        recorded = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+    assert ("tsg label: warning: a: the bag is cut short (" in err
+            and f"labelled from the {count} messages before the cut, re-written message by message" in err)
+    whole = pq.read_table(tmp_path / "whole" / "rewards.parquet").to_pandas()
+    assert pq.read_table(tmp_path / "salvaged" / "rewards.parquet").to_pandas().equals(whole)  # no note in it
+    with Reader(tmp_path / "salvaged" / "a") as copy:
+        assert [(c.topic, t, bytes(raw)) for c, t, raw in copy.messages() if c.topic != REWARD_TOPIC] == recorded
+        assert sum(c.msgcount for c in copy.connections if c.topic == REWARD_TOPIC) == len(whole)
+    # Cut inside its data: the messages before the damage are labelled, and the warning says how many.
+    (cut / intact.name).write_bytes(intact.read_bytes()[: summary_start(intact) // 2])
+    assert label(cut, tmp_path / "half") == EXIT_OK
+    with Reader(tmp_path / "half" / "a") as copy:
+        kept = sum(c.msgcount for c in copy.connections if c.topic != REWARD_TOPIC)
+    assert 0 < kept < count
+    assert f"labelled from the {kept} messages before the cut" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("overrides", "missing"), [
+    ({"topics.color": "/nosuch"}, "/nosuch"),
+    ({"topics.color_transport": "compressed"}, "/camera/color/image_raw/compressed"),
+    ({"topics.camera_info": "/robot/camera/color/camera_info"}, "/robot/camera/color/camera_info"),
+])
+def test_a_bag_without_the_configs_camera_topics_is_refused_naming_them_and_the_bags(small_bags: Path,
+                                                                                     tmp_path: Path, overrides,
+                                                                                     missing):
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides(overrides)
+    with pytest.raises(LabelError, match=rf"bag {small_bags / 'a'} has no {missing} \(the config's camera topics: "
+                                         r".*\); its topics are /camera/color/camera_info, /camera/color/image_raw, "
+                                         r"/camera/depth/image_raw, .*, /tf_static; set the config's topics"):
+        label_bag(small_bags / "a", tmp_path, config, ["gripper:cube"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bag_without_frames_fails_or_warns_and_a_corrected_rerun_labels_into_the_same_out(small_bags: Path,
+                                                                                           tmp_path: Path, capsys):
+    from rosbags.rosbag2 import Reader, Writer
+
+    out = tmp_path / "out"
+    args = ["label", str(small_bags / "a"), "--config", str(BENCHMARK_CONFIG), "--pair", "gripper:cube", "--out",
+            str(out)]
+    assert main([*args, "--set", "topics.color=/nosuch"]) == EXIT_FAILED
+    assert "tsg label: error: a: bag " in capsys.readouterr().err
+    assert main(args) == EXIT_OK  # nothing was committed: the manifest of the failed run is replaced
+    assert (out / "a" / "rewards.parquet").is_file()
+    # A rewards-only bag is no input: it has no camera topic.
+    assert main([*args[:-1], str(tmp_path / "only"), "--rewards-only"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["label", str(tmp_path / "only" / "a"), *args[2:-1], str(tmp_path / "again")]) == EXIT_FAILED
+    assert "has no /camera/color/image_raw, /camera/depth/image_raw" in capsys.readouterr().err
+    # Camera topics without a colour image: labelled, with no frame, and the summary says so.
+    source = tmp_path / "no_colour"
+    with Reader(small_bags / "a") as reader, Writer(source, version=9) as writer:
+        copies = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
+                                              offered_qos_profiles=c.ext.offered_qos_profiles)
+                  for c in reader.connections}
+        for connection, log_time, raw in reader.messages():
+            if connection.topic != "/camera/color/image_raw":
+                writer.write(copies[connection.id], log_time, raw)
+    assert main(["label", str(source), *args[2:-1], str(tmp_path / "empty")]) == EXIT_OK
+    assert ("tsg label: warning: no_colour: labelled no frame (it has no message on the config's colour topic)"
+            in capsys.readouterr().err)
+
+
+def test_a_folder_of_bag_directories_and_loose_mcap_files_labels_every_one(small_bags: Path, tmp_path: Path):
+    folder = tmp_path / "bags"
+    shutil.copytree(small_bags / "b", folder / "b")
+    shutil.copyfile(next((small_bags / "a").glob("*.mcap")), folder / "loose.mcap")
+    counts = []
+    outcome = run_label(folder, tmp_path / "out", load_config_file(BENCHMARK_CONFIG), ["gripper:cube"],
+                        EngineSettings(), on_items=counts.append)
+    assert outcome.summary.done == ("b", "loose") and counts == [2]
+    assert sorted(set(pq.read_table(tmp_path / "out" / "rewards.parquet").column("source").to_pylist())) == [
+        "b", "loose"]
 
 
 def test_bad_inputs_are_refused_before_any_work(small_bags: Path, tmp_path: Path, capsys):
@@ -545,6 +644,7 @@ def test_a_rerun_with_other_settings_or_a_foreign_output_directory_is_refused(sm
     lerobot_manifest = tmp_path / "dataset_out" / "tsg_label.json"  # a dataset's run, then a bag run into its --out
     lerobot_manifest.parent.mkdir()
     lerobot_manifest.write_text(json.dumps({"kind": "lerobot", "bag_output": None}))
+    (lerobot_manifest.parent / "episode-000000").mkdir()  # an episode it labelled (else its manifest is replaced)
     with pytest.raises(LabelError, match=r"\(kind, bag_output differ\); a rerun only resumes"):
         claim_output(lerobot_manifest.parent, lerobot_manifest, {"kind": "bags", "bag_output": "copy"})
     (tmp_path / "foreign").mkdir()

@@ -238,7 +238,10 @@ def test_invalid_ground_truth_fails_its_frame_and_the_other_frames_are_scored(ta
 def test_frames_scored_without_a_camera_pose_in_the_tf_are_counted(tabletop_bag: Path, tmp_path: Path) -> None:
     _copy_without(tabletop_bag, tmp_path / "no_tf", {"/tf_static"})
     static = benchmark_config().with_overrides({"extrinsic.source": "static"})
-    metrics = evaluate_bag(tmp_path / "no_tf", static).metrics
+    with pytest.warns(UserWarning, match="the bag's tf does not connect camera frame 'camera_color_optical_frame' "
+                                         "to the ground truth's frame 'world': frames are scored taking the graph "
+                                         "frame 'world' as the truth frame"):
+        metrics = evaluate_bag(tmp_path / "no_tf", static).metrics
     # Every frame is scored with the config's extrinsic, which is not the recorded camera's pose.
     assert metrics["frames"]["evaluated"] == metrics["frames"]["graph_frame_taken_as_truth_frame"] == 4
     # With the benchmark's 'tf' extrinsic such frames fail instead (tests/sim/test_eval_extrinsic.py).
@@ -316,6 +319,27 @@ def test_sim_record_cli_writes_a_bag_and_refuses_an_existing_path(tmp_path: Path
     assert "already exists" in capsys.readouterr().err
 
 
+def test_an_interrupted_recording_leaves_no_bag_that_looks_complete(tmp_path: Path, capsys, monkeypatch) -> None:
+    # The writer finalises the bag on the way out: kept, a Ctrl-C'd recording would read as a whole one.
+    out = tmp_path / "bag"
+
+    def interrupt_after_two_frames(frames: int) -> None:
+        if frames == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        record_sim_bag(out, RecordSettings(scene="tabletop", episodes=3, **SMALL), benchmark_config(),
+                       progress=interrupt_after_two_frames)
+    assert not out.exists()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("trusted_scene_graph.sim.record.record_sim_bag", interrupted)
+    assert main(["sim", "record", "--task", "tabletop", "--out", str(out)]) == 130
+    assert f"tsg sim record: interrupted; the partial bag {out} was removed" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def push_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bags") / "push"
@@ -359,6 +383,36 @@ def test_eval_of_a_fetch_bag_scores_end_effector_distances_and_the_reward(push_b
     assert reward["abs_error_p95"] <= 0.01
     assert -1.0 <= reward["env_spearman"] <= 1.0 and -1.0 <= reward["env_spearman_pooled"] <= 1.0
     assert {"value_order_spearman", "value_order_spearman_env", "value_order_spearman_whole_episode"} <= set(reward)
+
+
+def test_an_end_effector_pose_in_another_frame_is_moved_with_the_bags_tf_and_counted_without_one(
+        push_bag: Path, tmp_path: Path) -> None:
+    # On a real robot /ee_pose is usually in the base frame; the node moves it into its graph frame with tf.
+    from trusted_scene_graph.dataset.messages import tf_message
+    from trusted_scene_graph.geometry.transform import RigidTransform
+
+    base_in_world = RigidTransform.from_xyzw([1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
+    for name, with_tf in (("base_with_tf", True), ("base_without_tf", False)):
+        with BagReader(push_bag) as reader, BagWriter(tmp_path / name) as writer:
+            for topic, msgtype in reader.topics.items():
+                writer.add_topic(topic, msgtype)
+            for index, message in enumerate(reader.messages()):
+                if message.topic == "/ee_pose":
+                    message.msg.header.frame_id = "base_link"
+                    message.msg.pose.position.x -= 1.0  # the same point, seen from base_link
+                writer.write(message.topic, message.msg, message.log_time_ns)
+                if with_tf and index == 0:
+                    writer.write("/tf_static", tf_message(0, "world", "base_link", base_in_world),
+                                 message.log_time_ns)
+    original = evaluate_bag(push_bag, benchmark_config()).metrics
+    moved = evaluate_bag(tmp_path / "base_with_tf", benchmark_config()).metrics
+    assert moved["distance"]["ee_object"] == pytest.approx(original["distance"]["ee_object"], nan_ok=True)
+    assert moved["frames"]["ee_pose_not_in_truth_frame"] == 0
+    with pytest.warns(UserWarning, match="the end-effector pose \\(/ee_pose\\) is in frame 'base_link', which the "
+                                         "bag's tf does not connect to the ground truth's frame 'world'"):
+        unmoved = evaluate_bag(tmp_path / "base_without_tf", benchmark_config()).metrics
+    assert unmoved["distance"]["ee_object"] == {"count": 0}
+    assert unmoved["frames"]["ee_pose_not_in_truth_frame"] == unmoved["frames"]["evaluated"] == 51
 
 
 def test_max_frames_stops_reading_the_bag(push_bag: Path) -> None:
@@ -428,6 +482,18 @@ def _copy_renaming(source: Path, target: Path, renames: dict[str, str],
         for message in reader.messages():
             writer.write(connections[message.topic], message.log_time_ns,
                          store.serialize_cdr(message.msg, message.msgtype))
+
+
+def test_ground_truth_that_does_not_decode_is_named_as_the_cause(tabletop_bag: Path, tmp_path: Path) -> None:
+    # Written with another version of GroundTruth.msg: the bytes do not fit this package's definition.
+    _copy_renaming(tabletop_bag, tmp_path / "old_truth", {"/ground_truth": "/unused_truth"},
+                   {"/ground_truth": ("trusted_scene_graph_msgs/msg/GroundTruth",
+                                      [b"\x00\x01\x00\x00" + bytes(8)] * 4)})
+    metrics = evaluate_bag(tmp_path / "old_truth", benchmark_config()).metrics
+    with pytest.raises(EvaluationError, match=r"no frame could be evaluated: messages that could not be decoded "
+                                              r"\(written with another definition of their message type\?\): "
+                                              r"/ground_truth \(SerdeError\): 4; 4 frames had no ground truth"):
+        check_evaluable(metrics)
 
 
 def test_eval_cli_of_a_bag_without_ground_truth_writes_timing_and_counts_and_exits_0(tabletop_bag: Path,

@@ -8,6 +8,7 @@ imported inside the commands, so ``tsg --help`` works before the workspace is bu
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,7 +111,10 @@ def cmd_config(config_path: Path | None, overrides: Sequence[str], out: Path | N
     if out is None:
         print(text, end="")
     else:
-        out.write_text(text)
+        try:
+            out.write_text(text)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write the parameter file: {exc.strerror}") from exc
     return EXIT_OK
 
 
@@ -181,11 +185,13 @@ def cmd_trust_train(data: Sequence[Path], out: Path, target_precision: float, de
                   learning_rate=learning_rate, random_state=seed)
     training, held_out, choice = model.metadata_["training"], model.metadata_["metrics_held_out"], model.threshold_
     precision = "n/a" if choice.precision is None else f"{choice.precision:.3f}"
+    chosen = (f"threshold {choice.threshold:.3f} keeps {choice.coverage:.1%} at precision {precision} (lower bound "
+              f"{choice.precision_lower_bound:.3f} at delta {choice.delta:g})" if choice.feasible
+              else f"no threshold reaches precision {choice.target_precision:g} at delta {choice.delta:g}")
     print(f"trained on {training['edges']} facts ({training['correct']} correct) from {training['groups']} scenes: "
           f"{training['split_edges']['fit']} to fit, {training['split_edges']['calibration']} to calibrate, "
           f"{held_out['edges']} held out to choose the threshold (AUROC {held_out['auroc']:.3f}, ECE "
-          f"{held_out['ece']:.3f}); threshold {choice.threshold:.3f} keeps {choice.coverage:.1%} at precision "
-          f"{precision} (lower bound {choice.precision_lower_bound:.3f} at delta {choice.delta:g}) -> {out}")
+          f"{held_out['ece']:.3f}); {chosen} -> {out}")
     if model.warning:
         print(f"tsg trust train: warning: {model.warning}", file=sys.stderr)
     return EXIT_OK
@@ -197,8 +203,12 @@ def cmd_trust_report(model_dir: Path, data: Sequence[Path], out: Path) -> int:
 
     metrics = report(model_dir, list(data), out)
     fused = metrics["methods"]["fused"]
-    print(f"{metrics['edges']} facts: fused AUROC {fused['auroc']:.3f}, ECE {fused['ece']:.3f}; "
-          + ", ".join(f"{name} AUROC {values['auroc']:.3f}" if values["auroc"] is not None else f"{name} AUROC n/a"
+
+    def shown(value: float | None) -> str:  # None or NaN: undefined (one class only: no ROC)
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+    print(f"{metrics['edges']} facts: fused AUROC {shown(fused['auroc'])}, ECE {shown(fused['ece'])}; "
+          + ", ".join(f"{name} AUROC {shown(values['auroc'])}"
                       for name, values in metrics["methods"].items() if name != "fused")
           + f" -> {out}")
     if metrics["groups_also_in_training"]:
@@ -248,8 +258,8 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
             values = tuple(float(v) for v in intrinsics.split(","))
         except ValueError:
             values = ()
-        if len(values) != 4 or not all(v > 0 for v in values):
-            raise UsageError(f"--intrinsics {intrinsics!r}: expected four positive numbers FX,FY,CX,CY [px]")
+        if len(values) != 4 or not all(math.isfinite(v) and v > 0 for v in values):
+            raise UsageError(f"--intrinsics {intrinsics!r}: expected four positive finite numbers FX,FY,CX,CY [px]")
         if camera is None:
             image_keys = LeRobotDataset(source).image_keys
             if len(image_keys) != 1:
@@ -261,6 +271,7 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
         if given:
             raise UsageError(f"{', '.join(given)} apply to LeRobot datasets only; {source} is not one")
     frames_done = 0
+    frameless: list[str] = []  # items labelled now that had no camera frame at all
     columns = (TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
     with progress_bar(*columns) as progress:
@@ -269,6 +280,8 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
         def advance(done: Any) -> None:
             nonlocal frames_done
             frames_done += done.frames
+            if not done.skipped and done.error is None and done.frames == 0:
+                frameless.append(done.key)
             elapsed_s = progress.tasks[0].elapsed or 0.0
             rate = f"{frames_done / elapsed_s:.1f} frames/s" if elapsed_s > 0 and frames_done else ""
             progress.update(task, advance=1, rate=rate)
@@ -277,7 +290,8 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
             outcome = run_label(source, out, config, pairs,
                                 EngineSettings(engine, workers, ray_address, max_retries), frame_source,
                                 invalid_reward=invalid_reward, overwrite_column=overwrite_column,
-                                replace_reward=replace_reward, rewards_only=rewards_only, progress=advance)
+                                replace_reward=replace_reward, rewards_only=rewards_only, progress=advance,
+                                on_items=lambda count: progress.update(task, total=count))
         except KeyboardInterrupt:
             print("tsg label: interrupted; rerun the same command to finish (labelled items are kept)",
                   file=sys.stderr)
@@ -289,6 +303,12 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
               f"{len(summary.skipped)} already done, {len(summary.failed)} failed; {summary.retries} retried")
         for key, reason in summary.failed.items():
             print(f"tsg label: error: {key}: {reason}", file=sys.stderr)
+        for key in frameless:
+            print(f"tsg label: warning: {key}: labelled no frame (it has no message on the config's colour topic)"
+                  if outcome.kind == "bags" else f"tsg label: warning: {key}: the episode has no frame",
+                  file=sys.stderr)
+    for key, text in outcome.warnings.items():
+        print(f"tsg label: warning: {key}: {text}", file=sys.stderr)
     several = len({source_name for source_name, _ in outcome.valid_fraction}) > 1
     for (source_name, pair), (fraction, reason) in outcome.valid_fraction.items():
         print(f"  {f'{source_name} ' if several else ''}{pair}: {fraction:.1%} of frames valid")
@@ -299,8 +319,10 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
     if outcome.note:
         print(outcome.note)
     if not outcome.ok:
-        print("tsg label: the other items are kept; fix or remove the failed inputs, or rerun the same command to "
-              "retry items whose worker died", file=sys.stderr)
+        died = set(summary.worker_died)
+        remedies = [*(["fix or remove the failed inputs"] if set(summary.failed) - died else []),
+                    *(["rerun the same command to retry the items whose worker died"] if died else [])]
+        print(f"tsg label: the other items are kept; {', or '.join(remedies)}", file=sys.stderr)
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
@@ -329,10 +351,16 @@ def cmd_sim_record(config_path: Path | None, overrides: Sequence[str], out: Path
     total = episodes * frames_per_episode(settings)
     columns = (TextColumn(f"recording {scene}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                TimeRemainingColumn())
-    with progress_bar(*columns) as progress:
-        task = progress.add_task("record", total=total)
-        summary = record_sim_bag(out, settings, load(config_path, overrides),
-                                 progress=lambda frames: progress.update(task, completed=frames))
+    config = load(config_path, overrides)
+    try:
+        with progress_bar(*columns) as progress:
+            task = progress.add_task("record", total=total)
+            summary = record_sim_bag(out, settings, config,
+                                     progress=lambda frames: progress.update(task, completed=frames))
+    except KeyboardInterrupt:
+        print(f"tsg sim record: interrupted; the partial bag {out} was removed (rerun the same command: the seed "
+              "gives the same episodes)", file=sys.stderr)
+        return 130
     success = f" ({summary.successes} successful)" if scene != TABLETOP else ""
     print(f"wrote {summary.path}: {plural(summary.episodes, scene + ' episode')}{success}, "
           f"{plural(summary.frames, 'frame')}, {plural(summary.messages, 'message')} ({settings.storage})")

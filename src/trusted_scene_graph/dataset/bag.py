@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+import apsw  # rosbags' sqlite3 storage reads through it (see STORAGE_READ_ERRORS)
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
@@ -32,9 +33,12 @@ STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": Sto
 # rosbag2 metadata version written; 9 is what Jazzy and Kilted's rosbag2 write and read.
 BAG_VERSION = 9
 
-# What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors;
-# sqlite3: database errors). Only these are turned into a partial read; anything else is a bug and propagates.
-_STORAGE_ERRORS = (ReaderError, sqlite3.DatabaseError, struct.error, EOFError, ValueError, IndexError, KeyError)
+#: What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors, and an
+#: OverflowError for a garbled record length; sqlite3: rosbags reads through apsw, whose errors (a malformed database
+#: image) are not sqlite3's). Only these are turned into a partial read or a refused bag; anything else is a bug and
+#: propagates. Shared by every reader of bags here (tsg eval, tsg label, tsg replay).
+STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, apsw.Error, struct.error, EOFError, ValueError, IndexError,
+                       KeyError, OverflowError)
 
 _ZERO_TIME = QosTime(sec=0, nsec=0)
 # rmw's "infinite" duration as rosbag2 writes it into offered_qos_profiles.
@@ -162,7 +166,7 @@ class BagReader:
         try:
             self._reader = Reader(storage_path(self.path))
             self._reader.open()
-        except (*_STORAGE_ERRORS, OSError) as exc:
+        except (*STORAGE_READ_ERRORS, OSError) as exc:
             # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the
             # records before the cut are intact, so read them in order with the mcap library instead.
             self._salvage = McapStream.open(self.path)
@@ -216,7 +220,7 @@ class BagReader:
                 topic, msgtype, log_time_ns, raw = next(iterator)
             except StopIteration:
                 return
-            except (*_STORAGE_ERRORS, *MCAP_READ_ERRORS) as exc:
+            except (*STORAGE_READ_ERRORS, *MCAP_READ_ERRORS) as exc:
                 self.read_error = (f"bag {self.path} is damaged: reading stopped after {plural(read, 'message')} "
                                    f"({type(exc).__name__}: {exc}); frames after the damage are missing")
                 return

@@ -226,6 +226,7 @@ class _Counts:
     out_of_order: int = 0
     graph_frame_taken_as_truth_frame: int = 0  # evaluated frames without a tf path from the camera to the truth frame
     extrinsic_differs_from_tf: int = 0  # 'static': frames whose camera pose in the tf is not the config's
+    ee_pose_not_in_truth_frame: int = 0  # evaluated frames whose end-effector pose the tf cannot put in the truth frame
     failed: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)  # texts of the EvaluationWarnings issued while replaying
     episodes: set[int] = field(default_factory=set)
@@ -395,13 +396,12 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
         # warned about once): its graphs are not what the recorded robot's tf would give.
         camera_in_graph = tf.lookup(graph_frame, camera_frame_id, item.stamp_ns)
         if camera_in_graph is not None and poses_differ(camera_in_graph, pipeline.camera_to_graph):
-            counts.extrinsic_differs_from_tf += 1
-            if counts.extrinsic_differs_from_tf == 1:
-                _warn(counts.warnings,
-                      f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere "
-                      "than the config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the "
-                      "graphs use (frames.extrinsic_differs_from_tf counts them); to use the bag's camera pose, as "
-                      "the node does with tf, pass --set extrinsic.source=tf")
+            _count_and_warn_once(
+                counts, "extrinsic_differs_from_tf",
+                f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere than "
+                "the config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the graphs use "
+                "(frames.extrinsic_differs_from_tf counts them); to use the bag's camera pose, as the node does with "
+                "tf, pass --set extrinsic.source=tf")
     start = time.perf_counter()
     try:
         frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
@@ -426,17 +426,51 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
     if camera_in_truth is None:
         # No tf from the camera to the truth frame: assume the graph frame is the ground truth's frame (the
         # config's static extrinsic). Counted, as every score then rests on that assumption.
-        counts.graph_frame_taken_as_truth_frame += 1
+        _count_and_warn_once(
+            counts, "graph_frame_taken_as_truth_frame",
+            f"the bag's tf does not connect camera frame {camera_frame_id!r} to the ground truth's frame "
+            f"{truth_frame!r}: frames are scored taking the graph frame {graph_frame!r} as the truth frame, which "
+            "holds only when the config's extrinsic places the camera as it was recorded "
+            "(frames.graph_frame_taken_as_truth_frame counts them)")
         camera_in_truth = pipeline.camera_to_graph
     graph_to_truth = RigidTransform.from_matrix(camera_in_truth.matrix @ np.linalg.inv(pipeline.camera_to_graph.matrix))
-    scorer.score(graph, truth, ee_pose, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics,
+    ee_position_m = None
+    if ee_pose is not None:
+        ee_position_m = ee_position_in(truth_frame, ee_pose, tf)
+        if ee_position_m is None:
+            _count_and_warn_once(
+                counts, "ee_pose_not_in_truth_frame",
+                f"the end-effector pose ({config['topics.ee_pose']}) is in frame {ee_pose.header.frame_id!r}, which "
+                f"the bag's tf does not connect to the ground truth's frame {truth_frame!r}: those frames have no "
+                "end-effector distances (frames.ee_pose_not_in_truth_frame counts them)")
+    scorer.score(graph, truth, ee_position_m, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics,
                  instances=frame.instances)
 
 
-def _warn(collected: list[str], text: str) -> None:
+def ee_position_in(truth_frame: str, ee_pose: Any, tf: TransformBuffer) -> np.ndarray | None:
+    """The end effector's position (a ``PoseStamped``) in ``truth_frame``: as it is when the pose is in that frame
+    (or names none), else moved there with the bag's tf at the pose's stamp, as the live node moves a pose into its
+    graph frame; None when the tf has no such transform."""
+    position = ee_pose.pose.position
+    xyz = np.array([position.x, position.y, position.z], dtype=np.float64)
+    frame_id = ee_pose.header.frame_id.lstrip("/")
+    if not frame_id or frame_id == truth_frame.lstrip("/"):
+        return xyz
+    transform = tf.lookup(truth_frame, frame_id, stamp_to_ns(ee_pose.header.stamp))
+    return None if transform is None else transform.apply([xyz])[0]
+
+
+def _count_and_warn_once(counts: _Counts, counter: str, warning: str) -> None:
+    """Count a frame in ``counts.<counter>``; the first one also issues ``warning``."""
+    setattr(counts, counter, getattr(counts, counter) + 1)
+    if getattr(counts, counter) == 1:
+        _warn(counts.warnings, warning, stacklevel=4)
+
+
+def _warn(collected: list[str], text: str, stacklevel: int = 3) -> None:
     """Issue ``text`` as an :class:`EvaluationWarning` for library callers and keep it for the metrics."""
     collected.append(text)
-    warnings.warn(text, EvaluationWarning, stacklevel=3)
+    warnings.warn(text, EvaluationWarning, stacklevel=stacklevel)
 
 
 def _ground_truth_problem(truth: Any) -> str | None:
@@ -503,7 +537,7 @@ class _FrameScorer:
                 samples.false_positives += 1
                 samples.false_positives_by_label[obj.label] += 1
 
-    def score(self, graph: SceneGraph, truth: Any, ee_pose: Any | None, pipeline: ScenePipeline,
+    def score(self, graph: SceneGraph, truth: Any, ee_position_m: np.ndarray | None, pipeline: ScenePipeline,
               camera_in_truth: RigidTransform, graph_to_truth: RigidTransform, intrinsics: Intrinsics,
               instances: np.ndarray | None = None) -> None:
         """Score ``graph`` against ``truth``; ``instances`` is the frame's instance-id image, when it has one."""
@@ -574,11 +608,8 @@ class _FrameScorer:
         # End effector (kinematics) to objects.
         truth_gripper = np.array([truth.gripper_position.x, truth.gripper_position.y, truth.gripper_position.z])
         ee_m = None
-        ee_xyz = (np.array([ee_pose.pose.position.x, ee_pose.pose.position.y, ee_pose.pose.position.z])
-                  if ee_pose is not None else None)
-        if (ee_xyz is not None and np.isfinite(ee_xyz).all() and truth.has_gripper
-                and ee_pose.header.frame_id == truth.header.frame_id):
-            ee_m = ee_xyz
+        if ee_position_m is not None and np.isfinite(ee_position_m).all() and truth.has_gripper:
+            ee_m = ee_position_m
             scored = [(pa, ga) for pa, ga in matched if gt_labels[ga] not in EE_EXCLUDED_LABELS]
             samples.ee.append(perceived_m=[float(np.linalg.norm(perceived_in_truth[pa] - ee_m)) for pa, _ in scored],
                               true_m=[float(np.linalg.norm(gt_centres[ga] - truth_gripper)) for _, ga in scored],
@@ -710,6 +741,7 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
             "without_ground_truth": counts.without_ground_truth,
             "out_of_order": counts.out_of_order,
             "graph_frame_taken_as_truth_frame": counts.graph_frame_taken_as_truth_frame,
+            "ee_pose_not_in_truth_frame": counts.ee_pose_not_in_truth_frame,
             "extrinsic_differs_from_tf": counts.extrinsic_differs_from_tf,
             "episodes": len(counts.episodes),
         },
@@ -907,6 +939,10 @@ def check_evaluable(metrics: Mapping[str, Any]) -> None:
             causes.append(f"the bag has no {', '.join(inputs['missing_topics'])}")
         if not inputs["has_ground_truth"]:
             causes.append("the bag has no ground-truth topic")
+    if inputs.get("undecodable"):
+        # Before "no ground truth near the frames": messages that did not decode leave frames without it too.
+        causes.append("messages that could not be decoded (written with another definition of their message type?): "
+                      + ", ".join(f"{topic}: {count}" for topic, count in inputs["undecodable"].items()))
     if inputs["has_ground_truth"] and frames["without_ground_truth"]:
         causes.append(f"{frames['without_ground_truth']} frames had no ground truth within sync.tolerance_s of "
                       "their stamp")

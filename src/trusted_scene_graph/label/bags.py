@@ -15,8 +15,10 @@ The copy keeps every recorded message as its raw bytes, on a connection with the
 offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte (direct I/O on
 ext4, else the kernel's copy_file_range) while its frames are labelled, and the rewards are appended to it as new
 chunks with a new summary (:mod:`~trusted_scene_graph.dataset.bag_append`); other bags (sqlite3, split, compressed)
-are re-written message by message. A reward message carries the frame's stamp and is written at the log time of the
-frame's colour image (bag readers order by log time).
+are re-written message by message, and so is an mcap file cut short (a killed recorder: no summary), from the messages
+before the cut as ``tsg eval`` reads them, the run's summary saying how many. A bag without the config's camera topics
+is refused, naming them and the bag's topics (it would give no frame). A reward message carries the frame's stamp
+and is written at the log time of the frame's colour image (bag readers order by log time).
 
 Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode where its episode number changes
 (tracking, smoothing and the ``progress`` baseline restart); any other bag is one episode. The end effector and the
@@ -32,11 +34,10 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import struct
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,22 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat
+from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.metadata import parse_qos
 from rosbags.serde import SerdeError
 
 from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
-from trusted_scene_graph.dataset.bag import DEFAULT_QOS, check_bag_path, storage_files, storage_path
+from trusted_scene_graph.dataset.bag import (
+    DEFAULT_QOS,
+    STORAGE_READ_ERRORS,
+    McapStream,
+    check_bag_path,
+    storage_files,
+    storage_path,
+)
 from trusted_scene_graph.dataset.bag_append import McapAppendCopy, NotAppendable
 from trusted_scene_graph.dataset.messages import DENSE_REWARD_TYPE, GROUND_TRUTH_TYPE, dense_reward
 from trusted_scene_graph.dataset.typestore import make_typestore
@@ -69,8 +79,11 @@ from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME, PoseHistory
+from trusted_scene_graph.text import plural
 
 REWARDS_FILE = "rewards.parquet"
+#: Key of a rewards table's metadata holding what the run reports of its item (:func:`rewards_table_note`).
+NOTE_KEY = b"tsg_label.note"
 #: Frames lifted as one batch (numpy's cost per call, not the arithmetic, dominates a frame of a few objects).
 BATCH_FRAMES = 32
 #: Queue items (frames, and the poses and ground truth read while they wait) at which a batch is labelled anyway.
@@ -110,7 +123,6 @@ REWARD_COLUMNS = {
     "object_source": pa.string(),
     "message": pa.string(),
 }
-_STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, struct.error, EOFError, ValueError, IndexError, KeyError)
 _DECODE_ERRORS = (SerdeError, ValueError, struct.error, IndexError, UnicodeDecodeError)
 
 # One pipeline per worker process and config: loading the detector (and a depth model) once, not once per item.
@@ -128,20 +140,36 @@ def pipeline_for(config: Config) -> ScenePipeline:
 
 
 def find_bags(path: Path) -> list[Path]:
-    """``path`` itself when it is a bag, else the bags directly inside it (sorted by name)."""
+    """``path`` itself when it is a bag, else the bags directly inside it, sorted by :func:`bag_key`: each bag
+    directory, and each loose ``.mcap`` / ``.db3`` file (a folder of storage files without ``metadata.yaml``). A
+    directory holding one storage file and no bag directory is a bag itself (a recorder killed before it wrote
+    ``metadata.yaml``). Two bags whose keys (output names) collide are refused, naming both."""
     path = Path(path)
     if not path.exists():
         raise LabelError(f"input {path} does not exist")
-    loose = storage_files(path) if path.is_dir() and not (path / "metadata.yaml").exists() else []
-    if len(loose) > 1:
-        return loose  # a folder of storage files without metadata: each .mcap/.db3 file is a bag
-    if path.is_file() or (path / "metadata.yaml").exists() or loose:
+    if path.is_file() or (path / "metadata.yaml").exists():
         check_bag_path(path)
         return [path]
-    bags = sorted(p for p in path.iterdir() if p.is_dir() and ((p / "metadata.yaml").exists() or storage_files(p)))
+    loose = storage_files(path)
+    folders = [p for p in path.iterdir() if p.is_dir() and ((p / "metadata.yaml").exists() or storage_files(p))]
+    if len(loose) == 1 and not folders:
+        return [path]
+    bags = sorted([*loose, *folders], key=lambda bag: (bag_key(bag), bag.name))
     if not bags:
         raise LabelError(f"{path} is neither a rosbag2 bag, a folder of bags nor a LeRobot dataset (meta/info.json)")
+    by_key: dict[str, list[str]] = {}
+    for bag in bags:
+        by_key.setdefault(bag_key(bag), []).append(bag.name + ("/" if bag.is_dir() else ""))
+    clashes = {key: names for key, names in by_key.items() if len(names) > 1}
+    if clashes:
+        listed = "; ".join(f"{' and '.join(names)} would both be {key!r}" for key, names in clashes.items())
+        raise LabelError(f"{path}: bags whose output names collide ({listed}); rename one of each, or label them "
+                         "into separate --out directories")
     return bags
+
+
+def _short_list(values: Sequence[str], limit: int = 12) -> str:
+    return ", ".join(values[:limit]) + (f" and {len(values) - limit} more" if len(values) > limit else "") or "none"
 
 
 def bag_key(path: Path) -> str:
@@ -176,7 +204,9 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     An mcap bag with a complete index (what rosbag2 and ``tsg sim record`` write) is copied on a background thread
     while the frames are labelled, and the rewards are appended to the copy
     (:class:`~trusted_scene_graph.dataset.bag_append.McapAppendCopy`); any other bag (sqlite3, split into several
-    files, compressed, an mcap file without its index) is re-written message by message through rosbags.
+    files, compressed, an mcap file without its index) is re-written message by message through rosbags; an mcap file
+    rosbags cannot open (cut short) is read up to its cut as ``tsg eval`` reads it, and its rewards table notes it
+    (:func:`rewards_table_note`). A bag without every camera topic of the config is refused before any work.
 
     A bag that already has the reward topic (recorded from a live node) is refused, unless ``replace_reward``: then
     the recorded rewards are left out of the copy (which is re-written message by message) and labelled again.
@@ -192,14 +222,18 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     pipeline = pipeline if pipeline is not None else ScenePipeline(config, relations=False)
     resolver = SideResolver.from_config(config)
     tracker = RewardTracker(pairs, resolver)
+    opening_s = time.perf_counter()
+    reader = _open_bag(source)
+    clock["open"] += time.perf_counter() - opening_s
     try:
-        opening_s = time.perf_counter()
-        reader = Reader(storage_path(source))
-        reader.open()
-        clock["open"] += time.perf_counter() - opening_s
-    except (*_STORAGE_READ_ERRORS, OSError) as exc:
-        raise DatasetError(f"cannot open bag {source}: {exc}; tsg label copies complete bags only") from exc
-    try:
+        inputs = input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances)
+        topics = sorted({c.topic for c in reader.connections})
+        missing = [topic for _, topic in inputs if topic not in topics]
+        if missing:
+            # Every frame needs all of them: the bag would be "labelled" with no frame at all.
+            raise LabelError(f"bag {source} has no {', '.join(missing)} (the config's camera topics: "
+                             f"{', '.join(topic for _, topic in inputs)}); its topics are {_short_list(topics)}; set "
+                             "the config's topics.* (e.g. --set topics.color=...) to the bag's")
         recorded = [c for c in reader.connections if c.topic == REWARD_TOPIC]
         if recorded and rewards_only:
             raise LabelError(f"bag {source} already has {REWARD_TOPIC} (recorded from a live node?): a rewards-only "
@@ -214,6 +248,8 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
             try:
                 if recorded:
                     raise NotAppendable(f"{REWARD_TOPIC} is replaced")  # an appended copy cannot leave a topic out
+                if isinstance(reader, _SalvagedMcap):
+                    raise NotAppendable("its index is lost")
                 copying_s = time.perf_counter()
                 copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
                 clock["copy"] += time.perf_counter() - copying_s
@@ -224,10 +260,64 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     finally:
         reader.close()
     writing_s = time.perf_counter()
-    write_rewards_table(rows, out_dir / REWARDS_FILE)
+    write_rewards_table(rows, out_dir / REWARDS_FILE,
+                        reader.salvage_note() if isinstance(reader, _SalvagedMcap) else None)
     clock["table"] += time.perf_counter() - writing_s
     clock["total"] += time.perf_counter() - start_s
     return len({(row["episode"], row["frame"]) for row in rows})
+
+
+def _open_bag(source: Path) -> Reader | _SalvagedMcap:
+    """rosbags' Reader on the bag; for an mcap file rosbags cannot open (cut short: a recorder that was killed, a
+    copy that stopped, leaving no summary), the messages before the cut, read front to back as ``tsg eval`` reads
+    them (:class:`~trusted_scene_graph.dataset.bag.McapStream`)."""
+    try:
+        reader = Reader(storage_path(source))
+        reader.open()
+    except (*STORAGE_READ_ERRORS, OSError) as exc:
+        stream = McapStream.open(source)
+        if stream is None:
+            raise DatasetError(f"cannot open bag {source}: {exc}") from exc
+        return _SalvagedMcap(source, stream, str(exc))
+    return reader
+
+
+class _SalvagedMcap:
+    """A cut-short mcap file as :class:`_Replay` reads rosbags' Reader: its connections, and (connection, log time,
+    raw bytes) in file order, up to the damage. A channel's definition and hash are not kept (rosbags keeps none for
+    mcap either): the copy takes the type store's, like any mcap bag re-written here."""
+
+    def __init__(self, path: Path, stream: McapStream, open_error: str) -> None:
+        self.path, self.stream, self.open_error = path, stream, open_error
+        self._connections = {
+            channel.id: Connection(channel.id, channel.topic, channel.msgtype,
+                                   MessageDefinition(MessageDefinitionFormat.NONE, ""), "",
+                                   stream.message_counts[channel.id],
+                                   ConnectionExtRosbag2("cdr", parse_qos(channel.metadata.get(
+                                       "offered_qos_profiles", ""))), None)
+            for channel in stream.channels.values()}
+
+    @property
+    def connections(self) -> list[Connection]:
+        return list(self._connections.values())
+
+    def messages(self, connections: Sequence[Connection] | None = None) -> Iterator[tuple[Connection, int, bytes]]:
+        channel_ids = None if connections is None else [c.id for c in connections]
+        for channel, log_time_ns, raw in self.stream.messages(channel_ids):
+            yield self._connections[channel.id], log_time_ns, raw
+
+    def salvage_note(self) -> str:
+        """What the labelled copy holds of the source, for the run's summary."""
+        messages = plural(self.stream.message_count, "message")
+        if self.stream.damage is None:
+            return (f"the bag has no index (rosbags: {self.open_error}): labelled from its {messages}, re-written "
+                    "message by message")
+        damage = self.stream.damage.rstrip(": ")  # the mcap library's EndOfFile has no message
+        return (f"the bag is cut short ({damage}; rosbags: {self.open_error}): labelled from the {messages} before "
+                "the cut, re-written message by message")
+
+    def close(self) -> None:
+        pass  # the stream re-opens the file for each pass
 
 
 def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config: Config, pipeline: ScenePipeline,
@@ -245,8 +335,8 @@ def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config:
     return rows
 
 
-def _label_rewritten(source: Path, out_dir: Path, reader: Reader, config: Config, pipeline: ScenePipeline,
-                     tracker: RewardTracker, output: type[_StreamedCopy | _RewardsOnly],
+def _label_rewritten(source: Path, out_dir: Path, reader: Reader | _SalvagedMcap, config: Config,
+                     pipeline: ScenePipeline, tracker: RewardTracker, output: type[_StreamedCopy | _RewardsOnly],
                      clock: Counter[str]) -> list[dict[str, Any]]:
     """Label into a bag written message by message through rosbags (in the source's storage format): a streamed
     copy, or the rewards alone."""
@@ -384,7 +474,7 @@ class _Replay:
         self.batch_frames = 1 if config["extrinsic.source"] == "plane_fit" else BATCH_FRAMES
         self.batch: list[_Incomplete | _Frame | _Episode | _Pose] = []
 
-    def run(self, reader: Reader) -> list[dict[str, Any]]:
+    def run(self, reader: Reader | _SalvagedMcap) -> list[dict[str, Any]]:
         typestore = self.out.typestore
         # Without a streamed copy only the topics a frame needs are read (the index skips the others' bytes).
         wanted = [c for c in reader.connections if c.topic in self.decoded]
@@ -399,7 +489,7 @@ class _Replay:
                 connection, log_time_ns, raw = next(messages)
             except StopIteration:
                 break
-            except _STORAGE_READ_ERRORS as exc:
+            except STORAGE_READ_ERRORS as exc:
                 raise DatasetError(f"bag {reader.path} is damaged ({type(exc).__name__}: {exc}); tsg label copies "
                                    "complete bags only") from exc
             clock["read"] += time.perf_counter() - reading_s
@@ -611,11 +701,22 @@ def reward_row(sample: RewardSample, source: str, episode: int, frame: int) -> d
             "message": sample.message}
 
 
-def write_rewards_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """The rows as a parquet table with :data:`REWARD_COLUMNS` (also when empty)."""
-    schema = pa.schema(list(REWARD_COLUMNS.items()))
+def write_rewards_table(rows: Sequence[Mapping[str, Any]], path: Path, note: str | None = None) -> None:
+    """The rows as a parquet table with :data:`REWARD_COLUMNS` (also when empty); ``note`` (what the run should
+    report of the item, e.g. a salvaged bag) goes into its metadata as :data:`NOTE_KEY`."""
+    schema = pa.schema(list(REWARD_COLUMNS.items()), metadata={NOTE_KEY: note.encode()} if note else None)
     table = pa.Table.from_pylist(list(rows), schema=schema)
     pq.write_table(table, path)
+
+
+def rewards_table_note(path: Path) -> str | None:
+    """The ``note`` :func:`write_rewards_table` left in the table at ``path`` (None: it has none)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DatasetError(f"cannot read rewards table {path}: {exc}") from exc
+    note = metadata.get(NOTE_KEY)
+    return None if note is None else note.decode()
 
 
 def read_rewards_table(path: Path) -> pa.Table:
@@ -627,7 +728,7 @@ def read_rewards_table(path: Path) -> pa.Table:
 
 def merge_rewards_tables(paths: Sequence[Path], out_path: Path) -> pa.Table:
     """Concatenate per-item tables into one file, written atomically; returns the joined table."""
-    tables = [read_rewards_table(p) for p in paths]
+    tables = [read_rewards_table(p).replace_schema_metadata(None) for p in paths]  # notes are per item
     schema = pa.schema(list(REWARD_COLUMNS.items()))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     tmp_path = out_path.with_name(f".{out_path.name}.tmp")

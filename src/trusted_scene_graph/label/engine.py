@@ -10,7 +10,8 @@ Engines (:data:`ENGINES`):
 
 * ``local``: ``workers == 1`` labels in this process (simple to debug); ``workers > 1`` uses 'spawn' worker
   processes (torch threads and fork do not mix). A worker killed mid-item (SIGKILL, the OOM killer) is replaced
-  and its item retried, up to ``max_retries`` times.
+  and its item retried, up to ``max_retries`` times. Workers ignore SIGINT: on Ctrl-C the driver stops and
+  terminates them (their items are cut short; a rerun labels them).
 * ``ray``: one Ray task per item, at most ``workers`` in flight, retried by Ray up to ``max_retries`` times when
   its worker or node dies. ``out_dir`` must be on a filesystem shared by every Ray node (trivially true for a local
   cluster): workers write and commit there themselves, so the driver never moves files between machines.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import importlib.util
 import multiprocessing
 import operator
 import os
@@ -56,6 +58,9 @@ LOCK_FILE = ".lock"
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 WorkFn = Callable[[Any, Path], int]
+# The directories whose lock this process holds (flock conflicts between two opens of one file in one process too).
+_HELD_LOCKS: set[Path] = set()
+_NO_RAY = "label engine 'ray' needs the ray package: pip install 'trusted_scene_graph[ray]'"
 #: Seconds to wait for a TCP connection to ``ray_address`` (Ray itself retries for minutes where nothing listens).
 RAY_CONNECT_TIMEOUT_S = 10.0
 
@@ -96,6 +101,9 @@ class RunSummary:
     frames: int  # labelled by this run (skipped items not counted)
     seconds: float  # wall time of the run
     attempts: int  # work_fn attempts made, retries included
+    # The failed items whose worker process (or Ray node) died on every attempt, rather than failing on their input:
+    # a rerun may label them.
+    worker_died: tuple[str, ...] = ()
 
     @property
     def retries(self) -> int:
@@ -123,6 +131,7 @@ class _Tally:
         self.done: list[str] = []
         self.skipped: list[str] = []
         self.failed: dict[str, str] = {}
+        self.worker_died: list[str] = []
         self.frames = 0
         self.attempts = 0
 
@@ -136,9 +145,11 @@ class _Tally:
         self.attempts += attempts
         self._report(ItemDone(key, frames, seconds))
 
-    def fail(self, key: str, reason: str, attempts: int) -> None:
+    def fail(self, key: str, reason: str, attempts: int, worker_died: bool = False) -> None:
         self.failed[key] = reason
         self.attempts += attempts
+        if worker_died:
+            self.worker_died.append(key)
         self._report(ItemDone(key, 0, 0.0, error=reason))
 
     def summary(self, keys: list[str], seconds: float) -> RunSummary:
@@ -146,11 +157,27 @@ class _Tally:
         return RunSummary(done=tuple(sorted(self.done, key=rank.__getitem__)),
                           skipped=tuple(sorted(self.skipped, key=rank.__getitem__)),
                           failed={key: self.failed[key] for key in sorted(self.failed, key=rank.__getitem__)},
-                          frames=self.frames, seconds=seconds, attempts=self.attempts)
+                          frames=self.frames, seconds=seconds, attempts=self.attempts,
+                          worker_died=tuple(sorted(self.worker_died, key=rank.__getitem__)))
 
     def _report(self, event: ItemDone) -> None:
         if self._progress is not None:
             self._progress(event)
+
+
+def check_run_options(engine: str, workers: int, max_retries: int, ray_address: str | None) -> None:
+    """Refuse run options :func:`run_items` cannot use, before anything is written (``tsg label`` checks them before
+    it writes its manifest)."""
+    if engine not in ENGINES:
+        raise LabelError(f"unknown label engine {engine!r}; known engines: {sorted(ENGINES)}")
+    if workers < 1:
+        raise LabelError(f"workers must be at least 1, got {workers}")
+    if max_retries < 0:
+        raise LabelError(f"max_retries must be at least 0, got {max_retries}")
+    if ray_address is not None and engine != "ray":
+        raise LabelError(f"ray_address {ray_address!r} is only used by engine 'ray', not {engine!r}")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise LabelError(_NO_RAY)
 
 
 def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *, engine: str = "local",
@@ -164,15 +191,8 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
     to one). ``progress`` is called in this process as each item settles.
     """
     items = list(items)
-    runner = ENGINES.get(engine)
-    if runner is None:
-        raise LabelError(f"unknown label engine {engine!r}; known engines: {sorted(ENGINES)}")
-    if workers < 1:
-        raise LabelError(f"workers must be at least 1, got {workers}")
-    if max_retries < 0:
-        raise LabelError(f"max_retries must be at least 0, got {max_retries}")
-    if ray_address is not None and engine != "ray":
-        raise LabelError(f"ray_address {ray_address!r} is only used by engine 'ray', not {engine!r}")
+    check_run_options(engine, workers, max_retries, ray_address)
+    runner = ENGINES[engine]
     repeated = sorted(key for key, count in Counter(item.key for item in items).items() if count > 1)
     if repeated:
         raise LabelError(f"work item keys must be unique; repeated: {repeated}")
@@ -182,7 +202,7 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     tally = _Tally(progress)
-    with _exclusive(out_dir):
+    with exclusive(out_dir):
         _remove_tree(out_dir / STAGING_DIR)  # partial items of a killed run
         todo = []
         for item in items:
@@ -268,7 +288,15 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
+def exclusive(out_dir: Path | str) -> Iterator[None]:
+    """Hold ``out_dir``'s lock (:data:`LOCK_FILE`, created with ``out_dir``) or raise a :class:`LabelError` when
+    another run holds it. Re-entrant within a process, so a caller can hold it over more than :func:`run_items` (tsg
+    label: over a LeRobot dataset's clearing, labelling and assembly)."""
+    out_dir = Path(out_dir).absolute()
+    if out_dir in _HELD_LOCKS:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
     # The kernel drops the lock when this process dies, so a killed run never leaves the directory locked.
     with open(out_dir / LOCK_FILE, "a") as lock:
         try:
@@ -276,7 +304,11 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise LabelError(f"{out_dir} is being labelled by another run (it holds {out_dir / LOCK_FILE}); wait for "
                              "it to end or label into another directory") from None
-        yield
+        _HELD_LOCKS.add(out_dir)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(out_dir)
 
 
 def _remove_tree(path: Path) -> None:
@@ -318,7 +350,7 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
         for _ in range(2):
             if executors[slot] is None:
                 executors[slot] = ProcessPoolExecutor(max_workers=1, mp_context=context,
-                                                      initializer=_die_with_driver, initargs=(os.getpid(),))
+                                                      initializer=_init_worker, initargs=(os.getpid(),))
             try:
                 running[executors[slot].submit(_attempt, work_fn, item.key, item.payload, out_dir)] = slot, item
                 return
@@ -345,11 +377,19 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
                         queue.append(item)
                     else:
                         tally.fail(item.key, f"its worker process died on each of its {attempts[item.key]} "
-                                             "attempt(s) (killed, or out of memory?)", attempts[item.key])
+                                             "attempt(s) (killed, or out of memory?)", attempts[item.key],
+                                   worker_died=True)
                 except TsgError as error:
                     tally.fail(item.key, str(error), attempts[item.key])
                 else:
                     tally.finish(item.key, frames, seconds, attempts[item.key])
+    except KeyboardInterrupt:
+        # The workers ignore SIGINT (_init_worker): Ctrl-C stops the run here, and their items are cut short (a rerun
+        # removes their staging dirs) rather than waited for.
+        for executor in executors:
+            if executor is not None:
+                _terminate_workers(executor)
+        raise
     finally:
         # On a propagating error the items already running finish (and commit) before it surfaces.
         for executor in executors:
@@ -357,10 +397,27 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
                 executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _die_with_driver(driver_pid: int) -> None:
-    """Worker initializer. A worker holds its own end of the executor's task queue, so when the driver is killed
-    (SIGKILL, the OOM killer) it would idle on forever, holding its model's memory; on Linux, have the kernel
-    kill it with the driver."""
+def _terminate_workers(executor: ProcessPoolExecutor) -> None:
+    """SIGTERM the executor's worker processes (``terminate_workers`` from Python 3.14 on; before it, the executor's
+    own record of its processes)."""
+    terminate = getattr(executor, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((executor._processes or {}).values()):  # noqa: SLF001  (no public way before 3.14)
+        if process.is_alive():
+            process.terminate()
+
+
+def _init_worker(driver_pid: int) -> None:
+    """Worker initializer.
+
+    Ctrl-C at a terminal sends SIGINT to the whole foreground process group, workers included: each would print
+    its KeyboardInterrupt traceback. The driver alone handles it (and terminates the workers), so they ignore it.
+
+    A worker holds its own end of the executor's task queue, so when the driver is killed (SIGKILL, the OOM killer)
+    it would idle on forever, holding its model's memory; on Linux, have the kernel kill it with the driver."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
@@ -375,7 +432,7 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
     try:
         import ray
     except ImportError:
-        raise LabelError("label engine 'ray' needs the ray package: pip install 'trusted_scene_graph[ray]'") from None
+        raise LabelError(_NO_RAY) from None
     started_here = not ray.is_initialized()
     if started_here:
         if options.ray_address is not None:
@@ -403,7 +460,7 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
             except ray.exceptions.RayError as error:
                 # Ray gave up on a system failure (worker or node died, out of memory) after max_retries retries.
                 tally.fail(item.key, f"Ray gave up on it after {options.max_retries + 1} attempt(s): {error}",
-                           options.max_retries + 1)
+                           options.max_retries + 1, worker_died=True)
             else:
                 tally.finish(item.key, frames, seconds, 1 + _died_attempts(out_dir, item.key))
     finally:

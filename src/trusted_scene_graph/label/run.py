@@ -11,8 +11,11 @@ INPUT is a rosbag2 bag, a folder of bags, or a LeRobot v3 dataset directory (``m
 Rerunning the same command finishes an interrupted run: committed items are skipped (the engine's rule), and an
 OUTPUT dataset that is already complete is left as it is. A manifest (:data:`MANIFEST_FILE`: input, pairs, config
 hash, LeRobot options, the bags' output form) makes a rerun with other settings an error instead of a mix of old and
-new labels, and a non-empty OUTPUT that tsg label did not write is refused. The source is only read: an OUTPUT
-inside INPUT (or INPUT inside OUTPUT) is refused.
+new labels (unless the earlier run committed nothing: its manifest is then replaced), and a non-empty OUTPUT that tsg
+label did not write (hidden entries included) is refused. Every setting is checked before the manifest is written.
+One lock is held over the whole run (for LeRobot: clearing an interrupted dataset write, labelling, writing the
+dataset), so a second run into OUTPUT is refused. The source is only read: an OUTPUT inside INPUT (or INPUT inside
+OUTPUT) is refused, and tsg label deletes nothing in OUTPUT it did not write.
 """
 
 from __future__ import annotations
@@ -35,9 +38,18 @@ from trusted_scene_graph.label.bags import (
     find_bags,
     label_bag_item,
     merge_rewards_tables,
+    rewards_table_note,
     valid_fraction,
 )
-from trusted_scene_graph.label.engine import ItemDone, RunSummary, WorkItem, run_items
+from trusted_scene_graph.label.engine import (
+    LOCK_FILE,
+    ItemDone,
+    RunSummary,
+    WorkItem,
+    check_run_options,
+    exclusive,
+    run_items,
+)
 from trusted_scene_graph.label.lerobot import (
     REWARD_COLUMN,
     VALID_COLUMN,
@@ -72,6 +84,8 @@ class LabelOutcome:
     # (source, pair) -> (fraction of frames valid, the commonest reason of the others); LeRobot: pair "all pairs".
     valid_fraction: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     note: str = ""
+    # Item key -> what the run has to say of it though it was labelled (a cut-short bag labelled from what was read).
+    warnings: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -120,7 +134,9 @@ def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], fram
 
 def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None:
     """Write the run's manifest into a new or empty --out, or check that a rerun's settings match the manifest
-    there. Refuses a non-empty --out that tsg label did not write."""
+    there. Refuses a non-empty --out that tsg label did not write (hidden entries too: a LeRobot run's dataset write
+    would have to clear them). A manifest of a run that committed nothing (every item failed: a wrong topic, say) is
+    replaced: there is nothing to mix. Called holding the lock of the manifest's directory (:func:`exclusive`)."""
     if manifest_path.is_file():
         try:
             found = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -129,6 +145,9 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
         # Bag runs written before the output form was recorded wrote copies.
         found.setdefault("bag_output", "copy" if found.get("kind") == "bags" else None)
         differing = [key for key in wanted if found.get(key) != json.loads(json.dumps(wanted[key]))]
+        if differing and not _holds_output(out, manifest_path):
+            _write_manifest(manifest_path, wanted)
+            return
         if differing:
             form = (f": it holds {found['bag_output']!r} bags and this run writes {wanted['bag_output']!r} bags "
                     "(--rewards-only)" if "bag_output" in differing and "kind" not in differing else "")
@@ -136,24 +155,67 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
                              "rerun only resumes the same command: label into another --out, or delete it to start "
                              "over")
         return
-    if out.exists() and any(not entry.name.startswith(".") for entry in out.iterdir()):
-        raise LabelError(f"--out {out} is not empty and has no {manifest_path.name}: tsg label did not write it; "
-                         "choose a new or empty directory")
+    refuse_foreign_output(out, manifest_path)
+    _write_manifest(manifest_path, wanted)
+
+
+def _write_manifest(manifest_path: Path, wanted: dict[str, Any]) -> None:
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    tmp_path = _manifest_tmp_path(manifest_path)
     tmp_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
     tmp_path.replace(manifest_path)
+
+
+def _holds_output(out: Path, manifest_path: Path) -> bool:
+    """Whether a run committed anything into ``out``: an item (the engine's dot-entries are its lock and staging),
+    a joined table, a dataset."""
+    engine_dir = manifest_path.parent
+    if any(not entry.name.startswith(".") and entry != manifest_path for entry in engine_dir.iterdir()):
+        return True
+    return engine_dir != out and any(entry != engine_dir for entry in out.iterdir())  # LeRobot: the dataset
+
+
+def refuse_foreign_output(out: Path, manifest_path: Path) -> None:
+    """Refuse an --out without a manifest that holds anything but what a run killed while claiming it left (the
+    manifest's temporary file, the lock file), naming what it holds."""
+    if manifest_path.is_file() or not out.is_dir():
+        return
+    own_files = {_manifest_tmp_path(manifest_path), manifest_path.parent / LOCK_FILE}
+    own_dirs = {parent for path in own_files for parent in path.parents if out in parent.parents}
+    foreign, folders = [], [out]
+    while folders:  # only into tsg label's own directories: --out may be any large directory
+        for entry in sorted(folders.pop().iterdir()):
+            if entry in own_dirs and entry.is_dir():
+                folders.append(entry)
+            elif entry not in own_files:
+                foreign.append(str(entry.relative_to(out)))
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise LabelError(f"--out {out} is not empty and has no {manifest_path.name}: tsg label did not write it (it "
+                         f"holds {listed}); choose a new or empty directory")
+
+
+def _manifest_tmp_path(manifest_path: Path) -> Path:
+    return manifest_path.with_name(f".{manifest_path.name}.tmp")
 
 
 def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], engine: EngineSettings,
               frame_source: FrameSource | None = None, *, invalid_reward: float = float("nan"),
               overwrite_column: bool = False, replace_reward: bool = False, rewards_only: bool = False,
-              progress: Callable[[ItemDone], None] | None = None) -> LabelOutcome:
-    """Label ``source`` into ``out``; see the module docstring."""
+              progress: Callable[[ItemDone], None] | None = None,
+              on_items: Callable[[int], None] | None = None) -> LabelOutcome:
+    """Label ``source`` into ``out``; see the module docstring. Every setting is checked before anything is
+    written into ``out``. ``on_items`` is called with the number of items (bags, episodes) before they are
+    labelled; ``progress`` as each settles."""
     pairs = list(pairs) if pairs else list(config["reward.pairs"])
+    if not pairs:
+        raise LabelError("no reward pairs to label: give --pair SUBJECT:OBJECT (repeatable) or set reward.pairs in "
+                         "the config")
     check_pair_names(config, pairs)  # a bad pair fails before any work
     check_paths(source, out)
+    check_run_options(engine.engine, engine.workers, engine.max_retries, engine.ray_address)
     run = {**asdict(engine), "progress": progress}  # EngineSettings' fields are run_items' keyword arguments
+    on_items = on_items if on_items is not None else (lambda count: None)
     if rewards_only and replace_reward:
         raise LabelError("--rewards-only writes no copy of a bag, so --replace-reward has no recorded rewards to leave "
                          "out: give one or the other")
@@ -164,7 +226,8 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
         if rewards_only:
             raise LabelError(f"{source} is a LeRobot dataset: --rewards-only is for bags; a dataset gets its "
                              f"{REWARD_COLUMN!r} column in a new dataset whose videos are hard links, not copies")
-        return _label_lerobot(source, out, config, pairs, frame_source, invalid_reward, overwrite_column, run)
+        return _label_lerobot(source, out, config, pairs, frame_source, invalid_reward, overwrite_column, run,
+                              on_items)
     if frame_source is not None:
         raise LabelError(f"{source} is a rosbag2 input; the camera, depth, intrinsics and position options are for "
                          "LeRobot datasets (bags name their topics in the config)")
@@ -178,20 +241,26 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
         except LabelError as exc:
             raise LabelError(f"bag {bag}: its name {key!r} cannot name an output directory (use letters, digits, "
                              "'.', '_' and '-'); rename or copy the bag") from exc
-    claim_output(out, out / MANIFEST_FILE, manifest("bags", source, config, pairs, None, invalid_reward,
-                                                    "rewards only" if rewards_only else "copy"))
-    summary = run_items(items, label_bag_item, out, **run)
-    outcome = LabelOutcome("bags", summary)
-    labelled = [key for key in keys if key not in summary.failed]
-    if labelled:  # the bags that are done, also when others failed (their names are in summary.failed)
-        outcome.table = out / REWARDS_FILE
-        joined = merge_rewards_tables([out / key / REWARDS_FILE for key in labelled], outcome.table)
-        outcome.valid_fraction = valid_fraction(joined)
+    wanted = manifest("bags", source, config, pairs, None, invalid_reward, "rewards only" if rewards_only else "copy")
+    refuse_foreign_output(out, out / MANIFEST_FILE)  # before the lock file is made in it
+    with exclusive(out):  # also over the joined table, so a second run is refused before it does anything
+        claim_output(out, out / MANIFEST_FILE, wanted)
+        on_items(len(items))
+        summary = run_items(items, label_bag_item, out, **run)
+        outcome = LabelOutcome("bags", summary)
+        labelled = [key for key in keys if key not in summary.failed]
+        if labelled:  # the bags that are done, also when others failed (their names are in summary.failed)
+            outcome.table = out / REWARDS_FILE
+            joined = merge_rewards_tables([out / key / REWARDS_FILE for key in labelled], outcome.table)
+            outcome.valid_fraction = valid_fraction(joined)
+            outcome.warnings = {key: note for key in labelled
+                                if (note := rewards_table_note(out / key / REWARDS_FILE)) is not None}
     return outcome
 
 
 def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], frame_source: FrameSource | None,
-                   invalid_reward: float, overwrite_column: bool, run: dict) -> LabelOutcome:
+                   invalid_reward: float, overwrite_column: bool, run: dict,
+                   on_items: Callable[[int], None]) -> LabelOutcome:
     dataset = LeRobotDataset(source)
     if frame_source is None:
         raise LabelError(f"{source} is a LeRobot dataset: give --intrinsics FX,FY,CX,CY (and --camera when it has "
@@ -199,26 +268,44 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
     check_frame_source(dataset, frame_source, config)
     if REWARD_COLUMN in dataset.features and not overwrite_column:
         raise LabelError(f"{source} already has a {REWARD_COLUMN!r} column; pass --overwrite-column to replace it")
-    claim_output(out, out / LABELLER_SUBDIR / MANIFEST_FILE,
-                 manifest("lerobot", source, config, pairs, frame_source, invalid_reward))
-    if (out / INFO_PATH).is_file():
-        return LabelOutcome("lerobot", None, note=f"{out} is already the labelled dataset; nothing to do")
-    clear_interrupted_assembly(out)
-    summary = run_items(lerobot_jobs(dataset, config, pairs, frame_source), label_episode_item,
-                        out / LABELLER_SUBDIR, **run)
-    outcome = LabelOutcome("lerobot", summary)
-    if summary.ok:
-        frames, valid = assemble(dataset, out, invalid_reward=invalid_reward, overwrite=overwrite_column)
-        outcome.valid_fraction = {(dataset.root.name, "all pairs"): (valid, "")}
-        outcome.note = f"wrote the dataset {out} ({frames} frames, {REWARD_COLUMN} and {VALID_COLUMN})"
+    wanted = manifest("lerobot", source, config, pairs, frame_source, invalid_reward)
+    manifest_path = out / LABELLER_SUBDIR / MANIFEST_FILE
+    refuse_foreign_output(out, manifest_path)  # before the lock file is made in it
+    # One lock over the whole run: a second run must not clear, label or write the dataset beside this one.
+    with exclusive(manifest_path.parent):
+        claim_output(out, manifest_path, wanted)
+        if (out / INFO_PATH).is_file():
+            return LabelOutcome("lerobot", None, note=f"{out} is already the labelled dataset; nothing to do")
+        clear_interrupted_assembly(out, dataset)
+        others = sorted(entry.name for entry in out.iterdir() if entry.name != LABELLER_SUBDIR)
+        if others:  # the dataset write would refuse them, after every episode is labelled
+            raise LabelError(f"--out {out} holds {', '.join(others)}, which tsg label did not write there; move "
+                             "it away (the labelled dataset is written around tsg_rewards/ alone)")
+        items = lerobot_jobs(dataset, config, pairs, frame_source)
+        on_items(len(items))
+        summary = run_items(items, label_episode_item, manifest_path.parent, **run)
+        outcome = LabelOutcome("lerobot", summary)
+        if summary.ok:
+            frames, valid = assemble(dataset, out, invalid_reward=invalid_reward, overwrite=overwrite_column)
+            outcome.valid_fraction = {(dataset.root.name, "all pairs"): (valid, "")}
+            outcome.note = f"wrote the dataset {out} ({frames} frames, {REWARD_COLUMN} and {VALID_COLUMN})"
     return outcome
 
 
-def clear_interrupted_assembly(out: Path) -> None:
+def assembly_entries(dataset: LeRobotDataset) -> set[str]:
+    """The names a dataset write of ``dataset`` puts into --out: data/, meta/ and the source's other top-level
+    entries it copies (videos/, a README, ...); never tsg_rewards/ nor huggingface_hub's .cache/."""
+    return {"data", "meta", *(entry.name for entry in dataset.root.iterdir()
+                               if entry.name not in (LABELLER_SUBDIR, ".cache"))}
+
+
+def clear_interrupted_assembly(out: Path, dataset: LeRobotDataset) -> None:
     """Remove what an interrupted dataset write left: its build directory next to ``out`` and the entries it had
-    moved into ``out`` before ``meta/info.json`` (always moved last). The episode tables in tsg_rewards stay."""
+    moved into ``out`` before ``meta/info.json`` (always moved last), by name (:func:`assembly_entries`): anything
+    else in ``out`` is not tsg label's to delete. The episode tables in tsg_rewards stay."""
     for build in out.parent.glob(f"{build_dir_prefix(out)}*"):
         shutil.rmtree(build)
+    written = assembly_entries(dataset)
     for entry in out.iterdir():
-        if entry.name != LABELLER_SUBDIR:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if entry.name in written and entry.name != LABELLER_SUBDIR:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()

@@ -368,12 +368,11 @@ class TopicPlan:
 
 
 def _bag_read_errors() -> tuple[type[BaseException], ...]:
-    """What rosbags raises for a missing, corrupt or truncated bag: its ReaderError, I/O errors, and apsw's
-    errors, which its sqlite3 storage lets through while iterating a damaged database."""
-    import apsw
-    from rosbags.rosbag2 import ReaderError
+    """What rosbags raises for a missing, corrupt or truncated bag (the storage errors every bag reader here handles)
+    and I/O errors."""
+    from trusted_scene_graph.dataset.bag import STORAGE_READ_ERRORS
 
-    return ReaderError, OSError, apsw.Error
+    return (*STORAGE_READ_ERRORS, OSError)
 
 
 @dataclass(frozen=True, eq=False)

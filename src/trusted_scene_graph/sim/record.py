@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,20 @@ def record_sim_bag(out_path: Path, settings: RecordSettings, config: Mapping[str
     # Build the scene and its first frame before the bag exists: a setting the scene refuses (a camera the model
     # does not have, a negative policy noise) must not leave an empty bag behind that blocks the corrected rerun.
     first = next(frames)
+    try:
+        _record(writer, frames, first, topics, settings, noise, config, graph_frame, summary, progress)
+    except BaseException:
+        # The writer finalises the bag on the way out, so an interrupted (Ctrl-C) or failed recording would look
+        # complete and block the rerun into the same path. Its episodes come back from the seed: remove it.
+        shutil.rmtree(out_path, ignore_errors=True)
+        raise
+    return summary
+
+
+def _record(writer: BagWriter, frames: Iterator[_Frame], first: _Frame, topics: Mapping[str, tuple[str, Any]],
+            settings: RecordSettings, noise: DepthNoiseModel, config: Mapping[str, Any], graph_frame: str,
+            summary: RecordSummary, progress: Callable[[int], None] | None) -> None:
+    is_fetch = settings.scene != TABLETOP
     with writer as bag, contextlib.closing(frames):
         for topic, (msgtype, qos) in topics.items():
             bag.add_topic(topic, msgtype, qos)
@@ -227,7 +242,6 @@ def record_sim_bag(out_path: Path, settings: RecordSettings, config: Mapping[str
                 progress(summary.frames)
         summary.successes += int(last_success and is_fetch)
         summary.messages = bag.messages_written
-    return summary
 
 
 def frames_per_episode(settings: RecordSettings) -> int:

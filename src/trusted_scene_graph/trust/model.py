@@ -36,7 +36,7 @@ from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.calibration import Calibrator
 from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
-from trusted_scene_graph.trust.threshold import ThresholdChoice, choose_threshold
+from trusted_scene_graph.trust.threshold import PRUNE_ALL_THRESHOLD, ThresholdChoice, choose_threshold
 
 MODEL_FILE = "model.json"
 METADATA_FILE = "trust_model.json"
@@ -295,9 +295,10 @@ class TrustModel:
 
     @property
     def threshold(self) -> float:
-        """The pruning threshold chosen for the target precision (see :class:`ThresholdChoice`)."""
+        """The pruning threshold chosen for the target precision (see :class:`ThresholdChoice`); without a feasible
+        one, :data:`~trusted_scene_graph.trust.threshold.PRUNE_ALL_THRESHOLD`, above every trust."""
         self._check_fitted()
-        return float(self.threshold_.threshold)
+        return float(self.threshold_.threshold) if self.threshold_.feasible else PRUNE_ALL_THRESHOLD
 
     @property
     def description(self) -> str:
@@ -306,7 +307,7 @@ class TrustModel:
         if not choice.feasible:
             return (f"learned trust model ({self.source_}; no threshold reached precision >= "
                     f"{choice.target_precision:g} with probability >= {1 - choice.delta:g} on its held-out split: "
-                    f"its threshold {self.threshold:.3f} keeps almost nothing unless trust.threshold is set)")
+                    "it prunes every relation unless trust.threshold is set)")
         return (f"learned trust model ({self.source_}; threshold {self.threshold:.3f} for precision >= "
                 f"{choice.target_precision:g} with probability >= {1 - choice.delta:g})")
 
@@ -318,8 +319,7 @@ class TrustModel:
             return None
         return (f"trust model {self.source_} has no feasible threshold (no threshold reached precision >= "
                 f"{self.threshold_.target_precision:g} with probability >= {1 - self.threshold_.delta:g} when it "
-                f"was trained); pruning at {self.threshold:.3f} keeps almost no relation. Retrain on more data, or "
-                "set trust.threshold")
+                "was trained), so it prunes every relation. Retrain on more data, or set trust.threshold")
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """XGBoost's importance per feature name (0 for features no tree splits on)."""
@@ -330,13 +330,18 @@ class TrustModel:
     # --- files ------------------------------------------------------------------------------------------------
 
     def save(self, directory: Path | str) -> Path:
-        """Write ``model.json`` and ``trust_model.json`` into ``directory`` (created); returns the directory."""
+        """Write ``model.json`` and ``trust_model.json`` into ``directory`` (created); returns the directory.
+
+        Each file is written under a temporary name and renamed into place, the metadata last, and the metadata
+        records ``model.json``'s SHA-256: a save cut short leaves the previous model, or a pair :meth:`load`
+        refuses, never a mixed pair that loads."""
         import xgboost as xgb
 
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(directory / MODEL_FILE))
+        model_tmp = directory / f".tmp-{MODEL_FILE}"  # ends in .json: XGBoost picks its format by the extension
+        self.booster_.save_model(str(model_tmp))
         metadata = {
             "format": METADATA_FORMAT, "format_version": METADATA_FORMAT_VERSION,
             "feature_schema_version": FEATURE_SCHEMA_VERSION, "feature_names": list(self.feature_names),
@@ -346,8 +351,12 @@ class TrustModel:
             "threshold": self.threshold_.to_json(),
             "feature_importance_gain": self.feature_importance("gain"),
             **self.metadata_,
+            "model_sha256": hashlib.sha256(model_tmp.read_bytes()).hexdigest(),
         }
-        (directory / METADATA_FILE).write_text(json.dumps(json_ready(metadata), indent=2) + "\n")
+        metadata_tmp = directory / f".tmp-{METADATA_FILE}"
+        metadata_tmp.write_text(json.dumps(json_ready(metadata), indent=2) + "\n")
+        model_tmp.replace(directory / MODEL_FILE)
+        metadata_tmp.replace(directory / METADATA_FILE)
         return directory
 
     @classmethod
@@ -391,6 +400,10 @@ class TrustModel:
             model.threshold_ = ThresholdChoice.from_json(metadata["threshold"])
         except (KeyError, TypeError, ValueError) as exc:
             raise TrustError(f"trust model metadata {metadata_path} is incomplete or malformed: {exc!r}") from exc
+        recorded_sha256 = metadata.get("model_sha256")  # absent in models saved before it was recorded
+        if recorded_sha256 is not None and hashlib.sha256(model_path.read_bytes()).hexdigest() != recorded_sha256:
+            raise TrustError(f"{model_path} is not the model {metadata_path} was saved with (its SHA-256 differs): "
+                             "the directory mixes two saves; retrain with tsg trust train")
         booster = xgb.Booster()
         try:
             booster.load_model(str(model_path))

@@ -34,8 +34,11 @@ THRESHOLD_METHODS = ("fixed_sequence", "bonferroni")
 #: Candidate thresholds when no grid is given: fixed before seeing any data, as LTT requires.
 DEFAULT_GRID = np.round(np.linspace(0.0, 1.0, 201), 9)  # rounded: 0.825, not 0.8250000000000001, in the metadata
 DEFAULT_GRID.setflags(write=False)
-#: The threshold reported when no candidate passes (see :func:`choose_threshold`).
+#: The threshold recorded when no candidate passes (see :func:`choose_threshold`): a JSON-safe placeholder.
 INFEASIBLE_THRESHOLD = 1.0
+#: What a model without a feasible threshold prunes at: above every trust (trust is at most 1.0, and an isotonic
+#: calibrator gives exactly 1.0 to many edges), so it keeps no relation, as no threshold guarantees the target.
+PRUNE_ALL_THRESHOLD = math.nextafter(1.0, math.inf)
 
 
 # --- binomial bounds ----------------------------------------------------------------------------------------------
@@ -217,9 +220,10 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
     ``method="bonferroni"``: every candidate is tested at ``delta / (number of distinct candidates)`` and the lowest
     rejected is chosen; valid whatever the order of the candidates or the shape of the precision curve.
 
-    When no candidate is rejected the result has ``feasible=False`` and ``threshold=1.0`` (infinity is not JSON):
-    the node then keeps only edges whose trust is exactly 1.0, almost none, and the caller should warn. The
-    ``kept``/``coverage``/``precision`` fields always describe the returned threshold on the calibration edges.
+    When no candidate is rejected the result has ``feasible=False``, ``threshold=1.0`` (a placeholder: infinity is
+    not JSON) and nothing kept: no threshold guarantees the target, so a model with this choice prunes every
+    relation (:data:`PRUNE_ALL_THRESHOLD`), and the caller should warn. Otherwise the ``kept``/``coverage``/
+    ``precision`` fields describe the returned threshold on the calibration edges.
 
     Raises :class:`TrustError` for a target or delta outside (0, 1), probabilities that are not finite numbers in
     [0, 1], labels other than booleans or 0/1, different lengths, no edges, an unknown method, or a grid that is
@@ -261,9 +265,8 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
                 chosen = stop - 1
 
     if chosen is None:
-        threshold = INFEASIBLE_THRESHOLD
-        n_kept = int(np.count_nonzero(scores >= threshold))
-        n_correct = int(np.count_nonzero(labels[scores >= threshold]))
+        # Not "the edges at 1.0": an isotonic calibrator puts many there, and none of them has a guarantee.
+        threshold, n_kept, n_correct = INFEASIBLE_THRESHOLD, 0, 0
     else:
         threshold = float(candidates[chosen])
         n_kept, n_correct = int(kept[chosen]), int(kept_correct[chosen])

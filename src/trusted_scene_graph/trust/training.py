@@ -20,6 +20,7 @@ from trusted_scene_graph.trust.model import TrustModel
 def train(data: Sequence[Path], out_dir: Path, **settings: Any) -> TrustModel:
     """Fit a :class:`TrustModel` (``settings`` are its keyword arguments) on the joined tables and save it."""
     check_output_dir(out_dir, "trust model")
+    _check_replaceable(Path(out_dir))
     table = load_tables(data)
     model = TrustModel(**settings).fit(table.features, table.correct, table.group)
     model.metadata_["training"]["data"] = [str(path) for path in data]
@@ -67,6 +68,21 @@ def report(model_dir: Path, data: Sequence[Path], out_dir: Path) -> dict[str, An
                                   feature_importance_gain=model.feature_importance("gain"), extra=extra, notes=notes)
     except OSError as exc:
         raise TrustError(f"cannot write the trust report into {out_dir}: {exc}") from exc
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """A trust model goes into a new or empty directory, or replaces the model in one (retraining), never among
+    other files (a tsg eval output, say), which it would mix with or overwrite."""
+    from trusted_scene_graph.trust.model import METADATA_FILE, MODEL_FILE
+
+    if not out_dir.is_dir():
+        return
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in (MODEL_FILE, METADATA_FILE)
+                    and not p.name.startswith(".tmp-"))
+    if others:
+        raise TrustError(f"--out {out_dir} holds files that are not a trust model's ({', '.join(others[:3])}"
+                         f"{', ...' if len(others) > 3 else ''}): give a new or empty directory, or a trust model's "
+                         "directory to replace that model")
 
 
 def check_output_dir(out_dir: Path, what: str) -> None:

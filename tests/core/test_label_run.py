@@ -1,0 +1,227 @@
+"""tsg label's run, without labelling: which bags a folder holds, what --out may hold, the lock over a LeRobot run,
+the settings checked before the manifest is written, and what the command prints of a run's outcome."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+from pathlib import Path
+
+import pytest
+from lerobot_data import FRONT, FRONT_DEPTH, build_lerobot_dataset
+
+from trusted_scene_graph import cli
+from trusted_scene_graph.cli import EXIT_FAILED, EXIT_USAGE, UsageError, cmd_label, main, progress_bar
+from trusted_scene_graph.config.schema import load_config_file
+from trusted_scene_graph.dataset.lerobot import LeRobotDataset
+from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
+from trusted_scene_graph.label.bags import find_bags
+from trusted_scene_graph.label.engine import LOCK_FILE
+from trusted_scene_graph.label.lerobot import FrameSource
+from trusted_scene_graph.label.run import (
+    MANIFEST_FILE,
+    EngineSettings,
+    LabelOutcome,
+    claim_output,
+    clear_interrupted_assembly,
+    manifest,
+    run_label,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARK_CONFIG = REPO / "config" / "benchmark.yaml"
+PAIRS = ["gripper:cube", "cube:goal"]
+
+
+def bag_dir(path: Path, storage: str = "x.mcap") -> Path:
+    """A directory that find_bags takes for a bag (its contents are not read)."""
+    path.mkdir(parents=True)
+    (path / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    (path / storage).write_bytes(b"")
+    return path
+
+
+# --- which bags a folder holds --------------------------------------------------------------------------------------
+
+
+def test_a_folder_of_bag_directories_and_loose_storage_files_labels_each_of_them(tmp_path):
+    bag_dir(tmp_path / "bags" / "b")
+    bag_dir(tmp_path / "bags" / "d")
+    for name in ("a.mcap", "c.db3"):
+        (tmp_path / "bags" / name).write_bytes(b"")
+    (tmp_path / "bags" / "notes").mkdir()  # no bag: left alone
+    assert [p.name for p in find_bags(tmp_path / "bags")] == ["a.mcap", "b", "c.db3", "d"]
+    # One loose file beside a bag directory is a bag of its own too.
+    (tmp_path / "bags" / "c.db3").unlink()
+    assert [p.name for p in find_bags(tmp_path / "bags")] == ["a.mcap", "b", "d"]
+
+
+def test_a_directory_with_one_storage_file_and_no_bag_directory_is_one_bag(tmp_path):
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "killed_0.mcap").write_bytes(b"")  # a recorder killed before metadata.yaml
+    assert find_bags(tmp_path / "killed") == [tmp_path / "killed"]
+
+
+def test_bags_whose_output_names_collide_are_refused_naming_both(tmp_path):
+    bag_dir(tmp_path / "bags" / "run1")
+    (tmp_path / "bags" / "run1.mcap").write_bytes(b"")
+    (tmp_path / "bags" / "run2.mcap").write_bytes(b"")
+    (tmp_path / "bags" / "run2.db3").write_bytes(b"")
+    with pytest.raises(LabelError, match=r"bags whose output names collide \(run1/ and run1.mcap would both be "
+                                         r"'run1'; run2.db3 and run2.mcap would both be 'run2'\)"):
+        find_bags(tmp_path / "bags")
+
+
+# --- what --out may hold ----------------------------------------------------------------------------------------
+
+
+def small_dataset(root: Path) -> tuple[Path, FrameSource, object]:
+    built = build_lerobot_dataset(root)
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"extrinsic.source": "static"})
+    return built.root, FrameSource(FRONT, (1.0, 1.0, 1.0, 1.0), FRONT_DEPTH, FRONT_DEPTH), config
+
+
+@pytest.mark.parametrize("kind", ["bags", "lerobot"])
+def test_an_out_holding_only_hidden_entries_is_not_tsg_labels_and_is_refused_untouched(tmp_path, kind):
+    out = tmp_path / "out"
+    (out / ".git").mkdir(parents=True)
+    (out / ".keep").touch()
+    if kind == "bags":
+        source, frame_source, config = bag_dir(tmp_path / "bag"), None, load_config_file(BENCHMARK_CONFIG)
+    else:
+        source, frame_source, config = small_dataset(tmp_path / "dataset")
+    with pytest.raises(LabelError, match=r"is not empty and has no tsg_label.json: tsg label did not write it \(it "
+                                         r"holds \.git, \.keep\); choose a new or empty directory"):
+        run_label(source, out, config, PAIRS, EngineSettings(), frame_source)
+    assert sorted(p.name for p in out.iterdir()) == [".git", ".keep"]
+
+
+def test_what_a_run_killed_while_claiming_left_does_not_make_out_foreign(tmp_path):
+    out = tmp_path / "out"
+    (out / "tsg_rewards").mkdir(parents=True)
+    (out / "tsg_rewards" / f".{MANIFEST_FILE}.tmp").write_text("{")
+    (out / "tsg_rewards" / LOCK_FILE).touch()
+    claim_output(out, out / "tsg_rewards" / MANIFEST_FILE, {"kind": "lerobot"})
+    assert json.loads((out / "tsg_rewards" / MANIFEST_FILE).read_text()) == {"kind": "lerobot"}
+
+
+def test_a_manifest_whose_run_committed_nothing_is_replaced_and_one_with_items_is_kept(tmp_path):
+    out = tmp_path / "out"
+    claim_output(out, out / MANIFEST_FILE, {"kind": "bags", "pairs": ["a"]})
+    (out / ".staging").mkdir()  # an attempt that failed: nothing committed
+    claim_output(out, out / MANIFEST_FILE, {"kind": "bags", "pairs": ["b"]})
+    assert json.loads((out / MANIFEST_FILE).read_text())["pairs"] == ["b"]
+    (out / "bag1").mkdir()  # a committed item
+    with pytest.raises(LabelError, match=r"labelled with other settings \(pairs differ\)"):
+        claim_output(out, out / MANIFEST_FILE, {"kind": "bags", "pairs": ["a"]})
+
+
+def test_an_interrupted_dataset_write_is_cleared_by_name_and_nothing_else_is_deleted(tmp_path):
+    source, frame_source, config = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "out"
+    claim_output(out, out / "tsg_rewards" / MANIFEST_FILE,
+                 manifest("lerobot", source, config, PAIRS, frame_source, math.nan))
+    (out / "data" / "chunk-000").mkdir(parents=True)  # moved in before the write was cut short
+    (out / "videos").mkdir()
+    (out / ".git").mkdir()  # not tsg label's
+    (out / "my_notes.txt").write_text("mine")
+    build = tmp_path / ".out.tsg-tmp-1234"
+    build.mkdir()
+    clear_interrupted_assembly(out, LeRobotDataset(source))
+    assert sorted(p.name for p in out.iterdir()) == [".git", "my_notes.txt", "tsg_rewards"] and not build.exists()
+    # The run refuses them before labelling anything (the dataset write would, once every episode is labelled).
+    with pytest.raises(LabelError, match=r"holds \.git, my_notes.txt, which tsg label did not write there; move it "
+                                         r"away"):
+        run_label(source, out, config, PAIRS, EngineSettings(), frame_source)
+    assert sorted(p.name for p in (out / "tsg_rewards").iterdir()) == [LOCK_FILE, MANIFEST_FILE]
+
+
+def test_a_second_lerobot_run_is_refused_before_it_clears_or_labels_anything(tmp_path):
+    source, frame_source, config = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "out"
+    claim_output(out, out / "tsg_rewards" / MANIFEST_FILE,
+                 manifest("lerobot", source, config, PAIRS, frame_source, math.nan))
+    (out / "data").mkdir()  # the first run's dataset write, under way
+    with open(out / "tsg_rewards" / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held by the first run
+        with pytest.raises(LabelError, match=r"tsg_rewards is being labelled by another run"):
+            run_label(source, out, config, PAIRS, EngineSettings(), frame_source)
+    assert (out / "data").is_dir()
+
+
+# --- settings checked before the manifest ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("engine", "match"), [
+    (EngineSettings(workers=0), "workers must be at least 1, got 0"),
+    (EngineSettings(max_retries=-1), "max_retries must be at least 0, got -1"),
+    (EngineSettings(ray_address="127.0.0.1:6379"), "ray_address '127.0.0.1:6379' is only used by engine 'ray'"),
+])
+def test_bad_engine_settings_are_refused_before_the_manifest_is_written(tmp_path, engine, match):
+    with pytest.raises(LabelError, match=match):
+        run_label(bag_dir(tmp_path / "bag"), tmp_path / "out", load_config_file(BENCHMARK_CONFIG), PAIRS, engine)
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_reward_pairs_at_all_is_refused_up_front_with_exit_2(tmp_path, capsys):
+    bag = bag_dir(tmp_path / "bag")
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"reward.pairs": []})
+    with pytest.raises(LabelError, match=r"no reward pairs to label: give --pair SUBJECT:OBJECT \(repeatable\) or set "
+                                         r"reward.pairs"):
+        run_label(bag, tmp_path / "out", config, [], EngineSettings())
+    assert main(["label", str(bag), "--config", str(BENCHMARK_CONFIG), "--set", "reward.pairs=[]",
+                 "--out", str(tmp_path / "out")]) == EXIT_USAGE
+    assert "tsg label: error: no reward pairs to label" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_intrinsics_must_be_finite(tmp_path):
+    source, _, _ = small_dataset(tmp_path / "dataset")
+    with pytest.raises(UsageError, match=r"--intrinsics 'inf,inf,1,1': expected four positive finite numbers"):
+        cmd_label(BENCHMARK_CONFIG, [], source, tmp_path / "o", PAIRS, "local", 1, None, 3, FRONT, None, None,
+                  "inf,inf,1,1", None, None, math.nan, False)
+
+
+# --- what the command prints of an outcome ----------------------------------------------------------------------
+
+
+KEPT = "tsg label: the other items are kept; "
+
+
+@pytest.mark.parametrize(("failed", "worker_died", "hint"), [
+    (("a",), (), "fix or remove the failed inputs\n"),
+    (("a",), ("a",), "rerun the same command to retry the items whose worker died\n"),
+    (("a", "b"), ("b",), "fix or remove the failed inputs, or rerun the same command to retry the items whose worker "
+                         "died\n"),
+])
+def test_the_closing_hint_gives_only_the_remedies_that_apply(tmp_path, monkeypatch, capsys, failed, worker_died,
+                                                             hint):
+    summary = RunSummary(done=("c",), skipped=(), failed=dict.fromkeys(failed, "why"), frames=3, seconds=1.0,
+                         attempts=3, worker_died=worker_died)
+    monkeypatch.setattr("trusted_scene_graph.label.run.run_label",
+                        lambda *args, **kwargs: LabelOutcome("bags", summary))
+    assert cmd_label(BENCHMARK_CONFIG, [], tmp_path / "bags", tmp_path / "o", PAIRS, "local", 1, None, 3, None, None,
+                     None, None, None, None, math.nan, False) == EXIT_FAILED
+    assert capsys.readouterr().err.endswith(KEPT + hint)
+
+
+def test_an_item_labelled_without_a_frame_and_an_items_note_are_warned_of(tmp_path, monkeypatch, capsys):
+    def run_label_stub(*args, progress, on_items, **kwargs):
+        on_items(2)
+        progress(ItemDone("empty", 0, 0.1))
+        progress(ItemDone("full", 5, 0.1))
+        outcome = LabelOutcome("bags", RunSummary(done=("empty", "full"), skipped=(), failed={}, frames=5,
+                                                  seconds=0.2, attempts=2))
+        outcome.warnings = {"full": "the bag is cut short"}
+        return outcome
+
+    monkeypatch.setattr("trusted_scene_graph.label.run.run_label", run_label_stub)
+    bars = []
+    monkeypatch.setattr(cli, "progress_bar", lambda *columns: bars.append(progress_bar(*columns)) or bars[-1])
+    assert cmd_label(BENCHMARK_CONFIG, [], tmp_path / "bags", tmp_path / "o", PAIRS, "local", 1, None, 3, None, None,
+                     None, None, None, None, math.nan, False) == 0
+    err = capsys.readouterr().err
+    assert "tsg label: warning: empty: labelled no frame (it has no message on the config's colour topic)" in err
+    assert "tsg label: warning: full: the bag is cut short" in err and "full: labelled no frame" not in err
+    assert (bars[0].tasks[0].completed, bars[0].tasks[0].total) == (2, 2)  # "2/2 items", not "2/?"
