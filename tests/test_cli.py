@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 
 from trusted_scene_graph.bench.perception import bench_result, ratio_goal_text
-from trusted_scene_graph.cli import EXIT_OK, EXIT_USAGE, main
+from trusted_scene_graph.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from trusted_scene_graph.config import load_config_file, render_parameter_file
 
 
@@ -28,6 +30,16 @@ def test_config_out_that_cannot_be_written_is_a_usage_error_naming_it(tmp_path, 
     for out, reason in ((tmp_path / "no_dir" / "x.yaml", "No such file or directory"), (tmp_path, "Is a directory")):
         assert main(["config", "--out", str(out)]) == EXIT_USAGE
         assert capsys.readouterr().err == f"tsg config: error: --out {out}: cannot write the parameter file: {reason}\n"
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_exit_1(monkeypatch, capsys):
+    # tsg config | head -0: the reader is gone before tsg writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert main(["config"]) == EXIT_FAILED
+    assert capsys.readouterr().err == ""
 
 
 def test_an_out_of_range_override_is_a_usage_error_naming_the_parameter(capsys):

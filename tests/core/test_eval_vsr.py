@@ -290,7 +290,8 @@ def test_the_command_runs_end_to_end_with_a_tiny_vlm_and_detector(tmp_path: Path
     out = tmp_path / "out"
     messages = []
     assert run_vsr_eval(_config(models), images_dir, annotations, out, target_accuracy=0.6, log=messages.append) == 0
-    assert messages[-1].startswith(f"evaluated {len(records) - 1} of {len(records)} samples")
+    assert messages[-1].startswith(f"evaluated {len(records) - 1} of {len(records)} samples (skipped: 1 missing "
+                                   "image; the first: line ")  # the console says why, not only metrics.json
     for name in ("metrics.json", "report.md", "samples.jsonl", "roc.png", "risk_coverage.png"):
         assert (out / name).stat().st_size > 0
     for name in ("roc.png", "risk_coverage.png"):
@@ -376,6 +377,9 @@ def test_a_run_without_a_vlm_or_with_the_simulator_detector_is_refused(tmp_path:
         run_vsr_eval(_config(models, **{"detector.backend": "sim"}), images_dir, annotations, tmp_path / "out")
     with pytest.raises(EvaluationError, match=r"target accuracy must be in \[0, 1\], got 1.5"):
         run_vsr_eval(_config(models), images_dir, annotations, tmp_path / "out", target_accuracy=1.5)
+    for limit in (0, -3):  # --limit 0 would evaluate nothing and fail afterwards
+        with pytest.raises(EvaluationError, match=rf"^limit must be at least 1, got {limit}$"):
+            run_vsr_eval(_config(models), images_dir, annotations, tmp_path / "out", limit=limit)
 
 
 

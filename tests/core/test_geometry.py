@@ -43,10 +43,11 @@ def test_a_focal_length_that_is_zero_negative_or_not_finite_is_rejected(value, s
                                            (500.0, -7000.0, "86.3")])
 def test_a_calibration_whose_edge_pixels_look_sideways_is_rejected(fx, cx, angle):
     # A tiny focal length or a far principal point lifts pixels to absurd or infinite positions.
-    with pytest.raises(GeometryError, match=rf"^camera_info.k: the image's edge pixels look {angle} degrees off the "
+    with pytest.raises(GeometryError, match=rf"^intrinsics: the image's edge pixels look {angle} degrees off the "
                                             rf"optical axis \(fx={fx:g} px, cx={re.escape(f'{cx:g}')} px, 640 px "
                                             r"across\), more "
-                                            r"than the 85 degrees of any rectified pinhole camera$"):
+                                            r"than the 85 degrees of any rectified pinhole camera: a broken "
+                                            r"calibration \(camera_info.k\), or intrinsics not in pixels$"):
         Intrinsics(640, 480, fx, 500.0, cx, 240.0)
     with pytest.raises(GeometryError, match=r"\(fy=10 px, cy=240 px, 480 px across\)"):
         Intrinsics(640, 480, 500.0, 10.0, 320.0, 240.0)

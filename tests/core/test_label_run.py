@@ -150,6 +150,17 @@ def test_a_second_lerobot_run_is_refused_before_it_clears_or_labels_anything(tmp
     assert (out / "data").is_dir()
 
 
+def test_a_second_bag_run_is_refused_before_it_claims_the_output(tmp_path):
+    # The lock covers the manifest and the joined table too, not only the items: a second run writes nothing.
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held by the first run
+        with pytest.raises(LabelError, match=r"out is being labelled by another run"):
+            run_label(bag_dir(tmp_path / "bag"), out, load_config_file(BENCHMARK_CONFIG), PAIRS, EngineSettings())
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+
+
 # --- settings checked before the manifest ------------------------------------------------------------------------
 
 

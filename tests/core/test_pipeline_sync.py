@@ -214,3 +214,16 @@ def test_a_message_used_by_a_frame_is_not_used_again_when_it_arrived_after_a_new
     assert synchronizer.take_latest()[1]["depth"] == "depth@100"
     synchronizer.add("color", 105 * MS, "late colour")
     assert not synchronizer.add("info", 105 * MS, "late info")  # depth@100 is spent; depth@200 is out of tolerance
+
+
+def test_an_input_arriving_over_a_second_after_the_others_still_pairs():
+    # A slow segmenter: instance images carry the colour image's stamp but arrive 1.2 s later. Only the frames
+    # before its first message (judged against the other topics' newest stamp) are lost.
+    synchronizer = sync(buffer_size=50, topics=("color", "depth", "info", "instances"))
+    period_ns, late_ns = 100 * MS, 1_200 * MS
+    arrivals = sorted([(i * period_ns, topic, i * period_ns) for i in range(100)
+                       for topic in ("color", "depth", "info")]
+                      + [(i * period_ns + late_ns, "instances", i * period_ns) for i in range(100)])
+    for _, topic, stamp_ns in arrivals:
+        synchronizer.add(topic, stamp_ns, topic)
+    assert synchronizer.completed >= 85

@@ -90,6 +90,13 @@ def test_a_model_that_reaches_no_threshold_is_saved_with_a_warning_that_says_so(
     assert "has no feasible threshold" in captured.err and "so it prunes every relation" in captured.err
     model = TrustModel.load(out)
     assert "no threshold reached precision >= 0.999" in model.description
+    assert main(["trust", "report", str(out), "--data", str(path), "--out", str(tmp_path / "r")]) == EXIT_OK
+    assert "tsg trust report: warning: trust model" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["model_warning"] == model.warning
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert f"**Warning: {model.warning}.**" in report
+    assert ("at the model threshold none (no feasible threshold: every fact is pruned) the fused trust keeps 0 "
+            in report)
     # Trust is at most 1.0 (an isotonic calibrator gives exactly 1.0 to many edges): the model keeps none of them.
     assert model.threshold > 1.0 and not np.any(model.trust(features) >= model.threshold)
 

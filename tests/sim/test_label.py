@@ -420,6 +420,21 @@ def test_a_rejected_frame_still_gives_later_frames_its_end_effector_pose_from_tf
     assert posed.drop(columns=ids).equals(always.drop(columns=ids))
 
 
+def test_an_end_effector_pose_in_the_robots_base_frame_is_moved_into_the_graph_frame_with_the_bags_tf(
+        small_bags: Path, tmp_path: Path):
+    # As the node does on arrival: a real robot publishes /ee_pose in its base frame.
+    from bag_edits import ee_poses_in_base_frame
+
+    reframed = ee_poses_in_base_frame(small_bags / "b", tmp_path / "bags" / "b")
+    assert label(small_bags / "b", tmp_path / "original", ["gripper:cube"]) == EXIT_OK
+    assert label(reframed, tmp_path / "moved", ["gripper:cube"]) == EXIT_OK
+    original = pq.read_table(tmp_path / "original" / "rewards.parquet").to_pandas()
+    moved = pq.read_table(tmp_path / "moved" / "rewards.parquet").to_pandas()
+    assert moved["subject_source"].equals(original["subject_source"]) and moved["valid"].equals(original["valid"])
+    assert (moved["subject_source"] == "kinematics").sum() >= 45  # the first frame misses its cube in both
+    np.testing.assert_allclose(moved["distance_m"], original["distance_m"], atol=1e-9)
+
+
 def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_labelled(small_bags: Path, tmp_path: Path):
     from trusted_scene_graph.label.bags import label_bag
     from trusted_scene_graph.perception.detector import Detection, SimDetector
@@ -549,6 +564,19 @@ def test_an_mcap_cut_short_is_labelled_from_its_messages_before_the_cut_with_a_w
         kept = sum(c.msgcount for c in copy.connections if c.topic != REWARD_TOPIC)
     assert 0 < kept < count
     assert f"labelled from the {kept} messages before the cut" in capsys.readouterr().err
+
+
+def test_a_static_extrinsic_the_bags_tf_contradicts_is_warned_of(small_bags: Path, tmp_path: Path, capsys):
+    # A tsg sim record bag places its camera in /tf_static; the default config's static extrinsic puts the camera at
+    # the origin instead, and every distance would be off while still valid.
+    static = ["extrinsic.source=static"]
+    assert cmd_label(BENCHMARK_CONFIG, static, small_bags / "b", tmp_path / "static", ["gripper:cube"], "local", 1,
+                     None, 3, None, None, None, None, None, None, math.nan, False) == EXIT_OK
+    assert ("tsg label: warning: b: the bag's tf places camera frame 'camera_color_optical_frame' in graph frame "
+            "'world' elsewhere than the config's extrinsic (extrinsic.source 'static', which the rewards use) in 51 "
+            "frames: to use the bag's camera pose, pass --set extrinsic.source=tf") in capsys.readouterr().err
+    assert label(small_bags / "b", tmp_path / "tf", ["gripper:cube"]) == EXIT_OK  # config/benchmark.yaml: tf
+    assert "elsewhere than the config's extrinsic" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("overrides", "missing"), [
@@ -866,6 +894,12 @@ def test_lerobot_options_are_checked_against_the_dataset(tmp_path: Path):
     with pytest.raises(LabelError, match="'observation.images.wrist' is stored as video"):
         run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
                   FrameSource(WRIST, (1, 1, 1, 1), depth, instances=depth))
+    # Normalised intrinsics (not pixels): refused against the image size before any episode, not in every frame.
+    with pytest.raises(LabelError, match=r"^--intrinsics 0.01,0.01,0.5,0.5 \(pixels\) do not fit "
+                                         r"'observation.images.front''s 8x6 images: intrinsics: the image's edge "
+                                         r"pixels look 89.9 degrees off the optical axis"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
+                  FrameSource(front, (0.01, 0.01, 0.5, 0.5), depth, depth))
     with pytest.raises(LabelError, match=r"selects 2 values; a position needs 3"):
         run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
                   FrameSource(front, (1, 1, 1, 1), depth, depth, ee_position="observation.state[0:2]"))

@@ -388,22 +388,10 @@ def test_eval_of_a_fetch_bag_scores_end_effector_distances_and_the_reward(push_b
 def test_an_end_effector_pose_in_another_frame_is_moved_with_the_bags_tf_and_counted_without_one(
         push_bag: Path, tmp_path: Path) -> None:
     # On a real robot /ee_pose is usually in the base frame; the node moves it into its graph frame with tf.
-    from trusted_scene_graph.dataset.messages import tf_message
-    from trusted_scene_graph.geometry.transform import RigidTransform
+    from bag_edits import ee_poses_in_base_frame
 
-    base_in_world = RigidTransform.from_xyzw([1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
-    for name, with_tf in (("base_with_tf", True), ("base_without_tf", False)):
-        with BagReader(push_bag) as reader, BagWriter(tmp_path / name) as writer:
-            for topic, msgtype in reader.topics.items():
-                writer.add_topic(topic, msgtype)
-            for index, message in enumerate(reader.messages()):
-                if message.topic == "/ee_pose":
-                    message.msg.header.frame_id = "base_link"
-                    message.msg.pose.position.x -= 1.0  # the same point, seen from base_link
-                writer.write(message.topic, message.msg, message.log_time_ns)
-                if with_tf and index == 0:
-                    writer.write("/tf_static", tf_message(0, "world", "base_link", base_in_world),
-                                 message.log_time_ns)
+    ee_poses_in_base_frame(push_bag, tmp_path / "base_with_tf")
+    ee_poses_in_base_frame(push_bag, tmp_path / "base_without_tf", with_tf=False)
     original = evaluate_bag(push_bag, benchmark_config()).metrics
     moved = evaluate_bag(tmp_path / "base_with_tf", benchmark_config()).metrics
     assert moved["distance"]["ee_object"] == pytest.approx(original["distance"]["ee_object"], nan_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -211,6 +212,8 @@ def cmd_trust_report(model_dir: Path, data: Sequence[Path], out: Path) -> int:
           + ", ".join(f"{name} AUROC {shown(values['auroc'])}"
                       for name, values in metrics["methods"].items() if name != "fused")
           + f" -> {out}")
+    if metrics.get("model_warning"):
+        print(f"tsg trust report: warning: {metrics['model_warning']}", file=sys.stderr)
     if metrics["groups_also_in_training"]:
         print(f"tsg trust report: warning: {metrics['groups_also_in_training']} of the {metrics['groups']} scenes of "
               "this data were in the model's training data; report on scenes it has not seen", file=sys.stderr)
@@ -819,6 +822,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              getattr(args, "trust", None)) if word)
         print(f"tsg {command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # Whoever read the output went away (tsg eval ... | head): end quietly, as Python's documentation advises,
+        # pointing stdout at /dev/null so the interpreter's last flush does not print a traceback either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands first
 
 

@@ -6,10 +6,13 @@ bringup instantiates, so both paths start the same code with the same parameters
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.config.schema import Config, load_config_file, render_parameter_file
@@ -89,7 +92,11 @@ def validated_parameter_file(config_path: str) -> tuple[Config, str]:
     The nodes get the validated values, not the file as written: the schema reads ``1`` for a float parameter as
     ``1.0`` (as ``tsg bringup --config`` does), where rclpy refuses an integer for a double parameter."""
     config = load_config_file(config_path)
-    with tempfile.NamedTemporaryFile("w", prefix="tsg-params-", suffix=".yaml", delete=False,
-                                     encoding="utf-8") as validated:
-        validated.write(render_parameter_file(config))
-    return config, validated.name
+    text = render_parameter_file(config)
+    # Named by its content, so launches of one config share one file instead of leaving a new one each time.
+    path = Path(tempfile.gettempdir()) / f"tsg-params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)  # atomic: a node started meanwhile reads the whole file
+    return config, str(path)

@@ -240,7 +240,8 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "and lets all objects be lifted in one batch", unit="px", min=16, max=100_000),
     ParamSpec("lifting.amodal_completion", BOOL, True,
               "Complete the side of an object the camera cannot see (back, underside) by point symmetry about its "
-              "silhouette's centre; exact for centrally symmetric shapes (boxes, cylinders, spheres)"),
+              "widest section (where its silhouette is widest); exact for centrally symmetric shapes (boxes, "
+              "cylinders, spheres)"),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
     # Tracking.
@@ -414,6 +415,13 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         instance_id, sep, label = entry.partition(":")
         if not sep or not instance_id.strip().isdecimal() or not label.strip():
             raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
+    topic_parameters = ("topics.color", "topics.depth", "topics.camera_info", "topics.instances", "topics.ee_pose",
+                        "topics.goal_pose")
+    for i, first in enumerate(topic_parameters):
+        for second in topic_parameters[i + 1:]:
+            if values[first] == values[second]:
+                # One topic cannot carry two inputs: every message would be taken as both, and no frame completes.
+                raise ConfigError(f"{first} and {second} are both {values[first]!r}: each input needs its own topic")
     if "goal" in (name.strip().lower() for name in values["reward.ee_names"]):
         raise ConfigError("reward.ee_names: 'goal' names the goal (topics.goal_pose); it cannot also name the end "
                           "effector")

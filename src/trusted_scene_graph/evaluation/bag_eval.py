@@ -66,12 +66,12 @@ from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning
 from trusted_scene_graph.evaluation import metrics as m
 from trusted_scene_graph.geometry.camera import Intrinsics
-from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer, express_in
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.perception.detector import BACKGROUND_INSTANCE_ID, SimDetector
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
-from trusted_scene_graph.pipeline.scene import ScenePipeline, poses_differ
+from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.relations.geometric import (
     QUALITATIVE_PREDICATES,
@@ -391,17 +391,15 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
     if config["extrinsic.source"] == "tf":
         # Exactly the node's step: the camera pose at the image stamp from the tf (a frame without one fails below).
         pipeline.camera_pose_from_tf(tf, camera_frame_id, item.stamp_ns)
-    elif config["extrinsic.source"] == "static":
+    elif pipeline.static_extrinsic_differs_from_tf(tf, camera_frame_id, item.stamp_ns):
         # The config's extrinsic, as the node uses it. A bag whose tf puts the camera elsewhere is counted (and
         # warned about once): its graphs are not what the recorded robot's tf would give.
-        camera_in_graph = tf.lookup(graph_frame, camera_frame_id, item.stamp_ns)
-        if camera_in_graph is not None and poses_differ(camera_in_graph, pipeline.camera_to_graph):
-            _count_and_warn_once(
-                counts, "extrinsic_differs_from_tf",
-                f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere than "
-                "the config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the graphs use "
-                "(frames.extrinsic_differs_from_tf counts them); to use the bag's camera pose, as the node does with "
-                "tf, pass --set extrinsic.source=tf")
+        _count_and_warn_once(
+            counts, "extrinsic_differs_from_tf",
+            f"the bag's tf places camera frame {camera_frame_id!r} in graph frame {graph_frame!r} elsewhere than the "
+            "config's extrinsic.translation_m/rotation_xyzw (extrinsic.source 'static'), which the graphs use "
+            "(frames.extrinsic_differs_from_tf counts them); to use the bag's camera pose, as the node does with tf, "
+            "pass --set extrinsic.source=tf")
     start = time.perf_counter()
     try:
         frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
@@ -452,12 +450,9 @@ def ee_position_in(truth_frame: str, ee_pose: Any, tf: TransformBuffer) -> np.nd
     (or names none), else moved there with the bag's tf at the pose's stamp, as the live node moves a pose into its
     graph frame; None when the tf has no such transform."""
     position = ee_pose.pose.position
-    xyz = np.array([position.x, position.y, position.z], dtype=np.float64)
-    frame_id = ee_pose.header.frame_id.lstrip("/")
-    if not frame_id or frame_id == truth_frame.lstrip("/"):
-        return xyz
-    transform = tf.lookup(truth_frame, frame_id, stamp_to_ns(ee_pose.header.stamp))
-    return None if transform is None else transform.apply([xyz])[0]
+    frame_id, xyz = express_in(tf, truth_frame, ee_pose.header.frame_id, [position.x, position.y, position.z],
+                               stamp_to_ns(ee_pose.header.stamp))
+    return xyz if frame_id == truth_frame.lstrip("/") else None
 
 
 def _count_and_warn_once(counts: _Counts, counter: str, warning: str) -> None:

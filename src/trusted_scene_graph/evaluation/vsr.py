@@ -625,8 +625,8 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
         raise EvaluationError(f"target accuracy must be in [0, 1], got {target_accuracy}")
     if folds < 2:
         raise EvaluationError(f"folds must be at least 2, got {folds}")
-    if limit is not None and limit < 0:
-        raise EvaluationError(f"limit must be non-negative, got {limit}")
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"limit must be at least 1, got {limit}")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
         raise EvaluationError(f"VSR image folder {str(images_dir)!r} does not exist or is not a folder")
@@ -706,5 +706,8 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
     metrics["figures"] = figures
     (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(render_report(metrics), encoding="utf-8")
-    log(f"evaluated {len(outcomes)} of {len(requested)} samples; results in {out_dir}")
+    skipped_text = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items() if count)
+    log(f"evaluated {len(outcomes)} of {len(requested)} samples"
+        + (f" (skipped: {skipped_text}; the first: {problems[invalid_count]})" if skipped_text else "")
+        + f"; results in {out_dir}")
     return EXIT_OK if outcomes and not interrupted else EXIT_FAILED

@@ -49,9 +49,10 @@ class Intrinsics:
             edge_angle_deg = math.degrees(math.atan2(max(abs(c_px), abs(size_px - c_px)), f_px))
             if edge_angle_deg > MAX_RAY_ANGLE_DEG:
                 raise GeometryError(
-                    f"camera_info.k: the image's edge pixels look {edge_angle_deg:.1f} degrees off the optical axis "
+                    f"intrinsics: the image's edge pixels look {edge_angle_deg:.1f} degrees off the optical axis "
                     f"({f_name}={f_px:g} px, {c_name}={c_px:g} px, {size_px} px across), more than the "
-                    f"{MAX_RAY_ANGLE_DEG:g} degrees of any rectified pinhole camera")
+                    f"{MAX_RAY_ANGLE_DEG:g} degrees of any rectified pinhole camera: a broken calibration "
+                    "(camera_info.k), or intrinsics not in pixels")
 
     @classmethod
     def from_k(cls, k: Sequence[float], width: int, height: int) -> Intrinsics:

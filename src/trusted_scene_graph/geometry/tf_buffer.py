@@ -153,3 +153,20 @@ class TransformBuffer:
             index = bisect.bisect_right(history, stamp_ns, key=lambda e: e.stamp_ns)
             if index > 1:
                 self._history[child] = history[index - 1:]
+
+
+def express_in(tf: TransformBuffer | None, target_frame: str, frame_id: str, position_m: Any,
+               stamp_ns: int) -> tuple[str, np.ndarray]:
+    """A point stamped in ``frame_id`` (a pose's position), in ``target_frame`` when ``tf`` holds that transform at
+    ``stamp_ns`` (a frame_id without its leading '/'; an empty one is taken as ``target_frame``); else as given, with
+    its own frame, for the caller to refuse or explain. What the node, ``tsg eval`` and ``tsg label`` do with an
+    end-effector or goal pose in the robot's base frame."""
+    position = np.asarray(position_m, dtype=np.float64)
+    frame_id = frame_id.lstrip("/")
+    target_frame = target_frame.lstrip("/")
+    if not frame_id or frame_id == target_frame:
+        return target_frame, position
+    transform = tf.lookup(target_frame, frame_id, stamp_ns) if tf is not None else None
+    if transform is None:
+        return frame_id, position
+    return target_frame, transform.apply(position[None, :])[0]

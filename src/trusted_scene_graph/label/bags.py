@@ -71,7 +71,7 @@ from trusted_scene_graph.evaluation.bag_eval import (
     forget_before_lookahead,
     nearest_by_stamp,
 )
-from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer, express_in
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.perception.lifting import LiftedObject
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
@@ -243,7 +243,7 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
             raise LabelError(f"bag {source} already has {REWARD_TOPIC} (recorded from a live node?); label the "
                              "original recording, or pass --replace-reward to leave the recorded rewards out")
         if rewards_only:
-            rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _RewardsOnly, clock)
+            rows, notes = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _RewardsOnly, clock)
         else:
             try:
                 if recorded:
@@ -254,14 +254,16 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
                 copy = McapAppendCopy(source, out_dir, f"{bag_key(source)}.mcap")
                 clock["copy"] += time.perf_counter() - copying_s
             except NotAppendable:
-                rows = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _StreamedCopy, clock)
+                rows, notes = _label_rewritten(source, out_dir, reader, config, pipeline, tracker, _StreamedCopy,
+                                               clock)
             else:
-                rows = _label_appending(source, copy, reader, config, pipeline, tracker, clock)
+                rows, notes = _label_appending(source, copy, reader, config, pipeline, tracker, clock)
     finally:
         reader.close()
     writing_s = time.perf_counter()
-    write_rewards_table(rows, out_dir / REWARDS_FILE,
-                        reader.salvage_note() if isinstance(reader, _SalvagedMcap) else None)
+    if isinstance(reader, _SalvagedMcap):
+        notes.insert(0, reader.salvage_note())
+    write_rewards_table(rows, out_dir / REWARDS_FILE, "; ".join(notes) or None)
     clock["table"] += time.perf_counter() - writing_s
     clock["total"] += time.perf_counter() - start_s
     return len({(row["episode"], row["frame"]) for row in rows})
@@ -321,25 +323,27 @@ class _SalvagedMcap:
 
 
 def _label_appending(source: Path, copy: McapAppendCopy, reader: Reader, config: Config, pipeline: ScenePipeline,
-                     tracker: RewardTracker, clock: Counter[str]) -> list[dict[str, Any]]:
+                     tracker: RewardTracker, clock: Counter[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and the notes (:meth:`_Replay.notes`) of labelling into an appended copy."""
     copy.start()
     try:
         rewards = _AppendedRewards(make_typestore())
-        rows = _Replay(config, pipeline, tracker, rewards, bag_key(source), clock).run(reader)
+        replay = _Replay(config, pipeline, tracker, rewards, bag_key(source), clock)
+        rows = replay.run(reader)
         finishing_s = time.perf_counter()
         copy.finish(REWARD_TOPIC, DENSE_REWARD_TYPE, DEFAULT_QOS, rewards.messages)
         clock["copy"] += time.perf_counter() - finishing_s
     except BaseException:
         copy.abort()
         raise
-    return rows
+    return rows, replay.notes()
 
 
 def _label_rewritten(source: Path, out_dir: Path, reader: Reader | _SalvagedMcap, config: Config,
                      pipeline: ScenePipeline, tracker: RewardTracker, output: type[_StreamedCopy | _RewardsOnly],
-                     clock: Counter[str]) -> list[dict[str, Any]]:
+                     clock: Counter[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Label into a bag written message by message through rosbags (in the source's storage format): a streamed
-    copy, or the rewards alone."""
+    copy, or the rewards alone; returns the rows and the notes (:meth:`_Replay.notes`)."""
     storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
     bag_dir = out_dir / bag_key(source)
     with BagWriter(bag_dir, storage) as writer:
@@ -350,7 +354,7 @@ def _label_rewritten(source: Path, out_dir: Path, reader: Reader | _SalvagedMcap
     for item in bag_dir.iterdir():
         item.rename(out_dir / item.name)
     bag_dir.rmdir()
-    return rows
+    return rows, replay.notes()
 
 
 class _StreamedCopy:
@@ -473,6 +477,16 @@ class _Replay:
         # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
         self.batch_frames = 1 if config["extrinsic.source"] == "plane_fit" else BATCH_FRAMES
         self.batch: list[_Incomplete | _Frame | _Episode | _Pose] = []
+        # 'static': frames (per camera frame) whose camera the bag's tf places elsewhere than the config does.
+        self.extrinsic_differs_from_tf: Counter[str] = Counter()
+
+    def notes(self) -> list[str]:
+        """What the run's summary should say of this bag's labels (see :func:`write_rewards_table`)."""
+        return [f"the bag's tf places camera frame {camera_frame!r} in graph frame {self.pipeline.frame_id!r} "
+                f"elsewhere than the config's extrinsic (extrinsic.source 'static', which the rewards use) in "
+                f"{plural(count, 'frame')}: to use the bag's camera pose, pass --set extrinsic.source=tf (a tsg sim "
+                "record bag: --config config/benchmark.yaml)"
+                for camera_frame, count in self.extrinsic_differs_from_tf.items()]
 
     def run(self, reader: Reader | _SalvagedMcap) -> list[dict[str, Any]]:
         typestore = self.out.typestore
@@ -525,9 +539,13 @@ class _Replay:
             self._apply_or_queue(_Episode(stamp_to_ns(msg.header.stamp), int(msg.episode)))
         elif topic in self.pose_topics and msgtype == POSE_TYPE:
             p = msg.pose.position
-            pose = _Pose(self.pose_topics[topic], stamp_to_ns(msg.header.stamp), msg.header.frame_id, (p.x, p.y, p.z))
-            if not all(math.isfinite(value) for value in pose.position_m):
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            if not all(math.isfinite(value) for value in (p.x, p.y, p.z)):
                 return  # no position: the frames near it have no pose (their rows say so, or perception answers)
+            # In the graph frame when the tf read so far can put it there, as the node does on arrival.
+            frame_id, position_m = express_in(self.tf, self.pipeline.frame_id, msg.header.frame_id, (p.x, p.y, p.z),
+                                              stamp_ns)
+            pose = _Pose(self.pose_topics[topic], stamp_ns, frame_id, tuple(position_m.tolist()))
             self.lookahead[pose.frame].add(pose.stamp_ns, pose.frame_id, pose.position_m)
             self._apply_or_queue(pose)
 
@@ -585,9 +603,12 @@ class _Replay:
         # Objects only, and only those the pairs need: a reward needs no relations nor other objects.
         labels = (self.labels if self.perceive_posed
                   else self.tracker.labels_needed_at(stamp_ns, self.pipeline.frame_id, self.lookahead))
+        camera_frame = msgs["camera_info"].header.frame_id
+        if self.pipeline.static_extrinsic_differs_from_tf(self.tf, camera_frame, stamp_ns):
+            self.extrinsic_differs_from_tf[camera_frame] += 1  # said in the run's summary (notes)
         try:
             if self.config["extrinsic.source"] == "tf":
-                self.pipeline.camera_pose_from_tf(self.tf, msgs["camera_info"].header.frame_id, stamp_ns)
+                self.pipeline.camera_pose_from_tf(self.tf, camera_frame, stamp_ns)
             decoding_s = time.perf_counter()
             try:
                 frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset.lerobot import LABELLER_SUBDIR, LeRobotDataset, write_with_column
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
     REWARDS_FILE,
@@ -102,6 +102,13 @@ def check_frame_source(dataset: LeRobotDataset, source: FrameSource, config: Con
                 expected = "an 8-bit RGB image" if kind == "colour" else "a 16-bit single-channel image"
                 raise LabelError(f"{what} feature {key!r} holds {image.dtype} images of shape {image.shape}, "
                                  f"expected {expected}")
+            if kind == "colour":
+                fx, fy, cx, cy = source.intrinsics
+                try:  # checked against the image size here, not once per frame of every episode
+                    Intrinsics(int(image.shape[1]), int(image.shape[0]), fx, fy, cx, cy)
+                except GeometryError as exc:
+                    raise LabelError(f"--intrinsics {fx:g},{fy:g},{cx:g},{cy:g} (pixels) do not fit {key!r}'s "
+                                     f"{image.shape[1]}x{image.shape[0]} images: {exc}") from exc
     for text in (source.ee_position, source.goal_position):
         if text is not None:
             key, part = parse_feature_slice(text)

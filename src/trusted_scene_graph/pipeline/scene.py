@@ -142,6 +142,15 @@ class ScenePipeline:
         self._tf_miss_reason = found.reason
         return found.transform
 
+    def static_extrinsic_differs_from_tf(self, tf: TransformBuffer, camera_frame: str, stamp_ns: int) -> bool:
+        """'static': whether the tf places ``camera_frame`` in the graph frame at ``stamp_ns`` elsewhere than the
+        configured extrinsic (which the graphs use): a recording whose camera pose is in its tf, read with a config
+        that does not use it. False when the tf has no such transform, or the source is not 'static'."""
+        if self.config["extrinsic.source"] != "static" or self.camera_to_graph is None:
+            return False
+        camera_in_graph = tf.lookup(self.frame_id, camera_frame, stamp_ns)
+        return camera_in_graph is not None and poses_differ(camera_in_graph, self.camera_to_graph)
+
     def _no_camera_pose_message(self) -> str:
         if self.config["extrinsic.source"] != "tf":
             return ("the camera-to-graph transform is not known yet (extrinsic.source 'plane_fit' fits it from the "

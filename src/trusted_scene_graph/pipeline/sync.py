@@ -21,8 +21,11 @@ class FrameSynchronizer(Generic[Item]):
     The first topic is the anchor (the colour image): a frame's stamp is the anchor's. A completed frame replaces
     any earlier complete frame that was not taken yet (counted in ``dropped``), so memory stays bounded and the
     consumer always gets the newest frame. A message stamped more than
-    :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the newest one seen (a simulator reset, a looped bag)
-    empties the buffers: the old timeline's messages can never pair with the new one's.
+    :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the newest one of its own topic (a simulator reset, a
+    looped bag) empties the buffers: the old timeline's messages can never pair with the new one's. Per topic, as
+    tf2 judges each stream: one input that arrives later than the others (a slow segmenter's instance images carry
+    the colour image's stamp) is not a jump, once its first message has been judged (against the newest of any
+    topic, so the start-up frames of such an input are lost).
     """
 
     def __init__(self, topics: Sequence[str], tolerance_ns: int, buffer_size: int = 10) -> None:
@@ -32,17 +35,20 @@ class FrameSynchronizer(Generic[Item]):
         self.tolerance_ns = tolerance_ns
         self._buffers: dict[str, deque[tuple[int, Item]]] = {t: deque(maxlen=buffer_size) for t in self.topics}
         self._latest: tuple[int, dict[str, Item]] | None = None
-        self._newest_ns: int | None = None
+        self._newest_ns: dict[str, int] = {}  # per topic: the newest stamp added since the last jump back
         self.dropped = 0
         self.completed = 0
 
     def add(self, topic: str, stamp_ns: int, item: Item) -> bool:
         """Buffer a message; return True when it completed a new frame."""
-        if jumped_back(stamp_ns, self._newest_ns):
+        # A topic's first message is judged against the newest of any topic: a bag's first colour image of a new
+        # timeline must not pair with the old timeline's depth.
+        newest_ns = self._newest_ns.get(topic, max(self._newest_ns.values(), default=None))
+        if jumped_back(stamp_ns, newest_ns):
             for buffer in self._buffers.values():
                 buffer.clear()
-            self._newest_ns = None
-        self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
+            self._newest_ns.clear()
+        self._newest_ns[topic] = max(self._newest_ns.get(topic, stamp_ns), stamp_ns)
         self._buffers[topic].append((stamp_ns, item))
         return self._match()
 

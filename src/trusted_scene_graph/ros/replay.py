@@ -368,11 +368,21 @@ class TopicPlan:
 
 
 def _bag_read_errors() -> tuple[type[BaseException], ...]:
-    """What rosbags raises for a missing, corrupt or truncated bag (the storage errors every bag reader here handles)
-    and I/O errors."""
+    """What rosbags raises while reading a damaged bag's messages (the storage errors every bag reader here
+    handles), and I/O errors."""
     from trusted_scene_graph.dataset.bag import STORAGE_READ_ERRORS
 
     return (*STORAGE_READ_ERRORS, OSError)
+
+
+def _bag_open_errors() -> tuple[type[BaseException], ...]:
+    """What rosbags raises when it cannot open a bag: its ReaderError, I/O errors and apsw's errors (a malformed
+    sqlite3 database). Narrower than :func:`_bag_read_errors`: opening runs this module's own code too, whose
+    ValueError or KeyError would be a bug, not a damaged bag."""
+    import apsw
+    from rosbags.rosbag2 import ReaderError
+
+    return ReaderError, OSError, apsw.Error
 
 
 @dataclass(frozen=True, eq=False)
@@ -474,7 +484,7 @@ class BagReplay:
     def _open(self) -> _RosbagsBag | _SalvagedMcap:
         try:
             return _RosbagsBag(storage_path(self.path))
-        except _bag_read_errors() as exc:
+        except _bag_open_errors() as exc:
             mcap_files = storage_files(self.path, (".mcap",))
             if len(mcap_files) != 1:
                 raise ReplayError(f"cannot read bag {self.path}: {exc}") from exc

@@ -72,7 +72,7 @@ from trusted_scene_graph.config.nodes import (
 )
 from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer, express_in
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.perception.detector import SimDetector, configured_labels
 from trusted_scene_graph.pipeline.health import (
@@ -383,15 +383,10 @@ class SceneGraphNode(LifecycleNode):
             if resolver is None:
                 return
             stamp_ns = convert.stamp_to_ns(msg.header.stamp)
-            frame_id = msg.header.frame_id.lstrip("/")
             position = msg.pose.position
-            xyz = [position.x, position.y, position.z]
-            graph_frame = self.config["graph_frame"]
-            if frame_id and frame_id != graph_frame and tf is not None:
-                with self._tf_lock:
-                    transform = tf.lookup(graph_frame, frame_id, stamp_ns)
-                if transform is not None:
-                    frame_id, xyz = graph_frame, transform.apply([xyz])[0]
+            with self._tf_lock:
+                frame_id, xyz = express_in(tf, self.config["graph_frame"], msg.header.frame_id,
+                                           [position.x, position.y, position.z], stamp_ns)
             try:
                 with self._pose_lock:
                     resolver.poses[frame].add(stamp_ns, frame_id, xyz)

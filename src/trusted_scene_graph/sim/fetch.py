@@ -253,8 +253,8 @@ class FetchScene:
             self._camera_label = f"camera {camera!r}"
         else:
             raise SimError(
-                f"unknown camera {camera!r}; use None (the task's default free camera) or one of the model's "
-                f"cameras: {', '.join(camera_names)}"
+                f"unknown camera {camera!r}; leave it out (tsg sim record: no --camera) for the task's default "
+                f"free camera, or give one of the model's cameras: {', '.join(camera_names)}"
             )
 
         # The mocap bodies carry visual-only crosshair geoms (no collisions) that mark the arm's target; they are not

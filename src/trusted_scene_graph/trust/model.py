@@ -333,8 +333,8 @@ class TrustModel:
         """Write ``model.json`` and ``trust_model.json`` into ``directory`` (created); returns the directory.
 
         Each file is written under a temporary name and renamed into place, the metadata last, and the metadata
-        records ``model.json``'s SHA-256: a save cut short leaves the previous model, or a pair :meth:`load`
-        refuses, never a mixed pair that loads."""
+        records ``model.json``'s SHA-256: a save cut short between the two renames leaves a pair :meth:`load`
+        refuses, when the previous model recorded its SHA-256 too (models saved before it was recorded do not)."""
         import xgboost as xgb
 
         self._check_fitted()

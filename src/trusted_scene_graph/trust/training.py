@@ -59,9 +59,11 @@ def report(model_dir: Path, data: Sequence[Path], out_dir: Path) -> dict[str, An
         notes.append(f"**Warning: {len(shared)} of the {len(groups)} scenes of this data were in the model's training "
                      f"data** (e.g. `{shared[0]}`): these numbers are partly in-sample. Report on scenes the model "
                      "has not seen.")
+    if model.warning:
+        notes.append(f"**Warning: {model.warning}.**")
     extra = {"model": str(model_dir), "data": [str(p) for p in data], "groups": len(groups),
              "data_is_training_data": same_data, "groups_also_in_training": len(shared),
-             "model_metrics_held_out": model.metadata_.get("metrics_held_out", {})}
+             "model_metrics_held_out": model.metadata_.get("metrics_held_out", {}), "model_warning": model.warning}
     try:
         return write_trust_report(out_dir, scorers, table.correct, target_precision=model.threshold_.target_precision,
                                   delta=model.threshold_.delta, model_threshold=model.threshold,

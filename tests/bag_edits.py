@@ -1,0 +1,28 @@
+"""Copies of recorded bags with one thing changed, for tests that need a robot's recording rather than a simulator's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trusted_scene_graph.dataset import BagReader, BagWriter
+from trusted_scene_graph.dataset.messages import tf_message
+from trusted_scene_graph.geometry.transform import RigidTransform
+
+#: Where the copy's robot base sits in the recorded world frame: 1 m along x.
+BASE_IN_WORLD = RigidTransform.from_xyzw([1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
+
+
+def ee_poses_in_base_frame(source: Path, target: Path, with_tf: bool = True) -> Path:
+    """A copy of ``source`` whose ``/ee_pose`` messages are in ``base_link`` (the same points, seen from there), as a
+    real robot publishes them; ``with_tf`` adds the ``/tf_static`` transform that places ``base_link`` in ``world``."""
+    with BagReader(source) as reader, BagWriter(target) as writer:
+        for topic, msgtype in reader.topics.items():
+            writer.add_topic(topic, msgtype)
+        for index, message in enumerate(reader.messages()):
+            if message.topic == "/ee_pose":
+                message.msg.header.frame_id = "base_link"
+                message.msg.pose.position.x -= BASE_IN_WORLD.translation_m[0]
+            writer.write(message.topic, message.msg, message.log_time_ns)
+            if with_tf and index == 0:
+                writer.write("/tf_static", tf_message(0, "world", "base_link", BASE_IN_WORLD), message.log_time_ns)
+    return target
