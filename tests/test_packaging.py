@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -177,3 +178,13 @@ def test_rosbags_reads_bag_metadata_with_the_c_yaml_parser():
     from ruamel.yaml import YAML
 
     assert YAML(typ="safe").Parser.__name__ == "CParser"
+
+
+@pytest.mark.parametrize(("environment", "offline"), [({}, True), ({"HF_HUB_OFFLINE": "0"}, False)])
+def test_importing_the_package_keeps_huggingface_hub_off_the_network_unless_the_user_says_otherwise(environment,
+                                                                                                    offline):
+    # local_files_only alone still lets huggingface_hub contact huggingface.co; a robot may have no network at all.
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"} | environment
+    result = subprocess.run([sys.executable, "-c", "import trusted_scene_graph, huggingface_hub.constants as c; "
+                             "print(c.HF_HUB_OFFLINE)"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.strip() == str(offline), result.stderr

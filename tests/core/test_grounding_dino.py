@@ -144,6 +144,34 @@ def test_an_empty_vocabulary_is_refused(model_dir: Path):
         GroundingDinoDetector.from_pretrained(str(model_dir), ["", " "])
 
 
+def test_a_model_folder_without_its_tokenizer_files_is_refused_not_run_on_unknown_tokens(tmp_path: Path,
+                                                                                      model_dir: Path):
+    # transformers then builds a stand-in tokenizer that reads every word as [UNK]: every box would get one label.
+    broken = tmp_path / "no_tokenizer"
+    shutil.copytree(model_dir, broken)
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(PerceptionError, match=r"the detector's tokenizer reads the phrase delimiter '.' as \[UNK\]: "
+                                              r"its model folder lacks the tokenizer files"):
+        make_detector(_config(broken))
+
+
+@pytest.mark.parametrize("vocabulary", [["Cup", "cup"], ["red cube", "red  cube"], [" Red Cube", "red cube "]])
+def test_vocabulary_entries_differing_only_in_case_or_spacing_are_refused_naming_both(model_dir: Path, vocabulary):
+    # The prompt is read in lower case: the second entry could never win a box.
+    first, second = (phrase.strip() for phrase in vocabulary)
+    with pytest.raises(PerceptionError, match=rf"^detector.vocabulary: '{first}' and '{second}' are one phrase to "
+                                              r"the detector \(it reads the prompt in lower case\); keep one$"):
+        make_detector(_config(model_dir, vocabulary=vocabulary))
+
+
+def test_the_labels_a_vocabulary_can_produce_are_those_of_its_stripped_phrases():
+    from trusted_scene_graph.perception.detector import configured_labels
+
+    config = Config({"detector.backend": "grounding_dino", "detector.vocabulary": [" mug ", "red cube"],
+                     "detector.label_map": ["mug:cup"]})
+    assert configured_labels(config) == ("cup", "red cube")
+
+
 def test_a_phrase_containing_a_phrase_delimiter_is_refused(model_dir: Path):
     with pytest.raises(PerceptionError, match=r"phrase 'cube. table' contains '.', which Grounding DINO reads as "
                                               r"the end of a phrase"):

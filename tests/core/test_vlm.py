@@ -187,6 +187,8 @@ def test_recorded_answers_are_looked_up_by_image_and_statement_in_any_of_the_acc
     answer = vlm.judge(IMAGE, "The cat is above the dog.", image_id="000000451431")
     assert (answer.answer, answer.probability, math.isnan(answer.nmlp)) == (False, 0.6, True)
     assert relation_statement("cup", "on_top_of", "table") == "The cup is on top of the table."
+    for spelling in ("far", "Far", " FAR "):  # one predicate, as the recorded answers' check takes it
+        assert relation_statement("cup", spelling, "box") == "The cup is far from the box."
     assert vlm.judge(IMAGE, "The cup is on top of the table.", image_id="000000000007.jpg").answer is True
     # Without an image id, a statement recorded for exactly one image is found.
     assert vlm.judge(IMAGE, "The cup is on top of the table.").probability == 1.0

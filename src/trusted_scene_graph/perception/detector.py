@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -190,11 +190,26 @@ def label_renames(config: Mapping[str, Any]) -> dict[str, str]:
     return renamed
 
 
+def vocabulary_phrases(vocabulary: Sequence[str]) -> tuple[str, ...]:
+    """The phrases of ``detector.vocabulary`` as the detector uses them: stripped, without empty entries and exact
+    repeats, in the configured order. Two entries that differ only in case or spacing are refused, naming both: the
+    detector reads its prompt in lower case, so the second could never be told from the first."""
+    phrases = tuple(dict.fromkeys(phrase.strip() for phrase in vocabulary if phrase.strip()))
+    seen: dict[str, str] = {}
+    for phrase in phrases:
+        key = " ".join(phrase.lower().split())
+        if key in seen:
+            raise PerceptionError(f"detector.vocabulary: {seen[key]!r} and {phrase!r} are one phrase to the detector "
+                                  "(it reads the prompt in lower case); keep one")
+        seen[key] = phrase
+    return phrases
+
+
 def phrase_labels(config: Mapping[str, Any]) -> dict[str, str]:
-    """'grounding_dino': each ``detector.vocabulary`` phrase -> the label its detections get (``detector.label_map``
-    renames, default the phrase itself)."""
+    """'grounding_dino': each ``detector.vocabulary`` phrase (:func:`vocabulary_phrases`) -> the label its
+    detections get (``detector.label_map`` renames, default the phrase itself)."""
     renamed = label_renames(config)
-    return {phrase: renamed.get(phrase, phrase) for phrase in config["detector.vocabulary"]}
+    return {phrase: renamed.get(phrase, phrase) for phrase in vocabulary_phrases(config["detector.vocabulary"])}
 
 
 def configured_labels(config: Mapping[str, Any]) -> tuple[str, ...]:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from trusted_scene_graph.perception.detector import CameraFrame, Detection, PerceptionError, label_renames
+from trusted_scene_graph.perception.detector import (
+    CameraFrame,
+    Detection,
+    PerceptionError,
+    label_renames,
+    vocabulary_phrases,
+)
 from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
 from trusted_scene_graph.relations.image import box_iou_matrix
 
@@ -155,6 +161,7 @@ class GroundingDinoDetector:
         self.dtype = torch.float16 if half_precision else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
         self.processor = processor
+        _check_tokenizer_knows_delimiters(processor.tokenizer)
         self.max_text_len = int(model.config.max_text_len)
         self.batches = _phrase_batches(processor.tokenizer, self.phrases, self.max_text_len, device)
         if cache_text_features:
@@ -251,8 +258,9 @@ class GroundingDinoDetector:
 
 
 def _normalised_vocabulary(vocabulary: Sequence[str]) -> tuple[str, ...]:
-    """The phrases stripped, without empty entries and duplicates, in the configured order."""
-    phrases = tuple(dict.fromkeys(phrase.strip() for phrase in vocabulary if phrase.strip()))
+    """The phrases as :func:`~trusted_scene_graph.perception.detector.vocabulary_phrases` gives them, checked for
+    what Grounding DINO cannot read."""
+    phrases = vocabulary_phrases(vocabulary)
     if not phrases:
         raise PerceptionError(f"detector.vocabulary is empty ({list(vocabulary)!r}): the 'grounding_dino' detector "
                               "needs at least one phrase")
@@ -262,6 +270,17 @@ def _normalised_vocabulary(vocabulary: Sequence[str]) -> tuple[str, ...]:
             raise PerceptionError(f"detector.vocabulary: phrase {phrase!r} contains {delimiter!r}, which Grounding "
                                   "DINO reads as the end of a phrase; remove it")
     return phrases
+
+
+def _check_tokenizer_knows_delimiters(tokenizer: Any) -> None:
+    """Refuse a tokenizer that reads the phrase delimiter '.' as an unknown token. A model folder without its
+    tokenizer files (vocab.txt, tokenizer.json) still loads, with a stand-in tokenizer that maps every word to [UNK]:
+    the prompt's phrases could not be told apart, and every box would get the first phrase's label."""
+    unknown_id = getattr(tokenizer, "unk_token_id", None)
+    if unknown_id is not None and tokenizer.convert_tokens_to_ids(".") == unknown_id:
+        raise PerceptionError(f"the detector's tokenizer reads the phrase delimiter '.' as {tokenizer.unk_token}: its "
+                              "model folder lacks the tokenizer files (vocab.txt or tokenizer.json) it was trained "
+                              "with")
 
 
 def _tokenise(tokenizer: Any, phrases: Sequence[str], device: str) -> PhraseBatch:

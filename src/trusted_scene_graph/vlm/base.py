@@ -117,7 +117,8 @@ def relation_statement(subject: str, predicate: str, object_: str) -> str:
     the same claim always reads the same way. Underscores become spaces; "far" reads "far from" (:data:`PHRASES`).
     """
     predicate = predicate.strip()
-    predicate = PHRASES.get(predicate, predicate.replace("_", " "))
+    # Looked up by its key: "Far", " far" and "far" are one predicate (as the recorded answers' check takes them).
+    predicate = PHRASES.get(predicate_key(predicate), predicate.replace("_", " "))
     return f"The {subject.strip()} is {predicate} the {object_.strip()}."
 
 
