@@ -25,7 +25,6 @@ from trusted_scene_graph.config.nodes import (
     transport_suffix,
     validated_parameter_file,
 )
-from trusted_scene_graph.config.schema import load_config_file
 
 PACKAGE = "trusted_scene_graph"
 
@@ -34,10 +33,11 @@ def _nodes(context, *args, **kwargs):
     # Validate before starting anything: a bad value fails the launch with the schema's message. The nodes read the
     # validated values (an integer for a float parameter, accepted by the schema, would fail rclpy's type check).
     config, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context))
+    # Only the topics given as arguments are remapped (an empty argument keeps the config's topic, whatever it is).
     # With a compressed transport the node subscribes to the topic plus image_transport's suffix; so is remapped.
-    remappings = [(subscribed_topic(config, parameter),
-                   LaunchConfiguration(argument).perform(context) + transport_suffix(config, parameter))
-                  for argument, parameter in TOPIC_ARGUMENTS.items()]
+    remappings = [(subscribed_topic(config, parameter), topic + transport_suffix(config, parameter))
+                  for argument, parameter in TOPIC_ARGUMENTS.items()
+                  if (topic := LaunchConfiguration(argument).perform(context))]
     return [
         LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace="",
                       parameters=[parameter_file], remappings=remappings, output="screen")
@@ -47,10 +47,10 @@ def _nodes(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     default_config = os.path.join(get_package_share_directory(PACKAGE), "config", "default.yaml")
-    defaults = load_config_file(default_config)
     arguments = [DeclareLaunchArgument("config", default_value=default_config,
                                        description="ROS 2 parameter file (see config/default.yaml)")]
-    arguments += [DeclareLaunchArgument(argument, default_value=defaults[parameter],
-                                        description=f"remap the input topic set by parameter {parameter}")
+    arguments += [DeclareLaunchArgument(argument, default_value="",
+                                        description=f"remap the input topic set by parameter {parameter} to this "
+                                                    "topic (default: keep the config's)")
                   for argument, parameter in TOPIC_ARGUMENTS.items()]
     return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

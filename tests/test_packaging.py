@@ -159,6 +159,22 @@ def test_the_launch_file_gives_its_nodes_the_validated_values_of_the_parameter_f
     parameters = yaml.safe_load(Path(parameter_file).read_text())["/**"]["ros__parameters"]
     assert parameters["reward.shaping_scale_m"] == 1.0 and isinstance(parameters["reward.shaping_scale_m"], float)
     assert dict(load_config_file(parameter_file)) == dict(load_config_file(written))
+    # Named by content in a directory of this user's own: a second launch of the same config reuses the file.
+    assert Path(parameter_file).parent.stat().st_mode & 0o777 == 0o700
+    [again] = opaque.kwargs["function"]({**defaults, "config": str(written)})
+    assert again.kwargs["parameters"] == [parameter_file]
+
+
+def test_the_launch_file_keeps_a_configs_own_topics_unless_an_argument_remaps_them(monkeypatch, tmp_path):
+    # A config naming its camera's topics, launched without topic arguments, must subscribe to those topics.
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
+    assert {argument: defaults[argument] for argument in TOPIC_ARGUMENTS} == dict.fromkeys(TOPIC_ARGUMENTS, "")
+    own = tmp_path / "own.yaml"
+    own.write_text("/**:\n  ros__parameters:\n    topics:\n      color: /my_camera/color/image_raw\n")
+    [node] = opaque.kwargs["function"]({**defaults, "config": str(own)})
+    assert node.kwargs["remappings"] == []
+    [node] = opaque.kwargs["function"]({**defaults, "config": str(own), "depth_topic": "/my_camera/depth"})
+    assert node.kwargs["remappings"] == [("/camera/depth/image_raw", "/my_camera/depth")]
 
 
 def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(monkeypatch, tmp_path):
@@ -180,11 +196,12 @@ def test_rosbags_reads_bag_metadata_with_the_c_yaml_parser():
     assert YAML(typ="safe").Parser.__name__ == "CParser"
 
 
-@pytest.mark.parametrize(("environment", "offline"), [({}, True), ({"HF_HUB_OFFLINE": "0"}, False)])
-def test_importing_the_package_keeps_huggingface_hub_off_the_network_unless_the_user_says_otherwise(environment,
-                                                                                                    offline):
+@pytest.mark.parametrize(("environment", "offline"), [({}, "1"), ({"HF_HUB_OFFLINE": "0"}, "0")])
+def test_the_tsg_commands_keep_huggingface_hub_off_the_network_unless_the_user_says_otherwise(environment, offline):
     # local_files_only alone still lets huggingface_hub contact huggingface.co; a robot may have no network at all.
     env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"} | environment
-    result = subprocess.run([sys.executable, "-c", "import trusted_scene_graph, huggingface_hub.constants as c; "
-                             "print(c.HF_HUB_OFFLINE)"], capture_output=True, text=True, env=env, timeout=60)
-    assert result.stdout.strip() == str(offline), result.stderr
+    code = ("import os, trusted_scene_graph; assert 'HF_HUB_OFFLINE' not in os.environ or os.environ['HF_HUB_OFFLINE']"
+            " == '0'; from trusted_scene_graph.cli import main; main(['config', '--out', os.devnull]); "
+            "import huggingface_hub.constants as c; print(os.environ['HF_HUB_OFFLINE'], c.HF_HUB_OFFLINE)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.split() == [offline, str(offline == "1")], result.stderr

@@ -309,14 +309,6 @@ def test_a_float_in_exponent_form_without_a_dot_loads_as_ros_2_reads_it(tmp_path
     assert load_config_file(path)["sync.tolerance_s"] == 0.01
 
 
-def test_two_inputs_on_one_topic_are_refused_naming_both_parameters():
-    with pytest.raises(ConfigError, match=r"^topics.color and topics.depth are both '/camera/depth/image_raw': each "
-                                          r"input needs its own topic$"):
-        Config({"topics.color": "/camera/depth/image_raw"})
-    with pytest.raises(ConfigError, match=r"^topics.ee_pose and topics.goal_pose are both '/pose'"):
-        Config({"topics.ee_pose": "/pose", "topics.goal_pose": "/pose"})
-
-
 def test_a_value_on_the_command_line_is_read_as_a_parameter_file_reads_it():
     from trusted_scene_graph.cli import parse_overrides
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from trusted_scene_graph.dataset import messages as bag_msgs
 from trusted_scene_graph.evaluation.bag_eval import _match
-from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
+from trusted_scene_graph.geometry.tf_buffer import TransformBuffer, express_in
 from trusted_scene_graph.geometry.transform import RigidTransform
 
 
@@ -123,3 +123,17 @@ def test_matching_keeps_the_most_pairs_within_the_gate_before_the_least_distance
     assert _match(cubes, perceived_m, ["cube", "cube"], far_truth_m) == {0: 0}
     # Labels never match across: a sphere is not a cube however close.
     assert _match(cubes, perceived_m, ["sphere", "sphere"], truth_m) == {}
+
+
+def test_a_point_is_expressed_in_the_target_frame_when_the_tf_can_and_kept_as_given_otherwise() -> None:
+    buffer = TransformBuffer()
+    buffer.add(bag_msgs.tf_message(0, "world", "base_link", _shift(1.0)), static=True)
+    for frame_id in ("base_link", "/base_link"):  # a leading '/' (ROS 1 style) names the same frame
+        frame, point = express_in(buffer, "world", frame_id, [0.5, 0.0, 0.0], 10)
+        assert frame == "world" and point.tolist() == [1.5, 0.0, 0.0]
+    for frame_id in ("", "world", "/world"):  # no frame id, or already the target: as given, in the target frame
+        frame, point = express_in(buffer, "/world", frame_id, [0.5, 0.0, 0.0], 10)
+        assert frame == "world" and point.tolist() == [0.5, 0.0, 0.0]
+    for tf in (buffer, None):  # not connected, or no tf at all: kept in its own frame for the caller to explain
+        frame, point = express_in(tf, "world", "/gripper_link", [0.5, 0.0, 0.0], 10)
+        assert frame == "gripper_link" and point.tolist() == [0.5, 0.0, 0.0]

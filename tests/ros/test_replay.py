@@ -490,6 +490,18 @@ def test_a_truncated_mcap_bag_replays_the_messages_before_the_damage(tmp_path, k
     assert f"replayed {tmp_path / 'bag'} (the messages before the damage)" in summary.file.getvalue()
 
 
+def test_a_bag_whose_summary_is_garbled_is_replayed_from_its_records(tmp_path):
+    # rosbags then fails while decoding the summary (here a topic name that is no longer UTF-8), not with ReaderError.
+    written = write_chunked_bag(tmp_path / "bag", frames=4)
+    mcap_file = tmp_path / "bag" / "bag.mcap"
+    data = bytearray(mcap_file.read_bytes())
+    data[data.rfind(b"/chatter") + 1] = 0xFF  # the channel record in the summary at the file's end
+    mcap_file.write_bytes(bytes(data))
+    with BagReplay(tmp_path / "bag", console=quiet_console()) as bag:
+        assert bag.read_error.startswith(f"bag {tmp_path / 'bag'} has no valid end ('utf-8' codec can't decode")
+        assert list(bag.messages()) == written
+
+
 def test_a_killed_recorders_directory_without_metadata_is_salvaged_and_a_whole_one_read_through_its_file(tmp_path):
     written = write_chunked_bag(tmp_path / "whole", frames=4)
     (tmp_path / "whole" / "metadata.yaml").unlink()  # as a bag copied without it: rosbags reads the file's index

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trusted_scene_graph.config.schema import Config, load_config_file, render_parameter_file
+from trusted_scene_graph.config.schema import Config, ConfigError, load_config_file, render_parameter_file
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,13 @@ def validated_parameter_file(config_path: str) -> tuple[Config, str]:
     ``1.0`` (as ``tsg bringup --config`` does), where rclpy refuses an integer for a double parameter."""
     config = load_config_file(config_path)
     text = render_parameter_file(config)
-    # Named by its content, so launches of one config share one file instead of leaving a new one each time.
-    path = Path(tempfile.gettempdir()) / f"tsg-params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    # Named by its content, so launches of one config share one file instead of leaving a new one each time; in a
+    # directory of this user's own (mode 0700), as the shared temporary directory's names are anyone's to take.
+    directory = Path(tempfile.gettempdir()) / f"tsg-params-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    if directory.stat().st_uid != os.getuid():
+        raise ConfigError(f"{directory} belongs to another user; remove it or set TMPDIR")
+    path = directory / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         partial.write_text(text, encoding="utf-8")

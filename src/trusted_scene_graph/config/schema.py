@@ -415,13 +415,6 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         instance_id, sep, label = entry.partition(":")
         if not sep or not instance_id.strip().isdecimal() or not label.strip():
             raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
-    topic_parameters = ("topics.color", "topics.depth", "topics.camera_info", "topics.instances", "topics.ee_pose",
-                        "topics.goal_pose")
-    for i, first in enumerate(topic_parameters):
-        for second in topic_parameters[i + 1:]:
-            if values[first] == values[second]:
-                # One topic cannot carry two inputs: every message would be taken as both, and no frame completes.
-                raise ConfigError(f"{first} and {second} are both {values[first]!r}: each input needs its own topic")
     if "goal" in (name.strip().lower() for name in values["reward.ee_names"]):
         raise ConfigError("reward.ee_names: 'goal' names the goal (topics.goal_pose); it cannot also name the end "
                           "effector")

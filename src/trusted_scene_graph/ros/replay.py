@@ -375,16 +375,6 @@ def _bag_read_errors() -> tuple[type[BaseException], ...]:
     return (*STORAGE_READ_ERRORS, OSError)
 
 
-def _bag_open_errors() -> tuple[type[BaseException], ...]:
-    """What rosbags raises when it cannot open a bag: its ReaderError, I/O errors and apsw's errors (a malformed
-    sqlite3 database). Narrower than :func:`_bag_read_errors`: opening runs this module's own code too, whose
-    ValueError or KeyError would be a bug, not a damaged bag."""
-    import apsw
-    from rosbags.rosbag2 import ReaderError
-
-    return ReaderError, OSError, apsw.Error
-
-
 @dataclass(frozen=True, eq=False)
 class _Connection:
     """One recorded connection (rosbags) or channel (mcap) of a topic, whichever way the bag was read."""
@@ -484,7 +474,7 @@ class BagReplay:
     def _open(self) -> _RosbagsBag | _SalvagedMcap:
         try:
             return _RosbagsBag(storage_path(self.path))
-        except _bag_open_errors() as exc:
+        except _bag_read_errors() as exc:  # a garbled summary raises decoding errors too: salvage, as below
             mcap_files = storage_files(self.path, (".mcap",))
             if len(mcap_files) != 1:
                 raise ReplayError(f"cannot read bag {self.path}: {exc}") from exc
