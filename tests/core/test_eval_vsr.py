@@ -369,6 +369,17 @@ def test_invalid_annotations_stop_the_run_before_it_starts_unless_skipped(tmp_pa
     assert (counts["annotations"], counts["invalid_annotations"], counts["evaluated"]) == (1, 1, 1)
 
 
+def test_a_subject_and_object_differing_only_in_case_are_one_phrase_not_a_detector_error(tmp_path: Path, models,
+                                                                                      fixture_files):
+    images_dir, _, records = fixture_files
+    annotations = tmp_path / "same.jsonl"
+    annotations.write_text(json.dumps({"image": records[0]["image"], "caption": "The Box is left of the box.",
+                                       "label": 1, "relation": "left of", "subj": "Box", "obj": "box"}) + "\n")
+    assert run_vsr_eval(_config(models), images_dir, annotations, tmp_path / "out") == 0
+    unverifiable = json.loads((tmp_path / "out" / "metrics.json").read_text())["geometry"]["unverifiable"]
+    assert (unverifiable["same_phrase"], unverifiable["detector_error"]) == (1, 0)
+
+
 def test_a_run_without_a_vlm_or_with_the_simulator_detector_is_refused(tmp_path: Path, models, fixture_files):
     images_dir, annotations, _ = fixture_files
     with pytest.raises(EvaluationError, match=r"vlm.backend is 'none': the VSR evaluation needs a VLM"):

@@ -360,13 +360,15 @@ def evaluate_sample(sample: VsrSample, image_rgb: np.ndarray, vlm: VisionLanguag
         answer = vlm.judge_relation(image_rgb, sample.subj, sample.relation, sample.obj, image_id=sample.image)
     else:
         answer = vlm.judge(image_rgb, sample.caption, image_id=sample.image)
+    # The detector reads its prompt in lower case: phrases differing only in case or spacing are one phrase to it.
+    same_phrase = " ".join(sample.subj.lower().split()) == " ".join(sample.obj.lower().split())
     try:
-        subject, object_ = detector.detect(image_rgb, sample.subj, sample.obj)
+        subject, object_ = detector.detect(image_rgb, sample.subj, sample.subj if same_phrase else sample.obj)
     except PerceptionError:
         return VsrOutcome(sample, answer, None, None, None, "detector_error")
     if image_predicate(sample.relation) is None:
         reason = "relation"
-    elif sample.subj.strip() == sample.obj.strip():
+    elif same_phrase:
         reason = "same_phrase"  # one label for both: which box is the subject cannot be told
     elif subject is None:
         reason = "missing_subject"
