@@ -769,7 +769,7 @@ def route_eval_vsr(argv: list[str], parser: argparse.ArgumentParser) -> list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trusted_scene_graph.perception.hf import keep_hub_offline
+    from trusted_scene_graph import keep_hub_offline
 
     keep_hub_offline()  # before any command imports huggingface_hub
     parser = build_parser()

@@ -7,19 +7,10 @@ Never downloads: the product must start the same way on a robot with no network.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.perception.detector import PerceptionError
-
-
-def keep_hub_offline() -> None:
-    """Set ``HF_HUB_OFFLINE=1`` for this process unless its environment sets it: ``local_files_only`` alone still
-    lets huggingface_hub contact huggingface.co (it does while building request headers), and a robot may have no
-    network. Called first by the ``tsg`` commands and the node executable, before huggingface_hub is imported; a
-    program that imports the package for itself decides on its own downloads."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def resolve_model_source(model_path: str, parameter: str, example_id: str) -> str:

@@ -43,7 +43,9 @@ class FrameSynchronizer(Generic[Item]):
         """Buffer a message; return True when it completed a new frame."""
         # A topic's first message is judged against the newest of any topic: a bag's first colour image of a new
         # timeline must not pair with the old timeline's depth.
-        newest_ns = self._newest_ns.get(topic, max(self._newest_ns.values(), default=None))
+        newest_ns = self._newest_ns.get(topic)
+        if newest_ns is None:
+            newest_ns = max(self._newest_ns.values(), default=None)
         if jumped_back(stamp_ns, newest_ns):
             for buffer in self._buffers.values():
                 buffer.clear()

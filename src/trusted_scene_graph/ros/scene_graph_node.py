@@ -539,7 +539,7 @@ def main(args: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    from trusted_scene_graph.perception.hf import keep_hub_offline
+    from trusted_scene_graph import keep_hub_offline
     from trusted_scene_graph.ros.bringup import EXECUTOR_THREADS, BringupError, activate
 
     keep_hub_offline()  # before the node's model backends import huggingface_hub

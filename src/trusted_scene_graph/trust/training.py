@@ -14,7 +14,7 @@ import numpy as np
 
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.dataset import load_tables
-from trusted_scene_graph.trust.model import TrustModel
+from trusted_scene_graph.trust.model import METADATA_FILE, MODEL_FILE, TrustModel
 
 
 def train(data: Sequence[Path], out_dir: Path, **settings: Any) -> TrustModel:
@@ -75,8 +75,6 @@ def report(model_dir: Path, data: Sequence[Path], out_dir: Path) -> dict[str, An
 def _check_replaceable(out_dir: Path) -> None:
     """A trust model goes into a new or empty directory, or replaces the model in one (retraining), never among
     other files (a tsg eval output, say), which it would mix with or overwrite."""
-    from trusted_scene_graph.trust.model import METADATA_FILE, MODEL_FILE
-
     if not out_dir.is_dir():
         return
     others = sorted(p.name for p in out_dir.iterdir() if p.name not in (MODEL_FILE, METADATA_FILE)
