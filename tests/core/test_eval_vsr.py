@@ -320,6 +320,7 @@ def test_the_command_runs_end_to_end_with_a_tiny_vlm_and_detector(tmp_path: Path
     lines = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == evaluated
     assert all(0.5 <= line["vlm_probability"] <= 1.0 for line in lines)
+    assert all(0.0 <= line["vlm_answer_mass"] <= 1.0 for line in lines)  # the generative model's P(yes) + P(no)
     assert all(line["vlm_correct"] == (line["vlm_answer"] == line["label"]) for line in lines)
     assert all((line["unverifiable_reason"] is None) == (line["alignment"] is not None) for line in lines)
     report = (out / "report.md").read_text()

@@ -32,7 +32,7 @@ from trusted_scene_graph.vlm import (
     nmlp,
     noised_image,
     relation_statement,
-    yes_probability,
+    yes_no_masses,
 )
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -57,20 +57,35 @@ def _write_jsonl(path: Path, records: list) -> Path:
 # --- probability and NMLP on fixed logits ---------------------------------------------------------------------------
 
 
-def test_the_yes_probability_is_the_yes_mass_renormalised_over_yes_and_no():
-    logits = np.log(np.array([0.30, 0.10, 0.05, 0.15, 0.40]))  # a softmax of these is the array itself
-    # "yes" has two spellings (ids 1 and 2), "no" one (id 3): P(yes) = 0.15, P(no) = 0.15 -> 0.5; with id 0 as a
-    # second "no", P(no) = 0.45 -> 0.15 / 0.60.
-    assert yes_probability(logits, [1, 2], [3]) == pytest.approx(0.5)
-    assert yes_probability(logits, [1, 2], [3, 0]) == pytest.approx(0.25)
+def test_each_words_mass_sums_the_softmax_over_its_spellings():
+    logits = np.log(np.array([0.30, 0.10, 0.05, 0.15, 0.40])) + 7.0  # a softmax of these is the array itself
+    # "yes" has two spellings (ids 1 and 2), "no" one (id 3); with id 0 as a second "no", P(no) = 0.45.
+    assert yes_no_masses(logits, [1, 2], [3]) == (pytest.approx(0.15), pytest.approx(0.15))
+    assert yes_no_masses(logits, [1, 2], [3, 0]) == (pytest.approx(0.15), pytest.approx(0.45))
 
 
 def test_the_answer_is_the_likelier_word_and_its_probability_is_that_of_the_answer_given():
-    logits = np.log(np.array([[0.1, 0.6, 0.3], [0.2, 0.3, 0.5]]))
-    assert answer_from_logits(logits, [1], [2])[:2] == (True, pytest.approx(2 / 3))
-    assert answer_from_logits(logits, [2], [1])[:2] == (False, pytest.approx(2 / 3))
+    logits = np.log(np.array([[0.0, 0.6, 0.4], [0.2, 0.3, 0.5]]) + 1e-300)
+    # When "yes" and "no" hold all the mass, the probability is the answer word's own.
+    assert answer_from_logits(logits, [1], [2])[:2] == (True, pytest.approx(0.6))
+    assert answer_from_logits(logits, [2], [1])[:2] == (False, pytest.approx(0.6))
+    assert answer_from_logits(logits, [1], [2])[3] == pytest.approx(1.0)
     # Only the first generated position decides; a tie is not an endorsement of the statement.
     assert answer_from_logits(np.zeros((2, 3)), [1], [2])[:2] == (False, 0.5)
+
+
+def test_mass_on_neither_word_is_split_evenly_so_a_model_that_did_not_answer_is_near_even_odds():
+    # The model opened with another word (id 0, 0.9): "yes" 0.08 against "no" 0.02 is 4:1 odds, but only 10 % of the
+    # mass answered the question at all.
+    logits = np.log(np.array([[0.9, 0.08, 0.02]]))
+    answer, probability, _, answer_mass = answer_from_logits(logits, [1], [2])
+    assert answer is True
+    assert probability == pytest.approx(0.08 + 0.9 / 2)  # = 0.5 + (0.08 - 0.02) / 2, not 0.8
+    assert answer_mass == pytest.approx(0.10)
+    # The same odds with all the mass on the two words give the renormalised ratio.
+    assert answer_from_logits(np.log(np.array([[1e-12, 0.8, 0.2]])), [1], [2])[1] == pytest.approx(0.8)
+    # And a "no" answer the same way.
+    assert answer_from_logits(np.log(np.array([[0.9, 0.02, 0.08]])), [1], [2])[:2] == (False, pytest.approx(0.53))
 
 
 def test_nmlp_is_minus_the_mean_top_k_log_probability_averaged_over_generated_tokens():
@@ -95,9 +110,9 @@ def test_nmlp_grows_with_the_peakedness_of_the_distribution_and_is_ln_v_when_uni
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda: yes_probability(np.zeros(4), [], [1]), r"no token ids given for 'yes'"),
-    (lambda: yes_probability(np.zeros(4), [1], [9]), r"'no' token ids \[9\] are outside the vocabulary of 4"),
-    (lambda: yes_probability(np.zeros(4), [1, 2], [2]), r"token ids \[2\] are both 'yes' and 'no'"),
+    (lambda: yes_no_masses(np.zeros(4), [], [1]), r"no token ids given for 'yes'"),
+    (lambda: yes_no_masses(np.zeros(4), [1], [9]), r"'no' token ids \[9\] are outside the vocabulary of 4"),
+    (lambda: yes_no_masses(np.zeros(4), [1, 2], [2]), r"token ids \[2\] are both 'yes' and 'no'"),
     (lambda: nmlp(np.zeros((0, 4))), r"logits must be \(generated tokens, vocabulary\).*got shape \(0, 4\)"),
     (lambda: nmlp(np.full((1, 4), np.nan)), r"logits contain NaN"),
     (lambda: nmlp(np.zeros((1, 4)), top_k=0), r"NMLP top_k must be a positive integer, got 0"),
@@ -228,10 +243,13 @@ def test_a_malformed_recording_is_refused_naming_file_and_line(tmp_path: Path, l
         RecordedVlm.from_file(path)
 
 
-def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_may_be_recorded(tmp_path: Path):
+def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_and_answer_mass_may_be_recorded(
+        tmp_path: Path):
     path = _write_jsonl(tmp_path / "answers.jsonl", [
         {"image": "a.jpg", "subject": "cat", "predicate": "left_of", "object": "dog", "answer": "yes",
          "confidence": 0.7, "margin": 0.4},
+        {"image": "a.jpg", "subject": "cat", "predicate": "near", "object": "dog", "answer": "yes",
+         "probability": 0.6, "answer_mass": 0.25},
         {"image": "a.jpg", "subject": "cat", "predicate": "above", "object": "dog", "answer": "no",
          "probability": 0.9, "confidence": 0.9},
     ])
@@ -239,6 +257,7 @@ def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_may_be_reco
     assert vlm.judge_relation(IMAGE, "cat", "left_of", "dog", image_id="a.jpg") == \
         VlmAnswer(True, 0.7, margin=0.4)
     assert vlm.judge_relation(IMAGE, "cat", "above", "dog", image_id="a.jpg").probability == 0.9
+    assert vlm.judge_relation(IMAGE, "cat", "near", "dog", image_id="a.jpg").answer_mass == 0.25
     assert not needs_relation_triple(vlm)
 
 
@@ -248,6 +267,8 @@ def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_may_be_reco
     ({"confidence": 1.5}, r"answers.jsonl:1: 'confidence' must be a number in \[0, 1\], got 1.5"),
     ({}, r"answers.jsonl:1: needs 'probability' \(or 'confidence'\)"),
     ({"probability": 0.9, "margin": 2}, r"answers.jsonl:1: 'margin' must be a number in \[0, 1\], got 2"),
+    ({"probability": 0.9, "answer_mass": -0.1},
+     r"answers.jsonl:1: 'answer_mass' must be a number in \[0, 1\], got -0.1"),
 ])
 def test_conflicting_or_missing_probabilities_are_refused_naming_the_line(tmp_path: Path, fields, message):
     path = _write_jsonl(tmp_path / "answers.jsonl", [{"image": "a.jpg", "statement": "x", "answer": "yes", **fields}])
@@ -307,17 +328,20 @@ def test_the_prompt_asks_the_question_in_the_processors_chat_template(generative
         "USER: <image>\nIs this statement true? The cat is left of the dog. Answer yes or no. ASSISTANT:")
 
 
-def test_the_probability_is_that_of_the_next_token_after_the_prompt_renormalised_over_yes_and_no(generative):
+def test_the_probability_comes_from_the_next_token_after_the_prompt_with_the_unanswered_mass_split_evenly(generative):
     import torch
 
     answer = generative.judge(IMAGE, "The cat is left of the dog.")
     inputs = generative.preprocess(IMAGE, "The cat is left of the dog.")
     with torch.inference_mode():
-        next_token = generative.model(**inputs).logits[0, -1].double()
-    p_yes = torch.softmax(next_token[[generative.yes_ids[0], generative.no_ids[0]]], dim=0)[0].item()
-    assert answer.answer == (p_yes > 0.5)
-    assert answer.probability == pytest.approx(max(p_yes, 1 - p_yes), abs=1e-5)
-    assert answer.probability >= 0.5
+        next_token = torch.softmax(generative.model(**inputs).logits[0, -1].double(), dim=0)
+    p_yes, p_no = next_token[generative.yes_ids].sum().item(), next_token[generative.no_ids].sum().item()
+    assert answer.answer == (p_yes > p_no)
+    assert answer.probability == pytest.approx(0.5 + abs(p_yes - p_no) / 2, abs=1e-5)
+    assert answer.answer_mass == pytest.approx(p_yes + p_no, abs=1e-5)
+    # A random model spreads its mass over the whole vocabulary: it gets near-even odds, not a confident answer.
+    assert answer.answer_mass < 0.2
+    assert 0.5 <= answer.probability < 0.6
 
 
 def test_generative_answers_are_deterministic_with_nmlp_at_least_ln_k_and_the_generated_text(generative):

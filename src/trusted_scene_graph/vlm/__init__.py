@@ -38,7 +38,7 @@ from trusted_scene_graph.vlm.base import (
     statement_key,
 )
 from trusted_scene_graph.vlm.recorded import RecordedVlm
-from trusted_scene_graph.vlm.scoring import NMLP_TOP_K, answer_from_logits, nmlp, yes_probability
+from trusted_scene_graph.vlm.scoring import NMLP_TOP_K, answer_from_logits, nmlp, yes_no_masses
 
 
 def _generative(config: Mapping[str, Any]) -> VisionLanguageModel:
@@ -97,5 +97,5 @@ __all__ = [
     "question_for",
     "relation_statement",
     "statement_key",
-    "yes_probability",
+    "yes_no_masses",
 ]

@@ -22,11 +22,14 @@ class VlmAnswer:
     """A VLM's verdict on one statement about one image.
 
     ``answer``: the model says the statement is true. ``probability``: the probability the model gives to the
-    answer it gave, in [0, 1] (``generative``: from the "yes"/"no" token probabilities, so >= 0.5).
+    answer it gave, in [0, 1] (``generative``: from the "yes"/"no" token probabilities, so >= 0.5; see
+    :mod:`~trusted_scene_graph.vlm.scoring`).
     ``nmlp``: negative mean top-k log-probability of the generated tokens (:func:`~.scoring.nmlp`; higher is more
     confident), NaN when unknown. ``raw_text``: what the model generated (``contrastive``: the caption it preferred).
     ``margin``: the contrastive margin, top-1 minus top-2 softmax probability among the candidate captions, in
-    [0, 1]; NaN for backends that do not compare captions.
+    [0, 1]; NaN for backends that do not compare captions. ``answer_mass``: ``P(yes) + P(no)`` at the first
+    generated token (``generative``), in [0, 1]: how much the model answered the yes/no question at all; NaN for
+    other backends.
     """
 
     answer: bool
@@ -34,12 +37,15 @@ class VlmAnswer:
     nmlp: float = math.nan
     raw_text: str = ""
     margin: float = math.nan
+    answer_mass: float = math.nan
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.probability) and 0.0 <= self.probability <= 1.0):
             raise VlmError(f"VLM answer probability must be in [0, 1], got {self.probability!r}")
         if not (math.isnan(self.margin) or 0.0 <= self.margin <= 1.0):
             raise VlmError(f"VLM answer margin must be NaN or in [0, 1], got {self.margin!r}")
+        if not (math.isnan(self.answer_mass) or 0.0 <= self.answer_mass <= 1.0):
+            raise VlmError(f"VLM answer_mass must be NaN or in [0, 1], got {self.answer_mass!r}")
 
     @property
     def p_true(self) -> float:

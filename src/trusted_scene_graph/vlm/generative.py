@@ -139,7 +139,9 @@ class GenerativeVlm:
         return logits, output.sequences[0, prompt_length:].cpu()
 
     def postprocess(self, logits: torch.Tensor, generated_ids: Sequence[int] | torch.Tensor) -> VlmAnswer:
-        """The answer and probability from the first position's yes/no logits, NMLP over all generated positions."""
-        answer, probability, confidence = answer_from_logits(logits.numpy(), self.yes_ids, self.no_ids, self.top_k)
+        """The answer, its probability and the yes/no mass from the first position's logits, NMLP over all generated
+        positions."""
+        answer, probability, confidence, answer_mass = answer_from_logits(logits.numpy(), self.yes_ids, self.no_ids,
+                                                                          self.top_k)
         raw_text = self.processor.decode(generated_ids, skip_special_tokens=True).strip()
-        return VlmAnswer(answer, probability, confidence, raw_text)
+        return VlmAnswer(answer, probability, confidence, raw_text, answer_mass=answer_mass)

@@ -12,8 +12,8 @@ One JSON object per line::
 - ``answer``: true/false, "yes"/"no" or 1/0: whether the model said the statement is true.
 - ``probability`` (or ``confidence``, the same; both may be given only if equal): the probability the model gave
   to its answer, in [0, 1].
-- ``nmlp``, ``raw_text`` and ``margin`` (a contrastive model's top-1 minus top-2 caption probability, in [0, 1]):
-  optional.
+- ``nmlp``, ``raw_text``, ``margin`` (a contrastive model's top-1 minus top-2 caption probability, in [0, 1]) and
+  ``answer_mass`` (a generative model's ``P(yes) + P(no)``, in [0, 1]): optional.
 
 Blank lines are ignored. A malformed line, or a second answer for the same image and statement, is an error naming
 the file and line. Asking for a claim the file does not hold is an error naming the image and the statement.
@@ -145,12 +145,15 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
     probability = _parse_probability(record, where)
     nmlp = _optional_number(record, "nmlp", where)
     margin = _optional_number(record, "margin", where)
-    if not (math.isnan(margin) or 0.0 <= margin <= 1.0):
-        raise VlmError(f"{where}: 'margin' must be a number in [0, 1], got {margin!r}")
+    answer_mass = _optional_number(record, "answer_mass", where)
+    for name, value in (("margin", margin), ("answer_mass", answer_mass)):
+        if not (math.isnan(value) or 0.0 <= value <= 1.0):
+            raise VlmError(f"{where}: {name!r} must be a number in [0, 1], got {value!r}")
     raw_text = record.get("raw_text", "")
     if not isinstance(raw_text, str):
         raise VlmError(f"{where}: 'raw_text' must be a string, got {raw_text!r}")
-    return (image_key(image), statement_key(statement)), VlmAnswer(answer, probability, nmlp, raw_text, margin)
+    return (image_key(image), statement_key(statement)), VlmAnswer(answer, probability, nmlp, raw_text, margin,
+                                                                               answer_mass)
 
 
 def _parse_probability(record: dict, where: str) -> float:

@@ -2,11 +2,15 @@
 
 Pure numpy/scipy on arrays, so the arithmetic is testable on hand-made logits without a model:
 
-- **probability**: at the first generated position, the probability mass of the "yes" tokens against that of the
-  "no" tokens, renormalised over the two (``p_yes = P(yes) / (P(yes) + P(no))``). Tokenizers have several spellings
-  of each word ("yes", "Yes", "▁yes", ...); every single-token spelling counts, summed in probability. The answer is
-  "yes" when ``p_yes > 0.5`` (a tie answers "no": a claim is not endorsed without evidence) and ``probability`` is
-  the probability of the answer given, so it is at least 0.5.
+- **probability**: at the first generated position, ``P(yes)`` and ``P(no)`` are the softmax masses of the "yes"
+  and "no" tokens. Tokenizers have several spellings of each word ("yes", "Yes", "▁yes", ...); every single-token
+  spelling counts, summed in probability. The answer is "yes" when ``P(yes) > P(no)`` (a tie answers "no": a claim
+  is not endorsed without evidence). The mass the model put on neither word (it opened with "The statement ...",
+  "**Yes**", or is simply unsure) is evidence for neither answer, so it is split evenly between the two:
+  ``probability = P(answer) + (1 - P(yes) - P(no)) / 2 = 0.5 + |P(yes) - P(no)| / 2``. It is at least 0.5, equals
+  the renormalised ratio ``P(yes) / (P(yes) + P(no))`` only when the two words hold all the mass, and falls to 0.5
+  as their mass (``answer_mass = P(yes) + P(no)``, kept on the answer) falls to 0. Renormalising over the two words
+  alone would make a confident-looking answer from two tiny probabilities.
 - **NMLP** (negative mean log-probability of the top-k tokens): at each generated position, minus the mean of the
   ``k`` largest log-softmax values over the vocabulary, averaged over the generated positions. This is the token
   confidence of "Deep Think with Confidence" (Fu et al. 2025) that CA-TTS uses: a peaked distribution (one token
@@ -19,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import expit, log_softmax, logsumexp
+from scipy.special import log_softmax, logsumexp
 
 from trusted_scene_graph.vlm.base import VlmError
 
@@ -38,8 +42,7 @@ def _logit_matrix(logits: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def yes_probability(first_logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int]) -> float:
-    """``P(yes) / (P(yes) + P(no))`` from the logits (V,) of the first generated position."""
+def _checked_first_logits(first_logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int]) -> np.ndarray:
     logits = _logit_matrix(first_logits, "first-position logits")[0]
     vocabulary_size = logits.shape[0]
     for name, ids in (("yes", yes_ids), ("no", no_ids)):
@@ -50,8 +53,7 @@ def yes_probability(first_logits: np.ndarray, yes_ids: Sequence[int], no_ids: Se
             raise VlmError(f"{name!r} token ids {bad} are outside the vocabulary of {vocabulary_size} tokens")
     if set(yes_ids) & set(no_ids):
         raise VlmError(f"token ids {sorted(set(yes_ids) & set(no_ids))} are both 'yes' and 'no'")
-    # The softmax normaliser cancels in the ratio: the log-odds are a difference of log-sum-exps.
-    return float(expit(logsumexp(logits[list(yes_ids)]) - logsumexp(logits[list(no_ids)])))
+    return logits
 
 
 def nmlp(logits: np.ndarray, top_k: int = NMLP_TOP_K) -> float:
@@ -64,10 +66,20 @@ def nmlp(logits: np.ndarray, top_k: int = NMLP_TOP_K) -> float:
     return float(np.mean(-np.mean(top, axis=-1)))
 
 
+def yes_no_masses(first_logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int]) -> tuple[float, float]:
+    """``(P(yes), P(no))``: the softmax masses of the two words' token ids in the logits (V,) of the first position."""
+    logits = _checked_first_logits(first_logits, yes_ids, no_ids)
+    log_normaliser = logsumexp(logits)
+    return (float(np.exp(logsumexp(logits[list(yes_ids)]) - log_normaliser)),
+            float(np.exp(logsumexp(logits[list(no_ids)]) - log_normaliser)))
+
+
 def answer_from_logits(logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int],
-                       top_k: int = NMLP_TOP_K) -> tuple[bool, float, float]:
-    """``(answer, probability of that answer, nmlp)`` from the logits (T, V) of the generated positions."""
+                       top_k: int = NMLP_TOP_K) -> tuple[bool, float, float, float]:
+    """``(answer, probability of that answer, nmlp, answer_mass)`` from the logits (T, V) of the generated positions
+    (see the module docstring)."""
     matrix = _logit_matrix(logits, "logits")
-    p_yes = yes_probability(matrix[0], yes_ids, no_ids)
-    answer = p_yes > 0.5
-    return answer, (p_yes if answer else 1.0 - p_yes), nmlp(matrix, top_k)
+    p_yes, p_no = yes_no_masses(matrix[0], yes_ids, no_ids)
+    answer = p_yes > p_no
+    probability = min(1.0, 0.5 + abs(p_yes - p_no) / 2)  # min: exp's rounding can put P(yes) a hair above 1
+    return answer, probability, nmlp(matrix, top_k), min(1.0, p_yes + p_no)
