@@ -164,6 +164,42 @@ def test_an_mcap_bag_garbled_in_the_middle_is_read_up_to_the_damage_not_a_crash(
     assert "(OverflowError: " in reader.read_error
 
 
+def _write_mcap_with_chunk_crcs(path: Path, frames: int) -> None:
+    """Depth frames 1.0 + i m written as ROS 2's recorder writes mcap (the mcap library, chunk CRCs on, no compression);
+    rosbags' own writer leaves chunk CRCs 0 (none to check)."""
+    from mcap.writer import CompressionType, Writer
+
+    store = make_typestore()
+    msgtype = "sensor_msgs/msg/Image"
+    path.mkdir()
+    with (path / "depth.mcap").open("wb") as stream:
+        writer = Writer(stream, chunk_size=512 * 1024, compression=CompressionType.NONE)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(msgtype, "ros2msg", b"")
+        channel = writer.register_channel("/camera/depth/image_raw", "cdr", schema)
+        for i in range(frames):
+            depth_m = np.full((200, 200), 1.0 + i, np.float32)  # 160 kB a frame: several chunks
+            raw = store.serialize_cdr(bag_msgs.image(depth_m, "32FC1", 1000 + i, "camera"), msgtype)
+            writer.add_message(channel, 1000 + i, bytes(raw), 1000 + i)
+        writer.finish()
+
+
+def test_a_cut_short_mcap_bag_with_a_chunk_damaged_inside_stops_before_that_chunk_not_after_garbled_bytes(
+        tmp_path: Path) -> None:
+    # One flipped byte in frame 21's depth values leaves every record readable: only the chunk's CRC tells. The file
+    # is cut short too, so it is read front to back (the salvage path of tsg eval, tsg label and tsg replay).
+    _write_mcap_with_chunk_crcs(tmp_path / "bag", 40)
+    mcap_file = tmp_path / "bag" / "depth.mcap"
+    data = bytearray(mcap_file.read_bytes())
+    data[data.find(np.full(4, 22.0, np.float32).tobytes()) + 1000] ^= 0x40
+    mcap_file.write_bytes(bytes(data[: len(data) * 9 // 10]))
+    with BagReader(tmp_path / "bag") as reader:
+        frames = [np.frombuffer(m.msg.data, np.float32) for m in reader.messages()]
+    assert 0 < len(frames) < 21  # the whole chunks before the damaged one
+    assert all((depth_m == 1.0 + i).all() for i, depth_m in enumerate(frames))  # none garbled
+    assert "CRC" in reader.read_error
+
+
 def test_a_sqlite3_bag_whose_database_is_malformed_midway_is_read_up_to_the_damage(tmp_path: Path,
                                                                                    monkeypatch) -> None:
     # rosbags' sqlite3 storage reads through apsw, whose errors are not sqlite3's.

@@ -174,8 +174,8 @@ class BagReader:
                 raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
             if not self._salvage.complete:  # a whole file rosbags cannot index (no summary) is read as it is
                 self.read_error = (f"bag {self.path} is damaged: it has no valid end ({exc}); only its "
-                                   f"{plural(self._salvage.message_count, 'message')} before the damage can be read, "
-                                   "frames after it are missing")
+                                   f"{plural(self._salvage.message_count, 'message')} before the damage"
+                                   f"{self._salvage.damage_detail} can be read, frames after it are missing")
         self.topics: dict[str, str] = (self._salvage.topics() if self._salvage is not None
                                        else {c.topic: c.msgtype for c in self._reader.connections})
         #: Messages per topic as the bag's index (or, for a salvaged mcap file, its records) counts them.
@@ -250,14 +250,14 @@ class McapStream:
     """An mcap file read front to back with the mcap library's stream reader, up to its damage if it has one.
 
     rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the records before
-    the cut are intact. Shared by :class:`BagReader` and ``tsg replay``. Each iteration re-reads the file, so nothing
-    stays open. :attr:`damage` says where reading stopped (None: the file is whole, footer and closing magic read).
-    Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
+    the cut are intact. Shared by :class:`BagReader`, ``tsg label`` and ``tsg replay``. Each iteration re-reads the
+    file, so nothing stays open. :attr:`damage` says where reading stopped (None: the file is whole, footer and
+    closing magic read). CRCs are checked where the file stores them (ROS 2's recorder does; rosbags' writer leaves
+    them 0). Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
     """
 
-    def __init__(self, path: Path, validate_crcs: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.validate_crcs = validate_crcs  # CRCs checked where stored: a chunk damaged inside counts as the damage
         self.damage: str | None = None
         self.channels: dict[int, McapChannel] = {}
         self.message_counts: Counter[int] = Counter()  # per channel id, over the messages of known channels
@@ -287,6 +287,13 @@ class McapStream:
     def message_count(self) -> int:
         return sum(self.message_counts.values())
 
+    @property
+    def damage_detail(self) -> str:
+        """`` (<what stopped the reading>)`` for messages, or "" when the file simply ends (a cut) or is whole."""
+        if self.damage is None or self.damage.startswith("EndOfFile"):
+            return ""
+        return f" ({self.damage.rstrip(': ')})"
+
     def topics(self) -> dict[str, str]:
         """Topic -> message type of every channel."""
         return {channel.topic: channel.msgtype for channel in self.channels.values()}
@@ -307,7 +314,9 @@ class McapStream:
         self.damage = None
         with self.path.open("rb") as stream:
             try:
-                for record in StreamReader(stream, validate_crcs=self.validate_crcs).records:
+                # CRCs are checked where the file stores them: a chunk damaged inside is the damage, not messages
+                # with garbled bytes (a cut-short file is suspect as a whole; checking costs little beside reading).
+                for record in StreamReader(stream, validate_crcs=True).records:
                     started = True
                     if isinstance(record, records.Schema):
                         schemas[record.id] = record.name

@@ -314,9 +314,8 @@ class _SalvagedMcap:
         if self.stream.damage is None:
             return (f"the bag has no index (rosbags: {self.open_error}): labelled from its {messages}, re-written "
                     "message by message")
-        damage = self.stream.damage.rstrip(": ")  # the mcap library's EndOfFile has no message
-        return (f"the bag is cut short ({damage}; rosbags: {self.open_error}): labelled from the {messages} before "
-                "the cut, re-written message by message")
+        return (f"the bag is cut short (rosbags: {self.open_error}){self.stream.damage_detail}: labelled from the "
+                f"{messages} before the cut, re-written message by message")
 
     def close(self) -> None:
         pass  # the stream re-opens the file for each pass

@@ -415,15 +415,15 @@ class _RosbagsBag:
 
 class _SalvagedMcap:
     """An mcap file that rosbags cannot open (no valid end: a recorder that was killed, a copy cut short), read front
-    to back up to the damage by :class:`~trusted_scene_graph.dataset.bag.McapStream`, CRCs checked so a chunk damaged
-    inside is not published as garbage.
+    to back up to the damage by :class:`~trusted_scene_graph.dataset.bag.McapStream` (which checks CRCs, so a chunk
+    damaged inside is not published as garbage).
 
     Messages come in file order, which is the recorder's write order. :attr:`damage` says where reading stopped
     (None: the whole file was read). Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
     """
 
     def __init__(self, path: Path) -> None:
-        self._stream = McapStream(path, validate_crcs=True)
+        self._stream = McapStream(path)
         self.path = path
         self.damage = self._stream.damage
         self.connections = [_Connection(channel.id, channel.topic, channel.msgtype,
