@@ -26,3 +26,35 @@ def ee_poses_in_base_frame(source: Path, target: Path, with_tf: bool = True) -> 
             if with_tf and index == 0:
                 writer.write("/tf_static", tf_message(0, "world", "base_link", BASE_IN_WORLD), message.log_time_ns)
     return target
+
+
+def clock_reset_at_each_episode_without_ground_truth(source: Path, target: Path) -> Path:
+    """A copy of ``source`` (a ``tsg sim record`` bag) as a simulator without ``/ground_truth`` records it: every
+    episode's header stamps start again from the first episode's (a reset to t = 0), log times still increasing."""
+    with BagReader(source) as reader:
+        episode_starts_ns: dict[int, int] = {}
+        for message in reader.messages(["/ground_truth"]):
+            stamp_ns = message.msg.header.stamp.sec * 1_000_000_000 + message.msg.header.stamp.nanosec
+            episode_starts_ns.setdefault(message.msg.episode, stamp_ns)
+    starts = sorted(episode_starts_ns.values())
+
+    def shifted(stamp) -> None:
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        start_ns = max((s for s in starts if s <= stamp_ns), default=starts[0])
+        stamp_ns -= start_ns - starts[0]
+        stamp.sec, stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+
+    with BagReader(source) as reader, BagWriter(target) as writer:
+        for topic, msgtype in reader.topics.items():
+            if topic != "/ground_truth":
+                writer.add_topic(topic, msgtype)
+        for message in reader.messages():
+            if message.topic == "/ground_truth":
+                continue
+            if message.topic == "/tf":
+                for transform in message.msg.transforms:
+                    shifted(transform.header.stamp)
+            elif message.topic != "/tf_static" and hasattr(message.msg, "header"):
+                shifted(message.msg.header.stamp)
+            writer.write(message.topic, message.msg, message.log_time_ns)
+    return target

@@ -115,6 +115,14 @@ def test_a_value_below_the_minimum_is_rejected_naming_parameter_value_minimum_an
         Config({"sync.tolerance_s": -0.5})
 
 
+@pytest.mark.parametrize("name", ["relations.near_m", "relations.contact_tolerance_m"])
+def test_relation_thresholds_of_zero_are_rejected_because_their_predicates_could_never_hold(name):
+    # near needs near_m - surface > 0 and on_top_of contact_tolerance_m - |gap| > 0: at 0 neither is ever emitted.
+    with pytest.raises(ConfigError, match=rf"^{name.replace('.', r'[.]')}: 0\.0 is below the minimum 0\.0001 m$"):
+        Config({name: 0.0})
+    assert Config({name: 0.0001})[name] == 0.0001
+
+
 def test_a_value_above_the_maximum_is_rejected_naming_parameter_value_maximum_and_unit():
     with pytest.raises(ConfigError, match=r"^detector\.min_pixels: 20000000 is above the maximum 10000000 px$"):
         Config({"detector.min_pixels": 20_000_000})

@@ -114,7 +114,7 @@ def test_edges_are_correct_when_their_predicate_holds_between_the_matched_true_b
     #   ball right_of cube       0.2 m                            kept  correct
     #   ball behind cube         0.02 m                           kept  wrong
     #   ball near cube           0.0525 m                         kept  correct
-    #   ball bigger_than cube    cbrt(0.105^2 * 0.1) - 0.1 = 3.3 mm (trust 0.54)  not kept  correct
+    #   ball bigger_than cube    sqrt(0.105 * 0.105) - 0.1 = 5 mm (trust 0.56)  not kept  correct
     # (ball taller_than cube is true but not perceived: both 0.1 m tall.)
     edges = sorted(zip(samples.edge_predicate, samples.edges["kept"], samples.edges["correct"], strict=True))
     assert edges == sorted([("left_of", True, True), ("in_front_of", True, False), ("near", True, True),

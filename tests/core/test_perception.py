@@ -333,14 +333,15 @@ def test_an_empty_mask_is_dropped():
                           EXACT) is None
 
 
-def test_without_a_mask_only_the_central_half_of_the_box_is_used():
+def test_without_a_mask_the_depth_comes_from_the_central_half_of_the_box_and_the_extent_from_all_of_it():
     # Box columns 10..29, rows 6..17; its central half is columns 15..24 and rows 9..14 (10 x 6 px).
     depth = np.full((30, 40), 5.0, np.float32)  # background, inside the box but outside its central half
     depth[9:15, 15:25] = 2.0
     lifted = lift_detection(Detection("a", 1.0, (10, 6, 20, 12)), depth, INTRINSICS, IDENTITY, EXACT)
-    # x = (19.5 - 20) * 2 / 50 = -0.02, y = (11.5 - 15) * 2 / 40 = -0.175; 9 columns and 5 rows of extent.
+    # x = (19.5 - 20) * 2 / 50 = -0.02, y = (11.5 - 15) * 2 / 40 = -0.175; the box's 19 columns and 11 rows of
+    # extent at the central half's depth.
     np.testing.assert_allclose(lifted.centroid_m, [-0.02, -0.175, 2.0], atol=1e-9)
-    np.testing.assert_allclose(lifted.size_m, [0.36, 0.25, 0.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [19 * 2 / 50, 11 * 2 / 40, 0.0], atol=1e-9)
     assert lifted.depth_valid_fraction == 1.0
 
 
@@ -353,9 +354,11 @@ def test_without_a_mask_a_one_pixel_box_still_uses_its_pixel():
 
 def test_without_a_mask_a_box_partly_outside_the_image_is_clipped():
     depth = np.full((30, 40), 2.0, np.float32)
-    # Box x 30..49 (central half 35..44, clipped to 35..39), y 20..39 (central half 25..34, clipped to 25..29).
+    # Box x 30..49, clipped to 30..39, y 20..39, clipped to 20..29 (depth from the central half, clipped to 35..39
+    # and 25..29).
     lifted = lift_detection(Detection("a", 1.0, (30, 20, 20, 20)), depth, INTRINSICS, IDENTITY, EXACT)
-    np.testing.assert_allclose(lifted.centroid_m, [(37 - 20) * 2 / 50, (27 - 15) * 2 / 40, 2.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.centroid_m, [(34.5 - 20) * 2 / 50, (24.5 - 15) * 2 / 40, 2.0], atol=1e-9)
+    np.testing.assert_allclose(lifted.size_m, [9 * 2 / 50, 9 * 2 / 40, 0.0], atol=1e-9)
 
 
 def test_lifting_settings_are_read_from_the_config():

@@ -101,6 +101,9 @@ def test_the_expected_relations_hold_between_the_two_objects():
         ("cube", "in_front_of", "table"), ("table", "behind", "cube"),
         ("cube", "far", "table"), ("table", "far", "cube"),
         ("table", "taller_than", "cube"),
+        # Both lifted boxes have no thickness along x (zero volume); bigger_than compares their largest faces,
+        # sqrt(0.38 * 0.225) = 0.292 m against sqrt(0.135 * 0.16875) = 0.151 m.
+        ("table", "bigger_than", "cube"),
         # measurements: one edge per pair, from the lower id
         ("cube", "distance", "table"), ("cube", "surface_distance", "table"),
         ("cube", "horizontal_offset", "table"), ("cube", "vertical_offset", "table"),
@@ -112,13 +115,14 @@ def test_the_expected_relations_hold_between_the_two_objects():
 
 def test_edges_below_the_trust_threshold_are_pruned_and_counted():
     # With a 1 m margin scale the trusts are logistic(margin): left_of 0.68, in_front_of 0.62, far 0.64 (margin
-    # 0.582) but above/below only logistic(0.340625) = 0.584 and taller_than (table 0.225 m vs cube 0.16875 m)
-    # logistic(0.05625) = 0.514, so a 0.6 threshold prunes exactly those three.
+    # 0.582) but above/below only logistic(0.340625) = 0.584, taller_than (table 0.225 m vs cube 0.16875 m)
+    # logistic(0.05625) = 0.514 and bigger_than (0.292 m vs 0.151 m) logistic(0.1415) = 0.535, so a 0.6 threshold
+    # prunes exactly those four.
     config = Config({"trust.model": "prior", "relations.margin_scale_m": 1.0, "trust.threshold": 0.6})
     graph = ScenePipeline(config).process(scene_frame())
-    assert graph.num_pruned == 3
+    assert graph.num_pruned == 4
     assert len(graph.relations) == 10
-    assert {rel.predicate for rel in graph.relations}.isdisjoint({"above", "below", "taller_than"})
+    assert {rel.predicate for rel in graph.relations}.isdisjoint({"above", "below", "taller_than", "bigger_than"})
     assert all(rel.trust >= 0.6 for rel in graph.relations)
 
 
@@ -127,7 +131,7 @@ def test_reconfigure_changes_the_threshold_and_keeps_the_tracks():
     first = pipeline.process(scene_frame())
     pipeline.reconfigure(Config({"trust.model": "prior", "relations.margin_scale_m": 1.0, "trust.threshold": 0.6}))
     second = pipeline.process(scene_frame())
-    assert (first.num_pruned, second.num_pruned) == (0, 3)
+    assert (first.num_pruned, second.num_pruned) == (0, 4)
     assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
 
 

@@ -20,6 +20,7 @@ from trusted_scene_graph.relations import (
     margin_trust,
     object_dimensions_m,
     relations_from_boxes,
+    size_measure_m,
 )
 
 # The camera looks along +x of the graph frame, so "left" (from its viewpoint) is +y and "closer" is smaller x.
@@ -170,9 +171,16 @@ def test_a_camera_tilted_down_uses_its_horizontal_heading():
 
 @pytest.mark.parametrize("forward", [[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [1e-9, 0.0, -1.0]])
 def test_a_camera_looking_straight_down_or_up_without_an_image_up_direction_raises_a_relation_error(forward):
-    with pytest.raises(RelationError, match=r"^the camera looks straight up or down and no image-up direction was "
-                                            r"given; left/right and front/behind are undefined$"):
+    with pytest.raises(RelationError, match=r"^the camera looks straight up or down \(camera_forward_graph \[.*\]\) "
+                                            r"and no image-up direction was given; left/right and front/behind are "
+                                            r"undefined$"):
         compute_relations([A, B], np.array(forward), RelationSettings())
+
+
+def test_a_camera_looking_straight_down_with_a_vertical_image_up_direction_raises_a_relation_error():
+    with pytest.raises(RelationError, match=r"its image-up direction camera_up_graph \[0.0, 0.0, 1.0\] is not "
+                                            r"horizontal either"):
+        horizontal_axes(np.array([0.0, 0.0, -1.0]), np.array([0.0, 0.0, 1.0]))
 
 
 def test_a_top_down_camera_takes_forward_from_the_image_up_direction():
@@ -181,6 +189,96 @@ def test_a_top_down_camera_takes_forward_from_the_image_up_direction():
                                        camera_up_graph=np.array([1.0, 0.0, 0.0])), 1, 2)
     along_x = edges(compute_relations([A, B], ALONG_X, RelationSettings()), 1, 2)
     assert set(top_down) == set(along_x)
+
+
+def camera_rotation(optical_axis, image_up):
+    """Rotation (columns: the optical x, y, z axes in the graph frame) of a camera with these axes."""
+    z = np.asarray(optical_axis, float) / np.linalg.norm(optical_axis)
+    y = -np.asarray(image_up, float)
+    y = y - (y @ z) * z  # image up must be perpendicular to the optical axis
+    y /= np.linalg.norm(y)
+    return np.column_stack([np.cross(y, z), y, z])  # x = y cross z: a right-handed optical frame (x right, y down)
+
+
+def image_column(point, rotation, camera_position):
+    x, _, z = rotation.T @ (np.asarray(point, float) - camera_position)
+    return 320.0 + 500.0 * x / z
+
+
+# Cameras looking straight down, 85 degrees down, straight up and 85 degrees up, facing graph +x; then straight up and
+# down with the top of the image towards graph +y.
+_STEEP = math.radians(85.0)
+
+
+@pytest.mark.parametrize("optical_axis, image_up", [
+    ([0.0, 0.0, -1.0], [1.0, 0.0, 0.0]),
+    ([math.cos(_STEEP), 0.0, -math.sin(_STEEP)], [math.sin(_STEEP), 0.0, math.cos(_STEEP)]),
+    ([0.0, 0.0, 1.0], [1.0, 0.0, 0.0]),
+    ([math.cos(_STEEP), 0.0, math.sin(_STEEP)], [-math.sin(_STEEP), 0.0, math.cos(_STEEP)]),
+    ([0.0, 0.0, 1.0], [0.0, 1.0, 0.0]),
+    ([0.0, 0.0, -1.0], [0.0, 1.0, 0.0]),
+])
+def test_left_of_is_image_left_for_a_camera_looking_steeply_down_or_up(optical_axis, image_up):
+    # Two points 1 m along the optical axis, offset to either side of it across the image.
+    rotation = camera_rotation(optical_axis, image_up)
+    camera = np.array([0.0, 0.0, 1.0])
+    ahead = camera + rotation[:, 2]
+    first, second = ahead - 0.2 * rotation[:, 0], ahead + 0.2 * rotation[:, 0]
+    assert image_column(first, rotation, camera) < 320.0 < image_column(second, rotation, camera)
+    relations = relations_from_boxes([1, 2], np.array([first, second]), np.full((2, 3), 0.02), rotation[:, 2],
+                                     RelationSettings(), rotation @ [0.0, -1.0, 0.0])
+    assert "left_of" in edges(relations, 1, 2) and "right_of" in edges(relations, 2, 1)
+    assert "right_of" not in edges(relations, 1, 2)
+
+
+def test_the_steep_fallback_turns_smoothly_into_the_viewing_direction_at_the_switch():
+    # Just either side of the 10 degree switch, a camera facing +x (tilted up or down) keeps forward = +x.
+    for pitch_deg in (-81.0, -79.0, 79.0, 81.0):
+        pitch = math.radians(pitch_deg)
+        optical_axis = np.array([math.cos(pitch), 0.0, math.sin(pitch)])
+        image_up = np.array([-math.sin(pitch), 0.0, math.cos(pitch)])
+        forward, left = horizontal_axes(optical_axis, image_up)
+        assert forward == pytest.approx([1.0, 0.0, 0.0]) and left == pytest.approx([0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("scale", [0.1, 1e-3, 10.0, 1e200])
+def test_the_camera_direction_may_have_any_length(scale):
+    assert np.vstack(horizontal_axes(scale * ALONG_X)) == pytest.approx(np.vstack(horizontal_axes(ALONG_X)))
+    tilted = scale * np.array([1.0, 0.0, -0.3])
+    assert edges(compute_relations([A, B], tilted, RelationSettings()), 1, 2).keys() == (
+        edges(compute_relations([A, B], ALONG_X, RelationSettings()), 1, 2).keys())
+
+
+def test_the_vertical_threshold_applies_to_the_unit_direction():
+    # [10, 0, -100] is 5.7 degrees from straight down: no stable heading, whatever its horizontal length.
+    with pytest.raises(RelationError, match=r"^the camera looks straight up or down \(camera_forward_graph "
+                                            r"\[0.0995.*, 0.0, -0.995.*\]\)"):
+        horizontal_axes(np.array([10.0, 0.0, -100.0]))
+    # [0.1, 0, -0.01] is 5.7 degrees below the horizon: a heading along +x.
+    assert horizontal_axes(np.array([0.1, 0.0, -0.01]))[0] == pytest.approx([1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("direction, shown", [
+    ([1.0, 0.0], r"\[1.0, 0.0\]"),
+    ([[1.0, 0.0, 0.0]], r"\[\[1.0, 0.0, 0.0\]\]"),
+    ([math.nan, 0.0, 0.0], r"\[nan, 0.0, 0.0\]"),
+    ([math.inf, 0.0, 0.0], r"\[inf, 0.0, 0.0\]"),
+    ([0.0, 0.0, 0.0], r"\[0.0, 0.0, 0.0\]"),
+    (["x", 0.0, 0.0], r"\['x', 0.0, 0.0\]"),
+])
+def test_a_malformed_camera_direction_raises_a_relation_error_naming_it(direction, shown):
+    message = rf"must be a finite non-zero 3-vector in the graph frame, got {shown}$"
+    with pytest.raises(RelationError, match=rf"^camera_forward_graph {message}"):
+        horizontal_axes(direction)
+    with pytest.raises(RelationError, match=rf"^camera_forward_graph {message}"):
+        compute_relations([A, B], direction, RelationSettings())
+    with pytest.raises(RelationError, match=rf"^camera_forward_graph {message}"):
+        compute_relations([A], direction, RelationSettings())
+    with pytest.raises(RelationError, match=rf"^camera_forward_graph {message}"):
+        relations_from_boxes([1, 2], np.array([A.centroid_m, B.centroid_m]), np.array([A.size_m, B.size_m]),
+                             direction, RelationSettings())
+    with pytest.raises(RelationError, match=rf"^camera_up_graph {message}"):
+        compute_relations([A, B], np.array([0.0, 0.0, -1.0]), RelationSettings(), camera_up_graph=direction)
 
 
 def test_relation_settings_are_read_from_the_config():
@@ -323,22 +421,38 @@ def test_a_stack_of_three_gives_on_top_of_only_between_touching_neighbours():
 # --- bigger_than and taller_than ---------------------------------------------------------------------------------
 
 
-def test_bigger_compares_equivalent_cube_sides_and_taller_compares_heights():
-    big_cube = node(1, (1.0, 0.0, 0.1), (0.2, 0.2, 0.2))  # volume 0.008 m^3: cube side 0.2 m
-    pole = node(2, (1.0, 1.0, 0.2), (0.05, 0.05, 0.4))  # volume 0.001 m^3: cube side 0.1 m, 0.4 m tall
+def test_bigger_compares_largest_face_sides_and_taller_compares_heights():
+    big_cube = node(1, (1.0, 0.0, 0.1), (0.2, 0.2, 0.2))  # largest face 0.04 m^2: side 0.2 m
+    pole = node(2, (1.0, 1.0, 0.2), (0.05, 0.05, 0.4))  # largest face 0.02 m^2: side 0.141 m, 0.4 m tall
     relations = compute_relations([big_cube, pole], ALONG_X, RelationSettings())
-    assert edges(relations, 1, 2)["bigger_than"].margin_m == pytest.approx(0.1)
+    assert edges(relations, 1, 2)["bigger_than"].margin_m == pytest.approx(0.2 - math.sqrt(0.02))
     assert edges(relations, 2, 1)["taller_than"].margin_m == pytest.approx(0.2)
     assert "bigger_than" not in edges(relations, 2, 1) and "taller_than" not in edges(relations, 1, 2)
     assert math.isnan(edges(relations, 1, 2)["bigger_than"].value_m)
     assert edges(relations, 2, 1)["taller_than"].trust == pytest.approx(margin_trust(0.2, 0.02))
 
 
-def test_bigger_uses_the_cube_root_of_the_volume():
-    a = node(1, (1.0, 0.0, 0.0), (0.1, 0.2, 0.4))  # volume 0.008: side 0.2
+def test_bigger_uses_the_geometric_mean_of_the_two_largest_extents():
+    a = node(1, (1.0, 0.0, 0.0), (0.1, 0.2, 0.4))  # largest face 0.2 x 0.4: side sqrt(0.08)
     b = node(2, (2.0, 0.0, 0.0), (0.1, 0.1, 0.1))  # side 0.1
     assert edges(compute_relations([a, b], ALONG_X, RelationSettings()), 1, 2)["bigger_than"].margin_m == (
-        pytest.approx(0.1))
+        pytest.approx(math.sqrt(0.08) - 0.1))
+    assert size_measure_m(np.array([[0.1, 0.2, 0.4], [0.4, 0.0, 0.2], [0.0, 0.3, 0.0]])) == pytest.approx(
+        [math.sqrt(0.08), math.sqrt(0.08), 0.0])
+
+
+def test_a_flat_table_top_is_bigger_than_a_small_cube_on_it():
+    # A table top lifted from above has no visible thickness: its volume is 0, its largest face 1.0 x 1.4 m.
+    table = node(1, (1.0, 0.0, 0.75), (1.0, 1.4, 0.0))
+    cube = node(2, (1.0, 0.1, 0.77), (0.04, 0.04, 0.04))
+    relations = compute_relations([table, cube], ALONG_X, RelationSettings())
+    assert edges(relations, 1, 2)["bigger_than"].margin_m == pytest.approx(math.sqrt(1.4) - 0.04)
+    assert "bigger_than" not in edges(relations, 2, 1)
+
+
+def test_the_size_measure_rejects_a_malformed_array():
+    with pytest.raises(RelationError, match=r"^sizes_m must have shape \(N, 3\), got \(3,\)$"):
+        size_measure_m(np.array([0.1, 0.2, 0.3]))
 
 
 def test_objects_of_equal_volume_and_height_are_neither_bigger_nor_taller():

@@ -50,7 +50,9 @@ def reference_relations(objects, camera_forward, settings, camera_up=None):
             "near": (settings.near_m - surface, surface),
             "far": (surface - settings.near_m, surface),
             "on_top_of": (min(settings.contact_tolerance_m - abs(gap_z), depth_x, depth_y, offset[2]), gap_z),
-            "bigger_than": (np.prod(a.size_m) ** (1 / 3) - np.prod(b.size_m) ** (1 / 3), math.nan),
+            # The side of the square with the area of the largest face: the two largest extents' geometric mean.
+            "bigger_than": (math.sqrt(math.prod(sorted(a.size_m)[1:])) - math.sqrt(math.prod(sorted(b.size_m)[1:])),
+                            math.nan),
             "taller_than": (a.size_m[2] - b.size_m[2], math.nan),
         }
         for predicate, (margin, value) in qualitative.items():

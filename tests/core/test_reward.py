@@ -270,6 +270,48 @@ def test_smoothing_is_the_median_of_the_last_valid_distances():
     assert [s.distance_m for s in samples] == pytest.approx([0.5, 0.45, 0.5, 0.4, 0.3])
 
 
+def test_the_smoothing_window_starts_again_when_a_side_resolves_to_another_object():
+    # Cube #3 leaves the graph and #5 is chosen: its distance is not the median of two different cubes.
+    gripper = node(1, "gripper", (0, 0, 0))
+    first = graph(gripper, node(3, "cube", (0.3, 0, 0)), node(5, "cube", (0.9, 0, 0), score=0.5), t_s=0)
+    second = graph(gripper, node(5, "cube", (0.9, 0, 0), score=0.5), t_s=1)
+    third = graph(gripper, node(5, "cube", (0.7, 0, 0), score=0.5), t_s=2)
+    samples = track([RewardPair("gripper", "cube", smoothing_frames=3)], [first, second, third])
+    assert [s.object_id for s in samples] == [3, 5, 5]
+    assert [s.distance_m for s in samples] == pytest.approx([0.3, 0.9, 0.8])
+
+
+def test_the_smoothing_window_starts_again_when_the_gripper_switches_from_perception_to_kinematics():
+    sides = resolver()
+    tracker = RewardTracker([RewardPair("gripper", "cube", smoothing_frames=3)], sides)
+    perceived = tracker.update(graph(node(1, "gripper", (0.5, 0, 0)), node(2, "cube", (0, 0, 0)), t_s=1.0))[0]
+    sides.poses["ee"].add(2 * S, "world", (0.1, 0.0, 0.0))
+    kinematic = tracker.update(graph(node(1, "gripper", (0.5, 0, 0)), node(2, "cube", (0, 0, 0)), t_s=2.0))[0]
+    assert (perceived.subject_source, perceived.distance_m) == ("perception", pytest.approx(0.5))
+    assert (kinematic.subject_source, kinematic.distance_m) == ("kinematics", pytest.approx(0.1))
+
+
+def test_a_frame_stamped_before_the_last_valid_one_is_not_held():
+    # Another timeline (a reset the caller did not announce): a value from the future is no held value.
+    pair = RewardPair("gripper", "cube", hold_last_valid_s=0.5)
+    later = graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.2, 0, 0)), t_s=10.0)
+    earlier_without_cube = graph(node(1, "gripper", (0, 0, 0)), t_s=5.0)
+    _, sample = track([pair], [later, earlier_without_cube])
+    assert not sample.valid and not sample.held and math.isnan(sample.reward)
+
+
+@pytest.mark.parametrize(("score", "fraction", "match"), [
+    (math.nan, 1.0, "trust nan is below min_trust"),
+    (1.0, math.nan, "depth: nan% of 'cube'"),
+])
+def test_a_nan_trust_or_depth_fraction_is_not_enough(score, fraction, match):
+    pair = RewardPair("gripper", "cube", min_trust=0.5, min_depth_valid_fraction=0.5)
+    (sample,) = track([pair], [graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (0.2, 0, 0), score=score,
+                                                                          fraction=fraction))])
+    assert not sample.valid
+    assert re.search(match, sample.message), sample.message
+
+
 def test_progress_is_relative_to_the_episodes_first_valid_distance_and_resets_per_episode():
     pair = RewardPair("gripper", "cube", shaping="progress")
     tracker = RewardTracker([pair], resolver())
@@ -338,6 +380,8 @@ def test_query_answers_with_kinematics_and_explains_every_invalid_answer():
         "'ee' and 'gripper' both resolve to the ee frame": query_distance(scene, "ee", "gripper", resolver=sides),
         r"unknown mode 'volume'; expected one of \['centroid', 'surface'\]":
             query_distance(scene, "gripper", "cube", "volume"),
+        r"the distance between 'cube' and '#3' is inf m, not finite":
+            query_distance(graph(node(2, "cube", (0, 0, 0)), node(3, "cube", (math.inf, 0, 0))), "cube", "#3"),
     }
     for match, answer in cases.items():
         assert not answer.valid and math.isnan(answer.distance_m)

@@ -61,6 +61,19 @@ def test_left_of_claim_gets_margin_normalised_by_the_pair_extent_in_3d_and_2d():
     assert column(table, "claim_from_vlm")[0] == 0.0
 
 
+def test_bigger_than_alignment_divides_its_margin_by_the_same_size_measure():
+    # A table top lifted without thickness (1.0 x 1.4 x 0 m) and a 4 cm cube: sizes sqrt(1.4) and 0.04 m.
+    grid = relation_grid([1, 2], np.array([[1.0, 0.0, 0.75], [1.0, 0.1, 0.77]]),
+                         np.array([[1.0, 1.4, 0.0], [0.04, 0.04, 0.04]]), ALONG_X, RelationSettings())
+    _, objects = two_cubes()
+    bigger = QUALITATIVE_PREDICATES.index("bigger_than")
+    table = edge_features(grid, objects, np.array([0]), np.array([1]), np.array([bigger]))
+    size_table, size_cube = math.sqrt(1.4), 0.04
+    assert column(table, "margin_m")[0] == pytest.approx(size_table - size_cube, rel=1e-6)
+    assert column(table, "alignment_3d")[0] == pytest.approx((size_table - size_cube) / ((size_table + size_cube) / 2),
+                                                             rel=1e-6)
+
+
 def test_a_claim_the_geometry_contradicts_has_negative_alignment():
     grid, objects = two_cubes()
     right = QUALITATIVE_PREDICATES.index("right_of")

@@ -266,3 +266,48 @@ def test_without_pairs_there_is_no_reward_publisher_until_pairs_are_set(test_nod
         stamp = harness.publish()
         assert spin_until(test_node, lambda: any(convert.stamp_to_ns(r.header.stamp) == stamp for r in rewards))
         assert [(r.pair, r.valid) for r in rewards] == [("gripper:cube", True)]
+
+
+@pytest.fixture
+def progress_running(test_node):
+    yield from _running(test_node, CONFIG.with_overrides({"reward.pairs": ["gripper:cube"],
+                                                          "reward.shaping": "progress"}))
+
+
+def test_reset_episode_and_a_jump_back_in_time_start_a_new_progress_baseline(progress_running):
+    from std_srvs.srv import Trigger
+
+    from trusted_scene_graph.ros.scene_graph_node import RESET_EPISODE_SERVICE
+
+    bringup, harness = progress_running
+    node = bringup.nodes["scene_graph"]
+
+    def reward_with_ee_at(xyz_m) -> DenseReward:
+        harness.publish_pose("ee", harness.next_stamp_ns, "world", xyz_m)
+        _wait_for_poses(harness, node, "ee", min(len(node._resolver.poses["ee"]) + 1, 50))
+        (sample,) = harness.rewards_for(harness.publish(), 1)
+        assert sample.valid and sample.subject_source == "kinematics", sample.message
+        return sample
+
+    def reset_episode() -> None:
+        client = harness.node.create_client(Trigger, RESET_EPISODE_SERVICE)
+        assert client.wait_for_service(timeout_sec=5.0)
+        future = client.call_async(Trigger.Request())
+        assert spin_until(harness.node, future.done)
+        assert future.result().success and "next frame starts a new episode" in future.result().message
+
+    assert reward_with_ee_at(EE_XYZ_M).reward == pytest.approx(0.0)  # the episode's first distance is the baseline
+    cube_m = _centroids(harness.graph_for(harness.stamp_ns))["cube"]
+    far, near = cube_m + [0.5, 0.0, 0.0], cube_m + [0.1, 0.0, 0.0]
+    reset_episode()
+    assert reward_with_ee_at(far).reward == pytest.approx(0.0)
+    closer = reward_with_ee_at(near)
+    assert closer.reward == pytest.approx(0.8, abs=0.01)  # 1 - 0.1 / 0.5
+    assert reward_with_ee_at(near).reward == pytest.approx(closer.reward)  # the same episode: the same baseline
+    reset_episode()
+    assert reward_with_ee_at(near).reward == pytest.approx(0.0)  # a new baseline
+    assert reward_with_ee_at(far).reward < -0.05
+    # A simulator reset: the clock goes back 5 s, and the rewards start again from that frame's distance.
+    harness.stamp_ns -= 5_000_000_000
+    node._resolver.poses["ee"].clear()  # only so that _wait_for_poses can count from 0; the history clears too
+    assert reward_with_ee_at(far).reward == pytest.approx(0.0)

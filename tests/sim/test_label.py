@@ -857,6 +857,14 @@ def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads
     next_bag_reward = bag_reward[np.minimum(np.arange(bag_reward.size) + 1, bag_reward.size - 1)]
     both = valid & np.isfinite(next_bag_reward)
     assert np.median(np.abs(reward[both] - next_bag_reward[both])) < 0.002
+    # Where the gripper moves (the reward changes by over 1 cm from one frame to the next), the column is frame
+    # t + 1's, not frame t's nor t + 2's: an off-by-one would pass the median above, the gripper being still for long.
+    moving = both & (np.abs(next_bag_reward - bag_reward) > 0.01)
+    after_next = bag_reward[np.minimum(np.arange(bag_reward.size) + 2, bag_reward.size - 1)]
+    assert moving.sum() >= 5
+    assert np.median(np.abs(reward[moving] - next_bag_reward[moving])) < 0.003
+    for shifted in (bag_reward, after_next):
+        assert np.median(np.abs(reward[moving] - shifted[moving])) > 0.005
     stats = json.loads((out.root / "meta" / "stats.json").read_text())["next.reward"]
     assert stats["max"][0] == pytest.approx(float(np.nanmax(reward[valid])), abs=1e-6)
     # Rerun: the dataset is complete, nothing to do.
@@ -911,3 +919,18 @@ def test_lerobot_options_are_checked_against_the_dataset(tmp_path: Path):
     with pytest.raises(UsageError, match="--intrinsics FX,FY,CX,CY is required"):
         cmd_label(BENCHMARK_CONFIG, [], built.root, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
                   None, None, None, math.nan, False)
+
+
+def test_without_ground_truth_a_clock_reset_starts_the_episode_the_ground_truth_would_have(tmp_path: Path):
+    from bag_edits import clock_reset_at_each_episode_without_ground_truth
+
+    source = record(tmp_path / "bags" / "reach", "FetchReach", episodes=2, seed=4, width=160, height=120)
+    reset = clock_reset_at_each_episode_without_ground_truth(source, tmp_path / "reset" / "reach")
+    pairs = ["gripper:goal, shaping=progress, smoothing_frames=3"]
+    assert label(source.parent, tmp_path / "with_truth", pairs) == EXIT_OK
+    assert label(reset.parent, tmp_path / "without_truth", pairs) == EXIT_OK
+    columns = ["episode", "frame", "reward", "distance_m", "valid"]
+    with_truth = pq.read_table(tmp_path / "with_truth" / "rewards.parquet").to_pandas()[columns]
+    without_truth = pq.read_table(tmp_path / "without_truth" / "rewards.parquet").to_pandas()[columns]
+    assert sorted(set(with_truth["episode"])) == [0, 1]
+    assert without_truth.equals(with_truth)

@@ -599,7 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     lerobot.add_argument("--instances", default=None,
                          help="16-bit instance-id image feature (required by the 'sim' detector; with real camera "
                               "images use --set detector.backend=grounding_dino)")
-    lerobot.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY", help="camera intrinsics [px]")
+    lerobot.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY",
+                         help="pinhole intrinsics of the stored (undistorted) images [px]")
     lerobot.add_argument("--ee-position", default=None, metavar="KEY[START:STOP]",
                          help="feature holding the end effector's x, y, z [m], e.g. observation.state[0:3]")
     lerobot.add_argument("--goal-position", default=None, metavar="KEY[START:STOP]",

@@ -150,6 +150,11 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               choices=("raw", "compressedDepth"), read_only=True),
     ParamSpec("topics.camera_info", STRING, "/camera/color/camera_info", "Colour camera intrinsics topic",
               read_only=True),
+    ParamSpec("topics.rectified", BOOL, False,
+              "The colour (and registered depth) images are rectified (image_proc's image_rect, image_rect_color): "
+              "their intrinsics are camera_info's P and its distortion does not apply. False: raw images "
+              "(image_raw), lifted through camera_info's K and distortion D (plumb_bob, rational_polynomial or "
+              "equidistant)", read_only=True),
     ParamSpec("topics.instances", STRING, "/camera/instances/image_raw",
               "Instance-id image (16UC1, 0 = background) used by the 'sim' detector only", read_only=True),
     ParamSpec("topics.ee_pose", STRING, "/ee_pose",
@@ -233,11 +238,14 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "one (a sparse but continuous side); a point past a larger gap is a stray pixel (0: percentiles only)",
               unit="m", min=0.0, max=1.0),
     ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
-              "Points whose depth is more than k median absolute deviations from the median are rejected",
+              "Points whose depth is more than k median absolute deviations from the median are rejected, unless "
+              "they continue that band through continuous depths (gaps at most 10 % of the object's size across the "
+              "view, at most that size beyond the band): a receding side is kept, a stray blob behind is not",
               min=0.5, max=100.0),
     ParamSpec("lifting.points_per_object", INT, 768,
-              "Depth pixels used per object, resampled evenly over its valid pixels; bounds the cost of big objects "
-              "and lets all objects be lifted in one batch", unit="px", min=16, max=100_000),
+              "Depth pixels used per object, sampled stratified with a fixed jitter over its valid pixels (every "
+              "pixel of a smaller object); bounds the cost of big objects and lets all objects be lifted in one "
+              "batch", unit="px", min=16, max=100_000),
     ParamSpec("lifting.amodal_completion", BOOL, True,
               "Complete the side of an object the camera cannot see (back, underside) by point symmetry about its "
               "widest section (where its silhouette is widest); exact for centrally symmetric shapes (boxes, "
@@ -253,11 +261,13 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "Weight of the new measurement in a track's exponentially smoothed position (1: no smoothing)",
               min=0.01, max=1.0),
     # Relations and trust.
+    # Positive minimums: at 0 the margins of near (near_m - surface) and on_top_of (tolerance - |gap|) can never be
+    # > 0, so those predicates would silently never hold.
     ParamSpec("relations.near_m", FLOAT, 0.15, "Surface distance below which two objects are 'near'", unit="m",
-              min=0.0, max=100.0),
+              min=1e-4, max=100.0),
     ParamSpec("relations.contact_tolerance_m", FLOAT, 0.02,
               "'on_top_of': largest gap between the subject's bottom and the object's top", unit="m",
-              min=0.0, max=1.0),
+              min=1e-4, max=1.0),
     ParamSpec("relations.margin_scale_m", FLOAT, 0.02,
               "Margin at which the geometric prior gives trust 0.73 (logistic of margin / scale)", unit="m",
               min=1e-6, max=10.0),
@@ -399,6 +409,11 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
     if band_low > band_high:
         # An inverted band selects no claim at all: the VLM would silently never be asked.
         raise ConfigError(f"trust.vlm_query_band: low {band_low} is above high {band_high} (expected [low, high])")
+    colour_image = values["topics.color"].rstrip("/").rpartition("/")[2]
+    if colour_image.startswith("image_rect") and not values["topics.rectified"]:
+        # Read as a raw image, a rectified one would be undistorted a second time (image_pipeline's naming).
+        raise ConfigError(f"topics.color {values['topics.color']!r} is a rectified image but topics.rectified is "
+                          "false (raw images): set topics.rectified to true")
     norm = math.sqrt(sum(q * q for q in values["extrinsic.rotation_xyzw"]))
     if abs(norm - 1.0) > 1e-3:
         raise ConfigError(f"extrinsic.rotation_xyzw: quaternion norm is {norm:.4f}, expected 1")

@@ -66,12 +66,14 @@ def image(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> An
 
 
 def camera_info(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> Any:
-    """An undistorted pinhole camera (``plumb_bob`` with zero coefficients), as ``convert.camera_info_msg``."""
+    """The camera of raw images with ``intrinsics`` (an undistorted one is ``plumb_bob`` with zero coefficients),
+    as ``convert.camera_info_msg``; ``P`` repeats ``K``."""
     types = _types()
     k = intrinsics.k
     return types["sensor_msgs/msg/CameraInfo"](
         header=header(stamp_ns, frame_id), height=intrinsics.height, width=intrinsics.width,
-        distortion_model="plumb_bob", d=np.zeros(5), k=np.array(k, dtype=np.float64),
+        distortion_model=intrinsics.distortion_model or "plumb_bob",
+        d=np.array(intrinsics.distortion or (0.0,) * 5, dtype=np.float64), k=np.array(k, dtype=np.float64),
         r=np.eye(3).ravel(), p=np.array([k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]),
         binning_x=0, binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),

@@ -402,7 +402,8 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
             "pass --set extrinsic.source=tf")
     start = time.perf_counter()
     try:
-        frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
+        frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"),
+                                rectified=config["topics.rectified"])
         decode_ms = (time.perf_counter() - start) * 1e3
         graph = pipeline.process(frame)
     except TsgError as exc:

@@ -84,4 +84,5 @@ def distance_trust(a: ObjectNode, b: ObjectNode) -> float:
     A distance is as trustworthy as its weakest input. Uncalibrated (documented in the README) until the learned
     trust model replaces it.
     """
-    return float(min(a.score, b.score) * min(a.depth_valid_fraction, b.depth_valid_fraction))
+    # np.minimum, not min: a NaN on either side must give NaN (min(1.0, nan) is 1.0), never a confident trust.
+    return float(np.minimum(a.score, b.score) * np.minimum(a.depth_valid_fraction, b.depth_valid_fraction))

@@ -21,7 +21,9 @@ is refused, naming them and the bag's topics (it would give no frame). A reward 
 and is written at the log time of the frame's colour image (bag readers order by log time).
 
 Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode where its episode number changes
-(tracking, smoothing and the ``progress`` baseline restart); any other bag is one episode. The end effector and the
+(tracking, smoothing and the ``progress`` baseline restart). Without ground truth, a frame stamped more than
+:data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one starts the next episode (numbered 1, 2, ...
+after 0), as the live node does; otherwise the bag is one episode. The end effector and the
 goal come from ``topics.ee_pose`` and ``topics.goal_pose`` in the bag (or tf with ``reward.ee_tf_frame``). A frame
 the pipeline rejects still gets its rows, invalid with the reason (or held).
 
@@ -50,6 +52,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.serde import SerdeError
 
+from trusted_scene_graph.clock import jumped_back
 from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
@@ -107,7 +110,8 @@ LABEL_STAGES = {
 #: Columns of the rewards table: one row per camera frame and reward pair.
 REWARD_COLUMNS = {
     "source": pa.string(),  # the bag (its directory name) or dataset the row labels
-    "episode": pa.int64(),  # episode index (from /ground_truth, or the dataset's episode_index; else 0)
+    # episode index (from /ground_truth, or the dataset's episode_index; else 0, then 1, 2, ... at clock resets)
+    "episode": pa.int64(),
     "frame": pa.int64(),  # camera frame index within the episode, from 0
     "stamp_ns": pa.int64(),  # the frame's stamp (ns; a dataset's timestamp)
     "pair": pa.string(),
@@ -456,8 +460,7 @@ class _Replay:
         self.clock = clock
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
         self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
-        self.sync = FrameSynchronizer(list(self.inputs), int(config["sync.tolerance_s"] * 1e9),
-                                      config["sync.buffer_size"])
+        self.sync = self._synchronizer()
         self.tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
         self.pose_topics = {config["topics.ee_pose"]: EE_FRAME, config["topics.goal_pose"]: GOAL_FRAME}
         self.decoded = {*self.inputs.values(), TF_TOPIC, TF_STATIC_TOPIC, GROUND_TRUTH_TOPIC, *self.pose_topics}
@@ -466,6 +469,8 @@ class _Replay:
         self.colour_log_ns: dict[int, int] = {}  # colour image stamp -> its log time
         self.episode: int | None = None
         self.frame_in_episode = 0
+        self.last_stamp_ns: int | None = None  # of the previous frame (or incomplete colour image)
+        self.newest_stamp_ns: int | None = None  # of the camera, pose and tf messages read, on this timeline
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
         # What the resolver's pose histories will hold when a frame is finished is known when the frame is queued:
@@ -523,6 +528,7 @@ class _Replay:
         return self.rows
 
     def _on_message(self, topic: str, msgtype: str, msg: Any, log_time_ns: int) -> None:
+        self._follow_timeline(topic, msg)
         if topic in self.topic_to_input:
             name = self.topic_to_input[topic]
             stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -547,6 +553,28 @@ class _Replay:
             pose = _Pose(self.pose_topics[topic], stamp_ns, frame_id, tuple(position_m.tolist()))
             self.lookahead[pose.frame].add(pose.stamp_ns, pose.frame_id, pose.position_m)
             self._apply_or_queue(pose)
+
+    def _synchronizer(self) -> FrameSynchronizer:
+        return FrameSynchronizer(list(self.inputs), int(self.config["sync.tolerance_s"] * 1e9),
+                                 self.config["sync.buffer_size"])
+
+    def _follow_timeline(self, topic: str, msg: Any) -> None:
+        """At the first message of a new timeline (stamped more than JUMP_BACK_NS before the newest camera, pose or
+        tf message: a simulator reset), label everything of the old one first, its frames that never completed
+        included, so that no frame, pose or transform of the two timelines meets (the new one starts a new episode:
+        :meth:`_start_episode_at`)."""
+        if topic in self.topic_to_input or topic in self.pose_topics:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+        elif topic == TF_TOPIC and getattr(msg, "transforms", None):
+            stamp_ns = max(stamp_to_ns(transform.header.stamp) for transform in msg.transforms)
+        else:
+            return  # /tf_static (stamps of any age), ground truth, other topics
+        if jumped_back(stamp_ns, self.newest_stamp_ns):
+            self._label_ready(None)
+            self.sync = self._synchronizer()  # nothing of the old timeline left waiting for a partner
+            self.newest_stamp_ns = stamp_ns
+        else:
+            self.newest_stamp_ns = max(stamp_ns, self.newest_stamp_ns or stamp_ns)
 
     def _apply_or_queue(self, event: _Episode | _Pose) -> None:
         """Ground truth and poses are used when a frame is finished: while frames wait in the batch, they wait
@@ -610,7 +638,8 @@ class _Replay:
                 self.pipeline.camera_pose_from_tf(self.tf, camera_frame, stamp_ns)
             decoding_s = time.perf_counter()
             try:
-                frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"))
+                frame = frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"], msgs.get("instances"),
+                                        rectified=self.config["topics.rectified"])
             finally:
                 self.clock["decode"] += time.perf_counter() - decoding_s
             prepared: PreparedFrame | str = self.pipeline.prepare(frame, labels=labels)
@@ -672,9 +701,16 @@ class _Replay:
         return lifted
 
     def _start_episode_at(self, stamp_ns: int) -> None:
-        """Start a new episode when the ground truth's episode number changes at this frame."""
+        """Start a new episode when the ground truth's episode number changes at this frame, or, without ground truth
+        there, when the clock jumped back (see the module docstring)."""
         episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
-        if episode is not None and episode != self.episode:
+        previous_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
+        if episode is None:
+            if not jumped_back(stamp_ns, previous_ns):
+                return
+            episode = (self.episode or 0) + 1
+            self.episode = self.episode or 0  # the frames before the jump were episode 0: reset below
+        if episode != self.episode:
             if self.episode is not None:
                 self.pipeline.start_sequence()
                 self.tracker.start_episode()

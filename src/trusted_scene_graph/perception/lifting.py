@@ -16,20 +16,22 @@ widest section is hidden too, which leaves the centre about r / 6 short (instead
 visible it changes nothing; a flat face seen head-on stays flat (its depth is unobservable from one view). An
 occluder in front of an object's lower half is not seen as such: that half stays missing.
 
-All objects of a frame are lifted together: each object's valid depth pixels are resampled evenly to exactly
-``lifting.points_per_object`` points (repeating pixels of small objects), so the medians, percentiles and
-slices run as single numpy calls over an (objects x points) array instead of a dozen calls per object.
+All objects of a frame are lifted together: each object's valid depth pixels are resampled (stratified, with a
+fixed jitter) to exactly ``lifting.points_per_object`` points (repeating pixels of small objects), so the medians,
+percentiles and slices run as single numpy calls over an (objects x points) array instead of a dozen calls per
+object.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.geometry.camera import Intrinsics, normalized_coordinates
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.detector import Detection, PerceptionError
 
@@ -38,6 +40,10 @@ _MAD_TO_SIGMA = 1.4826
 # Smallest depth spread assumed, so that on an exactly flat surface (MAD = 0, common in simulation) a blob at
 # another depth is still rejected; 5 mm is about the noise of a good RGB-D sensor at 1 m.
 _MIN_SIGMA_M = 0.005
+# Largest depth gap within an object, and farthest its points reach beyond the band around its median depth, as
+# shares of its size across the view (see _depth_inliers).
+_GAP_PER_SIZE = 0.1
+_REACH_PER_SIZE = 1.0
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,10 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
     """The object's pixels with usable depth (flat indices into its crop), how many pixels it has in all, and
     its crop.
 
-    The object is its mask inside its box, else the central half of its box (less background). Boxes are clipped to
-    the image. Mask pixels outside the box are ignored: the box is the detector's statement of where the object is
-    (a jittered box cuts its mask), and scanning only the box keeps the cost proportional to the object, not to
-    the image.
+    The object is its mask inside its box, else the central half of its box (less background; its samples are
+    then spread over the whole box, see :func:`_spread_over_box`). Boxes are clipped to the image. Mask pixels
+    outside the box are ignored: the box is the detector's statement of where the object is (a jittered box cuts
+    its mask), and scanning only the box keeps the cost proportional to the object, not to the image.
     """
     height, width = depth_m.shape
     x, y, w, h = detection.box_xywh_px
@@ -137,6 +143,87 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
     return np.flatnonzero(usable), int(np.count_nonzero(crop.inside)), crop
 
 
+
+@functools.lru_cache(maxsize=4)
+def _sampling_jitter(count: int) -> np.ndarray:
+    """``count`` fixed offsets in [0, 1), the same on every call, so that lifting is deterministic."""
+    jitter = np.random.default_rng(0).random(count)
+    jitter.flags.writeable = False
+    return jitter
+
+
+def _sample_indices(valid_count: int, count: int) -> np.ndarray:
+    """Which of an object's ``valid_count`` pixels (in raster order) become its ``count`` points.
+
+    An object with no more pixels than points uses every pixel (some twice). A larger one is sampled stratified
+    with jitter: point i is a pixel from the i-th of ``count`` equal runs of its pixels, at a fixed pseudo-random
+    offset within the run. An even stride instead aliases with the row width: when a run is a simple fraction of
+    a rectangular object's width, every point lands in the same few columns, and the box loses up to half its
+    width (a 200 px wide mask at a stride of 50 px is sampled in 2 columns).
+    """
+    if valid_count <= count:
+        return np.arange(count) * valid_count // count
+    offsets = (np.arange(count) + _sampling_jitter(count)) * (valid_count / count)
+    return np.minimum(offsets.astype(np.int64), valid_count - 1)  # the minimum guards against rounding up to the end
+
+
+def _spread_over_box(rows: np.ndarray, cols: np.ndarray, crop: _Crop, box_xywh_px: tuple[int, int, int, int],
+                     image_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The image positions of a mask-less detection's points (sampled in the central half of its box) moved
+    linearly from that half onto the whole box, both clipped to the image; each point keeps its depth.
+
+    Without a mask only the central half of the box is sure to be the object, so it gives the depth; but the box
+    is the detector's statement of the object's extent in the image, so the box, not its central half, gives the
+    lateral extent (else a box-only detection lifts to about half its width and height).
+    """
+    height, width = image_shape[:2]
+    x, y, w, h = box_xywh_px
+    (box_x0, box_x1), (box_y0, box_y1) = _clip(x, x + w, width), _clip(y, y + h, height)
+    crop_height, crop_width = crop.inside.shape
+
+    def stretch(values: np.ndarray, crop_start: int, crop_count: int, box_start: int, box_count: int) -> np.ndarray:
+        if crop_count <= 1:
+            return np.full(values.shape, box_start + (box_count - 1) / 2.0)
+        return box_start + (values - crop_start) * ((box_count - 1) / (crop_count - 1))
+
+    return (stretch(rows, crop.y0, crop_height, box_y0, box_y1 - box_y0),
+            stretch(cols, crop.x0, crop_width, box_x0, box_x1 - box_x0))
+
+
+def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndarray, inliers: np.ndarray,
+                           measured_at: Mapping[int, tuple[np.ndarray, np.ndarray]], settings: LiftingSettings
+                           ) -> np.ndarray:
+    """``depths_m`` with the depth of each mask-less object's points moved to where :func:`_spread_over_box`
+    put them in the image.
+
+    A point keeps its depth's deviation from the object's surface, and the surface is extended over the whole
+    box as the plane through the object's inlier points measured in the central half (inverse depth is linear in
+    the pixel coordinates on a plane). Holding the measured depths at the moved positions instead would stand a
+    table top seen from above on its edge: the rows of its box span its depth, not a height.
+    """
+    which = np.array(sorted(measured_at))
+    rows_measured = np.stack([measured_at[row][0] for row in which]).astype(np.float64)
+    cols_measured = np.stack([measured_at[row][1] for row in which]).astype(np.float64)
+    inverse = 1.0 / depths_m[which]
+    weight = inliers[which].astype(np.float64)
+    total = np.maximum(weight.sum(axis=1, keepdims=True), 1.0)
+    # Centred coordinates keep the normal equations well conditioned; pinv solves them even when the points are
+    # on one row or column (no slope along it).
+    col_offset = cols_measured - (weight * cols_measured).sum(axis=1, keepdims=True) / total
+    row_offset = rows_measured - (weight * rows_measured).sum(axis=1, keepdims=True) / total
+    design = np.stack([np.ones_like(col_offset), col_offset, row_offset], axis=-1)
+    weighted = (design * weight[..., None]).transpose(0, 2, 1)
+    # matmul (one product per object), so that batching never changes a bit.
+    normal = np.matmul(weighted, design)
+    rhs = np.matmul(weighted, inverse[..., None])
+    coefficients = np.matmul(np.linalg.pinv(normal), rhs)[..., 0]
+    moved = inverse + coefficients[:, 1:2] * (cols[which] - cols_measured) + \
+        coefficients[:, 2:3] * (rows[which] - rows_measured)
+    extended = depths_m.copy()
+    extended[which] = 1.0 / np.clip(moved, 1.0 / settings.depth_max_m, 1.0 / settings.depth_min_m)
+    return extended
+
+
 def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
     """Percentiles along the last axis with numpy's default (linear) interpolation, shape (len(percents), ...).
 
@@ -153,6 +240,41 @@ def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
         weight = position - below
         out.append(ordered[..., below] * (1.0 - weight) + ordered[..., above] * weight)
     return np.stack(out)
+
+
+def _depth_inliers(depths_m: np.ndarray, median_m: np.ndarray, band_m: np.ndarray, max_gap_m: np.ndarray,
+                   reach_m: np.ndarray) -> np.ndarray:
+    """Per object (row of ``depths_m``, (objects, N)): which points are the object's, not stray pixels.
+
+    The core is the band of ``band_m`` (k robust standard deviations) around the median depth. A band alone
+    drops real surfaces: when most of an object's pixels lie on one face square to the camera (the top of a box
+    seen from above, its front seen level), its median absolute deviation is about zero and every point of the
+    visible sides more than the band deeper is cut off, and with them the object's height or depth. So from the
+    core the inliers grow outwards through the sorted depths while each next point is at most ``max_gap_m``
+    (per object) beyond the last: a visible side is a continuous run of depths, however long, while mask bleed
+    onto a background behind the object, or background seen through a hole, is separated from it by a gap.
+
+    A rim of mask bleed onto the surface the object stands on is not separated: that surface runs on from the
+    object's base to far behind it without a gap. Depth alone cannot tell it from a receding side, so the growth
+    is capped at ``reach_m`` beyond the band on either side (callers pass about the object's size across the view,
+    which a visible side seldom exceeds in depth).
+    """
+    ordered = np.sort(depths_m, axis=1)
+    count = ordered.shape[1]
+    # The core is the run of sorted points from core_low to core_high.
+    core_low = np.count_nonzero(ordered < (median_m - band_m)[:, None], axis=1)
+    core_high = count - 1 - np.count_nonzero(ordered > (median_m + band_m)[:, None], axis=1)
+    gaps = np.diff(ordered, axis=1) > max_gap_m[:, None]  # gaps[:, j]: between sorted points j and j + 1
+    index = np.arange(count - 1)
+    above = gaps & (index >= core_high[:, None])
+    high = np.where(above.any(axis=1), above.argmax(axis=1), count - 1)
+    below = (gaps & (index < core_low[:, None]))[:, ::-1]
+    low = np.where(below.any(axis=1), count - 1 - below.argmax(axis=1), 0)
+    low_m = np.take_along_axis(ordered, low[:, None], axis=1)
+    high_m = np.take_along_axis(ordered, high[:, None], axis=1)
+    low_m = np.maximum(low_m, (median_m - band_m - reach_m)[:, None])
+    high_m = np.minimum(high_m, (median_m + band_m + reach_m)[:, None])
+    return (depths_m >= low_m) & (depths_m <= high_m)
 
 
 def _connected_extents(values: np.ndarray, percent: float, max_gap_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -302,22 +424,25 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     by one; an offline labeller lifts many frames per batch, because with a few objects per frame numpy's fixed cost
     per call, not the arithmetic, is most of the time."""
     results: list[list[LiftedObject | None]] = [[None] * len(request.detections) for request in requests]
-    owners, sample_rows, sample_cols, depths, fractions, crops = [], [], [], [], [], []
+    owners, sample_rows, sample_cols, depths, fractions, crops, focals = [], [], [], [], [], [], []
+    measured_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # where a mask-less object's points were sampled
     points_per_object = settings.points_per_object
-    spread = np.arange(points_per_object)
     for frame_index, request in enumerate(requests):
         for index, detection in enumerate(request.detections):
             usable, pixel_count, crop = _object_pixels(detection, request.depth_m, settings)
             valid_count = usable.size
             if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:
                 continue
-            # Evenly spread over the object (in raster order), repeating pixels when it has fewer than needed.
-            rows, cols = np.divmod(usable[spread * valid_count // points_per_object], crop.inside.shape[1])
+            rows, cols = np.divmod(usable[_sample_indices(valid_count, points_per_object)], crop.inside.shape[1])
             rows += crop.y0
             cols += crop.x0
+            depths.append(request.depth_m[rows, cols])
+            if not crop.from_mask:
+                measured_at[len(owners)] = (rows, cols)
+                rows, cols = _spread_over_box(rows, cols, crop, detection.box_xywh_px, request.depth_m.shape)
             sample_rows.append(rows)
             sample_cols.append(cols)
-            depths.append(request.depth_m[rows, cols])
+            focals.append((request.intrinsics.fx, request.intrinsics.fy))
             owners.append((frame_index, index))
             fractions.append(valid_count / pixel_count)
             crops.append(crop)
@@ -328,14 +453,30 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     median = _quantiles(depths_m, [50.0])[0][:, None]
     deviation = np.abs(depths_m - median)
     sigma_m = np.maximum(_MAD_TO_SIGMA * _quantiles(deviation, [50.0])[0][:, None], _MIN_SIGMA_M)
-    inliers = deviation <= settings.outlier_mad_k * sigma_m
+    band_m = settings.outlier_mad_k * sigma_m[:, 0]
+    # An object's size across the view: the larger side of its points' extent in the image, at its median depth.
+    focal_px = np.array(focals)
+    lateral_m = np.maximum((np.ptp(cols, axis=1) + 1.0) / focal_px[:, 0],
+                           (np.ptp(rows, axis=1) + 1.0) / focal_px[:, 1]) * median[:, 0]
+    inliers = _depth_inliers(depths_m, median[:, 0], band_m, np.maximum(band_m, _GAP_PER_SIZE * lateral_m),
+                             _REACH_PER_SIZE * lateral_m)
+    if measured_at:
+        depths_m = _extend_depth_over_box(depths_m, rows, cols, inliers, measured_at, settings)
     # Back-projected and moved into the graph frame with each object's own camera (as back_project and
     # RigidTransform.apply do, batched over the objects).
     frames = [requests[frame_index] for frame_index, _ in owners]
     frame_of = np.array([frame_index for frame_index, _ in owners])
     fx, fy, cx, cy = np.array([[r.intrinsics.fx, r.intrinsics.fy, r.intrinsics.cx, r.intrinsics.cy]
                                for r in requests])[frame_of].T[..., None]
-    optical = np.stack([(cols - cx) * depths_m / fx, (rows - cy) * depths_m / fy, depths_m], axis=-1)
+    offset_x, offset_y = cols - cx, rows - cy
+    for frame_index in sorted({i for i in frame_of.tolist() if requests[i].intrinsics.distorted}):
+        # A raw image with lens distortion: OpenCV's undistorted normalised coordinates replace (u - cx) / fx, with
+        # a focal length of 1 so that the arithmetic below is back_project's (batching changes no bit).
+        which = frame_of == frame_index
+        offset_x[which], offset_y[which] = normalized_coordinates(requests[frame_index].intrinsics, cols[which],
+                                                                  rows[which])
+        fx, fy = np.where(which[:, None], 1.0, fx), np.where(which[:, None], 1.0, fy)
+    optical = np.stack([offset_x * depths_m / fx, offset_y * depths_m / fy, depths_m], axis=-1)
     rotations_t = np.stack([r.camera_to_graph.rotation_matrix_t for r in requests])[frame_of]
     translations = np.stack([r.camera_to_graph.translation_m for r in requests])[frame_of]
     points = np.matmul(optical, rotations_t) + translations[:, None, :]

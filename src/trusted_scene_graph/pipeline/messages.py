@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
 from trusted_scene_graph.image.compressed import decode_compressed_depth_m, decode_compressed_rgb
 from trusted_scene_graph.image.decode import ImageError, decode_depth_m, decode_image, to_rgb
 from trusted_scene_graph.perception.detector import CameraFrame
@@ -65,17 +65,44 @@ def instances_from_msg(msg: Any) -> np.ndarray:
     return decode_image(*_fields(msg)).astype(np.uint16, copy=False)
 
 
-def intrinsics_from_msg(msg: Any) -> Intrinsics:
-    return Intrinsics.from_k(list(msg.k), int(msg.width), int(msg.height))
+def intrinsics_from_msg(msg: Any, rectified: bool = False) -> Intrinsics:
+    """The intrinsics of the images a ``sensor_msgs/CameraInfo`` describes, as image_geometry reads it: for raw
+    (distorted) images ``K`` with the distortion ``distortion_model``/``d``; for rectified images
+    (``rectified``, config ``topics.rectified``: image_proc's ``image_rect``) the left 3x3 of ``P``, without
+    distortion.
+
+    Binning and a region of interest (a camera that sends a part or a downsampled image of what it was calibrated
+    for) are not supported and raise :class:`GeometryError`, as does skew; none is ignored.
+    """
+    width, height = int(msg.width), int(msg.height)
+    for field in ("binning_x", "binning_y"):
+        if int(getattr(msg, field)) > 1:  # 0 and 1 both mean no binning
+            raise GeometryError(f"camera_info.{field} is {int(getattr(msg, field))}: binned images are not "
+                                "supported (publish full-resolution images, or camera_info for the binned image)")
+    roi = msg.roi
+    roi_xywh = (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
+    if roi_xywh not in ((0, 0, 0, 0), (0, 0, width, height)):  # all zeros: the full image
+        raise GeometryError(f"camera_info.roi is x_offset {roi_xywh[0]}, y_offset {roi_xywh[1]}, width {roi_xywh[2]}, "
+                            f"height {roi_xywh[3]} of the {width}x{height} image: images of a region of interest "
+                            "are not supported")
+    if rectified:
+        if not any(float(value) for value in msg.p):
+            raise GeometryError("topics.rectified is true but camera_info.p is all zeros (an uncalibrated camera has "
+                                "no rectified images): set topics.rectified to false for raw images, which use K "
+                                "and D")
+        return Intrinsics.from_p(list(msg.p), width, height)
+    return Intrinsics.from_k(list(msg.k), width, height, str(msg.distortion_model), list(msg.d))
 
 
-def frame_from_msgs(color: Any, depth: Any | None, info: Any, instances: Any | None = None) -> CameraFrame:
+def frame_from_msgs(color: Any, depth: Any | None, info: Any, instances: Any | None = None, *,
+                    rectified: bool = False) -> CameraFrame:
     """Decode one synchronised set of messages (no depth for RGB-only cameras); raises the core's errors on
-    inconsistent input."""
+    inconsistent input. ``rectified`` (config ``topics.rectified``) says the images are rectified, which decides
+    how ``info`` is read (:func:`intrinsics_from_msg`)."""
     return CameraFrame(
         stamp_ns=stamp_to_ns(color.header.stamp),
         rgb=rgb_from_msg(color),
         depth_m=depth_m_from_msg(depth) if depth is not None else None,
-        intrinsics=intrinsics_from_msg(info),
+        intrinsics=intrinsics_from_msg(info, rectified),
         instances=instances_from_msg(instances) if instances is not None else None,
     )

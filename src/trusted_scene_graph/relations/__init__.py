@@ -11,6 +11,7 @@ from trusted_scene_graph.relations.geometric import (
     object_dimensions_m,
     prune_relations,
     relations_from_boxes,
+    size_measure_m,
 )
 from trusted_scene_graph.relations.image import IMAGE_PREDICATES, ImageRelation, box_iou_matrix, image_relations
 
@@ -29,4 +30,5 @@ __all__ = [
     "object_dimensions_m",
     "prune_relations",
     "relations_from_boxes",
+    "size_measure_m",
 ]

@@ -2,9 +2,9 @@
 
 Frame and viewpoint (REP-103 graph frame: x forward, y left, z up). The camera's horizontal axes come from
 :func:`horizontal_axes`: ``forward`` is its viewing direction projected on the horizontal plane (for a camera looking
-straight down or up, the image's up direction instead) and ``left`` is ``forward`` turned 90 degrees
-counter-clockwise seen from above. Every object is an axis-aligned box in the graph frame (centroid and full size
-along x, y, z, in metres).
+within about 10 degrees of straight down, the image's up direction instead; straight up, the image's down direction,
+so that ``left`` is image-left in both cases) and ``left`` is ``forward`` turned 90 degrees counter-clockwise seen
+from above. Every object is an axis-aligned box in the graph frame (centroid and full size along x, y, z, in metres).
 
 Qualitative predicates. One edge ``a predicate b`` per ordered pair for which it holds. Its ``margin_m`` says how
 far, in metres, the pair is past the decision boundary: the edge is emitted only when the margin is > 0 (a pair
@@ -23,11 +23,16 @@ predicate         margin_m                                                      
 ``near``          ``relations.near_m - surface``                                               ``surface``
 ``far``           ``surface - relations.near_m``                                               ``surface``
 ``on_top_of``     ``min(tol - |gap_z|, overlap_x, overlap_y, d_z)`` (below)                    ``gap_z``
-``bigger_than``   ``cbrt(volume_a) - cbrt(volume_b)`` (difference of equivalent cube sides)    NaN
+``bigger_than``   ``size_a - size_b`` (:func:`size_measure_m`, below)                          NaN
 ``taller_than``   ``size_a_z - size_b_z`` (height along gravity)                               NaN
 ================  ===========================================================================  ==================
 
 ``surface`` is the distance between the closest points of the two boxes (0 when they touch or overlap).
+
+``size`` (:func:`size_measure_m`) is ``sqrt(s_1 * s_2)`` for the box's extents sorted ``s_1 >= s_2 >= s_3``: the side
+of the square with the area of the box's largest face. Unlike the cube root of the volume it does not vanish when
+one extent is 0, as it is for a table top lifted from a view of its top only (no visible thickness), which would
+otherwise be smaller than a 4 cm cube standing on it; it is 0 only for a box with two zero extents.
 
 ``on_top_of(a, b)``, "a rests on b", needs all of: (1) a's bottom within ``tol = relations.contact_tolerance_m``
 of b's top, ``|gap_z| < tol`` with ``gap_z = (z_a - size_a_z / 2) - (z_b + size_b_z / 2)`` (negative when the boxes
@@ -113,8 +118,21 @@ def margin_trust(margin_m: float, scale_m: float) -> float:
     return float(expit(margin_m / scale_m))
 
 
-# Below this horizontal component (about 10 degrees from vertical) the optical axis gives no stable heading.
+# Below this horizontal component of a unit direction (about 10 degrees from vertical) the optical axis gives no stable
+# heading.
 _MIN_HORIZONTAL = 0.17
+
+
+def _unit_direction(name: str, direction: np.ndarray | Sequence[float]) -> np.ndarray:
+    """``direction`` as a unit 3-vector, or a :class:`RelationError` naming it when it is not a finite non-zero one."""
+    try:
+        vector = np.asarray(direction, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RelationError(f"{name} must be a finite non-zero 3-vector in the graph frame, got {direction!r}") from exc
+    if vector.shape != (3,) or not np.isfinite(vector).all() or not vector.any():
+        raise RelationError(f"{name} must be a finite non-zero 3-vector in the graph frame, got {vector.tolist()}")
+    vector = vector / np.abs(vector).max()  # rescaled first so that the norm can neither overflow nor underflow
+    return vector / np.linalg.norm(vector)
 
 
 def horizontal_axes(
@@ -122,20 +140,44 @@ def horizontal_axes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The camera's horizontal forward and left unit vectors in the graph frame.
 
-    A camera looking (nearly) straight down or up, such as a top-down or wrist camera, has no horizontal viewing
-    direction; then "forward" is the image's up direction (``camera_up_graph``, the optical -y axis) projected on
-    the horizontal plane, so left/right still mean image left/right.
+    ``camera_forward_graph`` (the optical z axis) and ``camera_up_graph`` (the image's up direction, the optical -y
+    axis) are finite non-zero 3-vectors in the graph frame, of any length. ``forward`` is the optical axis projected
+    on the horizontal plane, and ``left = z x forward``, which is image-left for a camera that is not rolled.
+
+    A camera looking within about 10 degrees of straight down or up (a top-down or wrist camera) has no stable
+    horizontal viewing direction; then ``camera_up_graph`` is needed and ``forward`` is the image's up direction
+    projected on the horizontal plane for a camera looking down, its down direction for a camera looking up. Image
+    left is ``image_up x optical_axis``, which is ``z x image_up`` looking down but ``z x (-image_up)`` looking up,
+    so in both cases ``left`` is image-left.
     """
-    for direction in (camera_forward_graph, camera_up_graph):
-        if direction is None:
-            continue
-        x, y = float(direction[0]), float(direction[1])
-        norm = math.hypot(x, y)
-        if norm >= _MIN_HORIZONTAL:
-            x, y = x / norm, y / norm
-            return np.array([x, y, 0.0]), np.array([-y, x, 0.0])  # left = z cross forward
-    raise RelationError("the camera looks straight up or down and no image-up direction was given; "
-                        "left/right and front/behind are undefined")
+    forward = _unit_direction("camera_forward_graph", camera_forward_graph)
+    up = None if camera_up_graph is None else _unit_direction("camera_up_graph", camera_up_graph)
+    heading = forward[:2]
+    if math.hypot(*heading) < _MIN_HORIZONTAL:
+        if up is None:
+            raise RelationError(f"the camera looks straight up or down (camera_forward_graph {forward.tolist()}) and "
+                                f"no image-up direction was given; left/right and front/behind are undefined")
+        heading = up[:2] if forward[2] < 0 else -up[:2]  # |forward_z| > 0.98 here: the sign is never ambiguous
+        if math.hypot(*heading) < _MIN_HORIZONTAL:
+            raise RelationError(f"the camera looks straight up or down (camera_forward_graph {forward.tolist()}) and "
+                                f"its image-up direction camera_up_graph {up.tolist()} is not horizontal either; "
+                                f"left/right and front/behind are undefined")
+    x, y = heading / math.hypot(*heading)
+    return np.array([x, y, 0.0]), np.array([-y, x, 0.0])  # left = z cross forward
+
+
+def size_measure_m(sizes_m: np.ndarray) -> np.ndarray:
+    """The size that ``bigger_than`` compares, in metres, of boxes with full sizes ``sizes_m`` (N, 3): (N,).
+
+    ``sqrt(s_1 * s_2)`` for the extents sorted ``s_1 >= s_2 >= s_3``, the side of the square with the area of the
+    box's largest face. The cube root of the volume would be 0 for a box with one zero extent (a table top lifted
+    from a view of its top only), making it smaller than anything standing on it.
+    """
+    sizes = np.asarray(sizes_m, dtype=np.float64)
+    if sizes.ndim != 2 or sizes.shape[1] != 3:
+        raise RelationError(f"sizes_m must have shape (N, 3), got {sizes.shape}")
+    largest_two = np.sort(sizes, axis=1)[:, 1:]
+    return np.sqrt(largest_two[:, 0] * largest_two[:, 1])
 
 
 def object_dimensions_m(size_m: np.ndarray, forward: np.ndarray, left: np.ndarray) -> tuple[float, float, float]:
@@ -272,10 +314,10 @@ def relation_grid(
     contact_gap = (centroids[:, 2] - half_height)[:, None] - (centroids[:, 2] + half_height)[None, :]
     resting = np.minimum(np.minimum(settings.contact_tolerance_m - np.abs(contact_gap), rise),
                          np.minimum(-gaps[:, :, 0], -gaps[:, :, 1]))
-    cube_side = np.cbrt(np.prod(sizes, axis=1))
+    size = size_measure_m(sizes)
     margins = np.stack([lateral, -lateral, rise, -rise, -longitudinal, longitudinal,
                         settings.near_m - surface, surface - settings.near_m, resting,
-                        cube_side[:, None] - cube_side[None, :], sizes[:, None, 2] - sizes[None, :, 2]], axis=-1)
+                        size[:, None] - size[None, :], sizes[:, None, 2] - sizes[None, :, 2]], axis=-1)
     return RelationGrid(object_ids, centroids, sizes, forward, left, offsets, gaps, surface, contact_gap, margins)
 
 

@@ -4,7 +4,8 @@ Nothing is recomputed: both sides are resolved in the graph the node last publis
 so "gripper" is the end effector's kinematic pose when one is near the graph's stamp), and one distance is taken.
 An answer that cannot be trusted is ``valid=False`` with NaN distance and a message saying why: no graph yet, a
 stale graph (older than ``query.max_graph_age_s``: the camera or the pipeline stopped), an unknown name (the known
-labels listed), an object the detector knows but this graph lacks, both names meaning one object, an unknown mode.
+labels listed), an object the detector knows but this graph lacks, both names meaning one object, an unknown mode, a
+distance that is not finite.
 """
 
 from __future__ import annotations
@@ -56,4 +57,8 @@ def query_distance(graph: SceneGraph | None, subject: str, obj: str, mode: str =
         return DistanceAnswer(False, math.nan, 0.0, a.id, b.id, **sources,
                               message=f"{subject!r} and {obj!r} both resolve to "
                                       f"{f'object #{a.id}' if a.id else f'the {a.label} frame'}")
-    return DistanceAnswer(True, distance_m(a, b, mode), pair_trust(a, b), a.id, b.id, **sources)
+    measured_m = distance_m(a, b, mode)
+    if not math.isfinite(measured_m):  # positions at infinity (a broken camera_info), as the rewards refuse them
+        return DistanceAnswer(False, math.nan, 0.0, a.id, b.id, **sources,
+                              message=f"the distance between {subject!r} and {obj!r} is {measured_m} m, not finite")
+    return DistanceAnswer(True, measured_m, pair_trust(a, b), a.id, b.id, **sources)

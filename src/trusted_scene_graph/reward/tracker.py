@@ -10,10 +10,14 @@ For each pair and graph (:meth:`RewardTracker.update`):
    has at least ``min_depth_valid_fraction`` of its pixels with valid depth. Otherwise the sample says why.
 4. The reward is shaped from the median of the valid distances among the pair's last ``smoothing_frames`` frames
    (an unusable frame takes its place in that window, so a gap ages old distances out instead of carrying them
-   over); ``progress`` divides by the episode's first valid, smoothed distance.
+   over); ``progress`` divides by the episode's first valid, smoothed distance. The window holds distances between
+   the same two things only: when a side resolves to another object (the previous one left the graph) or changes
+   source (perceived gripper to kinematic pose), the window starts again, so a median never mixes two objects. The
+   ``progress`` baseline stays the episode's.
 5. An invalid frame holds the last valid sample (distance, reward and trust; ``held``, ``age_s`` says how old) while
-   that is at most ``hold_last_valid_s`` older than the graph: a held sample counts as valid, as its value was. After
-   that it is ``valid=False`` with NaN reward and distance.
+   that is at most ``hold_last_valid_s`` older than the graph (and not newer: a frame stamped before the last valid
+   one belongs to another timeline): a held sample counts as valid, as its value was. After that it is
+   ``valid=False`` with NaN reward and distance.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class _PairState:
     last_valid: RewardSample | None = None
     subject_id: int | None = None
     object_id: int | None = None
+    measured: tuple | None = None  # (source, id) of both sides of the distances in recent_m
 
 
 class RewardTracker:
@@ -125,6 +130,10 @@ class RewardTracker:
             state.subject_id = a.id
         if b.source == PERCEPTION:
             state.object_id = b.id
+        measured = ((a.source, a.id), (b.source, b.id))
+        if state.measured is not None and measured != state.measured:
+            state.recent_m.clear()  # the window's distances are to another object: not to be mixed with this one's
+        state.measured = measured
         trust = pair_trust(a, b)
         problem = _problem(pair, a, b, trust)
         if problem is not None:
@@ -151,7 +160,7 @@ class RewardTracker:
         last = state.last_valid
         if last is not None and pair.hold_last_valid_s > 0:  # 0: never hold, also in a frame stamped like the last
             age_s = (stamp_ns - last.stamp_ns) / 1e9
-            if age_s <= pair.hold_last_valid_s:
+            if 0.0 <= age_s <= pair.hold_last_valid_s:
                 return RewardSample(**{**fields, "subject_id": last.subject_id, "object_id": last.object_id,
                                        "subject_source": last.subject_source, "object_source": last.object_source},
                                     reward=last.reward, distance_m=last.distance_m, valid=True, trust=last.trust,
@@ -165,9 +174,9 @@ def _problem(pair: RewardPair, a: Endpoint, b: Endpoint, trust: float) -> str | 
     if same_thing(a, b):
         return f"{pair.subject!r} and {pair.object!r} both resolve to {f'object #{a.id}' if a.id else a.label}"
     for side, name in ((a, pair.subject), (b, pair.object)):
-        if side.depth_valid_fraction < pair.min_depth_valid_fraction:
+        if not side.depth_valid_fraction >= pair.min_depth_valid_fraction:  # `not >=`: NaN is not enough
             return (f"depth: {side.depth_valid_fraction:.0%} of {name!r} (#{side.id}) has valid depth, below "
                     f"min_depth_valid_fraction {pair.min_depth_valid_fraction:.0%}")
-    if trust < pair.min_trust:
+    if not trust >= pair.min_trust:
         return f"trust {trust:.3f} is below min_trust {pair.min_trust:.3f}"
     return None

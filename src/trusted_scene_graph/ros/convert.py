@@ -52,7 +52,8 @@ def camera_info_msg(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> Cam
     k = intrinsics.k
     return CameraInfo(
         header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id),
-        width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob", d=[0.0] * 5, k=k,
+        width=intrinsics.width, height=intrinsics.height, distortion_model=intrinsics.distortion_model or "plumb_bob",
+        d=list(intrinsics.distortion) or [0.0] * 5, k=k,
         r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
         p=[k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0],
     )

@@ -16,8 +16,12 @@ Rewards: for each processed frame, right after publishing the graph, the node pu
 ``trusted_scene_graph_msgs/DenseReward`` per ``reward.pairs`` entry on ``/scene_graph/reward`` (reliable, volatile,
 :data:`REWARD_FRAMES_QUEUED` frames of every pair queued), from :meth:`RewardTracker.update`; a frame the pipeline
 rejects (no graph) gets samples too, invalid (or held) with the reason (:meth:`RewardTracker.skip`). With no pairs
-there is no reward publisher. A frame stamped before the previous one (a simulator reset, a looped replay) starts a new
-reward episode, so smoothing, held values and the ``progress`` baseline never mix two timelines.
+there is no reward publisher. A new episode (tracks, reward smoothing, held values and the ``progress`` baseline
+forgotten, so two episodes never mix) starts at the next frame after a call of ``/scene_graph/reset_episode``
+(``std_srvs/Trigger``: what an RL loop calls with its environment's reset), and at a frame stamped more than
+:data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one (a simulator reset, a looped replay; the rule
+of every stamped buffer here). ``tsg label`` starts episodes at the same jumps, and where a bag has ground truth, at
+its episode numbers.
 
 Robot frames: ``topics.ee_pose`` (unless ``reward.ee_tf_frame`` is set) and ``topics.goal_pose``
 (``geometry_msgs/PoseStamped``, best effort, depth 50, ``sensor`` group) fill the end-effector and goal pose
@@ -59,11 +63,13 @@ from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_srvs.srv import Trigger
 from trusted_scene_graph_msgs.msg import DenseReward
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
+from trusted_scene_graph.clock import jumped_back
 from trusted_scene_graph.config.nodes import (
     REWARD_TOPIC,
     TF_STATIC_TOPIC,
@@ -93,6 +99,7 @@ from trusted_scene_graph.ros.params import coerce_on_set, declare_config, valida
 SCENE_GRAPH_TOPIC = "/scene_graph"
 MARKERS_TOPIC = "/scene_graph/markers"
 QUERY_SERVICE = "/scene_graph/query_distance"
+RESET_EPISODE_SERVICE = "/scene_graph/reset_episode"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_PERIOD_S = 1.0
 # The info line saying how many frames came in and what the last graph holds (see ProgressLog).
@@ -202,7 +209,9 @@ class SceneGraphNode(LifecycleNode):
         self._resolver: SideResolver | None = None
         self._reward_tracker: RewardTracker | None = None  # None without reward.pairs
         self._last_rewards: dict[str, RewardSample] = {}  # pair -> its last sample (for /diagnostics)
-        self._last_frame_stamp_ns: int | None = None  # a frame stamped before it starts a new reward episode
+        self._last_frame_stamp_ns: int | None = None  # a frame stamped well before it starts a new episode
+        # Set by /scene_graph/reset_episode (service group), taken by perception before its next frame.
+        self._new_episode_requested = threading.Event()
         self._ee_tf_miss: str | None = None  # reward.ee_tf_frame: why the last lookup failed ("" found, None not yet)
         self.pipeline: ScenePipeline | None = None
         # (graph, time.monotonic() when it was published), replaced as one reference so the service reads a pair.
@@ -212,7 +221,7 @@ class SceneGraphNode(LifecycleNode):
         # Not `_subscriptions`: rclpy's Node keeps its own list under that name, which destroy_subscription edits.
         self._input_subscriptions = []
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
-        self._reward_pub = None
+        self._reward_pub = self._reset_service = None
         self._diagnostics_timer = self._progress_timer = None
         self._progress = ProgressLog()
         # Error logs per kind of message (log_throttle_s), one throttle per callback group that logs.
@@ -261,6 +270,8 @@ class SceneGraphNode(LifecycleNode):
         self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
         self._service = self.create_service(QueryDistance, QUERY_SERVICE, self._on_query,
                                             callback_group=self._service_group)
+        self._reset_service = self.create_service(Trigger, RESET_EPISODE_SERVICE, self._on_reset_episode,
+                                                  callback_group=self._service_group)
         tracker = self._reward_tracker
         rewards = ", ".join(pair.name for pair in tracker.pairs) if tracker is not None else "none"
         self.get_logger().info(f"configured: detector {self.config['detector.backend']!r}, inputs {topics}; trust: "
@@ -337,8 +348,9 @@ class SceneGraphNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
-        if self._service is not None:
-            self.destroy_service(self._service)
+        for service in (self._service, self._reset_service):
+            if service is not None:
+                self.destroy_service(service)
         for publisher in (self._graph_pub, self._marker_pub, self._diagnostics_pub, self._reward_pub):
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
@@ -348,7 +360,7 @@ class SceneGraphNode(LifecycleNode):
             if timer is not None:
                 self.destroy_timer(timer)
         self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
-        self._reward_pub = None
+        self._reward_pub = self._reset_service = None
         self._diagnostics_timer = self._progress_timer = None
         self.pipeline = None
         self._published = None
@@ -404,12 +416,16 @@ class SceneGraphNode(LifecycleNode):
         if latest is None or pipeline is None:
             return
         stamp_ns, msgs = latest
+        previous_ns, self._last_frame_stamp_ns = self._last_frame_stamp_ns, stamp_ns
+        if self._new_episode_requested.is_set() or jumped_back(stamp_ns, previous_ns):
+            self._new_episode_requested.clear()
+            self._start_episode(pipeline)
         try:
             if tf is not None and self.config["extrinsic.source"] == "tf":
                 with self._tf_lock:
                     pipeline.camera_pose_from_tf(tf, msgs["camera_info"].header.frame_id, stamp_ns)
             frame = convert.frame_from_msgs(msgs["color"], msgs.get("depth"), msgs["camera_info"],
-                                            msgs.get("instances"))
+                                            msgs.get("instances"), rectified=self.config["topics.rectified"])
             graph = pipeline.process(frame)
         except TsgError as exc:
             self.stats.record_failure(str(exc))
@@ -445,11 +461,8 @@ class SceneGraphNode(LifecycleNode):
         """One DenseReward per pair for the frame at ``stamp_ns``: from its ``graph``, or, when the pipeline rejected
         the frame (no graph), invalid (or held) with ``reason``."""
         tracker, publisher = self._reward_tracker, self._reward_pub  # read once: a parameter change may swap them
-        previous_ns, self._last_frame_stamp_ns = self._last_frame_stamp_ns, stamp_ns
         if tracker is None or publisher is None:
             return
-        if previous_ns is not None and stamp_ns < previous_ns:
-            tracker.start_episode()  # the clock went back: a new episode, not a continuation of the old one
         if graph is None:
             samples = tracker.skip(stamp_ns, reason)
         else:
@@ -459,6 +472,13 @@ class SceneGraphNode(LifecycleNode):
         for sample in samples:
             publisher.publish(convert.reward_to_msg(sample, frame_id))
         self._last_rewards = {sample.pair: sample for sample in samples}
+
+    def _start_episode(self, pipeline: ScenePipeline) -> None:
+        """Forget what the previous episode accumulated: the pipeline's tracks and the rewards' state."""
+        pipeline.start_sequence()
+        tracker = self._reward_tracker
+        if tracker is not None:
+            tracker.start_episode()
 
     def _warn_unknown_instance_ids(self, pipeline: ScenePipeline) -> None:
         """Once per id: the 'sim' detector saw an instance id it has no label for, so that object is never found."""
@@ -518,6 +538,13 @@ class SceneGraphNode(LifecycleNode):
             if self._query_log.should_log(line, time.monotonic(), self.config["log_throttle_s"]):
                 self.get_logger().warning(line)
         return convert.fill_distance_response(answer, graph, response, age_s)
+
+    def _on_reset_episode(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._new_episode_requested.set()
+        response.success = True
+        response.message = ("the next frame starts a new episode (tracks, reward smoothing, held values and the "
+                            "progress baseline forgotten)")
+        return response
 
     def _apply_parameters(self, parameters) -> None:
         self.config = self.config.with_overrides({p.name: p.value for p in parameters})

@@ -10,7 +10,9 @@ Notation: ``a`` is the subject, ``b`` the object, ``p`` the predicate; ``margin`
 claim in metres (:mod:`trusted_scene_graph.relations.geometric`); box ``(x, y, w, h)`` in pixels with centre
 ``(u, v)``; ``ext_k(o)`` is object o's extent along the predicate's axis ``k``: the camera's horizontal ``left`` axis
 (left_of, right_of), its horizontal ``forward`` axis (in_front_of, behind), height ``z`` (above, below, on_top_of,
-taller_than) or the equivalent cube side ``cbrt(volume)`` (near, far, bigger_than).
+taller_than), the equivalent cube side ``cbrt(volume)`` (near, far) or the size that bigger_than compares,
+:func:`~trusted_scene_graph.relations.geometric.size_measure_m` (bigger_than), so that its alignment is its margin
+over the same measure.
 
 ``FEATURE_SCHEMA_VERSION`` changes whenever a column is added, removed, reordered or redefined; a trust model trained
 on another version is refused when loaded.
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, RelationGrid
+from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, RelationGrid, size_measure_m
 from trusted_scene_graph.relations.image import box_iou_matrix
 from trusted_scene_graph.trust import TrustError
 
@@ -91,8 +93,8 @@ FEATURE_INDEX = {name: k for k, name in enumerate(FEATURE_NAMES)}
 VLM_FEATURES = ("vlm_p_claim", "vlm_nmlp", "vlm_margin", "vlm_sensitivity")
 
 # Per predicate: which per-object 3D extent scales its margin (0: along left, 1: along forward, 2: height,
-# 3: equivalent cube side).
-_EXTENT_KIND = np.array([0, 0, 2, 2, 1, 1, 3, 3, 2, 3, 2])
+# 3: equivalent cube side, 4: the bigger_than size measure).
+_EXTENT_KIND = np.array([0, 0, 2, 2, 1, 1, 3, 3, 2, 4, 2])
 # Per predicate, the image coordinate compared (0: u, 1: v, 2: bottom edge, 3: sqrt(area), 4: h; -1: none), the sign
 # (+1: a - b, -1: b - a) and the box size that scales it (0: w, 1: h, 2: sqrt(area)).
 _IMAGE_COORD = np.array([0, 0, 1, 1, 2, 2, -1, -1, 1, 3, 4])
@@ -175,7 +177,7 @@ def edge_features(
     sizes = grid.sizes_m
     cube_side = np.cbrt(np.prod(sizes, axis=1))
     extents = np.stack([np.abs(sizes) @ np.abs(grid.left), np.abs(sizes) @ np.abs(grid.forward), sizes[:, 2],
-                        cube_side], axis=1)  # (N, 4): the _EXTENT_KIND columns
+                        cube_side, size_measure_m(sizes)], axis=1)  # (N, 5): the _EXTENT_KIND columns
     kind = _EXTENT_KIND[predicate]
     table[:, column["alignment_3d"]] = margin / np.maximum((extents[subject, kind] + extents[obj, kind]) / 2,
                                                            MIN_SCALE_M)
