@@ -28,7 +28,7 @@ from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, Rela
 from trusted_scene_graph.relations.image import box_iou_matrix
 from trusted_scene_graph.trust import TrustError
 
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2  # 2: bigger_than alignment_3d over size_measure_m (was the cube root of the volume)
 
 # Scales are floored so that a degenerate (flat or empty) box cannot blow a ratio up to infinity.
 MIN_SCALE_M = 0.01
