@@ -460,7 +460,8 @@ class _Replay:
         self.clock = clock
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
         self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
-        self.sync = self._synchronizer()
+        self.sync = FrameSynchronizer(list(self.inputs), int(config["sync.tolerance_s"] * 1e9),
+                                      config["sync.buffer_size"])
         self.tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
         self.pose_topics = {config["topics.ee_pose"]: EE_FRAME, config["topics.goal_pose"]: GOAL_FRAME}
         self.decoded = {*self.inputs.values(), TF_TOPIC, TF_STATIC_TOPIC, GROUND_TRUTH_TOPIC, *self.pose_topics}
@@ -470,7 +471,7 @@ class _Replay:
         self.episode: int | None = None
         self.frame_in_episode = 0
         self.last_stamp_ns: int | None = None  # of the previous frame (or incomplete colour image)
-        self.newest_stamp_ns: int | None = None  # of the camera, pose and tf messages read, on this timeline
+        self.newest_colour_ns: int | None = None  # the newest colour image's stamp on this timeline
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
         # What the resolver's pose histories will hold when a frame is finished is known when the frame is queued:
@@ -554,27 +555,21 @@ class _Replay:
             self.lookahead[pose.frame].add(pose.stamp_ns, pose.frame_id, pose.position_m)
             self._apply_or_queue(pose)
 
-    def _synchronizer(self) -> FrameSynchronizer:
-        return FrameSynchronizer(list(self.inputs), int(self.config["sync.tolerance_s"] * 1e9),
-                                 self.config["sync.buffer_size"])
-
     def _follow_timeline(self, topic: str, msg: Any) -> None:
-        """At the first message of a new timeline (stamped more than JUMP_BACK_NS before the newest camera, pose or
-        tf message: a simulator reset), label everything of the old one first, its frames that never completed
-        included, so that no frame, pose or transform of the two timelines meets (the new one starts a new episode:
-        :meth:`_start_episode_at`)."""
-        if topic in self.topic_to_input or topic in self.pose_topics:
-            stamp_ns = stamp_to_ns(msg.header.stamp)
-        elif topic == TF_TOPIC and getattr(msg, "transforms", None):
-            stamp_ns = max(stamp_to_ns(transform.header.stamp) for transform in msg.transforms)
-        else:
-            return  # /tf_static (stamps of any age), ground truth, other topics
-        if jumped_back(stamp_ns, self.newest_stamp_ns):
+        """At the first colour image of a new timeline (stamped more than JUMP_BACK_NS before the newest colour
+        image: a simulator reset), label everything of the old one first, its colour images that never completed a
+        frame included, so that no frame of the new one is queued among them (the new one starts a new episode:
+        :meth:`_start_episode_at`). Judged on the colour images alone, as every stream is judged against itself
+        (:mod:`~trusted_scene_graph.clock`): a camera whose clock is not the robot's is no reset. The synchroniser, tf
+        and pose histories restart on their own streams' jumps."""
+        if self.topic_to_input.get(topic) != "color":
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if jumped_back(stamp_ns, self.newest_colour_ns):
             self._label_ready(None)
-            self.sync = self._synchronizer()  # nothing of the old timeline left waiting for a partner
-            self.newest_stamp_ns = stamp_ns
+            self.newest_colour_ns = stamp_ns
         else:
-            self.newest_stamp_ns = max(stamp_ns, self.newest_stamp_ns or stamp_ns)
+            self.newest_colour_ns = max(stamp_ns, self.newest_colour_ns or stamp_ns)
 
     def _apply_or_queue(self, event: _Episode | _Pose) -> None:
         """Ground truth and poses are used when a frame is finished: while frames wait in the batch, they wait
