@@ -7,12 +7,18 @@ The launch file (``launch/trusted_scene_graph.launch.py``) reads the same node l
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
+from collections.abc import Callable
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode
+from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 
 from trusted_scene_graph.config.nodes import NODES
 from trusted_scene_graph.config.schema import Config, ConfigError
@@ -23,6 +29,8 @@ EXECUTOR_THREADS = 4
 # rclpy callbacks share one GIL. With CPython's default 5 ms switch interval, a query waits several intervals
 # behind CPU-bound perception; 0.5 ms hands the GIL over sooner (measured with `tsg bench service`: see README).
 GIL_SWITCH_INTERVAL_S = 0.0005
+
+RCLError = _rclpy.RCLError  # what an rcl call on a shut-down context raises
 
 
 def use_short_gil_switch_interval() -> None:
@@ -44,6 +52,21 @@ def activate(node: LifecycleNode, name: str) -> None:
                                + (f": {reason}" if reason else ""))
 
 
+class BringupExecutor(MultiThreadedExecutor):
+    """A MultiThreadedExecutor whose :meth:`shutdown` lets the callbacks its worker threads hold finish first.
+
+    In this rclpy (9.1) ``Executor.shutdown`` does not wait for outstanding callbacks whatever its timeout, and
+    destroys the executor's guard condition before ``MultiThreadedExecutor.shutdown`` joins the worker threads: a
+    callback still running then fails triggering that guard ("exception was never retrieved: cannot use Destroyable
+    because destruction was requested"). Call it once ``spin`` has returned, as :meth:`Bringup.stop` does: a spin
+    still running submits to the closed pool (ros2/rclpy#1724).
+    """
+
+    def shutdown(self, timeout_sec: float | None = None, *, wait_for_threads: bool = True) -> bool:
+        self._executor.shutdown(wait=wait_for_threads)  # the worker pool (private: no public way to drain it)
+        return super().shutdown(timeout_sec, wait_for_threads=wait_for_threads)
+
+
 class Bringup:
     """Create the nodes, drive them to active (``autostart``) and spin them on one executor in a thread.
 
@@ -51,6 +74,10 @@ class Bringup:
 
         with Bringup(config) as bringup:
             ...  # nodes are active; bringup.nodes["scene_graph"]
+
+    :meth:`stop` stops in an order that leaves no thread inside rclpy: the spin thread returns first (the
+    context and the nodes still valid), then the executor's worker threads finish their callbacks, and only then
+    are the nodes destroyed. The caller shuts the context down after :meth:`stop`.
     """
 
     def __init__(self, config: Config, autostart: bool | None = None, context=None) -> None:
@@ -58,48 +85,76 @@ class Bringup:
         self.autostart = config["autostart"] if autostart is None else autostart
         self.context = context
         self.nodes: dict[str, LifecycleNode] = {}
-        self.executor: MultiThreadedExecutor | None = None
+        self.executor: BringupExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._stop_requested: Future | None = None
         self.error: BaseException | None = None  # what stopped the executor, when an error did
 
     def start(self) -> Bringup:
-        self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=self.context)
-        for spec in NODES:
-            node = spec.load_class()(self.config, node_name=spec.name, context=self.context)
-            self.nodes[spec.name] = node
-            self.executor.add_node(node)
-        if self.autostart:
-            for name, node in self.nodes.items():
-                try:
+        try:
+            self.executor = BringupExecutor(num_threads=EXECUTOR_THREADS, context=self.context)
+            for spec in NODES:
+                node = spec.load_class()(self.config, node_name=spec.name, context=self.context)
+                self.nodes[spec.name] = node
+                self.executor.add_node(node)
+            if self.autostart:
+                for name, node in self.nodes.items():
                     activate(node, name)
-                except BringupError:
-                    self.stop()
-                    raise
-        self._thread = threading.Thread(target=self._spin, name="tsg-executor", daemon=True)
-        self._thread.start()
+            self._stop_requested = Future()
+            # Not a daemon: a thread still inside rclpy's wait when the interpreter finalises aborts the process
+            # (it takes the GIL during finalisation: "terminate called without an active exception"). stop() joins
+            # it; a daemon would only hide a missing stop() until that abort.
+            self._thread = threading.Thread(target=self._spin, name="tsg-executor")
+            self._thread.start()
+        except BaseException:  # a failed transition, or Ctrl-C while the nodes load: nothing may be left running
+            self.stop()
+            raise
         return self
 
     def _spin(self) -> None:
+        context = self.executor.context
         try:
-            self.executor.spin()
+            # Until stop() completes the future: it wakes the executor's wait, so the thread returns promptly.
+            self.executor.spin_until_future_complete(self._stop_requested)
         except ExternalShutdownException:
             pass
+        except (RCLError, InvalidHandle) as exc:
+            # The context shut down under the executor (rclpy.shutdown() while it spins) between its check of the
+            # context and its wait: the same stop as ExternalShutdownException. With the context valid, an error.
+            if context.ok():
+                self.error = exc
+                raise
         except BaseException as exc:
             # An error no callback handled ended the executor: the nodes no longer run. Kept for the caller (an
             # exit code), and raised on, so the thread's traceback is printed.
             self.error = exc
             raise
 
-    def wait(self) -> None:
-        """Block until the executor stops (shutdown or Ctrl-C)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=0.5)
+    @property
+    def running(self) -> bool:
+        """Whether the executor still spins (false once stopped, or once an error stopped it)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, stop_requested: Callable[[], bool] = lambda: False, poll_s: float = 0.1) -> None:
+        """Block until the executor stops (an error, or rclpy shut down) or ``stop_requested()`` holds.
+
+        Polls rather than blocking in one call so that a signal handler that only sets a flag takes effect
+        within ``poll_s``."""
+        while self.running and not stop_requested():
+            self._thread.join(timeout=poll_s)
 
     def stop(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=2.0)
+        """Stop spinning, let running callbacks finish, destroy the nodes; safe to call more than once."""
+        if self._stop_requested is not None and not self._stop_requested.done():
+            self._stop_requested.set_result(None)
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
+            # No timeout: the wait was woken, and what remains are callbacks finishing. Returning with the
+            # thread still inside rclpy would abort the process when the interpreter exits.
+            self._thread.join()
+            self._thread = None
+        if self.executor is not None:
+            # Joins the worker threads, so no callback still uses a node destroyed below.
+            self.executor.shutdown()
         for node in self.nodes.values():
             node.destroy_node()
         self.nodes.clear()
@@ -111,15 +166,38 @@ class Bringup:
         self.stop()
 
 
+# The signals that stop `tsg bringup`: Ctrl-C, and what ros2 launch and process managers send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[str] | tuple[str, ...] = ()) -> int:
-    """``tsg bringup``: the ros2/examples main skeleton around :class:`Bringup`; returns an exit code."""
+    """``tsg bringup``: the ros2/examples main skeleton around :class:`Bringup`; returns an exit code.
+
+    SIGINT and SIGTERM are handled here, not by rclpy: rclpy's handlers shut the context down from the signal
+    while the executor's threads still wait and publish on it (errors "context is invalid", and a thread inside
+    rclpy at interpreter exit aborted the process). Here a signal while running only requests the stop, and the
+    context is shut down after :meth:`Bringup.stop` has joined every thread that uses it.
+    """
     use_short_gil_switch_interval()
-    rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None)
+    rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None,
+               signal_handler_options=SignalHandlerOptions.NO)
+    received: list[int] = []
+    running = False
+
+    def on_stop_signal(signum: int, _frame) -> None:
+        if not running:
+            raise KeyboardInterrupt  # while the nodes load: unwinds start(), which stops what it started
+        # Only a flag, also for a second Ctrl-C: the main thread stops the bringup, outside the handler, and a stop
+        # cut short would leave threads inside rclpy.
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
     try:
         with Bringup(config, autostart=autostart) as bringup:
+            running = True
             logger = bringup.nodes[NODES[0].name].get_logger()
             logger.info("bringup running; Ctrl-C to stop")
-            bringup.wait()
+            bringup.wait(stop_requested=lambda: bool(received))
             if bringup.error is not None:
                 logger.fatal(f"the executor stopped on an error no callback handled: "
                              f"{type(bringup.error).__name__}: {bringup.error}")
@@ -127,5 +205,7 @@ def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[st
     except KeyboardInterrupt:
         pass
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         rclpy.try_shutdown()
     return 0
