@@ -17,7 +17,7 @@ from trusted_scene_graph.perception import (
     lift_detection,
     make_detector,
 )
-from trusted_scene_graph.perception.detector import SimDetector
+from trusted_scene_graph.perception.detector import MAX_UNKNOWN_IDS_KEPT, SimDetector
 from trusted_scene_graph.perception.lifting import complete_hidden_side
 from trusted_scene_graph.perception.tracking import Tracker
 
@@ -117,6 +117,21 @@ def test_the_sim_detector_remembers_the_ids_without_a_label_but_not_the_backgrou
     later[0:3, 0:3] = 12  # new ids are added, ids no longer seen are kept
     detector.detect(frame(instances=later))
     assert detector.unknown_instance_ids == {9, 12}
+    assert detector.unknown_instance_id_count == 2
+    detector.detect(frame(instances=later))  # an id seen again is not counted again
+    assert detector.unknown_instance_id_count == 2
+
+
+def test_the_sim_detector_keeps_the_first_unknown_ids_and_only_counts_the_rest():
+    detector = SimDetector({1: "cube"}, min_pixels=1)
+    for instance_id in range(100, 3100):  # a simulator giving every frame a fresh id
+        instances = np.zeros((30, 40), np.uint16)
+        instances[:5, :5], instances[10:15, 10:15] = 1, instance_id
+        detector.detect(frame(instances=instances))
+    assert detector.unknown_instance_ids == frozenset(range(100, 100 + MAX_UNKNOWN_IDS_KEPT))
+    assert detector.unknown_instance_id_count == 3000
+    assert detector.detect(frame(instances=instances))[0].label == "cube"
+    assert detector.unknown_instance_id_count == 3000
 
 
 def test_the_sim_detector_asked_for_some_labels_returns_exactly_those_detections_of_a_full_run():

@@ -318,6 +318,66 @@ def test_an_instance_id_without_a_sim_label_is_warned_about_once_and_listed_on_d
     assert len(warnings) == 1 and warnings[0].startswith("[WARN]")
 
 
+def test_beyond_the_first_unknown_ids_one_warning_gives_their_count_and_diagnostics_count_them_all(
+        running, capfd, monkeypatch):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from trusted_scene_graph.perception import detector
+
+    monkeypatch.setattr(detector, "MAX_UNKNOWN_IDS_KEPT", 2)  # the detector reads it at each new id
+    bringup, harness = running
+    statuses: list = []
+    harness.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
+    for instance_id in (12, 13, 14, 15):  # a fresh unknown id in every frame
+        frame = SyntheticFrame(*SMALL, objects=(*OBJECTS, SyntheticObject(instance_id, 60, 90, 20, 20, 1.1)),
+                               focal_px=120.0)
+        assert harness.graph_for(harness.publish(frame)) is not None
+    assert spin_until(harness.node, lambda: any(
+        {v.key: v.value for v in s.values}.get("instance_ids_not_in_sim_labels_count") == "4" for s in statuses))
+    last = {v.key: v.value for v in statuses[-1].values}
+    assert last["instance_ids_not_in_sim_labels"] == "12, 13, ... (2 more)"
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "not in detector.sim_labels" in line]
+    assert [w.split("]: ", 1)[1] for w in warnings] == [
+        "instance id 12 in /camera/instances/image_raw is not in detector.sim_labels; it is ignored "
+        "(config/benchmark.yaml lists every recorded label)",
+        "instance id 13 in /camera/instances/image_raw is not in detector.sim_labels; it is ignored "
+        "(config/benchmark.yaml lists every recorded label)",
+        "3 instance ids in /camera/instances/image_raw are not in detector.sim_labels; further ones are not logged "
+        "(/diagnostics counts them)",
+    ]
+
+
+def test_diagnostics_warn_when_colour_stops_while_depth_and_camera_info_keep_coming(running):
+    import time
+
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    bringup, harness = running
+    statuses: list = []
+    harness.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
+    assert harness.graph_for(harness.publish()) is not None
+    frame = SyntheticFrame(*SMALL, objects=OBJECTS, focal_px=120.0)
+
+    def stalled() -> bool:
+        return any(s.level == DiagnosticStatus.WARN and s.message.startswith("no frame processed for")
+                   for s in statuses)
+
+    deadline = time.monotonic() + 10.0  # query.max_graph_age_s (1 s) of silence, plus a diagnostics period
+    while not stalled() and time.monotonic() < deadline:  # no colour: no frame completes, the rest keeps coming
+        harness.stamp_ns += 100_000_000
+        harness.camera.depth.publish(convert.image_msg(frame.depth_m, "32FC1", harness.stamp_ns, "cam"))
+        harness.camera.info.publish(convert.camera_info_msg(frame.intrinsics, harness.stamp_ns, "cam"))
+        harness.camera.instances.publish(convert.image_msg(frame.instance_ids, "16UC1", harness.stamp_ns, "cam"))
+        spin_until(harness.node, lambda: False, timeout_s=0.1)
+    assert stalled()
+    warning = next(s for s in statuses if s.level == DiagnosticStatus.WARN
+                   and s.message.startswith("no frame processed for"))
+    assert ("; no message on /camera/color/image_raw for " in warning.message
+            and warning.message.endswith("(/camera/depth/image_raw, /camera/color/camera_info, "
+                                         "/camera/instances/image_raw still arriving)")), warning.message
+    assert {v.key: v.value for v in warning.values}["frames_processed"] == "1"
+
+
 def test_the_node_logs_how_many_frames_arrived_and_what_the_last_graph_holds(test_node, monkeypatch, capfd):
     from trusted_scene_graph.ros import scene_graph_node
 

@@ -73,6 +73,10 @@ class Detector(Protocol):
 # Imported here, after Detection and PerceptionError, because corruption.py builds on both.
 from trusted_scene_graph.perception.corruption import DetectionCorruption  # noqa: E402
 
+#: The 'sim' detector keeps (and the node warns about) the first this many instance ids without a label; it counts
+#: the others.
+MAX_UNKNOWN_IDS_KEPT = 20
+
 
 class SimDetector:
     """Detections from a simulator's instance-segmentation image (exact masks, score 1).
@@ -90,9 +94,14 @@ class SimDetector:
     ) -> None:
         self.labels_by_id = dict(labels_by_id)
         # Ids seen in an instance image that have no label, so were never detected (the background excepted): the
-        # node reports them, since a config whose sim_labels miss a recording's ids otherwise just finds less.
-        # Replaced, never mutated, so another thread can read it while detect runs.
+        # node reports them, since a config whose sim_labels miss a recording's ids otherwise just finds less. Only
+        # the first MAX_UNKNOWN_IDS_KEPT are kept (a simulator may give every frame fresh ids); the count is of all
+        # distinct ones. Replaced, never mutated, so another thread can read them while detect runs (the count is
+        # updated first: a reader taking the ids, then the count, never sees fewer counted than listed).
         self.unknown_instance_ids: frozenset[int] = frozenset()
+        self.unknown_instance_id_count = 0
+        # Which ids were counted, by id: ids are uint16, so at most 64 kB, however many frames come.
+        self._unknown_seen = np.zeros(0, bool)
         self.min_pixels = min_pixels
         self.corruption = corruption if corruption is not None else DetectionCorruption()
         self._rng = self.corruption.make_rng()
@@ -119,8 +128,8 @@ class SimDetector:
         histogram = np.bincount(frame.instances.ravel())
         ids = np.flatnonzero(histogram)
         unknown = set(ids.tolist()) - self.labels_by_id.keys() - {BACKGROUND_INSTANCE_ID}
-        if not unknown <= self.unknown_instance_ids:
-            self.unknown_instance_ids = self.unknown_instance_ids | unknown
+        if unknown:
+            self._count_unknown(unknown)
         detections = [self._detection(frame.instances == i, i) for i in ids.tolist()
                       if i in self.labels_by_id and histogram[i] >= self._min_count]
         if self.corruption.enabled:
@@ -129,6 +138,20 @@ class SimDetector:
         if labels is not None:  # after the corruption, whose random draws are then those of a full run
             detections = [d for d in detections if d.label.strip().lower() in labels]
         return detections
+
+    def _count_unknown(self, unknown: set[int]) -> None:
+        """Count the ids of ``unknown`` not seen before, and keep them while fewer than MAX_UNKNOWN_IDS_KEPT are."""
+        if max(unknown) >= len(self._unknown_seen):
+            self._unknown_seen = np.concatenate([self._unknown_seen, np.zeros(max(unknown) + 1
+                                                                              - len(self._unknown_seen), bool)])
+        new = sorted(i for i in unknown if not self._unknown_seen[i])
+        if not new:
+            return
+        self._unknown_seen[new] = True
+        self.unknown_instance_id_count += len(new)
+        room = MAX_UNKNOWN_IDS_KEPT - len(self.unknown_instance_ids)
+        if room > 0:
+            self.unknown_instance_ids = self.unknown_instance_ids | frozenset(new[:room])
 
     @property
     def _min_count(self) -> int:

@@ -171,10 +171,11 @@ def graph_from_msg(msg: SceneGraphMsg) -> SceneGraph:
                       msg.num_pruned)
 
 
-def diagnostics_msg(node_name: str, stats: FrameStats, stamp_ns: int,
-                    details: dict[str, str] | None = None) -> DiagnosticArray:
-    """The node's frame counters as one ``/diagnostics`` status (for rqt_robot_monitor, diagnostic_aggregator)."""
-    level, message, values = health(stats, details)
+def diagnostics_msg(node_name: str, stats: FrameStats, stamp_ns: int, details: dict[str, str] | None = None,
+                    now_s: float | None = None, max_frame_age_s: float = math.inf) -> DiagnosticArray:
+    """The node's frame counters as one ``/diagnostics`` status (for rqt_robot_monitor, diagnostic_aggregator);
+    ``now_s`` (steady clock) and ``max_frame_age_s``: see :func:`~trusted_scene_graph.pipeline.health.health`."""
+    level, message, values = health(stats, details, now_s, max_frame_age_s)
     status = DiagnosticStatus(level=bytes([level]), name=f"trusted_scene_graph: {node_name}", message=message,
                               hardware_id="", values=[KeyValue(key=k, value=v) for k, v in values.items()])
     return DiagnosticArray(header=Header(stamp=ns_to_stamp(stamp_ns)), status=[status])

@@ -46,12 +46,14 @@ no transform to the graph frame is rejected like any bad frame: counted, logged 
 
 So that a user sees frames arrive (or not), the node logs a progress line every :data:`PROGRESS_LOG_PERIOD_S` while
 messages come in (:class:`~trusted_scene_graph.pipeline.health.ProgressLog`), and with the 'sim' detector warns once
-per instance id that has no ``detector.sim_labels`` entry (such objects are never detected).
+per instance id that has no ``detector.sim_labels`` entry (such objects are never detected), for the first
+:data:`~trusted_scene_graph.perception.detector.MAX_UNKNOWN_IDS_KEPT` ids, then once that there are more. Both
+``/diagnostics`` (WARN) and the progress line say when no frame has come for ``query.max_graph_age_s`` (the age beyond
+which the query service's answers are invalid) and name the inputs that stopped, on the steady clock.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
@@ -85,6 +87,7 @@ from trusted_scene_graph.pipeline.health import (
     FrameStats,
     LogThrottle,
     ProgressLog,
+    more_unknown_instance_ids_warning,
     sim_label_details,
     unknown_instance_id_warning,
 )
@@ -227,6 +230,7 @@ class SceneGraphNode(LifecycleNode):
         # Error logs per kind of message (log_throttle_s), one throttle per callback group that logs.
         self._frame_log, self._pose_log, self._query_log = LogThrottle(), LogThrottle(), LogThrottle()
         self._reported_unknown_ids: frozenset[int] = frozenset()  # 'sim' detector ids already warned about
+        self._reported_more_unknown_ids = False  # whether the one warning beyond those was logged
         self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
 
     @property
@@ -265,6 +269,7 @@ class SceneGraphNode(LifecycleNode):
         # Error logs per kind of message (log_throttle_s), one throttle per callback group that logs.
         self._frame_log, self._pose_log, self._query_log = LogThrottle(), LogThrottle(), LogThrottle()
         self._reported_unknown_ids = frozenset()
+        self._reported_more_unknown_ids = False
         self._progress_timer = self.create_timer(PROGRESS_LOG_PERIOD_S, self._log_progress,
                                                  callback_group=self._timer_group)
         self._frame_ready = self.create_guard_condition(self._on_frame_ready, self._perception_group)
@@ -309,7 +314,7 @@ class SceneGraphNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = sensor_qos(self.config)
         with self._lock:
-            self.stats.expect_topics([topic for _, _, topic in self._inputs()])
+            self.stats.expect_topics([topic for _, _, topic in self._inputs()], time.monotonic())
         # tf first: when a transform and the images of its frame are ready at once, the transform is buffered first.
         self._input_subscriptions = [self._tf_subscription(topic) for topic in tf_topic_names(self.config)]
         self._input_subscriptions += [
@@ -374,8 +379,11 @@ class SceneGraphNode(LifecycleNode):
     def _buffer_callback(self, name: str, topic: str):
         def callback(msg) -> None:
             with self._lock:
-                self.stats.record_message(topic)
+                now_s = time.monotonic()
+                self.stats.record_message(topic, now_s)
                 completed = self._sync.add(name, convert.stamp_to_ns(msg.header.stamp), msg)
+                if completed:
+                    self.stats.last_completed_s = now_s
             if completed:
                 self._frame_ready.trigger()
 
@@ -428,7 +436,7 @@ class SceneGraphNode(LifecycleNode):
                                             msgs.get("instances"), rectified=self.config["topics.rectified"])
             graph = pipeline.process(frame)
         except TsgError as exc:
-            self.stats.record_failure(str(exc))
+            self.stats.record_failure(str(exc), time.monotonic())
             if self._frame_log.should_log(str(exc), time.monotonic(), self.config["log_throttle_s"]):
                 self.get_logger().error(f"frame skipped: {exc}")
             self._warn_unknown_instance_ids(pipeline)
@@ -438,7 +446,7 @@ class SceneGraphNode(LifecycleNode):
         self._warn_unknown_instance_ids(pipeline)
         self._add_ee_pose_from_tf(tf, stamp_ns)  # before the graph is served: queries on it use that pose too
         self._published = (graph, time.monotonic())
-        self.stats.record_success(sum(graph.timing_ms.values()))
+        self.stats.record_success(sum(graph.timing_ms.values()), time.monotonic())
         self._graph_pub.publish(convert.graph_to_msg(graph))
         self._publish_rewards(stamp_ns, graph)
         if self.config["markers.enabled"]:
@@ -481,24 +489,31 @@ class SceneGraphNode(LifecycleNode):
             tracker.start_episode()
 
     def _warn_unknown_instance_ids(self, pipeline: ScenePipeline) -> None:
-        """Once per id: the 'sim' detector saw an instance id it has no label for, so that object is never found."""
-        if not isinstance(pipeline.detector, SimDetector):
+        """Once per id: the 'sim' detector saw an instance id it has no label for, so that object is never found.
+        Only for the first ids (those the detector keeps), then once that there are more: a simulator giving every
+        frame fresh ids would otherwise log a warning per frame."""
+        detector = pipeline.detector
+        if not isinstance(detector, SimDetector):
             return
-        unknown = pipeline.detector.unknown_instance_ids
+        unknown, count = detector.unknown_instance_ids, detector.unknown_instance_id_count  # ids first: see detector
         for instance_id in sorted(unknown - self._reported_unknown_ids):
             self.get_logger().warning(unknown_instance_id_warning(instance_id, self.config["topics.instances"]))
         self._reported_unknown_ids = unknown
+        if count > len(unknown) and not self._reported_more_unknown_ids:
+            self._reported_more_unknown_ids = True
+            self.get_logger().warning(more_unknown_instance_ids_warning(count, self.config["topics.instances"]))
 
     def _stats_snapshot(self) -> FrameStats:
         """The counters with the synchroniser's, copied under the lock the sensor callbacks count under."""
         with self._lock:
             self.stats.completed, self.stats.dropped = self._sync.completed, self._sync.dropped
-            return dataclasses.replace(self.stats, messages=dict(self.stats.messages))
+            return self.stats.copy()
 
     def _log_progress(self) -> None:
         graph = self.latest_graph
         line = self._progress.line(self._stats_snapshot(),
-                                   None if graph is None else [obj.label for obj in graph.objects])
+                                   None if graph is None else [obj.label for obj in graph.objects],
+                                   time.monotonic(), self.config["query.max_graph_age_s"])
         if line is not None:
             self.get_logger().info(line)
 
@@ -515,7 +530,8 @@ class SceneGraphNode(LifecycleNode):
         pipeline = self.pipeline  # read once: cleanup may clear it
         details = {**pipeline.frame_status(), **pipeline.trust_status()} if pipeline is not None else {}
         if pipeline is not None and isinstance(pipeline.detector, SimDetector):
-            details.update(sim_label_details(pipeline.detector.unknown_instance_ids))
+            detector = pipeline.detector
+            details.update(sim_label_details(detector.unknown_instance_ids, detector.unknown_instance_id_count))
         tracker = self._reward_tracker
         details.update(convert.reward_details([pair.name for pair in tracker.pairs] if tracker is not None else [],
                                               self._last_rewards))
@@ -524,8 +540,10 @@ class SceneGraphNode(LifecycleNode):
             details["ee_tf_frame"] = (f"{self.config['reward.ee_tf_frame']}: "
                                       + ("not looked up yet" if miss is None else f"not in tf: {miss}" if miss
                                          else "in tf"))
-        self._diagnostics_pub.publish(convert.diagnostics_msg(self.get_fully_qualified_name(), stats,
-                                                              self.get_clock().now().nanoseconds, details))
+        # Beyond query.max_graph_age_s without a frame the query service's answers are invalid: warn at the same age.
+        self._diagnostics_pub.publish(convert.diagnostics_msg(
+            self.get_fully_qualified_name(), stats, self.get_clock().now().nanoseconds, details,
+            now_s=time.monotonic(), max_frame_age_s=self.config["query.max_graph_age_s"]))
 
     def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
         published, resolver = self._published, self._resolver  # read once: perception replaces them
