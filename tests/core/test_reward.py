@@ -453,6 +453,20 @@ def test_the_object_stays_the_same_when_the_other_side_is_the_robot():
     assert all(s.subject_source == "kinematics" for s in samples)
 
 
+def test_a_frame_the_live_node_never_sees_takes_no_place_in_the_smoothing_window():
+    pair = RewardPair("gripper", "cube", smoothing_frames=2)
+    tracker = RewardTracker([pair], resolver())
+    at = [graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (d, 0, 0)), t_s=i) for i, d in enumerate([0.2, 0.4])]
+    tracker.update(at[0])
+    (incomplete,) = tracker.skip(int(0.5 * S), "frame incomplete", in_window=False)
+    assert not incomplete.valid
+    assert tracker.update(at[1])[0].distance_m == pytest.approx(0.3)  # the median of 0.2 and 0.4, as live
+    tracker.start_episode()
+    tracker.update(at[0])
+    tracker.skip(int(0.5 * S), "no scene graph")  # a frame the node rejected: in the window, live too
+    assert tracker.update(at[1])[0].distance_m == pytest.approx(0.4)
+
+
 def test_smoothing_counts_frames_so_a_gap_ages_old_distances_out():
     pair = RewardPair("gripper", "cube", smoothing_frames=3)
     both = [graph(node(1, "gripper", (0, 0, 0)), node(2, "cube", (d, 0, 0)), t_s=t) for t, d in ((0, 0.3), (1, 0.3))]

@@ -652,7 +652,8 @@ class _Replay:
                 self._apply(item)
             elif isinstance(item, _Incomplete):
                 self._start_episode_at(item.stamp_ns)
-                self._write(self.tracker.skip(item.stamp_ns, item.reason), item.colour_log_ns)
+                # The live node never sees such a frame: not in the smoothing window, so smoothing matches it.
+                self._write(self.tracker.skip(item.stamp_ns, item.reason, in_window=False), item.colour_log_ns)
             else:
                 self._start_episode_at(item.stamp_ns)
                 outcome = lifted[id(item)]

@@ -109,11 +109,14 @@ class RewardTracker:
     def update(self, graph: SceneGraph) -> list[RewardSample]:
         return [self._update_pair(pair, state, graph) for pair, state in zip(self.pairs, self._states, strict=True)]
 
-    def skip(self, stamp_ns: int, reason: str) -> list[RewardSample]:
+    def skip(self, stamp_ns: int, reason: str, *, in_window: bool = True) -> list[RewardSample]:
         """The samples of a frame that produced no graph (bad image, no camera pose): invalid with ``reason``, or
-        held, like any frame whose distance is not usable."""
+        held, like any frame whose distance is not usable. ``in_window=False`` for a frame the live node never sees
+        (a colour image whose frame never completed, which only a labeller writes a row for): it does not take a
+        place in the smoothing window, so smoothing spans the same frames live and offline."""
         return [self._invalid(pair, state, stamp_ns, {"pair": pair.name, "subject": pair.subject,
-                                                      "object": pair.object, "stamp_ns": stamp_ns}, reason, 0.0)
+                                                      "object": pair.object, "stamp_ns": stamp_ns}, reason, 0.0,
+                              in_window)
                 for pair, state in zip(self.pairs, self._states, strict=True)]
 
     def _update_pair(self, pair: RewardPair, state: _PairState, graph: SceneGraph) -> RewardSample:
@@ -155,8 +158,9 @@ class RewardTracker:
         return sample
 
     def _invalid(self, pair: RewardPair, state: _PairState, stamp_ns: int, fields: dict, reason: str,
-                 trust: float) -> RewardSample:
-        state.recent_m.append(math.nan)  # an unusable frame still takes its place in the smoothing window
+                 trust: float, in_window: bool = True) -> RewardSample:
+        if in_window:
+            state.recent_m.append(math.nan)  # an unusable frame still takes its place in the smoothing window
         last = state.last_valid
         if last is not None and pair.hold_last_valid_s > 0:  # 0: never hold, also in a frame stamped like the last
             age_s = (stamp_ns - last.stamp_ns) / 1e9
