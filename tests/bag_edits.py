@@ -58,3 +58,21 @@ def clock_reset_at_each_episode_without_ground_truth(source: Path, target: Path)
                 shifted(message.msg.header.stamp)
             writer.write(message.topic, message.msg, message.log_time_ns)
     return target
+
+
+
+def played_twice(source: Path, target: Path) -> Path:
+    """A copy of ``source`` holding it twice in a row, as a looped replay records it: the same stamps (the clock goes
+    back at the second pass), ground truth included, log times increasing."""
+    with BagReader(source) as reader:
+        topics = dict(reader.topics)
+        log_times_ns = [message.log_time_ns for message in reader.messages()]
+    shift_ns = max(log_times_ns) - min(log_times_ns) + 1_000_000_000
+    with BagWriter(target) as writer:
+        for topic, msgtype in topics.items():
+            writer.add_topic(topic, msgtype)
+        for repeat in range(2):
+            with BagReader(source) as reader:
+                for message in reader.messages():
+                    writer.write(message.topic, message.msg, message.log_time_ns + repeat * shift_ns)
+    return target

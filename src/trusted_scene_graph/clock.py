@@ -16,3 +16,39 @@ def jumped_back(stamp_ns: int, newest_ns: int | None) -> bool:
     """Whether a message stamped ``stamp_ns`` starts a new timeline after one whose newest stamp is ``newest_ns``
     (None: nothing held yet)."""
     return newest_ns is not None and stamp_ns < newest_ns - JUMP_BACK_NS
+
+
+class EpisodeStarts:
+    """Which frame starts a new episode, from the colour images' stamps and reset requests (the node's rule).
+
+    A frame starts one when the clock jumped back (:func:`jumped_back` against the previous frame), or when it is the
+    first frame stamped after the newest colour image received when :meth:`request_reset` was called: frames already
+    captured when an RL loop resets its environment belong to the episode that ended, whichever frame perception
+    takes next. A jump serves a pending request (it is that reset). Not thread-safe: the node calls it under its
+    synchroniser's lock.
+    """
+
+    def __init__(self) -> None:
+        self.newest_colour_ns: int | None = None
+        self.last_frame_ns: int | None = None
+        self.reset_after_ns: int | None = None  # a pending request: frames stamped after this start the episode
+
+    def colour(self, stamp_ns: int) -> None:
+        """A colour image arrived."""
+        if self.newest_colour_ns is None or jumped_back(stamp_ns, self.newest_colour_ns):
+            self.newest_colour_ns = stamp_ns
+        else:
+            self.newest_colour_ns = max(self.newest_colour_ns, stamp_ns)
+
+    def request_reset(self) -> None:
+        """The next frame stamped after every colour image received so far starts a new episode."""
+        self.reset_after_ns = self.newest_colour_ns if self.newest_colour_ns is not None else -1
+
+    def frame(self, stamp_ns: int) -> bool:
+        """Whether the frame stamped ``stamp_ns``, about to be processed, starts a new episode."""
+        jumped = jumped_back(stamp_ns, self.last_frame_ns)
+        self.last_frame_ns = stamp_ns
+        if jumped or (self.reset_after_ns is not None and stamp_ns > self.reset_after_ns):
+            self.reset_after_ns = None
+            return True
+        return False

@@ -294,7 +294,7 @@ def test_reset_episode_and_a_jump_back_in_time_start_a_new_progress_baseline(pro
         assert client.wait_for_service(timeout_sec=5.0)
         future = client.call_async(Trigger.Request())
         assert spin_until(harness.node, future.done)
-        assert future.result().success and "next frame starts a new episode" in future.result().message
+        assert future.result().success and "captured after this call starts a new episode" in future.result().message
 
     assert reward_with_ee_at(EE_XYZ_M).reward == pytest.approx(0.0)  # the episode's first distance is the baseline
     cube_m = _centroids(harness.graph_for(harness.stamp_ns))["cube"]

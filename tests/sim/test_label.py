@@ -934,3 +934,19 @@ def test_without_ground_truth_a_clock_reset_starts_the_episode_the_ground_truth_
     without_truth = pq.read_table(tmp_path / "without_truth" / "rewards.parquet").to_pandas()[columns]
     assert sorted(set(with_truth["episode"])) == [0, 1]
     assert without_truth.equals(with_truth)
+
+
+def test_a_clock_reset_within_one_ground_truth_episode_restarts_the_rewards_state_and_keeps_its_rows_unique(
+        tmp_path: Path):
+    from bag_edits import played_twice
+
+    source = record(tmp_path / "bags" / "reach", "FetchReach", episodes=1, seed=4, width=160, height=120)
+    looped = played_twice(source, tmp_path / "looped" / "reach")
+    pairs = ["gripper:goal, shaping=progress, smoothing_frames=3"]
+    assert label(looped.parent, tmp_path / "out", pairs) == EXIT_OK
+    rows = pq.read_table(tmp_path / "out" / "rewards.parquet").to_pandas()
+    half = len(rows) // 2
+    assert set(rows["episode"]) == {0} and list(rows["frame"]) == list(range(len(rows)))  # the ground truth's
+    columns = ["reward", "distance_m", "valid"]
+    # The second pass is labelled as the first: smoothing and the progress baseline started again at the jump.
+    assert rows[columns].iloc[half:].reset_index(drop=True).equals(rows[columns].iloc[:half].reset_index(drop=True))

@@ -21,9 +21,10 @@ is refused, naming them and the bag's topics (it would give no frame). A reward 
 and is written at the log time of the frame's colour image (bag readers order by log time).
 
 Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode where its episode number changes
-(tracking, smoothing and the ``progress`` baseline restart). Without ground truth, a frame stamped more than
-:data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one starts the next episode (numbered 1, 2, ...
-after 0), as the live node does; otherwise the bag is one episode. The end effector and the
+(tracking, smoothing and the ``progress`` baseline restart). A frame stamped more than
+:data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one restarts that state too, as the live node
+does: without ground truth it starts the next episode (numbered 1, 2, ... after 0; otherwise the bag is one
+episode); within one ground-truth episode it keeps the episode's number and frame count. The end effector and the
 goal come from ``topics.ee_pose`` and ``topics.goal_pose`` in the bag (or tf with ``reward.ee_tf_frame``). A frame
 the pipeline rejects still gets its rows, invalid with the reason (or held).
 
@@ -697,21 +698,28 @@ class _Replay:
         return lifted
 
     def _start_episode_at(self, stamp_ns: int) -> None:
-        """Start a new episode when the ground truth's episode number changes at this frame, or, without ground truth
-        there, when the clock jumped back (see the module docstring)."""
+        """Start a new episode when the ground truth's episode number changes at this frame, or when the clock jumped
+        back (see the module docstring). Within one ground-truth episode a jump restarts the rewards' and tracks'
+        state, as live, and keeps the episode's number and frame count (the table's rows stay unique)."""
         episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
         previous_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
+        jumped = jumped_back(stamp_ns, previous_ns)
         if episode is None:
-            if not jumped_back(stamp_ns, previous_ns):
+            if not jumped:
                 return
             episode = (self.episode or 0) + 1
             self.episode = self.episode or 0  # the frames before the jump were episode 0: reset below
         if episode != self.episode:
             if self.episode is not None:
-                self.pipeline.start_sequence()
-                self.tracker.start_episode()
+                self._restart_state()
                 self.frame_in_episode = 0
             self.episode = episode
+        elif jumped:
+            self._restart_state()
+
+    def _restart_state(self) -> None:
+        self.pipeline.start_sequence()
+        self.tracker.start_episode()
 
     def _write(self, samples: list[RewardSample], colour_log_ns: int) -> None:
         for sample in samples:

@@ -17,11 +17,13 @@ Rewards: for each processed frame, right after publishing the graph, the node pu
 :data:`REWARD_FRAMES_QUEUED` frames of every pair queued), from :meth:`RewardTracker.update`; a frame the pipeline
 rejects (no graph) gets samples too, invalid (or held) with the reason (:meth:`RewardTracker.skip`). With no pairs
 there is no reward publisher. A new episode (tracks, reward smoothing, held values and the ``progress`` baseline
-forgotten, so two episodes never mix) starts at the next frame after a call of ``/scene_graph/reset_episode``
-(``std_srvs/Trigger``: what an RL loop calls with its environment's reset), and at a frame stamped more than
-:data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one (a simulator reset, a looped replay; the rule
-of every stamped buffer here). ``tsg label`` starts episodes at the same jumps, and where a bag has ground truth, at
-its episode numbers.
+forgotten, so two episodes never mix) starts at the first frame captured after a call of
+``/scene_graph/reset_episode`` (``std_srvs/Trigger``: what an RL loop calls with its environment's reset; frames
+captured before the call stay in the episode that ended, however late perception takes them), and at a frame
+stamped more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one (a simulator reset, a
+looped replay; the rule of every stamped buffer here), which also serves a pending call
+(:class:`~trusted_scene_graph.clock.EpisodeStarts`). ``tsg label`` restarts the same state at the same jumps, and
+where a bag has ground truth, at its episode numbers.
 
 Robot frames: ``topics.ee_pose`` (unless ``reward.ee_tf_frame`` is set) and ``topics.goal_pose``
 (``geometry_msgs/PoseStamped``, best effort, depth 50, ``sensor`` group) fill the end-effector and goal pose
@@ -71,7 +73,7 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
-from trusted_scene_graph.clock import jumped_back
+from trusted_scene_graph.clock import EpisodeStarts
 from trusted_scene_graph.config.nodes import (
     REWARD_TOPIC,
     TF_STATIC_TOPIC,
@@ -212,9 +214,9 @@ class SceneGraphNode(LifecycleNode):
         self._resolver: SideResolver | None = None
         self._reward_tracker: RewardTracker | None = None  # None without reward.pairs
         self._last_rewards: dict[str, RewardSample] = {}  # pair -> its last sample (for /diagnostics)
-        self._last_frame_stamp_ns: int | None = None  # a frame stamped well before it starts a new episode
-        # Set by /scene_graph/reset_episode (service group), taken by perception before its next frame.
-        self._new_episode_requested = threading.Event()
+        # Which frame starts a new episode (a jump back, or the first captured after /scene_graph/reset_episode);
+        # guarded by _lock: colour images (sensor group), the service and perception all use it.
+        self._episodes = EpisodeStarts()
         self._ee_tf_miss: str | None = None  # reward.ee_tf_frame: why the last lookup failed ("" found, None not yet)
         self.pipeline: ScenePipeline | None = None
         # (graph, time.monotonic() when it was published), replaced as one reference so the service reads a pair.
@@ -372,7 +374,8 @@ class SceneGraphNode(LifecycleNode):
         self._tf = None
         self._resolver = self._reward_tracker = None
         self._last_rewards = {}
-        self._last_frame_stamp_ns = None
+        with self._lock:
+            self._episodes = EpisodeStarts()
 
     # Callbacks: convert, call the core, publish.
 
@@ -381,7 +384,10 @@ class SceneGraphNode(LifecycleNode):
             with self._lock:
                 now_s = time.monotonic()
                 self.stats.record_message(topic, now_s)
-                completed = self._sync.add(name, convert.stamp_to_ns(msg.header.stamp), msg)
+                stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+                if name == "color":
+                    self._episodes.colour(stamp_ns)
+                completed = self._sync.add(name, stamp_ns, msg)
                 if completed:
                     self.stats.last_completed_s = now_s
             if completed:
@@ -419,14 +425,13 @@ class SceneGraphNode(LifecycleNode):
     def _on_frame_ready(self) -> None:
         with self._lock:
             latest = self._sync.take_latest()
+            new_episode = latest is not None and self._episodes.frame(latest[0])
         # Read once: cleanup may clear them while this callback runs.
         pipeline, tf = self.pipeline, self._tf
         if latest is None or pipeline is None:
             return
         stamp_ns, msgs = latest
-        previous_ns, self._last_frame_stamp_ns = self._last_frame_stamp_ns, stamp_ns
-        if self._new_episode_requested.is_set() or jumped_back(stamp_ns, previous_ns):
-            self._new_episode_requested.clear()
+        if new_episode:
             self._start_episode(pipeline)
         try:
             if tf is not None and self.config["extrinsic.source"] == "tf":
@@ -558,10 +563,11 @@ class SceneGraphNode(LifecycleNode):
         return convert.fill_distance_response(answer, graph, response, age_s)
 
     def _on_reset_episode(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self._new_episode_requested.set()
+        with self._lock:
+            self._episodes.request_reset()
         response.success = True
-        response.message = ("the next frame starts a new episode (tracks, reward smoothing, held values and the "
-                            "progress baseline forgotten)")
+        response.message = ("the first frame captured after this call starts a new episode (tracks, reward "
+                            "smoothing, held values and the progress baseline forgotten)")
         return response
 
     def _apply_parameters(self, parameters) -> None:
