@@ -66,10 +66,15 @@ def test_bringup_with_an_invalid_value_in_the_file_names_file_and_parameter(tmp_
 
 
 @pytest.mark.dds
-def test_bench_service_writes_the_latency_ratios(tmp_path):
+def test_bench_service_writes_the_latency_ratios(tmp_path, capfd):
     pytest.importorskip("trusted_scene_graph_msgs")
     out = tmp_path / "service.json"
+    # EXIT_OK also says the client process exited with 0: the bench fails on any other exit code.
     assert main(["bench", "service", "--out", str(out), "--calls", "100", "--rate", "10"]) == EXIT_OK
+    # The client process writes to the same stderr (fd 2): it used to abort at every exit, its spin thread still
+    # inside rclpy's wait ("terminate called without an active exception", exit code -6).
+    err = capfd.readouterr().err
+    assert not [marker for marker in ("terminate called", "Aborted", "Traceback") if marker in err], err
     result = json.loads(out.read_text())
     for key in ("query_p50_ms", "query_p99_ms", "echo_p50_ms", "echo_p99_ms", "p99_ratio", "calls_per_s"):
         assert result[key] > 0, key
@@ -81,6 +86,18 @@ def test_bench_service_writes_the_latency_ratios(tmp_path):
     assert (goals["p99_ratio_max"], goals["calls_per_s_min"]) == (1.3, 500)
     assert goals["p99_ratio_met"] == (result["p99_ratio"] <= 1.3)
     assert goals["calls_per_s_met"] == (result["calls_per_s"] >= 500)
+
+
+def test_bench_service_fails_when_its_client_process_did_not_exit_cleanly():
+    service = pytest.importorskip("trusted_scene_graph.bench.service")
+    service._check_client_exit(0, terminated=False)  # the one clean exit: nothing raised
+    for exitcode, terminated, how in ((-6, False, r"was killed by SIGABRT \(exit code -6\)"),
+                                      (1, False, "exited with code 1"),
+                                      (-15, True, "was still running 10 s after sending its results and was "
+                                                  "terminated")):
+        with pytest.raises(service.ServiceBenchError, match=f"the bench client process {how} after sending its "
+                                                            "results; see its output above"):
+            service._check_client_exit(exitcode, terminated)
 
 
 def test_bench_service_refuses_an_odd_concurrency(capsys):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.task import Future
 from trusted_scene_graph_msgs.srv import QueryDistance
 
 from trusted_scene_graph.config.schema import Config
@@ -55,6 +57,7 @@ CALL_TIMEOUT_S = 5.0
 # The client process: starting it (importing rclpy) and discovering the services, then every call.
 CLIENT_START_TIMEOUT_S = 60.0
 CLIENT_RUN_TIMEOUT_S = 600.0
+CLIENT_EXIT_TIMEOUT_S = 10.0  # from its results to its exit
 
 
 class ServiceBenchError(TsgError):
@@ -157,11 +160,16 @@ def _client_process(conn: Connection, concurrency: int, calls: int, warmup_calls
     rclpy.init()
     node = Node("bench_client")
     executor = SingleThreadedExecutor()
+    # Spins until the finally below completes ``stop``, which wakes its wait; not a daemon, and joined before the
+    # executor and the context are shut down: a thread still inside rclpy's wait at interpreter exit aborts the
+    # process ("terminate called without an active exception"), as Bringup's spin thread did (see Bringup.stop).
+    stop = Future()
+    spinner = threading.Thread(target=_spin_until, args=(executor, stop), name="bench-client-executor")
     try:
         clients = [("query", node.create_client(QueryDistance, QUERY_SERVICE)),
                    ("echo", node.create_client(QueryDistance, ECHO_SERVICE))]
         executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spinner.start()
         for _, client in clients:
             if not client.wait_for_service(timeout_sec=30.0):
                 raise ServiceBenchError(f"service {client.srv_name} did not appear within 30 s")
@@ -187,10 +195,20 @@ def _client_process(conn: Connection, concurrency: int, calls: int, warmup_calls
     except ServiceBenchError as exc:
         conn.send(("failed", str(exc)))
     finally:
+        stop.set_result(None)
+        if spinner.is_alive():
+            spinner.join()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
         conn.close()
+
+
+def _spin_until(executor: SingleThreadedExecutor, stop: Future) -> None:
+    try:
+        executor.spin_until_future_complete(stop)
+    except ExternalShutdownException:
+        pass  # Ctrl-C reached the client too (rclpy's handler shut its context down): the parent reports it
 
 
 def _receive(conn: Connection, client: multiprocessing.Process, timeout_s: float) -> tuple:
@@ -206,6 +224,23 @@ def _receive(conn: Connection, client: multiprocessing.Process, timeout_s: float
     if message[0] == "failed":
         raise ServiceBenchError(message[1])
     return message
+
+
+def _check_client_exit(exitcode: int, terminated: bool) -> None:
+    """Raise :class:`ServiceBenchError` unless the client process, which sent its results, then exited with 0 by
+    itself (``terminated``: it was still running :data:`CLIENT_EXIT_TIMEOUT_S` later and the bench ended it).
+
+    A client that aborts on its way out (a thread left inside rclpy: "terminate called without an active
+    exception", exit code -6) has measured, but a bench that ends in an abort hides a bug, so it fails."""
+    if exitcode == 0 and not terminated:
+        return
+    if terminated:
+        how = f"was still running {CLIENT_EXIT_TIMEOUT_S:g} s after sending its results and was terminated"
+    elif exitcode < 0:
+        how = f"was killed by {signal.Signals(-exitcode).name} (exit code {exitcode})"
+    else:
+        how = f"exited with code {exitcode}"
+    raise ServiceBenchError(f"the bench client process {how} after sending its results; see its output above")
 
 
 def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_rate_hz: float = 10.0,
@@ -252,9 +287,11 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
                 _, latencies, invalid, wall_s = _receive(receiver, client, CLIENT_RUN_TIMEOUT_S)
                 frames_during = scene_node.stats.processed - frames_before
             finally:
-                client.join(timeout=10.0)
-                if client.is_alive():
+                client.join(timeout=CLIENT_EXIT_TIMEOUT_S)
+                client_hung = client.is_alive()
+                if client_hung:
                     client.terminate()
+                    client.join()
                 stop.set()
                 feeder.join()
                 camera_node.destroy_node()
@@ -263,6 +300,7 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
         echo.destroy_node()
     finally:
         rclpy.try_shutdown()
+    _check_client_exit(client.exitcode, client_hung)
 
     result = service_result(latencies, wall_s, calls, concurrency, frames_processed_during=frames_during,
                             frame_rate_hz=frame_rate_hz, query_invalid=invalid)

@@ -7,6 +7,7 @@ The launch file (``launch/trusted_scene_graph.launch.py``) reads the same node l
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -170,38 +171,66 @@ class Bringup:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StopSignals:
+    """The handler of :data:`STOP_SIGNALS` in ``tsg bringup``: the first signal asks for the clean stop, the next one
+    exits at once.
+
+    While the nodes load (``running`` false) the first signal raises :class:`KeyboardInterrupt`, which unwinds
+    :meth:`Bringup.start`. Once they run, it only records the signal (:attr:`requested`): the main thread then stops
+    the bringup outside the handler, waiting for running callbacks, since a stop cut short would leave threads inside
+    rclpy. A callback that does not return would make that wait endless; a second signal is the way out: it writes one
+    line to stderr and ends the process without waiting, with the shell's code for the signal (128 + its number:
+    130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, exit_process: Callable[[int], object] = os._exit) -> None:
+        self.running = False
+        self.received: list[int] = []
+        self._exit_process = exit_process
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.received)
+
+    def __call__(self, signum: int, _frame=None) -> None:
+        if self.received:
+            # os.write, not print: the handler may run while the main thread is inside a write to sys.stderr, and a
+            # buffered stream entered again from the handler raises "reentrant call".
+            os.write(2, f"{signal.Signals(signum).name} again: exiting without waiting for callbacks\n".encode())
+            self._exit_process(128 + signum)
+            return  # an exit_process that returns (a test's) leaves the state as it was
+        self.received.append(signum)
+        if not self.running:
+            raise KeyboardInterrupt  # while the nodes load: unwinds start(), which stops what it started
+
+
 def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[str] | tuple[str, ...] = ()) -> int:
     """``tsg bringup``: the ros2/examples main skeleton around :class:`Bringup`; returns an exit code.
 
-    SIGINT and SIGTERM are handled here, not by rclpy: rclpy's handlers shut the context down from the signal
-    while the executor's threads still wait and publish on it (errors "context is invalid", and a thread inside
-    rclpy at interpreter exit aborted the process). Here a signal while running only requests the stop, and the
-    context is shut down after :meth:`Bringup.stop` has joined every thread that uses it.
+    SIGINT and SIGTERM are handled here (:class:`StopSignals`), not by rclpy: rclpy's handlers shut the context down
+    from the signal while the executor's threads still wait and publish on it (errors "context is invalid", and a
+    thread inside rclpy at interpreter exit aborted the process). Here a signal while running only requests the
+    stop, and the context is shut down after :meth:`Bringup.stop` has joined every thread that uses it; a second
+    signal ends the process without waiting.
     """
     use_short_gil_switch_interval()
     rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None,
                signal_handler_options=SignalHandlerOptions.NO)
-    received: list[int] = []
-    running = False
-
-    def on_stop_signal(signum: int, _frame) -> None:
-        if not running:
-            raise KeyboardInterrupt  # while the nodes load: unwinds start(), which stops what it started
-        # Only a flag, also for a second Ctrl-C: the main thread stops the bringup, outside the handler, and a stop
-        # cut short would leave threads inside rclpy.
-        received.append(signum)
-
+    on_stop_signal = StopSignals()
     previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
     try:
         with Bringup(config, autostart=autostart) as bringup:
-            running = True
+            on_stop_signal.running = True
             logger = bringup.nodes[NODES[0].name].get_logger()
             logger.info("bringup running; Ctrl-C to stop")
-            bringup.wait(stop_requested=lambda: bool(received))
+            bringup.wait(stop_requested=lambda: on_stop_signal.requested)
             if bringup.error is not None:
                 logger.fatal(f"the executor stopped on an error no callback handled: "
                              f"{type(bringup.error).__name__}: {bringup.error}")
                 return 1
+            if on_stop_signal.requested:
+                logger.info("stopping: waiting for running callbacks to finish (signal again to exit without "
+                            "waiting)")
     except KeyboardInterrupt:
         pass
     finally:
