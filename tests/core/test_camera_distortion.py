@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 
 from trusted_scene_graph.config.schema import Config, ConfigError
 from trusted_scene_graph.dataset import messages as bag_msgs
+from trusted_scene_graph.geometry import camera as camera_module
 from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics, back_project, normalized_coordinates
 from trusted_scene_graph.geometry.plane import fit_support_plane
 from trusted_scene_graph.geometry.transform import RigidTransform
@@ -71,17 +73,67 @@ def test_normalized_coordinates_keep_the_shape_of_their_pixel_arrays():
     np.testing.assert_array_equal(y.ravel(), y_flat)
 
 
-def test_integer_pixels_read_from_the_undistortion_table_equal_undistorting_them_one_by_one():
-    camera = _distorted("rational_polynomial")
+def _count_table_builds(monkeypatch) -> list[Intrinsics]:
+    """The cameras whose whole-image undistortion table is asked for from now on (in order)."""
+    asked: list[Intrinsics] = []
+    build = camera_module._undistortion_table
+
+    def counting(intrinsics):
+        asked.append(intrinsics)
+        return build(intrinsics)
+
+    monkeypatch.setattr(camera_module, "_undistortion_table", counting)
+    return asked
+
+
+def test_integer_pixels_read_from_the_undistortion_table_equal_undistorting_them_one_by_one(monkeypatch):
+    # Coefficients of this test alone: a camera no other test has lifted from.
+    camera = dataclasses.replace(_distorted("rational_polynomial"), distortion=(0.5487, -2.768, 0.0005, -0.0002,
+                                                                                1.575, 0.4257, -2.596, 1.499))
+    tables = _count_table_builds(monkeypatch)
     rng = np.random.default_rng(2)
     cols, rows = rng.integers(0, W, 3000), rng.integers(0, H, 3000)
-    from_table = normalized_coordinates(camera, cols, rows)  # integer indices inside the image: the table
+    direct = normalized_coordinates(camera, cols, rows)  # first seen: undistorted directly
+    assert tables == []
+    from_table = normalized_coordinates(camera, cols, rows)  # seen again: integer pixels from the table
+    assert tables == [camera]
+    np.testing.assert_array_equal(from_table[0], direct[0])  # bit for bit
+    np.testing.assert_array_equal(from_table[1], direct[1])
     for index in range(0, 3000, 97):
         alone = normalized_coordinates(camera, np.array([float(cols[index])]), np.array([float(rows[index])]))
         assert (from_table[0][index], from_table[1][index]) == (alone[0][0], alone[1][0])
     outside = normalized_coordinates(camera, np.array([-1, W]), np.array([0, 0]))  # beyond the table: OpenCV
     border = normalized_coordinates(camera, np.array([0, W - 1]), np.array([0, 0]))
     assert outside[0][0] < border[0][0] < 0 < border[0][1] < outside[0][1]
+
+
+def test_new_distortion_coefficients_build_no_table_until_the_camera_is_lifted_from_again(monkeypatch):
+    # A driver whose camera_info changes slightly every frame: checking each new camera must stay cheap.
+    tables = _count_table_builds(monkeypatch)
+    cameras = [Intrinsics(1920, 1080, 1400.0, 1400.0, 959.5, 539.5, "plumb_bob", (-0.1 + 1e-9 * i, 0.05))
+               for i in range(3)]
+    assert tables == []
+    depth_m = np.full((1080, 1920), 2.0, np.float32)
+    detection = Detection("patch", 0.9, (900, 500, 60, 40), np.ones((1080, 1920), bool))
+    lift = [lift_frames([LiftRequest([detection], depth_m, camera, IDENTITY)], SETTINGS)[0][0] for camera in cameras]
+    assert tables == []  # each camera lifted from once: its pixels undistorted directly
+    again = lift_frames([LiftRequest([detection], depth_m, cameras[0], IDENTITY)], SETTINGS)[0][0]
+    assert tables == [cameras[0]]
+    np.testing.assert_array_equal(again.centroid_m, lift[0].centroid_m)  # the table's rays are the same bits
+    np.testing.assert_array_equal(again.size_m, lift[0].size_m)
+
+
+def test_the_cameras_remembered_for_a_table_are_bounded(monkeypatch):
+    monkeypatch.setattr(camera_module, "_SEEN_CAMERAS", collections.OrderedDict())
+    tables = _count_table_builds(monkeypatch)
+    cameras = [dataclasses.replace(PINHOLE, distortion_model="plumb_bob", distortion=(-0.1 - 1e-6 * i,))
+               for i in range(camera_module._MAX_SEEN_CAMERAS + 1)]
+    for camera in cameras:
+        normalized_coordinates(camera, np.array([10]), np.array([20]))
+    assert len(camera_module._SEEN_CAMERAS) == camera_module._MAX_SEEN_CAMERAS
+    normalized_coordinates(cameras[0], np.array([10]), np.array([20]))  # forgotten: undistorted directly again
+    normalized_coordinates(cameras[-1], np.array([10]), np.array([20]))  # remembered: its table
+    assert tables == [cameras[-1]]
 
 
 def test_no_pixels_give_no_coordinates():
@@ -205,6 +257,25 @@ def test_a_distortion_that_cannot_be_undone_at_the_image_border_is_rejected():
         Intrinsics(W, H, 500.0, 505.0, 319.5, 239.5, "plumb_bob", (-0.6,))
 
 
+def test_a_distortion_that_folds_back_inside_the_image_is_rejected():
+    # r (1 - 1.7 r^2 + 1.1 r^4) falls between 28 and 39 degrees off axis and rises again: the pixels from its peak
+    # out see up to three rays each, and OpenCV returns one of them (the ray angle runs backwards along a row), though
+    # the image corners and edge midpoints undistort and reproject fine.
+    with pytest.raises(GeometryError, match=r"^intrinsics: the plumb_bob distortion \[-1\.7, 1\.1\] folds back inside "
+                                            r"the 640x480 image: its distorted radius stops growing at 0\.323 "
+                                            r"\(normalised image coordinates\), 27\.9 degrees off the optical axis, "
+                                            r"short of the image's farthest corner at 0\.761"):
+        Intrinsics(W, H, 525.0, 525.0, 319.5, 239.5, "plumb_bob", (-1.7, 1.1, 0.0, 0.0, 0.0))
+
+
+def test_a_thin_prism_and_tilt_distortion_that_folds_back_inside_the_image_is_rejected():
+    # No radial term to check: the undistorted rays of neighbouring grid pixels come out in the wrong order.
+    with pytest.raises(GeometryError, match=r"^intrinsics: the rational_polynomial distortion \[(0\.0, ){11}-0\.4, "
+                                            r"0\.9\] folds back inside the 640x480 image: pixel \(0, 20\) looks along "
+                                            r"a ray no further along y than pixel \(0, 0\) before it"):
+        Intrinsics(W, H, 500.0, 505.0, 319.5, 239.5, "rational_polynomial", (0.0,) * 11 + (-0.4, 0.9))
+
+
 def test_a_distortion_that_turns_border_rays_sideways_is_rejected():
     # A fisheye whose image corners look 87 degrees off axis: z-depth is meaningless there.
     with pytest.raises(GeometryError, match=r"^intrinsics: with the equidistant distortion \[0\.001\], pixel \(0, 0\) "
@@ -216,6 +287,7 @@ def test_a_distortion_that_turns_border_rays_sideways_is_rejected():
 def test_real_calibrations_pass_the_plausibility_checks():
     Intrinsics(800, 600, 538.63, 539.723, 457.698, 297.003, "plumb_bob",
                (-0.30678, 0.0825017, 0.0028784, -0.00015829, 0.0))
+    Intrinsics(W, H, 525.0, 525.0, 319.5, 239.5, "plumb_bob", (-0.3, 0.1, 0.0, 0.0, 0.0))  # a webcam's
     Intrinsics(1280, 720, 605.8, 605.6, 637.9, 366.1, "rational_polynomial",
                (0.5488, -2.768, 0.0005, -0.0002, 1.575, 0.4257, -2.596, 1.499))
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,7 +84,7 @@ class Intrinsics:
                     f"{MAX_RAY_ANGLE_DEG:g} degrees of any rectified pinhole camera: a broken calibration "
                     "(camera_info.k), or intrinsics not in pixels")
         if self.distorted:
-            _check_border_rays(self)
+            _check_distortion(self)
 
     @classmethod
     def from_k(cls, k: Sequence[float], width: int, height: int, distortion_model: str = "",
@@ -167,9 +169,11 @@ def normalized_coordinates(intrinsics: Intrinsics, u_px: np.ndarray, v_px: np.nd
 
     Without distortion this is the pinhole model, ``(u - cx) / fx``; with it, OpenCV's iterative undistortion
     (image_geometry's ``rectifyPoint``), which inverts the distortion to about 1e-9 of a pixel within the image.
-    Pixel centres inside the image (what depth images are mostly lifted at) are looked up in a table of the whole
-    image, undistorted once per camera (as image_proc's rectification map): the same numbers, without the
-    iterations per frame.
+    Pixel centres inside the image (what depth images are mostly lifted at) of a camera lifted from before are
+    looked up in a table of the whole image, undistorted once per camera (as image_proc's rectification map): the
+    same numbers, without the iterations per frame. A camera seen for the first time has its pixels undistorted
+    directly: a driver whose camera_info changes slightly every frame would otherwise pay for a whole table each
+    frame.
     """
     u = np.asarray(u_px, dtype=np.float64)
     v = np.asarray(v_px, dtype=np.float64)
@@ -179,14 +183,33 @@ def normalized_coordinates(intrinsics: Intrinsics, u_px: np.ndarray, v_px: np.nd
     u, v = np.broadcast_to(u, shape), np.broadcast_to(v, shape)
     on_grid = ((u == np.rint(u)) & (v == np.rint(v)) & (u >= 0) & (v >= 0) & (u <= intrinsics.width - 1)
                & (v <= intrinsics.height - 1))
+    if not (on_grid.any() and _seen_before(intrinsics)):
+        return _undistort(intrinsics, u, v)
     x, y = np.empty(shape), np.empty(shape)
-    if on_grid.any():
-        table_x, table_y = _undistortion_table(intrinsics)
-        cols, rows = u[on_grid].astype(np.intp), v[on_grid].astype(np.intp)
-        x[on_grid], y[on_grid] = table_x[rows, cols], table_y[rows, cols]
+    table_x, table_y = _undistortion_table(intrinsics)
+    cols, rows = u[on_grid].astype(np.intp), v[on_grid].astype(np.intp)
+    x[on_grid], y[on_grid] = table_x[rows, cols], table_y[rows, cols]
     if not on_grid.all():
         x[~on_grid], y[~on_grid] = _undistort(intrinsics, u[~on_grid], v[~on_grid])
     return x, y
+
+
+# Cameras lifted from lately, most recent last: a table is built for one only when it comes again. More cameras
+# than tables are remembered, so that a few cameras taking turns still get theirs.
+_SEEN_CAMERAS: OrderedDict[Intrinsics, None] = OrderedDict()
+_MAX_SEEN_CAMERAS = 16
+_SEEN_CAMERAS_LOCK = threading.Lock()  # lifts may run on several executor threads
+
+
+def _seen_before(intrinsics: Intrinsics) -> bool:
+    """Record a lift with these intrinsics and tell whether one of the last cameras lifted from had them."""
+    with _SEEN_CAMERAS_LOCK:
+        seen = intrinsics in _SEEN_CAMERAS
+        _SEEN_CAMERAS[intrinsics] = None
+        _SEEN_CAMERAS.move_to_end(intrinsics)
+        while len(_SEEN_CAMERAS) > _MAX_SEEN_CAMERAS:
+            _SEEN_CAMERAS.popitem(last=False)
+    return seen
 
 
 @functools.lru_cache(maxsize=4)  # a few cameras; each table is 16 bytes per pixel
@@ -220,24 +243,38 @@ def _undistort(intrinsics: Intrinsics, u: np.ndarray, v: np.ndarray) -> tuple[np
 # Iteration limit and convergence threshold (reprojection error in pixels) of the undistortion.
 _UNDISTORT_ITERATIONS = 200
 _UNDISTORT_EPS = 1e-9
-# Largest reprojection error of an undistorted border pixel of a usable calibration, in pixels.
-_MAX_BORDER_REPROJECTION_PX = 1e-3
+# Largest reprojection error of an undistorted pixel of a usable calibration, in pixels.
+_MAX_REPROJECTION_PX = 1e-3
+# Columns and rows of the grid of pixels the check undistorts (the corners and edge midpoints among them): a few
+# hundred points, a millisecond, where the whole image's table would take up to a second.
+_CHECK_GRID_COLUMNS, _CHECK_GRID_ROWS = 33, 25
+# Ray angles from the optical axis to MAX_RAY_ANGLE_DEG at which the radial distortion is sampled (0.04 degrees
+# apart): a polynomial fold narrower than that is left to the grid.
+_RADIAL_SAMPLES = 2000
 
 
 @functools.lru_cache(maxsize=16)  # every frame brings equal intrinsics; a failed check is not cached
-def _check_border_rays(intrinsics: Intrinsics) -> None:
-    """The plausibility check of :class:`Intrinsics` for a distorted camera: the undistorted rays of the image's
-    corners and edge midpoints must stay within :data:`MAX_RAY_ANGLE_DEG` of the optical axis and reproject onto
-    their pixels. Distortion polynomials are fitted to where the calibration target was; coefficients that fold
-    back before the image border leave OpenCV's undistortion without a solution there, and it returns a wrong ray
-    without saying so."""
+def _check_distortion(intrinsics: Intrinsics) -> None:
+    """The plausibility check of :class:`Intrinsics` for a distorted camera: the distortion must map the rays onto
+    the image one to one (the distorted radius must grow with the ray's angle out to the image's farthest corner),
+    and the undistorted rays of a grid of pixels over the image must reproject onto their pixels, keep their order
+    and stay within :data:`MAX_RAY_ANGLE_DEG` of the optical axis.
+
+    Distortion polynomials are fitted to where the calibration target was; beyond, they may fold back (several rays
+    land on a pixel) or never reach the image border (none does), and OpenCV's undistortion then returns a wrong ray
+    without saying so. The pixels are undistorted directly, not through the table of the whole image, so that a
+    camera_info that changes every frame costs a millisecond here."""
     import cv2  # lazy: only distorted cameras need OpenCV
 
-    last_u, last_v = intrinsics.width - 1.0, intrinsics.height - 1.0
-    u = np.array([0.0, last_u / 2, last_u, last_u, last_u, last_u / 2, 0.0, 0.0])
-    v = np.array([0.0, 0.0, 0.0, last_v / 2, last_v, last_v, last_v, last_v / 2])
-    x, y = normalized_coordinates(intrinsics, u, v)
-    rays = np.stack([x, y, np.ones_like(x)], axis=-1)
+    fold = _radial_fold(intrinsics)
+    if fold is not None and fold[3]:  # several rays per pixel: say so before OpenCV picks one of them
+        _raise_fold(intrinsics, fold)
+    # Integer pixel centres (unique: an image narrower than the grid repeats none).
+    cols = np.unique(np.rint(np.linspace(0.0, intrinsics.width - 1.0, _CHECK_GRID_COLUMNS)))
+    rows = np.unique(np.rint(np.linspace(0.0, intrinsics.height - 1.0, _CHECK_GRID_ROWS)))
+    u, v = np.meshgrid(cols, rows)  # (rows, columns), the corner (0, 0) first
+    x, y = _undistort(intrinsics, u, v)
+    rays = np.stack([x.ravel(), y.ravel(), np.ones(x.size)], axis=-1)
     camera_matrix, coefficients = _opencv_camera(intrinsics)
     with np.errstate(invalid="ignore"):  # non-finite rays are reported below
         if intrinsics.distortion_model == "equidistant":
@@ -245,22 +282,78 @@ def _check_border_rays(intrinsics: Intrinsics) -> None:
                                                   coefficients)[0]
         else:
             projected = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), camera_matrix, coefficients)[0]
-        error_px = np.hypot(projected[:, 0, 0] - u, projected[:, 0, 1] - v)
-        angle_deg = np.degrees(np.arctan(np.hypot(x, y)))
-    worst = int(np.argmax(np.where(np.isfinite(error_px) & np.isfinite(angle_deg), angle_deg, np.inf)))
-    if not np.all(error_px <= _MAX_BORDER_REPROJECTION_PX):
+        error_px = np.hypot(projected[:, 0, 0] - u.ravel(), projected[:, 0, 1] - v.ravel())
+        angle_deg = np.degrees(np.arctan(np.hypot(x, y))).ravel()
+    u, v = u.ravel(), v.ravel()
+    if not np.all(error_px <= _MAX_REPROJECTION_PX):
         bad = int(np.argmax(np.where(np.isfinite(error_px), error_px, np.inf)))
         raise GeometryError(
             f"intrinsics: the {intrinsics.distortion_model} distortion {list(intrinsics.distortion)} cannot be "
             f"undone at pixel ({u[bad]:g}, {v[bad]:g}) of the {intrinsics.width}x{intrinsics.height} image (its "
             "undistorted ray does not map back onto it): a broken calibration (camera_info.d), or one for another "
             "image size")
+    worst = int(np.argmax(np.where(np.isfinite(angle_deg), angle_deg, np.inf)))
     if angle_deg[worst] > MAX_RAY_ANGLE_DEG:
         raise GeometryError(
             f"intrinsics: with the {intrinsics.distortion_model} distortion {list(intrinsics.distortion)}, pixel "
             f"({u[worst]:g}, {v[worst]:g}) looks {angle_deg[worst]:.1f} degrees off the optical axis, more than the "
             f"{MAX_RAY_ANGLE_DEG:g} degrees a depth image can be lifted from: a wider fisheye than supported, or a "
             "broken calibration (camera_info.d)")
+    if fold is not None:  # no ray reaches the outer pixels, though OpenCV found some near them
+        _raise_fold(intrinsics, fold)
+    # The whole model (tangential, thin prism and tilt terms too): neighbouring pixels must look along rays in the
+    # same order, left to right and top to bottom, or the distortion folds somewhere between them.
+    for axis, coordinate, name in ((1, x, "x"), (0, y, "y")):
+        steps = np.diff(coordinate, axis=axis)
+        if not np.all(steps > 0):
+            row, col = np.unravel_index(int(np.argmin(np.where(np.isnan(steps), -np.inf, steps))), steps.shape)
+            shape = (len(rows), len(cols))
+            first = np.ravel_multi_index((row, col), shape)
+            second = np.ravel_multi_index((row + 1 - axis, col + axis), shape)
+            raise GeometryError(
+                f"intrinsics: the {intrinsics.distortion_model} distortion {list(intrinsics.distortion)} folds back "
+                f"inside the {intrinsics.width}x{intrinsics.height} image: pixel ({u[second]:g}, {v[second]:g}) "
+                f"looks along a ray no further along {name} than pixel ({u[first]:g}, {v[first]:g}) before it, so "
+                "pixels there see several rays: a broken calibration (camera_info.d)")
+
+
+def _radial_fold(intrinsics: Intrinsics) -> tuple[float, float, float, bool] | None:
+    """Where the radial part of the distortion stops growing short of the image's farthest corner: the ray angle
+    in degrees, the distorted radius reached there and the corner's (normalised image coordinates), and whether
+    rays further out land on the image again; None if the distorted radius grows out to the corner."""
+    d = np.pad(np.array(intrinsics.distortion), (0, 14))
+    angle_rad = np.linspace(0.0, math.radians(MAX_RAY_ANGLE_DEG), _RADIAL_SAMPLES)
+    if intrinsics.distortion_model == "equidistant":  # the distorted radius is the angle's polynomial
+        a2 = angle_rad**2
+        distorted = angle_rad * (1 + a2 * (d[0] + a2 * (d[1] + a2 * (d[2] + a2 * d[3]))))
+    else:  # OpenCV's k1, k2, (p1, p2,) k3 over k4, k5, k6; plumb_bob has no k4..k6
+        r2 = np.tan(angle_rad)**2
+        with np.errstate(divide="ignore", invalid="ignore"):  # a vanishing denominator is a fold, found below
+            distorted = np.sqrt(r2) * ((1 + r2 * (d[0] + r2 * (d[1] + r2 * d[4])))
+                                       / (1 + r2 * (d[5] + r2 * (d[6] + r2 * d[7]))))
+    corner = max(math.hypot(u / intrinsics.fx, v / intrinsics.fy)
+                 for u in (-intrinsics.cx, intrinsics.width - 1 - intrinsics.cx)
+                 for v in (-intrinsics.cy, intrinsics.height - 1 - intrinsics.cy))
+    with np.errstate(invalid="ignore"):
+        growing = np.diff(distorted) > 0
+    if growing.all():
+        return None
+    peak = int(np.argmin(growing))  # the last sample before the first that is not further out
+    if distorted[peak] >= corner:  # folds beyond the image: those rays miss it
+        return None
+    with np.errstate(invalid="ignore"):
+        lands_again = bool(np.any(distorted[peak + 1:] >= corner))
+    return math.degrees(angle_rad[peak]), float(distorted[peak]), corner, lands_again
+
+
+def _raise_fold(intrinsics: Intrinsics, fold: tuple[float, float, float, bool]) -> None:
+    angle_deg, peak, corner, _ = fold
+    raise GeometryError(
+        f"intrinsics: the {intrinsics.distortion_model} distortion {list(intrinsics.distortion)} folds back inside "
+        f"the {intrinsics.width}x{intrinsics.height} image: its distorted radius stops growing at {peak:.3g} "
+        f"(normalised image coordinates), {angle_deg:.1f} degrees off the optical axis, short of the image's "
+        f"farthest corner at {corner:.3g}, so pixels beyond see several rays or none: a broken calibration "
+        "(camera_info.d), fitted beyond where its target was")
 
 
 def back_project(intrinsics: Intrinsics, u_px: np.ndarray, v_px: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
