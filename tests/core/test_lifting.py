@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_dilation, binary_erosion
 from scipy.spatial.transform import Rotation
 
 from trusted_scene_graph.geometry import Intrinsics, RigidTransform
 from trusted_scene_graph.perception import Detection, LiftingSettings, lift_detection
-from trusted_scene_graph.perception.lifting import LiftRequest, lift_frames
+from trusted_scene_graph.perception.lifting import LiftRequest, _interior_points, lift_frames
 
 # x = (u - 320) z / 500, y = (v - 240) z / 500; results in the optical frame (x right, y down, z forward).
 INTRINSICS = Intrinsics(width=640, height=480, fx=500.0, fy=500.0, cx=320.0, cy=240.0)
@@ -102,20 +103,31 @@ def test_without_a_mask_the_lateral_extent_spans_the_whole_box():
                                atol=1e-9)
 
 
-def test_without_a_mask_a_table_top_seen_from_above_stays_flat_over_the_whole_box():
-    # A camera 0.4 m above a table top (graph z = 0), pitched 35 degrees down, looking along graph +x. The box's rows
-    # span the table's depth, not a height: the central half's surface is extended over the box, so the table
-    # stays flat and its far and near edges are where the box's top and bottom rows see them.
-    optical_to_graph = Rotation.from_euler("y", 35, degrees=True) * Rotation.from_matrix(
+def camera_above_table(pitch_deg: float, height_m: float) -> tuple[RigidTransform, np.ndarray]:
+    """A camera ``height_m`` above a table top (graph z = 0), pitched ``pitch_deg`` down, looking along graph +x;
+    and each pixel's ray in the graph frame, scaled to unit optical depth (so that a ray's parameter is depth)."""
+    optical_to_graph = Rotation.from_euler("y", pitch_deg, degrees=True) * Rotation.from_matrix(
         [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
     matrix = np.eye(4)
     matrix[:3, :3] = optical_to_graph.as_matrix()
-    matrix[:3, 3] = [0.0, 0.0, 0.4]
-    camera_to_graph = RigidTransform.from_matrix(matrix)
+    matrix[:3, 3] = [0.0, 0.0, height_m]
     rows, cols = np.mgrid[0:INTRINSICS.height, 0:INTRINSICS.width]
     rays = np.stack([(cols - 320.0) / 500.0, (rows - 240.0) / 500.0, np.ones(rows.shape)], axis=-1)
-    down = -(rays @ optical_to_graph.as_matrix().T)[..., 2]
-    depth = np.where(down > 0, 0.4 / np.where(down > 0, down, 1.0), np.nan).astype(np.float32)
+    return RigidTransform.from_matrix(matrix), rays @ optical_to_graph.as_matrix().T
+
+
+def depth_to_plane(rays: np.ndarray, height_m: float) -> np.ndarray:
+    """Each ray's depth to the horizontal plane ``height_m`` below the camera (NaN for rays that miss it)."""
+    down = -rays[..., 2]
+    return np.where(down > 0, height_m / np.where(down > 0, down, 1.0), np.nan)
+
+
+def test_without_a_mask_a_table_top_seen_from_above_stays_flat_over_the_whole_box():
+    # A camera 0.4 m above a table top, pitched 35 degrees down. The box's rows span the table's depth, not a
+    # height: the central half's surface is extended over the box, so the table stays flat and its far and near
+    # edges are where the box's top and bottom rows see them.
+    camera_to_graph, rays = camera_above_table(35, 0.4)
+    depth = depth_to_plane(rays, 0.4).astype(np.float32)
     box = (120, 200, 400, 200)  # rows 200..399
     lifted = lift_detection(Detection("table", 1.0, box), depth, INTRINSICS, camera_to_graph, SETTINGS)
     assert lifted.size_m[2] < 0.005
@@ -123,3 +135,156 @@ def test_without_a_mask_a_table_top_seen_from_above_stays_flat_over_the_whole_bo
     far_m = 0.4 / np.tan(np.radians(35) + np.arctan((200 - 240) / 500.0))
     assert lifted.centroid_m[0] - lifted.size_m[0] / 2 == pytest.approx(near_m, rel=0.02)
     assert lifted.centroid_m[0] + lifted.size_m[0] / 2 == pytest.approx(far_m, rel=0.02)
+
+
+# --- mask bleed onto the supporting surface ------------------------------------------------------------------------
+
+TABLE_TOP_M = 0.75
+
+
+def pitched_camera(pitch_deg: float, position_m: tuple[float, float, float]) -> RigidTransform:
+    """A camera at ``position_m`` in the graph frame (z up) looking along graph +x, pitched down by ``pitch_deg``."""
+    optical_to_graph = Rotation.from_euler("y", pitch_deg, degrees=True) * Rotation.from_matrix(
+        [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = optical_to_graph.as_matrix()
+    matrix[:3, 3] = position_m
+    return RigidTransform.from_matrix(matrix)
+
+
+def render_boxes(camera_to_graph: RigidTransform, boxes: list[tuple[tuple[float, ...], tuple[float, ...]]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (along the optical axis) and the index of the nearest box per pixel (-1: none) of axis-aligned boxes
+    given as (centre, size) in the graph frame, ray-cast with the slab method."""
+    rows, cols = np.mgrid[0:INTRINSICS.height, 0:INTRINSICS.width]
+    rays = np.stack([(cols - INTRINSICS.cx) / INTRINSICS.fx, (rows - INTRINSICS.cy) / INTRINSICS.fy,
+                     np.ones(rows.shape)], axis=-1) @ camera_to_graph.rotation_matrix_t  # optical z = 1: t is depth
+    origin = camera_to_graph.translation_m
+    nearest = np.full(rows.shape, np.inf)
+    which = np.full(rows.shape, -1)
+    for index, (centre, size) in enumerate(boxes):
+        low, high = np.subtract(centre, np.divide(size, 2)), np.add(centre, np.divide(size, 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            near, far = (low - origin) / rays, (high - origin) / rays
+        enter = np.nanmax(np.minimum(near, far), axis=-1)
+        leave = np.nanmin(np.maximum(near, far), axis=-1)
+        depth = np.where((leave >= enter) & (enter > 0), enter, np.inf)
+        closer = depth < nearest
+        nearest[closer], which[closer] = depth[closer], index
+    return np.where(np.isfinite(nearest), nearest, np.nan).astype(np.float32), which
+
+
+TABLE = ((1.0, 0.0, TABLE_TOP_M - 0.02), (2.0, 2.4, 0.04))
+
+
+def bled_mask(which: np.ndarray, index: int, bleed_px: int) -> np.ndarray:
+    """Box ``index``'s mask grown by ``bleed_px`` pixels (4-neighbourhood) onto whatever is around it."""
+    mask = which == index
+    return binary_dilation(mask, iterations=bleed_px) if bleed_px else mask
+
+
+@pytest.mark.parametrize("amodal", [False, True])
+@pytest.mark.parametrize(("pitch_deg", "camera_m", "size_m", "bleed_px"), [
+    (35, (0.3, 0.0, 1.15), (0.08, 0.08, 0.10), 1),
+    (35, (0.3, 0.0, 1.15), (0.08, 0.08, 0.10), 2),
+    (55, (0.5, 0.0, 1.3), (0.08, 0.08, 0.10), 2),
+    (55, (0.5, 0.0, 1.3), (0.10, 0.10, 0.30), 2),
+])
+def test_mask_bleed_onto_the_table_an_object_stands_on_does_not_deepen_its_box(pitch_deg, camera_m, size_m, bleed_px,
+                                                                              amodal):
+    # The table runs on from the object's base to far behind it without a depth gap, so growing the inliers through
+    # continuous depths from a rim of bleed on it used to stretch the box along the view 2-5 fold.
+    camera = pitched_camera(pitch_deg, camera_m)
+    depth, which = render_boxes(camera, [TABLE, ((1.0, 0.0, TABLE_TOP_M + size_m[2] / 2), size_m)])
+    mask = bled_mask(which, 1, bleed_px)
+    lifted = lift_detection(Detection("box", 1.0, box_of(mask), mask), depth, INTRINSICS, camera,
+                            LiftingSettings(box_percentile=2.0, max_gap_m=0.01, amodal_completion=amodal),
+                            np.array([1.0, 0.0, 0.0]))
+    # Along the view (graph x) the box is at most its true depth and 25 % more; across it, its true width.
+    assert lifted.size_m[0] < 1.25 * size_m[0]
+    assert lifted.size_m[1] == pytest.approx(size_m[1], rel=0.25)
+    assert lifted.centroid_m[0] < 1.0 + 0.25 * size_m[0]
+
+
+def test_with_mask_bleed_two_cubes_a_hand_apart_stay_apart():
+    # Two 8 cm cubes 10 cm apart along the view, their masks bled by 1 px: each box deepened onto the table
+    # closed the gap between them to about a centimetre.
+    camera = pitched_camera(35, (0.3, 0.0, 1.15))
+    cube = (0.08, 0.08, 0.10)
+    depth, which = render_boxes(camera, [TABLE, ((0.9, 0.0, TABLE_TOP_M + 0.05), cube),
+                                         ((1.08, 0.05, TABLE_TOP_M + 0.05), cube)])
+    near, far = (lift_detection(Detection("cube", 1.0, box_of(mask), mask), depth, INTRINSICS, camera, SETTINGS)
+                 for mask in (bled_mask(which, 1, 1), bled_mask(which, 2, 1)))
+    gap_m = (far.centroid_m[0] - far.size_m[0] / 2) - (near.centroid_m[0] + near.size_m[0] / 2)
+    assert gap_m == pytest.approx(0.10, abs=0.025)
+
+
+def test_a_cube_seen_from_above_keeps_most_of_its_receding_front():
+    # From 80 degrees the cube's front is a few pixels tall in the image, most of them within the 2 px rim whose
+    # depths extend nothing; its interior still reaches half the front's height (a band alone keeps ~2 cm).
+    camera = pitched_camera(80, (0.9, 0.0, 1.4))
+    depth, which = render_boxes(camera, [TABLE, ((1.0, 0.0, TABLE_TOP_M + 0.05), (0.08, 0.08, 0.10))])
+    mask = which == 1
+    lifted = lift_detection(Detection("cube", 1.0, box_of(mask), mask), depth, INTRINSICS, camera, SETTINGS)
+    assert 0.04 < lifted.size_m[2] < 0.105
+
+
+@pytest.mark.parametrize("width_px", [1, 3, 5])
+def test_a_mask_too_thin_for_an_interior_still_lifts_whole(width_px):
+    # A thin pole seen head-on, 40 px tall and 1-5 px wide: no pixel is 3 px from the mask's border, so its
+    # innermost pixels grow the inliers instead; at one depth they are all kept.
+    mask = rectangle(slice(200, 240), slice(300, 300 + width_px))
+    depth = np.where(mask, 1.0, 3.0).astype(np.float32)
+    lifted = lift_detection(Detection("pole", 1.0, box_of(mask), mask), depth, INTRINSICS, OPTICAL, SETTINGS)
+    assert lifted.size_m[1] == pytest.approx(39 / 500.0, abs=0.002)
+    assert lifted.size_m[0] == pytest.approx((width_px - 1) / 500.0, abs=0.002)
+
+
+def test_the_interior_of_a_mask_is_what_two_erosions_leave_and_the_image_border_is_not_a_border():
+    mask = rectangle(slice(0, 10), slice(100, 110))
+    rows, cols = (axis.ravel() for axis in np.mgrid[0:10, 100:110])
+    interior, _ = _interior_points(mask, np.ones(mask.shape), rows, cols)
+    # Erosion with the image border as mask: rows 0..7 (the top edge is the image's), columns 102..107.
+    padded = np.pad(mask, ((2, 0), (0, 0)), constant_values=True)
+    expected = binary_erosion(padded, iterations=2, border_value=1)[2:][rows, cols]
+    np.testing.assert_array_equal(interior, expected)
+    assert interior.sum() == 8 * 6
+    # The slope is how much the depth changes per pixel inside: 3 mm per column here.
+    ramp = np.broadcast_to(1.0 + 0.003 * np.arange(INTRINSICS.width), mask.shape)
+    assert _interior_points(mask, ramp, rows, cols)[1] == pytest.approx(0.003)
+
+
+@pytest.mark.parametrize(("pitch_deg", "camera_height_m", "distance_m", "offset_m", "side_m"), [
+    (6, 0.15, 1.2, 0.0, 0.6),  # a tray at a grazing view (lifted 1.04 m wide on the box's frustum)
+    (6, 0.15, 1.2, 0.25, 0.6),
+    (15, 0.25, 1.0, 0.0, 0.3),  # a plate
+    (35, 0.4, 0.8, -0.15, 0.3),
+    (35, 0.4, 0.8, 0.3, 0.3),  # wholly to one side: its inner edge is the far corner's
+    (55, 0.6, 0.6, 0.0, 0.3),
+])
+def test_without_a_mask_a_tray_seen_from_above_is_as_wide_as_its_near_edge(pitch_deg, camera_height_m, distance_m,
+                                                                           offset_m, side_m):
+    # A square tray lying on the table (its top 1 cm above it), side_m wide, centred distance_m ahead and offset_m
+    # to the left. It is a trapezoid in the image, widest at its near edge, which gives the box its width; the
+    # box's top corners are table beyond the tray's far corners. Spread over the box's frustum on the tray's plane,
+    # the box would be as wide as the frustum's far end.
+    camera_to_graph, rays = camera_above_table(pitch_deg, camera_height_m)
+    top_m = depth_to_plane(rays, camera_height_m - 0.01)
+    hit = rays * top_m[..., None]
+    on_tray = (np.abs(hit[..., 0] - distance_m) <= side_m / 2) & (np.abs(hit[..., 1] - offset_m) <= side_m / 2)
+    depth = np.where(on_tray, top_m, depth_to_plane(rays, camera_height_m)).astype(np.float32)
+    lifted = lift_detection(Detection("tray", 1.0, box_of(on_tray)), depth, INTRINSICS, camera_to_graph, SETTINGS)
+    assert lifted.size_m[1] == pytest.approx(side_m, rel=0.1)
+    assert lifted.centroid_m[1] == pytest.approx(offset_m, abs=0.1 * side_m)
+    assert lifted.size_m[2] < 0.005  # still flat
+
+
+def test_without_a_mask_a_wall_seen_from_the_side_spans_the_whole_box():
+    # A wall receding to the right: its depth changes along the box's rows only, so every row of the box reaches
+    # its left and right edges, and the box's frustum on it is the wall.
+    cols = np.arange(INTRINSICS.width, dtype=np.float64)
+    depth = np.tile(1.0 / (1.0 - 0.001 * cols), (INTRINSICS.height, 1)).astype(np.float32)
+    lifted = lift_detection(Detection("wall", 1.0, (100, 50, 200, 120)), depth, INTRINSICS, OPTICAL, SETTINGS)
+    left_m, right_m = ((col - 320.0) / 500.0 / (1.0 - 0.001 * col) for col in (100, 299))
+    assert lifted.centroid_m[0] - lifted.size_m[0] / 2 == pytest.approx(left_m, abs=1e-3)
+    assert lifted.centroid_m[0] + lifted.size_m[0] / 2 == pytest.approx(right_m, abs=1e-3)

@@ -238,9 +238,11 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "one (a sparse but continuous side); a point past a larger gap is a stray pixel (0: percentiles only)",
               unit="m", min=0.0, max=1.0),
     ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
-              "Points whose depth is more than k median absolute deviations from the median are rejected, unless "
-              "they continue that band through continuous depths (gaps at most 10 % of the object's size across the "
-              "view, at most that size beyond the band): a receding side is kept, a stray blob behind is not",
+              "Points whose depth is more than k median absolute deviations (as a standard deviation, at least 5 mm) "
+              "from the object's median depth are outliers, unless they continue that band through continuous "
+              "depths (gaps up to 10 % of the object's size across the view, at most that size beyond); only points "
+              "more than 2 px inside the mask's border extend the band, rim points count only within it (plus a "
+              "few pixels' worth of the object's depth slope), so mask bleed does not deepen a box",
               min=0.5, max=100.0),
     ParamSpec("lifting.points_per_object", INT, 768,
               "Depth pixels used per object, sampled stratified with a fixed jitter over its valid pixels (every "

@@ -16,6 +16,15 @@ widest section is hidden too, which leaves the centre about r / 6 short (instead
 visible it changes nothing; a flat face seen head-on stays flat (its depth is unobservable from one view). An
 occluder in front of an object's lower half is not seen as such: that half stays missing.
 
+Stray depths are rejected before the box is taken (see ``_depth_inliers``): an object's points are those within
+``lifting.outlier_mad_k`` robust standard deviations of its median depth, grown outwards through continuous depths
+(gaps up to a tenth of its size across the view, at most that size beyond), so a side receding from the camera
+stays while background behind the object does not. Only points of the mask's interior (more than 2 px inside its
+border) grow that interval; a point of the mask's rim counts only within it, widened by a few times the depth the
+object's surface recedes over the rim's width. So mask bleed of up to 2 px onto the surface the object stands on
+(which continues from its base without a depth gap) does not deepen the box, while a receding side loses at most
+a little of its far edge. Objects without a mask have no rim.
+
 All objects of a frame are lifted together: each object's valid depth pixels are resampled (stratified, with a
 fixed jitter) to exactly ``lifting.points_per_object`` points (repeating pixels of small objects), so the medians,
 percentiles and slices run as single numpy calls over an (objects x points) array instead of a dozen calls per
@@ -27,7 +36,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -190,27 +199,54 @@ def _spread_over_box(rows: np.ndarray, cols: np.ndarray, crop: _Crop, box_xywh_p
             stretch(cols, crop.x0, crop_width, box_x0, box_x1 - box_x0))
 
 
+class _Measured(NamedTuple):
+    """Where a mask-less object's points were sampled (in the central half of its box, before
+    :func:`_spread_over_box` moved them), its frame's principal point column, and whether the image's left or
+    right border cuts its box."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    principal_col_px: float
+    cut_left: bool
+    cut_right: bool
+
+
 def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndarray, inliers: np.ndarray,
-                           measured_at: Mapping[int, tuple[np.ndarray, np.ndarray]], settings: LiftingSettings
-                           ) -> np.ndarray:
+                           measured_at: Mapping[int, _Measured], settings: LiftingSettings
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """``depths_m`` with the depth of each mask-less object's points moved to where :func:`_spread_over_box`
-    put them in the image.
+    put them in the image, and per point a factor on its horizontal offset from the principal point that keeps it
+    within the object's lateral bounds (1 for the objects with a mask).
 
     A point keeps its depth's deviation from the object's surface, and the surface is extended over the whole
     box as the plane through the object's inlier points measured in the central half (inverse depth is linear in
     the pixel coordinates on a plane). Holding the measured depths at the moved positions instead would stand a
     table top seen from above on its edge: the rows of its box span its depth, not a height.
+
+    On such a surface the box's frustum is a trapezoid, wider at its far end than at its near end, while the
+    object (a tray, a plate) is about as wide at both: its image is the trapezoid, and only one of its rows,
+    the near one on a side of the box facing away from the principal point (the far one on a side facing it),
+    reaches each of the box's left and right edges. Spread over the whole frustum it would be widened by up to the
+    ratio of its far to its near depth (a 0.6 m tray seen at a grazing angle lifted 1.04 m wide). So the points'
+    lateral (horizontal optical) coordinates are clipped to the rectangle inscribed in the frustum: on each side,
+    the narrower of the box's top and bottom rows at that edge. On a side cut by the image border the object may
+    reach the border in more rows than the near one, so the bound there is the box's middle row. Both sides stay
+    open when no rectangle fits (a narrow box far off the principal point, whose object recedes diagonally). A
+    surface whose depth does not change along the box's edge columns (a wall seen head-on or from the side) keeps
+    the whole box. With lens distortion the bounds are those of the undistorted pinhole image, an approximation.
     """
     which = np.array(sorted(measured_at))
-    rows_measured = np.stack([measured_at[row][0] for row in which]).astype(np.float64)
-    cols_measured = np.stack([measured_at[row][1] for row in which]).astype(np.float64)
+    rows_measured = np.stack([measured_at[row].rows for row in which]).astype(np.float64)
+    cols_measured = np.stack([measured_at[row].cols for row in which]).astype(np.float64)
     inverse = 1.0 / depths_m[which]
     weight = inliers[which].astype(np.float64)
     total = np.maximum(weight.sum(axis=1, keepdims=True), 1.0)
     # Centred coordinates keep the normal equations well conditioned; pinv solves them even when the points are
     # on one row or column (no slope along it).
-    col_offset = cols_measured - (weight * cols_measured).sum(axis=1, keepdims=True) / total
-    row_offset = rows_measured - (weight * rows_measured).sum(axis=1, keepdims=True) / total
+    col_mean = (weight * cols_measured).sum(axis=1, keepdims=True) / total
+    row_mean = (weight * rows_measured).sum(axis=1, keepdims=True) / total
+    col_offset = cols_measured - col_mean
+    row_offset = rows_measured - row_mean
     design = np.stack([np.ones_like(col_offset), col_offset, row_offset], axis=-1)
     weighted = (design * weight[..., None]).transpose(0, 2, 1)
     # matmul (one product per object), so that batching never changes a bit.
@@ -219,9 +255,37 @@ def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndar
     coefficients = np.matmul(np.linalg.pinv(normal), rhs)[..., 0]
     moved = inverse + coefficients[:, 1:2] * (cols[which] - cols_measured) + \
         coefficients[:, 2:3] * (rows[which] - rows_measured)
+    inverse_min, inverse_max = 1.0 / settings.depth_max_m, 1.0 / settings.depth_min_m
     extended = depths_m.copy()
-    extended[which] = 1.0 / np.clip(moved, 1.0 / settings.depth_max_m, 1.0 / settings.depth_min_m)
-    return extended
+    extended[which] = 1.0 / np.clip(moved, inverse_min, inverse_max)
+
+    def plane_depth_m(col: np.ndarray, row: np.ndarray) -> np.ndarray:
+        return 1.0 / np.clip(coefficients[:, 0:1] + coefficients[:, 1:2] * (col - col_mean) +
+                             coefficients[:, 2:3] * (row - row_mean), inverse_min, inverse_max)
+
+    # Lateral positions as column offset times depth (fx times the optical x). The spread points reach the box's
+    # first and last rows and columns.
+    principal = np.array([measured_at[row].principal_col_px for row in which])[:, None]
+    top, bottom = rows[which].min(axis=1, keepdims=True), rows[which].max(axis=1, keepdims=True)
+    left, right = cols[which].min(axis=1, keepdims=True), cols[which].max(axis=1, keepdims=True)
+    left_bound = np.maximum((left - principal) * plane_depth_m(left, top),
+                            (left - principal) * plane_depth_m(left, bottom))
+    right_bound = np.minimum((right - principal) * plane_depth_m(right, top),
+                             (right - principal) * plane_depth_m(right, bottom))
+    # A side cut by the image border: the object reaches it at its near row, and perhaps farther; its middle row
+    # is the compromise (the plane's inverse depth is linear in the row, so there it is the mean of the ends').
+    middle = (top + bottom) / 2.0
+    cut_left = np.array([[measured_at[row].cut_left] for row in which])
+    cut_right = np.array([[measured_at[row].cut_right] for row in which])
+    left_bound = np.where(cut_left, (left - principal) * plane_depth_m(left, middle), left_bound)
+    right_bound = np.where(cut_right, (right - principal) * plane_depth_m(right, middle), right_bound)
+    fits = left_bound <= right_bound
+    lateral = (cols[which] - principal) * extended[which]
+    clipped = np.clip(lateral, np.where(fits, left_bound, -np.inf), np.where(fits, right_bound, np.inf))
+    lateral_scale = np.ones(depths_m.shape)
+    # A point on the principal column (lateral 0) lies within any bounds the box's columns give, so keeps its place.
+    lateral_scale[which] = np.where(lateral != 0.0, clipped / np.where(lateral != 0.0, lateral, 1.0), 1.0)
+    return extended, lateral_scale
 
 
 def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
@@ -242,8 +306,64 @@ def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
     return np.stack(out)
 
 
+# How far inside its mask's border (in pixels) a point must be to extend an object's depth interval: a mask that
+# bleeds onto the surface around the object by up to this much extends it by none of that surface (see
+# _depth_inliers).
+_INTERIOR_PX = 2
+# How far a point of the mask's rim may lie beyond the depth interval its interior reached, in multiples of the
+# depth that the interior's steeper slopes (upper quartile) cover over the rim's width: several, because a surface
+# seen obliquely recedes fastest at its far edge (foreshortening; a sphere's limb), which is where the rim is cut off.
+_RIM_SLOPES = 3.0
+# The offsets of the pixels within _INTERIOR_PX steps (up, down, left, right) of a pixel, the pixels that
+# _INTERIOR_PX binary erosions with the 4-neighbourhood look at, nearest first: the first _WINDOW_WITHIN[e] of them
+# are those within e steps.
+_WINDOW_DY, _WINDOW_DX = np.mgrid[-_INTERIOR_PX:_INTERIOR_PX + 1, -_INTERIOR_PX:_INTERIOR_PX + 1].reshape(2, -1)
+_WINDOW_STEPS = np.abs(_WINDOW_DY) + np.abs(_WINDOW_DX)
+_WINDOW_DY, _WINDOW_DX = (offsets[np.argsort(_WINDOW_STEPS, kind="stable")][:np.count_nonzero(
+    _WINDOW_STEPS <= _INTERIOR_PX)] for offsets in (_WINDOW_DY, _WINDOW_DX))
+_WINDOW_WITHIN = [int(np.count_nonzero(_WINDOW_STEPS <= steps)) for steps in range(_INTERIOR_PX + 1)]
+
+
+def _interior_points(mask: np.ndarray, depth_m: np.ndarray, rows: np.ndarray, cols: np.ndarray
+                     ) -> tuple[np.ndarray, float]:
+    """Which of an object's points (at image ``rows``, ``cols``, all inside ``mask``) are its mask's interior: more
+    than ``_INTERIOR_PX`` steps (up, down, left, right) from any pixel outside the mask, as if the mask had been
+    eroded ``_INTERIOR_PX`` times; and how steeply the object's interior recedes: the upper quartile over its
+    interior points of the larger depth change per pixel across or down the image (central differences).
+
+    The image border is no border of the mask (the object goes on beyond it; a window position off the image is
+    clipped onto the image). Only the points' windows are looked at, so the cost is the number of points, not the
+    object's area. A mask too thin to have such an interior (or whose interior has no usable depth) keeps its
+    innermost points instead: those left by fewer erosions, or all of them.
+    """
+    height, width = mask.shape
+    # Flat indices and take: several times faster than indexing the 2D mask with broadcast index arrays. Clipping
+    # (for windows reaching off the image) is needed only near the image border.
+    if (rows.min() >= _INTERIOR_PX and rows.max() < height - _INTERIOR_PX and cols.min() >= _INTERIOR_PX
+            and cols.max() < width - _INTERIOR_PX):
+        flat = (rows * width + cols)[None, :] + (_WINDOW_DY * width + _WINDOW_DX)[:, None]
+    else:
+        flat = (np.clip(rows[None, :] + _WINDOW_DY[:, None], 0, height - 1) * width
+                + np.clip(cols[None, :] + _WINDOW_DX[:, None], 0, width - 1))
+    inside = np.ravel(mask).take(flat)
+    interior = np.ones(rows.shape, dtype=bool)
+    for steps in range(_INTERIOR_PX, 0, -1):
+        eroded = inside[:_WINDOW_WITHIN[steps]].all(axis=0)
+        if eroded.any():
+            interior = eroded
+            break
+    # Window offsets 1-4 are the 4-neighbours: up, left, right, down.
+    up, left, right, down = np.ravel(depth_m).take(flat[1:5])
+    slope = np.fmax(np.abs(right - left), np.abs(down - up))  # fmax: one NaN (no depth) of the two is ignored
+    slope = slope[interior & (slope >= 0.0)]  # NaN compares False
+    if slope.size == 0:
+        return interior, 0.0
+    upper_quartile = (3 * (slope.size - 1)) // 4
+    return interior, float(np.partition(slope, upper_quartile)[upper_quartile]) / 2.0  # central differences: 2 px
+
+
 def _depth_inliers(depths_m: np.ndarray, median_m: np.ndarray, band_m: np.ndarray, max_gap_m: np.ndarray,
-                   reach_m: np.ndarray) -> np.ndarray:
+                   reach_m: np.ndarray, interior: np.ndarray, rim_margin_m: np.ndarray) -> np.ndarray:
     """Per object (row of ``depths_m``, (objects, N)): which points are the object's, not stray pixels.
 
     The core is the band of ``band_m`` (k robust standard deviations) around the median depth. A band alone
@@ -255,11 +375,17 @@ def _depth_inliers(depths_m: np.ndarray, median_m: np.ndarray, band_m: np.ndarra
     onto a background behind the object, or background seen through a hole, is separated from it by a gap.
 
     A rim of mask bleed onto the surface the object stands on is not separated: that surface runs on from the
-    object's base to far behind it without a gap. Depth alone cannot tell it from a receding side, so the growth
-    is capped at ``reach_m`` beyond the band on either side (callers pass about the object's size across the view,
-    which a visible side seldom exceeds in depth).
+    object's base to far behind it without a gap, and depth alone cannot tell it from a receding side. So only the
+    ``interior`` points (those of the mask's interior, see :func:`_interior_points`) grow the inliers; a point of
+    the mask's rim is an inlier only within the interval the interior reached, widened by ``rim_margin_m`` (per
+    object; callers pass a few times the depth the object's own surface recedes over the rim's width, so a
+    receding side keeps its last pixels, and noise at the rim stays in). Bleed no wider than the rim then adds at
+    most that margin; wider bleed reaches into the interior and grows again, up to ``reach_m`` beyond the band on
+    either side (callers pass about the object's size across the view, which a visible side seldom exceeds in
+    depth).
     """
-    ordered = np.sort(depths_m, axis=1)
+    # The rim's points are sorted in at the median: inside the core, so they neither extend it nor close a gap.
+    ordered = np.sort(np.where(interior, depths_m, median_m[:, None]), axis=1)
     count = ordered.shape[1]
     # The core is the run of sorted points from core_low to core_high.
     core_low = np.count_nonzero(ordered < (median_m - band_m)[:, None], axis=1)
@@ -272,9 +398,10 @@ def _depth_inliers(depths_m: np.ndarray, median_m: np.ndarray, band_m: np.ndarra
     low = np.where(below.any(axis=1), count - 1 - below.argmax(axis=1), 0)
     low_m = np.take_along_axis(ordered, low[:, None], axis=1)
     high_m = np.take_along_axis(ordered, high[:, None], axis=1)
+    rim_m = np.where(interior, 0.0, rim_margin_m[:, None])
     low_m = np.maximum(low_m, (median_m - band_m - reach_m)[:, None])
     high_m = np.minimum(high_m, (median_m + band_m + reach_m)[:, None])
-    return (depths_m >= low_m) & (depths_m <= high_m)
+    return (depths_m >= low_m - rim_m) & (depths_m <= high_m + rim_m)
 
 
 def _connected_extents(values: np.ndarray, percent: float, max_gap_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +552,9 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     per call, not the arithmetic, is most of the time."""
     results: list[list[LiftedObject | None]] = [[None] * len(request.detections) for request in requests]
     owners, sample_rows, sample_cols, depths, fractions, crops, focals = [], [], [], [], [], [], []
-    measured_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # where a mask-less object's points were sampled
+    interiors: list[np.ndarray] = []  # per object, which of its points are its mask's interior
+    slopes: list[float] = []  # per object, how steeply its interior recedes [m per pixel]
+    measured_at: dict[int, _Measured] = {}  # per mask-less object, where its points were sampled
     points_per_object = settings.points_per_object
     for frame_index, request in enumerate(requests):
         for index, detection in enumerate(request.detections):
@@ -437,8 +566,14 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
             rows += crop.y0
             cols += crop.x0
             depths.append(request.depth_m[rows, cols])
+            interior, slope = (_interior_points(detection.mask, request.depth_m, rows, cols) if crop.from_mask
+                               else (np.ones(rows.shape, dtype=bool), 0.0))  # the central half of a box has no rim
+            interiors.append(interior)
+            slopes.append(slope)
             if not crop.from_mask:
-                measured_at[len(owners)] = (rows, cols)
+                box_x, _, box_width, _ = detection.box_xywh_px
+                measured_at[len(owners)] = _Measured(rows, cols, request.intrinsics.cx, box_x < 0,
+                                                     box_x + box_width > request.depth_m.shape[1])
                 rows, cols = _spread_over_box(rows, cols, crop, detection.box_xywh_px, request.depth_m.shape)
             sample_rows.append(rows)
             sample_cols.append(cols)
@@ -459,9 +594,11 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     lateral_m = np.maximum((np.ptp(cols, axis=1) + 1.0) / focal_px[:, 0],
                            (np.ptp(rows, axis=1) + 1.0) / focal_px[:, 1]) * median[:, 0]
     inliers = _depth_inliers(depths_m, median[:, 0], band_m, np.maximum(band_m, _GAP_PER_SIZE * lateral_m),
-                             _REACH_PER_SIZE * lateral_m)
+                             _REACH_PER_SIZE * lateral_m, np.stack(interiors),
+                             _RIM_SLOPES * _INTERIOR_PX * np.array(slopes))
+    lateral_scale = None
     if measured_at:
-        depths_m = _extend_depth_over_box(depths_m, rows, cols, inliers, measured_at, settings)
+        depths_m, lateral_scale = _extend_depth_over_box(depths_m, rows, cols, inliers, measured_at, settings)
     # Back-projected and moved into the graph frame with each object's own camera (as back_project and
     # RigidTransform.apply do, batched over the objects).
     frames = [requests[frame_index] for frame_index, _ in owners]
@@ -476,6 +613,10 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
         offset_x[which], offset_y[which] = normalized_coordinates(requests[frame_index].intrinsics, cols[which],
                                                                   rows[which])
         fx, fy = np.where(which[:, None], 1.0, fx), np.where(which[:, None], 1.0, fy)
+    if lateral_scale is not None:
+        # Only the mask-less objects' rows: multiplying the others by 1.0 would change no bit either, but need not run.
+        which = np.array(sorted(measured_at))
+        offset_x[which] = offset_x[which] * lateral_scale[which]
     optical = np.stack([offset_x * depths_m / fx, offset_y * depths_m / fy, depths_m], axis=-1)
     rotations_t = np.stack([r.camera_to_graph.rotation_matrix_t for r in requests])[frame_of]
     translations = np.stack([r.camera_to_graph.translation_m for r in requests])[frame_of]
