@@ -16,6 +16,7 @@ from trusted_scene_graph.perception.lifting import LiftRequest, _interior_points
 INTRINSICS = Intrinsics(width=640, height=480, fx=500.0, fy=500.0, cx=320.0, cy=240.0)
 OPTICAL = RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
 SETTINGS = LiftingSettings(box_percentile=2.0, max_gap_m=0.01)  # the configured defaults
+BLEED_GUARD = LiftingSettings(box_percentile=2.0, max_gap_m=0.01, mask_interior_px=2)  # lifting.mask_interior_px 2
 
 
 def rectangle(rows: slice, cols: slice) -> np.ndarray:
@@ -198,7 +199,8 @@ def test_mask_bleed_onto_the_table_an_object_stands_on_does_not_deepen_its_box(p
     depth, which = render_boxes(camera, [TABLE, ((1.0, 0.0, TABLE_TOP_M + size_m[2] / 2), size_m)])
     mask = bled_mask(which, 1, bleed_px)
     lifted = lift_detection(Detection("box", 1.0, box_of(mask), mask), depth, INTRINSICS, camera,
-                            LiftingSettings(box_percentile=2.0, max_gap_m=0.01, amodal_completion=amodal),
+                            LiftingSettings(box_percentile=2.0, max_gap_m=0.01, amodal_completion=amodal,
+                                            mask_interior_px=2),
                             np.array([1.0, 0.0, 0.0]))
     # Along the view (graph x) the box is at most its true depth and 25 % more; across it, its true width.
     assert lifted.size_m[0] < 1.25 * size_m[0]
@@ -213,20 +215,23 @@ def test_with_mask_bleed_two_cubes_a_hand_apart_stay_apart():
     cube = (0.08, 0.08, 0.10)
     depth, which = render_boxes(camera, [TABLE, ((0.9, 0.0, TABLE_TOP_M + 0.05), cube),
                                          ((1.08, 0.05, TABLE_TOP_M + 0.05), cube)])
-    near, far = (lift_detection(Detection("cube", 1.0, box_of(mask), mask), depth, INTRINSICS, camera, SETTINGS)
+    near, far = (lift_detection(Detection("cube", 1.0, box_of(mask), mask), depth, INTRINSICS, camera, BLEED_GUARD)
                  for mask in (bled_mask(which, 1, 1), bled_mask(which, 2, 1)))
     gap_m = (far.centroid_m[0] - far.size_m[0] / 2) - (near.centroid_m[0] + near.size_m[0] / 2)
     assert gap_m == pytest.approx(0.10, abs=0.025)
 
 
-def test_a_cube_seen_from_above_keeps_most_of_its_receding_front():
+def test_a_cube_seen_from_above_keeps_most_of_its_receding_front_and_the_bleed_guard_costs_some_of_it():
     # From 80 degrees the cube's front is a few pixels tall in the image, most of them within the 2 px rim whose
-    # depths extend nothing; its interior still reaches half the front's height (a band alone keeps ~2 cm).
+    # depths extend nothing with the guard on; its interior still reaches half the front's height (a band alone
+    # keeps ~2 cm). Without the guard (the default, for exact masks) every mask point extends the interval.
     camera = pitched_camera(80, (0.9, 0.0, 1.4))
     depth, which = render_boxes(camera, [TABLE, ((1.0, 0.0, TABLE_TOP_M + 0.05), (0.08, 0.08, 0.10))])
     mask = which == 1
-    lifted = lift_detection(Detection("cube", 1.0, box_of(mask), mask), depth, INTRINSICS, camera, SETTINGS)
-    assert 0.04 < lifted.size_m[2] < 0.105
+    guarded, exact = (lift_detection(Detection("cube", 1.0, box_of(mask), mask), depth, INTRINSICS, camera, settings)
+                      for settings in (BLEED_GUARD, SETTINGS))
+    assert 0.04 < guarded.size_m[2] < 0.105
+    assert guarded.size_m[2] < exact.size_m[2] <= 0.105
 
 
 @pytest.mark.parametrize("width_px", [1, 3, 5])
@@ -235,7 +240,7 @@ def test_a_mask_too_thin_for_an_interior_still_lifts_whole(width_px):
     # innermost pixels grow the inliers instead; at one depth they are all kept.
     mask = rectangle(slice(200, 240), slice(300, 300 + width_px))
     depth = np.where(mask, 1.0, 3.0).astype(np.float32)
-    lifted = lift_detection(Detection("pole", 1.0, box_of(mask), mask), depth, INTRINSICS, OPTICAL, SETTINGS)
+    lifted = lift_detection(Detection("pole", 1.0, box_of(mask), mask), depth, INTRINSICS, OPTICAL, BLEED_GUARD)
     assert lifted.size_m[1] == pytest.approx(39 / 500.0, abs=0.002)
     assert lifted.size_m[0] == pytest.approx((width_px - 1) / 500.0, abs=0.002)
 
@@ -243,7 +248,7 @@ def test_a_mask_too_thin_for_an_interior_still_lifts_whole(width_px):
 def test_the_interior_of_a_mask_is_what_two_erosions_leave_and_the_image_border_is_not_a_border():
     mask = rectangle(slice(0, 10), slice(100, 110))
     rows, cols = (axis.ravel() for axis in np.mgrid[0:10, 100:110])
-    interior, _ = _interior_points(mask, np.ones(mask.shape), rows, cols)
+    interior, _ = _interior_points(mask, np.ones(mask.shape), rows, cols, 2)
     # Erosion with the image border as mask: rows 0..7 (the top edge is the image's), columns 102..107.
     padded = np.pad(mask, ((2, 0), (0, 0)), constant_values=True)
     expected = binary_erosion(padded, iterations=2, border_value=1)[2:][rows, cols]
@@ -251,7 +256,7 @@ def test_the_interior_of_a_mask_is_what_two_erosions_leave_and_the_image_border_
     assert interior.sum() == 8 * 6
     # The slope is how much the depth changes per pixel inside: 3 mm per column here.
     ramp = np.broadcast_to(1.0 + 0.003 * np.arange(INTRINSICS.width), mask.shape)
-    assert _interior_points(mask, ramp, rows, cols)[1] == pytest.approx(0.003)
+    assert _interior_points(mask, ramp, rows, cols, 2)[1] == pytest.approx(0.003)
 
 
 @pytest.mark.parametrize(("pitch_deg", "camera_height_m", "distance_m", "offset_m", "side_m"), [

@@ -240,10 +240,15 @@ SCHEMA: dict[str, ParamSpec] = _specs(
     ParamSpec("lifting.outlier_mad_k", FLOAT, 4.0,
               "Points whose depth is more than k median absolute deviations (as a standard deviation, at least 5 mm) "
               "from the object's median depth are outliers, unless they continue that band through continuous "
-              "depths (gaps up to 10 % of the object's size across the view, at most that size beyond); only points "
-              "more than 2 px inside the mask's border extend the band, rim points count only within it (plus a "
-              "few pixels' worth of the object's depth slope), so mask bleed does not deepen a box",
+              "depths (gaps up to 10 % of the object's size across the view, at most that size beyond): a receding "
+              "side is kept, a stray blob behind is not (see lifting.mask_interior_px for mask bleed)",
               min=0.5, max=100.0),
+    ParamSpec("lifting.mask_interior_px", INT, 0,
+              "Guard against mask bleed: only points more than this many pixels inside the mask's border extend "
+              "the depth band, rim points count only within it (plus a few pixels of the object's depth slope), so "
+              "a mask bleeding up to this much onto the surface around an object does not deepen its box; it costs "
+              "small objects part of their receding sides (0: off, for exact masks such as the 'sim' detector's; 2 "
+              "for a segmenter whose masks spill over by a pixel or two)", unit="px", min=0, max=4),
     ParamSpec("lifting.points_per_object", INT, 768,
               "Depth pixels used per object, sampled stratified with a fixed jitter over its valid pixels (every "
               "pixel of a smaller object); bounds the cost of big objects and lets all objects be lifted in one "

@@ -65,13 +65,14 @@ class LiftingSettings:
     points_per_object: int = 768
     amodal_completion: bool = False
     max_gap_m: float = 0.0
+    mask_interior_px: int = 0  # 0: every mask point may extend the depth interval (see _depth_inliers)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LiftingSettings:
         return cls(config["depth.min_m"], config["depth.max_m"], config["lifting.box_percentile"],
                    config["lifting.outlier_mad_k"], config["lifting.min_valid_fraction"],
                    config["lifting.points_per_object"], config["lifting.amodal_completion"],
-                   config["lifting.max_gap_m"])
+                   config["lifting.max_gap_m"], config["lifting.mask_interior_px"])
 
 
 @dataclass(frozen=True)
@@ -306,10 +307,10 @@ def _quantiles(values: np.ndarray, percents: Sequence[float]) -> np.ndarray:
     return np.stack(out)
 
 
-# How far inside its mask's border (in pixels) a point must be to extend an object's depth interval: a mask that
-# bleeds onto the surface around the object by up to this much extends it by none of that surface (see
-# _depth_inliers).
-_INTERIOR_PX = 2
+# The largest lifting.mask_interior_px: how far inside its mask's border (in pixels) a point may be required to be to
+# extend an object's depth interval; a mask that bleeds onto the surface around the object by up to that much then
+# extends it by none of that surface (see _depth_inliers).
+_INTERIOR_PX = 4
 # How far a point of the mask's rim may lie beyond the depth interval its interior reached, in multiples of the
 # depth that the interior's steeper slopes (upper quartile) cover over the rim's width: several, because a surface
 # seen obliquely recedes fastest at its far edge (foreshortening; a sphere's limb), which is where the rim is cut off.
@@ -324,12 +325,13 @@ _WINDOW_DY, _WINDOW_DX = (offsets[np.argsort(_WINDOW_STEPS, kind="stable")][:np.
 _WINDOW_WITHIN = [int(np.count_nonzero(_WINDOW_STEPS <= steps)) for steps in range(_INTERIOR_PX + 1)]
 
 
-def _interior_points(mask: np.ndarray, depth_m: np.ndarray, rows: np.ndarray, cols: np.ndarray
+def _interior_points(mask: np.ndarray, depth_m: np.ndarray, rows: np.ndarray, cols: np.ndarray, interior_px: int
                      ) -> tuple[np.ndarray, float]:
     """Which of an object's points (at image ``rows``, ``cols``, all inside ``mask``) are its mask's interior: more
-    than ``_INTERIOR_PX`` steps (up, down, left, right) from any pixel outside the mask, as if the mask had been
-    eroded ``_INTERIOR_PX`` times; and how steeply the object's interior recedes: the upper quartile over its
-    interior points of the larger depth change per pixel across or down the image (central differences).
+    than ``interior_px`` (at most ``_INTERIOR_PX``) steps (up, down, left, right) from any pixel outside the mask, as
+    if the mask had been eroded ``interior_px`` times; and how steeply the object's interior recedes: the upper
+    quartile over its interior points of the larger depth change per pixel across or down the image (central
+    differences).
 
     The image border is no border of the mask (the object goes on beyond it; a window position off the image is
     clipped onto the image). Only the points' windows are looked at, so the cost is the number of points, not the
@@ -347,7 +349,7 @@ def _interior_points(mask: np.ndarray, depth_m: np.ndarray, rows: np.ndarray, co
                 + np.clip(cols[None, :] + _WINDOW_DX[:, None], 0, width - 1))
     inside = np.ravel(mask).take(flat)
     interior = np.ones(rows.shape, dtype=bool)
-    for steps in range(_INTERIOR_PX, 0, -1):
+    for steps in range(interior_px, 0, -1):
         eroded = inside[:_WINDOW_WITHIN[steps]].all(axis=0)
         if eroded.any():
             interior = eroded
@@ -566,8 +568,11 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
             rows += crop.y0
             cols += crop.x0
             depths.append(request.depth_m[rows, cols])
-            interior, slope = (_interior_points(detection.mask, request.depth_m, rows, cols) if crop.from_mask
-                               else (np.ones(rows.shape, dtype=bool), 0.0))  # the central half of a box has no rim
+            # The central half of a box has no rim; with mask_interior_px 0 every point is interior (no rim rule).
+            interior, slope = (_interior_points(detection.mask, request.depth_m, rows, cols,
+                                                settings.mask_interior_px)
+                               if crop.from_mask and settings.mask_interior_px > 0
+                               else (np.ones(rows.shape, dtype=bool), 0.0))
             interiors.append(interior)
             slopes.append(slope)
             if not crop.from_mask:
@@ -595,7 +600,7 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
                            (np.ptp(rows, axis=1) + 1.0) / focal_px[:, 1]) * median[:, 0]
     inliers = _depth_inliers(depths_m, median[:, 0], band_m, np.maximum(band_m, _GAP_PER_SIZE * lateral_m),
                              _REACH_PER_SIZE * lateral_m, np.stack(interiors),
-                             _RIM_SLOPES * _INTERIOR_PX * np.array(slopes))
+                             _RIM_SLOPES * settings.mask_interior_px * np.array(slopes))
     lateral_scale = None
     if measured_at:
         depths_m, lateral_scale = _extend_depth_over_box(depths_m, rows, cols, inliers, measured_at, settings)
