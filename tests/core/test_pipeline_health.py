@@ -234,6 +234,20 @@ def test_each_kind_of_error_is_logged_the_first_time_and_then_at_most_once_per_i
     assert logged == [True, True, False, True, False, True]
 
 
+def test_digits_inside_a_name_are_part_of_the_name_not_a_number_of_the_message():
+    throttle = LogThrottle()
+    logged = [throttle.should_log(message, 0.0, interval_s=2.0) for message in (
+        "no message on /camera1/color for 3.2 s",
+        "no message on /camera2/color for 3.2 s",  # another camera: another kind
+        "no message on /camera1/color for 5.7 s",  # the same camera, another duration: the same kind
+        "unsupported image encoding 'yuv422'",
+        "unsupported image encoding 'nv12'",  # another encoding: another kind
+        "camera size 0x480 is empty",
+        "camera size 640x0 is empty",  # both sides of a size are numbers: the same kind
+    )]
+    assert logged == [True, True, False, True, True, True, False]
+
+
 def test_the_kinds_remembered_are_bounded_by_forgetting_the_least_recently_logged():
     throttle = LogThrottle(max_kinds=2)
     assert throttle.should_log("a", 0.0, 10.0) and throttle.should_log("b", 1.0, 10.0)

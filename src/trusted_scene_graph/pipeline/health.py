@@ -18,13 +18,16 @@ MAX_LABELS_LOGGED = 10
 
 
 # A number in a log message: messages differing only in their numbers (stamps, sizes, counts) are of one kind.
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+# A number, unless it is part of a name (after a letter, '_' or '/': /camera1, yuv422, frame_2); the second side of a
+# size (the 480 of 640x480) is a number too.
+_NUMBER = re.compile(r"(?:(?<![A-Za-z_/\d.])|(?<=\dx))[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 class LogThrottle:
     """Which error logs of one call site to print: each kind of message at most once per interval, so that a flood
     of one error does not hide the first of another (rclpy's own throttling is per call site, whatever the message).
-    Messages that differ only in their numbers are of one kind. Not thread-safe: one per callback group."""
+    Messages that differ only in their numbers are of one kind (digits inside a name, such as ``/camera1``, are part of
+    the name). Not thread-safe: one per callback group."""
 
     def __init__(self, max_kinds: int = 64) -> None:
         self.max_kinds = max_kinds
