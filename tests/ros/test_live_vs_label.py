@@ -9,7 +9,6 @@ could disagree on (pose timing, lifting, side resolution); shaping here has no s
 from __future__ import annotations
 
 import os
-import threading
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -21,15 +20,12 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rich.console import Console  # noqa: E402
+from dds_helpers import replay_into_node  # noqa: E402
 from trusted_scene_graph_msgs.msg import DenseReward  # noqa: E402
 
 from trusted_scene_graph.label.bags import label_bag  # noqa: E402
 from trusted_scene_graph.pipeline.messages import stamp_to_ns  # noqa: E402
-from trusted_scene_graph.ros.replay import BagReplay, ReplayOptions  # noqa: E402
-from trusted_scene_graph.ros.scene_graph_node import REWARD_TOPIC, SceneGraphNode, reward_qos  # noqa: E402
+from trusted_scene_graph.ros.scene_graph_node import REWARD_TOPIC, reward_qos  # noqa: E402
 from trusted_scene_graph.sim.record import RecordSettings, benchmark_config, record_sim_bag  # noqa: E402
 
 pytestmark = [pytest.mark.dds, pytest.mark.sim]
@@ -45,31 +41,11 @@ def test_every_frame_the_node_rewards_has_the_distances_tsg_label_writes(tmp_pat
     labelled = {(row["stamp_ns"], row["pair"]): row
                 for row in pq.read_table(tmp_path / "labelled" / "rewards.parquet").to_pylist()}
 
-    node = SceneGraphNode(config)
-    node.trigger_configure()
-    node.trigger_activate()
-    listener = rclpy.create_node("reward_listener")
     live: list[DenseReward] = []
-    listener.create_subscription(DenseReward, REWARD_TOPIC, live.append, reward_qos(len(PAIRS)))
-    player = rclpy.create_node("tsg_replay")
-    executor = MultiThreadedExecutor(num_threads=4)
-    for each in (node, listener):
-        executor.add_node(each)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        with BagReplay(tmp_path / "bag", ReplayOptions(rate=0.5, wait_for_subscribers_s=10.0),
-                       Console(quiet=True)) as replay:
-            replay.play(player)
-        for _ in range(50):  # the last frame's rewards may still be on their way
-            if len(live) >= len(labelled):
-                break
-            threading.Event().wait(0.1)
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=5.0)
-        for each in (player, listener, node):
-            each.destroy_node()
+    replay_into_node(tmp_path / "bag", config,
+                     lambda listener: listener.create_subscription(DenseReward, REWARD_TOPIC, live.append,
+                                                                   reward_qos(len(PAIRS))),
+                     lambda: len(live) >= len(labelled))
 
     assert len(live) >= 0.8 * len(labelled)  # the node takes the latest frame: a few may be replaced
     compared = 0

@@ -8,7 +8,6 @@ positions are checked against the recorded ground truth in the graph frame.
 from __future__ import annotations
 
 import os
-import threading
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -19,17 +18,14 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from dds_helpers import replay_into_node  # noqa: E402
 from rclpy.qos import DurabilityPolicy  # noqa: E402
-from rich.console import Console  # noqa: E402
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg  # noqa: E402
 
 from trusted_scene_graph.dataset import BagReader  # noqa: E402
 from trusted_scene_graph.geometry.transform import RigidTransform  # noqa: E402
 from trusted_scene_graph.pipeline.messages import stamp_to_ns  # noqa: E402
-from trusted_scene_graph.ros.replay import BagReplay, ReplayOptions  # noqa: E402
-from trusted_scene_graph.ros.scene_graph_node import GRAPH_QOS, SCENE_GRAPH_TOPIC, SceneGraphNode  # noqa: E402
+from trusted_scene_graph.ros.scene_graph_node import GRAPH_QOS, SCENE_GRAPH_TOPIC  # noqa: E402
 from trusted_scene_graph.sim.record import RecordSettings, benchmark_config, record_sim_bag  # noqa: E402
 
 pytestmark = [pytest.mark.dds, pytest.mark.sim]
@@ -58,35 +54,17 @@ def test_a_replayed_tabletop_bag_produces_graphs_naming_the_recorded_objects(tmp
     truth, cameras = _recorded_truth(tmp_path / "bag")
     default_camera = [config["extrinsic.translation_m"], config["extrinsic.rotation_xyzw"]]
     assert len(cameras) == 3 and all(np.linalg.norm(c.translation_m - default_camera[0]) > 0.5 for c in cameras)
-    node = SceneGraphNode(config)
-    node.trigger_configure()
-    node.trigger_activate()
-    listener = rclpy.create_node("graph_listener")
     graphs: list[SceneGraphMsg] = []
-    listener.create_subscription(SceneGraphMsg, SCENE_GRAPH_TOPIC, graphs.append, GRAPH_QOS)
-    player = rclpy.create_node("tsg_replay")
-    executor = MultiThreadedExecutor(num_threads=4)
-    for each in (node, listener):
-        executor.add_node(each)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        options = ReplayOptions(rate=0.5, wait_for_subscribers_s=10.0)
-        with BagReplay(tmp_path / "bag", options, Console(quiet=True)) as replay:
-            # As recorded (latched, like every static broadcaster's): a subscriber joining later still gets it.
-            tf_static = replay.plans["/tf_static"]
-            assert tf_static.qos_recorded and tf_static.qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
-            stats = replay.play(player)
-        deadline = threading.Event()
-        for _ in range(50):  # the last frame's graph may still be on its way
-            if len({g.header.stamp.sec * 10**9 + g.header.stamp.nanosec for g in graphs}) >= 3:
-                break
-            deadline.wait(0.1)
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=5.0)
-        for each in (player, listener, node):
-            each.destroy_node()
+
+    def latched_camera_poses(replay) -> None:
+        # As recorded (latched, like every static broadcaster's): a subscriber joining later still gets it.
+        tf_static = replay.plans["/tf_static"]
+        assert tf_static.qos_recorded and tf_static.qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+
+    node, stats = replay_into_node(
+        tmp_path / "bag", config,
+        lambda listener: listener.create_subscription(SceneGraphMsg, SCENE_GRAPH_TOPIC, graphs.append, GRAPH_QOS),
+        lambda: len({stamp_to_ns(g.header.stamp) for g in graphs}) >= 3, latched_camera_poses)
     assert stats.published["/camera/color/image_raw"] == 3
     assert stats.published["/tf_static"] == 3 and not stats.skipped  # one camera pose per scene
     assert node.stats.failed == 0, node.stats.last_error
