@@ -241,6 +241,50 @@ def test_the_steep_fallback_turns_smoothly_into_the_viewing_direction_at_the_swi
         assert forward == pytest.approx([1.0, 0.0, 0.0]) and left == pytest.approx([0.0, 1.0, 0.0])
 
 
+def rolled_camera(pitch_deg: float, roll_deg: float, heading_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(optical axis, image up) of a camera facing ``heading_deg`` from graph +x, pitched up by ``pitch_deg`` and
+    rolled clockwise (as seen from behind it) by ``roll_deg`` about its optical axis."""
+    pitch, roll, heading = (math.radians(v) for v in (pitch_deg, roll_deg, heading_deg))
+    level = np.array([math.cos(heading), math.sin(heading), 0.0])
+    optical_axis = math.cos(pitch) * level + np.array([0.0, 0.0, math.sin(pitch)])
+    unrolled_up = -math.sin(pitch) * level + np.array([0.0, 0.0, math.cos(pitch)])
+    unrolled_left = np.cross(unrolled_up, optical_axis)
+    return optical_axis, math.cos(roll) * unrolled_up + math.sin(roll) * unrolled_left
+
+
+@pytest.mark.parametrize("roll_deg", [0.0, 20.0, -45.0, 70.0])
+def test_left_turns_continuously_with_a_rolled_camera_from_straight_down_to_straight_up(roll_deg):
+    # A wrist camera rolled about its axis, swept in 1 degree steps: left never jumps (it used to switch by up to the
+    # roll angle at 10 degrees from vertical), and two points on either side of the image centre, one above the other
+    # in the image too, are left_of / right_of as the image shows them.
+    camera = np.array([0.0, 0.0, 1.0])
+    previous_left = None
+    for pitch_deg in np.arange(-90.0, 90.5, 1.0):
+        optical_axis, image_up = rolled_camera(pitch_deg, roll_deg, heading_deg=30.0)
+        forward, left = horizontal_axes(optical_axis, image_up)
+        if previous_left is not None:
+            assert math.degrees(math.acos(min(1.0, float(left @ previous_left)))) < 3.0, pitch_deg
+        previous_left = left
+        rotation = camera_rotation(optical_axis, image_up)
+        ahead = camera + optical_axis
+        first = ahead - 0.2 * rotation[:, 0] - 0.05 * rotation[:, 1]
+        second = ahead + 0.2 * rotation[:, 0] + 0.05 * rotation[:, 1]
+        assert image_column(first, rotation, camera) < 320.0 < image_column(second, rotation, camera)
+        relations = relations_from_boxes([1, 2], np.array([first, second]), np.full((2, 3), 0.02), optical_axis,
+                                         RelationSettings(), image_up)
+        assert "left_of" in edges(relations, 1, 2) and "right_of" in edges(relations, 2, 1), pitch_deg
+
+
+def test_a_level_camera_in_portrait_takes_left_from_its_viewing_direction():
+    # Rolled 90 degrees, image-left points straight down: it says nothing about the horizontal plane, so left is the
+    # viewing direction turned counter-clockwise, as for a camera that is not rolled.
+    for pitch_deg in (-3.0, 0.0, 3.0):
+        optical_axis, image_up = rolled_camera(pitch_deg, 90.0, heading_deg=90.0)
+        forward, left = horizontal_axes(optical_axis, image_up)
+        assert forward == pytest.approx([0.0, 1.0, 0.0], abs=1e-12) and left == pytest.approx([-1.0, 0.0, 0.0],
+                                                                                               abs=1e-12)
+
+
 @pytest.mark.parametrize("scale", [0.1, 1e-3, 10.0, 1e200])
 def test_the_camera_direction_may_have_any_length(scale):
     assert np.vstack(horizontal_axes(scale * ALONG_X)) == pytest.approx(np.vstack(horizontal_axes(ALONG_X)))

@@ -1,10 +1,11 @@
 """Qualitative and metric relations computed from 3D boxes in the gravity-aligned graph frame.
 
 Frame and viewpoint (REP-103 graph frame: x forward, y left, z up). The camera's horizontal axes come from
-:func:`horizontal_axes`: ``forward`` is its viewing direction projected on the horizontal plane (for a camera looking
-within about 10 degrees of straight down, the image's up direction instead; straight up, the image's down direction,
-so that ``left`` is image-left in both cases) and ``left`` is ``forward`` turned 90 degrees counter-clockwise seen
-from above. Every object is an axis-aligned box in the graph frame (centroid and full size along x, y, z, in metres).
+:func:`horizontal_axes`: ``left`` is the image's left direction projected on the horizontal plane (for a camera that
+is not rolled, its viewing direction turned 90 degrees counter-clockwise seen from above; it stays image-left for a
+camera looking straight down or up, or rolled, and turns continuously with the camera) and ``forward`` is ``left``
+turned 90 degrees clockwise. Every object is an axis-aligned box in the graph frame (centroid and full size along x, y,
+z, in metres).
 
 Qualitative predicates. One edge ``a predicate b`` per ordered pair for which it holds. Its ``margin_m`` says how
 far, in metres, the pair is past the decision boundary: the edge is emitted only when the margin is > 0 (a pair
@@ -138,30 +139,39 @@ def _unit_direction(name: str, direction: np.ndarray | Sequence[float]) -> np.nd
 def horizontal_axes(
     camera_forward_graph: np.ndarray, camera_up_graph: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The camera's horizontal forward and left unit vectors in the graph frame.
+    """The camera's horizontal forward and left unit vectors in the graph frame (``left = z x forward``).
 
     ``camera_forward_graph`` (the optical z axis) and ``camera_up_graph`` (the image's up direction, the optical -y
-    axis) are finite non-zero 3-vectors in the graph frame, of any length. ``forward`` is the optical axis projected
-    on the horizontal plane, and ``left = z x forward``, which is image-left for a camera that is not rolled.
+    axis) are finite non-zero 3-vectors in the graph frame, of any length.
 
-    A camera looking within about 10 degrees of straight down or up (a top-down or wrist camera) has no stable
-    horizontal viewing direction; then ``camera_up_graph`` is needed and ``forward`` is the image's up direction
-    projected on the horizontal plane for a camera looking down, its down direction for a camera looking up. Image
-    left is ``image_up x optical_axis``, which is ``z x image_up`` looking down but ``z x (-image_up)`` looking up,
-    so in both cases ``left`` is image-left.
+    With ``camera_up_graph``, ``left`` is the image's left direction (``image_up x optical_axis``, the optical -x
+    axis) projected on the horizontal plane: left stays image-left at every tilt, a camera looking straight down or up
+    (a top-down or wrist camera) and a rolled one included, and it turns continuously as the camera turns. For a camera
+    that is not rolled this is the optical axis' horizontal direction turned 90 degrees counter-clockwise seen from
+    above. The one exception is a camera whose image-left is within about 10 degrees of vertical (mounted in portrait
+    and looking nearly level), where image-left says nothing about the horizontal plane: there ``forward`` is the
+    optical axis projected on the horizontal plane, which is then well defined.
+
+    Without ``camera_up_graph``, ``forward`` is the optical axis projected on the horizontal plane, which a camera
+    looking within about 10 degrees of straight down or up does not have (a :class:`RelationError`).
     """
     forward = _unit_direction("camera_forward_graph", camera_forward_graph)
     up = None if camera_up_graph is None else _unit_direction("camera_up_graph", camera_up_graph)
+    if up is not None:
+        image_left = np.cross(up, forward)  # of length 1 when image up is perpendicular to the optical axis, as it is
+        if math.hypot(*image_left[:2]) >= _MIN_HORIZONTAL:
+            x, y = image_left[:2] / math.hypot(*image_left[:2])
+            return np.array([y, -x, 0.0]), np.array([x, y, 0.0])  # forward = left turned 90 degrees clockwise
     heading = forward[:2]
     if math.hypot(*heading) < _MIN_HORIZONTAL:
         if up is None:
             raise RelationError(f"the camera looks straight up or down (camera_forward_graph {forward.tolist()}) and "
                                 f"no image-up direction was given; left/right and front/behind are undefined")
-        heading = up[:2] if forward[2] < 0 else -up[:2]  # |forward_z| > 0.98 here: the sign is never ambiguous
-        if math.hypot(*heading) < _MIN_HORIZONTAL:
-            raise RelationError(f"the camera looks straight up or down (camera_forward_graph {forward.tolist()}) and "
-                                f"its image-up direction camera_up_graph {up.tolist()} is not horizontal either; "
-                                f"left/right and front/behind are undefined")
+        # Both the optical axis and image-left within 10 degrees of vertical: image up is not perpendicular to the
+        # optical axis.
+        raise RelationError(f"the camera looks straight up or down (camera_forward_graph {forward.tolist()}) and "
+                            f"its image-up direction camera_up_graph {up.tolist()} is not horizontal either; "
+                            f"left/right and front/behind are undefined")
     x, y = heading / math.hypot(*heading)
     return np.array([x, y, 0.0]), np.array([-y, x, 0.0])  # left = z cross forward
 
