@@ -38,21 +38,29 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 
 # ML packages in a venv that also sees the apt ROS Python packages. numpy stays the distribution's, because
-# the apt message packages' C extensions are built against it.
+# the apt message packages' C extensions are built against it. The venv also gets the setuptools that
+# pyproject.toml's build-system requires: the distribution's (68) cannot read its license (a PEP 639 string).
 WORKDIR /ws/src/trusted_scene_graph
 COPY requirements/ requirements/
 RUN python3 -m venv --system-site-packages /opt/tsg \
     && grep -v '^numpy==' requirements/ml.txt > /tmp/ml.txt \
-    && /opt/tsg/bin/pip install --no-cache-dir -r /tmp/ml.txt
+    && /opt/tsg/bin/pip install --no-cache-dir -r /tmp/ml.txt 'setuptools>=77,<80'
 ENV PATH=/opt/tsg/bin:$PATH MUJOCO_GL=egl
 
 COPY . .
 # Both packages: the interfaces (ament_cmake) and the Python package (ament_python, scripts in lib/<pkg>). Not the
 # vendored tf2_msgs: apt's ros-jazzy-tf2-msgs is the complete package, which tf2_ros needs.
+# The workspace is the repository's ros2_ws/ (its src/ links the package and its interfaces), not a src/ holding the
+# repository: colcon stops at the repository root's package.xml and would not find trusted_scene_graph_msgs.
+# colcon runs setup.py with the interpreter colcon itself runs under, and the node scripts it installs start with
+# that interpreter's #! line: so colcon runs under the venv's Python (apt's colcon, seen through the venv's system
+# site packages), for the venv's setuptools and for nodes that import the venv's ML packages.
 RUN source /opt/ros/${ROS_DISTRO}/setup.bash \
     && cd /ws/src/trusted_scene_graph/ros2_ws \
-    && colcon build --install-base /ws/install --build-base /ws/build --packages-skip tf2_msgs \
-       --cmake-args -DBUILD_TESTING=OFF \
+    && /opt/tsg/bin/python -m colcon build --install-base /ws/install --build-base /ws/build \
+       --packages-skip tf2_msgs --cmake-args -DBUILD_TESTING=OFF \
+    && head -n 1 /ws/install/trusted_scene_graph/lib/trusted_scene_graph/scene_graph_node \
+       | grep -qx '#!/opt/tsg/bin/python' \
     && /opt/tsg/bin/pip install --no-cache-dir --no-deps /ws/src/trusted_scene_graph
 
 ENV FASTDDS_DEFAULT_PROFILES_FILE=/ws/install/trusted_scene_graph/share/trusted_scene_graph/config/fastdds.xml

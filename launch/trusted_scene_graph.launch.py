@@ -1,6 +1,7 @@
 """Start the trusted_scene_graph nodes on a ROS 2 install.
 
     ros2 launch trusted_scene_graph trusted_scene_graph.launch.py config:=/path/params.yaml color_topic:=/cam/rgb
+    ros2 launch trusted_scene_graph trusted_scene_graph.launch.py use_sim_time:=true   # replaying a bag with --clock
 
 Thin on purpose: the node list and the topic arguments come from trusted_scene_graph.config.nodes and the
 parameters from one parameter file validated by the same schema as ``tsg bringup`` (which runs the same node
@@ -21,6 +22,7 @@ from launch import LaunchDescription
 from trusted_scene_graph.config.nodes import (
     NODES,
     TOPIC_ARGUMENTS,
+    launch_flag,
     subscribed_topic,
     transport_suffix,
     validated_parameter_file,
@@ -32,7 +34,10 @@ PACKAGE = "trusted_scene_graph"
 def _nodes(context, *args, **kwargs):
     # Validate before starting anything: a bad value fails the launch with the schema's message. The nodes read the
     # validated values (an integer for a float parameter, accepted by the schema, would fail rclpy's type check).
-    config, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context))
+    # use_sim_time:=true sets the parameter for every node; false (the default) keeps the parameter file's value.
+    use_sim_time = launch_flag("use_sim_time", LaunchConfiguration("use_sim_time").perform(context))
+    config, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context),
+                                                      {"use_sim_time": True} if use_sim_time else None)
     # Only the topics given as arguments are remapped (an empty argument keeps the config's topic, whatever it is).
     # With a compressed transport the node subscribes to the topic plus image_transport's suffix; so is remapped.
     remappings = [(subscribed_topic(config, parameter), topic + transport_suffix(config, parameter))
@@ -48,7 +53,11 @@ def _nodes(context, *args, **kwargs):
 def generate_launch_description() -> LaunchDescription:
     default_config = os.path.join(get_package_share_directory(PACKAGE), "config", "default.yaml")
     arguments = [DeclareLaunchArgument("config", default_value=default_config,
-                                       description="ROS 2 parameter file (see config/default.yaml)")]
+                                       description="ROS 2 parameter file (see config/default.yaml)"),
+                 DeclareLaunchArgument("use_sim_time", default_value="false",
+                                       description="true: the nodes take time from /clock (a bag played with "
+                                                   "--clock, a simulator); false keeps the parameter file's "
+                                                   "use_sim_time (default false)")]
     arguments += [DeclareLaunchArgument(argument, default_value="",
                                         description=f"remap the input topic set by parameter {parameter} to this "
                                                     "topic (default: keep the config's)")

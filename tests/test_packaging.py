@@ -11,12 +11,13 @@ import sys
 import tempfile
 import tomllib
 import types
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 import yaml
 
-from trusted_scene_graph.config import SCHEMA, load_config_file, render_parameter_file
+from trusted_scene_graph.config import SCHEMA, ConfigError, load_config_file, render_parameter_file
 from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +113,7 @@ def _launch_description(monkeypatch, share_dir: Path):
 def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_with_validated_parameters(
         monkeypatch, tmp_path):
     defaults, opaque = _launch_description(monkeypatch, tmp_path)
-    assert set(defaults) == {"config", *TOPIC_ARGUMENTS}
+    assert set(defaults) == {"config", "use_sim_time", *TOPIC_ARGUMENTS}
     context = {**defaults, "color_topic": "/robot/rgb"}
     nodes = opaque.kwargs["function"](context)
 
@@ -186,6 +187,94 @@ def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(m
     remappings = opaque.kwargs["function"](context)[0].kwargs["remappings"]
     assert ("/camera/color/image_raw/compressed", "/robot/rgb/compressed") in remappings
     assert ("/camera/depth/image_raw/compressedDepth", "/robot/depth/compressedDepth") in remappings
+
+
+def _node_parameters(node) -> dict:
+    [parameter_file] = node.kwargs["parameters"]
+    return yaml.safe_load(Path(parameter_file).read_text())["/**"]["ros__parameters"]
+
+
+def test_the_launch_file_keeps_rclpys_own_parameters_and_ignores_other_nodes_sections(monkeypatch, tmp_path):
+    # A standard file shared by a whole launch: use_sim_time for every node, a section for another node, ours.
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n"
+                      "camera:\n  ros__parameters:\n    fps: 30\n"
+                      "scene_graph:\n  ros__parameters:\n    trust:\n      threshold: 0.7\n"
+                      "    qos_overrides:\n      /tf:\n        subscription:\n          depth: 100\n")
+    [node] = opaque.kwargs["function"]({**defaults, "config": str(shared)})
+    parameters = _node_parameters(node)
+    assert parameters["use_sim_time"] is True and parameters["trust.threshold"] == 0.7 and "fps" not in parameters
+    assert parameters["qos_overrides"] == {"/tf": {"subscription": {"depth": 100}}}
+    assert dict(load_config_file(node.kwargs["parameters"][0])) == dict(load_config_file(shared))
+
+
+def test_the_launch_files_use_sim_time_argument_sets_the_parameter_for_every_node(monkeypatch, tmp_path):
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
+    assert defaults["use_sim_time"] == "false"
+    assert "use_sim_time" not in _node_parameters(opaque.kwargs["function"](defaults)[0])  # rclpy's default: false
+    nodes = opaque.kwargs["function"]({**defaults, "use_sim_time": "True"})
+    assert [_node_parameters(node)["use_sim_time"] for node in nodes] == [True] * len(NODES)
+    with pytest.raises(ConfigError, match=r"^launch argument use_sim_time: 'yes' is neither true nor false$"):
+        opaque.kwargs["function"]({**defaults, "use_sim_time": "yes"})
+
+
+def test_the_docker_image_builds_with_the_venvs_python_so_setuptools_and_the_nodes_are_the_venvs():
+    # colcon runs setup.py with its own interpreter and writes it into the node scripts' #! line: apt's colcon under
+    # /usr/bin/python3 would build with the distribution's setuptools (68: no PEP 639 license) and install nodes that
+    # cannot import the venv's ML packages.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    builds = re.findall(r"^[^#]*\bcolcon build\b.*$", dockerfile, re.MULTILINE)
+    assert builds and all("/opt/tsg/bin/python -m colcon build" in line for line in builds), builds
+    assert "'#!/opt/tsg/bin/python'" in dockerfile  # the build checks the installed node's #! line
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [setuptools] = [r for r in pyproject["build-system"]["requires"] if r.startswith("setuptools")]
+    assert re.search(rf"/opt/tsg/bin/pip install .*'{re.escape(setuptools)}'", dockerfile)
+    assert pyproject["project"]["license"] == "Apache-2.0" and setuptools.startswith("setuptools>=77")
+
+
+def test_the_docker_entrypoint_gives_every_process_the_venvs_packages(tmp_path):
+    # `ros2 launch` runs under /usr/bin/python3; the launch file imports the schema, whose checks import scipy and
+    # networkx, installed only in the venv. Run the entrypoint with its absolute paths pointed at this machine: the
+    # venv's Python for /opt/tsg/bin/python, an empty ROS setup file, a workspace setup file that puts the package on
+    # PYTHONPATH as colcon's does, and another Python (the venv's base interpreter) as the command, which must then
+    # import the venv's packages (not whatever its own site-packages may hold).
+    entrypoint = (ROOT / "docker/entrypoint.sh").read_text()
+    (tmp_path / "ros.bash").write_text("")
+    (tmp_path / "install.bash").write_text(f"export PYTHONPATH={ROOT / 'src'}${{PYTHONPATH:+:$PYTHONPATH}}\n")
+    replacements = {"/opt/ros/${ROS_DISTRO:-jazzy}/setup.bash": str(tmp_path / "ros.bash"),
+                    "/ws/install/setup.bash": str(tmp_path / "install.bash"), "/opt/tsg/bin/python": sys.executable}
+    for path, replacement in replacements.items():
+        assert entrypoint.count(path) == 1, path
+        entrypoint = entrypoint.replace(path, replacement)
+    (tmp_path / "entrypoint.sh").write_text(entrypoint)
+    bare_python = getattr(sys, "_base_executable", sys.executable)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TMPDIR"] = str(tmp_path)  # where validated_parameter_file writes
+    code = ("import networkx, trusted_scene_graph.config.nodes as nodes; "
+            f"nodes.validated_parameter_file({str(ROOT / 'config/default.yaml')!r}); print(networkx.__file__)")
+    result = subprocess.run(["bash", str(tmp_path / "entrypoint.sh"), bare_python, "-c", code],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(sys.prefix), result.stdout
+
+
+PYPROJECT_DEPENDENCY_ROSDEP_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "pyyaml": "python3-yaml",
+                                    "networkx": "python3-networkx", "matplotlib": "python3-matplotlib"}
+PIP_ONLY_DEPENDENCIES = {"xgboost-cpu", "scikit-learn", "rich"}  # no rosdep key to rely on: requirements/ml.txt
+
+
+def test_package_xml_declares_the_python_dependencies_with_a_rosdep_key_and_every_imported_interface():
+    depends = {element.text for element in ElementTree.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dependencies = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in pyproject["project"]["dependencies"]}
+    assert dependencies == set(PYPROJECT_DEPENDENCY_ROSDEP_KEYS) | PIP_ONLY_DEPENDENCIES
+    assert {d for d in depends if d.startswith("python3-")} == set(PYPROJECT_DEPENDENCY_ROSDEP_KEYS.values())
+    assert dependencies <= set(_pinned(ROOT / "requirements/ml.txt"))  # what the Docker image's venv installs
+    sources = [*(ROOT / "src").rglob("*.py"), *(ROOT / "launch").glob("*.py")]
+    imported = {name for path in sources for name in re.findall(
+        r"^\s*(?:from|import) (\w+(?:_msgs|_srvs|_interfaces))\b", path.read_text(), re.MULTILINE)}
+    assert {"rcl_interfaces", "builtin_interfaces", "trusted_scene_graph_msgs"} <= imported <= depends
 
 
 def test_rosbags_reads_bag_metadata_with_the_c_yaml_parser():

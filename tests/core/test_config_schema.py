@@ -259,18 +259,95 @@ def test_load_config_reads_the_ros_parameter_file_layout_flattening_nested_keys(
     assert config["depth.max_m"] == 10.0  # untouched parameters keep their defaults
 
 
-def test_load_config_reads_a_node_named_section_like_the_wildcard_section():
-    config = load_config({"scene_graph_node": {"ros__parameters": {"trust": {"threshold": 0.7}}}})
+@pytest.mark.parametrize("section", ["scene_graph", "/scene_graph", "/*", "/**/scene_graph", "/**/*"])
+def test_load_config_reads_a_section_for_the_scene_graph_node_like_the_wildcard_section(section):
+    config = load_config({section: {"ros__parameters": {"trust": {"threshold": 0.7}}}})
     assert config["trust.threshold"] == 0.7
 
 
-def test_load_config_merges_several_ros_sections_in_order():
+@pytest.mark.parametrize(("section", "node_fqn", "applies"), [
+    ("/ns/scene_graph", "/ns/scene_graph", True),
+    ("ns/scene_graph", "/ns/scene_graph", True),
+    ("/*/scene_graph", "/ns/scene_graph", True),
+    ("/**", "/ns/scene_graph", True),
+    ("/*", "/ns/scene_graph", False),  # one token: the root namespace's nodes only, as rcl matches it
+    ("/scene_graph", "/ns/scene_graph", False),
+    ("/ns/scene_graph", "/scene_graph", False),
+    ("/scene_graph_node", "/scene_graph", False),  # the executable's name is not the node's
+])
+def test_load_config_matches_section_names_to_the_node_as_rcl_does(section, node_fqn, applies):
+    config = load_config({section: {"ros__parameters": {"trust.threshold": 0.7}}}, node_fqn)
+    assert (config["trust.threshold"] == 0.7) is applies
+
+
+def test_load_config_reads_a_section_nested_under_its_namespace():
+    document = {"ns": {"scene_graph": {"ros__parameters": {"trust.threshold": 0.7}}}}
+    assert load_config(document, "/ns/scene_graph")["trust.threshold"] == 0.7
+    assert load_config(document)["trust.threshold"] == -1.0  # not for /scene_graph
+
+
+def test_load_config_merges_the_sections_for_the_node_in_file_order():
     config = load_config({
         "/**": {"ros__parameters": {"trust.threshold": 0.6, "relations.near_m": 0.2}},
-        "node": {"ros__parameters": {"trust.threshold": 0.8}},
+        "scene_graph": {"ros__parameters": {"trust.threshold": 0.8}},
     })
     assert config["trust.threshold"] == 0.8
     assert config["relations.near_m"] == 0.2
+
+
+def test_load_config_ignores_the_sections_of_other_nodes_in_a_shared_file():
+    # One file for a whole launch: the camera's parameters are not ours to validate, nor to apply.
+    config = load_config(yaml.safe_load("""
+camera:
+  ros__parameters:
+    fps: 30
+    trust:
+      threshold: 0.1
+/robot/arm_controller:
+  ros__parameters:
+    gains: [1, 2]
+scene_graph:
+  ros__parameters:
+    trust:
+      threshold: 0.7
+"""))
+    assert config["trust.threshold"] == 0.7
+
+
+def test_rclpys_own_parameters_pass_through_a_parameter_file_beside_the_schemas():
+    from trusted_scene_graph.config.schema import ros_builtin_parameters
+
+    document = yaml.safe_load("""
+/**:
+  ros__parameters:
+    use_sim_time: true
+scene_graph:
+  ros__parameters:
+    start_type_description_service: false
+    qos_overrides:
+      /tf:
+        subscription:
+          depth: 100
+    trust:
+      threshold: 0.7
+""")
+    assert load_config(document)["trust.threshold"] == 0.7
+    assert ros_builtin_parameters(document) == {"use_sim_time": True, "start_type_description_service": False,
+                                                "qos_overrides./tf.subscription.depth": 100}
+    assert ros_builtin_parameters({"camera": {"ros__parameters": {"use_sim_time": True}}}) == {}
+
+
+def test_an_rclpy_parameter_of_the_wrong_type_is_refused_with_its_name():
+    from trusted_scene_graph.config.schema import ros_builtin_parameters
+
+    with pytest.raises(ConfigError, match=r"^use_sim_time: expected bool, got str 'yes please'$"):
+        ros_builtin_parameters({"/**": {"ros__parameters": {"use_sim_time": "yes please"}}})
+
+
+def test_an_unknown_parameter_in_the_nodes_own_section_is_still_refused_by_name():
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'trust\.treshold'; did you mean trust\.threshold"):
+        load_config({"/**": {"ros__parameters": {"use_sim_time": True}},
+                     "scene_graph": {"ros__parameters": {"trust": {"treshold": 0.7}}}})
 
 
 def test_load_config_reads_a_flat_mapping_with_dotted_names():

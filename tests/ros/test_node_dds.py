@@ -251,6 +251,65 @@ def test_diagnostics_report_the_frame_counters_and_the_last_error(running):
     assert error.message == "last frame skipped: focal length fx=0.0 must be positive and finite"
 
 
+def test_every_listed_parameter_of_the_running_node_has_a_value(running):
+    # What `ros2 param dump /scene_graph` does: list, then get them all in one call. A statically typed parameter
+    # declared without a value (an empty array) made the get come back empty, so the dump printed nothing.
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import GetParameters, ListParameters
+
+    _, harness = running
+    clients = {service: harness.node.create_client(service, f"/scene_graph/{name}")
+               for service, name in ((ListParameters, "list_parameters"), (GetParameters, "get_parameters"))}
+    assert all(client.wait_for_service(timeout_sec=10.0) for client in clients.values())
+    names = list(call(harness.node, clients[ListParameters], ListParameters.Request()).result.names)
+    assert "detector.label_map" in names and "use_sim_time" in names
+    values = call(harness.node, clients[GetParameters], GetParameters.Request(names=names)).values
+    assert len(values) == len(names)
+    assert [name for name, value in zip(names, values, strict=True) if value.type == ParameterType.PARAMETER_NOT_SET] \
+        == []
+    label_map = values[names.index("detector.label_map")]
+    assert label_map.type == ParameterType.PARAMETER_STRING_ARRAY and list(label_map.string_array_value) == []
+
+
+def test_use_sim_time_is_set_at_run_time_and_taken_up_by_the_nodes_clock(running):
+    # `ros2 param set /scene_graph use_sim_time true`: rclpy's own parameter, not the schema's to refuse.
+    bringup, _ = running
+    node = bringup.nodes["scene_graph"]
+    config = node.config
+    assert not node.get_clock().ros_time_is_active
+    result = node.set_parameters([rclpy.parameter.Parameter("use_sim_time", value=True)])[0]
+    assert result.successful, result.reason
+    assert node.get_clock().ros_time_is_active and node.config is config
+    # The schema's checks still apply to its own parameters set beside it.
+    result = node.set_parameters_atomically([rclpy.parameter.Parameter("use_sim_time", value=False),
+                                             rclpy.parameter.Parameter("trust.threshold", value=1.5)])
+    assert not result.successful and "trust.threshold" in result.reason
+    assert node.get_clock().ros_time_is_active
+
+
+def test_the_node_takes_rclpys_own_parameters_from_the_launch_files_parameter_file(ros_context, tmp_path,
+                                                                                    monkeypatch):
+    # The file the launch file writes: validated from a shared file (another node's section, use_sim_time for all).
+    import tempfile
+
+    from trusted_scene_graph.config.nodes import validated_parameter_file
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n"
+                      "camera:\n  ros__parameters:\n    fps: 30\n"
+                      "scene_graph:\n  ros__parameters:\n    trust:\n      threshold: 0.7\n"
+                      "    qos_overrides:\n      /tf:\n        subscription:\n          depth: 100\n")
+    _, parameter_file = validated_parameter_file(str(shared))
+    node = SceneGraphNode(cli_args=["--ros-args", "--params-file", parameter_file])
+    try:
+        assert node.config["trust.threshold"] == 0.7
+        assert node.get_parameter("use_sim_time").value is True and node.get_clock().ros_time_is_active
+    finally:
+        node.destroy_node()
+
+
 def test_empty_list_parameters_are_declared_with_their_list_type(ros_context):
     from rcl_interfaces.msg import ParameterType
 

@@ -55,6 +55,30 @@ def test_the_node_executable_exits_non_zero_with_the_reason_when_autostart_canno
     assert "node 'scene_graph': trigger_configure returned FAILURE" in output and str(missing) in output
 
 
+def test_the_node_executable_shortens_the_gil_switch_interval_as_tsg_bringup_does(monkeypatch):
+    # Under `ros2 launch` (this executable) a query would otherwise wait behind perception several times as long.
+    import rclpy
+
+    from trusted_scene_graph.ros.bringup import GIL_SWITCH_INTERVAL_S
+    from trusted_scene_graph.ros.scene_graph_node import main
+
+    class Stop(Exception):
+        pass
+
+    def init(*args, **kwargs):
+        raise Stop("rclpy.init")  # the interval is set before rclpy starts: stop there, without a node
+
+    monkeypatch.setattr(rclpy, "init", init)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # CPython's default
+    try:
+        with pytest.raises(Stop, match=r"^rclpy\.init$"):
+            main([])
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(previous)
+
+
 CRASHING_BRINGUP = """
 import sys
 from trusted_scene_graph.config import Config

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trusted_scene_graph.config.schema import Config, ConfigError, load_config_file, render_parameter_file
+from trusted_scene_graph.config.schema import NODE_NAME, Config, ConfigError, load_parameter_file, render_parameter_file
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class NodeSpec:
 
 
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("scene_graph", "scene_graph_node", "trusted_scene_graph.ros.scene_graph_node:SceneGraphNode"),
+    NodeSpec(NODE_NAME, "scene_graph_node", "trusted_scene_graph.ros.scene_graph_node:SceneGraphNode"),
 )
 
 # Launch arguments that remap an input topic: argument name -> parameter holding the topic the node subscribes to.
@@ -85,14 +85,26 @@ def input_topic_names(config: Mapping[str, Any], needs_depth: bool, needs_instan
     return inputs
 
 
-def validated_parameter_file(config_path: str) -> tuple[Config, str]:
+def launch_flag(argument: str, text: str) -> bool:
+    """A boolean launch argument's value, read as launch's conditions read one ('true'/'false', '1'/'0', any case)."""
+    value = text.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise ConfigError(f"launch argument {argument}: {text!r} is neither true nor false")
+
+
+def validated_parameter_file(config_path: str, ros_parameters: Mapping[str, Any] | None = None) -> tuple[Config, str]:
     """Validate the parameter file at ``config_path`` with the schema and write the validated values as a new
     parameter file; returns (the Config, the new file's path) for a launch file to pass to its nodes.
 
     The nodes get the validated values, not the file as written: the schema reads ``1`` for a float parameter as
-    ``1.0`` (as ``tsg bringup --config`` does), where rclpy refuses an integer for a double parameter."""
-    config = load_config_file(config_path)
-    text = render_parameter_file(config)
+    ``1.0`` (as ``tsg bringup --config`` does), where rclpy refuses an integer for a double parameter. Only the
+    sections for our node are read (the file may hold other nodes'); rclpy's own parameters it sets for the node
+    (``use_sim_time``...) are kept, updated with ``ros_parameters`` (the launch file's ``use_sim_time:=true``)."""
+    config, builtins = load_parameter_file(config_path)
+    text = render_parameter_file(config, {**builtins, **(ros_parameters or {})})
     # Named by its content, so launches of one config share one file instead of leaving a new one each time; in a
     # directory of this user's own (mode 0700), as the shared temporary directory's names are anyone's to take.
     directory = Path(tempfile.gettempdir()) / f"tsg-params-{os.getuid()}"

@@ -448,8 +448,9 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"reward.pairs: {exc}") from exc
 
 
-def render_parameter_file(config: Config | None = None) -> str:
-    """A ROS 2 parameter file of ``config`` (default: the schema defaults), every entry commented from the schema."""
+def render_parameter_file(config: Config | None = None, ros_parameters: Mapping[str, Any] | None = None) -> str:
+    """A ROS 2 parameter file of ``config`` (default: the schema defaults), every entry commented from the schema,
+    followed by ``ros_parameters``: rclpy's own parameters (``use_sim_time``...) by dotted name, if any."""
     config = config if config is not None else Config()
     lines = ["# trusted_scene_graph parameters (generated from trusted_scene_graph/config/schema.py: tsg config).",
              "# Every node reads the same file; units and ranges are in the comments and in `ros2 param describe`.",
@@ -466,6 +467,17 @@ def render_parameter_file(config: Config | None = None) -> str:
         lines.append(f"    # {spec.full_description}{suffix}")
         value = yaml.safe_dump(config[name], default_flow_style=True).strip().removesuffix("...").strip()
         lines.append(f"    {name}: {value}")
+    if ros_parameters:
+        lines.append("    # rclpy's own parameters (not the schema's, checked by rclpy).")
+        # Nested, not dotted: a QoS override's name holds its topic (qos_overrides./tf.subscription.depth).
+        nested: dict[str, Any] = {}
+        for name, value in ros_parameters.items():
+            *parents, leaf = name.split(".")
+            tree = nested
+            for parent in parents:
+                tree = tree.setdefault(parent, {})
+            tree[leaf] = value
+        lines += [f"    {line}" for line in yaml.safe_dump(nested, sort_keys=True).splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -481,22 +493,79 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load_config(document: Mapping[str, Any]) -> Config:
-    """Validate a parsed parameter document (ROS 2 layout or a plain mapping) into a :class:`Config`."""
+# The scene-graph node (config.nodes.NODES) as the launch file and `tsg bringup` start it: in the root namespace.
+NODE_NAME = "scene_graph"
+NODE_FQN = f"/{NODE_NAME}"
+
+# Parameters rclpy declares on every node itself (the sim clock, the type description service) and, for a publisher
+# or subscription created with QoS overriding options, the QoS overrides: not the schema's, yet a parameter file may
+# set them for our node, and `ros2 param set` may change use_sim_time. They are passed to the node unvalidated (rclpy
+# checks them), instead of being refused as unknown.
+ROS_BUILTIN_PARAMETERS: tuple[str, ...] = ("use_sim_time", "start_type_description_service")
+ROS_BUILTIN_PREFIXES: tuple[str, ...] = ("qos_overrides.",)
+
+
+def is_ros_builtin(name: str) -> bool:
+    """Whether ``name`` is one of rclpy's own parameters (:data:`ROS_BUILTIN_PARAMETERS`, ``qos_overrides.*``)."""
+    return name in ROS_BUILTIN_PARAMETERS or name.startswith(ROS_BUILTIN_PREFIXES)
+
+
+def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(node name, its ``ros__parameters``) of every node section, top-level (``/ns/node:``) or nested under its
+    namespaces (``ns: node:``), as rcl reads a parameter file."""
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            name = f"{prefix}/{str(key).strip('/')}"
+            if "ros__parameters" in value:
+                yield name, value["ros__parameters"]
+            else:
+                yield from _sections(value, name)
+
+
+def _applies_to(section_name: str, node_fqn: str) -> bool:
+    """Whether a parameter file's section is for the node ``node_fqn``, by rcl's rules (rclcpp and rclpy alike): a
+    name without a leading slash is read from the root, ``/*`` stands for one name token, ``/**`` for any number."""
+    pattern = re.escape(section_name).replace(r"/\*\*", r"(/\w+)*").replace(r"/\*", r"/\w+")
+    return re.fullmatch(pattern, node_fqn) is not None
+
+
+def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> dict[str, Any]:
+    """The parameters a parameter document gives the node ``node_fqn``, flattened to dotted names: the
+    ``ros__parameters`` of each section for that node (``/**``, ``scene_graph``, ``/ns/scene_graph``...) merged in
+    file order, as rcl does. Sections for other nodes (a camera's, in a file shared by a whole launch) are ignored. A
+    document without any ``ros__parameters`` section holds the parameters themselves (a plain or nested mapping)."""
     if not isinstance(document, Mapping):
         raise ConfigError(f"expected a mapping at the top of the config, got {type(document).__name__}")
-    sections = [v["ros__parameters"] for v in document.values() if isinstance(v, Mapping) and "ros__parameters" in v]
-    if sections:
-        values: dict[str, Any] = {}
-        for section in sections:
-            if section is None:  # an empty "ros__parameters:" section: nothing to override
-                continue
-            if not isinstance(section, Mapping):
-                raise ConfigError(f"ros__parameters must be a mapping of parameters, got {type(section).__name__}")
-            values.update(flatten(section))
-    else:
-        values = flatten(document)
-    return Config(values)
+    sections = list(_sections(document))
+    if not sections:
+        return flatten(document)
+    values: dict[str, Any] = {}
+    for name, section in sections:
+        if not _applies_to(name, node_fqn) or section is None:  # None: an empty "ros__parameters:", no override
+            continue
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{name}: ros__parameters must be a mapping of parameters, got {type(section).__name__}")
+        values.update(flatten(section))
+    return values
+
+
+def load_config(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> Config:
+    """Validate the parameters a parsed parameter document (ROS 2 layout or a plain mapping) gives the node
+    ``node_fqn`` into a :class:`Config`. rclpy's own parameters (``use_sim_time``...) are not part of it: see
+    :func:`ros_builtin_parameters`; any other name outside the schema is refused."""
+    return Config({name: value for name, value in node_parameters(document, node_fqn).items()
+                   if not is_ros_builtin(name)})
+
+
+def ros_builtin_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> dict[str, Any]:
+    """rclpy's own parameters that a parsed parameter document gives the node ``node_fqn`` (:func:`is_ros_builtin`).
+
+    Only their type is checked where rclpy's is fixed (a bool), so that a launch fails before starting the node."""
+    builtins = {name: value for name, value in node_parameters(document, node_fqn).items() if is_ros_builtin(name)}
+    for name in ROS_BUILTIN_PARAMETERS:
+        if name in builtins and not isinstance(builtins[name], bool):
+            raise ConfigError(f"{name}: expected bool, got {type(builtins[name]).__name__} {builtins[name]!r}")
+    return builtins
 
 
 class _RosYamlLoader(yaml.SafeLoader):
@@ -523,8 +592,9 @@ def parse_value(text: str) -> Any:
         raise ConfigError(f"{text!r} is not a YAML value: {exc}") from exc
 
 
-def load_config_file(path: str | Path) -> Config:
-    """Read and validate a YAML config file; errors name the file."""
+def load_parameter_file(path: str | Path, node_fqn: str = NODE_FQN) -> tuple[Config, dict[str, Any]]:
+    """Read and validate a YAML parameter file for the node ``node_fqn``: (its :class:`Config`, the rclpy built-in
+    parameters it sets, see :func:`ros_builtin_parameters`). Errors name the file."""
     path = Path(path)
     try:
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_RosYamlLoader)
@@ -535,6 +605,11 @@ def load_config_file(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     try:
-        return load_config(document or {})
+        return load_config(document or {}, node_fqn), ros_builtin_parameters(document or {}, node_fqn)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def load_config_file(path: str | Path, node_fqn: str = NODE_FQN) -> Config:
+    """Read and validate a YAML config file for the node ``node_fqn``; errors name the file."""
+    return load_parameter_file(path, node_fqn)[0]

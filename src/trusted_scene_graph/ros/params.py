@@ -19,6 +19,7 @@ from trusted_scene_graph.config.schema import (
     Config,
     ConfigError,
     ParamSpec,
+    is_ros_builtin,
 )
 
 _ROS_TYPES = {
@@ -54,17 +55,27 @@ def declare_config(node: Node, config: Config) -> Config:
 
     Values given to the node from outside (a launch file's parameter file, ``--ros-args -p``) take precedence
     over ``config``, as ROS users expect; the result is validated as a whole and raises :class:`ConfigError`.
+    Call it before adding set-parameter callbacks: it sets the empty arrays' values itself.
     """
     values = {}
     for name, spec in SCHEMA.items():
         value = config[name]
         if isinstance(value, list) and not value:
             # rclpy would type an empty default as a byte array, and a parameter file's `[]` arrives untyped
-            # (an empty YAML list has no element type); so declare the type explicitly, and read an unset or
-            # untyped value as the empty default, which is what `[]` means.
+            # (an empty YAML list has no element type, so rclpy leaves it unset); so declare the type explicitly,
+            # and give an unset or untyped parameter the empty default, which is what `[]` means. Given as a value,
+            # not merely read as one: a statically typed parameter without a value is missing from get_parameters
+            # (`ros2 param get` fails, `ros2 param dump` comes back empty). rclpy has no way to declare a typed empty
+            # array with its value, so it is declared writable, set, then made read-only if the schema says so.
             parameter_type = Parameter.Type(_ROS_TYPES[spec.type])
-            node.declare_parameter(name, parameter_type, descriptor(spec))
-            values[name] = node.get_parameter_or(name, Parameter(name, parameter_type, value)).value
+            writable = descriptor(spec)
+            writable.read_only = False
+            node.declare_parameter(name, parameter_type, writable)
+            if node.get_parameter_or(name).type_ == Parameter.Type.NOT_SET:
+                node.set_parameters([Parameter(name, parameter_type, value)])
+            if spec.read_only:
+                node.set_descriptor(name, descriptor(spec))
+            values[name] = node.get_parameter(name).value
         else:
             node.declare_parameter(name, value, descriptor(spec))
             values[name] = node.get_parameter(name).value
@@ -97,12 +108,18 @@ def coerce_on_set(parameters: list[Parameter]) -> list[Parameter]:
     return coerced
 
 
+def schema_overrides(parameters: list[Parameter]) -> dict[str, object]:
+    """The values of the schema's parameters among ``parameters`` by name, without rclpy's own (``use_sim_time``...):
+    those are rclpy's to check and apply (its time source switches to /clock), not the schema's."""
+    return {p.name: p.value for p in parameters if not is_ros_builtin(p.name)}
+
+
 def validate_on_set(current: Callable[[], Config]) -> Callable[[list[Parameter]], SetParametersResult]:
     """An ``add_on_set_parameters_callback`` callback that rejects values the schema rejects, with the reason."""
 
     def callback(parameters: list[Parameter]) -> SetParametersResult:
         try:
-            current().with_overrides({p.name: p.value for p in parameters})
+            current().with_overrides(schema_overrides(parameters))
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)

@@ -99,7 +99,7 @@ from trusted_scene_graph.reward import RewardError, RewardSample, RewardTracker,
 from trusted_scene_graph.reward.query import query_distance
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 from trusted_scene_graph.ros import convert
-from trusted_scene_graph.ros.params import coerce_on_set, declare_config, validate_on_set
+from trusted_scene_graph.ros.params import coerce_on_set, declare_config, schema_overrides, validate_on_set
 
 SCENE_GRAPH_TOPIC = "/scene_graph"
 MARKERS_TOPIC = "/scene_graph/markers"
@@ -571,7 +571,10 @@ class SceneGraphNode(LifecycleNode):
         return response
 
     def _apply_parameters(self, parameters) -> None:
-        self.config = self.config.with_overrides({p.name: p.value for p in parameters})
+        overrides = schema_overrides(parameters)
+        if not overrides:
+            return  # only rclpy's own parameters (use_sim_time): rclpy applies them, the pipeline is unchanged
+        self.config = self.config.with_overrides(overrides)
         if self.pipeline is not None:
             self.pipeline.reconfigure(self.config)
         resolver = self._resolver
@@ -591,9 +594,12 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     from trusted_scene_graph import keep_hub_offline
-    from trusted_scene_graph.ros.bringup import EXECUTOR_THREADS, BringupError, activate
+    from trusted_scene_graph.ros.bringup import EXECUTOR_THREADS, BringupError, activate, use_short_gil_switch_interval
 
     keep_hub_offline()  # before the node's model backends import huggingface_hub
+    # As `tsg bringup` does: queries share the GIL with CPU-bound perception, and with the default switch interval
+    # a query under `ros2 launch` (which runs this) would wait several times as long as under tsg bringup.
+    use_short_gil_switch_interval()
     rclpy.init(args=args)
     node = SceneGraphNode()
     try:
