@@ -31,6 +31,13 @@ def ee_poses_in_base_frame(source: Path, target: Path, with_tf: bool = True) -> 
 def clock_reset_at_each_episode_without_ground_truth(source: Path, target: Path) -> Path:
     """A copy of ``source`` (a ``tsg sim record`` bag) as a simulator without ``/ground_truth`` records it: every
     episode's header stamps start again from the first episode's (a reset to t = 0), log times still increasing."""
+    return clock_reset_at_each_episode(source, target, keep_ground_truth=False)
+
+
+def clock_reset_at_each_episode(source: Path, target: Path, keep_ground_truth: bool = True) -> Path:
+    """A copy of ``source`` (a ``tsg sim record`` bag) whose every episode's header stamps (``/tf`` and the ground
+    truth's included) start again from the first episode's, as a simulator whose clock resets with each episode
+    records it; log times still increase. ``keep_ground_truth=False`` leaves ``/ground_truth`` out."""
     with BagReader(source) as reader:
         episode_starts_ns: dict[int, int] = {}
         for message in reader.messages(["/ground_truth"]):
@@ -46,10 +53,10 @@ def clock_reset_at_each_episode_without_ground_truth(source: Path, target: Path)
 
     with BagReader(source) as reader, BagWriter(target) as writer:
         for topic, msgtype in reader.topics.items():
-            if topic != "/ground_truth":
+            if topic != "/ground_truth" or keep_ground_truth:
                 writer.add_topic(topic, msgtype)
         for message in reader.messages():
-            if message.topic == "/ground_truth":
+            if message.topic == "/ground_truth" and not keep_ground_truth:
                 continue
             if message.topic == "/tf":
                 for transform in message.msg.transforms:
@@ -59,6 +66,27 @@ def clock_reset_at_each_episode_without_ground_truth(source: Path, target: Path)
             writer.write(message.topic, message.msg, message.log_time_ns)
     return target
 
+
+def static_tf_as_tf(source: Path, target: Path) -> Path:
+    """A copy of ``source`` whose ``/tf_static`` transforms are published on ``/tf`` instead, stamped like each colour
+    image and logged just before it (a camera on a moving robot: its pose comes with every frame)."""
+    with BagReader(source) as reader:
+        statics = list({transform.child_frame_id: transform for message in reader.messages(["/tf_static"])
+                        for transform in message.msg.transforms}.values())
+    with BagReader(source) as reader, BagWriter(target) as writer:
+        for topic, msgtype in reader.topics.items():
+            writer.add_topic("/tf" if topic == "/tf_static" else topic, msgtype)
+        for message in reader.messages():
+            if message.topic == "/tf_static":
+                continue
+            if message.topic == "/camera/color/image_raw":
+                stamp = message.msg.header.stamp
+                for transform in statics:
+                    transform.header.stamp.sec, transform.header.stamp.nanosec = stamp.sec, stamp.nanosec
+                writer.write("/tf", reader.typestore.types["tf2_msgs/msg/TFMessage"](transforms=statics),
+                             message.log_time_ns)
+            writer.write(message.topic, message.msg, message.log_time_ns)
+    return target
 
 
 def played_twice(source: Path, target: Path) -> Path:
@@ -76,3 +104,27 @@ def played_twice(source: Path, target: Path) -> Path:
                 for message in reader.messages():
                     writer.write(message.topic, message.msg, message.log_time_ns + repeat * shift_ns)
     return target
+
+
+def bytes_removed_inside_chunk(mcap_file: Path, chunk: int, count: int = 1000) -> int:
+    """Remove ``count`` bytes of ``mcap_file`` 100 bytes into its chunk number ``chunk`` (a copy that lost a block):
+    every offset its index holds past them then points too far. Returns how many messages the chunks before it hold,
+    the most a reader can trust."""
+    import io
+
+    from mcap.records import Chunk, Message
+    from mcap.stream_reader import StreamReader, breakup_chunk
+
+    data = mcap_file.read_bytes()
+    stream = io.BytesIO(data)
+    starts, messages_before = [], []
+    position, messages = 8, 0  # past the magic
+    for record in StreamReader(stream, emit_chunks=True).records:
+        if isinstance(record, Chunk):
+            starts.append(position)
+            messages_before.append(messages)
+            messages += sum(isinstance(r, Message) for r in breakup_chunk(record))
+        position = stream.tell()
+    cut = starts[chunk] + 100
+    mcap_file.write_bytes(data[:cut] + data[cut + count:])
+    return messages_before[chunk]

@@ -344,3 +344,98 @@ def test_a_truncated_bags_error_says_it_is_damaged_and_what_is_missing(tmp_path:
     assert reader.read_error.startswith(f"bag {cut} is damaged: it has no valid end (")
     assert reader.read_error.endswith("only its 0 messages before the damage can be read, frames after it are "
                                       "missing")
+
+
+def _write_big_depth_bag(path: Path, frames: int = 40) -> None:
+    """Depth frames 1.0 + i m of 160 kB each: rosbags closes a chunk past 1 MiB, so several chunks."""
+    with BagWriter(path, "mcap") as bag:
+        bag.add_topic("/camera/depth/image_raw", "sensor_msgs/msg/Image", SENSOR_QOS)
+        for i in range(frames):
+            depth_m = np.full((200, 200), 1.0 + i, np.float32)
+            bag.write("/camera/depth/image_raw", bag_msgs.image(depth_m, "32FC1", 1000 + i, "camera"), 1000 + i)
+
+
+def test_an_mcap_bag_missing_bytes_in_its_middle_is_read_up_to_the_damage_not_a_memory_error(tmp_path: Path) -> None:
+    # Every offset of the index past the gap points 1000 bytes too far: rosbags read a record length at the wrong
+    # place and raised MemoryError. The index is checked first; the chunks before the damaged one are read, whole.
+    from bag_edits import bytes_removed_inside_chunk
+
+    from trusted_scene_graph.dataset.bag import BagIndexError, check_mcap_index
+
+    _write_big_depth_bag(tmp_path / "bag")
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    trusted = bytes_removed_inside_chunk(mcap_file, chunk=3)
+    with pytest.raises(BagIndexError, match=r"mcap file .*bag\.mcap is damaged: its footer puts the summary"):
+        check_mcap_index(mcap_file)
+    with BagReader(tmp_path / "bag") as reader:
+        frames = [np.frombuffer(m.msg.data, np.float32) for m in reader.messages()]
+    assert reader.read_error.startswith(f"bag {tmp_path / 'bag'} is damaged: it has no valid end (mcap file ")
+    # The damaged chunk still parses (rosbags writes no CRC), but the message index after it does not list it.
+    assert "message index after it lists 0" in reader.read_error
+    assert len(frames) == trusted > 0
+    assert all((depth_m == 1.0 + i).all() for i, depth_m in enumerate(frames))  # none garbled
+
+
+def test_a_memory_error_while_reading_is_a_damaged_bag_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    # A garbled record length rosbags tries to allocate (one it cannot even pass to C is an OverflowError, handled
+    # as well: test_an_mcap_bag_garbled_in_the_middle_is_read_up_to_the_damage_not_a_crash).
+    error = MemoryError
+    _write_depth_bag(tmp_path / "bag", "mcap", frames=5)
+    messages = Reader.messages
+
+    def garbled_after_two(self, *args, **kwargs):
+        iterator = messages(self, *args, **kwargs)
+        yield next(iterator)
+        yield next(iterator)
+        raise error("garbled length")
+
+    monkeypatch.setattr(Reader, "messages", garbled_after_two)
+    with BagReader(tmp_path / "bag") as reader:
+        assert sum(1 for _ in reader.messages()) == 2
+    assert reader.read_error.endswith(f"reading stopped after 2 messages ({error.__name__}: garbled length); frames "
+                                      "after the damage are missing")
+
+
+def test_an_index_pointing_outside_the_file_is_refused_before_rosbags_follows_it(tmp_path: Path) -> None:
+    import struct
+
+    from trusted_scene_graph.dataset.bag import BagIndexError, check_mcap_index
+
+    _write_big_depth_bag(tmp_path / "bag", frames=10)
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    whole = mcap_file.read_bytes()
+    check_mcap_index(mcap_file)  # a whole file passes
+    footer = len(whole) - 37  # opcode, length, summary start, summary offset start, CRC, then the magic
+    summary_start = struct.unpack_from("<Q", whole, footer + 9)[0]
+    beyond = whole[:footer + 9] + struct.pack("<Q", len(whole) + 5) + whole[footer + 17:]
+    mcap_file.write_bytes(beyond)
+    with pytest.raises(BagIndexError, match=rf"puts the summary at byte {len(whole) + 5}, outside its data"):
+        check_mcap_index(mcap_file)
+    # A chunk index shifted by a byte: no chunk of its sizes starts there.
+    at = summary_start
+    while whole[at] != 0x08:  # to the first chunk index record: opcode, length, then its fields
+        at += 9 + struct.unpack_from("<Q", whole, at + 1)[0]
+    chunk_start = struct.unpack_from("<Q", whole, at + 9 + 16)[0]  # after the message start and end times
+    shifted = bytearray(whole)
+    struct.pack_into("<Q", shifted, at + 9 + 16, chunk_start + 1)
+    mcap_file.write_bytes(bytes(shifted))
+    with pytest.raises(BagIndexError, match=rf"puts chunk 0 at byte {chunk_start + 1}, where no chunk"):
+        check_mcap_index(mcap_file)
+    with BagReader(tmp_path / "bag") as reader:  # read front to back instead: the records are whole
+        assert sum(1 for _ in reader.messages()) == 10
+    assert reader.read_error is None
+
+
+def test_tsg_label_opens_a_bag_missing_bytes_in_its_middle_as_a_damaged_one(tmp_path: Path) -> None:
+    from bag_edits import bytes_removed_inside_chunk
+
+    from trusted_scene_graph.label.bags import _open_bag, _SalvagedMcap
+
+    _write_big_depth_bag(tmp_path / "bag")
+    trusted = bytes_removed_inside_chunk(next((tmp_path / "bag").glob("*.mcap")), chunk=3)
+    reader = _open_bag(tmp_path / "bag")
+    assert isinstance(reader, _SalvagedMcap)
+    assert sum(1 for _ in reader.messages()) == trusted
+    assert reader.salvage_note().startswith("the bag is damaged (mcap file ")
+    assert reader.salvage_note().endswith(f"labelled from the {trusted} messages before the damage, re-written "
+                                          "message by message")

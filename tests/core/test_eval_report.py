@@ -14,6 +14,8 @@ import pytest
 import trusted_scene_graph
 from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.report import (
+    MIN_TARGET_SAMPLES,
+    SIM_TARGETS,
     _fmt,
     _fmt_column,
     _fmt_metric,
@@ -26,6 +28,7 @@ from trusted_scene_graph.evaluation.report import (
     remove_empty_directories,
     report_title,
     target_rows,
+    target_samples,
 )
 
 
@@ -117,6 +120,30 @@ def test_targets_the_bag_cannot_have_are_not_applicable_not_missing() -> None:
     assert set(no_truth.values()) == {"not applicable: no ground truth on /ground_truth"}
     rows = {metric.strip("`"): (value, target) for metric, value, target, _ in target_rows(_metrics())}
     assert rows["distance.ee_object.median_abs_error_close_m"] == ("n/a", "<= 1.50 cm")
+
+
+def test_a_target_measured_on_too_few_samples_is_not_judged_and_says_how_many() -> None:
+    metrics = _metrics()
+    # Three far pairs, all within the bands: "100 %" of 3 pairs cannot show 99 %.
+    metrics["distance"] = {"spearman": 0.99, "ee_object": {
+        "count": 40, "count_far": 3, "count_close": 37, "within_0_5x_2x": 1.0, "within_0_9x_1_1x": 1.0,
+        "median_abs_error_close_m": 0.002}}
+    metrics["relations"] = {"precision_kept": 0.5, "recall_kept": 0.9, "kept": MIN_TARGET_SAMPLES,
+                            "true_edges": MIN_TARGET_SAMPLES - 1}
+    statuses = {metric.strip("`"): status for metric, _, _, status in target_rows(metrics)}
+    assert statuses == {
+        "distance.ee_object.within_0_5x_2x": "too few samples (n=3)",
+        "distance.ee_object.within_0_9x_1_1x": "too few samples (n=3)",
+        "distance.ee_object.median_abs_error_close_m": "met",  # 37 close pairs
+        "distance.spearman": "met",  # over the 40 end-effector pairs
+        "relations.precision_kept": "missed",  # 20 kept edges: judged
+        "relations.recall_kept": f"too few samples (n={MIN_TARGET_SAMPLES - 1})",
+    }
+    assert [target_samples(metrics, path) for path, _, _ in SIM_TARGETS] == [3, 3, 37, 40, 20, 19]
+    # A metrics.json without the counts (written before they were read) is judged on its values, as it was.
+    assert target_samples(_metrics(), "relations.precision_kept") is None
+    assert {metric.strip("`"): status for metric, _, _, status in target_rows(_metrics())}[
+        "relations.precision_kept"] == "missed"
 
 
 def test_the_ground_truth_note_names_the_topic_and_the_option() -> None:

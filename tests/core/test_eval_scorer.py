@@ -179,6 +179,22 @@ def test_recall_counts_evaluable_objects_and_precision_the_perceived_objects_tha
     assert by_label["mug"]["false_positives"] == 1
 
 
+def test_an_unmatched_detection_is_excused_only_as_the_visible_part_of_a_cut_object_of_its_label() -> None:
+    # The cut box's true box grown by the 0.2 m gate spans y -0.9 .. -0.4 m. A 'box' perceived 22 cm from its centre
+    # (beyond the gate: unmatched) lies in it: the visible part of the cut box, not scored. A 'box' on top of the
+    # cube, 0.77 m away, is a hallucination, counted as one whatever else the image cuts, exactly like a 'mug' there.
+    ball = node(11, "ball", (1.0, -0.1, 0.0), (0.105, 0.105, 0.105))
+    visible_part = node(12, "box", (1.0, -0.43, 0.0), (0.1, 0.1, 0.1))
+    detection = score([CUBE, ball, visible_part])[1]["detection"]
+    assert (detection["perceived_not_evaluable"], detection["false_positives"], detection["precision"]) == (1, 0, 1.0)
+    for label in ("box", "mug"):
+        hallucinated = node(14, label, (1.0, 0.1, 0.12), (0.1, 0.1, 0.1))
+        detection = score([CUBE, ball, BOX, hallucinated])[1]["detection"]
+        assert (detection["perceived_not_evaluable"], detection["false_positives"]) == (1, 1), label
+        assert detection["precision"] == pytest.approx(2 / 3)
+        assert detection["by_label"][label]["false_positives"] == 1
+
+
 def instance_image() -> np.ndarray:
     """The cube covers 40 x 40 px, the ball 5 x 5 px (fewer than detector.min_pixels = 30), the box is cut."""
     instances = np.zeros((480, 640), dtype=np.uint16)

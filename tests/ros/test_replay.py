@@ -502,6 +502,35 @@ def test_a_bag_whose_summary_is_garbled_is_replayed_from_its_records(tmp_path):
         assert list(bag.messages()) == written
 
 
+def test_a_bag_missing_bytes_in_its_middle_replays_the_whole_chunks_before_them_not_a_memory_error(tmp_path):
+    # Every offset of the index past the gap points too far: rosbags read a record length at the wrong place and
+    # raised MemoryError, which escaped tsg replay as a traceback.
+    from bag_edits import bytes_removed_inside_chunk
+
+    written = write_chunked_bag(tmp_path / "bag")
+    trusted = bytes_removed_inside_chunk(tmp_path / "bag" / "bag.mcap", chunk=1)
+    with BagReplay(tmp_path / "bag", console=quiet_console()) as bag:
+        assert bag.read_error.startswith(f"bag {tmp_path / 'bag'} has no valid end (mcap file ")
+        assert "is damaged: its footer puts the summary" in bag.read_error
+        salvaged = list(bag.messages())
+    assert salvaged == written[:trusted] and trusted > 0
+
+
+def test_a_memory_error_while_replaying_is_a_damaged_bag(tmp_path, monkeypatch):
+    from rosbags.rosbag2 import Reader
+
+    write_chunked_bag(tmp_path / "bag", frames=2)
+
+    def garbled(self, *args, **kwargs):
+        raise MemoryError  # what a garbled record length makes rosbags allocate
+        yield
+
+    monkeypatch.setattr(Reader, "messages", garbled)
+    with BagReplay(tmp_path / "bag", console=quiet_console()) as bag, pytest.raises(
+            ReplayError, match=r"bag .*bag is damaged \(MemoryError: \)"):
+        list(bag.messages())
+
+
 def test_a_killed_recorders_directory_without_metadata_is_salvaged_and_a_whole_one_read_through_its_file(tmp_path):
     written = write_chunked_bag(tmp_path / "whole", frames=4)
     (tmp_path / "whole" / "metadata.yaml").unlink()  # as a bag copied without it: rosbags reads the file's index

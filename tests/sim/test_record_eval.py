@@ -22,7 +22,7 @@ pytest.importorskip("mujoco")
 from trusted_scene_graph.cli import main  # noqa: E402
 from trusted_scene_graph.config.schema import load_config_file  # noqa: E402
 from trusted_scene_graph.dataset import BagMessage, BagReader, BagWriter  # noqa: E402
-from trusted_scene_graph.evaluation import EvaluationError  # noqa: E402
+from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning  # noqa: E402
 from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag  # noqa: E402
 from trusted_scene_graph.pipeline.messages import frame_from_msgs  # noqa: E402
 from trusted_scene_graph.sim import SimError  # noqa: E402
@@ -284,9 +284,50 @@ def test_frames_whose_stamps_go_back_in_time_are_skipped_and_counted(tabletop_ba
         for message in messages:
             log_ns = message.log_time_ns + (2 * (stamps[2] - stamps[1]) if message.log_time_ns == stamps[1] else 0)
             writer.write(message.topic, message.msg, log_ns)
-    metrics = evaluate_bag(tmp_path / "shuffled", benchmark_config()).metrics
+    with pytest.warns(EvaluationWarning, match="frames were not scored: 1 frame out of order"):
+        metrics = evaluate_bag(tmp_path / "shuffled", benchmark_config()).metrics
     assert metrics["frames"]["out_of_order"] == 1
     assert metrics["frames"]["evaluated"] == 3
+    # 0.2 s back: less than a clock reset (clock.JUMP_BACK_NS), so skipped, and said so in the run's warnings.
+    assert metrics["warnings"] == ["frames were not scored: 1 frame out of order (frames.out_of_order: stamped at or "
+                                   "before the frame scored before them, but less than 1 s back; a longer jump back "
+                                   "is a clock reset and starts a new timeline)"]
+
+
+def test_the_eval_summary_line_counts_the_frames_it_did_not_score(tabletop_bag: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    with BagReader(tabletop_bag) as reader:
+        messages = list(reader.messages())
+    first_colour = next(m for m in messages if m.topic == "/camera/color/image_raw")
+    with BagWriter(tmp_path / "partial") as writer:
+        for topic, msgtype in reader.topics.items():
+            writer.add_topic(topic, msgtype)
+        for message in messages:
+            if message.topic != "/camera/depth/image_raw" or message.log_time_ns != first_colour.log_time_ns:
+                writer.write(message.topic, message.msg, message.log_time_ns)
+    assert main(["eval", str(tmp_path / "partial"), "--config", BENCHMARK_YAML, "--out", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"3 frames evaluated (0 failed, 1 incomplete); report in {tmp_path / 'r'}")
+    assert "tsg eval: warning: frames were not scored: 1 frame incomplete (frames.incomplete: " in captured.err
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["frames"]["incomplete"] == 1
+
+
+def test_a_clock_reset_between_episodes_evaluates_every_episode_as_without_it(tmp_path: Path) -> None:
+    # A simulator whose clock restarts with each episode: the stamps of episode 1 are those of episode 0 again.
+    # The camera pose comes on /tf with each frame, so the tf buffer restarts at the reset too.
+    from bag_edits import clock_reset_at_each_episode, static_tf_as_tf
+
+    record_sim_bag(tmp_path / "recorded", RecordSettings(scene="FetchPush", episodes=2, seed=4, **SMALL),
+                   benchmark_config())
+    source = static_tf_as_tf(tmp_path / "recorded", tmp_path / "source")
+    reset = clock_reset_at_each_episode(source, tmp_path / "reset")
+    whole = evaluate_bag(source, benchmark_config()).metrics
+    restarted = evaluate_bag(reset, benchmark_config()).metrics
+    assert restarted["frames"]["episodes"] == 2 and restarted["frames"]["out_of_order"] == 0
+    assert restarted["frames"]["evaluated"] == whole["frames"]["evaluated"] > 50  # both episodes, every frame
+    assert restarted["warnings"] == whole["warnings"] == []
+    for section in ("frames", "detection", "relations", "distance", "reward"):
+        assert json.dumps(restarted[section], sort_keys=True) == json.dumps(whole[section], sort_keys=True), section
 
 
 def test_a_truncated_bag_still_gives_a_report_of_what_was_read(tabletop_bag: Path, tmp_path: Path) -> None:
@@ -497,7 +538,8 @@ def test_eval_cli_of_a_bag_without_ground_truth_writes_timing_and_counts_and_exi
     assert metrics["timing"]["total"]["count"] == 4
     report = (out / "report.md").read_text()
     assert "no ground truth on topic /ground_truth" in report and "--ground-truth-topic" in report
-    assert "| `relations.precision_kept` | n/a | >= 0.95 | not applicable: no ground truth on /ground_truth |" in report
+    assert "| `relations.precision_kept` | n/a | >= 0.95 | n/a | not applicable: no ground truth on /ground_truth |" \
+        in report
     assert (out / "timing.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -566,8 +608,8 @@ def test_the_report_records_provenance_precision_and_what_cannot_apply(tabletop_
     assert report.startswith("# Evaluation: thr06 (bag tabletop; --set trust.threshold=0.6)\n")
     assert f"`{run['command']}`" in report
     # Tabletop scenes have no robot: ee targets cannot apply; reward needs a goal.
-    assert "| `distance.ee_object.median_abs_error_close_m` | n/a | <= 1.50 cm | not applicable: no end-effector " \
-           "pose (/ee_pose) in the bag |" in report
+    assert "| `distance.ee_object.median_abs_error_close_m` | n/a | <= 1.50 cm | n/a | not applicable: no " \
+           "end-effector pose (/ee_pose) in the bag |" in report
     assert "## Reward\n\nNot applicable: the task has no goal." in report
     error_cm = metrics["detection"]["centroid_error_median_m"] * 100.0
     assert f"| `centroid_error_median_m` | {error_cm:.2f} cm |" in report

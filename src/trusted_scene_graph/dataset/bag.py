@@ -2,9 +2,11 @@
 
 Reading is tolerant in the way an evaluation needs: messages of types the type store does not know and messages
 that do not deserialise are skipped and counted, and an mcap bag that ends early (a recorder that was killed, a file
-cut short in a copy) yields what it has, then reports the error in :attr:`BagReader.read_error` instead of losing the
-messages before it. A bag directory without ``metadata.yaml`` that holds a single storage file is read through that
-file (an mcap file carries its own index), without any error; one without any storage file is refused as no bag.
+cut short in a copy) or whose index no longer fits the file (bytes missing from its middle: :func:`check_mcap_index`,
+checked before rosbags follows the index) yields what it has before the damage, then reports the error in
+:attr:`BagReader.read_error` instead of losing the messages before it. A bag directory without ``metadata.yaml``
+that holds a single storage file is read through that file (an mcap file carries its own index), without any error;
+one without any storage file is refused as no bag.
 A damaged sqlite3 database cannot be read past its damage by sqlite, so such a bag is refused with a
 :class:`DatasetError`.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,12 +36,19 @@ STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": Sto
 # rosbag2 metadata version written; 9 is what Jazzy and Kilted's rosbag2 write and read.
 BAG_VERSION = 9
 
-#: What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors, and an
-#: OverflowError for a garbled record length; sqlite3: rosbags reads through apsw, whose errors (a malformed database
-#: image) are not sqlite3's). Only these are turned into a partial read or a refused bag; anything else is a bug and
-#: propagates. Shared by every reader of bags here (tsg eval, tsg label, tsg replay).
+
+class BagIndexError(DatasetError):
+    """An mcap file's footer or summary (the index rosbags reads it by) does not fit the file: bytes are missing or
+    garbled before it. Raised by :func:`check_mcap_index` before rosbags would follow the index into the wrong bytes."""
+
+
+#: What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors, an
+#: OverflowError or a MemoryError for a garbled record length, and :class:`BagIndexError` from the check made before
+#: rosbags opens an mcap file; sqlite3: rosbags reads through apsw, whose errors (a malformed database image) are not
+#: sqlite3's). Only these are turned into a partial read or a refused bag; anything else is a bug and propagates.
+#: Shared by every reader of bags here (tsg eval, tsg label, tsg replay).
 STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, apsw.Error, struct.error, EOFError, ValueError, IndexError,
-                       KeyError, OverflowError)
+                       KeyError, OverflowError, MemoryError, BagIndexError)
 
 _ZERO_TIME = QosTime(sec=0, nsec=0)
 # rmw's "infinite" duration as rosbag2 writes it into offered_qos_profiles.
@@ -164,11 +174,11 @@ class BagReader:
         self._reader: Any = None
         self._salvage: McapStream | None = None
         try:
-            self._reader = Reader(storage_path(self.path))
-            self._reader.open()
+            self._reader = open_rosbags(storage_path(self.path))
         except (*STORAGE_READ_ERRORS, OSError) as exc:
-            # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the
-            # records before the cut are intact, so read them in order with the mcap library instead.
+            # rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote, and which
+            # bytes missing before it make point at the wrong places; the records before the damage are intact, so
+            # read them in order with the mcap library instead.
             self._salvage = McapStream.open(self.path)
             if self._salvage is None:
                 raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
@@ -249,8 +259,9 @@ class McapChannel:
 class McapStream:
     """An mcap file read front to back with the mcap library's stream reader, up to its damage if it has one.
 
-    rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote; the records before
-    the cut are intact. Shared by :class:`BagReader`, ``tsg label`` and ``tsg replay``. Each iteration re-reads the
+    rosbags needs an mcap file's summary at its end, which a recorder that was killed never wrote, and which bytes
+    missing from the file's middle make point at the wrong places (see :func:`check_mcap_index`); the records before
+    the damage are intact. Shared by :class:`BagReader`, ``tsg label`` and ``tsg replay``. Each iteration re-reads the
     file, so nothing stays open. :attr:`damage` says where reading stopped (None: the file is whole, footer and
     closing magic read). CRCs are checked where the file stores them (ROS 2's recorder does; rosbags' writer leaves
     them 0). Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
@@ -259,6 +270,7 @@ class McapStream:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.damage: str | None = None
+        self.cut = False  # the damage is the file's end: it stops inside a record, with no valid end after it
         self.channels: dict[int, McapChannel] = {}
         self.message_counts: Counter[int] = Counter()  # per channel id, over the messages of known channels
         times_ns: list[int] = []
@@ -290,7 +302,7 @@ class McapStream:
     @property
     def damage_detail(self) -> str:
         """`` (<what stopped the reading>)`` for messages, or "" when the file simply ends (a cut) or is whole."""
-        if self.damage is None or self.damage.startswith("EndOfFile"):
+        if self.damage is None or self.cut:
             return ""
         return f" ({self.damage.rstrip(': ')})"
 
@@ -305,29 +317,86 @@ class McapStream:
         return counts
 
     def records(self) -> Iterator[Any]:
-        """Every record up to the damage (recording it in :attr:`damage`), channels collected on the way."""
-        from mcap.stream_reader import StreamReader
+        """Every record up to the damage (recording it in :attr:`damage`), channels collected on the way.
+
+        Without CRCs (rosbags' writer leaves them 0) a chunk that lost bytes from its middle still parses: it reads
+        its length's worth into what follows, and the records after it may even parse by chance. So when the writer
+        indexes its chunks (rosbags and ROS 2's recorder write a message index after each), a chunk's messages are
+        given out only once the index after it lists exactly them; a chunk that does not match is the damage. At a
+        cut (the file simply ends) a chunk whose index was cut short is kept if what was read of it matches."""
+        from mcap.exceptions import EndOfFile, RecordLengthLimitExceeded
+        from mcap.stream_reader import StreamReader, breakup_chunk
 
         records = _records()
         schemas: dict[int, str] = {}
         started = False
-        self.damage = None
+        self.damage, self.cut = None, False
+        held: list[Any] = []  # the records of the last chunk, until its message index has been read
+        held_at = 0  # the byte offset where that chunk ends
+        indexed: Counter[tuple[int, int]] = Counter()  # (channel id, log time) in the index read after it
+        writer_indexes = False  # an earlier chunk was followed by a message index
+
+        def register(record: Any) -> Any:
+            if isinstance(record, records.Schema):
+                schemas[record.id] = record.name
+            elif isinstance(record, records.Channel):  # the summary repeats each channel: same id, content
+                self.channels[record.id] = McapChannel(record.id, record.topic, schemas.get(record.schema_id, ""),
+                                                       record.metadata)
+            return record
+
+        def mismatch(cut: bool) -> str | None:
+            """Why the held chunk's messages are not its index's (a cut index only needs to agree so far)."""
+            held_messages = Counter((r.channel_id, r.log_time) for r in held if isinstance(r, records.Message))
+            if not (indexed or writer_indexes) or indexed == held_messages or (cut and indexed <= held_messages):
+                return None
+            return (f"the chunk ending at byte {held_at} holds {plural(held_messages.total(), 'message')} but the "
+                    f"message index after it lists {indexed.total()} (bytes missing or garbled in it); its messages "
+                    "are left out")
+
+        size = self.path.stat().st_size
         with self.path.open("rb") as stream:
+            # A record running past the file's end is a cut only when the file has no valid end: in one that has,
+            # bytes are missing from its middle.
+            stream.seek(max(size - len(_MCAP_MAGIC), 0))
+            ends_whole = stream.read() == _MCAP_MAGIC
+            stream.seek(0)
             try:
                 # CRCs are checked where the file stores them: a chunk damaged inside is the damage, not messages
                 # with garbled bytes (a cut-short file is suspect as a whole; checking costs little beside reading).
-                for record in StreamReader(stream, validate_crcs=True).records:
+                # No record can be longer than the file: a garbled length is the damage, not a huge allocation.
+                reader = StreamReader(stream, validate_crcs=True, emit_chunks=True, record_size_limit=size)
+                for record in reader.records:
                     started = True
-                    if isinstance(record, records.Schema):
-                        schemas[record.id] = record.name
-                    elif isinstance(record, records.Channel):  # the summary repeats each channel: same id, content
-                        self.channels[record.id] = McapChannel(record.id, record.topic,
-                                                               schemas.get(record.schema_id, ""), record.metadata)
-                    yield record
+                    if isinstance(record, records.MessageIndex):
+                        indexed.update((record.channel_id, log_time) for log_time, _ in record.records)
+                        continue
+                    if held or indexed:
+                        if (problem := mismatch(cut=False)) is not None:
+                            self.damage = problem
+                            return
+                        writer_indexes = writer_indexes or bool(indexed)
+                        yield from map(register, held)
+                    held, indexed = [], Counter()
+                    if isinstance(record, records.Chunk):
+                        held, held_at = breakup_chunk(record, validate_crc=True), stream.tell()
+                    else:
+                        yield register(record)
+                # The footer was read: a chunk held still (none, in a whole file) is checked like any other.
+                if (problem := mismatch(cut=False)) is not None:
+                    self.damage = problem
+                    return
+                yield from map(register, held)
             except MCAP_READ_ERRORS as exc:
                 if not started:
                     raise  # not an mcap file at all
                 self.damage = f"{type(exc).__name__}: {exc}"
+                self.cut = isinstance(exc, (EndOfFile, RecordLengthLimitExceeded)) and not ends_whole
+                if self.cut and isinstance(exc, RecordLengthLimitExceeded):  # the file ends inside that record
+                    self.damage = f"EndOfFile: {exc} (the file's size)"
+                if (problem := mismatch(cut=self.cut)) is not None:
+                    self.damage, self.cut = f"{problem}; then {self.damage}", False  # more than a cut: say what
+                    return
+                yield from map(register, held)
 
     def messages(self, channel_ids: Iterable[int] | None = None,
                  start_ns: int = 0) -> Iterator[tuple[McapChannel, int, bytes]]:
@@ -367,6 +436,136 @@ def storage_path(path: Path) -> Path:
     return files[0] if len(files) == 1 else path
 
 
+def open_rosbags(path: Path) -> Reader:
+    """rosbags' Reader on ``path`` (a bag directory or storage file, see :func:`storage_path`), opened, once every mcap
+    file of it has passed :func:`check_mcap_index`. Raises one of :data:`STORAGE_READ_ERRORS` or an OSError when the
+    bag cannot be opened so: the callers' salvage path then reads an mcap file front to back."""
+    for mcap_file in storage_files(path, (".mcap",)):
+        check_mcap_index(mcap_file)
+    reader = Reader(path)
+    reader.open()
+    return reader
+
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_RECORD_HEAD = struct.Struct("<BQ")  # every mcap record: opcode, length of what follows
+_FOOTER = struct.Struct("<BQQQI")  # opcode, length (20), summary start, summary offset start, summary CRC
+_FOOTER_SIZE = _FOOTER.size + len(_MCAP_MAGIC)
+_CHUNK_INDEX_HEAD = struct.Struct("<QQQQI")  # start and end time, chunk start offset, chunk length, offsets' bytes
+_CHUNK_HEAD = struct.Struct("<BQQQQII")  # opcode, length, start/end time, uncompressed size, CRC, compression's bytes
+_OPCODE_HEADER, _OPCODE_FOOTER, _OPCODE_CHUNK, _OPCODE_CHUNK_INDEX = 0x01, 0x02, 0x06, 0x08
+
+
+def check_mcap_index(path: Path) -> None:
+    """Raise :class:`BagIndexError` naming ``path`` and what is wrong when the footer of an mcap file that has one
+    points outside the file, or its summary's records or chunk indexes do not fit it.
+
+    rosbags trusts an mcap file's index: with bytes missing from the middle of the file, every offset after the gap
+    points a little too far and rosbags reads a record length at the wrong place (a MemoryError for the huge size it
+    then allocates). The summary is small, and each chunk is checked by the ~50 bytes of its header (its opcode,
+    sizes and compression must be the index's), so this costs little beside reading the bag. A file without a valid
+    footer (cut short) is left to rosbags, which refuses it by name and the salvage path reads it; one without a
+    summary (rosbags scans it) has its top-level records checked to end inside the file."""
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        head = stream.read(len(_MCAP_MAGIC) + _RECORD_HEAD.size)
+        if len(head) < len(_MCAP_MAGIC) + _RECORD_HEAD.size or head[: len(_MCAP_MAGIC)] != _MCAP_MAGIC:
+            return  # not mcap, or cut inside its header: rosbags refuses it by name
+        opcode, length = _RECORD_HEAD.unpack_from(head, len(_MCAP_MAGIC))
+        data_start = len(head) + length
+        if opcode != _OPCODE_HEADER or data_start > size:
+            raise BagIndexError(f"mcap file {path} is damaged: its header record (opcode {opcode:#04x}, {length} "
+                                f"bytes) does not fit the file ({size} bytes)")
+        if size < data_start + _FOOTER_SIZE:
+            return  # no room for a footer: cut short
+        stream.seek(size - _FOOTER_SIZE)
+        tail = stream.read(_FOOTER_SIZE)
+        opcode, length, summary_start, summary_offset_start, summary_crc = _FOOTER.unpack_from(tail)
+        if tail[_FOOTER.size:] != _MCAP_MAGIC or opcode != _OPCODE_FOOTER or length != _FOOTER.size - 9:
+            return  # no valid end (cut short): rosbags says so, and the salvage path reads the records before it
+        footer_start = size - _FOOTER_SIZE
+        if summary_start == 0:
+            _check_mcap_records(path, stream, data_start, footer_start)
+            return
+        if not data_start <= summary_start <= footer_start:
+            raise BagIndexError(f"mcap file {path} is damaged: its footer puts the summary at byte {summary_start}, "
+                                f"outside its data (bytes {data_start} to {footer_start})")
+        if summary_offset_start and not summary_start <= summary_offset_start <= footer_start:
+            raise BagIndexError(f"mcap file {path} is damaged: its footer puts the summary offsets at byte "
+                                f"{summary_offset_start}, outside its summary (bytes {summary_start} to "
+                                f"{footer_start})")
+        stream.seek(summary_start)
+        summary = stream.read(footer_start - summary_start)
+        # The CRC covers the summary and the footer up to the CRC (ROS 2's recorder writes it; rosbags leaves 0).
+        if summary_crc and zlib.crc32(tail[: _FOOTER.size - 4], zlib.crc32(summary)) != summary_crc:
+            raise BagIndexError(f"mcap file {path} is damaged: its summary (bytes {summary_start} to {footer_start}) "
+                                "does not match its CRC")
+        chunks = []
+        position = 0
+        while position < len(summary):
+            if position + _RECORD_HEAD.size > len(summary):
+                raise BagIndexError(f"mcap file {path} is damaged: its summary (from byte {summary_start}) ends "
+                                    f"inside a record at byte {summary_start + position}")
+            opcode, length = _RECORD_HEAD.unpack_from(summary, position)
+            body = position + _RECORD_HEAD.size
+            if length > len(summary) - body:
+                raise BagIndexError(f"mcap file {path} is damaged: the summary record (opcode {opcode:#04x}) at byte "
+                                    f"{summary_start + position} claims {length} bytes, past the footer at byte "
+                                    f"{footer_start}")
+            if opcode == _OPCODE_CHUNK_INDEX:
+                chunks.append(summary[body:body + length])
+            position = body + length
+        for number, chunk_index in enumerate(chunks):
+            _check_mcap_chunk(path, stream, number, chunk_index, data_start, summary_start)
+
+
+def _check_mcap_chunk(path: Path, stream: Any, number: int, chunk_index: bytes, data_start: int,
+                      data_end: int) -> None:
+    """Raise :class:`BagIndexError` when chunk index ``number`` does not point at a chunk of its sizes in the data."""
+    try:
+        _, _, start, length, offsets_bytes = _CHUNK_INDEX_HEAD.unpack_from(chunk_index)
+        at = _CHUNK_INDEX_HEAD.size + offsets_bytes + 8  # past the message index offsets and their length
+        (compression_bytes,) = struct.unpack_from("<I", chunk_index, at)
+        compression = chunk_index[at + 4:at + 4 + compression_bytes]
+        compressed_size, uncompressed_size = struct.unpack_from("<QQ", chunk_index, at + 4 + compression_bytes)
+    except struct.error as exc:
+        raise BagIndexError(f"mcap file {path} is damaged: chunk index {number} of its summary is cut short "
+                            f"({exc})") from exc
+    header_size = _CHUNK_HEAD.size + len(compression) + 8  # up to the compressed records, whose size comes last
+    if start < data_start or start + max(length, header_size + compressed_size) > data_end:
+        raise BagIndexError(f"mcap file {path} is damaged: its summary puts chunk {number} at bytes {start} to "
+                            f"{start + length}, outside its data (bytes {data_start} to {data_end})")
+    stream.seek(start)
+    header = stream.read(header_size)
+    expected = (_OPCODE_CHUNK, uncompressed_size, len(compression), compression, compressed_size)
+    try:
+        opcode, _, _, _, found_uncompressed, _, found_compression_bytes = _CHUNK_HEAD.unpack_from(header)
+        found_compression = header[_CHUNK_HEAD.size:_CHUNK_HEAD.size + found_compression_bytes]
+        (found_compressed,) = struct.unpack_from("<Q", header, _CHUNK_HEAD.size + found_compression_bytes)
+        found = (opcode, found_uncompressed, found_compression_bytes, found_compression, found_compressed)
+    except struct.error:
+        found = None
+    if found != expected:
+        raise BagIndexError(f"mcap file {path} is damaged: its summary puts chunk {number} at byte {start}, where no "
+                            "chunk of the indexed sizes starts (bytes missing or garbled before it)")
+
+
+def _check_mcap_records(path: Path, stream: Any, data_start: int, data_end: int) -> None:
+    """Raise :class:`BagIndexError` when a top-level record of an mcap file without summary (which rosbags reads by
+    scanning) claims more bytes than are left before the footer."""
+    position = data_start
+    while position < data_end:
+        if position + _RECORD_HEAD.size > data_end:
+            raise BagIndexError(f"mcap file {path} is damaged: a record starts at byte {position}, too close to the "
+                                f"footer at byte {data_end} to hold its opcode and length")
+        stream.seek(position)
+        opcode, length = _RECORD_HEAD.unpack(stream.read(_RECORD_HEAD.size))
+        if length > data_end - position - _RECORD_HEAD.size:
+            raise BagIndexError(f"mcap file {path} is damaged: the record (opcode {opcode:#04x}) at byte {position} "
+                                f"claims {length} bytes, past the footer at byte {data_end}")
+        position += _RECORD_HEAD.size + length
+
+
 def _records() -> Any:
     from mcap import records
 
@@ -378,8 +577,9 @@ def _mcap_errors() -> tuple[type[Exception], ...]:
         from mcap.exceptions import McapError
     except ImportError:  # the mcap library is optional: without it a damaged mcap bag cannot be salvaged
         return (EOFError,)
-    return (McapError, EOFError, struct.error, ValueError)
+    return (McapError, EOFError, struct.error, ValueError, MemoryError)
 
 
-#: What the mcap library's stream reader raises at a file's damage (bad magic, a record cut short, a bad CRC).
+#: What the mcap library's stream reader raises at a file's damage (bad magic, a record cut short, a bad CRC, a
+#: MemoryError for a chunk whose garbled uncompressed size is allocated before decompressing).
 MCAP_READ_ERRORS = _mcap_errors()

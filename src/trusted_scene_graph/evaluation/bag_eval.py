@@ -14,8 +14,9 @@ Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give 
 * Evaluable objects: a ground-truth object counts for detection, relations and distances only when its whole box
   projects inside the image (an object cut by the image border has no well-defined visible extent) and it is not
   fully occluded. A perceived object is *not evaluable* when it is matched to an object that is not, or unmatched
-  while an object of its label is not evaluable (likely the visible part of a cut object). Edges touching a
-  perceived object that is not evaluable are excluded and counted.
+  with its centroid inside the box, grown by :data:`MATCH_GATE_M` on every side, of an object of its label that is
+  not evaluable (likely the visible part of a cut object; an unmatched object anywhere else is a false positive).
+  Edges touching a perceived object that is not evaluable are excluded and counted.
 * Detection: recall is matched evaluable objects / evaluable objects, overall and per label. False positives are
   the perceived objects that are neither matched nor not evaluable; precision is matched / (matched + false
   positives). Two causes of misses are counted over evaluable objects: fewer visible pixels than the detector's
@@ -34,11 +35,15 @@ Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give 
 
 Bad input never stops a report: unknown message types, undecodable messages and messages of an unexpected type on
 the camera or ground-truth topics are skipped and counted, frames the pipeline rejects or whose ground truth is
-invalid (non-finite boxes, repeated ids) are counted with their reason, frames whose stamp does not advance are
-skipped and counted, and a bag that ends early yields the metrics of what was read, with the error in
-``input.read_error``. Frames scored without a tf path from the camera to the ground truth's frame (the graph frame
-is taken as the truth frame) are counted in ``frames.graph_frame_taken_as_truth_frame``. A bag without ground truth
-(a robot's own recording) still gives timing and frame counts, with exit code 0.
+invalid (non-finite boxes, repeated ids) are counted with their reason, frames whose stamp does not advance (by
+less than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` back), colour images that never complete a frame and frames
+without ground truth are skipped, counted and warned of, and a bag that ends early yields the metrics of what was
+read, with the error in ``input.read_error``. A jump back of more than JUMP_BACK_NS is a clock reset (a simulator
+reset, a bag played twice): the frames after it start a new sequence, as the node and ``tsg label`` start one, and
+are matched only with the ground truth, poses and tf of their own timeline. Frames scored without a tf path from
+the camera to the ground truth's frame (the graph frame is taken as the truth frame) are counted in
+``frames.graph_frame_taken_as_truth_frame``. A bag without ground truth (a robot's own recording) still gives timing
+and frame counts, with exit code 0.
 
 Only the topics the replay uses are decoded (camera inputs, ground truth, end-effector pose, ``/tf``,
 ``/tf_static``); the messages of every other topic are counted from the bag's index (``input.bag_topics``).
@@ -59,6 +64,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from trusted_scene_graph.clock import JUMP_BACK_NS, jumped_back
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.dataset.messages import GROUND_TRUTH_TYPE
@@ -224,6 +230,7 @@ class _Counts:
     evaluated: int = 0
     without_ground_truth: int = 0
     out_of_order: int = 0
+    incomplete: int = 0  # colour images that never completed a frame (another camera input missing or late)
     graph_frame_taken_as_truth_frame: int = 0  # evaluated frames without a tf path from the camera to the truth frame
     extrinsic_differs_from_tf: int = 0  # 'static': frames whose camera pose in the tf is not the config's
     ee_pose_not_in_truth_frame: int = 0  # evaluated frames whose end-effector pose the tf cannot put in the truth frame
@@ -237,6 +244,36 @@ class _Pending:
     stamp_ns: int
     msgs: dict[str, Any]
     completed_log_ns: int  # log time of the message that completed the frame
+    timeline: int = 0  # the camera's clock jumps back before it (see _Timelines)
+
+
+class _Timelines:
+    """The stamped messages of one stream (ground truth, end-effector poses) by timeline.
+
+    A message stamped more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the stream's newest starts the
+    stream's next timeline (:func:`~trusted_scene_graph.clock.jumped_back`: each stream judged against itself, as
+    every buffer here is). A simulator reset restarts every stream's clock, so the camera's n-th timeline reads the
+    stream's n-th: messages of the old timeline, stamped like the new one's, never match its frames, and those of the
+    new one that arrive while the old one's last frames wait are kept apart for it."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[int, Any]] = {0: {}}
+        self._current = 0
+        self._newest_ns: int | None = None
+
+    def add(self, stamp_ns: int, msg: Any) -> None:
+        if jumped_back(stamp_ns, self._newest_ns):
+            self._current += 1
+            self._newest_ns = stamp_ns
+        else:
+            self._newest_ns = stamp_ns if self._newest_ns is None else max(stamp_ns, self._newest_ns)
+        self._parts.setdefault(self._current, {})[stamp_ns] = msg
+
+    def of(self, timeline: int) -> dict[int, Any]:
+        """Stamp -> message of ``timeline``; those of earlier timelines are dropped (frames are scored in order)."""
+        for old in [t for t in self._parts if t < timeline]:
+            del self._parts[old]
+        return self._parts.setdefault(timeline, {})
 
 
 @dataclass
@@ -270,12 +307,18 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                                  config["sync.buffer_size"])
         topic_to_name = {topic: name for name, topic in inputs}
         tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
-        ground_truth: dict[int, Any] = {}
-        ee_poses: dict[int, Any] = {}
+        ground_truth, ee_poses = _Timelines(), _Timelines()
         pending: list[_Pending] = []
         unexpected_types: Counter[str] = Counter()
         last_stamp_ns = -1
         episode = None
+        # Clock resets (a simulator reset, a bag played twice): each stream judged against itself, as the synchroniser
+        # and the tf buffer judge theirs (trusted_scene_graph.clock). The colour images' jumps number the camera's
+        # timelines; the ground truth's and poses' are matched to them by number (_Timelines).
+        camera_timeline = scoring_timeline = 0
+        newest_colour_ns: int | None = None
+        newest_tf_ns: dict[str, int] = {}  # per child frame, as the tf buffer judges its jumps
+        waiting_colour_ns: list[int] = []  # colour images not yet part of a frame, for counts.incomplete
         # Only the topics the replay uses are decoded (a robot bag's point clouds or logs would cost more than the
         # pipeline); the others are counted from the bag's index.
         used_topics = {*topic_to_name, *TF_TOPICS, ground_truth_topic, ee_topic}
@@ -288,26 +331,56 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             processed = counts.evaluated + counts.without_ground_truth + sum(counts.failed.values())
             return max_frames is not None and processed >= max_frames
 
-        def score_ready(now_ns: int | None) -> None:
-            nonlocal last_stamp_ns, episode
-            while pending and (now_ns is None or now_ns - pending[0].completed_log_ns >= LOOKAHEAD_NS):
+        def score_ready(now_ns: int | None, timeline_before_ns: int | None = None) -> None:
+            """Score the frames completed LOOKAHEAD_NS of log time before ``now_ns`` (all, for None), and those of
+            the timeline before one starting at ``timeline_before_ns`` (stamped more than JUMP_BACK_NS after it)."""
+            nonlocal last_stamp_ns, episode, scoring_timeline
+            while pending and (now_ns is None or now_ns - pending[0].completed_log_ns >= LOOKAHEAD_NS
+                               or (timeline_before_ns is not None
+                                   and jumped_back(timeline_before_ns, pending[0].stamp_ns))):
                 item = pending.pop(0)
                 if enough():
                     continue
+                new_timeline = item.timeline != scoring_timeline
+                if new_timeline:  # the clock jumped back: a new sequence, which no stamp of the old one precedes
+                    scoring_timeline, last_stamp_ns = item.timeline, -1
+                truths, poses = ground_truth.of(item.timeline), ee_poses.of(item.timeline)
                 if item.stamp_ns <= last_stamp_ns:
-                    counts.out_of_order += 1
+                    counts.out_of_order += 1  # less than JUMP_BACK_NS back: a late frame, not a new timeline
                     continue
                 last_stamp_ns = item.stamp_ns
-                truth = nearest_by_stamp(ground_truth, item.stamp_ns, sync.tolerance_ns)
-                if truth is not None and truth.episode != episode:
-                    if episode is not None:
-                        pipeline.start_sequence()
+                truth = nearest_by_stamp(truths, item.stamp_ns, sync.tolerance_ns)
+                new_episode = truth is not None and truth.episode != episode
+                if new_timeline or (new_episode and episode is not None):
+                    pipeline.start_sequence()  # as the node starts one at a reset, and tsg label at either
+                if new_episode:
                     episode = truth.episode
-                ee_pose = nearest_by_stamp(ee_poses, item.stamp_ns, sync.tolerance_ns)
+                ee_pose = nearest_by_stamp(poses, item.stamp_ns, sync.tolerance_ns)
                 _process(item, truth, ee_pose, pipeline, tf, config, scorer, counts)
-                forget_before_lookahead(ground_truth, item.stamp_ns)
-                forget_before_lookahead(ee_poses, item.stamp_ns)
+                forget_before_lookahead(truths, item.stamp_ns)
+                forget_before_lookahead(poses, item.stamp_ns)
                 tf.forget_before(item.stamp_ns)
+
+        def add_camera_input(name: str, message: Any) -> None:
+            """Into the synchroniser; a frame it completes waits in ``pending`` for its ground truth."""
+            nonlocal camera_timeline, newest_colour_ns
+            stamp_ns = stamp_to_ns(message.msg.header.stamp)
+            if name == "color":
+                if jumped_back(stamp_ns, newest_colour_ns):
+                    camera_timeline += 1
+                    counts.incomplete += len(waiting_colour_ns)  # the synchroniser drops them at the jump
+                    waiting_colour_ns.clear()
+                    newest_colour_ns = stamp_ns
+                else:
+                    newest_colour_ns = max(stamp_ns, newest_colour_ns if newest_colour_ns is not None else stamp_ns)
+                waiting_colour_ns.append(stamp_ns)
+            if sync.add(name, stamp_ns, message.msg):
+                stamp, msgs = sync.take_latest()
+                counts.camera_frames += 1
+                # Colour images stamped before the frame's can no longer complete one (the synchroniser's rule).
+                counts.incomplete += sum(1 for s in waiting_colour_ns if s < stamp)
+                waiting_colour_ns[:] = [s for s in waiting_colour_ns if s > stamp]
+                pending.append(_Pending(stamp, msgs, message.log_time_ns, camera_timeline))
 
         for message in reader.messages(used_topics):
             read += 1
@@ -317,24 +390,35 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                 name = topic_to_name[message.topic]
                 if message.msgtype not in _INPUT_TYPES[name]:
                     unexpected_types[f"{message.topic} ({message.msgtype})"] += 1
-                elif sync.add(name, stamp_to_ns(message.msg.header.stamp), message.msg):
-                    stamp, msgs = sync.take_latest()
-                    counts.camera_frames += 1
-                    pending.append(_Pending(stamp, msgs, message.log_time_ns))
+                else:
+                    add_camera_input(name, message)
             elif message.topic in TF_TOPICS and message.msgtype == "tf2_msgs/msg/TFMessage":
-                tf.add(message.msg, static=message.topic == TF_STATIC_TOPIC)
+                static = message.topic == TF_STATIC_TOPIC
+                for transform in [] if static else message.msg.transforms:
+                    child, stamp_ns = transform.child_frame_id.lstrip("/"), stamp_to_ns(transform.header.stamp)
+                    if jumped_back(stamp_ns, newest_tf_ns.get(child)):
+                        # The tf buffer drops the frame's history on it: first score the old timeline's frames,
+                        # with the old transforms (tsg label does the same at a jump of the colour images).
+                        score_ready(message.log_time_ns, timeline_before_ns=stamp_ns)
+                        newest_tf_ns[child] = stamp_ns
+                    else:
+                        newest_tf_ns[child] = max(stamp_ns, newest_tf_ns.get(child, stamp_ns))
+                tf.add(message.msg, static=static)
             elif message.topic == ground_truth_topic:
                 if message.msgtype == GROUND_TRUTH_TYPE:
-                    ground_truth[stamp_to_ns(message.msg.header.stamp)] = message.msg
+                    ground_truth.add(stamp_to_ns(message.msg.header.stamp), message.msg)
                     truth_with_gripper += bool(message.msg.has_gripper)
                     truth_with_goal += bool(message.msg.has_goal)
                 else:
                     unexpected_types[f"{message.topic} ({message.msgtype})"] += 1
             elif message.topic == ee_topic and message.msgtype == EE_POSE_TYPE:
-                ee_poses[stamp_to_ns(message.msg.header.stamp)] = message.msg
+                ee_poses.add(stamp_to_ns(message.msg.header.stamp), message.msg)
             score_ready(message.log_time_ns)
             if enough():
                 break  # the rest of the bag would only be decoded and thrown away
+        else:
+            if reader.read_error is None:  # at a damage, the read error says that what follows is missing
+                counts.incomplete += len(waiting_colour_ns)  # the bag ended before they completed a frame
         score_ready(None)
         if progress is not None:
             progress(read, total)
@@ -552,10 +636,16 @@ class _FrameScorer:
         perceived_in_truth = (graph_to_truth.apply(np.array([o.centroid_m for o in graph.objects]))
                               if graph.objects else np.zeros((0, 3)))
         match = _match(graph, perceived_in_truth, gt_labels, gt_centres)  # perceived index -> gt index
-        # A perceived object left unmatched although an object of its label exists that is not evaluable (cut by the
-        # image border: its perceived box is the visible part, far from the true centre) is not a false positive.
-        hidden_labels = {gt_labels[k] for k in np.flatnonzero(~evaluable)}
-        not_evaluable = {k for k, obj in enumerate(graph.objects) if k not in match and obj.label in hidden_labels}
+        # A perceived object left unmatched is not a false positive when it plausibly is the visible part of an
+        # object of its label that is not evaluable (cut by the image border: its centroid is the visible part's,
+        # too far from the true centre to match, but inside the true box): its centroid lies in the box of such an
+        # object grown by the matching gate. Anywhere else it is a false positive, whatever else the image cuts.
+        hidden = np.flatnonzero(~evaluable)
+        not_evaluable = set()
+        for k, obj in enumerate(graph.objects):
+            cut = [g for g in hidden if gt_labels[g] == obj.label]
+            if k not in match and _within_boxes(perceived_in_truth[k], gt_centres[cut], gt_sizes[cut], MATCH_GATE_M):
+                not_evaluable.add(k)
         not_evaluable |= {k for k, g in match.items() if not evaluable[g]}
         self._score_detection(graph, truth.objects, evaluable, match, not_evaluable, pipeline,
                               _visible_pixels(truth.objects, instances, u_px, v_px))
@@ -624,6 +714,12 @@ class _FrameScorer:
                 samples.reward_series[int(truth.episode)].append(
                     (int(truth.step), -float(np.linalg.norm(position - goal)), float(truth.env_reward),
                      bool(truth.is_success)))
+
+
+def _within_boxes(point_m: np.ndarray, centres_m: np.ndarray, sizes_m: np.ndarray, margin_m: float) -> bool:
+    """Whether ``point_m`` lies in any of the axis-aligned boxes (centres and sizes, (N, 3)) grown by ``margin_m`` on
+    every side (boxes as the scorer takes them everywhere: axis-aligned in the truth frame)."""
+    return bool(np.all(np.abs(point_m - centres_m) <= sizes_m / 2.0 + margin_m, axis=1).any())
 
 
 def _best_by_label(graph: SceneGraph, perceived_in_truth: np.ndarray, label: str) -> np.ndarray | None:
@@ -726,6 +822,10 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
     run_warnings += counts.warnings
     if samples.not_in_sim_labels:
         _warn(run_warnings, _sim_labels_warning(samples))
+    skipped = skipped_frames(counts.out_of_order, counts.without_ground_truth, counts.incomplete,
+                             bool(input_report.get("has_ground_truth", True)))
+    if skipped:
+        _warn(run_warnings, _skipped_warning(skipped))
     return {
         "warnings": run_warnings,
         "input": dict(input_report),
@@ -736,6 +836,7 @@ def compute_metrics(samples: _Samples, counts: _Counts, config: Mapping[str, Any
             "failure_reasons": dict(counts.failed),
             "without_ground_truth": counts.without_ground_truth,
             "out_of_order": counts.out_of_order,
+            "incomplete": counts.incomplete,
             "graph_frame_taken_as_truth_frame": counts.graph_frame_taken_as_truth_frame,
             "ee_pose_not_in_truth_frame": counts.ee_pose_not_in_truth_frame,
             "extrinsic_differs_from_tf": counts.extrinsic_differs_from_tf,
@@ -781,6 +882,29 @@ def _detection_metrics(samples: _Samples) -> dict[str, Any]:
         "centroid_error_median_m": float(np.median(errors)) if errors.size else math.nan,
         "centroid_error_p95_m": float(np.percentile(errors, 95)) if errors.size else math.nan,
     }
+
+
+def skipped_frames(out_of_order: int, without_ground_truth: int, incomplete: int,
+                   has_ground_truth: bool = True) -> dict[str, int]:
+    """The frames left unscored by cause ("out of order", "without ground truth", "incomplete"), those that are not
+    zero, for the run's warning and ``tsg eval``'s summary line. Frames without ground truth count only when the bag
+    has ground truth: without any, timing and counts are the result and the report says so instead."""
+    causes = {"out of order": out_of_order, "without ground truth": without_ground_truth if has_ground_truth else 0,
+              "incomplete": incomplete}
+    return {cause: count for cause, count in causes.items() if count}
+
+
+def _skipped_warning(skipped: Mapping[str, int]) -> str:
+    why = {
+        "out of order": ("frames.out_of_order: stamped at or before the frame scored before them, but less than "
+                         f"{JUMP_BACK_NS / 1e9:g} s back; a longer jump back is a clock reset and starts a new "
+                         "timeline"),
+        "without ground truth": "frames.without_ground_truth: no ground truth within sync.tolerance_s of their stamp",
+        "incomplete": ("frames.incomplete: colour images that never completed a frame, another camera input "
+                       "missing or too late"),
+    }
+    return "frames were not scored: " + "; ".join(f"{plural(count, 'frame')} {cause} ({why[cause]})"
+                                                  for cause, count in skipped.items())
 
 
 def _sim_labels_warning(samples: _Samples) -> str:

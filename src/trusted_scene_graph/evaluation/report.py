@@ -34,6 +34,21 @@ SIM_TARGETS: tuple[tuple[str, str, float], ...] = (
     ("relations.precision_kept", ">=", 0.95),
     ("relations.recall_kept", ">=", 0.80),
 )
+#: The fewest samples (pairs for a distance target, edges for a relation target) a target is judged met or missed
+#: on; below it the status is "too few samples (n=N)". A share of 20 moves in steps of 5 %, and its 95 % confidence
+#: interval is about +-10 % wide near 90 %: fewer samples cannot tell a target of 90 or 99 % met from missed.
+MIN_TARGET_SAMPLES = 20
+#: Per target, the metric path that counts its samples: the far pairs (>= 0.10 m) of the ratio bands, the close pairs
+#: of the absolute error, the end-effector pairs the per-episode Spearman ranks, the kept edges of the precision, the
+#: true edges of the recall.
+TARGET_SAMPLES = {
+    "distance.ee_object.within_0_5x_2x": "distance.ee_object.count_far",
+    "distance.ee_object.within_0_9x_1_1x": "distance.ee_object.count_far",
+    "distance.ee_object.median_abs_error_close_m": "distance.ee_object.count_close",
+    "distance.spearman": "distance.ee_object.count",
+    "relations.precision_kept": "relations.kept",
+    "relations.recall_kept": "relations.true_edges",
+}
 # Metric paths whose value needs the end-effector pose and a gripper in the ground truth, or a goal.
 _EE_PATHS = ("distance.ee_object", "distance.spearman")
 _GOAL_PATHS = ("reward",)
@@ -230,17 +245,28 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
     return lines + [""]
 
 
+def target_samples(metrics: Mapping[str, Any], path: str) -> int | None:
+    """How many samples (pairs, edges: :data:`TARGET_SAMPLES`) the target at ``path`` was measured on; None when the
+    metrics do not say (an older metrics.json)."""
+    count = lookup(metrics, TARGET_SAMPLES[path])
+    return int(count) if isinstance(count, (int, float)) and not isinstance(count, bool) else None
+
+
 def target_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(metric, value, target, status) per target; status is "met", "missed", "no data" (the bag has the input,
-    nothing was measured) or "not applicable: WHY" (the bag cannot have it)."""
+    """(metric, value, target, status) per target; status is "met", "missed", "too few samples (n=N)" (fewer than
+    :data:`MIN_TARGET_SAMPLES`: :func:`target_samples`), "no data" (the bag has the input, nothing was measured) or
+    "not applicable: WHY" (the bag cannot have it)."""
     rows = []
     for path, comparison, target in SIM_TARGETS:
         value = lookup(metrics, path)
         reason = not_applicable(metrics, path)
+        samples = target_samples(metrics, path)
         if reason is not None:
             status = f"not applicable: {reason}"
         elif not isinstance(value, (int, float)) or not math.isfinite(value):
             status = "no data"
+        elif samples is not None and samples < MIN_TARGET_SAMPLES:
+            status = f"too few samples (n={samples})"
         else:
             status = "met" if (value >= target if comparison == ">=" else value <= target) else "missed"
         target_text = _fmt_metric(path, target) if _is_metres(path) else f"{target:g}"
@@ -287,6 +313,8 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
         ("frames failed", _fmt(frames["failed"])),
         ("frames without ground truth", _fmt(frames["without_ground_truth"])),
         ("frames out of order (skipped)", _fmt(frames["out_of_order"])),
+        ("frames incomplete (a colour image without the other camera inputs: skipped)",
+         _fmt(frames.get("incomplete", 0))),
         ("frames scored taking the graph frame as the truth frame (no tf)",
          _fmt(frames["graph_frame_taken_as_truth_frame"])),
         ("frames whose static extrinsic differs from the bag's tf", _fmt(frames.get("extrinsic_differs_from_tf", 0))),
@@ -304,7 +332,14 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
         lines += ["Frame failures:", ""] + [f"- {count} x {reason}" for reason, count in
                                              frames["failure_reasons"].items()] + [""]
     lines += ["## Simulated-benchmark targets", ""]
-    lines += _table(target_rows(metrics), ("metric", "value", "target", "status"))
+    # n: the pairs or edges each target was measured on (TARGET_SAMPLES); fewer than MIN_TARGET_SAMPLES judge nothing.
+    lines += _table([(metric, value, target,
+                      "n/a" if status.startswith("not applicable") else _fmt(target_samples(metrics, path)), status)
+                     for (path, _, _), (metric, value, target, status) in zip(SIM_TARGETS, target_rows(metrics),
+                                                                                strict=True)],
+                    ("metric", "value", "target", "n", "status"))
+    lines += [f"A target measured on fewer than {MIN_TARGET_SAMPLES} pairs or edges is not judged: too few samples.",
+              ""]
 
     def cell(path: str, value: Any) -> str:
         text = _fmt_metric(path, value)

@@ -60,8 +60,10 @@ from trusted_scene_graph.dataset import BagWriter, DatasetError
 from trusted_scene_graph.dataset.bag import (
     DEFAULT_QOS,
     STORAGE_READ_ERRORS,
+    BagIndexError,
     McapStream,
     check_bag_path,
+    open_rosbags,
     storage_files,
     storage_path,
 )
@@ -276,16 +278,17 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
 
 def _open_bag(source: Path) -> Reader | _SalvagedMcap:
     """rosbags' Reader on the bag; for an mcap file rosbags cannot open (cut short: a recorder that was killed, a
-    copy that stopped, leaving no summary), the messages before the cut, read front to back as ``tsg eval`` reads
-    them (:class:`~trusted_scene_graph.dataset.bag.McapStream`)."""
+    copy that stopped, leaving no summary; or an index that no longer fits the file, bytes missing from its middle:
+    :func:`~trusted_scene_graph.dataset.bag.check_mcap_index`), the messages before the damage, read front to back as
+    ``tsg eval`` reads them (:class:`~trusted_scene_graph.dataset.bag.McapStream`)."""
     try:
-        reader = Reader(storage_path(source))
-        reader.open()
+        reader = open_rosbags(storage_path(source))
     except (*STORAGE_READ_ERRORS, OSError) as exc:
         stream = McapStream.open(source)
         if stream is None:
             raise DatasetError(f"cannot open bag {source}: {exc}") from exc
-        return _SalvagedMcap(source, stream, str(exc))
+        # The index check names the file and the damage itself; rosbags' errors are said to be its.
+        return _SalvagedMcap(source, stream, str(exc) if isinstance(exc, BagIndexError) else f"rosbags: {exc}")
     return reader
 
 
@@ -317,10 +320,13 @@ class _SalvagedMcap:
         """What the labelled copy holds of the source, for the run's summary."""
         messages = plural(self.stream.message_count, "message")
         if self.stream.damage is None:
-            return (f"the bag has no index (rosbags: {self.open_error}): labelled from its {messages}, re-written "
+            return (f"the bag has no usable index ({self.open_error}): labelled from its {messages}, re-written "
                     "message by message")
-        return (f"the bag is cut short (rosbags: {self.open_error}){self.stream.damage_detail}: labelled from the "
-                f"{messages} before the cut, re-written message by message")
+        if self.stream.cut:
+            return (f"the bag is cut short ({self.open_error}): labelled from the {messages} before the cut, "
+                    "re-written message by message")
+        return (f"the bag is damaged ({self.open_error}){self.stream.damage_detail}: labelled from the {messages} "
+                "before the damage, re-written message by message")
 
     def close(self) -> None:
         pass  # the stream re-opens the file for each pass

@@ -48,6 +48,7 @@ from trusted_scene_graph.dataset.bag import (
     MCAP_READ_ERRORS,
     McapStream,
     check_bag_path,
+    open_rosbags,
     storage_files,
     storage_path,
 )
@@ -390,10 +391,7 @@ class _RosbagsBag:
     """A bag rosbags can open: it reads the index, so messages come in log-time order."""
 
     def __init__(self, path: Path) -> None:
-        from rosbags.rosbag2 import Reader
-
-        self._reader = Reader(path)
-        self._reader.open()
+        self._reader = open_rosbags(path)  # its mcap index checked first: a damaged one raises, not a MemoryError
         # rosbags has parsed the profiles into ``rosbags.interfaces.Qos`` tuples (both storages, all versions).
         self.connections = [
             _Connection(conn, conn.topic, conn.msgtype,
@@ -555,7 +553,7 @@ class BagReplay:
                 yield topic, log_time_ns, data if isinstance(data, bytes) else bytes(data)
                 count += 1
         except _bag_read_errors() as exc:
-            raise ReplayError(f"bag {self.path} is damaged: {exc}") from exc
+            raise ReplayError(f"bag {self.path} is damaged ({type(exc).__name__}: {exc})") from exc
         # A truncated sqlite3 file can lose whole tables without an error; the recorded counts reveal it.
         expected = sum(plan.recorded_count for plan in self.plans.values())
         if count > expected or (count < expected and self.options.start_offset_s == 0):
