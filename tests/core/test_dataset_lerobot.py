@@ -220,6 +220,28 @@ def test_opening_refuses_a_directory_that_is_not_a_v3_dataset(built: BuiltDatase
         LeRobotDataset(built.root)
 
 
+@pytest.mark.parametrize(("edit", "match"), [
+    ({"data_path": None}, r"has data_path None, not a path template string such as "
+                          r"'data/chunk-\{chunk_index:03d\}/file-\{file_index:03d\}.parquet'"),
+    ({"data_path": 7}, r"has data_path 7, not a path template string"),
+    ({"video_path": ["videos"]}, r"has video_path \['videos'\], not a path template string such as 'videos/"),
+    ({"total_episodes": "3"}, r"says total_episodes='3' but .* lists 3 episodes"),
+    ({"total_frames": "9"}, r"says total_frames='9' but the episodes .* add up to 9 frames"),
+])
+def test_a_corrupt_info_json_field_is_refused_naming_the_field_and_its_value(built: BuiltDataset, edit: dict,
+                                                                             match: str) -> None:
+    info_path = built.root / "meta/info.json"
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()), **edit}))
+    with pytest.raises(DatasetError, match=match):
+        LeRobotDataset(built.root)
+
+
+def test_a_dataset_without_videos_may_have_a_null_video_path(tmp_path: Path) -> None:
+    built = build_lerobot_dataset(tmp_path / "src", with_video=False)
+    assert json.loads((built.root / "meta/info.json").read_text())["video_path"] is None
+    assert LeRobotDataset(built.root).video_keys == []
+
+
 def test_opening_refuses_a_missing_data_file(built: BuiltDataset) -> None:
     (built.root / "data/chunk-000/file-001.parquet").unlink()
     with pytest.raises(DatasetError, match=r"data file .*data/chunk-000/file-001.parquet of episode 2 is missing"):
@@ -332,8 +354,47 @@ def test_written_stats_are_nan_aware_and_the_other_features_stats_are_kept(built
         np.testing.assert_allclose(rows[episode][f"stats/{REWARD}/std"], [finite.std()], rtol=1e-12)
         np.testing.assert_allclose(rows[episode][f"stats/{REWARD}/q50"],
                                    [np.quantile(finite, 0.5, method="inverted_cdf")], rtol=1e-12)
-    assert rows[2][f"stats/{REWARD}/count"] == [0]
-    assert np.isnan(rows[2][f"stats/{REWARD}/mean"][0])
+    # The episode without a reward: count 0, std 0 and the dataset's values, which LeRobot's aggregation leaves out.
+    assert rows[2][f"stats/{REWARD}/count"] == [0] and rows[2][f"stats/{REWARD}/std"] == [0.0]
+    for key in ("min", "max", "mean", *QUANTILE_KEYS):
+        assert rows[2][f"stats/{REWARD}/{key}"] == stats[key]
+
+
+def _lerobot_aggregate(rows: list[dict], feature: str) -> dict[str, np.ndarray]:
+    """LeRobot's compute_stats.aggregate_feature_stats (src/lerobot/datasets/compute_stats.py), which its
+    delete_episodes and split_dataset run over the episodes' ``stats/<feature>/...`` rows to rebuild stats.json."""
+    stats = [{k: np.asarray(row[f"stats/{feature}/{k}"], np.float64) for k in ("min", "max", "mean", "std", "count",
+                                                                             *QUANTILE_KEYS)} for row in rows]
+    means, variances = np.stack([s["mean"] for s in stats]), np.stack([s["std"] ** 2 for s in stats])
+    counts = np.stack([s["count"] for s in stats])
+    total_count = counts.sum(axis=0)
+    total_mean = (means * counts).sum(axis=0) / total_count
+    total_variance = ((variances + (means - total_mean) ** 2) * counts).sum(axis=0) / total_count
+    out = {"min": np.min(np.stack([s["min"] for s in stats]), axis=0),
+           "max": np.max(np.stack([s["max"] for s in stats]), axis=0),
+           "mean": total_mean, "std": np.sqrt(total_variance), "count": total_count}
+    for key in QUANTILE_KEYS:
+        out[key] = (np.stack([s[key] for s in stats]) * counts).sum(axis=0) / total_count
+    return out
+
+
+def test_lerobots_own_aggregation_of_the_episode_stats_gives_stats_json_also_with_an_episode_without_values(
+        built: BuiltDataset, tmp_path: Path) -> None:
+    rewards = _rewards()
+    rewards[1][:] = np.nan  # e.g. the object never seen in episode 1
+    written = write_with_column(LeRobotDataset(built.root), tmp_path / "dst", REWARD, rewards)
+    rows = sorted(pq.read_table(written.root / "meta/episodes/chunk-000/file-000.parquet").to_pylist(),
+                  key=lambda row: row["episode_index"])
+    stats = json.loads((written.root / "meta/stats.json").read_text())[REWARD]
+    aggregated = _lerobot_aggregate(rows, REWARD)
+    for key, value in stats.items():
+        np.testing.assert_allclose(aggregated[key], value, rtol=1e-9, err_msg=key)
+    # lerobot-edit-dataset delete_episodes --episode_indices [2]: the stats of episodes 0 and 1 are episode 0's.
+    kept = _lerobot_aggregate(rows[:2], REWARD)
+    zero = rewards[0].astype(np.float64)
+    np.testing.assert_allclose([kept[k][0] for k in ("mean", "std", "count")], [zero.mean(), zero.std(), zero.size],
+                               rtol=1e-9)
+    assert all(np.isfinite(v).all() for v in kept.values())
 
 
 def test_episode_stats_are_added_to_every_episodes_file(tmp_path: Path) -> None:
@@ -383,6 +444,18 @@ def test_videos_are_hard_linked_and_copied_when_linking_fails(built: BuiltDatase
         target = copied.root / video.relative_to(built.root)
         assert target.read_bytes() == video.read_bytes()
         assert not os.path.samefile(target, video)
+
+
+def test_a_git_clones_repository_is_not_copied(built: BuiltDataset, tmp_path: Path) -> None:
+    # git clone https://huggingface.co/datasets/...: .git/lfs/objects holds a second copy of every file.
+    objects = built.root / ".git/lfs/objects/ab/cd"
+    objects.mkdir(parents=True)
+    (objects / "abcd").write_bytes(b"x" * 1000)
+    (built.root / ".git/config").write_text('[remote "origin"]\n\turl = https://huggingface.co/datasets/a/b\n')
+    (built.root / ".gitattributes").write_text("*.parquet filter=lfs diff=lfs merge=lfs -text\n")
+    written = write_with_column(LeRobotDataset(built.root), tmp_path / "dst", REWARD, _rewards())
+    assert not (written.root / ".git").exists()
+    assert (written.root / ".gitattributes").read_bytes() == (built.root / ".gitattributes").read_bytes()
 
 
 def test_extra_bool_columns_are_written_as_bool_features_with_stats(built: BuiltDataset, tmp_path: Path) -> None:
@@ -461,6 +534,56 @@ def test_an_interrupted_move_never_leaves_a_dataset_that_looks_complete(built: B
         assert not LeRobotDataset.is_dataset(dst)
     else:
         assert not dst.exists()  # a new destination appears in one rename, complete
+
+
+@pytest.mark.parametrize("dst_exists", [False, True])
+def test_every_written_file_and_directory_is_flushed_to_disk_before_info_json_is_put_in_place(
+        built: BuiltDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dst_exists: bool) -> None:
+    # A rename can reach the disk before the data it names: after a power cut, an info.json made durable before the
+    # data files would make a rerun take a dataset with empty files for complete.
+    dst = tmp_path / "dst"
+    if dst_exists:
+        (dst / "tsg_rewards").mkdir(parents=True)
+    events: list[tuple[str, str]] = []
+    builds: list[Path] = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+    real_make_build_dir = lerobot_module._make_build_dir
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(src: os.PathLike, target: os.PathLike) -> None:
+        real_replace(src, target)
+        events.append(("move", str(target)))
+
+    def rename(src: os.PathLike, target: os.PathLike) -> None:
+        real_rename(src, target)
+        events.append(("move", str(target)))
+
+    monkeypatch.setattr(lerobot_module.os, "fsync", fsync)
+    monkeypatch.setattr(lerobot_module.os, "replace", replace)
+    monkeypatch.setattr(lerobot_module.os, "rename", rename)
+    monkeypatch.setattr(lerobot_module, "_make_build_dir", lambda dst: builds.append(real_make_build_dir(dst)) or
+                        builds[-1])
+    written = write_with_column(LeRobotDataset(built.root), dst, REWARD, _rewards())
+    monkeypatch.undo()
+
+    placed = next(i for i, (kind, path) in enumerate(events) if kind == "move" and path.endswith("meta/info.json"))
+    before = [path for kind, path in events[:placed] if kind == "fsync"]
+    (build,) = builds
+    files = [p.relative_to(written.root) for p in written.root.rglob("*") if p.is_file()
+             and "tsg_rewards" not in p.parts]
+    for relative in files:
+        if relative != Path("meta/info.json"):
+            assert str(build / relative) in before, f"{relative} was not flushed before meta/info.json"
+    for relative in {Path("."), *(r.parent for r in files)}:
+        assert str(build / relative) in before or str(dst / relative) in before, f"directory {relative}"
+    # The moves into place are flushed too: the destination's entries, and info.json's own name last of all.
+    last = [(kind, path) for kind, path in events if kind == "fsync"][-1][1]
+    assert last == str((dst / "meta") if dst_exists else tmp_path)
+    if dst_exists:
+        assert str(dst) in before
 
 
 def test_a_new_destination_gets_the_usual_directory_permissions(built: BuiltDataset, tmp_path: Path) -> None:

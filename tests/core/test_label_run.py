@@ -1,24 +1,35 @@
-"""tsg label's run, without labelling: which bags a folder holds, what --out may hold, the lock over a LeRobot run,
-the settings checked before the manifest is written, and what the command prints of a run's outcome."""
+"""tsg label's run: which bags a folder holds, what --out may hold, the lock over a LeRobot run, the settings checked
+before the manifest is written, what the command prints of a run's outcome, and LeRobot runs end to end on a tiny
+dataset whose rewards come from its state features alone (no perception): the next-frame reward, the columns a source
+may already have, resuming (killed midway) and refusing committed episodes whose source rows changed."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from lerobot_data import FRONT, FRONT_DEPTH, build_lerobot_dataset
+from lerobot_data import FRONT, FRONT_DEPTH, STATE, SyntheticFrame, build_lerobot_dataset, default_frame
 
 from trusted_scene_graph import cli
 from trusted_scene_graph.cli import EXIT_FAILED, EXIT_USAGE, UsageError, cmd_label, main, progress_bar
 from trusted_scene_graph.config.schema import load_config_file
-from trusted_scene_graph.dataset.lerobot import LeRobotDataset
+from trusted_scene_graph.dataset import DatasetError
+from trusted_scene_graph.dataset.lerobot import LeRobotDataset, write_with_column
 from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
 from trusted_scene_graph.label.bags import find_bags
-from trusted_scene_graph.label.engine import LOCK_FILE
-from trusted_scene_graph.label.lerobot import FrameSource
+from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
+from trusted_scene_graph.label.lerobot import SOURCE_FILE, FrameSource
 from trusted_scene_graph.label.run import (
     MANIFEST_FILE,
     EngineSettings,
@@ -30,6 +41,7 @@ from trusted_scene_graph.label.run import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+TESTS_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK_CONFIG = REPO / "config" / "benchmark.yaml"
 PAIRS = ["gripper:cube", "cube:goal"]
 
@@ -125,6 +137,7 @@ def test_an_interrupted_dataset_write_is_cleared_by_name_and_nothing_else_is_del
     (out / "data" / "chunk-000").mkdir(parents=True)  # moved in before the write was cut short
     (out / "videos").mkdir()
     (out / ".git").mkdir()  # not tsg label's
+    (source / ".git").mkdir()  # a git clone's repository, which the dataset write does not copy
     (out / "my_notes.txt").write_text("mine")
     build = tmp_path / ".out.tsg-tmp-1234"
     build.mkdir()
@@ -236,3 +249,155 @@ def test_an_item_labelled_without_a_frame_and_an_items_note_are_warned_of(tmp_pa
     assert "tsg label: warning: empty: labelled no frame (it has no message on the config's colour topic)" in err
     assert "tsg label: warning: full: the bag is cut short" in err and "full: labelled no frame" not in err
     assert (bars[0].tasks[0].completed, bars[0].tasks[0].total) == (2, 2)  # "2/2 items", not "2/?"
+
+
+def test_a_dataset_whose_cameras_are_all_videos_is_refused_saying_videos_are_not_decoded(tmp_path):
+    built = build_lerobot_dataset(tmp_path / "dataset", with_depth=False)
+    info_path = built.root / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info["features"][FRONT]["dtype"] = "video"
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(UsageError, match=r"dataset stores no camera as images \(its cameras are the video features "
+                                         r"\['observation.images.front', 'observation.images.wrist'\]\): tsg label "
+                                         r"reads image features only and does not decode videos"):
+        cmd_label(BENCHMARK_CONFIG, [], built.root, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
+                  "1,1,1,1", None, None, math.nan, False)
+    assert not (tmp_path / "o").exists()
+
+
+# --- LeRobot runs, with rewards from the state features ---------------------------------------------------------
+
+POSE_PAIRS = ["gripper:goal"]
+
+
+def label_poses(source: Path, out: Path, **options) -> LabelOutcome:
+    """Label ``source`` with gripper:goal, both positions read from observation.state ([0:3], [3:6]): every frame has
+    a valid reward, and nothing is perceived."""
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"extrinsic.source": "static"})
+    frame_source = FrameSource(FRONT, (1.0, 1.0, 1.0, 1.0), FRONT_DEPTH, FRONT_DEPTH, f"{STATE}[0:3]", f"{STATE}[3:6]")
+    return run_label(source, out, config, POSE_PAIRS, EngineSettings(), frame_source, **options)
+
+
+def output_digest(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
+
+
+@pytest.mark.parametrize("invalid_reward", [math.nan, -5.0])
+def test_next_reward_is_the_next_frames_and_the_last_frame_of_an_episode_has_none(tmp_path, invalid_reward):
+    source = build_lerobot_dataset(tmp_path / "dataset").root
+    out = tmp_path / "out"
+    assert label_poses(source, out, invalid_reward=invalid_reward).ok
+    labelled = LeRobotDataset(out)
+    for episode in labelled.episodes:
+        table = labelled.episode_table(episode.episode_index, columns=["next.reward", "next.reward_valid"])
+        own = pq.read_table(out / "tsg_rewards" / f"episode-{episode.episode_index:06d}" / "rewards.parquet")
+        assert all(own.column("valid").to_pylist())
+        expected = np.append(own.column("reward").to_numpy()[1:], invalid_reward).astype(np.float32)
+        np.testing.assert_array_equal(table.column("next.reward").to_numpy(), expected)
+        # The last frame's next.reward would be its own reward again: no next frame, so no valid reward.
+        assert table.column("next.reward_valid").to_pylist() == [True] * (episode.length - 1) + [False]
+    stats = json.loads((out / "meta" / "stats.json").read_text())["next.reward_valid"]
+    assert stats["count"] == [9] and stats["mean"] == [pytest.approx(6 / 9)]
+
+
+@pytest.mark.parametrize("existing", [["next.reward_valid"], ["next.reward", "next.reward_valid"]])
+def test_a_source_with_either_output_column_is_refused_up_front_unless_overwrite_column_is_given(tmp_path, existing):
+    built = LeRobotDataset(build_lerobot_dataset(tmp_path / "dataset").root)
+    lengths = {e.episode_index: e.length for e in built.episodes}
+    columns = {name: {e: np.zeros(n, bool) for e, n in lengths.items()} for name in existing}
+    source = write_with_column(built, tmp_path / "with_columns", "other", {e: np.zeros(n) for e, n in lengths.items()},
+                               extra_bool_columns=columns).root
+    with pytest.raises(LabelError, match=rf"already has the column\(s\) {re.escape(str(existing))}; pass "
+                                         rf"--overwrite-column to replace (it|them)$"):
+        label_poses(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before any episode is labelled
+    assert label_poses(source, tmp_path / "out", overwrite_column=True).ok
+    valid = LeRobotDataset(tmp_path / "out").episode_table(0, columns=["next.reward_valid"])
+    assert valid.column("next.reward_valid").to_pylist() == [True, True, False]
+
+
+def shifted_frame(episode_index: int, frame_index: int, height: int, width: int) -> SyntheticFrame:
+    """Other content for the same episode lengths (another recording)."""
+    return default_frame(episode_index + 10, frame_index, height, width)
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_committed_episodes_whose_source_rows_changed_are_refused_and_rewritten_identical_files_are_not(tmp_path,
+                                                                                                       complete):
+    source, out = tmp_path / "dataset", tmp_path / "out"
+    build_lerobot_dataset(source)
+    assert label_poses(source, out).ok
+    if not complete:  # a dataset write cut short: the episodes are committed, the dataset not written
+        (out / "meta" / "info.json").unlink()
+    record = json.loads((out / "tsg_rewards" / "episode-000001" / SOURCE_FILE).read_text())
+    assert record["episode_index"] == 1 and record["frames"] == 4 and record["data_file"] == (
+        "data/chunk-000/file-000.parquet")
+    # The same rows written again (a fresh download: new mtimes, same content): the rewards are reused.
+    for data_file in (source / "data").rglob("*.parquet"):
+        data_file.write_bytes(data_file.read_bytes())
+        os.utime(data_file, ns=(record["mtime_ns"] + 10**9, record["mtime_ns"] + 10**9))
+    before = output_digest(out)
+    assert label_poses(source, out).ok
+    if complete:
+        assert output_digest(out) == before
+    # Other episodes of the same lengths at the same path: the committed rewards would be stale.
+    shutil.rmtree(source)
+    build_lerobot_dataset(source, frame_fn=shifted_frame)
+    with pytest.raises(DatasetError, match=r"episode 0 of .*dataset changed since its rewards were committed to "
+                                           r".*tsg_rewards/episode-000000: its rows of \['timestamp', 'frame_index', "
+                                           r"'observation.state', .*\] differ from the 3 frames labelled then \(3 "
+                                           r"frames now\); the rewards would be stale: label into a fresh --out$"):
+        label_poses(source, out)
+    assert label_poses(source, tmp_path / "fresh").ok
+
+
+def test_committed_episodes_without_a_record_of_their_source_rows_are_refused(tmp_path):
+    source, out = build_lerobot_dataset(tmp_path / "dataset").root, tmp_path / "out"
+    assert label_poses(source, out).ok
+    (out / "meta" / "info.json").unlink()
+    (out / "tsg_rewards" / "episode-000002" / SOURCE_FILE).unlink()
+    with pytest.raises(DatasetError, match=rf"episode 2's committed rewards \(.*episode-000002\) have no "
+                                           rf"{SOURCE_FILE} recording the source rows .*: label into a fresh --out$"):
+        label_poses(source, out)
+
+
+KILL_AFTER_FIRST_EPISODE = """
+import os, signal, sys
+from pathlib import Path
+sys.path[:0] = [{tests!r}, {core!r}]
+import test_label_run
+from trusted_scene_graph.label import run
+label_episode_item = run.label_episode_item
+
+def killed_on_the_second_episode(job, staging_dir):
+    frames = label_episode_item(job, staging_dir)  # written into staging, never committed
+    if job.episode_index == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return frames
+
+run.label_episode_item = killed_on_the_second_episode
+test_label_run.label_poses(Path({source!r}), Path({out!r}))
+"""
+
+
+def test_a_lerobot_run_killed_after_its_first_episode_resumes_to_byte_identical_outputs(tmp_path):
+    source = build_lerobot_dataset(tmp_path / "dataset").root
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert label_poses(source, clean).ok
+    script = KILL_AFTER_FIRST_EPISODE.format(tests=str(TESTS_DIR), core=str(Path(__file__).parent),
+                                             source=str(source), out=str(killed))
+    job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert job.returncode == -9, job.stderr
+    items = killed / "tsg_rewards"
+    assert sorted(p.name for p in items.iterdir() if not p.name.startswith(".")) == ["episode-000000", MANIFEST_FILE]
+    assert list((items / STAGING_DIR).glob("episode-000001/*/rewards.parquet"))  # the uncommitted attempt
+    assert not LeRobotDataset.is_dataset(killed)
+    first = {k: v for k, v in output_digest(killed).items() if k.startswith("tsg_rewards/episode-000000/")}
+    assert first and first == {k: v for k, v in output_digest(clean).items() if k in first}
+
+    outcome = label_poses(source, killed)
+    assert outcome.summary.skipped == ("episode-000000",) and outcome.summary.done == ("episode-000001",
+                                                                                       "episode-000002")
+    assert not (items / STAGING_DIR).exists()
+    assert output_digest(killed) == output_digest(clean)

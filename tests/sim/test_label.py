@@ -849,8 +849,10 @@ def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads
     reward = np.array(loaded["next.reward"], dtype=np.float64)
     valid = np.array(loaded["next.reward_valid"])
     assert valid.mean() > 0.9
-    # The same frames labelled from the bag. next.reward[t] is frame t + 1's reward (LeRobot's convention; the last
-    # frame repeats its own), and the dataset's depth is rounded to millimetres: within a few millimetres.
+    # The episode's last frame has no next frame, so no reward.
+    assert not valid[-1] and np.isnan(reward[-1])
+    # The same frames labelled from the bag. next.reward[t] is frame t + 1's reward (LeRobot's convention), and the
+    # dataset's depth is rounded to millimetres: within a few millimetres.
     assert label(small_bags / "a", tmp_path / "from_bag", ["gripper:cube"]) == EXIT_OK
     bag_rows = pq.read_table(tmp_path / "from_bag" / "rewards.parquet").to_pylist()
     bag_reward = np.array([r["reward"] for r in bag_rows])

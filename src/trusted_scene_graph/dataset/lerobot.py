@@ -13,16 +13,16 @@ The layout (LeRobot's ``codebase_version`` "v3.0") is read and written directly 
   features stored as Hugging Face ``datasets.Image`` cells (``struct<bytes, path>``); ``videos/<key>/...mp4``.
 
 :func:`write_with_column` never modifies its source: it builds the new dataset in a temporary directory next to
-the destination and moves it into place with ``meta/info.json`` last, so an interrupted run never leaves a directory
-that :meth:`LeRobotDataset.is_dataset` accepts. Videos are hard-linked (byte-copied across filesystems), never
-decoded. A hard link shares the file with the source, so tools that rewrite a video in place would change both.
+the destination, flushes it to disk (fsync) and moves it into place with ``meta/info.json`` last, so an interrupted
+run (or a power cut) never leaves a directory that :meth:`LeRobotDataset.is_dataset` accepts. Videos are
+hard-linked (byte-copied across filesystems), never decoded. A hard link shares the file with the source, so tools
+that rewrite a video in place would change both.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import secrets
 import shutil
@@ -36,12 +36,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trusted_scene_graph.dataset import DatasetError
+from trusted_scene_graph.label.engine import _fsync_dir, _fsync_tree
 
 INFO_PATH = Path("meta/info.json")
 STATS_PATH = Path("meta/stats.json")
 EPISODES_DIR = Path("meta/episodes")
 #: A subdirectory the destination may already hold (the labeller's own outputs); left untouched and never copied.
 LABELLER_SUBDIR = "tsg_rewards"
+#: Top-level entries of a source that are never copied: the labeller's outputs, huggingface_hub's record of the
+#: source's downloads (which the new files would contradict) and a git clone's repository (``.git/lfs/objects`` holds
+#: a second copy of every file, and its remote is the source's).
+UNCOPIED_ENTRIES = (LABELLER_SUBDIR, ".cache", ".git")
 #: The columns LeRobot adds to every dataset; never replaced by a written column.
 DEFAULT_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 #: LeRobot's default quantiles (``compute_stats.DEFAULT_QUANTILES``) and their stats keys.
@@ -51,6 +56,9 @@ _V3_CONVERT_COMMAND = "python -m lerobot.datasets.v30.convert_dataset_v21_to_v30
 _EPISODE_COLUMNS = ("episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
                     "dataset_to_index")
 _VALUE_DTYPES = {"float32": pa.float32(), "float64": pa.float64()}
+#: meta/info.json's path templates and LeRobot v3.0's default of each.
+_PATH_TEMPLATES = {"data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+                   "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"}
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,11 @@ class LeRobotDataset:
             duplicated = counts[0][counts[1] > 1].tolist()
             raise DatasetError(f"{self.root / EPISODES_DIR} lists episode(s) {duplicated} more than once")
         if len(self.episodes) != self.info["total_episodes"]:
-            raise DatasetError(f"{self.root / INFO_PATH} says total_episodes={self.info['total_episodes']} but "
+            raise DatasetError(f"{self.root / INFO_PATH} says total_episodes={self.info['total_episodes']!r} but "
                                f"{self.root / EPISODES_DIR} lists {len(self.episodes)} episodes")
         frames = sum(episode.length for episode in self.episodes)
         if frames != self.info["total_frames"]:
-            raise DatasetError(f"{self.root / INFO_PATH} says total_frames={self.info['total_frames']} but the "
+            raise DatasetError(f"{self.root / INFO_PATH} says total_frames={self.info['total_frames']!r} but the "
                                f"episodes in {self.root / EPISODES_DIR} add up to {frames} frames")
         for episode in self.episodes:
             path = self.data_file(episode.episode_index)
@@ -243,8 +251,9 @@ def write_with_column(src: LeRobotDataset, dst: Path | str, column: str, values_
     ``meta/stats.json`` and the episodes table gain the new columns' stats, the other features' stats are kept.
 
     Stats follow LeRobot's ``compute_episode_stats``/``aggregate_stats`` for a 1-D feature, except that NaN values
-    are left out (nan-aware: ``count`` is the number of non-NaN values, an episode without any value has NaN
-    stats and count 0 and is left out of the aggregate). Per episode: min, max, mean, population std, count and
+    are left out (nan-aware: ``count`` is the number of non-NaN values; an episode without any value has count 0,
+    std 0 and the dataset's min, max, mean and quantiles, so that LeRobot's own re-aggregation of the episodes' rows,
+    when it deletes or splits episodes, leaves it out). Per episode: min, max, mean, population std, count and
     the quantiles of the values with numpy's ``inverted_cdf`` method (LeRobot's histogram estimate converges to the
     same inverse CDF). Over the dataset, as LeRobot aggregates: exact min/max/mean/std over all values and the
     count-weighted mean of the episodes' quantiles. Boolean columns get the same stats of their 0/1 values.
@@ -295,6 +304,11 @@ def _read_info(root: Path) -> dict[str, Any]:
     for key in ("episode_index", "frame_index"):
         if key not in features:
             raise DatasetError(f"{path} declares no {key!r} feature, which every LeRobot dataset has")
+    # The path templates (LeRobot writes video_path null in a dataset without videos).
+    for key, example in _PATH_TEMPLATES.items():
+        template = info.get(key)
+        if not isinstance(template, str) and not (key == "video_path" and template is None):
+            raise DatasetError(f"{path} has {key} {template!r}, not a path template string such as {example!r}")
     try:
         _data_relpath(info, 0, 0)
     except (KeyError, IndexError, ValueError, TypeError) as exc:
@@ -447,7 +461,9 @@ def _check_destination(src: LeRobotDataset, dst: Path) -> None:
 def _build(src: LeRobotDataset, build: Path, columns: list[_NewColumn]) -> Path:
     """Write the whole new dataset into ``build``; ``meta/info.json`` goes to the returned side path, to be moved
     into place last."""
-    episode_stats = {c.name: {e: _episode_stats(v) for e, v in c.values.items()} for c in columns}
+    episode_stats, dataset_stats = {}, {}
+    for column in columns:
+        episode_stats[column.name], dataset_stats[column.name] = _column_stats(column.values)
     _write_data_files(src, build, columns)
     _write_episode_files(src, build, episode_stats)
     stats_path = src.root / STATS_PATH
@@ -455,8 +471,7 @@ def _build(src: LeRobotDataset, build: Path, columns: list[_NewColumn]) -> Path:
         # Without a stats.json in the source none is written: a file holding only the new columns' stats would
         # make LeRobot miss every other feature's.
         stats = _read_json_object(stats_path)
-        for column in columns:
-            stats[column.name] = _aggregate_stats(column.values, episode_stats[column.name])
+        stats.update(dataset_stats)
         _write_json(build / STATS_PATH, stats)
     info = json.loads(json.dumps(src.info))  # a deep copy, with the source's key order
     for column in columns:
@@ -573,11 +588,25 @@ def _write_episode_files(src: LeRobotDataset, build: Path, episode_stats: Mappin
         pq.write_table(table, target, compression=_compression_of(parquet))
 
 
+def _column_stats(values_by_episode: Mapping[int, np.ndarray]) -> tuple[dict[int, dict[str, float | int]],
+                                                                        dict[str, list[float] | list[int]]]:
+    """Per episode and over the dataset: min, max, mean, std, count and the quantiles of the non-NaN values.
+
+    An episode without any value gets count 0, std 0 and the dataset's min, max, mean and quantiles: LeRobot's
+    ``aggregate_stats`` (run by its ``delete_episodes``/``split_dataset`` over the episodes' rows) weights mean, std
+    and quantiles by count, where NaN would poison the sum (NaN * 0 is NaN), and takes the min of mins and max of
+    maxes, which the dataset's own extremes leave unchanged."""
+    by_episode = {e: _episode_stats(v) for e, v in values_by_episode.items()}
+    overall = _aggregate_stats(values_by_episode, by_episode)
+    stand_in = {"min": overall["min"][0], "max": overall["max"][0], "mean": overall["mean"][0], "std": 0.0,
+                "count": 0, **{key: overall[key][0] for key in QUANTILE_KEYS}}
+    return {e: stats if stats["count"] else stand_in for e, stats in by_episode.items()}, overall
+
+
 def _episode_stats(values: np.ndarray) -> dict[str, float | int]:
     finite = values[~np.isnan(values)].astype(np.float64) if values.dtype != np.bool_ else values.astype(np.float64)
     if finite.size == 0:
-        return {"min": math.nan, "max": math.nan, "mean": math.nan, "std": math.nan, "count": 0,
-                **dict.fromkeys(QUANTILE_KEYS, math.nan)}
+        return {"count": 0}  # replaced by the dataset's values in _column_stats
     quantiles = np.quantile(finite, QUANTILES, method="inverted_cdf")
     return {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean()),
             "std": float(finite.std()), "count": int(finite.size),
@@ -600,14 +629,16 @@ def _aggregate_stats(values_by_episode: Mapping[int, np.ndarray],
 
 def _copy_other_files(root: Path, build: Path) -> None:
     """Everything but data/, meta/info.json, meta/stats.json and the episodes table (written anew): videos are
-    hard-linked, other files (tasks, README, ...) copied. The source's own ``tsg_rewards/`` is left behind."""
+    hard-linked, other files (tasks, README, ...) copied. :data:`UNCOPIED_ENTRIES` are left behind."""
     rewritten = {INFO_PATH, STATS_PATH}
-    for path in sorted(root.rglob("*")):
+    paths: list[Path] = []
+    for entry in sorted(root.iterdir()):  # top level first: the skipped trees (a .git's copies) are not walked
+        if entry.name != "data" and entry.name not in UNCOPIED_ENTRIES:
+            paths += [entry] if entry.is_symlink() or not entry.is_dir() else sorted(entry.rglob("*"))
+    for path in paths:
         relative = path.relative_to(root)
         top = relative.parts[0]
-        # .cache holds huggingface_hub's record of the source's downloads, which the new files would contradict.
-        if (path.is_dir() or top in ("data", LABELLER_SUBDIR, ".cache") or relative in rewritten
-                or EPISODES_DIR in relative.parents):
+        if path.is_dir() or relative in rewritten or EPISODES_DIR in relative.parents:
             continue
         target = build / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -647,16 +678,23 @@ def _move_into_place(build: Path, dst: Path, info_pending: Path) -> None:
     """Move the finished build to ``dst`` so that an interrupted move leaves no directory with ``meta/info.json``.
 
     A new ``dst`` is one rename of the whole build; into an existing ``dst`` (holding ``tsg_rewards/``) the entries
-    are moved one by one and ``meta/info.json`` last.
+    are moved one by one and ``meta/info.json`` last. The files and renames are flushed to disk before
+    ``meta/info.json`` is put in place: the kernel may write a rename before the data it names, so after a power cut
+    the dataset could otherwise look complete with its data files missing or empty.
     """
+    _fsync_tree(build)
     if not dst.exists():
         os.replace(info_pending, build / INFO_PATH)
+        _fsync_dir(build / INFO_PATH.parent)
         os.rename(build, dst)
+        _fsync_dir(dst.parent)
         return
     for entry in sorted(build.iterdir()):
         if entry != info_pending:
             os.replace(entry, dst / entry.name)
+    _fsync_dir(dst)
     os.replace(info_pending, dst / INFO_PATH)
+    _fsync_dir(dst / INFO_PATH.parent)
 
 
 def _compression_of(parquet: pq.ParquetFile) -> str:
@@ -679,6 +717,5 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # LeRobot's own formatting (write_json: indent 4, UTF-8 kept); NaN stats of an episode without values are
-    # written as NaN, which Python's json (and so LeRobot) reads back.
+    # LeRobot's own formatting (write_json: indent 4, UTF-8 kept).
     path.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")

@@ -5,16 +5,19 @@ depth in millimetres, optional 16-bit instance ids for the 'sim' detector) go th
 :class:`~trusted_scene_graph.pipeline.ScenePipeline` and :class:`~trusted_scene_graph.reward.RewardTracker` as a bag
 frame, with the camera intrinsics given on the command line (LeRobot stores none) and the end effector and goal
 positions read from state features (``observation.state[0:3]``: graph-frame metres). Its rewards table is committed
-to ``OUTPUT/tsg_rewards/episode-NNNNNN/rewards.parquet``; once every episode has one, the dataset is written around
-them by :func:`~trusted_scene_graph.dataset.lerobot.write_with_column`: ``next.reward`` is the sum of the pairs'
-rewards (one pair: its reward) of the *next* frame (LeRobot's convention: the reward ``env.step`` returned for the
-frame's action; the last frame repeats its own), NaN (or ``--invalid-reward``) where any pair is not valid, and
-``next.reward_valid`` says which frames are; stats are recomputed for both; videos are hard-linked, never decoded or
-re-encoded.
+to ``OUTPUT/tsg_rewards/episode-NNNNNN/rewards.parquet``, beside ``source.json`` (:data:`SOURCE_FILE`: a
+fingerprint of the source rows it was labelled from, which a rerun checks before reusing it); once every episode has
+one, the dataset is written around them by :func:`~trusted_scene_graph.dataset.lerobot.write_with_column`:
+``next.reward`` is the sum of the pairs' rewards (one pair: its reward) of the *next* frame (LeRobot's convention:
+the reward ``env.step`` returned for the frame's action), NaN (or ``--invalid-reward``) where any pair is not valid
+and at the episode's last frame, which has no next frame; ``next.reward_valid`` says which frames have a reward;
+stats are recomputed for both; videos are hard-linked, never decoded or re-encoded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +29,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.lerobot import LABELLER_SUBDIR, LeRobotDataset, write_with_column
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
@@ -45,6 +49,8 @@ from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 
 REWARD_COLUMN = "next.reward"
 VALID_COLUMN = "next.reward_valid"
+#: Beside each committed episode's rewards table: the fingerprint of the source rows it was labelled from.
+SOURCE_FILE = "source.json"
 _FEATURE_SLICE = re.compile(r"^(?P<key>[^\[\]]+?)(?:\[(?P<start>\d+):(?P<stop>\d+)\])?$")
 
 
@@ -135,7 +141,8 @@ def episode_key(episode_index: int) -> str:
 
 
 def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
-    """The engine's work function for one episode: writes ``rewards.parquet``; returns the frames labelled."""
+    """The engine's work function for one episode: writes ``rewards.parquet`` and :data:`SOURCE_FILE`; returns the
+    frames labelled."""
     config = Config(job.config)
     pipeline = pipeline_for(config)
     dataset = LeRobotDataset(job.root)
@@ -143,11 +150,9 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     tracker = RewardTracker(pairs_from_config(config, list(job.pairs)),
                             SideResolver.from_config(config))
     # One read of the episode's rows, with only the columns used here: times, positions and cameras.
-    position_keys = [parse_feature_slice(text)[0] for text in (source.ee_position, source.goal_position) if text]
-    cameras = {name: key for name, key in (("rgb", source.camera), ("depth", source.depth),
-                                           ("instances", source.instances)) if key is not None}
-    table = dataset.episode_table(job.episode_index, columns=["timestamp", "frame_index",
-                                                              *dict.fromkeys([*position_keys, *cameras.values()])])
+    cameras = _cameras(source)
+    data_file = _data_file_state(dataset, job.episode_index)  # before the read: a later change then shows
+    table = dataset.episode_table(job.episode_index, columns=episode_columns(source))
     timestamps_s = table.column("timestamp").to_numpy()
     frame_indices = table.column("frame_index").to_numpy()
     poses = {frame: _positions(table, text) for frame, text in ((EE_FRAME, source.ee_position),
@@ -173,7 +178,93 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
         rows += [reward_row(sample, dataset.root.name, job.episode_index, int(frame_indices[i]))
                  for sample in samples]
     write_rewards_table(rows, Path(staging_dir) / REWARDS_FILE)
+    record = {"episode_index": job.episode_index, "frames": table.num_rows, "rows_sha256": rows_fingerprint(table),
+              **data_file}
+    (Path(staging_dir) / SOURCE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return len(timestamps_s)
+
+
+def _cameras(source: FrameSource) -> dict[str, str]:
+    return {name: key for name, key in (("rgb", source.camera), ("depth", source.depth),
+                                        ("instances", source.instances)) if key is not None}
+
+
+def episode_columns(source: FrameSource) -> list[str]:
+    """The columns an episode is labelled from: times, the position features and the cameras."""
+    position_keys = [parse_feature_slice(text)[0] for text in (source.ee_position, source.goal_position) if text]
+    return ["timestamp", "frame_index", *dict.fromkeys([*position_keys, *_cameras(source).values()])]
+
+
+def rows_fingerprint(table: Any) -> str:
+    """SHA-256 of an episode's rows of the columns it is labelled from, by value (image cells by their bytes and
+    path), so it does not depend on how the data file stores them."""
+    digest = hashlib.sha256()
+    for name in table.column_names:
+        digest.update(f"{len(name)}:{name}".encode())
+        for value in table.column(name).to_pylist():
+            _hash_value(digest, value)
+    return digest.hexdigest()
+
+
+def _hash_value(digest: Any, value: Any) -> None:
+    if isinstance(value, bytes):
+        digest.update(b"b%d:" % len(value))
+        digest.update(value)
+    elif isinstance(value, dict):
+        digest.update(b"{%d:" % len(value))
+        for key in sorted(value):
+            digest.update(f"{len(key)}:{key}".encode())
+            _hash_value(digest, value[key])
+    elif isinstance(value, list):
+        digest.update(b"[%d:" % len(value))
+        for item in value:
+            _hash_value(digest, item)
+    else:  # numbers, strings, None
+        text = repr(value).encode()
+        digest.update(b"%d:" % len(text) + text)
+
+
+def _data_file_state(dataset: LeRobotDataset, episode_index: int) -> dict[str, Any]:
+    path = dataset.data_file(episode_index)
+    state = path.stat()
+    return {"data_file": str(path.relative_to(dataset.root)), "size": state.st_size, "mtime_ns": state.st_mtime_ns}
+
+
+def check_committed_episodes(dataset: LeRobotDataset, source: FrameSource, items_dir: Path) -> None:
+    """Refuse to reuse committed episode rewards whose source rows changed since they were labelled (the manifest
+    records the input's path, not its content: episodes replaced by others of the same lengths would otherwise keep
+    their old rewards).
+
+    Each committed episode's :data:`SOURCE_FILE` holds its data file's size and mtime and a hash of its rows
+    (:func:`rows_fingerprint`). Where the file's size and mtime are unchanged the rewards are reused without reading
+    anything more; otherwise the episode's rows are read and hashed again, so a file rewritten with the same content
+    (a fresh download) is still accepted."""
+    for episode in dataset.episodes:
+        item = items_dir / episode_key(episode.episode_index)
+        if not item.is_dir():
+            continue
+        record_path = item / SOURCE_FILE
+        fresh = "label into a fresh --out"
+        try:
+            recorded = json.loads(record_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DatasetError(f"episode {episode.episode_index}'s committed rewards ({item}) have no {SOURCE_FILE} "
+                               f"recording the source rows they were labelled from (an older tsg label wrote them), "
+                               f"so they cannot be checked against {dataset.root}: {fresh}") from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read {record_path}: {exc}; {fresh}") from None
+        if not isinstance(recorded, dict):
+            raise DatasetError(f"{record_path} holds a JSON {type(recorded).__name__}, not an object; {fresh}")
+        unchanged = {key: recorded.get(key) for key in ("data_file", "size", "mtime_ns")} == _data_file_state(
+            dataset, episode.episode_index)
+        if unchanged and recorded.get("frames") == episode.length:
+            continue
+        table = dataset.episode_table(episode.episode_index, columns=episode_columns(source))
+        if recorded.get("frames") != table.num_rows or recorded.get("rows_sha256") != rows_fingerprint(table):
+            raise DatasetError(f"episode {episode.episode_index} of {dataset.root} changed since its rewards were "
+                               f"committed to {item}: its rows of {episode_columns(source)} differ from the "
+                               f"{recorded.get('frames')} frames labelled then ({table.num_rows} frames now); the "
+                               f"rewards would be stale: {fresh}")
 
 
 def _positions(table: Any, text: str) -> np.ndarray:
@@ -204,7 +295,8 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
     frames with a valid reward).
 
     ``next.reward[t]`` follows LeRobot's convention (what ``env.step(action_t)`` returned): the reward of the frame
-    the action led to, frame t + 1; the episode's last frame, which has no next frame, repeats its own. The episode
+    the action led to, frame t + 1. The episode's last frame has no next frame, so no reward: ``next.reward_valid``
+    is False there and ``next.reward`` is ``invalid_reward``, as at any frame without a valid reward. The episode
     tables keep each frame's own reward."""
     rewards: dict[int, np.ndarray] = {}
     valid: dict[int, np.ndarray] = {}
@@ -214,14 +306,14 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
         reward, ok = episode_reward(table, episode.length)
         reasons.update(m for m, v in zip(table.column("message").to_pylist(), table.column("valid").to_pylist(),
                                          strict=True) if not v)
-        next_frame = np.minimum(np.arange(episode.length) + 1, episode.length - 1)
-        reward, ok = reward[next_frame], ok[next_frame]
+        reward, ok = np.append(reward[1:], np.nan), np.append(ok[1:], False)  # the last frame has no next frame
         rewards[episode.episode_index] = np.where(ok, reward, invalid_reward).astype(np.float32)
         valid[episode.episode_index] = ok
     frames = sum(v.size for v in valid.values())
     valid_frames = int(sum(v.sum() for v in valid.values()))
     if frames and not valid_frames:
-        common = "; ".join(f"{n}x {m}" for m, n in reasons.most_common(3))
+        common = "; ".join(f"{n}x {m}" for m, n in reasons.most_common(3)) or (
+            "every episode has a single frame, and an episode's last frame has no next frame to take its reward from")
         raise LabelError(f"no frame of {dataset.root} has a valid reward (most common reasons: {common}); fix the "
                          "options and label into a new --out")
     write_with_column(dataset, out_dir, REWARD_COLUMN, rewards, dtype="float32",

@@ -11,8 +11,10 @@ INPUT is a rosbag2 bag, a folder of bags, or a LeRobot v3 dataset directory (``m
 Rerunning the same command finishes an interrupted run: committed items are skipped (the engine's rule), and an
 OUTPUT dataset that is already complete is left as it is. A manifest (:data:`MANIFEST_FILE`: input, pairs, config
 hash, LeRobot options, the bags' output form) makes a rerun with other settings an error instead of a mix of old and
-new labels (unless the earlier run committed nothing: its manifest is then replaced), and a non-empty OUTPUT that tsg
-label did not write (hidden entries included) is refused. Every setting is checked before the manifest is written.
+new labels (unless the earlier run committed nothing: its manifest is then replaced); as it names the input by its
+path, a LeRobot episode committed from rows that have since changed is refused too (each records a fingerprint of its
+rows, :func:`.lerobot.check_committed_episodes`). A non-empty OUTPUT that tsg label did not write (hidden entries
+included) is refused. Every setting is checked before the manifest is written.
 One lock is held over the whole run (for LeRobot: clearing an interrupted dataset write, labelling, writing the
 dataset), so a second run into OUTPUT is refused. The source is only read: an OUTPUT inside INPUT (or INPUT inside
 OUTPUT) is refused, and tsg label deletes nothing in OUTPUT it did not write.
@@ -29,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.config.schema import Config
-from trusted_scene_graph.dataset.lerobot import INFO_PATH, LABELLER_SUBDIR, LeRobotDataset, build_dir_prefix
+from trusted_scene_graph.dataset.lerobot import (
+    INFO_PATH,
+    LABELLER_SUBDIR,
+    UNCOPIED_ENTRIES,
+    LeRobotDataset,
+    build_dir_prefix,
+)
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
     REWARDS_FILE,
@@ -55,6 +63,7 @@ from trusted_scene_graph.label.lerobot import (
     VALID_COLUMN,
     FrameSource,
     assemble,
+    check_committed_episodes,
     check_frame_source,
     label_episode_item,
     lerobot_jobs,
@@ -266,14 +275,15 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
         raise LabelError(f"{source} is a LeRobot dataset: give --intrinsics FX,FY,CX,CY (and --camera when it has "
                          f"several image features: {dataset.image_keys})")
     check_frame_source(dataset, frame_source, config)
-    if REWARD_COLUMN in dataset.features and not overwrite_column:
-        raise LabelError(f"{source} already has a {REWARD_COLUMN!r} column; pass --overwrite-column to replace it")
+    check_output_columns(dataset, overwrite_column)
     wanted = manifest("lerobot", source, config, pairs, frame_source, invalid_reward)
     manifest_path = out / LABELLER_SUBDIR / MANIFEST_FILE
     refuse_foreign_output(out, manifest_path)  # before the lock file is made in it
     # One lock over the whole run: a second run must not clear, label or write the dataset beside this one.
     with exclusive(manifest_path.parent):
         claim_output(out, manifest_path, wanted)
+        # The manifest names the input by its path: committed episodes must also still be what was labelled.
+        check_committed_episodes(dataset, frame_source, manifest_path.parent)
         if (out / INFO_PATH).is_file():
             return LabelOutcome("lerobot", None, note=f"{out} is already the labelled dataset; nothing to do")
         clear_interrupted_assembly(out, dataset)
@@ -292,11 +302,25 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
     return outcome
 
 
+def check_output_columns(dataset: LeRobotDataset, overwrite_column: bool) -> None:
+    """Refuse, before any episode is labelled, a source that already has a column the dataset write adds, unless
+    --overwrite-column is given and the column can be replaced (a float or bool column, not a camera's)."""
+    existing = [name for name in (REWARD_COLUMN, VALID_COLUMN) if name in dataset.features]
+    if existing and not overwrite_column:
+        raise LabelError(f"{dataset.root} already has the column(s) {existing}; pass --overwrite-column to replace "
+                         f"{'it' if len(existing) == 1 else 'them'}")
+    for name in existing:
+        dtype = dataset.features[name].get("dtype")
+        if dtype in ("image", "video", "string"):
+            raise LabelError(f"column {name!r} of {dataset.root} is a {dtype} feature, which --overwrite-column does "
+                             "not replace; rename it in the source, or label a copy without it")
+
+
 def assembly_entries(dataset: LeRobotDataset) -> set[str]:
     """The names a dataset write of ``dataset`` puts into --out: data/, meta/ and the source's other top-level
-    entries it copies (videos/, a README, ...); never tsg_rewards/ nor huggingface_hub's .cache/."""
-    return {"data", "meta", *(entry.name for entry in dataset.root.iterdir()
-                               if entry.name not in (LABELLER_SUBDIR, ".cache"))}
+    entries it copies (videos/, a README, ...); never :data:`UNCOPIED_ENTRIES` (tsg_rewards/, huggingface_hub's
+    .cache/, a git clone's .git/)."""
+    return {"data", "meta", *(entry.name for entry in dataset.root.iterdir() if entry.name not in UNCOPIED_ENTRIES)}
 
 
 def clear_interrupted_assembly(out: Path, dataset: LeRobotDataset) -> None:
