@@ -173,3 +173,49 @@ def test_the_readme_documents_every_trust_report_key(tables, tmp_path):
             assert all(f"`guarantee.{name}`" in table for name in value), key
         else:
             assert f"`{key}`" in table, key
+
+
+def test_train_records_the_command_the_tables_and_their_hashes_with_relative_paths(tables, tmp_path, monkeypatch):
+    from trusted_scene_graph.trust.model import data_hash
+
+    monkeypatch.chdir(tables[0].parent)
+    assert main(["trust", "train", "--data", tables[1].name, str(tables[0]), "--out", str(tmp_path / "m"),
+                 "--seed", "3"]) == EXIT_OK
+    metadata = json.loads((tmp_path / "m" / METADATA_FILE).read_text())
+    names = [tables[1].name, tables[0].name]
+    assert metadata["training"]["data"] == names  # relative to the working directory, whichever way given
+    provenance = metadata["provenance"]
+    assert provenance["command"].startswith(f"tsg trust train --data {' '.join(names)} --out {tmp_path / 'm'} ")
+    assert provenance["command"].endswith(" --seed 3")
+    for entry, path in zip(provenance["tables"], (tables[1], tables[0]), strict=True):
+        table = EdgeTable.load(path)
+        assert entry == {"path": path.name, "edges": len(table),
+                         "sha256": data_hash(table.features, table.correct, table.group), "evaluation": None}
+    assert metadata["format_version"] == 2 and metadata["threshold"]["test_unit"] == "group"
+
+
+def test_the_training_data_is_recognised_in_another_order(tables, tmp_path):
+    model_dir = tmp_path / "model"
+    assert main(["trust", "train", "--data", str(tables[0]), str(tables[1]), "--out", str(model_dir)]) == EXIT_OK
+    assert main(["trust", "report", str(model_dir), "--data", str(tables[1]), str(tables[0]),
+                 "--out", str(tmp_path / "r")]) == EXIT_OK
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["data_is_training_data"] is True
+
+
+def test_train_records_what_tsg_eval_recorded_about_a_table(tables, tmp_path):
+    import hashlib
+    import shutil
+
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    shutil.copy(tables[0], evaluation / "edges.npz")
+    config = tmp_path / "benchmark.yaml"
+    config.write_text("trust: {model: prior}\n")
+    (evaluation / "metrics.json").write_text(json.dumps({"provenance": {
+        "config": str(config), "overrides": ["trust.model=prior"], "git_commit": "ab" * 20,
+        "command": "tsg eval bag --out eval"}}))
+    assert main(["trust", "train", "--data", str(evaluation), "--out", str(tmp_path / "m")]) == EXIT_OK
+    recorded = json.loads((tmp_path / "m" / METADATA_FILE).read_text())["provenance"]["tables"][0]["evaluation"]
+    assert recorded == {"config": str(config), "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
+                        "overrides": ["trust.model=prior"], "git_commit": "ab" * 20,
+                        "command": "tsg eval bag --out eval"}

@@ -78,7 +78,8 @@ def test_threshold_keeps_target_precision_in_at_least_1_minus_delta_of_200_split
         threshold_part = np.isin(group, threshold_scenes)
         test = ~(calibration | threshold_part)
         calibrator = Calibrator.fit(raw[calibration], correct[calibration])
-        choice = choose_threshold(calibrator(raw[threshold_part]), correct[threshold_part], TARGET, DELTA)
+        choice = choose_threshold(calibrator(raw[threshold_part]), correct[threshold_part], TARGET, DELTA,
+                                  groups=group[threshold_part])
         kept = calibrator(raw[test]) >= choice.threshold
         coverages.append(kept.mean())
         met += kept.sum() == 0 or correct[test][kept].mean() >= TARGET
@@ -139,11 +140,11 @@ def test_loading_refuses_another_feature_schema_version(saved):
         TrustModel.load(saved)
 
 
-@pytest.mark.parametrize("format_version", [METADATA_FORMAT_VERSION + 1, None, "1"])
+@pytest.mark.parametrize("format_version", [METADATA_FORMAT_VERSION + 1, 0, None, "1", True])
 def test_loading_refuses_another_metadata_format_version(saved, format_version):
     edit_metadata(saved, format_version=format_version)
     with pytest.raises(TrustError, match=rf"{METADATA_FILE} has format version {format_version!r}, but this package "
-                                         rf"reads format version {METADATA_FORMAT_VERSION}; retrain"):
+                                         rf"reads format versions 1, {METADATA_FORMAT_VERSION}; retrain"):
         TrustModel.load(saved)
 
 
@@ -203,7 +204,8 @@ def test_loading_refuses_files_of_two_models(saved, tmp_path):
     narrow = TrustModel(feature_names=FEATURE_NAMES[:5])
     narrow.fit(small[0][:, :5], small[1], small[2]).save(other)
     shutil.copy(other / MODEL_FILE, saved / MODEL_FILE)
-    with pytest.raises(TrustError, match=r"the directory mixes two saves; retrain with tsg trust train$"):
+    with pytest.raises(TrustError, match=r"\(its SHA-256 differs\): it is corrupt, or from another save; retrain "
+                                         r"with tsg trust train$"):
         TrustModel.load(saved)
     edit_metadata(saved, model_sha256=None)  # without the recorded hash, the feature count still tells
     with pytest.raises(TrustError, match="takes 5 features"):
@@ -279,3 +281,198 @@ def test_margin_prior_is_the_logistic_of_the_margin():
     features = np.full((2, len(FEATURE_NAMES)), np.nan, np.float32)
     features[:, FEATURE_INDEX["margin_m"]] = [0.0, 0.02]
     np.testing.assert_allclose(MarginPriorTrust(0.02).trust(features), [0.5, expit(1.0)])
+
+
+# --- settings are checked before learning, and a failed fit changes nothing --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return synthetic_edges(12, 40, seed=8)
+
+
+def fitted_state(model: TrustModel) -> tuple:
+    return (model.booster_, model.calibrator_, model.baseline_calibrators_, model.threshold_, model.metadata_)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"delta": 1.5}, r"delta must be a number in \(0, 1\), got 1.5"),
+    ({"target_precision": "0.9"}, r"target_precision must be a number in \(0, 1\), got '0.9'"),
+    ({"calibration": "bogus"}, "calibration must be one of auto, platt, isotonic, got 'bogus'"),
+    ({"threshold_method": "holm"}, "threshold_method must be one of fixed_sequence, bonferroni, got 'holm'"),
+    ({"min_child_weight": -1}, "min_child_weight must be a number >= 0, got -1"),
+    ({"n_estimators": 2.5}, "n_estimators must be a positive integer, got 2.5"),
+    ({"max_depth": True}, "max_depth must be a positive integer, got True"),
+    ({"learning_rate": float("nan")}, r"learning_rate must be a number in \(0, 1\], got nan"),
+    ({"calibration_fraction": None}, r"calibration_fraction must be a number in \(0, 0.5\), got None"),
+    ({"random_state": None}, r"random_state must be an integer in \[0, 2\*\*63\), got None"),
+    ({"random_state": -1}, r"random_state must be an integer in \[0, 2\*\*63\), got -1"),
+    ({"n_jobs": 0}, r"n_jobs must be a positive integer or -1 \(all cores\), got 0"),
+])
+def test_every_setting_is_checked_before_anything_is_learnt(small, settings, message, monkeypatch):
+    import xgboost
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("XGBoost trained before the settings were checked")
+
+    monkeypatch.setattr(xgboost, "train", no_training)
+    model = TrustModel(**settings)
+    with pytest.raises(TrustError, match=message):
+        model.fit(*small)
+    assert model.booster_ is None and model.calibrator_ is None and model.threshold_ is None
+
+
+def test_numpy_integers_are_valid_settings(small, tmp_path):
+    model = TrustModel(n_estimators=np.int64(5), max_depth=np.int32(3), random_state=np.int64(4)).fit(*small)
+    assert model.booster_.num_boosted_rounds() == 5
+    loaded = TrustModel.load(model.save(tmp_path / "model"))
+    assert (loaded.n_estimators, loaded.max_depth, loaded.random_state) == (5, 3, 4)
+
+
+def test_a_refit_with_a_bad_setting_leaves_the_fitted_model_as_it_was(small):
+    model = TrustModel(n_estimators=5).fit(*small)
+    before = fitted_state(model)
+    model.delta = 1.5
+    with pytest.raises(TrustError, match=r"delta must be a number in \(0, 1\), got 1.5"):
+        model.fit(*synthetic_edges(12, 40, seed=9))
+    assert all(now is then for now, then in zip(fitted_state(model), before, strict=True))
+
+
+def test_a_fit_failing_after_learning_replaces_nothing(small, monkeypatch):
+    import trusted_scene_graph.trust.model as model_module
+
+    model = TrustModel(n_estimators=5).fit(*small)
+    before = fitted_state(model)
+
+    def failing_threshold(*args, **kwargs):
+        raise TrustError("no threshold today")
+
+    monkeypatch.setattr(model_module, "choose_threshold", failing_threshold)
+    with pytest.raises(TrustError, match="no threshold today"):
+        model.fit(*synthetic_edges(12, 40, seed=9))
+    assert all(now is then for now, then in zip(fitted_state(model), before, strict=True))
+
+
+# --- loading edited or damaged files names the file -----------------------------------------------------------------
+
+
+def edit_section(directory, section, **changes):
+    path = directory / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata[section].update(changes)
+    path.write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize(("section", "changes", "message"), [
+    ("calibration", {"method": "beta"}, "unknown calibration method 'beta'"),
+    ("threshold", {"precision_lower_bound": 0.5}, "threshold choice: feasible, but precision_lower_bound 0.5"),
+    ("settings", {"n_estimators": "x"}, "n_estimators must be a positive integer, got 'x'"),
+    ("settings", {"delta": 7}, r"delta must be a number in \(0, 1\), got 7"),
+])
+def test_loading_an_edited_section_names_the_file_and_the_problem(saved, section, changes, message):
+    edit_section(saved, section, **changes)
+    with pytest.raises(TrustError, match=rf"trust model metadata .*{METADATA_FILE} is malformed: {message}"):
+        TrustModel.load(saved)
+
+
+def test_loading_settings_that_are_no_json_object_names_the_file(saved):
+    edit_metadata(saved, settings=[1, 2])
+    with pytest.raises(TrustError, match=rf"{METADATA_FILE} is malformed: settings must be a JSON object, got list"):
+        TrustModel.load(saved)
+
+
+def test_loading_metadata_without_a_section_names_it(saved):
+    metadata = json.loads((saved / METADATA_FILE).read_text())
+    del metadata["calibration"]
+    (saved / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(TrustError, match=rf"{METADATA_FILE} is incomplete: it lacks 'calibration'"):
+        TrustModel.load(saved)
+
+
+def test_a_truncated_xgboost_file_is_called_corrupt(saved):
+    (saved / MODEL_FILE).write_bytes((saved / MODEL_FILE).read_bytes()[:5000])
+    with pytest.raises(TrustError, match=rf"{MODEL_FILE} is not the model .* \(its SHA-256 differs\): it is corrupt, "
+                                         "or from another save"):
+        TrustModel.load(saved)
+
+
+def test_a_model_saved_in_format_version_1_still_loads_with_an_edge_level_threshold(saved, held_out):
+    path = saved / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata["format_version"] = 1
+    for key in ("test_unit", "calibration_groups", "kept_groups", "design_effect"):
+        del metadata["threshold"][key]
+    del metadata["provenance"]
+    path.write_text(json.dumps(metadata))
+    old = TrustModel.load(saved)
+    assert (old.threshold_.test_unit, old.threshold_.kept_groups, old.threshold_.design_effect) == ("edge", None, 1.0)
+    assert old.threshold == metadata["threshold"]["threshold"] and "provenance" not in old.metadata_
+    assert old.trust(held_out[0][:5]).shape == (5,)
+
+
+# --- what a trained model records ---------------------------------------------------------------------------------
+
+
+def test_fit_records_the_scene_level_test_and_the_code_and_libraries_it_ran(trained, saved):
+    choice = trained.threshold_
+    assert choice.test_unit == "group" and choice.design_effect >= 1.0
+    assert choice.calibration_groups == trained.metadata_["training"]["split_groups"]["threshold"]
+    assert 2 <= choice.kept_groups <= choice.calibration_groups
+    provenance = json.loads((saved / METADATA_FILE).read_text())["provenance"]
+    assert set(provenance["versions"]) == {"python", "xgboost", "scikit-learn", "numpy", "scipy"}
+    assert all(isinstance(version, str) for version in provenance["versions"].values())
+    assert provenance["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", provenance["git_commit"])
+    assert len(provenance["settings_sha256"]) == 64
+    assert TrustModel.load(saved).metadata_["provenance"] == provenance
+
+
+def test_without_git_the_commit_is_null_and_training_goes_on(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable anywhere
+    provenance = TrustModel(n_estimators=5).fit(*small).metadata_["provenance"]
+    assert (provenance["git_commit"], provenance["git_dirty"]) == (None, None)
+
+
+def test_the_data_hash_ignores_the_order_of_rows_but_not_their_content():
+    from trusted_scene_graph.trust.model import data_hash
+
+    features, correct, group = synthetic_edges(10, 30, seed=2)
+    order = np.random.default_rng(0).permutation(correct.size)
+    assert data_hash(features[order], correct[order], group[order]) == data_hash(features, correct, group)
+    flipped = correct.copy()
+    flipped[7] = ~flipped[7]
+    assert data_hash(features, flipped, group) != data_hash(features, correct, group)
+    renamed = np.where(group == group[0], "another-scene", group)
+    assert data_hash(features, correct, renamed) != data_hash(features, correct, group)
+    # A repeated row is more data, not the same.
+    assert data_hash(features[[0, 0]], correct[[0, 0]], group[[0, 0]]) != data_hash(features[:1], correct[:1],
+                                                                                       group[:1])
+
+
+# --- prediction input and the scikit-learn estimator API ----------------------------------------------------------
+
+
+def test_trust_refuses_infinite_features_as_fit_does(trained, held_out):
+    features = held_out[0][:3].copy()
+    features[1, FEATURE_INDEX["margin_m"]] = -np.inf
+    with pytest.raises(TrustError, match="feature 'margin_m' is infinite at edge 1; features must be finite or NaN"):
+        trained.trust(features)
+    with pytest.raises(TrustError, match="feature 'margin_m' is infinite at edge 1"):
+        trained.predict_proba(features)
+    features[1, FEATURE_INDEX["margin_m"]] = np.nan  # missing is fine
+    assert np.isfinite(trained.trust(features)).all()
+    with pytest.raises(TrustError, match="features must be numbers"):
+        trained.trust(np.full((1, len(FEATURE_NAMES)), "high", dtype=object))
+
+
+def test_trust_model_is_a_scikit_learn_estimator(small):
+    from sklearn.base import clone
+
+    model = TrustModel(delta=0.05, n_estimators=5)
+    assert model.get_params()["delta"] == 0.05 and set(model.get_params()) >= {"n_jobs", "feature_names"}
+    copy = clone(model)
+    assert copy is not model and copy.get_params() == model.get_params()
+    assert model.set_params(delta=0.2) is model and model.delta == 0.2
+    with pytest.raises(TrustError, match="TrustModel has no setting.* deltaa"):
+        model.set_params(deltaa=0.2)
+    fitted = clone(model).fit(*small)
+    assert clone(fitted).booster_ is None and clone(fitted).get_params() == fitted.get_params()

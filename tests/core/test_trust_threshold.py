@@ -17,6 +17,7 @@ from trusted_scene_graph.trust.threshold import (
     ThresholdChoice,
     choose_threshold,
     clopper_pearson_lower,
+    design_effect,
     min_rejectable_count,
     precision_p_value,
 )
@@ -102,7 +103,7 @@ def test_fixed_sequence_keeps_the_block_it_can_vouch_for() -> None:
     # 30 all-correct edges at trust 0.97 and 30 coin flips at 0.5, target 0.9 at delta 0.1: every grid threshold in
     # (0.5, 0.97] keeps the top 30 (p = 0.9 ** 30 = 0.042, rejected) and 0.5 keeps all 60 (precision 0.75, not).
     scores, correct = two_groups(30, 0, 15, 15)
-    choice = choose_threshold(scores, correct, 0.9, 0.1)
+    choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None)
     assert DEFAULT_GRID[101] == pytest.approx(0.505)
     assert (choice.threshold, choice.target_precision, choice.delta, choice.method, choice.feasible) == (
         DEFAULT_GRID[101], 0.9, 0.1, "fixed_sequence", True)
@@ -113,12 +114,12 @@ def test_fixed_sequence_keeps_the_block_it_can_vouch_for() -> None:
 def test_bonferroni_pays_for_the_whole_grid() -> None:
     # The same 30 all-correct edges give p = 0.042, far above 0.1 / 201: Bonferroni cannot vouch for them.
     scores, correct = two_groups(30, 0, 15, 15)
-    choice = choose_threshold(scores, correct, 0.9, 0.1, method="bonferroni")
+    choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None, method="bonferroni")
     assert (choice.feasible, choice.threshold, choice.kept, choice.coverage) == (False, 1.0, 0, 0.0)
     assert (choice.precision, choice.precision_lower_bound) == (None, 0.0)
     # With ten times the edges it can, and it picks the lowest rejected threshold.
     scores, correct = two_groups(300, 0, 150, 150)
-    choice = choose_threshold(scores, correct, 0.9, 0.1, method="bonferroni")
+    choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None, method="bonferroni")
     assert (choice.feasible, choice.threshold, choice.kept) == (True, float(DEFAULT_GRID[101]), 300)
 
 
@@ -126,7 +127,7 @@ def test_thresholds_keeping_too_few_edges_to_ever_reject_are_skipped_not_failed(
     # Grid thresholds above 0.97 keep nothing; without the skip the sequence would end at 1.0 before it began.
     # 22 all-correct edges can reject (0.9 ** 22 <= 0.1), 21 cannot (0.9 ** 21 > 0.1).
     for count, feasible in ((22, True), (21, False)):
-        choice = choose_threshold(np.full(count, 0.97), np.ones(count, bool), 0.9, 0.1)
+        choice = choose_threshold(np.full(count, 0.97), np.ones(count, bool), 0.9, 0.1, groups=None)
         assert choice.feasible is feasible
         assert choice.threshold == (0.0 if feasible else 1.0)
 
@@ -136,8 +137,8 @@ def test_fixed_sequence_stops_at_the_first_threshold_it_cannot_reject() -> None:
     # block, while Bonferroni, which tests every threshold on its own, keeps everything.
     scores = np.repeat([0.97, 0.8], [25, 500])
     correct = np.concatenate([np.arange(25) >= 5, np.ones(500, bool)])
-    assert not choose_threshold(scores, correct, 0.9, 0.1).feasible
-    bonferroni = choose_threshold(scores, correct, 0.9, 0.1, method="bonferroni")
+    assert not choose_threshold(scores, correct, 0.9, 0.1, groups=None).feasible
+    bonferroni = choose_threshold(scores, correct, 0.9, 0.1, groups=None, method="bonferroni")
     assert (bonferroni.feasible, bonferroni.threshold, bonferroni.kept) == (True, 0.0, 525)
 
 
@@ -145,7 +146,7 @@ def test_when_everything_is_wrong_no_threshold_is_feasible() -> None:
     scores = np.random.default_rng(0).uniform(0.0, 1.0, 500)
     scores[:3] = 1.0  # an isotonic calibrator gives 1.0 to many edges: without a guarantee, none of them is kept
     for method in ("fixed_sequence", "bonferroni"):
-        choice = choose_threshold(scores, np.zeros(500, bool), 0.9, 0.1, method=method)
+        choice = choose_threshold(scores, np.zeros(500, bool), 0.9, 0.1, groups=None, method=method)
         assert (choice.feasible, choice.threshold, choice.method) == (False, 1.0, method)
         assert (choice.kept, choice.coverage, choice.precision, choice.precision_lower_bound) == (0, 0.0, None, 0.0)
     assert PRUNE_ALL_THRESHOLD > 1.0  # what a model with this choice prunes at: above every trust
@@ -153,7 +154,7 @@ def test_when_everything_is_wrong_no_threshold_is_feasible() -> None:
 
 def test_a_given_grid_is_deduplicated_and_tested_from_high_to_low() -> None:
     scores, correct = two_groups(30, 0, 15, 15)
-    choice = choose_threshold(scores, correct, 0.9, 0.1, grid=[0.6, 0.2, 0.97, 0.6, 0.99])
+    choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None, grid=[0.6, 0.2, 0.97, 0.6, 0.99])
     assert (choice.feasible, choice.threshold, choice.kept) == (True, 0.6, 30)
 
 
@@ -163,7 +164,7 @@ def test_the_threshold_keeps_no_more_than_the_empirical_best_and_its_numbers_are
     correct = rng.random(2000) < scores
     empirical_coverage, _ = coverage_at_precision(scores, correct, 0.9)
     for method in ("fixed_sequence", "bonferroni"):
-        choice = choose_threshold(scores, correct, 0.9, 0.1, method=method)
+        choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None, method=method)
         kept = scores >= choice.threshold
         assert choice.feasible and 0.4 < choice.coverage <= empirical_coverage
         assert (choice.kept, choice.coverage) == (kept.sum(), kept.mean())
@@ -200,10 +201,13 @@ def splits() -> dict[str, np.ndarray]:
     correct = rng.random(trust.shape) < trust
     calibration = (trust[:, :CALIBRATION_EDGES], correct[:, :CALIBRATION_EDGES])
     test_trust, test_correct = trust[:, CALIBRATION_EDGES:], correct[:, CALIBRATION_EDGES:]
+    # Edge-level (exact for these independent edges), and scene-level with the edges dealt into 40 scenes of 50:
+    # with independent edges the design effect stays near 1, and the scene-level test must keep the guarantee too.
+    scenes = np.arange(CALIBRATION_EDGES) // 50
     thresholds = {
-        method: np.array([choose_threshold(s, c, TARGET, DELTA, method=method).threshold
-                          for s, c in zip(*calibration, strict=True)])
-        for method in ("fixed_sequence", "bonferroni")
+        f"{prefix}{method}": np.array([choose_threshold(s, c, TARGET, DELTA, groups=groups, method=method).threshold
+                                       for s, c in zip(*calibration, strict=True)])
+        for method in ("fixed_sequence", "bonferroni") for prefix, groups in (("", None), ("scene_", scenes))
     }
     # The naive choice: the empirically best threshold, with no allowance for calibration noise.
     thresholds["empirical"] = np.array([coverage_at_precision(s, c, TARGET)[1] for s, c in zip(*calibration,
@@ -222,12 +226,12 @@ def allowed_misses() -> int:
     return int(stats.binom.ppf(0.999, SPLITS, DELTA))
 
 
-@pytest.mark.parametrize("method", ["fixed_sequence", "bonferroni"])
+@pytest.mark.parametrize("method", ["fixed_sequence", "bonferroni", "scene_fixed_sequence", "scene_bonferroni"])
 def test_the_kept_edges_reach_the_target_precision_in_at_least_1_minus_delta_of_the_splits(splits, method) -> None:
     precision, _, chosen = splits[method]
     met = precision >= TARGET
     exact = np.array([population_precision(t) >= TARGET for t in chosen])
-    if method == "bonferroni":
+    if method.endswith("bonferroni"):
         # Bonferroni tests at delta / 201 and so has room to spare: the statement holds literally.
         assert met.mean() >= 1 - DELTA and exact.mean() >= 1 - DELTA
     else:
@@ -248,6 +252,124 @@ def test_the_guaranteed_thresholds_still_keep_most_of_what_an_oracle_would(split
     fixed_sequence, bonferroni = splits["fixed_sequence"][1], splits["bonferroni"][1]
     assert fixed_sequence.mean() > 0.6 and bonferroni.mean() > 0.5
     assert fixed_sequence.mean() >= bonferroni.mean()
+    # Counting scenes costs little when the edges of a scene are in fact independent.
+    assert splits["scene_fixed_sequence"][1].mean() > 0.6 and splits["scene_bonferroni"][1].mean() > 0.5
+
+
+# --- the guarantee when errors cluster by scene ---------------------------------------------------------------------
+
+CLUSTER_DRAWS = 200
+SCENES, FACTS, FRAMES = 53, 30, 10  # like the shipped model's threshold split: 53 scenes, ~16,000 edges
+LOW = 0.85  # trust ~ Uniform(0.85, 1): the population precision of {trust >= t} is (max(t, 0.85) + 1) / 2
+
+
+def clustered_draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated overall (P(correct | trust) = trust, averaged over scenes) but not within a scene: a scene's error
+    probability is (1 - trust) * (1 +- 0.9), hard and easy scenes equally often, and each fact is seen in FRAMES
+    frames with the same outcome."""
+    trust = rng.uniform(LOW, 1.0, (SCENES, FACTS))
+    hardness = rng.choice([-0.9, 0.9], size=(SCENES, 1))
+    correct = rng.random((SCENES, FACTS)) >= (1.0 - trust) * (1.0 + hardness)
+    scenes = np.repeat(np.arange(SCENES), FACTS)
+    return (np.repeat(trust.ravel(), FRAMES), np.repeat(correct.ravel(), FRAMES), np.repeat(scenes, FRAMES))
+
+
+@pytest.fixture(scope="module")
+def clustered_misses() -> dict[str, int]:
+    """Draws (of CLUSTER_DRAWS) whose chosen threshold has population precision below the target, per test unit."""
+    target = 0.95
+    rng = np.random.default_rng(11)
+    misses = {"scene": 0, "edge": 0}
+    for _ in range(CLUSTER_DRAWS):
+        trust, correct, scenes = clustered_draw(rng)
+        for unit, groups in (("scene", scenes), ("edge", None)):
+            choice = choose_threshold(trust, correct, target, DELTA, groups=groups)
+            misses[unit] += choice.feasible and (max(choice.threshold, LOW) + 1.0) / 2.0 < target
+    return misses
+
+
+def test_with_errors_clustered_by_scene_the_scene_level_threshold_keeps_its_promise(clustered_misses) -> None:
+    # Over 1,000 draws: 5.2 % missed (edge-level: 30.3 %).
+    assert clustered_misses["scene"] <= int(stats.binom.ppf(0.999, CLUSTER_DRAWS, DELTA))
+
+
+def test_with_errors_clustered_by_scene_counting_edges_breaks_the_promise(clustered_misses) -> None:
+    # What the scene-level test fixes: edges counted as independent trials miss in about 30 % of the draws.
+    assert clustered_misses["edge"] > int(stats.binom.ppf(0.999, CLUSTER_DRAWS, DELTA))
+
+
+# --- the design effect ----------------------------------------------------------------------------------------------
+
+
+def test_the_design_effect_is_the_cluster_robust_over_the_binomial_variance() -> None:
+    # Two scenes of 10 edges, 10 and 6 correct: p = 0.8, residuals k_g - p n_g = +2 and -2, so the robust variance
+    # is 2 / 1 * (4 + 4) / 20 ** 2 = 0.04 and the binomial one 0.8 * 0.2 / 20 = 0.008: a design effect of 5.
+    assert design_effect([10, 10], [10, 6]) == pytest.approx(5.0)
+    # The same 16 of 20 spread evenly: no excess variance, and the design effect never goes below 1.
+    assert design_effect([10, 10], [8, 8]) == 1.0
+    # Groups keeping nothing do not count; a group of one edge is an ordinary group.
+    assert design_effect([10, 0, 10], [10, 0, 6]) == pytest.approx(5.0)
+    assert design_effect([1, 1, 1, 1], [1, 1, 1, 0]) == pytest.approx(4 / 3)  # = G / (G - 1): independent edges
+
+
+def test_the_design_effect_in_its_degenerate_cases() -> None:
+    assert design_effect([40], [38]) == 40.0  # one scene is one observation, however many edges it has
+    assert design_effect([40, 3], [40, 3]) == 1.0  # all correct: no variance to measure
+    assert design_effect([0, 0], [0, 0]) == 1.0  # nothing kept
+    assert design_effect([30, 30], [30, 0]) <= 60.0  # never more than the kept edges: at least one observation
+    with pytest.raises(TrustError, match="counts per group must satisfy 0 <= correct <= kept"):
+        design_effect([3, 4], [4, 4])
+    with pytest.raises(TrustError, match=r"1-D arrays of one shape, got \(2,\) and \(3,\)"):
+        design_effect([3, 4], [1, 2, 3])
+
+
+def test_with_a_scene_per_edge_or_no_errors_the_scene_level_test_is_the_edge_level_one() -> None:
+    scores, correct = two_groups(30, 0, 15, 15)
+    edge = choose_threshold(scores, correct, 0.9, 0.1, groups=None)
+    scene = choose_threshold(scores, correct, 0.9, 0.1, groups=np.arange(60) % 7)
+    # The 30 kept edges are all correct: design effect 1, and the same threshold and bound as edge by edge.
+    assert (scene.threshold, scene.kept, scene.design_effect) == (edge.threshold, edge.kept, 1.0)
+    assert scene.precision_lower_bound == pytest.approx(edge.precision_lower_bound, rel=1e-12)
+    assert (scene.test_unit, scene.calibration_groups, scene.kept_groups) == ("group", 7, 7)
+    assert (edge.test_unit, edge.calibration_groups, edge.kept_groups, edge.design_effect) == ("edge", None, None, 1.0)
+
+
+def test_the_scene_level_bound_counts_effective_edges() -> None:
+    # 400 edges at trust 0.99 in 4 scenes (100 each: 100, 100, 98 and 82 correct) above 100 coin flips at 0.5.
+    # Precision 0.95 at 0.99; the errors sit in two scenes, so the 400 edges weigh as 400 / deff.
+    scores = np.repeat([0.99, 0.5], [400, 100])
+    correct = np.concatenate([np.arange(100) < 100, np.arange(100) < 100, np.arange(100) < 98, np.arange(100) < 82,
+                              np.arange(100) < 50])
+    groups = np.repeat(np.arange(5), 100)
+    choice = choose_threshold(scores, correct, 0.8, 0.1, groups=groups)
+    effect = design_effect([100, 100, 100, 100], [100, 100, 98, 82])
+    assert effect > 5.0
+    assert (choice.feasible, choice.kept, choice.kept_groups, choice.calibration_groups) == (True, 400, 4, 5)
+    assert choice.design_effect == pytest.approx(effect)
+    k, n = 380 / effect, 400 / effect
+    assert choice.precision_lower_bound == pytest.approx(stats.beta.ppf(0.1, k, n - k + 1), rel=1e-9)
+    assert choice.precision_lower_bound < clopper_pearson_lower(380, 400, 0.1) - 0.05  # edge by edge: 0.93
+    # Edge by edge even the coin flips are kept (430 of 500 correct); their scene adds too much variance for that.
+    assert choose_threshold(scores, correct, 0.8, 0.1, groups=None).kept == 500
+
+
+def test_edges_of_a_single_scene_vouch_for_nothing() -> None:
+    # 100 flawless edges, all from one scene: edge by edge they pass (0.9 ** 100 < 0.1), as one scene they cannot.
+    scores, correct = np.full(100, 0.97), np.ones(100, bool)
+    assert choose_threshold(scores, correct, 0.9, 0.1, groups=None).feasible
+    for method in ("fixed_sequence", "bonferroni"):
+        choice = choose_threshold(scores, correct, 0.9, 0.1, groups=np.zeros(100, int), method=method)
+        assert (choice.feasible, choice.kept_groups, choice.calibration_groups) == (False, 0, 1)
+
+
+def test_a_top_candidate_holding_one_scene_is_skipped_not_failed() -> None:
+    # The 30 edges above 0.98 are all from scene 0 (untestable: one observation) and the sequence starts below them,
+    # where scenes 0-5 keep 330 edges, all correct.
+    scores = np.concatenate([np.full(30, 0.99), np.full(300, 0.9), np.full(100, 0.3)])
+    correct = np.concatenate([np.ones(330, bool), np.arange(100) < 30])
+    groups = np.concatenate([np.zeros(30, int), np.arange(300) % 6, 6 + np.arange(100) % 4])
+    choice = choose_threshold(scores, correct, 0.9, 0.1, groups=groups)
+    assert (choice.feasible, choice.kept, choice.kept_groups) == (True, 330, 6)
 
 
 # --- validation and JSON ------------------------------------------------------------------------------------------
@@ -270,22 +392,27 @@ GOOD = ([0.2, 0.9, 0.95], [0, 1, 1])
     ((*GOOD, 0.9, 0.1), {"grid": []}, "grid is empty"),
     ((*GOOD, 0.9, 0.1), {"grid": [0.5, 1.5]}, r"grid must lie in \[0, 1\], got 1.5 at index 1"),
     ((*GOOD, 0.9, 0.1), {"grid": [[0.5]]}, r"grid must be 1-D, got shape \(1, 1\)"),
+    ((*GOOD, 0.9, 0.1), {"groups": ["a", "b"]}, r"groups must hold one group id per edge \(3\), got shape \(2,\)"),
+    ((*GOOD, 0.9, 0.1), {"groups": np.array(["a", 1, "b"], dtype=object)}, "groups must be ids of one type"),
 ])
 def test_bad_input_is_rejected_with_the_value_named(args, kwargs, message: str) -> None:
     with pytest.raises(TrustError, match=message):
-        choose_threshold(*args, **kwargs)
+        choose_threshold(*args, **{"groups": None, **kwargs})
 
 
 @pytest.mark.parametrize("method", ["fixed_sequence", "bonferroni"])
 def test_a_choice_survives_a_json_round_trip(method: str) -> None:
     for scores, correct in (two_groups(300, 0, 150, 150), two_groups(3, 0, 0, 60)):  # feasible, then infeasible
-        choice = choose_threshold(scores, correct, 0.9, 0.1, method=method)
-        state = json.loads(json.dumps(choice.to_json(), allow_nan=False))
-        assert ThresholdChoice.from_json(state) == choice
+        for groups in (None, np.arange(scores.size) % 5):
+            choice = choose_threshold(scores, correct, 0.9, 0.1, groups=groups, method=method)
+            state = json.loads(json.dumps(choice.to_json(), allow_nan=False))
+            assert ThresholdChoice.from_json(state) == choice
 
 
 CHOICE = {"threshold": 0.7, "target_precision": 0.9, "delta": 0.1, "method": "fixed_sequence", "feasible": True,
-          "kept": 60, "calibration_edges": 100, "coverage": 0.6, "precision": 0.98, "precision_lower_bound": 0.93}
+          "kept": 60, "calibration_edges": 100, "coverage": 0.6, "precision": 0.98, "precision_lower_bound": 0.93,
+          "test_unit": "group", "calibration_groups": 20, "kept_groups": 12, "design_effect": 1.5}
+EDGE_LEVEL = {"test_unit": "edge", "calibration_groups": None, "kept_groups": None, "design_effect": 1.0}
 
 
 @pytest.mark.parametrize(("state", "message"), [
@@ -303,6 +430,15 @@ CHOICE = {"threshold": 0.7, "target_precision": 0.9, "delta": 0.1, "method": "fi
     ({**CHOICE, "precision": None}, "precision must be a number in \\[0, 1\\] when 60 edges are kept, got None"),
     ({**CHOICE, "kept": 0, "coverage": 0.0}, "precision must be null when nothing is kept, got 0.98"),
     ({**CHOICE, "precision_lower_bound": 0.85}, "feasible, but precision_lower_bound 0.85 is below target"),
+    ({**CHOICE, "test_unit": "scene"}, "unknown test_unit 'scene'; known: group, edge"),
+    ({**CHOICE, "kept_groups": 21}, "need kept_groups <= calibration_groups.*got 21 of 20 groups"),
+    ({**CHOICE, "calibration_groups": 0, "kept_groups": 0}, "calibration_groups >= 1, got 0 of 0 groups"),
+    ({**CHOICE, "kept_groups": 0}, "0 kept groups cannot hold 60 kept edges"),
+    ({**CHOICE, "kept_groups": 1.0}, "kept_groups must be a non-negative integer, got 1.0"),
+    ({**CHOICE, "design_effect": 0.5}, r"design_effect must be a number in \[1, kept = 60\], got 0.5"),
+    ({**CHOICE, "design_effect": 61.0}, r"design_effect must be a number in \[1, kept = 60\], got 61.0"),
+    ({**CHOICE, **EDGE_LEVEL, "design_effect": 2.0}, "an edge-level test has no groups and design_effect 1.0"),
+    ({**CHOICE, **EDGE_LEVEL, "kept_groups": 3}, "an edge-level test has no groups and design_effect 1.0"),
 ])
 def test_corrupt_json_is_rejected_with_the_problem_named(state, message: str) -> None:
     with pytest.raises(TrustError, match=message):
@@ -310,8 +446,9 @@ def test_corrupt_json_is_rejected_with_the_problem_named(state, message: str) ->
 
 
 def test_an_infeasible_choice_is_plain_json_with_a_null_precision() -> None:
-    choice = choose_threshold([0.3, 0.4], [False, True], 0.9, 0.1)
+    choice = choose_threshold([0.3, 0.4], [False, True], 0.9, 0.1, groups=None)
     assert choice.to_json() == {
         "threshold": 1.0, "target_precision": 0.9, "delta": 0.1, "method": "fixed_sequence", "feasible": False,
-        "kept": 0, "calibration_edges": 2, "coverage": 0.0, "precision": None, "precision_lower_bound": 0.0}
+        "kept": 0, "calibration_edges": 2, "coverage": 0.0, "precision": None, "precision_lower_bound": 0.0,
+        **EDGE_LEVEL}
     assert not math.isinf(choice.threshold)

@@ -10,11 +10,14 @@ validates and learns, :meth:`~TrustModel.predict_proba` checks it is fitted. ``f
    :mod:`~trusted_scene_graph.trust.calibration`), and the calibrators of the two baselines (geometric alignment
    only, VLM confidence only) that ``tsg trust report`` compares against;
 3. ``threshold``: the pruning threshold for ``target_precision`` at risk ``delta``
-   (:func:`~trusted_scene_graph.trust.threshold.choose_threshold`), and the held-out metrics stored with the model.
+   (:func:`~trusted_scene_graph.trust.threshold.choose_threshold`, with the scenes of this split as the unit of its
+   test), and the held-out metrics stored with the model.
 
 Saved as two JSON files in one directory, no pickle: ``model.json`` (XGBoost's own JSON format) and
-``trust_model.json`` (feature schema version and names, training-data hash, splits, settings, calibrators, threshold,
-metrics). :meth:`TrustModel.load` refuses files that are missing, corrupt, or made for another feature schema.
+``trust_model.json`` (feature schema version and names, an order-independent training-data hash, splits, settings,
+calibrators, threshold, metrics, and the provenance: git commit, library versions, settings hash, command and a hash
+per input table). :meth:`TrustModel.load` refuses files that are missing, corrupt, edited into something invalid, or
+made for another feature schema.
 
 :class:`MarginPriorTrust` is the uncalibrated geometric prior of earlier versions (logistic of margin / scale), kept
 for comparison (``trust.model: prior``).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +38,25 @@ from scipy.special import expit
 
 from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.calibration import METHODS as CALIBRATION_METHODS
 from trusted_scene_graph.trust.calibration import Calibrator
 from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
-from trusted_scene_graph.trust.threshold import PRUNE_ALL_THRESHOLD, ThresholdChoice, choose_threshold
+from trusted_scene_graph.trust.threshold import (
+    EDGE_LEVEL_FIELDS,
+    PRUNE_ALL_THRESHOLD,
+    THRESHOLD_METHODS,
+    ThresholdChoice,
+    choose_threshold,
+)
 
 MODEL_FILE = "model.json"
 METADATA_FILE = "trust_model.json"
 METADATA_FORMAT = "trusted_scene_graph.trust_model"
-METADATA_FORMAT_VERSION = 1
+# 2: the threshold's scene-level test fields, the order-independent data_sha256, and the provenance section.
+METADATA_FORMAT_VERSION = 2
+#: Format versions :meth:`TrustModel.load` reads: 1 (before version 2's additions) loads with an edge-level threshold
+#: (:data:`~trusted_scene_graph.trust.threshold.EDGE_LEVEL_FIELDS`) and no provenance.
+READABLE_FORMAT_VERSIONS = (1, 2)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 # The geometric prior's threshold (the default of versions before the learned model); it guarantees nothing.
 PRIOR_THRESHOLD = 0.6
@@ -51,6 +66,14 @@ _MIN_GROUPS = 3
 SAVED_SETTINGS = ("n_estimators", "max_depth", "learning_rate", "min_child_weight", "calibration",
                   "calibration_fraction", "threshold_fraction", "target_precision", "delta", "threshold_method",
                   "random_state")
+_CONSTRUCTOR_SETTINGS = (*SAVED_SETTINGS, "n_jobs", "feature_names")
+_FITTED_ATTRIBUTES = ("booster_", "calibrator_", "baseline_calibrators_", "threshold_", "metadata_")
+#: The sections of trust_model.json that :meth:`TrustModel.load` keeps in ``metadata_``.
+_METADATA_SECTIONS = ("training", "metrics_held_out", "provenance")
+#: Libraries whose versions a trained model records: name -> module (the module's __version__, not the installed
+#: distribution's: XGBoost's CPU-only wheel is the distribution xgboost-cpu).
+_RECORDED_LIBRARIES = {"xgboost": "xgboost", "scikit-learn": "sklearn", "numpy": "numpy", "scipy": "scipy"}
+CALIBRATION_SETTINGS = ("auto", *CALIBRATION_METHODS)
 
 
 class EdgeTrustModel(Protocol):
@@ -82,13 +105,74 @@ def baseline_scores(features: np.ndarray, feature_names: Sequence[str] = FEATURE
 
 
 def data_hash(features: np.ndarray, correct: np.ndarray, groups: np.ndarray) -> str:
-    """SHA-256 of the training table (features, labels, groups), stored so a model names the data it learnt."""
+    """SHA-256 of a table of edges (features, labels, groups) as a multiset of rows: the same edges in any order,
+    joined from the same tables in any order, give the same hash. Stored so a model names the data it learnt.
+
+    Each row is its float32 feature bytes, its label byte and the SHA-256 of its group's name (fixed width, so the
+    longest group name of the table does not matter); the rows are sorted as bytes (never as floats: NaN has no
+    order) and hashed with their count."""
+    table = np.ascontiguousarray(features, dtype="<f4")
+    labels = np.asarray(correct, dtype=np.bool_).reshape(-1, 1).view(np.uint8)
+    names, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    name_digests = np.array([list(hashlib.sha256(name.encode()).digest()) for name in names.tolist()],
+                            dtype=np.uint8).reshape(names.size, 32)
+    rows = np.ascontiguousarray(np.hstack([table.view(np.uint8).reshape(table.shape[0], -1), labels,
+                                           name_digests[inverse.reshape(-1)]]))
+    ordered = np.sort(rows.view(np.dtype((np.void, rows.shape[1]))).ravel())
+    digest = hashlib.sha256(f"edges {rows.shape[0]} row bytes {rows.shape[1]}\n".encode())
+    digest.update(ordered.tobytes())
+    return digest.hexdigest()
+
+
+def training_provenance(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model was trained with, as :meth:`TrustModel.fit` records it in the metadata's ``provenance``: the
+    package version, its git commit and whether tracked files differ from it (None outside a git checkout: never an
+    error), the Python and library versions, and the SHA-256 of the settings (the training configuration, as JSON with
+    sorted keys). ``command`` and ``tables`` are None here; ``tsg trust train`` fills them in
+    (:func:`~trusted_scene_graph.trust.training.train`)."""
+    import importlib
+    import platform
+
+    import trusted_scene_graph
+    from trusted_scene_graph.evaluation.report import git_commit
+
+    commit, dirty = git_commit(Path(trusted_scene_graph.__file__).resolve().parent)
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name, module in _RECORDED_LIBRARIES.items():
+        try:
+            versions[name] = str(importlib.import_module(module).__version__)
+        except ImportError:
+            versions[name] = None
+    settings_json = json.dumps(json_ready(dict(settings)), sort_keys=True)
+    return {"package_version": trusted_scene_graph.__version__, "git_commit": commit, "git_dirty": dirty,
+            "versions": versions, "settings_sha256": hashlib.sha256(settings_json.encode()).hexdigest(),
+            "command": None, "tables": None}
+
+
+def _legacy_data_hash(features: np.ndarray, correct: np.ndarray, groups: np.ndarray) -> str:
+    """The order-dependent ``data_sha256`` of format version 1, to recognise the training data of such a model."""
     digest = hashlib.sha256()
     for array in (np.ascontiguousarray(features, dtype=np.float32), np.ascontiguousarray(correct, dtype=np.bool_),
                   np.ascontiguousarray(groups).astype(str)):
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def is_training_data(training: Mapping[str, Any], features: np.ndarray, correct: np.ndarray,
+                     groups: np.ndarray) -> bool:
+    """Whether these edges are exactly the ones a model with metadata section ``training`` learnt from (in any
+    order; for a format version 1 model, in the same order)."""
+    recorded = training.get("data_sha256")
+    return recorded is not None and recorded in (data_hash(features, correct, groups),
+                                                 _legacy_data_hash(features, correct, groups))
+
+
+def _check_not_infinite(table: np.ndarray, feature_names: Sequence[str]) -> None:
+    """Features are finite or NaN (missing): XGBoost would take an infinity as an extreme value, not as missing."""
+    if np.isinf(table).any():
+        row, col = np.argwhere(np.isinf(table))[0]
+        raise TrustError(f"feature {feature_names[col]!r} is infinite at edge {row}; features must be finite or NaN")
 
 
 def _validated_table(features: Any, correct: Any, groups: Any, feature_names: Sequence[str]
@@ -98,9 +182,7 @@ def _validated_table(features: Any, correct: Any, groups: Any, feature_names: Se
         raise TrustError(f"features must have shape (edges, {len(feature_names)}), got {table.shape}")
     if table.shape[0] == 0:
         raise TrustError("the training set is empty: no edges")
-    if np.isinf(table).any():
-        row, col = np.argwhere(np.isinf(table))[0]
-        raise TrustError(f"feature {feature_names[col]!r} is infinite at edge {row}; features must be finite or NaN")
+    _check_not_infinite(table, feature_names)
     if np.isnan(table).all():
         raise TrustError("every feature of every edge is NaN: nothing to learn from")
     labels = np.asarray(correct)
@@ -119,6 +201,16 @@ def _validated_table(features: Any, correct: Any, groups: Any, feature_names: Se
         raise TrustError(f"groups must hold one group (episode or image) per edge ({table.shape[0]}), got shape "
                          f"{group_array.shape}")
     return table, labels, group_array
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A finite number (numpy's too), not a bool."""
+    return (isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+            and math.isfinite(value))
 
 
 @dataclass(frozen=True)
@@ -148,7 +240,9 @@ def grouped_split(groups: np.ndarray, calibration_fraction: float, threshold_fra
 
 
 class TrustModel:
-    """XGBoost + calibration + guaranteed threshold (see the module docstring). Settings are stored as given."""
+    """XGBoost + calibration + guaranteed threshold (see the module docstring). Settings are stored as given and
+    checked by :meth:`fit` before any learning (and by :meth:`load`); :meth:`get_params` and :meth:`set_params`
+    make the model a scikit-learn estimator for ``sklearn.base.clone``."""
 
     def __init__(self, *, n_estimators: int = 30, max_depth: int = 5, learning_rate: float = 0.15,
                  min_child_weight: float = 1.0, calibration: str = "auto", calibration_fraction: float = 0.2,
@@ -180,52 +274,91 @@ class TrustModel:
     def _settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in SAVED_SETTINGS}
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's settings by name (scikit-learn's estimator API; ``deep`` changes nothing: no setting is
+        an estimator)."""
+        return {name: getattr(self, name) for name in _CONSTRUCTOR_SETTINGS}
+
+    def set_params(self, **params: Any) -> TrustModel:
+        """Change settings by name (scikit-learn's estimator API); an unknown name raises :class:`TrustError`. The
+        values are checked by the next :meth:`fit`, and a fitted model keeps what it learnt until then."""
+        unknown = sorted(set(params) - set(_CONSTRUCTOR_SETTINGS))
+        if unknown:
+            raise TrustError(f"TrustModel has no setting(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(_CONSTRUCTOR_SETTINGS)}")
+        for name, value in params.items():
+            setattr(self, name, tuple(value) if name == "feature_names" else value)
+        return self
+
     def _check_settings(self) -> None:
+        """Raise :class:`TrustError` naming the first setting that :meth:`fit` could not use."""
         for name in ("n_estimators", "max_depth"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _is_integer(value) or value < 1:
                 raise TrustError(f"{name} must be a positive integer, got {value!r}")
         for name in ("calibration_fraction", "threshold_fraction"):
             value = getattr(self, name)
-            if not 0.0 < value < 0.5:
-                raise TrustError(f"{name} must be in (0, 0.5), got {value!r}")
-        if not 0.0 < self.learning_rate <= 1.0:
-            raise TrustError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+            if not _is_real(value) or not 0.0 < value < 0.5:
+                raise TrustError(f"{name} must be a number in (0, 0.5), got {value!r}")
+        if not _is_real(self.learning_rate) or not 0.0 < self.learning_rate <= 1.0:
+            raise TrustError(f"learning_rate must be a number in (0, 1], got {self.learning_rate!r}")
+        if not _is_real(self.min_child_weight) or self.min_child_weight < 0.0:
+            raise TrustError(f"min_child_weight must be a number >= 0, got {self.min_child_weight!r}")
+        for name in ("target_precision", "delta"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0.0 < value < 1.0:
+                raise TrustError(f"{name} must be a number in (0, 1), got {value!r}")
+        if self.calibration not in CALIBRATION_SETTINGS:
+            raise TrustError(f"calibration must be one of {', '.join(CALIBRATION_SETTINGS)}, got "
+                             f"{self.calibration!r}")
+        if self.threshold_method not in THRESHOLD_METHODS:
+            raise TrustError(f"threshold_method must be one of {', '.join(THRESHOLD_METHODS)}, got "
+                             f"{self.threshold_method!r}")
+        # XGBoost reads its seed as a signed 64-bit integer; numpy's generator wants it non-negative.
+        if not _is_integer(self.random_state) or not 0 <= self.random_state < 2**63:
+            raise TrustError(f"random_state must be an integer in [0, 2**63), got {self.random_state!r}")
+        if not _is_integer(self.n_jobs) or not (self.n_jobs >= 1 or self.n_jobs == -1):
+            raise TrustError(f"n_jobs must be a positive integer or -1 (all cores), got {self.n_jobs!r}")
+        if not all(isinstance(name, str) for name in self.feature_names) or not self.feature_names:
+            raise TrustError(f"feature_names must be a non-empty sequence of names, got {self.feature_names!r}")
 
     # --- learning ---------------------------------------------------------------------------------------------
 
     def fit(self, features: Any, correct: Any, groups: Any) -> TrustModel:
         """Learn from E edges: ``features`` (E, F) in :attr:`feature_names` order, ``correct`` (E,), ``groups`` (E,)
-        (episode or image ids: the splits never share one)."""
+        (episode or image ids: the splits never share one, and the threshold's test counts them, not edges).
+
+        Every setting and the input are checked before anything is learnt, and the fitted attributes are replaced
+        only when all of fitting succeeded: a fit that raises leaves the model as it was."""
         import xgboost as xgb
 
         self._check_settings()
         table, labels, group_array = _validated_table(features, correct, groups, self.feature_names)
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(int(self.random_state))
         split = grouped_split(group_array, self.calibration_fraction, self.threshold_fraction, rng)
         for name, mask in (("fit", split.fit), ("calibration", split.calibration), ("threshold", split.threshold)):
             positives = int(labels[mask].sum())
             if positives in (0, int(mask.sum())):
                 raise TrustError(f"the {name} split has one class only ({positives} correct of {int(mask.sum())} "
                                  "edges); add more episodes or images with both correct and wrong edges")
+        learnt = TrustModel(**self.get_params())  # learns here; self changes only once everything has succeeded
         params = {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-                  "max_depth": self.max_depth, "eta": self.learning_rate, "min_child_weight": self.min_child_weight,
-                  "nthread": self.n_jobs, "seed": self.random_state}
-        booster = xgb.train(params, xgb.DMatrix(table[split.fit], label=labels[split.fit], missing=np.nan),
-                            num_boost_round=self.n_estimators)
-        self.booster_ = booster
-        raw_calibration = self._raw(table[split.calibration])
-        self.calibrator_ = Calibrator.fit(raw_calibration, labels[split.calibration], method=self.calibration)
+                  "max_depth": int(self.max_depth), "eta": float(self.learning_rate),
+                  "min_child_weight": float(self.min_child_weight), "nthread": int(self.n_jobs),
+                  "seed": int(self.random_state)}
+        learnt.booster_ = xgb.train(params, xgb.DMatrix(table[split.fit], label=labels[split.fit], missing=np.nan),
+                                    num_boost_round=int(self.n_estimators))
+        raw_calibration = learnt._raw(table[split.calibration])
+        learnt.calibrator_ = Calibrator.fit(raw_calibration, labels[split.calibration], method=self.calibration)
         baselines_calibration = baseline_scores(table[split.calibration], self.feature_names)
-        self.baseline_calibrators_ = {}
         for name, scores in baselines_calibration.items():
             if np.ptp(scores) > 0:  # a constant baseline (no VLM answers at all) has nothing to calibrate
-                self.baseline_calibrators_[name] = Calibrator.fit(scores, labels[split.calibration],
-                                                                  method=self.calibration)
-        held_out = self._calibrated(table[split.threshold])
-        self.threshold_ = choose_threshold(held_out, labels[split.threshold], self.target_precision, self.delta,
-                                           method=self.threshold_method)
-        self.metadata_ = {
+                learnt.baseline_calibrators_[name] = Calibrator.fit(scores, labels[split.calibration],
+                                                                    method=self.calibration)
+        held_out = learnt._calibrated(table[split.threshold])
+        learnt.threshold_ = choose_threshold(held_out, labels[split.threshold], self.target_precision, self.delta,
+                                             groups=group_array[split.threshold], method=self.threshold_method)
+        learnt.metadata_ = {
             "training": {
                 "data_sha256": data_hash(table, labels, group_array),
                 "edges": int(labels.size), "correct": int(labels.sum()),
@@ -239,8 +372,11 @@ class TrustModel:
                 "features_all_nan": [name for k, name in enumerate(self.feature_names)
                                      if np.isnan(table[:, k]).all()],
             },
-            "metrics_held_out": self._held_out_metrics(table[split.threshold], labels[split.threshold]),
+            "metrics_held_out": learnt._held_out_metrics(table[split.threshold], labels[split.threshold]),
+            "provenance": training_provenance(learnt._settings()),
         }
+        for name in _FITTED_ATTRIBUTES:
+            setattr(self, name, getattr(learnt, name))
         self.source_ = "fitted in this process"
         return self
 
@@ -264,9 +400,13 @@ class TrustModel:
         return self.booster_.inplace_predict(np.ascontiguousarray(features, dtype=np.float32), missing=np.nan)
 
     def _checked_features(self, features: Any) -> np.ndarray:
-        table = np.asarray(features, dtype=np.float32)
+        try:
+            table = np.asarray(features, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise TrustError(f"features must be numbers: {exc}") from None
         if table.ndim != 2 or table.shape[1] != len(self.feature_names):
             raise TrustError(f"features must have shape (edges, {len(self.feature_names)}), got {table.shape}")
+        _check_not_infinite(table, self.feature_names)  # what fit refuses; also a float64 beyond float32's range
         return table
 
     def trust(self, features: Any) -> np.ndarray:
@@ -378,10 +518,11 @@ class TrustModel:
             raise TrustError(f"{metadata_path} is not a trust model's metadata (no \"format\": "
                              f"\"{METADATA_FORMAT}\")")
         format_version = metadata.get("format_version")
-        if format_version != METADATA_FORMAT_VERSION:
+        if isinstance(format_version, bool) or format_version not in READABLE_FORMAT_VERSIONS:
             raise TrustError(f"trust model metadata {metadata_path} has format version {format_version!r}, but this "
-                             f"package reads format version {METADATA_FORMAT_VERSION}; retrain the model with tsg "
-                             "trust train (or load it with the package version that wrote it)")
+                             f"package reads format versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}; "
+                             "retrain the model with tsg trust train (or load it with the package version that "
+                             "wrote it)")
         version = metadata.get("feature_schema_version")
         if version != FEATURE_SCHEMA_VERSION:
             raise TrustError(f"trust model {directory} was trained on feature schema version {version!r}, but this "
@@ -392,18 +533,26 @@ class TrustModel:
                              f"({_feature_name_difference(names, FEATURE_NAMES)}; same schema version: the "
                              "metadata was edited); retrain it with tsg trust train")
         try:
-            settings = dict(metadata["settings"])
+            settings = metadata["settings"]
+            if not isinstance(settings, Mapping):
+                raise TrustError(f"settings must be a JSON object, got {type(settings).__name__}")
             model = cls(**{name: settings[name] for name in SAVED_SETTINGS if name in settings})
+            model._check_settings()
             model.calibrator_ = Calibrator.from_json(metadata["calibration"])
             model.baseline_calibrators_ = {name: Calibrator.from_json(value)
-                                           for name, value in metadata.get("baseline_calibration", {}).items()}
-            model.threshold_ = ThresholdChoice.from_json(metadata["threshold"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TrustError(f"trust model metadata {metadata_path} is incomplete or malformed: {exc!r}") from exc
+                                           for name, value in dict(metadata.get("baseline_calibration", {})).items()}
+            threshold = metadata["threshold"]
+            if format_version == 1 and isinstance(threshold, Mapping):  # saved before the scene-level test
+                threshold = {**EDGE_LEVEL_FIELDS, **threshold}
+            model.threshold_ = ThresholdChoice.from_json(threshold)
+        except KeyError as exc:
+            raise TrustError(f"trust model metadata {metadata_path} is incomplete: it lacks {exc}") from exc
+        except (TrustError, TypeError, ValueError) as exc:
+            raise TrustError(f"trust model metadata {metadata_path} is malformed: {exc}") from exc
         recorded_sha256 = metadata.get("model_sha256")  # absent in models saved before it was recorded
         if recorded_sha256 is not None and hashlib.sha256(model_path.read_bytes()).hexdigest() != recorded_sha256:
             raise TrustError(f"{model_path} is not the model {metadata_path} was saved with (its SHA-256 differs): "
-                             "the directory mixes two saves; retrain with tsg trust train")
+                             "it is corrupt, or from another save; retrain with tsg trust train")
         booster = xgb.Booster()
         try:
             booster.load_model(str(model_path))
@@ -414,7 +563,7 @@ class TrustModel:
                              f"{len(FEATURE_NAMES)}; the two files are not from the same model")
         booster.set_param({"nthread": model.n_jobs})
         model.booster_ = booster
-        model.metadata_ = {key: metadata[key] for key in ("training", "metrics_held_out") if key in metadata}
+        model.metadata_ = {key: metadata[key] for key in _METADATA_SECTIONS if key in metadata}
         model.source_ = str(directory)
         return model
 
