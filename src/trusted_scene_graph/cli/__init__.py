@@ -8,6 +8,7 @@ imported inside the commands, so ``tsg --help`` works before the workspace is bu
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -15,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trusted_scene_graph.config.schema import Config, ConfigError, load_config_file, parse_value, render_parameter_file
+from trusted_scene_graph.config.schema import (
+    Config,
+    ConfigError,
+    load_config_file,
+    load_parameter_file,
+    parse_value,
+    render_parameter_file,
+)
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.text import plural
 
@@ -103,7 +111,19 @@ def cmd_bringup(
     require_interfaces()
     from trusted_scene_graph.ros.bringup import run_bringup
 
-    return run_bringup(load(config_path, overrides), autostart=autostart, ros_args=ros_args)
+    config = load(config_path, overrides)
+    return run_bringup(config, autostart=autostart, ros_args=[*builtin_ros_args(config_path), *ros_args])
+
+
+def builtin_ros_args(config_path: Path | None) -> list[str]:
+    """``-p name:=value`` for each of rclpy's own parameters (``use_sim_time``, ``qos_overrides.*``, ...) that the
+    parameter file sets for the node, as ``ros2 launch`` would pass them; placed before the user's ``--ros-args``,
+    which therefore win (rcl keeps the last value given for a name)."""
+    if config_path is None:
+        return []
+    builtins = load_parameter_file(config_path)[1]
+    # JSON is YAML, which is how rcl parses a -p value: true, 5, "best_effort" keep their types.
+    return [arg for name, value in builtins.items() for arg in ("-p", f"{name}:={json.dumps(value)}")]
 
 
 def cmd_config(config_path: Path | None, overrides: Sequence[str], out: Path | None) -> int:
@@ -179,15 +199,24 @@ def cmd_bench_label(config_path: Path | None, overrides: Sequence[str], out: Pat
 def cmd_trust_train(data: Sequence[Path], out: Path, target_precision: float, delta: float, method: str,
                     calibration: str, n_estimators: int, max_depth: int, learning_rate: float, seed: int) -> int:
     """Fit the trust model on ``tsg eval`` edge tables and save it (model.json + trust_model.json)."""
-    from trusted_scene_graph.trust.training import train
+    import shlex
 
-    model = train(list(data), out, target_precision=target_precision, delta=delta, threshold_method=method,
-                  calibration=calibration, n_estimators=n_estimators, max_depth=max_depth,
+    from trusted_scene_graph.trust.training import relative_path, train
+
+    # The equivalent command line, recorded in the model's provenance (paths relative to the working directory).
+    command = shlex.join([
+        "tsg", "trust", "train", "--data", *(relative_path(path) for path in data), "--out", relative_path(out),
+        "--target-precision", f"{target_precision!r}", "--delta", f"{delta!r}", "--method", method,
+        "--calibration", calibration, "--n-estimators", str(n_estimators), "--max-depth", str(max_depth),
+        "--learning-rate", f"{learning_rate!r}", "--seed", str(seed)])
+    model = train(list(data), out, command=command, target_precision=target_precision, delta=delta,
+                  threshold_method=method, calibration=calibration, n_estimators=n_estimators, max_depth=max_depth,
                   learning_rate=learning_rate, random_state=seed)
     training, held_out, choice = model.metadata_["training"], model.metadata_["metrics_held_out"], model.threshold_
     precision = "n/a" if choice.precision is None else f"{choice.precision:.3f}"
     chosen = (f"threshold {choice.threshold:.3f} keeps {choice.coverage:.1%} at precision {precision} (lower bound "
-              f"{choice.precision_lower_bound:.3f} at delta {choice.delta:g})" if choice.feasible
+              f"{choice.precision_lower_bound:.3f} at delta {choice.delta:g}, scene-level: design effect "
+              f"{choice.design_effect:.1f} over {choice.kept_groups} scenes)" if choice.feasible
               else f"no threshold reaches precision {choice.target_precision:g} at delta {choice.delta:g}")
     print(f"trained on {training['edges']} facts ({training['correct']} correct) from {training['groups']} scenes: "
           f"{training['split_edges']['fit']} to fit, {training['split_edges']['calibration']} to calibrate, "
@@ -264,8 +293,15 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
         if len(values) != 4 or not all(math.isfinite(v) and v > 0 for v in values):
             raise UsageError(f"--intrinsics {intrinsics!r}: expected four positive finite numbers FX,FY,CX,CY [px]")
         if camera is None:
-            image_keys = LeRobotDataset(source).image_keys
-            if len(image_keys) != 1:
+            dataset = LeRobotDataset(source)
+            image_keys = dataset.image_keys
+            if not image_keys:
+                videos = f"its cameras are the video features {dataset.video_keys}" if dataset.video_keys else (
+                    "it has no image or video feature")
+                raise UsageError(f"{source} stores no camera as images ({videos}): tsg label reads image features "
+                                 "only and does not decode videos; record the dataset with images (lerobot's "
+                                 "use_videos=False)")
+            if len(image_keys) > 1:
                 raise UsageError(f"--camera is required: {source} has image features {image_keys}")
             camera = image_keys[0]
         frame_source = FrameSource(camera, values, depth, instances, ee_position, goal_position)
@@ -385,7 +421,7 @@ def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning
-    from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag
+    from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag, skipped_frames
     from trusted_scene_graph.evaluation.report import (
         ground_truth_note,
         missing_directories,
@@ -394,6 +430,7 @@ def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out:
         remove_empty_directories,
         report_title,
         target_rows,
+        target_samples,
         write_report,
     )
 
@@ -431,18 +468,24 @@ def cmd_eval(config_path: Path | None, overrides: Sequence[str], bag: Path, out:
     frames = result.metrics["frames"]
     damaged = result.metrics["input"]["read_error"] is not None
     before_damage = " before the damage" if damaged else ""
+    # Frames left unscored (out of order, without ground truth, incomplete), beside the failed ones.
+    skipped = "".join(f", {count} {cause}" for cause, count in skipped_frames(
+        frames["out_of_order"], frames["without_ground_truth"], frames.get("incomplete", 0),
+        result.metrics["input"]["has_ground_truth"]).items())
     note = ground_truth_note(result.metrics)
     if note is not None:
         processed = frames["without_ground_truth"]
-        print(f"{plural(processed, 'frame')} processed{before_damage} ({frames['failed']} failed), none scored; "
-              f"report in {out}/report.md")
+        print(f"{plural(processed, 'frame')} processed{before_damage} ({frames['failed']} failed{skipped}), none "
+              f"scored; report in {out}/report.md")
         if processed or not damaged:  # otherwise the error below says what the damage left
             print(f"tsg eval: note: {note}")
     else:
-        print(f"{plural(frames['evaluated'], 'frame')} evaluated{before_damage} ({frames['failed']} failed); report "
-              f"in {out}/report.md")
+        print(f"{plural(frames['evaluated'], 'frame')} evaluated{before_damage} ({frames['failed']} failed{skipped}); "
+              f"report in {out}/report.md")
         for metric, value, target, status in target_rows(result.metrics):
-            print(f"  {metric.strip('`')}: {value} (target {target}: {status})")
+            samples = target_samples(result.metrics, metric.strip("`"))  # "too few samples (n=N)" says it already
+            count = f", n={samples}" if samples is not None and status in ("met", "missed") else ""
+            print(f"  {metric.strip('`')}: {value} (target {target}: {status}{count})")
     if note is None or frames["without_ground_truth"] == 0:
         check_evaluable(result.metrics)  # nothing scored and nothing timed: an error naming the likely cause
     return result.exit_code
@@ -606,9 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
     lerobot.add_argument("--goal-position", default=None, metavar="KEY[START:STOP]",
                          help="feature holding the goal's x, y, z [m]")
     lerobot.add_argument("--invalid-reward", type=float, default=float("nan"),
-                         help="next.reward of frames whose reward is not valid (default: NaN; stats skip NaN)")
+                         help="next.reward of frames whose reward is not valid, and of each episode's last frame "
+                              "(default: NaN; stats skip NaN)")
     lerobot.add_argument("--overwrite-column", action="store_true",
-                         help="replace a next.reward column the dataset already has")
+                         help="replace the next.reward and next.reward_valid columns the dataset already has")
 
     evaluate = commands.add_parser(
         "eval", help="replay a bag offline and score the graphs against its ground truth (`tsg eval vsr --help`: "
@@ -725,7 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="model directory to write")
     train.add_argument("--target-precision", type=float, default=0.95, help="precision the kept edges must reach")
     train.add_argument("--delta", type=float, default=0.1,
-                       help="allowed probability that the threshold misses the target precision")
+                       help="allowed probability that the threshold misses the target precision (tested with "
+                            "scenes as the unit, so approximate: see trust/threshold.py)")
     train.add_argument("--method", choices=("fixed_sequence", "bonferroni"), default="fixed_sequence",
                        help="multiple-testing correction of the Learn-then-Test threshold")
     train.add_argument("--calibration", choices=("auto", "platt", "isotonic"), default="auto",
