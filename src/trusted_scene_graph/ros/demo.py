@@ -87,19 +87,34 @@ class FramePacer:
     def median_render_ms(self) -> float:
         return float(np.median(self.render_s)) * 1e3 if self.render_s else math.nan
 
+    def slow_render_ms(self) -> float:
+        """The render time that all but :data:`LATE_FRACTION_TO_WARN` of the frames stay within: what a rate must
+        leave room for so that it draws no warning (the median would leave every slower frame late)."""
+        if not self.render_s:
+            return math.nan
+        return float(np.quantile(self.render_s, 1.0 - LATE_FRACTION_TO_WARN, method="higher")) * 1e3
+
     def suggested_rate_hz(self) -> float:
-        """A rate whose period the median frame fills to :data:`RATE_HEADROOM` at most: whole Hz above 1 Hz."""
-        achievable_hz = RATE_HEADROOM / (self.median_render_ms() / 1e3)
+        """A rate whose period the slow frames (:meth:`slow_render_ms`) fill to :data:`RATE_HEADROOM` at most: whole
+        Hz above 1 Hz."""
+        achievable_hz = RATE_HEADROOM / (self.slow_render_ms() / 1e3)
         if achievable_hz >= 1.0:
             return float(math.floor(achievable_hz))
         return max(0.1, math.floor(achievable_hz * 10) / 10)
 
     def warning(self) -> str | None:
-        """One line when more than :data:`LATE_FRACTION_TO_WARN` of the frames came late, else None."""
+        """One line when more than :data:`LATE_FRACTION_TO_WARN` of the frames came late, else None. It suggests a
+        lower rate only when rendering explains the lateness; frames that rendered in time yet came late were held
+        up by something else (other load on the machine), which no rate fixes."""
         if self.frames == 0 or self.late <= LATE_FRACTION_TO_WARN * self.frames:
             return None
-        return (f"publishing fell behind {self.rate_hz:g} Hz on {self.late} of {self.frames} frames (rendering takes "
-                f"~{self.median_render_ms():.0f} ms); try --rate {self.suggested_rate_hz():g}")
+        behind = (f"publishing fell behind {self.rate_hz:g} Hz on {self.late} of {self.frames} frames (rendering takes "
+                  f"~{self.median_render_ms():.0f} ms, {self.slow_render_ms():.0f} ms for the slowest "
+                  f"{LATE_FRACTION_TO_WARN:.0%})")
+        suggested_hz = self.suggested_rate_hz()
+        if suggested_hz >= self.rate_hz:
+            return f"{behind}; rendering fits the period, so other load on the machine held the frames up"
+        return f"{behind}; try --rate {suggested_hz:g}"
 
 
 def run_ready_callbacks(executor: Executor, max_callbacks: int = MAX_CALLBACKS_PER_FRAME) -> int:
