@@ -106,6 +106,37 @@ def played_twice(source: Path, target: Path) -> Path:
     return target
 
 
+def passes(source: Path, target: Path, *lengths_s: tuple[float, float, float], gap_s: float = 0.2) -> Path:
+    """A copy of ``source`` played once per item of ``lengths_s``, one pass after the other with the same header
+    stamps (the clock goes back at each new pass: a simulator reset, a looped replay), ``gap_s`` of log time apart.
+
+    Each pass is ``(length_s, truth_from_s, truth_until_s)``: the messages of ``source`` logged in its first
+    ``length_s`` seconds (``math.inf``: all of them), of which ``/ground_truth`` and ``/ee_pose`` (the streams stamped
+    like the frames they describe) only from ``truth_from_s`` to ``truth_until_s`` (seconds from the first message).
+    A pass whose truth stops early or starts late makes those streams jump back by less than the camera does, or not
+    at all. ``/tf_static`` is written once, with the first pass."""
+    with BagReader(source) as reader:
+        topics = dict(reader.topics)
+        start_ns = min(message.log_time_ns for message in reader.messages())
+    with BagWriter(target) as writer:
+        for topic, msgtype in topics.items():
+            writer.add_topic(topic, msgtype)
+        pass_start_ns = start_ns
+        for index, (length_s, truth_from_s, truth_until_s) in enumerate(lengths_s):
+            last_ns = pass_start_ns
+            with BagReader(source) as reader:
+                for message in reader.messages():
+                    offset_s = (message.log_time_ns - start_ns) / 1e9
+                    if offset_s > length_s or (message.topic == "/tf_static" and index > 0):
+                        continue
+                    if message.topic in ("/ground_truth", "/ee_pose") and not truth_from_s <= offset_s <= truth_until_s:
+                        continue
+                    last_ns = message.log_time_ns - start_ns + pass_start_ns
+                    writer.write(message.topic, message.msg, last_ns)
+            pass_start_ns = last_ns + int(gap_s * 1e9)
+    return target
+
+
 def bytes_removed_inside_chunk(mcap_file: Path, chunk: int, count: int = 1000) -> int:
     """Remove ``count`` bytes of ``mcap_file`` 100 bytes into its chunk number ``chunk`` (a copy that lost a block):
     every offset its index holds past them then points too far. Returns how many messages the chunks before it hold,

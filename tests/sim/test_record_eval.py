@@ -13,6 +13,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set bef
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from trusted_scene_graph.config.schema import load_config_file  # noqa: E402
 from trusted_scene_graph.dataset import BagMessage, BagReader, BagWriter  # noqa: E402
 from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning  # noqa: E402
 from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag  # noqa: E402
-from trusted_scene_graph.pipeline.messages import frame_from_msgs  # noqa: E402
+from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns  # noqa: E402
 from trusted_scene_graph.sim import SimError  # noqa: E402
 from trusted_scene_graph.sim.record import (  # noqa: E402
     LABEL_CATALOGUE,
@@ -312,14 +313,21 @@ def test_the_eval_summary_line_counts_the_frames_it_did_not_score(tabletop_bag: 
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["frames"]["incomplete"] == 1
 
 
-def test_a_clock_reset_between_episodes_evaluates_every_episode_as_without_it(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def two_pushes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two FetchPush episodes, 51 frames each, 40 ms apart (stamps are the log times), in small images."""
+    path = tmp_path_factory.mktemp("bags") / "two_pushes"
+    record_sim_bag(path, RecordSettings(scene="FetchPush", episodes=2, seed=4, **SMALL), benchmark_config())
+    return path
+
+
+def test_a_clock_reset_between_episodes_evaluates_every_episode_as_without_it(two_pushes: Path,
+                                                                              tmp_path: Path) -> None:
     # A simulator whose clock restarts with each episode: the stamps of episode 1 are those of episode 0 again.
     # The camera pose comes on /tf with each frame, so the tf buffer restarts at the reset too.
     from bag_edits import clock_reset_at_each_episode, static_tf_as_tf
 
-    record_sim_bag(tmp_path / "recorded", RecordSettings(scene="FetchPush", episodes=2, seed=4, **SMALL),
-                   benchmark_config())
-    source = static_tf_as_tf(tmp_path / "recorded", tmp_path / "source")
+    source = static_tf_as_tf(two_pushes, tmp_path / "source")
     reset = clock_reset_at_each_episode(source, tmp_path / "reset")
     whole = evaluate_bag(source, benchmark_config()).metrics
     restarted = evaluate_bag(reset, benchmark_config()).metrics
@@ -328,6 +336,57 @@ def test_a_clock_reset_between_episodes_evaluates_every_episode_as_without_it(tm
     assert restarted["warnings"] == whole["warnings"] == []
     for section in ("frames", "detection", "relations", "distance", "reward"):
         assert json.dumps(restarted[section], sort_keys=True) == json.dumps(whole[section], sort_keys=True), section
+
+
+# Counts that add up over the passes of a bag when each pass is scored exactly as it is alone.
+_ADDITIVE = (("frames", "camera_frames"), ("frames", "evaluated"), ("frames", "without_ground_truth"),
+             ("detection", "ground_truth_objects"), ("detection", "matched"), ("relations", "candidates"),
+             ("relations", "true_edges"), ("distance", "ee_object", "count"), ("reward", "frames"))
+
+
+def _at(metrics: dict, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        metrics = metrics[key]
+    return metrics
+
+
+def _frames_with_truth(source: Path, length_s: float, truth_from_s: float, truth_until_s: float) -> int:
+    """The colour images of a pass (bag_edits.passes) that have ground truth of that pass at their stamp."""
+    with BagReader(source) as reader:
+        start_ns = min(message.log_time_ns for message in reader.messages())
+        stamped = [(m.topic, (m.log_time_ns - start_ns) / 1e9, stamp_to_ns(m.msg.header.stamp))
+                   for m in reader.messages(["/camera/color/image_raw", "/ground_truth"])]
+    truth = {stamp for topic, offset_s, stamp in stamped
+             if topic == "/ground_truth" and offset_s <= length_s and truth_from_s <= offset_s <= truth_until_s}
+    return sum(1 for topic, offset_s, stamp in stamped
+               if topic == "/camera/color/image_raw" and offset_s <= length_s and stamp in truth)
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    # Every stream jumps back 1.3 s at the reset.
+    ((1.3, 0.0, math.inf), (math.inf, 0.0, math.inf)),
+    # Ground truth and poses stop at 0.95 s in the first pass: they jump back less than 1 s (no reset, judged alone),
+    # the camera 1.3 s.
+    ((1.3, 0.0, 0.95), (math.inf, 0.0, math.inf)),
+    # The second pass has no ground truth nor poses for its first 0.5 s: the first pass's, stamped alike, must not
+    # stand in for them.
+    ((2.0, 0.0, math.inf), (math.inf, 0.5, math.inf)),
+], ids=["streams_agree", "truth_stops_before_the_reset", "truth_starts_late_after_it"])
+def test_each_pass_across_a_clock_reset_is_scored_with_its_own_ground_truth_whichever_streams_see_the_reset(
+        two_pushes: Path, tmp_path: Path, first: tuple[float, float, float],
+        second: tuple[float, float, float]) -> None:
+    # A short first pass, then the whole bag again with the same stamps (a simulator reset, a looped replay).
+    from bag_edits import passes
+
+    looped = evaluate_bag(passes(two_pushes, tmp_path / "looped", first, second), benchmark_config()).metrics
+    alone = [evaluate_bag(passes(two_pushes, tmp_path / f"pass_{k}", lengths), benchmark_config()).metrics
+             for k, lengths in enumerate((first, second))]
+    expected = _frames_with_truth(two_pushes, *first) + _frames_with_truth(two_pushes, *second)
+    assert looped["frames"]["evaluated"] == expected > 100  # every frame with ground truth in either pass
+    assert looped["frames"]["out_of_order"] == looped["frames"]["failed"] == 0
+    assert looped["frames"]["without_ground_truth"] == looped["frames"]["camera_frames"] - expected
+    for keys in _ADDITIVE:
+        assert _at(looped, keys) == _at(alone[0], keys) + _at(alone[1], keys), keys
 
 
 def test_a_truncated_bag_still_gives_a_report_of_what_was_read(tabletop_bag: Path, tmp_path: Path) -> None:

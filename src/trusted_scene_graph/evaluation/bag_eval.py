@@ -40,10 +40,11 @@ less than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` back), colour images t
 without ground truth are skipped, counted and warned of, and a bag that ends early yields the metrics of what was
 read, with the error in ``input.read_error``. A jump back of more than JUMP_BACK_NS is a clock reset (a simulator
 reset, a bag played twice): the frames after it start a new sequence, as the node and ``tsg label`` start one, and
-are matched only with the ground truth, poses and tf of their own timeline. Frames scored without a tf path from
-the camera to the ground truth's frame (the graph frame is taken as the truth frame) are counted in
-``frames.graph_frame_taken_as_truth_frame``. A bag without ground truth (a robot's own recording) still gives timing
-and frame counts, with exit code 0.
+are matched only with the tf of their own timeline and with the ground truth and poses of their own pass, told apart
+by log time whether or not those streams jump back too (a stream that stopped before the reset jumps back less).
+Frames scored without a tf path from the camera to the ground truth's frame (the graph frame is taken as the truth
+frame) are counted in ``frames.graph_frame_taken_as_truth_frame``. A bag without ground truth (a robot's own
+recording) still gives timing and frame counts, with exit code 0.
 
 Only the topics the replay uses are decoded (camera inputs, ground truth, end-effector pose, ``/tf``,
 ``/tf_static``); the messages of every other topic are counted from the bag's index (``input.bag_topics``).
@@ -55,11 +56,11 @@ import hashlib
 import math
 import time
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -95,6 +96,14 @@ MIN_TRUE_DISTANCE_M = 0.10  # SpatialVLM-style ratio metrics only for pairs at l
 # truth and the end-effector pose logged a little after the images are still found. Measured in log time only: a
 # recorder's clock can be far from the stamps' (sim-time stamps, a bag re-recorded from a replay).
 LOOKAHEAD_NS = 500_000_000
+# Ground truth and poses are kept this long in log time after they were logged, before the colour image of the frame
+# being scored (frames are scored in log order), so memory stays bounded however long the bag. A clock reset that the
+# camera sees (a jump back of more than JUMP_BACK_NS) brings the stamps of the pass before it back at least that much
+# log time later (the clock has to run the jump again; log time runs at least as fast as the stamps of a simulator
+# not faster than real time): an earlier pass's entries are then gone before the new pass's frames reach their stamps,
+# even for a frame whose own pass has nothing at its stamp. The cost: a stream logged more than this ahead of the
+# colour images (they reach the recorder later than the small messages stamped like them) is not found.
+KEEP_LOGGED_NS = JUMP_BACK_NS
 # Message types accepted on each synchroniser input; anything else on those topics is counted, not decoded.
 _INPUT_TYPES = {
     "color": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
@@ -244,36 +253,66 @@ class _Pending:
     stamp_ns: int
     msgs: dict[str, Any]
     completed_log_ns: int  # log time of the message that completed the frame
-    timeline: int = 0  # the camera's clock jumps back before it (see _Timelines)
+    colour_log_ns: int  # log time of its colour image: its ground truth and pose are those logged nearest (_Stamped)
+    timeline: int = 0  # the colour images' clock jumps back before it: a new sequence starts at each
 
 
-class _Timelines:
-    """The stamped messages of one stream (ground truth, end-effector poses) by timeline.
+class _Entry(NamedTuple):
+    log_ns: int
+    stamp_ns: int
+    timeline: int  # the stream's own jumps back before it
+    msg: Any
 
-    A message stamped more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the stream's newest starts the
-    stream's next timeline (:func:`~trusted_scene_graph.clock.jumped_back`: each stream judged against itself, as
-    every buffer here is). A simulator reset restarts every stream's clock, so the camera's n-th timeline reads the
-    stream's n-th: messages of the old timeline, stamped like the new one's, never match its frames, and those of the
-    new one that arrive while the old one's last frames wait are kept apart for it."""
+
+class _Stamped:
+    """The messages of one stream (ground truth, end-effector poses), each with its stamp, its log time and its
+    timeline in the stream: a message stamped more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the
+    stream's newest starts the next (:func:`~trusted_scene_graph.clock.jumped_back`, each stream judged against
+    itself, as every buffer here is).
+
+    After a clock reset (a simulator reset, a bag played twice) a pass's messages are stamped like the pass's before
+    it, and the streams need not agree on the reset: one that stopped a while before it jumps back less than the
+    camera, perhaps less than JUMP_BACK_NS (no jump at all, judged alone), so timelines are not paired by number.
+    :meth:`nearest` tells the passes apart by log time instead: a pass's messages are logged with its frames, another
+    pass's a whole pass earlier or later."""
 
     def __init__(self) -> None:
-        self._parts: dict[int, dict[int, Any]] = {0: {}}
-        self._current = 0
+        self._entries: deque[_Entry] = deque()  # in log order: the bag is read in log order
+        self._timeline = 0
         self._newest_ns: int | None = None
 
-    def add(self, stamp_ns: int, msg: Any) -> None:
+    def add(self, stamp_ns: int, log_ns: int, msg: Any) -> None:
         if jumped_back(stamp_ns, self._newest_ns):
-            self._current += 1
+            self._timeline += 1
             self._newest_ns = stamp_ns
         else:
             self._newest_ns = stamp_ns if self._newest_ns is None else max(stamp_ns, self._newest_ns)
-        self._parts.setdefault(self._current, {})[stamp_ns] = msg
+        self._entries.append(_Entry(log_ns, stamp_ns, self._timeline, msg))
 
-    def of(self, timeline: int) -> dict[int, Any]:
-        """Stamp -> message of ``timeline``; those of earlier timelines are dropped (frames are scored in order)."""
-        for old in [t for t in self._parts if t < timeline]:
-            del self._parts[old]
-        return self._parts.setdefault(timeline, {})
+    def nearest(self, stamp_ns: int, log_ns: int, tolerance_ns: int) -> Any | None:
+        """The message for a frame stamped ``stamp_ns`` whose colour image was logged at ``log_ns``, or None.
+
+        Of the messages stamped within ``tolerance_ns`` of the frame, the one logged nearest ``log_ns`` names the
+        frame's pass: the messages of its timeline logged within JUMP_BACK_NS of it. Of those, the one stamped
+        nearest the frame is taken (on a tie, the one logged nearest): within a pass the stamp decides, as it did
+        before there were passes. Whichever streams saw the reset, another pass's messages do not answer a frame whose
+        own pass has one near its stamp, logged nearer the frame; nor, being forgotten by then (KEEP_LOGGED_NS), one
+        whose pass has none, after a reset the camera saw."""
+        candidates = [entry for entry in self._entries if abs(entry.stamp_ns - stamp_ns) <= tolerance_ns]
+        if not candidates:
+            return None
+        anchor = min(candidates, key=lambda entry: abs(entry.log_ns - log_ns))
+        same_pass = [entry for entry in candidates
+                     if entry.timeline == anchor.timeline and abs(entry.log_ns - anchor.log_ns) <= JUMP_BACK_NS]
+        return min(same_pass, key=lambda entry: (abs(entry.stamp_ns - stamp_ns), abs(entry.log_ns - log_ns))).msg
+
+    def forget_logged_before(self, log_ns: int) -> None:
+        """Drop the messages logged before ``log_ns`` (see :data:`KEEP_LOGGED_NS`)."""
+        while self._entries and self._entries[0].log_ns < log_ns:
+            self._entries.popleft()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass
@@ -307,18 +346,20 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                                  config["sync.buffer_size"])
         topic_to_name = {topic: name for name, topic in inputs}
         tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
-        ground_truth, ee_poses = _Timelines(), _Timelines()
+        ground_truth, ee_poses = _Stamped(), _Stamped()
         pending: list[_Pending] = []
         unexpected_types: Counter[str] = Counter()
         last_stamp_ns = -1
         episode = None
         # Clock resets (a simulator reset, a bag played twice): each stream judged against itself, as the synchroniser
         # and the tf buffer judge theirs (trusted_scene_graph.clock). The colour images' jumps number the camera's
-        # timelines; the ground truth's and poses' are matched to them by number (_Timelines).
+        # timelines, each a new sequence; a frame's ground truth and pose are those of the pass logged with it
+        # (_Stamped), whether or not their streams saw the jump.
         camera_timeline = scoring_timeline = 0
         newest_colour_ns: int | None = None
         newest_tf_ns: dict[str, int] = {}  # per child frame, as the tf buffer judges its jumps
-        waiting_colour_ns: list[int] = []  # colour images not yet part of a frame, for counts.incomplete
+        # Colour images not yet part of a frame, (stamp, log time): for counts.incomplete and the frame's log time.
+        waiting_colour: list[tuple[int, int]] = []
         # Only the topics the replay uses are decoded (a robot bag's point clouds or logs would cost more than the
         # pipeline); the others are counted from the bag's index.
         used_topics = {*topic_to_name, *TF_TOPICS, ground_truth_topic, ee_topic}
@@ -344,21 +385,20 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                 new_timeline = item.timeline != scoring_timeline
                 if new_timeline:  # the clock jumped back: a new sequence, which no stamp of the old one precedes
                     scoring_timeline, last_stamp_ns = item.timeline, -1
-                truths, poses = ground_truth.of(item.timeline), ee_poses.of(item.timeline)
                 if item.stamp_ns <= last_stamp_ns:
                     counts.out_of_order += 1  # less than JUMP_BACK_NS back: a late frame, not a new timeline
                     continue
                 last_stamp_ns = item.stamp_ns
-                truth = nearest_by_stamp(truths, item.stamp_ns, sync.tolerance_ns)
+                truth = ground_truth.nearest(item.stamp_ns, item.colour_log_ns, sync.tolerance_ns)
                 new_episode = truth is not None and truth.episode != episode
                 if new_timeline or (new_episode and episode is not None):
                     pipeline.start_sequence()  # as the node starts one at a reset, and tsg label at either
                 if new_episode:
                     episode = truth.episode
-                ee_pose = nearest_by_stamp(poses, item.stamp_ns, sync.tolerance_ns)
+                ee_pose = ee_poses.nearest(item.stamp_ns, item.colour_log_ns, sync.tolerance_ns)
                 _process(item, truth, ee_pose, pipeline, tf, config, scorer, counts)
-                forget_before_lookahead(truths, item.stamp_ns)
-                forget_before_lookahead(poses, item.stamp_ns)
+                ground_truth.forget_logged_before(item.colour_log_ns - KEEP_LOGGED_NS)
+                ee_poses.forget_logged_before(item.colour_log_ns - KEEP_LOGGED_NS)
                 tf.forget_before(item.stamp_ns)
 
         def add_camera_input(name: str, message: Any) -> None:
@@ -368,19 +408,21 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             if name == "color":
                 if jumped_back(stamp_ns, newest_colour_ns):
                     camera_timeline += 1
-                    counts.incomplete += len(waiting_colour_ns)  # the synchroniser drops them at the jump
-                    waiting_colour_ns.clear()
+                    counts.incomplete += len(waiting_colour)  # the synchroniser drops them at the jump
+                    waiting_colour.clear()
                     newest_colour_ns = stamp_ns
                 else:
                     newest_colour_ns = max(stamp_ns, newest_colour_ns if newest_colour_ns is not None else stamp_ns)
-                waiting_colour_ns.append(stamp_ns)
+                waiting_colour.append((stamp_ns, message.log_time_ns))
             if sync.add(name, stamp_ns, message.msg):
                 stamp, msgs = sync.take_latest()
                 counts.camera_frames += 1
                 # Colour images stamped before the frame's can no longer complete one (the synchroniser's rule).
-                counts.incomplete += sum(1 for s in waiting_colour_ns if s < stamp)
-                waiting_colour_ns[:] = [s for s in waiting_colour_ns if s > stamp]
-                pending.append(_Pending(stamp, msgs, message.log_time_ns, camera_timeline))
+                counts.incomplete += sum(1 for s, _ in waiting_colour if s < stamp)
+                # The frame's stamp is its colour image's (the synchroniser's anchor); the last one so stamped.
+                colour_log_ns = next((log for s, log in reversed(waiting_colour) if s == stamp), message.log_time_ns)
+                waiting_colour[:] = [(s, log) for s, log in waiting_colour if s > stamp]
+                pending.append(_Pending(stamp, msgs, message.log_time_ns, colour_log_ns, camera_timeline))
 
         for message in reader.messages(used_topics):
             read += 1
@@ -406,19 +448,19 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
                 tf.add(message.msg, static=static)
             elif message.topic == ground_truth_topic:
                 if message.msgtype == GROUND_TRUTH_TYPE:
-                    ground_truth.add(stamp_to_ns(message.msg.header.stamp), message.msg)
+                    ground_truth.add(stamp_to_ns(message.msg.header.stamp), message.log_time_ns, message.msg)
                     truth_with_gripper += bool(message.msg.has_gripper)
                     truth_with_goal += bool(message.msg.has_goal)
                 else:
                     unexpected_types[f"{message.topic} ({message.msgtype})"] += 1
             elif message.topic == ee_topic and message.msgtype == EE_POSE_TYPE:
-                ee_poses.add(stamp_to_ns(message.msg.header.stamp), message.msg)
+                ee_poses.add(stamp_to_ns(message.msg.header.stamp), message.log_time_ns, message.msg)
             score_ready(message.log_time_ns)
             if enough():
                 break  # the rest of the bag would only be decoded and thrown away
         else:
             if reader.read_error is None:  # at a damage, the read error says that what follows is missing
-                counts.incomplete += len(waiting_colour_ns)  # the bag ended before they completed a frame
+                counts.incomplete += len(waiting_colour)  # the bag ended before they completed a frame
         score_ready(None)
         if progress is not None:
             progress(read, total)
