@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -276,14 +277,22 @@ def test_load_config_reads_a_section_for_the_scene_graph_node_like_the_wildcard_
     ("/scene_graph_node", "/scene_graph", False),  # the executable's name is not the node's
 ])
 def test_load_config_matches_section_names_to_the_node_as_rcl_does(section, node_fqn, applies):
-    config = load_config({section: {"ros__parameters": {"trust.threshold": 0.7}}}, node_fqn)
-    assert (config["trust.threshold"] == 0.7) is applies
+    document = {section: {"ros__parameters": {"trust.threshold": 0.7}}}
+    if applies:
+        assert load_config(document, node_fqn)["trust.threshold"] == 0.7
+    else:  # the only section is another node's: not our config
+        fqn = "/" + section.lstrip("/")
+        with pytest.raises(ConfigError, match=rf"^ros__parameters for {re.escape(fqn)} only, none for "
+                                              rf"{re.escape(node_fqn)}: name the section "
+                                              rf"{re.escape(node_fqn.lstrip('/'))} or /\*\*$"):
+            load_config(document, node_fqn)
 
 
 def test_load_config_reads_a_section_nested_under_its_namespace():
     document = {"ns": {"scene_graph": {"ros__parameters": {"trust.threshold": 0.7}}}}
     assert load_config(document, "/ns/scene_graph")["trust.threshold"] == 0.7
-    assert load_config(document)["trust.threshold"] == -1.0  # not for /scene_graph
+    with pytest.raises(ConfigError, match=r"^ros__parameters for /ns/scene_graph only, none for /scene_graph: "):
+        load_config(document)  # not for /scene_graph
 
 
 def test_load_config_merges_the_sections_for_the_node_in_file_order():
@@ -334,7 +343,8 @@ scene_graph:
     assert load_config(document)["trust.threshold"] == 0.7
     assert ros_builtin_parameters(document) == {"use_sim_time": True, "start_type_description_service": False,
                                                 "qos_overrides./tf.subscription.depth": 100}
-    assert ros_builtin_parameters({"camera": {"ros__parameters": {"use_sim_time": True}}}) == {}
+    assert ros_builtin_parameters({"camera": {"ros__parameters": {"use_sim_time": True}},
+                                   "scene_graph": {"ros__parameters": None}}) == {}
 
 
 def test_an_rclpy_parameter_of_the_wrong_type_is_refused_with_its_name():
@@ -342,6 +352,36 @@ def test_an_rclpy_parameter_of_the_wrong_type_is_refused_with_its_name():
 
     with pytest.raises(ConfigError, match=r"^use_sim_time: expected bool, got str 'yes please'$"):
         ros_builtin_parameters({"/**": {"ros__parameters": {"use_sim_time": "yes please"}}})
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("null", "None"),
+    ("[1, 2.5]", r"\[1, 2\.5\]"),  # rcl: "Sequence should be of same type"
+    ("[[1]]", r"\[\[1\]\]"),
+    ("!!binary aGk=", r"b'hi'"),
+    ("!!timestamp 2001-12-14", r"datetime\.date\(2001, 12, 14\)"),
+])
+def test_an_rclpy_parameter_without_a_ros_type_is_refused_with_its_name(tmp_path, value, shown):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"/**:\n  ros__parameters:\n    qos_overrides:\n      /tf:\n        subscription:\n"
+                    f"          depth: {value}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: qos_overrides\./tf\.subscription\.depth: "
+                                          rf"{shown} is not a ROS parameter value \(a bool, int, float or string, or "
+                                          r"a list of one of these types\)$"):
+        load_config_file(path)
+
+
+def test_a_date_like_value_is_read_as_its_text_as_rcl_reads_it(tmp_path):
+    from trusted_scene_graph.config.schema import load_parameter_file, parse_value
+
+    path = tmp_path / "params.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    graph_frame: 2001-12-14\n    qos_overrides:\n      /tf:\n"
+                    "        subscription:\n          a: 2001-12-14\n          b: 2001-12-14t21:59:43.10-05:00\n")
+    config, builtins = load_parameter_file(path)
+    assert config["graph_frame"] == "2001-12-14"
+    assert builtins == {"qos_overrides./tf.subscription.a": "2001-12-14",
+                        "qos_overrides./tf.subscription.b": "2001-12-14t21:59:43.10-05:00"}
+    assert parse_value("2001-12-14") == "2001-12-14"
 
 
 def test_an_unknown_parameter_in_the_nodes_own_section_is_still_refused_by_name():
@@ -416,6 +456,22 @@ def test_load_config_file_reads_a_ros_parameter_file(tmp_path):
 def test_load_config_file_of_an_empty_file_gives_the_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
+    assert dict(load_config_file(path)) == dict(Config())
+
+
+def test_a_config_file_whose_sections_are_all_for_other_nodes_is_refused_naming_them(tmp_path):
+    # rcl would start the node on its defaults; as our config it would silently change nothing.
+    path = tmp_path / "misnamed.yaml"
+    path.write_text("scene_graph_node:\n  ros__parameters:\n    trust:\n      threshold: 0.7\n"
+                    "camera:\n  ros__parameters:\n    fps: 30\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: ros__parameters for /scene_graph_node, "
+                                          r"/camera only, none for /scene_graph: name the section scene_graph or "
+                                          r"/\*\*$"):
+        load_config_file(path)
+    # A document without any section is still the parameters themselves; an empty one gives the defaults.
+    path.write_text("trust:\n  threshold: 0.7\n")
+    assert load_config_file(path)["trust.threshold"] == 0.7
+    path.write_text("{}\n")
     assert dict(load_config_file(path)) == dict(Config())
 
 

@@ -354,9 +354,11 @@ def test_written_stats_are_nan_aware_and_the_other_features_stats_are_kept(built
         np.testing.assert_allclose(rows[episode][f"stats/{REWARD}/std"], [finite.std()], rtol=1e-12)
         np.testing.assert_allclose(rows[episode][f"stats/{REWARD}/q50"],
                                    [np.quantile(finite, 0.5, method="inverted_cdf")], rtol=1e-12)
-    # The episode without a reward: count 0, std 0 and the dataset's values, which LeRobot's aggregation leaves out.
+    # The episode without a reward: count 0, std 0, min +inf, max -inf and the dataset's values, which LeRobot's
+    # aggregation leaves out.
     assert rows[2][f"stats/{REWARD}/count"] == [0] and rows[2][f"stats/{REWARD}/std"] == [0.0]
-    for key in ("min", "max", "mean", *QUANTILE_KEYS):
+    assert rows[2][f"stats/{REWARD}/min"] == [np.inf] and rows[2][f"stats/{REWARD}/max"] == [-np.inf]
+    for key in ("mean", *QUANTILE_KEYS):
         assert rows[2][f"stats/{REWARD}/{key}"] == stats[key]
 
 
@@ -380,12 +382,21 @@ def _lerobot_aggregate(rows: list[dict], feature: str) -> dict[str, np.ndarray]:
 
 def test_lerobots_own_aggregation_of_the_episode_stats_gives_stats_json_also_with_an_episode_without_values(
         built: BuiltDataset, tmp_path: Path) -> None:
+    import datasets
+
     rewards = _rewards()
     rewards[1][:] = np.nan  # e.g. the object never seen in episode 1
+    rewards[2][:2] = (-5.0, 9.0)  # the dataset's extremes, in the episode deleted below
     written = write_with_column(LeRobotDataset(built.root), tmp_path / "dst", REWARD, rewards)
-    rows = sorted(pq.read_table(written.root / "meta/episodes/chunk-000/file-000.parquet").to_pylist(),
-                  key=lambda row: row["episode_index"])
-    stats = json.loads((written.root / "meta/stats.json").read_text())[REWARD]
+    episodes_file = written.root / "meta/episodes/chunk-000/file-000.parquet"
+    rows = sorted(pq.read_table(episodes_file).to_pylist(), key=lambda row: row["episode_index"])
+    # LeRobot's load_episodes reads this table with datasets: the count-0 episode's +inf/-inf load as they are.
+    loaded = datasets.Dataset.from_parquet(str(episodes_file), cache_dir=str(tmp_path / "hf-cache"))
+    assert loaded[1][f"stats/{REWARD}/min"] == [np.inf] and loaded[1][f"stats/{REWARD}/max"] == [-np.inf]
+    stats_text = (written.root / "meta/stats.json").read_text()
+    assert "Infinity" not in stats_text and "NaN" not in stats_text
+    stats = json.loads(stats_text)[REWARD]
+    assert stats["min"] == [-5.0] and stats["max"] == [9.0]
     aggregated = _lerobot_aggregate(rows, REWARD)
     for key, value in stats.items():
         np.testing.assert_allclose(aggregated[key], value, rtol=1e-9, err_msg=key)
@@ -394,6 +405,8 @@ def test_lerobots_own_aggregation_of_the_episode_stats_gives_stats_json_also_wit
     zero = rewards[0].astype(np.float64)
     np.testing.assert_allclose([kept[k][0] for k in ("mean", "std", "count")], [zero.mean(), zero.std(), zero.size],
                                rtol=1e-9)
+    # Not the deleted episode 2's -5 and 9 brought back by episode 1's stand-ins.
+    assert (kept["min"][0], kept["max"][0]) == (zero.min(), zero.max())
     assert all(np.isfinite(v).all() for v in kept.values())
 
 

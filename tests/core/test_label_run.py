@@ -27,6 +27,7 @@ from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset, write_with_column
 from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
+from trusted_scene_graph.label import lerobot as lerobot_labelling
 from trusted_scene_graph.label.bags import find_bags
 from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
 from trusted_scene_graph.label.lerobot import SOURCE_FILE, FrameSource
@@ -339,8 +340,13 @@ def test_committed_episodes_whose_source_rows_changed_are_refused_and_rewritten_
         os.utime(data_file, ns=(record["mtime_ns"] + 10**9, record["mtime_ns"] + 10**9))
     before = output_digest(out)
     assert label_poses(source, out).ok
-    if complete:
-        assert output_digest(out) == before
+    if complete:  # only the records of the source rows changed: they hold the files' new mtimes
+        after = output_digest(out)
+        assert {k for k in after if after[k] != before.get(k)} == {
+            f"tsg_rewards/episode-{e:06d}/{SOURCE_FILE}" for e in range(3)}
+        assert after.keys() == before.keys()
+    assert json.loads((out / "tsg_rewards" / "episode-000001" / SOURCE_FILE).read_text()) == {
+        **record, "mtime_ns": record["mtime_ns"] + 10**9}
     # Other episodes of the same lengths at the same path: the committed rewards would be stale.
     shutil.rmtree(source)
     build_lerobot_dataset(source, frame_fn=shifted_frame)
@@ -350,6 +356,26 @@ def test_committed_episodes_whose_source_rows_changed_are_refused_and_rewritten_
                                            r"frames now\); the rewards would be stale: label into a fresh --out$"):
         label_poses(source, out)
     assert label_poses(source, tmp_path / "fresh").ok
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_rerun_after_a_touch_records_the_new_mtimes_so_the_next_rerun_hashes_nothing(tmp_path, monkeypatch,
+                                                                                      complete):
+    source, out = build_lerobot_dataset(tmp_path / "dataset").root, tmp_path / "out"
+    assert label_poses(source, out).ok
+    if not complete:
+        (out / "meta" / "info.json").unlink()
+    hashed = []
+    fingerprint = lerobot_labelling.rows_fingerprint
+    monkeypatch.setattr(lerobot_labelling, "rows_fingerprint", lambda table: hashed.append(table) or fingerprint(table))
+    for data_file in (source / "data").rglob("*.parquet"):
+        os.utime(data_file)  # a copy or a fresh download of the same content: a new mtime
+    assert label_poses(source, out).ok
+    assert len(hashed) == 3  # every committed episode, once, as its data file's mtime changed
+    hashed.clear()
+    assert label_poses(source, out).ok
+    assert hashed == []  # the first rerun recorded the new mtimes
+    assert not list((out / "tsg_rewards").rglob(f".{SOURCE_FILE}.tmp"))
 
 
 def test_committed_episodes_without_a_record_of_their_source_rows_are_refused(tmp_path):

@@ -55,6 +55,17 @@ def test_the_files_rclpy_parameters_become_ros_args_and_reach_the_node(tmp_path)
         "use_sim_time": True, f"{qos}.reliability": "best_effort", f"{qos}.depth": 5}
 
 
+def test_a_date_like_value_reaches_the_node_as_the_string_rcl_reads_from_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("scene_graph:\n  ros__parameters:\n    qos_overrides:\n      /tf:\n        subscription:\n"
+                    "          stamp: 2001-12-14\n")
+    args = builtin_ros_args(path)
+    assert args == ["-p", 'qos_overrides./tf.subscription.stamp:="2001-12-14"']
+    name = "qos_overrides./tf.subscription.stamp"
+    assert node_parameters(args, [name]) == node_parameters(["--params-file", str(path)], [name]) == {
+        name: "2001-12-14"}
+
+
 def test_the_users_own_ros_args_come_after_the_files_and_win(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(PARAMS)

@@ -503,6 +503,8 @@ NODE_FQN = f"/{NODE_NAME}"
 # checks them), instead of being refused as unknown.
 ROS_BUILTIN_PARAMETERS: tuple[str, ...] = ("use_sim_time", "start_type_description_service")
 ROS_BUILTIN_PREFIXES: tuple[str, ...] = ("qos_overrides.",)
+# The types of a ROS parameter's value (exactly: a bool is not an int there), alone or in a list of one type.
+_ROS_VALUE_TYPES = (bool, int, float, str)
 
 
 def is_ros_builtin(name: str) -> bool:
@@ -533,12 +535,20 @@ def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> di
     """The parameters a parameter document gives the node ``node_fqn``, flattened to dotted names: the
     ``ros__parameters`` of each section for that node (``/**``, ``scene_graph``, ``/ns/scene_graph``...) merged in
     file order, as rcl does. Sections for other nodes (a camera's, in a file shared by a whole launch) are ignored. A
-    document without any ``ros__parameters`` section holds the parameters themselves (a plain or nested mapping)."""
+    document without any ``ros__parameters`` section holds the parameters themselves (a plain or nested mapping).
+
+    A document whose sections are all for other nodes is a :class:`ConfigError`: rcl would start the node with its
+    defaults, but the document was given as our config (tsg eval, label, bringup), so a misnamed section (the
+    executable's name, ``scene_graph_node``) would silently run on defaults."""
     if not isinstance(document, Mapping):
         raise ConfigError(f"expected a mapping at the top of the config, got {type(document).__name__}")
     sections = list(_sections(document))
     if not sections:
         return flatten(document)
+    if not any(_applies_to(name, node_fqn) for name, _ in sections):
+        found = ", ".join(dict.fromkeys(name for name, _ in sections))
+        raise ConfigError(f"ros__parameters for {found} only, none for {node_fqn}: name the section "
+                          f"{node_fqn.lstrip('/')} or /**")
     values: dict[str, Any] = {}
     for name, section in sections:
         if not _applies_to(name, node_fqn) or section is None:  # None: an empty "ros__parameters:", no override
@@ -560,16 +570,24 @@ def load_config(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> Config
 def ros_builtin_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> dict[str, Any]:
     """rclpy's own parameters that a parsed parameter document gives the node ``node_fqn`` (:func:`is_ros_builtin`).
 
-    Only their type is checked where rclpy's is fixed (a bool), so that a launch fails before starting the node."""
+    Only their type is checked where rclpy's is fixed (a bool), so that a launch fails before starting the node, and
+    that each is a value a ROS parameter can hold (bool, int, float, str or a list of one of these), as rcl refuses a
+    list of mixed types and a null, binary or nested value has no ROS type."""
     builtins = {name: value for name, value in node_parameters(document, node_fqn).items() if is_ros_builtin(name)}
     for name in ROS_BUILTIN_PARAMETERS:
         if name in builtins and not isinstance(builtins[name], bool):
             raise ConfigError(f"{name}: expected bool, got {type(builtins[name]).__name__} {builtins[name]!r}")
+    for name, value in builtins.items():
+        items = value if isinstance(value, list) else [value]
+        if not all(type(item) in _ROS_VALUE_TYPES for item in items) or len({type(item) for item in items}) > 1:
+            raise ConfigError(f"{name}: {value!r} is not a ROS parameter value (a bool, int, float or string, or a "
+                              "list of one of these types)")
     return builtins
 
 
 class _RosYamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-2`` (no dot) as a string; ROS 2's parameter parser reads it as a float, so do we."""
+    """YAML 1.1 reads ``1e-2`` (no dot) as a string; ROS 2's parameter parser reads it as a float, so do we. It reads
+    ``2001-12-14`` as a date, which ROS 2 has no type for: rcl reads the text as a string, so do we."""
 
 
 _RosYamlLoader.add_implicit_resolver(
@@ -581,6 +599,10 @@ _RosYamlLoader.add_implicit_resolver(
                    |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
     list("-+0123456789."),
 )
+# add_implicit_resolver gave the class its own copy of the resolver lists (SafeLoader's are left as they are).
+_RosYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _RosYamlLoader.yaml_implicit_resolvers.items()}
 
 
 def parse_value(text: str) -> Any:

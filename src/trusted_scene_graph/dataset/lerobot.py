@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import secrets
 import shutil
@@ -252,11 +253,12 @@ def write_with_column(src: LeRobotDataset, dst: Path | str, column: str, values_
 
     Stats follow LeRobot's ``compute_episode_stats``/``aggregate_stats`` for a 1-D feature, except that NaN values
     are left out (nan-aware: ``count`` is the number of non-NaN values; an episode without any value has count 0,
-    std 0 and the dataset's min, max, mean and quantiles, so that LeRobot's own re-aggregation of the episodes' rows,
-    when it deletes or splits episodes, leaves it out). Per episode: min, max, mean, population std, count and
-    the quantiles of the values with numpy's ``inverted_cdf`` method (LeRobot's histogram estimate converges to the
-    same inverse CDF). Over the dataset, as LeRobot aggregates: exact min/max/mean/std over all values and the
-    count-weighted mean of the episodes' quantiles. Boolean columns get the same stats of their 0/1 values.
+    std 0, min +inf, max -inf and the dataset's mean and quantiles, so that LeRobot's own re-aggregation of the
+    episodes' rows, when it deletes or splits episodes, leaves it out). Per episode: min, max, mean, population std,
+    count and the quantiles of the values with numpy's ``inverted_cdf`` method (LeRobot's histogram estimate
+    converges to the same inverse CDF). Over the dataset, as LeRobot aggregates: exact min/max/mean/std over all
+    values and the count-weighted mean of the episodes' quantiles. Boolean columns get the same stats of their 0/1
+    values.
 
     ``dst`` must not exist, or be empty apart from a ``tsg_rewards/`` subdirectory, which is left alone. Returns the
     new dataset, opened.
@@ -592,13 +594,14 @@ def _column_stats(values_by_episode: Mapping[int, np.ndarray]) -> tuple[dict[int
                                                                         dict[str, list[float] | list[int]]]:
     """Per episode and over the dataset: min, max, mean, std, count and the quantiles of the non-NaN values.
 
-    An episode without any value gets count 0, std 0 and the dataset's min, max, mean and quantiles: LeRobot's
-    ``aggregate_stats`` (run by its ``delete_episodes``/``split_dataset`` over the episodes' rows) weights mean, std
-    and quantiles by count, where NaN would poison the sum (NaN * 0 is NaN), and takes the min of mins and max of
-    maxes, which the dataset's own extremes leave unchanged."""
+    An episode without any value gets count 0, std 0, min +inf, max -inf and the dataset's mean and quantiles:
+    LeRobot's ``aggregate_stats`` (run by its ``delete_episodes``/``split_dataset`` over a subset of the episodes'
+    rows) weights mean, std and quantiles by count, where NaN would poison the sum (NaN * 0 is NaN), and takes the
+    min of mins and max of maxes, which only +inf/-inf leave unchanged for every subset: the dataset's extremes would
+    come back after deleting the episode that holds them."""
     by_episode = {e: _episode_stats(v) for e, v in values_by_episode.items()}
     overall = _aggregate_stats(values_by_episode, by_episode)
-    stand_in = {"min": overall["min"][0], "max": overall["max"][0], "mean": overall["mean"][0], "std": 0.0,
+    stand_in = {"min": math.inf, "max": -math.inf, "mean": overall["mean"][0], "std": 0.0,
                 "count": 0, **{key: overall[key][0] for key in QUANTILE_KEYS}}
     return {e: stats if stats["count"] else stand_in for e, stats in by_episode.items()}, overall
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from trusted_scene_graph.label.bags import (
     reward_row,
     write_rewards_table,
 )
-from trusted_scene_graph.label.engine import WorkItem
+from trusted_scene_graph.label.engine import WorkItem, _fsync_dir
 from trusted_scene_graph.perception.detector import CameraFrame
 from trusted_scene_graph.reward import RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
@@ -180,7 +181,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     write_rewards_table(rows, Path(staging_dir) / REWARDS_FILE)
     record = {"episode_index": job.episode_index, "frames": table.num_rows, "rows_sha256": rows_fingerprint(table),
               **data_file}
-    (Path(staging_dir) / SOURCE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_source_record(Path(staging_dir) / SOURCE_FILE, record)
     return len(timestamps_s)
 
 
@@ -238,7 +239,8 @@ def check_committed_episodes(dataset: LeRobotDataset, source: FrameSource, items
     Each committed episode's :data:`SOURCE_FILE` holds its data file's size and mtime and a hash of its rows
     (:func:`rows_fingerprint`). Where the file's size and mtime are unchanged the rewards are reused without reading
     anything more; otherwise the episode's rows are read and hashed again, so a file rewritten with the same content
-    (a fresh download) is still accepted."""
+    (a fresh download) is still accepted, and its new size and mtime are recorded so later reruns need not hash it
+    again."""
     for episode in dataset.episodes:
         item = items_dir / episode_key(episode.episode_index)
         if not item.is_dir():
@@ -259,12 +261,26 @@ def check_committed_episodes(dataset: LeRobotDataset, source: FrameSource, items
             dataset, episode.episode_index)
         if unchanged and recorded.get("frames") == episode.length:
             continue
+        data_file = _data_file_state(dataset, episode.episode_index)  # before the read: a later change then shows
         table = dataset.episode_table(episode.episode_index, columns=episode_columns(source))
         if recorded.get("frames") != table.num_rows or recorded.get("rows_sha256") != rows_fingerprint(table):
             raise DatasetError(f"episode {episode.episode_index} of {dataset.root} changed since its rewards were "
                                f"committed to {item}: its rows of {episode_columns(source)} differ from the "
                                f"{recorded.get('frames')} frames labelled then ({table.num_rows} frames now); the "
                                f"rewards would be stale: {fresh}")
+        _write_source_record(record_path, {**recorded, **data_file})
+
+
+def _write_source_record(path: Path, record: dict[str, Any]) -> None:
+    """Replace :data:`SOURCE_FILE` atomically and durably: a crash leaves the old record or the new, never a torn
+    one that would make the committed episode unreadable."""
+    partial = path.with_name(f".{path.name}.tmp")
+    with partial.open("w", encoding="utf-8") as stream:
+        stream.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(partial, path)
+    _fsync_dir(path.parent)
 
 
 def _positions(table: Any, text: str) -> np.ndarray:
