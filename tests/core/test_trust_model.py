@@ -426,6 +426,59 @@ def test_fit_records_the_scene_level_test_and_the_code_and_libraries_it_ran(trai
     assert TrustModel.load(saved).metadata_["provenance"] == provenance
 
 
+# --- when the threshold's guarantee is unreliable ------------------------------------------------------------------
+
+UNRELIABLE = "the precision guarantee of its threshold is unreliable: the split the threshold was tested on has "
+
+
+def test_a_threshold_tested_on_enough_scenes_of_even_size_brings_no_warning(trained, saved):
+    assert (trained.threshold_.feasible, trained.threshold_.calibration_groups) == (True, 40)
+    assert trained.metadata_["training"]["split_largest_group_edges"] == {"fit": 100, "calibration": 100,
+                                                                          "threshold": 100}
+    assert trained.warning is None and TrustModel.load(saved).warning is None
+
+
+def test_a_threshold_tested_on_fewer_than_20_scenes_brings_a_warning(tmp_path):
+    # 80 scenes put 16 in the threshold split: enough to pass a target of 0.8 (0.8 ** 11 <= 0.1), too few to trust.
+    model = TrustModel(target_precision=0.8, n_estimators=20).fit(*synthetic_edges(80, 60, seed=20))
+    assert (model.threshold_.feasible, model.threshold_.calibration_groups) == (True, 16)
+    assert model.warning.startswith(f"trust model fitted in this process: {UNRELIABLE}only 16 scenes (fewer than "
+                                    "20), too few or too uneven for a test that estimates how much scenes vary")
+    assert "Retrain on more scenes of more even size" in model.warning
+    saved = model.save(tmp_path / "model")
+    assert TrustModel.load(saved).warning == model.warning.replace("fitted in this process", str(saved))
+
+
+def test_a_threshold_tested_on_a_split_one_scene_dominates_brings_a_warning():
+    # 100 scenes of 30 facts and one of 1,200; the seed puts the big one in the threshold split, beside 19 others.
+    features, correct, group = (np.concatenate(parts) for parts in zip(synthetic_edges(100, 30, seed=21),
+                                                                       synthetic_edges(1, 1200, seed=22),
+                                                                       strict=True))
+    seed = next(seed for seed in range(100)
+                if grouped_split(group, 0.2, 0.2, np.random.default_rng(seed)).threshold[-1])
+    model = TrustModel(target_precision=0.8, n_estimators=20, random_state=seed).fit(features, correct, group)
+    choice = model.threshold_
+    assert (choice.feasible, choice.calibration_groups, choice.calibration_edges) == (True, 20, 1770)
+    assert (f"{UNRELIABLE}one scene holding 1200 of its 1770 edges (more than 50%), too few or too uneven"
+            in model.warning)
+    # A model saved before the largest scene was recorded warns on the scene count only, as does a corrupt record.
+    for record in (None, "many"):
+        model.metadata_["training"]["split_largest_group_edges"] = record
+        assert model.warning is None
+
+
+def test_an_infeasible_threshold_is_warned_about_as_such_naming_the_scenes_it_lacked(small):
+    model = TrustModel(target_precision=0.95, n_estimators=5).fit(*small)  # 2 threshold scenes: nothing passes
+    assert not model.threshold_.feasible
+    assert model.warning == (
+        "trust model fitted in this process has no feasible threshold (no threshold reached precision >= 0.95 with "
+        "probability >= 0.9 when it was trained), so it prunes every relation: its threshold split had 2 scenes, and "
+        "the scene-level test needs at least 45 for this target and delta. Retrain on more data, or set "
+        "trust.threshold")
+    model = TrustModel(target_precision=0.95, threshold_method="bonferroni", n_estimators=5).fit(*small)
+    assert "the scene-level test needs at least 149 for this target and delta" in model.warning
+
+
 def test_without_git_the_commit_is_null_and_training_goes_on(small, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no git executable anywhere
     provenance = TrustModel(n_estimators=5).fit(*small).metadata_["provenance"]

@@ -42,11 +42,14 @@ from trusted_scene_graph.trust.calibration import METHODS as CALIBRATION_METHODS
 from trusted_scene_graph.trust.calibration import Calibrator
 from trusted_scene_graph.trust.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from trusted_scene_graph.trust.threshold import (
+    DEFAULT_GRID,
     EDGE_LEVEL_FIELDS,
     PRUNE_ALL_THRESHOLD,
     THRESHOLD_METHODS,
     ThresholdChoice,
     choose_threshold,
+    min_rejectable_count,
+    unreliable_guarantee,
 )
 
 MODEL_FILE = "model.json"
@@ -81,7 +84,7 @@ class EdgeTrustModel(Protocol):
 
     threshold: float
     description: str
-    warning: str | None  # why its own threshold misleads (no feasible threshold), else None
+    warning: str | None  # why its own threshold misleads (none feasible, or an unreliable guarantee), else None
 
     def trust(self, features: np.ndarray) -> np.ndarray: ...
 
@@ -369,6 +372,10 @@ class TrustModel:
                 "split_groups": {name: int(np.unique(group_array[mask]).size) for name, mask in
                                  (("fit", split.fit), ("calibration", split.calibration),
                                   ("threshold", split.threshold))},
+                # The threshold's guarantee is unreliable when one scene holds most of its split (see warning).
+                "split_largest_group_edges": {
+                    name: int(np.unique(group_array[mask], return_counts=True)[1].max()) for name, mask in
+                    (("fit", split.fit), ("calibration", split.calibration), ("threshold", split.threshold))},
                 "features_all_nan": [name for k, name in enumerate(self.feature_names)
                                      if np.isnan(table[:, k]).all()],
             },
@@ -453,13 +460,28 @@ class TrustModel:
 
     @property
     def warning(self) -> str | None:
-        """Why pruning at this model's own threshold is not what its user expects (None: nothing to say)."""
+        """Why pruning at this model's own threshold is not what its user expects (None: nothing to say): no threshold
+        was feasible, or its guarantee is unreliable because the threshold split had fewer than 20 scenes or one
+        scene held more than half its edges (:func:`~trusted_scene_graph.trust.threshold.unreliable_guarantee`).
+        ``tsg trust train`` prints it, ``tsg trust report`` and ``tsg eval`` record it, the node logs it."""
         self._check_fitted()
         if self.threshold_.feasible:
-            return None
+            # Recorded since the reliability check; absent (not a warning) in models saved before it.
+            largest = self.metadata_.get("training")
+            for key in ("split_largest_group_edges", "threshold"):
+                largest = largest.get(key) if isinstance(largest, Mapping) else None
+            reason = unreliable_guarantee(self.threshold_, largest if _is_integer(largest) else None)
+            return None if reason is None else f"trust model {self.source_}: {reason}"
+        choice = self.threshold_
+        # fit tests the default grid; Bonferroni tests each of its candidates at delta / their number.
+        level = choice.delta / (DEFAULT_GRID.size if choice.method == "bonferroni" else 1)
+        needed = min_rejectable_count(choice.target_precision, level)
+        too_few = (f": its threshold split had {choice.calibration_groups} scenes, and the scene-level test needs at "
+                   f"least {needed} for this target and delta" if choice.test_unit == "group"
+                   and choice.calibration_groups < needed else "")
         return (f"trust model {self.source_} has no feasible threshold (no threshold reached precision >= "
-                f"{self.threshold_.target_precision:g} with probability >= {1 - self.threshold_.delta:g} when it "
-                "was trained), so it prunes every relation. Retrain on more data, or set trust.threshold")
+                f"{choice.target_precision:g} with probability >= {1 - choice.delta:g} when it was trained), so it "
+                f"prunes every relation{too_few}. Retrain on more data, or set trust.threshold")
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """XGBoost's importance per feature name (0 for features no tree splits on)."""

@@ -14,9 +14,23 @@ varied about 19 times more than a binomial count would). Counting such edges as 
 evidence, and a threshold chosen that way missed its target in a quarter to a third of simulated draws instead of
 ``delta``. Each candidate's counts are therefore shrunk by a cluster-robust design effect (Kish's effective sample
 size, :func:`design_effect`) before the exact binomial test. That makes the guarantee approximate: it assumes the
-scenes are independent draws from the population the node will see, and uses an estimated variance; it becomes the
-exact binomial guarantee as the design effect goes to 1 (edges independent). It is a statement about that population
-of scenes, not about any single frame.
+scenes are independent draws from the population the node will see, and uses an estimated variance; with many scenes
+it becomes the exact binomial guarantee as the design effect goes to 1 (edges independent). It is a statement about
+that population of scenes, not about any single frame.
+
+A test that counts scenes cannot vouch for more scenes than it has seen: ``G`` flawless scenes are ``G``
+observations (a flawless scene says little about the next one), so a threshold needs at least
+:func:`min_rejectable_count` scenes keeping edges, 45 for a target of 0.95 at ``delta`` 0.1 (22 for 0.9; Bonferroni
+over the 201 default candidates: 149), whatever their edge counts. Measured in simulations with precision exactly at
+the target and ``delta`` 0.1, with enough scenes: scenes either flawless or bad wrongly passed in 4-7 % of draws,
+scene precisions spread as a Beta distribution in 8-12 %; thresholds chosen in a clustered simulation with 53
+scenes (``tests/core/test_trust_threshold.py``) missed in 4-6 %, and with one scene of 1,000 facts beside 52 of 30
+in 5-6 % (11-14 % without the leverage correction of :func:`design_effect`). The guarantee is unreliable when the
+scenes are few or one of them holds most of the edges: the between-scene variance is then estimated from a handful
+of residuals, or one. With a scene of 5,000 edges beside 11 to 52 scenes of 50 (scene precision Beta-distributed),
+a test at precision exactly the target still passed in 18-39 % of draws. A trained model therefore warns
+(``TrustModel.warning``, :func:`unreliable_guarantee`) when its threshold's split has fewer than
+:data:`RELIABLE_MIN_GROUPS` (20) scenes or one scene holds more than half its edges.
 
 Why hand-written rather than MAPIE: MAPIE's risk control grew up around multi-label / set-valued predictions, and
 its newer ``BinaryClassificationController`` wraps a ``predict_proba`` callable in an estimator workflow; for
@@ -52,6 +66,10 @@ INFEASIBLE_THRESHOLD = 1.0
 #: What a model without a feasible threshold prunes at: above every trust (trust is at most 1.0, and an isotonic
 #: calibrator gives exactly 1.0 to many edges), so it keeps no relation, as no threshold guarantees the target.
 PRUNE_ALL_THRESHOLD = math.nextafter(1.0, math.inf)
+#: A scene-level choice made on fewer scenes than this, or with one scene holding more than this share of the edges,
+#: has an unreliable guarantee (see the module docstring and :func:`unreliable_guarantee`).
+RELIABLE_MIN_GROUPS = 20
+RELIABLE_MAX_GROUP_SHARE = 0.5
 
 
 # --- binomial bounds ----------------------------------------------------------------------------------------------
@@ -129,14 +147,25 @@ def design_effect(kept_per_group: Any, correct_per_group: Any) -> float:
 
     ``kept_per_group`` and ``correct_per_group``: the kept and correct edge counts of each group (groups keeping
     nothing may be included; they do not count). With ``n = sum(n_g)``, ``p = sum(k_g) / n`` and ``G`` groups keeping
-    an edge, the ratio estimator's cluster-robust (sandwich) variance with the usual ``G / (G - 1)`` correction is
-    ``G / (G - 1) * sum((k_g - p n_g) ** 2) / n ** 2`` and the binomial one ``p (1 - p) / n``. Dividing both counts
-    by it gives Kish's effective sample size ``n / deff``.
+    an edge, the ratio estimator's cluster-robust (sandwich) variance is
+    ``G / (G - 1) * sum((k_g - p n_g) ** 2 / (1 - h_g)) / n ** 2`` and the binomial one ``p (1 - p) / n``. Dividing
+    both counts by their ratio gives Kish's effective sample size ``n / deff``.
 
-    Edge cases, each on the cautious side where there is a choice: one group keeping edges gives ``n`` (one scene is
-    one observation, however many edges it has: its between-scene variance cannot be estimated); precision 0 or 1
-    over two or more groups gives 1.0 (no variance to measure: the edge count is all the evidence there is); nothing
-    kept gives 1.0. A group of a single edge is an ordinary group.
+    Two small-sample corrections, as the sandwich underestimates the variance with few groups: the usual CR1 factor
+    ``G / (G - 1)``, and Bell & McCaffrey's CR2 leverage ``h_g = n_g / n`` (a group's share of the kept edges: the
+    ratio estimator's leverage of that group). With groups of equal size CR2's ``1 / (1 - 1 / G)`` is CR1's factor
+    again, so the two together give ``(G / (G - 1)) ** 2``: a deliberate margin, as the sandwich still runs low when
+    scene precisions are skewed (simulated: 8-12 % wrong passes at ``delta`` 0.1). A dominant group pulls ``p``
+    towards its own precision, so its residual understates its deviation, and ``1 / (1 - h_g)`` gives that back: in
+    a clustered simulation with one scene of 1,000 facts beside 52 of 30 (39 % of the facts), thresholds chosen at
+    target 0.9 missed it in 14 % of draws with CR1 alone and in 6 % with both (beside 21 of 30: 29 % and 6 %). A
+    scene holding most of the edges is still one scene (see the module docstring).
+
+    Edge cases, on the cautious side: precision 0 or 1 over the kept edges, or one group keeping edges, gives
+    ``n / G``: each group is one observation, however many edges it has (there is no variance to measure, and
+    flawless groups are no evidence that the next group is flawless: with five groups each flawless with
+    probability 0.8, all five are in a third of the draws); nothing kept gives 1.0. A group of a single edge is an
+    ordinary group, so a group per edge gives ``n / G = 1``.
     """
     kept = np.asarray(kept_per_group, dtype=np.float64)
     correct = np.asarray(correct_per_group, dtype=np.float64)
@@ -150,13 +179,12 @@ def design_effect(kept_per_group: Any, correct_per_group: Any) -> float:
     groups = int(np.count_nonzero(kept))
     if groups == 0:
         return 1.0
-    if groups == 1:
-        return n
     p = float(correct.sum()) / n
     binomial = n * p * (1.0 - p)
-    if binomial <= 0.0:
-        return 1.0
-    robust = groups / (groups - 1) * float(np.sum((correct - p * kept) ** 2))
+    if groups == 1 or binomial <= 0.0:
+        return n / groups
+    leverage = kept / n  # below 1 for every group: at least two keep edges
+    robust = groups / (groups - 1) * float(np.sum((correct - p * kept) ** 2 / (1.0 - leverage)))
     return float(min(max(1.0, robust / binomial), n))
 
 
@@ -170,11 +198,27 @@ def _effective_p_values(correct: np.ndarray, kept: np.ndarray, target: float) ->
     return np.where(positive, beta.cdf(target, safe_correct, kept - safe_correct + 1.0), 1.0)
 
 
-def _effective_lower_bound(correct: float, kept: float, delta: float) -> float:
-    """Clopper-Pearson's lower bound (:func:`clopper_pearson_lower`) for real-valued effective counts."""
+def _effective_lower_bound(correct: float, kept: float, delta: float, groups: int | None = None) -> float:
+    """Clopper-Pearson's lower bound (:func:`clopper_pearson_lower`) for real-valued effective counts; with
+    ``groups``, at most ``delta ** (1 / groups)``, the bound of that many flawless groups (dual to
+    :func:`_scene_floor`)."""
     from scipy.stats import beta
 
-    return 0.0 if correct <= 0 else float(beta.ppf(delta, correct, kept - correct + 1.0))
+    if correct <= 0:
+        return 0.0
+    bound = float(beta.ppf(delta, correct, kept - correct + 1.0))
+    return bound if groups is None else min(bound, delta ** (1.0 / groups))
+
+
+def _scene_floor(kept_groups: np.ndarray, target: float) -> np.ndarray:
+    """The smallest p-value ``G`` groups can give: ``target ** G``, that of ``G`` flawless groups counted as one
+    observation each. A population of scenes (of equal size) in which a share just above ``1 - target`` is entirely
+    wrong, the rest as good as one likes, has precision below the target; yet all ``G`` drawn scenes miss the wrong
+    ones with probability about ``target ** G``, and then look like anything the rest can look like. No test that
+    counts scenes can promise more without assuming how scenes vary. Without this floor, ``G`` flawless groups would
+    fail while the same groups with one wrong edge could pass (one error makes the design effect measurable, and
+    near 1)."""
+    return np.power(target, kept_groups.astype(np.float64))
 
 
 # --- the choice ---------------------------------------------------------------------------------------------------
@@ -188,7 +232,8 @@ class ThresholdChoice:
     test; when not, ``threshold`` is 1.0 (see :func:`choose_threshold`). ``kept``, ``coverage`` (= kept /
     ``calibration_edges``), ``precision`` (empirical, of the kept; None when nothing is kept) and
     ``precision_lower_bound`` (one-sided Clopper-Pearson at ``delta`` on the effective counts ``kept /
-    design_effect``, ``kept * precision / design_effect``) describe the threshold on the calibration edges.
+    design_effect``, ``kept * precision / design_effect``; with groups at most ``delta ** (1 / kept_groups)``, what
+    that many flawless groups show) describe the threshold on the calibration edges.
 
     ``test_unit``: ``"group"`` when the test counted scenes (:func:`choose_threshold` with ``groups``; then
     ``calibration_groups`` is the number of scenes among the calibration edges, ``kept_groups`` how many of them keep
@@ -308,19 +353,21 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
     (:func:`precision_p_value`) of the kept calibration edges, with ``n`` and ``k`` the kept and correct counts
     divided by the candidate's :func:`design_effect` over the groups (Kish's effective sample size; the tail of a
     non-integer count is the regularised incomplete beta). With groups the guarantee is approximate: it assumes
-    independent scenes and estimates their variance from these edges (a few scenes estimate it poorly), and it is
-    exact as the design effect goes to 1. When every kept edge is correct the design effect is 1 (there is no
-    variance to measure), so a block of flawless edges is trusted by its edge count.
+    independent scenes and estimates their variance from these edges (a few scenes, or one scene holding most of the
+    edges, estimate it poorly: see the module docstring). Its p-value is never below ``target ** G`` for the ``G``
+    groups keeping an edge, what ``G`` flawless groups give (their design effect is ``n / G``: each group one
+    observation): no test that counts scenes can vouch for more scenes than it has seen.
 
     ``method="fixed_sequence"`` (the default, more coverage): candidates are tested from high to low at level
     ``delta`` and testing stops at the first that is not rejected; the lowest rejected one is chosen. A candidate
-    keeping fewer than :func:`min_rejectable_count` edges, or (with groups) edges of fewer than two groups, is
-    skipped first: even all correct, its p-value exceeds ``delta`` (``target ** n``; one group counts as one edge),
-    so testing it would only end the sequence before it began. Why the skip keeps the guarantee:
+    keeping fewer than :func:`min_rejectable_count` edges (with groups: edges of fewer than that many groups; 45
+    for a target of 0.95 at ``delta`` 0.1) is skipped first: whatever its labels, its p-value is at least
+    ``target ** n`` with ``n`` its kept edges (with groups: its kept groups), above ``delta``, so testing it would
+    only end the sequence before it began. Why the skip keeps the guarantee:
 
     - Kept counts (of edges and of groups) fall as the threshold rises, so the skipped candidates are always a block
       at the top of the sequence: skipping "only at the top" and skipping "wherever the count is too small" are the
-      same rule. It is implemented as "start at the highest candidate keeping at least that many edges" (and groups).
+      same rule. It is implemented as "start at the highest candidate keeping at least that many edges" (groups).
     - The start depends only on how many scores (and groups) pass each candidate, never on a label, and it only
       removes hypotheses that could never be rejected. Given its kept count ``n``, a candidate's correct count is
       Binomial(n, precision) for independent edges, so each p-value stays exact (approximate with groups).
@@ -333,7 +380,9 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
       monotonicity the skip is not proven valid; ``"bonferroni"`` needs no such assumption.
 
     ``method="bonferroni"``: every candidate is tested at ``delta / (number of distinct candidates)`` and the lowest
-    rejected is chosen; valid whatever the order of the candidates or the shape of the precision curve.
+    rejected is chosen; valid whatever the order of the candidates or the shape of the precision curve. With groups
+    that level needs :func:`min_rejectable_count` ``(target, delta / candidates)`` groups (149 for a target of 0.95
+    at ``delta`` 0.1 over the 201 default candidates).
 
     When no candidate is rejected the result has ``feasible=False``, ``threshold=1.0`` (a placeholder: infinity is
     not JSON) and nothing kept: no threshold guarantees the target, so a model with this choice prunes every
@@ -369,7 +418,8 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
         p_values = _p_values(kept_correct, kept, target)
     else:
         effects, kept_groups = _design_effects(sorted_scores, labels[order], group_index[order], candidates)
-        p_values = _effective_p_values(kept_correct / effects, kept / effects, target)
+        p_values = np.maximum(_effective_p_values(kept_correct / effects, kept / effects, target),
+                              _scene_floor(kept_groups, target))
 
     chosen: int | None = None
     if method == "bonferroni":
@@ -377,9 +427,8 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
         if rejected.size:
             chosen = int(rejected[-1])  # the lowest rejected candidate keeps the most edges
     else:
-        rejectable = kept >= min_rejectable_count(target, delta)
-        if kept_groups is not None:
-            rejectable &= kept_groups >= 2
+        # Label-independent: even all correct, a candidate below these counts has a p-value above delta.
+        rejectable = (kept if kept_groups is None else kept_groups) >= min_rejectable_count(target, delta)
         testable = np.flatnonzero(rejectable)
         if testable.size:
             start = int(testable[0])
@@ -405,11 +454,35 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
         calibration_edges=int(scores.size),
         coverage=n_kept / scores.size,
         precision=n_correct / n_kept if n_kept else None,
-        precision_lower_bound=_effective_lower_bound(n_correct / effect, n_kept / effect, delta),
+        precision_lower_bound=_effective_lower_bound(n_correct / effect, n_kept / effect, delta,
+                                                     None if kept_groups is None else n_groups),
         **(EDGE_LEVEL_FIELDS if group_index is None else {
             "test_unit": "group", "calibration_groups": int(group_index.max()) + 1, "kept_groups": n_groups,
             "design_effect": effect}),
     )
+
+
+def unreliable_guarantee(choice: ThresholdChoice, largest_group_edges: int | None = None) -> str | None:
+    """Why a scene-level ``choice``'s guarantee is unreliable (a phrase to warn with), or None.
+
+    Unreliable: its calibration edges come from fewer than :data:`RELIABLE_MIN_GROUPS` scenes, or
+    ``largest_group_edges`` (the most calibration edges of one scene; None when not known, as for models saved
+    before it was recorded) is more than :data:`RELIABLE_MAX_GROUP_SHARE` of them. An edge-level choice gets None:
+    it has no scenes to count. Feasible or not, the caller decides what else to say."""
+    if choice.test_unit != "group":
+        return None
+    reasons = []
+    if choice.calibration_groups < RELIABLE_MIN_GROUPS:
+        reasons.append(f"only {choice.calibration_groups} scenes (fewer than {RELIABLE_MIN_GROUPS})")
+    if largest_group_edges is not None and largest_group_edges > RELIABLE_MAX_GROUP_SHARE * choice.calibration_edges:
+        reasons.append(f"one scene holding {largest_group_edges} of its {choice.calibration_edges} edges (more than "
+                       f"{RELIABLE_MAX_GROUP_SHARE:.0%})")
+    if not reasons:
+        return None
+    return (f"the precision guarantee of its threshold is unreliable: the split the threshold was tested on has "
+            f"{' and '.join(reasons)}, too few or too uneven for a test that estimates how much scenes vary from "
+            f"those scenes alone, so precision may fall below {choice.target_precision:g} more often than delta = "
+            f"{choice.delta:g} (see trusted_scene_graph.trust.threshold). Retrain on more scenes of more even size")
 
 
 def _group_index(groups: Any, size: int) -> np.ndarray:
