@@ -13,3 +13,5 @@ os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" / "fastdds.xml"))
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Tests never hit the network: huggingface_hub reads this when imported, so it is set before any test imports it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")

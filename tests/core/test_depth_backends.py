@@ -119,6 +119,16 @@ def test_monocular_depth_is_deterministic_and_ignores_sensor_depth(monocular: Mo
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.parametrize(("height_px", "width_px", "message"), [
+    (2, 2, r"at least 16 px on each side, got 2x2 px"), (1, 2000, r"at least 16 px on each side, got 2000x1 px"),
+    (40, 2000, r"at most 10 times as wide as high or as high as wide, got 2000x40 px")])
+def test_an_image_too_small_or_too_thin_for_the_model_is_a_perception_error_naming_its_size(
+        monocular: MonocularDepth, height_px: int, width_px: int, message: str) -> None:
+    # Otherwise the processor's resize to a 0 px side raises a plain ValueError, which the node does not catch.
+    with pytest.raises(PerceptionError, match=rf"^the 'monocular' depth backend needs an image {message}"):
+        monocular.depth_m(np.zeros((height_px, width_px, 3), np.uint8))
+
+
 def test_monocular_depth_handles_a_portrait_image(monocular: MonocularDepth) -> None:
     assert monocular.depth_m(_rgb(height_px=70, width_px=30), None).shape == (70, 30)
 

@@ -241,6 +241,21 @@ def test_an_image_that_is_not_hxwx3_uint8_never_reaches_the_detector(rgb: np.nda
         _frame(rgb)
 
 
+@pytest.mark.parametrize(("height_px", "width_px", "message"), [
+    (1, 1, r"at least 16 px on each side, got 1x1 px"), (2, 2, r"at least 16 px on each side, got 2x2 px"),
+    (3, 3, r"at least 16 px on each side, got 3x3 px"),
+    (1, 2000, r"at least 16 px on each side, got 2000x1 px"),
+    (40, 2000, r"at most 10 times as wide as high or as high as wide, got 2000x40 px"),
+    (2000, 40, r"at most 10 times as wide as high or as high as wide, got 40x2000 px")])
+def test_an_image_too_small_or_too_thin_for_the_model_is_a_perception_error_naming_its_size(
+        model_dir: Path, height_px: int, width_px: int, message: str):
+    # Otherwise torch's GroupNorm or the processor's resize (to a 0 px side) raise a plain ValueError, which the
+    # node's frame callback does not catch.
+    detector = make_detector(_config(model_dir))
+    with pytest.raises(PerceptionError, match=rf"^the Grounding DINO detector needs an image {message}"):
+        detector.detect(_frame(np.zeros((height_px, width_px, 3), np.uint8)))
+
+
 # --- Post-processing on hand-made model outputs -------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from trusted_scene_graph.image.decode import has_invalid_depth, invalid_depth_to_nan
 from trusted_scene_graph.perception.detector import PerceptionError, build_backend
-from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
+from trusted_scene_graph.perception.hf import check_image_size, load_complete_model, load_pretrained
 
 MONOCULAR_EXAMPLE_ID = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
 _MODEL_PARAMETER = "depth.model_path"
@@ -118,6 +118,7 @@ class MonocularDepth:
         return self._postprocess(outputs, rgb.shape[0], rgb.shape[1])
 
     def _preprocess(self, rgb: np.ndarray) -> Any:
+        check_image_size(rgb, "'monocular' depth backend")
         # Channel order given explicitly: inference from the shape is ambiguous for images 3 pixels high.
         return self.processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
 

@@ -29,7 +29,7 @@ from trusted_scene_graph.perception.detector import (
     label_renames,
     vocabulary_phrases,
 )
-from trusted_scene_graph.perception.hf import load_complete_model, load_pretrained
+from trusted_scene_graph.perception.hf import check_image_size, load_complete_model, load_pretrained
 from trusted_scene_graph.relations.image import box_iou_matrix
 
 EXAMPLE_MODEL_ID = "IDEA-Research/grounding-dino-tiny"
@@ -213,6 +213,7 @@ class GroundingDinoDetector:
 
     def preprocess(self, rgb: np.ndarray) -> dict[str, torch.Tensor]:
         """The image as the model's ``pixel_values`` and ``pixel_mask``, on the device (the text is pre-tokenised)."""
+        check_image_size(rgb, "Grounding DINO detector")
         # Channel order given explicitly: inference from the shape is ambiguous for images 3 pixels high.
         inputs = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
         return {"pixel_values": inputs["pixel_values"].to(device=self.device, dtype=self.dtype),

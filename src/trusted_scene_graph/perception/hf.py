@@ -7,7 +7,9 @@ Never downloads: the product must start the same way on a robot with no network.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 from trusted_scene_graph.perception.detector import PerceptionError
@@ -29,10 +31,44 @@ def resolve_model_source(model_path: str, parameter: str, example_id: str) -> st
     if path.exists():
         raise PerceptionError(f"{parameter}: {model_path!r} is a file, expected a model directory "
                               f"(config.json plus weights); {how_to_get}")
-    # A relative "org/name" that is not a directory: a hub id, looked up in the HF cache only.
+    # A relative "org/name" that is not a directory: a hub id, looked up in the HF cache only. Checked here so that
+    # a mistyped relative directory is reported as such, not as a failure to reach huggingface.co.
     if model_path.count("/") == 1 and not model_path.startswith((".", "/", "~")):
-        return model_path
+        if _in_hf_cache(model_path):
+            return model_path
+        raise PerceptionError(f"{parameter}: {model_path!r} is neither a directory (relative to the current "
+                              f"directory {os.getcwd()!r}) nor a model id in the local HF cache; {how_to_get}")
     raise PerceptionError(f"{parameter}: model directory {model_path!r} does not exist; {how_to_get}")
+
+
+def _in_hf_cache(model_id: str) -> bool:
+    """Whether the local Hugging Face cache holds a ``config.json`` for ``model_id`` (looked up without network)."""
+    from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415 - heavy, needed only for a hub id
+
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except ValueError:  # HFValidationError: not a valid model id (e.g. 'dir/na me'), so not in the cache either
+        return False
+    # A str is the cached file's path; None or a "known missing" sentinel otherwise.
+    return isinstance(cached, str)
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions ``from_pretrained`` raises for a broken model folder (not for a bug in this package).
+
+    OSError: missing files / not in the cache; ValueError, KeyError: an unknown or mismatched config;
+    RuntimeError: weights that do not fit the config (including corrupt safetensors headers); UnpicklingError: a
+    corrupt ``pytorch_model.bin``; TypeError, AttributeError: a JSON file holding ``null`` or a list where
+    transformers expects an object; StrictDataclassFieldValidationError (derives from Exception only, and only in
+    recent huggingface_hub versions): a config field of the wrong type.
+    """
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, RuntimeError, UnpicklingError,
+                                               TypeError, AttributeError)
+    try:
+        from huggingface_hub.errors import StrictDataclassFieldValidationError  # noqa: PLC0415 - heavy, optional
+    except ImportError:  # older huggingface_hub: no strict dataclass validation, so nothing more to catch
+        return errors
+    return (*errors, StrictDataclassFieldValidationError)
 
 
 def load_pretrained(loader: Any, model_path: str, parameter: str, example_id: str, **kwargs: Any) -> Any:
@@ -40,9 +76,7 @@ def load_pretrained(loader: Any, model_path: str, parameter: str, example_id: st
     source = resolve_model_source(model_path, parameter, example_id)
     try:
         return loader.from_pretrained(source, local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        # OSError: missing files / not in the cache; ValueError, KeyError: an unknown or mismatched config;
-        # RuntimeError: weights that do not fit the config (including corrupt safetensors headers).
+    except _load_errors() as exc:
         raise PerceptionError(f"cannot load {getattr(loader, '__name__', loader)} from {model_path!r} "
                               f"({parameter}): {type(exc).__name__}: {exc}. If the weights are missing, "
                               f"download them on a machine with network access, e.g. "
@@ -71,3 +105,26 @@ def load_complete_model(loader: Any, model_path: str, parameter: str, example_id
         raise PerceptionError(f"{what} in {model_path!r} ({parameter}) lacks weights for {len(broken)} parameters "
                               f"(e.g. {broken[:3]}); the checkpoint does not match its config.json")
     return model
+
+
+# Smallest image side a model backend accepts: the processors upscale any image to the model's input size, so a
+# few-pixel image would be run as a blurred square of nothing, and the smallest (test) models fail in their
+# GroupNorm layers on it.
+MIN_IMAGE_SIDE_PX = 16
+# Widest (or tallest) image a model backend accepts. The processors resize the longer side to at most ~1333 px
+# (Grounding DINO) and the shorter one in proportion; a strip 2000x1 px gives a 0 px side, which they cannot handle.
+# At 10:1 the shorter resized side stays >= 9 px even for a 96 px test model, and no robot camera (nor a 2:1
+# equirectangular panorama) comes near it.
+MAX_IMAGE_ASPECT_RATIO = 10.0
+
+
+def check_image_size(rgb: Any, backend: str) -> None:
+    """Refuse an ``(H, W, ...)`` image too small or too thin for a model backend's preprocessing, naming its size."""
+    height_px, width_px = rgb.shape[:2]
+    if min(height_px, width_px) < MIN_IMAGE_SIDE_PX:
+        raise PerceptionError(f"the {backend} needs an image at least {MIN_IMAGE_SIDE_PX} px on each side, got "
+                              f"{width_px}x{height_px} px (width x height)")
+    if max(height_px, width_px) > MAX_IMAGE_ASPECT_RATIO * min(height_px, width_px):
+        raise PerceptionError(f"the {backend} needs an image at most {MAX_IMAGE_ASPECT_RATIO:g} times as wide as "
+                              f"high or as high as wide, got {width_px}x{height_px} px (width x height): resized "
+                              f"for the model its shorter side would shrink to nothing")
