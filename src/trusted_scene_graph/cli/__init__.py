@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +111,23 @@ def cmd_bringup(
     require_interfaces()
     from trusted_scene_graph.ros.bringup import run_bringup
 
-    config = load(config_path, overrides)
-    return run_bringup(config, autostart=autostart, ros_args=[*builtin_ros_args(config_path), *ros_args])
+    if config_path is None:
+        config, builtins = load(None, overrides), {}
+    else:
+        config, builtins = load_parameter_file(config_path)  # the file read once, for both halves
+        config = config.with_overrides(parse_overrides(overrides)) if overrides else config
+    return run_bringup(config, autostart=autostart, ros_args=[*ros_parameter_args(builtins), *ros_args])
 
 
 def builtin_ros_args(config_path: Path | None) -> list[str]:
     """``-p name:=value`` for each of rclpy's own parameters (``use_sim_time``, ``qos_overrides.*``, ...) that the
     parameter file sets for the node, as ``ros2 launch`` would pass them; placed before the user's ``--ros-args``,
     which therefore win (rcl keeps the last value given for a name)."""
-    if config_path is None:
-        return []
-    builtins = load_parameter_file(config_path)[1]
+    return [] if config_path is None else ros_parameter_args(load_parameter_file(config_path)[1])
+
+
+def ros_parameter_args(builtins: Mapping[str, Any]) -> list[str]:
+    """``-p name:=value`` arguments for rclpy's own parameters ``builtins`` (see :func:`builtin_ros_args`)."""
     # JSON is YAML, which is how rcl parses a -p value: true, 5, "best_effort" keep their types.
     return [arg for name, value in builtins.items() for arg in ("-p", f"{name}:={json.dumps(value)}")]
 

@@ -563,8 +563,13 @@ def load_config(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> Config
     """Validate the parameters a parsed parameter document (ROS 2 layout or a plain mapping) gives the node
     ``node_fqn`` into a :class:`Config`. rclpy's own parameters (``use_sim_time``...) are not part of it: see
     :func:`ros_builtin_parameters`; any other name outside the schema is refused."""
-    return Config({name: value for name, value in node_parameters(document, node_fqn).items()
-                   if not is_ros_builtin(name)})
+    return _split_parameters(node_parameters(document, node_fqn))[0]
+
+
+def _split_parameters(values: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """A node's parameters (:func:`node_parameters`) as (the schema's, validated; rclpy's own, checked)."""
+    config = Config({name: value for name, value in values.items() if not is_ros_builtin(name)})
+    return config, _checked_builtins({name: value for name, value in values.items() if is_ros_builtin(name)})
 
 
 def ros_builtin_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> dict[str, Any]:
@@ -573,7 +578,13 @@ def ros_builtin_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN
     Only their type is checked where rclpy's is fixed (a bool), so that a launch fails before starting the node, and
     that each is a value a ROS parameter can hold (bool, int, float, str or a list of one of these), as rcl refuses a
     list of mixed types and a null, binary or nested value has no ROS type."""
-    builtins = {name: value for name, value in node_parameters(document, node_fqn).items() if is_ros_builtin(name)}
+    return _checked_builtins({name: value for name, value in node_parameters(document, node_fqn).items()
+                              if is_ros_builtin(name)})
+
+
+def _checked_builtins(builtins: dict[str, Any]) -> dict[str, Any]:
+    """``builtins`` (rclpy's own parameters), once each has a value rclpy can take (see
+    :func:`ros_builtin_parameters`)."""
     for name in ROS_BUILTIN_PARAMETERS:
         if name in builtins and not isinstance(builtins[name], bool):
             raise ConfigError(f"{name}: expected bool, got {type(builtins[name]).__name__} {builtins[name]!r}")
@@ -627,7 +638,7 @@ def load_parameter_file(path: str | Path, node_fqn: str = NODE_FQN) -> tuple[Con
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     try:
-        return load_config(document or {}, node_fqn), ros_builtin_parameters(document or {}, node_fqn)
+        return _split_parameters(node_parameters(document or {}, node_fqn))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

@@ -682,11 +682,14 @@ class _FrameScorer:
         # object of its label that is not evaluable (cut by the image border: its centroid is the visible part's,
         # too far from the true centre to match, but inside the true box): its centroid lies in the box of such an
         # object grown by the matching gate. Anywhere else it is a false positive, whatever else the image cuts.
-        hidden = np.flatnonzero(~evaluable)
+        hidden_by_label: dict[str, list[int]] = {}
+        for g in np.flatnonzero(~evaluable):
+            hidden_by_label.setdefault(gt_labels[g], []).append(int(g))
         not_evaluable = set()
         for k, obj in enumerate(graph.objects):
-            cut = [g for g in hidden if gt_labels[g] == obj.label]
-            if k not in match and _within_boxes(perceived_in_truth[k], gt_centres[cut], gt_sizes[cut], MATCH_GATE_M):
+            cut = hidden_by_label.get(obj.label)
+            if (k not in match and cut
+                    and _within_boxes(perceived_in_truth[k], gt_centres[cut], gt_sizes[cut], MATCH_GATE_M)):
                 not_evaluable.add(k)
         not_evaluable |= {k for k, g in match.items() if not evaluable[g]}
         self._score_detection(graph, truth.objects, evaluable, match, not_evaluable, pipeline,

@@ -257,11 +257,10 @@ def check_committed_episodes(dataset: LeRobotDataset, source: FrameSource, items
             raise DatasetError(f"cannot read {record_path}: {exc}; {fresh}") from None
         if not isinstance(recorded, dict):
             raise DatasetError(f"{record_path} holds a JSON {type(recorded).__name__}, not an object; {fresh}")
-        unchanged = {key: recorded.get(key) for key in ("data_file", "size", "mtime_ns")} == _data_file_state(
-            dataset, episode.episode_index)
+        data_file = _data_file_state(dataset, episode.episode_index)  # before the read: a later change then shows
+        unchanged = {key: recorded.get(key) for key in ("data_file", "size", "mtime_ns")} == data_file
         if unchanged and recorded.get("frames") == episode.length:
             continue
-        data_file = _data_file_state(dataset, episode.episode_index)  # before the read: a later change then shows
         table = dataset.episode_table(episode.episode_index, columns=episode_columns(source))
         if recorded.get("frames") != table.num_rows or recorded.get("rows_sha256") != rows_fingerprint(table):
             raise DatasetError(f"episode {episode.episode_index} of {dataset.root} changed since its rewards were "

@@ -167,8 +167,9 @@ def is_training_data(training: Mapping[str, Any], features: np.ndarray, correct:
     """Whether these edges are exactly the ones a model with metadata section ``training`` learnt from (in any
     order; for a format version 1 model, in the same order)."""
     recorded = training.get("data_sha256")
-    return recorded is not None and recorded in (data_hash(features, correct, groups),
-                                                 _legacy_data_hash(features, correct, groups))
+    # The legacy hash only when the order-independent one differs: each hashes the whole table.
+    return recorded is not None and (recorded == data_hash(features, correct, groups)
+                                     or recorded == _legacy_data_hash(features, correct, groups))
 
 
 def _check_not_infinite(table: np.ndarray, feature_names: Sequence[str]) -> None:
@@ -361,6 +362,9 @@ class TrustModel:
         held_out = learnt._calibrated(table[split.threshold])
         learnt.threshold_ = choose_threshold(held_out, labels[split.threshold], self.target_precision, self.delta,
                                              groups=group_array[split.threshold], method=self.threshold_method)
+        # Edges per scene of each split, counted once for both split_* entries below.
+        split_group_edges = {name: np.unique(group_array[mask], return_counts=True)[1] for name, mask in
+                             (("fit", split.fit), ("calibration", split.calibration), ("threshold", split.threshold))}
         learnt.metadata_ = {
             "training": {
                 "data_sha256": data_hash(table, labels, group_array),
@@ -369,13 +373,9 @@ class TrustModel:
                 "groups_list": sorted(np.unique(group_array).astype(str).tolist()),
                 "split_edges": {"fit": int(split.fit.sum()), "calibration": int(split.calibration.sum()),
                                 "threshold": int(split.threshold.sum())},
-                "split_groups": {name: int(np.unique(group_array[mask]).size) for name, mask in
-                                 (("fit", split.fit), ("calibration", split.calibration),
-                                  ("threshold", split.threshold))},
+                "split_groups": {name: int(counts.size) for name, counts in split_group_edges.items()},
                 # The threshold's guarantee is unreliable when one scene holds most of its split (see warning).
-                "split_largest_group_edges": {
-                    name: int(np.unique(group_array[mask], return_counts=True)[1].max()) for name, mask in
-                    (("fit", split.fit), ("calibration", split.calibration), ("threshold", split.threshold))},
+                "split_largest_group_edges": {name: int(counts.max()) for name, counts in split_group_edges.items()},
                 "features_all_nan": [name for k, name in enumerate(self.feature_names)
                                      if np.isnan(table[:, k]).all()],
             },
