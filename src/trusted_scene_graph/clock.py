@@ -18,6 +18,14 @@ def jumped_back(stamp_ns: int, newest_ns: int | None) -> bool:
     return newest_ns is not None and stamp_ns < newest_ns - JUMP_BACK_NS
 
 
+def follow_newest(stamp_ns: int, newest_ns: int | None) -> tuple[int, bool]:
+    """A stream's newest stamp once a message stamped ``stamp_ns`` arrived after ``newest_ns``, and whether that
+    message jumped back (it then starts the new timeline, and is its newest)."""
+    if jumped_back(stamp_ns, newest_ns):
+        return stamp_ns, True
+    return (stamp_ns if newest_ns is None else max(stamp_ns, newest_ns)), False
+
+
 class EpisodeStarts:
     """Which frame starts a new episode, from the colour images' stamps and reset requests (the node's rule).
 
@@ -35,10 +43,7 @@ class EpisodeStarts:
 
     def colour(self, stamp_ns: int) -> None:
         """A colour image arrived."""
-        if self.newest_colour_ns is None or jumped_back(stamp_ns, self.newest_colour_ns):
-            self.newest_colour_ns = stamp_ns
-        else:
-            self.newest_colour_ns = max(self.newest_colour_ns, stamp_ns)
+        self.newest_colour_ns, _ = follow_newest(stamp_ns, self.newest_colour_ns)
 
     def request_reset(self) -> None:
         """The next frame stamped after every colour image received so far starts a new episode."""

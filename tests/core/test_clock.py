@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trusted_scene_graph.clock import JUMP_BACK_NS, EpisodeStarts, jumped_back
+from trusted_scene_graph.clock import JUMP_BACK_NS, EpisodeStarts, follow_newest, jumped_back
 
 MS = 1_000_000
 
@@ -11,6 +11,13 @@ def test_a_jump_back_is_more_than_a_second_behind_the_newest():
     assert not jumped_back(5_000 * MS, None)
     assert not jumped_back(5_000 * MS - JUMP_BACK_NS, 5_000 * MS)  # a second late: still this timeline
     assert jumped_back(5_000 * MS - JUMP_BACK_NS - 1, 5_000 * MS)
+
+
+def test_a_streams_newest_stamp_keeps_the_newest_through_late_messages_and_restarts_at_a_jump():
+    assert follow_newest(5_000 * MS, None) == (5_000 * MS, False)
+    assert follow_newest(4_500 * MS, 5_000 * MS) == (5_000 * MS, False)  # late, same timeline
+    assert follow_newest(5_100 * MS, 5_000 * MS) == (5_100 * MS, False)
+    assert follow_newest(100 * MS, 5_000 * MS) == (100 * MS, True)  # a reset: the new timeline's first
 
 
 def test_frames_captured_before_a_reset_request_stay_in_the_episode_that_ended():

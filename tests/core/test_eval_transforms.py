@@ -100,8 +100,13 @@ def test_a_clock_reset_starts_a_frame_history_again() -> None:
     buffer.add(bag_msgs.tf_message(100_000_000, "world", "camera", _shift(2.0)), static=True)
     assert buffer.lookup("world", "camera", 200_000_000).translation_m[0] == 2.0
     assert buffer.lookup("world", "camera", 600_000_000).translation_m[0] == 2.0
-    # /tf jumping back by more than a second is a reset too; a slightly late message is not.
+    # /tf jumping back by more than a second is a reset too; a slightly late message is not. A reader that must
+    # finish with the old transforms first can ask before adding.
+    assert buffer.restarts("/gripper", 200_000_000)
+    assert not buffer.restarts("gripper", 59_500_000_000)
+    assert not buffer.restarts("never_seen", 0)
     buffer.add(bag_msgs.tf_message(200_000_000, "world", "gripper", _shift(0.4)))
+    assert not buffer.restarts("gripper", 200_000_000)
     assert buffer.lookup("world", "gripper", 300_000_000).translation_m[0] == 0.4
     assert buffer.newest_dynamic_stamp_ns() == 200_000_000
     buffer.add(bag_msgs.tf_message(400_000_000, "world", "gripper", _shift(0.5)))

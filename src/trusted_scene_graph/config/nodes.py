@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.config.schema import NODE_NAME, Config, ConfigError, load_parameter_file, render_parameter_file
+from trusted_scene_graph.files import replace_text
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def validated_parameter_file(config_path: str, ros_parameters: Mapping[str, Any]
         raise ConfigError(f"{directory} belongs to another user; remove it or set TMPDIR")
     path = directory / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)  # atomic: a node started meanwhile reads the whole file
+        # Atomic: a node started meanwhile reads the whole file; one partial file per process, as launches of one
+        # config may write it at once.
+        replace_text(path, text, partial=path.with_name(f".{path.name}.{os.getpid()}.tmp"))
     return config, str(path)

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trusted_scene_graph.dataset import DatasetError
-from trusted_scene_graph.label.engine import _fsync_dir, _fsync_tree
+from trusted_scene_graph.files import fsync_dir, fsync_tree
 
 INFO_PATH = Path("meta/info.json")
 STATS_PATH = Path("meta/stats.json")
@@ -685,19 +685,19 @@ def _move_into_place(build: Path, dst: Path, info_pending: Path) -> None:
     ``meta/info.json`` is put in place: the kernel may write a rename before the data it names, so after a power cut
     the dataset could otherwise look complete with its data files missing or empty.
     """
-    _fsync_tree(build)
+    fsync_tree(build)
     if not dst.exists():
         os.replace(info_pending, build / INFO_PATH)
-        _fsync_dir(build / INFO_PATH.parent)
+        fsync_dir(build / INFO_PATH.parent)
         os.rename(build, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
         return
     for entry in sorted(build.iterdir()):
         if entry != info_pending:
             os.replace(entry, dst / entry.name)
-    _fsync_dir(dst)
+    fsync_dir(dst)
     os.replace(info_pending, dst / INFO_PATH)
-    _fsync_dir(dst / INFO_PATH.parent)
+    fsync_dir(dst / INFO_PATH.parent)
 
 
 def _compression_of(parquet: pq.ParquetFile) -> str:

@@ -65,7 +65,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from trusted_scene_graph.clock import JUMP_BACK_NS, jumped_back
+from trusted_scene_graph.clock import JUMP_BACK_NS, follow_newest, jumped_back
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.dataset.messages import GROUND_TRUTH_TYPE
@@ -282,11 +282,8 @@ class _Stamped:
         self._newest_ns: int | None = None
 
     def add(self, stamp_ns: int, log_ns: int, msg: Any) -> None:
-        if jumped_back(stamp_ns, self._newest_ns):
-            self._timeline += 1
-            self._newest_ns = stamp_ns
-        else:
-            self._newest_ns = stamp_ns if self._newest_ns is None else max(stamp_ns, self._newest_ns)
+        self._newest_ns, jumped = follow_newest(stamp_ns, self._newest_ns)
+        self._timeline += jumped
         self._entries.append(_Entry(log_ns, stamp_ns, self._timeline, msg))
 
     def nearest(self, stamp_ns: int, log_ns: int, tolerance_ns: int) -> Any | None:
@@ -357,7 +354,6 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
         # (_Stamped), whether or not their streams saw the jump.
         camera_timeline = scoring_timeline = 0
         newest_colour_ns: int | None = None
-        newest_tf_ns: dict[str, int] = {}  # per child frame, as the tf buffer judges its jumps
         # Colour images not yet part of a frame, (stamp, log time): for counts.incomplete and the frame's log time.
         waiting_colour: list[tuple[int, int]] = []
         # Only the topics the replay uses are decoded (a robot bag's point clouds or logs would cost more than the
@@ -406,13 +402,11 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             nonlocal camera_timeline, newest_colour_ns
             stamp_ns = stamp_to_ns(message.msg.header.stamp)
             if name == "color":
-                if jumped_back(stamp_ns, newest_colour_ns):
+                newest_colour_ns, jumped = follow_newest(stamp_ns, newest_colour_ns)
+                if jumped:
                     camera_timeline += 1
                     counts.incomplete += len(waiting_colour)  # the synchroniser drops them at the jump
                     waiting_colour.clear()
-                    newest_colour_ns = stamp_ns
-                else:
-                    newest_colour_ns = max(stamp_ns, newest_colour_ns if newest_colour_ns is not None else stamp_ns)
                 waiting_colour.append((stamp_ns, message.log_time_ns))
             if sync.add(name, stamp_ns, message.msg):
                 stamp, msgs = sync.take_latest()
@@ -437,14 +431,11 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
             elif message.topic in TF_TOPICS and message.msgtype == "tf2_msgs/msg/TFMessage":
                 static = message.topic == TF_STATIC_TOPIC
                 for transform in [] if static else message.msg.transforms:
-                    child, stamp_ns = transform.child_frame_id.lstrip("/"), stamp_to_ns(transform.header.stamp)
-                    if jumped_back(stamp_ns, newest_tf_ns.get(child)):
+                    stamp_ns = stamp_to_ns(transform.header.stamp)
+                    if tf.restarts(transform.child_frame_id, stamp_ns):
                         # The tf buffer drops the frame's history on it: first score the old timeline's frames,
                         # with the old transforms (tsg label does the same at a jump of the colour images).
                         score_ready(message.log_time_ns, timeline_before_ns=stamp_ns)
-                        newest_tf_ns[child] = stamp_ns
-                    else:
-                        newest_tf_ns[child] = max(stamp_ns, newest_tf_ns.get(child, stamp_ns))
                 tf.add(message.msg, static=static)
             elif message.topic == ground_truth_topic:
                 if message.msgtype == GROUND_TRUTH_TYPE:

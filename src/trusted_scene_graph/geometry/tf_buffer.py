@@ -73,10 +73,17 @@ class TransformBuffer:
             child = stamped.child_frame_id.lstrip("/")
             entry = _Entry(stamp_to_ns(stamped.header.stamp), stamped.header.frame_id.lstrip("/"), transform, static)
             history = self._history[child]
-            if history and entry.stamp_ns < history[-1].stamp_ns - (0 if static else JUMP_BACK_NS):
+            if self.restarts(child, entry.stamp_ns, static):
                 history.clear()  # the clock went back: the old timeline's transforms no longer apply
             # insort keeps arrival order among equal stamps, so a re-published transform wins over the older copy
             bisect.insort_right(history, entry, key=lambda e: e.stamp_ns)
+
+    def restarts(self, child_frame_id: str, stamp_ns: int, static: bool = False) -> bool:
+        """Whether a transform of ``child_frame_id`` stamped ``stamp_ns`` would start the frame's history again (the
+        clock went back; see the class docstring): callers that must finish with the old transforms first ask
+        before :meth:`add`."""
+        history = self._history.get(child_frame_id.lstrip("/"))
+        return bool(history) and stamp_ns < history[-1].stamp_ns - (0 if static else JUMP_BACK_NS)
 
     def _at(self, child: str, stamp_ns: int) -> _Entry | str | None:
         """The entry in force for ``child`` at ``stamp_ns``; a reason string when it exists but does not apply;

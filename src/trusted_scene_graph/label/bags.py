@@ -53,7 +53,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.serde import SerdeError
 
-from trusted_scene_graph.clock import jumped_back
+from trusted_scene_graph.clock import follow_newest, jumped_back
 from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
@@ -77,6 +77,7 @@ from trusted_scene_graph.evaluation.bag_eval import (
     forget_before_lookahead,
     nearest_by_stamp,
 )
+from trusted_scene_graph.files import partial_path
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer, express_in
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.perception.lifting import LiftedObject
@@ -572,11 +573,9 @@ class _Replay:
         if self.topic_to_input.get(topic) != "color":
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        if jumped_back(stamp_ns, self.newest_colour_ns):
+        self.newest_colour_ns, jumped = follow_newest(stamp_ns, self.newest_colour_ns)
+        if jumped:
             self._label_ready(None)
-            self.newest_colour_ns = stamp_ns
-        else:
-            self.newest_colour_ns = max(stamp_ns, self.newest_colour_ns or stamp_ns)
 
     def _apply_or_queue(self, event: _Episode | _Pose) -> None:
         """Ground truth and poses are used when a frame is finished: while frames wait in the batch, they wait
@@ -797,9 +796,9 @@ def merge_rewards_tables(paths: Sequence[Path], out_path: Path) -> pa.Table:
     tables = [read_rewards_table(p).replace_schema_metadata(None) for p in paths]  # notes are per item
     schema = pa.schema(list(REWARD_COLUMNS.items()))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    tmp_path = out_path.with_name(f".{out_path.name}.tmp")
-    pq.write_table(table, tmp_path)
-    tmp_path.replace(out_path)
+    partial = partial_path(out_path)
+    pq.write_table(table, partial)
+    partial.replace(out_path)
     return table
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.files import fsync_dir, fsync_tree
 from trusted_scene_graph.label import LabelError
 
 #: Under ``out_dir``: the attempts in progress, one dir per item key holding one dir per attempt.
@@ -229,7 +230,7 @@ def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[in
     started_s = time.perf_counter()
     try:
         frames = _frame_count(work_fn(payload, staging), work_fn, key)
-        _fsync_tree(staging)
+        fsync_tree(staging)
         _commit(staging, out_dir / key)
     finally:
         # Gone after a commit; still there after a failure or when another attempt committed first.
@@ -260,28 +261,7 @@ def _commit(staging: Path, final: Path) -> None:
         if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
             return
         raise
-    _fsync_dir(final.parent)
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush the item's files before the rename publishes them, so a committed item survives a machine crash whole
-    (a rename alone can reach the disk before the data it names)."""
-    for directory, _, files in os.walk(root):
-        for name in files:
-            descriptor = os.open(os.path.join(directory, name), os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-        _fsync_dir(Path(directory))
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_dir(final.parent)
 
 
 # --- the driver ---------------------------------------------------------------------------------------------------

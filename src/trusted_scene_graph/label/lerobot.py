@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.lerobot import LABELLER_SUBDIR, LeRobotDataset, write_with_column
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.files import replace_text
 from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
@@ -43,7 +43,7 @@ from trusted_scene_graph.label.bags import (
     reward_row,
     write_rewards_table,
 )
-from trusted_scene_graph.label.engine import WorkItem, _fsync_dir
+from trusted_scene_graph.label.engine import WorkItem
 from trusted_scene_graph.perception.detector import CameraFrame
 from trusted_scene_graph.reward import RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
@@ -273,13 +273,7 @@ def check_committed_episodes(dataset: LeRobotDataset, source: FrameSource, items
 def _write_source_record(path: Path, record: dict[str, Any]) -> None:
     """Replace :data:`SOURCE_FILE` atomically and durably: a crash leaves the old record or the new, never a torn
     one that would make the committed episode unreadable."""
-    partial = path.with_name(f".{path.name}.tmp")
-    with partial.open("w", encoding="utf-8") as stream:
-        stream.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
-    _fsync_dir(path.parent)
+    replace_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", durable=True)
 
 
 def _positions(table: Any, text: str) -> np.ndarray:

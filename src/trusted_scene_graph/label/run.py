@@ -38,6 +38,7 @@ from trusted_scene_graph.dataset.lerobot import (
     LeRobotDataset,
     build_dir_prefix,
 )
+from trusted_scene_graph.files import partial_path, replace_text
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
     REWARDS_FILE,
@@ -170,9 +171,7 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
 
 def _write_manifest(manifest_path: Path, wanted: dict[str, Any]) -> None:
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = _manifest_tmp_path(manifest_path)
-    tmp_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
-    tmp_path.replace(manifest_path)
+    replace_text(manifest_path, json.dumps(wanted, indent=2) + "\n")
 
 
 def _holds_output(out: Path, manifest_path: Path) -> bool:
@@ -189,7 +188,7 @@ def refuse_foreign_output(out: Path, manifest_path: Path) -> None:
     manifest's temporary file, the lock file), naming what it holds."""
     if manifest_path.is_file() or not out.is_dir():
         return
-    own_files = {_manifest_tmp_path(manifest_path), manifest_path.parent / LOCK_FILE}
+    own_files = {partial_path(manifest_path), manifest_path.parent / LOCK_FILE}
     own_dirs = {parent for path in own_files for parent in path.parents if out in parent.parents}
     foreign, folders = [], [out]
     while folders:  # only into tsg label's own directories: --out may be any large directory
@@ -202,10 +201,6 @@ def refuse_foreign_output(out: Path, manifest_path: Path) -> None:
         listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise LabelError(f"--out {out} is not empty and has no {manifest_path.name}: tsg label did not write it (it "
                          f"holds {listed}); choose a new or empty directory")
-
-
-def _manifest_tmp_path(manifest_path: Path) -> Path:
-    return manifest_path.with_name(f".{manifest_path.name}.tmp")
 
 
 def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], engine: EngineSettings,
