@@ -360,6 +360,14 @@ def test_without_a_mask_the_depth_comes_from_the_central_half_of_the_box_and_the
     assert lifted.depth_valid_fraction == 1.0
 
 
+@pytest.mark.parametrize("box_xywh_px", [(20, 15, 0, 0), (20, 15, 5, 0), (20, 15, 0, 5), (25, 20, -10, -10)])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_an_empty_or_negative_box_is_dropped_not_lifted_at_a_pixel_it_never_held(box_xywh_px, with_mask):
+    depth = np.full((30, 40), 2.0, np.float32)
+    mask = np.ones((30, 40), bool) if with_mask else None
+    assert lift_detection(Detection("a", 1.0, box_xywh_px, mask), depth, INTRINSICS, IDENTITY, EXACT) is None
+
+
 def test_without_a_mask_a_one_pixel_box_still_uses_its_pixel():
     depth = np.full((30, 40), np.nan, np.float32)
     depth[15, 20] = 1.5

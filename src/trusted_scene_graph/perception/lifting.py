@@ -138,6 +138,8 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
     """
     height, width = depth_m.shape
     x, y, w, h = detection.box_xywh_px
+    if w <= 0 or h <= 0:  # an empty box states no extent: no pixel is the object's (not even the central one)
+        return np.empty(0, dtype=np.intp), 0, _Crop(np.zeros((0, 0), dtype=bool), 0, 0, from_mask=False)
     if detection.mask is not None:
         if detection.mask.shape != depth_m.shape:
             raise PerceptionError(f"mask of {detection.label!r} is {detection.mask.shape[1]}x{detection.mask.shape[0]} "
