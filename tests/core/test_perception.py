@@ -403,6 +403,18 @@ def test_new_objects_get_consecutive_ids_starting_at_one_and_age_one():
     assert [(t.id, t.label, t.age) for t in tracks] == [(1, "cube", 1), (2, "table", 1)]
 
 
+def test_with_smoothing_a_track_smooths_its_box_so_centre_and_extent_lag_alike():
+    # A box growing on one side (its low x fixed at 0, its high x from 0.2 to 0.4 m): smoothing the centre alone
+    # would publish a box whose low side moved, which no frame measured.
+    tracker = Tracker(smoothing=0.5)
+    tracker.update(["cube"], [p(0.1)], [p(0.2)])
+    (track,) = tracker.update(["cube"], [p(0.2)], [p(0.4)])
+    np.testing.assert_allclose([track.centroid_m[0], track.size_m[0]], [0.15, 0.3])
+    assert track.centroid_m[0] - track.size_m[0] / 2 == pytest.approx(0.0)  # the side that stayed, stays
+    (unsmoothed,) = Tracker(smoothing=1.0).update(["cube"], [p(0.2)], [p(0.4)])
+    np.testing.assert_array_equal(unsmoothed.size_m, p(0.4))
+
+
 def test_an_object_moving_within_the_gate_keeps_its_id_and_ages():
     tracker = Tracker(gate_m=0.3)
     tracker.update(["cube"], [p(0)])

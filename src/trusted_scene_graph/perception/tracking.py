@@ -2,7 +2,9 @@
 
 A track's position is exponentially smoothed: ``p <- smoothing * measured + (1 - smoothing) * p``, so a static
 object's published position stops jittering with depth noise, at the cost of lagging a moving one by about
-``1 / smoothing - 1`` frames. Association compares new measurements with the smoothed positions.
+``1 / smoothing - 1`` frames. Its size, when given, is smoothed the same way, which is smoothing the box's bounds:
+the published box is then one box (centre and extent lag alike), never a smoothed centre around this frame's
+extent, which no frame measured. Association compares new measurements with the smoothed positions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Track:
     id: int
     label: str
     centroid_m: np.ndarray
+    size_m: np.ndarray | None = None  # None: the tracker was given no sizes
     age: int = 1
     missed: int = 0
 
@@ -36,8 +39,10 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, labels: list[str], centroids_m: list[np.ndarray]) -> list[Track]:
-        """Return the track of each input object, in input order."""
+    def update(self, labels: list[str], centroids_m: list[np.ndarray],
+               sizes_m: list[np.ndarray] | None = None) -> list[Track]:
+        """Return the track of each input object, in input order. With ``sizes_m`` (each object's box extent) the
+        tracks smooth their boxes, not only their centres (see the module docstring)."""
         assigned: list[Track | None] = [None] * len(labels)
         if self.tracks and labels:
             distance = cdist(np.asarray(centroids_m, dtype=np.float64).reshape(-1, 3),
@@ -51,13 +56,15 @@ class Tracker:
         matched_ids = set()
         for i, track in enumerate(assigned):
             measured = np.asarray(centroids_m[i], dtype=np.float64)
+            measured_size = None if sizes_m is None else np.asarray(sizes_m[i], dtype=np.float64)
             if track is None:
-                track = Track(self._next_id, labels[i], measured, age=0)
+                track = Track(self._next_id, labels[i], measured, measured_size, age=0)
                 self._next_id += 1
                 self.tracks.append(track)
                 assigned[i] = track
             else:
-                track.centroid_m = self.smoothing * measured + (1.0 - self.smoothing) * track.centroid_m
+                track.centroid_m = self._smoothed(measured, track.centroid_m)
+                track.size_m = self._smoothed(measured_size, track.size_m)
             track.age += 1
             track.missed = 0
             matched_ids.add(track.id)
@@ -66,3 +73,8 @@ class Tracker:
                 track.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed_frames]
         return [t for t in assigned if t is not None]
+
+    def _smoothed(self, measured: np.ndarray | None, previous: np.ndarray | None) -> np.ndarray | None:
+        if measured is None or previous is None or self.smoothing == 1.0:  # 1: off (and no arithmetic per object)
+            return measured
+        return self.smoothing * measured + (1.0 - self.smoothing) * previous

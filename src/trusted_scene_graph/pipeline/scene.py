@@ -293,10 +293,11 @@ class ScenePipeline:
         must be finished in order, as tracking follows them."""
         timing_ms = prepared.timing_ms
         start = time.perf_counter()
-        tracks = self.tracker.update([o.detection.label for o in lifted], [o.centroid_m for o in lifted])
+        tracks = self.tracker.update([o.detection.label for o in lifted], [o.centroid_m for o in lifted],
+                                     [o.size_m for o in lifted])
         objects = tuple(
             ObjectNode(track.id, o.detection.label, o.detection.score, o.detection.box_xywh_px, track.centroid_m,
-                       o.size_m, o.depth_valid_fraction, track.age)
+                       track.size_m, o.depth_valid_fraction, track.age)
             for o, track in zip(lifted, tracks, strict=True)
         )
         timing_ms["track"] = (time.perf_counter() - start) * 1e3
