@@ -427,8 +427,17 @@ def test_the_subject_centre_must_be_above_the_object_centre():
     low = node(1, (1.0, 0.0, 0.99), (0.4, 0.4, 0.0))
     high = node(2, (1.0, 0.0, 1.0), (0.4, 0.4, 0.0))
     relations = compute_relations([low, high], ALONG_X, RelationSettings())
-    assert edges(relations, 2, 1)["on_top_of"].margin_m == pytest.approx(0.01)  # min(0.02 - 0.01, rise 0.01)
+    assert edges(relations, 2, 1)["on_top_of"].margin_m == pytest.approx(0.01)  # the contact slack 0.02 - 0.01
     assert "on_top_of" not in edges(relations, 1, 2)
+
+
+def test_a_thin_plate_lying_on_a_table_top_rests_on_it_by_its_contact_not_by_its_thickness():
+    # A 1 cm plate flat on a table top lifted without thickness (seen from above): its centre is only 5 mm above
+    # the table's. That is a gate, not a slack: it rests as surely as a cube does (the contact slack, 0.02).
+    table_top = node(1, (1.0, 0.0, 0.75), (1.0, 1.0, 0.0))
+    plate = node(2, (1.0, 0.0, 0.755), (0.2, 0.2, 0.01))
+    assert edges(compute_relations([table_top, plate], ALONG_X, RelationSettings()), 2, 1)["on_top_of"].margin_m == (
+        pytest.approx(0.02))
 
 
 def test_flat_plates_at_the_same_height_are_not_on_top_of_each_other():

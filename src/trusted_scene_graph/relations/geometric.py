@@ -23,7 +23,7 @@ predicate         margin_m                                                      
 ``behind``        ``d . forward``                                                              NaN
 ``near``          ``relations.near_m - surface``                                               ``surface``
 ``far``           ``surface - relations.near_m``                                               ``surface``
-``on_top_of``     ``min(tol - |gap_z|, overlap_x, overlap_y, d_z)`` (below)                    ``gap_z``
+``on_top_of``     ``min(tol - |gap_z|, overlap_x, overlap_y)`` if ``d_z > 0`` (below)          ``gap_z``
 ``bigger_than``   ``size_a - size_b`` (:func:`size_measure_m`, below)                          NaN
 ``taller_than``   ``size_a_z - size_b_z`` (height along gravity)                               NaN
 ================  ===========================================================================  ==================
@@ -40,8 +40,10 @@ of b's top, ``|gap_z| < tol`` with ``gap_z = (z_a - size_a_z / 2) - (z_b + size_
 interpenetrate, as noisy boxes do); (2) the horizontal footprints overlap, ``overlap_x > 0`` and ``overlap_y > 0``
 where ``overlap_x = (size_a_x + size_b_x) / 2 - |d_x|`` is how far a would have to move along x for the footprints to
 stop overlapping (the overlap depth; negative: the gap between them); (3) a's centre is above b's, ``d_z > 0``. Its
-margin is the smallest of the four slacks, so it is positive exactly when all conditions hold and says how little
-would break the weakest one.
+margin is the smallest of the three slacks of (1) and (2) when (3) holds, else ``min(those, d_z)`` (never positive),
+so it is positive exactly when all conditions hold and says how little would break the weakest one. (3) is a gate,
+not a slack: how far a's centre is above b's says nothing about how well a rests on b, and as a slack it would rate a
+plate lying flat on a table top lifted without thickness by half the plate's thickness.
 
 Quantitative (measurement) edges. One edge per unordered pair, from the lower id to the higher (``a.id < b.id``),
 always emitted; ``margin_m`` carries the measured magnitude (there is no decision boundary: ``margin_m = value_m``,
@@ -322,8 +324,9 @@ def relation_grid(
     surface = surface_distances_from_gaps_m(gaps)
     half_height = sizes[:, 2] / 2
     contact_gap = (centroids[:, 2] - half_height)[:, None] - (centroids[:, 2] + half_height)[None, :]
-    resting = np.minimum(np.minimum(settings.contact_tolerance_m - np.abs(contact_gap), rise),
+    support = np.minimum(settings.contact_tolerance_m - np.abs(contact_gap),
                          np.minimum(-gaps[:, :, 0], -gaps[:, :, 1]))
+    resting = np.where(rise > 0, support, np.minimum(support, rise))
     size = size_measure_m(sizes)
     margins = np.stack([lateral, -lateral, rise, -rise, -longitudinal, longitudinal,
                         settings.near_m - surface, surface - settings.near_m, resting,
