@@ -439,3 +439,14 @@ def test_tsg_label_opens_a_bag_missing_bytes_in_its_middle_as_a_damaged_one(tmp_
     assert reader.salvage_note().startswith("the bag is damaged (mcap file ")
     assert reader.salvage_note().endswith(f"labelled from the {trusted} messages before the damage, re-written "
                                           "message by message")
+
+
+def test_the_relation_message_names_every_predicate_the_graph_publishes_and_no_other() -> None:
+    # A ROS user compares SpatialRelation.predicate with these constants: they must be exactly the relations' names.
+    from trusted_scene_graph.relations.geometric import EDGE_SOURCES, QUALITATIVE_PREDICATES, QUANTITATIVE_PREDICATES
+
+    constants = make_typestore().fielddefs["trusted_scene_graph_msgs/msg/SpatialRelation"][0]
+    predicates = [value for name, _, value in constants if name.startswith("PREDICATE_")]
+    assert predicates == [*QUALITATIVE_PREDICATES, *QUANTITATIVE_PREDICATES]
+    assert all(name == f"PREDICATE_{value.upper()}" for name, _, value in constants if name.startswith("PREDICATE_"))
+    assert [value for name, _, value in constants if name.startswith("SOURCE_")] == list(EDGE_SOURCES)
