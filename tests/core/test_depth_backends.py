@@ -129,6 +129,22 @@ def test_an_image_too_small_or_too_thin_for_the_model_is_a_perception_error_nami
         monocular.depth_m(np.zeros((height_px, width_px, 3), np.uint8))
 
 
+def test_the_device_running_out_of_memory_is_a_perception_error(tiny_model_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plain RuntimeError from the model would escape the node's frame callback instead of skipping the frame.
+    import torch
+
+    depth = make_depth_backend(_monocular_config(tiny_model_dir))  # its own: the shared fixture stays unpatched
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(depth, "model", out_of_memory)
+    with pytest.raises(PerceptionError, match=r"^the 'monocular' depth backend failed on this image "
+                                              r"\(OutOfMemoryError: CUDA out of memory"):
+        depth.depth_m(_rgb())
+
+
 def test_monocular_depth_handles_a_portrait_image(monocular: MonocularDepth) -> None:
     assert monocular.depth_m(_rgb(height_px=70, width_px=30), None).shape == (70, 30)
 

@@ -256,6 +256,25 @@ def test_an_image_too_small_or_too_thin_for_the_model_is_a_perception_error_nami
         detector.detect(_frame(np.zeros((height_px, width_px, 3), np.uint8)))
 
 
+def test_an_image_the_model_cannot_take_is_a_perception_error_naming_the_reason(model_dir: Path):
+    # The tiny test model's GroupNorm fails on square images (one channel per group at that size): a plain
+    # ValueError from inside the model must still reach the node as a skipped frame, not escape its callback.
+    detector = make_detector(_config(model_dir))
+    with pytest.raises(PerceptionError, match=r"^the Grounding DINO detector failed on this image \(ValueError: "):
+        detector.detect(_frame(np.zeros((64, 64, 3), np.uint8)))
+
+
+def test_the_device_running_out_of_memory_is_a_perception_error(model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    detector = make_detector(_config(model_dir))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(detector, "model", out_of_memory)
+    with pytest.raises(PerceptionError, match=r"failed on this image \(OutOfMemoryError: CUDA out of memory"):
+        detector.detect(_frame())
+
+
 # --- Post-processing on hand-made model outputs -------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from trusted_scene_graph.image.decode import has_invalid_depth, invalid_depth_to_nan
 from trusted_scene_graph.perception.detector import PerceptionError, build_backend
-from trusted_scene_graph.perception.hf import check_image_size, load_complete_model, load_pretrained
+from trusted_scene_graph.perception.hf import check_image_size, inference_errors, load_complete_model, load_pretrained
 
 MONOCULAR_EXAMPLE_ID = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
 _MODEL_PARAMETER = "depth.model_path"
@@ -120,14 +120,15 @@ class MonocularDepth:
     def _preprocess(self, rgb: np.ndarray) -> Any:
         check_image_size(rgb, "'monocular' depth backend")
         # Channel order given explicitly: inference from the shape is ambiguous for images 3 pixels high.
-        return self.processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
+        with inference_errors("'monocular' depth backend's image processor"):
+            return self.processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
 
     def _forward(self, inputs: Any) -> Any:
         """The only step that touches the model and the device; returns the raw prediction on the CPU."""
         import torch
         from transformers.modeling_outputs import DepthEstimatorOutput
 
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_errors("'monocular' depth backend"):
             outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device))
             return DepthEstimatorOutput(predicted_depth=outputs.predicted_depth.float().cpu())
 

@@ -29,7 +29,7 @@ from trusted_scene_graph.perception.detector import (
     label_renames,
     vocabulary_phrases,
 )
-from trusted_scene_graph.perception.hf import check_image_size, load_complete_model, load_pretrained
+from trusted_scene_graph.perception.hf import check_image_size, inference_errors, load_complete_model, load_pretrained
 from trusted_scene_graph.relations.image import box_iou_matrix
 
 EXAMPLE_MODEL_ID = "IDEA-Research/grounding-dino-tiny"
@@ -215,13 +215,15 @@ class GroundingDinoDetector:
         """The image as the model's ``pixel_values`` and ``pixel_mask``, on the device (the text is pre-tokenised)."""
         check_image_size(rgb, "Grounding DINO detector")
         # Channel order given explicitly: inference from the shape is ambiguous for images 3 pixels high.
-        inputs = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
+        with inference_errors("Grounding DINO detector's image processor"):
+            inputs = self.processor.image_processor(images=rgb, return_tensors="pt",
+                                                    input_data_format="channels_last")
         return {"pixel_values": inputs["pixel_values"].to(device=self.device, dtype=self.dtype),
                 "pixel_mask": inputs["pixel_mask"].to(self.device)}
 
     def forward(self, pixels: Mapping[str, torch.Tensor], batch: PhraseBatch) -> Any:
         """One forward pass for one phrase batch; the raw logits and boxes come back as float32 on the CPU."""
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_errors("Grounding DINO detector"):
             outputs = self.model(**pixels, input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                  token_type_ids=batch.token_type_ids)
             return type(outputs)(logits=outputs.logits.float().cpu(), pred_boxes=outputs.pred_boxes.float().cpu())

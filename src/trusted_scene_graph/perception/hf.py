@@ -7,11 +7,14 @@ Never downloads: the product must start the same way on a robot with no network.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from pickle import UnpicklingError
 from typing import Any
 
+from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.perception.detector import PerceptionError
 
 
@@ -128,3 +131,15 @@ def check_image_size(rgb: Any, backend: str) -> None:
         raise PerceptionError(f"the {backend} needs an image at most {MAX_IMAGE_ASPECT_RATIO:g} times as wide as "
                               f"high or as high as wide, got {width_px}x{height_px} px (width x height): resized "
                               f"for the model its shorter side would shrink to nothing")
+
+
+@contextlib.contextmanager
+def inference_errors(backend: str, error: type[TsgError] = PerceptionError) -> Iterator[None]:
+    """Raise what a model or its processor raise on one input as ``error``, naming ``backend``: an image shape one
+    of the model's layers cannot take (ValueError) or the device running out of memory (RuntimeError, of which
+    torch's OutOfMemoryError is one). The frame is then skipped with the reason and the node keeps running, as for
+    any input it refuses. Only around the calls into the model and processor: anything else is a bug to see."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:
+        raise error(f"the {backend} failed on this image ({type(exc).__name__}: {exc})") from exc
