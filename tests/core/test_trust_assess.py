@@ -213,3 +213,96 @@ def test_recorded_answers_feed_the_vlm_features_of_the_frame_they_name(tmp_path)
     left = next(k for k in range(len(edges)) if QUALITATIVE_PREDICATES[edges.predicate[k]] == "left_of"
                 and edges.subject[k] == 0)
     assert edges.features[edges.canonical[left], FEATURE_INDEX["vlm_p_claim"]] == pytest.approx(0.2)
+
+
+def test_a_pair_with_the_same_label_is_not_asked_about_and_gets_no_vlm_claims():
+    grid, objects = scene()
+    objects[1] = ObjectNode(2, " Cup", 0.8, (30, 10, 8, 8), np.array([1.0, 0.0, 0.05]), np.full(3, 0.1), 1.0)
+    vlm = CountingVlm()
+    edges = edge_trust(vlm, **{"trust.vlm_queries_per_frame": 50, "trust.vlm_query_band": [0.0, 1.0]}).assess(
+        grid, objects, 64, 48, IMAGE)
+    assert vlm.questions == [] and edges.vlm_queries == 0  # "The cup is left of the cup." names neither
+    assert (edges.source == 0).all()
+    assert np.isnan(edges.features[:, FEATURE_INDEX["vlm_p_claim"]]).all()
+
+
+def _recorded_config(tmp_path, **overrides):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"image": 41, "subject": "cup", "predicate": "left_of", "object": "bowl", "answer": "yes", '
+                       '"probability": 0.6}\n'
+                       '{"image": 42, "subject": "cup", "predicate": "left_of", "object": "bowl", "answer": "no", '
+                       '"probability": 0.8}\n')
+    return Config().with_overrides({"vlm.backend": "recorded", "vlm.recorded_path": str(answers),
+                                    "trust.model": "prior", "trust.vlm_query_band": [0.0, 1.0],
+                                    "trust.vlm_queries_per_frame": 1, **overrides})
+
+
+def test_recorded_answers_get_no_sensitivity_check_they_do_not_look_at_the_pixels(tmp_path):
+    from trusted_scene_graph.trust.assess import scene_graph_vlm
+
+    config = _recorded_config(tmp_path, **{"trust.vlm_sensitivity": True})
+    grid, objects = scene()
+    trust = EdgeTrust(config, model=MarginPriorTrust(0.02), vlm=scene_graph_vlm(config))
+    assert not trust.sensitivity
+    assert "trust.vlm_sensitivity is on, but the 'recorded' VLM backend does not look at the pixels" in trust.warning
+    edges = trust.assess(grid, objects, 64, 48, IMAGE, image_id="42")
+    left = next(k for k in range(len(edges)) if QUALITATIVE_PREDICATES[edges.predicate[k]] == "left_of"
+                and edges.subject[k] == 0 and edges.source[k] == 0)
+    row = edges.canonical[left]
+    assert edges.features[row, FEATURE_INDEX["vlm_p_claim"]] == pytest.approx(0.2)
+    assert math.isnan(edges.features[row, FEATURE_INDEX["vlm_sensitivity"]])  # missing, not a meaningless 0
+    assert EdgeTrust(_recorded_config(tmp_path), model=MarginPriorTrust(0.02),
+                     vlm=scene_graph_vlm(config)).warning is None
+
+
+def test_a_pixel_model_gets_the_sensitivity_check():
+    class PixelVlm(CountingVlm):
+        def judge_relation(self, image_rgb, subject, predicate, object_, *, image_id=None) -> VlmAnswer:
+            super().judge_relation(image_rgb, subject, predicate, object_, image_id=image_id)
+            return VlmAnswer(answer=False, probability=0.9 if (image_rgb == 0).all() else 0.6)
+
+    grid, objects = scene()
+    trust = edge_trust(PixelVlm(), **{"trust.vlm_sensitivity": True, "trust.vlm_query_band": [0.0, 1.0],
+                                      "trust.vlm_queries_per_frame": 1})
+    edges = trust.assess(grid, objects, 64, 48, IMAGE)
+    sensitivity = edges.features[:, FEATURE_INDEX["vlm_sensitivity"]]
+    # The asked claim (p_true 0.1, 0.4 on the noised image) and the VLM's own converse claim (negated).
+    assert sorted(sensitivity[~np.isnan(sensitivity)].tolist()) == [pytest.approx(-0.3), pytest.approx(0.3)]
+
+
+def test_a_model_that_gives_the_vlm_features_no_gain_warns_that_vlm_answers_will_not_move_trust():
+    from trusted_scene_graph.trust.model import DEFAULT_MODEL_DIR, TrustModel
+
+    config = Config().with_overrides({"trust.threshold": 0.5})
+    shipped = TrustModel.load(DEFAULT_MODEL_DIR)
+    warning = EdgeTrust(config, model=shipped, vlm=CountingVlm()).warning
+    assert warning is not None and "was trained without VLM answers" in warning
+    assert "Retrain with `tsg trust train` on data recorded with VLM answers" in warning
+    assert EdgeTrust(config, model=shipped, vlm=None).warning is None  # no VLM: nothing to say
+
+    class UsesVlm:
+        threshold, warning, description = 0.5, None, "test model"
+
+        def feature_importance(self, kind="gain"):
+            return {"margin_m": 3.0, "vlm_p_claim": 0.5}
+
+    assert EdgeTrust(config, model=UsesVlm(), vlm=CountingVlm()).warning is None
+
+
+def test_a_crop_for_the_image_encoder_is_grown_to_the_backends_minimum_side_and_aspect_ratio():
+    from trusted_scene_graph.perception.hf import MAX_IMAGE_ASPECT_RATIO, MIN_IMAGE_SIDE_PX
+    from trusted_scene_graph.trust.assess import _crop
+
+    image = np.arange(720 * 1280 * 3, dtype=np.uint32).reshape(720, 1280, 3).astype(np.uint8)
+    strip = _crop(image, (0, 300, 1280, 1))  # a 1 px high strip across the image
+    assert strip.shape == (128, 1280, 3) and strip.dtype == np.uint8
+    tiny = _crop(image, (600, 300, 3, 2))
+    assert tiny.shape == (MIN_IMAGE_SIDE_PX, MIN_IMAGE_SIDE_PX, 3)
+    np.testing.assert_array_equal(tiny[7:9, 6:9], image[300:302, 600:603])  # grown about its centre
+    assert _crop(image, (100, 200, 50, 40)).shape == (40, 50, 3)  # a usual box is its own pixels
+    small_image = np.full((5, 300, 3), 7, np.uint8)  # smaller than the minimum: edge-padded
+    padded = _crop(small_image, (0, 0, 300, 5))
+    assert padded.shape == (30, 300, 3) and (padded == 7).all()
+    for crop in (strip, tiny, padded):
+        assert min(crop.shape[:2]) >= MIN_IMAGE_SIDE_PX
+        assert max(crop.shape[:2]) <= MAX_IMAGE_ASPECT_RATIO * min(crop.shape[:2])

@@ -115,11 +115,24 @@ def test_nmlp_grows_with_the_peakedness_of_the_distribution_and_is_ln_v_when_uni
     (lambda: yes_no_masses(np.zeros(4), [1, 2], [2]), r"token ids \[2\] are both 'yes' and 'no'"),
     (lambda: nmlp(np.zeros((0, 4))), r"logits must be \(generated tokens, vocabulary\).*got shape \(0, 4\)"),
     (lambda: nmlp(np.full((1, 4), np.nan)), r"logits contain NaN"),
+    (lambda: answer_from_logits(np.where(np.eye(2, 10, 1) > 0, np.inf, 0.0), [1], [2]),
+     r"logits contain \+inf \(generated position 0, token 1\)"),
+    (lambda: yes_no_masses(np.array([0.0, np.inf, 0.0]), [1], [2]), r"first-position logits contain \+inf"),
+    (lambda: nmlp(np.array([[0.0, 1.0], [-np.inf, -np.inf]])), r"logits at generated position 1 are -inf for every"),
     (lambda: nmlp(np.zeros((1, 4)), top_k=0), r"NMLP top_k must be a positive integer, got 0"),
 ])
 def test_malformed_logits_and_token_ids_are_refused_by_name(call, message):
     with pytest.raises(VlmError, match=message):
         call()
+
+
+def test_masked_tokens_are_left_out_of_the_nmlp_and_a_token_id_given_twice_counts_once():
+    logits = np.zeros((2, 30))
+    logits[:, 5:] = -np.inf  # 5 tokens the model can emit, each at probability 1/5
+    answer, probability, confidence, answer_mass = answer_from_logits(logits, [1], [2, 2])
+    assert (answer, probability, answer_mass) == (False, 0.5, pytest.approx(0.4))
+    assert confidence == pytest.approx(math.log(5))
+    assert yes_no_masses(np.zeros(4), [1, 1], [2]) == pytest.approx((0.25, 0.25))
 
 
 def test_an_answer_probability_outside_0_1_is_refused_and_p_true_follows_the_answer():
@@ -235,12 +248,48 @@ def test_a_claim_the_recording_does_not_hold_is_an_error_naming_image_and_statem
      r"answers.jsonl:2: 'nmlp' must be a number, got 'high'"),
     ('{"image": "a.jpg", "statement": "The cat.", "answer": true, "probability": 0.5}',
      r"answers.jsonl:2: a second answer for image 'a' and statement 'the cat' \(the first is on line 1\)"),
+    ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 0.5, "nmlp": Infinity}',
+     r"answers.jsonl:2: 'nmlp' must be a finite number >= 0 \(minus a mean log-probability\), got inf"),
+    ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 0.5, "nmlp": -0.5}',
+     r"answers.jsonl:2: 'nmlp' must be a finite number >= 0 .*got -0.5"),
+    ('{"image": -5, "statement": "x", "answer": true, "probability": 0.5}',
+     r"answers.jsonl:2: 'image' must be a non-empty string or a non-negative integer .*got -5"),
+    ('{"image": "b.jpg", "statement": "The cat is left of the dog.", "caption": "The cat is right of the dog.", '
+     '"answer": true, "probability": 0.5}',
+     r"answers.jsonl:2: 'statement' 'The cat is left of the dog.' and its alias 'caption' 'The cat is right of the "
+     r"dog.' differ"),
 ])
 def test_a_malformed_recording_is_refused_naming_file_and_line(tmp_path: Path, line: str, message: str):
     path = _write_jsonl(tmp_path / "answers.jsonl",
                         [{"image": "a.jpg", "statement": "the cat", "answer": "yes", "probability": 0.9}, line])
     with pytest.raises(VlmError, match=message):
         RecordedVlm.from_file(path)
+
+
+def test_recorded_answers_round_trip_through_json_dumps_with_unicode_line_separators_and_a_byte_order_mark(
+        tmp_path: Path):
+    # json.dumps(ensure_ascii=False) (dataset/lerobot.py's writer) leaves U+2028, U+2029 and U+0085 unescaped, and
+    # str.splitlines would cut the record there.
+    statement = "The cup\u2028is left of\u2029the \x85bowl."
+    records = [{"image": "a.jpg", "statement": statement, "answer": "yes", "probability": 0.75,
+                "raw_text": "Yes\u2028indeed"},
+               {"image": "b.jpg", "statement": "The cup is near the bowl.", "answer": "no", "probability": 0.6}]
+    path = tmp_path / "answers.jsonl"
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))  # a BOM and CRLF line ends
+    vlm = RecordedVlm.from_file(path)
+    assert len(vlm) == 2
+    assert vlm.judge(IMAGE, statement, image_id="a.jpg") == VlmAnswer(True, 0.75, raw_text="Yes\u2028indeed")
+    assert vlm.judge(IMAGE, "The cup is near the bowl.", image_id="b").probability == 0.6
+
+
+def test_a_null_statement_defers_to_the_caption_an_integer_image_is_a_stamp_and_nmlp_may_be_nan(tmp_path: Path):
+    stamp_ns = 1_700_000_000_123_456_789
+    path = tmp_path / "answers.jsonl"
+    path.write_text(json.dumps({"image": stamp_ns, "statement": None, "caption": "The cat is left of the dog.",
+                                "answer": "no", "probability": 0.8, "nmlp": math.nan}) + "\n")
+    answer = RecordedVlm.from_file(path).judge(IMAGE, "The cat is left of the dog.", image_id=str(stamp_ns))
+    assert (answer.answer, answer.probability, math.isnan(answer.nmlp)) == (False, 0.8, True)
 
 
 def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_and_answer_mass_may_be_recorded(
@@ -366,6 +415,33 @@ def test_without_a_chat_template_the_image_token_leads_the_question(tmp_path: Pa
     assert vlm.prompt("The cat is left of the dog.") == \
         "<image>\nIs this statement true? The cat is left of the dog. Answer yes or no."
     assert 0.5 <= vlm.judge(IMAGE, "The cat is left of the dog.").probability <= 1.0
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("null", r"renders a prompt without the image token '<image>', so the image has no place in it: got 'null'"),
+    ("{% for %}", r"cannot be rendered"),
+])
+def test_a_chat_template_without_the_image_token_is_refused_at_load_naming_folder_and_file(
+        tmp_path: Path, model_dir: Path, template: str, message: str):
+    broken = Path(shutil.copytree(model_dir, tmp_path / "broken_template"))
+    (broken / "chat_template.jinja").write_text(template)
+    with pytest.raises(VlmError, match=rf"chat template of the VLM '{broken}' \(file chat_template.jinja\) {message}"):
+        make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(broken)}))
+
+
+def test_processor_and_model_failures_are_vlm_errors_with_the_reason(generative, monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    def out_of_memory(**_inputs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(generative.model, "generate", out_of_memory)
+    with pytest.raises(VlmError, match=r"VLM generating an answer on cpu failed on this image \(OutOfMemoryError"):
+        generative.judge(IMAGE, "The cat is left of the dog.")
+    monkeypatch.setattr(generative, "prompt", lambda statement: statement)  # no image token: the processor refuses
+    with pytest.raises(VlmError, match=r"processor cannot prepare the question 'The cat.' with a 64x48 px image: "
+                                       r".*image"):
+        generative.judge(IMAGE, "The cat.")
 
 
 def test_an_image_that_is_not_rgb_uint8_is_refused(generative):

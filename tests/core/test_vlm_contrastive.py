@@ -131,6 +131,43 @@ def test_bad_captions_or_images_are_refused(vlm, image, captions, message):
         vlm.caption_probabilities(image, captions)
 
 
+def test_captions_truncated_to_the_same_tokens_are_refused_not_scored_as_even_odds(vlm):
+    long_subject, long_object = "red " * 20 + "cup", "blue " * 20 + "box"
+    with pytest.raises(VlmError, match=rf"cannot tell the captions 'The {long_subject} is left of .*' and 'The "
+                                       rf"{long_subject} is right of .*' apart: they tokenise the same \(truncated to "
+                                       rf"the model's {CONTRASTIVE_TEXT_TOKENS} text tokens\); shorten the labels"):
+        vlm.judge_relation(IMAGE, long_subject, "left_of", long_object)
+    with pytest.raises(VlmError, match=r"cannot tell the captions 'The cat' and 'the CAT' apart"):
+        vlm.caption_probabilities(IMAGE, ["The cat", "the dog", "the CAT"])  # the tokenizer lower-cases
+
+
+def test_processor_and_model_failures_are_vlm_errors_with_the_reason(vlm, monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    def out_of_memory(*_args, **_inputs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(vlm.model, "forward", out_of_memory)
+    monkeypatch.setattr(vlm.model, "get_image_features", out_of_memory)
+    with pytest.raises(VlmError, match=r"scoring the captions on cpu failed on this image \(OutOfMemoryError"):
+        vlm.judge_relation(IMAGE, "cat", "left_of", "dog")
+    with pytest.raises(VlmError, match=r"embedding the images on cpu failed on this image \(OutOfMemoryError"):
+        vlm.embed_images([IMAGE])
+
+    class Refusing:
+        tokenizer = image_processor = property(lambda self: self)
+
+        def __call__(self, **_kwargs):
+            raise ValueError("unsupported number of image dimensions")
+
+    monkeypatch.setattr(vlm, "processor", Refusing())
+    with pytest.raises(VlmError, match=r"processor cannot prepare captions .* with a 64x48 px image: unsupported"):
+        vlm.judge_relation(IMAGE, "cat", "left_of", "dog")
+    with pytest.raises(VlmError, match=r"image processor cannot prepare images of \['30x40', '64x48'\] px: "
+                                       r"unsupported"):
+        vlm.embed_images([IMAGE, OTHER_IMAGE])
+
+
 def test_image_embeddings_are_unit_vectors_one_per_image_matching_the_models_own(vlm):
     import torch
 

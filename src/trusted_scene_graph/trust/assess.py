@@ -8,7 +8,10 @@ label prototypes. The steps of :meth:`EdgeTrust.assess`:
 2. with a VLM, the claims whose trust lies in ``trust.vlm_query_band`` and that have no answer younger than
    ``trust.vlm_answer_max_age_frames`` are asked about, most uncertain first (trust closest to 0.5), at most
    ``trust.vlm_queries_per_frame`` per frame (:func:`select_queries`); the others reuse their last answer, which is
-   kept while both tracks live;
+   kept while both tracks live. A pair of objects with the same label (two cups) is never asked about: "The cup is
+   left of the cup." names neither object, so no answer could be about the pair, and it gets no VLM claims. With
+   ``trust.vlm_sensitivity`` each question is asked again on a noised image, unless the backend does not look at
+   the pixels (``recorded``): then ``vlm_sensitivity`` stays missing (NaN), as for a model that never computed it;
 3. a claim the VLM rejects (probability < 0.5) whose predicate has a converse (left_of/right_of, above/below,
    in_front_of/behind, near/far) adds the VLM's own claim, the converse, as an edge with source 'vlm' and a negative
    margin: the geometry disagrees, and the trust model weighs the two;
@@ -17,12 +20,14 @@ label prototypes. The steps of :meth:`EdgeTrust.assess`:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from trusted_scene_graph.perception.hf import MAX_IMAGE_ASPECT_RATIO, MIN_IMAGE_SIDE_PX
 from trusted_scene_graph.relations.geometric import QUALITATIVE_PREDICATES, RelationGrid
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.features import (
@@ -34,11 +39,13 @@ from trusted_scene_graph.trust.features import (
 )
 from trusted_scene_graph.trust.model import EdgeTrustModel, MarginPriorTrust, load_trust_model
 from trusted_scene_graph.vlm import make_vlm
-from trusted_scene_graph.vlm.base import CONVERSE_PREDICATES, noised_image
+from trusted_scene_graph.vlm.base import CONVERSE_PREDICATES, looks_at_pixels, noised_image, statement_key
 from trusted_scene_graph.vlm.recorded import RecordedVlm
 
 SOURCE_GEOMETRY, SOURCE_VLM = 0, 1
 _NO_ANSWER = np.full(len(VLM_FEATURES), np.nan)
+# The features only a VLM fills in: a model with zero gain on all of them ignores every VLM answer.
+VLM_INPUT_FEATURES = ("claim_from_vlm", *VLM_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -166,10 +173,42 @@ class LabelPrototypes:
 
 
 def _crop(image_rgb: np.ndarray, box_xywh_px: Sequence[int]) -> np.ndarray:
+    """The box's pixels, grown about its centre to at least MIN_IMAGE_SIDE_PX a side and at most
+    MAX_IMAGE_ASPECT_RATIO (the limits the model backends accept, perception.hf); edge-padded where the image ends.
+
+    An image processor scales the shorter side to its input size and the longer in proportion: a 1x1280 px box
+    would become 224x286720 px (a second and 600 MB per crop) before its centre crop.
+    """
     x, y, w, h = (int(v) for v in box_xywh_px)
     height, width = image_rgb.shape[:2]
     x0, y0 = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
-    return image_rgb[y0:max(y0 + 1, min(y + h, height)), x0:max(x0 + 1, min(x + w, width))]
+    x1, y1 = max(x0 + 1, min(x + w, width)), max(y0 + 1, min(y + h, height))
+    box_w, box_h = x1 - x0, y1 - y0
+    want_w = max(box_w, MIN_IMAGE_SIDE_PX, math.ceil(box_h / MAX_IMAGE_ASPECT_RATIO))
+    want_h = max(box_h, MIN_IMAGE_SIDE_PX, math.ceil(box_w / MAX_IMAGE_ASPECT_RATIO))
+    # Grown about the centre, shifted to stay inside the image where it fits.
+    x0 = min(max(x0 - (want_w - box_w) // 2, 0), max(width - want_w, 0))
+    y0 = min(max(y0 - (want_h - box_h) // 2, 0), max(height - want_h, 0))
+    crop = image_rgb[y0:y0 + want_h, x0:x0 + want_w]
+    pad_h, pad_w = want_h - crop.shape[0], want_w - crop.shape[1]  # > 0 only where the image is smaller
+    return np.pad(crop, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode="edge")
+
+
+def vlm_unused_warning(model: Any) -> str | None:
+    """Why a VLM cannot change this model's trust (None when it can or cannot be told): every feature a VLM fills
+    in (:data:`VLM_INPUT_FEATURES`) has zero gain, i.e. no tree of the model splits on it. Only learned models
+    (``feature_importance``) are checked; the prior is geometry-only by its description."""
+    importance = getattr(model, "feature_importance", None)
+    if not callable(importance):
+        return None
+    gain = importance("gain")
+    if any(gain.get(name, 0.0) > 0.0 for name in VLM_INPUT_FEATURES):
+        return None
+    return (f"the trust model ({getattr(model, 'source_', 'given')}) was trained without VLM answers: none of its "
+            f"trees uses the VLM features ({', '.join(VLM_INPUT_FEATURES)}), so VLM answers will not move any trust "
+            "and the VLM's own claims are pruned like any claim the geometry rejects; the VLM calls only cost time. "
+            "Retrain with `tsg trust train` on data recorded with VLM answers (the same vlm.backend), or set "
+            "vlm.backend: none")
 
 
 class EdgeTrust:
@@ -178,6 +217,8 @@ class EdgeTrust:
     def __init__(self, config: Mapping[str, Any], model: EdgeTrustModel | None = None, vlm: Any = None) -> None:
         self.model = model if model is not None else load_trust_model(config)
         self.vlm = vlm
+        # Checked once: the model and the VLM are fixed for the EdgeTrust's life (read-only parameters).
+        self._vlm_unused = vlm_unused_warning(self.model) if vlm is not None else None
         self.history = TemporalHistory(int(config["trust.temporal_window_frames"]))
         self.reconfigure(config)
         # The last VLM answer of each fact (VLM_FEATURES values) and the frame number it was given at.
@@ -196,14 +237,22 @@ class EdgeTrust:
             self.model.margin_scale_m = config["relations.margin_scale_m"]
         override = float(config["trust.threshold"])
         self.threshold = override if override >= 0.0 else float(self.model.threshold)
-        # Said once where the graph is made (the node's log, tsg eval's warnings): pruning at the model's own threshold
-        # when that threshold guarantees nothing.
-        self.warning = self.model.warning if override < 0.0 else None
         self.max_queries = int(config["trust.vlm_queries_per_frame"])
         self.answer_max_age_frames = int(config["trust.vlm_answer_max_age_frames"])
         self.band = tuple(config["trust.vlm_query_band"])
-        self.sensitivity = bool(config["trust.vlm_sensitivity"])
         self.sensitivity_noise = float(config["trust.vlm_sensitivity_noise"])
+        # A backend that does not look at the pixels (recorded answers) gives the same answer on a noised image: its
+        # "sensitivity" would be 0 whatever the evidence, so the check is skipped and the feature stays missing.
+        # Skipped rather than refused: a config made for a live model replays its recorded answers unchanged.
+        wants_sensitivity = bool(config["trust.vlm_sensitivity"]) and self.vlm is not None
+        self.sensitivity = wants_sensitivity and looks_at_pixels(self.vlm)
+        skipped_sensitivity = (f"trust.vlm_sensitivity is on, but the {config['vlm.backend']!r} VLM backend does not "
+                               "look at the pixels, so a noised image cannot change its answers: the vlm_sensitivity "
+                               "feature is left missing" if wants_sensitivity and not self.sensitivity else None)
+        # Said once where the graph is made (the node's log, tsg eval's warnings): pruning at the model's own threshold
+        # when that threshold guarantees nothing, and a VLM whose answers cannot matter.
+        notes = [self.model.warning if override < 0.0 else None, self._vlm_unused, skipped_sensitivity]
+        self.warning = "\n".join(note for note in notes if note) or None
 
     def assess(self, grid: RelationGrid, objects: Sequence[Any], image_width_px: int, image_height_px: int,
                image_rgb: np.ndarray | None = None, image_id: str | None = None) -> CandidateEdges:
@@ -223,16 +272,20 @@ class EdgeTrust:
         keys, answers = [], None
         if self.vlm is not None:  # without a VLM there are no answers to look up (the columns stay NaN)
             keys = list(zip(track[subject].tolist(), track[obj].tolist(), predicate.tolist(), strict=True))
-            answers = self._answer_table(keys)
+            # A pair whose labels read the same ("cup", " Cup") cannot be told apart in a question: never asked, and
+            # an answer from when the labels differed is not used.
+            names = [statement_key(o.label) for o in objects]
+            askable = np.array([names[a] != names[b] for a, b in zip(subject, obj, strict=True)], dtype=bool)
+            answers = self._answer_table(keys, askable)
         features = edge_features(grid, arrays, subject, obj, predicate, vlm=answers, temporal_agreement=temporal,
                                  prototype_similarity=prototype)
         trust = self.model.trust(features)
         queries = 0
         sources = np.zeros(len(all_predicate), dtype=np.intp)
         if self.vlm is not None and image_rgb is not None:
-            queries = self._ask(trust, keys, objects, subject, obj, predicate, image_rgb, image_id)
+            queries = self._ask(trust, keys, askable, objects, subject, obj, predicate, image_rgb, image_id)
             self._forget_answers(set(track.tolist()))
-            answers = self._answer_table(keys)
+            answers = self._answer_table(keys, askable)
             subject, obj, predicate, row_sources, answers, temporal = _with_vlm_claims(subject, obj, predicate,
                                                                                        answers, temporal)
             features = edge_features(grid, arrays, subject, obj, predicate, row_sources, vlm=answers,
@@ -248,11 +301,12 @@ class EdgeTrust:
         return CandidateEdges(all_subject, all_object, all_predicate, sources, features, trust[canonical], queries,
                               canonical, representative)
 
-    def _ask(self, trust: np.ndarray, keys: list[tuple[int, int, int]], objects: Sequence[Any], subject: np.ndarray,
-             obj: np.ndarray, predicate: np.ndarray, image_rgb: np.ndarray, image_id: str | None) -> int:
+    def _ask(self, trust: np.ndarray, keys: list[tuple[int, int, int]], askable: np.ndarray, objects: Sequence[Any],
+             subject: np.ndarray, obj: np.ndarray, predicate: np.ndarray, image_rgb: np.ndarray,
+             image_id: str | None) -> int:
         oldest = self._frame - self.answer_max_age_frames
         due = np.array([self._answers.get(key, (None, oldest))[1] <= oldest for key in keys], dtype=bool)
-        chosen = select_queries(trust, due, self.band, self.max_queries)
+        chosen = select_queries(trust, due & askable, self.band, self.max_queries)
         noised = None
         if self.sensitivity and chosen.size:
             noised = noised_image(image_rgb, self.sensitivity_noise, self._rng)
@@ -265,10 +319,11 @@ class EdgeTrust:
             self._answers[keys[k]] = (np.array([answer.p_true, answer.nmlp, answer.margin, sensitivity]), self._frame)
         return int(chosen.size)
 
-    def _answer_table(self, keys: list[tuple[int, int, int]]) -> np.ndarray:
-        """(E, 4) VLM features of the facts ``keys``: their last answers, NaN for facts never asked."""
-        return np.array([self._answers[key][0] if key in self._answers else _NO_ANSWER
-                         for key in keys]).reshape(-1, len(VLM_FEATURES))
+    def _answer_table(self, keys: list[tuple[int, int, int]], askable: np.ndarray) -> np.ndarray:
+        """(E, 4) VLM features of the facts ``keys``: their last answers, NaN for facts never asked or not
+        ``askable``."""
+        return np.array([self._answers[key][0] if ok and key in self._answers else _NO_ANSWER
+                         for key, ok in zip(keys, askable, strict=True)]).reshape(-1, len(VLM_FEATURES))
 
     def _forget_answers(self, present_tracks: set[int]) -> None:
         """Keep answers only for claims between tracks of this frame, so the cache stays as small as the scene."""

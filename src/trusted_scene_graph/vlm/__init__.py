@@ -10,7 +10,8 @@ of that verdict, the NMLP confidence, the generated text and the contrastive mar
 - ``contrastive``: a CLIP or SigLIP dual encoder choosing between a relation claim and its converse
   (:data:`CONVERSE_PREDICATES`; :mod:`trusted_scene_graph.vlm.contrastive`; imports torch only when selected). It
   judges relation triples only (``judge_relation``; :func:`needs_relation_triple` is true for it);
-- ``recorded``: answers read from a JSONL file (:mod:`trusted_scene_graph.vlm.recorded`);
+- ``recorded``: answers read from a JSONL file (:mod:`trusted_scene_graph.vlm.recorded`); it does not look at the
+  pixels (:func:`looks_at_pixels` is false for it), so no perceptual-sensitivity check is made with it;
 - ``none``: no VLM (:func:`make_vlm` returns None).
 
 :func:`noised_image` perturbs an image for a perceptual-sensitivity check (how much an answer's probability drops).
@@ -30,6 +31,7 @@ from trusted_scene_graph.vlm.base import (
     VlmError,
     converse_relation,
     judge_relation_as_statement,
+    looks_at_pixels,
     needs_relation_triple,
     noised_image,
     predicate_key,
@@ -89,6 +91,7 @@ __all__ = [
     "answer_from_logits",
     "converse_relation",
     "judge_relation_as_statement",
+    "looks_at_pixels",
     "make_vlm",
     "needs_relation_triple",
     "nmlp",

@@ -60,7 +60,9 @@ class VisionLanguageModel(Protocol):
     triple (``predicate`` like ``left_of``). A backend that needs the triple (``contrastive``, which compares the
     claim with its converse) sets the class attribute ``needs_relation_triple = True`` and refuses ``judge``.
     ``image_id`` names the image (a file name such as VSR's ``000000451431.jpg``) for backends that look answers up
-    rather than compute them; models that look at the pixels ignore it.
+    rather than compute them; models that look at the pixels ignore it. A backend whose answers do not depend on the
+    pixels (``recorded``) sets the class attribute ``looks_at_pixels = False``: a perceptual-sensitivity check
+    (:func:`noised_image`) is then skipped, since a changed image cannot change its answer.
     """
 
     def judge(self, image_rgb: np.ndarray, statement: str, *, image_id: str | None = None) -> VlmAnswer: ...
@@ -73,6 +75,11 @@ def judge_relation_as_statement(vlm: VisionLanguageModel, image_rgb: np.ndarray,
                                 object_: str, *, image_id: str | None = None) -> VlmAnswer:
     """``vlm.judge`` on :func:`relation_statement` of the triple: ``judge_relation`` for sentence-judging backends."""
     return vlm.judge(image_rgb, relation_statement(subject, predicate, object_), image_id=image_id)
+
+
+def looks_at_pixels(vlm: object) -> bool:
+    """Whether ``vlm``'s answers come from the image's pixels (true unless it says otherwise, like ``recorded``)."""
+    return bool(getattr(vlm, "looks_at_pixels", True))
 
 
 def needs_relation_triple(vlm: object) -> bool:

@@ -18,6 +18,9 @@ prototypes).
 Any model ``AutoModel`` loads as a dual encoder (CLIP, SigLIP, SigLIP 2, ...) works, from a local directory or the
 local Hugging Face cache only; missing or corrupt weights fail with the path and how to get them. This module
 imports torch when imported; :func:`trusted_scene_graph.vlm.make_vlm` imports it only when this backend is selected.
+The processor refusing an input and the model failing (a ``ValueError`` or ``RuntimeError``, such as
+``torch.OutOfMemoryError``) raise :class:`VlmError` with the reason. Captions that tokenise the same (two long
+captions truncated to the model's text length before they differ) are refused: the model could not tell them apart.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 from scipy.special import softmax
 
+from trusted_scene_graph.perception.hf import inference_errors
 from trusted_scene_graph.vlm.base import VlmAnswer, VlmError, check_rgb, converse_relation, relation_statement
 from trusted_scene_graph.vlm.hf import MODEL_PARAMETER, load_vlm
 
@@ -43,6 +47,8 @@ class ContrastiveVlm:
 
     # Judges relation triples only (see the module docstring); read by vlm.base.needs_relation_triple.
     needs_relation_triple = True
+    # The answers come from the image (read by vlm.base.looks_at_pixels).
+    looks_at_pixels = True
 
     def __init__(self, model: Any, processor: Any, *, device: str = "cpu") -> None:
         for method in ("get_image_features", "get_text_features"):
@@ -131,23 +137,43 @@ class ContrastiveVlm:
         padding: dict[str, Any] = {"padding": "max_length" if self.pad_to_max_length else True}
         if self.max_text_tokens is not None:
             padding.update(truncation=True, max_length=self.max_text_tokens)
-        inputs = self.processor(images=[self._pil(image_rgb)], text=list(captions), return_tensors="pt", **padding)
-        return inputs.to(self.device)
+        image = self._pil(image_rgb)
+        try:
+            inputs = self.processor(images=[image], text=list(captions), return_tensors="pt", **padding)
+        except (ValueError, RuntimeError) as exc:  # the processor refused the input
+            raise VlmError(f"the contrastive VLM's processor cannot prepare captions {list(captions)!r} with a "
+                           f"{image.width}x{image.height} px image: {exc}") from exc
+        _check_distinct_captions(captions, inputs["input_ids"], self.max_text_tokens)
+        return self._to_device(inputs)
 
     def preprocess_images(self, images: Sequence[np.ndarray]) -> Any:
         """Model inputs (pixel values) for ``images`` on the device."""
-        inputs = self.processor.image_processor(images=[self._pil(image) for image in images], return_tensors="pt")
-        return inputs.to(self.device)
+        pil_images = [self._pil(image) for image in images]
+        try:
+            inputs = self.processor.image_processor(images=pil_images, return_tensors="pt")
+        except (ValueError, RuntimeError) as exc:
+            sizes = sorted({f"{image.width}x{image.height}" for image in pil_images})
+            raise VlmError(f"the contrastive VLM's image processor cannot prepare images of {sizes} px: "
+                           f"{exc}") from exc
+        return self._to_device(inputs)
+
+    def _to_device(self, inputs: Any) -> Any:
+        try:
+            return inputs.to(self.device)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            raise VlmError(f"the contrastive VLM's inputs do not fit on {self.device}: {exc}") from exc
 
     def forward(self, inputs: Any) -> torch.Tensor:
         """The image-caption logits (1, C) (``logits_per_image``), float32 on the CPU."""
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_errors(f"contrastive VLM scoring the captions on {self.device}",
+                                                      VlmError):
             output = self.model(**inputs)
         return output.logits_per_image.float().cpu()
 
     def forward_image_features(self, inputs: Any) -> np.ndarray:
         """The projected image features (N, D), float64, not normalised."""
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_errors(f"contrastive VLM embedding the images on {self.device}",
+                                                      VlmError):
             features = self.model.get_image_features(**inputs)
         # transformers 5 returns the encoder output with the projected embedding as pooler_output; 4.x the tensor.
         features = getattr(features, "pooler_output", features)
@@ -165,3 +191,16 @@ class ContrastiveVlm:
         from PIL import Image  # noqa: PLC0415 - a PIL image leaves no doubt about the channel order
 
         return Image.fromarray(check_rgb(image_rgb), mode="RGB")
+
+
+def _check_distinct_captions(captions: Sequence[str], input_ids: torch.Tensor, max_text_tokens: int | None) -> None:
+    """:class:`VlmError` when two captions tokenise the same: the softmax over them would be exactly even whatever
+    the image (long labels truncated to the text length before the claim and its converse differ)."""
+    rows = [tuple(row) for row in input_ids.tolist()]
+    first_of: dict[tuple[int, ...], int] = {}
+    for k, row in enumerate(rows):
+        if row in first_of:
+            limit = f" (truncated to the model's {max_text_tokens} text tokens)" if max_text_tokens else ""
+            raise VlmError(f"the contrastive VLM cannot tell the captions {captions[first_of[row]]!r} and "
+                           f"{captions[k]!r} apart: they tokenise the same{limit}; shorten the labels")
+        first_of[row] = k

@@ -8,16 +8,23 @@ logits into a :class:`VlmAnswer` (:mod:`trusted_scene_graph.vlm.scoring` says ho
 Any model ``AutoModelForImageTextToText`` loads works (SmolVLM, LLaVA, Qwen2-VL, ...), from a local directory or
 the local Hugging Face cache only; missing or corrupt weights fail with the path and how to get them. This module
 imports torch when imported; :func:`trusted_scene_graph.vlm.make_vlm` imports it only when this backend is selected.
+
+At load the prompt is rendered once and must hold the processor's image token (a broken chat template fails then,
+naming its file, not at every question). The processor refusing an input and the model failing (a ``ValueError``
+or ``RuntimeError``, such as ``torch.OutOfMemoryError``) raise :class:`VlmError` with the reason, so a caller that
+skips what a VLM cannot answer (the node's frame callback, ``tsg eval vsr``) skips that question only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from trusted_scene_graph.perception.hf import inference_errors
 from trusted_scene_graph.vlm.base import (
     VlmAnswer,
     VlmError,
@@ -31,6 +38,8 @@ from trusted_scene_graph.vlm.scoring import NMLP_TOP_K, answer_from_logits
 EXAMPLE_MODEL_ID = "HuggingFaceTB/SmolVLM-256M-Instruct"
 # Enough for "Yes." or "No, it is not." plus an end token; NMLP averages over what was generated.
 DEFAULT_MAX_NEW_TOKENS = 8
+# Where a saved processor keeps its chat template, newest format first (transformers 4.4x+ writes the .jinja file).
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "processor_config.json", "tokenizer_config.json")
 
 
 def answer_token_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -58,14 +67,27 @@ def answer_token_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return found["yes"], found["no"]
 
 
+def chat_template_source(model_path: str) -> str:
+    """The file a local model folder's chat template is read from (for error messages); the folder or model id
+    itself when none of :data:`CHAT_TEMPLATE_FILES` is there."""
+    folder = Path(model_path).expanduser()
+    found = next((folder / name for name in CHAT_TEMPLATE_FILES if (folder / name).is_file()), None)
+    return f"{model_path!r} (file {found.name})" if found is not None else repr(model_path)
+
+
 class GenerativeVlm:
     """Yes/no verdicts from an image-text-to-text model (``model``) and its processor, already loaded.
 
     ``max_new_tokens`` bounds the generated answer; ``top_k`` is the NMLP's k (:data:`~.scoring.NMLP_TOP_K`).
+    ``source`` names where the processor came from in errors (:meth:`from_pretrained` gives the folder and file).
     """
 
+    # The answers come from the image (read by vlm.base.looks_at_pixels).
+    looks_at_pixels = True
+
     def __init__(self, model: Any, processor: Any, *, device: str = "cpu",
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, top_k: int = NMLP_TOP_K) -> None:
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, top_k: int = NMLP_TOP_K,
+                 source: str | None = None) -> None:
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
             raise VlmError(f"the 'generative' VLM needs a processor with a tokenizer, got {type(processor).__name__}")
@@ -85,6 +107,22 @@ class GenerativeVlm:
         if not self.uses_chat_template and not getattr(processor, "image_token", None):
             raise VlmError(f"the VLM's processor ({type(processor).__name__}) has neither a chat template nor an "
                            "image token: cannot tell where the image goes in the prompt")
+        self._check_prompt(source or f"the VLM's processor ({type(processor).__name__})")
+
+    def _check_prompt(self, source: str) -> None:
+        """Render a prompt once: a chat template that fails, or that leaves out the image token, would otherwise
+        fail every question with the processor's own error."""
+        from jinja2 import TemplateError  # noqa: PLC0415 - transformers' template engine, loaded with it
+
+        try:
+            prompt = self.prompt("The cup is left of the bowl.")
+        except (TemplateError, ValueError, TypeError) as exc:
+            raise VlmError(f"the chat template of the VLM {source} cannot be rendered: {exc}") from exc
+        image_token = getattr(self.processor, "image_token", None)
+        if not isinstance(prompt, str) or (isinstance(image_token, str) and image_token not in prompt):
+            raise VlmError(f"the chat template of the VLM {source} renders a prompt without the image token "
+                           f"{image_token!r}, so the image has no place in it: got {str(prompt)[:200]!r}; restore "
+                           "the model's own chat template")
 
     @classmethod
     def from_pretrained(cls, model_path: str, **settings: Any) -> GenerativeVlm:
@@ -96,7 +134,7 @@ class GenerativeVlm:
         from transformers import AutoModelForImageTextToText
 
         model, processor = load_vlm(AutoModelForImageTextToText, model_path, EXAMPLE_MODEL_ID, "VLM")
-        return cls(model, processor, **settings)
+        return cls(model, processor, **{"source": chat_template_source(model_path), **settings})
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> GenerativeVlm:
@@ -126,12 +164,16 @@ class GenerativeVlm:
         from PIL import Image  # noqa: PLC0415 - a PIL image leaves no doubt about the channel order
 
         image = Image.fromarray(check_rgb(image_rgb), mode="RGB")
-        inputs = self.processor(images=[image], text=[self.prompt(statement)], return_tensors="pt")
-        return inputs.to(self.device)
+        prompt = self.prompt(statement)
+        try:
+            return self.processor(images=[image], text=[prompt], return_tensors="pt").to(self.device)
+        except (ValueError, RuntimeError) as exc:  # the processor refused the input, or the device is out of memory
+            raise VlmError(f"the VLM's processor cannot prepare the question {statement!r} with a "
+                           f"{image.width}x{image.height} px image: {exc}") from exc
 
     def forward(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy generation; returns the raw logits (T, V) of the generated positions (float32, CPU) and their ids."""
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_errors(f"VLM generating an answer on {self.device}", VlmError):
             output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                          output_logits=True, return_dict_in_generate=True)
         prompt_length = inputs["input_ids"].shape[1]

@@ -5,18 +5,24 @@ One JSON object per line::
     {"image": "000000451431.jpg", "statement": "The person is inside the refrigerator.", "answer": "yes",
      "probability": 0.83, "nmlp": 2.4, "raw_text": "Yes"}
 
-- ``image``: the image's name; matched on the file name without folders and extension.
-- the claim: ``statement`` (or ``caption``, VSR's name for it), or ``subject``, ``predicate`` and ``object``, read as
-  :func:`~trusted_scene_graph.vlm.base.relation_statement` words them ("The cat is left of the dog."). Statements
-  match case-insensitively, ignoring runs of whitespace and a final full stop.
+- ``image``: the image's name, a string matched on the file name without folders and extension, or a
+  non-negative integer (the frame's stamp in nanoseconds, as the scene-graph node and ``tsg eval`` name frames).
+- the claim: ``statement`` (or ``caption``, VSR's name for it; both only if they state the same claim), or
+  ``subject``, ``predicate`` and ``object``, read as :func:`~trusted_scene_graph.vlm.base.relation_statement` words
+  them ("The cat is left of the dog."). Statements match case-insensitively, ignoring runs of whitespace and a
+  final full stop.
 - ``answer``: true/false, "yes"/"no" or 1/0: whether the model said the statement is true.
 - ``probability`` (or ``confidence``, the same; both may be given only if equal): the probability the model gave
   to its answer, in [0, 1].
-- ``nmlp``, ``raw_text``, ``margin`` (a contrastive model's top-1 minus top-2 caption probability, in [0, 1]) and
-  ``answer_mass`` (a generative model's ``P(yes) + P(no)``, in [0, 1]): optional.
+- ``nmlp`` (finite and >= 0: it is minus a mean log-probability), ``raw_text``, ``margin`` (a contrastive model's
+  top-1 minus top-2 caption probability, in [0, 1]) and ``answer_mass`` (a generative model's ``P(yes) + P(no)``,
+  in [0, 1]): optional.
 
-Blank lines are ignored. A malformed line, or a second answer for the same image and statement, is an error naming
-the file and line. Asking for a claim the file does not hold is an error naming the image and the statement.
+A field whose value is ``null`` counts as absent (``"statement": null`` with a ``caption`` uses the caption). The
+file is UTF-8, with or without a byte-order mark; only a line feed ends a line, so a statement may hold any other
+Unicode line separator (U+2028, which ``json.dumps(..., ensure_ascii=False)`` writes unescaped). Blank lines are
+ignored. A malformed line, or a second answer for the same image and statement, is an error naming the file and
+line. Asking for a claim the file does not hold is an error naming the image and the statement.
 :meth:`RecordedVlm.from_file` can restrict the predicates (``predicates``): then a line whose ``predicate`` is not
 one of them is an error; lines that give the claim as a sentence are not checked.
 """
@@ -48,6 +54,10 @@ _ANSWER_WORDS = {"yes": True, "true": True, "no": False, "false": False}
 class RecordedVlm:
     """Answers looked up by (image, statement) from a table built by :meth:`from_file`."""
 
+    # The answers were given to other pixels: judging a changed (noised) image gives the same answer, so a
+    # perceptual-sensitivity check means nothing here (read by vlm.base.looks_at_pixels).
+    looks_at_pixels = False
+
     def __init__(self, answers: Mapping[tuple[str, str], VlmAnswer], source: str = "recorded answers") -> None:
         self.source = source
         self._answers = dict(answers)
@@ -77,14 +87,17 @@ class RecordedVlm:
         path = Path(path)
         allowed = None if predicates is None else {predicate_key(p): p for p in predicates}
         try:
-            text = path.read_text(encoding="utf-8")
+            # utf-8-sig: a byte-order mark (editors on Windows write one) is not part of the first line.
+            text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise VlmError(f"{_PARAMETER}: cannot read {str(path)!r}: {exc.strerror or exc}") from exc
         except UnicodeDecodeError as exc:
             raise VlmError(f"{_PARAMETER}: {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         answers: dict[tuple[str, str], VlmAnswer] = {}
         first_line: dict[tuple[str, str], int] = {}
-        for line_number, line in enumerate(text.splitlines(), start=1):
+        # Only "\n" ends a record: str.splitlines also splits at U+2028, U+2029, \x85, ..., which JSON strings may
+        # hold unescaped. A "\r" left by CRLF line ends is JSON whitespace.
+        for line_number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{line_number}"
@@ -130,9 +143,12 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
     if not isinstance(record, dict):
         raise VlmError(f"{where}: expected a JSON object, got {type(record).__name__}")
     image = record.get("image")
+    if isinstance(image, int) and not isinstance(image, bool) and image >= 0:
+        image = str(image)  # a stamp in nanoseconds: the node names the frame str(stamp_ns)
     if not isinstance(image, str) or not image.strip():
-        raise VlmError(f"{where}: 'image' must be a non-empty string, got {image!r}")
-    statement = record.get("statement", record.get("caption"))
+        raise VlmError(f"{where}: 'image' must be a non-empty string or a non-negative integer (a stamp in "
+                       f"nanoseconds), got {image!r}")
+    statement = _parse_statement(record, where)
     if statement is None:
         parts = [record.get(name) for name in ("subject", "predicate", "object")]
         if not all(isinstance(part, str) and part.strip() for part in parts):
@@ -144,6 +160,8 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
     answer = _parse_answer(record.get("answer"), where)
     probability = _parse_probability(record, where)
     nmlp = _optional_number(record, "nmlp", where)
+    if not (math.isnan(nmlp) or (math.isfinite(nmlp) and nmlp >= 0.0)):
+        raise VlmError(f"{where}: 'nmlp' must be a finite number >= 0 (minus a mean log-probability), got {nmlp!r}")
     margin = _optional_number(record, "margin", where)
     answer_mass = _optional_number(record, "answer_mass", where)
     for name, value in (("margin", margin), ("answer_mass", answer_mass)):
@@ -154,6 +172,17 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
         raise VlmError(f"{where}: 'raw_text' must be a string, got {raw_text!r}")
     return (image_key(image), statement_key(statement)), VlmAnswer(answer, probability, nmlp, raw_text, margin,
                                                                                answer_mass)
+
+
+def _parse_statement(record: dict, where: str) -> Any:
+    """``statement``, or its alias ``caption`` (VSR's name); both only when they state the same claim. None when
+    neither is given (null counts as not given)."""
+    given = {name: record[name] for name in ("statement", "caption") if record.get(name) is not None}
+    if len(given) == 2 and (not all(isinstance(value, str) for value in given.values())
+                            or statement_key(given["statement"]) != statement_key(given["caption"])):
+        raise VlmError(f"{where}: 'statement' {given['statement']!r} and its alias 'caption' {given['caption']!r} "
+                       "differ; give one of them")
+    return next(iter(given.values()), None)
 
 
 def _parse_probability(record: dict, where: str) -> float:
@@ -181,7 +210,7 @@ def _optional_number(record: dict, name: str, where: str) -> float:
 
 def _check_predicate(record: dict, allowed: Mapping[str, str], where: str) -> None:
     predicate = record.get("predicate")
-    if "statement" in record or "caption" in record or not isinstance(predicate, str):
+    if _parse_statement(record, where) is not None or not isinstance(predicate, str):
         return  # the claim is the sentence; a stray 'predicate' field is not part of it
     if predicate_key(predicate) not in allowed:
         raise VlmError(f"{where}: predicate {predicate!r} is not one of the allowed predicates "

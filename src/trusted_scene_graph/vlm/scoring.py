@@ -14,8 +14,11 @@ Pure numpy/scipy on arrays, so the arithmetic is testable on hand-made logits wi
 - **NMLP** (negative mean log-probability of the top-k tokens): at each generated position, minus the mean of the
   ``k`` largest log-softmax values over the vocabulary, averaged over the generated positions. This is the token
   confidence of "Deep Think with Confidence" (Fu et al. 2025) that CA-TTS uses: a peaked distribution (one token
-  near probability 1, the others far below) gives a large value, a flat one a small value (``ln V`` for a uniform
-  distribution over V tokens, the minimum). ``k`` is :data:`NMLP_TOP_K` = 20 unless given, as in that work.
+  near probability 1, the others far below) gives a large value, a flat one a small value. Its minimum is ``ln k``:
+  the ``k`` largest probabilities of a distribution sum to at most 1, so their mean log is at most ``ln(1/k)``, with
+  equality when those k tokens share all the mass evenly (a uniform distribution over k tokens; a uniform one over
+  all V tokens gives the larger ``ln V``). ``k`` is :data:`NMLP_TOP_K` = 20 unless given, as in that work. Tokens a
+  model masks out (logit -inf) are left out of a position's top k; a logit of +inf or NaN is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ def _logit_matrix(logits: np.ndarray, name: str) -> np.ndarray:
                        f"entries, got shape {np.shape(logits)}")
     if np.isnan(array).any():
         raise VlmError(f"{name} contain NaN")
+    # +inf makes the softmax inf/inf = NaN, which min() and comparisons would turn into a confident wrong answer.
+    if np.isposinf(array).any():
+        position, token = np.argwhere(np.isposinf(array))[0].tolist()
+        raise VlmError(f"{name} contain +inf (generated position {position}, token {token})")
+    # -inf is a masked-out token; a position with every token masked has no distribution.
+    empty = np.flatnonzero(~np.isfinite(array).any(axis=1))
+    if empty.size:
+        raise VlmError(f"{name} at generated position {int(empty[0])} are -inf for every token")
     return array
 
 
@@ -63,15 +74,25 @@ def nmlp(logits: np.ndarray, top_k: int = NMLP_TOP_K) -> float:
     log_probs = log_softmax(_logit_matrix(logits, "logits"), axis=-1)
     k = min(int(top_k), log_probs.shape[1])
     top = -np.partition(-log_probs, k - 1, axis=-1)[:, :k]  # the k largest per row, in any order
-    return float(np.mean(-np.mean(top, axis=-1)))
+    # Masked tokens (-inf) among a row's k largest are left out: the mean is over the tokens the model could emit
+    # (every row has at least one, see _logit_matrix).
+    finite = np.isfinite(top)
+    value = float(np.mean(-np.where(finite, top, 0.0).sum(axis=-1) / finite.sum(axis=-1)))
+    if not np.isfinite(value):
+        raise VlmError(f"the NMLP of the logits is not finite ({value}); the logits are too large to normalise")
+    return value
 
 
 def yes_no_masses(first_logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int]) -> tuple[float, float]:
     """``(P(yes), P(no))``: the softmax masses of the two words' token ids in the logits (V,) of the first position."""
     logits = _checked_first_logits(first_logits, yes_ids, no_ids)
     log_normaliser = logsumexp(logits)
-    return (float(np.exp(logsumexp(logits[list(yes_ids)]) - log_normaliser)),
-            float(np.exp(logsumexp(logits[list(no_ids)]) - log_normaliser)))
+    # A token id given twice is one token: counted once (dict.fromkeys keeps the first of each, in order).
+    masses = (float(np.exp(logsumexp(logits[list(dict.fromkeys(yes_ids))]) - log_normaliser)),
+              float(np.exp(logsumexp(logits[list(dict.fromkeys(no_ids))]) - log_normaliser)))
+    if not all(np.isfinite(masses)):
+        raise VlmError(f"the yes/no probabilities of the first-position logits are not finite: {masses}")
+    return masses
 
 
 def answer_from_logits(logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int],
