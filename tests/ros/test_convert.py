@@ -126,10 +126,24 @@ def test_a_graph_survives_the_round_trip_through_its_message():
 
 
 def test_markers_clear_the_previous_frame_then_draw_a_box_and_a_label_per_object():
-    markers = convert.markers_from_graph(_graph()).markers
+    markers = convert.markers_from_graph(_graph(), lifetime_s=1.0).markers
     assert markers[0].action == markers[0].DELETEALL
     assert [(m.ns, m.id) for m in markers[1:]] == [("objects", 1), ("labels", 1), ("objects", 2), ("labels", 2)]
     assert markers[3].scale.x == pytest.approx(0.05) and markers[4].text == "#2 cube"
+
+
+def test_boxes_and_labels_expire_after_the_given_lifetime_so_they_never_outlive_a_stale_graph():
+    # Lifetime 0 means "never expires" in RViz: boxes of a graph that stopped coming stayed up forever.
+    markers = convert.markers_from_graph(_graph(), lifetime_s=2.5).markers
+    assert [(m.lifetime.sec, m.lifetime.nanosec) for m in markers[1:]] == [(2, 500_000_000)] * 4
+    tiny = convert.markers_from_graph(_graph(), lifetime_s=0.001).markers[1]
+    assert (tiny.lifetime.sec, tiny.lifetime.nanosec) == (0, 1_000_000)
+
+
+def test_clearing_markers_is_a_lone_delete_all_in_the_given_frame():
+    (marker,) = convert.clear_markers("world", 1_500_000_000).markers
+    assert marker.action == marker.DELETEALL
+    assert marker.header.frame_id == "world" and convert.stamp_to_ns(marker.header.stamp) == 1_500_000_000
 
 
 def test_a_distance_answer_fills_the_service_response_with_the_graph_stamp():

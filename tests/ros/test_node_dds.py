@@ -173,6 +173,50 @@ def test_a_deactivated_node_stops_publishing_and_resumes_on_activate(running):
     assert harness.graph_for(harness.publish()) is not None
 
 
+def _marker_arrays(harness: Harness) -> list:
+    """The marker arrays the node publishes, subscribed as RViz does (transient local)."""
+    from visualization_msgs.msg import MarkerArray
+
+    from trusted_scene_graph.ros.scene_graph_node import MARKERS_TOPIC
+
+    arrays: list[MarkerArray] = []
+    harness.node.create_subscription(MarkerArray, MARKERS_TOPIC, arrays.append, GRAPH_QOS)
+    return arrays
+
+
+def _is_lone_delete_all(array) -> bool:
+    return [m.action for m in array.markers] == [array.markers[0].DELETEALL] if array.markers else False
+
+
+def test_deactivating_the_node_clears_its_markers_also_for_an_rviz_that_joins_later(running):
+    bringup, harness = running
+    node = bringup.nodes["scene_graph"]
+    arrays = _marker_arrays(harness)
+    assert harness.graph_for(harness.publish()) is not None
+    assert spin_until(harness.node, lambda: any(len(a.markers) > 1 for a in arrays))
+    # The boxes expire at the age at which the node calls its graph stale (query.max_graph_age_s, 1 s here).
+    boxes = next(a for a in arrays if len(a.markers) > 1).markers[1:]
+    assert {(m.lifetime.sec, m.lifetime.nanosec) for m in boxes} == {(1, 0)}
+    assert node.trigger_deactivate().name == "SUCCESS"
+    assert spin_until(harness.node, lambda: _is_lone_delete_all(arrays[-1]))
+    late = _marker_arrays(harness)  # a late RViz gets the clear, not the last graph's boxes
+    assert spin_until(harness.node, lambda: len(late) == 1) and _is_lone_delete_all(late[0])
+
+
+def test_switching_markers_off_at_run_time_clears_them_and_no_boxes_follow(running):
+    bringup, harness = running
+    node = bringup.nodes["scene_graph"]
+    arrays = _marker_arrays(harness)
+    assert harness.graph_for(harness.publish()) is not None
+    assert spin_until(harness.node, lambda: any(len(a.markers) > 1 for a in arrays))
+    assert node.set_parameters([rclpy.parameter.Parameter("markers.enabled", value=False)])[0].successful
+    assert spin_until(harness.node, lambda: _is_lone_delete_all(arrays[-1]))
+    received = len(arrays)
+    assert harness.graph_for(harness.publish()) is not None
+    spin_until(harness.node, lambda: len(arrays) > received, timeout_s=0.5)
+    assert len(arrays) == received  # disabled: the next graph draws nothing
+
+
 def test_a_parameter_outside_its_range_is_rejected_on_set_with_the_reason(running):
     bringup, _ = running
     node = bringup.nodes["scene_graph"]

@@ -35,6 +35,7 @@ from trusted_scene_graph.ros.replay import (
     Schedule,
     default_qos,
     describe_qos,
+    keep_every_latched_message,
     make_schedule,
     message_class,
     play,
@@ -160,6 +161,50 @@ def test_the_default_is_reliable_volatile_keep_last_10_and_transient_local_for_t
     assert humble_static is None
 
 
+def test_a_transient_local_topic_keeps_every_recorded_message_and_others_their_depth():
+    latched = QoSProfile(depth=1, reliability=R.RELIABLE, durability=D.TRANSIENT_LOCAL)
+    assert keep_every_latched_message(latched, 3).depth == 3
+    assert describe_qos(keep_every_latched_message(latched, 3)) == "reliable, transient_local, keep_last 3"
+    assert keep_every_latched_message(latched, 1) is latched
+    assert keep_every_latched_message(QoSProfile(depth=100, durability=D.TRANSIENT_LOCAL), 3).depth == 100
+    volatile = QoSProfile(depth=5, reliability=R.RELIABLE, durability=D.VOLATILE)
+    assert keep_every_latched_message(volatile, 1000) is volatile
+    keep_all = QoSProfile(history=H.KEEP_ALL, depth=1, durability=D.TRANSIENT_LOCAL)
+    assert keep_every_latched_message(keep_all, 1000) is keep_all
+
+
+def _tf(parent: str, child: str, x_m: float) -> object:
+    types = TYPESTORE.types
+    header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=0, nanosec=0),
+                                          frame_id=parent)
+    transform = types["geometry_msgs/msg/Transform"](
+        translation=types["geometry_msgs/msg/Vector3"](x=x_m, y=0.0, z=0.0),
+        rotation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0))
+    stamped = types["geometry_msgs/msg/TransformStamped"](header=header, child_frame_id=child, transform=transform)
+    return types[TF](transforms=[stamped])
+
+
+def write_two_broadcaster_tf_static_bag(path: Path) -> None:
+    """/tf_static as ``ros2 bag record`` stores two static broadcasters (robot_state_publisher, a camera driver):
+    one topic, two offers of reliable, transient local, depth 1, one message each; a far tail keeps a player on."""
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        tf_static = writer.add_connection("/tf_static", TF, typestore=TYPESTORE,
+                                          offered_qos_profiles=[LATCHED_OFFER, LATCHED_OFFER])
+        chatter = writer.add_connection("/chatter", STRING, typestore=TYPESTORE)
+        writer.write(tf_static, T0_NS, bytes(TYPESTORE.serialize_cdr(_tf("world", "base", 0.5), TF)))
+        writer.write(tf_static, T0_NS + 5 * MS, bytes(TYPESTORE.serialize_cdr(_tf("base", "cam", 0.2), TF)))
+        writer.write(chatter, T0_NS + TAIL_S * 10**9,
+                     bytes(TYPESTORE.serialize_cdr(TYPESTORE.types[STRING](data="the end"), STRING)))
+
+
+def test_a_tf_static_of_two_depth_1_broadcasters_is_replayed_with_a_history_holding_both(tmp_path):
+    write_two_broadcaster_tf_static_bag(tmp_path / "bag")
+    with BagReplay(tmp_path / "bag", console=quiet_console()) as bag:
+        plan = bag.plans["/tf_static"]
+        assert plan.recorded_count == 2 and plan.qos_recorded
+        assert describe_qos(plan.qos) == "reliable, transient_local, keep_last 2"
+
+
 def test_message_classes_come_from_the_installed_packages():
     assert message_class(IMAGE) is Image
     assert message_class(TF) is TFMessage  # apt's, or the vendored one scripts/setup.sh builds
@@ -250,6 +295,24 @@ def test_clock_ticks_carry_the_bag_time_at_the_clock_rate(rate):
     # One tick per 0.1 s of wall time, each 0.1 * rate s of bag time further on, up to the last message.
     expected = np.arange(0, 1.0 / rate + 1e-9, 0.1) * rate
     assert (np.array(ticks) - T0_NS) / 1e9 == pytest.approx(expected, abs=1e-6)
+
+
+def test_each_pass_sets_the_clock_back_before_its_first_message():
+    # A 0.4 s bag at 10 Hz: the next grid tick after a pass fell 0.1 s into the next pass, so its first message
+    # (stamped at the bag's start) went out while /clock still read the bag's end.
+    fake = FakeTime()
+    events: list[str] = []
+    messages = _messages([0, 400])
+    log_ms = {topic: (t - T0_NS) // MS for topic, t, _ in messages}
+
+    def publish(topic: str, data: bytes) -> None:
+        events.append(f"message {log_ms[topic]}")
+
+    play(lambda: messages, publish, Schedule(T0_NS, T0_NS + 400 * MS, 1.0), ReplayStats(), max_loops=3,
+         publish_clock=lambda ns: events.append(f"clock {(ns - T0_NS) // MS}"), clock_hz=10.0,
+         monotonic=fake.monotonic, wait=fake.wait)
+    one_pass = ["clock 0", "message 0", "clock 100", "clock 200", "clock 300", "clock 400", "message 400"]
+    assert events == one_pass * 3
 
 
 def test_a_stop_request_while_waiting_ends_the_replay_as_interrupted():
@@ -572,6 +635,36 @@ def test_looping_a_bag_that_spans_no_time_is_refused(tmp_path):
         BagReplay(tmp_path / "bag", ReplayOptions(loop=True, start_offset_s=0.07), quiet_console())
 
 
+@pytest.mark.parametrize("rate", [1.0, 0.25])
+def test_looping_a_bag_shorter_than_the_nodes_jump_back_warns_that_the_node_will_not_reset(tmp_path, rate):
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, with_tail=False)  # 70 ms of bag time
+    console = quiet_console()
+    BagReplay(tmp_path / "bag", ReplayOptions(loop=True, rate=rate), console).close()
+    output = console.file.getvalue()
+    assert ("warning: one pass spans 0.070 s of bag time, not more than the 1 s jump back at which the scene-graph "
+            "node starts a new episode: the node will not see a loop as a reset, so tracks and reward smoothing "
+            "carry across passes") in output, output
+
+
+@pytest.mark.parametrize("options", [{"loop": True}, {"loop": True, "max_loops": 1}, {}])
+def test_no_loop_warning_for_a_bag_longer_than_the_jump_back_or_a_single_pass(tmp_path, options):
+    write_bag(tmp_path / "long", StoragePlugin.MCAP)  # 60 s
+    write_bag(tmp_path / "short", StoragePlugin.MCAP, with_tail=False)
+    for bag in ("long",) if options.get("loop") and options.get("max_loops") is None else ("long", "short"):
+        console = quiet_console()
+        BagReplay(tmp_path / bag, ReplayOptions(**options), console).close()
+        assert "jump back" not in console.file.getvalue(), (bag, options)
+
+
+def test_the_loop_warning_starts_at_a_pass_of_exactly_the_jump_back():
+    from trusted_scene_graph.clock import JUMP_BACK_NS
+    from trusted_scene_graph.ros.replay import short_loop_warning
+
+    # The node resets at a stamp *more* than JUMP_BACK_NS back: a pass of exactly 1 s does not reset it.
+    assert short_loop_warning(Schedule(T0_NS, T0_NS + JUMP_BACK_NS, 1.0)) is not None
+    assert short_loop_warning(Schedule(T0_NS, T0_NS + JUMP_BACK_NS + 1, 1.0)) is None
+
+
 def test_clock_is_refused_when_the_bag_has_its_own(tmp_path):
     with Writer(tmp_path / "clocked", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conn = writer.add_connection("/clock", "rosgraph_msgs/msg/Clock", typestore=TYPESTORE)
@@ -643,8 +736,10 @@ def _start_looping_replay(bag: Path, ignore_sigint: bool = False) -> subprocess.
     finally:
         if handler is not None:
             signal.signal(signal.SIGINT, handler)
-    output = [process.stdout.readline() for _ in range(2)]  # the /plane warning, then "replaying ..."
-    if not output[1].startswith(f"replaying {bag}: 3 topics"):
+    # The /plane warning, the short-loop warning (these bags span 70 ms), then "replaying ...".
+    output = [process.stdout.readline() for _ in range(3)]
+    if not (output[1].startswith("warning: one pass spans 0.070 s")
+            and output[2].startswith(f"replaying {bag}: 3 topics")):
         process.kill()
         process.wait()
         pytest.fail(f"the replay did not start: {output}")
@@ -772,3 +867,28 @@ def test_a_recorded_tf_static_replays_transient_local_so_a_late_subscriber_still
     assert (stamped.header.frame_id, stamped.child_frame_id) == ("world", "cam")
     assert [stamped.transform.translation.x, stamped.transform.translation.y,
             stamped.transform.translation.z] == pytest.approx([0.4, -0.2, 1.1])
+
+
+@pytest.mark.dds
+def test_a_late_subscriber_gets_the_static_transforms_of_every_recorded_broadcaster(tmp_path, test_node):
+    # Merged onto one depth-1 publisher, a late joiner (the node after cleanup and configure) got only the last
+    # broadcaster's transforms: the camera's frame hung off a base that was never connected to the world.
+    write_two_broadcaster_tf_static_bag(tmp_path / "bag")
+    player_node = rclpy.create_node("tsg_replay_tf_test")
+    stop = threading.Event()
+    with BagReplay(tmp_path / "bag", ReplayOptions(wait_for_subscribers_s=0.0), quiet_console()) as bag, \
+            ThreadPoolExecutor(1) as pool:
+        try:
+            playing = pool.submit(bag.play, player_node, stop)
+            assert spin_until(test_node, lambda: bag.stats.published["/tf_static"] == 2)
+            late: list[TFMessage] = []  # subscribes after both /tf_static messages went out
+            test_node.create_subscription(TFMessage, "/tf_static", late.append,
+                                          QoSProfile(depth=100, reliability=R.RELIABLE, durability=D.TRANSIENT_LOCAL))
+            assert spin_until(test_node, lambda: len(late) == 2)
+            spin_until(test_node, lambda: len(late) > 2, timeout_s=0.3)
+        finally:
+            stop.set()
+            playing.result(timeout=10.0)
+            player_node.destroy_node()
+    assert [(t.header.frame_id, t.child_frame_id) for msg in late for t in msg.transforms] == [
+        ("world", "base"), ("base", "cam")]

@@ -9,7 +9,7 @@ import colorsys
 import math
 
 import numpy as np
-from builtin_interfaces.msg import Time
+from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
@@ -130,20 +130,39 @@ def reward_details(pair_names: list[str], last_samples: dict[str, RewardSample])
     return details
 
 
-def markers_from_graph(graph: SceneGraph) -> MarkerArray:
-    """One translucent box and one text label per object; the first marker clears the previous frame's."""
+def duration_msg(seconds: float) -> Duration:
+    """A ``builtin_interfaces/Duration`` of ``seconds`` (>= 0), rounded to the nanosecond."""
+    total_ns = round(seconds * NS_PER_S)
+    return Duration(sec=total_ns // NS_PER_S, nanosec=total_ns % NS_PER_S)
+
+
+def clear_markers(frame_id: str, stamp_ns: int = 0) -> MarkerArray:
+    """A lone DELETEALL: what the node publishes when it stops showing graphs (deactivated, ``markers.enabled``
+    switched off), so RViz, and a late RViz through the transient-local topic, drops the last boxes."""
+    return MarkerArray(markers=[Marker(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id),
+                                       action=Marker.DELETEALL)])
+
+
+def markers_from_graph(graph: SceneGraph, lifetime_s: float) -> MarkerArray:
+    """One translucent box and one text label per object; the first marker clears the previous frame's.
+
+    Boxes and labels expire ``lifetime_s`` after RViz receives them (the node passes ``query.max_graph_age_s``, the
+    age at which it calls its graph stale): when frames stop (a stalled camera, frames the pipeline rejects) no
+    replacement comes to clear them, and they would otherwise stay up forever."""
     header = Header(stamp=ns_to_stamp(graph.stamp_ns), frame_id=graph.frame_id)
+    lifetime = duration_msg(lifetime_s)
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     for obj in graph.objects:
         hue = (obj.id * 0.618034) % 1.0  # golden-ratio hues keep neighbouring ids apart
         r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.95)
-        box = Marker(header=header, ns="objects", id=obj.id, type=Marker.CUBE, action=Marker.ADD)
+        box = Marker(header=header, ns="objects", id=obj.id, type=Marker.CUBE, action=Marker.ADD, lifetime=lifetime)
         box.pose.position = Point(x=float(obj.centroid_m[0]), y=float(obj.centroid_m[1]), z=float(obj.centroid_m[2]))
         box.pose.orientation.w = 1.0
         box.scale = Vector3(x=max(float(obj.size_m[0]), 1e-3), y=max(float(obj.size_m[1]), 1e-3),
                             z=max(float(obj.size_m[2]), 1e-3))
         box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.5
-        text = Marker(header=header, ns="labels", id=obj.id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        text = Marker(header=header, ns="labels", id=obj.id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                      lifetime=lifetime)
         text.pose.position = Point(x=box.pose.position.x, y=box.pose.position.y,
                                    z=box.pose.position.z + box.scale.z / 2 + 0.03)
         text.pose.orientation.w = 1.0
@@ -152,7 +171,6 @@ def markers_from_graph(graph: SceneGraph) -> MarkerArray:
         text.text = f"#{obj.id} {obj.label}"
         markers += [box, text]
     return MarkerArray(markers=markers)
-
 
 
 def graph_from_msg(msg: SceneGraphMsg) -> SceneGraph:

@@ -16,7 +16,9 @@ serialized CDR bytes are published unmodified.
 - **Types**: the publisher's class comes from importing the recorded type name (``sensor_msgs/msg/Image`` ->
   ``sensor_msgs.msg.Image``). A topic whose type is not installed here is skipped with one warning and counted.
 - **QoS**: the recorded ``offered_qos_profiles`` of the topic (reliability, durability, history, depth), else
-  :func:`default_qos` (reliable, volatile, keep last 10; transient-local for ``/tf_static``), as ``ros2 bag play``.
+  :func:`default_qos` (reliable, volatile, keep last 10; transient-local for ``/tf_static``), as ``ros2 bag play``;
+  a transient-local topic keeps at least as many messages as were recorded on it
+  (:func:`keep_every_latched_message`: several latched publishers merge onto one).
 - **Timing**: messages go out in log-time order; message ``i`` is due ``(t_i - t_origin) / rate`` seconds after the
   start on a monotonic clock, so late wake-ups never accumulate into drift. ``t_origin`` is the bag's start plus
   ``start_offset_s``; a topic subset keeps its timing relative to the bag's start.
@@ -42,6 +44,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trusted_scene_graph.clock import JUMP_BACK_NS
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.bag import (
@@ -144,6 +147,23 @@ def qos_from_offers(offers: Iterable[Mapping[str, object]], topic: str = "") -> 
                       reliability=agreed(0, default.reliability), durability=agreed(1, default.durability))
 
 
+def keep_every_latched_message(qos: QoSProfile, recorded_count: int) -> QoSProfile:
+    """``qos`` with a depth of at least ``recorded_count`` when it is transient-local (and keep-last).
+
+    A transient-local topic is how a late subscriber gets what was published before it joined, from each
+    publisher's own history: ``/tf_static`` recorded from robot_state_publisher and a camera driver, each offering
+    depth 1, holds both broadcasters' transforms for a late joiner. The replay merges them onto one publisher, whose
+    history must then hold every recorded message, not max(depths) = 1, or a late subscriber (the node after a
+    cleanup and configure) would get only the last broadcaster's transforms. Latched topics carry few messages, so
+    keeping them all costs little; volatile topics keep their recorded depth.
+    """
+    if qos.durability != DurabilityPolicy.TRANSIENT_LOCAL or qos.history == HistoryPolicy.KEEP_ALL \
+            or qos.depth >= recorded_count:
+        return qos
+    return QoSProfile(history=qos.history, depth=recorded_count, reliability=qos.reliability,
+                      durability=qos.durability)
+
+
 def qos_from_metadata(offered: str | Sequence[Mapping[str, object]] | None, topic: str = "") -> QoSProfile | None:
     """The replay QoS from a topic's ``offered_qos_profiles`` as stored in a bag, None when absent or unparsable.
 
@@ -227,6 +247,20 @@ def make_schedule(start_ns: int, end_ns: int, rate: float, start_offset_s: float
     return Schedule(origin_ns, end_ns, rate)
 
 
+def short_loop_warning(schedule: Schedule) -> str | None:
+    """Why a looped pass of ``schedule`` will not reset the scene-graph node, None when it will.
+
+    The node starts a new episode at a stamp more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the
+    previous one; a loop jumps back by one pass's span of bag time, whatever the rate, so a pass no longer than that
+    carries tracks and reward smoothing across loops."""
+    span_ns = schedule.end_ns - schedule.origin_ns
+    if span_ns > JUMP_BACK_NS:
+        return None
+    return (f"one pass spans {span_ns / 1e9:.3f} s of bag time, not more than the {JUMP_BACK_NS / 1e9:g} s jump back "
+            "at which the scene-graph node starts a new episode: the node will not see a loop as a reset, so tracks "
+            "and reward smoothing carry across passes (loop a bag longer than that to reset at each pass)")
+
+
 @dataclass
 class ReplayStats:
     """What a replay did, for the summary."""
@@ -251,8 +285,9 @@ def play(passes: Callable[[], Iterable[tuple[str, int, bytes]]], publish: Callab
     Each message waits until ``start + schedule.due_s(...)`` on ``monotonic`` (never relative to the previous
     message, so publish time and oversleeping do not add up); a message already due goes out at once. ``wait(s)``
     sleeps up to ``s`` seconds and returns True to stop (``threading.Event.wait``). With ``publish_clock`` and
-    ``clock_hz``, the bag time being played is published that often while waiting. Sets ``stats.interrupted`` when
-    stopped; Ctrl-C propagates, with ``stats`` up to date.
+    ``clock_hz``, the bag time being played is published that often while waiting, and at the start of each pass
+    (before its first message). Sets ``stats.interrupted`` when stopped; Ctrl-C propagates, with ``stats`` up to
+    date.
     """
     wait = wait or threading.Event().wait  # an Event never set: a sleep that Ctrl-C interrupts
     start = monotonic()
@@ -260,14 +295,17 @@ def play(passes: Callable[[], Iterable[tuple[str, int, bytes]]], publish: Callab
     next_clock_s = 0.0
     loop = 0
 
-    def wait_until(due_s: float) -> bool:
+    def tick(now_s: float) -> None:
         nonlocal next_clock_s
+        publish_clock(schedule.bag_time_ns(now_s, loop))
+        # The next tick on the fixed grid: ticks missed while busy are dropped, not bunched.
+        next_clock_s = (math.floor((now_s + _WAIT_RESOLUTION_S) / clock_period_s) + 1) * clock_period_s
+
+    def wait_until(due_s: float) -> bool:
         while True:
             now_s = monotonic() - start
             if clock_period_s is not None and next_clock_s <= min(now_s, due_s) + _WAIT_RESOLUTION_S:
-                publish_clock(schedule.bag_time_ns(now_s, loop))
-                # The next tick on the fixed grid: ticks missed while busy are dropped, not bunched.
-                next_clock_s = (math.floor((now_s + _WAIT_RESOLUTION_S) / clock_period_s) + 1) * clock_period_s
+                tick(now_s)
                 continue
             remaining_s = due_s - now_s
             if remaining_s <= _WAIT_RESOLUTION_S:
@@ -279,6 +317,11 @@ def play(passes: Callable[[], Iterable[tuple[str, int, bytes]]], publish: Callab
 
     try:
         while max_loops is None or loop < max_loops:
+            if clock_period_s is not None:
+                # The clock goes back before the pass's first message: the previous pass's last message was due at
+                # this pass's start, so the next grid tick may lie after this pass's first messages, which would go
+                # out while /clock still reads the previous pass's end.
+                tick(monotonic() - start)
             for topic, log_time_ns, data in passes():
                 if wait_until(schedule.due_s(log_time_ns, loop)):
                     stats.interrupted = True
@@ -519,8 +562,9 @@ class BagReplay:
                 self._skip(topic, types[0], "message type not installed here")
                 continue
             recorded = qos_from_offers([offer for conn in conns for offer in conn.offers], topic)
-            self.plans[topic] = TopicPlan(topic, types[0], cls, recorded or default_qos(topic), recorded is not None,
-                                          sum(conn.count for conn in conns))
+            count = sum(conn.count for conn in conns)
+            qos = keep_every_latched_message(recorded or default_qos(topic), count)
+            self.plans[topic] = TopicPlan(topic, types[0], cls, qos, recorded is not None, count)
         self._connections = [conn for topic in self.plans for conn in by_topic[topic]]
         self.clock_class = None
         if self.options.clock_hz is not None:
@@ -535,6 +579,8 @@ class BagReplay:
         if self.options.loop and self.schedule.pass_s == 0:
             raise ReplayError(f"cannot loop bag {self.path}: its messages from the start offset span 0 s, so a loop "
                               "would publish as fast as the CPU allows")
+        if self.options.passes != 1 and (warning := short_loop_warning(self.schedule)) is not None:
+            self.console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
 
     def _skip(self, topic: str, type_name: str, reason: str) -> None:
         self.stats.skipped[topic] = (type_name, reason)

@@ -341,7 +341,17 @@ class SceneGraphNode(LifecycleNode):
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
         self._input_subscriptions = []
+        self._clear_markers()  # while the publisher is still active: the base class deactivates it
         return super().on_deactivate(state)
+
+    def _clear_markers(self) -> None:
+        """Remove the boxes from RViz when the node stops showing graphs; the marker topic is transient-local, so a
+        late RViz gets this lone DELETEALL instead of the last graph's boxes. A frame being processed meanwhile may
+        still publish boxes after it: their lifetime (query.max_graph_age_s) removes those."""
+        publisher = self._marker_pub  # read once: cleanup may clear it
+        if publisher is not None and publisher.is_activated:
+            publisher.publish(convert.clear_markers(self.config["graph_frame"],
+                                                    self.get_clock().now().nanoseconds))
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
@@ -351,6 +361,7 @@ class SceneGraphNode(LifecycleNode):
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
         self._input_subscriptions = []
+        self._clear_markers()  # shutdown from active skips on_deactivate
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -455,7 +466,7 @@ class SceneGraphNode(LifecycleNode):
         self._graph_pub.publish(convert.graph_to_msg(graph))
         self._publish_rewards(stamp_ns, graph)
         if self.config["markers.enabled"]:
-            self._marker_pub.publish(convert.markers_from_graph(graph))
+            self._marker_pub.publish(convert.markers_from_graph(graph, self.config["query.max_graph_age_s"]))
 
     def _add_ee_pose_from_tf(self, tf: TransformBuffer | None, stamp_ns: int) -> None:
         """reward.ee_tf_frame: the end effector's pose at a frame's stamp (whether or not the frame gave a graph),
@@ -574,7 +585,10 @@ class SceneGraphNode(LifecycleNode):
         overrides = schema_overrides(parameters)
         if not overrides:
             return  # only rclpy's own parameters (use_sim_time): rclpy applies them, the pipeline is unchanged
+        markers_were_enabled = self.config["markers.enabled"]
         self.config = self.config.with_overrides(overrides)
+        if markers_were_enabled and not self.config["markers.enabled"]:
+            self._clear_markers()  # no more frames will replace the boxes shown
         if self.pipeline is not None:
             self.pipeline.reconfigure(self.config)
         resolver = self._resolver
