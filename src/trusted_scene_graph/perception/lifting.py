@@ -2,19 +2,25 @@
 
 A camera sees the front (and, from above, the top) of an object, never its back or underside, so the box of the
 visible points is short along the viewing direction and, for round objects, at the bottom. With
-``lifting.amodal_completion`` the box is completed by point symmetry: the object's centre along the horizontal
-viewing direction and the vertical is taken where its silhouette is widest (the points at its left and right
-extremes, which for a centrally symmetric footprint lie on the line through its centre), and the visible interval
-on each of those two axes is united with its reflection through that centre, on the hidden side only (the back,
-and the underside when the camera is above). That needs the object's own silhouette: an object whose left or right
-edge in the image is cut by something in front of it (or by the image border), or a detection without a mask, is
-left as measured. The underside grows only where the visible surface narrows towards its bottom (curving away
-under the object); a side as wide at its bottom as anywhere (a box standing on a table) ends there.
-
-For a sphere or an upright cylinder seen level this recovers the hidden half; seen from above, the back of the
-widest section is hidden too, which leaves the centre about r / 6 short (instead of r / 2). For a box whose top is
-visible it changes nothing; a flat face seen head-on stays flat (its depth is unobservable from one view). An
-occluder in front of an object's lower half is not seen as such: that half stays missing.
+``lifting.amodal_completion`` the box is completed by point symmetry: the visible interval on the horizontal viewing
+direction and on the vertical is united with its reflection through the object's centre, on the hidden side only
+(the back, and the underside when the camera is above). The centre is found from the object's width profile (its
+lateral extent per slice along an axis): on a round section (a sphere; a cylinder across its axis) the half-width h
+at position s satisfies h^2 + (s - c)^2 = r^2, so a straight line through h^2 + s^2 gives the centre c even when
+the widest section itself is hidden (from above) or lies behind the limb (r^2 / distance in front of the centre
+under perspective). Only the slices on the camera's side of the widest one are used; beyond it the width is the
+limb's. A profile counts as round only when it is rounded at its camera-side end, h^2 is a concave parabola of a
+nearly round section, the circle's radius is the silhouette's half-width and it reaches the object's seen ends.
+A cylinder lying across the view, equally wide everywhere, is completed from the circle through its near edge in
+the vertical plane instead. A box is never enlarged: its flat top (seen from above) or front spans its full width,
+so nothing is completed there, and seen level with its straight edges rising from a corner the centre is the
+midpoint of its silhouette's side corners (each other's reflection). Each horizontal axis of the graph gets the
+union of its interval with its reflection, so a view along a diagonal does not widen a box along both axes.
+That needs the object's own silhouette: an object whose left or right edge in the image is cut by something in
+front of it (or by the image border), or a detection without a mask, is left as measured. A flat face seen
+head-on stays flat (its depth is unobservable from one view), and so does a can lying obliquely to the view (its
+widths are neither round nor straight). An occluder in front of an object's lower half is not seen as such: that
+half stays missing.
 
 Stray depths are rejected before the box is taken (see ``_depth_inliers``): an object's points are those within
 ``lifting.outlier_mad_k`` robust standard deviations of its median depth, grown outwards through continuous depths
@@ -431,43 +437,185 @@ def _connected_extents(values: np.ndarray, percent: float, max_gap_m: float) -> 
             np.take_along_axis(ordered, high_stop[..., None], axis=-1)[..., 0])
 
 
-# Slices along an axis when looking for where an object is widest, and how close to the widest a slice must be.
+# Slices along an axis for an object's width profile; a slice with fewer points has no meaningful width.
 _WIDTH_SLICES = 16
-_WIDEST_FRACTION = 0.9
-# A slice with fewer points has no meaningful width.
 _MIN_SLICE_POINTS = 3
-# An end slice narrower than this share of the widest section is a surface curving away (a hidden part follows).
-_CURVING_AWAY = 0.95
+# The fewest slices a round section is fitted to (three points fix a circle's centre with one to spare for noise).
+_MIN_FIT_SLICES = 3
+# A camera-side end slice narrower than this share of the widest slice is a rounded end: the surface curves away
+# from the widest section towards the camera too. A flat face there (a box's top seen from above, its front seen
+# level) spans the object's whole width up to its edge; sampling misses at most a few per cent of a corner.
+_ROUNDED_END = 0.75
 
 
-def _widest_positions(positions: np.ndarray, lateral: np.ndarray, low: np.ndarray, high: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per object (row): the position along one axis where its points' lateral extent is largest, and the
-    widths of its first and last slice relative to the largest.
-
-    Each object's points are cut into slices along the axis between ``low`` and ``high``; the position is the mean
-    centre of the slices at least ``_WIDEST_FRACTION`` as wide as its widest, so a constant width (a cylinder's
-    side) gives the middle. An end narrower than the widest section means the surface curves away there.
-    """
+def _slice_extremes(positions: np.ndarray, values: np.ndarray, low: np.ndarray, high: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per object (row) and slice along one axis (``_WIDTH_SLICES`` equal slices of ``positions`` from ``low`` to
+    ``high``): the smallest of its points' ``values`` in the slice and that point's position, the same for the
+    largest, and whether the slice has points enough (the others read 0)."""
     count, _ = positions.shape
     span = high - low
-    degenerate = span <= 1e-9
-    span_safe = np.where(degenerate, 1.0, span)
+    span_safe = np.where(span > 1e-9, span, 1.0)
     slices = np.clip(((positions - low[:, None]) / span_safe[:, None] * _WIDTH_SLICES).astype(np.int64), 0,
                      _WIDTH_SLICES - 1)
     flat = (slices + _WIDTH_SLICES * np.arange(count)[:, None]).ravel()
-    widest = np.full(count * _WIDTH_SLICES, -np.inf)
-    narrowest = np.full(count * _WIDTH_SLICES, np.inf)
-    np.maximum.at(widest, flat, lateral.ravel())
-    np.minimum.at(narrowest, flat, lateral.ravel())
-    populated = np.bincount(flat, minlength=count * _WIDTH_SLICES) >= _MIN_SLICE_POINTS
-    width = np.where(populated, widest - narrowest, 0.0).reshape(count, _WIDTH_SLICES)
-    centres = low[:, None] + (np.arange(_WIDTH_SLICES) + 0.5) * span_safe[:, None] / _WIDTH_SLICES
-    max_width = width.max(axis=1)
-    chosen = width >= _WIDEST_FRACTION * max_width[:, None]
-    widest_position = np.where(degenerate, 0.5 * (low + high), (centres * chosen).sum(axis=1) / chosen.sum(axis=1))
-    max_safe = np.where(max_width > 0, max_width, 1.0)
-    return widest_position, width[:, 0] / max_safe, width[:, -1] / max_safe
+    values_flat, positions_flat = values.ravel(), positions.ravel()
+    groups = count * _WIDTH_SLICES
+    counts = np.bincount(flat, minlength=groups)
+    # Each slice's extreme values, then which point holds them (the first such point for the smallest, the last for
+    # the largest): grouped reductions, several times faster here than sorting every point by slice and value.
+    point = np.arange(flat.size)
+    smallest_value = np.full(groups, np.inf)
+    np.minimum.at(smallest_value, flat, values_flat)
+    smallest = np.full(groups, flat.size - 1)
+    at_smallest = values_flat == smallest_value[flat]
+    np.minimum.at(smallest, flat[at_smallest], point[at_smallest])
+    largest_value = np.full(groups, -np.inf)
+    np.maximum.at(largest_value, flat, values_flat)
+    largest = np.zeros(groups, dtype=point.dtype)
+    at_largest = values_flat == largest_value[flat]
+    np.maximum.at(largest, flat[at_largest], point[at_largest])
+    populated = (counts >= _MIN_SLICE_POINTS).reshape(count, _WIDTH_SLICES)
+    return (*(np.where(populated, array[which].reshape(populated.shape), 0.0)
+              for which in (smallest, largest) for array in (values_flat, positions_flat)), populated)
+
+
+def _width_profiles(positions: np.ndarray, lateral: np.ndarray, low: np.ndarray, high: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per object (row) and slice along one axis (see :func:`_slice_extremes`): where in the slice its points'
+    lateral extent was measured, half that extent, and whether the slice has points enough.
+
+    The position is the mean of the positions of the slice's leftmost and rightmost point rather than the slice's
+    centre: on a rounded surface those extremes lie at the slice's wider edge, half a slice from its centre.
+    """
+    right, right_at, left, left_at, populated = _slice_extremes(positions, lateral, low, high)
+    return (left_at + right_at) / 2.0, (left - right) / 2.0, populated
+
+
+def _upper_hull(where: np.ndarray, half_width: np.ndarray, populated: np.ndarray) -> np.ndarray:
+    """Per object (row): which of its populated slices are vertices of the upper concave hull of its width profile.
+
+    The sections of a convex object along an axis have a concave width profile, and a profile measured from a
+    sample of the object's points lies below it: a slice whose extreme points were not sampled reads narrower (a
+    dip of 10-30 % where the surface is seen edge-on and few points lie near the silhouette). The hull drops those.
+    Each pass removes every slice below the chord between its kept neighbours; a slice below such a chord is below
+    the hull, so removing them together is safe, and at most ``_WIDTH_SLICES`` passes (on small arrays) finish.
+    """
+    kept = populated.copy()
+    index = np.broadcast_to(np.arange(_WIDTH_SLICES), kept.shape)
+    rows = np.arange(len(kept))[:, None]
+    for _ in range(_WIDTH_SLICES):
+        before = np.maximum.accumulate(np.where(kept, index, -1), axis=1)
+        after = np.minimum.accumulate(np.where(kept, index, _WIDTH_SLICES)[:, ::-1], axis=1)[:, ::-1]
+        previous = np.concatenate([np.full((len(kept), 1), -1), before[:, :-1]], axis=1)
+        following = np.concatenate([after[:, 1:], np.full((len(kept), 1), _WIDTH_SLICES)], axis=1)
+        inner = kept & (previous >= 0) & (following < _WIDTH_SLICES)
+        p, f = np.clip(previous, 0, _WIDTH_SLICES - 1), np.clip(following, 0, _WIDTH_SLICES - 1)
+        run = where[rows, f] - where[rows, p]
+        chord = half_width[rows, p] + (half_width[rows, f] - half_width[rows, p]) * (
+            (where - where[rows, p]) / np.where(run != 0.0, run, 1.0))  # positions may run either way
+        below = inner & (run != 0.0) & (half_width < chord)
+        if not below.any():
+            break
+        kept &= ~below
+    return kept
+
+
+def _round_section_centres(where: np.ndarray, half_width: np.ndarray, populated: np.ndarray,
+                           camera_at_high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per object: the centre of the circle its width profile traces on the camera's side of its widest slice,
+    its radius, whether the profile is rounded at its camera-side end, and whether the circle could be fitted.
+
+    A round object (a sphere; a cylinder across its axis) has half-width h(s) = sqrt(r^2 - (s - c)^2) at position s
+    along an axis, so h^2 + s^2 = r^2 - c^2 + 2 c s is linear in s with slope 2 c: a least-squares line through the
+    slices gives the centre c without seeing it, from any part of the profile. Only the slices from the camera-side
+    end up to the widest one are used: there the left and right extremes of each cross-section face the camera,
+    whereas beyond the widest section they are behind the limb and the measured width is the limb's, narrower than
+    the object. So the fit recovers a sphere's centre whether its equator is seen (level) or not (from above), and
+    a centre hidden behind the visible part (the peak of the widths at the limb, in front of the true centre by
+    r^2 / distance with a perspective camera) is not mistaken for the widest section.
+    ``camera_at_high``: per object, whether the camera-side end is at ``high`` (slices reversed) or at ``low``.
+    """
+    flip = camera_at_high[:, None]
+    where, half_width, populated = (np.where(flip, values[:, ::-1], values)
+                                    for values in (where, half_width, populated))
+    widest = half_width.max(axis=1)
+    camera_end = populated.argmax(axis=1)  # the first populated slice from the camera's side
+    rounded = half_width[np.arange(len(widest)), camera_end] < _ROUNDED_END * widest
+    used = _upper_hull(where, half_width, populated) & (
+        np.arange(_WIDTH_SLICES)[None, :] <= half_width.argmax(axis=1)[:, None])
+    used_count = used.sum(axis=1)
+    # Centred on the used slices' mean position m, for conditioning: h^2 + (s - m)^2 = const + 2 (c - m)(s - m).
+    mean = np.where(used, where, 0.0).sum(axis=1) / np.maximum(used_count, 1)
+    offset = np.where(used, where - mean[:, None], 0.0)
+    variance = (offset * offset).sum(axis=1)
+    fitted = (used_count >= _MIN_FIT_SLICES) & (variance > 0.0)
+    slope = (offset * (half_width ** 2 + offset ** 2)).sum(axis=1) / np.where(fitted, variance, 1.0)
+    centre = mean + slope / 2.0
+    radius_sq = np.where(used, half_width ** 2 + (where - centre[:, None]) ** 2, 0.0).sum(axis=1) / np.maximum(
+        used_count, 1)
+    # Whether the profile is round at all: on a section with semi-axes a (along) and b (across), h^2 is a concave
+    # parabola in s with leading coefficient -(b / a)^2, -1 on a circle. Straight edges rising from a box's corner
+    # (h^2 convex, coefficient k^2 > 0) or a constant width (0) are not round, whatever circle fits them.
+    design = np.stack([np.ones_like(offset), offset, offset * offset], axis=-1) * used[..., None]
+    normal = np.matmul(design.transpose(0, 2, 1), design)
+    quadratic = np.matmul(np.linalg.pinv(normal), np.matmul(design.transpose(0, 2, 1),
+                                                            (half_width ** 2)[..., None]))[:, 2, 0]
+    round_section = (-quadratic >= 1.0 / _ROUND_ASPECT ** 2) & (-quadratic <= _ROUND_ASPECT ** 2)
+    return centre, np.sqrt(radius_sq), rounded & round_section, fitted
+
+
+# The most elongated section still taken for round (semi-axes along and across the axis, either way).
+_ROUND_ASPECT = 1.5
+# How far a fitted round section's radius may differ from the silhouette's half-width, as a share of it (sampling
+# and the limb under perspective shrink the measured width by a few per cent).
+_ROUND_RADIUS_TOLERANCE = 0.15
+# How far a round section's circle may miss the object's seen ends (its top from above, its nearest point), as a
+# share of its radius: the box's percentiles trim a cap of about that height.
+_SEEN_END_TOLERANCE = 0.06
+# A near edge (see _near_edge_circles) whose camera-side end lies further back than this share of the object's
+# visible height behind its nearest point is rounded; a face square to the view (a box's front, seen from above or
+# level) keeps its near edge where it is up to its top.
+_ROUNDED_EDGE = 0.25
+
+
+def _near_edge_circles(near: np.ndarray, near_at: np.ndarray, populated: np.ndarray, camera_at_high: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per object: the centre (along the view, up) and radius of the circle through its near edge in the vertical
+    plane along the view, and whether that edge is a round one.
+
+    ``near`` is per horizontal slice the smallest distance along the view, at height ``near_at``. The near edge of
+    an object round across the view (a cylinder lying across it; a sphere) is the arc of its cross-section facing
+    the camera, visible from its top down to the limb, so a circle fitted to it (least squares on
+    x^2 + z^2 = 2 a x + 2 b z + k, linear in a, b, k) gives the hidden centre (a, b). That completes what the width
+    profiles cannot: a cylinder lying across the view is equally wide at every height and at every distance. The
+    edge is round when its camera-side end lies well behind its nearest point (a box's front face keeps its near
+    edge where it is) and the fitted circle is no larger than the edge itself: an inclined flat face (a ramp) has a
+    near edge that recedes too, but along a line, whose circle is huge.
+    """
+    flip = camera_at_high[:, None]
+    near, near_at, populated = (np.where(flip, values[:, ::-1], values) for values in (near, near_at, populated))
+    count = populated.sum(axis=1)
+    weight = populated.astype(np.float64)
+    total = np.maximum(count, 1)
+    # Centred coordinates keep the normal equations well conditioned.
+    mean_x = (weight * near).sum(axis=1) / total
+    mean_z = (weight * near_at).sum(axis=1) / total
+    x = np.where(populated, near - mean_x[:, None], 0.0)
+    z = np.where(populated, near_at - mean_z[:, None], 0.0)
+    design = np.stack([2.0 * x, 2.0 * z, weight], axis=-1)
+    weighted = (design * weight[..., None]).transpose(0, 2, 1)
+    coefficients = np.matmul(np.linalg.pinv(np.matmul(weighted, design)),
+                             np.matmul(weighted, (x * x + z * z)[..., None]))[..., 0]
+    a, b, k = coefficients.T
+    radius = np.sqrt(np.maximum(k + a * a + b * b, 0.0))
+    height = np.where(populated, near_at, -np.inf).max(axis=1) - np.where(populated, near_at, np.inf).min(axis=1)
+    depth = np.where(populated, near, -np.inf).max(axis=1) - np.where(populated, near, np.inf).min(axis=1)
+    camera_end = populated.argmax(axis=1)
+    receding = near[np.arange(len(near)), camera_end] - np.where(populated, near, np.inf).min(axis=1)
+    round_edge = ((count >= _MIN_FIT_SLICES) & (receding > _ROUNDED_EDGE * height)
+                  & (radius <= np.maximum(height, depth)))
+    return mean_x + a, mean_z + b, radius, round_edge
 
 
 def _complete_hidden_sides(
@@ -482,24 +630,82 @@ def _complete_hidden_sides(
     lateral = np.matmul(points, left[:, :, None])[..., 0]
     along = np.matmul(points, forward[:, :, None])[..., 0]
     forward_low, forward_high = _connected_extents(along, box_percentile, max_gap_m)
-    centre_forward, _, _ = _widest_positions(along, lateral, forward_low, forward_high)
-    centre_up, bottom_end, top_end = _widest_positions(points[..., 2], lateral, low[:, 2], high[:, 2])
-    # Only the sides facing away from the camera are hidden, so only those grow: the back, and the underside
-    # (or the top, for a camera below the object). Growing a visible side would undo what was measured. The
-    # underside grows only where the visible surface curves away at the bottom: a side that ends as wide as the
-    # widest section (a box's side down to the table) ends there. The back needs no such test: a surface seen
-    # level ends at its widest section (a sphere's equator), and that is exactly where its hidden half begins.
-    grow_back = np.maximum(0.0, 2.0 * centre_forward - forward_low - forward_high)
+    lateral_low, lateral_high = _connected_extents(lateral, box_percentile, max_gap_m)
+    # The vertical: the camera-side end is the top for a camera above the object's visible middle.
+    camera_above = camera_height_m > (low[:, 2] + high[:, 2]) / 2.0
+    centre_up, radius_up, rounded_up, fitted_up = _round_section_centres(
+        *_width_profiles(points[..., 2], lateral, low[:, 2], high[:, 2]), camera_above)
+    centre_forward, radius_forward, rounded_forward, fitted_forward = _round_section_centres(
+        *_width_profiles(along, lateral, forward_low, forward_high), np.zeros(len(forward), dtype=bool))
+    near, near_at, _, _, populated = _slice_extremes(points[..., 2], along, low[:, 2], high[:, 2])
+    edge_forward, edge_up, edge_radius, round_edge = _near_edge_circles(near, near_at, populated, camera_above)
+    # Only rounded ends are completed. A flat face at the camera-side end is a box's (or an upright cylinder's top
+    # disc): its edges are the object's edges, nothing of the width profile is round, and a fit through it would
+    # put the centre wherever sampling noise in a constant width puts it. And a camera above an object whose top is
+    # such a face (or below one with a flat bottom) sees its whole footprint, so its back is not hidden either.
+    footprint_seen = ((camera_height_m > high[:, 2]) | (camera_height_m < low[:, 2])) & ~rounded_up
+    # A round section's radius is the silhouette's half-width (its widest section is the silhouette's widest, seen
+    # or not); a fitted circle much larger or smaller is no round section's. A box turned to the view rises from its
+    # near corner along straight edges, whose circle lies far behind it: for such a polyhedral footprint the centre
+    # is the midpoint of the silhouette's leftmost and rightmost points instead, which point symmetry makes each
+    # other's reflection (its side corners). For a round object those are the limb's, in front of the centre by
+    # r^2 / distance under perspective, which is why the circle comes first.
+    half_width = (lateral_high - lateral_low) / 2.0
+    # And a round section's circle reaches the object's end on the camera's side, which is seen: a profile that is
+    # round only in part (a can lying obliquely: its width is its length's share plus its round section's) fits a
+    # circle whose end misses it.
+    # The top is seen from a camera above the object's bottom, the bottom from one below its top (both from one
+    # level with it).
+    tolerance = _ROUND_RADIUS_TOLERANCE * half_width
+    top_seen, bottom_seen = camera_height_m > low[:, 2], camera_height_m < high[:, 2]
+
+    def reaches_seen_ends(centre_m: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
+        miss = _SEEN_END_TOLERANCE * radius_m
+        return ((~top_seen | (np.abs(centre_m + radius_m - high[:, 2]) <= miss))
+                & (~bottom_seen | (np.abs(centre_m - radius_m - low[:, 2]) <= miss)))
+
+    complete_up = (rounded_up & fitted_up & (np.abs(radius_up - half_width) <= tolerance)
+                   & reaches_seen_ends(centre_up, radius_up))
+    round_forward = ((np.abs(radius_forward - half_width) <= tolerance)
+                     & (np.abs(centre_forward - radius_forward - forward_low) <= _SEEN_END_TOLERANCE * radius_forward))
+    rows = np.arange(len(along))
+    extremes_forward = (along[rows, lateral.argmax(axis=1)] + along[rows, lateral.argmin(axis=1)]) / 2.0
+    centre_forward = np.where(round_forward, centre_forward, extremes_forward)
+    complete_forward = rounded_forward & fitted_forward & ~footprint_seen
+    # Where the widths are not round but the near edge is (a cylinder lying across the view), its circle gives both;
+    # its circle too must reach the seen ends, the nearest point and the top (for a camera above; else the bottom).
+    round_edge &= (reaches_seen_ends(edge_up, edge_radius)
+                   & (np.abs(edge_forward - edge_radius - forward_low) <= _SEEN_END_TOLERANCE * edge_radius))
+    centre_forward = np.where(complete_forward, centre_forward, edge_forward)
+    centre_up = np.where(complete_up, centre_up, edge_up)
+    complete_forward |= round_edge
+    complete_up |= round_edge
+    # A fit through few slices can put the centre far beyond them. Seen from at least a radius away from its
+    # surface, a sphere shows at least half its radius along the view (r - r^2 / distance), so its centre is at most
+    # that extent again beyond the visible part: the centre is capped there.
+    forward_extent = forward_high - forward_low
+    centre_forward = np.minimum(centre_forward, forward_high + forward_extent)
+    vertical_extent = high[:, 2] - low[:, 2]
+    centre_up = np.clip(centre_up, low[:, 2] - vertical_extent, high[:, 2] + vertical_extent)
     low, high = low.copy(), high.copy()
-    high += np.maximum(grow_back[:, None] * forward, 0.0)
-    low += np.minimum(grow_back[:, None] * forward, 0.0)
-    camera_above = camera_height_m > centre_up
-    grow_down = np.where(camera_above & (bottom_end < _CURVING_AWAY),
-                         np.maximum(0.0, low[:, 2] + high[:, 2] - 2.0 * centre_up), 0.0)
-    grow_up = np.where(~camera_above & (top_end < _CURVING_AWAY),
-                       np.maximum(0.0, 2.0 * centre_up - low[:, 2] - high[:, 2]), 0.0)
-    low[:, 2] -= grow_down
-    high[:, 2] += grow_up
+    # Along the view the hidden half is the reflection of the visible points through the centre, on the far side
+    # only (growing a visible side would undo what was measured). The centre is that of the round section: c along
+    # the view, the middle of the silhouette across it. Each horizontal axis of the graph gets the union of its
+    # visible interval with its reflection there, which for a view along a diagonal is the true box of a round
+    # footprint; growing both axes by the growth along the view would widen it by up to 41 %.
+    centre_graph = (centre_forward[:, None] * forward + ((lateral_low + lateral_high) / 2.0)[:, None] * left)
+    for axis in (0, 1):
+        away = forward[:, axis]
+        grow_high = complete_forward & (away > 0.0)
+        grow_low = complete_forward & (away < 0.0)
+        high[:, axis] = np.where(grow_high, np.maximum(high[:, axis], 2.0 * centre_graph[:, axis] - low[:, axis]),
+                                 high[:, axis])
+        low[:, axis] = np.where(grow_low, np.minimum(low[:, axis], 2.0 * centre_graph[:, axis] - high[:, axis]),
+                                low[:, axis])
+    # The vertical: the underside for a camera above, the top for one below.
+    reflected_low, reflected_high = 2.0 * centre_up - high[:, 2], 2.0 * centre_up - low[:, 2]
+    low[:, 2] = np.where(complete_up & camera_above, np.minimum(low[:, 2], reflected_low), low[:, 2])
+    high[:, 2] = np.where(complete_up & ~camera_above, np.maximum(high[:, 2], reflected_high), high[:, 2])
     return low, high
 
 
@@ -507,8 +713,8 @@ def complete_hidden_side(
     points_graph: np.ndarray, low: np.ndarray, high: np.ndarray, view_forward_graph: np.ndarray,
     camera_height_m: float, box_percentile: float, max_gap_m: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The box ``low``..``high`` of one object's (N, 3) points united with its reflection through the silhouette
-    centre (module docstring).
+    """The box ``low``..``high`` of one object's (N, 3) points united with its reflection through the object's
+    centre on its hidden sides (module docstring).
 
     ``view_forward_graph`` is the camera's horizontal viewing direction (unit, z = 0) in the graph frame and
     ``camera_height_m`` the camera's z there; the visible extent along the viewing direction is trimmed like the
