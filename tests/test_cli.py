@@ -162,3 +162,131 @@ def test_bringup_with_missing_detector_weights_stops_naming_the_path_and_how_to_
     captured = capsys.readouterr()
     assert f"model directory '{missing}' does not exist" in captured.err
     assert "hf download IDEA-Research/grounding-dino-tiny --local-dir DIR" in captured.err
+
+
+# --- options checked before any work -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["bench", "perception", "--repeats", "0"], "--repeats 0: must be at least 1"),
+    (["bench", "trust", "--repeats", "-1"], "--repeats -1: must be at least 1"),
+    (["bench", "perception", "--detector-repeats", "0"], "--detector-repeats 0: must be at least 1"),
+    (["bench", "trust", "--detector-repeats", "0"], "--detector-repeats 0: must be at least 1"),
+])
+def test_bench_counts_below_one_are_refused_naming_the_option(tmp_path, capsys, argv, message):
+    out = tmp_path / "bench.json"
+    assert main([*argv, "--out", str(out), "--detector-size", "tiny"]) == EXIT_USAGE
+    assert capsys.readouterr().err == f"tsg {' '.join(argv[:2])}: error: {message}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bench", ["perception", "trust"])
+def test_a_bench_out_that_cannot_be_written_is_refused_before_the_timing(tmp_path, capsys, monkeypatch, bench):
+    from trusted_scene_graph.bench import perception, trust
+
+    # The timing would fail the test: the --out check must come first.
+    monkeypatch.setattr(perception, "time_perception", None)
+    monkeypatch.setattr(trust, "time_trust", None)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for out, reason in ((tmp_path, f"{tmp_path} is a directory; give a file path, e.g. {tmp_path / 'result.json'}"),
+                        (a_file / "x.json", f"{a_file / 'x.json'}: {a_file} is not a directory")):
+        assert main(["bench", bench, "--out", str(out), "--detector-size", "tiny"]) == EXIT_USAGE
+        assert capsys.readouterr().err == f"tsg bench {bench}: error: --out {reason}\n"
+
+
+def test_bench_json_is_written_atomically(tmp_path, monkeypatch):
+    from trusted_scene_graph import report
+
+    written = []
+    monkeypatch.setattr(report, "replace_text", lambda path, text: written.append(path))
+    report.write_json({"a": 1}, tmp_path / "deep" / "x.json")
+    assert written == [tmp_path / "deep" / "x.json"] and (tmp_path / "deep").is_dir()
+
+
+def test_bench_service_refuses_an_infinite_rate(capsys):
+    assert main(["bench", "service", "--out", "unused.json", "--rate", "inf"]) == EXIT_USAGE
+    assert capsys.readouterr().err == ("tsg bench service: error: --rate inf: must be a positive finite frame rate "
+                                       "[Hz]\n")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seed", "-1"], "--seed -1: must be at least 0"),
+    (["--width", "8"], "--width 8 --height 480: image size 8x480 is below 16x16"),
+    (["--width", "100000", "--height", "100000"], "--width 100000: at most 4096 px (MuJoCo's offscreen framebuffer)"),
+])
+def test_demo_refuses_what_sim_record_refuses_before_starting(tmp_path, capsys, argv, message):
+    assert main(["demo", *argv, "--out", str(tmp_path / "demo")]) == EXIT_USAGE
+    assert capsys.readouterr().err == f"tsg demo: error: {message}\n"
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_an_out_that_is_a_file_or_lies_under_one(tmp_path, capsys):
+    pytest.importorskip("trusted_scene_graph_msgs")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert main(["demo", "--out", str(a_file)]) == EXIT_USAGE
+    assert capsys.readouterr().err == f"tsg demo: error: --out {a_file} exists and is not a directory\n"
+    assert main(["demo", "--out", str(a_file / "x")]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith(f"tsg demo: error: cannot write to output directory {a_file / 'x'}: ")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--width", "100000", "--height", "100000"], "--width 100000: at most 4096 px (MuJoCo's offscreen framebuffer)"),
+    (["--episodes", "0"], "--episodes 0: must be at least 1"),
+])
+def test_sim_record_names_the_option_of_a_bad_size_or_count(tmp_path, capsys, argv, message):
+    assert main(["sim", "record", "--out", str(tmp_path / "bag"), *argv]) == EXIT_USAGE
+    assert capsys.readouterr().err == f"tsg sim record: error: {message}\n"
+
+
+# --- tsg config -----------------------------------------------------------------------------------------------------
+
+
+def test_config_keeps_the_files_rclpy_parameters(tmp_path):
+    from trusted_scene_graph.config.schema import load_parameter_file
+
+    source, out = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    source.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n    qos_overrides:\n      /tf:\n"
+                      "        subscription:\n          depth: 7\n")
+    assert main(["config", "--config", str(source), "--set", "trust.threshold=0.7", "--out", str(out)]) == EXIT_OK
+    config, builtins = load_parameter_file(out)
+    assert config["trust.threshold"] == 0.7
+    assert builtins == {"use_sim_time": True, "qos_overrides./tf.subscription.depth": 7}
+
+
+def test_config_set_of_an_rclpy_parameter_says_where_to_set_it(capsys):
+    assert main(["config", "--set", "use_sim_time=true"]) == EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "tsg config: error: 'use_sim_time' is rclpy's own parameter, not one of the schema: set it in the parameter "
+        "file (--config) or with `--ros-args -p use_sim_time:=VALUE`\n")
+
+
+def test_config_out_replaces_an_existing_file_atomically(tmp_path, monkeypatch):
+    from trusted_scene_graph import files
+
+    out = tmp_path / "keep.txt"
+    out.write_text("old")
+    replaced = []
+    real = files.replace_text
+    monkeypatch.setattr(files, "replace_text", lambda path, text: replaced.append(path) or real(path, text))
+    assert main(["config", "--out", str(out)]) == EXIT_OK
+    assert replaced == [out] and out.read_text() == render_parameter_file()
+
+
+def test_an_unquoted_reward_pair_with_settings_says_to_quote_it(capsys):
+    assert main(["config", "--set", "reward.pairs=[gripper:cube,shaping=exp]"]) == EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "tsg config: error: --set reward.pairs=[gripper:cube,shaping=exp]: YAML split the list at each comma, so "
+        "'shaping=exp' became an entry of its own; quote each pair with its settings: "
+        "'reward.pairs=[\"gripper:cube,shaping=exp\"]'\n")
+    assert main(["config", "--set", 'reward.pairs=["gripper:cube,shaping=exp"]']) == EXIT_OK
+
+
+def test_help_shows_the_default_config_relative_to_the_checkout(capsys):
+    from trusted_scene_graph.cli import DEFAULT_CONFIG
+
+    with pytest.raises(SystemExit):
+        main(["bench", "perception", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert "config/default.yaml of the checkout" in out and str(DEFAULT_CONFIG.parent) not in out

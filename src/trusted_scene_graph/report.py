@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.files import replace_text
 from trusted_scene_graph.graph.model import SceneGraph
 
 
@@ -96,6 +99,30 @@ def plot_distances(samples: Sequence[DistanceSample], path: Path, title: str) ->
     plt.close(figure)
 
 
+class OutputFileError(TsgError):
+    """An output file (a command's ``--out``) that cannot be written."""
+
+
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """Refuse, before a command does its work, an output file that could not be written at its end: a directory, a
+    path under a file, a directory without write permission. Creates nothing (:func:`write_json` makes the missing
+    parent directories)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputFileError(f"{option} {path} is a directory; give a file path, e.g. {path / 'result.json'}")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:  # the nearest existing one: it is written into
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputFileError(f"{option} {path}: {ancestor} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass  # the surest test of writability: os.access misses read-only mounts and ACLs
+    except OSError as exc:
+        raise OutputFileError(f"{option} {path}: cannot write in {ancestor}: {exc.strerror or exc}") from exc
+
+
 def write_json(data: dict, path: Path) -> None:
+    """``data`` as indented JSON, written atomically (a reader never sees half a file), parents made as needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    replace_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

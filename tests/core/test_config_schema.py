@@ -191,6 +191,50 @@ def test_an_unknown_parameter_with_nothing_close_gets_no_suggestion():
         Config({"zzzzzzzz": 1})
 
 
+def test_an_rclpy_parameter_given_as_a_schema_parameter_says_where_it_goes():
+    with pytest.raises(ConfigError, match=r"^'use_sim_time' is rclpy's own parameter, not one of the schema: set it "
+                                          r"in the parameter file \(--config\) or with `--ros-args -p "
+                                          r"use_sim_time:=VALUE`$"):
+        Config({"use_sim_time": True})
+
+
+# --- topic and frame names -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", ["/camera/color/image_raw", "camera/rgb", "~/image", "/cam_1/image_2"])
+def test_valid_ros_topic_names_are_accepted(topic):
+    assert Config({"topics.color": topic})["topics.color"] == topic
+
+
+@pytest.mark.parametrize(("topic", "why"), [
+    ("not a topic", "has a character other than letters"), ("", "is empty"), ("/camera//image", "repeated '/'"),
+    ("/camera/image/", "ends with '/'"), ("/2d/image", "token starting with a digit"),
+    ("{node}/image", "has a character other than letters"), ("/", "ends with '/'")])
+def test_an_invalid_ros_topic_name_is_refused_naming_the_parameter_and_why(topic, why):
+    for name in ("topics.color", "topics.depth", "topics.camera_info", "topics.instances"):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(name)}: {re.escape(repr(topic))} is not a ROS 2 topic "
+                                              rf"name: it [^(]*{re.escape(why)}"):
+            Config({name: topic})
+
+
+def test_the_pose_topics_may_be_empty_to_subscribe_none_but_not_invalid():
+    assert Config({"topics.ee_pose": "", "topics.goal_pose": ""})["topics.goal_pose"] == ""
+    with pytest.raises(ConfigError, match=r"^topics\.goal_pose: 'goal pose' is not a ROS 2 topic name"):
+        Config({"topics.goal_pose": "goal pose"})
+
+
+@pytest.mark.parametrize("name", ["graph_frame", "reward.ee_tf_frame"])
+def test_a_frame_id_with_a_leading_slash_is_refused_as_tf2_does(name):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(name)}: '/world' starts with '/', which tf2 refuses in a "
+                                          r"frame id: write 'world'$"):
+        Config({name: "/world"})
+
+
+def test_an_empty_graph_frame_is_refused():
+    with pytest.raises(ConfigError, match=r"^graph_frame is empty"):
+        Config({"graph_frame": ""})
+
+
 # --- checks across parameters ----------------------------------------------------------------------------------
 
 

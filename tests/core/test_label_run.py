@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from trusted_scene_graph import cli
 from trusted_scene_graph.cli import EXIT_FAILED, EXIT_USAGE, UsageError, cmd_label, main, progress_bar
 from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import DatasetError
+from trusted_scene_graph.dataset.bag import BagWriter
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset, write_with_column
 from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
 from trusted_scene_graph.label import lerobot as lerobot_labelling
@@ -47,11 +49,11 @@ BENCHMARK_CONFIG = REPO / "config" / "benchmark.yaml"
 PAIRS = ["gripper:cube", "cube:goal"]
 
 
-def bag_dir(path: Path, storage: str = "x.mcap") -> Path:
-    """A directory that find_bags takes for a bag (its contents are not read)."""
-    path.mkdir(parents=True)
-    (path / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
-    (path / storage).write_bytes(b"")
+def bag_dir(path: Path) -> Path:
+    """An empty bag: it opens (a single input bag is opened before --out is made), and holds no message."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with BagWriter(path):
+        pass
     return path
 
 
@@ -189,6 +191,80 @@ def test_bad_engine_settings_are_refused_before_the_manifest_is_written(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unparsable_ray_address_is_refused_before_the_manifest_without_starting_ray(tmp_path, monkeypatch):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed: --engine ray is refused for that first")
+    monkeypatch.setattr("trusted_scene_graph.label.run.run_items", None)  # Ray starts there: calling it fails
+    for address in ("not-an-address", "http://head:6379", "head:70000"):
+        with pytest.raises(LabelError, match=rf"^--ray-address '{re.escape(address)}': expected HOST:PORT of a running "
+                                             r"cluster's head \(e\.g\. 127\.0\.0\.1:6379\), ray://HOST:PORT"):
+            run_label(bag_dir(tmp_path / "bag"), tmp_path / "out", load_config_file(BENCHMARK_CONFIG), PAIRS,
+                      EngineSettings(engine="ray", ray_address=address))
+        assert not (tmp_path / "out").exists()
+        shutil.rmtree(tmp_path / "bag")
+
+
+@pytest.mark.parametrize("option", ["--workers", "--max-retries"])
+def test_engine_counts_below_their_minimum_are_named_by_their_option(tmp_path, option):
+    workers, retries = (0, 3) if option == "--workers" else (1, -1)
+    with pytest.raises(UsageError, match=rf"^{option} {workers if option == '--workers' else retries}: must be at "
+                                         rf"least {1 if option == '--workers' else 0}$"):
+        cmd_label(BENCHMARK_CONFIG, [], bag_dir(tmp_path / "bag"), tmp_path / "o", PAIRS, "local", workers, None,
+                  retries, None, None, None, None, None, None, math.nan, False)
+
+
+@pytest.mark.parametrize(("invalid_reward", "overwrite_column", "named"), [
+    (0.0, False, "--invalid-reward"), (math.nan, True, "--overwrite-column"),
+    (-1.0, True, "--invalid-reward, --overwrite-column")])
+def test_lerobot_only_reward_options_on_a_bag_are_refused_not_ignored(tmp_path, invalid_reward, overwrite_column,
+                                                                      named):
+    bag = bag_dir(tmp_path / "bag")
+    with pytest.raises(UsageError, match=rf"^{named} apply to LeRobot datasets only; {re.escape(str(bag))} is not "
+                                         "one$"):
+        cmd_label(BENCHMARK_CONFIG, [], bag, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None, None, None,
+                  None, invalid_reward, overwrite_column)
+    with pytest.raises(LabelError, match=r"is a rosbag2 input; (invalid_reward=|overwrite_column).* apply to "
+                                         "LeRobot datasets only"):
+        run_label(bag, tmp_path / "o", load_config_file(BENCHMARK_CONFIG), PAIRS, EngineSettings(),
+                  invalid_reward=invalid_reward, overwrite_column=overwrite_column)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bags_manifest_has_no_invalid_reward_and_an_older_one_with_it_still_matches(tmp_path):
+    bag, out = bag_dir(tmp_path / "bag"), tmp_path / "out"
+    config = load_config_file(BENCHMARK_CONFIG)
+    wanted = manifest("bags", bag, config, PAIRS, None, None, "copy")
+    assert "invalid_reward" not in wanted
+    out.mkdir()
+    (out / MANIFEST_FILE).write_text(json.dumps({**wanted, "invalid_reward": "nan"}))  # as earlier versions wrote
+    (out / "bag").mkdir()  # a committed item: a differing manifest would be refused, not replaced
+    claim_output(out, out / MANIFEST_FILE, wanted)  # raises when the settings differ
+
+
+@pytest.mark.parametrize("kind", ["empty mcap", "garbage mcap", "broken metadata", "yaml file"])
+def test_a_single_input_bag_that_cannot_be_opened_is_refused_before_out_is_made(tmp_path, capsys, kind):
+    if kind == "empty mcap":
+        source = tmp_path / "empty.mcap"
+        source.write_bytes(b"")
+    elif kind == "garbage mcap":
+        source = tmp_path / "garbage.mcap"
+        source.write_bytes(os.urandom(256))
+    elif kind == "broken metadata":
+        source = tmp_path / "bag"  # no readable storage file either: a valid mcap file would be read on its own
+        source.mkdir()
+        (source / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+        (source / "bag.mcap").write_bytes(b"")
+    else:
+        source = tmp_path / "params.yaml"
+        source.write_text("/**:\n  ros__parameters: {}\n")
+    out = tmp_path / "out"
+    with pytest.raises(LabelError, match=rf"^cannot open bag {re.escape(str(source))}: "):
+        run_label(source, out, load_config_file(BENCHMARK_CONFIG), PAIRS, EngineSettings())
+    assert main(["label", str(source), "--config", str(BENCHMARK_CONFIG), "--out", str(out)]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith(f"tsg label: error: cannot open bag {source}: ")
+    assert not out.exists()
+
+
 def test_no_reward_pairs_at_all_is_refused_up_front_with_exit_2(tmp_path, capsys):
     bag = bag_dir(tmp_path / "bag")
     config = load_config_file(BENCHMARK_CONFIG).with_overrides({"reward.pairs": []})
@@ -229,6 +305,16 @@ def test_the_closing_hint_gives_only_the_remedies_that_apply(tmp_path, monkeypat
     assert cmd_label(BENCHMARK_CONFIG, [], tmp_path / "bags", tmp_path / "o", PAIRS, "local", 1, None, 3, None, None,
                      None, None, None, None, math.nan, False) == EXIT_FAILED
     assert capsys.readouterr().err.endswith(KEPT + hint)
+
+
+def test_the_closing_hint_says_nothing_was_labelled_when_no_item_was(tmp_path, monkeypatch, capsys):
+    summary = RunSummary(done=(), skipped=(), failed={"a": "why"}, frames=0, seconds=1.0, attempts=1,
+                         worker_died=())
+    monkeypatch.setattr("trusted_scene_graph.label.run.run_label",
+                        lambda *args, **kwargs: LabelOutcome("bags", summary))
+    assert cmd_label(BENCHMARK_CONFIG, [], tmp_path / "bags", tmp_path / "o", PAIRS, "local", 1, None, 3, None, None,
+                     None, None, None, None, math.nan, False) == EXIT_FAILED
+    assert capsys.readouterr().err.endswith("tsg label: nothing was labelled; fix or remove the failed inputs\n")
 
 
 def test_an_item_labelled_without_a_frame_and_an_items_note_are_warned_of(tmp_path, monkeypatch, capsys):

@@ -28,10 +28,25 @@ from pathlib import Path
 import numpy as np
 
 from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.perception.detector import Detection
 from trusted_scene_graph.pipeline.scene import ScenePipeline
-from trusted_scene_graph.report import write_json
+from trusted_scene_graph.report import check_output_file, write_json
+
+
+class BenchError(TsgError):
+    """A bench option that cannot be run (refused before any timing)."""
+
+
+def check_bench_options(out_path: Path, repeats: int, detector_repeats: int) -> None:
+    """Refuse, before the timing starts, counts below 1 (a median of nothing) and an --out that cannot be written
+    (found only after minutes of timing otherwise), naming the option, as ``tsg bench label`` does."""
+    for option, value in (("--repeats", repeats), ("--detector-repeats", detector_repeats)):
+        if value < 1:
+            raise BenchError(f"{option} {value}: must be at least 1")
+    check_output_file(out_path)
+
 
 RATIO_GOAL = 0.0005
 SCALING_GOAL = 7.0
@@ -144,6 +159,7 @@ def ratio_goal_text(result: dict[str, object]) -> str:
 
 def run_perception_bench(config: Config, out_path: Path, repeats: int = 50, detector_size: str = "full",
                          detector_repeats: int = 1) -> int:
+    check_bench_options(out_path, repeats, detector_repeats)
     twenty = time_perception(config, 20, repeats)
     fifty = time_perception(config, 50, repeats)
     detector = time_detector_forward(detector_size, detector_repeats)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from trusted_scene_graph.bench.perception import (
     bench_result,
+    check_bench_options,
     ratio_goal_text,
     synthetic_scene,
     time_detector_forward,
@@ -70,6 +71,7 @@ def run_trust_bench(config: Config, out_path: Path, repeats: int = 50, detector_
     if config["vlm.backend"] != "none":
         raise TrustError(f"tsg bench trust times the trust step without VLM calls; vlm.backend is "
                          f"{config['vlm.backend']!r}: set vlm.backend=none")
+    check_bench_options(out_path, repeats, detector_repeats)
     twenty = time_trust(config, 20, repeats)
     fifty = time_trust(config, 50, repeats)
     detector = time_detector_forward(detector_size, detector_repeats)

@@ -28,6 +28,11 @@ from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.text import plural
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "default.yaml"
+#: How --help names DEFAULT_CONFIG: relative to the checkout, not the absolute path of whoever built the help.
+DEFAULT_CONFIG_SHOWN = "config/default.yaml of the checkout, else the schema defaults"
+#: Largest rendered image side: beyond it MuJoCo's offscreen framebuffer fails on common GPUs and EGL drivers, with an
+#: error that reads like a missing MUJOCO_GL.
+MAX_IMAGE_SIDE_PX = 4096
 
 EVAL_VSR = "eval-vsr"  # the parser behind `tsg eval vsr`, left out of `tsg --help`
 VSR_WORD = "vsr"
@@ -92,7 +97,20 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not name.strip():
             raise ConfigError(f"--set expects name=value, got {pair!r}")
         overrides[name.strip()] = parse_value(value)
+        check_unquoted_pairs(name.strip(), value, overrides[name.strip()])
     return overrides
+
+
+def check_unquoted_pairs(name: str, text: str, value: Any) -> None:
+    """YAML splits ``[gripper:cube,shaping=exp]`` at its comma, leaving a pair setting as an entry of its own: say to
+    quote the entry instead of the pair parser's puzzling error on ``shaping=exp``."""
+    if name != "reward.pairs" or not isinstance(value, list):
+        return
+    loose = [entry for entry in value if isinstance(entry, str) and "=" in entry and ":" not in entry.partition("=")[0]]
+    if loose:
+        quoted = text.strip().removeprefix("[").removesuffix("]")
+        raise ConfigError(f"--set reward.pairs={text}: YAML split the list at each comma, so {loose[0]!r} became an "
+                          f"entry of its own; quote each pair with its settings: 'reward.pairs=[\"{quoted}\"]'")
 
 
 def load(config_path: Path | None, overrides: Sequence[str] = ()) -> Config:
@@ -133,13 +151,24 @@ def ros_parameter_args(builtins: Mapping[str, Any]) -> list[str]:
 
 
 def cmd_config(config_path: Path | None, overrides: Sequence[str], out: Path | None) -> int:
-    """Validate a config and print it (or write it to ``out``) as a commented ROS 2 parameter file."""
-    text = render_parameter_file(load(config_path, overrides))
+    """Validate a config and print it (or write it to ``out``) as a commented ROS 2 parameter file, with rclpy's own
+    parameters (``use_sim_time``, ``qos_overrides.*``) the file sets kept. An existing ``out`` is replaced, atomically
+    (a generator's output, as ``> file`` would; never half-written)."""
+    from trusted_scene_graph.files import replace_text
+
+    if config_path is None:
+        config, builtins = load(None), {}
+    else:
+        config, builtins = load_parameter_file(config_path)
+    config = config.with_overrides(parse_overrides(overrides)) if overrides else config
+    text = render_parameter_file(config, builtins)
     if out is None:
         print(text, end="")
     else:
+        if out.is_dir():
+            raise UsageError(f"--out {out}: cannot write the parameter file: Is a directory")
         try:
-            out.write_text(text)
+            replace_text(out, text)
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write the parameter file: {exc.strerror}") from exc
     return EXIT_OK
@@ -152,16 +181,51 @@ def cmd_demo(config_path: Path | None, overrides: Sequence[str], seconds: float,
     for option, value in (("--seconds", seconds), ("--rate", rate_hz), ("--width", width), ("--height", height)):
         if not 0 < value < float("inf"):  # NaN fails too
             raise UsageError(f"{option} must be a positive number, got {value:g}")
+    check_sim_image(width, height, seed)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
     require_interfaces()
+    from trusted_scene_graph.evaluation.report import missing_directories, prepare_output_dir, remove_empty_directories
     from trusted_scene_graph.ros.demo import run_demo
 
-    return run_demo(load(config_path, overrides), seconds=seconds, rate_hz=rate_hz, out_dir=out, width=width,
-                    height=height, seed=seed, depth_encoding=depth_encoding)
+    config = load(config_path, overrides)
+    created = missing_directories(out)
+    prepare_output_dir(out)  # a file on the way (--out file/x) or no write permission fails now, not at the end
+    try:
+        return run_demo(config, seconds=seconds, rate_hz=rate_hz, out_dir=out, width=width, height=height, seed=seed,
+                        depth_encoding=depth_encoding)
+    except BaseException:
+        remove_empty_directories(created)  # the demo failed before writing anything: leave no empty --out
+        raise
+
+
+def check_sim_image(width: int, height: int, seed: int, *, episodes: int = 1, prefix: str = "") -> None:
+    """The simulator's limits, named by option before anything starts: sim record's (RecordSettings: a seed >= 0, an
+    image of at least 16x16, one episode or more) and :data:`MAX_IMAGE_SIDE_PX`, which would otherwise fail as a
+    renderer error that blames MUJOCO_GL."""
+    from trusted_scene_graph.sim import SimError
+    from trusted_scene_graph.sim.record import RecordSettings
+
+    for option, value in (("--width", width), ("--height", height)):
+        if value > MAX_IMAGE_SIDE_PX:
+            raise UsageError(f"{option} {value}: at most {MAX_IMAGE_SIDE_PX} px (MuJoCo's offscreen framebuffer)")
+    for option, value, minimum in (("--episodes", episodes, 1), ("--seed", seed, 0)):
+        if value < minimum:
+            raise UsageError(f"{option} {value}: must be at least {minimum}")
+    try:
+        RecordSettings(width=width, height=height, seed=seed)
+    except SimError as exc:  # named by the options: the settings' names are not the command line's
+        raise UsageError(f"--width {width} --height {height}: {exc}") from exc
 
 
 def cmd_bench_service(config_path: Path | None, out: Path, calls: int, rate_hz: float, concurrency: int) -> int:
     """QueryDistance latency against an echo service on the same executor, while frames flow."""
+    from trusted_scene_graph.report import check_output_file
+
+    if not 0 < rate_hz < float("inf"):  # NaN fails too
+        raise UsageError(f"--rate {rate_hz:g}: must be a positive finite frame rate [Hz]")
     require_interfaces()
+    check_output_file(out)
     from trusted_scene_graph.bench.service import run_service_bench
 
     return run_service_bench(load(config_path), out_path=out, calls=calls, frame_rate_hz=rate_hz,
@@ -191,7 +255,10 @@ def cmd_bench_label(config_path: Path | None, overrides: Sequence[str], out: Pat
                     engine_repeats: int, pairs: Sequence[str], ray: bool, local: bool) -> int:
     """tsg label's frames/s against reading the same bag, and 2 vs 1 workers on Ray and the local engine."""
     from trusted_scene_graph.bench.label import DEFAULT_PAIRS, run_label_bench
+    from trusted_scene_graph.report import check_output_file
     from trusted_scene_graph.sim.record import benchmark_config
+
+    check_output_file(out)
 
     # The bench records its own bag with config/benchmark.yaml's settings unless a config is given.
     config = load(config_path) if config_path is not None else benchmark_config()
@@ -286,8 +353,14 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
 
     config = load(config_path, overrides)
     frame_source = None
+    for option, value, minimum in (("--workers", workers, 1), ("--max-retries", max_retries, 0)):
+        if value < minimum:
+            raise UsageError(f"{option} {value}: must be at least {minimum}")
     lerobot_options = {"--camera": camera, "--depth": depth, "--instances": instances, "--intrinsics": intrinsics,
-                       "--ee-position": ee_position, "--goal-position": goal_position}
+                       "--ee-position": ee_position, "--goal-position": goal_position,
+                       # NaN is the default (not given); a flag is given when set.
+                       "--invalid-reward": None if math.isnan(invalid_reward) else invalid_reward,
+                       "--overwrite-column": overwrite_column or None}
     if LeRobotDataset.is_dataset(source):
         if intrinsics is None:
             raise UsageError(f"{source} is a LeRobot dataset: --intrinsics FX,FY,CX,CY is required (LeRobot stores "
@@ -367,7 +440,8 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
         died = set(summary.worker_died)
         remedies = [*(["fix or remove the failed inputs"] if set(summary.failed) - died else []),
                     *(["rerun the same command to retry the items whose worker died"] if died else [])]
-        print(f"tsg label: the other items are kept; {', or '.join(remedies)}", file=sys.stderr)
+        kept = "the other items are kept" if summary.done or summary.skipped else "nothing was labelled"
+        print(f"tsg label: {kept}; {', or '.join(remedies)}", file=sys.stderr)
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
@@ -387,6 +461,9 @@ def cmd_sim_record(config_path: Path | None, overrides: Sequence[str], out: Path
         raise UsageError(f"--policy-noise applies to the Fetch tasks only, not to --task {scene}")
     if scene != TABLETOP and frames_per_scene is not None:
         raise UsageError(f"--frames-per-scene applies to --task {TABLETOP} only, not to --task {scene}")
+    check_sim_image(width, height, seed, episodes=episodes)
+    if frames_per_scene is not None and frames_per_scene < 1:
+        raise UsageError(f"--frames-per-scene {frames_per_scene}: must be at least 1")
     defaults = RecordSettings()
     settings = RecordSettings(
         scene=scene, episodes=episodes, seed=seed, camera=camera, width=width, height=height, depth_noise=depth_noise,
@@ -566,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG})")
+        sub.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG_SHOWN})")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                          help="override one parameter (repeatable)")
 
@@ -721,14 +798,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks, each writing a JSON of side-by-side ratios")
     benches = bench.add_subparsers(dest="bench", required=True)
     service = benches.add_parser("service", help="QueryDistance latency vs an echo service")
-    service.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG})")
+    service.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG_SHOWN})")
     service.add_argument("--out", type=Path, required=True, help="JSON output file")
     service.add_argument("--calls", type=int, default=2000, help="calls to each service")
     service.add_argument("--rate", dest="rate_hz", type=float, default=10.0, help="frame rate while measuring [Hz]")
     service.add_argument("--concurrency", type=int, default=4,
                          help="calls in flight, half to each service (an even number)")
     perception = benches.add_parser("perception", help="geometry after the detector vs one detector forward pass")
-    perception.add_argument("--config", type=Path, default=None, help=f"parameter file (default: {DEFAULT_CONFIG})")
+    perception.add_argument("--config", type=Path, default=None,
+                            help=f"parameter file (default: {DEFAULT_CONFIG_SHOWN})")
     perception.add_argument("--out", type=Path, required=True, help="JSON output file")
     perception.add_argument("--repeats", type=int, default=50, help="timed frames per object count")
     perception.add_argument("--detector-size", choices=("full", "tiny"), default="full",

@@ -401,13 +401,60 @@ def _spec(name: str) -> ParamSpec:
     try:
         return SCHEMA[name]
     except KeyError:
+        if is_ros_builtin(name):
+            # rclpy's own parameter: not the schema's, so the parameter file or rcl's arguments carry it.
+            raise ConfigError(f"{name!r} is rclpy's own parameter, not one of the schema: set it in the parameter "
+                              f"file (--config) or with `--ros-args -p {name}:=VALUE`") from None
         close = difflib.get_close_matches(name, SCHEMA, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown parameter {name!r}{hint}") from None
 
 
+# A ROS 2 topic name (https://design.ros2.org/articles/topic_and_service_names.html): tokens of alphanumerics and
+# underscores, none starting with a digit, separated by single slashes, optionally absolute ('/') or private ('~/');
+# no trailing slash. '{}' substitutions are refused: rcl expands only {node} and {ns}, which a config rarely wants.
+_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+TOPIC_NAME = re.compile(rf"(?:/|~/)?{_TOKEN}(?:/{_TOKEN})*|~")
+# Topic parameters an empty value turns off (the node then subscribes no pose on them).
+OPTIONAL_TOPICS: tuple[str, ...] = ("topics.ee_pose", "topics.goal_pose")
+# Parameters naming a tf frame id: tf2 refuses a leading '/' (a ROS 1 habit), which only shows once a lookup fails.
+FRAME_PARAMETERS: tuple[str, ...] = ("graph_frame", "reward.ee_tf_frame")
+
+
+def topic_parameters() -> list[str]:
+    """The schema's parameters holding a topic name: the string topics.* entries that are not a choice (the
+    transports)."""
+    return [name for name, spec in SCHEMA.items()
+            if name.startswith("topics.") and spec.type == STRING and not spec.choices]
+
+
+def check_topic_name(name: str, value: str) -> None:
+    """:class:`ConfigError` unless ``value`` is a valid ROS 2 topic name (:data:`TOPIC_NAME`)."""
+    if TOPIC_NAME.fullmatch(value) is None:
+        why = ("is empty" if not value else
+               "has a repeated '/'" if "//" in value else
+               "ends with '/'" if value.endswith("/") else
+               "has a token starting with a digit" if re.search(r"(?:^|/)[0-9]", value) else
+               "has a character other than letters, digits, '_', '/' and a leading '~'")
+        raise ConfigError(f"{name}: {value!r} is not a ROS 2 topic name: it {why} (e.g. '/camera/color/image_raw')")
+
+
+def check_frame_id(name: str, value: str) -> None:
+    """:class:`ConfigError` when ``value`` cannot be a tf2 frame id: one starting with '/' (tf2 refuses it)."""
+    if value.startswith("/"):
+        raise ConfigError(f"{name}: {value!r} starts with '/', which tf2 refuses in a frame id: write "
+                          f"{value.lstrip('/')!r}")
+
+
 def _check_consistency(values: Mapping[str, Any]) -> None:
-    """Checks that involve more than one parameter."""
+    """Checks that involve more than one parameter, and the names (topics, frames) a single regex checks."""
+    for name in topic_parameters():
+        if values[name] or name not in OPTIONAL_TOPICS:
+            check_topic_name(name, values[name])
+    for name in FRAME_PARAMETERS:
+        check_frame_id(name, values[name])
+    if not values["graph_frame"]:
+        raise ConfigError("graph_frame is empty: name the frame the graph is expressed in (e.g. 'world')")
     if values["depth.min_m"] >= values["depth.max_m"]:
         raise ConfigError(
             f"depth.min_m ({values['depth.min_m']} m) must be below depth.max_m ({values['depth.max_m']} m)"

@@ -22,6 +22,7 @@ import numpy as np
 
 from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.evaluation import EvaluationError, plots
+from trusted_scene_graph.files import replace_text
 from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable
 from trusted_scene_graph.trust.features import FEATURE_NAMES
 
@@ -391,7 +392,7 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
     The figures this function draws that an earlier run left are deleted first, so a figure this run has nothing
     to draw is not shown stale next to the new report; no other file in ``out_dir`` is touched."""
     out_dir = prepare_output_dir(out_dir)
-    (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
+    replace_text(out_dir / "metrics.json", json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
     trust = np.array(samples.edges["trust"])
     correct = np.array(samples.edges["correct"], dtype=bool)
     features = (np.concatenate(samples.edge_features) if samples.edge_features
@@ -422,4 +423,4 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
             figures.append(name)
         except EvaluationError:
             missing.append(name)
-    (out_dir / "report.md").write_text(render_markdown(json_ready(metrics), title, figures, missing))
+    replace_text(out_dir / "report.md", render_markdown(json_ready(metrics), title, figures, missing))

@@ -49,6 +49,7 @@ from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.metrics import aurc, auroc, coverage_at_precision, expected_calibration_error
+from trusted_scene_graph.files import replace_text
 from trusted_scene_graph.geometry import Intrinsics
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, PerceptionError, make_detector
 from trusted_scene_graph.relations.image import image_relations
@@ -707,8 +708,8 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
         except EvaluationError as exc:  # nothing to draw (no samples, or only one outcome)
             metrics["problems"].append(f"{name} not drawn: {exc}")
     metrics["figures"] = figures
-    (out_dir / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
-    (out_dir / "report.md").write_text(render_report(metrics), encoding="utf-8")
+    replace_text(out_dir / "metrics.json", json.dumps(json_ready(metrics), indent=2) + "\n")
+    replace_text(out_dir / "report.md", render_report(metrics))
     skipped_text = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items() if count)
     log(f"evaluated {len(outcomes)} of {len(requested)} samples"
         + (f" (skipped: {skipped_text}; the first: {problems[invalid_count]})" if skipped_text else "")

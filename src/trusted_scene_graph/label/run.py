@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.config.schema import Config
+from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.lerobot import (
     INFO_PATH,
     LABELLER_SUBDIR,
@@ -131,15 +134,49 @@ def check_pair_names(config: Config, pairs: Sequence[str]) -> None:
 
 
 def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], frame_source: FrameSource | None,
-             invalid_reward: float, bag_output: str | None = None) -> dict[str, Any]:
+             invalid_reward: float | None, bag_output: str | None = None) -> dict[str, Any]:
     """What decides the outputs of a run: a rerun into the same --out must match it, or finished items (labelled
     with other settings, or written in another form: ``bag_output`` is 'copy' or 'rewards only' for bags) would be
-    mixed with new ones."""
-    return {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
-            "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
-            "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
-            "frame_source": asdict(frame_source) if frame_source is not None else None,
-            "invalid_reward": repr(float(invalid_reward)), "bag_output": bag_output}
+    mixed with new ones. ``invalid_reward`` is None for bags, which have no such setting: it is left out (a bags
+    manifest of an earlier version holds it; only the keys written here are compared, so it still matches)."""
+    wanted = {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
+              "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
+              "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
+              "frame_source": asdict(frame_source) if frame_source is not None else None,
+              "invalid_reward": None if invalid_reward is None else repr(float(invalid_reward)),
+              "bag_output": bag_output}
+    if invalid_reward is None:
+        del wanted["invalid_reward"]
+    return wanted
+
+
+#: What ``ray.init(address=...)`` takes: 'auto', 'local', a Ray Client address (ray://HOST[:PORT]) or a cluster's
+#: HOST:PORT (an IPv6 host in brackets).
+RAY_ADDRESS = re.compile(r"auto|local|ray://[^\s/:]+(?::\d{1,5})?/?|(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")
+
+
+def check_ray_address(address: str | None) -> None:
+    """Refuse a ``--ray-address`` that ``ray.init`` cannot parse, before the manifest is written (Ray is not
+    started for the check: whether a cluster answers there is found when the run joins it)."""
+    if address is None:
+        return
+    port = address.rpartition(":")[2]
+    if RAY_ADDRESS.fullmatch(address) is None or (port.isdigit() and not 0 < int(port) < 65536):
+        raise LabelError(f"--ray-address {address!r}: expected HOST:PORT of a running cluster's head (e.g. "
+                         "127.0.0.1:6379), ray://HOST:PORT (Ray Client), 'auto' or 'local'")
+
+
+def check_bag_opens(bag: Path) -> None:
+    """Refuse a bag that cannot be opened at all (an empty or garbage file, a broken metadata.yaml), before --out is
+    made: for a single input bag there are no other items to label. A bag damaged after some messages opens (its
+    messages before the damage are labelled)."""
+    from trusted_scene_graph.dataset.bag import BagReader
+
+    try:
+        with BagReader(bag):
+            pass
+    except DatasetError as exc:
+        raise LabelError(f"{exc}") from exc
 
 
 def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None:
@@ -218,6 +255,7 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     check_pair_names(config, pairs)  # a bad pair fails before any work
     check_paths(source, out)
     check_run_options(engine.engine, engine.workers, engine.max_retries, engine.ray_address)
+    check_ray_address(engine.ray_address)
     run = {**asdict(engine), "progress": progress}  # EngineSettings' fields are run_items' keyword arguments
     on_items = on_items if on_items is not None else (lambda count: None)
     if rewards_only and replace_reward:
@@ -235,7 +273,14 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     if frame_source is not None:
         raise LabelError(f"{source} is a rosbag2 input; the camera, depth, intrinsics and position options are for "
                          "LeRobot datasets (bags name their topics in the config)")
+    lerobot_only = [*([f"invalid_reward={invalid_reward!r}"] if not math.isnan(invalid_reward) else []),
+                    *(["overwrite_column"] if overwrite_column else [])]  # NaN, the default: no invalid_reward given
+    if lerobot_only:
+        raise LabelError(f"{source} is a rosbag2 input; {' and '.join(lerobot_only)} apply to LeRobot datasets only "
+                         "(a bag's invalid frames are marked in its rewards, which it gets added, not replaced)")
     bags = find_bags(source)
+    if len(bags) == 1 and bags[0] == source:  # one bag, no other items: one that cannot be opened fails now
+        check_bag_opens(source)
     keys = [bag_key(bag) for bag in bags]
     items = []
     for key, bag in zip(keys, bags, strict=True):
@@ -245,7 +290,7 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
         except LabelError as exc:
             raise LabelError(f"bag {bag}: its name {key!r} cannot name an output directory (use letters, digits, "
                              "'.', '_' and '-'); rename or copy the bag") from exc
-    wanted = manifest("bags", source, config, pairs, None, invalid_reward, "rewards only" if rewards_only else "copy")
+    wanted = manifest("bags", source, config, pairs, None, None, "rewards only" if rewards_only else "copy")
     refuse_foreign_output(out, out / MANIFEST_FILE)  # before the lock file is made in it
     with exclusive(out):  # also over the joined table, so a second run is refused before it does anything
         claim_output(out, out / MANIFEST_FILE, wanted)

@@ -7,6 +7,7 @@ The launch file (``launch/trusted_scene_graph.launch.py``) reads the same node l
 
 from __future__ import annotations
 
+import difflib
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from trusted_scene_graph.config.nodes import NODES
-from trusted_scene_graph.config.schema import Config, ConfigError
+from trusted_scene_graph.config.schema import ROS_BUILTIN_PARAMETERS, SCHEMA, Config, ConfigError, is_ros_builtin
 
 # Threads of the executor: sensor buffering, perception and the query service each get one, plus a spare.
 EXECUTOR_THREADS = 4
@@ -44,13 +45,45 @@ class BringupError(ConfigError):
 
 
 def activate(node: LifecycleNode, name: str) -> None:
-    """Configure then activate a lifecycle node; :class:`BringupError` names the transition that failed and why."""
-    for transition in (node.trigger_configure, node.trigger_activate):
+    """Configure then activate a lifecycle node; :class:`BringupError` names the transition that failed and why (the
+    node's ``configure_error`` or ``activate_error``: rclpy turns a transition's exception into a bare ERROR)."""
+    for transition, reason_attribute in ((node.trigger_configure, "configure_error"),
+                                         (node.trigger_activate, "activate_error")):
         result = transition()
         if result != rclpy.lifecycle.TransitionCallbackReturn.SUCCESS:
-            reason = getattr(node, "configure_error", None)
+            reason = getattr(node, reason_attribute, None)
             raise BringupError(f"node {name!r}: {transition.__name__} returned {result.name}"
                                + (f": {reason}" if reason else ""))
+
+
+def unknown_parameter_overrides(node_name: str, context=None) -> list[str]:
+    """The parameters that rcl's arguments (``--ros-args -p NAME:=VALUE``, ``--params-file``) give the node
+    ``node_name`` but that neither the schema nor rclpy declares: a misspelled ``-p trust.treshold:=0.7`` would
+    otherwise have no effect at all. Read from a throwaway node of that name, which sees the same overrides."""
+    from rclpy.node import Node
+
+    probe = Node(node_name, context=context, enable_rosout=False, start_parameter_services=False,
+                 allow_undeclared_parameters=True, automatically_declare_parameters_from_overrides=True)
+    try:
+        names = probe.list_parameters([], 0).names
+    finally:
+        probe.destroy_node()
+    return [name for name in names if name not in SCHEMA and not is_ros_builtin(name)]
+
+
+def check_parameter_overrides(context=None) -> None:
+    """:class:`BringupError` naming every parameter override of a bringup node unknown to the schema and to rclpy,
+    with close names suggested, as unknown names in a parameter file are."""
+    for spec in NODES:
+        unknown = unknown_parameter_overrides(spec.name, context)
+        if unknown:
+            known = [*SCHEMA, *ROS_BUILTIN_PARAMETERS]
+            described = "; ".join(
+                f"{name!r}" + (f" (did you mean {', '.join(close)}?)"
+                               if (close := difflib.get_close_matches(name, known, n=3)) else "")
+                for name in unknown)
+            raise BringupError(f"node {spec.name!r}: unknown parameter{'s' if len(unknown) > 1 else ''} given in "
+                               f"--ros-args: {described}")
 
 
 class BringupExecutor(MultiThreadedExecutor):
@@ -214,8 +247,19 @@ def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[st
     signal ends the process without waiting.
     """
     use_short_gil_switch_interval()
-    rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None,
-               signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None,
+                   signal_handler_options=SignalHandlerOptions.NO)
+    except (_rclpy.UnknownROSArgsError, RCLError) as exc:
+        # rcl names the unknown arguments (UnknownROSArgsError) or the rule it could not parse (RCLError).
+        rclpy.try_shutdown()
+        raise BringupError(f"rclpy refused --ros-args {' '.join(ros_args)}: {exc} (--ros-args takes "
+                           "-p NAME:=VALUE, -r FROM:=TO, --params-file FILE, --log-level LEVEL...)") from exc
+    try:
+        check_parameter_overrides()
+    except BaseException:
+        rclpy.try_shutdown()
+        raise
     on_stop_signal = StopSignals()
     previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
     try:

@@ -234,6 +234,7 @@ class SceneGraphNode(LifecycleNode):
         self._reported_unknown_ids: frozenset[int] = frozenset()  # 'sim' detector ids already warned about
         self._reported_more_unknown_ids = False  # whether the one warning beyond those was logged
         self.configure_error: str | None = None  # why the last configure failed (models missing, ...)
+        self.activate_error: str | None = None  # why the last activate failed (rclpy reports only ERROR)
 
     @property
     def latest_graph(self) -> SceneGraph | None:
@@ -314,6 +315,16 @@ class SceneGraphNode(LifecycleNode):
         return input_topics(self.config, self.pipeline.needs_depth, self.pipeline.needs_instances)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activate_error = None
+        try:
+            return self._activate(state)
+        except Exception as exc:
+            # Kept, logged and raised on: rclpy turns any exception of a transition into a bare ERROR, unlogged.
+            self.activate_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"activate failed: {self.activate_error}")
+            raise
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = sensor_qos(self.config)
         with self._lock:
             self.stats.expect_topics([topic for _, _, topic in self._inputs()], time.monotonic())
