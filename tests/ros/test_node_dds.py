@@ -188,12 +188,17 @@ def _is_lone_delete_all(array) -> bool:
     return [m.action for m in array.markers] == [array.markers[0].DELETEALL] if array.markers else False
 
 
-def test_deactivating_the_node_clears_its_markers_also_for_an_rviz_that_joins_later(running):
+def _markers_of_one_graph(running):
+    """The node, the test's harness and the marker arrays received, once one graph's boxes have arrived."""
     bringup, harness = running
-    node = bringup.nodes["scene_graph"]
     arrays = _marker_arrays(harness)
     assert harness.graph_for(harness.publish()) is not None
     assert spin_until(harness.node, lambda: any(len(a.markers) > 1 for a in arrays))
+    return bringup.nodes["scene_graph"], harness, arrays
+
+
+def test_deactivating_the_node_clears_its_markers_also_for_an_rviz_that_joins_later(running):
+    node, harness, arrays = _markers_of_one_graph(running)
     # The boxes expire at the age at which the node calls its graph stale (query.max_graph_age_s, 1 s here).
     boxes = next(a for a in arrays if len(a.markers) > 1).markers[1:]
     assert {(m.lifetime.sec, m.lifetime.nanosec) for m in boxes} == {(1, 0)}
@@ -204,11 +209,7 @@ def test_deactivating_the_node_clears_its_markers_also_for_an_rviz_that_joins_la
 
 
 def test_switching_markers_off_at_run_time_clears_them_and_no_boxes_follow(running):
-    bringup, harness = running
-    node = bringup.nodes["scene_graph"]
-    arrays = _marker_arrays(harness)
-    assert harness.graph_for(harness.publish()) is not None
-    assert spin_until(harness.node, lambda: any(len(a.markers) > 1 for a in arrays))
+    node, harness, arrays = _markers_of_one_graph(running)
     assert node.set_parameters([rclpy.parameter.Parameter("markers.enabled", value=False)])[0].successful
     assert spin_until(harness.node, lambda: _is_lone_delete_all(arrays[-1]))
     received = len(arrays)
