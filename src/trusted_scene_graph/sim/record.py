@@ -12,6 +12,8 @@ topic (default config)           type                                 content
 ``/camera/instances/image_raw``  sensor_msgs/Image                    16UC1 instance ids (for the ``sim`` detector)
 ``/tf_static``                   tf2_msgs/TFMessage                   graph frame -> camera optical frame, once per
                                                                       episode (a new scene has a new camera pose)
+``/tf``                             tf2_msgs/TFMessage                   instead of ``/tf_static`` for a model camera
+                                                                      (``--camera``): the same, every frame
 ``/ee_pose``                     geometry_msgs/PoseStamped            Fetch: the grasp point from kinematics
 ``/goal_pose``                   geometry_msgs/PoseStamped            Fetch: the task's goal position
 ``/ground_truth``                trusted_scene_graph_msgs/GroundTruth objects, poses, sizes, instance ids, gripper,
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
+from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter
 from trusted_scene_graph.dataset import messages as bag_msgs
@@ -195,7 +197,9 @@ def record_sim_bag(out_path: Path, settings: RecordSettings, config: Mapping[str
         config["topics.depth"]: ("sensor_msgs/msg/Image", SENSOR_QOS),
         config["topics.camera_info"]: ("sensor_msgs/msg/CameraInfo", SENSOR_QOS),
         config["topics.instances"]: ("sensor_msgs/msg/Image", SENSOR_QOS),
-        TF_STATIC_TOPIC: ("tf2_msgs/msg/TFMessage", LATCHED_QOS),
+        # A model camera may sit on a moving body (the gripper's, the head's): its pose goes on /tf with every frame.
+        # The tasks' default views and the tabletop scenes' cameras are fixed for an episode: /tf_static.
+        camera_pose_topic(settings): ("tf2_msgs/msg/TFMessage", DEFAULT_QOS if settings.camera else LATCHED_QOS),
         GROUND_TRUTH_TOPIC: (bag_msgs.GROUND_TRUTH_TYPE, DEFAULT_QOS),
     }
     if is_fetch:
@@ -226,15 +230,18 @@ def _record(writer: BagWriter, frames: Iterator[_Frame], first: _Frame, topics: 
             bag.add_topic(topic, msgtype, qos)
         last_episode = -1
         last_success = False
+        pose_topic = camera_pose_topic(settings)
         for frame in itertools.chain([first], frames):
-            if frame.episode != last_episode:
+            new_episode = frame.episode != last_episode
+            if new_episode:
                 if last_episode >= 0:
                     summary.successes += int(last_success)
-                # A new episode can be a new scene with a new camera: publish its pose as tf_static again.
-                bag.write(TF_STATIC_TOPIC, bag_msgs.tf_message(frame.stamp_ns, graph_frame, OPTICAL_FRAME,
-                                                               frame.camera_to_world), frame.stamp_ns)
                 last_episode = frame.episode
                 summary.episodes += 1
+            # A new episode can be a new scene with a new camera: its pose goes on tf_static again.
+            if new_episode or pose_topic == TF_TOPIC:
+                bag.write(pose_topic, bag_msgs.tf_message(frame.stamp_ns, graph_frame, OPTICAL_FRAME,
+                                                          frame.camera_to_world), frame.stamp_ns)
             _write_frame(bag, frame, settings, noise, config, graph_frame)
             last_success = frame.is_success
             summary.frames += 1
@@ -242,6 +249,13 @@ def _record(writer: BagWriter, frames: Iterator[_Frame], first: _Frame, topics: 
                 progress(summary.frames)
         summary.successes += int(last_success and is_fetch)
         summary.messages = bag.messages_written
+
+
+def camera_pose_topic(settings: RecordSettings) -> str:
+    """Where a recording puts its camera's pose: ``/tf`` (every frame) for a model camera, which may move with the
+    robot (``gripper_camera_rgb`` travels 17 cm in a FetchPickAndPlace episode), else ``/tf_static`` (once per
+    episode)."""
+    return TF_TOPIC if settings.camera else TF_STATIC_TOPIC
 
 
 def frames_per_episode(settings: RecordSettings) -> int:
