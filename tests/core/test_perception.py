@@ -636,6 +636,35 @@ def test_a_surface_that_is_widest_at_its_visible_bottom_is_not_extended_below_it
     assert completed_low[2] == pytest.approx(low[2])
 
 
+def test_a_step_in_the_width_is_no_round_section_and_grows_nothing():
+    # A gripper seen from above: a narrow wrist (1 cm) on top of wide fingers (11 cm) whose sides are straight. The
+    # convex hull of its widths drops the narrow slices, and a circle through the step's corner would reach its
+    # top: every slice on the camera's side must read at least half the circle's width, which the wrist does not.
+    rng = np.random.default_rng(0)
+    wrist = np.stack([rng.uniform(-0.01, 0.01, 600), rng.uniform(-0.005, 0.005, 600), rng.uniform(0.03, 0.06, 600)], 1)
+    fingers = np.stack([rng.uniform(-0.015, 0.015, 2400), rng.uniform(-0.055, 0.055, 2400),
+                        rng.uniform(-0.02, 0.03, 2400)], 1)
+    points = np.vstack([wrist, fingers])
+    low, high = visible_box(points)
+    completed_low, completed_high = complete_hidden_side(points, low, high, FORWARD_X, 1.0, 0.0)
+    assert completed_low[2] == pytest.approx(low[2])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.update(points=np.vstack([a["points"], [[np.nan, 0.0, 0.05]]])), "points_graph holds non-finite"),
+    (lambda a: a.update(height=np.inf), "camera_height_m holds non-finite"),
+    (lambda a: a.update(forward=2 * FORWARD_X), r"horizontal unit vector, got \[2.0, 0.0, 0.0\]"),
+    (lambda a: a.update(forward=np.array([0.6, 0.0, 0.8])), "horizontal unit vector")])
+def test_complete_hidden_side_refuses_non_finite_input_and_a_direction_that_is_no_horizontal_unit_vector(
+        change, message):
+    points = sphere_points_seen_from(np.array([-1.0, 0.0, 0.4]))
+    low, high = visible_box(points)
+    arguments = {"points": points, "height": 0.4, "forward": FORWARD_X}
+    change(arguments)
+    with pytest.raises(PerceptionError, match=message):
+        complete_hidden_side(arguments["points"], low, high, arguments["forward"], arguments["height"], 0.0)
+
+
 def test_the_silhouette_is_the_objects_own_only_without_a_nearer_neighbour_or_the_image_border():
     from trusted_scene_graph.perception.lifting import _silhouette_is_own
 

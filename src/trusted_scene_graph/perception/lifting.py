@@ -13,8 +13,9 @@ limb's. A profile counts as round only when it is rounded at its camera-side end
 nearly round section, the circle's radius is the silhouette's half-width and it reaches the object's seen ends.
 A cylinder lying across the view, equally wide everywhere, is completed from the circle through its near edge in
 the vertical plane instead. A box is never enlarged: its flat top (seen from above) or front spans its full width,
-so nothing is completed there, and seen level with its straight edges rising from a corner the centre is the
-midpoint of its silhouette's side corners (each other's reflection). Each horizontal axis of the graph gets the
+so nothing is completed there, and seen level with its straight edges rising from a corner its widths are no
+circle's (h^2 is convex), so it is left as measured too (its hidden back stays missing). Each horizontal axis of
+the graph gets the
 union of its interval with its reflection, so a view along a diagonal does not widen a box along both axes.
 That needs the object's own silhouette: an object whose left or right edge in the image is cut by something in
 front of it (or by the image border), or a detection without a mask, is left as measured. A flat face seen
@@ -562,11 +563,20 @@ def _round_section_centres(where: np.ndarray, half_width: np.ndarray, populated:
     quadratic = np.matmul(np.linalg.pinv(normal), np.matmul(design.transpose(0, 2, 1),
                                                             (half_width ** 2)[..., None]))[:, 2, 0]
     round_section = (-quadratic >= 1.0 / _ROUND_ASPECT ** 2) & (-quadratic <= _ROUND_ASPECT ** 2)
+    # And every populated slice on the camera's side, not only the hull's vertices, is at least half as wide as the
+    # circle there: sampling dips are 10-30 %, but a step (a gripper's narrow wrist above its wide fingers, a mask
+    # cropped by a jittered box) reads a tenth of it, and the hull alone would drop the narrow slices and fit a
+    # circle to the step's corner.
+    predicted = np.sqrt(np.maximum(radius_sq[:, None] - (where - centre[:, None]) ** 2, 0.0))
+    camera_side = populated & (np.arange(_WIDTH_SLICES)[None, :] <= half_width.argmax(axis=1)[:, None])
+    round_section &= np.all(~camera_side | (half_width >= _MIN_ROUND_WIDTH * predicted), axis=1)
     return centre, np.sqrt(radius_sq), rounded & round_section, fitted
 
 
 # The most elongated section still taken for round (semi-axes along and across the axis, either way).
 _ROUND_ASPECT = 1.5
+# The narrowest share of the fitted circle's width a slice of a round section may read (see _round_section_centres).
+_MIN_ROUND_WIDTH = 0.5
 # How far a fitted round section's radius may differ from the silhouette's half-width, as a share of it (sampling
 # and the limb under perspective shrink the measured width by a few per cent).
 _ROUND_RADIUS_TOLERANCE = 0.15
@@ -645,11 +655,11 @@ def _complete_hidden_sides(
     # such a face (or below one with a flat bottom) sees its whole footprint, so its back is not hidden either.
     footprint_seen = ((camera_height_m > high[:, 2]) | (camera_height_m < low[:, 2])) & ~rounded_up
     # A round section's radius is the silhouette's half-width (its widest section is the silhouette's widest, seen
-    # or not); a fitted circle much larger or smaller is no round section's. A box turned to the view rises from its
-    # near corner along straight edges, whose circle lies far behind it: for such a polyhedral footprint the centre
-    # is the midpoint of the silhouette's leftmost and rightmost points instead, which point symmetry makes each
-    # other's reflection (its side corners). For a round object those are the limb's, in front of the centre by
-    # r^2 / distance under perspective, which is why the circle comes first.
+    # or not); a fitted circle much larger or smaller is no round section's. A profile that passes the round test
+    # but not these is centred on the midpoint of the silhouette's leftmost and rightmost points instead (for a
+    # round object the limb's, in front of the centre by r^2 / distance under perspective, which is why the circle
+    # comes first). A box turned to the view, rising from its near corner along straight edges, fails the round
+    # test itself (h^2 convex), so it is not completed: its hidden back stays missing.
     half_width = (lateral_high - lateral_low) / 2.0
     # And a round section's circle reaches the object's end on the camera's side, which is seen: a profile that is
     # round only in part (a can lying obliquely: its width is its length's share plus its round section's) fits a
@@ -718,11 +728,20 @@ def complete_hidden_side(
 
     ``view_forward_graph`` is the camera's horizontal viewing direction (unit, z = 0) in the graph frame and
     ``camera_height_m`` the camera's z there; the visible extent along the viewing direction is trimmed like the
-    box (``box_percentile``, ``max_gap_m``).
+    box (``box_percentile``, ``max_gap_m``). Non-finite inputs and a direction that is not a horizontal unit vector
+    are refused (lifting never passes them: its depths are filtered first).
     """
+    points, forward = np.asarray(points_graph, dtype=np.float64), np.asarray(view_forward_graph, dtype=np.float64)
+    arrays = {"points_graph": points, "low": np.asarray(low, dtype=np.float64),
+              "high": np.asarray(high, dtype=np.float64), "camera_height_m": np.float64(camera_height_m)}
+    for name, values in arrays.items():
+        if not np.all(np.isfinite(values)):
+            raise PerceptionError(f"complete_hidden_side: {name} holds non-finite values")
+    if forward.shape != (3,) or abs(forward[2]) > 1e-9 or abs(np.linalg.norm(forward) - 1.0) > 1e-6:
+        raise PerceptionError(f"complete_hidden_side: view_forward_graph must be a horizontal unit vector, got "
+                              f"{forward.tolist()}")
     completed_low, completed_high = _complete_hidden_sides(
-        np.asarray(points_graph, dtype=np.float64)[None], np.asarray(low, dtype=np.float64)[None],
-        np.asarray(high, dtype=np.float64)[None], np.asarray(view_forward_graph, dtype=np.float64)[None],
+        points[None], arrays["low"][None], arrays["high"][None], forward[None],
         np.array([camera_height_m], dtype=np.float64), box_percentile, max_gap_m)
     return completed_low[0], completed_high[0]
 
