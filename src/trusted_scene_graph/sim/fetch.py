@@ -287,13 +287,7 @@ class FetchScene:
 
         self._scene_option = mj.MjvOption()
         self._scene_option.sitegroup[:] = 0  # sites (goal marker, grip site) are annotations, not geometry
-        try:
-            self._renderer = mj.Renderer(model, self._height, self._width)
-        except (RuntimeError, mj.FatalError) as exc:
-            raise SimError(
-                f"cannot create a {self._width}x{self._height} MuJoCo renderer ({exc}); headless machines need "
-                f"MUJOCO_GL=egl (or osmesa), currently MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}"
-            ) from exc
+        self._renderer = open_renderer(mj, model, self._width, self._height)
 
         self._obs, _ = self._env.reset(seed=seed)
         # The env is in its first episode and nothing has been shown yet: reset() without a seed shows this state,
@@ -544,6 +538,20 @@ def camera_from_scene(mj: ModuleType, scene: mujoco.MjvScene, width: int, height
 def read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
+
+
+def open_renderer(mj: ModuleType, model: Any, width: int, height: int) -> Any:
+    """A ``mujoco.Renderer`` of ``width`` x ``height``, or a :class:`SimError` saying what to change: the GL backend
+    when it is not a headless one, else the size (the offscreen framebuffer of the model and the GL driver is finite:
+    9000x9000 failed on the development machine with EGL)."""
+    try:
+        return mj.Renderer(model, height, width)
+    except (RuntimeError, mj.FatalError) as exc:
+        backend = os.environ.get("MUJOCO_GL")
+        advice = (f"the GL backend MUJOCO_GL={backend!r} is headless, so the size is the likely cause: try a smaller "
+                  "--width/--height" if backend in ("egl", "osmesa")
+                  else f"headless machines need MUJOCO_GL=egl (or osmesa), currently MUJOCO_GL={backend!r}")
+        raise SimError(f"cannot create a {width}x{height} MuJoCo renderer ({exc}); {advice}") from exc
 
 
 def import_mujoco() -> ModuleType:

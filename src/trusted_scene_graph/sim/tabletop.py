@@ -31,7 +31,6 @@ Heavy imports (mujoco) happen when a :class:`TabletopScene` is constructed; this
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,7 +40,14 @@ import numpy as np
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.sim import SimError
-from trusted_scene_graph.sim.fetch import CameraModel, FreeCameraView, camera_from_scene, import_mujoco, read_only
+from trusted_scene_graph.sim.fetch import (
+    CameraModel,
+    FreeCameraView,
+    camera_from_scene,
+    import_mujoco,
+    open_renderer,
+    read_only,
+)
 
 if TYPE_CHECKING:
     import mujoco
@@ -252,13 +258,7 @@ class TabletopScene:
         self._geom_to_instance = np.zeros(self._model.ngeom + 1, dtype=np.uint16)
         self._geom_to_instance[self._object_geoms + 1] = np.arange(1, n + 1, dtype=np.uint16)
         self._geom_to_instance[self._table_geom + 1] = n + 1
-        try:
-            self._renderer = mj.Renderer(self._model, settings.height, settings.width)
-        except (RuntimeError, mj.FatalError) as exc:
-            raise SimError(
-                f"cannot create a {settings.width}x{settings.height} MuJoCo renderer ({exc}); headless machines "
-                f"need MUJOCO_GL=egl (or osmesa), currently MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}"
-            ) from exc
+        self._renderer = open_renderer(mj, self._model, settings.width, settings.height)
         view = self._layout.view
         self._free_camera = mj.MjvCamera()
         self._free_camera.type = mj.mjtCamera.mjCAMERA_FREE
