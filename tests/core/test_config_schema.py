@@ -223,6 +223,16 @@ def test_the_pose_topics_may_be_empty_to_subscribe_none_but_not_invalid():
         Config({"topics.goal_pose": "goal pose"})
 
 
+@pytest.mark.parametrize(("topic", "unused_by"), [("topics.depth", {"depth.backend": "monocular"}),
+                                                  ("topics.instances", {"detector.backend": "grounding_dino"})])
+def test_a_topic_the_node_does_not_subscribe_may_be_empty_but_one_it_subscribes_may_not(topic, unused_by):
+    # A real robot's parameter file may blank the inputs its backends never read (no depth for a monocular model, no
+    # instance image without the simulator's detector).
+    assert Config({topic: "", **unused_by})[topic] == ""
+    with pytest.raises(ConfigError, match=rf"^{re.escape(topic)}: '' is not a ROS 2 topic name: it is empty"):
+        Config({topic: ""})
+
+
 @pytest.mark.parametrize("name", ["graph_frame", "reward.ee_tf_frame"])
 def test_a_frame_id_with_a_leading_slash_is_refused_as_tf2_does(name):
     with pytest.raises(ConfigError, match=rf"^{re.escape(name)}: '/world' starts with '/', which tf2 refuses in a "

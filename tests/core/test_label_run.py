@@ -214,16 +214,16 @@ def test_engine_counts_below_their_minimum_are_named_by_their_option(tmp_path, o
 
 
 @pytest.mark.parametrize(("invalid_reward", "overwrite_column", "named"), [
-    (0.0, False, "--invalid-reward"), (math.nan, True, "--overwrite-column"),
-    (-1.0, True, "--invalid-reward, --overwrite-column")])
+    (0.0, False, "--invalid-reward applies"), (math.nan, True, "--overwrite-column applies"),
+    (-1.0, True, "--invalid-reward, --overwrite-column apply")])
 def test_lerobot_only_reward_options_on_a_bag_are_refused_not_ignored(tmp_path, invalid_reward, overwrite_column,
                                                                       named):
     bag = bag_dir(tmp_path / "bag")
-    with pytest.raises(UsageError, match=rf"^{named} apply to LeRobot datasets only; {re.escape(str(bag))} is not "
+    with pytest.raises(UsageError, match=rf"^{named} to LeRobot datasets only; {re.escape(str(bag))} is not "
                                          "one$"):
         cmd_label(BENCHMARK_CONFIG, [], bag, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None, None, None,
                   None, invalid_reward, overwrite_column)
-    with pytest.raises(LabelError, match=r"is a rosbag2 input; (invalid_reward=|overwrite_column).* apply to "
+    with pytest.raises(LabelError, match=r"is a rosbag2 input; (invalid_reward=|overwrite_column).* appl(y|ies) to "
                                          "LeRobot datasets only"):
         run_label(bag, tmp_path / "o", load_config_file(BENCHMARK_CONFIG), PAIRS, EngineSettings(),
                   invalid_reward=invalid_reward, overwrite_column=overwrite_column)

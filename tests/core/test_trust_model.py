@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,20 @@ def test_save_and_load_give_the_same_trust_from_json_files_only(trained, held_ou
 @pytest.fixture()
 def saved(trained, tmp_path):
     return trained.save(tmp_path / "model")
+
+
+def test_a_save_that_fails_midway_leaves_the_previously_saved_model_loadable(saved, trained, held_out, monkeypatch):
+    # A full disk while the metadata is written: neither file may have been replaced, or the model file of the new
+    # save would sit beside the metadata of the old one, and load would refuse the pair.
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        trained.save(saved)
+    monkeypatch.undo()
+    features = held_out[0][:50]
+    np.testing.assert_allclose(TrustModel.load(saved).trust(features), trained.trust(features), rtol=1e-6)
 
 
 def edit_metadata(directory, **changes):

@@ -55,12 +55,21 @@ def test_schema_rclpy_and_other_nodes_overrides_are_accepted(context_with):
     check_parameter_overrides(context_with)  # raises on any unknown name: none here
 
 
-@pytest.mark.parametrize("context_with", [["-p", "scene_graph:nonexistent.param:=1", "-p", "zzz:=2"]],
+@pytest.mark.parametrize("context_with", [["-p", "scene_graph:trust.nonexistent:=1", "-p", "rewrd.pairs:=x"]],
                          indirect=True)
-def test_every_unknown_override_of_the_node_is_named(context_with):
+def test_every_override_meant_for_the_node_but_unknown_is_named(context_with):
+    # One in a group of the schema's (trust.*), one close to a schema name (reward.pairs).
     with pytest.raises(BringupError, match=r"^node 'scene_graph': unknown parameters given in --ros-args: "
-                                           r"('nonexistent\.param'.*; 'zzz'|'zzz'.*; 'nonexistent\.param')"):
+                                           r"('trust\.nonexistent'.*; 'rewrd\.pairs'|'rewrd\.pairs'.*; "
+                                           r"'trust\.nonexistent')"):
         check_parameter_overrides(context_with)
+
+
+@pytest.mark.parametrize("context_with", [["-p", "robot_description:=<robot/>", "-p", "zzz:=2"]], indirect=True)
+def test_names_of_a_shared_section_for_every_node_are_left_alone(context_with):
+    # A launch's parameter file often has a '/**' section (robot_description, settings of other nodes) that reaches
+    # every node: names neither in the schema's groups nor close to its names are not this node's to refuse.
+    check_parameter_overrides(context_with)
 
 
 @pytest.mark.parametrize("context_with", [[]], indirect=True)
@@ -70,3 +79,10 @@ def test_a_failed_activation_reports_the_nodes_reason(context_with, monkeypatch)
     with pytest.raises(BringupError, match=r"^node 'scene_graph': trigger_activate returned ERROR: "
                                            r"InvalidTopicNameException: (?s:.*)'not a topic'"):
         Bringup(Config(), autostart=True, context=context_with).start()
+
+
+def test_an_rclpy_parameter_of_the_wrong_type_is_a_usage_error(capsys):
+    assert main(["bringup", "--ros-args", "-p", "use_sim_time:=5"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("tsg bringup: error: node 'scene_graph': ") and "use_sim_time" in err, err
+    assert not rclpy.ok()

@@ -161,7 +161,7 @@ def test_the_default_is_reliable_volatile_keep_last_10_and_transient_local_for_t
     assert humble_static is None
 
 
-def test_a_transient_local_topic_keeps_every_recorded_message_and_others_their_depth():
+def test_a_latched_transform_topic_keeps_every_recorded_message_and_others_their_depth():
     latched = QoSProfile(depth=1, reliability=R.RELIABLE, durability=D.TRANSIENT_LOCAL)
     assert keep_every_latched_message(latched, 3).depth == 3
     assert describe_qos(keep_every_latched_message(latched, 3)) == "reliable, transient_local, keep_last 3"
@@ -171,6 +171,8 @@ def test_a_transient_local_topic_keeps_every_recorded_message_and_others_their_d
     assert keep_every_latched_message(volatile, 1000) is volatile
     keep_all = QoSProfile(history=H.KEEP_ALL, depth=1, durability=D.TRANSIENT_LOCAL)
     assert keep_every_latched_message(keep_all, 1000) is keep_all
+    # A latched map (nav_msgs/OccupancyGrid) keeps its recorded depth: every map of a mapping bag would be gigabytes.
+    assert keep_every_latched_message(latched, 360, "nav_msgs/msg/OccupancyGrid") is latched
 
 
 def _tf(parent: str, child: str, x_m: float) -> object:

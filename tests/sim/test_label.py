@@ -643,7 +643,7 @@ def test_bad_inputs_are_refused_before_any_work(small_bags: Path, tmp_path: Path
     with pytest.raises(LabelError, match="is neither a rosbag2 bag, a folder of bags nor a LeRobot dataset"):
         run_label(tmp_path, tmp_path.parent / "elsewhere", load_config_file(BENCHMARK_CONFIG), PAIRS,
                   EngineSettings())
-    with pytest.raises(UsageError, match="--intrinsics apply to LeRobot datasets only"):
+    with pytest.raises(UsageError, match="--intrinsics applies to LeRobot datasets only"):
         cmd_label(BENCHMARK_CONFIG, [], small_bags, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
                   "1,1,1,1", None, None, math.nan, False)
     assert main(["label", str(small_bags), "--out", str(tmp_path / "o"), "--pair", "gripper"]) == EXIT_USAGE

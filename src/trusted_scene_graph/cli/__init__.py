@@ -387,7 +387,8 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
     else:
         given = [option for option, value in lerobot_options.items() if value is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} apply to LeRobot datasets only; {source} is not one")
+            raise UsageError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to LeRobot datasets "
+                             f"only; {source} is not one")
     frames_done = 0
     frameless: list[str] = []  # items labelled now that had no camera frame at all
     columns = (TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),

@@ -446,10 +446,22 @@ def check_frame_id(name: str, value: str) -> None:
                           f"{value.lstrip('/')!r}")
 
 
+def _unsubscribed_topics(values: Mapping[str, Any]) -> set[str]:
+    """Topic parameters the node does not subscribe to with these values, which may then be empty: the pose topics
+    (empty: off), the depth topic without sensor depth, the instance topic without the 'sim' detector."""
+    unused = set(OPTIONAL_TOPICS)
+    if values["depth.backend"] != "sensor":
+        unused.add("topics.depth")
+    if values["detector.backend"] != "sim":
+        unused.add("topics.instances")
+    return unused
+
+
 def _check_consistency(values: Mapping[str, Any]) -> None:
     """Checks that involve more than one parameter, and the names (topics, frames) a single regex checks."""
+    may_be_empty = _unsubscribed_topics(values)
     for name in topic_parameters():
-        if values[name] or name not in OPTIONAL_TOPICS:
+        if values[name] or name not in may_be_empty:
             check_topic_name(name, values[name])
     for name in FRAME_PARAMETERS:
         check_frame_id(name, values[name])

@@ -276,7 +276,8 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     lerobot_only = [*([f"invalid_reward={invalid_reward!r}"] if not math.isnan(invalid_reward) else []),
                     *(["overwrite_column"] if overwrite_column else [])]  # NaN, the default: no invalid_reward given
     if lerobot_only:
-        raise LabelError(f"{source} is a rosbag2 input; {' and '.join(lerobot_only)} apply to LeRobot datasets only "
+        verb = "apply" if len(lerobot_only) > 1 else "applies"
+        raise LabelError(f"{source} is a rosbag2 input; {' and '.join(lerobot_only)} {verb} to LeRobot datasets only "
                          "(a bag's invalid frames are marked in its rewards, which it gets added, not replaced)")
     bags = find_bags(source)
     if len(bags) == 1 and bags[0] == source:  # one bag, no other items: one that cannot be opened fails now

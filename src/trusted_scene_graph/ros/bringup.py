@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 
 import rclpy
-from rclpy.exceptions import InvalidHandle
+from rclpy.exceptions import InvalidHandle, ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode
@@ -72,12 +72,16 @@ def unknown_parameter_overrides(node_name: str, context=None) -> list[str]:
 
 
 def check_parameter_overrides(context=None) -> None:
-    """:class:`BringupError` naming every parameter override of a bringup node unknown to the schema and to rclpy,
-    with close names suggested, as unknown names in a parameter file are."""
+    """:class:`BringupError` naming every parameter override of a bringup node that looks meant for it but that
+    neither the schema nor rclpy knows, with close names suggested: a name in one of the schema's groups
+    (``trust.anything``) or close to one of its names (``trust.treshold``). Other names are left alone: a shared
+    ``/**`` section of a robot's parameter file (``robot_description``, another node's settings) reaches every node."""
+    known = [*SCHEMA, *ROS_BUILTIN_PARAMETERS]
+    groups = {name.split(".")[0] for name in SCHEMA if "." in name}
     for spec in NODES:
-        unknown = unknown_parameter_overrides(spec.name, context)
+        unknown = [name for name in unknown_parameter_overrides(spec.name, context)
+                   if name.split(".")[0] in groups or difflib.get_close_matches(name, known, n=1)]
         if unknown:
-            known = [*SCHEMA, *ROS_BUILTIN_PARAMETERS]
             described = "; ".join(
                 f"{name!r}" + (f" (did you mean {', '.join(close)}?)"
                                if (close := difflib.get_close_matches(name, known, n=3)) else "")
@@ -128,7 +132,11 @@ class Bringup:
         try:
             self.executor = BringupExecutor(num_threads=EXECUTOR_THREADS, context=self.context)
             for spec in NODES:
-                node = spec.load_class()(self.config, node_name=spec.name, context=self.context)
+                try:
+                    node = spec.load_class()(self.config, node_name=spec.name, context=self.context)
+                except ParameterException as exc:  # an override rclpy declares itself, of the wrong type
+                    raise BringupError(f"node {spec.name!r}: {exc} (check the --ros-args -p values and the "
+                                       "parameter file)") from exc
                 self.nodes[spec.name] = node
                 self.executor.add_node(node)
             if self.autostart:

@@ -17,8 +17,8 @@ serialized CDR bytes are published unmodified.
   ``sensor_msgs.msg.Image``). A topic whose type is not installed here is skipped with one warning and counted.
 - **QoS**: the recorded ``offered_qos_profiles`` of the topic (reliability, durability, history, depth), else
   :func:`default_qos` (reliable, volatile, keep last 10; transient-local for ``/tf_static``), as ``ros2 bag play``;
-  a transient-local topic keeps at least as many messages as were recorded on it
-  (:func:`keep_every_latched_message`: several latched publishers merge onto one).
+  a transient-local ``tf2_msgs/TFMessage`` topic (``/tf_static``) keeps at least as many messages as were recorded on
+  it (:func:`keep_every_latched_message`: several latched broadcasters merge onto one publisher).
 - **Timing**: messages go out in log-time order; message ``i`` is due ``(t_i - t_origin) / rate`` seconds after the
   start on a monotonic clock, so late wake-ups never accumulate into drift. ``t_origin`` is the bag's start plus
   ``start_offset_s``; a topic subset keeps its timing relative to the bag's start.
@@ -147,18 +147,25 @@ def qos_from_offers(offers: Iterable[Mapping[str, object]], topic: str = "") -> 
                       reliability=agreed(0, default.reliability), durability=agreed(1, default.durability))
 
 
-def keep_every_latched_message(qos: QoSProfile, recorded_count: int) -> QoSProfile:
-    """``qos`` with a depth of at least ``recorded_count`` when it is transient-local (and keep-last).
+#: The latched type whose every recorded message a late subscriber needs (see keep_every_latched_message).
+STATIC_TRANSFORM_TYPE = "tf2_msgs/msg/TFMessage"
+
+
+def keep_every_latched_message(qos: QoSProfile, recorded_count: int, msgtype: str = STATIC_TRANSFORM_TYPE
+                               ) -> QoSProfile:
+    """``qos`` with a depth of at least ``recorded_count`` when it is transient-local (and keep-last) and carries
+    transforms (``msgtype``).
 
     A transient-local topic is how a late subscriber gets what was published before it joined, from each
     publisher's own history: ``/tf_static`` recorded from robot_state_publisher and a camera driver, each offering
     depth 1, holds both broadcasters' transforms for a late joiner. The replay merges them onto one publisher, whose
     history must then hold every recorded message, not max(depths) = 1, or a late subscriber (the node after a
-    cleanup and configure) would get only the last broadcaster's transforms. Latched topics carry few messages, so
-    keeping them all costs little; volatile topics keep their recorded depth.
+    cleanup and configure) would get only the last broadcaster's transforms. Static transforms are few and small, so
+    keeping them all costs little. Other latched topics keep their recorded depth: a mapping bag's ``/map`` is
+    latched too, and keeping every map it recorded would hold gigabytes for a late subscriber that needs the last.
     """
     if qos.durability != DurabilityPolicy.TRANSIENT_LOCAL or qos.history == HistoryPolicy.KEEP_ALL \
-            or qos.depth >= recorded_count:
+            or qos.depth >= recorded_count or msgtype != STATIC_TRANSFORM_TYPE:
         return qos
     return QoSProfile(history=qos.history, depth=recorded_count, reliability=qos.reliability,
                       durability=qos.durability)
@@ -563,7 +570,7 @@ class BagReplay:
                 continue
             recorded = qos_from_offers([offer for conn in conns for offer in conn.offers], topic)
             count = sum(conn.count for conn in conns)
-            qos = keep_every_latched_message(recorded or default_qos(topic), count)
+            qos = keep_every_latched_message(recorded or default_qos(topic), count, types[0])
             self.plans[topic] = TopicPlan(topic, types[0], cls, qos, recorded is not None, count)
         self._connections = [conn for topic in self.plans for conn in by_topic[topic]]
         self.clock_class = None

@@ -37,7 +37,6 @@ import numpy as np
 from scipy.special import expit
 
 from trusted_scene_graph.arrays import json_ready
-from trusted_scene_graph.files import replace_text
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.calibration import METHODS as CALIBRATION_METHODS
 from trusted_scene_graph.trust.calibration import Calibrator
@@ -516,9 +515,12 @@ class TrustModel:
             **self.metadata_,
             "model_sha256": hashlib.sha256(model_tmp.read_bytes()).hexdigest(),
         }
+        # Both files are written whole before either is renamed into place, so a failed write (a full disk) leaves
+        # the previously saved pair as it was; '.tmp-' files are the model's own (training ignores them).
+        metadata_tmp = directory / f".tmp-{METADATA_FILE}"
+        metadata_tmp.write_text(json.dumps(json_ready(metadata), indent=2) + "\n")
         model_tmp.replace(directory / MODEL_FILE)
-        replace_text(directory / METADATA_FILE, json.dumps(json_ready(metadata), indent=2) + "\n",
-                     partial=directory / f".tmp-{METADATA_FILE}")  # '.tmp-' files are the model's own (training)
+        metadata_tmp.replace(directory / METADATA_FILE)
         return directory
 
     @classmethod
