@@ -27,16 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from trusted_scene_graph.bench import BenchError
 from trusted_scene_graph.config.schema import Config
-from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.perception.detector import Detection
 from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.report import check_output_file, write_json
-
-
-class BenchError(TsgError):
-    """A bench option that cannot be run (refused before any timing)."""
 
 
 def check_bench_options(out_path: Path, repeats: int, detector_repeats: int) -> None:

@@ -38,8 +38,8 @@ from rclpy.node import Node
 from rclpy.task import Future
 from trusted_scene_graph_msgs.srv import QueryDistance
 
+from trusted_scene_graph.bench import BenchError
 from trusted_scene_graph.config.schema import Config
-from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.report import write_json
 from trusted_scene_graph.ros.bringup import Bringup, use_short_gil_switch_interval
 from trusted_scene_graph.ros.scene_graph_node import QUERY_SERVICE
@@ -60,7 +60,7 @@ CLIENT_RUN_TIMEOUT_S = 600.0
 CLIENT_EXIT_TIMEOUT_S = 10.0  # from its results to its exit
 
 
-class ServiceBenchError(TsgError):
+class ServiceBenchError(BenchError):
     """The bench could not measure: a service did not appear or answer, or the client process failed."""
 
 

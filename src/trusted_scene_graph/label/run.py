@@ -139,15 +139,12 @@ def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], fram
     with other settings, or written in another form: ``bag_output`` is 'copy' or 'rewards only' for bags) would be
     mixed with new ones. ``invalid_reward`` is None for bags, which have no such setting: it is left out (a bags
     manifest of an earlier version holds it; only the keys written here are compared, so it still matches)."""
-    wanted = {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
-              "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
-              "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
-              "frame_source": asdict(frame_source) if frame_source is not None else None,
-              "invalid_reward": None if invalid_reward is None else repr(float(invalid_reward)),
-              "bag_output": bag_output}
-    if invalid_reward is None:
-        del wanted["invalid_reward"]
-    return wanted
+    setting = {} if invalid_reward is None else {"invalid_reward": repr(float(invalid_reward))}
+    return {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
+            "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
+            "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
+            "frame_source": asdict(frame_source) if frame_source is not None else None,
+            **setting, "bag_output": bag_output}
 
 
 #: What ``ray.init(address=...)`` takes: 'auto', 'local', a Ray Client address (ray://HOST[:PORT]) or a cluster's
@@ -176,7 +173,7 @@ def check_bag_opens(bag: Path) -> None:
         with BagReader(bag):
             pass
     except DatasetError as exc:
-        raise LabelError(f"{exc}") from exc
+        raise LabelError(str(exc)) from exc
 
 
 def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None:

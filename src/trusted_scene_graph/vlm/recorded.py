@@ -210,7 +210,8 @@ def _optional_number(record: dict, name: str, where: str) -> float:
 
 def _check_predicate(record: dict, allowed: Mapping[str, str], where: str) -> None:
     predicate = record.get("predicate")
-    if _parse_statement(record, where) is not None or not isinstance(predicate, str):
+    sentence_given = any(record.get(name) is not None for name in ("statement", "caption"))  # null: not given
+    if sentence_given or not isinstance(predicate, str):
         return  # the claim is the sentence; a stray 'predicate' field is not part of it
     if predicate_key(predicate) not in allowed:
         raise VlmError(f"{where}: predicate {predicate!r} is not one of the allowed predicates "
