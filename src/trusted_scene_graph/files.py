@@ -6,6 +6,7 @@ library that packaged it (``atomicwrites``) is archived.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -20,7 +21,18 @@ def replace_text(path: Path, text: str, *, durable: bool = False, partial: Path 
     """Write ``text`` to ``path`` atomically: a reader sees the old file or the new one, never a torn one. With
     ``durable`` the new file also survives a machine crash once this returns (its data, then its name, are flushed),
     for records that make a rerun skip work. ``partial`` overrides :func:`partial_path` (one per process, where
-    processes may write the same file at once)."""
+    processes may write the same file at once). Where ``path`` is a symbolic link the file it points to is replaced
+    (even if it does not exist yet) and the link kept: renaming onto the link would replace the link itself."""
+    if path.is_symlink():
+        try:
+            target = path.resolve()
+        except RuntimeError:  # a loop of links, on Python < 3.13
+            target = path
+        if target.is_symlink():  # a loop of links (Python 3.13 returns it unresolved): the OSError callers report
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+        # The partial file moves with it: a rename only works within one file system.
+        partial = target.with_name(partial.name) if partial is not None else None
+        path = target
     partial = partial or partial_path(path)
     with partial.open("w", encoding="utf-8") as stream:
         stream.write(text)

@@ -61,3 +61,39 @@ def test_a_plain_write_does_not_flush(tmp_path: Path, monkeypatch: pytest.Monkey
     replace_text(tmp_path / "params.yaml", "a: 1\n", partial=tmp_path / ".params.yaml.123.tmp")
     assert flushed == []
     assert (tmp_path / "params.yaml").read_text() == "a: 1\n"
+
+
+@pytest.mark.parametrize("exists", [True, False])
+@pytest.mark.parametrize("partial_name", [None, ".report.json.123.tmp"])
+def test_a_symlink_keeps_pointing_at_its_target_which_gets_the_new_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool, partial_name: str | None) -> None:
+    # As `--out report.json` linked elsewhere: the move is made beside the target, not onto the link.
+    moves: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def replace(src: os.PathLike, dst: os.PathLike) -> None:
+        moves.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    (tmp_path / "elsewhere").mkdir()
+    target = tmp_path / "elsewhere" / "report.json"
+    if exists:
+        target.write_text("old\n")
+    link = tmp_path / "report.json"
+    link.symlink_to(Path("elsewhere") / "report.json")  # relative, as `ln -s` makes it
+    replace_text(link, "new\n", partial=link.with_name(partial_name) if partial_name else None)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("elsewhere", "report.json")
+    assert target.read_text() == "new\n"
+    # Within the target's directory: the link may lead to another file system, where a rename fails (EXDEV).
+    assert [(src.parent, dst) for src, dst in moves] == [(target.parent, target)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "report.json"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
+
+
+def test_a_loop_of_symlinks_is_refused_as_an_os_error_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError, match=r"Too many levels of symbolic links: '.*/a'"):
+        replace_text(tmp_path / "a", "new\n")
+    assert os.readlink(tmp_path / "a") == "b"

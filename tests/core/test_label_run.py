@@ -37,6 +37,7 @@ from trusted_scene_graph.label.run import (
     MANIFEST_FILE,
     EngineSettings,
     LabelOutcome,
+    check_ray_address,
     claim_output,
     clear_interrupted_assembly,
     manifest,
@@ -202,6 +203,20 @@ def test_an_unparsable_ray_address_is_refused_before_the_manifest_without_starti
                       EngineSettings(engine="ray", ray_address=address))
         assert not (tmp_path / "out").exists()
         shutil.rmtree(tmp_path / "bag")
+
+
+@pytest.mark.parametrize("address", ["ray://[::1]:10001", "ray://[::1]", "ray://[2001:db8::7]:10001/", "[::1]:6379",
+                                     "ray://head:10001/"])
+def test_a_bracketed_ipv6_host_is_accepted_in_a_ray_client_address_as_in_host_port(address):
+    assert check_ray_address(address) is None
+
+
+@pytest.mark.parametrize("address", ["ray://[::1", "ray://::1:10001", "ray://[::1]:", "ray://[::1]:70000",
+                                     "ray://head:70000/"])
+def test_a_malformed_ray_client_address_is_refused(address):
+    # The last: a trailing slash once hid the port from its range check.
+    with pytest.raises(LabelError, match=rf"^--ray-address '{re.escape(address)}': expected HOST:PORT of a running "):
+        check_ray_address(address)
 
 
 @pytest.mark.parametrize("option", ["--workers", "--max-retries"])

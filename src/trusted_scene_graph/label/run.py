@@ -148,8 +148,9 @@ def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], fram
 
 
 #: What ``ray.init(address=...)`` takes: 'auto', 'local', a Ray Client address (ray://HOST[:PORT]) or a cluster's
-#: HOST:PORT (an IPv6 host in brackets).
-RAY_ADDRESS = re.compile(r"auto|local|ray://[^\s/:]+(?::\d{1,5})?/?|(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")
+#: HOST:PORT; in both an IPv6 host is in brackets (its own colons would otherwise read as the port's).
+RAY_ADDRESS = re.compile(r"auto|local|ray://(?:\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(?::\d{1,5})?/?"
+                         r"|(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")
 
 
 def check_ray_address(address: str | None) -> None:
@@ -157,7 +158,7 @@ def check_ray_address(address: str | None) -> None:
     started for the check: whether a cluster answers there is found when the run joins it)."""
     if address is None:
         return
-    port = address.rpartition(":")[2]
+    port = address.rstrip("/").rpartition(":")[2]  # ray://HOST:PORT/ may end in a slash
     if RAY_ADDRESS.fullmatch(address) is None or (port.isdigit() and not 0 < int(port) < 65536):
         raise LabelError(f"--ray-address {address!r}: expected HOST:PORT of a running cluster's head (e.g. "
                          "127.0.0.1:6379), ray://HOST:PORT (Ray Client), 'auto' or 'local'")
