@@ -92,12 +92,12 @@ def graph_of(objects: Sequence[ObjectNode], scene: ScenePipeline) -> SceneGraph:
 
 
 def score(objects: list[ObjectNode], *, detector: object | None = None,
-          instances: np.ndarray | None = None) -> tuple[_Samples, dict]:
-    """Score one frame of ``objects`` against :func:`ground_truth`; the samples and the metrics."""
+          instances: np.ndarray | None = None, truth: object | None = None) -> tuple[_Samples, dict]:
+    """Score one frame of ``objects`` against ``truth`` (default :func:`ground_truth`); the samples and the metrics."""
     samples = _Samples()
     scene = pipeline(detector)
     _FrameScorer(CONFIG, samples, THRESHOLD).score(
-        graph_of(objects, scene), ground_truth(), None, scene, scene.camera_to_graph,
+        graph_of(objects, scene), truth if truth is not None else ground_truth(), None, scene, scene.camera_to_graph,
         RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), INTRINSICS, instances=instances)
     counts = _Counts(evaluated=1)
     return samples, compute_metrics(samples, counts, CONFIG, {})
@@ -193,6 +193,61 @@ def test_an_unmatched_detection_is_excused_only_as_the_visible_part_of_a_cut_obj
         assert (detection["perceived_not_evaluable"], detection["false_positives"]) == (1, 1), label
         assert detection["precision"] == pytest.approx(2 / 3)
         assert detection["by_label"][label]["false_positives"] == 1
+
+
+TABLE_ID = 4
+
+
+def ground_truth_on_a_table(*, ball_z_m: float = 0.0, table_visible_fraction: float = math.nan) -> object:
+    """:func:`ground_truth` on a table: 2 x 2 m, 0.9 m tall, its top at z = -0.05 m, where the cube's bottom is (the
+    ball's too at ``ball_z_m`` 0). Its near corners project to u = 320 -+ 500 * 1.0 / 0.5 px: cut, never evaluable."""
+    table = bag_msgs.ground_truth_object(TABLE_ID, "table", 5, (1.5, 0.0, -0.5), (0, 0, 0, 1), (2.0, 2.0, 0.9),
+                                         visible_fraction=table_visible_fraction)
+    truth = ground_truth()
+    objects = [o for o in truth.objects if o.label != "ball"]
+    objects.append(bag_msgs.ground_truth_object(BALL_ID, "ball", BALL_INSTANCE, (1.0, -0.1, ball_z_m), (0, 0, 0, 1),
+                                                (0.105, 0.105, 0.105)))
+    return bag_msgs.ground_truth(0, "base_link", "tabletop", 0, 0, [*objects, table])
+
+
+# The table as a camera sees its top: a thin slab in front of the objects (its centre 0.5 m from the true one, within
+# the true box grown by the 0.2 m gate; too far to be matched).
+TABLE_TOP = node(13, "table", (1.0, 0.0, -0.051), (0.9, 1.2, 0.002))
+
+
+def test_on_top_of_a_table_is_scored_against_the_true_top_face_though_the_table_is_never_evaluable() -> None:
+    # The ball is perceived resting on the table (its bottom at -0.0525 m, 1.5 mm into the slab), but truly floats
+    # 0.2 m above it (held): its claim is wrong. Perceived edges with the table (prior trust):
+    #   cube/ball on_top_of table                                          scored: cube correct, ball wrong
+    #   cube left_of, above, near, taller_than table; ball right_of, above, near, taller_than table; table right_of,
+    #   below, near, bigger_than cube; table left_of, below, near, bigger_than ball: 16, excluded (they depend on the
+    #   whole table, of which the view holds only the top)
+    ball = node(11, "ball", (1.0, -0.1, 0.0), (0.105, 0.105, 0.105))
+    samples, metrics = score([CUBE, ball, TABLE_TOP], truth=ground_truth_on_a_table(ball_z_m=0.2))
+    on_table = sorted(bool(correct) for predicate, correct in
+                      zip(samples.edge_predicate, samples.edges["correct"], strict=True) if predicate == "on_top_of")
+    assert on_table == [False, True]
+    assert metrics["relations"]["excluded_not_evaluable"] == 16
+    assert metrics["relations"]["by_predicate"]["on_top_of"] == {
+        "candidates": 2, "accuracy": 0.5, "precision_kept": 0.5, "recall_kept": 1.0, "coverage": 1.0}
+    # Recall counts the truth's on_top_of edges with a table in view: the cube on the table, and 8 edges between cube
+    # and ball (left_of/right_of, near both ways, bigger_than, taller_than, above/below: the ball floats). With the
+    # table hidden (visible fraction 0) it does not, and the perceived table's claims are not scored.
+    assert metrics["relations"]["ground_truth_edges"] == 9
+    hidden = score([CUBE, ball, TABLE_TOP], truth=ground_truth_on_a_table(ball_z_m=0.2, table_visible_fraction=0.0))
+    assert hidden[1]["relations"]["ground_truth_edges"] == 8
+    assert "on_top_of" not in hidden[1]["relations"]["by_predicate"]
+    assert hidden[1]["relations"]["excluded_not_evaluable"] == 18
+
+
+def test_only_on_top_of_with_a_table_is_scored_and_only_with_objects_that_are_scored() -> None:
+    # The cut box, perceived on the table too, is not evaluable: its claim on the table stays excluded with every
+    # other edge that touches it.
+    on_box = node(12, "box", (1.0, -0.6, 0.0), (0.1, 0.1, 0.1))
+    samples, _ = score([CUBE, on_box, TABLE_TOP], truth=ground_truth_on_a_table())
+    scored = sorted((predicate, bool(correct)) for predicate, correct in
+                    zip(samples.edge_predicate, samples.edges["correct"], strict=True))
+    assert scored == [("on_top_of", True)]  # the cube's
 
 
 def instance_image() -> np.ndarray:

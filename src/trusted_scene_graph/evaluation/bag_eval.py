@@ -16,7 +16,7 @@ Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give 
   fully occluded. A perceived object is *not evaluable* when it is matched to an object that is not, or unmatched
   with its centroid inside the box, grown by :data:`MATCH_GATE_M` on every side, of an object of its label that is
   not evaluable (likely the visible part of a cut object; an unmatched object anywhere else is a false positive).
-  Edges touching a perceived object that is not evaluable are excluded and counted.
+  Edges touching a perceived object that is not evaluable are excluded and counted (except on support surfaces, below).
 * Detection: recall is matched evaluable objects / evaluable objects, overall and per label. False positives are
   the perceived objects that are neither matched nor not evaluable; precision is matched / (matched + false
   positives). Two causes of misses are counted over evaluable objects: fewer visible pixels than the detector's
@@ -26,6 +26,12 @@ Scoring (all in the ground truth's frame; the bag's ``/tf_static``/``/tf`` give 
 * A qualitative candidate edge ``a predicate b`` is *correct* when both ends are matched and the predicate holds
   between their ground-truth boxes (:func:`relations_from_boxes`, same settings, camera axes from the ground-truth
   camera pose). True edges are the correct candidates; recall of kept edges is kept-and-correct / true.
+* Support surfaces (:data:`SUPPORT_LABELS`, the table): no view holds one whole, so none is evaluable, but whether an
+  object rests on one depends only on its top face, which the view holds. A perceived support surface that is not
+  evaluable stands for the true one of its label it is matched to or whose box, grown by the gate, holds its centroid
+  (when some of that one is in view: its visible fraction is not 0), and its ``on_top_of`` edges with objects that
+  are not excluded (either way round) are scored against that true box; its other edges stay excluded. The truth's
+  ``on_top_of`` edges between an evaluable object and a support surface in view count among the true edges.
 * Distances: every pair of matched evaluable objects (perceived vs true centroid distance), and the end effector
   (from the ee-pose topic, as the robot knows it) to every matched evaluable object except the robot and the support
   surface (``EE_EXCLUDED_LABELS``), against the true grasp point to true centre.
@@ -90,7 +96,11 @@ GROUND_TRUTH_TOPIC = "/ground_truth"
 TF_TOPICS = (TF_STATIC_TOPIC, TF_TOPIC)
 EE_POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 MATCH_GATE_M = 0.20
-EE_EXCLUDED_LABELS = ("gripper", "table")
+# Surfaces other objects stand on. No view holds one whole (the true table is a box from the floor to its top), so
+# none is ever evaluable, but whether an object rests on one depends only on its top face, which the view holds: their
+# on_top_of edges are scored (see the module docstring).
+SUPPORT_LABELS = ("table",)
+EE_EXCLUDED_LABELS = ("gripper", *SUPPORT_LABELS)
 MIN_TRUE_DISTANCE_M = 0.10  # SpatialVLM-style ratio metrics only for pairs at least this far apart
 # A frame is scored once the bag's log time is this far past the log time at which the frame completed, so ground
 # truth and the end-effector pose logged a little after the images are still found. Measured in log time only: a
@@ -112,6 +122,7 @@ _INPUT_TYPES = {
     "instances": ("sensor_msgs/msg/Image",),
 }
 _QUALITATIVE = frozenset(QUALITATIVE_PREDICATES)
+_ON_TOP_OF = QUALITATIVE_PREDICATES.index("on_top_of")
 
 
 
@@ -170,7 +181,8 @@ class _Samples:
     threshold_source: str = "model"  # "model": the trust model's own threshold; "trust.threshold": the config's
     edges_excluded: int = 0
     kept_per_frame: list[int] = field(default_factory=list)
-    true_edges_ground_truth: int = 0  # edges that hold between evaluable ground-truth objects
+    # Edges that hold between evaluable ground-truth objects, and on_top_of with a support surface in view.
+    true_edges_ground_truth: int = 0
     pairs: _Columns = field(default_factory=lambda: _Columns(perceived_m=np.float64, true_m=np.float64))
     # End effector to object: distances, the frame's episode and the object's label as its index in ee_labels.
     ee: _Columns = field(default_factory=lambda: _Columns(perceived_m=np.float64, true_m=np.float64,
@@ -683,6 +695,8 @@ class _FrameScorer:
                     and _within_boxes(perceived_in_truth[k], gt_centres[cut], gt_sizes[cut], MATCH_GATE_M)):
                 not_evaluable.add(k)
         not_evaluable |= {k for k, g in match.items() if not evaluable[g]}
+        supports = _support_matches(graph, perceived_in_truth, match, not_evaluable, truth.objects, gt_centres,
+                                    gt_sizes)
         self._score_detection(graph, truth.objects, evaluable, match, not_evaluable, pipeline,
                               _visible_pixels(truth.objects, instances, u_px, v_px))
         samples.centroid_errors.append(error_m=[float(np.linalg.norm(perceived_in_truth[p] - gt_centres[g]))
@@ -697,15 +711,28 @@ class _FrameScorer:
                       if r.predicate in _QUALITATIVE
                       for s, o in [(int(r.subject_id), int(r.object_id))]}
         index_of_gt_id = {int(i): k for k, i in enumerate(gt_ids)}
-        samples.true_edges_ground_truth += sum(1 for s, _, o in true_edges
-                                               if evaluable[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])
+        # A support surface counts when any of it is in view (the truth's visible fraction is not 0).
+        support_in_view = np.array([o.label in SUPPORT_LABELS and not (o.visible_fraction == 0.0)
+                                    for o in truth.objects], dtype=bool)
+        samples.true_edges_ground_truth += sum(
+            1 for s, predicate, o in true_edges
+            if (evaluable[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])
+            or (predicate == "on_top_of" and (evaluable[index_of_gt_id[s]] and support_in_view[index_of_gt_id[o]]
+                                              or support_in_view[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])))
         candidates = graph.candidates  # the pipeline's claims before pruning, with their trust and features
-        excluded = (np.isin(candidates.subject, list(not_evaluable))
-                    | np.isin(candidates.object, list(not_evaluable)))
+        subject_not_evaluable = np.isin(candidates.subject, list(not_evaluable))
+        object_not_evaluable = np.isin(candidates.object, list(not_evaluable))
+        # on_top_of with a support surface on one side and a scored object (not one that is not evaluable) on the
+        # other: judged against the surface's true box, which has the true top face.
+        on_support = (candidates.predicate == _ON_TOP_OF) & (
+            (np.isin(candidates.subject, list(supports)) & ~object_not_evaluable)
+            | (np.isin(candidates.object, list(supports)) & ~subject_not_evaluable))
+        excluded = (subject_not_evaluable | object_not_evaluable) & ~on_support
         samples.edges_excluded += int(excluded.sum())
         scored = np.flatnonzero(~excluded)
-        correct = [ps in match and po in match
-                   and (int(gt_ids[match[ps]]), QUALITATIVE_PREDICATES[p], int(gt_ids[match[po]])) in true_edges
+        truth_of = {**match, **supports}  # perceived index -> ground-truth index, support surfaces included
+        correct = [ps in truth_of and po in truth_of
+                   and (int(gt_ids[truth_of[ps]]), QUALITATIVE_PREDICATES[p], int(gt_ids[truth_of[po]])) in true_edges
                    for ps, po, p in zip(candidates.subject[scored].tolist(), candidates.object[scored].tolist(),
                                         candidates.predicate[scored].tolist(), strict=True)]
         trust = candidates.trust[scored]
@@ -750,6 +777,30 @@ class _FrameScorer:
                 samples.reward_series[int(truth.episode)].append(
                     (int(truth.step), -float(np.linalg.norm(position - goal)), float(truth.env_reward),
                      bool(truth.is_success)))
+
+
+def _support_matches(graph: SceneGraph, perceived_in_truth: np.ndarray, match: Mapping[int, int],
+                     not_evaluable: set[int], objects: Sequence[Any], gt_centres: np.ndarray,
+                     gt_sizes: np.ndarray) -> dict[int, int]:
+    """Perceived index -> ground-truth index of the support surfaces (:data:`SUPPORT_LABELS`) among the perceived
+    objects that are not evaluable: the true object they are matched to, or else the one of their label whose box,
+    grown by the matching gate, holds their centroid (the nearest centre, if several), when some of it is in view (its
+    visible fraction is not 0). Several perceived pieces of one table (split by an object in front of it) each map to
+    it."""
+    supports: dict[int, int] = {}
+    for k in sorted(not_evaluable):
+        label = graph.objects[k].label
+        if label not in SUPPORT_LABELS:
+            continue
+        if k in match:
+            if not (objects[match[k]].visible_fraction == 0.0):
+                supports[k] = match[k]
+            continue
+        holding = [g for g, obj in enumerate(objects) if obj.label == label and not (obj.visible_fraction == 0.0)
+                   and _within_boxes(perceived_in_truth[k], gt_centres[g][None], gt_sizes[g][None], MATCH_GATE_M)]
+        if holding:
+            supports[k] = min(holding, key=lambda g: float(np.linalg.norm(perceived_in_truth[k] - gt_centres[g])))
+    return supports
 
 
 def _within_boxes(point_m: np.ndarray, centres_m: np.ndarray, sizes_m: np.ndarray, margin_m: float) -> bool:
