@@ -27,7 +27,8 @@ COLUMNS = (
 SECOND = (
     ("candidates", "relations.candidates", "{:.0f}"),
     ("excluded (not evaluable)", "relations.excluded_not_evaluable", "{:.0f}"),
-    ("coverage at 95 % precision", "trust.coverage_at_target_precision", "{:.1%}"),
+    # The header names the runs' trust.target_precision: see second_columns.
+    ("coverage at target precision", "trust.coverage_at_target_precision", "{:.1%}"),
     ("recall vs all true edges", "relations.recall_ground_truth", "{:.1%}"),
     ("detection recall", "detection.recall", "{:.1%}"),
     ("detection precision", "detection.precision", "{:.1%}"),
@@ -37,6 +38,23 @@ SECOND = (
     ("reward abs. error p50 / p95 [cm]", "reward.abs_error_median", "100x{:.2f}"),
     ("reward ρ vs env (episode median / pooled)", "reward.env_spearman", "{:.3f}"),
 )
+
+
+def second_columns(metrics_by_name: dict[str, dict]) -> tuple[tuple[str, str, str], ...]:
+    """SECOND with the coverage header at the precision the runs targeted (``trust.target_precision``).
+
+    Runs that targeted different precisions are refused rather than listed in one column: rows would read as
+    comparable when a lower target alone buys more coverage. Runs without the value (no trust section) show "–".
+    """
+    targets = {name: lookup(metrics, "trust.target_precision") for name, metrics in metrics_by_name.items()}
+    distinct = sorted({target for target in targets.values() if target is not None})
+    if len(distinct) > 1:
+        raise ValueError("trust.target_precision differs between the runs, so their coverages at it are not "
+                         "comparable in one column; summarise each target separately: "
+                         + ", ".join(f"{name}: {target}" for name, target in targets.items() if target is not None))
+    header = f"coverage at {100 * distinct[0]:g} % precision" if distinct else "coverage at target precision"
+    return tuple((header if path == "trust.coverage_at_target_precision" else name, path, fmt)
+                 for name, path, fmt in SECOND)
 
 
 def lookup(metrics: dict, path: str):
@@ -82,7 +100,12 @@ def main(folder: str, names: list[str]) -> int:
     paths = ([Path(folder) / name / "metrics.json" for name in names] if names
              else list(Path(folder).glob("*/metrics.json")))
     metrics_by_name = {path.parent.name: json.loads(path.read_text()) for path in sorted(paths)}
-    print("\n".join(table(metrics_by_name, COLUMNS) + [""] + table(metrics_by_name, SECOND)))
+    try:
+        second = second_columns(metrics_by_name)
+    except ValueError as error:
+        print(f"benchmark_summary: error: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(table(metrics_by_name, COLUMNS) + [""] + table(metrics_by_name, second)))
     return 0
 
 

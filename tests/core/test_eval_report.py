@@ -26,10 +26,12 @@ from trusted_scene_graph.evaluation.report import (
     prepare_output_dir,
     provenance,
     remove_empty_directories,
+    render_markdown,
     report_title,
     target_rows,
     target_samples,
 )
+from trusted_scene_graph.trust.threshold import PRUNE_ALL_THRESHOLD
 
 
 def _metrics(**inputs: Any) -> dict[str, Any]:
@@ -200,3 +202,22 @@ def test_the_created_output_directories_are_removed_only_while_empty(tmp_path: P
     remove_empty_directories(created)
     assert not out.exists() and (tmp_path / "a" / "b" / "keep.txt").is_file()
     assert missing_directories(tmp_path) == []
+
+
+def test_the_report_names_the_prune_everything_threshold_in_words_not_as_1_000() -> None:
+    inputs = {"bag": "b", "messages_read": 3, "missing_topics": [], "skipped_types": {}, "undecodable": {},
+              "unexpected_types": {}, "read_error": None}
+    frames = {"camera_frames": 1, "evaluated": 1, "episodes": 1, "failed": 0, "without_ground_truth": 0,
+              "out_of_order": 0, "graph_frame_taken_as_truth_frame": 0, "failure_reasons": {}}
+
+    def trust_row(threshold: float) -> str:
+        trust = {"configured_threshold": threshold, "threshold_source": "model"}
+        metrics = {**_metrics(), "input": {**_metrics()["input"], **inputs}, "frames": frames, "detection": {},
+                   "reward": {}, "timing": {}, "trust": trust}
+        report = render_markdown(metrics, "Evaluation report", [], [])
+        return next(line for line in report.splitlines() if line.startswith("| `configured_threshold` |"))
+
+    assert trust_row(PRUNE_ALL_THRESHOLD) == \
+        "| `configured_threshold` | none (no feasible threshold: every fact is pruned) |"
+    assert trust_row(0.8) == "| `configured_threshold` | 0.800 |"
+    assert trust_row(math.nan) == "| `configured_threshold` | n/a |"  # NaN is not above 1: not the sentinel

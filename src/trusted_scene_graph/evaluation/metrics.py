@@ -119,12 +119,14 @@ def risk_coverage_curve(scores: Any, correct: Any) -> tuple[np.ndarray, np.ndarr
 def aurc(scores: Any, correct: Any) -> float:
     """Area under the risk-coverage curve (lower is better), as in Geifman, Uziel & El-Yaniv 2019.
 
-    The mean over ``k = 1..n`` of the risk of the ``k`` most confident items: the estimator of Geifman et al.,
-    "Bias-Reduced Uncertainty Estimation for Deep Neural Classifiers" (ICLR 2019; ``RC_curve`` in
-    github.com/geifmany/uncertainty_ICLR), also used by TrustVLM (Dong et al. 2025, github.com/EPFL-IMOS/TrustVLM).
-    Those implementations break ties in sort order; here a ``k`` that falls inside a tie group counts the group's
-    errors pro rata (the expected risk over random tie-breaking), so the value does not depend on input order and
-    equals theirs when all scores differ. NaN when there are no items.
+    The mean over ``k = 1..n`` of the risk of the ``k`` most confident items: the definition of Geifman et al.,
+    "Bias-Reduced Uncertainty Estimation for Deep Neural Classifiers" (ICLR 2019), as TrustVLM computes it
+    (``calc_aurc_eaurc``; Dong et al. 2025, github.com/EPFL-IMOS/TrustVLM). TrustVLM breaks ties in sort order; here
+    a ``k`` that falls inside a tie group counts the group's errors pro rata (the expected risk over random
+    tie-breaking), so the value does not depend on input order and equals TrustVLM's when all scores differ.
+    Geifman's repository code (``RC_curve`` in github.com/geifmany/uncertainty_ICLR) differs by one in a denominator:
+    it divides the errors left among ``k`` items by ``k + 1``, so its values on small sets are slightly lower. NaN when
+    there are no items.
     """
     score_array, labels = _scored(scores, correct)
     n = score_array.size

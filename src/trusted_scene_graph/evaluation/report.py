@@ -25,6 +25,7 @@ from trusted_scene_graph.evaluation import EvaluationError, plots
 from trusted_scene_graph.files import replace_text
 from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable
 from trusted_scene_graph.trust.features import FEATURE_NAMES
+from trusted_scene_graph.trust.threshold import threshold_text
 
 #: The simulated benchmark's targets (issue "Rosbag replay evaluation"): (metric path, comparison, value).
 SIM_TARGETS: tuple[tuple[str, str, float], ...] = (
@@ -343,6 +344,8 @@ def render_markdown(metrics: Mapping[str, Any], title: str, figures: list[str], 
               ""]
 
     def cell(path: str, value: Any) -> str:
+        if path == "trust.configured_threshold":
+            return threshold_text(value, _fmt)  # the prune-all sentinel in words, not as "1.000"
         text = _fmt_metric(path, value)
         return "not applicable" if text == "n/a" and not_applicable(metrics, path) else text
 

@@ -36,6 +36,7 @@ from trusted_scene_graph.evaluation.metrics import (
     fpr_at_tpr,
 )
 from trusted_scene_graph.trust import TrustError
+from trusted_scene_graph.trust.threshold import threshold_text
 
 FUSED = "fused"
 ECE_BINS = 15
@@ -158,11 +159,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _threshold_text(threshold: float) -> str:
-    # Above 1: a model without a feasible threshold, which prunes every fact (trust is at most 1).
-    return _fmt(threshold) if threshold <= 1.0 else "none (no feasible threshold: every fact is pruned)"
-
-
 def _guarantee(fused: Mapping[str, Any], target: float) -> dict[str, Any]:
     precision = fused["precision_at_threshold"]
     return {
@@ -196,7 +192,7 @@ def _figures(out_dir: Path, scorers: Mapping[str, np.ndarray], labels: np.ndarra
         skipped["feature_importance.png"] = None
     else:
         skipped["feature_importance.png"] = "not drawn: no feature importances given"
-    marker = {f"{FUSED} at model threshold {_threshold_text(metrics['model_threshold'])}":
+    marker = {f"{FUSED} at model threshold {threshold_text(metrics['model_threshold'], _fmt)}":
               (fused["precision_at_threshold"], fused["coverage_at_threshold"])}
     plots.plot_coverage_at_precision(curves, out_dir / "coverage_at_precision.png",
                                      "Coverage reachable at a target precision", target, markers=marker)
@@ -233,7 +229,7 @@ def _markdown(metrics: Mapping[str, Any], constants: Mapping[str, float], figure
     else:
         verdict = "meets the target" if guarantee["meets_target"] else "**below the target**"
     lines += [
-        f"- Guarantee: at the model threshold {_threshold_text(metrics['model_threshold'])} the fused trust keeps "
+        f"- Guarantee: at the model threshold {threshold_text(metrics['model_threshold'], _fmt)} the fused trust keeps "
         f"{guarantee['kept']} of {metrics['edges']} facts (coverage {_fmt(guarantee['coverage'])}) with realised "
         f"precision {_fmt(guarantee['realised_precision'])} against the target {_fmt(target)}: {verdict}. "
         f"This checks the threshold only when these facts were not used to train the model.",

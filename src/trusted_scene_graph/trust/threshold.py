@@ -9,14 +9,15 @@ may be chosen.
 
 The unit of the test is the scene (the group of :func:`~trusted_scene_graph.trust.model.grouped_split`), not the
 edge: edges of one scene share its objects, lighting and detector mistakes, and one fact is seen frame after frame,
-so their errors cluster (on the shipped model's threshold split, 15,683 edges from 53 scenes, the error count
-varied about 19 times more than a binomial count would). Counting such edges as independent trials overstates the
-evidence, and a threshold chosen that way missed its target in a quarter to a third of simulated draws instead of
-``delta``. Each candidate's counts are therefore shrunk by a cluster-robust design effect (Kish's effective sample
-size, :func:`design_effect`) before the exact binomial test. That makes the guarantee approximate: it assumes the
-scenes are independent draws from the population the node will see, and uses an estimated variance; with many scenes
-it becomes the exact binomial guarantee as the design effect goes to 1 (edges independent). It is a statement about
-that population of scenes, not about any single frame.
+so their errors cluster: the error count of a model's threshold split can vary many times more than a binomial count
+would. Counting such edges as independent trials overstates the evidence, and a threshold chosen that way missed its
+target in a quarter to a third of simulated draws instead of ``delta``. Each candidate's counts are therefore shrunk
+by a cluster-robust design effect (that variance ratio; Kish's effective sample size, :func:`design_effect`) before
+the exact binomial test. That makes the guarantee approximate: it assumes the scenes are independent draws from the
+population the node will see, and uses an estimated variance; with many scenes it becomes the exact binomial
+guarantee as the design effect goes to 1 (edges independent). It is a statement about that population of scenes, not
+about any single frame. A trained model records its split's edges, scenes and design effect in the ``threshold``
+metadata of its ``trust_model.json``; docs/benchmark.md reports the shipped model's.
 
 A test that counts scenes cannot vouch for more scenes than it has seen: ``G`` flawless scenes are ``G``
 observations (a flawless scene says little about the next one), so a threshold needs at least
@@ -42,7 +43,7 @@ which at a high start threshold with few edges ends the sequence at once; the co
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -70,6 +71,16 @@ PRUNE_ALL_THRESHOLD = math.nextafter(1.0, math.inf)
 #: has an unreliable guarantee (see the module docstring and :func:`unreliable_guarantee`).
 RELIABLE_MIN_GROUPS = 20
 RELIABLE_MAX_GROUP_SHARE = 0.5
+
+
+def threshold_text(threshold: Any, fmt: Callable[[Any], str]) -> str:
+    """A pruning threshold as a report shows it: ``fmt(threshold)``, but in words for :data:`PRUNE_ALL_THRESHOLD`,
+    whose number (1.000 at 3 decimals) would read as keeping the edges of trust 1.0 when it keeps none."""
+    # Above 1: a model without a feasible threshold, which prunes every fact (trust is at most 1). NaN or None is
+    # not above 1 and is left to fmt ("n/a").
+    if isinstance(threshold, int | float) and threshold > 1.0:
+        return "none (no feasible threshold: every fact is pruned)"
+    return fmt(threshold)
 
 
 # --- binomial bounds ----------------------------------------------------------------------------------------------
