@@ -388,7 +388,8 @@ def test_lifting_settings_are_read_from_the_config():
     settings = LiftingSettings.from_config(Config({"depth.min_m": 0.2, "depth.max_m": 4.0,
                                                    "lifting.box_percentile": 5.0, "lifting.outlier_mad_k": 3.0,
                                                    "lifting.min_valid_fraction": 0.5}))
-    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5, amodal_completion=True, max_gap_m=0.01)
+    assert settings == LiftingSettings(0.2, 4.0, 5.0, 3.0, 0.5, amodal_completion=True, max_gap_m=0.01,
+                                       box_silhouette=True)
 
 
 # --- Tracker ---------------------------------------------------------------------------------------------------

@@ -180,6 +180,9 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               choices=("sim", "grounding_dino"), read_only=True),
     ParamSpec("detector.sim_labels", STRING_ARRAY, ["1:gripper", "2:cube", "3:table"],
               "'sim' detector: instance id to label, as 'id:label'", read_only=True),
+    ParamSpec("detector.sim_masks", BOOL, True,
+              "'sim' detector: give each detection its instance mask (false: boxes only, as a box detector such as "
+              "GroundingDINO gives)", read_only=True),
     ParamSpec("detector.corruption.box_jitter_px", FLOAT, 0.0,
               "'sim' detector: standard deviation of the noise added to each box edge", unit="px",
               min=0.0, max=1000.0),
@@ -254,9 +257,14 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "pixel of a smaller object); bounds the cost of big objects and lets all objects be lifted in one "
               "batch", unit="px", min=16, max=100_000),
     ParamSpec("lifting.amodal_completion", BOOL, True,
-              "Complete the side of an object the camera cannot see (back, underside) by point symmetry about its "
-              "widest section (where its silhouette is widest); exact for centrally symmetric shapes (boxes, "
-              "cylinders, spheres)"),
+              "Complete the side of a round object (sphere, can) the camera cannot see (back, underside) by point "
+              "symmetry about the centre of the circle its widths trace on the camera's side; boxes are not "
+              "enlarged"),
+    ParamSpec("lifting.box_silhouette", BOOL, True,
+              "For a detection without a mask (a box detector such as GroundingDINO), take the object's pixels in "
+              "its box from depth: those standing above the lowest level in the box (by more than its depth noise), "
+              "within the box's size of the central half's depth, in the depth-continuous region with the most "
+              "pixels in that half (when none stands out, the central half of the box is used)"),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
     # Tracking.

@@ -90,9 +90,11 @@ class SimDetector:
     needs_instances = True
 
     def __init__(
-        self, labels_by_id: Mapping[int, str], min_pixels: int = 30, corruption: DetectionCorruption | None = None
+        self, labels_by_id: Mapping[int, str], min_pixels: int = 30, corruption: DetectionCorruption | None = None,
+        masks: bool = True,
     ) -> None:
         self.labels_by_id = dict(labels_by_id)
+        self.masks = masks  # False: boxes only, as a box detector (GroundingDINO) reports
         # Ids seen in an instance image that have no label, so were never detected (the background excepted): the
         # node reports them, since a config whose sim_labels miss a recording's ids otherwise just finds less. Only
         # the first MAX_UNKNOWN_IDS_KEPT are kept (a simulator may give every frame fresh ids); the count is of all
@@ -111,7 +113,7 @@ class SimDetector:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SimDetector:
         return cls(sim_labels(config), min_pixels=config["detector.min_pixels"],
-                   corruption=DetectionCorruption.from_config(config))
+                   corruption=DetectionCorruption.from_config(config), masks=config["detector.sim_masks"])
 
     def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         if frame.instances is None:
@@ -158,11 +160,12 @@ class SimDetector:
         return max(self.min_pixels, 1)
 
     def _detection(self, mask: np.ndarray, instance_id: int) -> Detection:
-        """The object ``instance_id`` (labelled, with pixels in ``mask``) with its exact mask and box."""
+        """The object ``instance_id`` (labelled, with pixels in ``mask``) with its exact box, and its exact mask unless
+        the detector gives boxes only."""
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
         box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
-        return Detection(self.labels_by_id[instance_id], 1.0, box, mask)
+        return Detection(self.labels_by_id[instance_id], 1.0, box, mask if self.masks else None)
 
 
 def _grounding_dino(config: Mapping[str, Any]) -> Detector:

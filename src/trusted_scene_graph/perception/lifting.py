@@ -40,6 +40,7 @@ object.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ import numpy as np
 from trusted_scene_graph.geometry.camera import Intrinsics, normalized_coordinates
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.detector import Detection, PerceptionError
+from trusted_scene_graph.perception.silhouette import depth_silhouette
 
 # Scale from the median absolute deviation to a Gaussian standard deviation.
 _MAD_TO_SIGMA = 1.4826
@@ -73,13 +75,14 @@ class LiftingSettings:
     amodal_completion: bool = False
     max_gap_m: float = 0.0
     mask_interior_px: int = 0  # 0: every mask point may extend the depth interval (see _depth_inliers)
+    box_silhouette: bool = False  # a mask-less detection's pixels from depth (perception.silhouette)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LiftingSettings:
         return cls(config["depth.min_m"], config["depth.max_m"], config["lifting.box_percentile"],
                    config["lifting.outlier_mad_k"], config["lifting.min_valid_fraction"],
                    config["lifting.points_per_object"], config["lifting.amodal_completion"],
-                   config["lifting.max_gap_m"], config["lifting.mask_interior_px"])
+                   config["lifting.max_gap_m"], config["lifting.mask_interior_px"], config["lifting.box_silhouette"])
 
 
 @dataclass(frozen=True)
@@ -787,6 +790,11 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     points_per_object = settings.points_per_object
     for frame_index, request in enumerate(requests):
         for index, detection in enumerate(request.detections):
+            if detection.mask is None and settings.box_silhouette:
+                silhouette = depth_silhouette(detection.box_xywh_px, request.depth_m, request.intrinsics,
+                                              request.camera_to_graph, settings.depth_min_m, settings.depth_max_m)
+                if silhouette is not None:  # lifted as if the detector had given it (the result keeps the original)
+                    detection = dataclasses.replace(detection, mask=silhouette)
             usable, pixel_count, crop = _object_pixels(detection, request.depth_m, settings)
             valid_count = usable.size
             if valid_count == 0 or valid_count < settings.min_valid_fraction * pixel_count:

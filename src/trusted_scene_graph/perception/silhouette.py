@@ -1,0 +1,130 @@
+"""A silhouette from depth for a detection without a mask (a box detector such as GroundingDINO).
+
+Without a mask, lifting can only trust the central half of a box (the rest may be background), so a box-only object
+is lifted as little more than its front surface, and its hidden side is never completed: on the simulated benchmark
+with its masks dropped (``detector.sim_masks: false``), centroid errors p50 / p95 grew from 0.7 / 1.2 cm to
+1.8 / 7.0 cm on FetchPush. Inside the box the depth image itself tells the object from what surrounds it:
+
+* the surface it stands on (a table, the floor) is the lowest level in the box and a margin around it: pixels within
+  the depth noise (3 robust sigma, between :data:`MIN_SUPPORT_TOLERANCE_M` and :data:`MAX_SUPPORT_TOLERANCE_M`) above
+  the :data:`SUPPORT_PERCENTILE`-th percentile of those heights (along the graph frame's z, which is
+  gravity-aligned) are that surface, not the object. That also cuts the crease where the object meets it, which has
+  no depth jump;
+* what is far behind or in front of it is farther from its depth than its own size: pixels whose depth differs from
+  the median depth of the central half's standing pixels by more than the box's larger side (at that depth) are not
+  it;
+* depth jumps between neighbouring pixels (more than :data:`JUMP_PER_M` per metre of depth) part surfaces that touch
+  in the image: of the regions they leave (4-connected), the one with the most pixels in the box's central half is the
+  object, with the rim pixels it touches.
+
+When that leaves less than :data:`MIN_BOX_FRACTION` of the box, or nothing in its central half, the box is not one
+object standing out from its surroundings in depth (a table top, a plate lying flat, a wall): there is no silhouette
+and lifting keeps its box-only path. What it cannot tell apart are objects touching at the same depth: a gripper
+holding a cube gets the cube too, and a cube with the gripper's fingers in front of most of it may get the fingers.
+No maintained library segments an RGB-D box this way without a learned model (scipy gives the connected components),
+so the rule is ours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from trusted_scene_graph.geometry.camera import Intrinsics, normalized_coordinates
+from trusted_scene_graph.geometry.transform import RigidTransform
+
+#: Pixels less than the depth noise (3 sigma, within these bounds) above the support's level are the support.
+MIN_SUPPORT_TOLERANCE_M = 0.002
+MAX_SUPPORT_TOLERANCE_M = 0.01
+#: Neighbouring pixels whose depths differ by more than this (per metre of depth, at least 1 m's worth) are on
+#: different surfaces: a surface receding at 75 degrees steps about 1.2 cm per pixel at 1 m with a 300 px focal length.
+JUMP_PER_M = 0.015
+_MAD_TO_SIGMA = 1.4826
+#: The support level is this percentile of the box's heights: the lowest level that is more than a few stray pixels.
+SUPPORT_PERCENTILE = 5.0
+#: The margin around the box the support level is also read in: this share of the box's larger side, at least
+#: MIN_MARGIN_PX.
+MARGIN_PER_SIDE = 0.1
+MIN_MARGIN_PX = 3
+#: Smallest silhouette kept, as a share of the box's pixels (a thin gripper finger covers about a fifth of its box).
+MIN_BOX_FRACTION = 0.1
+
+
+def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray, intrinsics: Intrinsics,
+                     camera_to_graph: RigidTransform, depth_min_m: float, depth_max_m: float) -> np.ndarray | None:
+    """The object's pixels in its box as a mask of the image's shape (see the module docstring), or None when the
+    depth shows no single object standing out there. ``depth_m`` is metric depth with invalid pixels NaN or out of
+    [``depth_min_m``, ``depth_max_m``]; ``camera_to_graph`` places the optical frame in the gravity-aligned graph
+    frame."""
+    height_px, width_px = depth_m.shape
+    x, y, w, h = box_xywh_px
+    x0, x1 = max(x, 0), min(x + w, width_px)
+    y0, y1 = max(y, 0), min(y + h, height_px)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    depth = depth_m[y0:y1, x0:x1]
+    valid = (depth >= depth_min_m) & (depth <= depth_max_m)  # NaN compares False
+    if not valid.any():
+        return None
+    # The support level is read in the box and a margin around it: a box drawn tightly around an object seen from the
+    # side holds almost none of the surface it stands on, which shows just below it.
+    margin = max(MIN_MARGIN_PX, int(MARGIN_PER_SIDE * max(x1 - x0, y1 - y0)))
+    gx0, gx1 = max(x0 - margin, 0), min(x1 + margin, width_px)
+    gy0, gy1 = max(y0 - margin, 0), min(y1 + margin, height_px)
+    grown_depth = depth_m[gy0:gy1, gx0:gx1]
+    cols, rows = np.meshgrid(np.arange(gx0, gx1, dtype=np.float64), np.arange(gy0, gy1, dtype=np.float64))
+    ray_x, ray_y = normalized_coordinates(intrinsics, cols, rows)
+    up = camera_to_graph.rotation_matrix_t[:, 2]  # the graph's z of a unit step along each optical axis
+    with np.errstate(invalid="ignore"):
+        grown_height_m = (up[0] * ray_x + up[1] * ray_y + up[2]) * grown_depth + camera_to_graph.translation_m[2]
+    grown_valid = (grown_depth >= depth_min_m) & (grown_depth <= depth_max_m)
+    support_m = float(np.percentile(grown_height_m[grown_valid], SUPPORT_PERCENTILE))
+    height_m = grown_height_m[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
+    # The sensor's depth noise sets how far above that level a pixel must be to stand out: 3 sigma, with sigma from
+    # the second differences of depth along the rows (robust: objects' edges are few; a smooth surface's second
+    # difference is about 0, noise's has 6 sigma^2 of variance). Exact depth then cuts off almost nothing of an
+    # object's base, and a noisy sensor does not take the support for it.
+    second = np.diff(grown_depth, n=2, axis=1)[grown_valid[:, 2:] & grown_valid[:, 1:-1] & grown_valid[:, :-2]]
+    sigma_m = _MAD_TO_SIGMA * float(np.median(np.abs(second))) / np.sqrt(6.0) if second.size else 0.0
+    tolerance_m = min(max(3.0 * sigma_m, MIN_SUPPORT_TOLERANCE_M), MAX_SUPPORT_TOLERANCE_M)
+    standing = valid & (height_m > support_m + tolerance_m)
+    crop_h, crop_w = depth.shape
+    central = (slice(crop_h // 4, max(crop_h // 4 + 1, (3 * crop_h) // 4)),
+               slice(crop_w // 4, max(crop_w // 4 + 1, (3 * crop_w) // 4)))
+    central_depths = depth[central][standing[central]]
+    if central_depths.size == 0:
+        return None
+    median_m = float(np.median(central_depths))
+    size_m = max(crop_w / intrinsics.fx, crop_h / intrinsics.fy) * median_m
+    near = standing & (np.abs(depth - median_m) <= size_m)
+    # Depth jumps between neighbours part what is in front (a gripper over a cube) from what is behind: a pixel next
+    # to one is left out of the regions, then the chosen region takes back the rim pixels it touches.
+    jump_m = JUMP_PER_M * max(median_m, 1.0)
+    with np.errstate(invalid="ignore"):
+        steps_down = np.abs(np.diff(depth, axis=0)) > jump_m
+        steps_across = np.abs(np.diff(depth, axis=1)) > jump_m
+    at_jump = np.zeros(depth.shape, dtype=bool)
+    at_jump[1:] |= steps_down
+    at_jump[:-1] |= steps_down
+    at_jump[:, 1:] |= steps_across
+    at_jump[:, :-1] |= steps_across
+    components, count = ndimage.label(near & ~at_jump)
+    in_centre = np.bincount(components[central].ravel(), minlength=count + 1)
+    in_centre[0] = 0
+    if count == 0 or in_centre.max() == 0:
+        return None
+    # The object the box was drawn around reaches the box's edges (the box is its extent); something in front of it
+    # inside the box reaches fewer. So: the region touching the most edges, then the one with most of the centre.
+    spans = ndimage.find_objects(components)
+    edges = np.array([0] + [(rows.start == 0) + (rows.stop == crop_h) + (cols.start == 0) + (cols.stop == crop_w)
+                            for rows, cols in spans])
+    candidates = np.flatnonzero(in_centre > 0)
+    chosen_label = max(candidates.tolist(), key=lambda label: (edges[label], in_centre[label]))
+    chosen = components == chosen_label
+    silhouette = chosen | (ndimage.binary_dilation(chosen) & near & (components == 0))
+    if np.count_nonzero(silhouette) < MIN_BOX_FRACTION * silhouette.size:
+        return None
+    mask = np.zeros(depth_m.shape, dtype=bool)
+    mask[y0:y1, x0:x1] = silhouette
+    return mask
+
