@@ -19,14 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
 from launch import LaunchDescription
-from trusted_scene_graph.config.nodes import (
-    NODES,
-    TOPIC_ARGUMENTS,
-    launch_flag,
-    subscribed_topic,
-    transport_suffix,
-    validated_parameter_file,
-)
+from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS, launch_flag, validated_parameter_file
 
 PACKAGE = "trusted_scene_graph"
 
@@ -38,14 +31,16 @@ def _nodes(context, *args, **kwargs):
     use_sim_time = launch_flag("use_sim_time", LaunchConfiguration("use_sim_time").perform(context))
     config, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context),
                                                       {"use_sim_time": True} if use_sim_time else None)
-    # Only the topics given as arguments are remapped (an empty argument keeps the config's topic, whatever it is).
-    # With a compressed transport the node subscribes to the topic plus image_transport's suffix; so is remapped.
-    remappings = [(subscribed_topic(config, parameter), topic + transport_suffix(config, parameter))
-                  for argument, parameter in TOPIC_ARGUMENTS.items()
-                  if (topic := LaunchConfiguration(argument).perform(context))]
+    # Topic arguments set the topic parameters, not rcl remappings: the schema checks them as it checks the file's
+    # (a remapping took a rectified or malformed topic it refuses), and the node's parameters, /diagnostics and logs
+    # name the topic it subscribes to (image_transport's suffix it adds itself). Given after the file, they win; an
+    # empty argument keeps the file's topic.
+    topics = {parameter: topic for argument, parameter in TOPIC_ARGUMENTS.items()
+              if (topic := LaunchConfiguration(argument).perform(context))}
+    config.with_overrides(topics)  # a ConfigError naming the parameter and the topic fails the launch
     return [
         LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace="",
-                      parameters=[parameter_file], remappings=remappings, output="screen")
+                      parameters=[parameter_file, topics] if topics else [parameter_file], output="screen")
         for spec in NODES
     ]
 
@@ -59,7 +54,7 @@ def generate_launch_description() -> LaunchDescription:
                                                    "--clock, a simulator); false keeps the parameter file's "
                                                    "use_sim_time (default false)")]
     arguments += [DeclareLaunchArgument(argument, default_value="",
-                                        description=f"remap the input topic set by parameter {parameter} to this "
-                                                    "topic (default: keep the config's)")
+                                        description=f"input topic: sets parameter {parameter}, checked by the "
+                                                    "schema (default: keep the config's)")
                   for argument, parameter in TOPIC_ARGUMENTS.items()]
     return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

@@ -20,11 +20,13 @@ if ! command -v "$PY" >/dev/null; then
 fi
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
 
-# 1. Python packages.
+# 1. Python packages. A Ray install has every package of one without Ray, so its stamp also satisfies a setup
+#    without Ray: otherwise `make demo` (no Ray) and `make test` (Ray) in turn reinstalled everything each time.
 req_files=(requirements/ros.txt requirements/ml.txt pyproject.toml)
-[ "$WITH_RAY" = 1 ] && req_files+=(requirements/ray.txt)
-want=$(stamp_of "${req_files[@]}")
-if [ "$(cat "$VENV/.setup-stamp-pip" 2>/dev/null)" != "$want" ]; then
+with_ray_stamp=$(stamp_of "${req_files[@]}" requirements/ray.txt)
+if [ "$WITH_RAY" = 1 ]; then want=$with_ray_stamp; else want=$(stamp_of "${req_files[@]}"); fi
+have=$(cat "$VENV/.setup-stamp-pip" 2>/dev/null || true)
+if [ "$have" != "$want" ] && [ "$have" != "$with_ray_stamp" ]; then
   log "installing pinned packages (first run takes a few minutes)"
   pip_quiet install --quiet --upgrade "pip>=24"
   args=(-r requirements/ros.txt -r requirements/ml.txt)

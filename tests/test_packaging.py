@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from trusted_scene_graph.config import SCHEMA, ConfigError, load_config_file, render_parameter_file
-from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS
+from trusted_scene_graph.config.nodes import NODES, TOPIC_ARGUMENTS, subscribed_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,9 +125,9 @@ def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_wit
         assert callable(getattr(importlib.import_module(module), function)), executable
         assert node_spec.load_class().__name__ == node_spec.node_class.rpartition(":")[2]
         assert node.kwargs["package"] == "trusted_scene_graph"
-        for parameter_file in node.kwargs["parameters"]:
-            load_config_file(parameter_file)  # raises on any unknown or invalid parameter
-        assert ("/camera/color/image_raw", "/robot/rgb") in node.kwargs["remappings"]
+        parameter_file, topics = node.kwargs["parameters"]
+        load_config_file(parameter_file)  # raises on any unknown or invalid parameter
+        assert topics == {"topics.color": "/robot/rgb"} and "remappings" not in node.kwargs
 
 
 @pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is installed by `make setup`")
@@ -166,27 +166,42 @@ def test_the_launch_file_gives_its_nodes_the_validated_values_of_the_parameter_f
     assert again.kwargs["parameters"] == [parameter_file]
 
 
-def test_the_launch_file_keeps_a_configs_own_topics_unless_an_argument_remaps_them(monkeypatch, tmp_path):
+def test_the_launch_file_keeps_a_configs_own_topics_unless_an_argument_sets_them(monkeypatch, tmp_path):
     # A config naming its camera's topics, launched without topic arguments, must subscribe to those topics.
     defaults, opaque = _launch_description(monkeypatch, tmp_path)
     assert {argument: defaults[argument] for argument in TOPIC_ARGUMENTS} == dict.fromkeys(TOPIC_ARGUMENTS, "")
     own = tmp_path / "own.yaml"
     own.write_text("/**:\n  ros__parameters:\n    topics:\n      color: /my_camera/color/image_raw\n")
     [node] = opaque.kwargs["function"]({**defaults, "config": str(own)})
-    assert node.kwargs["remappings"] == []
+    assert len(node.kwargs["parameters"]) == 1 and "remappings" not in node.kwargs
     [node] = opaque.kwargs["function"]({**defaults, "config": str(own), "depth_topic": "/my_camera/depth"})
-    assert node.kwargs["remappings"] == [("/camera/depth/image_raw", "/my_camera/depth")]
+    assert node.kwargs["parameters"][1] == {"topics.depth": "/my_camera/depth"}
 
 
-def test_the_launch_file_remaps_compressed_topics_with_image_transports_suffix(monkeypatch, tmp_path):
+def test_the_launch_files_topic_arguments_are_parameters_so_compressed_topics_keep_their_suffix(monkeypatch,
+                                                                                               tmp_path):
+    # The node adds image_transport's suffix to the topic parameter itself (a remapping had to add it).
     defaults, opaque = _launch_description(monkeypatch, tmp_path)
     compressed = tmp_path / "compressed.yaml"
     compressed.write_text("/**:\n  ros__parameters:\n    topics:\n      color_transport: compressed\n"
                           "      depth_transport: compressedDepth\n")
     context = {**defaults, "config": str(compressed), "color_topic": "/robot/rgb", "depth_topic": "/robot/depth"}
-    remappings = opaque.kwargs["function"](context)[0].kwargs["remappings"]
-    assert ("/camera/color/image_raw/compressed", "/robot/rgb/compressed") in remappings
-    assert ("/camera/depth/image_raw/compressedDepth", "/robot/depth/compressedDepth") in remappings
+    parameter_file, topics = opaque.kwargs["function"](context)[0].kwargs["parameters"]
+    config = load_config_file(parameter_file).with_overrides(topics)
+    assert subscribed_topic(config, "topics.color") == "/robot/rgb/compressed"
+    assert subscribed_topic(config, "topics.depth") == "/robot/depth/compressedDepth"
+
+
+@pytest.mark.parametrize(("argument", "topic", "message"), [
+    # A remapping took both; the rectified image the node then read as raw and undistorted a second time.
+    ("color_topic", "/cam/color/image_rect", r"^topics\.color '/cam/color/image_rect' is a rectified image but "
+                                             r"topics\.rectified is false"),
+    ("depth_topic", "/cam//depth", r"^topics\.depth: '/cam//depth' is not a ROS 2 topic name: it has a repeated '/'"),
+])
+def test_the_launch_file_refuses_a_topic_argument_the_schema_refuses(monkeypatch, tmp_path, argument, topic, message):
+    defaults, opaque = _launch_description(monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        opaque.kwargs["function"]({**defaults, argument: topic})
 
 
 def _node_parameters(node) -> dict:
