@@ -9,6 +9,8 @@ the others (a slow segmenter) is still in order, which is why each stream is jud
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 JUMP_BACK_NS = 1_000_000_000
 
 
@@ -26,14 +28,24 @@ def follow_newest(stamp_ns: int, newest_ns: int | None) -> tuple[int, bool]:
     return (stamp_ns if newest_ns is None else max(stamp_ns, newest_ns)), False
 
 
+@dataclass(frozen=True)
+class EpisodeStart:
+    """A frame starts a new episode. ``went_back_from_ns``: the previous frame's stamp when this frame is stamped at
+    or before it (the clock went back: what is kept per stamp, the pose histories, holds an old timeline to drop);
+    None when the episode starts after the old one's stamps."""
+
+    went_back_from_ns: int | None = None
+
+
 class EpisodeStarts:
     """Which frame starts a new episode, from the colour images' stamps and reset requests (the node's rule).
 
-    A frame starts one when the clock jumped back (:func:`jumped_back` against the previous frame), or when it is the
-    first frame stamped after the newest colour image received when :meth:`request_reset` was called: frames already
-    captured when an RL loop resets its environment belong to the episode that ended, whichever frame perception
-    takes next. A jump serves a pending request (it is that reset). Not thread-safe: the node calls it under its
-    synchroniser's lock.
+    A frame starts one when the clock jumped back (:func:`jumped_back` against the previous frame), or when a
+    :meth:`request_reset` is pending and the frame is the first stamped after the newest colour image received when it
+    was called (frames already captured when an RL loop resets its environment belong to the episode that ended,
+    whichever frame perception takes next), or is stamped at or before the previous frame (the simulator restarted
+    its clock, by less than a jump after an episode shorter than :data:`JUMP_BACK_NS`). A jump serves a pending
+    request (it is that reset). Not thread-safe: the node calls it under its synchroniser's lock.
     """
 
     def __init__(self) -> None:
@@ -46,14 +58,21 @@ class EpisodeStarts:
         self.newest_colour_ns, _ = follow_newest(stamp_ns, self.newest_colour_ns)
 
     def request_reset(self) -> None:
-        """The next frame stamped after every colour image received so far starts a new episode."""
+        """The next frame stamped after every colour image received so far, or at or before the previous frame,
+        starts a new episode."""
         self.reset_after_ns = self.newest_colour_ns if self.newest_colour_ns is not None else -1
 
-    def frame(self, stamp_ns: int) -> bool:
-        """Whether the frame stamped ``stamp_ns``, about to be processed, starts a new episode."""
-        jumped = jumped_back(stamp_ns, self.last_frame_ns)
-        self.last_frame_ns = stamp_ns
-        if jumped or (self.reset_after_ns is not None and stamp_ns > self.reset_after_ns):
+    def frame(self, stamp_ns: int) -> EpisodeStart | None:
+        """The episode the frame stamped ``stamp_ns``, about to be processed, starts, or None (it continues one)."""
+        previous_ns, self.last_frame_ns = self.last_frame_ns, stamp_ns
+        # Perception takes frames in order, so one stamped at or before the previous is a clock that went back (or a
+        # frame late by milliseconds). Without a request only a jump tells a reset from a late frame. With one, any
+        # step back is the reset: a simulator that restarts its clock after an episode shorter than JUMP_BACK_NS
+        # stamps the new episode's frames among the old one's, none after reset_after_ns until the clock passes it
+        # again, and the new episode would start that late, mid-way.
+        went_back = previous_ns is not None and stamp_ns <= previous_ns
+        pending = self.reset_after_ns is not None
+        if jumped_back(stamp_ns, previous_ns) or (pending and (went_back or stamp_ns > self.reset_after_ns)):
             self.reset_after_ns = None
-            return True
-        return False
+            return EpisodeStart(previous_ns if went_back else None)
+        return None

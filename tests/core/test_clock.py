@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trusted_scene_graph.clock import JUMP_BACK_NS, EpisodeStarts, follow_newest, jumped_back
+from trusted_scene_graph.clock import JUMP_BACK_NS, EpisodeStart, EpisodeStarts, follow_newest, jumped_back
 
 MS = 1_000_000
 
@@ -28,7 +28,8 @@ def test_frames_captured_before_a_reset_request_stay_in_the_episode_that_ended()
     episodes.request_reset()  # the environment reset after the image stamped 300 ms was captured
     assert not episodes.frame(300 * MS)  # a busy perception takes it only now: still the old episode
     episodes.colour(400 * MS)
-    assert episodes.frame(400 * MS)  # the first frame captured after the request
+    # The first frame captured after the request, after the old episode's stamps: no pose stamped before it to drop.
+    assert episodes.frame(400 * MS) == EpisodeStart(went_back_from_ns=None)
     assert not episodes.frame(500 * MS)  # once
 
 
@@ -46,6 +47,33 @@ def test_a_jump_back_starts_an_episode_and_serves_a_pending_request():
     episodes.request_reset()
     episodes.colour(100 * MS)  # the simulator's clock restarted
     assert episodes.newest_colour_ns == 100 * MS
-    assert episodes.frame(100 * MS)
+    assert episodes.frame(100 * MS) == EpisodeStart(went_back_from_ns=9_000 * MS)  # the timeline it went back from
     episodes.colour(200 * MS)
     assert not episodes.frame(200 * MS)  # the request was that reset: no second episode a frame later
+
+
+def test_while_a_reset_is_pending_a_clock_restarted_by_less_than_a_jump_starts_the_episode_at_once():
+    # An episode shorter than a jump, then the RL loop's reset call and a simulator clock restarted at 0: the new
+    # episode's frames are stamped among the old one's, none after the newest image received before the call.
+    episodes = EpisodeStarts()
+    for stamp_ms in (0, 200, 400, 600):
+        episodes.colour(stamp_ms * MS)
+        assert not episodes.frame(stamp_ms * MS)
+    episodes.request_reset()
+    episodes.colour(0)
+    assert episodes.frame(0) == EpisodeStart(went_back_from_ns=600 * MS)
+    for stamp_ms in (200, 400, 600, 800):  # once, not again when the new clock passes the old newest stamp
+        episodes.colour(stamp_ms * MS)
+        assert not episodes.frame(stamp_ms * MS)
+
+
+def test_without_a_reset_request_a_frame_less_than_a_jump_back_continues_the_episode():
+    # A frame late by milliseconds, or a clock restart the caller did not announce: only a jump tells them apart.
+    episodes = EpisodeStarts()
+    for stamp_ms in (0, 200, 400, 600):
+        episodes.colour(stamp_ms * MS)
+        episodes.frame(stamp_ms * MS)
+    episodes.colour(590 * MS)
+    assert episodes.frame(590 * MS) is None
+    episodes.colour(0)
+    assert episodes.frame(0) is None

@@ -93,6 +93,12 @@ def test_an_empty_name_is_rejected_with_a_hint(name):
         resolve_object(SCENE, name)
 
 
+@pytest.mark.parametrize("name", ["²", "#²", "٣"])
+def test_digits_other_than_ascii_are_an_unknown_label_not_an_id(name):
+    with pytest.raises(GraphError, match=rf"^unknown object '{name}'; known labels:"):
+        resolve_object(SCENE, name)
+
+
 def test_a_lone_hash_is_an_unknown_label_not_an_id():
     with pytest.raises(GraphError, match=r"^unknown object '#'; known labels:"):
         resolve_object(SCENE, "#")

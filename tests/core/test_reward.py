@@ -23,6 +23,7 @@ from trusted_scene_graph.reward import (
     shape_reward,
 )
 from trusted_scene_graph.reward.query import query_distance
+from trusted_scene_graph.reward.sides import POSE_HISTORY_S
 
 S = 1_000_000_000  # ns per second
 
@@ -194,6 +195,92 @@ def test_a_late_pose_within_a_second_joins_the_history():
     history.add(int(1.5 * S), "world", (1.5, 0, 0))
     assert len(history) == 2
     assert history.nearest(int(1.5 * S), 0)[1].tolist() == [1.5, 0.0, 0.0]
+
+
+def test_of_two_poses_as_near_a_stamp_the_one_added_last_answers():
+    # A simulator restarted its clock at 0 after a short episode: its new pose shares a stamp with the old one's.
+    history = PoseHistory()
+    for t_s, x in ((0.0, 2.0), (0.2, 1.5), (0.4, 1.0), (0.6, 0.5)):
+        history.add(int(t_s * S), "world", (x, 0, 0))
+    history.add(0, "world", (0.4, 0, 0))
+    assert history.nearest(0, S // 10)[1].tolist() == [0.4, 0.0, 0.0]
+    history.add(int(0.25 * S), "world", (0.3, 0, 0))  # as near 0.3 s as the old pose at 0.35 s ...
+    history.add(int(0.35 * S), "world", (9.0, 0, 0))  # ... added later
+    assert history.nearest(int(0.3 * S), S // 10)[1].tolist() == [9.0, 0.0, 0.0]
+
+
+def old_and_new_timeline(new_poses_s=(0.0, 0.02, 0.04)) -> PoseHistory:
+    """Poses of an episode from 0 to 0.6 s (x = 1), then of the next one after the clock restarted at 0 (x = 2)."""
+    history = PoseHistory()
+    for k in range(31):
+        history.add(k * S // 50, "world", (1.0, 0, 0))
+    for t_s in new_poses_s:
+        history.add(int(t_s * S), "world", (2.0, 0, 0))
+    return history
+
+
+def test_a_restart_drops_the_old_timelines_poses_and_keeps_the_new_ones_already_received():
+    history = old_and_new_timeline()
+    history.restart(int(0.6 * S))  # the new timeline's first frame was taken after the frame stamped 0.6 s
+    assert len(history) == 3
+    assert history.nearest(int(0.02 * S), 0)[1].tolist() == [2.0, 0.0, 0.0]
+    assert history.nearest(int(0.3 * S), S // 10) == ("the nearest is 0.260 s from the graph's stamp "
+                                                       "(limit 0.1 s)")  # the old pose at 0.3 s went
+    # A pose stream out of phase with the frames: its first new pose is stamped after the new frame, still kept.
+    history = old_and_new_timeline(new_poses_s=(0.005, 0.025))
+    history.restart(int(0.6 * S))
+    assert len(history) == 2
+
+
+def test_a_restart_before_any_pose_of_the_new_timeline_drops_them_all_and_later_poses_answer():
+    history = old_and_new_timeline(new_poses_s=())
+    history.add(int(0.59 * S), "world", (1.0, 0, 0))  # late by 10 ms at the old timeline's end: no new timeline
+    history.restart(int(0.5 * S))
+    assert history.nearest(0, S) == "none received"
+    history.add(int(0.02 * S), "world", (2.0, 0, 0))
+    assert history.nearest(0, S // 10)[1].tolist() == [2.0, 0.0, 0.0]
+
+
+def test_a_second_restart_does_not_keep_the_timeline_the_first_one_kept():
+    history = old_and_new_timeline()
+    history.restart(int(0.6 * S))
+    history.add(int(0.06 * S), "world", (2.0, 0, 0))
+    history.restart(int(0.06 * S))  # a one-frame episode, and its successor's poses have not come yet
+    assert len(history) == 0
+
+
+def test_a_restart_after_the_pose_streams_own_jump_keeps_the_new_timeline():
+    history = PoseHistory()
+    for t_s in (10.0, 10.5, 11.0):
+        history.add(int(t_s * S), "world", (1.0, 0, 0))
+    history.add(1 * S, "world", (2.0, 0, 0))  # over a second back: the history starts again
+    history.restart(11 * S)
+    assert history.nearest(1 * S, 0)[1].tolist() == [2.0, 0.0, 0.0]
+
+
+def test_the_pose_at_a_frames_stamp_outlives_seconds_of_perception_at_a_kilohertz():
+    # GroundingDINO on a CPU takes seconds: the 1 kHz poses received meanwhile must not evict the one at the stamp.
+    history = PoseHistory()
+    for k in range(9_000, 13_001):  # 9 s to 13 s; the frame is stamped 10 s
+        history.add(k * S // 1000, "world", (k / 1000, 0, 0))
+    assert history.nearest(10 * S, S // 10)[1].tolist() == [10.0, 0.0, 0.0]
+    sides = resolver(ee_pose_max_age_s=0.1)
+    sides.poses["ee"] = history
+    scene = graph(node(1, "gripper", (10.2, 0, 0)), node(2, "cube", (10.3, 0, 0)), t_s=10.0)
+    assert RewardTracker([RewardPair("gripper", "cube")], sides).update(scene)[0].subject_source == "kinematics"
+
+
+def test_pose_history_keeps_seconds_of_poses_before_the_newest_at_most_max_poses():
+    history = PoseHistory(keep_s=2.0)
+    for k in range(501):  # 0 to 5 s at 100 Hz
+        history.add(k * S // 100, "world", (k, 0, 0))
+    assert len(history) == 201  # 3 s to 5 s
+    assert history.nearest(int(2.9 * S), S // 20) == "the nearest is 0.100 s from the graph's stamp (limit 0.05 s)"
+    assert resolver().poses["ee"].keep_ns == POSE_HISTORY_S * S  # ee_pose_max_age_s 0.2: seconds more
+    longer = resolver(ee_pose_max_age_s=30.0)
+    assert longer.poses["goal"].keep_ns == 30 * S  # a pose it could use is kept
+    longer.take_poses(resolver())  # a parameter change rebuilds the resolver: the same histories, kept as long
+    assert longer.poses["ee"].keep_ns == 30 * S
 
 
 def test_known_but_missing_labels_are_absent_and_others_unknown():
@@ -386,6 +473,19 @@ def test_query_answers_with_kinematics_and_explains_every_invalid_answer():
     for match, answer in cases.items():
         assert not answer.valid and math.isnan(answer.distance_m)
         assert re.search(match, answer.message), (match, answer.message)
+
+
+@pytest.mark.parametrize("name", ["²", "#²", "٣"])
+def test_a_name_of_digits_other_than_ascii_is_an_unknown_label_in_queries_and_rewards(name):
+    # str.isdigit() holds for '²', which int() refuses: the ValueError escaped the service and the tracker.
+    sides = resolver()
+    sides.poses["ee"].add(0, "world", (0, 0, 0))
+    scene = graph(node(1, "cube", (0, 0, 0)))
+    answer = query_distance(scene, "cube", name, resolver=sides)
+    assert not answer.valid and answer.message.startswith(f"unknown object {name!r}; known labels")
+    (sample,) = RewardTracker([parse_pair(f"gripper:{name}")], sides).update(scene)
+    assert not sample.valid and sample.message.startswith(f"unknown object {name!r}")
+    assert sides.labels_needed(["cube", name]) == {"cube", name}  # a label to lift, not an id any object can match
 
 
 def test_a_frame_without_a_graph_gives_invalid_or_held_samples_with_its_reason():

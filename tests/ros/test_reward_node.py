@@ -274,7 +274,7 @@ def progress_running(test_node):
                                                           "reward.shaping": "progress"}))
 
 
-def test_reset_episode_and_a_jump_back_in_time_start_a_new_progress_baseline(progress_running):
+def test_reset_episode_and_a_clock_gone_back_start_a_new_progress_baseline(progress_running):
     from std_srvs.srv import Trigger
 
     from trusted_scene_graph.ros.scene_graph_node import RESET_EPISODE_SERVICE
@@ -311,3 +311,14 @@ def test_reset_episode_and_a_jump_back_in_time_start_a_new_progress_baseline(pro
     harness.stamp_ns -= 5_000_000_000
     node._resolver.poses["ee"].clear()  # only so that _wait_for_poses can count from 0; the history clears too
     assert reward_with_ee_at(far).reward == pytest.approx(0.0)
+    # An episode shorter than a second, the reset call, and the simulator's clock restarted where the episode began:
+    # the new episode starts at its first frame, stamped like the old one's, and no pose of the old one answers for
+    # the new one's stamps (this frame's own pose has not come: the perceived gripper answers).
+    start_ns = harness.stamp_ns
+    assert reward_with_ee_at(near).reward == pytest.approx(0.8, abs=0.01)
+    reset_episode()
+    harness.stamp_ns = start_ns - FRAME_PERIOD_NS
+    harness.rewards.clear()  # the old episode's rewards carry the new one's stamps
+    (first,) = harness.rewards_for(harness.publish(), 1)
+    assert first.valid and first.subject_source == "perception" and first.reward == pytest.approx(0.0)
+    assert reward_with_ee_at(cube_m + [0.3, 0.0, 0.0]).distance_m == pytest.approx(0.3, abs=0.01)

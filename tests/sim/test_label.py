@@ -310,7 +310,8 @@ def test_batch_size_and_early_flushes_do_not_change_a_single_reward(small_bags: 
     assert all(table.equals(tables[0]) for table in tables[1:])
 
 
-def label_perceiving_the_gripper_where_needed_and_always(source: Path, config, out: Path, monkeypatch):
+def label_perceiving_the_gripper_where_needed_and_always(source: Path, config, out: Path, monkeypatch,
+                                                         pairs=("gripper:cube",)):
     """The rewards tables of labelling ``source`` as tsg label does and with the gripper perceived in every frame,
     and the labels each frame's detection was asked for."""
     from trusted_scene_graph.label import bags
@@ -328,7 +329,7 @@ def label_perceiving_the_gripper_where_needed_and_always(source: Path, config, o
         if name == "always":
             monkeypatch.setattr(RewardTracker, "labels_needed_at", lambda self, *args: self.labels_needed)
         (out / name).mkdir(parents=True)
-        bags.label_bag(source, out / name, config, ["gripper:cube"])
+        bags.label_bag(source, out / name, config, list(pairs))
         tables[name] = pq.read_table(out / name / "rewards.parquet").to_pandas()
     return tables["posed"], tables["always"], asked
 
@@ -952,3 +953,29 @@ def test_a_clock_reset_within_one_ground_truth_episode_restarts_the_rewards_stat
     columns = ["reward", "distance_m", "valid"]
     # The second pass is labelled as the first: smoothing and the progress baseline started again at the jump.
     assert rows[columns].iloc[half:].reset_index(drop=True).equals(rows[columns].iloc[:half].reset_index(drop=True))
+
+
+def test_a_pass_whose_end_effector_poses_start_late_is_not_given_the_previous_passs_poses_at_its_stamps(
+        tmp_path: Path, monkeypatch):
+    """A looped bag whose second pass has no end-effector pose for its first frames: the first pass's poses, stamped
+    alike, must not answer for them (the live node drops the old timeline's poses where the clock went back): the
+    perceived gripper does, and the pass's own poses from the first that comes near enough. Deciding ahead which
+    frames need the gripper perceived drops them at the same frame."""
+    from bag_edits import played_twice
+
+    source = record(tmp_path / "bags" / "reach", "FetchReach", episodes=1, seed=4, width=160, height=120)
+    with BagReader(source) as reader:
+        poses_per_pass = sum(message.topic == "/ee_pose" for message in reader.messages())
+    looped = rewrite_ee_poses(played_twice(source, tmp_path / "looped" / "reach"), tmp_path / "late" / "reach",
+                              lambda index, msg: None if poses_per_pass <= index < poses_per_pass + 20 else msg)
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"detector.min_pixels": 1})  # a small gripper at 160x120
+    posed, always, _ = label_perceiving_the_gripper_where_needed_and_always(looped, config, tmp_path / "out",
+                                                                             monkeypatch, ["gripper:goal"])
+    sources = list(posed["subject_source"])
+    half = len(sources) // 2
+    assert set(sources[:half]) == {"kinematics"}
+    # Stamped 0 to 680 ms into the pass, 40 ms apart: its first pose (800 ms) is beyond reward.ee_pose_max_age_s
+    # (0.1 s); the first of them are labelled before that pose is read (it is logged after tsg label's look-ahead).
+    assert set(sources[half:half + 18]) == {"perception"} and set(sources[half + 18:]) == {"kinematics"}
+    ids = ["subject_id", "object_id"]
+    assert posed.drop(columns=ids).equals(always.drop(columns=ids))

@@ -24,16 +24,23 @@ def resolve_object(graph: SceneGraph, name: str, *, prefer_id: int | None = None
     if matches:
         preferred = [obj for obj in matches if obj.id == prefer_id]
         return preferred[0] if preferred else min(matches, key=lambda obj: (-obj.score, obj.id))
-    digits = wanted.removeprefix("#")
-    if digits.isdigit():
-        found = graph.object_by_id(int(digits))
+    wanted_id = object_id(wanted)
+    if wanted_id is not None:
+        found = graph.object_by_id(wanted_id)
         if found is not None:
             return found
         known_ids = sorted(obj.id for obj in graph.objects)
-        raise GraphError(f"no object with id {digits}; ids in the graph: {known_ids}")
+        raise GraphError(f"no object with id {wanted_id}; ids in the graph: {known_ids}")
     if wanted in {label.strip().lower() for label in known_labels}:
         raise GraphError(f"object {name!r} is absent: not detected in the scene graph "
                          f"(it holds {graph.labels if graph.objects else 'no objects'})")
     if not graph.objects:
         raise GraphError(f"unknown object {name!r}: the scene graph has no objects")
     raise GraphError(f"unknown object {name!r}; known labels: {sorted({*graph.labels, *known_labels})}")
+
+
+def object_id(name: str) -> int | None:
+    """The id ``name`` writes (``#3`` or ``3``; case and surrounding spaces ignored), or None: it is a label.
+    ASCII digits only: ``str.isdigit`` also holds for '²', which ``int`` refuses, and ids are written in ASCII."""
+    digits = name.strip().removeprefix("#")
+    return int(digits) if digits.isascii() and digits.isdecimal() else None

@@ -85,7 +85,7 @@ from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
 from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
-from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME, PoseHistory
+from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
 from trusted_scene_graph.text import plural
 
 REWARDS_FILE = "rewards.parquet"
@@ -478,15 +478,16 @@ class _Replay:
         self.colour_log_ns: dict[int, int] = {}  # colour image stamp -> its log time
         self.episode: int | None = None
         self.frame_in_episode = 0
-        self.last_stamp_ns: int | None = None  # of the previous frame (or incomplete colour image)
+        self.last_stamp_ns: int | None = None  # of the previous frame (or incomplete colour image) finished
+        self.queued_stamp_ns: int | None = None  # of the previous one queued
         self.newest_colour_ns: int | None = None  # the newest colour image's stamp on this timeline
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
         # What the resolver's pose histories will hold when a frame is finished is known when the frame is queued:
         # every pose read until then and the tf positions of this and every earlier frame (whatever became of
-        # them), added in the order they are applied in.
+        # them), added in the order they are applied in, and restarted at the same frames (a jump back).
         self.perceive_posed = perceives_posed_frames(tracker, config)
-        self.lookahead = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
+        self.lookahead = tracker.resolver.new_pose_histories()
         # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
         self.batch_frames = 1 if config["extrinsic.source"] == "plane_fit" else BATCH_FRAMES
         self.batch: list[_Incomplete | _Frame | _Episode | _Pose] = []
@@ -613,6 +614,7 @@ class _Replay:
         never completed: every colour image is a frame of the table, in stamp order."""
         missing = [name for name in self.inputs if name != "color"]
         for stamp_ns in sorted(s for s in self.colour_log_ns if before_ns is None or s < before_ns):
+            self._restart_lookahead_at(stamp_ns)
             reason = (f"frame incomplete: no {' / '.join(missing)} message within sync.tolerance_s "
                       f"({self.sync.tolerance_ns / 1e9:g} s) of this colour image")
             self.batch.append(_Incomplete(stamp_ns, reason, self.colour_log_ns.pop(stamp_ns)))
@@ -625,6 +627,7 @@ class _Replay:
             # the incomplete colour images queued before this frame).
             self._label_batch()
             self._start_episode_at(stamp_ns)
+        self._restart_lookahead_at(stamp_ns)
         ee_position_m = tf_ee_position(self.tf, self.config, stamp_ns)
         if ee_position_m is not None:
             self.lookahead[EE_FRAME].add(stamp_ns, self.pipeline.frame_id, ee_position_m)
@@ -709,6 +712,8 @@ class _Replay:
         episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
         previous_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
         jumped = jumped_back(stamp_ns, previous_ns)
+        if jumped:
+            self.tracker.resolver.restart_poses(previous_ns)  # the old timeline's poses, as live; and the look-ahead
         if episode is None:
             if not jumped:
                 return
@@ -721,6 +726,14 @@ class _Replay:
             self.episode = episode
         elif jumped:
             self._restart_state()
+
+    def _restart_lookahead_at(self, stamp_ns: int) -> None:
+        """The look-ahead's restart of the old timeline's poses (:meth:`_start_episode_at`, at the same frame: the
+        items are finished in the order they are queued), as the live node restarts them when a frame jumped back."""
+        previous_ns, self.queued_stamp_ns = self.queued_stamp_ns, stamp_ns
+        if jumped_back(stamp_ns, previous_ns):
+            for history in self.lookahead.values():
+                history.restart(previous_ns)
 
     def _restart_state(self) -> None:
         self.pipeline.start_sequence()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,13 +21,20 @@ from trusted_scene_graph import reward
 from trusted_scene_graph.clock import jumped_back
 from trusted_scene_graph.geometry.boxes import box_surface_distance_m
 from trusted_scene_graph.graph.model import GraphError, SceneGraph, distance_trust
-from trusted_scene_graph.graph.query import resolve_object
+from trusted_scene_graph.graph.query import object_id, resolve_object
 from trusted_scene_graph.perception.detector import configured_labels
 
 EE_FRAME, GOAL_FRAME = "ee", "goal"
 PERCEPTION, KINEMATICS = "perception", "kinematics"
-#: Poses kept per robot frame: a few seconds at a controller's rate, enough to pair a pose with a late graph.
-POSE_HISTORY_LENGTH = 512
+#: Seconds of poses kept per robot frame before the newest (or ``reward.ee_pose_max_age_s``, if longer). A frame is
+#: rewarded once perception has finished it, seconds after its stamp with a detector on CPU, and the pose at its stamp
+#: must still be there: a count would keep half a second of a 1 kHz topic, and the reward would fall back to the
+#: perceived gripper unannounced. Over JUMP_BACK_NS, so that a clock restarted by less (which clears no history) does
+#: not get the new timeline's poses pruned as old.
+POSE_HISTORY_S = 10.0
+#: At most this many poses per robot frame, whatever the rate and the span: a 1 kHz topic over a minute (about 15 MB),
+#: so memory stays bounded against a faster topic or an ``ee_pose_max_age_s`` of an hour.
+MAX_POSES = 60_000
 _ZERO_SIZE = np.zeros(3)
 
 
@@ -73,14 +80,30 @@ def _frame_of(name: str, ee_names_lower: frozenset[str]) -> str | None:
     return EE_FRAME if wanted in ee_names_lower else GOAL_FRAME if wanted == GOAL_FRAME else None
 
 
-class PoseHistory:
-    """Recent stamped positions of one robot frame, searched for the one nearest a graph's stamp. A pose stamped
-    more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the newest starts the history again."""
+class _Pose(NamedTuple):
+    frame_id: str
+    position_m: np.ndarray
+    order: int  # how many poses were added before it
+    after_ns: int | None  # the stamp of the pose added just before it (None: the first of its timeline)
 
-    def __init__(self, max_poses: int = POSE_HISTORY_LENGTH) -> None:
+
+class PoseHistory:
+    """Recent stamped positions of one robot frame, searched for the one nearest a graph's stamp.
+
+    Poses stamped within ``keep_s`` of the newest are kept (at most ``max_poses``, the earliest stamps dropped
+    first). A pose stamped more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the newest starts the
+    history again; one less before is kept, a late message or a clock restarted after a short episode, whose first
+    frame then drops the old timeline (:meth:`restart`). Of two poses as near a stamp, the one added last answers: the
+    same stamp on two timelines is the newer timeline's.
+    """
+
+    def __init__(self, keep_s: float = POSE_HISTORY_S, max_poses: int = MAX_POSES) -> None:
+        self.keep_ns = int(keep_s * 1e9)
         self.max_poses = max_poses
-        self._stamps: list[int] = []
-        self._poses: list[tuple[str, np.ndarray]] = []
+        self._stamps: list[int] = []  # sorted; equal stamps in the order added
+        self._poses: list[_Pose] = []
+        self._added = 0
+        self._last_added_ns: int | None = None  # of the pose added last, on the timeline held
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -95,25 +118,53 @@ class PoseHistory:
             self.clear()
         index = bisect.bisect_right(self._stamps, stamp_ns)
         self._stamps.insert(index, int(stamp_ns))
-        self._poses.insert(index, (frame_id, position))
-        if len(self._stamps) > self.max_poses:
-            del self._stamps[0], self._poses[0]
+        self._poses.insert(index, _Pose(frame_id, position, self._added, self._last_added_ns))
+        self._added += 1
+        self._last_added_ns = int(stamp_ns)
+        kept_from = max(bisect.bisect_left(self._stamps, self._stamps[-1] - self.keep_ns),
+                        len(self._stamps) - self.max_poses)
+        if kept_from > 0:
+            del self._stamps[:kept_from], self._poses[:kept_from]
 
     def clear(self) -> None:
+        """Forget the poses, not the stamp of the last one added: the next pose still tells whether it went back, by
+        which :meth:`restart` finds where a new timeline began."""
         self._stamps.clear()
         self._poses.clear()
+
+    def restart(self, previous_frame_ns: int) -> None:
+        """A frame stamped at or before ``previous_frame_ns``, the previous frame's stamp, started an episode: the
+        clock went back. Drop the old timeline's poses and keep the new one's already added: those from the last
+        pose that went back (stamped before the pose added just before it) to at or before the previous frame's
+        stamp, where the old timeline had been (a message late by milliseconds at the old timeline's end lands after
+        it). With none, no pose of the new timeline has come yet, and all are dropped. By order of arrival, not by
+        stamp: the two timelines share stamps, and the new one's poses usually come before perception takes its first
+        frame."""
+        starts = [pose.order for stamp, pose in zip(self._stamps, self._poses, strict=True)
+                  if pose.after_ns is not None and stamp < pose.after_ns and stamp <= previous_frame_ns]
+        first = max(starts, default=self._added)
+        kept = [(stamp, pose._replace(after_ns=None) if pose.order == first else pose)
+                for stamp, pose in zip(self._stamps, self._poses, strict=True) if pose.order >= first]
+        self._stamps = [stamp for stamp, _ in kept]
+        self._poses = [pose for _, pose in kept]
+        if not kept:
+            self._last_added_ns = None
 
     def nearest(self, stamp_ns: int, max_age_ns: int) -> tuple[str, np.ndarray] | str:
         """(frame_id, position) of the pose nearest ``stamp_ns`` within ``max_age_ns``, or why there is none."""
         if not self._stamps:
             return "none received"
         index = bisect.bisect_left(self._stamps, stamp_ns)
-        best = min((i for i in (index - 1, index) if 0 <= i < len(self._stamps)),
-                   key=lambda i: abs(self._stamps[i] - stamp_ns))
+        # The last stamped before, and the last added of the first stamp at or after: of equal stamps, the newest.
+        candidates = [i for i in (index - 1,) if i >= 0]
+        if index < len(self._stamps):
+            candidates.append(bisect.bisect_right(self._stamps, self._stamps[index]) - 1)
+        best = min(candidates, key=lambda i: (abs(self._stamps[i] - stamp_ns), -self._poses[i].order))
         gap_ns = abs(self._stamps[best] - stamp_ns)
         if gap_ns > max_age_ns:
             return f"the nearest is {gap_ns / 1e9:.3f} s from the graph's stamp (limit {max_age_ns / 1e9:g} s)"
-        return self._poses[best]
+        pose = self._poses[best]
+        return pose.frame_id, pose.position_m
 
 
 class SideResolver:
@@ -124,12 +175,34 @@ class SideResolver:
         self.ee_names = frozenset(name.strip().lower() for name in ee_names) | {EE_FRAME}
         self.known_labels = tuple(known_labels)
         self.max_age_ns = int(ee_pose_max_age_s * 1e9)
-        self.poses: dict[str, PoseHistory] = {EE_FRAME: PoseHistory(), GOAL_FRAME: PoseHistory()}
+        self.poses: dict[str, PoseHistory] = self.new_pose_histories()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SideResolver:
         """From the ``reward.*`` settings; the known labels are those the configured detector can produce."""
         return cls(config["reward.ee_names"], configured_labels(config), config["reward.ee_pose_max_age_s"])
+
+    @property
+    def pose_keep_s(self) -> float:
+        """How long before the newest a pose is kept: :data:`POSE_HISTORY_S`, or as long as a pose stays usable."""
+        return max(POSE_HISTORY_S, self.max_age_ns / 1e9)
+
+    def new_pose_histories(self) -> dict[str, PoseHistory]:
+        """Empty pose histories of the robot frames, kept :attr:`pose_keep_s` (a labeller's look-ahead copies must
+        keep what the resolver's keep)."""
+        return {EE_FRAME: PoseHistory(self.pose_keep_s), GOAL_FRAME: PoseHistory(self.pose_keep_s)}
+
+    def take_poses(self, previous: SideResolver) -> None:
+        """Use ``previous``'s pose histories (the same objects: a rebuilt resolver keeps the poses received), kept
+        :attr:`pose_keep_s`."""
+        self.poses = previous.poses
+        for history in self.poses.values():
+            history.keep_ns = int(self.pose_keep_s * 1e9)
+
+    def restart_poses(self, previous_frame_ns: int) -> None:
+        """The clock went back at a frame that starts an episode: see :meth:`PoseHistory.restart`."""
+        for history in self.poses.values():
+            history.restart(previous_frame_ns)
 
     def frame_of(self, name: str) -> str | None:
         """The robot frame ``name`` stands for (EE_FRAME, GOAL_FRAME), or None for a perceived object."""
@@ -146,7 +219,7 @@ class SideResolver:
         labels: set[str] = set()
         for name in names:
             wanted = name.strip().lower()
-            if wanted.removeprefix("#").isdigit():
+            if object_id(wanted) is not None:
                 return None
             frame = self.frame_of(name)
             if frame is not None and frame in posed:

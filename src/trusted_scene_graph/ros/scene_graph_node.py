@@ -18,11 +18,14 @@ Rewards: for each processed frame, right after publishing the graph, the node pu
 rejects (no graph) gets samples too, invalid (or held) with the reason (:meth:`RewardTracker.skip`). With no pairs
 there is no reward publisher. A new episode (tracks, reward smoothing, held values and the ``progress`` baseline
 forgotten, so two episodes never mix) starts at the first frame captured after a call of
-``/scene_graph/reset_episode`` (``std_srvs/Trigger``: what an RL loop calls with its environment's reset; frames
-captured before the call stay in the episode that ended, however late perception takes them), and at a frame
-stamped more than :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one (a simulator reset, a
-looped replay; the rule of every stamped buffer here), which also serves a pending call
-(:class:`~trusted_scene_graph.clock.EpisodeStarts`). ``tsg label`` restarts the same state at the same jumps, and
+``/scene_graph/reset_episode`` (``std_srvs/Trigger``: what an RL loop calls just before its environment's reset, so
+that the reset's own observation is captured after it; frames captured before the call stay in the episode that
+ended, however late perception takes them) or, while a call is pending, at a frame stamped at or before the previous
+one (a simulator clock restarted after a short episode); and at a frame stamped more than
+:data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one (a simulator reset, a looped replay; the rule
+of every stamped buffer here), which also serves a pending call (:class:`~trusted_scene_graph.clock.EpisodeStarts`).
+When such an episode starts because the clock went back, the pose histories drop the old timeline's poses
+(:meth:`~trusted_scene_graph.reward.PoseHistory.restart`). ``tsg label`` restarts the same state at the same jumps, and
 where a bag has ground truth, at its episode numbers.
 
 Robot frames: ``topics.ee_pose`` (unless ``reward.ee_tf_frame`` is set) and ``topics.goal_pose``
@@ -73,7 +76,7 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
-from trusted_scene_graph.clock import EpisodeStarts
+from trusted_scene_graph.clock import EpisodeStart, EpisodeStarts
 from trusted_scene_graph.config.nodes import (
     REWARD_TOPIC,
     TF_STATIC_TOPIC,
@@ -294,7 +297,7 @@ class SceneGraphNode(LifecycleNode):
         resolver = SideResolver.from_config(self.config)
         previous = self._resolver
         if previous is not None:
-            resolver.poses = previous.poses  # the same PoseHistory objects, still guarded by _pose_lock
+            resolver.take_poses(previous)  # the same PoseHistory objects, still guarded by _pose_lock
         pairs = pairs_from_config(self.config)
         self._resolver = resolver
         self._reward_tracker = RewardTracker(pairs, resolver) if pairs else None
@@ -447,14 +450,14 @@ class SceneGraphNode(LifecycleNode):
     def _on_frame_ready(self) -> None:
         with self._lock:
             latest = self._sync.take_latest()
-            new_episode = latest is not None and self._episodes.frame(latest[0])
+            new_episode = self._episodes.frame(latest[0]) if latest is not None else None
         # Read once: cleanup may clear them while this callback runs.
         pipeline, tf = self.pipeline, self._tf
         if latest is None or pipeline is None:
             return
         stamp_ns, msgs = latest
-        if new_episode:
-            self._start_episode(pipeline)
+        if new_episode is not None:
+            self._start_episode(pipeline, new_episode)
         try:
             if tf is not None and self.config["extrinsic.source"] == "tf":
                 with self._tf_lock:
@@ -508,12 +511,16 @@ class SceneGraphNode(LifecycleNode):
             publisher.publish(convert.reward_to_msg(sample, frame_id))
         self._last_rewards = {sample.pair: sample for sample in samples}
 
-    def _start_episode(self, pipeline: ScenePipeline) -> None:
-        """Forget what the previous episode accumulated: the pipeline's tracks and the rewards' state."""
+    def _start_episode(self, pipeline: ScenePipeline, start: EpisodeStart) -> None:
+        """Forget what the previous episode accumulated: the pipeline's tracks and the rewards' state; and when the
+        clock went back, the old timeline's poses, which share the new one's stamps."""
         pipeline.start_sequence()
-        tracker = self._reward_tracker
+        tracker, resolver = self._reward_tracker, self._resolver
         if tracker is not None:
             tracker.start_episode()
+        if resolver is not None and start.went_back_from_ns is not None:
+            with self._pose_lock:
+                resolver.restart_poses(start.went_back_from_ns)
 
     def _warn_unknown_instance_ids(self, pipeline: ScenePipeline) -> None:
         """Once per id: the 'sim' detector saw an instance id it has no label for, so that object is never found.
