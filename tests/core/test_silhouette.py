@@ -85,6 +85,16 @@ def test_an_object_in_front_is_parted_from_the_one_the_box_was_drawn_around_by_i
     assert np.count_nonzero(found & occluder) <= 0.05 * np.count_nonzero(occluder)  # at most its rim
 
 
+def test_an_open_gripper_is_its_two_fingers_not_the_floor_between_them() -> None:
+    # Two 2 cm fingers 8 cm apart, 10 cm tall, standing on the floor at 1.5 m: the box's central half is floor.
+    fingers = [(np.array([1.5, y, -0.45]), np.array([0.02, 0.02, 0.1])) for y in (0.05, -0.05)]
+    depth, which = ray_cast(fingers)
+    both = which >= 0
+    found = silhouette(depth, box_of(both))
+    assert found is not None
+    assert iou(found, both) > 0.9
+
+
 @pytest.mark.parametrize("case", ["floor only", "no valid depth", "too small"])
 def test_no_silhouette_where_nothing_stands_out_in_depth(case: str) -> None:
     depth, _ = ray_cast([CUBE])

@@ -17,7 +17,9 @@ with its masks dropped (``detector.sim_masks: false``), centroid errors p50 / p9
   in the image: of the regions they leave (4-connected), the one with the most pixels in the box's central half is the
   object, with the rim pixels it touches.
 
-When that leaves less than :data:`MIN_BOX_FRACTION` of the box, or nothing in its central half, the box is not one
+When nothing stands in the central half (an open gripper's fingers with the table between them), everything that
+stands within the box's size of its median depth is the object. When that leaves less than :data:`MIN_BOX_FRACTION`
+of the box, or nothing stands in it, the box is not one
 object standing out from its surroundings in depth (a table top, a plate lying flat, a wall): there is no silhouette
 and lifting keeps its box-only path. What it cannot tell apart are objects touching at the same depth: a gripper
 holding a cube gets the cube too, and a cube with the gripper's fingers in front of most of it may get the fingers.
@@ -93,7 +95,19 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
                slice(crop_w // 4, max(crop_w // 4 + 1, (3 * crop_w) // 4)))
     central_depths = depth[central][standing[central]]
     if central_depths.size == 0:
-        return None
+        # Nothing stands in the central half: an object with a hole there, an open gripper's two fingers with the
+        # table between them. All that stands within the box's size of its depth is the object (the central half
+        # alone, the lifting's fallback, would be the table under it).
+        if not standing.any():
+            return None
+        median_m = float(np.median(depth[standing]))
+        size_m = max(crop_w / intrinsics.fx, crop_h / intrinsics.fy) * median_m
+        surrounding = standing & (np.abs(depth - median_m) <= size_m)
+        if np.count_nonzero(surrounding) < MIN_BOX_FRACTION * surrounding.size:
+            return None
+        mask = np.zeros(depth_m.shape, dtype=bool)
+        mask[y0:y1, x0:x1] = surrounding
+        return mask
     median_m = float(np.median(central_depths))
     size_m = max(crop_w / intrinsics.fx, crop_h / intrinsics.fy) * median_m
     near = standing & (np.abs(depth - median_m) <= size_m)
