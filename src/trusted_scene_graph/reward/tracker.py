@@ -23,11 +23,10 @@ For each pair and graph (:meth:`RewardTracker.update`):
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from trusted_scene_graph import reward
 from trusted_scene_graph.graph.model import SceneGraph
@@ -149,7 +148,9 @@ class RewardTracker:
                                  f"the distance between {pair.subject!r} and {pair.object!r} is {measured_m} m, not "
                                  "finite", trust)
         state.recent_m.append(measured_m)
-        smoothed_m = float(np.nanmedian(np.array(state.recent_m, dtype=np.float64)))
+        # statistics.median of the window's usable distances: the same value as numpy's nanmedian (the mean of the
+        # middle two for an even count), at a fraction of its cost on a few floats, once per pair and frame.
+        smoothed_m = float(statistics.median(d for d in state.recent_m if not math.isnan(d)))
         if state.first_distance_m is None:
             state.first_distance_m = smoothed_m
         value = shape_reward(smoothed_m, pair.shaping, pair.shaping_scale_m, state.first_distance_m)
