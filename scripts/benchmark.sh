@@ -45,15 +45,13 @@ for name in FetchPickAndPlace-kinect tabletop-kinect; do
   EVALS+=("$name+corrupted-detector")
 done
 # The same noisy bags with boxes only (no masks), as a box detector such as GroundingDINO gives them: lifting takes
-# each object's pixels from depth (lifting.box_silhouette). The trust model was trained with masks, so these rows
-# stay out of the trust report below.
-BOXES_ONLY=()
+# each object's pixels from depth (lifting.box_silhouette).
 for name in FetchPickAndPlace-kinect tabletop-kinect; do
   tsg eval "$OUT/bags/$name" --config "$CONFIG" --set detector.sim_masks=false --out "$OUT/eval/$name+boxes-only"
-  BOXES_ONLY+=("$name+boxes-only")
+  EVALS+=("$name+boxes-only")
 done
 # Only this run's evaluations: a folder left in $OUT/eval by an earlier run with other bags is not summarised.
-python scripts/benchmark_summary.py "$OUT/eval" "${EVALS[@]}" "${BOXES_ONLY[@]}" > "$OUT/summary.md"
+python scripts/benchmark_summary.py "$OUT/eval" "${EVALS[@]}" > "$OUT/summary.md"
 cat "$OUT/summary.md"
 # The trust model the evaluations used (config/benchmark.yaml: trust.model default), against its two baselines on
 # these held-out edges (the model was trained on other bags: scripts/train_trust.sh).

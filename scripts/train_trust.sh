@@ -3,7 +3,7 @@
 # bags that are NOT the benchmark's (other seeds), so that docs/benchmark.md measures it on held-out scenes.
 #   bash scripts/train_trust.sh [OUT_DIR] [MODEL_DIR]   (defaults: out/trust-train, the shipped model's directory)
 # Steps: record the training bags (reused when their arguments are unchanged, as in scripts/benchmark.sh), evaluate
-# each with a clean and with a corrupted 'sim' detector (tsg eval writes the labelled edges, edges.npz), then
+# each with a clean, a corrupted and a boxes-only 'sim' detector (tsg eval writes the labelled edges, edges.npz), then
 # `tsg trust train` on all of them. The evaluations use trust.model=prior: without a VLM the features do not depend on
 # the trust model, so the training data does not depend on an earlier model.
 # Environment: TRAIN_FETCH_EPISODES=8, TRAIN_TABLETOP_SCENES=120.
@@ -37,6 +37,10 @@ for name in "${NAMES[@]}"; do
   tsg eval "$OUT/bags/$name" --config "$CONFIG" --set trust.model=prior --out "$OUT/eval/$name"
   tsg eval "$OUT/bags/$name" --config "$CONFIG" --set trust.model=prior "${CORRUPTION[@]}" \
     --out "$OUT/eval/$name+corrupted-detector"
-  DATA+=("$OUT/eval/$name" "$OUT/eval/$name+corrupted-detector")
+  # Boxes only, as a box detector such as GroundingDINO gives them (lifting takes each object's pixels from depth):
+  # the threshold's promise is then about that path too.
+  tsg eval "$OUT/bags/$name" --config "$CONFIG" --set trust.model=prior --set detector.sim_masks=false \
+    --out "$OUT/eval/$name+boxes-only"
+  DATA+=("$OUT/eval/$name" "$OUT/eval/$name+corrupted-detector" "$OUT/eval/$name+boxes-only")
 done
 tsg trust train --data "${DATA[@]}" --out "$MODEL_DIR" --target-precision 0.95 --delta 0.1 --seed 0

@@ -240,6 +240,18 @@ def test_on_top_of_a_table_is_scored_against_the_true_top_face_though_the_table_
     assert hidden[1]["relations"]["excluded_not_evaluable"] == 18
 
 
+def test_a_table_seen_in_two_pieces_counts_a_true_edge_once() -> None:
+    # The table top seen left and right of something in front of it: two perceived tables, both in the true table's
+    # box. Only the larger stands for it, so "cube on_top_of table" is scored once, not once per piece.
+    left = node(13, "table", (1.0, 0.3, -0.051), (0.9, 0.6, 0.002))
+    right = node(14, "table", (1.0, -0.19, -0.051), (0.9, 0.62, 0.002))  # both reach under the cube
+    samples, metrics = score([CUBE, left, right], truth=ground_truth_on_a_table())
+    on_table = [bool(c) for p, c in zip(samples.edge_predicate, samples.edges["correct"], strict=True)
+                if p == "on_top_of"]
+    assert on_table == [True]
+    assert metrics["relations"]["true_edges"] <= metrics["relations"]["ground_truth_edges"]
+
+
 def test_only_on_top_of_with_a_table_is_scored_and_only_with_objects_that_are_scored() -> None:
     # The cut box, perceived on the table too, is not evaluable: its claim on the table stays excluded with every
     # other edge that touches it.

@@ -785,8 +785,8 @@ def _support_matches(graph: SceneGraph, perceived_in_truth: np.ndarray, match: M
     """Perceived index -> ground-truth index of the support surfaces (:data:`SUPPORT_LABELS`) among the perceived
     objects that are not evaluable: the true object they are matched to, or else the one of their label whose box,
     grown by the matching gate, holds their centroid (the nearest centre, if several), when some of it is in view (its
-    visible fraction is not 0). Several perceived pieces of one table (split by an object in front of it) each map to
-    it."""
+    visible fraction is not 0). Of several perceived pieces of one true table (split by an object in front of it), only
+    the one with the largest footprint stands for it: a claim on each would count one true edge several times."""
     supports: dict[int, int] = {}
     for k in sorted(not_evaluable):
         label = graph.objects[k].label
@@ -800,7 +800,12 @@ def _support_matches(graph: SceneGraph, perceived_in_truth: np.ndarray, match: M
                    and _within_boxes(perceived_in_truth[k], gt_centres[g][None], gt_sizes[g][None], MATCH_GATE_M)]
         if holding:
             supports[k] = min(holding, key=lambda g: float(np.linalg.norm(perceived_in_truth[k] - gt_centres[g])))
-    return supports
+    largest: dict[int, int] = {}  # true support -> its perceived piece with the largest footprint
+    for k, g in supports.items():
+        footprint_m2 = float(np.prod(graph.objects[k].size_m[:2]))
+        if g not in largest or footprint_m2 > float(np.prod(graph.objects[largest[g]].size_m[:2])):
+            largest[g] = k
+    return {k: g for g, k in largest.items()}
 
 
 def _within_boxes(point_m: np.ndarray, centres_m: np.ndarray, sizes_m: np.ndarray, margin_m: float) -> bool:

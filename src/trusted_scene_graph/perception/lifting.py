@@ -166,6 +166,17 @@ def _object_pixels(detection: Detection, depth_m: np.ndarray, settings: LiftingS
 
 
 
+def _box_valid_fraction(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray, settings: LiftingSettings
+                        ) -> float:
+    """The fraction of a box's pixels (clipped to the image) with usable depth."""
+    height, width = depth_m.shape
+    x, y, w, h = box_xywh_px
+    (x0, x1), (y0, y1) = _clip(x, x + w, width), _clip(y, y + h, height)
+    depth = depth_m[y0:y1, x0:x1]
+    usable = (depth >= settings.depth_min_m) & (depth <= settings.depth_max_m)  # NaN compares False
+    return float(np.count_nonzero(usable) / usable.size) if usable.size else 0.0
+
+
 @functools.lru_cache(maxsize=4)
 def _sampling_jitter(count: int) -> np.ndarray:
     """``count`` fixed offsets in [0, 1), the same on every call, so that lifting is deterministic."""
@@ -790,10 +801,14 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     points_per_object = settings.points_per_object
     for frame_index, request in enumerate(requests):
         for index, detection in enumerate(request.detections):
+            box_valid_fraction = None
             if detection.mask is None and settings.box_silhouette:
                 silhouette = depth_silhouette(detection.box_xywh_px, request.depth_m, request.intrinsics,
                                               request.camera_to_graph, settings.depth_min_m, settings.depth_max_m)
                 if silhouette is not None:  # lifted as if the detector had given it (the result keeps the original)
+                    # A silhouette holds only pixels with depth, so its own fraction is always 1: the box's tells
+                    # the reward's and the trust's depth checks how much of the detection the sensor saw.
+                    box_valid_fraction = _box_valid_fraction(detection.box_xywh_px, request.depth_m, settings)
                     detection = dataclasses.replace(detection, mask=silhouette)
             usable, pixel_count, crop = _object_pixels(detection, request.depth_m, settings)
             valid_count = usable.size
@@ -819,7 +834,7 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
             sample_cols.append(cols)
             focals.append((request.intrinsics.fx, request.intrinsics.fy))
             owners.append((frame_index, index))
-            fractions.append(valid_count / pixel_count)
+            fractions.append(valid_count / pixel_count if box_valid_fraction is None else box_valid_fraction)
             crops.append(crop)
     if not owners:
         return results

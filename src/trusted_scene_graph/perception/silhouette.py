@@ -5,7 +5,8 @@ is lifted as little more than its front surface, and its hidden side is never co
 with its masks dropped (``detector.sim_masks: false``), centroid errors p50 / p95 grew from 0.7 / 1.2 cm to
 1.8 / 7.0 cm on FetchPush. Inside the box the depth image itself tells the object from what surrounds it:
 
-* the surface it stands on (a table, the floor) is the lowest level in the box and a margin around it: pixels within
+* the surface it stands on (a table, the floor) is the lowest level in the box and a margin around it, among the
+  pixels within the box's size of the box's median depth (not the floor seen beyond a table's edge): pixels within
   the depth noise (3 robust sigma, between :data:`MIN_SUPPORT_TOLERANCE_M` and :data:`MAX_SUPPORT_TOLERANCE_M`) above
   the :data:`SUPPORT_PERCENTILE`-th percentile of those heights (along the graph frame's z, which is
   gravity-aligned) are that surface, not the object. That also cuts the crease where the object meets it, which has
@@ -80,15 +81,19 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
     with np.errstate(invalid="ignore"):
         grown_height_m = (up[0] * ray_x + up[1] * ray_y + up[2]) * grown_depth + camera_to_graph.translation_m[2]
     grown_valid = (grown_depth >= depth_min_m) & (grown_depth <= depth_max_m)
-    support_m = float(np.percentile(grown_height_m[grown_valid], SUPPORT_PERCENTILE))
+    # Only what lies within the box's size of the box's depth can be what the object stands on: near a table's far
+    # edge the floor beyond shows in the margin, and taken as the support it would make the table top stand.
+    box_median_m = float(np.median(depth[valid]))
+    reach_m = max((x1 - x0) / intrinsics.fx, (y1 - y0) / intrinsics.fy) * box_median_m
+    around = grown_valid & (np.abs(grown_depth - box_median_m) <= reach_m)
+    support_m = float(np.percentile(grown_height_m[around if around.any() else grown_valid], SUPPORT_PERCENTILE))
     height_m = grown_height_m[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
     # The sensor's depth noise sets how far above that level a pixel must be to stand out: 3 sigma, with sigma from
     # the second differences of depth along the rows (robust: objects' edges are few; a smooth surface's second
     # difference is about 0, noise's has 6 sigma^2 of variance). Exact depth then cuts off almost nothing of an
     # object's base, and a noisy sensor does not take the support for it.
-    second = np.diff(grown_depth, n=2, axis=1)[grown_valid[:, 2:] & grown_valid[:, 1:-1] & grown_valid[:, :-2]]
-    sigma_m = _MAD_TO_SIGMA * float(np.median(np.abs(second))) / np.sqrt(6.0) if second.size else 0.0
-    tolerance_m = min(max(3.0 * sigma_m, MIN_SUPPORT_TOLERANCE_M), MAX_SUPPORT_TOLERANCE_M)
+    tolerance_m = min(max(3.0 * depth_noise_m(grown_depth, grown_valid), MIN_SUPPORT_TOLERANCE_M),
+                      MAX_SUPPORT_TOLERANCE_M)
     standing = valid & (height_m > support_m + tolerance_m)
     crop_h, crop_w = depth.shape
     central = (slice(crop_h // 4, max(crop_h // 4 + 1, (3 * crop_h) // 4)),
@@ -142,3 +147,11 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
     mask[y0:y1, x0:x1] = silhouette
     return mask
 
+
+
+def depth_noise_m(depth_m: np.ndarray, valid: np.ndarray) -> float:
+    """The depth noise's standard deviation in an image patch, robustly from second differences along its rows: on a
+    smooth surface they are about 0, and independent noise of standard deviation sigma gives them a variance of
+    6 sigma^2; the median absolute value ignores the few taken across an edge. 0 without three valid pixels in a row."""
+    second = np.diff(depth_m, n=2, axis=1)[valid[:, 2:] & valid[:, 1:-1] & valid[:, :-2]]
+    return _MAD_TO_SIGMA * float(np.median(np.abs(second))) / np.sqrt(6.0) if second.size else 0.0
