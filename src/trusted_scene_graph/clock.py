@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 JUMP_BACK_NS = 1_000_000_000
+#: Colour images whose order of arrival :class:`EpisodeStarts` remembers: far more than a synchroniser holds, so the
+#: image of any frame perception can still take is among them.
+COLOUR_ARRIVALS_KEPT = 1024
 
 
 def jumped_back(stamp_ns: int, newest_ns: int | None) -> bool:
@@ -30,9 +33,10 @@ def follow_newest(stamp_ns: int, newest_ns: int | None) -> tuple[int, bool]:
 
 @dataclass(frozen=True)
 class EpisodeStart:
-    """A frame starts a new episode. ``went_back_from_ns``: the previous frame's stamp when this frame is stamped at
-    or before it (the clock went back: what is kept per stamp, the pose histories, holds an old timeline to drop);
-    None when the episode starts after the old one's stamps."""
+    """A frame starts a new episode. ``went_back_from_ns``: the previous frame's stamp when the clock went back
+    (this frame is stamped at or before it and its colour image arrived after the previous frame's: what is kept per
+    stamp, the pose histories, holds an old timeline to drop); None when the episode starts after the old one's
+    stamps, or at a frame only late (its colour image arrived before the previous frame's: one timeline)."""
 
     went_back_from_ns: int | None = None
 
@@ -52,10 +56,18 @@ class EpisodeStarts:
         self.newest_colour_ns: int | None = None
         self.last_frame_ns: int | None = None
         self.reset_after_ns: int | None = None  # a pending request: frames stamped after this start the episode
+        self._colours = 0  # colour images arrived
+        self._arrivals: dict[int, int] = {}  # colour image stamp -> how many arrived before it; in arrival order
+        self._last_frame_arrival: int | None = None  # the previous frame's colour image's
 
     def colour(self, stamp_ns: int) -> None:
         """A colour image arrived."""
         self.newest_colour_ns, _ = follow_newest(stamp_ns, self.newest_colour_ns)
+        self._arrivals.pop(stamp_ns, None)  # a stamp again (a new timeline): its latest arrival counts
+        self._arrivals[stamp_ns] = self._colours
+        self._colours += 1
+        if len(self._arrivals) > COLOUR_ARRIVALS_KEPT:
+            del self._arrivals[next(iter(self._arrivals))]
 
     def request_reset(self) -> None:
         """The next frame stamped after every colour image received so far, or at or before the previous frame,
@@ -65,6 +77,8 @@ class EpisodeStarts:
     def frame(self, stamp_ns: int) -> EpisodeStart | None:
         """The episode the frame stamped ``stamp_ns``, about to be processed, starts, or None (it continues one)."""
         previous_ns, self.last_frame_ns = self.last_frame_ns, stamp_ns
+        arrival = self._arrivals.get(stamp_ns)
+        previous_arrival, self._last_frame_arrival = self._last_frame_arrival, arrival
         # Perception takes frames in order, so one stamped at or before the previous is a clock that went back (or a
         # frame late by milliseconds). Without a request only a jump tells a reset from a late frame. With one, any
         # step back is the reset: a simulator that restarts its clock after an episode shorter than JUMP_BACK_NS
@@ -74,5 +88,10 @@ class EpisodeStarts:
         pending = self.reset_after_ns is not None
         if jumped_back(stamp_ns, previous_ns) or (pending and (went_back or stamp_ns > self.reset_after_ns)):
             self.reset_after_ns = None
-            return EpisodeStart(previous_ns if went_back else None)
+            # A frame only late (its depth came last) is stamped back too, but its colour image arrived before the
+            # previous frame's, where a restarted clock's arrives after it: then the pose histories would drop the
+            # only timeline's poses. Unknown arrivals count as a clock gone back: dropping costs only kinematics.
+            late = arrival is not None and previous_arrival is not None and arrival < previous_arrival
+            clock_went_back = went_back and (jumped_back(stamp_ns, previous_ns) or not late)
+            return EpisodeStart(previous_ns if clock_went_back else None)
         return None

@@ -77,3 +77,26 @@ def test_without_a_reset_request_a_frame_less_than_a_jump_back_continues_the_epi
     assert episodes.frame(590 * MS) is None
     episodes.colour(0)
     assert episodes.frame(0) is None
+
+
+def test_a_frame_only_late_serves_a_pending_reset_without_saying_the_clock_went_back():
+    # Its depth image came last: perception takes it after the frame stamped 2000 ms, whose colour image arrived
+    # after its own. The clock did not go back: the pose histories hold one timeline, whose poses must stay.
+    episodes = EpisodeStarts()
+    for stamp_ms in (1_800, 1_900, 1_995, 2_000):
+        episodes.colour(stamp_ms * MS)
+    for stamp_ms in (1_800, 1_900, 2_000):
+        episodes.frame(stamp_ms * MS)
+    episodes.request_reset()
+    assert episodes.frame(1_995 * MS) == EpisodeStart(went_back_from_ns=None)
+    # A restarted clock's image arrives after the previous frame's; one never heard of counts as that (dropping
+    # the poses costs kinematics, which perception stands in for; keeping an old timeline's gives a wrong distance).
+    for restarted_colour in (True, False):
+        episodes = EpisodeStarts()
+        for stamp_ms in (200, 400, 600):
+            episodes.colour(stamp_ms * MS)
+            episodes.frame(stamp_ms * MS)
+        episodes.request_reset()
+        if restarted_colour:
+            episodes.colour(0)
+        assert episodes.frame(0) == EpisodeStart(went_back_from_ns=600 * MS)

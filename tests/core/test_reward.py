@@ -232,6 +232,28 @@ def test_a_restart_drops_the_old_timelines_poses_and_keeps_the_new_ones_already_
     assert len(history) == 2
 
 
+def test_a_restart_keeps_every_pose_of_the_new_timeline_however_out_of_order_they_came():
+    # The furthest step back is the restart; steps back of a few milliseconds are the new timeline's own disorder.
+    for new_poses_s in ((0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.05, 0.07),  # 50 ms arrives after 60 ms
+                        (0.01, 0.0, 0.02)):  # the new timeline's first two poses swapped
+        history = old_and_new_timeline(new_poses_s)
+        history.restart(int(0.6 * S))
+        assert len(history) == len(new_poses_s)  # the new timeline's, none of the old one's 31
+        assert history.nearest(0, 0)[1].tolist() == [2.0, 0.0, 0.0]
+
+
+def test_a_looped_replays_jump_keeps_every_new_pose_however_out_of_order_they_came():
+    # Over a second back the history starts again on its own, and a restart at the frame that jumped keeps it all.
+    history = PoseHistory()
+    for t_ms in range(0, 5001, 10):
+        history.add(t_ms * S // 1000, "world", (1.0, 0, 0))
+    for t_ms in (0, 10, 20, 30, 40, 60, 50, 70):
+        history.add(t_ms * S // 1000, "world", (t_ms / 1000, 0, 0))
+    history.restart(5 * S)
+    assert len(history) == 8
+    assert history.nearest(0, S // 10)[1].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_a_restart_before_any_pose_of_the_new_timeline_drops_them_all_and_later_poses_answer():
     history = old_and_new_timeline(new_poses_s=())
     history.add(int(0.59 * S), "world", (1.0, 0, 0))  # late by 10 ms at the old timeline's end: no new timeline

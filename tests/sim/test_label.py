@@ -979,3 +979,44 @@ def test_a_pass_whose_end_effector_poses_start_late_is_not_given_the_previous_pa
     assert set(sources[half:half + 18]) == {"perception"} and set(sources[half + 18:]) == {"kinematics"}
     ids = ["subject_id", "object_id"]
     assert posed.drop(columns=ids).equals(always.drop(columns=ids))
+
+
+def test_an_episode_whose_clock_restarts_by_less_than_a_jump_is_not_given_the_previous_episodes_poses(
+        tmp_path: Path, monkeypatch):
+    """Ground truth numbering a new episode at a frame stamped before the previous one, by less than a jump (an
+    episode of 0.6 s, then the simulator's clock restarted where it began, as an RL loop's reset call and the live
+    node's pending request serve it): the old episode's poses, stamped alike, must not answer for the new one's
+    first frames, whose own poses come late. The live node drops them at that frame; so does tsg label, and its
+    look-ahead (which frames need the gripper perceived) at the same frame."""
+    from bag_edits import clock_reset_at_each_episode
+
+    from trusted_scene_graph.dataset import BagWriter
+
+    source = record(tmp_path / "bags" / "reach", "FetchReach", episodes=2, seed=4, width=160, height=120)
+    reset = clock_reset_at_each_episode(source, tmp_path / "reset" / "reach")
+    with BagReader(reset) as reader:
+        topics, messages = dict(reader.topics), list(reader.messages())
+    first_log_ns = min(message.log_time_ns for message in messages)
+    second_log_ns = min(message.log_time_ns for message in messages
+                        if message.topic == "/ground_truth" and message.msg.episode == 1)
+    short = tmp_path / "short" / "reach"
+    with BagWriter(short) as writer:
+        for topic, msgtype in topics.items():
+            writer.add_topic(topic, msgtype)
+        for message in messages:
+            if message.topic != "/tf_static" and first_log_ns + 600_000_000 < message.log_time_ns < second_log_ns:
+                continue  # the first episode ends after 0.6 s
+            if message.topic == "/ee_pose" and 0 <= message.log_time_ns - second_log_ns < 800_000_000:
+                continue  # the second one's poses start 0.8 s in
+            writer.write(message.topic, message.msg, message.log_time_ns)
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"detector.min_pixels": 1})  # a small gripper at 160x120
+    posed, always, _ = label_perceiving_the_gripper_where_needed_and_always(short, config, tmp_path / "out",
+                                                                             monkeypatch, ["gripper:goal"])
+    first, second = posed[posed["episode"] == 0], posed[posed["episode"] == 1]
+    assert len(first) == 16 and set(first["subject_source"]) == {"kinematics"}
+    assert list(second["frame"]) == list(range(len(second)))
+    # Stamped 0 to 680 ms into the episode, 40 ms apart: its first pose (800 ms) is beyond reward.ee_pose_max_age_s.
+    sources = list(second["subject_source"])
+    assert set(sources[:18]) == {"perception"} and set(sources[18:]) == {"kinematics"}
+    ids = ["subject_id", "object_id"]
+    assert posed.drop(columns=ids).equals(always.drop(columns=ids))

@@ -24,9 +24,11 @@ Episodes: a bag with ``/ground_truth`` (``tsg sim record``) starts a new episode
 (tracking, smoothing and the ``progress`` baseline restart). A frame stamped more than
 :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one restarts that state too, as the live node
 does: without ground truth it starts the next episode (numbered 1, 2, ... after 0; otherwise the bag is one
-episode); within one ground-truth episode it keeps the episode's number and frame count. The end effector and the
-goal come from ``topics.ee_pose`` and ``topics.goal_pose`` in the bag (or tf with ``reward.ee_tf_frame``). A frame
-the pipeline rejects still gets its rows, invalid with the reason (or held).
+episode); within one ground-truth episode it keeps the episode's number and frame count. An episode that starts at a
+frame stamped at or before the previous one (a jump, or a new ground-truth number there) drops the old timeline's
+end-effector and goal poses, as the live node does. The end effector and the goal come from ``topics.ee_pose`` and
+``topics.goal_pose`` in the bag (or tf with ``reward.ee_tf_frame``). A frame the pipeline rejects still gets its rows,
+invalid with the reason (or held).
 
 Output of one bag, written by :func:`label_bag` into a directory the engine commits atomically: the bag's files
 (same storage format as the source; re-written mcap is uncompressed, appended chunks too) and ``rewards.parquet``
@@ -474,18 +476,21 @@ class _Replay:
         self.pose_topics = {config["topics.ee_pose"]: EE_FRAME, config["topics.goal_pose"]: GOAL_FRAME}
         self.decoded = {*self.inputs.values(), TF_TOPIC, TF_STATIC_TOPIC, GROUND_TRUTH_TOPIC, *self.pose_topics}
         self.episodes: dict[int, int] = {}  # ground-truth stamp -> episode
+        self.read_episodes: dict[int, int] = {}  # the same, as read (the look-ahead's; forgotten as frames are queued)
         self.pending: list[tuple[int, dict[str, Any], int, int]] = []  # stamp, msgs, colour log time, completed log
         self.colour_log_ns: dict[int, int] = {}  # colour image stamp -> its log time
         self.episode: int | None = None
         self.frame_in_episode = 0
         self.last_stamp_ns: int | None = None  # of the previous frame (or incomplete colour image) finished
         self.queued_stamp_ns: int | None = None  # of the previous one queued
+        self.queued_episode: int | None = None  # the episode of the previous one queued, as self.episode will be
         self.newest_colour_ns: int | None = None  # the newest colour image's stamp on this timeline
         self.rows: list[dict[str, Any]] = []
         self.labels = tracker.labels_needed
         # What the resolver's pose histories will hold when a frame is finished is known when the frame is queued:
         # every pose read until then and the tf positions of this and every earlier frame (whatever became of
-        # them), added in the order they are applied in, and restarted at the same frames (a jump back).
+        # them), added in the order they are applied in, and restarted at the same frames (an episode that starts
+        # where the clock went back).
         self.perceive_posed = perceives_posed_frames(tracker, config)
         self.lookahead = tracker.resolver.new_pose_histories()
         # Frames lifted together; 'plane_fit' fits each frame's camera pose in order, so its frames go one by one.
@@ -551,7 +556,9 @@ class _Replay:
         elif topic in (TF_TOPIC, TF_STATIC_TOPIC) and msgtype == "tf2_msgs/msg/TFMessage":
             self.tf.add(msg, static=topic == TF_STATIC_TOPIC)
         elif topic == GROUND_TRUTH_TOPIC and msgtype == GROUND_TRUTH_TYPE:
-            self._apply_or_queue(_Episode(stamp_to_ns(msg.header.stamp), int(msg.episode)))
+            event = _Episode(stamp_to_ns(msg.header.stamp), int(msg.episode))
+            self.read_episodes[event.stamp_ns] = event.episode
+            self._apply_or_queue(event)
         elif topic in self.pose_topics and msgtype == POSE_TYPE:
             p = msg.pose.position
             stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -628,6 +635,7 @@ class _Replay:
             self._label_batch()
             self._start_episode_at(stamp_ns)
         self._restart_lookahead_at(stamp_ns)
+        forget_before_lookahead(self.read_episodes, stamp_ns)  # where self.episodes forgets at this frame's finish
         ee_position_m = tf_ee_position(self.tf, self.config, stamp_ns)
         if ee_position_m is not None:
             self.lookahead[EE_FRAME].add(stamp_ns, self.pipeline.frame_id, ee_position_m)
@@ -712,7 +720,7 @@ class _Replay:
         episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
         previous_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
         jumped = jumped_back(stamp_ns, previous_ns)
-        if jumped:
+        if _clock_went_back_at_new_episode(stamp_ns, previous_ns, episode, self.episode):
             self.tracker.resolver.restart_poses(previous_ns)  # the old timeline's poses, as live; and the look-ahead
         if episode is None:
             if not jumped:
@@ -729,11 +737,18 @@ class _Replay:
 
     def _restart_lookahead_at(self, stamp_ns: int) -> None:
         """The look-ahead's restart of the old timeline's poses (:meth:`_start_episode_at`, at the same frame: the
-        items are finished in the order they are queued), as the live node restarts them when a frame jumped back."""
+        items are finished in the order they are queued; the ground truth read so far is what it will have applied),
+        as the live node restarts them where an episode starts with the clock gone back."""
+        episode = nearest_by_stamp(self.read_episodes, stamp_ns, self.sync.tolerance_ns)
         previous_ns, self.queued_stamp_ns = self.queued_stamp_ns, stamp_ns
-        if jumped_back(stamp_ns, previous_ns):
+        if _clock_went_back_at_new_episode(stamp_ns, previous_ns, episode, self.queued_episode):
             for history in self.lookahead.values():
                 history.restart(previous_ns)
+        # The episode number _start_episode_at will have given it.
+        if episode is not None:
+            self.queued_episode = episode
+        elif jumped_back(stamp_ns, previous_ns):
+            self.queued_episode = (self.queued_episode or 0) + 1
 
     def _restart_state(self) -> None:
         self.pipeline.start_sequence()
@@ -744,6 +759,20 @@ class _Replay:
             self.out.reward(dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
             self.rows.append(reward_row(sample, self.source_name, self.episode or 0, self.frame_in_episode))
         self.frame_in_episode += 1
+
+
+def _clock_went_back_at_new_episode(stamp_ns: int, previous_ns: int | None, truth_episode: int | None,
+                                    episode: int | None) -> bool:
+    """Whether the frame stamped ``stamp_ns`` starts an episode where the clock went back (stamped at or before the
+    previous frame, ``previous_ns``), so that the pose histories drop the old timeline's poses: at a jump back, and
+    where the ground truth's episode number (``truth_episode``, at the frame) differs from the episode's so far. The
+    live node restarts them where its clock went back at an episode start
+    (:class:`~trusted_scene_graph.clock.EpisodeStart`), a reset request served by a step back of less than a jump
+    included, which that number records."""
+    if previous_ns is None or stamp_ns > previous_ns:
+        return False
+    new_truth_episode = truth_episode is not None and episode is not None and truth_episode != episode
+    return jumped_back(stamp_ns, previous_ns) or new_truth_episode
 
 
 def perceives_posed_frames(tracker: RewardTracker, config: Mapping[str, Any]) -> bool:
