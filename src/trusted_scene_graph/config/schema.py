@@ -262,9 +262,10 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "enlarged"),
     ParamSpec("lifting.box_silhouette", BOOL, True,
               "For a detection without a mask (a box detector such as GroundingDINO), take the object's pixels in "
-              "its box from depth: those standing above the lowest level in the box (by more than its depth noise), "
-              "within the box's size of the central half's depth, in the depth-continuous region with the most "
-              "pixels in that half (when none stands out, the central half of the box is used)"),
+              "its box from depth: those standing above the lowest level around it (by more than the depth noise), "
+              "within the box's size of the central half's depth, in the depth-continuous region reaching the most "
+              "box edges (then with most of the central half); with nothing standing in the central half, all that "
+              "stands near the box's depth (an open gripper's fingers); when nothing stands out, the central half"),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
     # Tracking.

@@ -148,7 +148,6 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
     return mask
 
 
-
 def depth_noise_m(depth_m: np.ndarray, valid: np.ndarray) -> float:
     """The depth noise's standard deviation in an image patch, robustly from second differences along its rows: on a
     smooth surface they are about 0, and independent noise of standard deviation sigma gives them a variance of
