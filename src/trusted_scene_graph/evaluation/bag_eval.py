@@ -695,8 +695,11 @@ class _FrameScorer:
                     and _within_boxes(perceived_in_truth[k], gt_centres[cut], gt_sizes[cut], MATCH_GATE_M)):
                 not_evaluable.add(k)
         not_evaluable |= {k for k, g in match.items() if not evaluable[g]}
-        supports = _support_matches(graph, perceived_in_truth, match, not_evaluable, truth.objects, gt_centres,
-                                    gt_sizes)
+        # A support surface counts when any of it is in view (the truth's visible fraction is not 0).
+        support_in_view = np.array([o.label in SUPPORT_LABELS and not (o.visible_fraction == 0.0)
+                                    for o in truth.objects], dtype=bool)
+        supports = _support_matches(graph, perceived_in_truth, match, not_evaluable, gt_labels, support_in_view,
+                                    gt_centres, gt_sizes)
         self._score_detection(graph, truth.objects, evaluable, match, not_evaluable, pipeline,
                               _visible_pixels(truth.objects, instances, u_px, v_px))
         samples.centroid_errors.append(error_m=[float(np.linalg.norm(perceived_in_truth[p] - gt_centres[g]))
@@ -711,9 +714,6 @@ class _FrameScorer:
                       if r.predicate in _QUALITATIVE
                       for s, o in [(int(r.subject_id), int(r.object_id))]}
         index_of_gt_id = {int(i): k for k, i in enumerate(gt_ids)}
-        # A support surface counts when any of it is in view (the truth's visible fraction is not 0).
-        support_in_view = np.array([o.label in SUPPORT_LABELS and not (o.visible_fraction == 0.0)
-                                    for o in truth.objects], dtype=bool)
         samples.true_edges_ground_truth += sum(
             1 for s, predicate, o in true_edges
             if (evaluable[index_of_gt_id[s]] and evaluable[index_of_gt_id[o]])
@@ -780,32 +780,27 @@ class _FrameScorer:
 
 
 def _support_matches(graph: SceneGraph, perceived_in_truth: np.ndarray, match: Mapping[int, int],
-                     not_evaluable: set[int], objects: Sequence[Any], gt_centres: np.ndarray,
-                     gt_sizes: np.ndarray) -> dict[int, int]:
+                     not_evaluable: set[int], gt_labels: Sequence[str], support_in_view: np.ndarray,
+                     gt_centres: np.ndarray, gt_sizes: np.ndarray) -> dict[int, int]:
     """Perceived index -> ground-truth index of the support surfaces (:data:`SUPPORT_LABELS`) among the perceived
     objects that are not evaluable: the true object they are matched to, or else the one of their label whose box,
-    grown by the matching gate, holds their centroid (the nearest centre, if several), when some of it is in view (its
-    visible fraction is not 0). Of several perceived pieces of one true table (split by an object in front of it), only
+    grown by the matching gate, holds their centroid (the nearest centre, if several), when some of it is in view
+    (``support_in_view``). Of several perceived pieces of one true table (split by an object in front of it), only
     the one with the largest footprint stands for it: a claim on each would count one true edge several times."""
-    supports: dict[int, int] = {}
+    pieces: dict[int, list[int]] = {}  # true support -> its perceived pieces
     for k in sorted(not_evaluable):
         label = graph.objects[k].label
         if label not in SUPPORT_LABELS:
             continue
         if k in match:
-            if not (objects[match[k]].visible_fraction == 0.0):
-                supports[k] = match[k]
-            continue
-        holding = [g for g, obj in enumerate(objects) if obj.label == label and not (obj.visible_fraction == 0.0)
-                   and _within_boxes(perceived_in_truth[k], gt_centres[g][None], gt_sizes[g][None], MATCH_GATE_M)]
+            holding = [match[k]] if support_in_view[match[k]] else []
+        else:
+            holding = [g for g, gt_label in enumerate(gt_labels) if gt_label == label and support_in_view[g]
+                       and _within_boxes(perceived_in_truth[k], gt_centres[g][None], gt_sizes[g][None], MATCH_GATE_M)]
         if holding:
-            supports[k] = min(holding, key=lambda g: float(np.linalg.norm(perceived_in_truth[k] - gt_centres[g])))
-    largest: dict[int, int] = {}  # true support -> its perceived piece with the largest footprint
-    for k, g in supports.items():
-        footprint_m2 = float(np.prod(graph.objects[k].size_m[:2]))
-        if g not in largest or footprint_m2 > float(np.prod(graph.objects[largest[g]].size_m[:2])):
-            largest[g] = k
-    return {k: g for g, k in largest.items()}
+            truth = min(holding, key=lambda g: float(np.linalg.norm(perceived_in_truth[k] - gt_centres[g])))
+            pieces.setdefault(truth, []).append(k)
+    return {max(ks, key=lambda k: float(np.prod(graph.objects[k].size_m[:2]))): g for g, ks in pieces.items()}
 
 
 def _within_boxes(point_m: np.ndarray, centres_m: np.ndarray, sizes_m: np.ndarray, margin_m: float) -> bool:
