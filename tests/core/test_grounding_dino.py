@@ -73,6 +73,7 @@ def test_the_backend_is_registered_and_loads_from_a_model_directory(model_dir: P
     detector = make_detector(_config(model_dir))
     assert isinstance(detector, GroundingDinoDetector)
     assert detector.needs_instances is False
+    assert detector.every_detection_masked is False  # boxes only: silhouettes need every detection
 
 
 def test_from_config_reads_every_detector_setting(model_dir: Path):

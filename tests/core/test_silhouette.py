@@ -14,9 +14,12 @@ from scipy.spatial.transform import Rotation
 
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
+from trusted_scene_graph.perception.corruption import DetectionCorruption
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, SimDetector
-from trusted_scene_graph.perception.lifting import LiftingSettings, lift_detection
-from trusted_scene_graph.perception.silhouette import depth_noise_m, depth_silhouette
+from trusted_scene_graph.config import Config
+from trusted_scene_graph.perception.lifting import LiftingSettings, LiftRequest, lift_detection, lift_frames
+from trusted_scene_graph.perception.silhouette import depth_noise_m, depth_silhouette, nested_boxes
+from trusted_scene_graph.pipeline import ScenePipeline
 
 INTRINSICS = Intrinsics(640, 480, 500.0, 500.0, 320.0, 240.0)
 CAMERA_TO_GRAPH = RigidTransform.from_xyzw([0.0, 0.0, 0.0], [-0.5, 0.5, -0.5, 0.5])
@@ -195,3 +198,92 @@ def test_the_sim_detector_can_give_boxes_only_as_a_box_detector_does() -> None:
     with_masks, boxes_only = (SimDetector({2: "cube"}, masks=masks).detect(frame) for masks in (True, False))
     assert [d.box_xywh_px for d in boxes_only] == [d.box_xywh_px for d in with_masks] == [(300, 200, 40, 60)]
     assert with_masks[0].mask is not None and boxes_only[0].mask is None
+
+
+def test_a_detector_says_whether_every_detection_has_a_mask() -> None:
+    # When one may not, a caller asking for some labels gets them all (the others are a box-only silhouette's context).
+    assert SimDetector({2: "cube"}, masks=True).every_detection_masked
+    assert not SimDetector({2: "cube"}, masks=False).every_detection_masked
+    # A corrupted detector's false positives and boxes jittered off their pixels have no mask.
+    corrupted = SimDetector({2: "cube"}, masks=True, corruption=DetectionCorruption(false_positive_rate=0.5))
+    assert not corrupted.every_detection_masked
+
+
+# --- boxes nested in a box: objects on a table --------------------------------------------------------------------
+
+# Camera 1 m above the floor, pitched 45 degrees down, over a 0.4 m tall table with two 10 cm cubes on it.
+PITCHED = RigidTransform.from_xyzw([0.0, 0.0, 1.0], Rotation.from_matrix(
+    Rotation.from_euler("y", 45, degrees=True).as_matrix() @ CAMERA_TO_GRAPH.rotation_matrix_t.T).as_quat())
+ON_TABLE = [(np.array([1.2, 0.2, 0.45]), np.array([0.1, 0.1, 0.1])),
+            (np.array([1.0, -0.3, 0.45]), np.array([0.1, 0.1, 0.1]))]
+TABLE_TOP_Z_M = 0.4
+TABLES = {"filling the view": (np.array([1.5, 0.0, 0.2]), np.array([3.0, 6.0, 0.4])),  # no floor in its box
+          "its front edge in view": (np.array([1.6, 0.0, 0.2]), np.array([1.6, 6.0, 0.4]))}  # floor below its edge
+BOX_SETTINGS = LiftingSettings(box_percentile=2.0, outlier_mad_k=4.0, amodal_completion=True, max_gap_m=0.01,
+                               box_silhouette=True)
+
+
+def table_scene(table: str) -> tuple[np.ndarray, np.ndarray, list[Detection]]:
+    """Depth, which surface each pixel is (0 the table, 1 and 2 the cubes) and the boxes a box detector gives."""
+    depth, which = ray_cast([TABLES[table], *ON_TABLE], PITCHED, floor_z_m=0.0)
+    detections = [Detection(label, 0.9, box_of(which == index), None)
+                  for index, label in enumerate(("table", "cube", "cube"))]
+    return depth, which, detections
+
+
+def test_a_box_is_nested_in_another_when_it_is_small_and_inside_it() -> None:
+    table = (0, 0, 100, 100)
+    assert nested_boxes(table, [(10, 10, 20, 20), (90, 90, 20, 20), (0, 0, 100, 100), table], exclude=3) == [
+        (10, 10, 20, 20)]  # not one mostly outside, not one as large (the same object detected twice), not itself
+    # A cube held in a gripper's box (FetchPickAndPlace): 93 % inside it, but with 65 % of its area. Parting them is
+    # left to depth: the cube's box holds the gripper's front finger.
+    gripper = (0, 0, 100, 40)
+    assert nested_boxes(gripper, [(3, 6, 93, 28)]) == []
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_a_table_seen_with_objects_on_it_is_its_top_not_the_objects(table: str) -> None:
+    depth, which, detections = table_scene(table)
+    table_box = detections[0].box_xywh_px
+    nested = nested_boxes(table_box, [d.box_xywh_px for d in detections[1:]])
+    assert len(nested) == 2
+    found = depth_silhouette(table_box, depth, INTRINSICS, PITCHED, 0.05, 10.0, nested)
+    assert found is not None
+    assert not (found & (which >= 1)).any()
+    assert iou(found, which == 0) > 0.8
+    # Lifted with the cubes as its context, the table's top is the table top's height.
+    lifted = lift_frames([LiftRequest(detections[:1], depth, INTRINSICS, PITCHED, np.array([1.0, 0.0, 0.0]),
+                                      detections[1:])], BOX_SETTINGS)[0][0]
+    assert lifted is not None
+    assert lifted.centroid_m[2] + lifted.size_m[2] / 2 == pytest.approx(TABLE_TOP_Z_M, abs=0.01)
+
+
+def test_without_its_nested_boxes_a_table_takes_the_objects_on_it_or_has_no_silhouette() -> None:
+    # What the nested boxes change. With the floor in view the table top stands out, and the cubes with it (their
+    # bases touch it without a depth jump), so its box reaches up to the cubes' tops; filling the view, the table top
+    # is the support and the cubes are all that stands: too little of the box, so no silhouette.
+    depth, which, detections = table_scene("its front edge in view")
+    found = depth_silhouette(detections[0].box_xywh_px, depth, INTRINSICS, PITCHED, 0.05, 10.0)
+    assert found is not None and (found & (which >= 1)).any()
+    lifted = lift_detection(detections[0], depth, INTRINSICS, PITCHED, BOX_SETTINGS, np.array([1.0, 0.0, 0.0]))
+    assert lifted is not None and lifted.centroid_m[2] + lifted.size_m[2] / 2 > TABLE_TOP_Z_M + 0.05
+    depth, _, detections = table_scene("filling the view")
+    assert depth_silhouette(detections[0].box_xywh_px, depth, INTRINSICS, PITCHED, 0.05, 10.0) is None
+
+
+def test_a_labeller_asking_for_the_table_alone_lifts_it_as_the_full_graph_does() -> None:
+    # tsg label lifts only the labels its pairs name; the table's silhouette still leaves out the cubes on it.
+    depth, which, _ = table_scene("its front edge in view")
+    translation, rotation_xyzw = [0.0, 0.0, 1.0], Rotation.from_matrix(PITCHED.rotation_matrix_t.T).as_quat()
+    config = Config({"trust.model": "prior", "extrinsic.translation_m": translation,
+                     "extrinsic.rotation_xyzw": [float(q) for q in rotation_xyzw]})
+    frame = CameraFrame(0, np.zeros((480, 640, 3), np.uint8), depth.astype(np.float32), INTRINSICS,
+                        (which + 1).astype(np.uint16))  # ids: 1 the table, 2 and 3 the cubes; 0 the floor
+    tables = {}
+    for labels in (None, {"table"}):
+        pipeline = ScenePipeline(config, detector=SimDetector({1: "table", 2: "cube", 3: "cube"}, masks=False))
+        graph = pipeline.process(frame, relations=False, labels=labels)
+        tables[labels is None] = next(o for o in graph.objects if o.label == "table")
+    np.testing.assert_array_equal(tables[True].centroid_m, tables[False].centroid_m)
+    np.testing.assert_array_equal(tables[True].size_m, tables[False].size_m)
+    assert tables[True].centroid_m[2] + tables[True].size_m[2] / 2 == pytest.approx(TABLE_TOP_Z_M, abs=0.01)

@@ -446,6 +446,7 @@ def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_label
 
     class WrongMaskOnTenthFrame:
         needs_instances = True
+        every_detection_masked = True
         unknown_instance_ids = frozenset()
         frames = 0
 

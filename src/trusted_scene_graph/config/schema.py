@@ -264,7 +264,9 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "For a detection without a mask (a box detector such as GroundingDINO), take the object's pixels in "
               "its box from depth: those standing above the lowest level around it (by more than the depth noise), "
               "within the box's size of the central half's depth, in the depth-continuous region reaching the most "
-              "box edges (then with most of the central half); with nothing standing in the central half, all that "
+              "box edges (then with most of the central half), less the boxes of other detections nested in it (objects "
+              "on a table; with nothing else standing, it is the surface they stand on); with nothing standing in "
+              "the central half, all that "
               "stands near the box's depth (an open gripper's fingers); when nothing stands out, the central half"),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),

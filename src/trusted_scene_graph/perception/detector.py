@@ -64,6 +64,9 @@ class Detector(Protocol):
     """What every detector backend provides. Construction loads the model; ``detect`` must not."""
 
     needs_instances: bool
+    #: Whether every detection comes with a mask. When not, a caller that needs some labels only still asks for
+    #: every detection: a box-only detection's silhouette leaves out the boxes nested in it, whatever their label.
+    every_detection_masked: bool
 
     def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         """The frame's detections. ``labels`` (lower case), when given, are the only labels the caller needs: a
@@ -109,6 +112,11 @@ class SimDetector:
         self._rng = self.corruption.make_rng()
         # Sorted: swaps and false positives pick by index, so the order must not depend on the mapping's order.
         self._known_labels = tuple(sorted(set(self.labels_by_id.values())))
+
+    @property
+    def every_detection_masked(self) -> bool:
+        # Corruption makes mask-less detections: false positives, and boxes jittered off their object's pixels.
+        return self.masks and not self.corruption.enabled
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SimDetector:

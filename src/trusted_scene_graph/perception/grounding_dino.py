@@ -129,6 +129,7 @@ class GroundingDinoDetector:
     """
 
     needs_instances = False
+    every_detection_masked = False  # boxes only
 
     def __init__(self, model: Any, processor: Any, vocabulary: Sequence[str], *,
                  label_map: Mapping[str, str] | None = None, box_threshold: float = 0.35,

@@ -51,7 +51,7 @@ import numpy as np
 from trusted_scene_graph.geometry.camera import Intrinsics, normalized_coordinates
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.detector import Detection, PerceptionError
-from trusted_scene_graph.perception.silhouette import depth_silhouette
+from trusted_scene_graph.perception.silhouette import depth_silhouette, nested_boxes
 
 # Scale from the median absolute deviation to a Gaussian standard deviation.
 _MAD_TO_SIGMA = 1.4826
@@ -769,6 +769,9 @@ class LiftRequest:
     intrinsics: Intrinsics
     camera_to_graph: RigidTransform
     view_forward_graph: np.ndarray | None = None  # needed for amodal completion (see lift_detections)
+    # The frame's other detections, not lifted: a box-only detection's silhouette leaves out the boxes nested in it
+    # (perception.silhouette.nested_boxes), whichever of them the caller lifts (an offline labeller lifts some labels).
+    context: Sequence[Detection] = ()
 
 
 def lift_detections(
@@ -800,11 +803,13 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     measured_at: dict[int, _Measured] = {}  # per mask-less object, where its points were sampled
     points_per_object = settings.points_per_object
     for frame_index, request in enumerate(requests):
+        frame_boxes = [d.box_xywh_px for d in (*request.detections, *request.context)]
         for index, detection in enumerate(request.detections):
             box_valid_fraction = None
             if detection.mask is None and settings.box_silhouette:
                 silhouette = depth_silhouette(detection.box_xywh_px, request.depth_m, request.intrinsics,
-                                              request.camera_to_graph, settings.depth_min_m, settings.depth_max_m)
+                                              request.camera_to_graph, settings.depth_min_m, settings.depth_max_m,
+                                              nested_boxes(detection.box_xywh_px, frame_boxes, exclude=index))
                 if silhouette is not None:  # lifted as if the detector had given it (the result keeps the original)
                     # A silhouette holds only pixels with depth, so its own fraction is always 1: the box's tells
                     # the reward's and the trust's depth checks how much of the detection the sensor saw.

@@ -15,20 +15,32 @@ with its masks dropped (``detector.sim_masks: false``), centroid errors p50 / p9
   the median depth of the central half's standing pixels by more than the box's larger side (at that depth) are not
   it;
 * depth jumps between neighbouring pixels (more than :data:`JUMP_PER_M` per metre of depth) part surfaces that touch
-  in the image: of the regions they leave (4-connected), the one with the most pixels in the box's central half is the
-  object, with the rim pixels it touches.
+  in the image: of the regions they leave (4-connected) that reach into the box's central half, the one touching the
+  most of the box's edges is the object (the box is its extent; something in front of it reaches fewer), then the one
+  with the most central pixels, with the rim pixels it touches;
+* the boxes of the frame's other detections nested in this one (:func:`nested_boxes`: small and inside it, such as
+  objects on a table or fruit in a bowl) are theirs: their bases touch this object without a depth jump, so nothing
+  else would part them from it. When nothing but them stands in the box, this object is the surface they stand on,
+  and its silhouette is that surface (a table filling the view, whose top is then the lowest level).
+  With boxes only on the simulated tabletop-kinect scenes, this took the table's top from 10.5 cm above the one
+  lifted with its mask (median; the objects on it) to 0.1 cm, and the correct "X on_top_of table" claims of
+  ``tsg eval`` from 26 (of 43) to 174 (of 181).
 
 When nothing stands in the central half (an open gripper's fingers with the table between them), everything that
 stands within the box's size of its median depth is the object. When that leaves less than :data:`MIN_BOX_FRACTION`
 of the box, or nothing stands in it, the box is not one
 object standing out from its surroundings in depth (a table top, a plate lying flat, a wall): there is no silhouette
 and lifting keeps its box-only path. What it cannot tell apart are objects touching at the same depth: a gripper
-holding a cube gets the cube too, and a cube with the gripper's fingers in front of most of it may get the fingers.
+holding a cube gets the cube too (the cube's box is too large a share of the gripper's to count as nested, and
+leaving it out would take the finger in front of the cube with it), and a cube with the gripper's fingers in front of
+most of it may get the fingers.
 No maintained library segments an RGB-D box this way without a learned model (scipy gives the connected components),
 so the rule is ours.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -49,16 +61,41 @@ SUPPORT_PERCENTILE = 5.0
 #: MIN_MARGIN_PX.
 MARGIN_PER_SIDE = 0.1
 MIN_MARGIN_PX = 3
+#: A box is nested in another (an object on a table, in a bowl) when this share of its area lies inside the other and
+#: its area is at most this share of the other's. Not a cube held in a gripper's box: about 93 % inside it, but with
+#: about 65 % of its area (FetchPickAndPlace), and there subtracting the cube's box takes the gripper's front finger.
+NESTED_INSIDE_FRACTION = 0.85
+NESTED_MAX_AREA_RATIO = 0.5
 #: Smallest silhouette kept, as a share of the box's pixels (a thin gripper finger covers about a fifth of its box).
 MIN_BOX_FRACTION = 0.1
 
 
+def nested_boxes(box_xywh_px: tuple[int, int, int, int], boxes_xywh_px: Sequence[tuple[int, int, int, int]],
+                 exclude: int | None = None) -> list[tuple[int, int, int, int]]:
+    """The boxes of ``boxes_xywh_px`` (but the one at index ``exclude``) nested in ``box_xywh_px``: at least
+    :data:`NESTED_INSIDE_FRACTION` of their area inside it, and at most :data:`NESTED_MAX_AREA_RATIO` of its area."""
+    x, y, w, h = box_xywh_px
+    area = w * h
+    nested = []
+    for index, (ox, oy, ow, oh) in enumerate(boxes_xywh_px):
+        other_area = ow * oh
+        if index == exclude or other_area <= 0 or other_area > NESTED_MAX_AREA_RATIO * area:
+            continue
+        overlap_w = min(x + w, ox + ow) - max(x, ox)
+        overlap_h = min(y + h, oy + oh) - max(y, oy)
+        if overlap_w > 0 and overlap_h > 0 and overlap_w * overlap_h >= NESTED_INSIDE_FRACTION * other_area:
+            nested.append((ox, oy, ow, oh))
+    return nested
+
+
 def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray, intrinsics: Intrinsics,
-                     camera_to_graph: RigidTransform, depth_min_m: float, depth_max_m: float) -> np.ndarray | None:
+                     camera_to_graph: RigidTransform, depth_min_m: float, depth_max_m: float,
+                     nested_xywh_px: Sequence[tuple[int, int, int, int]] = ()) -> np.ndarray | None:
     """The object's pixels in its box as a mask of the image's shape (see the module docstring), or None when the
     depth shows no single object standing out there. ``depth_m`` is metric depth with invalid pixels NaN or out of
     [``depth_min_m``, ``depth_max_m``]; ``camera_to_graph`` places the optical frame in the gravity-aligned graph
-    frame."""
+    frame. ``nested_xywh_px``: the boxes of the frame's other detections nested in this one (:func:`nested_boxes`),
+    whose pixels are not this object's."""
     height_px, width_px = depth_m.shape
     x, y, w, h = box_xywh_px
     x0, x1 = max(x, 0), min(x + w, width_px)
@@ -67,6 +104,9 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
         return None
     depth = depth_m[y0:y1, x0:x1]
     valid = (depth >= depth_min_m) & (depth <= depth_max_m)  # NaN compares False
+    others = np.zeros(depth.shape, dtype=bool)
+    for nx, ny, nw, nh in nested_xywh_px:
+        others[max(ny - y0, 0):max(ny + nh - y0, 0), max(nx - x0, 0):max(nx + nw - x0, 0)] = True
     if not valid.any():
         return None
     # The support level is read in the box and a margin around it: a box drawn tightly around an object seen from the
@@ -96,6 +136,17 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
                       MAX_SUPPORT_TOLERANCE_M)
     standing = valid & (height_m > support_m + tolerance_m)
     crop_h, crop_w = depth.shape
+    if nested_xywh_px:
+        # What stands on this object inside its box is the nested detections (objects on a table, fruit in a bowl):
+        # their pixels are theirs. When nothing else stands, this object is the surface they stand on.
+        standing &= ~others
+        if not standing.any():
+            surface = valid & ~others & (height_m <= support_m + tolerance_m)
+            if np.count_nonzero(surface) < MIN_BOX_FRACTION * depth.size:
+                return None
+            mask = np.zeros(depth_m.shape, dtype=bool)
+            mask[y0:y1, x0:x1] = surface
+            return mask
     central = (slice(crop_h // 4, max(crop_h // 4 + 1, (3 * crop_h) // 4)),
                slice(crop_w // 4, max(crop_w // 4 + 1, (3 * crop_w) // 4)))
     central_depths = depth[central][standing[central]]

@@ -62,6 +62,8 @@ class PreparedFrame:
     camera_up_graph: np.ndarray
     image_rgb: np.ndarray | None  # what a VLM looks at (None: no VLM is asked)
     timing_ms: dict[str, float]
+    # Detections of labels not asked for (prepare's labels), not lifted: what box-only silhouettes leave out.
+    context: tuple[Detection, ...] = ()
 
 
 class ScenePipeline:
@@ -253,25 +255,33 @@ class ScenePipeline:
             timing_ms["frame"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        detections = self.detector.detect(frame, labels)
+        # A detection without a mask is lifted from a silhouette that leaves out the boxes nested in it, whatever
+        # their labels: then every detection is asked for, and the others are kept as the frame's context.
+        silhouettes = self.lifting.box_silhouette and not getattr(self.detector, "every_detection_masked", False)
+        detections = self.detector.detect(frame, None if silhouettes else labels)
+        context: list[Detection] = []
         if labels is not None:
-            detections = [d for d in detections if d.label.strip().lower() in labels]
+            wanted = [d.label.strip().lower() in labels for d in detections]
+            if silhouettes:
+                context = [d for d, keep in zip(detections, wanted, strict=True) if not keep]
+            detections = [d for d, keep in zip(detections, wanted, strict=True) if keep]
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
-        return self._prepared(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms, frame.rgb)
+        return self._prepared(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms, frame.rgb, context)
 
     def _prepared(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray, intrinsics: Intrinsics,
-                  timing_ms: dict[str, float], image_rgb: np.ndarray | None) -> PreparedFrame:
+                  timing_ms: dict[str, float], image_rgb: np.ndarray | None,
+                  context: Sequence[Detection] = ()) -> PreparedFrame:
         if self.camera_to_graph is None:
             raise PipelineError(self._no_camera_pose_message())
         return PreparedFrame(stamp_ns, list(detections), depth_m, intrinsics, self.camera_to_graph,
                              self.view_forward_graph, self.camera_forward_graph, self.camera_up_graph, image_rgb,
-                             timing_ms)
+                             timing_ms, tuple(context))
 
     def lift(self, prepared: Sequence[PreparedFrame]) -> list[list[LiftedObject]]:
         """The 3D boxes of each prepared frame's detections (those with usable depth), all frames as one batch."""
         start = time.perf_counter()
         lifted = lift_frames([LiftRequest(p.detections, p.depth_m, p.intrinsics, p.camera_to_graph,
-                                          p.view_forward_graph) for p in prepared], self.lifting)
+                                          p.view_forward_graph, p.context) for p in prepared], self.lifting)
         per_frame_ms = (time.perf_counter() - start) * 1e3 / max(len(prepared), 1)
         for frame in prepared:
             frame.timing_ms["lift"] = per_frame_ms
