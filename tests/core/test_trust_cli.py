@@ -74,6 +74,29 @@ def test_a_report_on_edges_of_one_class_says_auroc_is_undefined(tables, tmp_path
     assert "fused AUROC n/a" in printed and "geometry_alignment AUROC n/a" in printed and "nan" not in printed
 
 
+def test_a_report_into_a_reused_directory_leaves_no_figure_of_the_earlier_one(tables, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["trust", "report", "default", "--data", str(tables[1]), "--out", str(out)]) == EXIT_OK
+    assert (out / "roc.png").is_file()
+    features, correct, group = synthetic_edges(20, 40, seed=12)
+    keep = correct.astype(bool)
+    all_correct = EdgeTable(features[keep], correct[keep], group[keep]).save(tmp_path / "correct.npz")
+    assert main(["trust", "report", "default", "--data", str(all_correct), "--out", str(out)]) == EXIT_OK
+    assert not (out / "roc.png").exists()  # not drawn this time (one class), and the earlier one is gone
+    assert "roc.png" in (out / "report.md").read_text()
+
+
+def test_a_report_into_a_tsg_eval_directory_is_refused_before_it_overwrites_the_evaluation(tables, tmp_path, capsys):
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    EdgeTable.load(tables[1]).save(evaluation / "edges.npz")
+    (evaluation / "metrics.json").write_text('{"from": "tsg eval"}')
+    assert main(["trust", "report", "default", "--data", str(evaluation / "edges.npz"), "--out",
+                 str(evaluation)]) == EXIT_USAGE
+    assert "holds a tsg eval's output (edges.npz)" in capsys.readouterr().err
+    assert (evaluation / "metrics.json").read_text() == '{"from": "tsg eval"}'
+
+
 def test_the_shipped_model_is_reported_by_its_keyword(tables, tmp_path):
     assert main(["trust", "report", "default", "--data", str(tables[1]), "--out", str(tmp_path / "r")]) == EXIT_OK
     assert "default_model" in json.loads((tmp_path / "r" / "metrics.json").read_text())["model"]

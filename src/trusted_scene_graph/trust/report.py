@@ -171,7 +171,13 @@ def _guarantee(fused: Mapping[str, Any], target: float) -> dict[str, Any]:
 
 def _figures(out_dir: Path, scorers: Mapping[str, np.ndarray], labels: np.ndarray, metrics: Mapping[str, Any],
              importance: Mapping[str, float]) -> dict[str, str | None]:
-    """Draw every figure that has something to show: file name -> None when written, else why not."""
+    """Draw every figure that has something to show: file name -> None when written, else why not. Figures an earlier
+    report left in ``out_dir`` are deleted first: one this report does not draw would otherwise be shown stale beside
+    it."""
+    for name in FIGURES:
+        stale = out_dir / name
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink()
     curves = {name: (scores, labels) for name, scores in scorers.items()}
     target, fused = metrics["target_precision"], metrics["methods"][FUSED]
     skipped: dict[str, str | None] = {}

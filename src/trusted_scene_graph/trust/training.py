@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from trusted_scene_graph.trust import TrustError
-from trusted_scene_graph.trust.dataset import EdgeTable, load_tables
+from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable, load_tables
 from trusted_scene_graph.trust.model import METADATA_FILE, MODEL_FILE, TrustModel, data_hash, is_training_data
 
 
@@ -58,6 +58,10 @@ def report(model_dir: Path, data: Sequence[Path], out_dir: Path) -> dict[str, An
 
     model_dir = DEFAULT_MODEL_DIR if str(model_dir) == "default" else model_dir
     check_output_dir(out_dir, "report")
+    if (Path(out_dir) / EDGES_FILE).exists():
+        # A tsg eval directory: the report's metrics.json, report.md and figures would replace the evaluation's.
+        raise TrustError(f"--out {out_dir} holds a tsg eval's output ({EDGES_FILE}); its metrics.json, report.md and "
+                         "figures would be overwritten: write the trust report into a directory of its own")
     model = TrustModel.load(model_dir)
     table = load_tables(data)
     if len(table) == 0:
