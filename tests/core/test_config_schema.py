@@ -507,6 +507,20 @@ def test_load_config_file_reads_a_ros_parameter_file(tmp_path):
     assert load_config_file(str(path))["relations.near_m"] == 0.25
 
 
+def test_parameters_indented_beside_ros__parameters_instead_of_under_it_are_refused_naming_them(tmp_path):
+    # One level too little: YAML reads them as keys of the node's section, beside an empty ros__parameters. Taken as
+    # the node's config they would change nothing, and the node would run on defaults.
+    path = tmp_path / "indent.yaml"
+    path.write_text("/**:\n  ros__parameters:\n  extrinsic.source: tf\n  trust.treshold: 0.7\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: /\*\*: extrinsic.source, trust.treshold beside "
+                                          r"ros__parameters, not under it: indent the parameters under "
+                                          r"ros__parameters$"):
+        load_config_file(path)
+    # Another node's section is not ours to judge.
+    other = {"camera": {"ros__parameters": None, "fps": 30}, "/**": {"ros__parameters": {"trust.threshold": 0.7}}}
+    assert load_config(other)["trust.threshold"] == 0.7
+
+
 def test_load_config_file_of_an_empty_file_gives_the_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")

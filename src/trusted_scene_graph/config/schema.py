@@ -582,14 +582,14 @@ def is_ros_builtin(name: str) -> bool:
     return name in ROS_BUILTIN_PARAMETERS or name.startswith(ROS_BUILTIN_PREFIXES)
 
 
-def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(node name, its ``ros__parameters``) of every node section, top-level (``/ns/node:``) or nested under its
-    namespaces (``ns: node:``), as rcl reads a parameter file."""
+def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, list[str]]]:
+    """(node name, its ``ros__parameters``, the section's other keys) of every node section, top-level
+    (``/ns/node:``) or nested under its namespaces (``ns: node:``), as rcl reads a parameter file."""
     for key, value in tree.items():
         if isinstance(value, Mapping):
             name = f"{prefix}/{str(key).strip('/')}"
             if "ros__parameters" in value:
-                yield name, value["ros__parameters"]
+                yield name, value["ros__parameters"], [str(k) for k in value if k != "ros__parameters"]
             else:
                 yield from _sections(value, name)
 
@@ -615,13 +615,20 @@ def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> di
     sections = list(_sections(document))
     if not sections:
         return flatten(document)
-    if not any(_applies_to(name, node_fqn) for name, _ in sections):
-        found = ", ".join(dict.fromkeys(name for name, _ in sections))
+    if not any(_applies_to(name, node_fqn) for name, _, _ in sections):
+        found = ", ".join(dict.fromkeys(name for name, _, _ in sections))
         raise ConfigError(f"ros__parameters for {found} only, none for {node_fqn}: name the section "
                           f"{node_fqn.lstrip('/')} or /**")
     values: dict[str, Any] = {}
-    for name, section in sections:
-        if not _applies_to(name, node_fqn) or section is None:  # None: an empty "ros__parameters:", no override
+    for name, section, beside in sections:
+        if not _applies_to(name, node_fqn):
+            continue
+        if beside:
+            # Parameters indented one level too little, beside ros__parameters instead of under it, are none of the
+            # node's parameters (rcl reads those from under ros__parameters): it would run on defaults without a word.
+            raise ConfigError(f"{name}: {', '.join(beside[:5])}{' ...' if len(beside) > 5 else ''} beside "
+                              "ros__parameters, not under it: indent the parameters under ros__parameters")
+        if section is None:  # an empty "ros__parameters:", no override
             continue
         if not isinstance(section, Mapping):
             raise ConfigError(f"{name}: ros__parameters must be a mapping of parameters, got {type(section).__name__}")
