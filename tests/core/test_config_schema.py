@@ -92,8 +92,16 @@ def test_a_string_array_with_a_non_string_item_is_rejected():
 
 
 def test_a_bare_string_is_rejected_for_a_string_array():
-    with pytest.raises(ConfigError, match=r"detector\.sim_labels: expected string\[\], got str"):
+    with pytest.raises(ConfigError, match=r"detector\.sim_labels: expected string\[\], got str '1:a'; write a list in "
+                                          r"brackets, e\.g\. \['1:cube', '2:table'\]$"):
         SCHEMA["detector.sim_labels"].validate("1:a")
+
+
+def test_a_list_written_without_brackets_is_rejected_saying_how_to_write_it():
+    # --set extrinsic.translation_m=1,2,3 parses as the string '1,2,3'.
+    with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: expected float\[\], got str '1,2,3'; write a "
+                                          r"list in brackets, e\.g\. \[1\.0, 2\.0, 3\.0\]$"):
+        SCHEMA["extrinsic.translation_m"].validate("1,2,3")
 
 
 def test_ints_in_a_float_array_become_floats():

@@ -97,7 +97,11 @@ class ParamSpec:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
             ):
                 return [float(v) for v in value]
-        raise ConfigError(f"{self.name}: expected {self.type}, got {type(value).__name__} {value!r}")
+        # A list given as a bare string (--set extrinsic.translation_m=1,2,3) reads as one string: say how to write it.
+        hint = ("; write a list in brackets, e.g. [1.0, 2.0, 3.0]" if self.type == FLOAT_ARRAY and isinstance(value, str)
+                else "; write a list in brackets, e.g. ['1:cube', '2:table']" if self.type == STRING_ARRAY
+                and isinstance(value, str) else "")
+        raise ConfigError(f"{self.name}: expected {self.type}, got {type(value).__name__} {value!r}{hint}")
 
 
 def _specs(*specs: ParamSpec) -> dict[str, ParamSpec]:
