@@ -13,8 +13,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,10 @@ from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
 from trusted_scene_graph.label.lerobot import SOURCE_FILE, FrameSource
 from trusted_scene_graph.label.run import (
     MANIFEST_FILE,
+    MODEL_WEIGHTS,
     EngineSettings,
     LabelOutcome,
+    check_model_weights,
     check_ray_address,
     claim_output,
     clear_interrupted_assembly,
@@ -217,6 +221,69 @@ def test_a_malformed_ray_client_address_is_refused(address):
     # The last: a trailing slash once hid the port from its range check.
     with pytest.raises(LabelError, match=rf"^--ray-address '{re.escape(address)}': expected HOST:PORT of a running "):
         check_ray_address(address)
+
+
+def test_a_ray_address_without_engine_ray_is_refused_by_the_options_that_fix_it(tmp_path, capsys):
+    bag = bag_dir(tmp_path / "bag")
+    with pytest.raises(UsageError, match=r"^--ray-address 127.0.0.1:1 is only used with --engine ray, not --engine "
+                                         r"local; add --engine ray, or leave --ray-address out$"):
+        cmd_label(BENCHMARK_CONFIG, [], bag, tmp_path / "o", PAIRS, "local", 1, "127.0.0.1:1", 3, None, None, None,
+                  None, None, None, math.nan, False)
+    assert main(["label", str(bag), "--config", str(BENCHMARK_CONFIG), "--out", str(tmp_path / "o"),
+                 "--ray-address", "127.0.0.1:1"]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith("tsg label: error: --ray-address 127.0.0.1:1 is only used with --engine "
+                                              "ray, not --engine local")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("pair", "named"), [
+    ("gripper:cueb", "unknown object 'cueb' (did you mean 'cube'?); "),
+    ("grpper:cube", "unknown object 'grpper' (did you mean 'gripper'?); "),
+    ("gripper:gaol", "unknown object 'gaol' (did you mean 'goal'?); "),  # a robot frame's name is offered too
+    ("gripper:xyzzy", "unknown object 'xyzzy'; "),  # nothing close: no guess
+])
+def test_an_unknown_label_in_a_pair_is_refused_with_the_closest_names(tmp_path, pair, named):
+    with pytest.raises(LabelError, match=rf"^pair '{pair}': {re.escape(named)}the detector's labels are \['black "):
+        run_label(bag_dir(tmp_path / "bag"), tmp_path / "out", load_config_file(BENCHMARK_CONFIG), [pair],
+                  EngineSettings())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("backend", "parameter"), [("detector.backend=grounding_dino", "detector.model_path"),
+                                                    ("depth.backend=monocular", "depth.model_path")])
+def test_model_weights_that_are_not_there_are_refused_once_before_out_is_made(tmp_path, capsys, backend, parameter):
+    # Each item's worker would load the model and fail the same way: "0 items labelled, N failed", N times the error.
+    bags = tmp_path / "bags"
+    bag_dir(bags / "a")
+    bag_dir(bags / "b")
+    out = tmp_path / "out"
+    assert main(["label", str(bags), "--config", str(BENCHMARK_CONFIG), "--out", str(out), "--set", backend,
+                 "--set", f"{parameter}=models/does-not-exist"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no "0 items labelled"
+    # Once, not once per item; "org/name" may be a model id, looked up in the local HF cache.
+    assert re.fullmatch(rf"tsg label: error: {re.escape(parameter)}: 'models/does-not-exist' is neither a directory "
+                        rf"\(relative to .*\) nor a model id in the local HF cache; download the weights .*\n",
+                        captured.err)
+    assert not out.exists()
+
+
+def test_model_weights_are_checked_where_they_should_be_without_loading_them(tmp_path):
+    config = load_config_file(BENCHMARK_CONFIG).with_overrides({"detector.backend": "grounding_dino"})
+    with pytest.raises(LabelError, match=r"^detector.model_path is empty: this backend needs model weights; "):
+        check_model_weights(config)
+    (tmp_path / "weights.bin").touch()
+    with pytest.raises(LabelError, match=r"^detector.model_path: '.*weights.bin' is a file, expected a model "):
+        check_model_weights(config.with_overrides({"detector.model_path": str(tmp_path / "weights.bin")}))
+    check_model_weights(config.with_overrides({"detector.model_path": str(tmp_path)}))  # a directory: loaded later
+    check_model_weights(load_config_file(BENCHMARK_CONFIG))  # 'sim' detector, 'sensor' depth: no weights
+
+
+def test_the_weights_check_suggests_the_model_the_detector_suggests():
+    pytest.importorskip("torch")
+    from trusted_scene_graph.perception import grounding_dino
+
+    assert MODEL_WEIGHTS[("detector.backend", "grounding_dino")][1] == grounding_dino.EXAMPLE_MODEL_ID
 
 
 @pytest.mark.parametrize("option", ["--workers", "--max-retries"])
@@ -528,3 +595,95 @@ def test_a_lerobot_run_killed_after_its_first_episode_resumes_to_byte_identical_
                                                                                        "episode-000002")
     assert not (items / STAGING_DIR).exists()
     assert output_digest(killed) == output_digest(clean)
+
+
+# --- stopping a run: SIGTERM as Ctrl-C ----------------------------------------------------------------------------
+
+
+TERMINATED_NOTE = "tsg label: terminated (SIGTERM); rerun the same command to finish (labelled items are kept)\n"
+
+
+def two_bags(root: Path) -> Path:
+    bag_dir(root / "bags" / "a")
+    bag_dir(root / "bags" / "b")
+    return root / "bags"
+
+
+def label_args(bags: Path, out: Path, *options: str) -> list[str]:
+    return ["label", str(bags), "--config", str(BENCHMARK_CONFIG), "--out", str(out), *options]
+
+
+def test_sigterm_stops_a_run_in_process_with_a_note_exit_143_and_no_staging_left(tmp_path, monkeypatch, capsys):
+    bags, out = two_bags(tmp_path), tmp_path / "out"
+
+    def terminated_midway(job, staging_dir: Path) -> int:
+        (staging_dir / "part").write_text("half an item")
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            raise AssertionError("SIGTERM is not handled: it would end the test process")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)  # the handler raises in here
+        raise AssertionError("SIGTERM did not stop the item")
+
+    monkeypatch.setattr("trusted_scene_graph.label.run.label_bag_item", terminated_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(label_args(bags, out)) == 143
+    assert capsys.readouterr().err == TERMINATED_NOTE
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, MANIFEST_FILE]  # no item, no .staging
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler was the run's only
+
+
+def hanging_bag_item(job, staging_dir: Path) -> int:
+    """A bag's work function (module level: worker processes import it) that writes part of its item, leaves its
+    process id in ``<bags' parent>/running`` and waits there for the run to be stopped."""
+    (staging_dir / "part").write_text("half an item")
+    running = Path(job.source).parents[1] / "running"
+    running.mkdir(exist_ok=True)
+    (running / str(os.getpid())).touch()
+    time.sleep(120)
+    return 0
+
+
+HANGING_RUN = """
+import sys
+sys.path[:0] = [{tests!r}, {core!r}]
+import test_label_run
+from trusted_scene_graph.cli import main
+from trusted_scene_graph.label import run
+run.label_bag_item = test_label_run.hanging_bag_item
+sys.exit(main({args!r}))
+"""
+
+
+def test_sigterm_stops_a_run_on_worker_processes_as_ctrl_c_does_and_leaks_no_semaphore(tmp_path):
+    bags, out = two_bags(tmp_path), tmp_path / "out"
+    script = HANGING_RUN.format(tests=str(TESTS_DIR), core=str(Path(__file__).parent),
+                                args=label_args(bags, out, "--workers", "2"))
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    running = tmp_path / "running"
+    try:
+        deadline = time.monotonic() + 90.0
+        while len(list(running.iterdir()) if running.is_dir() else []) < 2:  # both workers inside an item
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "the two items did not start within 90 s"
+            time.sleep(0.05)
+        stopped_s = time.monotonic()
+        driver.send_signal(signal.SIGTERM)  # to the driver alone, as `kill PID` sends it
+        stdout, stderr = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    # Exit 143, not killed by the signal (-15); the note alone: no resource_tracker warning of leaked semaphores.
+    assert (driver.returncode, stdout, stderr) == (143, "", TERMINATED_NOTE)
+    assert time.monotonic() - stopped_s < 30.0  # the items' 120 s were not waited for
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, MANIFEST_FILE]  # no item, no .staging
+    assert not [pid for pid in (int(p.name) for p in running.iterdir()) if alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie awaiting a reaper that a container may lack counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

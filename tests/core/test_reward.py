@@ -311,9 +311,31 @@ def test_known_but_missing_labels_are_absent_and_others_unknown():
         resolver().resolve(scene, "table")
     with pytest.raises(RewardError, match=r"unknown object 'mug'; known labels: \['cube', 'gripper', 'table'\]"):
         resolver().resolve(scene, "mug")
+    with pytest.raises(RewardError, match=r"^object 'table' is absent: not detected in the scene graph \(it holds no "
+                                          r"objects\)$"):
+        resolver().resolve(graph(), "table")  # the live node's graph: it really is empty
     assert configured_labels(Config()) == ("cube", "gripper", "table")
     assert configured_labels(Config({"detector.backend": "grounding_dino", "detector.vocabulary": ["red cube", "bowl"],
                                      "detector.label_map": ["red cube:cube"]})) == ("bowl", "cube")
+
+
+@pytest.mark.parametrize("objects", [(), (node(1, "gripper", (0, 0, 0)),)])
+def test_in_a_labellers_reduced_graph_a_missing_name_says_nothing_of_what_the_graph_holds(objects):
+    # A labeller lifts only the objects its pairs name: the frame may have held many where its graph holds none.
+    sides = resolver(reduced_graphs=True)
+    with pytest.raises(RewardError, match=r"^object 'cube' is absent: not detected in this frame$"):
+        sides.resolve(graph(*objects), "cube")
+    with pytest.raises(RewardError, match=r"^unknown object 'mug'; known labels: \['cube', 'gripper', 'table'\]$"):
+        sides.resolve(graph(*objects), "mug")
+    with pytest.raises(RewardError, match=r"^'ee': no usable end-effector pose \(none received\) and object 'table' is "
+                                          r"absent: not detected in this frame$"):
+        resolver(ee_names=("table",), reduced_graphs=True).resolve(graph(*objects[:0]), "ee")
+    with pytest.raises(RewardError, match=r"^no object with id 7; ids in the graph: "):  # ids: a full graph
+        sides.resolve(graph(*objects), "#7")
+    [sample] = track([RewardPair("cube", "table")], [graph(*objects)], sides)
+    assert sample.message.endswith("object 'cube' is absent: not detected in this frame")
+    assert SideResolver.from_config(Config(), reduced_graphs=True).reduced_graphs
+    assert not SideResolver.from_config(Config()).reduced_graphs  # the live node's and the query service's
 
 
 # --- tracker ---------------------------------------------------------------------------------------------------

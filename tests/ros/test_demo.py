@@ -26,6 +26,7 @@ from trusted_scene_graph.ros.demo import (
     remove_stale_plot,
     report_run,
     run_ready_callbacks,
+    startup_error,
     stop_process,
 )
 
@@ -239,6 +240,20 @@ def test_the_bringup_error_says_how_and_when_it_ended(tmp_path, exit_code, ended
     assert bringup_error(exit_code, ended_early, log) == f"{expected}; the end of {log}:\n  starting\n  Traceback: boom"
 
 
+@pytest.mark.parametrize(("exit_code", "expected"), [
+    (2, "the bringup exited with code 2 before it came up"),
+    (None, "the bringup did not offer /scene_graph/query_distance within 60 s"),  # still running at the deadline
+])
+def test_a_bringup_that_never_came_up_is_an_error_with_its_exit_code_and_the_end_of_its_log(tmp_path, exit_code,
+                                                                                          expected):
+    log = tmp_path / "tmp" / "bringup.log"
+    log.parent.mkdir()
+    log.write_text("".join(f"line {n}\n" for n in range(30)))
+    kept = tmp_path / "out" / "bringup.log"  # where the demo copies it: named there, read where the bringup wrote it
+    assert startup_error(exit_code, log, kept) == "\n".join(
+        [f"{expected}; the end of {kept}:", *(f"  line {n}" for n in range(10, 30))])
+
+
 def test_a_bringup_stopped_cleanly_is_no_error(tmp_path):
     assert bringup_error(0, False, tmp_path / "bringup.log") is None
 
@@ -315,3 +330,19 @@ def test_a_demo_that_cannot_hold_its_rate_still_receives_the_graphs_and_says_to_
     paced = published - 1
     assert f"publishing fell behind 1000 Hz on {paced} of {paced} frames after the first" in captured.err
     assert "t [s]" in captured.out and "error [cm]" in captured.out
+
+
+@pytest.mark.dds
+@pytest.mark.sim
+def test_a_bringup_that_cannot_load_its_detector_fails_the_demo_as_the_readme_says(tmp_path, capsys):
+    pytest.importorskip("mujoco")
+    from trusted_scene_graph.ros.demo import run_demo
+
+    config = Config({"detector.backend": "grounding_dino"})  # no detector.model_path: no weights
+    assert run_demo(config, seconds=5.0, rate_hz=5.0, out_dir=tmp_path, width=160, height=120) == 1
+    err = capsys.readouterr().err
+    # "tsg demo: error: ..." with the exit code and the end of the log, which is kept in --out
+    assert err.startswith(f"tsg demo: error: the bringup exited with code 2 before it came up; the end of "
+                          f"{tmp_path / 'bringup.log'}:\n  ")
+    assert "detector.model_path is empty" in err and "detector.model_path is empty" in (
+        tmp_path / "bringup.log").read_text()

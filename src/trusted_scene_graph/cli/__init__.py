@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -348,6 +349,7 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from trusted_scene_graph.dataset.lerobot import LeRobotDataset
+    from trusted_scene_graph.label import Terminated, sigterm_interrupts
     from trusted_scene_graph.label.lerobot import FrameSource
     from trusted_scene_graph.label.run import EngineSettings, run_label
 
@@ -356,6 +358,9 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
     for option, value, minimum in (("--workers", workers, 1), ("--max-retries", max_retries, 0)):
         if value < minimum:
             raise UsageError(f"{option} {value}: must be at least {minimum}")
+    if ray_address is not None and engine != "ray":  # the core's own check names its arguments, not the options
+        raise UsageError(f"--ray-address {ray_address} is only used with --engine ray, not --engine {engine}; add "
+                         "--engine ray, or leave --ray-address out")
     lerobot_options = {"--camera": camera, "--depth": depth, "--instances": instances, "--intrinsics": intrinsics,
                        "--ee-position": ee_position, "--goal-position": goal_position,
                        # NaN is the default (not given); a flag is given when set.
@@ -406,15 +411,18 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
             progress.update(task, advance=1, rate=rate)
 
         try:
-            outcome = run_label(source, out, config, pairs,
-                                EngineSettings(engine, workers, ray_address, max_retries), frame_source,
-                                invalid_reward=invalid_reward, overwrite_column=overwrite_column,
-                                replace_reward=replace_reward, rewards_only=rewards_only, progress=advance,
-                                on_items=lambda count: progress.update(task, total=count))
-        except KeyboardInterrupt:
-            print("tsg label: interrupted; rerun the same command to finish (labelled items are kept)",
-                  file=sys.stderr)
-            return 130
+            # SIGTERM (kill, a process manager) stops the run as Ctrl-C does: workers ended, staging removed, a note.
+            with sigterm_interrupts():
+                outcome = run_label(source, out, config, pairs,
+                                    EngineSettings(engine, workers, ray_address, max_retries), frame_source,
+                                    invalid_reward=invalid_reward, overwrite_column=overwrite_column,
+                                    replace_reward=replace_reward, rewards_only=rewards_only, progress=advance,
+                                    on_items=lambda count: progress.update(task, total=count))
+        except KeyboardInterrupt as stop:
+            stopped_by = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+            how = "terminated (SIGTERM)" if stopped_by == signal.SIGTERM else "interrupted"
+            print(f"tsg label: {how}; rerun the same command to finish (labelled items are kept)", file=sys.stderr)
+            return 128 + stopped_by  # the shell's code for the signal: 130 for SIGINT, 143 for SIGTERM
     summary = outcome.summary
     if summary is not None:
         rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
@@ -699,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay recorded data through the scene graph and write its dense rewards: for bags, a copy of "
                     "each bag with /scene_graph/reward added plus rewards.parquet; for a LeRobot v3 dataset, a new "
                     "dataset with a next.reward column. Resumable: rerun the same command to finish an interrupted "
-                    "run.")
+                    "run (Ctrl-C or SIGTERM stops one with a note, exit 130 or 143).")
     with_config(label)
     label.add_argument("input", type=Path, metavar="INPUT", help="bag, folder of bags, or LeRobot v3 dataset")
     label.add_argument("--out", type=Path, required=True, help="output directory (never inside INPUT)")

@@ -9,7 +9,9 @@ robot frame's fallback object (the gripper for the end effector) only in the fra
 answers (:meth:`RewardTracker.labels_needed_at`). The rewards are then those of a full graph, and only the track ids
 of perceived objects differ (a perceived gripper's track restarts when it is next needed), with one exception: when
 several objects carry end-effector labels (two grippers, a false detection), the one the tracker remembers from an
-earlier perceived frame may have lost its track meanwhile, and the highest score (ties: lowest id) then picks.
+earlier perceived frame may have lost its track meanwhile, and the highest score (ties: lowest id) then picks. An
+absent object's message is said of the frame ("not detected in this frame"), not of the graph, which holds the pairs'
+objects alone (``SideResolver(reduced_graphs=True)``).
 
 The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition, hash and
 offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte (direct I/O on
@@ -230,7 +232,7 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
     start_s = time.perf_counter()
     pairs = pairs_from_config(config, list(pair_texts))
     pipeline = pipeline if pipeline is not None else ScenePipeline(config, relations=False)
-    resolver = SideResolver.from_config(config)
+    resolver = SideResolver.from_config(config, reduced_graphs=True)  # only the pairs' objects are lifted
     tracker = RewardTracker(pairs, resolver)
     opening_s = time.perf_counter()
     reader = _open_bag(source)

@@ -11,7 +11,8 @@ Engines (:data:`ENGINES`):
 * ``local``: ``workers == 1`` labels in this process (simple to debug); ``workers > 1`` uses 'spawn' worker
   processes (torch threads and fork do not mix). A worker killed mid-item (SIGKILL, the OOM killer) is replaced
   and its item retried, up to ``max_retries`` times. Workers ignore SIGINT: on Ctrl-C the driver stops and
-  terminates them (their items are cut short; a rerun labels them).
+  terminates them (their items are cut short; a rerun labels them), then removes the staging dirs. SIGTERM takes
+  the same path within :func:`sigterm_interrupts` (``tsg label`` runs in it).
 * ``ray``: one Ray task per item, at most ``workers`` in flight, retried by Ray up to ``max_retries`` times when
   its worker or node dies. ``out_dir`` must be on a filesystem shared by every Ray node (trivially true for a local
   cluster): workers write and commit there themselves, so the driver never moves files between machines.
@@ -34,6 +35,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -64,6 +66,37 @@ _HELD_LOCKS: set[Path] = set()
 _NO_RAY = "label engine 'ray' needs the ray package: pip install 'trusted_scene_graph[ray]'"
 #: Seconds to wait for a TCP connection to ``ray_address`` (Ray itself retries for minutes where nothing listens).
 RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the handler :func:`sigterm_interrupts` installs.
+
+    A KeyboardInterrupt so that a run stops on it exactly as on Ctrl-C (the driver ends its workers and removes the
+    staging dirs). Raised, as ``tsg replay``'s is, rather than setting a flag: the driver mostly waits on its workers'
+    futures, and would look at a flag only once an item settles.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` (the previous handler is restored after it): `kill`, a
+    process manager or a job scheduler stop the run cleanly, and a run started with ``&`` from a non-interactive
+    shell, which inherits SIGINT ignored, can still be. Off the main thread (only it may set handlers), or where
+    SIGTERM is ignored on purpose, nothing changes."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        # None: a handler not set from Python, which the default stands in for.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @dataclass(frozen=True)
@@ -215,7 +248,14 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
             else:
                 todo.append(item)
         if todo:
-            runner(todo, work_fn, out_dir, _Options(workers, max_retries, ray_address), tally)
+            try:
+                runner(todo, work_fn, out_dir, _Options(workers, max_retries, ray_address), tally)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as Terminated
+                # The local engine's workers are ended by now: nothing writes into the staging dirs any more. Ray
+                # tasks on a cluster joined may still be cancelling, writing into theirs: a rerun removes those.
+                if engine == "local":
+                    _remove_tree(out_dir / STAGING_DIR)
+                raise
         _remove_tree(out_dir / STAGING_DIR)  # attempts whose worker died
     return tally.summary([item.key for item in items], time.perf_counter() - started_s)
 
@@ -364,8 +404,8 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
                 else:
                     tally.finish(item.key, frames, seconds, attempts[item.key])
     except KeyboardInterrupt:
-        # The workers ignore SIGINT (_init_worker): Ctrl-C stops the run here, and their items are cut short (a rerun
-        # removes their staging dirs) rather than waited for.
+        # The workers ignore SIGINT (_init_worker): Ctrl-C (or SIGTERM, as Terminated) stops the run here, and their
+        # items are cut short rather than waited for; run_items then removes their staging dirs.
         for executor in executors:
             if executor is not None:
                 _terminate_workers(executor)

@@ -149,7 +149,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     dataset = LeRobotDataset(job.root)
     source = job.source
     tracker = RewardTracker(pairs_from_config(config, list(job.pairs)),
-                            SideResolver.from_config(config))
+                            SideResolver.from_config(config, reduced_graphs=True))  # the pairs' objects alone
     # One read of the episode's rows, with only the columns used here: times, positions and cameras.
     cameras = _cameras(source)
     data_file = _data_file_state(dataset, job.episode_index)  # before the read: a later change then shows

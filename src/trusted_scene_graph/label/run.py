@@ -22,6 +22,7 @@ OUTPUT) is refused, and tsg label deletes nothing in OUTPUT it did not write.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -72,13 +73,22 @@ from trusted_scene_graph.label.lerobot import (
     label_episode_item,
     lerobot_jobs,
 )
-from trusted_scene_graph.perception.detector import configured_labels
+from trusted_scene_graph.perception.depth import MONOCULAR_EXAMPLE_ID
+from trusted_scene_graph.perception.detector import PerceptionError, configured_labels
+from trusted_scene_graph.perception.hf import resolve_model_source
 from trusted_scene_graph.reward import pairs_from_config
-from trusted_scene_graph.reward.sides import EE_FRAME, frame_of
+from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME, frame_of
 
 #: The run's settings, in --out (bags) or --out/tsg_rewards (LeRobot): a rerun must match them.
 MANIFEST_FILE = "tsg_label.json"
 MANIFEST_FORMAT = 1
+#: The backends a labeller loads weights for, (backend parameter, backend) -> (weights parameter, a model id for the
+#: error to suggest downloading). grounding_dino's EXAMPLE_MODEL_ID is spelled out: that module imports torch (a test
+#: keeps the two equal). No VLM: a labelling pipeline has objects only, and never loads one.
+MODEL_WEIGHTS = {
+    ("detector.backend", "grounding_dino"): ("detector.model_path", "IDEA-Research/grounding-dino-tiny"),
+    ("depth.backend", "monocular"): ("depth.model_path", MONOCULAR_EXAMPLE_ID),
+}
 
 
 @dataclass(frozen=True)
@@ -124,13 +134,32 @@ def check_pair_names(config: Config, pairs: Sequence[str]) -> None:
     labels = configured_labels(config)
     known = {label.lower() for label in labels}
     ee_names = config["reward.ee_names"]
+    # Every name a side may be, lower case (as compared) -> as written; a typo gets the closest few, as --set does.
+    names = {name.strip().lower(): name.strip() for name in (*labels, EE_FRAME, *ee_names, GOAL_FRAME)}
     for pair in pairs_from_config(config, list(pairs)):
         for name in (pair.subject, pair.object):
             wanted = name.strip().lower()
             if frame_of(name, ee_names) is None and not wanted.removeprefix("#").isdigit() and wanted not in known:
-                raise LabelError(f"pair {pair.name!r}: unknown object {name!r}; the detector's labels are "
+                close = difflib.get_close_matches(wanted, names, n=3)
+                hint = f" (did you mean {', '.join(repr(names[match]) for match in close)}?)" if close else ""
+                raise LabelError(f"pair {pair.name!r}: unknown object {name!r}{hint}; the detector's labels are "
                                  f"{list(labels)}, the end effector is one of {sorted({EE_FRAME, *ee_names})}, "
                                  "the goal is 'goal'")
+
+
+def check_model_weights(config: Config) -> None:
+    """Refuse a model backend whose weights are not where its parameter says (:data:`MODEL_WEIGHTS`: no such
+    directory, a file, an id not in the local HF cache), as its loader would
+    (:func:`~trusted_scene_graph.perception.hf.resolve_model_source`), but without loading the model: each item's
+    worker would load it, and fail the same way on every item. Weights that are there but broken still fail each item
+    as it starts."""
+    for (backend_parameter, backend), (parameter, example_id) in MODEL_WEIGHTS.items():
+        if config[backend_parameter] != backend:
+            continue
+        try:
+            resolve_model_source(config[parameter], parameter, example_id)
+        except PerceptionError as exc:
+            raise LabelError(str(exc)) from exc
 
 
 def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], frame_source: FrameSource | None,
@@ -254,6 +283,9 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     check_paths(source, out)
     check_run_options(engine.engine, engine.workers, engine.max_retries, engine.ray_address)
     check_ray_address(engine.ray_address)
+    if engine.ray_address is None:
+        # Not when joining a cluster: its nodes load the weights, from paths or HF caches this machine may not have.
+        check_model_weights(config)
     run = {**asdict(engine), "progress": progress}  # EngineSettings' fields are run_items' keyword arguments
     on_items = on_items if on_items is not None else (lambda count: None)
     if rewards_only and replace_reward:

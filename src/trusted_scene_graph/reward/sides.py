@@ -174,16 +174,21 @@ class SideResolver:
     """Resolves pair and query names against one graph, with the robot frames' pose histories."""
 
     def __init__(self, ee_names: Iterable[str] = ("gripper", "ee", "end_effector"), known_labels: Iterable[str] = (),
-                 ee_pose_max_age_s: float = 0.2) -> None:
+                 ee_pose_max_age_s: float = 0.2, *, reduced_graphs: bool = False) -> None:
+        """``reduced_graphs``: the graphs resolved hold only the objects the names need (a labeller lifts
+        :meth:`labels_needed` alone), so a name not found is not described by what the graph holds."""
         self.ee_names = frozenset(name.strip().lower() for name in ee_names) | {EE_FRAME}
         self.known_labels = tuple(known_labels)
+        self._known_lower = frozenset(label.strip().lower() for label in self.known_labels)
         self.max_age_ns = int(ee_pose_max_age_s * 1e9)
+        self.reduced_graphs = reduced_graphs
         self.poses: dict[str, PoseHistory] = self.new_pose_histories()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SideResolver:
+    def from_config(cls, config: Mapping[str, Any], *, reduced_graphs: bool = False) -> SideResolver:
         """From the ``reward.*`` settings; the known labels are those the configured detector can produce."""
-        return cls(config["reward.ee_names"], configured_labels(config), config["reward.ee_pose_max_age_s"])
+        return cls(config["reward.ee_names"], configured_labels(config), config["reward.ee_pose_max_age_s"],
+                   reduced_graphs=reduced_graphs)
 
     @property
     def pose_keep_s(self) -> float:
@@ -280,6 +285,17 @@ class SideResolver:
         try:
             obj = resolve_object(graph, name, prefer_id=prefer_id, known_labels=self.known_labels)
         except GraphError as exc:
-            raise reward.RewardError(str(exc)) from None
+            raise reward.RewardError(self._not_found(name, exc)) from None
         return Endpoint(PERCEPTION, obj.id, obj.label, obj.centroid_m, obj.size_m, obj.score,
                         obj.depth_valid_fraction)
+
+    def _not_found(self, name: str, error: GraphError) -> str:
+        """Why ``name`` resolved to no object: ``error`` (:func:`resolve_object` tells an absent label from an unknown
+        one by what the graph holds), or, in a reduced graph, the same without a word on the graph's contents: it holds
+        only the objects the names need, not what the frame held ("it holds no objects" where it held many). An id is
+        looked up in a full graph (:meth:`labels_needed`), so its error stands."""
+        if not self.reduced_graphs or object_id(name) is not None:
+            return str(error)
+        if name.strip().lower() in self._known_lower:
+            return f"object {name!r} is absent: not detected in this frame"
+        return f"unknown object {name!r}; known labels: {sorted(self.known_labels)}"

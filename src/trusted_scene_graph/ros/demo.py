@@ -235,11 +235,24 @@ def bringup_error(exit_code: int, ended_early: bool, log: Path) -> str | None:
         what = f"the bringup {_exit_status(exit_code)} when stopped"
     else:
         return None
+    return _with_log_tail(what, log)
+
+
+def startup_error(exit_code: int | None, log: Path, shown_as: Path | None = None) -> str:
+    """Why the bringup never offered the query service: it ended (``exit_code``), or it still runs (None) after
+    :data:`SERVICE_WAIT_S`; with the end of its log ``log``, named ``shown_as`` (where the demo keeps it)."""
+    what = (f"the bringup {_exit_status(exit_code)} before it came up" if exit_code is not None
+            else f"the bringup did not offer {QUERY_SERVICE} within {SERVICE_WAIT_S:g} s")
+    return _with_log_tail(what, log, shown_as)
+
+
+def _with_log_tail(what: str, log: Path, shown_as: Path | None = None) -> str:
+    shown_as = log if shown_as is None else shown_as
     try:
         tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
     except OSError as exc:
-        return f"{what}; {log} cannot be read: {exc.strerror or exc}"
-    return "\n".join([f"{what}; the end of {log}:", *(f"  {line}" for line in tail)])
+        return f"{what}; {shown_as} cannot be read: {exc.strerror or exc}"
+    return "\n".join([f"{what}; the end of {shown_as}:", *(f"  {line}" for line in tail)])
 
 
 def no_samples_error(recorder: DistanceRecorder, graphs_received: int) -> str:
@@ -339,8 +352,9 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
             deadline = time.monotonic() + SERVICE_WAIT_S
             while not client.service_is_ready():
                 if process.poll() is not None or time.monotonic() > deadline:
-                    print((Path(tmp) / LOG).read_text(), file=sys.stderr)
-                    print("tsg demo: the bringup did not come up", file=sys.stderr)
+                    # Named where it is kept: the finally below copies the log out of the temporary directory.
+                    print(f"tsg demo: error: {startup_error(process.poll(), Path(tmp) / LOG, out_dir / LOG)}",
+                          file=sys.stderr)
                     return 1
                 executor.spin_once(timeout_sec=0.1)
             print(f"tsg demo: publishing {width}x{height} Fetch frames at {rate_hz:g} Hz for {seconds:g} s")
