@@ -93,14 +93,14 @@ def test_a_string_array_with_a_non_string_item_is_rejected():
 
 def test_a_bare_string_is_rejected_for_a_string_array():
     with pytest.raises(ConfigError, match=r"detector\.sim_labels: expected string\[\], got str '1:a'; write a list in "
-                                          r"brackets, e\.g\. \['1:cube', '2:table'\]$"):
+                                          r"brackets: \[1:a\]$"):
         SCHEMA["detector.sim_labels"].validate("1:a")
 
 
 def test_a_list_written_without_brackets_is_rejected_saying_how_to_write_it():
     # --set extrinsic.translation_m=1,2,3 parses as the string '1,2,3'.
     with pytest.raises(ConfigError, match=r"^extrinsic\.translation_m: expected float\[\], got str '1,2,3'; write a "
-                                          r"list in brackets, e\.g\. \[1\.0, 2\.0, 3\.0\]$"):
+                                          r"list in brackets: \[1, 2, 3\]$"):
         SCHEMA["extrinsic.translation_m"].validate("1,2,3")
 
 
@@ -527,6 +527,14 @@ def test_parameters_indented_beside_ros__parameters_instead_of_under_it_are_refu
     # Another node's section is not ours to judge.
     other = {"camera": {"ros__parameters": None, "fps": 30}, "/**": {"ros__parameters": {"trust.threshold": 0.7}}}
     assert load_config(other)["trust.threshold"] == 0.7
+    # Nested parameters beside ros__parameters are refused too; a node section beside it is read, as rcl reads it.
+    path.write_text("/**:\n  ros__parameters:\n  relations:\n    near_m: 0.3\n")
+    with pytest.raises(ConfigError, match=r"/\*\*: relations beside ros__parameters, not under it"):
+        load_config_file(path)
+    path.write_text("/**:\n  ros__parameters: {trust.threshold: 0.7}\n"
+                    "  scene_graph:\n    ros__parameters: {relations.near_m: 0.3}\n")
+    config = load_config_file(path)
+    assert (config["trust.threshold"], config["relations.near_m"]) == (0.7, 0.3)
 
 
 def test_load_config_file_of_an_empty_file_gives_the_defaults(tmp_path):

@@ -30,7 +30,7 @@ from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.bag import BagWriter
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset, write_with_column
-from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
+from trusted_scene_graph.label import ItemDone, LabelError, RunSummary, sigterm_interrupts
 from trusted_scene_graph.label import lerobot as lerobot_labelling
 from trusted_scene_graph.label.bags import find_bags
 from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
@@ -630,6 +630,29 @@ def test_sigterm_stops_a_run_in_process_with_a_note_exit_143_and_no_staging_left
     assert capsys.readouterr().err == TERMINATED_NOTE
     assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, MANIFEST_FILE]  # no item, no .staging
     assert signal.getsignal(signal.SIGTERM) is before  # the handler was the run's only
+
+
+def test_a_sigterm_handler_ray_init_installs_gives_way_to_the_runs_own():
+    # ray.init installs a SIGTERM handler of its own (sys.exit(15), with a stack dump) and ray.shutdown leaves it:
+    # with --engine ray a SIGTERM would end the run without the note or the staging cleanup.
+    from trusted_scene_graph.label.engine import _sigterm_handler_kept
+
+    with sigterm_interrupts():
+        runs_own = signal.getsignal(signal.SIGTERM)
+        with _sigterm_handler_kept():
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # what ray.init does
+        assert signal.getsignal(signal.SIGTERM) is runs_own
+
+
+def test_a_second_signal_while_a_stopped_run_ends_its_workers_is_ignored_until_it_has():
+    from trusted_scene_graph.label.engine import _stop_signals_ignored
+
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    with _stop_signals_ignored():
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
+        os.kill(os.getpid(), signal.SIGTERM)  # would end the test process
+        time.sleep(0.05)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
 
 
 def hanging_bag_item(job, staging_dir: Path) -> int:

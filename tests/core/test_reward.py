@@ -323,17 +323,19 @@ def test_known_but_missing_labels_are_absent_and_others_unknown():
 def test_in_a_labellers_reduced_graph_a_missing_name_says_nothing_of_what_the_graph_holds(objects):
     # A labeller lifts only the objects its pairs name: the frame may have held many where its graph holds none.
     sides = resolver(reduced_graphs=True)
-    with pytest.raises(RewardError, match=r"^object 'cube' is absent: not detected in this frame$"):
+    with pytest.raises(RewardError, match=r"^object 'cube' is absent: not in this frame \(not detected, or without "
+                                          r"usable depth\)$"):
         sides.resolve(graph(*objects), "cube")
     with pytest.raises(RewardError, match=r"^unknown object 'mug'; known labels: \['cube', 'gripper', 'table'\]$"):
         sides.resolve(graph(*objects), "mug")
     with pytest.raises(RewardError, match=r"^'ee': no usable end-effector pose \(none received\) and object 'table' is "
-                                          r"absent: not detected in this frame$"):
+                                          r"absent: not in this frame \(not detected, or without usable depth\)$"):
         resolver(ee_names=("table",), reduced_graphs=True).resolve(graph(*objects[:0]), "ee")
     with pytest.raises(RewardError, match=r"^no object with id 7; ids in the graph: "):  # ids: a full graph
         sides.resolve(graph(*objects), "#7")
     [sample] = track([RewardPair("cube", "table")], [graph(*objects)], sides)
-    assert sample.message.endswith("object 'cube' is absent: not detected in this frame")
+    assert sample.message.endswith("object 'cube' is absent: not in this frame (not detected, or without usable "
+                                   "depth)")
     assert SideResolver.from_config(Config(), reduced_graphs=True).reduced_graphs
     assert not SideResolver.from_config(Config()).reduced_graphs  # the live node's and the query service's
 

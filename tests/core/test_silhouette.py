@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from trusted_scene_graph.config import Config
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.corruption import DetectionCorruption
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, SimDetector
-from trusted_scene_graph.config import Config
 from trusted_scene_graph.perception.lifting import LiftingSettings, LiftRequest, lift_detection, lift_frames
 from trusted_scene_graph.perception.silhouette import depth_noise_m, depth_silhouette, nested_boxes
 from trusted_scene_graph.pipeline import ScenePipeline

@@ -97,10 +97,12 @@ class ParamSpec:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
             ):
                 return [float(v) for v in value]
-        # A list given as a bare string (--set extrinsic.translation_m=1,2,3) reads as one string: say how to write it.
-        hint = ("; write a list in brackets, e.g. [1.0, 2.0, 3.0]" if self.type == FLOAT_ARRAY and isinstance(value, str)
-                else "; write a list in brackets, e.g. ['1:cube', '2:table']" if self.type == STRING_ARRAY
-                and isinstance(value, str) else "")
+        hint = ""
+        if self.type in (FLOAT_ARRAY, STRING_ARRAY) and isinstance(value, str):
+            # A list given as a bare string (--set extrinsic.translation_m=1,2,3) reads as one string: the same
+            # items in brackets are the list.
+            items = [item.strip() for item in value.strip("[]").split(",") if item.strip()]
+            hint = f"; write a list in brackets: [{', '.join(items)}]"
         raise ConfigError(f"{self.name}: expected {self.type}, got {type(value).__name__} {value!r}{hint}")
 
 
@@ -268,9 +270,9 @@ SCHEMA: dict[str, ParamSpec] = _specs(
               "For a detection without a mask (a box detector such as GroundingDINO), take the object's pixels in "
               "its box from depth: those standing above the lowest level around it (by more than the depth noise), "
               "within the box's size of the central half's depth, in the depth-continuous region reaching the most "
-              "box edges (then with most of the central half), less the boxes of other detections nested in it (objects "
-              "on a table; with nothing else standing, it is the surface they stand on); with nothing standing in "
-              "the central half, all that "
+              "box edges (then with most of the central half), less the boxes of other detections nested in it "
+              "(objects on a table; with nothing else standing, it is the surface they stand on); with nothing "
+              "standing in the central half, all that "
               "stands near the box's depth (an open gripper's fingers); when nothing stands out, the central half"),
     ParamSpec("lifting.min_valid_fraction", FLOAT, 0.05,
               "Objects with a smaller fraction of valid depth pixels are dropped", min=0.0, max=1.0),
@@ -587,15 +589,25 @@ def is_ros_builtin(name: str) -> bool:
 
 
 def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, list[str]]]:
-    """(node name, its ``ros__parameters``, the section's other keys) of every node section, top-level
-    (``/ns/node:``) or nested under its namespaces (``ns: node:``), as rcl reads a parameter file."""
+    """(node name, its ``ros__parameters``, the keys beside them that are no node section) of every node section,
+    top-level (``/ns/node:``) or nested under its namespaces (``ns: node:``), also beside another node's
+    ``ros__parameters`` (``/**: {ros__parameters: ..., scene_graph: {ros__parameters: ...}}``), as rcl reads a
+    parameter file."""
     for key, value in tree.items():
         if isinstance(value, Mapping):
             name = f"{prefix}/{str(key).strip('/')}"
             if "ros__parameters" in value:
-                yield name, value["ros__parameters"], [str(k) for k in value if k != "ros__parameters"]
+                others = {k: v for k, v in value.items() if k != "ros__parameters"}
+                beside = [str(k) for k, v in others.items() if not _holds_section(v)]
+                yield name, value["ros__parameters"], beside
+                yield from _sections({k: v for k, v in others.items() if _holds_section(v)}, name)
             else:
                 yield from _sections(value, name)
+
+
+def _holds_section(value: Any) -> bool:
+    """Whether ``value`` is a node section or namespace of them: a mapping with ``ros__parameters`` somewhere in it."""
+    return isinstance(value, Mapping) and ("ros__parameters" in value or any(map(_holds_section, value.values())))
 
 
 def _applies_to(section_name: str, node_fqn: str) -> bool:
@@ -628,8 +640,9 @@ def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> di
         if not _applies_to(name, node_fqn):
             continue
         if beside:
-            # Parameters indented one level too little, beside ros__parameters instead of under it, are none of the
-            # node's parameters (rcl reads those from under ros__parameters): it would run on defaults without a word.
+            # Parameters indented one level too little, beside ros__parameters instead of under it: rcl refuses the
+            # file when the node starts ("Cannot have a value before ros__parameters"), but read here as our config
+            # (tsg eval, tsg label) they would be dropped, and the run would use the defaults without a word.
             raise ConfigError(f"{name}: {', '.join(beside[:5])}{' ...' if len(beside) > 5 else ''} beside "
                               "ros__parameters, not under it: indent the parameters under ros__parameters")
         if section is None:  # an empty "ros__parameters:", no override

@@ -254,7 +254,8 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
                 # The local engine's workers are ended by now: nothing writes into the staging dirs any more. Ray
                 # tasks on a cluster joined may still be cancelling, writing into theirs: a rerun removes those.
                 if engine == "local":
-                    _remove_tree(out_dir / STAGING_DIR)
+                    with _stop_signals_ignored():
+                        shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)  # a rerun removes what is left
                 raise
         _remove_tree(out_dir / STAGING_DIR)  # attempts whose worker died
     return tally.summary([item.key for item in items], time.perf_counter() - started_s)
@@ -405,10 +406,15 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
                     tally.finish(item.key, frames, seconds, attempts[item.key])
     except KeyboardInterrupt:
         # The workers ignore SIGINT (_init_worker): Ctrl-C (or SIGTERM, as Terminated) stops the run here, and their
-        # items are cut short rather than waited for; run_items then removes their staging dirs.
-        for executor in executors:
-            if executor is not None:
-                _terminate_workers(executor)
+        # items are cut short rather than waited for; run_items then removes their staging dirs. A second signal
+        # meanwhile would leave workers running, writing into the dirs about to be removed: the stop is finished first.
+        with _stop_signals_ignored():
+            for executor in executors:
+                if executor is not None:
+                    _terminate_workers(executor)
+            for executor in executors:
+                if executor is not None:
+                    executor.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         # On a propagating error the items already running finish (and commit) before it surfaces.
@@ -455,10 +461,11 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
         raise LabelError(_NO_RAY) from None
     started_here = not ray.is_initialized()
     if started_here:
-        if options.ray_address is not None:
-            _join_ray_cluster(ray, options.ray_address)
-        else:
-            ray.init(num_cpus=options.workers)
+        with _sigterm_handler_kept():
+            if options.ray_address is not None:
+                _join_ray_cluster(ray, options.ray_address)
+            else:
+                ray.init(num_cpus=options.workers)
     task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_attempt)
     queue = deque(todo)
     running: dict[Any, WorkItem] = {}
@@ -488,6 +495,36 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
             ray.cancel(ref)
         if started_here:
             ray.shutdown()
+
+
+@contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored within the block (their handlers restored after it): while a run that is already
+    stopping ends its workers and removes their staging dirs. Off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """Put back the SIGTERM handler the block replaced: ``ray.init`` installs its own (``sys.exit(15)``, with a stack
+    dump), which would bypass :func:`sigterm_interrupts` (exit 15, no note, the staging dirs left) for the rest of
+    the run; ``ray.shutdown`` does not restore it. Off the main thread, handlers cannot be set, so nothing is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _join_ray_cluster(ray: Any, address: str) -> None:

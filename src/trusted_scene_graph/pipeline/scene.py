@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -262,8 +263,9 @@ class ScenePipeline:
         context: list[Detection] = []
         if labels is not None:
             wanted = [d.label.strip().lower() in labels for d in detections]
-            if silhouettes:
-                context = [d for d, keep in zip(detections, wanted, strict=True) if not keep]
+            if silhouettes:  # their boxes only: a batch of frames need not hold their masks
+                context = [dataclasses.replace(d, mask=None) for d, keep in zip(detections, wanted, strict=True)
+                           if not keep]
             detections = [d for d, keep in zip(detections, wanted, strict=True) if keep]
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
         return self._prepared(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms, frame.rgb, context)

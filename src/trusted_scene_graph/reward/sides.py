@@ -297,5 +297,5 @@ class SideResolver:
         if not self.reduced_graphs or object_id(name) is not None:
             return str(error)
         if name.strip().lower() in self._known_lower:
-            return f"object {name!r} is absent: not detected in this frame"
+            return f"object {name!r} is absent: not in this frame (not detected, or without usable depth)"
         return f"unknown object {name!r}; known labels: {sorted(self.known_labels)}"
