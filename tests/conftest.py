@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -15,3 +16,9 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" 
 os.environ.setdefault("MUJOCO_GL", "egl")
 # Tests never hit the network: huggingface_hub reads this when imported, so it is set before any test imports it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# A run started in the background by a non-interactive shell (`nohup make test &`, cron) inherits SIGINT ignored, and
+# so would every process the tests start: the tests of Ctrl-C (SIGINT to a child) would then time out. Restored to
+# Python's own handler, as in a foreground run; children then start with the default action.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
