@@ -42,7 +42,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,16 +87,28 @@ def sigterm_interrupts() -> Iterator[None]:
     process manager or a job scheduler stop the run cleanly, and a run started with ``&`` from a non-interactive
     shell, which inherits SIGINT ignored, can still be. Off the main thread (only it may set handlers), or where
     SIGTERM is ignored on purpose, nothing changes."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):
+    ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    with _signal_handlers({signal.SIGTERM: None if ignored else _raise_terminated}):
+        yield
+
+
+@contextmanager
+def _signal_handlers(handlers: Mapping[int, Any]) -> Iterator[None]:
+    """Within the block, each signal of ``handlers`` has that handler (None: the one it has); after it, each has the
+    handler it had before, whatever the block set. Off the main thread (only it may set handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signum: signal.getsignal(signum) for signum in handlers}
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
     try:
         yield
     finally:
-        # None: a handler not set from Python, which the default stands in for.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for signum, handler in previous.items():
+            # None: a handler not set from Python, which the default stands in for.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 @dataclass(frozen=True)
@@ -497,34 +509,17 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
             ray.shutdown()
 
 
-@contextmanager
-def _stop_signals_ignored() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored within the block (their handlers restored after it): while a run that is already
-    stopping ends its workers and removes their staging dirs. Off the main thread nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+def _stop_signals_ignored() -> AbstractContextManager[None]:
+    """SIGINT and SIGTERM ignored within the block: while a run that is already stopping ends its workers and
+    removes their staging dirs."""
+    return _signal_handlers({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
 
 
-@contextmanager
-def _sigterm_handler_kept() -> Iterator[None]:
-    """Put back the SIGTERM handler the block replaced: ``ray.init`` installs its own (``sys.exit(15)``, with a stack
+def _sigterm_handler_kept() -> AbstractContextManager[None]:
+    """The SIGTERM handler the block replaced put back: ``ray.init`` installs its own (``sys.exit(15)``, with a stack
     dump), which would bypass :func:`sigterm_interrupts` (exit 15, no note, the staging dirs left) for the rest of
-    the run; ``ray.shutdown`` does not restore it. Off the main thread, handlers cannot be set, so nothing is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    the run; ``ray.shutdown`` does not restore it."""
+    return _signal_handlers({signal.SIGTERM: None})
 
 
 def _join_ray_cluster(ray: Any, address: str) -> None:
