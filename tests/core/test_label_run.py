@@ -30,7 +30,7 @@ from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.bag import BagWriter
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset, write_with_column
-from trusted_scene_graph.label import ItemDone, LabelError, RunSummary, sigterm_interrupts
+from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
 from trusted_scene_graph.label import lerobot as lerobot_labelling
 from trusted_scene_graph.label.bags import find_bags
 from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
@@ -47,6 +47,7 @@ from trusted_scene_graph.label.run import (
     manifest,
     run_label,
 )
+from trusted_scene_graph.signals import sigterm_interrupts
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS_DIR = Path(__file__).resolve().parents[1]

@@ -349,9 +349,9 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from trusted_scene_graph.dataset.lerobot import LeRobotDataset
-    from trusted_scene_graph.label import Terminated, sigterm_interrupts
     from trusted_scene_graph.label.lerobot import FrameSource
     from trusted_scene_graph.label.run import EngineSettings, run_label
+    from trusted_scene_graph.signals import Terminated, sigterm_interrupts
 
     config = load(config_path, overrides)
     frame_source = None

@@ -15,11 +15,8 @@ from trusted_scene_graph.label.engine import (  # noqa: E402  (engine.py imports
     ENGINES,
     ItemDone,
     RunSummary,
-    Terminated,
     WorkItem,
     run_items,
-    sigterm_interrupts,
 )
 
-__all__ = ["ENGINES", "ItemDone", "LabelError", "RunSummary", "Terminated", "WorkItem", "run_items",
-           "sigterm_interrupts"]
+__all__ = ["ENGINES", "ItemDone", "LabelError", "RunSummary", "WorkItem", "run_items"]

@@ -12,7 +12,7 @@ Engines (:data:`ENGINES`):
   processes (torch threads and fork do not mix). A worker killed mid-item (SIGKILL, the OOM killer) is replaced
   and its item retried, up to ``max_retries`` times. Workers ignore SIGINT: on Ctrl-C the driver stops and
   terminates them (their items are cut short; a rerun labels them), then removes the staging dirs. SIGTERM takes
-  the same path within :func:`sigterm_interrupts` (``tsg label`` runs in it).
+  the same path within :func:`~trusted_scene_graph.signals.sigterm_interrupts` (``tsg label`` runs in it).
 * ``ray``: one Ray task per item, at most ``workers`` in flight, retried by Ray up to ``max_retries`` times when
   its worker or node dies. ``out_dir`` must be on a filesystem shared by every Ray node (trivially true for a local
   cluster): workers write and commit there themselves, so the driver never moves files between machines.
@@ -35,7 +35,6 @@ import shutil
 import signal
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -50,6 +49,7 @@ from typing import Any
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.files import fsync_dir, fsync_tree
 from trusted_scene_graph.label import LabelError
+from trusted_scene_graph.signals import signal_handlers
 
 #: Under ``out_dir``: the attempts in progress, one dir per item key holding one dir per attempt.
 STAGING_DIR = ".staging"
@@ -66,49 +66,6 @@ _HELD_LOCKS: set[Path] = set()
 _NO_RAY = "label engine 'ray' needs the ray package: pip install 'trusted_scene_graph[ray]'"
 #: Seconds to wait for a TCP connection to ``ray_address`` (Ray itself retries for minutes where nothing listens).
 RAY_CONNECT_TIMEOUT_S = 10.0
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread by the handler :func:`sigterm_interrupts` installs.
-
-    A KeyboardInterrupt so that a run stops on it exactly as on Ctrl-C (the driver ends its workers and removes the
-    staging dirs). Raised, as ``tsg replay``'s is, rather than setting a flag: the driver mostly waits on its workers'
-    futures, and would look at a flag only once an item settles.
-    """
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated` (the previous handler is restored after it): `kill`, a
-    process manager or a job scheduler stop the run cleanly, and a run started with ``&`` from a non-interactive
-    shell, which inherits SIGINT ignored, can still be. Off the main thread (only it may set handlers), or where
-    SIGTERM is ignored on purpose, nothing changes."""
-    ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-    with _signal_handlers({signal.SIGTERM: None if ignored else _raise_terminated}):
-        yield
-
-
-@contextmanager
-def _signal_handlers(handlers: Mapping[int, Any]) -> Iterator[None]:
-    """Within the block, each signal of ``handlers`` has that handler (None: the one it has); after it, each has the
-    handler it had before, whatever the block set. Off the main thread (only it may set handlers) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.getsignal(signum) for signum in handlers}
-    for signum, handler in handlers.items():
-        if handler is not None:
-            signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            # None: a handler not set from Python, which the default stands in for.
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 @dataclass(frozen=True)
@@ -512,14 +469,14 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
 def _stop_signals_ignored() -> AbstractContextManager[None]:
     """SIGINT and SIGTERM ignored within the block: while a run that is already stopping ends its workers and
     removes their staging dirs."""
-    return _signal_handlers({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
+    return signal_handlers({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
 
 
 def _sigterm_handler_kept() -> AbstractContextManager[None]:
     """The SIGTERM handler the block replaced put back: ``ray.init`` installs its own (``sys.exit(15)``, with a stack
-    dump), which would bypass :func:`sigterm_interrupts` (exit 15, no note, the staging dirs left) for the rest of
-    the run; ``ray.shutdown`` does not restore it."""
-    return _signal_handlers({signal.SIGTERM: None})
+    dump), which would bypass :func:`~trusted_scene_graph.signals.sigterm_interrupts` (exit 15, no note, the
+    staging dirs left) for the rest of the run; ``ray.shutdown`` does not restore it."""
+    return signal_handlers({signal.SIGTERM: None})
 
 
 def _join_ray_cluster(ray: Any, address: str) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import signal
 import sys
 import threading
 import time
@@ -56,6 +55,7 @@ from trusted_scene_graph.dataset.bag import (
     storage_path,
 )
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.signals import sigterm_interrupts
 
 DEFAULT_DEPTH = 10  # rmw's default history depth, what ``ros2 bag play`` uses when the bag records none
 CLOCK_TOPIC = "/clock"
@@ -76,15 +76,6 @@ _WAIT_RESOLUTION_S = 1e-6
 
 class ReplayError(TsgError):
     """A bag that cannot be replayed (missing, corrupt, empty) or invalid replay options."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread by the handler :func:`run_replay` installs while playing.
-
-    A KeyboardInterrupt so that everything that lets Ctrl-C through (the player's bookkeeping, rclpy's cleanup) treats
-    it alike. Raised rather than setting a stop event: ``Event.set`` from a signal handler deadlocks when the signal
-    lands while the main thread holds the event's lock inside ``Event.wait``.
-    """
 
 
 # --- QoS ----------------------------------------------------------------------------------------------------------
@@ -754,41 +745,21 @@ def run_replay(bag_path: Path, rate: float = 1.0, loop: bool = False, topics: Se
         # Python's own SIGINT handling, not rclpy's: rclpy's handler invalidates the context before the
         # KeyboardInterrupt arrives, so a publish in between fails. The player has no executor to wake anyway.
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-        previous_sigterm = _NOT_INSTALLED
         try:
             # SIGTERM too: a replay started with `&` from a non-interactive shell inherits SIGINT ignored, so
             # `kill` (SIGTERM) is how it gets stopped.
-            previous_sigterm = _handle_sigterm()
-            node = rclpy.create_node("tsg_replay")
-            try:
-                bag.play(node)
-            finally:
-                node.destroy_node()
+            with sigterm_interrupts():
+                node = rclpy.create_node("tsg_replay")
+                try:
+                    bag.play(node)
+                finally:
+                    node.destroy_node()
         except KeyboardInterrupt:  # also Terminated
             bag.stats.interrupted = True  # how a looping replay ends: a summary, not a traceback
         except ReplayError:
             bag.print_summary()
             raise
         finally:
-            if previous_sigterm is not _NOT_INSTALLED:
-                # None: a handler not set from Python, which the default stands in for.
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
             rclpy.try_shutdown()
         bag.print_summary()
     return 1 if bag.read_error is not None else 0
-
-
-_NOT_INSTALLED = object()
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
-
-
-def _handle_sigterm() -> object:
-    """Make SIGTERM raise :class:`Terminated`; returns the previous handler, or ``_NOT_INSTALLED`` off the main
-    thread (only it may set handlers) or when SIGTERM is ignored on purpose (left so)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):
-        return _NOT_INSTALLED
-    return signal.signal(signal.SIGTERM, _raise_terminated)
