@@ -8,7 +8,7 @@ from trusted_scene_graph.graph.model import GraphError, ObjectNode, SceneGraph
 
 
 def resolve_object(graph: SceneGraph, name: str, *, prefer_id: int | None = None,
-                   known_labels: Iterable[str] = ()) -> ObjectNode:
+                   known_labels: Iterable[str] = (), complete: bool = True) -> ObjectNode:
     """Find the object a query names.
 
     A name is a label (case and surrounding spaces ignored) or an id written ``#3`` or ``3``. A label wins over an
@@ -16,6 +16,8 @@ def resolve_object(graph: SceneGraph, name: str, *, prefer_id: int | None = None
     reward stays on the object it started with); otherwise the one with the highest detection score is chosen (ties:
     the lowest id), so the same graph always gives the same answer. The error tells an *absent* object (a label in
     ``known_labels``, the labels the detector can produce, that this graph does not contain) from an *unknown* one.
+    With ``complete`` False the graph holds only some of the frame's objects (a labeller lifts those its pairs name),
+    so the error says nothing of what it holds.
     """
     wanted = name.strip().lower()
     if not wanted:
@@ -32,8 +34,12 @@ def resolve_object(graph: SceneGraph, name: str, *, prefer_id: int | None = None
         known_ids = sorted(obj.id for obj in graph.objects)
         raise GraphError(f"no object with id {wanted_id}; ids in the graph: {known_ids}")
     if wanted in {label.strip().lower() for label in known_labels}:
+        if not complete:
+            raise GraphError(f"object {name!r} is absent: not in this frame (not detected, or without usable depth)")
         raise GraphError(f"object {name!r} is absent: not detected in the scene graph "
                          f"(it holds {graph.labels if graph.objects else 'no objects'})")
+    if not complete:
+        raise GraphError(f"unknown object {name!r}; known labels: {sorted(known_labels)}")
     if not graph.objects:
         raise GraphError(f"unknown object {name!r}: the scene graph has no objects")
     raise GraphError(f"unknown object {name!r}; known labels: {sorted({*graph.labels, *known_labels})}")

@@ -179,7 +179,6 @@ class SideResolver:
         :meth:`labels_needed` alone), so a name not found is not described by what the graph holds."""
         self.ee_names = frozenset(name.strip().lower() for name in ee_names) | {EE_FRAME}
         self.known_labels = tuple(known_labels)
-        self._known_lower = frozenset(label.strip().lower() for label in self.known_labels)
         self.max_age_ns = int(ee_pose_max_age_s * 1e9)
         self.reduced_graphs = reduced_graphs
         self.poses: dict[str, PoseHistory] = self.new_pose_histories()
@@ -283,19 +282,9 @@ class SideResolver:
 
     def _perceived(self, graph: SceneGraph, name: str, prefer_id: int | None) -> Endpoint:
         try:
-            obj = resolve_object(graph, name, prefer_id=prefer_id, known_labels=self.known_labels)
+            obj = resolve_object(graph, name, prefer_id=prefer_id, known_labels=self.known_labels,
+                                 complete=not self.reduced_graphs)
         except GraphError as exc:
-            raise reward.RewardError(self._not_found(name, exc)) from None
+            raise reward.RewardError(str(exc)) from None
         return Endpoint(PERCEPTION, obj.id, obj.label, obj.centroid_m, obj.size_m, obj.score,
                         obj.depth_valid_fraction)
-
-    def _not_found(self, name: str, error: GraphError) -> str:
-        """Why ``name`` resolved to no object: ``error`` (:func:`resolve_object` tells an absent label from an unknown
-        one by what the graph holds), or, in a reduced graph, the same without a word on the graph's contents: it holds
-        only the objects the names need, not what the frame held ("it holds no objects" where it held many). An id is
-        looked up in a full graph (:meth:`labels_needed`), so its error stands."""
-        if not self.reduced_graphs or object_id(name) is not None:
-            return str(error)
-        if name.strip().lower() in self._known_lower:
-            return f"object {name!r} is absent: not in this frame (not detected, or without usable depth)"
-        return f"unknown object {name!r}; known labels: {sorted(self.known_labels)}"
