@@ -217,15 +217,7 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
             else:
                 todo.append(item)
         if todo:
-            try:
-                runner(todo, work_fn, out_dir, _Options(workers, max_retries, ray_address), tally)
-            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as Terminated
-                # The local engine's workers are ended by now: nothing writes into the staging dirs any more. Ray
-                # tasks on a cluster joined may still be cancelling, writing into theirs: a rerun removes those.
-                if engine == "local":
-                    with _stop_signals_ignored():
-                        shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)  # a rerun removes what is left
-                raise
+            runner(todo, work_fn, out_dir, _Options(workers, max_retries, ray_address), tally)
         _remove_tree(out_dir / STAGING_DIR)  # attempts whose worker died
     return tally.summary([item.key for item in items], time.perf_counter() - started_s)
 
@@ -310,13 +302,24 @@ def _run_local(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _O
     if options.workers > 1:
         _run_processes(todo, work_fn, out_dir, options, tally)
         return
-    for item in todo:
-        try:
-            frames, seconds = _attempt(work_fn, item.key, item.payload, out_dir)
-        except TsgError as error:
-            tally.fail(item.key, str(error), attempts=1)
-        else:
-            tally.finish(item.key, frames, seconds, attempts=1)
+    try:
+        for item in todo:
+            try:
+                frames, seconds = _attempt(work_fn, item.key, item.payload, out_dir)
+            except TsgError as error:
+                tally.fail(item.key, str(error), attempts=1)
+            else:
+                tally.finish(item.key, frames, seconds, attempts=1)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as Terminated: the item cut short left its staging dir
+        with _stop_signals_ignored():
+            _remove_staging(out_dir)
+        raise
+
+
+def _remove_staging(out_dir: Path) -> None:
+    """The staging dirs of a local run that was stopped, once nothing writes into them (a rerun removes whatever is
+    left). Ray tasks on a cluster joined may still be cancelling, writing into theirs: a rerun removes those."""
+    shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
 
 
 def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Options, tally: _Tally) -> None:
@@ -375,7 +378,7 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
                     tally.finish(item.key, frames, seconds, attempts[item.key])
     except KeyboardInterrupt:
         # The workers ignore SIGINT (_init_worker): Ctrl-C (or SIGTERM, as Terminated) stops the run here, and their
-        # items are cut short rather than waited for; run_items then removes their staging dirs. A second signal
+        # items are cut short rather than waited for, and their staging dirs removed. A second signal
         # meanwhile would leave workers running, writing into the dirs about to be removed: the stop is finished first.
         with _stop_signals_ignored():
             for executor in executors:
@@ -384,6 +387,7 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
             for executor in executors:
                 if executor is not None:
                     executor.shutdown(wait=True, cancel_futures=True)
+            _remove_staging(out_dir)
         raise
     finally:
         # On a propagating error the items already running finish (and commit) before it surfaces.
