@@ -51,10 +51,8 @@ import numpy as np
 from trusted_scene_graph.geometry.camera import Intrinsics, normalized_coordinates
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.detector import Detection, PerceptionError
-from trusted_scene_graph.perception.silhouette import depth_silhouette, nested_boxes
+from trusted_scene_graph.perception.silhouette import MAD_TO_SIGMA, depth_silhouette, nested_boxes
 
-# Scale from the median absolute deviation to a Gaussian standard deviation.
-_MAD_TO_SIGMA = 1.4826
 # Smallest depth spread assumed, so that on an exactly flat surface (MAD = 0, common in simulation) a blob at
 # another depth is still rejected; 5 mm is about the noise of a good RGB-D sensor at 1 m.
 _MIN_SIGMA_M = 0.005
@@ -803,7 +801,9 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     measured_at: dict[int, _Measured] = {}  # per mask-less object, where its points were sampled
     points_per_object = settings.points_per_object
     for frame_index, request in enumerate(requests):
-        frame_boxes = [d.box_xywh_px for d in (*request.detections, *request.context)]
+        # Only a silhouette needs the frame's boxes (those nested in a box-only detection's).
+        frame_boxes = ([d.box_xywh_px for d in (*request.detections, *request.context)] if settings.box_silhouette
+                       else [])
         for index, detection in enumerate(request.detections):
             box_valid_fraction = None
             if detection.mask is None and settings.box_silhouette:
@@ -847,7 +847,7 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     depths_m = np.stack(depths).astype(np.float64)
     median = _quantiles(depths_m, [50.0])[0][:, None]
     deviation = np.abs(depths_m - median)
-    sigma_m = np.maximum(_MAD_TO_SIGMA * _quantiles(deviation, [50.0])[0][:, None], _MIN_SIGMA_M)
+    sigma_m = np.maximum(MAD_TO_SIGMA * _quantiles(deviation, [50.0])[0][:, None], _MIN_SIGMA_M)
     band_m = settings.outlier_mad_k * sigma_m[:, 0]
     # An object's size across the view: the larger side of its points' extent in the image, at its median depth.
     focal_px = np.array(focals)

@@ -58,7 +58,8 @@ MAX_SUPPORT_TOLERANCE_M = 0.01
 #: Neighbouring pixels whose depths differ by more than this (per metre of depth, at least 1 m's worth) are on
 #: different surfaces: a surface receding at 75 degrees steps about 1.2 cm per pixel at 1 m with a 300 px focal length.
 JUMP_PER_M = 0.015
-_MAD_TO_SIGMA = 1.4826
+#: A normal distribution's standard deviation per median absolute deviation (lifting uses it too).
+MAD_TO_SIGMA = 1.4826
 #: The support level is this percentile of the box's heights: the lowest level that is more than a few stray pixels.
 SUPPORT_PERCENTILE = 5.0
 #: The margin around the box the support level is also read in: this share of the box's larger side, at least
@@ -108,9 +109,6 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
         return None
     depth = depth_m[y0:y1, x0:x1]
     valid = (depth >= depth_min_m) & (depth <= depth_max_m)  # NaN compares False
-    others = np.zeros(depth.shape, dtype=bool)
-    for nx, ny, nw, nh in nested_xywh_px:
-        others[max(ny - y0, 0):max(ny + nh - y0, 0), max(nx - x0, 0):max(nx + nw - x0, 0)] = True
     if not valid.any():
         return None
     # The support level is read in the box and a margin around it: a box drawn tightly around an object seen from the
@@ -128,7 +126,9 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
     # Only what lies within the box's size of the box's depth can be what the object stands on: near a table's far
     # edge the floor beyond shows in the margin, and taken as the support it would make the table top stand.
     box_median_m = float(np.median(depth[valid]))
-    reach_m = max((x1 - x0) / intrinsics.fx, (y1 - y0) / intrinsics.fy) * box_median_m
+    crop_h, crop_w = depth.shape
+    size_per_m = max(crop_w / intrinsics.fx, crop_h / intrinsics.fy)  # the box's larger side at 1 m [m]
+    reach_m = size_per_m * box_median_m
     around = grown_valid & (np.abs(grown_depth - box_median_m) <= reach_m)
     support_m = float(np.percentile(grown_height_m[around if around.any() else grown_valid], SUPPORT_PERCENTILE))
     height_m = grown_height_m[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
@@ -139,20 +139,26 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
     tolerance_m = min(max(3.0 * depth_noise_m(grown_depth, grown_valid), MIN_SUPPORT_TOLERANCE_M),
                       MAX_SUPPORT_TOLERANCE_M)
     standing = valid & (height_m > support_m + tolerance_m)
-    crop_h, crop_w = depth.shape
+
+    def in_image(crop_mask: np.ndarray) -> np.ndarray | None:
+        """``crop_mask`` (the box's) in an image-sized mask; None when it holds too little of the box."""
+        if np.count_nonzero(crop_mask) < MIN_BOX_FRACTION * depth.size:
+            return None
+        mask = np.zeros(depth_m.shape, dtype=bool)
+        mask[y0:y1, x0:x1] = crop_mask
+        return mask
+
     if nested_xywh_px:
         # What stands on this object inside its box is the nested detections (objects on a table, fruit in a bowl):
         # their pixels are theirs. When next to nothing else stands (less than a silhouette could be: the depth
         # noise's outliers, flying pixels at the objects' edges), this object is the surface they stand on.
+        others = np.zeros(depth.shape, dtype=bool)
+        for nx, ny, nw, nh in nested_xywh_px:
+            others[max(ny - y0, 0):max(ny + nh - y0, 0), max(nx - x0, 0):max(nx + nw - x0, 0)] = True
         standing &= ~others
         if np.count_nonzero(standing) < MIN_BOX_FRACTION * depth.size:
             # The surface's level only: not what lies below it (the floor beyond a table's edge, seen in a few pixels).
-            surface = valid & ~others & (np.abs(height_m - support_m) <= tolerance_m)
-            if np.count_nonzero(surface) < MIN_BOX_FRACTION * depth.size:
-                return None
-            mask = np.zeros(depth_m.shape, dtype=bool)
-            mask[y0:y1, x0:x1] = surface
-            return mask
+            return in_image(valid & ~others & (np.abs(height_m - support_m) <= tolerance_m))
     central = (slice(crop_h // 4, max(crop_h // 4 + 1, (3 * crop_h) // 4)),
                slice(crop_w // 4, max(crop_w // 4 + 1, (3 * crop_w) // 4)))
     central_depths = depth[central][standing[central]]
@@ -163,16 +169,9 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
         if not standing.any():
             return None
         median_m = float(np.median(depth[standing]))
-        size_m = max(crop_w / intrinsics.fx, crop_h / intrinsics.fy) * median_m
-        surrounding = standing & (np.abs(depth - median_m) <= size_m)
-        if np.count_nonzero(surrounding) < MIN_BOX_FRACTION * surrounding.size:
-            return None
-        mask = np.zeros(depth_m.shape, dtype=bool)
-        mask[y0:y1, x0:x1] = surrounding
-        return mask
+        return in_image(standing & (np.abs(depth - median_m) <= size_per_m * median_m))
     median_m = float(np.median(central_depths))
-    size_m = max(crop_w / intrinsics.fx, crop_h / intrinsics.fy) * median_m
-    near = standing & (np.abs(depth - median_m) <= size_m)
+    near = standing & (np.abs(depth - median_m) <= size_per_m * median_m)
     # Depth jumps between neighbours part what is in front (a gripper over a cube) from what is behind: a pixel next
     # to one is left out of the regions, then the chosen region takes back the rim pixels it touches.
     jump_m = JUMP_PER_M * max(median_m, 1.0)
@@ -197,12 +196,7 @@ def depth_silhouette(box_xywh_px: tuple[int, int, int, int], depth_m: np.ndarray
     candidates = np.flatnonzero(in_centre > 0)
     chosen_label = max(candidates.tolist(), key=lambda label: (edges[label], in_centre[label]))
     chosen = components == chosen_label
-    silhouette = chosen | (ndimage.binary_dilation(chosen) & near & (components == 0))
-    if np.count_nonzero(silhouette) < MIN_BOX_FRACTION * silhouette.size:
-        return None
-    mask = np.zeros(depth_m.shape, dtype=bool)
-    mask[y0:y1, x0:x1] = silhouette
-    return mask
+    return in_image(chosen | (ndimage.binary_dilation(chosen) & near & (components == 0)))
 
 
 def depth_noise_m(depth_m: np.ndarray, valid: np.ndarray) -> float:
@@ -210,4 +204,4 @@ def depth_noise_m(depth_m: np.ndarray, valid: np.ndarray) -> float:
     smooth surface they are about 0, and independent noise of standard deviation sigma gives them a variance of
     6 sigma^2; the median absolute value ignores the few taken across an edge. 0 without three valid pixels in a row."""
     second = np.diff(depth_m, n=2, axis=1)[valid[:, 2:] & valid[:, 1:-1] & valid[:, :-2]]
-    return _MAD_TO_SIGMA * float(np.median(np.abs(second))) / np.sqrt(6.0) if second.size else 0.0
+    return MAD_TO_SIGMA * float(np.median(np.abs(second))) / np.sqrt(6.0) if second.size else 0.0
