@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -64,3 +65,12 @@ def fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def remove_files(directory: Path, names: Iterable[str]) -> None:
+    """Delete the files (or symlinks) ``names`` in ``directory`` that exist: the outputs an earlier run left, which a
+    run that does not write them again would otherwise show stale beside its own. Directories are left alone."""
+    for name in names:
+        path = Path(directory) / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()

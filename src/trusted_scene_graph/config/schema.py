@@ -598,9 +598,9 @@ def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             name = f"{prefix}/{str(key).strip('/')}"
             if "ros__parameters" in value:
                 others = {k: v for k, v in value.items() if k != "ros__parameters"}
-                beside = [str(k) for k, v in others.items() if not _holds_section(v)]
-                yield name, value["ros__parameters"], beside
-                yield from _sections({k: v for k, v in others.items() if _holds_section(v)}, name)
+                nested = {k: v for k, v in others.items() if _holds_section(v)}
+                yield name, value["ros__parameters"], [str(k) for k in others if k not in nested]
+                yield from _sections(nested, name)
             else:
                 yield from _sections(value, name)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.evaluation import EvaluationError, plots
-from trusted_scene_graph.files import replace_text
+from trusted_scene_graph.files import remove_files, replace_text
 from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable
 from trusted_scene_graph.trust.features import FEATURE_NAMES
 from trusted_scene_graph.trust.threshold import threshold_text
@@ -415,10 +415,7 @@ def write_report(metrics: Mapping[str, Any], samples: Any, out_dir: Path, title:
             samples.pairs["perceived_m"], samples.pairs["true_m"], p, "Object pair distance"),
         "timing.png": lambda p: plots.plot_timing(metrics["timing"], p, "Time per frame and stage"),
     }
-    for name in drawings:
-        stale = out_dir / name
-        if stale.is_file() or stale.is_symlink():
-            stale.unlink()
+    remove_files(out_dir, drawings)
     figures, missing = [], []
     for name, draw in drawings.items():
         try:

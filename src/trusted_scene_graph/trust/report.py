@@ -35,6 +35,7 @@ from trusted_scene_graph.evaluation.metrics import (
     expected_calibration_error,
     fpr_at_tpr,
 )
+from trusted_scene_graph.files import remove_files
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.threshold import threshold_text
 
@@ -174,10 +175,7 @@ def _figures(out_dir: Path, scorers: Mapping[str, np.ndarray], labels: np.ndarra
     """Draw every figure that has something to show: file name -> None when written, else why not. Figures an earlier
     report left in ``out_dir`` are deleted first: one this report does not draw would otherwise be shown stale beside
     it."""
-    for name in FIGURES:
-        stale = out_dir / name
-        if stale.is_file() or stale.is_symlink():
-            stale.unlink()
+    remove_files(out_dir, FIGURES)
     curves = {name: (scores, labels) for name, scores in scorers.items()}
     target, fused = metrics["target_precision"], metrics["methods"][FUSED]
     skipped: dict[str, str | None] = {}
