@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -82,10 +83,27 @@ def test_bench_service_writes_the_latency_ratios(tmp_path, capfd):
     assert result["query_invalid"] == 0  # every query found both objects in the graph
     assert result["frames_processed_during"] > 0  # frames were flowing while we measured
     assert result["concurrency"] == 4 and min(result["query_calls"], result["echo_calls"]) >= 100
+    # Measured as tsg bringup runs: the start-up objects frozen out of the collector's passes (and unfrozen after).
+    assert result["gc"]["frozen_objects"] > 0 and gc.get_freeze_count() == 0
+    assert result["gc"]["full_collections"] >= 0
     goals = result["goals"]
     assert (goals["p99_ratio_max"], goals["calls_per_s_min"]) == (1.3, 500)
     assert goals["p99_ratio_met"] == (result["p99_ratio"] <= 1.3)
     assert goals["calls_per_s_met"] == (result["calls_per_s"] >= 500)
+
+
+def test_bench_service_records_the_pauses_of_full_collections_only_within_its_block():
+    service = pytest.importorskip("trusted_scene_graph.bench.service")
+    with service.FullCollections() as collections:
+        gc.collect(0)
+        gc.collect(1)
+        gc.collect(2)
+    gc.collect(2)  # after the block: not recorded
+    assert len(collections.pauses_s) == 1
+    summary = collections.summary()
+    assert summary["full_collections"] == 1
+    assert summary["longest_full_collection_ms"] == pytest.approx(1e3 * collections.pauses_s[0])
+    assert service.FullCollections().summary() == {"full_collections": 0, "longest_full_collection_ms": None}
 
 
 def test_bench_service_fails_when_its_client_process_did_not_exit_cleanly():

@@ -14,12 +14,17 @@ service and one of the other are in flight. With the query service answering exa
 then spread from 0.84 to 1.27 over five runs of 2,000 calls on 2 cores; with threads dedicated to one service each,
 from 1.01 to 1.12 over four.
 
+The bench's process runs as ``tsg bringup`` does (short GIL switch interval, start-up objects frozen out of the
+garbage collector's passes); ``gc`` in the JSON holds the full (generation 2) collections during the timed calls and
+the longest one, a pause every callback of the process waits out.
+
 The issue's goal (``goals`` in the JSON): query p99 at most :data:`P99_RATIO_GOAL` times the echo's, at
 :data:`CALLS_PER_S_GOAL` calls per second or more (query and echo together) while frames are processed.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import platform
@@ -41,7 +46,7 @@ from trusted_scene_graph_msgs.srv import QueryDistance
 from trusted_scene_graph.bench import BenchError
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.report import write_json
-from trusted_scene_graph.ros.bringup import Bringup, use_short_gil_switch_interval
+from trusted_scene_graph.ros.bringup import Bringup, startup_objects_frozen, use_short_gil_switch_interval
 from trusted_scene_graph.ros.scene_graph_node import QUERY_SERVICE
 from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher
 from trusted_scene_graph.sim.synthetic import SyntheticFrame
@@ -123,6 +128,34 @@ def _call(name: str, client, request: QueryDistance.Request, index: int) -> Quer
         return client.call(request, timeout_sec=CALL_TIMEOUT_S)
     except TimeoutError:
         raise ServiceBenchError(f"{name} call {index} got no answer within {CALL_TIMEOUT_S} s") from None
+
+
+class FullCollections:
+    """Within the block, the pauses of the garbage collector's full (generation 2) collections (``gc.callbacks``);
+    ``summary()`` goes into the JSON's ``gc``."""
+
+    def __init__(self) -> None:
+        self.pauses_s: list[float] = []
+        self._started_s = 0.0
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self._on_collection)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started_s = time.perf_counter()
+        else:
+            self.pauses_s.append(time.perf_counter() - self._started_s)
+
+    def summary(self) -> dict:
+        return {"full_collections": len(self.pauses_s),
+                "longest_full_collection_ms": 1e3 * max(self.pauses_s) if self.pauses_s else None}
 
 
 def service_result(latencies: dict[str, list[float]], wall_s: float, calls: int, concurrency: int,
@@ -284,7 +317,10 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
             try:
                 _receive(receiver, client, CLIENT_START_TIMEOUT_S)
                 frames_before = scene_node.stats.processed
-                _, latencies, invalid, wall_s = _receive(receiver, client, CLIENT_RUN_TIMEOUT_S)
+                # As `tsg bringup` runs once its nodes are up.
+                with startup_objects_frozen(), FullCollections() as collections:
+                    _, latencies, invalid, wall_s = _receive(receiver, client, CLIENT_RUN_TIMEOUT_S)
+                    frozen_objects = gc.get_freeze_count()
                 frames_during = scene_node.stats.processed - frames_before
             finally:
                 client.join(timeout=CLIENT_EXIT_TIMEOUT_S)
@@ -303,7 +339,8 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
     _check_client_exit(client.exitcode, client_hung)
 
     result = service_result(latencies, wall_s, calls, concurrency, frames_processed_during=frames_during,
-                            frame_rate_hz=frame_rate_hz, query_invalid=invalid)
+                            frame_rate_hz=frame_rate_hz, query_invalid=invalid,
+                            gc={"frozen_objects": frozen_objects, **collections.summary()})
     write_json(result, out_path)
     print(f"QueryDistance p50 {result['query_p50_ms']:.2f} ms, p99 {result['query_p99_ms']:.2f} ms; "
           f"echo p50 {result['echo_p50_ms']:.2f} ms, p99 {result['echo_p99_ms']:.2f} ms; "

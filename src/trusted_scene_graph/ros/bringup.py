@@ -8,11 +8,13 @@ The launch file (``launch/trusted_scene_graph.launch.py``) reads the same node l
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import rclpy
 from rclpy.exceptions import InvalidHandle, ParameterException
@@ -24,6 +26,7 @@ from rclpy.task import Future
 
 from trusted_scene_graph.config.nodes import NODES
 from trusted_scene_graph.config.schema import ROS_BUILTIN_PARAMETERS, SCHEMA, Config, ConfigError, is_ros_builtin
+from trusted_scene_graph.signals import signal_handlers
 
 # Threads of the executor: sensor buffering, perception and the query service each get one, plus a spare.
 EXECUTOR_THREADS = 4
@@ -38,6 +41,26 @@ RCLError = _rclpy.RCLError  # what an rcl call on a shut-down context raises
 def use_short_gil_switch_interval() -> None:
     """Set the process-wide GIL switch interval for a process that serves queries beside perception."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
+@contextmanager
+def startup_objects_frozen() -> Iterator[None]:
+    """Within the block, everything alive at its start (modules, loaded models, the nodes once they are up) is left
+    out of the cyclic garbage collector's passes (``gc.freeze``; ``gc.unfreeze`` after it).
+
+    A full collection walks every tracked object with the GIL held, so every callback, a distance query included,
+    waits for it; a running bringup holds enough objects (its imports and models) for such a pause to last longer
+    than a frame period. Frozen, they are skipped, and what the nodes allocate afterwards is still collected:
+    ``tsg bench service`` reports the full collections during its run and their longest pause. Cyclic garbage among
+    the frozen objects is not freed until the block ends, which is why it is entered once the nodes are up, by what
+    runs them (``tsg bringup``, the node's executable), not by a node, which a user may compose into a process of
+    their own."""
+    gc.collect()  # the start-up's own garbage goes first, not into the frozen set
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class BringupError(ConfigError):
@@ -269,13 +292,14 @@ def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[st
         rclpy.try_shutdown()
         raise
     on_stop_signal = StopSignals()
-    previous = {signum: signal.signal(signum, on_stop_signal) for signum in STOP_SIGNALS}
     try:
-        with Bringup(config, autostart=autostart) as bringup:
+        with (signal_handlers(dict.fromkeys(STOP_SIGNALS, on_stop_signal)),
+              Bringup(config, autostart=autostart) as bringup):
             on_stop_signal.running = True
             logger = bringup.nodes[NODES[0].name].get_logger()
             logger.info("bringup running; Ctrl-C to stop")
-            bringup.wait(stop_requested=lambda: on_stop_signal.requested)
+            with startup_objects_frozen():
+                bringup.wait(stop_requested=lambda: on_stop_signal.requested)
             if bringup.error is not None:
                 logger.fatal(f"the executor stopped on an error no callback handled: "
                              f"{type(bringup.error).__name__}: {bringup.error}")
@@ -286,7 +310,5 @@ def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[st
     except KeyboardInterrupt:
         pass
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         rclpy.try_shutdown()
     return 0

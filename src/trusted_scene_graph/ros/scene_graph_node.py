@@ -626,7 +626,13 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     from trusted_scene_graph import keep_hub_offline
-    from trusted_scene_graph.ros.bringup import EXECUTOR_THREADS, BringupError, activate, use_short_gil_switch_interval
+    from trusted_scene_graph.ros.bringup import (
+        EXECUTOR_THREADS,
+        BringupError,
+        activate,
+        startup_objects_frozen,
+        use_short_gil_switch_interval,
+    )
 
     keep_hub_offline()  # before the node's model backends import huggingface_hub
     # As `tsg bringup` does: queries share the GIL with CPU-bound perception, and with the default switch interval
@@ -639,7 +645,8 @@ def main(args: list[str] | None = None) -> int:
             activate(node, node.get_name())
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
-        executor.spin()
+        with startup_objects_frozen():  # as `tsg bringup` does (without autostart: the imports, not yet the models)
+            executor.spin()
     except BringupError as exc:
         node.get_logger().fatal(str(exc))
         return 1
