@@ -276,8 +276,9 @@ def test_config_keeps_the_files_rclpy_parameters(tmp_path):
 def test_config_set_of_an_rclpy_parameter_says_where_to_set_it(capsys):
     assert main(["config", "--set", "use_sim_time=true"]) == EXIT_USAGE
     assert capsys.readouterr().err == (
-        "tsg config: error: 'use_sim_time' is rclpy's own parameter, not one of the schema: set it in the parameter "
-        "file (--config) or with `--ros-args -p use_sim_time:=VALUE`\n")
+        "tsg config: error: 'use_sim_time' is rclpy's own parameter, not one of the schema: only the ROS nodes read "
+        "it, from their parameter file (--config) or `--ros-args -p use_sim_time:=VALUE` (tsg bringup, a node's "
+        "executable)\n")
 
 
 def test_config_out_replaces_an_existing_file_atomically(tmp_path, monkeypatch):

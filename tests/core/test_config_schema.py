@@ -200,9 +200,10 @@ def test_an_unknown_parameter_with_nothing_close_gets_no_suggestion():
 
 
 def test_an_rclpy_parameter_given_as_a_schema_parameter_says_where_it_goes():
-    with pytest.raises(ConfigError, match=r"^'use_sim_time' is rclpy's own parameter, not one of the schema: set it "
-                                          r"in the parameter file \(--config\) or with `--ros-args -p "
-                                          r"use_sim_time:=VALUE`$"):
+    with pytest.raises(ConfigError, match=r"^'use_sim_time' is rclpy's own parameter, not one of the schema: only "
+                                          r"the ROS nodes read it, from their parameter file \(--config\) or "
+                                          r"`--ros-args -p use_sim_time:=VALUE` \(tsg bringup, a node's "
+                                          r"executable\)$"):
         Config({"use_sim_time": True})
 
 

@@ -420,8 +420,10 @@ def _spec(name: str) -> ParamSpec:
     except KeyError:
         if is_ros_builtin(name):
             # rclpy's own parameter: not the schema's, so the parameter file or rcl's arguments carry it.
-            raise ConfigError(f"{name!r} is rclpy's own parameter, not one of the schema: set it in the parameter "
-                              f"file (--config) or with `--ros-args -p {name}:=VALUE`") from None
+            # Offline commands (tsg label, tsg eval) take no --ros-args: say who reads it, and where from.
+            raise ConfigError(f"{name!r} is rclpy's own parameter, not one of the schema: only the ROS nodes read "
+                              f"it, from their parameter file (--config) or `--ros-args -p {name}:=VALUE` (tsg "
+                              "bringup, a node's executable)") from None
         close = difflib.get_close_matches(name, SCHEMA, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown parameter {name!r}{hint}") from None

@@ -720,18 +720,15 @@ class _Replay:
         """Start a new episode when the ground truth's episode number changes at this frame, or when the clock jumped
         back (see the module docstring). Within one ground-truth episode a jump restarts the rewards' and tracks'
         state, as live, and keeps the episode's number and frame count (the table's rows stay unique)."""
-        episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
+        truth_episode = nearest_by_stamp(self.episodes, stamp_ns, self.sync.tolerance_ns)
         previous_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
         jumped = jumped_back(stamp_ns, previous_ns)
-        if _clock_went_back_at_new_episode(stamp_ns, previous_ns, episode, self.episode):
+        if _clock_went_back_at_new_episode(stamp_ns, previous_ns, truth_episode, self.episode):
             self.tracker.resolver.restart_poses(previous_ns)  # the old timeline's poses, as live; and the look-ahead
-        if episode is None:
-            if not jumped:
-                return
-            episode = (self.episode or 0) + 1
-            self.episode = self.episode or 0  # the frames before the jump were episode 0: reset below
+        episode = _episode_of_frame(truth_episode, self.episode, jumped)
         if episode != self.episode:
-            if self.episode is not None:
+            # Unnumbered frames before a jump were episode 0: the jump ends it too.
+            if self.episode is not None or truth_episode is None:
                 self._restart_state()
                 self.frame_in_episode = 0
             self.episode = episode
@@ -742,16 +739,13 @@ class _Replay:
         """The look-ahead's restart of the old timeline's poses (:meth:`_start_episode_at`, at the same frame: the
         items are finished in the order they are queued; the ground truth read so far is what it will have applied),
         as the live node restarts them where an episode starts with the clock gone back."""
-        episode = nearest_by_stamp(self.read_episodes, stamp_ns, self.sync.tolerance_ns)
+        truth_episode = nearest_by_stamp(self.read_episodes, stamp_ns, self.sync.tolerance_ns)
         previous_ns, self.queued_stamp_ns = self.queued_stamp_ns, stamp_ns
-        if _clock_went_back_at_new_episode(stamp_ns, previous_ns, episode, self.queued_episode):
+        if _clock_went_back_at_new_episode(stamp_ns, previous_ns, truth_episode, self.queued_episode):
             for history in self.lookahead.values():
                 history.restart(previous_ns)
-        # The episode number _start_episode_at will have given it.
-        if episode is not None:
-            self.queued_episode = episode
-        elif jumped_back(stamp_ns, previous_ns):
-            self.queued_episode = (self.queued_episode or 0) + 1
+        self.queued_episode = _episode_of_frame(truth_episode, self.queued_episode,
+                                                jumped_back(stamp_ns, previous_ns))
 
     def _restart_state(self) -> None:
         self.pipeline.start_sequence()
@@ -762,6 +756,14 @@ class _Replay:
             self.out.reward(dense_reward(sample, self.config["graph_frame"]), colour_log_ns)
             self.rows.append(reward_row(sample, self.source_name, self.episode or 0, self.frame_in_episode))
         self.frame_in_episode += 1
+
+
+def _episode_of_frame(truth_episode: int | None, episode: int | None, jumped: bool) -> int | None:
+    """A frame's episode number: the ground truth's at its stamp; without one, the episode so far (None before any
+    number), or the next one where the clock jumped back (the unnumbered frames before it being episode 0)."""
+    if truth_episode is not None:
+        return truth_episode
+    return (episode or 0) + 1 if jumped else episode
 
 
 def _clock_went_back_at_new_episode(stamp_ns: int, previous_ns: int | None, truth_episode: int | None,
