@@ -843,7 +843,9 @@ def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads
     args = lerobot_label_args(small_bags / "a", tmp_path / "dataset", tmp_path / "labelled")
     built = LeRobotDataset(args[2])
     before = tree_digest(built.root)
+    capsys.readouterr()
     assert cmd_label(*args) == EXIT_OK
+    printed = capsys.readouterr().out
     assert tree_digest(built.root) == before
     out = LeRobotDataset(tmp_path / "labelled")
     assert out.features["next.reward"] == {"dtype": "float32", "shape": [1], "names": None}
@@ -853,6 +855,11 @@ def test_a_lerobot_dataset_gets_a_next_reward_column_that_loads_as_lerobot_loads
     reward = np.array(loaded["next.reward"], dtype=np.float64)
     valid = np.array(loaded["next.reward_valid"])
     assert valid.mean() > 0.9
+    # The summary gives each pair's own share of valid frames, then next.reward's (every pair valid at the next frame).
+    episode_tables = pq.read_table(sorted((tmp_path / "labelled" / "tsg_rewards").rglob("rewards.parquet")))
+    pair_valid = np.array(episode_tables.column("valid").to_pylist())
+    assert f"  gripper:cube: {pair_valid.mean():.1%} of frames valid\n" in printed
+    assert f"  all pairs (next.reward): {valid.mean():.1%} of frames valid\n" in printed
     # The episode's last frame has no next frame, so no reward.
     assert not valid[-1] and np.isnan(reward[-1])
     # The same frames labelled from the bag. next.reward[t] is frame t + 1's reward (LeRobot's convention), and the

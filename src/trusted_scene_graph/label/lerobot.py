@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from trusted_scene_graph.config.schema import Config
@@ -41,6 +42,7 @@ from trusted_scene_graph.label.bags import (
     pipeline_for,
     read_rewards_table,
     reward_row,
+    valid_fraction,
     write_rewards_table,
 )
 from trusted_scene_graph.label.engine import WorkItem
@@ -299,9 +301,10 @@ def _camera_frame(stamp_ns: int, arrays: dict[str, np.ndarray], source: FrameSou
 
 
 def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = float("nan"),
-             overwrite: bool = False) -> tuple[int, float]:
+             overwrite: bool = False) -> tuple[int, float, dict[tuple[str, str], tuple[float, str]]]:
     """Write the labelled dataset into ``out_dir`` from the committed episode tables; returns (frames, fraction of
-    frames with a valid reward).
+    frames with a valid reward, each pair's :func:`~.bags.valid_fraction` over its own frames in the episode tables:
+    which pair a frame without a reward lacks).
 
     ``next.reward[t]`` follows LeRobot's convention (what ``env.step(action_t)`` returned): the reward of the frame
     the action led to, frame t + 1. The episode's last frame has no next frame, so no reward: ``next.reward_valid``
@@ -310,8 +313,10 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
     rewards: dict[int, np.ndarray] = {}
     valid: dict[int, np.ndarray] = {}
     reasons: Counter[str] = Counter()
+    tables = []
     for episode in dataset.episodes:
         table = read_rewards_table(out_dir / LABELLER_SUBDIR / episode_key(episode.episode_index) / REWARDS_FILE)
+        tables.append(table)
         reward, ok = episode_reward(table, episode.length)
         reasons.update(m for m, v in zip(table.column("message").to_pylist(), table.column("valid").to_pylist(),
                                          strict=True) if not v)
@@ -327,7 +332,7 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
                          "options and label into a new --out")
     write_with_column(dataset, out_dir, REWARD_COLUMN, rewards, dtype="float32",
                       extra_bool_columns={VALID_COLUMN: valid}, overwrite=overwrite)
-    return frames, valid_frames / max(frames, 1)
+    return frames, valid_frames / max(frames, 1), valid_fraction(pa.concat_tables(tables))
 
 
 def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -104,7 +104,8 @@ class LabelOutcome:
     kind: str  # "bags" or "lerobot"
     summary: RunSummary | None  # None when OUTPUT was already a complete labelled dataset
     table: Path | None = None  # the joined rewards table of the bags labelled (bags)
-    # (source, pair) -> (fraction of frames valid, the commonest reason of the others); LeRobot: pair "all pairs".
+    # (source, pair) -> (fraction of frames valid, the commonest reason of the others); LeRobot also has pair
+    # "all pairs (next.reward)": the frames whose next.reward is valid.
     valid_fraction: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     note: str = ""
     # Item key -> what the run has to say of it though it was labelled (a cut-short bag labelled from what was read).
@@ -367,8 +368,10 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
         summary = run_items(items, label_episode_item, manifest_path.parent, **run)
         outcome = LabelOutcome("lerobot", summary)
         if summary.ok:
-            frames, valid = assemble(dataset, out, invalid_reward=invalid_reward, overwrite=overwrite_column)
-            outcome.valid_fraction = {(dataset.root.name, "all pairs"): (valid, "")}
+            frames, valid, per_pair = assemble(dataset, out, invalid_reward=invalid_reward,
+                                               overwrite=overwrite_column)
+            # Each pair over its own frames, then next.reward's: the pairs' sum, valid where all of them are.
+            outcome.valid_fraction = {**per_pair, (dataset.root.name, f"all pairs ({REWARD_COLUMN})"): (valid, "")}
             outcome.note = f"wrote the dataset {out} ({frames} frames, {REWARD_COLUMN} and {VALID_COLUMN})"
     return outcome
 
