@@ -413,11 +413,3 @@ def test_tsg_eval_vsr_runs_the_protocol_from_the_command_line(tmp_path: Path, mo
                  "--detector-model", str(models["detector"])]) == 2
     assert f"tsg eval vsr: error: --vlm-model {tmp_path / 'no_model'}: no such model directory" in \
         capsys.readouterr().err
-
-
-def test_the_cli_names_the_same_example_models_as_the_backends() -> None:
-    from trusted_scene_graph.cli import EXAMPLE_DETECTOR_ID, EXAMPLE_VLM_ID
-    from trusted_scene_graph.perception import grounding_dino
-    from trusted_scene_graph.vlm import generative
-
-    assert (EXAMPLE_VLM_ID, EXAMPLE_DETECTOR_ID) == (generative.EXAMPLE_MODEL_ID, grounding_dino.EXAMPLE_MODEL_ID)

@@ -37,7 +37,6 @@ from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
 from trusted_scene_graph.label.lerobot import SOURCE_FILE, FrameSource
 from trusted_scene_graph.label.run import (
     MANIFEST_FILE,
-    MODEL_WEIGHTS,
     EngineSettings,
     LabelOutcome,
     check_model_weights,
@@ -278,13 +277,6 @@ def test_model_weights_are_checked_where_they_should_be_without_loading_them(tmp
         check_model_weights(config.with_overrides({"detector.model_path": str(tmp_path / "weights.bin")}))
     check_model_weights(config.with_overrides({"detector.model_path": str(tmp_path)}))  # a directory: loaded later
     check_model_weights(load_config_file(BENCHMARK_CONFIG))  # 'sim' detector, 'sensor' depth: no weights
-
-
-def test_the_weights_check_suggests_the_model_the_detector_suggests():
-    pytest.importorskip("torch")
-    from trusted_scene_graph.perception import grounding_dino
-
-    assert MODEL_WEIGHTS[("detector.backend", "grounding_dino")][1] == grounding_dino.EXAMPLE_MODEL_ID
 
 
 @pytest.mark.parametrize("option", ["--workers", "--max-retries"])

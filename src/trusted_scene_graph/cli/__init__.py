@@ -26,6 +26,7 @@ from trusted_scene_graph.config.schema import (
     render_parameter_file,
 )
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.example_models import GENERATIVE_VLM_EXAMPLE_ID, GROUNDING_DINO_EXAMPLE_ID
 from trusted_scene_graph.text import plural
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "default.yaml"
@@ -43,10 +44,6 @@ EVAL_VSR_RULE = ("A bag directory named vsr in the current directory is evaluate
 #: trusted_scene_graph.sim.depth_noise.DEPTH_NOISE_PRESETS, spelled out so `tsg --help` need not import numpy/scipy
 #: (a test keeps the two equal).
 DEPTH_NOISE_CHOICES = ("none", "kinect", "realsense")
-#: The EXAMPLE_MODEL_IDs of trusted_scene_graph.vlm.generative and perception.grounding_dino, spelled out as those
-#: modules import torch (a test keeps them equal).
-EXAMPLE_VLM_ID = "HuggingFaceTB/SmolVLM-256M-Instruct"
-EXAMPLE_DETECTOR_ID = "IDEA-Research/grounding-dino-tiny"
 
 # Exit codes: 0 success, 1 the command ran but its result is a failure (e.g. no graph arrived), 2 bad input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -600,8 +597,8 @@ def cmd_eval_vsr(config_path: Path | None, overrides: Sequence[str], images: Pat
         extra.update({"detector.backend": "grounding_dino", "detector.model_path": detector_model})
     config = load(config_path, overrides).with_overrides(extra)
     check_vsr_options(config)
-    for option, value, example in (("--vlm-model", vlm_model, EXAMPLE_VLM_ID),
-                                   ("--detector-model", detector_model, EXAMPLE_DETECTOR_ID)):
+    for option, value, example in (("--vlm-model", vlm_model, GENERATIVE_VLM_EXAMPLE_ID),
+                                   ("--detector-model", detector_model, GROUNDING_DINO_EXAMPLE_ID)):
         if value is not None:
             check_model_option(option, value, example)
     return run_vsr_eval(config, images, annotations, out, target_accuracy=target_accuracy, folds=folds, limit=limit,
@@ -628,7 +625,7 @@ def check_vsr_options(config: Config) -> None:
                          "directory) or --vlm recorded --vlm-recorded FILE (a JSONL of recorded answers)")
     if backend == "generative" and not config["vlm.model_path"]:
         raise UsageError("--vlm generative needs --vlm-model DIR, a local model directory (download one on a machine "
-                         f"with network access, e.g. `hf download {EXAMPLE_VLM_ID} --local-dir DIR`)")
+                         f"with network access, e.g. `hf download {GENERATIVE_VLM_EXAMPLE_ID} --local-dir DIR`)")
     if backend == "recorded" and not config["vlm.recorded_path"]:
         raise UsageError("--vlm recorded needs --vlm-recorded FILE, a JSONL of recorded answers")
     if config["detector.backend"] == "sim":  # the one detector that needs simulator instance images

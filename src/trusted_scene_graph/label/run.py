@@ -42,6 +42,7 @@ from trusted_scene_graph.dataset.lerobot import (
     LeRobotDataset,
     build_dir_prefix,
 )
+from trusted_scene_graph.example_models import GROUNDING_DINO_EXAMPLE_ID, MONOCULAR_DEPTH_EXAMPLE_ID
 from trusted_scene_graph.files import partial_path, replace_text
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import (
@@ -73,7 +74,6 @@ from trusted_scene_graph.label.lerobot import (
     label_episode_item,
     lerobot_jobs,
 )
-from trusted_scene_graph.perception.depth import MONOCULAR_EXAMPLE_ID
 from trusted_scene_graph.perception.detector import PerceptionError, configured_labels
 from trusted_scene_graph.perception.hf import resolve_model_source
 from trusted_scene_graph.reward import pairs_from_config
@@ -83,11 +83,10 @@ from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME, frame_of
 MANIFEST_FILE = "tsg_label.json"
 MANIFEST_FORMAT = 1
 #: The backends a labeller loads weights for, (backend parameter, backend) -> (weights parameter, a model id for the
-#: error to suggest downloading). grounding_dino's EXAMPLE_MODEL_ID is spelled out: that module imports torch (a test
-#: keeps the two equal). No VLM: a labelling pipeline has objects only, and never loads one.
+#: error to suggest downloading). No VLM: a labelling pipeline has objects only, and never loads one.
 MODEL_WEIGHTS = {
-    ("detector.backend", "grounding_dino"): ("detector.model_path", "IDEA-Research/grounding-dino-tiny"),
-    ("depth.backend", "monocular"): ("depth.model_path", MONOCULAR_EXAMPLE_ID),
+    ("detector.backend", "grounding_dino"): ("detector.model_path", GROUNDING_DINO_EXAMPLE_ID),
+    ("depth.backend", "monocular"): ("depth.model_path", MONOCULAR_DEPTH_EXAMPLE_ID),
 }
 
 

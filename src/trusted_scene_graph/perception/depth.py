@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from trusted_scene_graph.example_models import MONOCULAR_DEPTH_EXAMPLE_ID
 from trusted_scene_graph.image.decode import has_invalid_depth, invalid_depth_to_nan
 from trusted_scene_graph.perception.detector import PerceptionError, build_backend
 from trusted_scene_graph.perception.hf import check_image_size, inference_errors, load_complete_model, load_pretrained
 
-MONOCULAR_EXAMPLE_ID = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
 _MODEL_PARAMETER = "depth.model_path"
 
 
@@ -103,12 +103,12 @@ class MonocularDepth:
         device = config["depth.device"]
         if device == "cuda" and not torch.cuda.is_available():
             raise PerceptionError("depth.device is 'cuda' but torch sees no CUDA device; set depth.device: cpu")
-        model_config = load_pretrained(AutoConfig, model_path, _MODEL_PARAMETER, MONOCULAR_EXAMPLE_ID)
+        model_config = load_pretrained(AutoConfig, model_path, _MODEL_PARAMETER, MONOCULAR_DEPTH_EXAMPLE_ID)
         _check_metric(model_config, model_path)
-        processor = load_pretrained(AutoImageProcessor, model_path, _MODEL_PARAMETER, MONOCULAR_EXAMPLE_ID)
+        processor = load_pretrained(AutoImageProcessor, model_path, _MODEL_PARAMETER, MONOCULAR_DEPTH_EXAMPLE_ID)
         _check_processor(processor, model_path)
-        model = load_complete_model(AutoModelForDepthEstimation, model_path, _MODEL_PARAMETER, MONOCULAR_EXAMPLE_ID,
-                                    "depth model", config=model_config)
+        model = load_complete_model(AutoModelForDepthEstimation, model_path, _MODEL_PARAMETER,
+                                    MONOCULAR_DEPTH_EXAMPLE_ID, "depth model", config=model_config)
         return cls(processor, model.to(device).eval(), device)
 
     def depth_m(self, rgb: np.ndarray, sensor_depth_m: np.ndarray | None = None) -> np.ndarray:
@@ -144,12 +144,12 @@ def _check_metric(model_config: Any, model_path: str) -> None:
     model_type = getattr(model_config, "model_type", None)
     if model_type != "depth_anything":
         raise PerceptionError(f"{_MODEL_PARAMETER}: {model_path!r} is a {model_type!r} model; the 'monocular' depth "
-                              f"backend supports metric Depth Anything models only, e.g. {MONOCULAR_EXAMPLE_ID}")
+                              f"backend supports metric Depth Anything models only, e.g. {MONOCULAR_DEPTH_EXAMPLE_ID}")
     estimation_type = getattr(model_config, "depth_estimation_type", None)
     if estimation_type != "metric":
         raise PerceptionError(f"{_MODEL_PARAMETER}: {model_path!r} predicts {estimation_type!r} depth, not metres; "
                               "lifting needs a metric model (depth_estimation_type 'metric'), e.g. "
-                              f"{MONOCULAR_EXAMPLE_ID}")
+                              f"{MONOCULAR_DEPTH_EXAMPLE_ID}")
 
 
 def _check_processor(processor: Any, model_path: str) -> None:

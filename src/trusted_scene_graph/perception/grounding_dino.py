@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trusted_scene_graph.example_models import GROUNDING_DINO_EXAMPLE_ID
 from trusted_scene_graph.perception.detector import (
     CameraFrame,
     Detection,
@@ -32,7 +33,6 @@ from trusted_scene_graph.perception.detector import (
 from trusted_scene_graph.perception.hf import check_image_size, inference_errors, load_complete_model, load_pretrained
 from trusted_scene_graph.relations.image import box_iou_matrix
 
-EXAMPLE_MODEL_ID = "IDEA-Research/grounding-dino-tiny"
 _MODEL_PARAMETER = "detector.model_path"
 _MODEL_TYPE = "grounding-dino"
 # Characters the model's text side treats as phrase delimiters ('.' and '?' are among its special tokens): inside a
@@ -145,7 +145,7 @@ class GroundingDinoDetector:
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type != _MODEL_TYPE:
             raise PerceptionError(f"the 'grounding_dino' detector needs a Grounding DINO model (e.g. "
-                                  f"{EXAMPLE_MODEL_ID}), got a {model_type!r} model")
+                                  f"{GROUNDING_DINO_EXAMPLE_ID}), got a {model_type!r} model")
         if (not hasattr(processor, "post_process_grounded_object_detection")
                 or getattr(processor, "tokenizer", None) is None):
             raise PerceptionError(f"the 'grounding_dino' detector needs a GroundingDinoProcessor with a tokenizer, "
@@ -178,13 +178,14 @@ class GroundingDinoDetector:
         from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
         _normalised_vocabulary(vocabulary)  # fail before loading the weights
-        model_config = load_pretrained(AutoConfig, model_path, _MODEL_PARAMETER, EXAMPLE_MODEL_ID)
+        model_config = load_pretrained(AutoConfig, model_path, _MODEL_PARAMETER, GROUNDING_DINO_EXAMPLE_ID)
         if getattr(model_config, "model_type", None) != _MODEL_TYPE:
             raise PerceptionError(f"{_MODEL_PARAMETER}: {model_path!r} is a {model_config.model_type!r} model; the "
-                                  f"'grounding_dino' detector needs a Grounding DINO model, e.g. {EXAMPLE_MODEL_ID}")
-        processor = load_pretrained(AutoProcessor, model_path, _MODEL_PARAMETER, EXAMPLE_MODEL_ID)
+                                  "'grounding_dino' detector needs a Grounding DINO model, e.g. "
+                                  f"{GROUNDING_DINO_EXAMPLE_ID}")
+        processor = load_pretrained(AutoProcessor, model_path, _MODEL_PARAMETER, GROUNDING_DINO_EXAMPLE_ID)
         model = load_complete_model(AutoModelForZeroShotObjectDetection, model_path, _MODEL_PARAMETER,
-                                    EXAMPLE_MODEL_ID, "detector model", config=model_config)
+                                    GROUNDING_DINO_EXAMPLE_ID, "detector model", config=model_config)
         return cls(model, processor, vocabulary, **settings)
 
     @classmethod

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from scipy.special import softmax
 
+from trusted_scene_graph.example_models import CONTRASTIVE_VLM_EXAMPLE_ID
 from trusted_scene_graph.perception.hf import inference_errors
 from trusted_scene_graph.vlm.base import VlmAnswer, VlmError, check_rgb, converse_relation, relation_statement
 from trusted_scene_graph.vlm.hf import MODEL_PARAMETER, load_vlm
 
-EXAMPLE_MODEL_ID = "google/siglip-base-patch16-224"
 # SigLIP was trained on captions padded to the full text length (its text tower pools the last position), so its
 # captions must be padded the same way; CLIP pools the end-of-text token and takes any padding.
 _PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
@@ -80,7 +80,7 @@ class ContrastiveVlm:
         # Imported here: transformers is slow to import and only needed while loading.
         from transformers import AutoModel
 
-        model, processor = load_vlm(AutoModel, model_path, EXAMPLE_MODEL_ID, "contrastive VLM")
+        model, processor = load_vlm(AutoModel, model_path, CONTRASTIVE_VLM_EXAMPLE_ID, "contrastive VLM")
         return cls(model, processor, **settings)
 
     @classmethod

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trusted_scene_graph.example_models import GENERATIVE_VLM_EXAMPLE_ID
 from trusted_scene_graph.perception.hf import inference_errors
 from trusted_scene_graph.vlm.base import (
     VlmAnswer,
@@ -35,7 +36,6 @@ from trusted_scene_graph.vlm.base import (
 from trusted_scene_graph.vlm.hf import MODEL_PARAMETER, load_vlm
 from trusted_scene_graph.vlm.scoring import NMLP_TOP_K, answer_from_logits
 
-EXAMPLE_MODEL_ID = "HuggingFaceTB/SmolVLM-256M-Instruct"
 # Enough for "Yes." or "No, it is not." plus an end token; NMLP averages over what was generated.
 DEFAULT_MAX_NEW_TOKENS = 8
 # Where a saved processor keeps its chat template, newest format first (transformers 4.4x+ writes the .jinja file).
@@ -133,7 +133,7 @@ class GenerativeVlm:
         # Imported here: transformers is slow to import and only needed while loading.
         from transformers import AutoModelForImageTextToText
 
-        model, processor = load_vlm(AutoModelForImageTextToText, model_path, EXAMPLE_MODEL_ID, "VLM")
+        model, processor = load_vlm(AutoModelForImageTextToText, model_path, GENERATIVE_VLM_EXAMPLE_ID, "VLM")
         return cls(model, processor, **{"source": chat_template_source(model_path), **settings})
 
     @classmethod
