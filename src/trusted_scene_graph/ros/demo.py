@@ -209,7 +209,7 @@ def demo_bringup_config(config: Config, camera) -> Config:
     The source is overridden too, not only the pose: the demo publishes no tf, so a config reading the pose from tf
     (config/benchmark.yaml) gave no graph at all, and a plane fit would replace the exact pose the demo knows. An
     override rather than a refusal, so the configs written for the simulated scenes run as they are."""
-    return config.with_overrides({**extrinsic_overrides(camera), "extrinsic.source": "static"})
+    return config.with_overrides(extrinsic_overrides(camera))
 
 
 def remove_stale_plot(out_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -40,10 +41,11 @@ class SimCameraPublisher:
         self.published += 1
 
 
-def extrinsic_overrides(camera) -> dict[str, list[float]]:
-    """Config overrides placing the simulator camera's optical frame in the graph (world) frame."""
+def extrinsic_overrides(camera) -> dict[str, Any]:
+    """Config overrides placing the simulator camera's optical frame in the graph (world) frame: a static extrinsic
+    (its source included: a config reading the pose from tf, or fitting it to a plane, would not use it)."""
     from trusted_scene_graph.geometry.transform import RigidTransform
 
     transform = RigidTransform.from_matrix(camera.camera_to_world)
-    return {"extrinsic.translation_m": [float(v) for v in transform.translation_m],
+    return {"extrinsic.source": "static", "extrinsic.translation_m": [float(v) for v in transform.translation_m],
             "extrinsic.rotation_xyzw": transform.rotation_xyzw}
