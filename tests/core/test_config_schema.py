@@ -201,9 +201,8 @@ def test_an_unknown_parameter_with_nothing_close_gets_no_suggestion():
 
 def test_an_rclpy_parameter_given_as_a_schema_parameter_says_where_it_goes():
     with pytest.raises(ConfigError, match=r"^'use_sim_time' is rclpy's own parameter, not one of the schema: only "
-                                          r"the ROS nodes read it, from their parameter file \(--config\) or "
-                                          r"`--ros-args -p use_sim_time:=VALUE` \(tsg bringup, a node's "
-                                          r"executable\)$"):
+                                          r"the ROS nodes read it, from their parameter file \(tsg bringup --config, "
+                                          r"or --ros-args --params-file\) or `--ros-args -p use_sim_time:=VALUE`$"):
         Config({"use_sim_time": True})
 
 

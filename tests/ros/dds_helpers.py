@@ -61,9 +61,9 @@ def replay_into_node(bag, config, subscribe: Callable, received_enough: Callable
             if check_plans is not None:
                 check_plans(replay)
             stats = replay.play(player)
-        deadline = time.monotonic() + 5.0  # the last frame's messages may still be on their way
-        while not received_enough() and time.monotonic() < deadline:
-            time.sleep(0.1)
+            deadline = time.monotonic() + 5.0  # the last frame's messages may still be on their way
+            while not received_enough() and time.monotonic() < deadline:
+                time.sleep(0.1)
     finally:
         executor.shutdown()
         spinner.join(timeout=5.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -170,6 +172,35 @@ def test_a_deactivated_node_stops_publishing_and_resumes_on_activate(running):
     assert node.trigger_deactivate().name == "SUCCESS"
     assert harness.graph_for(harness.publish(), timeout_s=1.0) is None
     assert node.trigger_activate().name == "SUCCESS"
+    assert spin_until(harness.node, lambda: harness.camera.color.get_subscription_count() > 0)
+    assert harness.graph_for(harness.publish()) is not None
+
+
+def test_a_node_deactivated_and_activated_again_and_again_while_frames_arrive_keeps_processing(running):
+    # Deactivating destroys the input subscriptions while the executor runs; with rclpy's own executor one of their
+    # QoS event handlers destroyed mid-spin ended the spin within a few cycles (ros2/rclpy#1284, BringupExecutor).
+    bringup, harness = running
+    node = bringup.nodes["scene_graph"]
+    assert harness.graph_for(harness.publish()) is not None
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            harness.publish()
+            time.sleep(0.01)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        for _ in range(30):
+            assert node.trigger_deactivate().name == "SUCCESS"
+            time.sleep(0.01)
+            assert node.trigger_activate().name == "SUCCESS"
+            time.sleep(0.03)
+    finally:
+        stop.set()
+        feeder.join()
+    assert bringup.error is None
     assert spin_until(harness.node, lambda: harness.camera.color.get_subscription_count() > 0)
     assert harness.graph_for(harness.publish()) is not None
 

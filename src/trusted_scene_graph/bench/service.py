@@ -136,7 +136,7 @@ class FullCollections:
 
     def __init__(self) -> None:
         self.pauses_s: list[float] = []
-        self._started_s = 0.0
+        self._started_s: float | None = None
 
     def __enter__(self) -> FullCollections:
         gc.callbacks.append(self._on_collection)
@@ -150,8 +150,9 @@ class FullCollections:
             return
         if phase == "start":
             self._started_s = time.perf_counter()
-        else:
+        elif self._started_s is not None:  # not the end of a collection that began before the block
             self.pauses_s.append(time.perf_counter() - self._started_s)
+            self._started_s = None
 
     def summary(self) -> dict:
         return {"full_collections": len(self.pauses_s),
@@ -308,29 +309,31 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
             deadline = time.monotonic() + 30.0
             while scene_node.latest_graph is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            # spawn, not fork: a forked child would inherit this process's rclpy context and DDS threads.
-            receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
-            client = multiprocessing.get_context("spawn").Process(
-                target=_client_process, args=(sender, concurrency, calls, warmup_calls), name="bench-client")
-            client.start()
-            sender.close()  # the child holds its copy: recv() sees EOF if it dies
-            try:
-                _receive(receiver, client, CLIENT_START_TIMEOUT_S)
-                frames_before = scene_node.stats.processed
-                # As `tsg bringup` runs once its nodes are up.
-                with startup_objects_frozen(), FullCollections() as collections:
-                    _, latencies, invalid, wall_s = _receive(receiver, client, CLIENT_RUN_TIMEOUT_S)
-                    frozen_objects = gc.get_freeze_count()
-                frames_during = scene_node.stats.processed - frames_before
-            finally:
-                client.join(timeout=CLIENT_EXIT_TIMEOUT_S)
-                client_hung = client.is_alive()
-                if client_hung:
-                    client.terminate()
-                    client.join()
-                stop.set()
-                feeder.join()
-                camera_node.destroy_node()
+            # As `tsg bringup` runs once its nodes are up; frozen before the client starts, so that the collection
+            # which precedes the freeze falls outside the timed calls.
+            with startup_objects_frozen():
+                frozen_objects = gc.get_freeze_count()
+                # spawn, not fork: a forked child would inherit this process's rclpy context and DDS threads.
+                receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
+                client = multiprocessing.get_context("spawn").Process(
+                    target=_client_process, args=(sender, concurrency, calls, warmup_calls), name="bench-client")
+                client.start()
+                sender.close()  # the child holds its copy: recv() sees EOF if it dies
+                try:
+                    _receive(receiver, client, CLIENT_START_TIMEOUT_S)
+                    frames_before = scene_node.stats.processed
+                    with FullCollections() as collections:
+                        _, latencies, invalid, wall_s = _receive(receiver, client, CLIENT_RUN_TIMEOUT_S)
+                    frames_during = scene_node.stats.processed - frames_before
+                finally:
+                    client.join(timeout=CLIENT_EXIT_TIMEOUT_S)
+                    client_hung = client.is_alive()
+                    if client_hung:
+                        client.terminate()
+                        client.join()
+                    stop.set()
+                    feeder.join()
+                    camera_node.destroy_node()
         # Destroyed only once the bringup's executor has stopped: destroying a node it is still waiting on races with
         # its wait set ("cannot use Destroyable because destruction was requested").
         echo.destroy_node()

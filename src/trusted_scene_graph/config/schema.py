@@ -422,8 +422,8 @@ def _spec(name: str) -> ParamSpec:
             # rclpy's own parameter: not the schema's, so the parameter file or rcl's arguments carry it.
             # Offline commands (tsg label, tsg eval) take no --ros-args: say who reads it, and where from.
             raise ConfigError(f"{name!r} is rclpy's own parameter, not one of the schema: only the ROS nodes read "
-                              f"it, from their parameter file (--config) or `--ros-args -p {name}:=VALUE` (tsg "
-                              "bringup, a node's executable)") from None
+                              f"it, from their parameter file (tsg bringup --config, or --ros-args --params-file) or "
+                              f"`--ros-args -p {name}:=VALUE`") from None
         close = difflib.get_close_matches(name, SCHEMA, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown parameter {name!r}{hint}") from None

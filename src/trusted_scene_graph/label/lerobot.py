@@ -332,7 +332,7 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
                          "options and label into a new --out")
     write_with_column(dataset, out_dir, REWARD_COLUMN, rewards, dtype="float32",
                       extra_bool_columns={VALID_COLUMN: valid}, overwrite=overwrite)
-    return frames, valid_frames / max(frames, 1), valid_fraction(pa.concat_tables(tables))
+    return frames, valid_frames / max(frames, 1), valid_fraction(pa.concat_tables(tables)) if tables else {}
 
 
 def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -369,7 +369,8 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
         if summary.ok:
             frames, valid, per_pair = assemble(dataset, out, invalid_reward=invalid_reward,
                                                overwrite=overwrite_column)
-            # Each pair over its own frames, then next.reward's: the pairs' sum, valid where all of them are.
+            # Each pair over its own frames, then next.reward's: the pairs' sum, valid where all of them are at the
+            # next frame (never at an episode's last frame, so it can be below every pair's own share).
             outcome.valid_fraction = {**per_pair, (dataset.root.name, f"all pairs ({REWARD_COLUMN})"): (valid, "")}
             outcome.note = f"wrote the dataset {out} ({frames} frames, {REWARD_COLUMN} and {VALID_COLUMN})"
     return outcome

@@ -30,6 +30,9 @@ from trusted_scene_graph.signals import signal_handlers
 
 # Threads of the executor: sensor buffering, perception and the query service each get one, plus a spare.
 EXECUTOR_THREADS = 4
+# Wait sets built again after an entity was destroyed while one was built (BringupExecutor.wait_for_ready_callbacks):
+# one destroy costs one; a transition destroys a few subscriptions.
+WAIT_SET_REBUILDS = 16
 
 # rclpy callbacks share one GIL. With CPython's default 5 ms switch interval, a query waits several intervals
 # behind CPU-bound perception; 0.5 ms hands the GIL over sooner (measured with `tsg bench service`: see README).
@@ -45,8 +48,9 @@ def use_short_gil_switch_interval() -> None:
 
 @contextmanager
 def startup_objects_frozen() -> Iterator[None]:
-    """Within the block, everything alive at its start (modules, loaded models, the nodes once they are up) is left
-    out of the cyclic garbage collector's passes (``gc.freeze``; ``gc.unfreeze`` after it).
+    """Within the block, everything alive at its start (modules, the nodes, and their models when they were
+    configured before it: ``autostart``) is left out of the cyclic garbage collector's passes (``gc.freeze``;
+    ``gc.unfreeze`` after it, which unfreezes every frozen object: the blocks do not nest).
 
     A full collection walks every tracked object with the GIL held, so every callback, a distance query included,
     waits for it; a running bringup holds enough objects (its imports and models) for such a pause to last longer
@@ -114,7 +118,9 @@ def check_parameter_overrides(context=None) -> None:
 
 
 class BringupExecutor(MultiThreadedExecutor):
-    """A MultiThreadedExecutor whose :meth:`shutdown` lets the callbacks its worker threads hold finish first.
+    """A MultiThreadedExecutor whose :meth:`shutdown` lets the callbacks its worker threads hold finish first, and
+    that keeps spinning when a lifecycle transition destroys entities while it runs (:meth:`wait_for_ready_callbacks`,
+    :meth:`_take_waitable`).
 
     In this rclpy (9.1) ``Executor.shutdown`` does not wait for outstanding callbacks whatever its timeout, and
     destroys the executor's guard condition before ``MultiThreadedExecutor.shutdown`` joins the worker threads: a
@@ -126,6 +132,36 @@ class BringupExecutor(MultiThreadedExecutor):
     def shutdown(self, timeout_sec: float | None = None, *, wait_for_threads: bool = True) -> bool:
         self._executor.shutdown(wait=wait_for_threads)  # the worker pool (private: no public way to drain it)
         return super().shutdown(timeout_sec, wait_for_threads=wait_for_threads)
+
+    def wait_for_ready_callbacks(self, *args, **kwargs):
+        """rclpy's, building the wait set again when an entity was destroyed while it was being built.
+
+        A lifecycle transition destroys the node's input subscriptions (deactivate) in another thread than the one
+        that builds the wait set. When a subscription's QoS event handler is destroyed after the executor listed the
+        node's waitables, this rclpy skips entering it but still adds it to the wait set, which raises InvalidHandle
+        and ended the spin: the node then processed nothing more (ros2/rclpy#1284). The failed pass has waited for
+        nothing, and the next one lists the node's entities afresh, without the destroyed one. A handle that stays
+        invalid (an entity destroyed but still listed) is raised after :data:`WAIT_SET_REBUILDS` passes, and any
+        InvalidHandle once the context is shut down at once (the caller's shutdown path)."""
+        rebuilds = 0
+        while True:
+            try:
+                return super().wait_for_ready_callbacks(*args, **kwargs)
+            except InvalidHandle:
+                rebuilds += 1
+                if rebuilds > WAIT_SET_REBUILDS or not self.context.ok():
+                    raise
+
+    def _take_waitable(self, waitable):
+        """rclpy's, with no work to do for a waitable destroyed between becoming ready and being taken, as rclpy's
+        own ``_take_subscription``, ``_take_client`` and ``_take_service`` do for theirs. For a waitable (a destroyed
+        subscription's QoS event handler) it raised instead, before the handler releases the entity's callback
+        group: the exception ended the spin, and the group stayed taken (ros2/rclpy#1284). Private in rclpy; this
+        package pins its rclpy (Kilted), and ``tests/ros/test_bringup_executor.py`` checks the behaviour."""
+        try:
+            return super()._take_waitable(waitable)
+        except InvalidHandle:
+            return None
 
 
 class Bringup:

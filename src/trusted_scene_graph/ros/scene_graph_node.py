@@ -623,12 +623,13 @@ def main(args: list[str] | None = None) -> int:
     code: 1 when autostart's configure or activate fails (the reason is logged), as a node that stays unconfigured
     would look alive to ``ros2 launch`` while it does nothing."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
 
     from trusted_scene_graph import keep_hub_offline
     from trusted_scene_graph.ros.bringup import (
         EXECUTOR_THREADS,
         BringupError,
+        BringupExecutor,
         activate,
         startup_objects_frozen,
         use_short_gil_switch_interval,
@@ -643,7 +644,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         if node.config["autostart"]:
             activate(node, node.get_name())
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor = BringupExecutor(num_threads=EXECUTOR_THREADS)  # as tsg bringup's: survives a transition's destroys
         executor.add_node(node)
         with startup_objects_frozen():  # as `tsg bringup` does (without autostart: the imports, not yet the models)
             executor.spin()
