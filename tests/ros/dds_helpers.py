@@ -30,7 +30,7 @@ def call(node, client, request, timeout_s: float = 5.0):
 def replay_into_node(bag, config, subscribe: Callable, received_enough: Callable[[], bool],
                      check_plans: Callable | None = None, rate: float = 0.5):
     """Replay ``bag`` (``tsg replay``'s player, at ``rate`` times its speed) into an active scene-graph node built
-    from ``config``, with the start-up objects frozen out of the garbage collector's passes as ``tsg bringup`` does.
+    from ``config``.
 
     ``subscribe(listener)`` creates the test's subscriptions on a listener node spun with the scene-graph node;
     ``check_plans(replay)`` may look at the opened replay before it plays. Waits up to 5 s after the last message
@@ -40,7 +40,6 @@ def replay_into_node(bag, config, subscribe: Callable, received_enough: Callable
     from rclpy.executors import MultiThreadedExecutor
     from rich.console import Console
 
-    from trusted_scene_graph.ros.bringup import startup_objects_frozen
     from trusted_scene_graph.ros.replay import BagReplay, ReplayOptions
     from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
 
@@ -57,7 +56,7 @@ def replay_into_node(bag, config, subscribe: Callable, received_enough: Callable
     spinner.start()
     try:
         options = ReplayOptions(rate=rate, wait_for_subscribers_s=10.0)
-        with startup_objects_frozen(), BagReplay(bag, options, Console(quiet=True)) as replay:
+        with BagReplay(bag, options, Console(quiet=True)) as replay:
             if check_plans is not None:
                 check_plans(replay)
             stats = replay.play(player)

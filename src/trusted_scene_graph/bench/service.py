@@ -309,8 +309,7 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
             deadline = time.monotonic() + 30.0
             while scene_node.latest_graph is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            # As `tsg bringup` runs once its nodes are up; frozen before the client starts, so that the collection
-            # which precedes the freeze falls outside the timed calls.
+            # As `tsg bringup` runs once its nodes are up (frozen before the client starts).
             with startup_objects_frozen():
                 frozen_objects = gc.get_freeze_count()
                 # spawn, not fork: a forked child would inherit this process's rclpy context and DDS threads.

@@ -58,8 +58,12 @@ def startup_objects_frozen() -> Iterator[None]:
     ``tsg bench service`` reports the full collections during its run and their longest pause. Cyclic garbage among
     the frozen objects is not freed until the block ends, which is why it is entered once the nodes are up, by what
     runs them (``tsg bringup``, the node's executable), not by a node, which a user may compose into a process of
-    their own."""
-    gc.collect()  # the start-up's own garbage goes first, not into the frozen set
+    their own.
+
+    No collection runs first, though the start-up's garbage is then frozen too (once, a bounded amount): a
+    collection finalizes whatever rclpy entity is garbage while the nodes' DDS threads run, and a Fast DDS
+    participant destroyed from a finalizer that way spun forever in a test process (``gc.collect`` inside
+    ``rmw_destroy_node``)."""
     gc.freeze()
     try:
         yield
