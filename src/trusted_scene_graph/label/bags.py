@@ -11,8 +11,7 @@ of perceived objects differ (a perceived gripper's track restarts when it is nex
 several objects carry end-effector labels (two grippers, a false detection), the one the tracker remembers from an
 earlier perceived frame may have lost its track meanwhile, and the highest score (ties: lowest id) then picks. An
 absent object's message is said of the frame ("not in this frame (not detected, or without usable depth)"), not of
-the graph, which holds the pairs'
-objects alone (``SideResolver(reduced_graphs=True)``).
+the graph, which holds the pairs' objects alone (``SideResolver(reduced_graphs=True)``).
 
 The copy keeps every recorded message as its raw bytes, on a connection with the recorded type, definition, hash and
 offered QoS; the source bag is only read. An mcap bag with a complete index is copied byte for byte (direct I/O on
