@@ -15,6 +15,7 @@ from trusted_scene_graph.image import (
     decode_image,
     depth_to_encoding,
     encode_image,
+    has_depth_within,
     has_invalid_depth,
 )
 from trusted_scene_graph.image.decode import to_rgb
@@ -208,12 +209,28 @@ def test_32fc1_nan_infinity_zero_and_negative_depth_become_nan():
     assert depth[0, 6] == 2.0
 
 
-def test_valid_32fc1_depth_is_decoded_into_a_new_writable_array():
+def test_valid_32fc1_depth_is_a_read_only_view_of_the_message_without_a_copy():
     raw = np.array([[0.75, 3.5]], np.float32)
     buffer = bytearray(raw.tobytes())
     depth = decode_depth_m("32FC1", 1, 2, 8, False, buffer)
-    depth[0, 0] = 9.0  # the caller's own array: writing it leaves the message alone
-    assert depth.flags.writeable and bytes(buffer) == raw.tobytes()
+    assert np.shares_memory(depth, np.frombuffer(buffer, np.uint8))
+    assert not depth.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        depth[0, 0] = 9.0
+    assert bytes(buffer) == raw.tobytes()
+
+
+@pytest.mark.parametrize(("encoding", "data"), [
+    ("32FC1", np.array([[0.75, 0.0]], np.float32).tobytes()),  # an invalid value: marked NaN in a copy
+    ("16UC1", np.array([[750, 0]], np.uint16).tobytes()),  # millimetres: always converted into a new array
+])
+def test_depth_that_needs_converting_is_a_new_read_only_array_and_the_message_is_left_alone(encoding, data):
+    buffer = bytearray(data)
+    depth = decode_depth_m(encoding, 1, 2, len(data), False, buffer)
+    assert not np.shares_memory(depth, np.frombuffer(buffer, np.uint8))
+    assert not depth.flags.writeable
+    np.testing.assert_allclose(depth, np.array([[0.75, np.nan]], np.float32), rtol=1e-6)
+    assert bytes(buffer) == data
 
 
 @pytest.mark.parametrize(("values", "expected"), [
@@ -336,3 +353,39 @@ def test_depth_to_a_non_depth_encoding_is_rejected():
     with pytest.raises(ImageError, match=r"^depth encoding 'rgb8' is not supported; expected one of "
                                          r"\['16UC1', '32FC1', 'mono16'\]$"):
         depth_to_encoding(np.zeros((1, 1)), "rgb8")
+
+
+@pytest.mark.parametrize("values", [
+    [0.5, 2.0],  # all in range
+    [0.01, 0.5],  # the highest in range
+    [0.5, 20.0],  # the lowest in range
+    [0.01, 20.0],  # on both sides, none inside
+    [0.01, 3.0, 20.0],  # on both sides, one inside
+    [0.01, 0.02],  # all below
+    [20.0, 30.0],  # all above
+    [math.nan, math.nan],
+    [math.nan, 3.0],
+    [0.05, 10.0],  # the range's ends are inside it
+    [-math.inf, math.inf],
+    [-math.inf, 1.0, math.inf],
+    [],
+])
+def test_has_depth_within_answers_as_a_mask_of_the_range_would(values):
+    depth_m = np.array(values, np.float32)
+    expected = bool(((depth_m >= 0.05) & (depth_m <= 10.0)).any())
+    assert has_depth_within(depth_m, 0.05, 10.0) is expected
+
+
+def test_checks_of_a_decoded_depth_image_agree_with_those_of_a_copy_the_decoder_never_saw():
+    values = np.array([[0.75, 3.5, math.nan]], np.float32)
+    depth = decode_depth_m("32FC1", 1, 3, 12, False, values.tobytes())
+    fresh = np.array(depth)  # the same pixels in an array the decoder never saw
+    assert has_invalid_depth(depth) is has_invalid_depth(fresh) is False
+    for low_m, high_m in ((0.05, 10.0), (1.0, 2.0), (4.0, 10.0), (0.8, 3.5)):
+        assert has_depth_within(depth, low_m, high_m) is has_depth_within(fresh, low_m, high_m)
+
+
+def test_a_depth_image_with_invalid_values_is_checked_after_they_became_nan():
+    depth = decode_depth_m("16UC1", 1, 3, 6, False, np.array([[750, 0, 3500]], np.uint16).tobytes())
+    assert not has_invalid_depth(depth)
+    assert has_depth_within(depth, 0.05, 1.0) and not has_depth_within(depth, 0.0, 0.5)

@@ -260,6 +260,20 @@ def test_a_pipeline_built_without_relations_loads_no_trust_model_and_places_the_
                                            "trust_threshold": "none"}
 
 
+def test_only_a_pipeline_with_a_trust_model_keeps_a_prepared_frame_s_colour_image_for_its_vlm():
+    frame = scene_frame()
+    assert ScenePipeline(Config({"trust.model": "prior"})).prepare(frame).image_rgb is frame.rgb
+    # tsg label's pipeline never asks a VLM: its frames, waiting in a batch, do not hold the image (and its message)
+    assert ScenePipeline(Config({"trust.model": "prior"}), relations=False).prepare(frame).image_rgb is None
+
+
+@pytest.mark.parametrize("depth_m", [np.full((60, 80), np.nan, np.float32), np.full((60, 80), 0.01, np.float32),
+                                     np.full((60, 80), 50.0, np.float32)], ids=["no value", "too near", "too far"])
+def test_a_frame_without_depth_in_the_configured_range_is_refused_naming_the_range(depth_m):
+    with pytest.raises(PipelineError, match=r"depth image has no valid pixel \(all NaN, zero or outside \[0.05, "):
+        ScenePipeline(Config({"trust.model": "prior"})).prepare(scene_frame(depth=depth_m))
+
+
 def test_a_pipeline_built_without_relations_refuses_to_relate():
     with pytest.raises(PipelineError, match=r"^a pipeline built with relations=False has no trust step: give it no "
                                             r"trust model$"):

@@ -7,8 +7,9 @@ from trusted_scene_graph.image.decode import (
     decode_image,
     depth_to_encoding,
     encode_image,
+    has_depth_within,
     has_invalid_depth,
 )
 
 __all__ = ["ENCODINGS", "ImageError", "decode_depth_m", "decode_image", "depth_to_encoding", "encode_image",
-           "has_invalid_depth"]
+           "has_depth_within", "has_invalid_depth"]

@@ -16,6 +16,7 @@ from trusted_scene_graph.geometry.camera import GeometryError, Intrinsics
 from trusted_scene_graph.geometry.plane import PlaneFit, camera_to_graph_from_plane, fit_support_plane
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.graph.model import ObjectNode, SceneGraph
+from trusted_scene_graph.image.decode import has_depth_within
 from trusted_scene_graph.perception.depth import DepthBackend, make_depth_backend
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, make_detector
 from trusted_scene_graph.perception.lifting import LiftedObject, LiftingSettings, LiftRequest, lift_frames
@@ -246,8 +247,7 @@ class ScenePipeline:
         start = time.perf_counter()
         depth_m = self.depth_backend.depth_m(frame.rgb, frame.depth_m)
         timing_ms["depth"] = (time.perf_counter() - start) * 1e3
-        usable = (depth_m >= self.lifting.depth_min_m) & (depth_m <= self.lifting.depth_max_m)  # NaN compares False
-        if not usable.any():
+        if not has_depth_within(depth_m, self.lifting.depth_min_m, self.lifting.depth_max_m):
             raise PipelineError(f"depth image has no valid pixel (all NaN, zero or outside "
                                 f"[{self.lifting.depth_min_m}, {self.lifting.depth_max_m}] m)")
         if self.config["extrinsic.source"] == "plane_fit":
@@ -268,7 +268,10 @@ class ScenePipeline:
                            if not keep]
             detections = [d for d, keep in zip(detections, wanted, strict=True) if keep]
         timing_ms["detect"] = (time.perf_counter() - start) * 1e3
-        return self._prepared(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms, frame.rgb, context)
+        # Only a trust model asks the VLM about the colour image; without one (tsg label's pipeline) the frame does
+        # not keep it, and with it the message it views, while it waits in a batch.
+        image_rgb = frame.rgb if self.trust is not None else None
+        return self._prepared(frame.stamp_ns, detections, depth_m, frame.intrinsics, timing_ms, image_rgb, context)
 
     def _prepared(self, stamp_ns: int, detections: Sequence[Detection], depth_m: np.ndarray, intrinsics: Intrinsics,
                   timing_ms: dict[str, float], image_rgb: np.ndarray | None,
