@@ -11,6 +11,7 @@ from trusted_scene_graph import TsgError
 from trusted_scene_graph.image import (
     ENCODINGS,
     ImageError,
+    decode,
     decode_depth_m,
     decode_image,
     depth_to_encoding,
@@ -370,10 +371,21 @@ def test_depth_to_a_non_depth_encoding_is_rejected():
     [-math.inf, 1.0, math.inf],
     [],
 ])
-def test_has_depth_within_answers_as_a_mask_of_the_range_would(values):
-    depth_m = np.array(values, np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_has_depth_within_answers_as_a_mask_of_the_range_would(values, dtype):
+    depth_m = np.array(values, dtype)
     expected = bool(((depth_m >= 0.05) & (depth_m <= 10.0)).any())
     assert has_depth_within(depth_m, 0.05, 10.0) is expected
+
+
+@pytest.mark.parametrize(("value", "low_m", "high_m"), [
+    (0.7, 0.7, 10.0), (0.1, 0.05, 0.1), (0.1, np.float64(0.1), 1.0),
+])
+def test_a_float32_pixel_at_a_bound_is_within_the_range_as_the_mask_compares_it(value, low_m, high_m):
+    depth_m = np.array([value], np.float32)
+    assert bool(((depth_m >= low_m) & (depth_m <= high_m)).any()) is has_depth_within(depth_m, low_m, high_m)
+    decoded = decode_depth_m("32FC1", 1, 1, 4, False, depth_m.tobytes())
+    assert has_depth_within(decoded, low_m, high_m) is has_depth_within(depth_m, low_m, high_m)
 
 
 def test_checks_of_a_decoded_depth_image_agree_with_those_of_a_copy_the_decoder_never_saw():
@@ -389,3 +401,28 @@ def test_a_depth_image_with_invalid_values_is_checked_after_they_became_nan():
     depth = decode_depth_m("16UC1", 1, 3, 6, False, np.array([[750, 0, 3500]], np.uint16).tobytes())
     assert not has_invalid_depth(depth)
     assert has_depth_within(depth, 0.05, 1.0) and not has_depth_within(depth, 0.0, 0.5)
+
+
+def test_a_decoded_depth_image_made_writable_again_is_checked_afresh():
+    buffer = bytearray(np.array([[0.75, 3.5]], np.float32).tobytes())
+    depth = decode_depth_m("32FC1", 1, 2, 8, False, buffer)
+    depth.flags.writeable = True  # possible on a view of a writable buffer, against the docstring's advice
+    depth[0, 0] = 0.0
+    assert has_invalid_depth(depth)
+
+
+def test_decoded_depth_images_are_forgotten_when_they_are_gone_and_never_answer_for_another_array():
+    remembered_before = len(decode._DECODED_RANGES)
+    for value in (0.5, 2.0, 7.0):  # each array may take the id of the one before it
+        depth = decode_depth_m("32FC1", 1, 1, 4, False, np.array([value], np.float32).tobytes())
+        assert has_depth_within(depth, value - 0.1, value + 0.1) and not has_depth_within(depth, 0.05, value - 0.1)
+        del depth
+    assert len(decode._DECODED_RANGES) == remembered_before
+
+
+def test_a_32fc1_image_with_row_padding_is_copied_without_it():
+    rows = np.array([[0.75, 3.5, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]], np.float32)  # 8 bytes of padding per row
+    buffer = rows.tobytes()
+    depth = decode_depth_m("32FC1", 2, 2, 16, False, buffer)
+    assert not np.shares_memory(depth, np.frombuffer(buffer, np.uint8))
+    np.testing.assert_array_equal(depth, rows[:, :2])

@@ -90,9 +90,11 @@ def decode_depth_m(
     become NaN.
 
     The unit comes from the encoding (REP-118), never from a configurable divisor. A 32FC1 image in the machine's
-    byte order without invalid values (a simulated or filtered camera's usual frame) is returned as a view of
-    ``data``, without a copy (so ``data`` must not change while it is used); any other is a new array. Either way
-    the message's buffer is never written.
+    byte order, without row padding and without invalid values (a simulated or filtered camera's usual frame) is
+    returned as a view of ``data``, without a copy (so ``data`` must not change while it is used); any other is a
+    new array. Either way the message's buffer is never written. Do not make the result writable again: its value
+    range is remembered for the checks that follow (:func:`has_invalid_depth`, :func:`has_depth_within`) only while
+    it is read-only.
     """
     if encoding not in _DEPTH_SCALE_M:
         raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_SCALE_M)}")
@@ -116,9 +118,9 @@ def decode_depth_m(
     return depth_m
 
 
-# The value range of each depth image decode_depth_m returned, by id, while the image lives. The image is read-only,
-# so the range stays true, and the checks that follow decoding (the sensor backend's, the pipeline's) take it from
-# here instead of passing over every pixel again: 2 passes per frame instead of 6.
+# The value range of each depth image decode_depth_m returned, by id, while the image lives and stays read-only (so
+# the range stays true): the checks that follow decoding (the sensor backend's, the pipeline's) take it from here
+# instead of passing over every pixel again, 2 passes per frame instead of 6.
 _DECODED_RANGES: dict[int, tuple[weakref.ref[np.ndarray], Any, Any]] = {}
 
 
@@ -127,21 +129,24 @@ def _value_range(depth_m: np.ndarray) -> tuple[Any, Any]:
     if depth_m.size == 0:
         return math.nan, math.nan
     remembered = _DECODED_RANGES.get(id(depth_m))
-    if remembered is not None and remembered[0]() is depth_m:
+    if remembered is not None and remembered[0]() is depth_m and not depth_m.flags.writeable:
         return remembered[1], remembered[2]
-    # Kept as the image's scalars: compared with a Python float, they compare in the image's precision, as its
-    # pixels do (a float32 pixel of 0.05 is within a range from 0.05).
-    return np.fmin.reduce(depth_m, axis=None), np.fmax.reduce(depth_m, axis=None)
+    # Kept as arrays of the image's dtype (one element each), not scalars: compared with a Python float they then
+    # compare as its pixels do, in its precision, under NumPy 1's promotion rules as under NumPy 2's (a float32 pixel
+    # of 0.7 is within a range from 0.7; a float32 scalar compared with 0.7 is not, under NumPy 1).
+    return np.fmin.reduce(depth_m, axis=None, keepdims=True), np.fmax.reduce(depth_m, axis=None, keepdims=True)
 
 
 def _remember_range(depth_m: np.ndarray, value_range: tuple[Any, Any]) -> None:
     key = id(depth_m)
-    _DECODED_RANGES[key] = (weakref.ref(depth_m, lambda _: _DECODED_RANGES.pop(key, None)), *value_range)
+    # The dict is bound in the callback: at interpreter exit the module's globals may be gone before the image.
+    _DECODED_RANGES[key] = (weakref.ref(depth_m, lambda _, ranges=_DECODED_RANGES: ranges.pop(key, None)),
+                            *value_range)
 
 
 def _is_invalid_range(lowest: Any, highest: Any) -> bool:
     # An all-NaN image has NaN for both, which fails both comparisons: nothing to replace.
-    return bool(lowest <= 0 or highest == math.inf)
+    return bool(lowest <= 0) or bool(highest == math.inf)
 
 
 def invalid_depth_to_nan(depth_m: np.ndarray) -> None:
@@ -166,9 +171,9 @@ def has_depth_within(depth_m: np.ndarray, low_m: float, high_m: float) -> bool:
     The image's lowest and highest values answer it without a mask in all but one case: the values lie on both sides
     of the range, when only looking at each pixel tells whether one is inside."""
     lowest, highest = _value_range(depth_m)  # NaN only if every value is
-    if not lowest <= high_m or not highest >= low_m:
+    if not bool(lowest <= high_m) or not bool(highest >= low_m):
         return False
-    if lowest >= low_m or highest <= high_m:  # that value is itself in the range
+    if bool(lowest >= low_m) or bool(highest <= high_m):  # that value is itself in the range
         return True
     return bool(((depth_m >= low_m) & (depth_m <= high_m)).any())
 
