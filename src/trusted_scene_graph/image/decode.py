@@ -159,9 +159,9 @@ def has_invalid_depth(depth_m: np.ndarray) -> bool:
     """Whether ``depth_m`` holds a zero, negative or infinite value (NaN, already the mark of an invalid pixel, does
     not count).
 
-    Two reductions that allocate nothing (none for an image :func:`decode_depth_m` returned), where a mask of the
-    invalid pixels costs an array and four passes: most frames of a simulated or filtered camera have none, and they
-    are then left as they are."""
+    Two reductions that allocate no image-sized array (none for an image :func:`decode_depth_m` returned), where a
+    mask of the invalid pixels costs an array and four passes: most frames of a simulated or filtered camera have
+    none, and they are then left as they are."""
     return _is_invalid_range(*_value_range(depth_m))
 
 
