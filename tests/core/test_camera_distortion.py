@@ -344,6 +344,20 @@ def test_rectified_with_an_all_zero_p_is_an_error_naming_the_setting():
     assert intrinsics_from_msg(_info(p=np.zeros(12))) == _distorted("plumb_bob")  # raw images do not need P
 
 
+def test_the_same_camera_info_again_gives_the_intrinsics_already_checked_and_changed_values_give_new_ones():
+    first = intrinsics_from_msg(_info())
+    assert intrinsics_from_msg(_info()) is first  # another message with the same fields: not checked again
+    k = np.array(_info().k)
+    k[0] += 10.0
+    assert intrinsics_from_msg(_info(k=k)).fx == first.fx + 10.0
+    assert intrinsics_from_msg(_info(), rectified=True) != first  # rectified reads P: part of what is remembered
+    bad = k.copy()
+    bad[0] = -1.0
+    for _ in range(2):  # a refused camera_info is refused every time, never remembered
+        with pytest.raises(GeometryError, match=r"focal length fx=-1\.0"):
+            intrinsics_from_msg(_info(k=bad))
+
+
 def test_a_distorted_camera_round_trips_through_the_bag_camera_info():
     assert intrinsics_from_msg(bag_msgs.camera_info(_distorted("equidistant"), 0, "c")) == _distorted("equidistant")
 

@@ -175,6 +175,11 @@ def test_pose_history_is_bounded_and_rejects_bad_positions():
     assert history.nearest(0, S // 2) == "the nearest is 2.000 s from the graph's stamp (limit 0.5 s)"
     with pytest.raises(RewardError, match=r"pose position \[nan, 0.0, 0.0\] is not 3 finite numbers"):
         history.add(0, "world", (math.nan, 0, 0))
+    with pytest.raises(RewardError, match=r"pose position \[0.0, 0.0, -inf\] is not 3 finite numbers"):
+        history.add(0, "world", (0, 0, -math.inf))
+    with pytest.raises(RewardError, match=r"pose position \[0.0, 1.0\] is not 3 finite numbers"):
+        history.add(0, "world", (0, 1))
+    assert len(history) == 3  # nothing refused was kept
 
 
 def test_a_pose_stamped_over_a_second_before_the_newest_restarts_the_history():

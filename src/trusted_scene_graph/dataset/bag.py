@@ -29,7 +29,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.serde import SerdeError
 
 from trusted_scene_graph.dataset import DatasetError
-from trusted_scene_graph.dataset.typestore import make_typestore
+from trusted_scene_graph.dataset.typestore import deserialize, make_typestore
 from trusted_scene_graph.text import plural
 
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -239,7 +239,7 @@ class BagReader:
                 self.skipped_types[msgtype] += 1
                 continue
             try:
-                msg = self.typestore.deserialize_cdr(raw, msgtype)
+                msg = deserialize(self.typestore, raw, msgtype)
             except (SerdeError, ValueError, struct.error, IndexError, UnicodeDecodeError) as exc:
                 self.undecodable[f"{topic} ({type(exc).__name__})"] += 1
                 continue

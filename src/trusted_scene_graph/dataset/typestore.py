@@ -40,3 +40,12 @@ def make_typestore() -> Typestore:
         types.update(get_types_from_msg(path.read_text(), f"{INTERFACE_PACKAGE}/msg/{path.stem}"))
     store.register(types)
     return store
+
+
+def deserialize(typestore: Typestore, raw: bytes | memoryview, msgtype: str) -> object:
+    """``typestore.deserialize_cdr`` of a recorded message, without copying it first.
+
+    rosbags strips the 4-byte CDR header with ``rawdata[4:]``, which copies a ``bytes`` object (every image, once more
+    than reading it did) but only views a ``memoryview``; the message's arrays are then views of ``raw``, read-only
+    either way. Reading a 320x240 bench bag costs about a fifth less so."""
+    return typestore.deserialize_cdr(memoryview(raw), msgtype)

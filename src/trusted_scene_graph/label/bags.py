@@ -73,7 +73,7 @@ from trusted_scene_graph.dataset.bag import (
 )
 from trusted_scene_graph.dataset.bag_append import McapAppendCopy, NotAppendable
 from trusted_scene_graph.dataset.messages import DENSE_REWARD_TYPE, GROUND_TRUTH_TYPE, dense_reward
-from trusted_scene_graph.dataset.typestore import make_typestore
+from trusted_scene_graph.dataset.typestore import deserialize, make_typestore
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.evaluation.bag_eval import (
     GROUND_TRUTH_TOPIC,
@@ -534,7 +534,7 @@ class _Replay:
             if connection.msgtype in typestore.fielddefs:
                 reading_s = time.perf_counter()
                 try:
-                    msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                    msg = deserialize(typestore, raw, connection.msgtype)
                 except _DECODE_ERRORS:
                     continue  # an undecodable message is copied; a camera frame missing it never completes
                 finally:

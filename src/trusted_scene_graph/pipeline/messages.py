@@ -7,6 +7,7 @@ the offline path runs exactly the code the node runs. Nothing here imports rclpy
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -74,24 +75,41 @@ def intrinsics_from_msg(msg: Any, rectified: bool = False) -> Intrinsics:
     Binning and a region of interest (a camera that sends a part or a downsampled image of what it was calibrated
     for) are not supported and raise :class:`GeometryError`, as does skew; none is ignored.
     """
-    width, height = int(msg.width), int(msg.height)
-    for field in ("binning_x", "binning_y"):
-        if int(getattr(msg, field)) > 1:  # 0 and 1 both mean no binning
-            raise GeometryError(f"camera_info.{field} is {int(getattr(msg, field))}: binned images are not "
-                                "supported (publish full-resolution images, or camera_info for the binned image)")
     roi = msg.roi
-    roi_xywh = (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
+    # Every frame brings the same camera_info: the checked Intrinsics are remembered by the fields they come from
+    # (a few microseconds to gather, where checking them again costs over ten per frame).
+    return _intrinsics_from_fields(
+        int(msg.width), int(msg.height), int(msg.binning_x), int(msg.binning_y),
+        (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)), rectified,
+        _floats(msg.k), str(msg.distortion_model), _floats(msg.d), _floats(msg.p))
+
+
+def _floats(values: Any) -> tuple[float, ...]:
+    """A message's float array (numpy's in rosbags, numpy's or array.array in rclpy, or a sequence) as floats."""
+    # tolist() turns a whole float array into Python floats at once, where float() of each numpy scalar costs ten times
+    # more.
+    return tuple(values.tolist()) if hasattr(values, "tolist") else tuple(map(float, values))
+
+
+@functools.lru_cache(maxsize=16)
+def _intrinsics_from_fields(width: int, height: int, binning_x: int, binning_y: int,
+                            roi_xywh: tuple[int, int, int, int], rectified: bool, k: tuple[float, ...],
+                            distortion_model: str, d: tuple[float, ...], p: tuple[float, ...]) -> Intrinsics:
+    for field, binning in (("binning_x", binning_x), ("binning_y", binning_y)):
+        if binning > 1:  # 0 and 1 both mean no binning
+            raise GeometryError(f"camera_info.{field} is {binning}: binned images are not "
+                                "supported (publish full-resolution images, or camera_info for the binned image)")
     if roi_xywh not in ((0, 0, 0, 0), (0, 0, width, height)):  # all zeros: the full image
         raise GeometryError(f"camera_info.roi is x_offset {roi_xywh[0]}, y_offset {roi_xywh[1]}, width {roi_xywh[2]}, "
                             f"height {roi_xywh[3]} of the {width}x{height} image: images of a region of interest "
                             "are not supported")
     if rectified:
-        if not any(float(value) for value in msg.p):
+        if not any(p):
             raise GeometryError("topics.rectified is true but camera_info.p is all zeros (an uncalibrated camera has "
                                 "no rectified images): set topics.rectified to false for raw images, which use K "
                                 "and D")
-        return Intrinsics.from_p(list(msg.p), width, height)
-    return Intrinsics.from_k(list(msg.k), width, height, str(msg.distortion_model), list(msg.d))
+        return Intrinsics.from_p(list(p), width, height)
+    return Intrinsics.from_k(list(k), width, height, distortion_model, list(d))
 
 
 def frame_from_msgs(color: Any, depth: Any | None, info: Any, instances: Any | None = None, *,

@@ -11,6 +11,7 @@ Any other name is a label or an id, resolved by :func:`~trusted_scene_graph.grap
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -110,7 +111,9 @@ class PoseHistory:
 
     def add(self, stamp_ns: int, frame_id: str, position_m: Iterable[float]) -> None:
         position = np.asarray(list(position_m), dtype=np.float64)
-        if position.shape != (3,) or not np.all(np.isfinite(position)):
+        # math.isfinite on the three floats, not np.all(np.isfinite(...)): a pose comes with every frame, several
+        # times over, and numpy's reductions cost microseconds each on three values.
+        if position.shape != (3,) or not all(map(math.isfinite, position.tolist())):
             raise reward.RewardError(f"pose position {position.tolist()} is not 3 finite numbers")
         if jumped_back(stamp_ns, self._stamps[-1] if self._stamps else None):
             # The clock went back (a simulator reset): the old timeline's poses must not answer for the new one's
