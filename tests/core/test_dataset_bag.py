@@ -17,6 +17,7 @@ from rosbags.typesys import Stores, get_typestore
 from trusted_scene_graph.dataset import BagReader, BagWriter, DatasetError, QosSpec, make_typestore
 from trusted_scene_graph.dataset import messages as bag_msgs
 from trusted_scene_graph.dataset.bag import LATCHED_QOS, SENSOR_QOS
+from trusted_scene_graph.dataset.typestore import deserialize
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.pipeline.messages import frame_from_msgs
@@ -90,6 +91,24 @@ def test_the_plain_rosbags_reader_sees_topics_types_and_offered_qos(tmp_path: Pa
     assert (tf_qos.durability, tf_qos.reliability) == (QosDurability.TRANSIENT_LOCAL, QosReliability.RELIABLE)
     assert camera_qos.reliability == QosReliability.BEST_EFFORT
     assert list(info.k) == INTRINSICS.k
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_deserialize_decodes_as_rosbags_does_with_an_image_viewing_the_recorded_bytes(tmp_path: Path,
+                                                                                     storage: str) -> None:
+    _write_sample_bag(tmp_path / "bag", storage)
+    store = make_typestore()
+    depth_images = 0
+    with Reader(tmp_path / "bag") as reader:
+        for connection, _, raw in reader.messages():
+            ours, theirs = deserialize(store, raw, connection.msgtype), store.deserialize_cdr(raw, connection.msgtype)
+            assert store.serialize_cdr(ours, connection.msgtype) == store.serialize_cdr(theirs, connection.msgtype)
+            if connection.topic == "/camera/depth/image_raw":
+                assert np.shares_memory(ours.data, np.frombuffer(raw, np.uint8))  # no copy of the recorded message
+                assert not np.shares_memory(theirs.data, np.frombuffer(raw, np.uint8))  # rosbags' rawdata[4:] copies
+                assert not ours.data.flags.writeable
+                depth_images += 1
+    assert depth_images == 1
 
 
 def test_the_mcap_library_decodes_every_message_including_our_ground_truth(tmp_path: Path) -> None:
