@@ -51,8 +51,8 @@ def test_every_frame_the_node_rewards_has_the_distances_tsg_label_writes(tmp_pat
     # replayed frames sometimes arrive in bursts: every thread of this process (the player, the executor, a 10 ms
     # heartbeat) idle and not woken for up to ~0.8 s, while a sleeper in another process saw no gap; not seen in a
     # bringup process alone, and not the garbage collector (freezing the start-up objects as tsg bringup does shortened
-    # its pauses and left the drops). So a
-    # fixed share is not guaranteed: half the frames must be rewarded, and each one rewarded is compared below.
+    # its pauses and left the drops). So a fixed share is not guaranteed: half the frames must be rewarded, and each
+    # one rewarded is compared below.
     assert len(live) >= 0.5 * len(labelled)
     compared = 0
     for sample in live:

@@ -285,7 +285,7 @@ def test_reset_episode_and_a_clock_gone_back_start_a_new_progress_baseline(progr
     def reward_with_ee_at(xyz_m) -> DenseReward:
         # Counted before publishing: the node's executor thread may take the pose before this thread reads the count
         # after publishing (it did once in a CI run), and the count it waited for then never came.
-        poses_after = min(len(node._resolver.poses["ee"]) + 1, 50)
+        poses_after = len(node._resolver.poses["ee"]) + 1  # a handful: far below the history's bounds
         harness.publish_pose("ee", harness.next_stamp_ns, "world", xyz_m)
         _wait_for_poses(harness, node, "ee", poses_after)
         (sample,) = harness.rewards_for(harness.publish(), 1)
