@@ -588,6 +588,42 @@ def test_the_hidden_back_of_a_cylinder_seen_level_is_its_front_reflected():
     np.testing.assert_allclose(completed_high[1:], high[1:])
 
 
+def test_objects_completed_together_get_each_its_own_completion_bit_for_bit():
+    # Lifting completes a frame's (or a batch of frames') objects in one call, whose steps stack the objects' rows:
+    # spheres, cylinders and boxes seen from different heights and directions, some of them completed, some not.
+    from trusted_scene_graph.perception.lifting import _complete_hidden_sides
+
+    rng = np.random.default_rng(7)
+    objects, forwards, cameras = [], [], []
+    for index in range(12):
+        camera = np.array([-1.0, 0.0, rng.uniform(-0.3, 0.8)])
+        if index % 3 == 0:
+            points = sphere_points_seen_from(camera, count=2000)[:600]
+        elif index % 3 == 1:
+            angle, height = rng.uniform(np.pi / 2, 3 * np.pi / 2, 600), rng.uniform(-0.1, 0.1, 600)
+            points = np.stack([0.05 * np.cos(angle), 0.05 * np.sin(angle), height], axis=1)
+        else:
+            points = rng.uniform(-0.05, 0.05, (600, 3)) * np.array([0.1, 1.0, 1.0])  # a box's front face
+        yaw = rng.uniform(0.0, 2 * np.pi)
+        objects.append(points)
+        forwards.append(np.array([np.cos(yaw), np.sin(yaw), 0.0]))
+        cameras.append(camera[2])
+    # Each object's points turned with its camera's direction (the view is along graph +x for yaw 0).
+    turned = np.stack([points @ np.array([[f[0], f[1], 0.0], [-f[1], f[0], 0.0], [0.0, 0.0, 1.0]])
+                       for points, f in zip(objects, forwards, strict=True)])
+    low, high = turned.min(axis=1), turned.max(axis=1)
+    together_low, together_high = _complete_hidden_sides(turned, low, high, np.stack(forwards), np.array(cameras),
+                                                         2.0, 0.01)
+    completed = 0
+    for index in range(len(turned)):
+        alone_low, alone_high = complete_hidden_side(turned[index], low[index], high[index], forwards[index],
+                                                     cameras[index], 2.0, 0.01)
+        assert together_low[index].tobytes() == alone_low.tobytes()
+        assert together_high[index].tobytes() == alone_high.tobytes()
+        completed += bool(np.any(alone_low != low[index]) or np.any(alone_high != high[index]))
+    assert 0 < completed < len(turned)  # the case exercises both outcomes
+
+
 def test_a_box_whose_top_is_visible_is_left_as_measured():
     grid = np.linspace(-0.05, 0.05, 21)
     top = np.array([[x, y, 0.05] for x in grid for y in grid])
