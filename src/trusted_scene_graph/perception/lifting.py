@@ -553,6 +553,21 @@ def _upper_hull(where: np.ndarray, half_width: np.ndarray, populated: np.ndarray
     return kept
 
 
+def _from_camera_side(camera_at_high: np.ndarray, *profiles: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-slice ``profiles`` (objects, slices) ordered from the camera's side: reversed for the objects whose
+    camera-side end is at ``high``."""
+    flip = camera_at_high[:, None]
+    return tuple(np.where(flip, values[:, ::-1], values) for values in profiles)
+
+
+def _rounded_end(half_width: np.ndarray, populated: np.ndarray) -> np.ndarray:
+    """Per object, from a width profile ordered from the camera's side: whether its camera-side end slice is
+    narrower than ``_ROUNDED_END`` of its widest slice (a rounded end, not a flat face)."""
+    widest = half_width.max(axis=1)
+    camera_end = populated.argmax(axis=1)  # the first populated slice from the camera's side
+    return half_width[np.arange(len(widest)), camera_end] < _ROUNDED_END * widest
+
+
 def _round_section_centres(where: np.ndarray, half_width: np.ndarray, populated: np.ndarray,
                            camera_at_high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per object: the centre of the circle its width profile traces on the camera's side of its widest slice,
@@ -568,12 +583,8 @@ def _round_section_centres(where: np.ndarray, half_width: np.ndarray, populated:
     r^2 / distance with a perspective camera) is not mistaken for the widest section.
     ``camera_at_high``: per object, whether the camera-side end is at ``high`` (slices reversed) or at ``low``.
     """
-    flip = camera_at_high[:, None]
-    where, half_width, populated = (np.where(flip, values[:, ::-1], values)
-                                    for values in (where, half_width, populated))
-    widest = half_width.max(axis=1)
-    camera_end = populated.argmax(axis=1)  # the first populated slice from the camera's side
-    rounded = half_width[np.arange(len(widest)), camera_end] < _ROUNDED_END * widest
+    where, half_width, populated = _from_camera_side(camera_at_high, where, half_width, populated)
+    rounded = _rounded_end(half_width, populated)
     used = _upper_hull(where, half_width, populated) & (
         np.arange(_WIDTH_SLICES)[None, :] <= half_width.argmax(axis=1)[:, None])
     used_count = used.sum(axis=1)
@@ -674,23 +685,38 @@ def _complete_hidden_sides(
     lateral_low, lateral_high = _connected_extents(lateral, box_percentile, max_gap_m)
     # The vertical: the camera-side end is the top for a camera above the object's visible middle.
     camera_above = camera_height_m > (low[:, 2] + high[:, 2]) / 2.0
-    # Both profiles' circles in one call: it works row by row on arrays of a few numbers per object, where numpy's
-    # fixed cost per call is most of the time, so stacking the rows halves that and changes no bit.
+    camera_outside = (camera_height_m > high[:, 2]) | (camera_height_m < low[:, 2])
     # The vertical slices serve the widths and the near edge alike.
     vertical_slices = _slices(points[..., 2], low[:, 2], high[:, 2])
     vertical = _width_profiles(vertical_slices, lateral)
-    along_view = _width_profiles(_slices(along, forward_low, forward_high), lateral)
-    profiles = [np.concatenate(pair) for pair in zip(vertical, along_view, strict=True)]
-    circles = _round_section_centres(*profiles, np.concatenate([camera_above, np.zeros(len(forward), dtype=bool)]))
-    ((centre_up, centre_forward), (radius_up, radius_forward), (rounded_up, rounded_forward),
-     (fitted_up, fitted_forward)) = (np.split(values, 2) for values in circles)
+    # The circle fits cost more than everything else here, so they run only for the objects whose box they can
+    # change (the others' values below are never used): the vertical circle where the vertical profile has a rounded
+    # end (the fit's own first test), the circle along the view where the footprint may be hidden (footprint_seen
+    # below: a camera level with the object, or a rounded vertical end). A box seen from above needs neither.
+    count = len(points)
+    rounded_vertical_end = _rounded_end(*_from_camera_side(camera_above, *vertical[1:]))
+    up_rows, forward_rows = np.flatnonzero(rounded_vertical_end), np.flatnonzero(~camera_outside | rounded_vertical_end)
+    centre_up, radius_up, centre_forward, radius_forward = (np.zeros(count) for _ in range(4))
+    rounded_up, fitted_up, rounded_forward, fitted_forward = (np.zeros(count, dtype=bool) for _ in range(4))
+    if up_rows.size or forward_rows.size:
+        along_view = _width_profiles(_slices(along[forward_rows], forward_low[forward_rows],
+                                             forward_high[forward_rows]), lateral[forward_rows])
+        # Both profiles' circles in one call: it works row by row on arrays of a few numbers per object, where
+        # numpy's fixed cost per call is most of the time, so stacking the rows halves that and changes no bit.
+        profiles = [np.concatenate([up[up_rows], view]) for up, view in zip(vertical, along_view, strict=True)]
+        circles = _round_section_centres(*profiles, np.concatenate([camera_above[up_rows],
+                                                                    np.zeros(forward_rows.size, dtype=bool)]))
+        for up, along_the_view, values in zip((centre_up, radius_up, rounded_up, fitted_up),
+                                              (centre_forward, radius_forward, rounded_forward, fitted_forward),
+                                              circles, strict=True):
+            up[up_rows], along_the_view[forward_rows] = values[:up_rows.size], values[up_rows.size:]
     near, near_at, _, _, populated = _slice_extremes(vertical_slices, along)
     edge_forward, edge_up, edge_radius, round_edge = _near_edge_circles(near, near_at, populated, camera_above)
     # Only rounded ends are completed. A flat face at the camera-side end is a box's (or an upright cylinder's top
     # disc): its edges are the object's edges, nothing of the width profile is round, and a fit through it would
     # put the centre wherever sampling noise in a constant width puts it. And a camera above an object whose top is
     # such a face (or below one with a flat bottom) sees its whole footprint, so its back is not hidden either.
-    footprint_seen = ((camera_height_m > high[:, 2]) | (camera_height_m < low[:, 2])) & ~rounded_up
+    footprint_seen = camera_outside & ~rounded_up
     # A round section's radius is the silhouette's half-width (its widest section is the silhouette's widest, seen
     # or not); a fitted circle much larger or smaller is no round section's. A profile that passes the round test
     # but not these is centred on the midpoint of the silhouette's leftmost and rightmost points instead (for a
