@@ -645,8 +645,7 @@ def _near_edge_circles(near: np.ndarray, near_at: np.ndarray, populated: np.ndar
     edge where it is) and the fitted circle is no larger than the edge itself: an inclined flat face (a ramp) has a
     near edge that recedes too, but along a line, whose circle is huge.
     """
-    flip = camera_at_high[:, None]
-    near, near_at, populated = (np.where(flip, values[:, ::-1], values) for values in (near, near_at, populated))
+    near, near_at, populated = _from_camera_side(camera_at_high, near, near_at, populated)
     count = populated.sum(axis=1)
     weight = populated.astype(np.float64)
     total = np.maximum(count, 1)
@@ -661,13 +660,25 @@ def _near_edge_circles(near: np.ndarray, near_at: np.ndarray, populated: np.ndar
                              np.matmul(weighted, (x * x + z * z)[..., None]))[..., 0]
     a, b, k = coefficients.T
     radius = np.sqrt(np.maximum(k + a * a + b * b, 0.0))
-    height = np.where(populated, near_at, -np.inf).max(axis=1) - np.where(populated, near_at, np.inf).min(axis=1)
+    height = _visible_height(near_at, populated)
     depth = np.where(populated, near, -np.inf).max(axis=1) - np.where(populated, near, np.inf).min(axis=1)
+    round_edge = _near_edge_recedes(near, near_at, populated) & (radius <= np.maximum(height, depth))
+    return mean_x + a, mean_z + b, radius, round_edge
+
+
+def _visible_height(near_at: np.ndarray, populated: np.ndarray) -> np.ndarray:
+    """Per object, the height its near edge's populated slices span."""
+    return np.where(populated, near_at, -np.inf).max(axis=1) - np.where(populated, near_at, np.inf).min(axis=1)
+
+
+def _near_edge_recedes(near: np.ndarray, near_at: np.ndarray, populated: np.ndarray) -> np.ndarray:
+    """Per object, from a near edge ordered from the camera's side (see :func:`_near_edge_circles`): whether it has
+    slices enough for a circle and its camera-side end lies well behind its nearest point (a round edge's first
+    test)."""
     camera_end = populated.argmax(axis=1)
     receding = near[np.arange(len(near)), camera_end] - np.where(populated, near, np.inf).min(axis=1)
-    round_edge = ((count >= _MIN_FIT_SLICES) & (receding > _ROUNDED_EDGE * height)
-                  & (radius <= np.maximum(height, depth)))
-    return mean_x + a, mean_z + b, radius, round_edge
+    enough = populated.sum(axis=1) >= _MIN_FIT_SLICES
+    return enough & (receding > _ROUNDED_EDGE * _visible_height(near_at, populated))
 
 
 def _complete_hidden_sides(
@@ -681,24 +692,29 @@ def _complete_hidden_sides(
     # matmul, not einsum: the same summation as one object's ``points @ forward``, so batching never changes a bit.
     lateral = np.matmul(points, left[:, :, None])[..., 0]
     along = np.matmul(points, forward[:, :, None])[..., 0]
-    forward_low, forward_high = _connected_extents(along, box_percentile, max_gap_m)
-    lateral_low, lateral_high = _connected_extents(lateral, box_percentile, max_gap_m)
     # The vertical: the camera-side end is the top for a camera above the object's visible middle.
     camera_above = camera_height_m > (low[:, 2] + high[:, 2]) / 2.0
     camera_outside = (camera_height_m > high[:, 2]) | (camera_height_m < low[:, 2])
     # The vertical slices serve the widths and the near edge alike.
     vertical_slices = _slices(points[..., 2], low[:, 2], high[:, 2])
     vertical = _width_profiles(vertical_slices, lateral)
+    near, near_at, _, _, populated = _slice_extremes(vertical_slices, along)
     # The circle fits cost more than everything else here, so they run only for the objects whose box they can
-    # change (the others' values below are never used): the vertical circle where the vertical profile has a rounded
-    # end (the fit's own first test), the circle along the view where the footprint may be hidden (footprint_seen
-    # below: a camera level with the object, or a rounded vertical end). A box seen from above needs neither.
+    # change (the others' values below are never used), each after its own first test: the vertical circle where the
+    # vertical profile has a rounded end, the circle along the view where the footprint may be hidden (footprint_seen
+    # below: a camera level with the object, or a rounded vertical end), the near edge's circle where the edge
+    # recedes. A box seen from above needs none, and a batch of such boxes keeps its boxes as measured.
     count = len(points)
     rounded_vertical_end = _rounded_end(*_from_camera_side(camera_above, *vertical[1:]))
     up_rows, forward_rows = np.flatnonzero(rounded_vertical_end), np.flatnonzero(~camera_outside | rounded_vertical_end)
+    edge_rows = np.flatnonzero(_near_edge_recedes(*_from_camera_side(camera_above, near, near_at, populated)))
+    if not (forward_rows.size or edge_rows.size):  # forward_rows holds every one of up_rows
+        return low.copy(), high.copy()
+    forward_low, forward_high = _connected_extents(along, box_percentile, max_gap_m)
+    lateral_low, lateral_high = _connected_extents(lateral, box_percentile, max_gap_m)
     centre_up, radius_up, centre_forward, radius_forward = (np.zeros(count) for _ in range(4))
     rounded_up, fitted_up, rounded_forward, fitted_forward = (np.zeros(count, dtype=bool) for _ in range(4))
-    if up_rows.size or forward_rows.size:
+    if forward_rows.size:
         along_view = _width_profiles(_slices(along[forward_rows], forward_low[forward_rows],
                                              forward_high[forward_rows]), lateral[forward_rows])
         # Both profiles' circles in one call: it works row by row on arrays of a few numbers per object, where
@@ -710,8 +726,13 @@ def _complete_hidden_sides(
                                               (centre_forward, radius_forward, rounded_forward, fitted_forward),
                                               circles, strict=True):
             up[up_rows], along_the_view[forward_rows] = values[:up_rows.size], values[up_rows.size:]
-    near, near_at, _, _, populated = _slice_extremes(vertical_slices, along)
-    edge_forward, edge_up, edge_radius, round_edge = _near_edge_circles(near, near_at, populated, camera_above)
+    edge_forward, edge_up, edge_radius = (np.zeros(count) for _ in range(3))
+    round_edge = np.zeros(count, dtype=bool)
+    if edge_rows.size:
+        for values, fitted in zip((edge_forward, edge_up, edge_radius, round_edge),
+                                  _near_edge_circles(near[edge_rows], near_at[edge_rows], populated[edge_rows],
+                                                     camera_above[edge_rows]), strict=True):
+            values[edge_rows] = fitted
     # Only rounded ends are completed. A flat face at the camera-side end is a box's (or an upright cylinder's top
     # disc): its edges are the object's edges, nothing of the width profile is round, and a fit through it would
     # put the centre wherever sampling noise in a constant width puts it. And a camera above an object whose top is
