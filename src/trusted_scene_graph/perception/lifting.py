@@ -705,8 +705,10 @@ def _complete_hidden_sides(
     # below: a camera level with the object, or a rounded vertical end), the near edge's circle where the edge
     # recedes. A box seen from above needs none, and a batch of such boxes keeps its boxes as measured.
     count = len(points)
-    rounded_vertical_end = _rounded_end(*_from_camera_side(camera_above, *vertical[1:]))
-    up_rows, forward_rows = np.flatnonzero(rounded_vertical_end), np.flatnonzero(~camera_outside | rounded_vertical_end)
+    _, vertical_half_width, vertical_populated = vertical
+    rounded_vertical_end = _rounded_end(*_from_camera_side(camera_above, vertical_half_width, vertical_populated))
+    up_rows = np.flatnonzero(rounded_vertical_end)
+    forward_rows = np.flatnonzero(~camera_outside | rounded_vertical_end)
     edge_rows = np.flatnonzero(_near_edge_recedes(*_from_camera_side(camera_above, near, near_at, populated)))
     if not (forward_rows.size or edge_rows.size):  # forward_rows holds every one of up_rows
         return low.copy(), high.copy()
