@@ -17,6 +17,13 @@ JUMP_BACK_NS = 1_000_000_000
 COLOUR_ARRIVALS_KEPT = 1024
 
 
+def seconds_to_ns(seconds: float) -> int:
+    """A duration in seconds (a limit or tolerance from the config) in whole nanoseconds, the nearest: ``int``
+    truncates, and most decimal seconds are a binary fraction below their value (``int(1.001 * 1e9)`` is 1000999999),
+    so a stamp exactly at the limit fell outside it."""
+    return round(seconds * 1e9)
+
+
 def jumped_back(stamp_ns: int, newest_ns: int | None) -> bool:
     """Whether a message stamped ``stamp_ns`` starts a new timeline after one whose newest stamp is ``newest_ns``
     (None: nothing held yet)."""

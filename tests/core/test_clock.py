@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from trusted_scene_graph.clock import JUMP_BACK_NS, EpisodeStart, EpisodeStarts, follow_newest, jumped_back
+from trusted_scene_graph.clock import (
+    JUMP_BACK_NS,
+    EpisodeStart,
+    EpisodeStarts,
+    follow_newest,
+    jumped_back,
+    seconds_to_ns,
+)
 
 MS = 1_000_000
 
@@ -100,3 +107,9 @@ def test_a_frame_only_late_serves_a_pending_reset_without_saying_the_clock_went_
         if restarted_colour:
             episodes.colour(0)
         assert episodes.frame(0) == EpisodeStart(went_back_from_ns=600 * MS)
+
+
+def test_seconds_become_the_nearest_nanosecond_not_the_one_below():
+    assert int(1.001 * 1e9) == 1_000_999_999  # why: truncation put a stamp exactly at a limit outside it
+    assert [seconds_to_ns(s) for s in (1.001, 0.0157, 0.01, 0.0, 2.5)] == [1_001_000_000, 15_700_000, 10_000_000, 0,
+                                                                          2_500_000_000]

@@ -459,6 +459,58 @@ def test_videos_are_hard_linked_and_copied_when_linking_fails(built: BuiltDatase
         assert not os.path.samefile(target, video)
 
 
+def test_a_hugging_face_cache_snapshot_whose_files_are_symlinks_is_written_with_the_files_they_point_to(
+        tmp_path: Path) -> None:
+    # What LeRobotDataset(repo_id) without a root and `hf download` without --local-dir leave: every file of
+    # snapshots/<revision>/ a relative symlink into the repository's blobs/.
+    repository = tmp_path / "hub" / "datasets--me--ds"
+    built = build_lerobot_dataset(repository / "snapshots" / "0123abcd", episode_lengths=LENGTHS)
+    blobs = repository / "blobs"
+    blobs.mkdir()
+    for index, path in enumerate(sorted(p for p in built.root.rglob("*") if p.is_file())):
+        blob = blobs / f"{index:040x}"
+        path.rename(blob)
+        path.symlink_to(os.path.relpath(blob, path.parent))
+    written = write_with_column(LeRobotDataset(built.root), tmp_path / "out" / "labelled", REWARD, _rewards())
+    copied = sorted(p.relative_to(written.root) for p in written.root.rglob("*") if p.is_file())
+    assert copied == sorted(p.relative_to(built.root) for p in built.root.rglob("*") if p.is_file())
+    assert not any((written.root / path).is_symlink() for path in copied)
+    for video in sorted((built.root / "videos").rglob("*.mp4")):
+        assert os.path.samefile(written.root / video.relative_to(built.root), video.resolve())  # the blob, linked
+    assert (written.root / "meta/tasks.parquet").read_bytes() == (built.root / "meta/tasks.parquet").read_bytes()
+
+
+def test_symlinked_directories_are_copied_as_the_directories_they_stand_for(built: BuiltDataset,
+                                                                           tmp_path: Path) -> None:
+    # Videos kept on another disk, a camera's directory or meta/ linked in from elsewhere.
+    expected = {str(p.relative_to(built.root)): p.read_bytes() for p in built.root.rglob("*")
+                if p.is_file() and p.relative_to(built.root).parts[0] == "videos" or p.name == "tasks.parquet"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (built.root / "videos").rename(elsewhere / "videos")
+    (built.root / "videos").symlink_to(elsewhere / "videos")
+    [camera] = (elsewhere / "videos").iterdir()
+    camera.rename(elsewhere / "camera")
+    camera.symlink_to(elsewhere / "camera")
+    (built.root / "meta").rename(elsewhere / "meta")
+    (built.root / "meta").symlink_to(elsewhere / "meta")
+    (elsewhere / "camera" / "loop").symlink_to(elsewhere / "camera")  # walked once, not forever
+    written = write_with_column(LeRobotDataset(built.root), tmp_path / "dst", REWARD, _rewards())
+    assert {relative: (written.root / relative).read_bytes() for relative in expected} == expected
+    assert not (written.root / camera.relative_to(elsewhere) / "loop").exists()
+
+
+def test_a_broken_symlink_in_the_dataset_is_refused_naming_it_and_nothing_is_written(built: BuiltDataset,
+                                                                                    tmp_path: Path) -> None:
+    tasks = built.root / "meta/tasks.parquet"
+    tasks.unlink()
+    tasks.symlink_to("../../gone/tasks.parquet")
+    with pytest.raises(DatasetError, match=r"meta/tasks\.parquet is a broken symlink \(to '\.\./\.\./gone/tasks"
+                                           r"\.parquet'\): the dataset's file is missing"):
+        write_with_column(LeRobotDataset(built.root), tmp_path / "dst", REWARD, _rewards())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [built.root.name]  # no destination, no build directory
+
+
 def test_a_git_clones_repository_is_not_copied(built: BuiltDataset, tmp_path: Path) -> None:
     # git clone https://huggingface.co/datasets/...: .git/lfs/objects holds a second copy of every file.
     objects = built.root / ".git/lfs/objects/ab/cd"

@@ -167,6 +167,30 @@ def test_a_pose_too_far_from_the_graph_stamp_or_in_another_frame_is_not_used_and
         sides.resolve(graph(t_s=10.0), "goal")
 
 
+def test_a_pose_in_another_frame_does_not_hide_a_usable_one_a_little_farther_from_the_stamp():
+    # Live, a pose the node could not yet put in the graph frame (no tf, or tf too old) stays in its own frame.
+    sides = resolver(ee_pose_max_age_s=0.1)
+    sides.poses["ee"].add(10 * S - 20_000_000, "world", (0.1, 0.0, 0.0))
+    sides.poses["ee"].add(10 * S + 5_000_000, "base_link", (0.5, 0.0, 0.0))
+    scene = graph(node(1, "gripper", (0.3, 0.0, 0.0)), node(2, "cube", (0.0, 0.0, 0.0)), t_s=10.0)
+    endpoint = sides.resolve(scene, "gripper")
+    assert (endpoint.source, endpoint.centroid_m.tolist()) == ("kinematics", [0.1, 0.0, 0.0])
+    answer = query_distance(graph(node(2, "cube", (0.0, 0.0, 0.0)), t_s=10.0), "gripper", "cube", resolver=sides)
+    assert (answer.valid, answer.distance_m) == (True, pytest.approx(0.1))
+    # Beyond the limit, the other frame's pose is still the one the error names.
+    with pytest.raises(RewardError, match="it is in frame 'base_link', not the graph frame 'world'"):
+        sides.resolve(graph(t_s=10.0 + 0.09), "gripper")
+
+
+@pytest.mark.parametrize("limit_s", [0.1, 0.0157, 1.001])
+def test_a_pose_exactly_at_the_age_limit_is_used(limit_s):
+    # 1.001 s is 1000999999.9999999 ns in binary: the limit is the nearest nanosecond, not the one below.
+    sides = resolver(ee_pose_max_age_s=limit_s)
+    sides.poses["ee"].add(10 * S - round(limit_s * 1e9), "world", (0.0, 0.0, 0.0))
+    assert sides.resolve(graph(t_s=10.0), "ee").source == "kinematics"
+    assert "the nearest is" in str(pytest.raises(RewardError, sides.resolve, graph(t_s=10.0 + 1e-6), "ee").value)
+
+
 def test_pose_history_is_bounded_and_rejects_bad_positions():
     history = PoseHistory(max_poses=3)
     for t in range(5):
@@ -590,6 +614,18 @@ def test_any_end_effector_name_falls_back_to_a_perceived_gripper():
     scene = graph(node(1, "gripper", (0, 0, 0.5)), t_s=1.0)
     assert resolver().resolve(scene, "end_effector").id == 1
     assert resolver().resolve(scene, "EE").source == "perception"
+
+
+def test_several_end_effector_labels_without_a_pose_follow_the_one_rule_across_them():
+    # A detector prompted with several end-effector names may report one gripper under two of them.
+    first = graph(node(2, "end_effector", (0.5, 0, 0), score=0.9), node(9, "cube", (1, 0, 0)), t_s=0.0)
+    both = graph(node(1, "gripper", (0, 0, 0), score=0.6), node(2, "end_effector", (0.5, 0, 0), score=0.9),
+                 node(9, "cube", (1, 0, 0)), t_s=1.0)
+    samples = track([RewardPair("gripper", "cube")], [first, both], resolver())
+    assert [s.subject_id for s in samples] == [2, 2]  # the object used stays while it is in the graph
+    assert resolver().resolve(both, "gripper").id == 2  # else the highest score, not the name asked for first
+    tie = graph(node(4, "gripper", (0, 0, 0), score=0.8), node(3, "end_effector", (0.5, 0, 0), score=0.8), t_s=1.0)
+    assert resolver().resolve(tie, "gripper").id == 3  # ties: the lowest id
 
 
 def test_the_object_stays_the_same_when_the_other_side_is_the_robot():

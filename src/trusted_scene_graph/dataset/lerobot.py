@@ -632,17 +632,22 @@ def _aggregate_stats(values_by_episode: Mapping[int, np.ndarray],
 
 def _copy_other_files(root: Path, build: Path) -> None:
     """Everything but data/, meta/info.json, meta/stats.json and the episodes table (written anew): videos are
-    hard-linked, other files (tasks, README, ...) copied. :data:`UNCOPIED_ENTRIES` are left behind."""
+    hard-linked, other files (tasks, README, ...) copied. :data:`UNCOPIED_ENTRIES` are left behind. Symlinks are
+    followed, to directories (videos/ kept on another disk) and to files (a Hugging Face cache snapshot, whose files
+    all point into its blobs/): the output holds what they point to."""
     rewritten = {INFO_PATH, STATS_PATH}
     paths: list[Path] = []
     for entry in sorted(root.iterdir()):  # top level first: the skipped trees (a .git's copies) are not walked
         if entry.name != "data" and entry.name not in UNCOPIED_ENTRIES:
-            paths += [entry] if entry.is_symlink() or not entry.is_dir() else sorted(entry.rglob("*"))
+            paths += _files_under(entry)
     for path in paths:
         relative = path.relative_to(root)
         top = relative.parts[0]
-        if path.is_dir() or relative in rewritten or EPISODES_DIR in relative.parents:
+        if relative in rewritten or EPISODES_DIR in relative.parents:
             continue
+        if not path.exists():
+            raise DatasetError(f"{path} is a broken symlink (to {os.readlink(path)!r}): the dataset's file is missing, "
+                               "so it cannot be copied into the labelled dataset")
         target = build / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if top == "videos":
@@ -651,9 +656,30 @@ def _copy_other_files(root: Path, build: Path) -> None:
             shutil.copy2(path, target)
 
 
+def _files_under(entry: Path) -> list[Path]:
+    """``entry`` when it is not a directory, else the files under it (sorted by directory), with symlinked
+    directories walked as the directories they stand for (``Path.rglob`` does not enter them before Python 3.13);
+    a directory met again through a symlink loop is not walked twice."""
+    if not entry.is_dir():
+        return [entry]
+    files: list[Path] = []
+    walked: set[str] = set()
+    for directory, subdirectories, names in os.walk(entry, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in walked:
+            subdirectories.clear()
+            continue
+        walked.add(real)
+        subdirectories.sort()
+        files += [Path(directory) / name for name in sorted(names)]
+    return files
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
-        os.link(source, target)
+        # The file itself: link(2) (what os.link calls on Linux) links a symlink, not its target, and a relative
+        # symlink (a Hugging Face cache's, into ../../blobs) would dangle from the target's directory.
+        os.link(os.path.realpath(source), target)
     except OSError:
         # Another filesystem (EXDEV), or one without hard links: copy the bytes instead.
         shutil.copy2(source, target)

@@ -71,7 +71,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from trusted_scene_graph.clock import JUMP_BACK_NS, follow_newest, jumped_back
+from trusted_scene_graph.clock import JUMP_BACK_NS, follow_newest, jumped_back, seconds_to_ns
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.dataset.messages import GROUND_TRUTH_TYPE
@@ -351,10 +351,10 @@ def evaluate_bag(bag_path: Path, config: Mapping[str, Any], *, ground_truth_topi
     samples.trust_model = pipeline.trust.model.description
     with BagReader(bag_path) as reader:
         missing = [topic for _, topic in inputs if topic not in reader.topics]
-        sync = FrameSynchronizer([name for name, _ in inputs], int(config["sync.tolerance_s"] * 1e9),
+        sync = FrameSynchronizer([name for name, _ in inputs], seconds_to_ns(config["sync.tolerance_s"]),
                                  config["sync.buffer_size"])
         topic_to_name = {topic: name for name, topic in inputs}
-        tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
+        tf = TransformBuffer(max_age_ns=seconds_to_ns(config["extrinsic.tf_max_age_s"]))
         ground_truth, ee_poses = _Stamped(), _Stamped()
         pending: list[_Pending] = []
         unexpected_types: Counter[str] = Counter()

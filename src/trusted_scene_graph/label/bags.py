@@ -57,7 +57,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.serde import SerdeError
 
-from trusted_scene_graph.clock import follow_newest, jumped_back
+from trusted_scene_graph.clock import follow_newest, jumped_back, seconds_to_ns
 from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
@@ -472,9 +472,9 @@ class _Replay:
         self.clock = clock
         self.inputs = dict(input_topic_names(config, pipeline.needs_depth, pipeline.needs_instances))
         self.topic_to_input = {topic: name for name, topic in self.inputs.items()}
-        self.sync = FrameSynchronizer(list(self.inputs), int(config["sync.tolerance_s"] * 1e9),
+        self.sync = FrameSynchronizer(list(self.inputs), seconds_to_ns(config["sync.tolerance_s"]),
                                       config["sync.buffer_size"])
-        self.tf = TransformBuffer(max_age_ns=int(config["extrinsic.tf_max_age_s"] * 1e9))
+        self.tf = TransformBuffer(max_age_ns=seconds_to_ns(config["extrinsic.tf_max_age_s"]))
         self.pose_topics = {config["topics.ee_pose"]: EE_FRAME, config["topics.goal_pose"]: GOAL_FRAME}
         self.decoded = {*self.inputs.values(), TF_TOPIC, TF_STATIC_TOPIC, GROUND_TRUTH_TOPIC, *self.pose_topics}
         self.episodes: dict[int, int] = {}  # ground-truth stamp -> episode

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from trusted_scene_graph import reward
-from trusted_scene_graph.clock import jumped_back
+from trusted_scene_graph.clock import jumped_back, seconds_to_ns
 from trusted_scene_graph.geometry.boxes import box_surface_distance_m
 from trusted_scene_graph.graph.model import GraphError, SceneGraph, distance_trust
 from trusted_scene_graph.graph.query import object_id, resolve_object
@@ -99,7 +99,7 @@ class PoseHistory:
     """
 
     def __init__(self, keep_s: float = POSE_HISTORY_S, max_poses: int = MAX_POSES) -> None:
-        self.keep_ns = int(keep_s * 1e9)
+        self.keep_ns = seconds_to_ns(keep_s)
         self.max_poses = max_poses
         self._stamps: list[int] = []  # sorted; equal stamps in the order added
         self._poses: list[_Pose] = []
@@ -156,8 +156,9 @@ class PoseHistory:
         if not kept:
             self._last_added_ns = None
 
-    def nearest(self, stamp_ns: int, max_age_ns: int) -> tuple[str, np.ndarray] | str:
-        """(frame_id, position) of the pose nearest ``stamp_ns`` within ``max_age_ns``, or why there is none."""
+    def nearest(self, stamp_ns: int, max_age_ns: int, frame_id: str | None = None) -> tuple[str, np.ndarray] | str:
+        """(frame_id, position) of the pose nearest ``stamp_ns`` within ``max_age_ns``, or why there is none. With
+        ``frame_id``, of the poses in that frame (or in none: a pose without a frame is taken as in it) only."""
         if not self._stamps:
             return "none received"
         index = bisect.bisect_left(self._stamps, stamp_ns)
@@ -165,12 +166,25 @@ class PoseHistory:
         candidates = [i for i in (index - 1,) if i >= 0]
         if index < len(self._stamps):
             candidates.append(bisect.bisect_right(self._stamps, self._stamps[index]) - 1)
-        best = min(candidates, key=lambda i: (abs(self._stamps[i] - stamp_ns), -self._poses[i].order))
+        best = min(candidates, key=lambda i: self._nearness(i, stamp_ns))
         gap_ns = abs(self._stamps[best] - stamp_ns)
         if gap_ns > max_age_ns:
             return f"the nearest is {gap_ns / 1e9:.3f} s from the graph's stamp (limit {max_age_ns / 1e9:g} s)"
+        if frame_id is not None and self._poses[best].frame_id not in ("", frame_id):
+            # A pose that could not be put in the frame (the tf not there yet, or too old) must not hide a usable
+            # one a little farther: of the poses within the limit in the frame, the nearest, by the same rule.
+            within = range(bisect.bisect_left(self._stamps, stamp_ns - max_age_ns),
+                           bisect.bisect_right(self._stamps, stamp_ns + max_age_ns))
+            usable = [i for i in within if self._poses[i].frame_id in ("", frame_id)]
+            if not usable:
+                return f"it is in frame {self._poses[best].frame_id!r}, not the graph frame {frame_id!r}"
+            best = min(usable, key=lambda i: self._nearness(i, stamp_ns))
         pose = self._poses[best]
         return pose.frame_id, pose.position_m
+
+    def _nearness(self, index: int, stamp_ns: int) -> tuple[int, int]:
+        """How near the pose at ``index`` is ``stamp_ns``, as a key to minimise: the gap, then the last added."""
+        return abs(self._stamps[index] - stamp_ns), -self._poses[index].order
 
 
 class SideResolver:
@@ -182,7 +196,7 @@ class SideResolver:
         :meth:`labels_needed` alone), so a name not found is not described by what the graph holds."""
         self.ee_names = frozenset(name.strip().lower() for name in ee_names) | {EE_FRAME}
         self.known_labels = tuple(known_labels)
-        self.max_age_ns = int(ee_pose_max_age_s * 1e9)
+        self.max_age_ns = seconds_to_ns(ee_pose_max_age_s)
         self.reduced_graphs = reduced_graphs
         self.poses: dict[str, PoseHistory] = self.new_pose_histories()
 
@@ -207,7 +221,7 @@ class SideResolver:
         :attr:`pose_keep_s`."""
         self.poses = previous.poses
         for history in self.poses.values():
-            history.keep_ns = int(self.pose_keep_s * 1e9)
+            history.keep_ns = seconds_to_ns(self.pose_keep_s)
 
     def restart_poses(self, previous_frame_ns: int) -> None:
         """The clock went back at a frame that starts an episode: see :meth:`PoseHistory.restart`."""
@@ -251,13 +265,8 @@ class SideResolver:
     def _usable_pose(self, history: PoseHistory, stamp_ns: int, graph_frame_id: str) -> np.ndarray | str:
         """The position of the pose nearest ``stamp_ns`` within the age limit and in the graph frame, or why there
         is none."""
-        found = history.nearest(stamp_ns, self.max_age_ns)
-        if isinstance(found, str):
-            return found
-        frame_id, position = found
-        if frame_id and frame_id != graph_frame_id:
-            return f"it is in frame {frame_id!r}, not the graph frame {graph_frame_id!r}"
-        return position
+        found = history.nearest(stamp_ns, self.max_age_ns, graph_frame_id)
+        return found if isinstance(found, str) else found[1]
 
     def resolve(self, graph: SceneGraph, name: str, prefer_id: int | None = None) -> Endpoint:
         """The endpoint ``name`` means in ``graph``; :class:`RewardError` says why there is none."""
@@ -271,12 +280,17 @@ class SideResolver:
         # Without a pose, a perceived object answers: one labelled like the name asked for, or (end effector) like
         # any other end-effector name, so 'ee' finds a detected 'gripper'.
         labels = [name, *sorted(self.ee_names - {name.strip().lower()})] if frame == EE_FRAME else [name]
-        errors = []
+        found, errors = [], []
         for label in labels:
             try:
-                return self._perceived(graph, label, prefer_id)
+                found.append(self._perceived(graph, label, prefer_id))
             except reward.RewardError as exc:
                 errors.append(exc)
+        if found:
+            # Each label's own pick, then the same rule across them (as if they were one label): the object the
+            # pair used keeps it, else the highest score, ties to the lowest id; never the order of the names.
+            kept = [endpoint for endpoint in found if endpoint.id == prefer_id]
+            return kept[0] if kept else min(found, key=lambda endpoint: (-endpoint.score, endpoint.id))
         what = "end-effector" if frame == EE_FRAME else "goal"
         # A label the detector knows but did not see says more than the alias asked for ('ee') being no label.
         absent = [exc for exc in errors if not str(exc).startswith("unknown object")]

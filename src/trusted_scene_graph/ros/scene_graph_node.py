@@ -76,7 +76,7 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import MarkerArray
 
-from trusted_scene_graph.clock import EpisodeStart, EpisodeStarts
+from trusted_scene_graph.clock import EpisodeStart, EpisodeStarts, seconds_to_ns
 from trusted_scene_graph.config.nodes import (
     REWARD_TOPIC,
     TF_STATIC_TOPIC,
@@ -260,9 +260,9 @@ class SceneGraphNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.configure_error = None
         topics = [name for name, _, _ in self._inputs()]
-        self._sync = FrameSynchronizer(topics, int(self.config["sync.tolerance_s"] * 1e9),
+        self._sync = FrameSynchronizer(topics, seconds_to_ns(self.config["sync.tolerance_s"]),
                                        self.config["sync.buffer_size"])
-        self._tf = (TransformBuffer(max_age_ns=int(self.config["extrinsic.tf_max_age_s"] * 1e9))
+        self._tf = (TransformBuffer(max_age_ns=seconds_to_ns(self.config["extrinsic.tf_max_age_s"]))
                     if tf_topic_names(self.config) else None)
         self._ee_tf_miss = None
         self._graph_pub = self.create_lifecycle_publisher(SceneGraphMsg, SCENE_GRAPH_TOPIC, GRAPH_QOS)
@@ -615,7 +615,7 @@ class SceneGraphNode(LifecycleNode):
             self._build_reward()  # a new tracker: changed pairs or settings start a new episode
             self._create_reward_publisher()
         if self._sync is not None:
-            self._sync.tolerance_ns = int(self.config["sync.tolerance_s"] * 1e9)
+            self._sync.tolerance_ns = seconds_to_ns(self.config["sync.tolerance_s"])
 
 
 def main(args: list[str] | None = None) -> int:
