@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import struct
@@ -568,6 +569,129 @@ def test_an_mcap_cut_short_is_labelled_from_its_messages_before_the_cut_with_a_w
         kept = sum(c.msgcount for c in copy.connections if c.topic != REWARD_TOPIC)
     assert 0 < kept < count
     assert f"labelled from the {kept} messages before the cut" in capsys.readouterr().err
+
+
+def rewritten(source: Path, target: Path, compress_file: bool = False, custom_data: dict[str, str] | None = None,
+              extra_type: tuple[str, str] | None = None) -> Path:
+    """``source`` written again by rosbags (its storage kept), compressed file by file, with ``custom_data``, and
+    with a topic of a type no type store knows (``extra_type``: its name and definition) on each colour image."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+    from trusted_scene_graph.dataset import make_typestore
+
+    sqlite3 = any(f.suffix == ".db3" for f in source.iterdir())
+    writer = Writer(target, version=9, storage_plugin=StoragePlugin.SQLITE3 if sqlite3 else StoragePlugin.MCAP)
+    if compress_file:
+        writer.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
+    with Reader(source) as reader, writer:
+        for key, value in (custom_data or {}).items():
+            writer.set_custom_data(key, value)
+        copies = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
+                                              serialization_format=c.ext.serialization_format,
+                                              offered_qos_profiles=c.ext.offered_qos_profiles)
+                  for c in reader.connections}
+        extra = None if extra_type is None else writer.add_connection(
+            "/custom", extra_type[0], msgdef=extra_type[1], rihs01="RIHS01_" + "ab" * 32, typestore=make_typestore())
+        for connection, log_ns, raw in reader.messages():
+            writer.write(copies[connection.id], log_ns, raw)
+            if extra is not None and connection.topic == "/camera/color/image_raw":
+                writer.write(extra, log_ns, b"\x00\x01\x00\x00" + struct.pack("<iI", 5, 3) + b"hi\x00")
+    return target
+
+
+def test_a_bag_compressed_file_by_file_or_in_sqlite3_is_rewritten_in_its_own_storage_keeping_its_custom_data(
+        small_bags: Path, tmp_path: Path):
+    from rosbags.rosbag2 import Reader
+
+    recorder = {"robot": "fetch-07", "operator": "alice"}
+    folder = tmp_path / "bags"
+    folder.mkdir()
+    rewritten(small_bags / "a", folder / "zstd", compress_file=True, custom_data=recorder)
+    rewritten(small_bags / "c", folder / "sqlite", custom_data=recorder)
+    assert [f.name for f in (folder / "zstd").iterdir() if f.suffix == ".zstd"] == ["zstd.mcap.zstd"]
+    assert label(folder, tmp_path / "out") == EXIT_OK
+    for name, suffix in (("zstd", ".mcap"), ("sqlite", ".db3")):
+        copy = tmp_path / "out" / name
+        assert {f.suffix for f in copy.iterdir()} == {".yaml", suffix, ".parquet"}  # uncompressed, same storage
+        with Reader(copy) as reader:
+            assert reader.storage.metadata.custom == recorder
+            assert sum(c.msgcount for c in reader.connections if c.topic == REWARD_TOPIC) > 0
+
+
+def test_a_cut_short_mcap_with_a_message_type_no_type_store_knows_is_copied_with_its_recorded_definition(
+        small_bags: Path, tmp_path: Path, capsys):
+    from rosbags.rosbag2 import Reader
+
+    definition = "int32 a\nstring b\n"
+    whole = rewritten(small_bags / "a", tmp_path / "whole", extra_type=("my_pkg/msg/Custom", definition))
+    recorded = next(whole.glob("*.mcap"))
+    cut = tmp_path / "cut" / "whole"  # a recorder killed before its summary: no metadata.yaml either
+    cut.mkdir(parents=True)
+    (cut / recorded.name).write_bytes(recorded.read_bytes()[:summary_start(recorded)])
+    assert label(cut, tmp_path / "out") == EXIT_OK
+    assert "the bag is cut short" in capsys.readouterr().err
+    with Reader(whole) as source, Reader(tmp_path / "out" / "whole") as copy:
+        [custom] = [c for c in copy.connections if c.topic == "/custom"]
+        assert (custom.msgtype, custom.msgdef.data) == ("my_pkg/msg/Custom", definition)
+        assert custom.digest.startswith("RIHS01_")  # the definition's hash (the mcap file keeps none)
+        assert ([(t, bytes(raw)) for c, t, raw in copy.messages() if c.topic == "/custom"]
+                == [(t, bytes(raw)) for c, t, raw in source.messages() if c.topic == "/custom"])
+
+
+def test_a_copied_definition_is_hashed_as_the_type_store_hashes_the_type():
+    from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
+
+    from trusted_scene_graph.dataset import make_typestore
+    from trusted_scene_graph.dataset.bag import definition_hash
+
+    store = make_typestore()
+    text, _ = store.generate_msgdef("geometry_msgs/msg/PoseStamped", ros_version=2)
+    assert (definition_hash("geometry_msgs/msg/PoseStamped", MessageDefinition(MessageDefinitionFormat.MSG, text))
+            == store.hash_rihs01("geometry_msgs/msg/PoseStamped"))
+    assert definition_hash("my_pkg/msg/Bad", MessageDefinition(MessageDefinitionFormat.MSG, "no such type x\n")) is None
+
+
+def test_bags_named_like_the_runs_own_files_are_refused_before_any_work(small_bags: Path, tmp_path: Path):
+    folder = tmp_path / "bags"
+    shutil.copytree(small_bags / "b", folder / "rewards.parquet")
+    shutil.copytree(small_bags / "b", folder / "b")
+    with pytest.raises(LabelError, match=r"rewards\.parquet would be written where --out keeps its joined "
+                                         r"rewards\.parquet and tsg_label\.json; rename or copy the bag"):
+        run_label(folder, tmp_path / "out", load_config_file(BENCHMARK_CONFIG), ["gripper:cube"], EngineSettings())
+    assert not (tmp_path / "out").exists()
+
+
+def test_undecodable_messages_are_named_in_the_warning_with_their_topic_and_error(small_bags: Path, tmp_path: Path,
+                                                                                  capsys):
+    from rosbags.rosbag2 import Reader
+
+    from trusted_scene_graph.dataset import BagWriter
+
+    source = tmp_path / "corrupt"
+    with Reader(small_bags / "b") as reader, BagWriter(source) as writer:
+        copies = {c.id: writer.copy_connection(c) for c in reader.connections}
+        for connection, log_ns, raw in reader.messages():
+            cut = connection.topic == "/camera/depth/image_raw"
+            writer.write_raw(copies[connection.id], raw[:60] if cut else raw, log_ns)
+    assert label(source, tmp_path / "out", ["gripper:cube"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert re.search(r"warning: corrupt: \d+ messages on /camera/depth/image_raw did not decode \(the first: "
+                     r"SerdeError: .+\): copied as recorded, but no frame used them \(their camera frames are "
+                     r"incomplete\)", err)
+
+
+def test_bags_in_folders_deeper_down_are_not_labelled_and_the_run_says_so(small_bags: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "bags"
+    shutil.copytree(small_bags / "b", folder / "b")
+    shutil.copytree(small_bags / "a", folder / "site2" / "day1" / "a")
+    (folder / "plots").mkdir()
+    assert label(folder, tmp_path / "out", ["gripper:cube"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "1 item labelled" in out
+    assert (f"warning: site2/: holds 1 bag of its own (day1/a), not labelled: tsg label takes the bags directly "
+            f"inside {folder}; label {folder / 'site2'} on its own") in err
+    assert "plots" not in err
 
 
 def test_a_static_extrinsic_the_bags_tf_contradicts_is_warned_of(small_bags: Path, tmp_path: Path, capsys):

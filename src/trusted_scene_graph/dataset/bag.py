@@ -24,9 +24,19 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 import apsw  # rosbags' sqlite3 storage reads through it (see STORAGE_READ_ERRORS)
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.interfaces import (
+    MessageDefinition,
+    MessageDefinitionFormat,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
 
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.typestore import deserialize, make_typestore
@@ -128,9 +138,14 @@ class BagWriter:
 
     def copy_connection(self, source: Any) -> Any:
         """Add a connection like ``source`` (a rosbags connection of another bag): same topic, type, definition,
-        hash, serialisation format and offered QoS, for :meth:`write_raw`. A source without a stored definition
+        hash, serialisation format and offered QoS, for :meth:`write_raw`. A stored definition without its hash (an
+        mcap file's) gets the hash of that definition (:func:`definition_hash`); a source without a stored definition
         (older bags) gets the type store's, when it knows the type."""
         msgdef, rihs01 = source.msgdef.data, source.digest
+        if msgdef and not rihs01:
+            # An mcap file stores each type's definition but not its hash (rosbags reads none from one): the hash of
+            # the definition recorded, which for a type the store knows is the store's.
+            rihs01 = definition_hash(source.msgtype, source.msgdef)
         if not msgdef or not rihs01:
             if source.msgtype not in self.typestore.fielddefs:
                 raise DatasetError(f"topic {source.topic!r}: the bag stores no definition of {source.msgtype!r} and "
@@ -139,6 +154,11 @@ class BagWriter:
         return self._writer.add_connection(source.topic, source.msgtype, typestore=self.typestore, msgdef=msgdef,
                                            rihs01=rihs01, serialization_format=source.ext.serialization_format,
                                            offered_qos_profiles=source.ext.offered_qos_profiles)
+
+    def set_custom_data(self, custom_data: Mapping[str, str]) -> None:
+        """The bag's ``custom_data`` (metadata.yaml's map of strings a recorder or a user set: a robot, an operator)."""
+        for key, value in custom_data.items():
+            self._writer.set_custom_data(str(key), str(value))
 
     def write_raw(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
         """Write already serialised bytes on a connection from :meth:`copy_connection`, unchanged."""
@@ -248,12 +268,15 @@ class BagReader:
 
 @dataclass(frozen=True)
 class McapChannel:
-    """One channel of an mcap file: its topic, message type and metadata (rosbag2 keeps the offered QoS there)."""
+    """One channel of an mcap file: its topic, message type and metadata (rosbag2 keeps the offered QoS there), and
+    its schema's encoding and text: the type's definition, its dependencies' included ("" when it has none)."""
 
     id: int
     topic: str
     msgtype: str
     metadata: Mapping[str, str]
+    schema_encoding: str = ""
+    schema_text: str = ""
 
 
 class McapStream:
@@ -328,7 +351,7 @@ class McapStream:
         from mcap.stream_reader import StreamReader, breakup_chunk
 
         records = _records()
-        schemas: dict[int, str] = {}
+        schemas: dict[int, Any] = {}
         started = False
         self.damage, self.cut = None, False
         held: list[Any] = []  # the records of the last chunk, until its message index has been read
@@ -338,10 +361,13 @@ class McapStream:
 
         def register(record: Any) -> Any:
             if isinstance(record, records.Schema):
-                schemas[record.id] = record.name
+                schemas[record.id] = record
             elif isinstance(record, records.Channel):  # the summary repeats each channel: same id, content
-                self.channels[record.id] = McapChannel(record.id, record.topic, schemas.get(record.schema_id, ""),
-                                                       record.metadata)
+                schema = schemas.get(record.schema_id)
+                self.channels[record.id] = (
+                    McapChannel(record.id, record.topic, "", record.metadata) if schema is None else
+                    McapChannel(record.id, record.topic, schema.name, record.metadata, schema.encoding,
+                                schema.data.decode("utf-8", errors="replace")))
             return record
 
         def mismatch(cut: bool) -> str | None:
@@ -415,6 +441,33 @@ def storage_files(path: Path, suffixes: tuple[str, ...] = (".mcap", ".db3")) -> 
     if path.is_file():
         return [path] if path.suffix in suffixes else []
     return sorted(f for f in path.iterdir() if f.suffix in suffixes and f.is_file()) if path.is_dir() else []
+
+
+def storage_format(path: Path) -> str:
+    """'sqlite3' or 'mcap': how the bag at ``path`` (a directory or a storage file) stores its messages, told by
+    its files' names, a file compressed whole ('.db3.zstd', '.mcap.zstd') by the name under the compression."""
+    files = [path] if path.is_file() else [f for f in path.iterdir() if f.is_file()] if path.is_dir() else []
+    names = [f.name.removesuffix(".zstd") for f in files]
+    has_sqlite3 = any(name.endswith(".db3") for name in names)
+    return "sqlite3" if has_sqlite3 and not any(name.endswith(".mcap") for name in names) else "mcap"
+
+
+#: An mcap schema's encoding -> the format of a rosbags connection's definition (as rosbags' mcap reader maps it).
+SCHEMA_FORMATS = {"ros2msg": MessageDefinitionFormat.MSG, "ros2idl": MessageDefinitionFormat.IDL,
+                  "omgidl": MessageDefinitionFormat.IDL}
+
+
+def definition_hash(msgtype: str, msgdef: MessageDefinition) -> str | None:
+    """The RIHS01 hash of ``msgtype`` from a bag's definition of it (with its dependencies, as rosbag2 stores it),
+    or None when that definition does not parse or does not define the type."""
+    parse = get_types_from_idl if msgdef.format == MessageDefinitionFormat.IDL else (
+        lambda text: get_types_from_msg(text, msgtype))
+    store = get_typestore(Stores.EMPTY)
+    try:
+        store.register(parse(msgdef.data))
+        return store.hash_rihs01(msgtype)
+    except (TypesysError, KeyError, ValueError):
+        return None
 
 
 def check_bag_path(path: Path) -> None:

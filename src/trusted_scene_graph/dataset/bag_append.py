@@ -22,8 +22,8 @@ the file in the version 9 layout of rosbags' ``Writer.close()``, dumped with PyY
 part of closing a bag), listing what the streaming copy lists: the source's connections, as rosbags' readers make them
 (from its metadata.yaml, or a lone file's channels), with the messages rosbags would read on each, plus the new topic.
 The source is read with PyYAML's C loader and the mcap library rather than through a rosbags ``Reader``, whose
-ruamel parsing alone costs about twice the whole copy. The source's ``custom_data`` is kept (the streaming copy drops
-it).
+ruamel parsing alone costs about twice the whole copy. The source's ``custom_data`` is kept (as the streaming copy
+keeps it).
 
 What is not supported (:func:`append_unsupported_reason` says why; the caller then falls back to the streaming
 copy): sqlite3 bags, bags of more than one storage file, file- or message-compressed bags, serialisation formats

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import time
 from collections import Counter
@@ -63,12 +64,14 @@ from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
 from trusted_scene_graph.dataset.bag import (
     DEFAULT_QOS,
+    SCHEMA_FORMATS,
     STORAGE_READ_ERRORS,
     BagIndexError,
     McapStream,
     check_bag_path,
     open_rosbags,
     storage_files,
+    storage_format,
     storage_path,
 )
 from trusted_scene_graph.dataset.bag_append import McapAppendCopy, NotAppendable
@@ -155,7 +158,8 @@ def find_bags(path: Path) -> list[Path]:
     """``path`` itself when it is a bag, else the bags directly inside it, sorted by :func:`bag_key`: each bag
     directory, and each loose ``.mcap`` / ``.db3`` file (a folder of storage files without ``metadata.yaml``). A
     directory holding one storage file and no bag directory is a bag itself (a recorder killed before it wrote
-    ``metadata.yaml``). Two bags whose keys (output names) collide are refused, naming both."""
+    ``metadata.yaml``). Two bags whose keys (output names) collide are refused, naming both. Bags in folders deeper
+    down are not taken (:func:`nested_bags` names them)."""
     path = Path(path)
     if not path.exists():
         raise LabelError(f"input {path} does not exist")
@@ -163,7 +167,7 @@ def find_bags(path: Path) -> list[Path]:
         check_bag_path(path)
         return [path]
     loose = storage_files(path)
-    folders = [p for p in path.iterdir() if p.is_dir() and ((p / "metadata.yaml").exists() or storage_files(p))]
+    folders = [p for p in path.iterdir() if p.is_dir() and _is_bag_dir(p)]
     if len(loose) == 1 and not folders:
         return [path]
     bags = sorted([*loose, *folders], key=lambda bag: (bag_key(bag), bag.name))
@@ -178,6 +182,25 @@ def find_bags(path: Path) -> list[Path]:
         raise LabelError(f"{path}: bags whose output names collide ({listed}); rename one of each, or label them "
                          "into separate --out directories")
     return bags
+
+
+def _is_bag_dir(path: Path) -> bool:
+    return (path / "metadata.yaml").exists() or bool(storage_files(path))
+
+
+def nested_bags(path: Path) -> dict[str, list[str]]:
+    """Per folder directly inside the folder of bags ``path`` that is no bag itself, the bags deeper inside it (their
+    paths relative to it): :func:`find_bags` takes the bags directly inside ``path`` only, so the run says what it
+    left out. A bag's own directory is not searched."""
+    found: dict[str, list[str]] = {}
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not _is_bag_dir(p)):
+        for directory, subdirectories, _ in os.walk(folder):
+            bags = {name for name in subdirectories if _is_bag_dir(Path(directory, name))}
+            found_here = [str(Path(directory, name).relative_to(folder)) for name in sorted(bags)]
+            if found_here:
+                found.setdefault(folder.name, []).extend(found_here)
+            subdirectories[:] = sorted(set(subdirectories) - bags)
+    return found
 
 
 def _short_list(values: Sequence[str], limit: int = 12) -> str:
@@ -299,14 +322,17 @@ def _open_bag(source: Path) -> Reader | _SalvagedMcap:
 
 class _SalvagedMcap:
     """A cut-short mcap file as :class:`_Replay` reads rosbags' Reader: its connections, and (connection, log time,
-    raw bytes) in file order, up to the damage. A channel's definition and hash are not kept (rosbags keeps none for
-    mcap either): the copy takes the type store's, like any mcap bag re-written here."""
+    raw bytes) in file order, up to the damage. A channel keeps its schema's definition, as rosbags' mcap reader keeps
+    it, so that a type the type store does not know (a custom message) is copied too; the hash is the definition's
+    (:meth:`~trusted_scene_graph.dataset.bag.BagWriter.copy_connection`)."""
 
     def __init__(self, path: Path, stream: McapStream, open_error: str) -> None:
         self.path, self.stream, self.open_error = path, stream, open_error
         self._connections = {
             channel.id: Connection(channel.id, channel.topic, channel.msgtype,
-                                   MessageDefinition(MessageDefinitionFormat.NONE, ""), "",
+                                   MessageDefinition(SCHEMA_FORMATS.get(channel.schema_encoding,
+                                                                        MessageDefinitionFormat.NONE),
+                                                     channel.schema_text), "",
                                    stream.message_counts[channel.id],
                                    ConnectionExtRosbag2("cdr", parse_qos(channel.metadata.get(
                                        "offered_qos_profiles", ""))), None)
@@ -359,9 +385,10 @@ def _label_rewritten(source: Path, out_dir: Path, reader: Reader | _SalvagedMcap
                      clock: Counter[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Label into a bag written message by message through rosbags (in the source's storage format): a streamed
     copy, or the rewards alone; returns the rows and the notes (:meth:`_Replay.notes`)."""
-    storage = "sqlite3" if all(f.suffix == ".db3" for f in storage_files(storage_path(source))) else "mcap"
     bag_dir = out_dir / bag_key(source)
-    with BagWriter(bag_dir, storage) as writer:
+    with BagWriter(bag_dir, storage_format(storage_path(source))) as writer:
+        if output.copies_messages:  # a copy keeps what the recording says of itself; a bag of rewards is no copy
+            writer.set_custom_data(_custom_data(reader))
         replay = _Replay(config, pipeline, tracker, output(writer, reader.connections), bag_key(source), clock)
         rows = replay.run(reader)
     # The committed directory is the bag itself: move its files up from the named subdirectory (which gave the
@@ -370,6 +397,12 @@ def _label_rewritten(source: Path, out_dir: Path, reader: Reader | _SalvagedMcap
         item.rename(out_dir / item.name)
     bag_dir.rmdir()
     return rows, replay.notes()
+
+
+def _custom_data(reader: Reader | _SalvagedMcap) -> dict[str, str]:
+    """The source's metadata.yaml ``custom_data`` (none for a storage file read on its own, or a salvaged one)."""
+    metadata = getattr(getattr(reader, "storage", None), "metadata", None)  # rosbags' bag directory reader has it
+    return dict(getattr(metadata, "custom", None) or {})
 
 
 class _StreamedCopy:
@@ -500,14 +533,21 @@ class _Replay:
         self.batch: list[_Incomplete | _Frame | _Episode | _Pose] = []
         # 'static': frames (per camera frame) whose camera the bag's tf places elsewhere than the config does.
         self.extrinsic_differs_from_tf: Counter[str] = Counter()
+        # Per topic, the messages whose bytes did not deserialise, and the first one's error.
+        self.undecodable: Counter[str] = Counter()
+        self.first_decode_error: dict[str, str] = {}
 
     def notes(self) -> list[str]:
         """What the run's summary should say of this bag's labels (see :func:`write_rewards_table`)."""
-        return [f"the bag's tf places camera frame {camera_frame!r} in graph frame {self.pipeline.frame_id!r} "
-                f"elsewhere than the config's extrinsic (extrinsic.source 'static', which the rewards use) in "
-                f"{plural(count, 'frame')}: to use the bag's camera pose, pass --set extrinsic.source=tf (a tsg sim "
-                "record bag: --config config/benchmark.yaml)"
-                for camera_frame, count in self.extrinsic_differs_from_tf.items()]
+        return [*(f"{plural(count, 'message')} on {topic} did not decode (the first: "
+                  f"{self.first_decode_error[topic]}): copied as recorded, but no frame used them"
+                  + (" (their camera frames are incomplete)" if topic in self.topic_to_input else "")
+                  for topic, count in self.undecodable.items()),
+                *(f"the bag's tf places camera frame {camera_frame!r} in graph frame {self.pipeline.frame_id!r} "
+                  f"elsewhere than the config's extrinsic (extrinsic.source 'static', which the rewards use) in "
+                  f"{plural(count, 'frame')}: to use the bag's camera pose, pass --set extrinsic.source=tf (a tsg sim "
+                  "record bag: --config config/benchmark.yaml)"
+                  for camera_frame, count in self.extrinsic_differs_from_tf.items())]
 
     def run(self, reader: Reader | _SalvagedMcap) -> list[dict[str, Any]]:
         typestore = self.out.typestore
@@ -535,8 +575,11 @@ class _Replay:
                 reading_s = time.perf_counter()
                 try:
                     msg = deserialize(typestore, raw, connection.msgtype)
-                except _DECODE_ERRORS:
-                    continue  # an undecodable message is copied; a camera frame missing it never completes
+                except _DECODE_ERRORS as exc:
+                    # Copied all the same; a camera frame missing it never completes, and the notes say why.
+                    self.undecodable[connection.topic] += 1
+                    self.first_decode_error.setdefault(connection.topic, f"{type(exc).__name__}: {exc}")
+                    continue
                 finally:
                     clock["read"] += time.perf_counter() - reading_s
                 self._on_message(connection.topic, connection.msgtype, msg, log_time_ns)

@@ -52,6 +52,7 @@ from trusted_scene_graph.label.bags import (
     find_bags,
     label_bag_item,
     merge_rewards_tables,
+    nested_bags,
     rewards_table_note,
     valid_fraction,
 )
@@ -78,6 +79,7 @@ from trusted_scene_graph.perception.detector import PerceptionError, configured_
 from trusted_scene_graph.perception.hf import resolve_model_source
 from trusted_scene_graph.reward import pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME, frame_of
+from trusted_scene_graph.text import plural
 
 #: The run's settings, in --out (bags) or --out/tsg_rewards (LeRobot): a rerun must match them.
 MANIFEST_FILE = "tsg_label.json"
@@ -313,6 +315,10 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     if len(bags) == 1 and bags[0] == source:  # one bag, no other items: one that cannot be opened fails now
         check_bag_opens(source)
     keys = [bag_key(bag) for bag in bags]
+    # --out holds each bag's output by its name, and the run's own files beside them.
+    if taken := [bag.name for bag, key in zip(bags, keys, strict=True) if key in (REWARDS_FILE, MANIFEST_FILE)]:
+        raise LabelError(f"{source}: {' and '.join(taken)} would be written where --out keeps its joined "
+                         f"{REWARDS_FILE} and {MANIFEST_FILE}; rename or copy the bag")
     items = []
     for key, bag in zip(keys, bags, strict=True):
         try:
@@ -335,6 +341,11 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
             outcome.valid_fraction = valid_fraction(joined)
             outcome.warnings = {key: note for key in labelled
                                 if (note := rewards_table_note(out / key / REWARDS_FILE)) is not None}
+    if bags != [source]:
+        for folder, deeper in nested_bags(source).items():
+            outcome.warnings[f"{folder}/"] = (f"holds {plural(len(deeper), 'bag')} of its own ({', '.join(deeper[:12])}"
+                                               f"{' ...' if len(deeper) > 12 else ''}), not labelled: tsg label takes "
+                                               f"the bags directly inside {source}; label {source / folder} on its own")
     return outcome
 
 
