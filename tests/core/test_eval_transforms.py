@@ -142,3 +142,15 @@ def test_a_point_is_expressed_in_the_target_frame_when_the_tf_can_and_kept_as_gi
     for tf in (buffer, None):  # not connected, or no tf at all: kept in its own frame for the caller to explain
         frame, point = express_in(tf, "world", "/gripper_link", [0.5, 0.0, 0.0], 10)
         assert frame == "gripper_link" and point.tolist() == [0.5, 0.0, 0.0]
+
+
+def test_transforms_that_overflow_when_chained_give_no_transform_and_say_why() -> None:
+    # Each is a finite float64, so each is a valid message; chained, world <- ee is 2e308 m away: inf.
+    buffer = TransformBuffer()
+    buffer.add(bag_msgs.tf_message(0, "world", "base", _shift(1e308)))
+    buffer.add(bag_msgs.tf_message(0, "base", "ee", _shift(1e308)))
+    found = buffer.lookup_explained("world", "ee", 10)
+    assert found.transform is None
+    assert "the /tf transforms from 'ee' to 'world' do not compose to a rigid transform" in found.reason
+    assert express_in(buffer, "world", "ee", [0.0, 0.0, 0.0], 10)[0] == "ee"  # kept in its own frame
+    assert buffer.lookup("base", "ee", 10) is not None  # each link alone still is one

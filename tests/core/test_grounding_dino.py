@@ -87,6 +87,15 @@ def test_from_config_reads_every_detector_setting(model_dir: Path):
     assert (detector.device, detector.dtype) == ("cpu", torch.float32)
 
 
+def test_reconfigure_changes_the_thresholds_and_the_smallest_box_and_keeps_the_model(model_dir: Path):
+    detector = GroundingDinoDetector.from_config(_config(model_dir))
+    model = detector.model
+    detector.reconfigure(_config(model_dir, box_threshold=0.2, text_threshold=0.3, nms_iou=0.4, min_pixels=5))
+    assert (detector.box_threshold, detector.text_threshold, detector.nms_iou) == (0.2, 0.3, 0.4)
+    assert detector.min_box_area_px == 5
+    assert detector.model is model
+
+
 def test_a_missing_model_directory_is_named_with_how_to_get_the_weights(tmp_path: Path):
     missing = tmp_path / "no_such_model"
     with pytest.raises(PerceptionError, match=rf"detector.model_path: model directory '{missing}' does not exist; "

@@ -135,6 +135,17 @@ def test_reconfigure_changes_the_threshold_and_keeps_the_tracks():
     assert {o.label: o.id for o in first.objects} == {o.label: o.id for o in second.objects}
 
 
+def test_reconfigure_applies_the_detectors_writable_parameters_and_a_given_detector_keeps_its_own_until_then():
+    detector = SimDetector({CUBE_ID: "cube", TABLE_ID: "table"}, min_pixels=5)
+    pipeline = ScenePipeline(Config({"trust.model": "prior"}), detector=detector)
+    assert detector.min_pixels == 5
+    assert len(pipeline.process(scene_frame()).objects) == 2
+    pipeline.reconfigure(Config({"trust.model": "prior", "detector.min_pixels": 10_000,
+                                 "detector.corruption.miss_rate": 1.0}))
+    assert (detector.min_pixels, detector.corruption.miss_rate) == (10_000, 1.0)
+    assert len(pipeline.process(scene_frame(stamp_ns=2_000)).objects) == 0
+
+
 def test_an_all_nan_depth_image_raises_a_pipeline_error():
     depth = np.full((60, 80), np.nan, np.float32)
     with pytest.raises(PipelineError, match=r"^depth image has no valid pixel "

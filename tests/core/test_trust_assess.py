@@ -158,6 +158,16 @@ def test_prototype_similarity_compares_a_crop_with_its_label_s_earlier_crops():
     assert second.features[0, FEATURE_INDEX["subject_prototype_similarity"]] == pytest.approx(1.0)
 
 
+def test_reconfigure_changes_how_prototypes_learn_and_keeps_what_they_learnt():
+    config = Config().with_overrides({"trust.model": "prior", "trust.prototype_similarity": True,
+                                      "trust.vlm_queries_per_frame": 0})
+    trust = EdgeTrust(config, model=MarginPriorTrust(0.02), vlm=EmbeddingVlm())
+    trust.prototypes.prototypes["cube"] = np.array([1.0, 0.0, 0.0])
+    trust.reconfigure(config.with_overrides({"trust.prototype_momentum": 0.5, "trust.prototype_min_score": 0.9}))
+    assert (trust.prototypes.momentum, trust.prototypes.min_score) == (0.5, 0.9)
+    assert list(trust.prototypes.prototypes) == ["cube"]
+
+
 def test_canonical_claims_number_each_fact_once_in_claim_order():
     rng = np.random.default_rng(3)
     centroids, sizes = rng.uniform(-1, 1, (6, 3)), rng.uniform(0.05, 0.3, (6, 3))

@@ -268,6 +268,23 @@ def test_without_pairs_there_is_no_reward_publisher_until_pairs_are_set(test_nod
         assert [(r.pair, r.valid) for r in rewards] == [("gripper:cube", True)]
 
 
+def test_more_pairs_set_at_run_time_get_a_reward_queue_as_deep_as_their_count_and_rewards_go_on(test_node):
+    with Bringup(CONFIG.with_overrides({"reward.pairs": ["gripper:cube"]})) as bringup:
+        node = bringup.nodes["scene_graph"]
+        harness = Harness(test_node, CONFIG)
+        assert node._reward_pub.qos_profile.depth == reward_qos(1).depth
+        pairs = ["gripper:cube", "cube:table", "gripper:table"]
+        assert node.set_parameters([rclpy.parameter.Parameter("reward.pairs", value=pairs)])[0].successful
+        assert node._reward_pub.qos_profile.depth == reward_qos(3).depth == 30
+        assert spin_until(test_node, lambda: node.count_publishers(REWARD_TOPIC) == 1)  # the old one is gone
+        rewards: list[DenseReward] = []
+        test_node.create_subscription(DenseReward, REWARD_TOPIC, rewards.append, reward_qos(3))
+        assert spin_until(test_node, lambda: node.count_subscribers(REWARD_TOPIC) > 0)
+        stamp = harness.publish()
+        assert spin_until(test_node, lambda: len([r for r in rewards if convert.stamp_to_ns(r.header.stamp) == stamp])
+                          == 3)
+
+
 @pytest.fixture
 def progress_running(test_node):
     yield from _running(test_node, CONFIG.with_overrides({"reward.pairs": ["gripper:cube"],

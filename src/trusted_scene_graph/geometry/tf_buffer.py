@@ -11,6 +11,7 @@ import numpy as np
 
 from trusted_scene_graph.clock import JUMP_BACK_NS
 from trusted_scene_graph.errors import TsgError
+from trusted_scene_graph.geometry.camera import GeometryError
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.pipeline.messages import stamp_to_ns
 
@@ -141,7 +142,14 @@ class TransformBuffer:
         if cached is not None and len(cached[0]) == len(used) and all(
                 a is b for a, b in zip(cached[0], used, strict=True)):
             return cached[1]
-        found = TfLookup(RigidTransform.from_matrix(np.linalg.inv(_product(target_links)) @ _product(source_links)))
+        try:
+            # Each transform was checked when added; chained, finite ones can still overflow (1e308 m twice).
+            with np.errstate(over="ignore", invalid="ignore"):
+                matrix = np.linalg.inv(_product(target_links)) @ _product(source_links)
+            found = TfLookup(RigidTransform.from_matrix(matrix))
+        except (GeometryError, np.linalg.LinAlgError) as exc:
+            found = TfLookup(None, f"the /tf transforms from {source_frame!r} to {target_frame!r} do not compose to a "
+                                   f"rigid transform ({exc})")
         self._lookups[(target_frame, source_frame)] = (used, found)
         return found
 

@@ -72,6 +72,9 @@ class Detector(Protocol):
         """The frame's detections. ``labels`` (lower case), when given, are the only labels the caller needs: a
         backend may skip the others' work (the caller drops any it still returns)."""
 
+    def reconfigure(self, config: Mapping[str, Any]) -> None:
+        """Apply the backend's writable ``detector.*`` parameters (a node's parameter change); the model is kept."""
+
 
 # Imported here, after Detection and PerceptionError, because corruption.py builds on both.
 from trusted_scene_graph.perception.corruption import DetectionCorruption  # noqa: E402
@@ -122,6 +125,11 @@ class SimDetector:
     def from_config(cls, config: Mapping[str, Any]) -> SimDetector:
         return cls(sim_labels(config), min_pixels=config["detector.min_pixels"],
                    corruption=DetectionCorruption.from_config(config), masks=config["detector.sim_masks"])
+
+    def reconfigure(self, config: Mapping[str, Any]) -> None:
+        """The smallest object and the corruption's rates; its random generator goes on (the seed is read-only)."""
+        self.min_pixels = config["detector.min_pixels"]
+        self.corruption = DetectionCorruption.from_config(config)
 
     def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         if frame.instances is None:

@@ -197,6 +197,13 @@ class GroundingDinoDetector:
             nms_iou=config["detector.nms_iou"], min_box_area_px=config["detector.min_pixels"],
             device=config["detector.device"], half_precision=config["detector.half_precision"])
 
+    def reconfigure(self, config: Mapping[str, Any]) -> None:
+        """The thresholds, the NMS overlap and the smallest box (post-processing only: the model is kept)."""
+        self.box_threshold = config["detector.box_threshold"]
+        self.text_threshold = config["detector.text_threshold"]
+        self.nms_iou = config["detector.nms_iou"]
+        self.min_box_area_px = config["detector.min_pixels"]
+
     def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         """Detections of the vocabulary's phrases in ``frame.rgb``, highest score first, after NMS across phrases.
 

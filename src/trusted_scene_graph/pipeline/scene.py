@@ -96,7 +96,7 @@ class ScenePipeline:
         self.plane: PlaneFit | None = None  # 'plane_fit': the last fitted support plane
         self.tf_camera_frame: str | None = None  # 'tf': the camera frame of the last lookup (None: none yet)
         self._tf_miss_reason = ""  # 'tf': why the last lookup found no transform (stale, not connected)
-        self.reconfigure(config)
+        self._configure(config)
 
     def start_sequence(self) -> None:
         """Forget the tracks and (for 'plane_fit') the fitted plane: the next frame starts a new, unrelated scene."""
@@ -108,7 +108,13 @@ class ScenePipeline:
             self._frames_since_plane_fit = 0
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
-        """Apply changed settings; the models (detector, depth) and the tracks are kept."""
+        """Apply changed settings (a node's parameter change), the detector's writable ones too; the models (detector,
+        depth) and the tracks are kept."""
+        self.detector.reconfigure(config)
+        self._configure(config)
+
+    def _configure(self, config: Mapping[str, Any]) -> None:
+        """The settings the pipeline itself reads (a detector given to the constructor keeps its own)."""
         self.config = config
         self.lifting = LiftingSettings.from_config(config)
         self.relation_settings = RelationSettings.from_config(config)

@@ -214,6 +214,8 @@ class SceneGraphNode(LifecycleNode):
         # Guards the resolver's pose histories: written by the pose callbacks (sensor group) and perception (the end
         # effector from tf), read by perception (rewards) and the query service. Taken after _tf_lock, never inside.
         self._pose_lock = threading.Lock()
+        # Held while publishing rewards and while the reward publisher is swapped (reward.pairs changed its depth).
+        self._reward_pub_lock = threading.Lock()
         self._resolver: SideResolver | None = None
         self._reward_tracker: RewardTracker | None = None  # None without reward.pairs
         self._last_rewards: dict[str, RewardSample] = {}  # pair -> its last sample (for /diagnostics)
@@ -304,14 +306,21 @@ class SceneGraphNode(LifecycleNode):
         self._last_rewards = {}
 
     def _create_reward_publisher(self) -> None:
-        """The reward publisher, once there are pairs (at configure, or when reward.pairs is first set later)."""
-        tracker = self._reward_tracker
-        if tracker is None or self._reward_pub is not None or self._graph_pub is None:
+        """The reward publisher, once there are pairs (at configure, or when reward.pairs is first set later), with a
+        queue of REWARD_FRAMES_QUEUED frames of every pair: replaced when a change of reward.pairs changes that."""
+        tracker, old = self._reward_tracker, self._reward_pub
+        if tracker is None or self._graph_pub is None:
             return
-        publisher = self.create_lifecycle_publisher(DenseReward, REWARD_TOPIC, reward_qos(len(tracker.pairs)))
+        qos = reward_qos(len(tracker.pairs))
+        if old is not None and old.qos_profile.depth == qos.depth:
+            return
+        publisher = self.create_lifecycle_publisher(DenseReward, REWARD_TOPIC, qos)
         if self._graph_pub.is_activated:
             publisher.on_activate(None)  # created while active: the node's activation has already passed it by
-        self._reward_pub = publisher
+        with self._reward_pub_lock:
+            self._reward_pub = publisher
+        if old is not None:
+            self.destroy_lifecycle_publisher(old)  # unused: rewards are published under the lock, from the new one
 
     def _inputs(self) -> list[tuple[str, type, str]]:
         """(synchroniser name, message type, topic) of every subscription this configuration needs."""
@@ -507,8 +516,10 @@ class SceneGraphNode(LifecycleNode):
             with self._pose_lock:
                 samples = tracker.update(graph)
         frame_id = graph.frame_id if graph is not None else self.config["graph_frame"]
-        for sample in samples:
-            publisher.publish(convert.reward_to_msg(sample, frame_id))
+        with self._reward_pub_lock:
+            publisher = self._reward_pub  # swapped meanwhile when reward.pairs changed the queue's depth
+            for sample in samples if publisher is not None else ():
+                publisher.publish(convert.reward_to_msg(sample, frame_id))
         self._last_rewards = {sample.pair: sample for sample in samples}
 
     def _start_episode(self, pipeline: ScenePipeline, start: EpisodeStart) -> None:

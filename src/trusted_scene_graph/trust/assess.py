@@ -220,17 +220,17 @@ class EdgeTrust:
         # Checked once: the model and the VLM are fixed for the EdgeTrust's life (read-only parameters).
         self._vlm_unused = vlm_unused_warning(self.model) if vlm is not None else None
         self.history = TemporalHistory(int(config["trust.temporal_window_frames"]))
-        self.reconfigure(config)
-        # The last VLM answer of each fact (VLM_FEATURES values) and the frame number it was given at.
-        self._answers: dict[tuple[int, int, int], tuple[np.ndarray, int]] = {}
-        self._frame = 0
-        self._rng = np.random.default_rng(0)  # the sensitivity check's noise is seeded: same frames, same trust
         self.prototypes: LabelPrototypes | None = None
         if config["trust.prototype_similarity"]:
             if vlm is None or not hasattr(vlm, "embed_images"):
                 raise TrustError("trust.prototype_similarity needs an image encoder: set vlm.backend to "
                                  f"'contrastive' (it is {config['vlm.backend']!r})")
             self.prototypes = LabelPrototypes(config["trust.prototype_momentum"], config["trust.prototype_min_score"])
+        self.reconfigure(config)
+        # The last VLM answer of each fact (VLM_FEATURES values) and the frame number it was given at.
+        self._answers: dict[tuple[int, int, int], tuple[np.ndarray, int]] = {}
+        self._frame = 0
+        self._rng = np.random.default_rng(0)  # the sensitivity check's noise is seeded: same frames, same trust
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         if isinstance(self.model, MarginPriorTrust):  # the prior's scale is a (settable) relations parameter
@@ -241,6 +241,9 @@ class EdgeTrust:
         self.answer_max_age_frames = int(config["trust.vlm_answer_max_age_frames"])
         self.band = tuple(config["trust.vlm_query_band"])
         self.sensitivity_noise = float(config["trust.vlm_sensitivity_noise"])
+        if self.prototypes is not None:  # the prototypes learnt so far are kept
+            self.prototypes.momentum = config["trust.prototype_momentum"]
+            self.prototypes.min_score = config["trust.prototype_min_score"]
         # A backend that does not look at the pixels (recorded answers) gives the same answer on a noised image: its
         # "sensitivity" would be 0 whatever the evidence, so the check is skipped and the feature stays missing.
         # Skipped rather than refused: a config made for a live model replays its recorded answers unchanged.
