@@ -96,9 +96,11 @@ def score(objects: list[ObjectNode], *, detector: object | None = None,
     """Score one frame of ``objects`` against ``truth`` (default :func:`ground_truth`); the samples and the metrics."""
     samples = _Samples()
     scene = pipeline(detector)
+    truth = truth if truth is not None else ground_truth()
     _FrameScorer(CONFIG, samples, THRESHOLD).score(
-        graph_of(objects, scene), truth if truth is not None else ground_truth(), None, scene, scene.camera_to_graph,
-        RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), INTRINSICS, instances=instances)
+        graph_of(objects, scene), truth, samples.episode_key(0, int(truth.episode)), None, scene,
+        scene.camera_to_graph, RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), INTRINSICS,
+        instances=instances)
     counts = _Counts(evaluated=1)
     return samples, compute_metrics(samples, counts, CONFIG, {})
 
@@ -296,7 +298,7 @@ def test_without_an_instance_image_the_visible_size_is_the_projected_box_area() 
     samples = _Samples()
     scene = ScenePipeline(config, detector=BoxDetector())
     _FrameScorer(config, samples, THRESHOLD).score(
-        graph_of((CUBE, ball, BOX), scene), ground_truth(), None, scene, scene.camera_to_graph,
+        graph_of((CUBE, ball, BOX), scene), ground_truth(), 0, None, scene, scene.camera_to_graph,
         RigidTransform.from_xyzw([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), INTRINSICS)
     detection = compute_metrics(samples, _Counts(evaluated=1), config, {})["detection"]
     assert detection["below_min_pixels"] == 1 and detection["by_label"]["cube"]["below_min_pixels"] == 1

@@ -339,6 +339,23 @@ def test_a_clock_reset_between_episodes_evaluates_every_episode_as_without_it(tw
         assert json.dumps(restarted[section], sort_keys=True) == json.dumps(whole[section], sort_keys=True), section
 
 
+def test_a_bag_played_twice_scores_each_pass_as_episodes_of_their_own(two_pushes: Path, tmp_path: Path) -> None:
+    # The second pass repeats the episode numbers (as a second run recorded after a reset would): its frames must not
+    # join the first pass's episodes, whose series would then go back in time.
+    from bag_edits import played_twice
+
+    once = evaluate_bag(two_pushes, benchmark_config()).metrics
+    twice = evaluate_bag(played_twice(two_pushes, tmp_path / "twice"), benchmark_config()).metrics
+    assert (once["frames"]["episodes"], twice["frames"]["episodes"]) == (2, 4)
+    assert (once["reward"]["episodes"], twice["reward"]["episodes"]) == (2, 4)
+    per_episode = once["distance"]["spearman_per_episode"]
+    assert list(per_episode) == ["0:cube", "1:cube"]
+    assert json.dumps(twice["distance"]["spearman_per_episode"]) == json.dumps(
+        {**per_episode, **{key.replace(":", " (pass 2):"): rho for key, rho in per_episode.items()}})
+    for key in ("value_order_spearman", "successful_episodes"):
+        assert twice["reward"][key] == pytest.approx(once["reward"][key] * (2 if key == "successful_episodes" else 1))
+
+
 # Counts that add up over the passes of a bag when each pass is scored exactly as it is alone.
 _ADDITIVE = (("frames", "camera_frames"), ("frames", "evaluated"), ("frames", "without_ground_truth"),
              ("detection", "ground_truth_objects"), ("detection", "matched"), ("relations", "candidates"),

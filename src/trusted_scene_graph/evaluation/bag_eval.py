@@ -176,6 +176,10 @@ class _Samples:
     # of its edges in a training table. Groups name scenes, not bag folders: the same scene evaluated twice (another
     # detector, a renamed copy) is one group, and two different bags with one folder name are two.
     episode_scene: dict[int, str] = field(default_factory=dict)
+    # Per episode key (:meth:`episode_key`): how the metrics name it, its ground-truth number (plus the pass, for a
+    # number met again after a clock reset: a second run in the bag, or the bag played twice).
+    episode_names: dict[int, str] = field(default_factory=dict)
+    _episode_keys: dict[tuple[int, int], int] = field(default_factory=dict)
     threshold: float = math.nan  # the pipeline's pruning threshold (the config's override or the model's)
     trust_model: str = ""  # which trust model gave the trust
     threshold_source: str = "model"  # "model": the trust model's own threshold; "trust.threshold": the config's
@@ -221,6 +225,17 @@ class _Samples:
         if label not in self.ee_labels:
             self.ee_labels.append(label)
         return self.ee_labels.index(label)
+
+    def episode_key(self, timeline: int, episode: int) -> int:
+        """The key of ground-truth ``episode`` on the camera's ``timeline`` (its passes between clock resets):
+        episodes are numbered per run, so a number met again on a later timeline is another episode, whose frames
+        must not join the first one's series. Keys count the episodes in the order they are met."""
+        key = self._episode_keys.get((timeline, episode))
+        if key is None:
+            key = self._episode_keys[(timeline, episode)] = len(self._episode_keys)
+            earlier = sum(1 for _, number in self._episode_keys if number == episode) - 1
+            self.episode_names[key] = f"{episode}" if earlier == 0 else f"{episode} (pass {earlier + 1})"
+        return key
 
     def ee_series(self) -> dict[tuple[int, str], np.ndarray]:
         """(episode, label) -> rows of (perceived, true) end-effector distance in frame order, sorted by key."""
@@ -550,7 +565,8 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
         counts.failed[f"invalid ground truth: {problem}"] += 1
         return
     counts.evaluated += 1
-    counts.episodes.add(int(truth.episode))
+    episode = scorer.samples.episode_key(item.timeline, int(truth.episode))
+    counts.episodes.add(episode)
     if camera_in_truth is None:
         # No tf from the camera to the truth frame: assume the graph frame is the ground truth's frame (the
         # config's static extrinsic). Counted, as every score then rests on that assumption.
@@ -571,7 +587,7 @@ def _process(item: _Pending, truth: Any | None, ee_pose: Any | None, pipeline: S
                 f"the end-effector pose ({config['topics.ee_pose']}) is in frame {ee_pose.header.frame_id!r}, which "
                 f"the bag's tf does not connect to the ground truth's frame {truth_frame!r}: those frames have no "
                 "end-effector distances (frames.ee_pose_not_in_truth_frame counts them)")
-    scorer.score(graph, truth, ee_position_m, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics,
+    scorer.score(graph, truth, episode, ee_position_m, pipeline, camera_in_truth, graph_to_truth, frame.intrinsics,
                  instances=frame.instances)
 
 
@@ -662,18 +678,19 @@ class _FrameScorer:
                 samples.false_positives += 1
                 samples.false_positives_by_label[obj.label] += 1
 
-    def score(self, graph: SceneGraph, truth: Any, ee_position_m: np.ndarray | None, pipeline: ScenePipeline,
-              camera_in_truth: RigidTransform, graph_to_truth: RigidTransform, intrinsics: Intrinsics,
-              instances: np.ndarray | None = None) -> None:
-        """Score ``graph`` against ``truth``; ``instances`` is the frame's instance-id image, when it has one."""
+    def score(self, graph: SceneGraph, truth: Any, episode: int, ee_position_m: np.ndarray | None,
+              pipeline: ScenePipeline, camera_in_truth: RigidTransform, graph_to_truth: RigidTransform,
+              intrinsics: Intrinsics, instances: np.ndarray | None = None) -> None:
+        """Score ``graph`` against ``truth`` of ``episode`` (:meth:`_Samples.episode_key`); ``instances`` is the
+        frame's instance-id image, when it has one."""
         samples = self.samples
         gt_ids = np.array([o.id for o in truth.objects], dtype=np.int64)
         gt_labels = [o.label for o in truth.objects]
         gt_centres = np.array([[o.pose.position.x, o.pose.position.y, o.pose.position.z] for o in truth.objects],
                               dtype=np.float64).reshape(-1, 3)
         gt_sizes = np.array([[o.size.x, o.size.y, o.size.z] for o in truth.objects], dtype=np.float64).reshape(-1, 3)
-        if int(truth.episode) not in samples.episode_scene:
-            samples.episode_scene[int(truth.episode)] = (
+        if episode not in samples.episode_scene:
+            samples.episode_scene[episode] = (
                 f"{truth.task}/episode-{truth.episode}@"
                 f"{scene_fingerprint(truth.task, gt_labels, gt_centres, gt_sizes)}")
         u_px, v_px, z_m = _project_boxes(gt_centres, gt_sizes, camera_in_truth, intrinsics)
@@ -739,7 +756,7 @@ class _FrameScorer:
         kept = trust >= self.threshold
         representative = candidates.representative[scored]
         samples.edges.append(trust=trust, correct=correct, kept=kept, predicate=candidates.predicate[scored],
-                             source=candidates.source[scored], episode=np.full(scored.size, int(truth.episode)),
+                             source=candidates.source[scored], episode=np.full(scored.size, episode),
                              representative=representative)
         # One feature row per fact (an edge and its converse share it), for the training table.
         samples.edge_features.append(candidates.features[candidates.canonical[scored[representative]]])
@@ -762,7 +779,7 @@ class _FrameScorer:
             scored = [(pa, ga) for pa, ga in matched if gt_labels[ga] not in EE_EXCLUDED_LABELS]
             samples.ee.append(perceived_m=[float(np.linalg.norm(perceived_in_truth[pa] - ee_m)) for pa, _ in scored],
                               true_m=[float(np.linalg.norm(gt_centres[ga] - truth_gripper)) for _, ga in scored],
-                              episode=[int(truth.episode)] * len(scored),
+                              episode=[episode] * len(scored),
                               label=[samples.ee_label_code(gt_labels[ga]) for _, ga in scored])
 
         # Reward on perceived positions, for tasks with a goal.
@@ -770,11 +787,11 @@ class _FrameScorer:
             samples.reward_frames += 1
             goal = np.array([truth.goal_position.x, truth.goal_position.y, truth.goal_position.z])
             position = ee_m if not truth.goal_for else _best_by_label(graph, perceived_in_truth, truth.goal_for)
-            samples.episode_success[int(truth.episode)] = bool(truth.is_success)
+            samples.episode_success[episode] = bool(truth.is_success)
             if position is None:
                 samples.reward_invalid += 1
             else:
-                samples.reward_series[int(truth.episode)].append(
+                samples.reward_series[episode].append(
                     (int(truth.step), -float(np.linalg.norm(position - goal)), float(truth.env_reward),
                      bool(truth.is_success)))
 
@@ -1054,7 +1071,7 @@ def _trust_metrics(trust: np.ndarray, correct: np.ndarray, target: float, thresh
 def _distance_section(samples: _Samples) -> dict[str, Any]:
     perceived = np.concatenate([samples.pairs["perceived_m"], samples.ee["perceived_m"]])
     true = np.concatenate([samples.pairs["true_m"], samples.ee["true_m"]])
-    per_episode = {f"{episode}:{label}": m.spearman(values[:, 0], values[:, 1])
+    per_episode = {f"{samples.episode_names[episode]}:{label}": m.spearman(values[:, 0], values[:, 1])
                    for (episode, label), values in samples.ee_series().items()}
     rhos = np.array([r for r in per_episode.values() if not math.isnan(r)])
     return {
