@@ -285,6 +285,26 @@ def test_without_a_mask_a_tray_seen_from_above_is_as_wide_as_its_near_edge(pitch
     assert lifted.size_m[2] < 0.005  # still flat
 
 
+def test_without_a_mask_a_box_reaching_the_image_border_is_cut_by_it_as_one_running_beyond_it():
+    # Detectors clip their boxes to the image, so a mat running off the image's left (graph +y) comes as a box
+    # starting at column 0. Lying flat on the floor, it stands out of nothing: its depth is the central half's
+    # plane. The border cuts it at every row, not only the near one, so its left bound is the box's middle row's.
+    camera_to_graph, rays = camera_above_table(45, 1.0)
+    floor_m = depth_to_plane(rays, 1.0)
+    hit = rays * floor_m[..., None]
+    on_mat = (hit[..., 0] > 0.6) & (hit[..., 0] < 2.5) & (hit[..., 1] > -0.3)
+    x, y, width, height = box_of(on_mat)
+    assert x == 0
+    depth = floor_m.astype(np.float32)
+    touching, beyond = (lift_detection(Detection("mat", 1.0, box), depth, INTRINSICS, camera_to_graph, SETTINGS)
+                        for box in ((x, y, width, height), (x - 40, y, width + 40, height)))
+    left_m = [obj.centroid_m[1] + obj.size_m[1] / 2 for obj in (touching, beyond)]
+    middle_row_m = hit[y + (height - 1) // 2, 0, 1]  # where the border cuts the mat at the box's middle row
+    near_row_m = hit[y + height - 1, 0, 1]
+    assert middle_row_m - near_row_m > 0.2  # the near row's bound would lose over 20 cm of the mat
+    assert left_m == pytest.approx([middle_row_m, middle_row_m], abs=0.01)
+
+
 def test_without_a_mask_a_wall_seen_from_the_side_spans_the_whole_box():
     # A wall receding to the right: its depth changes along the box's rows only, so every row of the box reaches
     # its left and right edges, and the box's frustum on it is the wall.

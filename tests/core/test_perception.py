@@ -691,7 +691,8 @@ def test_a_step_in_the_width_is_no_round_section_and_grows_nothing():
     (lambda a: a.update(points=np.vstack([a["points"], [[np.nan, 0.0, 0.05]]])), "points_graph holds non-finite"),
     (lambda a: a.update(height=np.inf), "camera_height_m holds non-finite"),
     (lambda a: a.update(forward=2 * FORWARD_X), r"horizontal unit vector, got \[2.0, 0.0, 0.0\]"),
-    (lambda a: a.update(forward=np.array([0.6, 0.0, 0.8])), "horizontal unit vector")])
+    (lambda a: a.update(forward=np.array([0.6, 0.0, 0.8])), "horizontal unit vector"),
+    (lambda a: a.update(forward=np.array([np.nan, 0.0, 0.0])), r"horizontal unit vector, got \[nan, 0.0, 0.0\]")])
 def test_complete_hidden_side_refuses_non_finite_input_and_a_direction_that_is_no_horizontal_unit_vector(
         change, message):
     points = sphere_points_seen_from(np.array([-1.0, 0.0, 0.4]))

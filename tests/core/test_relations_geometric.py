@@ -583,6 +583,8 @@ def test_dimensions_reject_an_axis_that_is_not_a_horizontal_unit_vector():
         object_dimensions_m(BOX_SIZE, np.array([2.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
     with pytest.raises(RelationError, match=r"^left must be a horizontal unit vector"):
         object_dimensions_m(BOX_SIZE, np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+    with pytest.raises(RelationError, match=r"^forward must be a horizontal unit vector .* got \[nan, 0.0, 0.0\]$"):
+        object_dimensions_m(BOX_SIZE, np.array([np.nan, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))  # NaN fails no test
 
 
 def test_dimensions_reject_a_negative_or_malformed_size():

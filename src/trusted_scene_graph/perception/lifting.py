@@ -224,7 +224,7 @@ def _spread_over_box(rows: np.ndarray, cols: np.ndarray, crop: _Crop, box_xywh_p
 class _Measured(NamedTuple):
     """Where a mask-less object's points were sampled (in the central half of its box, before
     :func:`_spread_over_box` moved them), its frame's principal point column, and whether the image's left or
-    right border cuts its box."""
+    right border cuts its box (the box reaches it: detectors clip their boxes to the image)."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -823,7 +823,8 @@ def complete_hidden_side(
     for name, values in arrays.items():
         if not np.all(np.isfinite(values)):
             raise PerceptionError(f"complete_hidden_side: {name} holds non-finite values")
-    if forward.shape != (3,) or abs(forward[2]) > 1e-9 or abs(np.linalg.norm(forward) - 1.0) > 1e-6:
+    if (forward.shape != (3,) or not np.isfinite(forward).all() or abs(forward[2]) > 1e-9
+            or abs(np.linalg.norm(forward) - 1.0) > 1e-6):  # NaN passes every comparison: refused first
         raise PerceptionError(f"complete_hidden_side: view_forward_graph must be a horizontal unit vector, got "
                               f"{forward.tolist()}")
     completed_low, completed_high = _complete_hidden_sides(
@@ -905,9 +906,10 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
             interiors.append(interior)
             slopes.append(slope)
             if not crop.from_mask:
+                # Cut by the border: reaching it, not only beyond (detectors clip their boxes to the image).
                 box_x, _, box_width, _ = detection.box_xywh_px
-                measured_at[len(owners)] = _Measured(rows, cols, request.intrinsics.cx, box_x < 0,
-                                                     box_x + box_width > request.depth_m.shape[1])
+                measured_at[len(owners)] = _Measured(rows, cols, request.intrinsics.cx, box_x <= 0,
+                                                     box_x + box_width >= request.depth_m.shape[1])
                 rows, cols = _spread_over_box(rows, cols, crop, detection.box_xywh_px, request.depth_m.shape)
             sample_rows.append(rows)
             sample_cols.append(cols)

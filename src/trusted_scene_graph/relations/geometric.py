@@ -203,7 +203,8 @@ def object_dimensions_m(size_m: np.ndarray, forward: np.ndarray, left: np.ndarra
         raise RelationError(f"size_m must be 3 finite non-negative extents in metres, got {size.tolist()}")
     for name, axis in (("forward", forward), ("left", left)):
         axis = np.asarray(axis, dtype=np.float64)
-        if axis.shape != (3,) or abs(axis[2]) > 1e-9 or abs(np.linalg.norm(axis) - 1.0) > 1e-6:
+        if (axis.shape != (3,) or not np.isfinite(axis).all() or abs(axis[2]) > 1e-9
+                or abs(np.linalg.norm(axis) - 1.0) > 1e-6):  # NaN passes every comparison: refused first
             raise RelationError(f"{name} must be a horizontal unit vector (see horizontal_axes), got {axis.tolist()}")
     return box_extent_along_m(size, left), float(size[2]), box_extent_along_m(size, forward)
 
