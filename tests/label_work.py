@@ -40,6 +40,8 @@ def label_item(payload: dict, staging_dir: Path) -> int:
     """Write labels.json and frames.bin for the item. Payload fields besides key/frames/log_dir:
 
     * kill: 'once' SIGKILLs this process on the item's first attempt, 'always' on every one;
+    * kill_after_commit: SIGKILL this process on the item's first attempt just after the engine commits the item
+      (its rename), before the result reaches the driver;
     * error: raise a LabelError with this message; bug: raise a ValueError with it;
     * sleep_s: pause between writing the two files, so a non-atomic commit would show half an item;
     * frames_returned: return this instead of the frame count;
@@ -59,6 +61,12 @@ def label_item(payload: dict, staging_dir: Path) -> int:
     if payload.get("kill") == "always" or (payload.get("kill") == "once" and not killed.exists()):
         _touch(killed)
         os.kill(os.getpid(), signal.SIGKILL)
+    if payload.get("kill_after_commit") and not killed.exists():
+        _touch(killed)
+        from trusted_scene_graph.label import engine
+
+        # What the engine calls right after the rename that commits the item, in this (worker) process only.
+        engine.fsync_dir = lambda directory: os.kill(os.getpid(), signal.SIGKILL)
     if "error" in payload:
         raise LabelError(payload["error"])
     if "bug" in payload:

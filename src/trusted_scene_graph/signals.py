@@ -21,8 +21,24 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+# Whether the handler :func:`sigterm_interrupts` installs has run since the block began: a library that catches the
+# Terminated it raises and raises a KeyboardInterrupt of its own (Ray's ``ray.wait``) loses which signal it was.
+# A plain assignment, safe in a signal handler (unlike ``Event.set``: see Terminated).
+_sigterm_received = False
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    global _sigterm_received
+    _sigterm_received = True
     raise Terminated(f"signal {signum}")
+
+
+def as_terminated(stop: KeyboardInterrupt) -> KeyboardInterrupt:
+    """``stop`` as a :class:`Terminated` when SIGTERM raised it (also after a library turned it into a plain
+    KeyboardInterrupt); else ``stop`` itself, Ctrl-C's."""
+    if isinstance(stop, Terminated) or not _sigterm_received:
+        return stop
+    return Terminated(f"signal {signal.SIGTERM}")
 
 
 @contextmanager
@@ -50,6 +66,8 @@ def sigterm_interrupts() -> Iterator[None]:
     process manager or a job scheduler stop the run cleanly, and a run started with ``&`` from a non-interactive
     shell, which inherits SIGINT ignored, can still be. Off the main thread, or where SIGTERM is ignored on purpose,
     nothing changes."""
+    global _sigterm_received
     ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    _sigterm_received = False
     with signal_handlers({signal.SIGTERM: None if ignored else _raise_terminated}):
         yield

@@ -92,6 +92,17 @@ def test_a_worker_killed_mid_item_is_retried_and_every_item_is_written_once(refe
     assert item_files(tmp_path / "out") == reference
 
 
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_an_item_whose_worker_dies_just_after_committing_it_is_done_and_not_labelled_again(reference, tmp_path,
+                                                                                         max_retries):
+    summary = run_items(make_items(tmp_path / "log", kill_after_commit={"item-02": True}), label_item,
+                        tmp_path / "out", workers=2, max_retries=max_retries)
+    assert summary.ok and summary.done == KEYS and not summary.worker_died
+    assert summary.frames == sum(3 + index for index in range(6))  # the dead worker's count too
+    assert calls(tmp_path / "log")["item-02"] == 1
+    assert item_files(tmp_path / "out") == reference
+
+
 def test_an_item_whose_worker_dies_on_every_attempt_fails_after_max_retries(reference, tmp_path):
     summary = run_items(make_items(tmp_path / "log", 3, kill={KEYS[1]: "always"}), label_item, tmp_path / "out",
                         workers=2, max_retries=1)

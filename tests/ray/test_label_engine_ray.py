@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,8 @@ from label_work import calls, concurrency, item_files, label_item, make_items, n
 
 from trusted_scene_graph.label import run_items
 from trusted_scene_graph.label.engine import STAGING_DIR
+
+TERMINATED_NOTE = "tsg label: terminated (SIGTERM); rerun the same command to finish (labelled items are kept)\n"
 
 KEYS = tuple(f"item-{index:02d}" for index in range(6))
 
@@ -60,6 +64,15 @@ def test_ray_retries_an_item_whose_worker_was_killed(ray_cluster, reference, tmp
                        engine="ray", workers=2, max_retries=0)
     assert doomed.done == (KEYS[0],) and list(doomed.failed) == [KEYS[1]]
     assert doomed.failed[KEYS[1]].startswith("Ray gave up on it after 1 attempt(s): ")
+
+
+def test_ray_reports_an_item_whose_worker_died_just_after_committing_it_as_done(ray_cluster, reference, tmp_path):
+    summary = run_items(make_items(tmp_path / "log", kill_after_commit={KEYS[1]: True}), label_item,
+                        tmp_path / "out", engine="ray", workers=2, max_retries=0)
+    assert summary.ok and summary.done == KEYS and not summary.worker_died
+    assert summary.frames == sum(3 + index for index in range(6))
+    assert calls(tmp_path / "log")[KEYS[1]] == 1
+    assert item_files(tmp_path / "out") == reference
 
 
 def test_ray_reports_a_tsg_error_as_a_failed_item_and_lets_a_bug_propagate(ray_cluster, reference, tmp_path):
@@ -169,3 +182,69 @@ def test_ray_labels_on_a_cluster_of_two_nodes_joined_by_its_address(tmp_path):
     expected = tmp_path / "expected"  # the same items in this process: the cluster wrote exactly those bytes
     assert run_items(make_items(tmp_path / "log-here", 4), label_item, expected).ok
     assert item_files(tmp_path / "out") == item_files(expected)
+
+
+def _ray_label_driver(tmp_path: Path, *options: str) -> tuple[subprocess.Popen, Path, Path]:
+    """``tsg label --engine ray`` on two bags in a driver process of its own (it starts its own local cluster), whose
+    items hang half written until the run is stopped (tests/core/test_label_run.py's HANGING_RUN)."""
+    sys.path[:0] = [str(Path(__file__).parents[1] / "core")]
+    from test_label_run import HANGING_RUN, TESTS_DIR, label_args, two_bags
+
+    bags, out = two_bags(tmp_path), tmp_path / "out"
+    script = HANGING_RUN.format(tests=str(TESTS_DIR), core=str(TESTS_DIR / "core"),
+                                args=label_args(bags, out, "--engine", "ray", "--workers", "2", *options))
+    # The cluster's workers import the hanging work function too.
+    python_path = os.pathsep.join(filter(None, [str(TESTS_DIR), str(TESTS_DIR / "core"), os.environ.get("PYTHONPATH")]))
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": python_path}, start_new_session=True)
+    return driver, tmp_path / "running", out
+
+
+def _stopped(driver: subprocess.Popen) -> tuple[int, str]:
+    driver.send_signal(signal.SIGTERM)  # to the driver alone, as `kill PID` sends it
+    try:
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    return driver.returncode, stderr
+
+
+def _wait_for(driver: subprocess.Popen, condition, what: str) -> None:
+    deadline = time.monotonic() + 150.0
+    while not condition():
+        assert driver.poll() is None, driver.communicate()
+        assert time.monotonic() < deadline, f"{what} within 150 s"
+        time.sleep(0.02)
+
+
+def test_sigterm_stops_a_ray_run_with_the_note_exit_143_and_no_staging_left(tmp_path):
+    # ray.wait turns the run's own Terminated into a plain KeyboardInterrupt: it must still be told from Ctrl-C.
+    driver, running, out = _ray_label_driver(tmp_path)
+    _wait_for(driver, lambda: len(list(running.iterdir()) if running.is_dir() else []) == 2, "both items running")
+    returncode, stderr = _stopped(driver)
+    assert (returncode, stderr.splitlines()[-1]) == (143, TERMINATED_NOTE.strip())
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "tsg_label.json"]  # no item, no .staging
+
+
+def test_sigterm_while_ray_starts_stops_the_run_with_the_note_and_leaves_no_ray_process(tmp_path):
+    # ray.init installs a handler of its own that exits 15, in force until ray.init returns.
+    driver, _, _ = _ray_label_driver(tmp_path)
+
+    def ray_started_spawning() -> bool:
+        children = subprocess.run(["ps", "-o", "args=", "--ppid", str(driver.pid)], capture_output=True,
+                                  text=True).stdout
+        return "gcs_server" in children or "raylet" in children
+
+    _wait_for(driver, ray_started_spawning, "Ray's first processes")
+    returncode, stderr = _stopped(driver)
+    assert (returncode, stderr.splitlines()[-1]) == (143, TERMINATED_NOTE.strip())
+    def group_left() -> list[str]:  # Ray's processes end on their own once their driver is gone: a few seconds
+        return subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(driver.pid)], capture_output=True,
+                              text=True).stdout.splitlines()
+
+    deadline = time.monotonic() + 30.0
+    while [line for line in group_left() if line.split()[1][0] != "Z"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [line for line in group_left() if line.split()[1][0] != "Z"], group_left()

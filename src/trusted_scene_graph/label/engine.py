@@ -49,7 +49,7 @@ from typing import Any
 from trusted_scene_graph.errors import TsgError
 from trusted_scene_graph.files import fsync_dir, fsync_tree
 from trusted_scene_graph.label import LabelError
-from trusted_scene_graph.signals import signal_handlers
+from trusted_scene_graph.signals import Terminated, as_terminated, signal_handlers
 
 #: Under ``out_dir``: the attempts in progress, one dir per item key holding one dir per attempt.
 STAGING_DIR = ".staging"
@@ -233,12 +233,32 @@ def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[in
     try:
         frames = _frame_count(work_fn(payload, staging), work_fn, key)
         fsync_tree(staging)
+        # What a worker that dies between the commit and its result reaching the driver leaves the driver to report
+        # (beside the attempts' dirs, so it is not counted as one: _died_attempts).
+        (out_dir / STAGING_DIR / f"{key}{_RESULT_SUFFIX}").write_text(f"{frames} {time.perf_counter() - started_s!r}")
         _commit(staging, out_dir / key)
     finally:
         # Gone after a commit; still there after a failure or when another attempt committed first.
         if staging.exists():
             shutil.rmtree(staging)
     return frames, time.perf_counter() - started_s
+
+
+#: The file an attempt writes next to its item's staging dirs just before it commits: "<frames> <seconds>".
+_RESULT_SUFFIX = ".result"
+
+
+def _committed(out_dir: Path, key: str) -> tuple[int, float] | None:
+    """(frames, seconds) of an item an attempt committed though its worker then died (the result it wrote before
+    committing), or None when the item is not committed. A worker killed in that window (SIGKILL, the OOM killer)
+    still labelled the item: it is done, not failed, and not labelled again."""
+    if not (out_dir / key).is_dir():
+        return None
+    try:
+        frames, seconds = (out_dir / STAGING_DIR / f"{key}{_RESULT_SUFFIX}").read_text().split()
+        return int(frames), float(seconds)
+    except (OSError, ValueError):
+        return 0, 0.0  # committed by another attempt whose result file this one's replaced: counted as none
 
 
 def _frame_count(result: Any, work_fn: WorkFn, key: str) -> int:
@@ -364,9 +384,11 @@ def _run_processes(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options
                 try:
                     frames, seconds = future.result()
                 except BrokenProcessPool:
-                    # Killed mid-item (SIGKILL, the OOM killer).
+                    # Killed mid-item (SIGKILL, the OOM killer), or just after committing it.
                     retire(slot)
-                    if attempts[item.key] <= options.max_retries:
+                    if (committed := _committed(out_dir, item.key)) is not None:
+                        tally.finish(item.key, *committed, attempts[item.key])
+                    elif attempts[item.key] <= options.max_retries:
                         queue.append(item)
                     else:
                         tally.fail(item.key, f"its worker process died on each of its {attempts[item.key]} "
@@ -434,11 +456,19 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
         raise LabelError(_NO_RAY) from None
     started_here = not ray.is_initialized()
     if started_here:
-        with _sigterm_handler_kept():
-            if options.ray_address is not None:
-                _join_ray_cluster(ray, options.ray_address)
-            else:
-                ray.init(num_cpus=options.workers)
+        try:
+            with _sigterm_handler_kept():
+                if options.ray_address is not None:
+                    _join_ray_cluster(ray, options.ray_address)
+                else:
+                    ray.init(num_cpus=options.workers)
+        except SystemExit as exit_:
+            # SIGTERM while Ray starts: its own handler, in force until ray.init returns, exits with the signal's
+            # number; the run stops as on SIGTERM at any other time.
+            ray.shutdown()
+            if exit_.code == signal.SIGTERM:
+                raise Terminated(f"signal {signal.SIGTERM}") from None
+            raise
     task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_attempt)
     queue = deque(todo)
     running: dict[Any, WorkItem] = {}
@@ -458,11 +488,27 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
                     raise
                 tally.fail(item.key, str(error.cause), 1 + _died_attempts(out_dir, item.key))
             except ray.exceptions.RayError as error:
-                # Ray gave up on a system failure (worker or node died, out of memory) after max_retries retries.
-                tally.fail(item.key, f"Ray gave up on it after {options.max_retries + 1} attempt(s): {error}",
-                           options.max_retries + 1, worker_died=True)
+                # Ray gave up on a system failure (worker or node died, out of memory) after max_retries retries;
+                # unless the last attempt died only after committing the item.
+                if (committed := _committed(out_dir, item.key)) is not None:
+                    tally.finish(item.key, *committed, options.max_retries + 1)
+                else:
+                    tally.fail(item.key, f"Ray gave up on it after {options.max_retries + 1} attempt(s): {error}",
+                               options.max_retries + 1, worker_died=True)
             else:
                 tally.finish(item.key, frames, seconds, 1 + _died_attempts(out_dir, item.key))
+    except KeyboardInterrupt as stop:
+        # Ctrl-C or SIGTERM (which ray.wait turns into a plain KeyboardInterrupt: as_terminated tells them apart):
+        # the tasks are ended and, once no worker of a cluster started here is left, their staging dirs removed.
+        with _stop_signals_ignored():
+            for ref in running:
+                ray.cancel(ref, force=True)
+            running.clear()
+            if started_here:
+                ray.shutdown()
+                started_here = False
+            _remove_staging(out_dir)
+        raise as_terminated(stop) from None
     finally:
         for ref in running:  # only when an error propagates
             ray.cancel(ref)
