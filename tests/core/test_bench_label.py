@@ -23,6 +23,7 @@ from trusted_scene_graph.bench.label import (  # noqa: E402  (after the skips: r
     ray_comparison,
 )
 from trusted_scene_graph.cli import EXIT_OK, EXIT_USAGE, cmd_bench_label, main  # noqa: E402
+from trusted_scene_graph.errors import TsgError  # noqa: E402
 from trusted_scene_graph.label import LabelError  # noqa: E402
 from trusted_scene_graph.sim.record import RecordSettings, benchmark_config, record_sim_bag  # noqa: E402
 
@@ -165,6 +166,21 @@ def test_ray_speedup_is_null_on_a_one_cpu_cluster(monkeypatch: pytest.MonkeyPatc
 def test_bad_counts_are_refused(settings: dict, match: str, tmp_path: Path) -> None:
     with pytest.raises(LabelError, match=match):
         label_bench(benchmark_config(), tmp_path, **settings)
+
+
+@pytest.mark.parametrize(("pair", "match"), [
+    ("gripper", r"reward pair 'gripper' is not of the form"),
+    ("gripper:cube,shaping=bogus", r"reward\.shaping: 'bogus' is not one of"),
+    ("gripper:mug", r"'mug'"),
+])
+def test_a_bad_pair_is_refused_before_the_bag_is_recorded(pair: str, match: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def record_sim_bag(*args, **kwargs):
+        raise AssertionError("the bag was recorded before the pair was checked")
+
+    monkeypatch.setattr("trusted_scene_graph.sim.record.record_sim_bag", record_sim_bag)
+    with pytest.raises(TsgError, match=match):
+        label_bench(benchmark_config(), tmp_path, pairs=(pair,))
 
 
 def test_recording_options_with_a_bag_are_refused(tiny_bag: Path, tmp_path: Path) -> None:

@@ -104,6 +104,21 @@ def test_a_list_written_without_brackets_is_rejected_saying_how_to_write_it():
         SCHEMA["extrinsic.translation_m"].validate("1,2,3")
 
 
+def test_reward_pairs_without_brackets_are_told_to_quote_each_pair_as_its_settings_follow_after_commas():
+    hint = r"; write a list in brackets, each pair quoted: \['gripper:cube,shaping=exp'\]$"
+    with pytest.raises(ConfigError, match=r"^reward\.pairs: expected string\[\], got str 'gripper:cube,shaping=exp'"
+                                          + hint):
+        SCHEMA["reward.pairs"].validate("gripper:cube,shaping=exp")
+    assert SCHEMA["reward.pairs"].validate(["gripper:cube,shaping=exp"]) == ["gripper:cube,shaping=exp"]  # the hint
+
+
+def test_an_integer_too_large_for_a_float_is_refused_naming_the_parameter():
+    huge = 10 ** 400
+    for name, value in (("depth.max_m", huge), ("extrinsic.translation_m", [0, 0, huge])):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(name)}: 1000+ is too large for a float"):
+            SCHEMA[name].validate(value)
+
+
 def test_ints_in_a_float_array_become_floats():
     value = SCHEMA["extrinsic.translation_m"].validate([1, 2, 3])
     assert value == [1.0, 2.0, 3.0]
@@ -670,6 +685,22 @@ def test_to_ros_parameters_yaml_round_trips_through_load_config():
     })
     reloaded = load_config(yaml.safe_load(config.to_ros_parameters_yaml()))
     assert dict(reloaded) == dict(config)
+
+
+# Strings a parameter file could misread: a float to ROS 2 (and to our loader), not to YAML 1.1; a path with spaces
+# longer than a YAML line (folded, it is no valid YAML in the block it is written into).
+AWKWARD = {"graph_frame": "2e5", "reward.ee_tf_frame": "1E-3", "detector.vocabulary": ["1e3", "cube", "2001-12-14"],
+           "detector.model_path": "/data/models/some very long directory with spaces/another long directory name/"
+                                  "grounding dino tiny"}
+
+
+def test_strings_that_look_like_numbers_and_long_strings_round_trip_through_the_rendered_file(tmp_path):
+    config = Config(AWKWARD)
+    for text in (render_parameter_file(config), config.to_ros_parameters_yaml()):
+        path = tmp_path / "out.yaml"
+        path.write_text(text)
+        assert dict(load_config_file(path)) == dict(config)
+        yaml.load(text, Loader=yaml.CSafeLoader)  # libyaml, which rcl reads parameter files with, parses it too
 
 
 def test_to_ros_parameters_yaml_round_trips_through_a_file(tmp_path):

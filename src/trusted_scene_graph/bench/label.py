@@ -65,6 +65,7 @@ from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.label import LabelError
 from trusted_scene_graph.label.bags import LABEL_STAGES, BagJob, bag_key, find_bags, label_bag_item
 from trusted_scene_graph.label.engine import WorkItem, run_items
+from trusted_scene_graph.label.run import check_pair_names
 from trusted_scene_graph.report import write_json
 
 READ_RATIO_GOAL = 0.5
@@ -78,8 +79,9 @@ GEOMETRY_PATH = {"detector.backend": "sim", "depth.backend": "sensor", "vlm.back
 
 
 def check_settings(config: Config, bag: Path | None, episodes: int | None, width: int | None, height: int | None,
-                   items: int, repeats: int, engine_repeats: int) -> None:
+                   items: int, repeats: int, engine_repeats: int, pairs: Sequence[str] = DEFAULT_PAIRS) -> None:
     """Refuse, naming the option, what the bench cannot measure, before anything is recorded or timed."""
+    check_pair_names(config, pairs)  # as tsg label refuses them: the pair's form, settings and labels
     for key, expected in GEOMETRY_PATH.items():
         if config[key] != expected:
             raise LabelError(f"tsg bench label times the geometry path with recorded detections; {key} is "
@@ -203,7 +205,7 @@ def label_bench(config: Config, scratch: Path, *, bag: Path | None = None, episo
                 engine_repeats: int = 3, pairs: Sequence[str] = DEFAULT_PAIRS, ray: bool = True,
                 local: bool = True) -> dict[str, Any]:
     """The bench's result (see the module docstring); recorded bags and labelled copies go under ``scratch``."""
-    check_settings(config, bag, episodes, width, height, items, repeats, engine_repeats)
+    check_settings(config, bag, episodes, width, height, items, repeats, engine_repeats, pairs)
     load_start = os.getloadavg()[0]
     bag_info: dict[str, Any]
     if bag is None:

@@ -85,7 +85,7 @@ class ParamSpec:
                 return value
         elif self.type == FLOAT:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                return self._float(value)
         elif self.type == STRING:
             if isinstance(value, str):
                 return value
@@ -96,14 +96,25 @@ class ParamSpec:
             if isinstance(value, (list, tuple)) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
             ):
-                return [float(v) for v in value]
+                return [self._float(v) for v in value]
         hint = ""
         if self.type in (FLOAT_ARRAY, STRING_ARRAY) and isinstance(value, str):
-            # A list given as a bare string (--set extrinsic.translation_m=1,2,3) reads as one string: the same
-            # items in brackets are the list.
-            items = [item.strip() for item in value.strip("[]").split(",") if item.strip()]
-            hint = f"; write a list in brackets: [{', '.join(items)}]"
+            if self.name == "reward.pairs":
+                # A pair's own settings follow it after commas (gripper:cube,shaping=exp): the items are the pairs.
+                hint = f"; write a list in brackets, each pair quoted: [{value.strip('[]')!r}]"
+            else:
+                # A list given as a bare string (--set extrinsic.translation_m=1,2,3) reads as one string: the same
+                # items in brackets are the list.
+                items = [item.strip() for item in value.strip("[]").split(",") if item.strip()]
+                hint = f"; write a list in brackets: [{', '.join(items)}]"
         raise ConfigError(f"{self.name}: expected {self.type}, got {type(value).__name__} {value!r}{hint}")
+
+    def _float(self, value: int | float) -> float:
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ConfigError(f"{self.name}: {value} is too large for a float (a 64-bit double: at most about "
+                              "1.8e308)") from None
 
 
 def _specs(*specs: ParamSpec) -> dict[str, ParamSpec]:
@@ -411,7 +422,7 @@ class Config(Mapping[str, Any]):
 
     def to_ros_parameters_yaml(self) -> str:
         """The config as a ROS 2 parameter file (``/**: ros__parameters: ...``)."""
-        return yaml.safe_dump({"/**": {"ros__parameters": dict(self._values)}}, sort_keys=True)
+        return _dump_yaml({"/**": {"ros__parameters": dict(self._values)}}, sort_keys=True)
 
 
 def _spec(name: str) -> ParamSpec:
@@ -543,7 +554,7 @@ def render_parameter_file(config: Config | None = None, ros_parameters: Mapping[
             limits.append("read-only: change needs a restart")
         suffix = f" ({'; '.join(limits)})" if limits else ""
         lines.append(f"    # {spec.full_description}{suffix}")
-        value = yaml.safe_dump(config[name], default_flow_style=True).strip().removesuffix("...").strip()
+        value = _dump_yaml(config[name], default_flow_style=True).strip().removesuffix("...").strip()
         lines.append(f"    {name}: {value}")
     if ros_parameters:
         lines.append("    # rclpy's own parameters (not the schema's, checked by rclpy).")
@@ -555,7 +566,7 @@ def render_parameter_file(config: Config | None = None, ros_parameters: Mapping[
             for parent in parents:
                 tree = tree.setdefault(parent, {})
             tree[leaf] = value
-        lines += [f"    {line}" for line in yaml.safe_dump(nested, sort_keys=True).splitlines()]
+        lines += [f"    {line}" for line in _dump_yaml(nested, sort_keys=True).splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -710,6 +721,23 @@ _RosYamlLoader.add_implicit_resolver(
 _RosYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _RosYamlLoader.yaml_implicit_resolvers.items()}
+
+
+class _RosYamlDumper(yaml.SafeDumper):
+    """Writes what :class:`_RosYamlLoader` (and rcl) read back as written: a dumper quotes a string its own resolvers
+    would read as another type, so it is given the loader's (a string ``2e5`` is quoted, a float to them)."""
+
+
+_RosYamlDumper.yaml_implicit_resolvers = _RosYamlLoader.yaml_implicit_resolvers
+
+
+def _dump_yaml(data: Any, **options: Any) -> str:
+    """``data`` as a parameter file's YAML: strings quoted as :class:`_RosYamlDumper` decides, and no line folded
+    (a folded flow value, a long path with spaces, is no valid YAML in the block it is written into)."""
+    return yaml.dump(data, Dumper=_RosYamlDumper, width=_NO_FOLD, **options)
+
+
+_NO_FOLD = 1 << 30  # characters: no line is folded
 
 
 def parse_value(text: str) -> Any:
