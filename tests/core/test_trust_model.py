@@ -383,6 +383,9 @@ def edit_section(directory, section, **changes):
     ("threshold", {"precision_lower_bound": 0.5}, "threshold choice: feasible, but precision_lower_bound 0.5"),
     ("settings", {"n_estimators": "x"}, "n_estimators must be a positive integer, got 'x'"),
     ("settings", {"delta": 7}, r"delta must be a number in \(0, 1\), got 7"),
+    ("baseline_calibration", {"bogus": {"method": "sigmoid"}}, r"baseline_calibration names \['bogus'\], not "
+                                                                r"baselines"),
+    ("training", {"groups_list": 5}, "training.groups_list must be a list of scene names, got 5"),
 ])
 def test_loading_an_edited_section_names_the_file_and_the_problem(saved, section, changes, message):
     edit_section(saved, section, **changes)
@@ -393,6 +396,14 @@ def test_loading_an_edited_section_names_the_file_and_the_problem(saved, section
 def test_loading_settings_that_are_no_json_object_names_the_file(saved):
     edit_metadata(saved, settings=[1, 2])
     with pytest.raises(TrustError, match=rf"{METADATA_FILE} is malformed: settings must be a JSON object, got list"):
+        TrustModel.load(saved)
+
+
+@pytest.mark.parametrize("section", ["baseline_calibration", "training", "metrics_held_out", "provenance"])
+def test_loading_a_recorded_section_that_is_no_json_object_names_it(saved, section):
+    # tsg trust report reads them: edited into a list, the report would crash or drop its baselines without a word.
+    edit_metadata(saved, **{section: []})
+    with pytest.raises(TrustError, match=rf"{METADATA_FILE} is malformed: {section} must be a JSON object, got list"):
         TrustModel.load(saved)
 
 

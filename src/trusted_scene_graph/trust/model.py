@@ -564,7 +564,8 @@ class TrustModel:
             model._check_settings()
             model.calibrator_ = Calibrator.from_json(metadata["calibration"])
             model.baseline_calibrators_ = {name: Calibrator.from_json(value)
-                                           for name, value in dict(metadata.get("baseline_calibration", {})).items()}
+                                           for name, value in _baseline_section(metadata).items()}
+            _check_sections(metadata)
             threshold = metadata["threshold"]
             if format_version == 1 and isinstance(threshold, Mapping):  # saved before the scene-level test
                 threshold = {**EDGE_LEVEL_FIELDS, **threshold}
@@ -590,6 +591,30 @@ class TrustModel:
         model.metadata_ = {key: metadata[key] for key in _METADATA_SECTIONS if key in metadata}
         model.source_ = str(directory)
         return model
+
+
+def _baseline_section(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The metadata's baseline calibrators (absent in old models; a baseline constant in training has none)."""
+    section = metadata.get("baseline_calibration", {})
+    if not isinstance(section, Mapping):
+        raise TrustError(f"baseline_calibration must be a JSON object, got {type(section).__name__}")
+    if unknown := sorted(set(section) - set(BASELINES)):
+        raise TrustError(f"baseline_calibration names {unknown}, not baselines (they are {list(BASELINES)})")
+    return section
+
+
+def _check_sections(metadata: Mapping[str, Any]) -> None:
+    """What ``tsg trust report`` and the warning read of the sections saved for the record (each optional: absent
+    in models saved before it was recorded) has the type they were saved with."""
+    for name in _METADATA_SECTIONS:
+        if name in metadata and not isinstance(metadata[name], Mapping):
+            raise TrustError(f"{name} must be a JSON object, got {type(metadata[name]).__name__}")
+    training = metadata.get("training", {})
+    groups = training.get("groups_list", [])
+    if not (isinstance(groups, list) and all(isinstance(group, str) for group in groups)):
+        raise TrustError(f"training.groups_list must be a list of scene names, got {groups!r}")
+    if not isinstance(training.get("data_sha256", ""), str):
+        raise TrustError(f"training.data_sha256 must be a string, got {training['data_sha256']!r}")
 
 
 class MarginPriorTrust:
