@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -408,6 +409,27 @@ def test_lerobots_own_aggregation_of_the_episode_stats_gives_stats_json_also_wit
     # Not the deleted episode 2's -5 and 9 brought back by episode 1's stand-ins.
     assert (kept["min"][0], kept["max"][0]) == (zero.min(), zero.max())
     assert all(np.isfinite(v).all() for v in kept.values())
+
+
+def test_a_placeholder_written_where_a_frame_has_no_value_is_left_out_of_the_stats(built: BuiltDataset,
+                                                                                   tmp_path: Path) -> None:
+    # tsg label --invalid-reward -5: the frames without a reward hold -5, which is no reward.
+    rewards = _rewards()
+    counted = {e: ~np.isnan(v) for e, v in rewards.items()}
+    counted[2][:] = False  # an episode without any reward
+    written_values = {e: np.where(counted[e], v, -5.0).astype(np.float32) for e, v in rewards.items()}
+    as_nan = {e: np.where(counted[e], v, np.nan).astype(np.float32) for e, v in rewards.items()}
+    placeholders = write_with_column(LeRobotDataset(built.root), tmp_path / "placeholders", REWARD, written_values,
+                                     counted_by_episode=counted)
+    nans = write_with_column(LeRobotDataset(built.root), tmp_path / "nans", REWARD, as_nan)
+    stats_of = [json.loads((d.root / "meta/stats.json").read_text())[REWARD] for d in (placeholders, nans)]
+    assert stats_of[0] == stats_of[1] and stats_of[0]["min"][0] > -5.0
+    episodes_of = [pq.read_table(d.root / "meta/episodes/chunk-000/file-000.parquet").select(
+        [f"stats/{REWARD}/count", f"stats/{REWARD}/min"]).to_pylist() for d in (placeholders, nans)]
+    assert episodes_of[0] == episodes_of[1]
+    assert episodes_of[0][2] == {f"stats/{REWARD}/count": [0], f"stats/{REWARD}/min": [math.inf]}
+    column = placeholders.episode_table(2, columns=[REWARD]).column(REWARD).to_numpy()
+    assert (column == -5.0).all()  # the values written are the placeholders
 
 
 def test_episode_stats_are_added_to_every_episodes_file(tmp_path: Path) -> None:

@@ -606,6 +606,15 @@ def label_args(bags: Path, out: Path, *options: str) -> list[str]:
     return ["label", str(bags), "--config", str(BENCHMARK_CONFIG), "--out", str(out), *options]
 
 
+def test_a_lerobot_float32_timestamp_is_the_decimal_it_stands_for_in_nanoseconds():
+    # LeRobot stores frame_index / fps as float32: 0.2 is 0.200000003. Read as written, frames 0.1 s apart at 10 fps
+    # would be 100000001 or 100000002 ns apart, and a pose one period away within a 0.1 s limit at one frame only.
+    stamps = [lerobot_labelling.timestamp_ns(np.float32(i / 10)) for i in range(8)]
+    assert stamps == [i * 100_000_000 for i in range(8)]
+    assert lerobot_labelling.timestamp_ns(np.float32(1 / 30)) == 33_333_335  # float32's own 7 digits
+    assert lerobot_labelling.timestamp_ns(0.2) == 200_000_000  # a float64 column as it is
+
+
 def test_sigterm_stops_a_run_in_process_with_a_note_exit_143_and_no_staging_left(tmp_path, monkeypatch, capsys):
     bags, out = two_bags(tmp_path), tmp_path / "out"
 

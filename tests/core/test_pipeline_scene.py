@@ -146,6 +146,20 @@ def test_reconfigure_applies_the_detectors_writable_parameters_and_a_given_detec
     assert len(pipeline.process(scene_frame(stamp_ns=2_000)).objects) == 0
 
 
+def test_a_restarted_pipeline_gives_what_a_new_one_gives_whatever_it_processed_before():
+    config = Config({"trust.model": "prior", "detector.corruption.miss_rate": 0.5, "detector.corruption.seed": 7,
+                     "detector.corruption.box_jitter_px": 1.5})
+    used = ScenePipeline(config)
+    for stamp in range(1, 6):
+        used.process(scene_frame(stamp_ns=stamp))
+    used.restart()
+    fresh = ScenePipeline(config)
+    for stamp in range(10, 16):
+        a, b = used.process(scene_frame(stamp_ns=stamp)), fresh.process(scene_frame(stamp_ns=stamp))
+        assert [(o.id, o.label, o.centroid_m.tolist()) for o in a.objects] == [
+            (o.id, o.label, o.centroid_m.tolist()) for o in b.objects]
+
+
 def test_an_all_nan_depth_image_raises_a_pipeline_error():
     depth = np.full((60, 80), np.nan, np.float32)
     with pytest.raises(PipelineError, match=r"^depth image has no valid pixel "

@@ -263,3 +263,12 @@ def test_without_known_labels_nothing_is_swapped_or_invented() -> None:
     assert corruption.apply(detections, HEIGHT, WIDTH, ["cube"], np.random.default_rng(0))[0].label == "cube", (
         "a label cannot be swapped for itself"
     )
+
+
+def test_a_restarted_detector_draws_the_corruption_a_new_detector_of_its_seed_draws() -> None:
+    # A labelling worker restarts its pipeline per item: an item's detections must not depend on the items before it.
+    sim = detector(miss_rate=0.5, box_jitter_px=2.0, seed=4)
+    run(sim, 5)
+    sim.restart()
+    for restarted, fresh in zip(run(sim, 5), run(detector(miss_rate=0.5, box_jitter_px=2.0, seed=4), 5), strict=True):
+        assert_same(restarted, fresh)

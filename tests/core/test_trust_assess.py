@@ -168,6 +168,22 @@ def test_reconfigure_changes_how_prototypes_learn_and_keeps_what_they_learnt():
     assert list(trust.prototypes.prototypes) == ["cube"]
 
 
+def test_a_new_sequence_asks_the_vlm_again_and_has_no_history_though_its_tracks_reuse_the_ids():
+    # start_sequence renumbers tracks from 1: another scene's pair 1-2 must not take over this one's answers.
+    grid, objects = scene()
+    vlm = CountingVlm()
+    trust = edge_trust(vlm, **{"trust.vlm_answer_max_age_frames": 100})
+    trust.assess(grid, objects, 64, 48, IMAGE, image_id="1")
+    asked = len(vlm.questions)
+    assert asked > 0
+    trust.assess(grid, objects, 64, 48, IMAGE, image_id="2")
+    assert len(vlm.questions) == asked  # the same sequence: the answers are reused
+    trust.start_sequence()
+    fresh = trust.assess(grid, objects, 64, 48, IMAGE, image_id="3")
+    assert len(vlm.questions) == 2 * asked
+    assert np.isnan(fresh.features[:, FEATURE_INDEX["temporal_agreement"]]).all()  # the pairs' first frame again
+
+
 def test_canonical_claims_number_each_fact_once_in_claim_order():
     rng = np.random.default_rng(3)
     centroids, sizes = rng.uniform(-1, 1, (6, 3)), rng.uniform(0.05, 0.3, (6, 3))

@@ -292,6 +292,15 @@ def test_a_null_statement_defers_to_the_caption_an_integer_image_is_a_stamp_and_
     assert (answer.answer, answer.probability, math.isnan(answer.nmlp)) == (False, 0.8, True)
 
 
+@pytest.mark.parametrize("nulls", [{"probability": None, "confidence": 0.8}, {"confidence": None, "probability": 0.8},
+                                   {"probability": 0.8, "raw_text": None}])
+def test_a_null_probability_confidence_or_raw_text_counts_as_absent(tmp_path: Path, nulls: dict):
+    path = _write_jsonl(tmp_path / "answers.jsonl", [
+        {"image": "a.jpg", "subject": "cat", "predicate": "left_of", "object": "dog", "answer": "yes", **nulls}])
+    answer = RecordedVlm.from_file(path).judge_relation(IMAGE, "cat", "left_of", "dog", image_id="a.jpg")
+    assert (answer.answer, answer.probability, answer.raw_text) == (True, 0.8, "")
+
+
 def test_recorded_confidence_is_an_alias_of_probability_and_a_margin_and_answer_mass_may_be_recorded(
         tmp_path: Path):
     path = _write_jsonl(tmp_path / "answers.jsonl", [

@@ -233,3 +233,13 @@ def test_a_corrupt_weights_file_is_a_vlm_error(tmp_path: Path, model_dir: Path):
 def test_cuda_without_a_cuda_device_is_refused(model_dir: Path):
     with pytest.raises(VlmError, match=r"vlm.device is 'cuda' but torch sees no CUDA device"):
         make_vlm(Config({"vlm.backend": "contrastive", "vlm.model_path": str(model_dir), "vlm.device": "cuda"}))
+
+
+def test_a_model_folder_without_its_tokenizer_files_is_refused_at_startup(tmp_path: Path):
+    # transformers then builds a CLIP tokenizer that knows only its special tokens: every caption would read alike.
+    model_dir = build_tiny_contrastive(tmp_path / "clip", kind="clip")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model_dir / name).unlink()
+    with pytest.raises(VlmError, match=r"tokenizer reads every word of a caption as an unknown or special token: its "
+                                       r"model folder lacks the tokenizer files"):
+        make_vlm(Config({"vlm.backend": "contrastive", "vlm.model_path": str(model_dir)}))

@@ -21,6 +21,7 @@ that rewrite a video in place would change both.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -242,7 +243,7 @@ def decode_image(cell: Mapping[str, Any] | None, *, root: Path | str | None = No
 
 def write_with_column(src: LeRobotDataset, dst: Path | str, column: str, values_by_episode: Mapping[int, Any], *,
                       dtype: str = "float32", extra_bool_columns: Mapping[str, Mapping[int, Any]] | None = None,
-                      overwrite: bool = False) -> LeRobotDataset:
+                      overwrite: bool = False, counted_by_episode: Mapping[int, Any] | None = None) -> LeRobotDataset:
     """Write a copy of ``src`` at ``dst`` with the per-frame ``column`` (and boolean ``extra_bool_columns``) added.
 
     ``values_by_episode`` maps every episode index to its ``length`` values in frame order (NaN allowed: a frame
@@ -260,11 +261,20 @@ def write_with_column(src: LeRobotDataset, dst: Path | str, column: str, values_
     values and the count-weighted mean of the episodes' quantiles. Boolean columns get the same stats of their 0/1
     values.
 
+    ``counted_by_episode`` (per episode, one boolean per frame) says which of ``column``'s values its stats count
+    (default: every non-NaN one): the others are left out as NaN is, a placeholder written where a frame has no value
+    (``tsg label --invalid-reward``).
+
     ``dst`` must not exist, or be empty apart from a ``tsg_rewards/`` subdirectory, which is left alone. Returns the
     new dataset, opened.
     """
     dst = Path(dst)
     columns = _validated_columns(src, column, values_by_episode, dtype, extra_bool_columns or {}, overwrite)
+    if counted_by_episode is not None:
+        counted = _validated_values(src, f"{column} (counted)", "bool", counted_by_episode)
+        values = columns[0].values
+        columns[0] = dataclasses.replace(columns[0], stats_values={
+            episode: np.where(counted[episode], values[episode], np.nan) for episode in values})
     _check_destination(src, dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     build = _make_build_dir(dst)
@@ -371,6 +381,8 @@ class _NewColumn:
     name: str
     dtype: str  # "float32", "float64" or "bool"
     values: dict[int, np.ndarray]  # episode index -> values in frame order, already of ``dtype``
+    # The values the stats are of (default: ``values``); a placeholder written where a frame has none is NaN here.
+    stats_values: dict[int, np.ndarray] | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -465,7 +477,8 @@ def _build(src: LeRobotDataset, build: Path, columns: list[_NewColumn]) -> Path:
     into place last."""
     episode_stats, dataset_stats = {}, {}
     for column in columns:
-        episode_stats[column.name], dataset_stats[column.name] = _column_stats(column.values)
+        episode_stats[column.name], dataset_stats[column.name] = _column_stats(
+            column.values if column.stats_values is None else column.stats_values)
     _write_data_files(src, build, columns)
     _write_episode_files(src, build, episode_stats)
     stats_path = src.root / STATS_PATH

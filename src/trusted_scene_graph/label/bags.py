@@ -150,7 +150,7 @@ def pipeline_for(config: Config) -> ScenePipeline:
         _PIPELINES.clear()  # one config at a time: a worker never needs two models in memory
         _PIPELINES[key] = ScenePipeline(config, relations=False)  # rewards need objects only
     pipeline = _PIPELINES[key]
-    pipeline.start_sequence()
+    pipeline.restart()  # as if built for this item alone: the same bytes whichever items the process labelled before
     return pipeline
 
 

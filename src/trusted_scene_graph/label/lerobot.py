@@ -165,7 +165,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     perceive_posed = perceives_posed_frames(tracker, config)  # else the gripper only where its pose is missing
     rows = []
     for i, stamp_s in enumerate(timestamps_s):
-        stamp_ns = int(round(float(stamp_s) * 1e9))
+        stamp_ns = timestamp_ns(stamp_s)
         for frame_name, positions in poses.items():
             if np.all(np.isfinite(positions[i])):  # a NaN state is a frame without that pose
                 tracker.resolver.poses[frame_name].add(stamp_ns, graph_frame, positions[i])
@@ -330,9 +330,20 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
             "every episode has a single frame, and an episode's last frame has no next frame to take its reward from")
         raise LabelError(f"no frame of {dataset.root} has a valid reward (most common reasons: {common}); fix the "
                          "options and label into a new --out")
+    # The stats are of the valid rewards: an --invalid-reward placeholder is no reward.
     write_with_column(dataset, out_dir, REWARD_COLUMN, rewards, dtype="float32",
-                      extra_bool_columns={VALID_COLUMN: valid}, overwrite=overwrite)
+                      extra_bool_columns={VALID_COLUMN: valid}, overwrite=overwrite, counted_by_episode=valid)
     return frames, valid_frames / max(frames, 1), valid_fraction(pa.concat_tables(tables)) if tables else {}
+
+
+def timestamp_ns(stamp_s: float) -> int:
+    """A LeRobot timestamp in nanoseconds. LeRobot stores ``frame_index / fps`` as a float32, which is off by up to
+    its last bit (0.2 s is 0.200000003): a float32 is read as the shortest decimal it stands for (0.2), so frames a
+    period apart are a period apart at every frame, and whether a pose a period away is within a limit of one period
+    does not depend on the rounding of each frame's stamp."""
+    if isinstance(stamp_s, np.float32):
+        stamp_s = float(np.format_float_positional(stamp_s, unique=True))
+    return round(float(stamp_s) * 1e9)
 
 
 def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -75,6 +75,9 @@ class Detector(Protocol):
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         """Apply the backend's writable ``detector.*`` parameters (a node's parameter change); the model is kept."""
 
+    def restart(self) -> None:
+        """Detect from now on as a detector just built would (the model kept): any random generator re-seeded."""
+
 
 # Imported here, after Detection and PerceptionError, because corruption.py builds on both.
 from trusted_scene_graph.perception.corruption import DetectionCorruption  # noqa: E402
@@ -130,6 +133,10 @@ class SimDetector:
         """The smallest object and the corruption's rates; its random generator goes on (the seed is read-only)."""
         self.min_pixels = config["detector.min_pixels"]
         self.corruption = DetectionCorruption.from_config(config)
+
+    def restart(self) -> None:
+        """The corruption's random draws start again from its seed."""
+        self._rng = self.corruption.make_rng()
 
     def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         if frame.instances is None:

@@ -204,6 +204,9 @@ class GroundingDinoDetector:
         self.nms_iou = config["detector.nms_iou"]
         self.min_box_area_px = config["detector.min_pixels"]
 
+    def restart(self) -> None:
+        """Nothing to do: detection draws nothing at random (the text features it caches are the same again)."""
+
     def detect(self, frame: CameraFrame, labels: Collection[str] | None = None) -> list[Detection]:
         """Detections of the vocabulary's phrases in ``frame.rgb``, highest score first, after NMS across phrases.
 

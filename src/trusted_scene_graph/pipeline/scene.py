@@ -99,13 +99,27 @@ class ScenePipeline:
         self._configure(config)
 
     def start_sequence(self) -> None:
-        """Forget the tracks and (for 'plane_fit') the fitted plane: the next frame starts a new, unrelated scene."""
+        """Forget the tracks, what the trust step keeps per track pair and (for 'plane_fit') the fitted plane: the
+        next frame starts a new, unrelated scene."""
         self.tracker = Tracker(self.config["tracking.gate_m"], self.config["tracking.max_missed_frames"],
                                self.config["tracking.smoothing"])
+        if self.trust is not None:  # its memory is keyed by track ids, which the new tracker numbers from 1 again
+            self.trust.start_sequence()
         if self.config["extrinsic.source"] == "plane_fit":
             self.plane = None
             self.camera_to_graph = None
             self._frames_since_plane_fit = 0
+
+    def restart(self) -> None:
+        """:meth:`start_sequence`, and every random generator re-seeded (RANSAC's plane fit, the detector's
+        corruption, the trust step's): from now on, as a pipeline just built (the models kept). A labelling worker
+        restarts its pipeline for each item, so that an item's output does not depend on which items the process
+        labelled before it (a rerun after an interruption, or another number of workers, gives the same bytes)."""
+        self.start_sequence()
+        self._plane_rng = np.random.default_rng(0)
+        self.detector.restart()
+        if self.trust is not None:
+            self.trust.restart()
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         """Apply changed settings (a node's parameter change), the detector's writable ones too; the models (detector,

@@ -232,6 +232,22 @@ class EdgeTrust:
         self._frame = 0
         self._rng = np.random.default_rng(0)  # the sensitivity check's noise is seeded: same frames, same trust
 
+    def start_sequence(self) -> None:
+        """Forget what is kept per track pair, the VLM's answers and the claims' history: a new sequence numbers its
+        tracks from 1 again, so another scene's pair would take them over. The label prototypes, of the labels'
+        appearance, are kept."""
+        self._answers.clear()
+        self.history = TemporalHistory(self.history.window_frames)
+
+    def restart(self) -> None:
+        """:meth:`start_sequence`, the label prototypes forgotten and the sensitivity check's noise re-seeded: as a
+        trust step just built."""
+        self.start_sequence()
+        self._frame = 0
+        self._rng = np.random.default_rng(0)
+        if self.prototypes is not None:
+            self.prototypes = LabelPrototypes(self.prototypes.momentum, self.prototypes.min_score)
+
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         if isinstance(self.model, MarginPriorTrust):  # the prior's scale is a (settable) relations parameter
             self.model.margin_scale_m = config["relations.margin_scale_m"]

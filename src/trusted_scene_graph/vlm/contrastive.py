@@ -42,6 +42,18 @@ from trusted_scene_graph.vlm.hf import MODEL_PARAMETER, load_vlm
 _PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
 
 
+def _check_tokenizer_knows_words(tokenizer: Any) -> None:
+    """Refuse a tokenizer that reads a caption's words as unknown tokens. A model folder without its tokenizer files
+    still loads, with a stand-in tokenizer that knows only its special tokens: every caption would then tokenise
+    alike, and every question fail as captions that cannot be told apart, frame after frame."""
+    ids = tokenizer("the cup is left of the bowl", add_special_tokens=False)["input_ids"]
+    special = {*tokenizer.all_special_ids, tokenizer.unk_token_id}
+    if not [token for token in ids if token not in special]:
+        raise VlmError("the 'contrastive' VLM's tokenizer reads every word of a caption as an unknown or special "
+                       "token: its model folder lacks the tokenizer files (tokenizer.json, vocab.json and merges.txt, "
+                       "or spiece.model) it was trained with")
+
+
 class ContrastiveVlm:
     """Relation verdicts from a CLIP/SigLIP ``model`` and its ``processor``, already loaded."""
 
@@ -63,6 +75,7 @@ class ContrastiveVlm:
             raise VlmError(f"vlm.device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise VlmError("vlm.device is 'cuda' but torch sees no CUDA device; set vlm.device: cpu")
+        _check_tokenizer_knows_words(processor.tokenizer)
         self.model = model.to(device).eval()
         self.processor = processor
         self.device = device

@@ -167,7 +167,7 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
     for name, value in (("margin", margin), ("answer_mass", answer_mass)):
         if not (math.isnan(value) or 0.0 <= value <= 1.0):
             raise VlmError(f"{where}: {name!r} must be a number in [0, 1], got {value!r}")
-    raw_text = record.get("raw_text", "")
+    raw_text = "" if record.get("raw_text") is None else record["raw_text"]  # null: absent
     if not isinstance(raw_text, str):
         raise VlmError(f"{where}: 'raw_text' must be a string, got {raw_text!r}")
     return (image_key(image), statement_key(statement)), VlmAnswer(answer, probability, nmlp, raw_text, margin,
@@ -187,7 +187,8 @@ def _parse_statement(record: dict, where: str) -> Any:
 
 def _parse_probability(record: dict, where: str) -> float:
     """``probability``, or its alias ``confidence`` (the issue's name for it); both only when they agree."""
-    given = {name: record[name] for name in ("probability", "confidence") if name in record}
+    # A null field is absent.
+    given = {name: record[name] for name in ("probability", "confidence") if record.get(name) is not None}
     if not given:
         raise VlmError(f"{where}: needs 'probability' (or 'confidence'), the probability of the answer in [0, 1]")
     for name, value in given.items():
