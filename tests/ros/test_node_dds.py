@@ -535,3 +535,58 @@ def test_the_node_logs_how_many_frames_arrived_and_what_the_last_graph_holds(tes
         assert ("2 frames received, 2 processed, 0 failed, 0 dropped; last graph: 2 objects (cube, gripper)"
                 in progress[0])
         log.wait_for(test_node, "[scene_graph]: no new message since the last report; 2 frames received")
+
+
+def _entity_counts(node) -> dict[str, int]:
+    return {"publishers": len(list(node.publishers)), "subscriptions": len(list(node.subscriptions)),
+            "timers": len(list(node.timers)), "services": len(list(node.services)),
+            "guards": len(list(node.guards))}
+
+
+def test_cleanup_then_configure_counts_frames_and_errors_from_zero(ros_context):
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    node = SceneGraphNode(Config({"qos.sensor_reliability": "reliable"}))
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        node.stats.processed, node.stats.failed, node.stats.last_error = 3, 1, "focal length fx=0.0 ..."
+        node.stats.record_message("/camera/color/image_raw", time.monotonic())
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        node.trigger_configure()
+        node.trigger_activate()
+        assert (node.stats.processed, node.stats.failed, node.stats.last_error) == (0, 0, "")
+        assert set(node.stats.messages.values()) == {0}  # the inputs listed again, nothing received yet
+    finally:
+        node.destroy_node()
+
+
+def test_a_failed_activation_releases_what_configure_made_so_a_retry_starts_clean(ros_context, monkeypatch):
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    node = SceneGraphNode(Config({"qos.sensor_reliability": "reliable"}))
+    try:
+        unconfigured = _entity_counts(node)
+        node.trigger_configure()
+        configured = _entity_counts(node)
+        made = []
+
+        def third_fails(*args, **kwargs):  # as an rcl error would, midway through the subscriptions
+            if len(made) == 2:
+                raise RuntimeError("rcl failed to create a subscription")
+            made.append(rclpy.node.Node.create_subscription(node, *args, **kwargs))
+            return made[-1]
+
+        monkeypatch.setattr(node, "create_subscription", third_fails)
+        assert node.trigger_activate().name == "ERROR"
+        assert node.activate_error == "RuntimeError: rcl failed to create a subscription"
+        assert _entity_counts(node) == unconfigured  # the two subscriptions made too
+        monkeypatch.undo()
+        assert node.trigger_configure().name == "SUCCESS"
+        assert _entity_counts(node) == configured
+        assert node.trigger_activate().name == "SUCCESS"
+        topics = [subscription.topic_name for subscription in node.subscriptions]
+        assert len(topics) == len(set(topics)) == 6  # the camera's 4 inputs and the 2 poses, once each
+    finally:
+        node.destroy_node()

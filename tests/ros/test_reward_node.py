@@ -283,6 +283,10 @@ def test_more_pairs_set_at_run_time_get_a_reward_queue_as_deep_as_their_count_an
         stamp = harness.publish()
         assert spin_until(test_node, lambda: len([r for r in rewards if convert.stamp_to_ns(r.header.stamp) == stamp])
                           == 3)
+        no_pairs = rclpy.parameter.Parameter("reward.pairs", rclpy.parameter.Parameter.Type.STRING_ARRAY, [])
+        assert node.set_parameters([no_pairs])[0].successful
+        assert node._reward_pub is None  # no publisher without pairs, as at a configure without them
+        assert spin_until(test_node, lambda: node.count_publishers(REWARD_TOPIC) == 0)
 
 
 @pytest.fixture

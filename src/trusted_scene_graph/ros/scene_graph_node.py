@@ -309,7 +309,13 @@ class SceneGraphNode(LifecycleNode):
         """The reward publisher, once there are pairs (at configure, or when reward.pairs is first set later), with a
         queue of REWARD_FRAMES_QUEUED frames of every pair: replaced when a change of reward.pairs changes that."""
         tracker, old = self._reward_tracker, self._reward_pub
-        if tracker is None or self._graph_pub is None:
+        if self._graph_pub is None:
+            return
+        if tracker is None:  # reward.pairs set to none: no publisher, as at a configure without pairs
+            if old is not None:
+                with self._reward_pub_lock:
+                    self._reward_pub = None
+                self.destroy_lifecycle_publisher(old)
             return
         qos = reward_qos(len(tracker.pairs))
         if old is not None and old.qos_profile.depth == qos.depth:
@@ -341,17 +347,15 @@ class SceneGraphNode(LifecycleNode):
         with self._lock:
             self.stats.expect_topics([topic for _, _, topic in self._inputs()], time.monotonic())
         # tf first: when a transform and the images of its frame are ready at once, the transform is buffered first.
-        self._input_subscriptions = [self._tf_subscription(topic) for topic in tf_topic_names(self.config)]
-        self._input_subscriptions += [
-            self.create_subscription(PoseStamped, topic, self._pose_callback(frame), POSE_QOS,
-                                     callback_group=self._sensor_group)
-            for frame, topic in pose_topics(self.config)
-        ]
-        self._input_subscriptions += [
-            self.create_subscription(msg_type, topic, self._buffer_callback(name, topic), qos,
-                                     callback_group=self._sensor_group)
-            for name, msg_type, topic in self._inputs()
-        ]
+        # Kept one by one as they are made: when one fails, on_error destroys those made before it.
+        for topic in tf_topic_names(self.config):
+            self._input_subscriptions.append(self._tf_subscription(topic))
+        for frame, topic in pose_topics(self.config):
+            self._input_subscriptions.append(self.create_subscription(
+                PoseStamped, topic, self._pose_callback(frame), POSE_QOS, callback_group=self._sensor_group))
+        for name, msg_type, topic in self._inputs():
+            self._input_subscriptions.append(self.create_subscription(
+                msg_type, topic, self._buffer_callback(name, topic), qos, callback_group=self._sensor_group))
         return super().on_activate(state)
 
     def _tf_subscription(self, topic: str):
@@ -388,6 +392,16 @@ class SceneGraphNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised (an activation that failed): rclpy goes to 'unconfigured' after this, so everything
+        configure and the failed transition made is released, and a configure that follows starts clean (without
+        it, a lifecycle manager's retry would duplicate every timer, publisher, service and subscription)."""
+        for subscription in self._input_subscriptions:
+            self.destroy_subscription(subscription)
+        self._input_subscriptions = []
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
     def _release(self) -> None:
         for service in (self._service, self._reset_service):
             if service is not None:
@@ -410,6 +424,7 @@ class SceneGraphNode(LifecycleNode):
         self._last_rewards = {}
         with self._lock:
             self._episodes = EpisodeStarts()
+            self.stats = FrameStats()  # a configure after cleanup starts counting again, as its synchroniser does
 
     # Callbacks: convert, call the core, publish.
 
