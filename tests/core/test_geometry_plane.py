@@ -95,6 +95,22 @@ def test_degenerate_inputs_are_rejected(points, message):
         fit_plane_ransac(points, 0.01, 20, 0.1, np.random.default_rng(0))
 
 
+def test_a_few_pixels_with_depth_are_no_support_plane():
+    depth = np.full((INTRINSICS.height, INTRINSICS.width), np.nan, dtype=np.float32)
+    depth[10, 10], depth[100, 150], depth[10, 150], depth[100, 12] = 1.0, 3.0, 0.7, 2.2  # a dropout's leftovers
+    with pytest.raises(GeometryError, match=r"4 pixels with depth are too few for a support plane \(at least 50\)"):
+        fit_support_plane(depth, INTRINSICS, 0.01, 200, 0.2, np.random.default_rng(0))
+
+
+def test_one_row_of_pixels_with_depth_fits_no_support_plane_however_noisy():
+    # A row's pixels lie in a plane through the camera; with noise RANSAC fits it rather than refusing collinearity.
+    camera = look_at(np.array([-1.0, 0.0, 0.9]), np.array([0.0, 0.0, 0.0]))
+    depth = np.full((INTRINSICS.height, INTRINSICS.width), np.nan, dtype=np.float32)
+    depth[70] = render_plane_depth(camera)[70] + np.random.default_rng(0).normal(0.0, 0.001, INTRINSICS.width)
+    with pytest.raises(GeometryError, match=r"lie along a line|passes through the camera"):
+        fit_support_plane(depth, INTRINSICS, 0.01, 200, 0.2, np.random.default_rng(0))
+
+
 def test_empty_depth_image_is_rejected():
     depth = np.full((INTRINSICS.height, INTRINSICS.width), np.nan, dtype=np.float32)
     with pytest.raises(GeometryError, match="at least 3 finite points, got 0"):

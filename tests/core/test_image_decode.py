@@ -180,6 +180,15 @@ def test_16uc1_depth_is_millimetres_converted_to_metres():
     np.testing.assert_allclose(depth, [[1.0, 1.5], [0.25, 65.535]], rtol=1e-6)
 
 
+def test_every_millimetre_value_becomes_the_float32_nearest_its_metres():
+    # So 1500 mm is 1.5 m exactly, as depth.max_m 1.5 is: a frame wholly at that limit is within it.
+    millimetres = np.arange(1, 65536, dtype=np.uint16).reshape(1, -1)
+    _, _, step, data = encode_image(millimetres, "16UC1")
+    depth = decode_depth_m("16UC1", 1, millimetres.size, step, False, data)
+    np.testing.assert_array_equal(depth, (millimetres / 1000.0).astype(np.float32))
+    assert depth[0, 1499] == np.float32(1.5)
+
+
 def test_16uc1_depth_of_zero_is_invalid_and_becomes_nan():
     _, _, step, data = encode_image(np.array([[0, 2000]], np.uint16), "16UC1")
     depth = decode_depth_m("16UC1", 1, 2, step, False, data)

@@ -305,6 +305,18 @@ def test_without_a_mask_a_box_reaching_the_image_border_is_cut_by_it_as_one_runn
     assert left_m == pytest.approx([middle_row_m, middle_row_m], abs=0.01)
 
 
+def test_without_a_mask_a_depth_range_from_zero_lifts_the_box():
+    # depth.min_m 0 (no near limit) is valid: the surface's inverse depth then has no upper bound.
+    camera_to_graph, rays = camera_above_table(35, 0.4)
+    depth = depth_to_plane(rays, 0.4).astype(np.float32)
+    settings = LiftingSettings(box_percentile=2.0, max_gap_m=0.01, depth_min_m=0.0)
+    near_limit = lift_detection(Detection("table", 1.0, (120, 200, 400, 200)), depth, INTRINSICS, camera_to_graph,
+                                SETTINGS)
+    no_limit = lift_detection(Detection("table", 1.0, (120, 200, 400, 200)), depth, INTRINSICS, camera_to_graph,
+                              settings)
+    np.testing.assert_allclose(no_limit.size_m, near_limit.size_m)
+
+
 def test_without_a_mask_a_wall_seen_from_the_side_spans_the_whole_box():
     # A wall receding to the right: its depth changes along the box's rows only, so every row of the box reaches
     # its left and right edges, and the box's frustum on it is the wall.

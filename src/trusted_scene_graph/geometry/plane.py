@@ -42,6 +42,12 @@ class PlaneFit:
         return self.offset_m
 
 
+# The inliers' second principal spread, below which they are a line, not a plane (as a share of the first).
+_MIN_SPREAD = 0.02
+#: The fewest pixels with depth a support plane is fitted to: a few pixels left by a dropout are no floor or table.
+MIN_SUPPORT_PIXELS = 50
+
+
 def fit_plane_ransac(
     points_m: np.ndarray,
     inlier_distance_m: float,
@@ -71,13 +77,20 @@ def fit_plane_ransac(
     inlier_counts = (np.abs(normals @ points.T + offsets[:, None]) <= inlier_distance_m).sum(axis=1)
     best = int(np.argmax(inlier_counts))
     normal, offset = normals[best], offsets[best]
+    spread = np.ones(3)
     for _ in range(2):  # least-squares refinement on the inliers, twice so the inlier set can settle
         inliers = points[np.abs(points @ normal + offset) <= inlier_distance_m]
         if len(inliers) < 3:
             break
         centre = inliers.mean(axis=0)
-        normal = np.linalg.svd(inliers - centre, full_matrices=False)[2][2]
+        _, spread, axes = np.linalg.svd(inliers - centre, full_matrices=False)
+        normal = axes[2]
         offset = -float(normal @ centre)
+    if spread[1] < _MIN_SPREAD * spread[0]:
+        # Points along a line (one image row, a table's edge) with a little noise: any plane through the line holds
+        # them, and the noise picks which.
+        raise GeometryError(f"the best plane's points lie along a line (their spread across it is "
+                            f"{spread[1] / spread[0]:.2%} of their length): they define no plane")
     inlier_fraction = float(np.count_nonzero(np.abs(points @ normal + offset) <= inlier_distance_m)) / len(points)
     if inlier_fraction < min_inlier_fraction:
         raise GeometryError(f"no dominant plane: the best plane holds {inlier_fraction:.1%} of {len(points)} "
@@ -97,13 +110,22 @@ def fit_support_plane(
     max_points: int = 5000,
     depth_range_m: tuple[float, float] = (0.05, 10.0),
 ) -> PlaneFit:
-    """Fit the dominant plane to a depth image's valid pixels (evenly strided down to ``max_points``)."""
+    """Fit the dominant plane to a depth image's valid pixels (evenly strided down to ``max_points``); a support
+    plane has :data:`MIN_SUPPORT_PIXELS` of them at least, and does not pass through the camera."""
     rows, cols = np.nonzero((depth_m >= depth_range_m[0]) & (depth_m <= depth_range_m[1]))  # NaN compares False
+    if 0 < rows.size < MIN_SUPPORT_PIXELS:
+        raise GeometryError(f"{rows.size} pixels with depth are too few for a support plane (at least "
+                            f"{MIN_SUPPORT_PIXELS})")
     if rows.size > max_points:
         stride = -(-rows.size // max_points)
         rows, cols = rows[::stride], cols[::stride]
     points = back_project(intrinsics, cols, rows, depth_m[rows, cols])
-    return fit_plane_ransac(points, inlier_distance_m, iterations, min_inlier_fraction, rng)
+    plane = fit_plane_ransac(points, inlier_distance_m, iterations, min_inlier_fraction, rng)
+    if plane.offset_m <= inlier_distance_m:
+        # What the pixels of one image row fit (they lie in a plane through the camera): no floor the camera sees.
+        raise GeometryError(f"the best plane passes through the camera ({plane.offset_m:.3f} m from it): no support "
+                            "plane")
+    return plane
 
 
 def camera_to_graph_from_plane(plane: PlaneFit) -> RigidTransform:

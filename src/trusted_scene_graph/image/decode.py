@@ -39,8 +39,8 @@ ENCODINGS: dict[str, _Encoding] = {
     "32FC1": _Encoding(np.dtype(np.float32), 1),
 }
 
-# Depth encodings and the factor that turns their values into metres (REP-118: 16UC1 is millimetres).
-_DEPTH_SCALE_M = {"16UC1": 1e-3, "mono16": 1e-3, "32FC1": 1.0}
+# Depth encodings and how many of their units make a metre (REP-118: 16UC1 is millimetres).
+_DEPTH_UNITS_PER_M = {"16UC1": 1000.0, "mono16": 1000.0, "32FC1": 1.0}
 
 
 def decode_image(
@@ -96,14 +96,16 @@ def decode_depth_m(
     range is remembered for the checks that follow (:func:`has_invalid_depth`, :func:`has_depth_within`) only while
     it is read-only.
     """
-    if encoding not in _DEPTH_SCALE_M:
-        raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_SCALE_M)}")
+    if encoding not in _DEPTH_UNITS_PER_M:
+        raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_UNITS_PER_M)}")
     raw = decode_image(encoding, height, width, step, is_bigendian, data)
-    if _DEPTH_SCALE_M[encoding] == 1.0:
+    if _DEPTH_UNITS_PER_M[encoding] == 1.0:
         depth_m = raw
     else:
         depth_m = raw.astype(np.float32)
-        depth_m *= np.float32(_DEPTH_SCALE_M[encoding])
+        # Divided, not multiplied by 1e-3 (itself rounded): each millimetre value becomes the float32 nearest its
+        # metres, so 1500 mm is depth.max_m 1.5 exactly, not 1.5000001.
+        depth_m /= np.float32(_DEPTH_UNITS_PER_M[encoding])
     value_range = _value_range(depth_m)
     if _is_invalid_range(*value_range):
         if depth_m is raw:
@@ -198,4 +200,4 @@ def depth_to_encoding(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     if encoding in ("16UC1", "mono16"):
         millimetres = np.nan_to_num(np.round(np.asarray(depth_m, dtype=np.float64) * 1000.0), nan=0.0)
         return millimetres.clip(0, np.iinfo(np.uint16).max).astype(np.uint16)
-    raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_SCALE_M)}")
+    raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_UNITS_PER_M)}")

@@ -277,7 +277,9 @@ def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndar
     coefficients = np.matmul(np.linalg.pinv(normal), rhs)[..., 0]
     moved = inverse + coefficients[:, 1:2] * (cols[which] - cols_measured) + \
         coefficients[:, 2:3] * (rows[which] - rows_measured)
-    inverse_min, inverse_max = 1.0 / settings.depth_max_m, 1.0 / settings.depth_min_m
+    # depth.min_m may be 0 (no near limit): no largest inverse depth then.
+    inverse_min = 1.0 / settings.depth_max_m
+    inverse_max = 1.0 / settings.depth_min_m if settings.depth_min_m > 0 else np.inf
     extended = depths_m.copy()
     extended[which] = 1.0 / np.clip(moved, inverse_min, inverse_max)
 
