@@ -32,7 +32,7 @@ from trusted_scene_graph.bench.label import DEFAULT_EPISODES, DEFAULT_HEIGHT, DE
 from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset.bag import storage_path
-from trusted_scene_graph.dataset.typestore import make_typestore
+from trusted_scene_graph.dataset.typestore import deserialize, make_typestore
 from trusted_scene_graph.geometry.tf_buffer import TransformBuffer
 from trusted_scene_graph.label.bags import REWARDS_FILE, label_bag
 from trusted_scene_graph.perception.detector import sim_labels
@@ -53,7 +53,7 @@ def bare_label_s(bag: Path, config: Config, instance_id: int) -> tuple[float, in
         frame: dict[str, object] = {}
         ee_position_m = None
         for connection, _, raw in reader.messages():
-            msg = typestore.deserialize_cdr(raw, connection.msgtype)
+            msg = deserialize(typestore, raw, connection.msgtype)  # without a copy, as time_read reads
             if connection.topic == TF_STATIC_TOPIC:
                 tf.add(msg, static=True)
             elif connection.topic == config["topics.ee_pose"]:

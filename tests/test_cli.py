@@ -90,6 +90,17 @@ def test_bench_service_writes_the_latency_ratios(tmp_path, capfd):
     assert (goals["p99_ratio_max"], goals["calls_per_s_min"]) == (1.3, 500)
     assert goals["p99_ratio_met"] == (result["p99_ratio"] <= 1.3)
     assert goals["calls_per_s_met"] == (result["calls_per_s"] >= 500)
+    assert goals["under_load"] and goals["met"] == (goals["p99_ratio_met"] and goals["calls_per_s_met"])
+
+
+@pytest.mark.parametrize(("frames", "invalid"), [(0, 0), (40, 7)])
+def test_bench_service_goals_are_not_met_without_frames_processed_or_with_queries_answered_invalid(frames, invalid):
+    # "at >= 500 calls/s while frames are processed": a query that finds no fresh graph returns before its work.
+    service = pytest.importorskip("trusted_scene_graph.bench.service")
+    latencies = {"query": [0.004] * 200, "echo": [0.004] * 200}
+    result = service.service_result(latencies, 0.1, 200, 4, frames_processed_during=frames, query_invalid=invalid)
+    assert result["goals"]["p99_ratio_met"] and result["goals"]["calls_per_s_met"]
+    assert (result["goals"]["under_load"], result["goals"]["met"]) == (False, False)
 
 
 def test_bench_service_records_the_pauses_of_full_collections_only_within_its_block():
