@@ -134,6 +134,37 @@ def test_a_json_list_file_is_read_like_jsonl(tmp_path: Path):
     assert (sample.line, sample.subj, sample.obj, sample.label) == (1, "cat", "dining table", False)
 
 
+def test_a_caption_holding_a_unicode_line_separator_is_one_jsonl_line_and_a_byte_order_mark_is_no_part_of_it(
+        tmp_path: Path):
+    # json.dumps(ensure_ascii=False) leaves U+2028 as it is; only a line feed ends a JSONL line.
+    records = [{"image": f"{name}.jpg", "caption": f"The cat{separator} is left of the dog.", "label": 1,
+                "relation": "left of", "subj": "cat", "obj": "dog"} for name, separator in (("a", "\u2028"), ("b", ""))]
+    path = tmp_path / "vsr.jsonl"
+    path.write_text("\ufeff" + "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    samples, problems = read_vsr_annotations(path)
+    assert problems == [] and [(s.line, s.image) for s in samples] == [(1, "a.jpg"), (2, "b.jpg")]
+    listed = tmp_path / "vsr.json"
+    listed.write_text("\ufeff" + json.dumps(records[1:]), encoding="utf-8")
+    assert [s.image for s in load_vsr_annotations(listed)] == ["b.jpg"]
+
+
+def test_the_subject_box_does_not_suppress_the_object_box_it_overlaps(models, monkeypatch, tmp_path: Path):
+    # A rider on a horse: boxes overlapping by more than detector.nms_iou are both the objects asked for.
+    from trusted_scene_graph.evaluation.vsr import PhrasePairDetector
+    from trusted_scene_graph.perception import grounding_dino
+    from trusted_scene_graph.perception.detector import Detection
+
+    boxes = {"box": ((40, 5, 40, 60), 0.9), "ball": ((40, 20, 40, 70), 0.8)}  # IoU 0.53 > the default 0.5
+
+    def detected(self, outputs, batch, height_px, width_px):  # random weights cannot be made to find these boxes
+        return [Detection(phrase, boxes[phrase][1], boxes[phrase][0]) for phrase in batch.phrases]
+
+    monkeypatch.setattr(grounding_dino.GroundingDinoDetector, "postprocess", detected)
+    subject, object_ = PhrasePairDetector(_config(models)).detect(np.zeros((HEIGHT_PX, WIDTH_PX, 3), np.uint8),
+                                                                  "box", "ball")
+    assert (subject.box_xywh_px, object_.box_xywh_px) == (boxes["box"][0], boxes["ball"][0])
+
+
 BAD_LINES = [
     ("{not json", r"vsr.jsonl:2: not valid JSON"),
     ('{"image": "a.jpg", "caption": "The cat is left of the dog.", "label": 2, "relation": "left of"}',

@@ -113,7 +113,8 @@ def read_vsr_annotations(path: Path) -> tuple[list[VsrSample], list[str]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # As the recorded VLM answers are read: a byte-order mark is not part of the first line.
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise EvaluationError(f"cannot read VSR annotations {str(path)!r}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -129,7 +130,9 @@ def read_vsr_annotations(path: Path) -> tuple[list[VsrSample], list[str]]:
         numbered = [(index, record, f"{path}: record {index}") for index, record in enumerate(records, start=1)]
     else:
         numbered = []
-        for line_number, line in enumerate(text.splitlines(), start=1):
+        # Only a line feed ends a JSONL line: a caption may hold any other Unicode line separator (U+2028, which
+        # json.dumps(ensure_ascii=False) leaves as it is), and splitlines() would split the record there.
+        for line_number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{line_number}"
@@ -282,9 +285,11 @@ class PhrasePairDetector:
             from trusted_scene_graph.perception.grounding_dino import GroundingDinoDetector
 
             config = self._config
+            # No suppression across the two phrases (nms_iou 1): the subject's box must not remove the object's
+            # where they overlap (a rider on a horse); the best box of each phrase is kept below.
             detector = GroundingDinoDetector(
                 self._base.model, self._base.processor, phrases, box_threshold=config["detector.box_threshold"],
-                text_threshold=config["detector.text_threshold"], nms_iou=config["detector.nms_iou"],
+                text_threshold=config["detector.text_threshold"], nms_iou=1.0,
                 min_box_area_px=config["detector.min_pixels"], device=config["detector.device"],
                 half_precision=config["detector.half_precision"])
         else:
