@@ -69,6 +69,15 @@ def test_16uc1_compressed_depth_round_trips_in_millimetres_with_holes_as_nan():
     np.testing.assert_allclose(decoded[~np.isnan(depth_m)], 1.234, atol=1e-6)
 
 
+def test_16uc1_compressed_depth_decodes_each_millimetre_as_raw_16uc1_does():
+    # The float32 nearest each value's metres: 1500 mm is depth.max_m 1.5 exactly, whichever transport carries it.
+    millimetres = np.arange(1, 65536, dtype=np.uint16).reshape(1, -1)
+    image_format, data = encode_compressed_depth(millimetres / 1000.0, "16UC1")
+    decoded = decode_compressed_depth_m(image_format, data)
+    np.testing.assert_array_equal(decoded, (millimetres / 1000.0).astype(np.float32))
+    assert decoded[0, 1499] == np.float32(1.5)
+
+
 def test_32fc1_compressed_depth_uses_inverse_depth_quantisation():
     depth_m = np.linspace(0.3, 4.0, 48, dtype=np.float32).reshape(6, 8)
     depth_m[0, 0] = np.nan

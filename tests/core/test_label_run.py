@@ -26,6 +26,7 @@ from lerobot_data import FRONT, FRONT_DEPTH, STATE, SyntheticFrame, build_lerobo
 
 from trusted_scene_graph import cli
 from trusted_scene_graph.cli import EXIT_FAILED, EXIT_USAGE, UsageError, cmd_label, main, progress_bar
+from trusted_scene_graph.clock import seconds_to_ns
 from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import DatasetError
 from trusted_scene_graph.dataset.bag import BagWriter
@@ -606,13 +607,20 @@ def label_args(bags: Path, out: Path, *options: str) -> list[str]:
     return ["label", str(bags), "--config", str(BENCHMARK_CONFIG), "--out", str(out), *options]
 
 
-def test_a_lerobot_float32_timestamp_is_the_decimal_it_stands_for_in_nanoseconds():
-    # LeRobot stores frame_index / fps as float32: 0.2 is 0.200000003. Read as written, frames 0.1 s apart at 10 fps
-    # would be 100000001 or 100000002 ns apart, and a pose one period away within a 0.1 s limit at one frame only.
-    stamps = [lerobot_labelling.timestamp_ns(np.float32(i / 10)) for i in range(8)]
-    assert stamps == [i * 100_000_000 for i in range(8)]
-    assert lerobot_labelling.timestamp_ns(np.float32(1 / 30)) == 33_333_335  # float32's own 7 digits
-    assert lerobot_labelling.timestamp_ns(0.2) == 200_000_000  # a float64 column as it is
+@pytest.mark.parametrize("fps", [10, 15, 30, 50])
+def test_lerobot_frames_a_period_apart_are_stamped_the_same_nanoseconds_apart_at_every_frame(fps):
+    # LeRobot stores frame_index / fps as float32 (0.2 is 0.200000003): read as written, a pose one period away would
+    # be within a limit of one period (reward.ee_pose_max_age_s) at some frames and not at others.
+    frames = np.arange(300)
+    stamps = lerobot_labelling.frame_stamps_ns((frames / fps).astype(np.float32), frames, fps)
+    assert set(np.diff(stamps).tolist()) == {seconds_to_ns(1 / fps)}
+    assert stamps[0] == 0
+
+
+def test_lerobot_timestamps_other_than_frame_index_over_fps_are_taken_as_they_are():
+    clock_s = np.array([0.0, 0.0331, 0.0672, 0.1004])  # recorded from a clock, not frame_index / fps
+    assert lerobot_labelling.frame_stamps_ns(clock_s, np.arange(4), 30).tolist() == [0, 33_100_000, 67_200_000,
+                                                                                     100_400_000]
 
 
 def test_sigterm_stops_a_run_in_process_with_a_note_exit_143_and_no_staging_left(tmp_path, monkeypatch, capsys):

@@ -94,7 +94,7 @@ def decode_compressed_depth_m(image_format: str, data: bytes | bytearray | memor
         raise ImageError(f"cannot decode the compressedDepth payload (format {image_format!r}) as a 16-bit "
                          "single-channel PNG")
     if encoding == "16UC1":
-        depth_m = image.astype(np.float32) * np.float32(1e-3)
+        depth_m = image.astype(np.float32) / np.float32(1000.0)  # as raw 16UC1: the float32 nearest the metres
         depth_m[image == 0] = np.nan
         return depth_m
     quantised = image.astype(np.float32)

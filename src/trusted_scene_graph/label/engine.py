@@ -258,7 +258,7 @@ def _committed(out_dir: Path, key: str) -> tuple[int, float] | None:
         frames, seconds = (out_dir / STAGING_DIR / f"{key}{_RESULT_SUFFIX}").read_text().split()
         return int(frames), float(seconds)
     except (OSError, ValueError):
-        return 0, 0.0  # committed by another attempt whose result file this one's replaced: counted as none
+        return 0, 0.0  # committed, but what it labelled is not known (its result unreadable): counted as none
 
 
 def _frame_count(result: Any, work_fn: WorkFn, key: str) -> int:
@@ -499,7 +499,9 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
                 tally.finish(item.key, frames, seconds, 1 + _died_attempts(out_dir, item.key))
     except KeyboardInterrupt as stop:
         # Ctrl-C or SIGTERM (which ray.wait turns into a plain KeyboardInterrupt: as_terminated tells them apart):
-        # the tasks are ended and, once no worker of a cluster started here is left, their staging dirs removed.
+        # the tasks are ended and, once no worker of a cluster started here is left, their staging dirs removed. A
+        # joined cluster's tasks may still be cancelling, one of them renaming its staging dir into place: removing
+        # the dirs meanwhile could commit an emptied item, so a rerun removes them.
         with _stop_signals_ignored():
             for ref in running:
                 ray.cancel(ref, force=True)
@@ -507,7 +509,7 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
             if started_here:
                 ray.shutdown()
                 started_here = False
-            _remove_staging(out_dir)
+                _remove_staging(out_dir)
         raise as_terminated(stop) from None
     finally:
         for ref in running:  # only when an error propagates

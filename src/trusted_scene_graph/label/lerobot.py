@@ -164,8 +164,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
     graph_frame = config["graph_frame"]
     perceive_posed = perceives_posed_frames(tracker, config)  # else the gripper only where its pose is missing
     rows = []
-    for i, stamp_s in enumerate(timestamps_s):
-        stamp_ns = timestamp_ns(stamp_s)
+    for i, stamp_ns in enumerate(frame_stamps_ns(timestamps_s, frame_indices, dataset.fps).tolist()):
         for frame_name, positions in poses.items():
             if np.all(np.isfinite(positions[i])):  # a NaN state is a frame without that pose
                 tracker.resolver.poses[frame_name].add(stamp_ns, graph_frame, positions[i])
@@ -336,14 +335,22 @@ def assemble(dataset: LeRobotDataset, out_dir: Path, *, invalid_reward: float = 
     return frames, valid_frames / max(frames, 1), valid_fraction(pa.concat_tables(tables)) if tables else {}
 
 
-def timestamp_ns(stamp_s: float) -> int:
-    """A LeRobot timestamp in nanoseconds. LeRobot stores ``frame_index / fps`` as a float32, which is off by up to
-    its last bit (0.2 s is 0.200000003): a float32 is read as the shortest decimal it stands for (0.2), so frames a
-    period apart are a period apart at every frame, and whether a pose a period away is within a limit of one period
-    does not depend on the rounding of each frame's stamp."""
-    if isinstance(stamp_s, np.float32):
-        stamp_s = float(np.format_float_positional(stamp_s, unique=True))
-    return round(float(stamp_s) * 1e9)
+#: How far a frame's timestamp may be from ``frame_index / fps`` and still be taken as it (LeRobot's own check of a
+#: dataset's timestamps uses this tolerance).
+TIMESTAMP_TOLERANCE_S = 1e-4
+
+
+def frame_stamps_ns(timestamps_s: np.ndarray, frame_indices: np.ndarray, fps: float) -> np.ndarray:
+    """The stamps, in nanoseconds, of one episode's frames. LeRobot records ``frame_index / fps`` as a float32, off by
+    up to its last bit (0.2 s is 0.200000003 s): where every frame's timestamp is that, frame k is stamped k periods
+    of ``round(1e9 / fps)`` ns, so frames a period apart are the same nanoseconds apart at every frame, and whether a
+    pose a period away is within a limit does not change from frame to frame with the rounding (at 10 fps, 100000001
+    and 100000002 ns against a limit of 0.1 s). Other timestamps (recorded from a clock) are taken as they are."""
+    timestamps_s = np.asarray(timestamps_s, dtype=np.float64)
+    frame_indices = np.asarray(frame_indices, dtype=np.int64)
+    if np.all(np.abs(timestamps_s - frame_indices / fps) <= TIMESTAMP_TOLERANCE_S):
+        return frame_indices * round(1e9 / fps)
+    return np.round(timestamps_s * 1e9).astype(np.int64)
 
 
 def episode_reward(table: Any, length: int) -> tuple[np.ndarray, np.ndarray]:
