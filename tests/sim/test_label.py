@@ -677,8 +677,8 @@ def test_undecodable_messages_are_named_in_the_warning_with_their_topic_and_erro
     assert label(source, tmp_path / "out", ["gripper:cube"]) == EXIT_OK
     err = capsys.readouterr().err
     assert re.search(r"warning: corrupt: \d+ messages on /camera/depth/image_raw did not decode \(the first: "
-                     r"SerdeError: .+\): copied as recorded, but no frame used them \(their camera frames are "
-                     r"incomplete\)", err)
+                     r"SerdeError: .+\): no frame used them \(their camera frames are incomplete\); the copy holds "
+                     r"them as recorded", err)
 
 
 def test_bags_in_folders_deeper_down_are_not_labelled_and_the_run_says_so(small_bags: Path, tmp_path: Path, capsys):

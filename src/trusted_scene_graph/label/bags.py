@@ -387,7 +387,7 @@ def _label_rewritten(source: Path, out_dir: Path, reader: Reader | _SalvagedMcap
     copy, or the rewards alone; returns the rows and the notes (:meth:`_Replay.notes`)."""
     bag_dir = out_dir / bag_key(source)
     with BagWriter(bag_dir, storage_format(storage_path(source))) as writer:
-        if output.copies_messages:  # a copy keeps what the recording says of itself; a bag of rewards is no copy
+        if output.is_copy:  # a copy keeps what the recording says of itself; a bag of rewards is no copy
             writer.set_custom_data(_custom_data(reader))
         replay = _Replay(config, pipeline, tracker, output(writer, reader.connections), bag_key(source), clock)
         rows = replay.run(reader)
@@ -409,6 +409,7 @@ class _StreamedCopy:
     """The copy written as the bag is read: every message through rosbags' writer, the rewards among them."""
 
     copies_messages = True
+    is_copy = True
 
     def __init__(self, writer: BagWriter, connections: Sequence[Any]) -> None:
         self.writer, self.typestore = writer, writer.typestore
@@ -431,6 +432,7 @@ class _RewardsOnly:
     them and never copied."""
 
     copies_messages = False
+    is_copy = False
 
     def __init__(self, writer: BagWriter, connections: Sequence[Any]) -> None:
         self.writer, self.typestore = writer, writer.typestore
@@ -448,6 +450,7 @@ class _AppendedRewards:
     read only where a frame needs them."""
 
     copies_messages = False
+    is_copy = True  # the output is a copy of the bag (made meanwhile by McapAppendCopy)
 
     def __init__(self, typestore: Any) -> None:
         self.typestore = typestore
@@ -540,8 +543,9 @@ class _Replay:
     def notes(self) -> list[str]:
         """What the run's summary should say of this bag's labels (see :func:`write_rewards_table`)."""
         return [*(f"{plural(count, 'message')} on {topic} did not decode (the first: "
-                  f"{self.first_decode_error[topic]}): copied as recorded, but no frame used them"
+                  f"{self.first_decode_error[topic]}): no frame used them"
                   + (" (their camera frames are incomplete)" if topic in self.topic_to_input else "")
+                  + ("; the copy holds them as recorded" if self.out.is_copy else "")
                   for topic, count in self.undecodable.items()),
                 *(f"the bag's tf places camera frame {camera_frame!r} in graph frame {self.pipeline.frame_id!r} "
                   f"elsewhere than the config's extrinsic (extrinsic.source 'static', which the rewards use) in "
