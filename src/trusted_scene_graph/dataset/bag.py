@@ -470,11 +470,16 @@ def definition_hash(msgtype: str, msgdef: MessageDefinition) -> str | None:
         return None
 
 
+def is_bag_dir(path: Path) -> bool:
+    """Whether the directory ``path`` is a bag: it has ``metadata.yaml``, or storage files of its own."""
+    return (path / "metadata.yaml").exists() or bool(storage_files(path))
+
+
 def check_bag_path(path: Path) -> None:
     """Raise :class:`DatasetError` naming what is wrong when ``path`` cannot be a rosbag2 bag."""
     if not path.exists():
         raise DatasetError(f"bag {path} does not exist")
-    if path.is_dir() and not (path / "metadata.yaml").exists() and not storage_files(path):
+    if path.is_dir() and not is_bag_dir(path):
         # rosbags would say "Expected metadata file ... does not exist", which hides that the directory is no bag.
         raise DatasetError(f"{path} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 file")
 

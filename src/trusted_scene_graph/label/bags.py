@@ -69,6 +69,7 @@ from trusted_scene_graph.dataset.bag import (
     BagIndexError,
     McapStream,
     check_bag_path,
+    is_bag_dir,
     open_rosbags,
     storage_files,
     storage_format,
@@ -167,7 +168,7 @@ def find_bags(path: Path) -> list[Path]:
         check_bag_path(path)
         return [path]
     loose = storage_files(path)
-    folders = [p for p in path.iterdir() if p.is_dir() and _is_bag_dir(p)]
+    folders = [p for p in path.iterdir() if p.is_dir() and is_bag_dir(p)]
     if len(loose) == 1 and not folders:
         return [path]
     bags = sorted([*loose, *folders], key=lambda bag: (bag_key(bag), bag.name))
@@ -184,18 +185,14 @@ def find_bags(path: Path) -> list[Path]:
     return bags
 
 
-def _is_bag_dir(path: Path) -> bool:
-    return (path / "metadata.yaml").exists() or bool(storage_files(path))
-
-
 def nested_bags(path: Path) -> dict[str, list[str]]:
     """Per folder directly inside the folder of bags ``path`` that is no bag itself, the bags deeper inside it (their
     paths relative to it): :func:`find_bags` takes the bags directly inside ``path`` only, so the run says what it
     left out. A bag's own directory is not searched."""
     found: dict[str, list[str]] = {}
-    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not _is_bag_dir(p)):
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not is_bag_dir(p)):
         for directory, subdirectories, _ in os.walk(folder):
-            bags = {name for name in subdirectories if _is_bag_dir(Path(directory, name))}
+            bags = {name for name in subdirectories if is_bag_dir(Path(directory, name))}
             found_here = [str(Path(directory, name).relative_to(folder)) for name in sorted(bags)]
             if found_here:
                 found.setdefault(folder.name, []).extend(found_here)
@@ -203,7 +200,8 @@ def nested_bags(path: Path) -> dict[str, list[str]]:
     return found
 
 
-def _short_list(values: Sequence[str], limit: int = 12) -> str:
+def short_list(values: Sequence[str], limit: int = 12) -> str:
+    """``a, b, c and 4 more`` (``none`` when empty)."""
     return ", ".join(values[:limit]) + (f" and {len(values) - limit} more" if len(values) > limit else "") or "none"
 
 
@@ -267,7 +265,7 @@ def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[
         if missing:
             # Every frame needs all of them: the bag would be "labelled" with no frame at all.
             raise LabelError(f"bag {source} has no {', '.join(missing)} (the config's camera topics: "
-                             f"{', '.join(topic for _, topic in inputs)}); its topics are {_short_list(topics)}; set "
+                             f"{', '.join(topic for _, topic in inputs)}); its topics are {short_list(topics)}; set "
                              "the config's topics.* (e.g. --set topics.color=...) to the bag's")
         recorded = [c for c in reader.connections if c.topic == REWARD_TOPIC]
         if recorded and rewards_only:

@@ -225,6 +225,10 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
 # --- one attempt, in whichever process labels the item -----------------------------------------------------------
 
 
+#: The file an attempt writes next to its item's staging dirs just before it commits: "<frames> <seconds>".
+_RESULT_SUFFIX = ".result"
+
+
 def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[int, float]:
     """Label one item into a fresh staging dir and commit it; returns (frames, seconds of work)."""
     staging = out_dir / STAGING_DIR / key / uuid.uuid4().hex
@@ -242,10 +246,6 @@ def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[in
         if staging.exists():
             shutil.rmtree(staging)
     return frames, time.perf_counter() - started_s
-
-
-#: The file an attempt writes next to its item's staging dirs just before it commits: "<frames> <seconds>".
-_RESULT_SUFFIX = ".result"
 
 
 def _committed(out_dir: Path, key: str) -> tuple[int, float] | None:

@@ -54,6 +54,7 @@ from trusted_scene_graph.label.bags import (
     merge_rewards_tables,
     nested_bags,
     rewards_table_note,
+    short_list,
     valid_fraction,
 )
 from trusted_scene_graph.label.engine import (
@@ -343,9 +344,9 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
                                 if (note := rewards_table_note(out / key / REWARDS_FILE)) is not None}
     if bags != [source]:
         for folder, deeper in nested_bags(source).items():
-            outcome.warnings[f"{folder}/"] = (f"holds {plural(len(deeper), 'bag')} of its own ({', '.join(deeper[:12])}"
-                                               f"{' ...' if len(deeper) > 12 else ''}), not labelled: tsg label takes "
-                                               f"the bags directly inside {source}; label {source / folder} on its own")
+            outcome.warnings[f"{folder}/"] = (f"holds {plural(len(deeper), 'bag')} of its own ({short_list(deeper)}), "
+                                               f"not labelled: tsg label takes the bags directly inside {source}; "
+                                               f"label {source / folder} on its own")
     return outcome
 
 

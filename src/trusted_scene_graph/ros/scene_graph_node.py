@@ -365,11 +365,14 @@ class SceneGraphNode(LifecycleNode):
                                         callback_group=self._sensor_group)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_input_subscriptions()
+        self._clear_markers()  # while the publisher is still active: the base class deactivates it
+        return super().on_deactivate(state)
+
+    def _destroy_input_subscriptions(self) -> None:
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
         self._input_subscriptions = []
-        self._clear_markers()  # while the publisher is still active: the base class deactivates it
-        return super().on_deactivate(state)
 
     def _clear_markers(self) -> None:
         """Remove the boxes from RViz when the node stops showing graphs; the marker topic is transient-local, so a
@@ -385,9 +388,7 @@ class SceneGraphNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for subscription in self._input_subscriptions:
-            self.destroy_subscription(subscription)
-        self._input_subscriptions = []
+        self._destroy_input_subscriptions()
         self._clear_markers()  # shutdown from active skips on_deactivate
         self._release()
         return TransitionCallbackReturn.SUCCESS
@@ -396,9 +397,7 @@ class SceneGraphNode(LifecycleNode):
         """A transition raised (an activation that failed): rclpy goes to 'unconfigured' after this, so everything
         configure and the failed transition made is released, and a configure that follows starts clean (without
         it, a lifecycle manager's retry would duplicate every timer, publisher, service and subscription)."""
-        for subscription in self._input_subscriptions:
-            self.destroy_subscription(subscription)
-        self._input_subscriptions = []
+        self._destroy_input_subscriptions()
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
