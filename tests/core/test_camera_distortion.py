@@ -362,6 +362,28 @@ def test_a_distorted_camera_round_trips_through_the_bag_camera_info():
     assert intrinsics_from_msg(bag_msgs.camera_info(_distorted("equidistant"), 0, "c")) == _distorted("equidistant")
 
 
+@pytest.mark.parametrize(("model", "coefficients", "length"), [
+    ("plumb_bob", (-0.3, 0.1), 5), ("equidistant", (0.1, -0.02, 0.003), 4),
+    ("rational_polynomial", (-0.3, 0.1, 0.0, 0.001, 0.01, 0.2), 8),
+    ("rational_polynomial", (-0.3, 0.1, 0.0, 0.001, 0.01, 0.2, 0.0, 0.0, 1e-4), 12), ("", (), 5)])
+def test_camera_info_d_has_the_model_s_length_though_trailing_zeros_are_not_stored(model, coefficients, length):
+    # Intrinsics drops trailing zero coefficients; a message with a short D is refused by OpenCV (image_proc).
+    intrinsics = dataclasses.replace(PINHOLE, distortion_model=model, distortion=coefficients)
+    assert len(intrinsics.distortion) < length
+    model_name, d = camera_module.camera_info_distortion(intrinsics)
+    assert model_name == (model or "plumb_bob") and len(d) == length
+    assert d[:len(coefficients)] == coefficients and not any(d[len(coefficients):])
+    info = bag_msgs.camera_info(intrinsics, 0, "c")
+    assert info.distortion_model == model_name and info.d.tolist() == list(d)
+    assert intrinsics_from_msg(info) == intrinsics
+    points_m = np.array([[0.1, -0.05, 1.0], [0.0, 0.0, 2.0]])
+    matrix = np.array(info.k).reshape(3, 3)
+    if model_name == "equidistant":  # OpenCV asserts D's length: 4 for fisheye, 4/5/8/12/14 for the others
+        cv2.fisheye.projectPoints(points_m[:, None, :], np.zeros(3), np.zeros(3), matrix, info.d)
+    else:
+        cv2.projectPoints(points_m, np.zeros(3), np.zeros(3), matrix, info.d)
+
+
 @pytest.mark.parametrize("field", ["binning_x", "binning_y"])
 def test_binning_is_rejected_naming_the_field(field):
     with pytest.raises(GeometryError, match=rf"^camera_info\.{field} is 2: binned images are not supported"):

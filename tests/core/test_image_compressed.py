@@ -72,7 +72,7 @@ def test_16uc1_compressed_depth_round_trips_in_millimetres_with_holes_as_nan():
 def test_16uc1_compressed_depth_decodes_each_millimetre_as_raw_16uc1_does():
     # The float32 nearest each value's metres: 1500 mm is depth.max_m 1.5 exactly, whichever transport carries it.
     millimetres = np.arange(1, 65536, dtype=np.uint16).reshape(1, -1)
-    image_format, data = encode_compressed_depth(millimetres / 1000.0, "16UC1")
+    image_format, data = encode_compressed_depth(millimetres / 1000.0, "16UC1", depth_max_m=65.535)
     decoded = decode_compressed_depth_m(image_format, data)
     np.testing.assert_array_equal(decoded, (millimetres / 1000.0).astype(np.float32))
     assert decoded[0, 1499] == np.float32(1.5)
@@ -88,6 +88,27 @@ def test_32fc1_compressed_depth_uses_inverse_depth_quantisation():
     valid = np.isfinite(depth_m) & (depth_m < 10.0)
     error = np.abs(decoded[valid] - depth_m[valid])
     assert np.all(error <= 0.5 * depth_m[valid] ** 2 / 10100 + 1e-5)
+
+
+def test_depth_a_compressed_depth_image_cannot_hold_is_written_as_none_not_clipped_to_a_valid_reading():
+    # As compressed_depth_image_transport's codec: beyond depth_max_m is none, in 16UC1 too; and what the 16-bit
+    # image cannot hold (32FC1 nearer than A / (65535 - B), 0.15 m here; 16UC1 beyond 65.535 m) is none as well.
+    depth_m = np.array([[0.05, 0.1, 0.3, 9.0, 12.0, 70.0, np.inf]])
+    near_32fc1 = decode_compressed_depth_m(*encode_compressed_depth(depth_m, "32FC1", depth_max_m=10.0))
+    assert np.isnan(near_32fc1[0, [0, 1, 4, 5, 6]]).all()
+    np.testing.assert_allclose(near_32fc1[0, [2, 3]], [0.3, 9.0], rtol=1e-3)
+    far_16uc1 = decode_compressed_depth_m(*encode_compressed_depth(depth_m, "16UC1", depth_max_m=10.0))
+    assert np.isnan(far_16uc1[0, 4:]).all()
+    np.testing.assert_allclose(far_16uc1[0, :4], [0.05, 0.1, 0.3, 9.0], rtol=1e-6)
+    unlimited = decode_compressed_depth_m(*encode_compressed_depth(depth_m, "16UC1", depth_max_m=100.0))
+    assert unlimited[0, 4] == np.float32(12.0) and np.isnan(unlimited[0, 5:]).all()
+
+
+def test_the_codec_after_compressed_depth_is_read_in_any_letter_case():
+    _, data = encode_compressed_depth(np.ones((2, 2), np.float32), "16UC1")
+    np.testing.assert_allclose(decode_compressed_depth_m("16UC1; compresseddepth PNG", data), 1.0)
+    with pytest.raises(ImageError, match=r"codec 'rvl' is not supported; only png"):
+        decode_compressed_depth_m("16UC1; CompressedDepth rvl", data)
 
 
 def test_the_ros1_format_without_a_codec_name_is_accepted():

@@ -68,10 +68,27 @@ def test_encode_reports_the_unpadded_step_and_little_endian_bytes(encoding):
     assert data == pixels.astype(spec.dtype.newbyteorder("<")).tobytes()
 
 
-def test_encode_casts_the_array_to_the_encodings_dtype():
-    _, _, step, data = encode_image(np.array([[1.0, 2.0]]), "16UC1")
+def test_encode_casts_integers_the_encoding_can_hold_to_its_dtype():
+    _, _, step, data = encode_image(np.array([[1, 65535]], np.int64), "16UC1")
     assert step == 4
-    assert data == b"\x01\x00\x02\x00"
+    assert data == b"\x01\x00\xff\xff"
+    _, _, _, data = encode_image(np.array([[True, False]]), "mono8")  # a mask
+    assert data == b"\x01\x00"
+    _, _, _, data = encode_image(np.array([[2, -1]], np.int32), "32FC1")  # any number fits a float encoding
+    assert np.frombuffer(data, "<f4").tolist() == [2.0, -1.0]
+
+
+@pytest.mark.parametrize(("pixels", "encoding", "message"), [
+    (np.full((1, 1, 3), 0.7), "rgb8", r"^encoding 'rgb8' holds uint8 values; got a float64 array \(convert it"),
+    (np.array([[300]]), "mono8", r"^encoding 'mono8' holds uint8 values in \[0, 255\]; the int64 array has values "
+                                 r"in \[300, 300\]$"),
+    (np.array([[70000, 1]], np.int32), "16UC1", r"^encoding '16UC1' holds uint16 values in \[0, 65535\]; the "
+                                                r"int32 array has values in \[1, 70000\]$"),
+    (np.array([[-1]], np.int16), "16UC1", r"values in \[-1, -1\]$"),
+])
+def test_encode_refuses_values_the_encoding_cannot_hold_instead_of_wrapping_them(pixels, encoding, message):
+    with pytest.raises(ImageError, match=message):
+        encode_image(pixels, encoding)
 
 
 def test_encode_rejects_an_array_whose_shape_does_not_fit_the_encoding():
@@ -344,11 +361,12 @@ def test_depth_to_32fc1_keeps_metres_as_float32():
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "mono16"])
-def test_depth_to_16_bit_is_rounded_millimetres_with_zero_for_invalid(encoding):
-    depth = np.array([[1.0, 1.2346, 0.0004, np.nan, -1.0, 70.0]])
+def test_depth_to_16_bit_is_rounded_millimetres_with_zero_for_what_it_cannot_hold(encoding):
+    # Beyond 65.535 m or infinite is no reading (0), as NaN is: clipped, it would read back as a valid 65.535 m.
+    depth = np.array([[1.0, 1.2346, 0.0004, np.nan, -1.0, 65.535, 65.5356, 70.0, np.inf, -np.inf]])
     encoded = depth_to_encoding(depth, encoding)
     assert encoded.dtype == np.uint16
-    np.testing.assert_array_equal(encoded, [[1000, 1235, 0, 0, 0, 65535]])
+    np.testing.assert_array_equal(encoded, [[1000, 1235, 0, 0, 0, 65535, 0, 0, 0, 0]])
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])

@@ -89,7 +89,7 @@ def test_camera_info_with_zero_focal_length_is_rejected():
 def test_a_distorted_camera_round_trips_through_camera_info_and_a_rectified_one_reads_p():
     distorted = Intrinsics(640, 480, 500.0, 505.0, 319.5, 239.5, "plumb_bob", (-0.3, 0.1, 0.001))
     info = convert.camera_info_msg(distorted, 0, "cam")
-    assert info.distortion_model == "plumb_bob" and list(info.d) == [-0.3, 0.1, 0.001]
+    assert info.distortion_model == "plumb_bob" and list(info.d) == [-0.3, 0.1, 0.001, 0.0, 0.0]
     assert convert.intrinsics_from_msg(info) == distorted
     info.p = [480.0, 0.0, 321.0, 0.0, 0.0, 482.0, 238.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     assert convert.intrinsics_from_msg(info, rectified=True) == Intrinsics(640, 480, 480.0, 482.0, 321.0, 238.0)

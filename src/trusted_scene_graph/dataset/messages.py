@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from trusted_scene_graph.dataset.typestore import make_typestore
-from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.geometry.camera import Intrinsics, camera_info_distortion
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.image.decode import encode_image
 from trusted_scene_graph.pipeline.messages import NS_PER_S
@@ -70,10 +70,10 @@ def camera_info(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> Any:
     as ``convert.camera_info_msg``; ``P`` repeats ``K``."""
     types = _types()
     k = intrinsics.k
+    distortion_model, d = camera_info_distortion(intrinsics)
     return types["sensor_msgs/msg/CameraInfo"](
         header=header(stamp_ns, frame_id), height=intrinsics.height, width=intrinsics.width,
-        distortion_model=intrinsics.distortion_model or "plumb_bob",
-        d=np.array(intrinsics.distortion or (0.0,) * 5, dtype=np.float64), k=np.array(k, dtype=np.float64),
+        distortion_model=distortion_model, d=np.array(d, dtype=np.float64), k=np.array(k, dtype=np.float64),
         r=np.eye(3).ravel(), p=np.array([k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]),
         binning_x=0, binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),

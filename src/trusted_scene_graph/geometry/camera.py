@@ -152,6 +152,20 @@ def _checked_distortion(model: str, coefficients: Sequence[float]) -> tuple[str,
     return model, tuple(values)
 
 
+#: The length of ``CameraInfo.d`` each model has in a message (REP 104, image_geometry): fewer coefficients are
+#: refused by OpenCV and so by image_proc; rational_polynomial takes 8, or 12 or 14 when more are set.
+_MESSAGE_DISTORTION_LENGTHS = {"plumb_bob": (5,), "equidistant": (4,), "rational_polynomial": (8, 12, 14)}
+
+
+def camera_info_distortion(intrinsics: Intrinsics) -> tuple[str, tuple[float, ...]]:
+    """``CameraInfo``'s ``distortion_model`` and ``d`` for ``intrinsics``: the coefficients as stored (trailing zeros
+    dropped) padded back to the model's length in a message; none is ``plumb_bob`` with five zeros."""
+    model = intrinsics.distortion_model or "plumb_bob"
+    coefficients = intrinsics.distortion
+    length = next(n for n in _MESSAGE_DISTORTION_LENGTHS[model] if n >= len(coefficients))
+    return model, coefficients + (0.0,) * (length - len(coefficients))
+
+
 def _opencv_camera(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     """OpenCV's camera matrix and distortion vector (zero-padded to a length OpenCV takes) of a camera."""
     camera_matrix = np.array([[intrinsics.fx, 0.0, intrinsics.cx], [0.0, intrinsics.fy, intrinsics.cy],

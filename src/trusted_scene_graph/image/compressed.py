@@ -12,6 +12,7 @@ The codecs themselves are OpenCV's (imported on first use); only the header is h
 
 from __future__ import annotations
 
+import re
 import struct
 
 import numpy as np
@@ -69,7 +70,9 @@ def _depth_encoding(image_format: str) -> str:
     if encoding not in _SUPPORTED_DEPTH:
         raise ImageError(f"compressedDepth format {image_format!r}: depth encoding {encoding!r} is not supported; "
                          f"expected one of {list(_SUPPORTED_DEPTH)}")
-    codec = image_format.split("compressedDepth", 1)[-1].strip().lower() if "compressedDepth" in image_format else ""
+    # is_compressed_depth matches the word in any case, so the codec after it is found in any case too.
+    parts = re.split("compresseddepth", image_format, maxsplit=1, flags=re.IGNORECASE)
+    codec = parts[1].strip().lower() if len(parts) == 2 else ""
     if codec not in ("", "png"):
         raise ImageError(f"compressedDepth format {image_format!r}: codec {codec!r} is not supported; only png")
     return encoding
@@ -121,20 +124,27 @@ def encode_compressed_rgb(rgb: np.ndarray, codec: str = "jpeg", jpeg_quality: in
 def encode_compressed_depth(
     depth_m: np.ndarray, encoding: str = "16UC1", depth_max_m: float = 10.0, depth_quantization: float = 100.0
 ) -> tuple[str, bytes]:
-    """``(format, data)`` of a ``compressedDepth`` image, with compressed_depth_image_transport's quantisation."""
+    """``(format, data)`` of a ``compressedDepth`` image, with compressed_depth_image_transport's quantisation.
+
+    As its codec, depth beyond ``depth_max_m`` is written as none (0); so is depth the 16-bit image cannot hold: in
+    16UC1 over 65.535 m, in 32FC1 (inverse depth) nearer than ``A / (65535 - B)`` (0.15 m with the defaults), where
+    clipping would make it that depth."""
     if encoding not in _SUPPORTED_DEPTH:
         raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {list(_SUPPORTED_DEPTH)}")
     depth = np.asarray(depth_m, dtype=np.float64)
     valid = np.isfinite(depth) & (depth > 0)
-    if encoding == "16UC1":
-        quant_a = quant_b = 0.0
-        image = np.where(valid, np.round(depth * 1000.0), 0.0).clip(0, 65535).astype(np.uint16)
-    else:
-        quant_a = depth_quantization * (depth_quantization + 1.0)
-        quant_b = 1.0 - quant_a / depth_max_m
-        valid &= depth < depth_max_m
-        with np.errstate(divide="ignore"):
-            image = np.where(valid, quant_a / depth + quant_b, 0.0).round().clip(0, 65535).astype(np.uint16)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if encoding == "16UC1":
+            quant_a = quant_b = 0.0
+            quantised = np.round(depth * 1000.0)
+            valid &= quantised <= min(65535.0, np.floor(depth_max_m * 1000.0))
+        else:
+            quant_a = depth_quantization * (depth_quantization + 1.0)
+            quant_b = 1.0 - quant_a / depth_max_m
+            valid &= depth < depth_max_m
+            quantised = np.round(quant_a / depth + quant_b)
+        valid &= (quantised >= 1) & (quantised <= 65535)
+        image = np.where(valid, quantised, 0.0).astype(np.uint16)
     ok, encoded = _cv2().imencode(".png", image)
     if not ok:
         raise ImageError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} depth image as png")

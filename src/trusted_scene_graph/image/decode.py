@@ -188,16 +188,38 @@ def encode_image(pixels: np.ndarray, encoding: str) -> tuple[int, int, int, byte
     expected_ndim = 2 if spec.channels == 1 else 3
     if pixels.ndim != expected_ndim or (spec.channels > 1 and pixels.shape[2] != spec.channels):
         raise ImageError(f"array of shape {pixels.shape} does not fit encoding {encoding!r}")
+    _check_encodable(pixels, spec.dtype, encoding)
     array = np.ascontiguousarray(pixels, dtype=spec.dtype.newbyteorder("<"))
     height, width = array.shape[:2]
     return height, width, width * spec.channels * spec.dtype.itemsize, array.tobytes()
 
 
+def _check_encodable(pixels: np.ndarray, dtype: np.dtype, encoding: str) -> None:
+    """Refuse values the encoding's type cannot hold, where numpy's cast would change them silently: floats for an
+    integer encoding (an RGB image in [0, 1] would become black) and integers outside its range (they wrap)."""
+    if pixels.dtype == dtype or dtype.kind == "f" or pixels.dtype == np.bool_:
+        return
+    if pixels.dtype.kind not in "iu":
+        raise ImageError(f"encoding {encoding!r} holds {dtype} values; got a {pixels.dtype} array (convert it "
+                         "first, e.g. an RGB image in [0, 1] to uint8 with (rgb * 255).round())")
+    if pixels.size and not np.can_cast(pixels.dtype, dtype):
+        info = np.iinfo(dtype)
+        lowest, highest = int(pixels.min()), int(pixels.max())
+        if lowest < info.min or highest > info.max:
+            raise ImageError(f"encoding {encoding!r} holds {dtype} values in [{info.min}, {info.max}]; the "
+                             f"{pixels.dtype} array has values in [{lowest}, {highest}]")
+
+
 def depth_to_encoding(depth_m: np.ndarray, encoding: str) -> np.ndarray:
-    """Depth in metres (NaN = invalid) as a depth ``encoding`` carries it: 32FC1 metres, 16UC1 mm (0 = none)."""
+    """Depth in metres (NaN = invalid) as a depth ``encoding`` carries it: 32FC1 metres, 16UC1 mm (0 = none).
+
+    16UC1 holds 1 mm to 65.535 m: depth it cannot hold (NaN, infinite, zero or negative, or beyond its range) is
+    written as 0, none, as a camera driver writes it; clipped, a far or infinite reading would read back as 65.535 m."""
     if encoding == "32FC1":
         return depth_m.astype(np.float32, copy=False)
     if encoding in ("16UC1", "mono16"):
-        millimetres = np.nan_to_num(np.round(np.asarray(depth_m, dtype=np.float64) * 1000.0), nan=0.0)
-        return millimetres.clip(0, np.iinfo(np.uint16).max).astype(np.uint16)
+        with np.errstate(invalid="ignore", over="ignore"):
+            millimetres = np.round(np.asarray(depth_m, dtype=np.float64) * 1000.0)
+            holdable = (millimetres >= 0) & (millimetres <= np.iinfo(np.uint16).max)  # False for NaN and inf
+        return np.where(holdable, millimetres, 0.0).astype(np.uint16)
     raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_UNITS_PER_M)}")

@@ -19,7 +19,7 @@ from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
 from visualization_msgs.msg import Marker, MarkerArray
 
-from trusted_scene_graph.geometry.camera import Intrinsics
+from trusted_scene_graph.geometry.camera import Intrinsics, camera_info_distortion
 from trusted_scene_graph.graph.model import SceneGraph
 from trusted_scene_graph.image.decode import encode_image
 from trusted_scene_graph.pipeline.health import FrameStats, health
@@ -50,10 +50,10 @@ def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -
 
 def camera_info_msg(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> CameraInfo:
     k = intrinsics.k
+    distortion_model, d = camera_info_distortion(intrinsics)
     return CameraInfo(
         header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id),
-        width=intrinsics.width, height=intrinsics.height, distortion_model=intrinsics.distortion_model or "plumb_bob",
-        d=list(intrinsics.distortion) or [0.0] * 5, k=k,
+        width=intrinsics.width, height=intrinsics.height, distortion_model=distortion_model, d=list(d), k=k,
         r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
         p=[k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0],
     )
