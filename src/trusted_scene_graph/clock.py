@@ -40,10 +40,12 @@ def follow_newest(stamp_ns: int, newest_ns: int | None) -> tuple[int, bool]:
 
 @dataclass(frozen=True)
 class EpisodeStart:
-    """A frame starts a new episode. ``went_back_from_ns``: the previous frame's stamp when the clock went back
-    (this frame is stamped at or before it and its colour image arrived after the previous frame's: what is kept per
-    stamp, the pose histories, holds an old timeline to drop); None when the episode starts after the old one's
-    stamps, or at a frame only late (its colour image arrived before the previous frame's: one timeline)."""
+    """A frame starts a new episode. ``went_back_from_ns``: where the old timeline had been when the clock went back
+    (what is kept per stamp, the pose histories, holds an old timeline to drop): the previous frame's stamp when this
+    frame is stamped at or before it and its colour image arrived after the previous frame's; the later of that and
+    the colour stream's newest stamp before it jumped back, when it jumped between the two frames' images. None when
+    the episode starts after the old one's stamps, or at a frame only late (its colour image arrived before the
+    previous frame's: one timeline)."""
 
     went_back_from_ns: int | None = None
 
@@ -51,7 +53,9 @@ class EpisodeStart:
 class EpisodeStarts:
     """Which frame starts a new episode, from the colour images' stamps and reset requests (the node's rule).
 
-    A frame starts one when the clock jumped back (:func:`jumped_back` against the previous frame), or when a
+    A frame starts one when the clock jumped back: against the previous frame (:func:`jumped_back`), or in the colour
+    stream between the previous frame's image and this one's (a slow detector can take its next frame from the new
+    timeline stamped after the previous frame, when the old episode ran on past it); or when a
     :meth:`request_reset` is pending and the frame is the first stamped after the newest colour image received when it
     was called (frames already captured when an RL loop resets its environment belong to the episode that ended,
     whichever frame perception takes next), or is stamped at or before the previous frame (the simulator restarted
@@ -66,10 +70,15 @@ class EpisodeStarts:
         self._colours = 0  # colour images arrived
         self._arrivals: dict[int, int] = {}  # colour image stamp -> how many arrived before it; in arrival order
         self._last_frame_arrival: int | None = None  # the previous frame's colour image's
+        # The colour stream's last jump back: (the arrival of the image that jumped, the newest stamp before it).
+        self._jump: tuple[int, int] | None = None
 
     def colour(self, stamp_ns: int) -> None:
         """A colour image arrived."""
-        self.newest_colour_ns, _ = follow_newest(stamp_ns, self.newest_colour_ns)
+        previous_newest_ns = self.newest_colour_ns
+        self.newest_colour_ns, jumped = follow_newest(stamp_ns, previous_newest_ns)
+        if jumped and previous_newest_ns is not None:
+            self._jump = (self._colours, previous_newest_ns)
         self._arrivals.pop(stamp_ns, None)  # a stamp again (a new timeline): its latest arrival counts
         self._arrivals[stamp_ns] = self._colours
         self._colours += 1
@@ -93,6 +102,15 @@ class EpisodeStarts:
         # again, and the new episode would start that late, mid-way.
         went_back = previous_ns is not None and stamp_ns <= previous_ns
         pending = self.reset_after_ns is not None
+        jump = self._jump
+        if jump is not None and arrival is not None and jump[0] <= arrival:
+            self._jump = None  # this frame's image came at or after the jump: it is judged here, once
+            # The colour stream jumped back after the previous frame's image: this frame is the new timeline's, though
+            # stamped after the previous frame. The pose histories' old timeline reached the colour stream's newest
+            # stamp before the jump, later than the previous frame.
+            if previous_ns is not None and previous_arrival is not None and previous_arrival < jump[0]:
+                self.reset_after_ns = None
+                return EpisodeStart(max(previous_ns, jump[1]))
         if jumped_back(stamp_ns, previous_ns) or (pending and (went_back or stamp_ns > self.reset_after_ns)):
             self.reset_after_ns = None
             # A frame only late (its depth came last) is stamped back too, but its colour image arrived before the

@@ -109,6 +109,39 @@ def test_a_frame_only_late_serves_a_pending_reset_without_saying_the_clock_went_
         assert episodes.frame(0) == EpisodeStart(went_back_from_ns=600 * MS)
 
 
+def test_a_slow_detector_s_next_frame_after_a_clock_restart_starts_the_episode_though_stamped_later():
+    # Perception takes the image stamped 1.0 s, then needs 2 s: the old episode runs on to 3.0 s, the clock restarts
+    # at 0, and the next frame it takes is the new episode's 1.2 s, after the previous frame's stamp. With a reset
+    # call or without one (a simulator whose clock restarts needs none), that frame starts the episode, once.
+    for call in (True, False):
+        episodes = EpisodeStarts()
+        for stamp_ms in (0, 500, 1_000):
+            episodes.colour(stamp_ms * MS)
+        assert not episodes.frame(1_000 * MS)
+        for stamp_ms in (1_500, 2_000, 2_500, 3_000):
+            episodes.colour(stamp_ms * MS)
+        if call:
+            episodes.request_reset()
+        for stamp_ms in (0, 400, 800, 1_200):
+            episodes.colour(stamp_ms * MS)
+        # The pose histories' old timeline reached 3.0 s: poses that went back to at or before it are the new one's.
+        assert episodes.frame(1_200 * MS) == EpisodeStart(went_back_from_ns=3_000 * MS)
+        for stamp_ms in (3_200, 5_200):  # no second start, neither from a pending call nor from the same jump
+            episodes.colour(stamp_ms * MS)
+            assert not episodes.frame(stamp_ms * MS)
+
+
+def test_a_colour_jump_after_the_frame_s_own_image_is_judged_at_the_frame_after_it():
+    episodes = EpisodeStarts()
+    for stamp_ms in (2_000, 2_100):
+        episodes.colour(stamp_ms * MS)
+    assert not episodes.frame(2_000 * MS)
+    episodes.colour(0)  # the clock restarted after the image of the frame perception takes next
+    assert not episodes.frame(2_100 * MS)  # still the old timeline's
+    episodes.colour(100 * MS)
+    assert episodes.frame(100 * MS) == EpisodeStart(went_back_from_ns=2_100 * MS)
+
+
 def test_seconds_become_the_nearest_nanosecond_not_the_one_below():
     assert int(1.001 * 1e9) == 1_000_999_999  # why: truncation put a stamp exactly at a limit outside it
     assert [seconds_to_ns(s) for s in (1.001, 0.0157, 0.01, 0.0, 2.5)] == [1_001_000_000, 15_700_000, 10_000_000, 0,

@@ -32,6 +32,15 @@ def test_graph_errors_are_tsg_errors():
     assert issubclass(GraphError, TsgError)
 
 
+def test_objects_and_graphs_compare_by_value_arrays_included():
+    assert node(1, "cube", (0.0, 0.0, 0.0)) == node(1, "cube", [0.0, 0.0, 0.0])
+    assert node(1, "cube", (0.0, 0.0, 0.0)) != node(1, "cube", (0.0, 0.0, 0.01))
+    assert node(1, "cube", (0.0, 0.0, 0.0)) != node(1, "cube", (0.0, 0.0, 0.0), size=(0.2, 0.1, 0.1))
+    assert node(1, "cube", (0.0, 0.0, 0.0)) != node(2, "cube", (0.0, 0.0, 0.0))
+    assert graph(node(1, "cube", (0, 0, 0)), TABLE) == graph(node(1, "cube", (0, 0, 0)), TABLE)
+    assert graph(CUBE, TABLE) != graph(TABLE, CUBE)
+
+
 # --- resolve_object --------------------------------------------------------------------------------------------
 
 

@@ -216,6 +216,15 @@ def test_a_message_used_by_a_frame_is_not_used_again_when_it_arrived_after_a_new
     assert not synchronizer.add("info", 105 * MS, "late info")  # depth@100 is spent; depth@200 is out of tolerance
 
 
+def test_a_colour_image_that_arrived_late_does_not_take_the_newest_one_s_depth():
+    # Best-effort reordering: colour@100 arrives before colour@92; the depth fits both, and the newest frame is 100.
+    synchronizer = sync(topics=("color", "depth"))
+    synchronizer.add("color", 100 * MS, "colour@100")
+    synchronizer.add("color", 92 * MS, "colour@92")
+    assert synchronizer.add("depth", 99 * MS, "depth@99")
+    assert synchronizer.take_latest() == (100 * MS, {"color": "colour@100", "depth": "depth@99"})
+
+
 def test_an_input_arriving_over_a_second_after_the_others_still_pairs():
     # A slow segmenter: instance images carry the colour image's stamp but arrive 1.2 s later. Only the frames
     # before its first message (judged against the other topics' newest stamp) are lost.

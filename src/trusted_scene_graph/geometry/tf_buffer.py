@@ -157,17 +157,25 @@ class TransformBuffer:
         """:meth:`lookup_explained` without the reason: the transform, or None."""
         return self.lookup_explained(target_frame, source_frame, stamp_ns).transform
 
-    def newest_dynamic_stamp_ns(self) -> int | None:
-        """The newest ``/tf`` stamp buffered (statics excluded: one from before a clock reset would pin it)."""
-        stamps = [entry.stamp_ns for history in self._history.values() for entry in history if not entry.static]
-        return max(stamps) if stamps else None
-
     def forget_before(self, stamp_ns: int) -> None:
         """Drop entries superseded before ``stamp_ns`` (keeping the latest one at or before it)."""
         for child, history in self._history.items():
-            index = bisect.bisect_right(history, stamp_ns, key=lambda e: e.stamp_ns)
-            if index > 1:
-                self._history[child] = history[index - 1:]
+            self._forget_child_before(child, history, stamp_ns)
+
+    def keep_recent(self, cache_ns: int) -> None:
+        """Bounded memory for a live buffer: drop each frame's entries superseded more than ``cache_ns`` before that
+        frame's own newest entry, as tf2's cache length does. Per frame, not against the newest stamp of all: one
+        frame far ahead of the others (left from before a clock reset, or a publisher stamping wall-clock time beside
+        sim time) would cut every other frame's history to its last entry, and lookups at slightly older image stamps
+        would fail."""
+        for child, history in self._history.items():
+            if history:
+                self._forget_child_before(child, history, history[-1].stamp_ns - cache_ns)
+
+    def _forget_child_before(self, child: str, history: list[_Entry], stamp_ns: int) -> None:
+        index = bisect.bisect_right(history, stamp_ns, key=lambda e: e.stamp_ns)
+        if index > 1:
+            self._history[child] = history[index - 1:]
 
 
 def express_in(tf: TransformBuffer | None, target_frame: str, frame_id: str, position_m: Any,

@@ -28,6 +28,16 @@ class ObjectNode:
     depth_valid_fraction: float
     track_age: int = 1
 
+    def __eq__(self, other: object) -> bool:
+        """By value, arrays included (the generated ``==`` compares the arrays element-wise and cannot say True or
+        False), so that graphs holding objects compare by value too."""
+        if not isinstance(other, ObjectNode):
+            return NotImplemented
+        return ((self.id, self.label, self.score, tuple(self.box_xywh_px), self.depth_valid_fraction, self.track_age)
+                == (other.id, other.label, other.score, tuple(other.box_xywh_px), other.depth_valid_fraction,
+                    other.track_age)
+                and np.array_equal(self.centroid_m, other.centroid_m) and np.array_equal(self.size_m, other.size_m))
+
 
 class Relation(NamedTuple):
     """A directed edge ``subject predicate object`` with its metric value, margin and trust.

@@ -61,7 +61,10 @@ class FrameSynchronizer(Generic[Item]):
 
     def _match(self) -> bool:
         anchor, *others = self.topics
-        for anchor_stamp, anchor_item in reversed(self._buffers[anchor]):
+        # Newest stamp first (of equal stamps, the last to arrive): a buffer is in arrival order, and a late message
+        # puts it out of stamp order, where trying the last arrival first would pair an older image.
+        for anchor_stamp, anchor_item in sorted(reversed(self._buffers[anchor]), key=lambda entry: entry[0],
+                                                reverse=True):
             chosen: dict[str, tuple[int, Item]] = {anchor: (anchor_stamp, anchor_item)}
             for topic in others:
                 candidates = [(abs(stamp - anchor_stamp), stamp, item) for stamp, item in self._buffers[topic]

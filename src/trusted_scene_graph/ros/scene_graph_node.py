@@ -579,12 +579,8 @@ class SceneGraphNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         tf = self._tf
         if tf is not None:
-            # Bounded memory: keep TF_CACHE_NS of /tf history before the newest /tf stamp (statics excluded from
-            # "newest", so one from before a simulator clock reset cannot prune the new timeline away).
-            with self._tf_lock:
-                newest_ns = tf.newest_dynamic_stamp_ns()
-                if newest_ns is not None:
-                    tf.forget_before(newest_ns - TF_CACHE_NS)
+            with self._tf_lock:  # bounded memory: TF_CACHE_NS of each frame's history
+                tf.keep_recent(TF_CACHE_NS)
         stats = self._stats_snapshot()
         pipeline = self.pipeline  # read once: cleanup may clear it
         details = {**pipeline.frame_status(), **pipeline.trust_status()} if pipeline is not None else {}
