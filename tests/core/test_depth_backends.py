@@ -89,6 +89,11 @@ def test_sensor_depth_of_another_size_than_the_colour_image_is_rejected_naming_b
         SensorDepth().depth_m(_rgb(), depth_m)
 
 
+def test_sensor_depth_with_a_channel_axis_is_rejected_naming_its_shape() -> None:
+    with pytest.raises(PerceptionError, match=r"depth image must be a 2-D \(H, W\) array, got shape \(48, 64, 1\)"):
+        SensorDepth().depth_m(_rgb(), np.ones((HEIGHT_PX, WIDTH_PX, 1), dtype=np.float32))
+
+
 def test_sensor_depth_without_a_depth_image_is_rejected() -> None:
     with pytest.raises(PerceptionError, match=r"'sensor' depth backend needs a depth image \(topics.depth\)"):
         SensorDepth().depth_m(_rgb(), None)
@@ -152,6 +157,9 @@ def test_monocular_depth_handles_a_portrait_image(monocular: MonocularDepth) -> 
 def test_monocular_depth_rejects_a_non_rgb_image(monocular: MonocularDepth) -> None:
     with pytest.raises(PerceptionError, match=r"needs an \(H, W, 3\) colour image, got shape \(48, 64\)"):
         monocular.depth_m(np.zeros((HEIGHT_PX, WIDTH_PX), dtype=np.uint8), None)
+    # The processor rescales by 1/255: a float image in [0, 1] would be seen as black, and its depth made up.
+    with pytest.raises(PerceptionError, match=r"needs a uint8 colour image, got float32"):
+        monocular.depth_m(_rgb().astype(np.float32) / 255.0, None)
 
 
 # --- monocular: loading failures ------------------------------------------------------------------------------------
@@ -190,6 +198,22 @@ def test_a_padding_image_processor_is_refused(tmp_path: Path, tiny_model_dir: Pa
     processor_config.update(do_pad=True, size_divisor=32)
     processor_file.write_text(json.dumps(processor_config))
     with pytest.raises(PerceptionError, match=r"pads its input \(do_pad: true\)"):
+        make_depth_backend(_monocular_config(tmp_path))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"size": {"shortest_edge": 518}}, r"cannot process an image \(AttributeError: "),
+    ({"ensure_multiple_of": None}, r"cannot process an image \(TypeError: "),
+    ({"ensure_multiple_of": 0}, r"cannot process an image \(ZeroDivisionError: "),
+    ({"do_resize": False}, r"does not resize its input \(do_resize: false\), which breaks registration"),
+])
+def test_an_image_processor_config_that_loads_but_cannot_serve_fails_at_load_naming_the_folder(
+        tmp_path: Path, tiny_model_dir: Path, change: dict, message: str) -> None:
+    # transformers loads these configs; without the check every frame would fail instead (and not as a TsgError).
+    shutil.copytree(tiny_model_dir, tmp_path, dirs_exist_ok=True)
+    processor_file = tmp_path / "preprocessor_config.json"
+    processor_file.write_text(json.dumps({**json.loads(processor_file.read_text()), **change}))
+    with pytest.raises(PerceptionError, match=rf"^depth\.model_path: the image processor in '{tmp_path}' {message}"):
         make_depth_backend(_monocular_config(tmp_path))
 
 

@@ -68,6 +68,13 @@ def test_a_frame_whose_instance_image_size_differs_from_the_colour_size_is_rejec
         frame(instances=np.zeros((29, 40), np.uint16))
 
 
+def test_a_frame_whose_depth_or_instance_image_has_a_channel_axis_is_rejected_naming_its_shape():
+    with pytest.raises(PerceptionError, match=r"^depth image must be a 2-D \(H, W\) array, got shape \(30, 40, 1\)$"):
+        frame(depth=np.ones((30, 40, 1), np.float32))
+    with pytest.raises(PerceptionError, match=r"^instance image must be a 2-D \(H, W\) array, got shape \(30, 40, 1\)"):
+        frame(instances=np.zeros((30, 40, 1), np.uint16))
+
+
 # --- SimDetector -----------------------------------------------------------------------------------------------
 
 

@@ -66,6 +66,8 @@ class SensorDepth:
         if sensor_depth_m is None:
             raise PerceptionError("the 'sensor' depth backend needs a depth image (topics.depth), none was given; "
                                   "for an RGB-only camera set depth.backend: monocular")
+        if sensor_depth_m.ndim != 2:
+            raise PerceptionError(f"depth image must be a 2-D (H, W) array, got shape {sensor_depth_m.shape}")
         if sensor_depth_m.shape != rgb.shape[:2]:
             raise PerceptionError(f"depth image is {_size(sensor_depth_m)} but colour is {_size(rgb)}; "
                                   "depth must be registered to the colour image")
@@ -107,6 +109,7 @@ class MonocularDepth:
         _check_metric(model_config, model_path)
         processor = load_pretrained(AutoImageProcessor, model_path, _MODEL_PARAMETER, MONOCULAR_DEPTH_EXAMPLE_ID)
         _check_processor(processor, model_path)
+        _probe_processor(processor, model_path)
         model = load_complete_model(AutoModelForDepthEstimation, model_path, _MODEL_PARAMETER,
                                     MONOCULAR_DEPTH_EXAMPLE_ID, "depth model", config=model_config)
         return cls(processor, model.to(device).eval(), device)
@@ -114,6 +117,8 @@ class MonocularDepth:
     def depth_m(self, rgb: np.ndarray, sensor_depth_m: np.ndarray | None = None) -> np.ndarray:
         """Estimated depth for ``rgb`` ((H, W, 3) uint8); ``sensor_depth_m`` is ignored."""
         _check_rgb(rgb, "monocular")
+        if rgb.dtype != np.uint8:  # the processor rescales by 1/255: a float image in [0, 1] would look black
+            raise PerceptionError(f"the 'monocular' depth backend needs a uint8 colour image, got {rgb.dtype}")
         outputs = self._forward(self._preprocess(rgb))
         return self._postprocess(outputs, rgb.shape[0], rgb.shape[1])
 
@@ -162,6 +167,38 @@ def _check_processor(processor: Any, model_path: str) -> None:
         raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} pads its input "
                               "(do_pad: true), which breaks registration with the colour image; set do_pad: false "
                               "in preprocessor_config.json")
+    if getattr(processor, "do_resize", True) is False:
+        # Unresized, the patch embedding drops the rows and columns past the last multiple of its patch size, and
+        # the prediction of the rest would be stretched over the whole image.
+        raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} does not resize its input "
+                              "(do_resize: false), which breaks registration with the colour image; set do_resize: "
+                              "true in preprocessor_config.json")
+
+
+#: What an image processor built from a broken preprocessor_config.json raises on its first image (transformers
+#: loads such a config without complaint): caught once, at load, rather than on every frame.
+_PROCESSOR_CONFIG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, ArithmeticError)
+
+
+def _probe_processor(processor: Any, model_path: str) -> None:
+    """Preprocess a small image and post-process a prediction of the network input's size, so that a processor
+    configuration that loads but cannot run fails configure, naming the folder, instead of every frame."""
+    import torch
+    from transformers.modeling_outputs import DepthEstimatorOutput
+
+    try:
+        inputs = processor(images=np.zeros((64, 80, 3), np.uint8), return_tensors="pt",
+                           input_data_format="channels_last")
+        height, width = inputs["pixel_values"].shape[-2:]
+        prediction = DepthEstimatorOutput(predicted_depth=torch.ones((1, height, width)))
+        (result,) = processor.post_process_depth_estimation(prediction, target_sizes=[(64, 80)])
+        shape = tuple(result["predicted_depth"].shape)
+    except _PROCESSOR_CONFIG_ERRORS as exc:
+        raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} cannot process an image "
+                              f"({type(exc).__name__}: {exc}); check preprocessor_config.json") from exc
+    if shape != (64, 80):
+        raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} post-processes a 80x64 "
+                              f"image's depth to shape {shape}, not (64, 80)")
 
 
 DEPTH_BACKENDS: dict[str, Callable[[Mapping[str, Any]], DepthBackend]] = {

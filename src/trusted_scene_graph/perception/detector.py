@@ -34,6 +34,9 @@ class CameraFrame:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
             raise PerceptionError(f"colour image must be (H, W, 3) uint8 RGB, got {self.rgb.dtype} {self.rgb.shape}")
         height, width = self.rgb.shape[:2]
+        for name, image in (("depth", self.depth_m), ("instance", self.instances)):
+            if image is not None and image.ndim != 2:
+                raise PerceptionError(f"{name} image must be a 2-D (H, W) array, got shape {image.shape}")
         if self.depth_m is not None and self.depth_m.shape != (height, width):
             raise PerceptionError(
                 f"depth image is {self.depth_m.shape[1]}x{self.depth_m.shape[0]} but colour is {width}x{height}; "
