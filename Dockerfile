@@ -37,14 +37,17 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       ros-jazzy-launch-ros \
     && rm -rf /var/lib/apt/lists/*
 
-# ML packages in a venv that also sees the apt ROS Python packages. numpy stays the distribution's, because
-# the apt message packages' C extensions are built against it. The venv also gets the setuptools that
-# pyproject.toml's build-system requires: the distribution's (68) cannot read its license (a PEP 639 string).
+# ML packages in a venv that also sees the apt ROS Python packages. The venv gets the pinned numpy 2, not the
+# distribution's 1.26: the pinned OpenCV and datasets (pandas) need numpy >= 2. ROS's generated message extensions
+# read arrays through numpy's struct macros only (no import_array), which numpy 2 keeps. PyTorch's CPU index gives
+# torch's CPU wheel (2.13.0+cpu satisfies ==2.13.0 and sorts above it); PyPI's own is the CUDA build (gigabytes).
+# The venv also gets the setuptools that pyproject.toml's build-system requires: the distribution's (68) cannot read
+# its license (a PEP 639 string).
 WORKDIR /ws/src/trusted_scene_graph
 COPY requirements/ requirements/
 RUN python3 -m venv --system-site-packages /opt/tsg \
-    && grep -v '^numpy==' requirements/ml.txt > /tmp/ml.txt \
-    && /opt/tsg/bin/pip install --no-cache-dir -r /tmp/ml.txt 'setuptools>=77,<80'
+    && /opt/tsg/bin/pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
+       -r requirements/ml.txt 'setuptools>=77,<80'
 ENV PATH=/opt/tsg/bin:$PATH MUJOCO_GL=egl
 
 COPY . .

@@ -29,18 +29,17 @@ def _nodes(context, *args, **kwargs):
     # validated values (an integer for a float parameter, accepted by the schema, would fail rclpy's type check).
     # use_sim_time:=true sets the parameter for every node; false (the default) keeps the parameter file's value.
     use_sim_time = launch_flag("use_sim_time", LaunchConfiguration("use_sim_time").perform(context))
-    config, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context),
-                                                      {"use_sim_time": True} if use_sim_time else None)
     # Topic arguments set the topic parameters, not rcl remappings: the schema checks them as it checks the file's
     # (a remapping took a rectified or malformed topic it refuses), and the node's parameters, /diagnostics and logs
-    # name the topic it subscribes to (image_transport's suffix it adds itself). Given after the file, they win; an
-    # empty argument keeps the file's topic.
+    # name the topic it subscribes to (image_transport's suffix it adds itself). They override the file's, in the
+    # file written for the nodes; an empty argument keeps the file's topic. A ConfigError fails the launch.
     topics = {parameter: topic for argument, parameter in TOPIC_ARGUMENTS.items()
               if (topic := LaunchConfiguration(argument).perform(context))}
-    config.with_overrides(topics)  # a ConfigError naming the parameter and the topic fails the launch
+    _, parameter_file = validated_parameter_file(LaunchConfiguration("config").perform(context),
+                                                 {"use_sim_time": True} if use_sim_time else None, topics)
     return [
         LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace="",
-                      parameters=[parameter_file, topics] if topics else [parameter_file], output="screen")
+                      parameters=[parameter_file], output="screen")
         for spec in NODES
     ]
 

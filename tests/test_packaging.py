@@ -50,6 +50,9 @@ def test_the_dockerfile_installs_the_same_pinned_ml_requirements_as_the_setup():
     assert "requirements/ml.txt" in dockerfile and "COPY requirements/ requirements/" in dockerfile
     assert "python3-colcon-common-extensions" in dockerfile  # colcon-common-extensions of requirements/ros.txt
     assert "ros:jazzy" in dockerfile
+    # PyPI's torch for Linux is the CUDA build; the pinned ==2.13.0 takes the CPU wheel where PyTorch's index is seen.
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in dockerfile
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (ROOT / "README.md").read_text()
 
 
 def test_every_requirement_is_pinned_to_one_version():
@@ -114,7 +117,8 @@ def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_wit
         monkeypatch, tmp_path):
     defaults, opaque = _launch_description(monkeypatch, tmp_path)
     assert set(defaults) == {"config", "use_sim_time", *TOPIC_ARGUMENTS}
-    context = {**defaults, "color_topic": "/robot/rgb"}
+    # "on" is a valid relative topic name; given to launch_ros beside the file it would be read as YAML (a bool).
+    context = {**defaults, "color_topic": "/robot/rgb", "depth_topic": "on"}
     nodes = opaque.kwargs["function"](context)
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
@@ -125,9 +129,11 @@ def test_the_launch_file_starts_every_bringup_node_by_an_existing_executable_wit
         assert callable(getattr(importlib.import_module(module), function)), executable
         assert node_spec.load_class().__name__ == node_spec.node_class.rpartition(":")[2]
         assert node.kwargs["package"] == "trusted_scene_graph"
-        parameter_file, topics = node.kwargs["parameters"]
-        load_config_file(parameter_file)  # raises on any unknown or invalid parameter
-        assert topics == {"topics.color": "/robot/rgb"} and "remappings" not in node.kwargs
+        (parameter_file,) = node.kwargs["parameters"]  # the topics are in the file, quoted, not beside it
+        config = load_config_file(parameter_file)  # raises on any unknown or invalid parameter
+        assert (config["topics.color"], config["topics.depth"]) == ("/robot/rgb", "on")
+        assert "    topics.depth: 'on'" in Path(parameter_file).read_text().splitlines()
+        assert "remappings" not in node.kwargs
 
 
 @pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is installed by `make setup`")
@@ -174,8 +180,10 @@ def test_the_launch_file_keeps_a_configs_own_topics_unless_an_argument_sets_them
     own.write_text("/**:\n  ros__parameters:\n    topics:\n      color: /my_camera/color/image_raw\n")
     [node] = opaque.kwargs["function"]({**defaults, "config": str(own)})
     assert len(node.kwargs["parameters"]) == 1 and "remappings" not in node.kwargs
+    assert load_config_file(node.kwargs["parameters"][0])["topics.color"] == "/my_camera/color/image_raw"
     [node] = opaque.kwargs["function"]({**defaults, "config": str(own), "depth_topic": "/my_camera/depth"})
-    assert node.kwargs["parameters"][1] == {"topics.depth": "/my_camera/depth"}
+    config = load_config_file(node.kwargs["parameters"][0])
+    assert (config["topics.color"], config["topics.depth"]) == ("/my_camera/color/image_raw", "/my_camera/depth")
 
 
 def test_the_launch_files_topic_arguments_are_parameters_so_compressed_topics_keep_their_suffix(monkeypatch,
@@ -186,8 +194,8 @@ def test_the_launch_files_topic_arguments_are_parameters_so_compressed_topics_ke
     compressed.write_text("/**:\n  ros__parameters:\n    topics:\n      color_transport: compressed\n"
                           "      depth_transport: compressedDepth\n")
     context = {**defaults, "config": str(compressed), "color_topic": "/robot/rgb", "depth_topic": "/robot/depth"}
-    parameter_file, topics = opaque.kwargs["function"](context)[0].kwargs["parameters"]
-    config = load_config_file(parameter_file).with_overrides(topics)
+    (parameter_file,) = opaque.kwargs["function"](context)[0].kwargs["parameters"]
+    config = load_config_file(parameter_file)
     assert subscribed_topic(config, "topics.color") == "/robot/rgb/compressed"
     assert subscribed_topic(config, "topics.depth") == "/robot/depth/compressedDepth"
 
@@ -244,7 +252,7 @@ def test_the_docker_image_builds_with_the_venvs_python_so_setuptools_and_the_nod
     assert "'#!/opt/tsg/bin/python'" in dockerfile  # the build checks the installed node's #! line
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     [setuptools] = [r for r in pyproject["build-system"]["requires"] if r.startswith("setuptools")]
-    assert re.search(rf"/opt/tsg/bin/pip install .*'{re.escape(setuptools)}'", dockerfile)
+    assert re.search(rf"/opt/tsg/bin/pip install [^\n]*(?:\\\n[^\n]*)*'{re.escape(setuptools)}'", dockerfile)
     assert pyproject["project"]["license"] == "Apache-2.0" and setuptools.startswith("setuptools>=77")
 
 
@@ -275,7 +283,8 @@ def test_the_docker_entrypoint_gives_every_process_the_venvs_packages(tmp_path):
 
 
 PYPROJECT_DEPENDENCY_ROSDEP_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "pyyaml": "python3-yaml",
-                                    "networkx": "python3-networkx", "matplotlib": "python3-matplotlib"}
+                                    "networkx": "python3-networkx", "matplotlib": "python3-matplotlib",
+                                    "opencv-python-headless": "python3-opencv"}
 PIP_ONLY_DEPENDENCIES = {"xgboost-cpu", "scikit-learn", "rich"}  # no rosdep key to rely on: requirements/ml.txt
 
 

@@ -390,6 +390,30 @@ def test_the_node_takes_rclpys_own_parameters_from_the_launch_files_parameter_fi
         node.destroy_node()
 
 
+def test_strings_rcl_would_read_as_other_types_reach_the_node_as_the_strings_validated(ros_context, tmp_path,
+                                                                                       monkeypatch):
+    # rcl reads a plain y/n as a bool and whatever strtod takes (inf, nan, 0x1p3) as a double: the file written for
+    # the nodes quotes every string, so the node gets what the schema checked (a quoted file stays as it was).
+    import tempfile
+
+    from trusted_scene_graph.config.nodes import validated_parameter_file
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    user_file = tmp_path / "user.yaml"
+    user_file.write_text("scene_graph:\n  ros__parameters:\n    graph_frame: 'inf'\n    topics.ee_pose: 'n'\n"
+                         "    detector.vocabulary: ['naan', 'nan', '0x1p3']\n    reward.ee_names: ['y', 'ee']\n")
+    config, parameter_file = validated_parameter_file(str(user_file), overrides={"topics.color": "on"})
+    node = SceneGraphNode(cli_args=["--ros-args", "--params-file", parameter_file])
+    try:
+        for name in ("graph_frame", "topics.ee_pose", "detector.vocabulary", "reward.ee_names", "topics.color"):
+            assert node.config[name] == config[name], name
+        assert (node.config["graph_frame"], node.config["topics.color"]) == ("inf", "on")
+        assert node.config["detector.vocabulary"] == ["naan", "nan", "0x1p3"]
+    finally:
+        node.destroy_node()
+
+
 def test_empty_list_parameters_are_declared_with_their_list_type(ros_context):
     from rcl_interfaces.msg import ParameterType
 

@@ -96,15 +96,21 @@ def launch_flag(argument: str, text: str) -> bool:
     raise ConfigError(f"launch argument {argument}: {text!r} is neither true nor false")
 
 
-def validated_parameter_file(config_path: str, ros_parameters: Mapping[str, Any] | None = None) -> tuple[Config, str]:
-    """Validate the parameter file at ``config_path`` with the schema and write the validated values as a new
-    parameter file; returns (the Config, the new file's path) for a launch file to pass to its nodes.
+def validated_parameter_file(config_path: str, ros_parameters: Mapping[str, Any] | None = None,
+                             overrides: Mapping[str, Any] | None = None) -> tuple[Config, str]:
+    """Validate the parameter file at ``config_path`` with the schema, apply ``overrides`` (schema parameters: the
+    launch file's topic arguments), and write the validated values as a new parameter file; returns (the Config, the
+    new file's path) for a launch file to pass to its nodes. Written into the file rather than passed beside it:
+    launch_ros reads a parameter given as a string through YAML again (``color_topic:=on`` would reach the node as
+    a bool), where the file's strings are quoted.
 
     The nodes get the validated values, not the file as written: the schema reads ``1`` for a float parameter as
     ``1.0`` (as ``tsg bringup --config`` does), where rclpy refuses an integer for a double parameter. Only the
     sections for our node are read (the file may hold other nodes'); rclpy's own parameters it sets for the node
     (``use_sim_time``...) are kept, updated with ``ros_parameters`` (the launch file's ``use_sim_time:=true``)."""
     config, builtins = load_parameter_file(config_path)
+    if overrides:
+        config = config.with_overrides(overrides)  # a ConfigError names the parameter and the value
     text = render_parameter_file(config, {**builtins, **(ros_parameters or {})})
     # Named by its content, so launches of one config share one file instead of leaving a new one each time; in a
     # directory of this user's own (mode 0700), as the shared temporary directory's names are anyone's to take.

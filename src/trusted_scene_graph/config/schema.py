@@ -422,7 +422,7 @@ class Config(Mapping[str, Any]):
 
     def to_ros_parameters_yaml(self) -> str:
         """The config as a ROS 2 parameter file (``/**: ros__parameters: ...``)."""
-        return _dump_yaml({"/**": {"ros__parameters": dict(self._values)}}, sort_keys=True)
+        return _dump_yaml({"/**": {"ros__parameters": _parameter_values(self._values)}}, sort_keys=True)
 
 
 def _spec(name: str) -> ParamSpec:
@@ -554,7 +554,7 @@ def render_parameter_file(config: Config | None = None, ros_parameters: Mapping[
             limits.append("read-only: change needs a restart")
         suffix = f" ({'; '.join(limits)})" if limits else ""
         lines.append(f"    # {spec.full_description}{suffix}")
-        value = _dump_yaml(config[name], default_flow_style=True).strip().removesuffix("...").strip()
+        value = _dump_yaml(_parameter_values(config[name]), default_flow_style=True).strip().removesuffix("...").strip()
         lines.append(f"    {name}: {value}")
     if ros_parameters:
         lines.append("    # rclpy's own parameters (not the schema's, checked by rclpy).")
@@ -566,7 +566,7 @@ def render_parameter_file(config: Config | None = None, ros_parameters: Mapping[
             for parent in parents:
                 tree = tree.setdefault(parent, {})
             tree[leaf] = value
-        lines += [f"    {line}" for line in _dump_yaml(nested, sort_keys=True).splitlines()]
+        lines += [f"    {line}" for line in _dump_yaml(_parameter_values(nested), sort_keys=True).splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -729,6 +729,28 @@ class _RosYamlDumper(yaml.SafeDumper):
 
 
 _RosYamlDumper.yaml_implicit_resolvers = _RosYamlLoader.yaml_implicit_resolvers
+
+
+class _ParameterString(str):
+    """A string parameter value, always written quoted: rcl reads more plain scalars as other types than YAML does
+    (``y``, ``n`` as bools; whatever ``strtod`` takes, ``inf``, ``nan``, ``0x1p3``, as doubles), and a quoted one
+    always as a string."""
+
+
+_RosYamlDumper.add_representer(
+    _ParameterString, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", str(text), style="'"))
+
+
+def _parameter_values(value: Any) -> Any:
+    """``value`` (a parameter value, or a mapping of them) with every string value marked to be written quoted;
+    mapping keys (parameter names) are left plain."""
+    if isinstance(value, str):
+        return _ParameterString(value)
+    if isinstance(value, Mapping):
+        return {key: _parameter_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_parameter_values(item) for item in value]
+    return value
 
 
 def _dump_yaml(data: Any, **options: Any) -> str:
