@@ -127,8 +127,8 @@ def test_targets_the_bag_cannot_have_are_not_applicable_not_missing() -> None:
 def test_a_target_measured_on_too_few_samples_is_not_judged_and_says_how_many() -> None:
     metrics = _metrics()
     # Three far pairs, all within the bands: "100 %" of 3 pairs cannot show 99 %.
-    metrics["distance"] = {"spearman": 0.99, "ee_object": {
-        "count": 40, "count_far": 3, "count_close": 37, "within_0_5x_2x": 1.0, "within_0_9x_1_1x": 1.0,
+    metrics["distance"] = {"spearman": 0.99, "spearman_pairs": 40, "ee_object": {
+        "count": 43, "count_far": 3, "count_close": 40, "within_0_5x_2x": 1.0, "within_0_9x_1_1x": 1.0,
         "median_abs_error_close_m": 0.002}}
     metrics["relations"] = {"precision_kept": 0.5, "recall_kept": 0.9, "kept": MIN_TARGET_SAMPLES,
                             "true_edges": MIN_TARGET_SAMPLES - 1}
@@ -136,12 +136,16 @@ def test_a_target_measured_on_too_few_samples_is_not_judged_and_says_how_many() 
     assert statuses == {
         "distance.ee_object.within_0_5x_2x": "too few samples (n=3)",
         "distance.ee_object.within_0_9x_1_1x": "too few samples (n=3)",
-        "distance.ee_object.median_abs_error_close_m": "met",  # 37 close pairs
-        "distance.spearman": "met",  # over the 40 end-effector pairs
+        "distance.ee_object.median_abs_error_close_m": "met",  # 40 close pairs
+        "distance.spearman": "met",  # over the 40 end-effector pairs of the ranked series
         "relations.precision_kept": "missed",  # 20 kept edges: judged
         "relations.recall_kept": f"too few samples (n={MIN_TARGET_SAMPLES - 1})",
     }
-    assert [target_samples(metrics, path) for path, _, _ in SIM_TARGETS] == [3, 3, 37, 40, 20, 19]
+    assert [target_samples(metrics, path) for path, _, _ in SIM_TARGETS] == [3, 3, 40, 40, 20, 19]
+    # A median rho over series of a few frames is not judged, however many unranked pairs the bag has besides.
+    metrics["distance"].update(spearman_pairs=3, ee_object={**metrics["distance"]["ee_object"], "count": 22})
+    assert {metric.strip("`"): status for metric, _, _, status in target_rows(metrics)}[
+        "distance.spearman"] == "too few samples (n=3)"
     # A metrics.json without the counts (written before they were read) is judged on its values, as it was.
     assert target_samples(_metrics(), "relations.precision_kept") is None
     assert {metric.strip("`"): status for metric, _, _, status in target_rows(_metrics())}[

@@ -205,6 +205,18 @@ def test_reliability_bins_are_equal_width_closed_on_the_right() -> None:
     assert np.isnan(stats["accuracy"][3]) and np.isnan(stats["mean_confidence"][3]), "empty bins are NaN"
 
 
+@pytest.mark.parametrize("bins", [15, 25, 29, 35, 50, 100])
+def test_a_probability_on_an_edge_falls_in_the_bin_the_edge_closes_whatever_the_bin_count(bins) -> None:
+    # p * bins can round above i for p == i / bins (0.28 * 25 = 7.000000000000001): the bins are cut at the edges.
+    edges = reliability_bins([0.5], [1], bins=bins)["edges"]
+    for i in range(1, bins + 1):
+        above = [np.nextafter(edges[i], 2.0)] if i < bins else []  # the next float opens the next bin
+        stats = reliability_bins([edges[i], *above], [1] * (1 + len(above)), bins)
+        assert stats["count"][i - 1] == 1, f"{edges[i]} closes bin {i - 1} of {bins}"
+        assert i == bins or stats["count"][i] == 1
+    assert expected_calibration_error([0.28, 0.28], [1, 0], bins=25) == pytest.approx(0.22)
+
+
 def test_calibration_rejects_probabilities_outside_0_1_and_bad_bin_counts() -> None:
     with pytest.raises(EvaluationError, match=r"probabilities must be in \[0, 1\], got 1.2 at index 1"):
         expected_calibration_error([0.5, 1.2], [1, 0])

@@ -332,3 +332,22 @@ def test_a_crop_for_the_image_encoder_is_grown_to_the_backends_minimum_side_and_
     for crop in (strip, tiny, padded):
         assert min(crop.shape[:2]) >= MIN_IMAGE_SIDE_PX
         assert max(crop.shape[:2]) <= MAX_IMAGE_ASPECT_RATIO * min(crop.shape[:2])
+
+
+def test_temporal_agreement_looks_back_k_frames_whether_or_not_they_had_two_objects():
+    # The window is the last K frames: a frame with one object (the other missed) takes its place in it, so a pair
+    # seen once, K or more frames ago, has no earlier frame within the window.
+    grid, objects = scene(offset_y_m=0.2)
+    alone = relation_grid([objects[0].id], np.array([objects[0].centroid_m]), np.array([objects[0].size_m]), ALONG_X,
+                          RelationSettings())
+    column = FEATURE_INDEX["temporal_agreement"]
+    for frames_alone, expected in ((2, 1.0), (3, None)):  # K = 3: the pair's frame is 3 frames back, then 4
+        trust = edge_trust(**{"trust.temporal_window_frames": 3})
+        trust.assess(grid, objects, 64, 48)
+        for _ in range(frames_alone):
+            trust.assess(alone, objects[:1], 64, 48)
+        agreement = trust.assess(grid, objects, 64, 48).features[:, column]
+        if expected is None:
+            assert np.isnan(agreement).all()
+        else:
+            assert agreement.max() == expected

@@ -85,3 +85,18 @@ def test_shapes_must_agree():
         EdgeTable(np.zeros((4, 2), np.float32), np.zeros(4, bool), np.full(4, "g"))
     with pytest.raises(TrustError, match="no edge tables given"):
         load_tables([])
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("feature_schema_version", np.array("2.0"), r"'feature_schema_version' must be one integer, got <U3"),
+    ("feature_schema_version", np.array([2, 2]), r"'feature_schema_version' must be one integer, got int64 of shape"),
+    ("features", np.full((4, len(FEATURE_NAMES)), "x"), r"'features' must be numbers, got <U1"),
+])
+def test_a_table_with_arrays_of_the_wrong_kind_is_refused_by_name(tmp_path, key, value, message):
+    path = table().save(tmp_path / "edited.npz")
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays[key] = value
+    np.savez(path, **arrays)
+    with pytest.raises(TrustError, match=rf"edge table .*edited\.npz cannot be read: {message}"):
+        EdgeTable.load(path)

@@ -145,6 +145,18 @@ def test_report_writes_strict_json_markdown_and_every_figure(tmp_path: Path) -> 
     assert f"{fused['auroc']:.3f}" in report
 
 
+def test_the_report_shows_small_values_with_three_significant_digits_not_as_zero(tmp_path: Path) -> None:
+    # A near-perfect ranking: E-AURC is of the order 1/n, which three fixed decimals would show as 0.000.
+    correct = np.r_[np.ones(990, bool), np.zeros(10, bool)]
+    scores = {"fused": np.r_[np.linspace(0.99, 0.2, 990), np.linspace(0.19, 0.01, 10)]}
+    metrics = write_trust_report(tmp_path, scores, correct, target_precision=0.9, delta=0.1, model_threshold=0.5,
+                                 feature_importance_gain={})
+    e_aurc = metrics["methods"]["fused"]["e_aurc"]
+    assert 0.0 < e_aurc < 0.001
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| fused"))
+    assert row.split(" | ")[3] == f"{e_aurc:.3g}"
+
+
 def test_report_writes_null_for_undefined_metrics(tmp_path: Path) -> None:
     # Every edge correct: AUROC is undefined, the ROC figure cannot be drawn; nothing is kept at threshold 1.01.
     scores = {"fused": np.linspace(0.1, 0.9, 20), "vlm_confidence": np.full(20, 0.5)}

@@ -350,6 +350,9 @@ def test_a_bag_played_twice_scores_each_pass_as_episodes_of_their_own(two_pushes
     assert (once["reward"]["episodes"], twice["reward"]["episodes"]) == (2, 4)
     per_episode = once["distance"]["spearman_per_episode"]
     assert list(per_episode) == ["0:cube", "1:cube"]
+    # Both series are ranked: the target's n is every end-effector pair, once per pass.
+    assert once["distance"]["spearman_pairs"] == once["distance"]["ee_object"]["count"] > 0
+    assert twice["distance"]["spearman_pairs"] == 2 * once["distance"]["spearman_pairs"]
     assert json.dumps(twice["distance"]["spearman_per_episode"]) == json.dumps(
         {**per_episode, **{key.replace(":", " (pass 2):"): rho for key, rho in per_episode.items()}})
     for key in ("value_order_spearman", "successful_episodes"):

@@ -1071,9 +1071,13 @@ def _trust_metrics(trust: np.ndarray, correct: np.ndarray, target: float, thresh
 def _distance_section(samples: _Samples) -> dict[str, Any]:
     perceived = np.concatenate([samples.pairs["perceived_m"], samples.ee["perceived_m"]])
     true = np.concatenate([samples.pairs["true_m"], samples.ee["true_m"]])
+    series = samples.ee_series()
     per_episode = {f"{samples.episode_names[episode]}:{label}": m.spearman(values[:, 0], values[:, 1])
-                   for (episode, label), values in samples.ee_series().items()}
+                   for (episode, label), values in series.items()}
     rhos = np.array([r for r in per_episode.values() if not math.isnan(r)])
+    # The pairs the median rho stands on: a series too short or too constant to rank has no rho.
+    ranked_pairs = sum(len(values) for values, rho in zip(series.values(), per_episode.values(), strict=True)
+                       if not math.isnan(rho))
     return {
         # Per episode, a held object's distance is nearly constant for many frames and its rank order is noise even
         # when every error is a millimetre or two; the pooled value ranks all frames of all episodes together.
@@ -1082,6 +1086,7 @@ def _distance_section(samples: _Samples) -> dict[str, Any]:
         "spearman": float(np.median(rhos)) if rhos.size else math.nan,
         "spearman_min": float(rhos.min()) if rhos.size else math.nan,
         "spearman_series": len(rhos),
+        "spearman_pairs": ranked_pairs,
         "spearman_per_episode": per_episode,
         "ee_object": _distance_metrics(samples.ee["perceived_m"], samples.ee["true_m"]),
         "object_pairs": _distance_metrics(samples.pairs["perceived_m"], samples.pairs["true_m"]),

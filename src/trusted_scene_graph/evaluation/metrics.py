@@ -225,14 +225,17 @@ def reliability_bins(probabilities: Any, correct: Any, bins: int = 15) -> dict[s
     if outside.size:
         raise EvaluationError(
             f"probabilities must be in [0, 1], got {probability_array[outside[0]]} at index {outside[0]}")
-    index = np.clip(np.ceil(probability_array * bins).astype(np.int64) - 1, 0, bins - 1)
+    # Against the edges themselves: ceil(p * bins) puts p == i / bins into bin i, not i - 1, wherever p * bins
+    # rounds above i (p = 0.28 with 25 bins).
+    edges = np.arange(bins + 1) / bins
+    index = np.clip(np.searchsorted(edges, probability_array, side="left") - 1, 0, bins - 1)
     count = np.bincount(index, minlength=bins)
     confidence_sum = np.bincount(index, weights=probability_array, minlength=bins)
     correct_sum = np.bincount(index, weights=labels, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):  # empty bins are NaN by design
         mean_confidence = np.where(count > 0, confidence_sum / count, np.nan)
         accuracy = np.where(count > 0, correct_sum / count, np.nan)
-    return {"edges": np.linspace(0.0, 1.0, bins + 1), "count": count,
+    return {"edges": edges, "count": count,
             "mean_confidence": mean_confidence, "accuracy": accuracy}
 
 

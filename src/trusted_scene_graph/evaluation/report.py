@@ -41,13 +41,13 @@ SIM_TARGETS: tuple[tuple[str, str, float], ...] = (
 #: interval is about +-10 % wide near 90 %: fewer samples cannot tell a target of 90 or 99 % met from missed.
 MIN_TARGET_SAMPLES = 20
 #: Per target, the metric path that counts its samples: the far pairs (>= 0.10 m) of the ratio bands, the close pairs
-#: of the absolute error, the end-effector pairs the per-episode Spearman ranks, the kept edges of the precision, the
-#: true edges of the recall.
+#: of the absolute error, the end-effector pairs in the series whose per-episode Spearman rho the median takes (not
+#: those of series too short or constant to rank), the kept edges of the precision, the true edges of the recall.
 TARGET_SAMPLES = {
     "distance.ee_object.within_0_5x_2x": "distance.ee_object.count_far",
     "distance.ee_object.within_0_9x_1_1x": "distance.ee_object.count_far",
     "distance.ee_object.median_abs_error_close_m": "distance.ee_object.count_close",
-    "distance.spearman": "distance.ee_object.count",
+    "distance.spearman": "distance.spearman_pairs",
     "relations.precision_kept": "relations.kept",
     "relations.recall_kept": "relations.true_edges",
 }
@@ -200,13 +200,17 @@ def lookup(metrics: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def format_number(value: Any, digits: int = 3) -> str:
+    """A number for a report: n/a when undefined, 3 significant digits below 0.1, else ``digits`` decimals."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if isinstance(value, float):
         # Fixed decimals would show a small value (a rate of 0.0004, an error of 0.004) as zero or one digit.
         return f"{value:.3g}" if 0.0 < abs(value) < 0.1 else f"{value:.{digits}f}"
     return str(value)
+
+
+_fmt = format_number  # short, for the many table rows below
 
 
 def _is_metres(path: str) -> bool:

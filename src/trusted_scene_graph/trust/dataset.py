@@ -80,7 +80,13 @@ class EdgeTable:
         not_arrays = [key for key in _KEYS if not isinstance(arrays[key], np.ndarray)]
         if not_arrays:
             raise TrustError(f"edge table {path} cannot be read: {not_arrays} are not .npy arrays")
-        version = int(arrays["feature_schema_version"])
+        version_array, features = arrays["feature_schema_version"], arrays["features"]
+        if version_array.shape != () or version_array.dtype.kind not in "iu":
+            raise TrustError(f"edge table {path} cannot be read: 'feature_schema_version' must be one integer, got "
+                             f"{version_array.dtype} of shape {version_array.shape}")
+        if features.dtype.kind not in "fiub":
+            raise TrustError(f"edge table {path} cannot be read: 'features' must be numbers, got {features.dtype}")
+        version = int(version_array)
         names = tuple(str(n) for n in arrays["feature_names"])
         if version != FEATURE_SCHEMA_VERSION or names != FEATURE_NAMES:
             raise TrustError(f"edge table {path} has feature schema version {version} ({len(names)} features); this "
@@ -89,7 +95,7 @@ class EdgeTable:
         correct = arrays["correct"]
         if correct.dtype != np.bool_:
             raise TrustError(f"{path}: 'correct' must be booleans, got {correct.dtype}")
-        return cls(arrays["features"].astype(np.float32), correct, arrays["group"].astype(str), names)
+        return cls(features.astype(np.float32), correct, arrays["group"].astype(str), names)
 
     @classmethod
     def concatenate(cls, tables: Sequence[EdgeTable]) -> EdgeTable:

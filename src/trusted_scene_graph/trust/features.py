@@ -298,6 +298,13 @@ class TemporalHistory:
             self._forget_stale()
         return result
 
+    def skip_frame(self) -> None:
+        """A frame without a track pair (fewer than two objects): it still takes its place in the window, so that
+        the window is the last K frames, not the last K frames that had a pair."""
+        self._frame += 1
+        if self._frame % (4 * self.window_frames) == 0:
+            self._forget_stale()
+
     def _forget_stale(self) -> None:
         """Drop the rows of pairs not seen within the window (tracks that ended), so memory stays bounded."""
         alive = (self._written >= self._frame - self.window_frames).any(axis=1)

@@ -35,6 +35,7 @@ from trusted_scene_graph.evaluation.metrics import (
     expected_calibration_error,
     fpr_at_tpr,
 )
+from trusted_scene_graph.evaluation.report import format_number as _fmt
 from trusted_scene_graph.files import remove_files
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.threshold import threshold_text
@@ -150,14 +151,6 @@ def compare_scorers(scorers: Mapping[str, Any], correct: Any, target_precision: 
 
 
 # --- report -------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, float):
-        return str(value)
-    return f"{value:.{digits}f}"
 
 
 def _guarantee(fused: Mapping[str, Any], target: float) -> dict[str, Any]:
