@@ -65,6 +65,14 @@ def test_every_override_meant_for_the_node_but_unknown_is_named(context_with):
         check_parameter_overrides(context_with)
 
 
+@pytest.mark.parametrize("context_with", [["-p", "reward.pairs:=[]", "-p", "trust.treshold:=0.7"]], indirect=True)
+def test_an_empty_list_override_is_read_not_declared_and_misspelled_names_beside_it_are_still_found(context_with):
+    # rclpy refuses to declare an untyped `[]`: the check reads the overrides' names instead.
+    with pytest.raises(BringupError, match=r"^node 'scene_graph': unknown parameter given in --ros-args: "
+                                           r"'trust\.treshold'"):
+        check_parameter_overrides(context_with)
+
+
 @pytest.mark.parametrize("context_with", [["-p", "robot_description:=<robot/>", "-p", "zzz:=2"]], indirect=True)
 def test_names_of_a_shared_section_for_every_node_are_left_alone(context_with):
     # A launch's parameter file often has a '/**' section (robot_description, settings of other nodes) that reaches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import math
 import re
 import threading
@@ -269,7 +270,12 @@ def test_values_a_user_cannot_type_otherwise_are_given_the_parameters_type_on_se
     for parameter, expected in ((rclpy.parameter.Parameter("query.max_graph_age_s", value=60), 60.0),
                                 (rclpy.parameter.Parameter("reward.pairs", Type.BYTE_ARRAY, []), []),
                                 (rclpy.parameter.Parameter("extrinsic.translation_m", value=[1, 0, 2]),
-                                 [1.0, 0.0, 2.0])):
+                                 [1.0, 0.0, 2.0]),
+                                # What `ros2 param set ... "[0.1, 0.2, 1.5]"` delivers: the message's array.array.
+                                (rclpy.parameter.Parameter("extrinsic.translation_m", Type.DOUBLE_ARRAY,
+                                                           array.array("d", [0.1, 0.2, 1.5])), [0.1, 0.2, 1.5]),
+                                (rclpy.parameter.Parameter("trust.vlm_query_band", Type.DOUBLE_ARRAY,
+                                                           array.array("d", [0.25, 0.75])), [0.25, 0.75])):
         result = node.set_parameters([parameter])[0]
         assert result.successful, result.reason
         assert node.config[parameter.name] == expected and type(node.config[parameter.name]) is type(expected)
@@ -423,6 +429,20 @@ def test_empty_list_parameters_are_declared_with_their_list_type(ros_context):
     try:
         assert node.describe_parameter("detector.label_map").type == ParameterType.PARAMETER_STRING_ARRAY
         assert node.config["detector.label_map"] == []
+    finally:
+        node.destroy_node()
+
+
+def test_an_empty_list_given_at_startup_overrides_a_default_that_is_not_empty(ros_context, tmp_path):
+    # `reward.pairs: []` (no reward pairs) in a parameter file arrives untyped: an empty YAML list has no element type.
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    parameter_file = tmp_path / "no_pairs.yaml"
+    parameter_file.write_text("/**:\n  ros__parameters:\n    reward.pairs: []\n    reward.ee_names: []\n")
+    node = SceneGraphNode(cli_args=["--ros-args", "--params-file", str(parameter_file)])
+    try:
+        assert node.config["reward.pairs"] == [] and node.config["reward.ee_names"] == []
+        assert node.get_parameter("reward.pairs").type_ == rclpy.parameter.Parameter.Type.STRING_ARRAY
     finally:
         node.destroy_node()
 

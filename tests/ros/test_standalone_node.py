@@ -55,6 +55,16 @@ def test_the_node_executable_exits_non_zero_with_the_reason_when_autostart_canno
     assert "node 'scene_graph': trigger_configure returned FAILURE" in output and str(missing) in output
 
 
+@pytest.mark.parametrize(("override", "named"), [("trust.threshold:=5.0", "trust.threshold"),
+                                               ("use_sim_time:=5", "use_sim_time")])
+def test_the_node_executable_refuses_a_bad_parameter_with_one_line_not_a_traceback(override, named):
+    result = subprocess.run(["scene_graph_node", "--ros-args", "-p", override], capture_output=True, text=True,
+                            timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "[FATAL]" in output and named in output and "Traceback" not in output
+
+
 def test_the_node_executable_shortens_the_gil_switch_interval_as_tsg_bringup_does(monkeypatch):
     # Under `ros2 launch` (this executable) a query would otherwise wait behind perception several times as long.
     import rclpy

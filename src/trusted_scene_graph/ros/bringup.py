@@ -25,7 +25,14 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from trusted_scene_graph.config.nodes import NODES
-from trusted_scene_graph.config.schema import ROS_BUILTIN_PARAMETERS, SCHEMA, Config, ConfigError, is_ros_builtin
+from trusted_scene_graph.config.schema import (
+    ROS_BUILTIN_PARAMETERS,
+    SCHEMA,
+    Config,
+    ConfigError,
+    is_ros_builtin,
+    looks_meant_for_the_node,
+)
 from trusted_scene_graph.signals import signal_handlers
 
 # Threads of the executor: sensor buffering, perception and the query service each get one, plus a spare.
@@ -87,16 +94,27 @@ def activate(node: LifecycleNode, name: str) -> None:
                                + (f": {reason}" if reason else ""))
 
 
+def override_error(node_name: str, exc: ParameterException) -> BringupError:
+    """An override of a parameter rclpy declares itself (``use_sim_time``) that has the wrong type."""
+    return BringupError(f"node {node_name!r}: {exc} (check the --ros-args -p values and the parameter file)")
+
+
 def unknown_parameter_overrides(node_name: str, context=None) -> list[str]:
     """The parameters that rcl's arguments (``--ros-args -p NAME:=VALUE``, ``--params-file``) give the node
     ``node_name`` but that neither the schema nor rclpy declares: a misspelled ``-p trust.treshold:=0.7`` would
     otherwise have no effect at all. Read from a throwaway node of that name, which sees the same overrides."""
     from rclpy.node import Node
 
-    probe = Node(node_name, context=context, enable_rosout=False, start_parameter_services=False,
-                 allow_undeclared_parameters=True, automatically_declare_parameters_from_overrides=True)
+    from trusted_scene_graph.ros.params import given_overrides
+
+    # Read, not declared from the overrides: declaring an untyped `[]` (reward.pairs: []) raises in rclpy. rclpy
+    # still declares its own (use_sim_time), as the node will.
     try:
-        names = probe.list_parameters([], 0).names
+        probe = Node(node_name, context=context, enable_rosout=False, start_parameter_services=False)
+    except ParameterException as exc:
+        raise override_error(node_name, exc) from exc
+    try:
+        names = list(given_overrides(probe))
     finally:
         probe.destroy_node()
     return [name for name in names if name not in SCHEMA and not is_ros_builtin(name)]
@@ -108,10 +126,8 @@ def check_parameter_overrides(context=None) -> None:
     (``trust.anything``) or close to one of its names (``trust.treshold``). Other names are left alone: a shared
     ``/**`` section of a robot's parameter file (``robot_description``, another node's settings) reaches every node."""
     known = [*SCHEMA, *ROS_BUILTIN_PARAMETERS]
-    groups = {name.split(".")[0] for name in SCHEMA if "." in name}
     for spec in NODES:
-        unknown = [name for name in unknown_parameter_overrides(spec.name, context)
-                   if name.split(".")[0] in groups or difflib.get_close_matches(name, known, n=1)]
+        unknown = [name for name in unknown_parameter_overrides(spec.name, context) if looks_meant_for_the_node(name)]
         if unknown:
             described = "; ".join(
                 f"{name!r}" + (f" (did you mean {', '.join(close)}?)"
@@ -198,8 +214,7 @@ class Bringup:
                 try:
                     node = spec.load_class()(self.config, node_name=spec.name, context=self.context)
                 except ParameterException as exc:  # an override rclpy declares itself, of the wrong type
-                    raise BringupError(f"node {spec.name!r}: {exc} (check the --ros-args -p values and the "
-                                       "parameter file)") from exc
+                    raise override_error(spec.name, exc) from exc
                 self.nodes[spec.name] = node
                 self.executor.add_node(node)
             if self.autostart:

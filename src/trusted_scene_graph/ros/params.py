@@ -58,9 +58,14 @@ def declare_config(node: Node, config: Config) -> Config:
     Call it before adding set-parameter callbacks: it sets the empty arrays' values itself.
     """
     values = {}
+    overrides = given_overrides(node)
     for name, spec in SCHEMA.items():
         value = config[name]
-        if isinstance(value, list) and not value:
+        override = overrides.get(name)
+        # A parameter file's (or -p's) `[]` for an array whose default is not empty: as untyped as an empty default.
+        empty_override = spec.type in _ARRAY_PARAMETER_TYPES and override is not None and \
+            override.type_ == Parameter.Type.NOT_SET
+        if empty_override or (isinstance(value, list) and not value):
             # rclpy would type an empty default as a byte array, and a parameter file's `[]` arrives untyped
             # (an empty YAML list has no element type, so rclpy leaves it unset); so declare the type explicitly,
             # and give an unset or untyped parameter the empty default, which is what `[]` means. Given as a value,
@@ -72,7 +77,7 @@ def declare_config(node: Node, config: Config) -> Config:
             writable.read_only = False
             node.declare_parameter(name, parameter_type, writable)
             if node.get_parameter_or(name).type_ == Parameter.Type.NOT_SET:
-                node.set_parameters([Parameter(name, parameter_type, value)])
+                node.set_parameters([Parameter(name, parameter_type, [] if empty_override else value)])
             if spec.read_only:
                 node.set_descriptor(name, descriptor(spec))
             values[name] = node.get_parameter(name).value
@@ -80,6 +85,13 @@ def declare_config(node: Node, config: Config) -> Config:
             node.declare_parameter(name, value, descriptor(spec))
             values[name] = node.get_parameter(name).value
     return Config(values)
+
+
+def given_overrides(node: Node) -> dict[str, Parameter]:
+    """The parameter values rcl's arguments give ``node`` (``--params-file``, ``-p``), by name, declared or not; an
+    empty list among them is untyped (``Parameter.Type.NOT_SET``). rclpy keeps them in a private attribute and has
+    no public way to read them without declaring each one (which fails on an untyped value)."""
+    return dict(node._parameter_overrides)
 
 
 # What a ROS array parameter's elements are typed as, by schema type (for an empty array, which has no element type).
@@ -93,7 +105,8 @@ def coerce_on_set(parameters: list[Parameter]) -> list[Parameter]:
     otherwise, before rclpy checks types against the descriptors. An integer for a float parameter (``ros2 param set
     /scene_graph reward.shaping_scale_m 1``) becomes a float, integers for a float array become floats, and an empty
     array of any type (``[]`` has no element type: it arrives as a byte or bool array) becomes an empty array of the
-    parameter's type. Anything else is left to rclpy's type check and the schema's validation."""
+    parameter's type, and a float array that arrives as ``array.array`` (the parameter service's) becomes a list.
+    Anything else is left to rclpy's type check and the schema's validation."""
     coerced = []
     for parameter in parameters:
         spec = SCHEMA.get(parameter.name)
@@ -102,7 +115,9 @@ def coerce_on_set(parameters: list[Parameter]) -> list[Parameter]:
         elif spec is not None and spec.type in _ARRAY_PARAMETER_TYPES and parameter.type_ in _ARRAY_VALUE_TYPES:
             if len(parameter.value) == 0:
                 parameter = Parameter(parameter.name, _ARRAY_PARAMETER_TYPES[spec.type], [])
-            elif spec.type == FLOAT_ARRAY and parameter.type_ == Parameter.Type.INTEGER_ARRAY:
+            elif spec.type == FLOAT_ARRAY and parameter.type_ in (Parameter.Type.INTEGER_ARRAY,
+                                                                  Parameter.Type.DOUBLE_ARRAY):
+                # Floats too: through the parameter service (ros2 param set) they arrive as array.array('d').
                 parameter = Parameter(parameter.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in parameter.value])
         coerced.append(parameter)
     return coerced

@@ -23,7 +23,9 @@ that the reset's own observation is captured after it; frames captured before th
 ended, however late perception takes them) or, while a call is pending, at a frame stamped at or before the previous
 one (a simulator clock restarted after a short episode); and at a frame stamped more than
 :data:`~trusted_scene_graph.clock.JUMP_BACK_NS` before the previous one (a simulator reset, a looped replay; the rule
-of every stamped buffer here), which also serves a pending call (:class:`~trusted_scene_graph.clock.EpisodeStarts`).
+of every stamped buffer here), or at the first frame whose colour image came after the colour stream itself jumped
+back so (a slow detector's next frame after a restart, stamped after the frame it took before); a jump also serves a
+pending call (:class:`~trusted_scene_graph.clock.EpisodeStarts`).
 When such an episode starts because the clock went back, the pose histories drop the old timeline's poses
 (:meth:`~trusted_scene_graph.reward.PoseHistory.restart`). ``tsg label`` restarts the same state at the same jumps, and
 where a bag has ground truth, at its episode numbers.
@@ -645,6 +647,7 @@ def main(args: list[str] | None = None) -> int:
     would look alive to ``ros2 launch`` while it does nothing."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.logging import get_logger
 
     from trusted_scene_graph import keep_hub_offline
     from trusted_scene_graph.ros.bringup import (
@@ -661,7 +664,12 @@ def main(args: list[str] | None = None) -> int:
     # a query under `ros2 launch` (which runs this) would wait several times as long as under tsg bringup.
     use_short_gil_switch_interval()
     rclpy.init(args=args)
-    node = SceneGraphNode()
+    try:
+        node = SceneGraphNode()
+    except (ConfigError, ParameterException) as exc:  # a parameter the schema or rclpy refuses: said, not a traceback
+        get_logger("scene_graph").fatal(str(exc))
+        rclpy.try_shutdown()
+        return 1
     try:
         if node.config["autostart"]:
             activate(node, node.get_name())
