@@ -305,6 +305,15 @@ def test_config_out_replaces_an_existing_file_atomically(tmp_path, monkeypatch):
     assert replaced == [out] and out.read_text() == render_parameter_file()
 
 
+def test_nothing_after_the_equals_sign_sets_a_string_parameter_to_the_empty_string(tmp_path):
+    # `--set topics.ee_pose=` is how a shell user writes "subscribe none"; YAML alone reads it as null.
+    out = tmp_path / "params.yaml"
+    assert main(["config", "--set", "topics.ee_pose=", "--set", "reward.ee_tf_frame= ", "--out", str(out)]) == EXIT_OK
+    config = load_config_file(out)
+    assert config["topics.ee_pose"] == "" and config["reward.ee_tf_frame"] == ""
+    assert main(["config", "--set", "trust.threshold="]) == EXIT_USAGE  # a number still needs one
+
+
 def test_an_unquoted_reward_pair_with_settings_says_to_quote_it(capsys):
     assert main(["config", "--set", "reward.pairs=[gripper:cube,shaping=exp]"]) == EXIT_USAGE
     assert capsys.readouterr().err == (

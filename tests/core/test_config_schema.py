@@ -467,6 +467,16 @@ def test_an_unknown_parameter_in_the_nodes_own_section_is_still_refused_by_name(
                      "scene_graph": {"ros__parameters": {"trust": {"treshold": 0.7}}}})
 
 
+def test_a_shared_wildcard_section_s_parameters_for_other_nodes_are_left_alone_and_typos_still_refused():
+    # One file for a whole launch: robot_description in /** is for robot_state_publisher, not refused here.
+    shared = {"/**": {"ros__parameters": {"robot_description": "<robot/>", "fps": 30, "trust": {"threshold": 0.7}}}}
+    assert load_config(shared)["trust.threshold"] == 0.7
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'trust\.treshold'; did you mean trust\.threshold"):
+        load_config({"/**": {"ros__parameters": {"robot_description": "<robot/>", "trust": {"treshold": 0.7}}}})
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'robot_description'"):  # in our own section: ours
+        load_config({"scene_graph": {"ros__parameters": {"robot_description": "<robot/>"}}})
+
+
 def test_load_config_reads_a_flat_mapping_with_dotted_names():
     config = load_config({"sync.tolerance_s": 0.03, "markers.enabled": False})
     assert config["sync.tolerance_s"] == 0.03

@@ -206,6 +206,9 @@ def test_a_padding_image_processor_is_refused(tmp_path: Path, tiny_model_dir: Pa
     ({"ensure_multiple_of": None}, r"cannot process an image \(TypeError: "),
     ({"ensure_multiple_of": 0}, r"cannot process an image \(ZeroDivisionError: "),
     ({"do_resize": False}, r"does not resize its input \(do_resize: false\), which breaks registration"),
+    ({"do_resize": 0}, r"does not resize its input \(do_resize: false\)"),
+    ({"ensure_multiple_of": 1}, r"resizes an 83x64 image to \d+x\d+, not a whole number of the model's \d+ px "
+                                r"patches"),
 ])
 def test_an_image_processor_config_that_loads_but_cannot_serve_fails_at_load_naming_the_folder(
         tmp_path: Path, tiny_model_dir: Path, change: dict, message: str) -> None:

@@ -142,3 +142,11 @@ def test_plotting_does_not_switch_the_process_wide_backend(tmp_path: Path) -> No
     before = matplotlib.get_backend()
     plot_reliability([0.2, 0.9], [0, 1], tmp_path / "r.png", "backend")
     assert matplotlib.get_backend() == before
+
+
+def test_legend_numbers_keep_three_significant_digits_below_0_1() -> None:
+    # A good scorer's E-AURC is of the order 1/n: three fixed decimals showed it as 0.000.
+    from trusted_scene_graph.evaluation.plots import _fmt
+
+    assert (_fmt(4.998e-06), _fmt(0.0412), _fmt(0.5), _fmt(0.0), _fmt(float("nan"))) == (
+        "5e-06", "0.0412", "0.500", "0.000", "n/a")

@@ -138,6 +138,21 @@ def test_a_manifest_whose_run_committed_nothing_is_replaced_and_one_with_items_i
         claim_output(out, out / MANIFEST_FILE, {"kind": "bags", "pairs": ["a"]})
 
 
+def test_a_manifest_with_the_config_fingerprint_of_before_2026_11_28_still_resumes(tmp_path):
+    # Manifests then hashed the parameter file's text, whose strings are now quoted: the same config, another hash.
+    source, frame_source, config = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "out"
+    wanted = manifest("lerobot", source, config, PAIRS, frame_source, math.nan)
+    assert wanted["config_sha256"] == config.sha256() != config.legacy_sha256()
+    claim_output(out, out / MANIFEST_FILE, {**wanted, "config_sha256": config.legacy_sha256()})
+    (out / "episode-000000").mkdir()  # a committed item
+    claim_output(out, out / MANIFEST_FILE, wanted, {"config_sha256": [config.legacy_sha256()]})  # resumes
+    other = config.with_overrides({"depth.max_m": 5.0})
+    with pytest.raises(LabelError, match=r"labelled with other settings \(config_sha256 differ\)"):
+        claim_output(out, out / MANIFEST_FILE, manifest("lerobot", source, other, PAIRS, frame_source, math.nan),
+                     {"config_sha256": [other.legacy_sha256()]})
+
+
 def test_an_interrupted_dataset_write_is_cleared_by_name_and_nothing_else_is_deleted(tmp_path):
     source, frame_source, config = small_dataset(tmp_path / "dataset")
     out = tmp_path / "out"
@@ -426,6 +441,21 @@ def test_a_dataset_whose_cameras_are_all_videos_is_refused_saying_videos_are_not
         cmd_label(BENCHMARK_CONFIG, [], built.root, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
                   "1,1,1,1", None, None, math.nan, False)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_only_image_feature_not_named_by_depth_or_instances_is_the_camera(tmp_path, monkeypatch):
+    built = build_lerobot_dataset(tmp_path / "dataset")  # front and its depth as images
+    assert LeRobotDataset(built.root).image_keys == [FRONT, FRONT_DEPTH]
+    sources = []
+    monkeypatch.setattr("trusted_scene_graph.label.run.run_label", lambda source, out, config, pairs, engine,
+                        frame_source, **kwargs: sources.append(frame_source) or LabelOutcome("lerobot", None))
+    assert cmd_label(BENCHMARK_CONFIG, [], built.root, tmp_path / "o", PAIRS, "local", 1, None, 3, None, FRONT_DEPTH,
+                     None, "1,1,1,1", None, None, math.nan, False) == 0
+    assert sources[0].camera == FRONT
+    with pytest.raises(UsageError, match=r"--camera is required: .* has image features \['observation\.images\.front', "
+                                         r"'observation\.images\.front_depth'\]"):
+        cmd_label(BENCHMARK_CONFIG, [], built.root, tmp_path / "o", PAIRS, "local", 1, None, 3, None, None, None,
+                  "1,1,1,1", None, None, math.nan, False)
 
 
 # --- LeRobot runs, with rewards from the state features ---------------------------------------------------------

@@ -91,6 +91,8 @@ def test_shapes_must_agree():
     ("feature_schema_version", np.array("2.0"), r"'feature_schema_version' must be one integer, got <U3"),
     ("feature_schema_version", np.array([2, 2]), r"'feature_schema_version' must be one integer, got int64 of shape"),
     ("features", np.full((4, len(FEATURE_NAMES)), "x"), r"'features' must be numbers, got <U1"),
+    ("correct", np.array([True, False, True]), r"correct must hold one value per edge \(4\), got shape \(3,\)"),
+    ("group", np.full((4, 1), "a"), r"group must hold one value per edge \(4\), got shape \(4, 1\)"),
 ])
 def test_a_table_with_arrays_of_the_wrong_kind_is_refused_by_name(tmp_path, key, value, message):
     path = table().save(tmp_path / "edited.npz")

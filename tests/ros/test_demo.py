@@ -23,7 +23,7 @@ from trusted_scene_graph.ros.demo import (
     FramePacer,
     bringup_error,
     demo_bringup_config,
-    remove_stale_plot,
+    remove_stale_results,
     report_run,
     run_ready_callbacks,
     startup_error,
@@ -207,16 +207,30 @@ def test_a_run_with_distance_samples_succeeds_and_names_the_plot(tmp_path, capsy
     assert (tmp_path / "distance.png").stat().st_size > 0
 
 
-def test_a_stale_plot_of_an_earlier_demo_is_removed_and_any_other_file_kept(tmp_path):
+def test_the_results_of_an_earlier_demo_are_removed_and_any_other_file_kept(tmp_path):
+    # A run that fails before its report (the bringup never came up) would leave the old success summary otherwise.
     demo_out, other = tmp_path / "demo", tmp_path / "other"
     for directory in (demo_out, other):
         directory.mkdir()
         (directory / "distance.png").write_bytes(b"old plot")
     (demo_out / "summary.json").write_text(json.dumps({"graphs_received": 9, "distance_samples": []}))
     (other / "summary.json").write_text(json.dumps({"accuracy": 0.9}))  # not a demo's summary
-    remove_stale_plot(demo_out)
-    remove_stale_plot(other)
-    assert not (demo_out / "distance.png").exists() and (other / "distance.png").read_bytes() == b"old plot"
+    remove_stale_results(demo_out)
+    remove_stale_results(other)
+    assert not (demo_out / "distance.png").exists() and not (demo_out / "summary.json").exists()
+    assert (other / "distance.png").read_bytes() == b"old plot" and (other / "summary.json").is_file()
+
+
+def test_two_answers_from_the_same_graph_are_one_sample():
+    recorder = DistanceRecorder()
+    recorder.frame_published(1_000_000_000, 0.5)
+    recorder.frame_published(1_100_000_000, 0.4)
+    for stamp_ns, distance_m in ((1_000_000_000, 0.52), (1_100_000_000, 0.41), (1_100_000_000, 0.41)):
+        response = QueryDistance.Response(valid=True, distance_m=distance_m)
+        response.graph_stamp.sec, response.graph_stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        recorder.answer(response)
+    assert recorder.answers == 3
+    assert [(sample.t, sample.perceived_m) for sample in recorder.samples] == [(0.0, 0.52), (0.1, 0.41)]
 
 
 def test_a_bringup_that_died_fails_the_run_with_its_exit_code_and_the_end_of_its_log(tmp_path, capsys):

@@ -1048,6 +1048,11 @@ def test_lerobot_options_are_checked_against_the_dataset(tmp_path: Path):
     with pytest.raises(LabelError, match=r"selects 2 values; a position needs 3"):
         run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
                   FrameSource(front, (1, 1, 1, 1), depth, depth, ee_position="observation.state[0:2]"))
+    # A bare key is the whole feature: six joint positions are no x, y, z (their first three were taken silently).
+    with pytest.raises(LabelError, match=r"position feature 'observation.state' holds 6 values \(shape \[6\]\); "
+                                         r"name the three that are x, y, z: observation.state\[START:STOP\]"):
+        run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(),
+                  FrameSource(front, (1, 1, 1, 1), depth, depth, ee_position="observation.state"))
     with pytest.raises(LabelError, match="--depth is required with depth.backend 'sensor'"):
         run_label(built.root, tmp_path / "o", config, PAIRS, EngineSettings(), FrameSource(front, (1, 1, 1, 1)))
     with pytest.raises(LabelError, match="--instances is required with the 'sim' detector"):

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from trusted_scene_graph.config.schema import (
+    SCHEMA,
+    STRING,
     Config,
     ConfigError,
     load_config_file,
@@ -94,8 +96,12 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"--set expects name=value, got {pair!r}")
-        overrides[name.strip()] = parse_value(value)
-        check_unquoted_pairs(name.strip(), value, overrides[name.strip()])
+        parsed = parse_value(value)
+        spec = SCHEMA.get(name.strip())
+        if parsed is None and spec is not None and spec.type == STRING and not value.strip():
+            parsed = ""  # `--set topics.ee_pose=`: nothing after '=' is the empty string, not YAML's null
+        overrides[name.strip()] = parsed
+        check_unquoted_pairs(name.strip(), value, parsed)
     return overrides
 
 
@@ -375,8 +381,9 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
             raise UsageError(f"--intrinsics {intrinsics!r}: expected four positive finite numbers FX,FY,CX,CY [px]")
         if camera is None:
             dataset = LeRobotDataset(source)
-            image_keys = dataset.image_keys
-            if not image_keys:
+            # The features --depth and --instances name are not the camera.
+            image_keys = [key for key in dataset.image_keys if key not in (depth, instances)]
+            if not dataset.image_keys:
                 videos = f"its cameras are the video features {dataset.video_keys}" if dataset.video_keys else (
                     "it has no image or video feature")
                 raise UsageError(f"{source} stores no camera as images ({videos}): tsg label reads image features "
@@ -384,6 +391,9 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
                                  "use_videos=False)")
             if len(image_keys) > 1:
                 raise UsageError(f"--camera is required: {source} has image features {image_keys}")
+            if not image_keys:
+                raise UsageError(f"--camera is required: every image feature of {source} ({dataset.image_keys}) is "
+                                 "named by --depth or --instances")
             camera = image_keys[0]
         frame_source = FrameSource(camera, values, depth, instances, ee_position, goal_position)
     else:
@@ -734,7 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     lerobot.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY",
                          help="pinhole intrinsics of the stored (undistorted) images [px]")
     lerobot.add_argument("--ee-position", default=None, metavar="KEY[START:STOP]",
-                         help="feature holding the end effector's x, y, z [m], e.g. observation.state[0:3]")
+                         help="feature holding the end effector's x, y, z [m], e.g. observation.state[0:3] (a "
+                              "bare KEY: a feature of exactly 3 values)")
     lerobot.add_argument("--goal-position", default=None, metavar="KEY[START:STOP]",
                          help="feature holding the goal's x, y, z [m]")
     lerobot.add_argument("--invalid-reward", type=float, default=float("nan"),

@@ -16,6 +16,8 @@ Nested keys are flattened with dots (``sync.tolerance_s``), exactly as ROS 2 doe
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -424,6 +426,16 @@ class Config(Mapping[str, Any]):
         """The config as a ROS 2 parameter file (``/**: ros__parameters: ...``)."""
         return _dump_yaml({"/**": {"ros__parameters": _parameter_values(self._values)}}, sort_keys=True)
 
+    def sha256(self) -> str:
+        """A fingerprint of the values, independent of how any file writes them (JSON, names sorted)."""
+        return hashlib.sha256(json.dumps(self._values, sort_keys=True).encode()).hexdigest()
+
+    def legacy_sha256(self) -> str:
+        """The fingerprint ``tsg label`` manifests held before 2026-11-28: of :meth:`to_ros_parameters_yaml` as it
+        was written then, strings unquoted. Accepted for them, so that their runs still resume."""
+        return hashlib.sha256(_dump_yaml({"/**": {"ros__parameters": dict(self._values)}},
+                                         sort_keys=True).encode()).hexdigest()
+
 
 def _spec(name: str) -> ParamSpec:
     try:
@@ -601,6 +613,16 @@ def is_ros_builtin(name: str) -> bool:
     return name in ROS_BUILTIN_PARAMETERS or name.startswith(ROS_BUILTIN_PREFIXES)
 
 
+def looks_meant_for_the_node(name: str) -> bool:
+    """Whether a parameter name neither the schema nor rclpy knows looks meant for our node all the same (a typo to
+    refuse): a name in one of the schema's groups (``trust.anything``) or close to one of its names
+    (``trust.treshold``). Other names (``robot_description``, another node's settings in a shared ``/**`` section)
+    are for other nodes."""
+    groups = {known.split(".")[0] for known in SCHEMA if "." in known}
+    return name.split(".")[0] in groups or bool(difflib.get_close_matches(name, [*SCHEMA, *ROS_BUILTIN_PARAMETERS],
+                                                                          n=1))
+
+
 def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, list[str]]]:
     """(node name, its ``ros__parameters``, the keys beside them that are no node section) of every node section,
     top-level (``/ns/node:``) or nested under its namespaces (``ns: node:``), also beside another node's
@@ -633,8 +655,10 @@ def _applies_to(section_name: str, node_fqn: str) -> bool:
 def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> dict[str, Any]:
     """The parameters a parameter document gives the node ``node_fqn``, flattened to dotted names: the
     ``ros__parameters`` of each section for that node (``/**``, ``scene_graph``, ``/ns/scene_graph``...) merged in
-    file order, as rcl does. Sections for other nodes (a camera's, in a file shared by a whole launch) are ignored. A
-    document without any ``ros__parameters`` section holds the parameters themselves (a plain or nested mapping).
+    file order, as rcl does. Sections for other nodes (a camera's, in a file shared by a whole launch) are ignored,
+    and so are the names of a wildcard section (``/**``) that are not for this node (:func:`looks_meant_for_the_node`:
+    ``robot_description``). A document without any ``ros__parameters`` section holds the parameters themselves (a
+    plain or nested mapping).
 
     A document whose sections are all for other nodes is a :class:`ConfigError`: rcl would start the node with its
     defaults, but the document was given as our config (tsg eval, label, bringup), so a misnamed section (the
@@ -662,7 +686,11 @@ def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> di
             continue
         if not isinstance(section, Mapping):
             raise ConfigError(f"{name}: ros__parameters must be a mapping of parameters, got {type(section).__name__}")
-        values.update(flatten(section))
+        parameters = flatten(section)
+        if "*" in name:  # a section for every node (/**) holds other nodes' parameters too: those are left alone
+            parameters = {key: value for key, value in parameters.items()
+                          if key in SCHEMA or is_ros_builtin(key) or looks_meant_for_the_node(key)}
+        values.update(parameters)
     return values
 
 

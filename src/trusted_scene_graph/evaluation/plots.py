@@ -53,7 +53,10 @@ def _save(figure: Any, path: Path) -> None:
 
 
 def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
+    """A legend's number: 3 significant digits below 0.1 (a good scorer's E-AURC is of the order 1/n)."""
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.3g}" if 0.0 < abs(value) < 0.1 else f"{value:.3f}"
 
 
 def plot_roc(curves: Curves, path: Path, title: str) -> None:

@@ -70,7 +70,8 @@ class FrameSource:
 
 
 def parse_feature_slice(text: str) -> tuple[str, slice]:
-    """``observation.state[0:3]`` -> ("observation.state", slice(0, 3)); a bare key takes 3 values from 0."""
+    """``observation.state[0:3]`` -> ("observation.state", slice(0, 3)); a bare key takes 3 values from 0 (and
+    :func:`check_frame_source` refuses it unless the feature holds exactly 3)."""
     match = _FEATURE_SLICE.match(text.strip())
     if match is None:
         raise LabelError(f"position feature {text!r} is not 'KEY' or 'KEY[START:STOP]'")
@@ -124,8 +125,13 @@ def check_frame_source(dataset: LeRobotDataset, source: FrameSource, config: Con
             feature = dataset.features.get(key)
             if feature is None or feature.get("dtype") not in ("float32", "float64"):
                 raise LabelError(f"position feature {key!r} is not a float feature of {dataset.root}")
-            if part.stop > int(np.prod(feature.get("shape", [0]))):
+            values = int(np.prod(feature.get("shape", [0])))
+            if part.stop > values:
                 raise LabelError(f"position feature {text!r} reaches past {key!r}'s shape {feature.get('shape')}")
+            if "[" not in text and values != 3:
+                # A bare key means the whole feature: a joint state's first three values are no position.
+                raise LabelError(f"position feature {key!r} holds {values} values (shape {feature.get('shape')}); "
+                                 f"name the three that are x, y, z: {key}[START:STOP]")
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,11 @@ OUTPUT) is refused, and tsg label deletes nothing in OUTPUT it did not write.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import math
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +173,7 @@ def manifest(kind: str, source: Path, config: Config, pairs: Sequence[str], fram
     setting = {} if invalid_reward is None else {"invalid_reward": repr(float(invalid_reward))}
     return {"format": MANIFEST_FORMAT, "kind": kind, "input": str(source.resolve()),
             "pairs": [asdict(pair) for pair in pairs_from_config(config, list(pairs))],
-            "config_sha256": hashlib.sha256(config.to_ros_parameters_yaml().encode()).hexdigest(),
+            "config_sha256": config.sha256(),
             "frame_source": asdict(frame_source) if frame_source is not None else None,
             **setting, "bag_output": bag_output}
 
@@ -209,11 +208,13 @@ def check_bag_opens(bag: Path) -> None:
         raise LabelError(str(exc)) from exc
 
 
-def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None:
+def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any],
+                 equivalent: Mapping[str, Collection[Any]] | None = None) -> None:
     """Write the run's manifest into a new or empty --out, or check that a rerun's settings match the manifest
-    there. Refuses a non-empty --out that tsg label did not write (hidden entries too: a LeRobot run's dataset write
-    would have to clear them). A manifest of a run that committed nothing (every item failed: a wrong topic, say) is
-    replaced: there is nothing to mix. Called holding the lock of the manifest's directory (:func:`exclusive`)."""
+    there (``equivalent``: per key, the values an older manifest may hold for ``wanted``'s). Refuses a non-empty
+    --out that tsg label did not write (hidden entries too: a LeRobot run's dataset write would have to clear them).
+    A manifest of a run that committed nothing (every item failed: a wrong topic, say) is replaced: there is nothing
+    to mix. Called holding the lock of the manifest's directory (:func:`exclusive`)."""
     if manifest_path.is_file():
         try:
             found = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -221,6 +222,9 @@ def claim_output(out: Path, manifest_path: Path, wanted: dict[str, Any]) -> None
             raise LabelError(f"cannot read {manifest_path}: {exc}; delete --out {out} to start over") from exc
         # Bag runs written before the output form was recorded wrote copies.
         found.setdefault("bag_output", "copy" if found.get("kind") == "bags" else None)
+        for key, values in (equivalent or {}).items():
+            if found.get(key) in values:
+                found[key] = wanted[key]
         differing = [key for key in wanted if found.get(key) != json.loads(json.dumps(wanted[key]))]
         if differing and not _holds_output(out, manifest_path):
             _write_manifest(manifest_path, wanted)
@@ -331,7 +335,7 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     wanted = manifest("bags", source, config, pairs, None, None, "rewards only" if rewards_only else "copy")
     refuse_foreign_output(out, out / MANIFEST_FILE)  # before the lock file is made in it
     with exclusive(out):  # also over the joined table, so a second run is refused before it does anything
-        claim_output(out, out / MANIFEST_FILE, wanted)
+        claim_output(out, out / MANIFEST_FILE, wanted, {"config_sha256": [config.legacy_sha256()]})
         on_items(len(items))
         summary = run_items(items, label_bag_item, out, **run)
         outcome = LabelOutcome("bags", summary)
@@ -364,7 +368,7 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
     refuse_foreign_output(out, manifest_path)  # before the lock file is made in it
     # One lock over the whole run: a second run must not clear, label or write the dataset beside this one.
     with exclusive(manifest_path.parent):
-        claim_output(out, manifest_path, wanted)
+        claim_output(out, manifest_path, wanted, {"config_sha256": [config.legacy_sha256()]})
         # The manifest names the input by its path: committed episodes must also still be what was labelled.
         check_committed_episodes(dataset, frame_source, manifest_path.parent)
         if (out / INFO_PATH).is_file():

@@ -109,7 +109,8 @@ class MonocularDepth:
         _check_metric(model_config, model_path)
         processor = load_pretrained(AutoImageProcessor, model_path, _MODEL_PARAMETER, MONOCULAR_DEPTH_EXAMPLE_ID)
         _check_processor(processor, model_path)
-        _probe_processor(processor, model_path)
+        _probe_processor(processor, model_path, getattr(getattr(model_config, "backbone_config", None),
+                                                        "patch_size", None))
         model = load_complete_model(AutoModelForDepthEstimation, model_path, _MODEL_PARAMETER,
                                     MONOCULAR_DEPTH_EXAMPLE_ID, "depth model", config=model_config)
         return cls(processor, model.to(device).eval(), device)
@@ -167,7 +168,7 @@ def _check_processor(processor: Any, model_path: str) -> None:
         raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} pads its input "
                               "(do_pad: true), which breaks registration with the colour image; set do_pad: false "
                               "in preprocessor_config.json")
-    if getattr(processor, "do_resize", True) is False:
+    if not getattr(processor, "do_resize", True):  # false or 0: the processor tests it for truth
         # Unresized, the patch embedding drops the rows and columns past the last multiple of its patch size, and
         # the prediction of the rest would be stretched over the whole image.
         raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} does not resize its input "
@@ -180,25 +181,39 @@ def _check_processor(processor: Any, model_path: str) -> None:
 _PROCESSOR_CONFIG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, ArithmeticError)
 
 
-def _probe_processor(processor: Any, model_path: str) -> None:
+#: (height, width) of the image the processor is tried on at load: an odd aspect ratio, so that a resize to a size
+#: that is not a whole number of patches shows.
+_PROBE_SHAPE = (64, 83)
+
+
+def _probe_processor(processor: Any, model_path: str, patch_size_px: int | None) -> None:
     """Preprocess a small image and post-process a prediction of the network input's size, so that a processor
-    configuration that loads but cannot run fails configure, naming the folder, instead of every frame."""
+    configuration that loads but cannot run fails configure, naming the folder, instead of every frame. The network
+    input must be a whole number of the backbone's patches: the patch embedding drops the rows and columns past the
+    last whole patch, and the prediction of the rest would be stretched over the image (``ensure_multiple_of`` not a
+    multiple of the patch size)."""
     import torch
     from transformers.modeling_outputs import DepthEstimatorOutput
 
     try:
-        inputs = processor(images=np.zeros((64, 80, 3), np.uint8), return_tensors="pt",
+        inputs = processor(images=np.zeros(_PROBE_SHAPE + (3,), np.uint8), return_tensors="pt",
                            input_data_format="channels_last")
         height, width = inputs["pixel_values"].shape[-2:]
         prediction = DepthEstimatorOutput(predicted_depth=torch.ones((1, height, width)))
-        (result,) = processor.post_process_depth_estimation(prediction, target_sizes=[(64, 80)])
+        (result,) = processor.post_process_depth_estimation(prediction, target_sizes=[_PROBE_SHAPE])
         shape = tuple(result["predicted_depth"].shape)
     except _PROCESSOR_CONFIG_ERRORS as exc:
         raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} cannot process an image "
                               f"({type(exc).__name__}: {exc}); check preprocessor_config.json") from exc
-    if shape != (64, 80):
-        raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} post-processes a 80x64 "
-                              f"image's depth to shape {shape}, not (64, 80)")
+    probe = f"{_PROBE_SHAPE[1]}x{_PROBE_SHAPE[0]}"
+    if patch_size_px and (height % patch_size_px or width % patch_size_px):
+        raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} resizes an {probe} image to "
+                              f"{width}x{height}, not a whole number of the model's {patch_size_px} px patches, which "
+                              "breaks registration with the colour image; set ensure_multiple_of to a multiple of "
+                              f"{patch_size_px} in preprocessor_config.json")
+    if shape != _PROBE_SHAPE:
+        raise PerceptionError(f"{_MODEL_PARAMETER}: the image processor in {model_path!r} post-processes an {probe} "
+                              f"image's depth to shape {shape}, not {_PROBE_SHAPE}")
 
 
 DEPTH_BACKENDS: dict[str, Callable[[Mapping[str, Any]], DepthBackend]] = {

@@ -136,16 +136,18 @@ class PoseHistory:
         self._poses.clear()
 
     def restart(self, previous_frame_ns: int) -> None:
-        """A frame stamped at or before ``previous_frame_ns``, the previous frame's stamp, started an episode: the
-        clock went back. Drop the old timeline's poses and keep the new one's already added. By order of arrival, not
-        by stamp (the two timelines share stamps, and the new one's poses usually come before perception takes its
-        first frame): the new timeline starts at the pose that went back (stamped before the pose added just before
-        it) the furthest, to at or before the previous frame's stamp, where the old timeline had been; it and every
-        pose added after it are kept. The furthest, not the last: a pose of the new timeline a few milliseconds out
-        of order goes back too, by milliseconds, where the restart went back by about the old episode's length (on a
-        tie, the earlier). A message late by milliseconds at the old timeline's end lands after the previous frame's
-        stamp and is no restart. With none gone back, no pose of the new timeline has come yet, and all are dropped:
-        kept, the old timeline's would answer for the new one's stamps, silently, where the perceived gripper can."""
+        """A frame started an episode because the clock went back; ``previous_frame_ns`` is where the old timeline
+        had been (``EpisodeStart.went_back_from_ns``: the previous frame's stamp, or the colour stream's newest stamp
+        before it jumped back, when the frame itself is stamped after the previous frame). Drop the old timeline's
+        poses and keep the new one's already added. By order of arrival, not by stamp (the two timelines share
+        stamps, and the new one's poses usually come before perception takes its first frame): the new timeline
+        starts at the pose that went back (stamped before the pose added just before it) the furthest, to at or
+        before ``previous_frame_ns``; it and every pose added after it are kept. The furthest, not the last: a pose
+        of the new timeline a few milliseconds out of order goes back too, by milliseconds, where the restart went
+        back by about the old episode's length (on a tie, the earlier). A message late by milliseconds at the old
+        timeline's end lands after ``previous_frame_ns`` and is no restart. With none gone back, no pose of the new
+        timeline has come yet, and all are dropped: kept, the old timeline's would answer for the new one's stamps,
+        silently, where the perceived gripper can."""
         went_back = [(pose.after_ns - stamp, -pose.order) for stamp, pose in zip(self._stamps, self._poses, strict=True)
                      if pose.after_ns is not None and stamp < pose.after_ns and stamp <= previous_frame_ns]
         first = -max(went_back)[1] if went_back else self._added

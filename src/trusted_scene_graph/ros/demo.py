@@ -159,6 +159,7 @@ class DistanceRecorder:
     def __init__(self) -> None:
         self.true_by_stamp: dict[int, float] = {}
         self.samples: list[DistanceSample] = []
+        self._sampled_stamps: set[int] = set()
         self.first_stamp_ns: int | None = None
         self.answers = 0
         self.invalid_answers: list[str] = []
@@ -175,7 +176,9 @@ class DistanceRecorder:
             self.invalid_answers.append(response.message)
             return
         true_m = self.true_by_stamp.get(stamp_ns)
-        if true_m is not None and self.first_stamp_ns is not None:
+        # One sample per graph: two queries sent before the first is served are both answered from the newer graph.
+        if true_m is not None and self.first_stamp_ns is not None and stamp_ns not in self._sampled_stamps:
+            self._sampled_stamps.add(stamp_ns)
             self.samples.append(DistanceSample((stamp_ns - self.first_stamp_ns) / 1e9, response.distance_m, true_m))
 
     def invalid_messages(self, limit: int = MAX_INVALID_MESSAGES) -> list[str]:
@@ -212,15 +215,17 @@ def demo_bringup_config(config: Config, camera) -> Config:
     return config.with_overrides(extrinsic_overrides(camera))
 
 
-def remove_stale_plot(out_dir: Path) -> None:
-    """Remove the distance plot an earlier demo wrote into ``out_dir``: a run without samples writes none, and the
-    old one would pass for its result. It is the demo's when the summary.json beside it is a demo summary."""
+def remove_stale_results(out_dir: Path) -> None:
+    """Remove the summary and distance plot an earlier demo wrote into ``out_dir``: a run that fails before its
+    report writes neither (the bringup never came up, Ctrl-C), and a run without samples writes no plot; the old
+    ones would pass for its result. They are the demo's when summary.json is a demo summary."""
     try:
         previous = json.loads((out_dir / SUMMARY).read_text())
     except (OSError, ValueError):
         return
     if isinstance(previous, dict) and "graphs_received" in previous:
         (out_dir / PLOT).unlink(missing_ok=True)
+        (out_dir / SUMMARY).unlink(missing_ok=True)
 
 
 def _exit_status(code: int) -> str:
@@ -326,7 +331,7 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
     from trusted_scene_graph.sim import FetchScene
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_plot(out_dir)
+    remove_stale_results(out_dir)
     scene = FetchScene(width=width, height=height, seed=seed)
     config = demo_bringup_config(config, scene.camera)
     intrinsics = scene.camera.intrinsics

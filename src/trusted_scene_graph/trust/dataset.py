@@ -95,7 +95,10 @@ class EdgeTable:
         correct = arrays["correct"]
         if correct.dtype != np.bool_:
             raise TrustError(f"{path}: 'correct' must be booleans, got {correct.dtype}")
-        return cls(features.astype(np.float32), correct, arrays["group"].astype(str), names)
+        try:
+            return cls(features.astype(np.float32), correct, arrays["group"].astype(str), names)
+        except TrustError as exc:  # arrays of the right kind and the wrong shape: which of many files it is
+            raise TrustError(f"edge table {path} cannot be read: {exc}") from exc
 
     @classmethod
     def concatenate(cls, tables: Sequence[EdgeTable]) -> EdgeTable:
