@@ -210,6 +210,13 @@ class SceneGraphNode(LifecycleNode):
         # The diagnostics and progress timers: in the service's group, a query arriving while they run would wait.
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._lock = threading.Lock()  # guards the synchronizer, shared by sensor and perception callbacks
+        # Held while a frame is taken, processed and published, while parameters are applied and while a transition
+        # makes or releases what configure makes: a frame sees one configuration, and nothing it publishes on is
+        # destroyed under it (a transition waits for the frame in progress). Taken before _lock, never inside it.
+        self._frame_lock = threading.RLock()
+        # Held while the diagnostics publisher is used and while it is destroyed: the timer's group is not blocked
+        # for a whole frame.
+        self._entities_lock = threading.Lock()
         self._tf_lock = threading.Lock()  # guards the tf buffer, shared by the tf and perception callbacks
         self._tf: TransformBuffer | None = None  # 'tf' extrinsic or reward.ee_tf_frame only
         self._tf_message_type: type | None = None  # tf2_msgs' TFMessage, set at configure when the node reads tf
@@ -252,6 +259,10 @@ class SceneGraphNode(LifecycleNode):
     # Lifecycle transitions.
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._frame_lock:
+            return self._configure()
+
+    def _configure(self) -> TransitionCallbackReturn:
         try:
             # Before the pipeline, whose models take a while to load.
             needed_by = "extrinsic.source 'tf'" if self.config["extrinsic.source"] == "tf" else "reward.ee_tf_frame"
@@ -404,19 +415,31 @@ class SceneGraphNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
+        with self._frame_lock:  # after the frame in progress, which publishes on what is destroyed here
+            self._release_entities()
+
+    def _release_entities(self) -> None:
         for service in (self._service, self._reset_service):
             if service is not None:
                 self.destroy_service(service)
-        for publisher in (self._graph_pub, self._marker_pub, self._diagnostics_pub, self._reward_pub):
+        with self._entities_lock:
+            if self._diagnostics_pub is not None:
+                self.destroy_lifecycle_publisher(self._diagnostics_pub)
+            self._diagnostics_pub = None
+        with self._reward_pub_lock:
+            reward_pub, self._reward_pub = self._reward_pub, None
+        for publisher in (self._graph_pub, self._marker_pub, reward_pub):
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
-        if self._frame_ready is not None:
-            self.destroy_guard_condition(self._frame_ready)
+        with self._lock:  # the sensor callbacks trigger it under this lock
+            if self._frame_ready is not None:
+                self.destroy_guard_condition(self._frame_ready)
+            self._frame_ready = None
         for timer in (self._diagnostics_timer, self._progress_timer):
             if timer is not None:
                 self.destroy_timer(timer)
-        self._graph_pub = self._marker_pub = self._diagnostics_pub = self._service = self._frame_ready = None
-        self._reward_pub = self._reset_service = None
+        self._graph_pub = self._marker_pub = self._service = None
+        self._reset_service = None
         self._diagnostics_timer = self._progress_timer = None
         self.pipeline = None
         self._published = None
@@ -440,8 +463,8 @@ class SceneGraphNode(LifecycleNode):
                 completed = self._sync.add(name, stamp_ns, msg)
                 if completed:
                     self.stats.last_completed_s = now_s
-            if completed:
-                self._frame_ready.trigger()
+                    if self._frame_ready is not None:  # None once cleanup released it
+                        self._frame_ready.trigger()
 
         return callback
 
@@ -473,12 +496,17 @@ class SceneGraphNode(LifecycleNode):
         return callback
 
     def _on_frame_ready(self) -> None:
+        with self._frame_lock:  # a transition or a parameter change waits for this frame, and it for them
+            self._process_latest_frame()
+
+    def _process_latest_frame(self) -> None:
+        pipeline, tf = self.pipeline, self._tf
+        if pipeline is None:  # released by a cleanup this callback waited for
+            return
         with self._lock:
             latest = self._sync.take_latest()
             new_episode = self._episodes.frame(latest[0]) if latest is not None else None
-        # Read once: cleanup may clear them while this callback runs.
-        pipeline, tf = self.pipeline, self._tf
-        if latest is None or pipeline is None:
+        if latest is None:
             return
         stamp_ns, msgs = latest
         if new_episode is not None:
@@ -598,9 +626,12 @@ class SceneGraphNode(LifecycleNode):
                                       + ("not looked up yet" if miss is None else f"not in tf: {miss}" if miss
                                          else "in tf"))
         # Beyond query.max_graph_age_s without a frame the query service's answers are invalid: warn at the same age.
-        self._diagnostics_pub.publish(convert.diagnostics_msg(
-            self.get_fully_qualified_name(), stats, self.get_clock().now().nanoseconds, details,
-            now_s=time.monotonic(), max_frame_age_s=self.config["query.max_graph_age_s"]))
+        message = convert.diagnostics_msg(self.get_fully_qualified_name(), stats, self.get_clock().now().nanoseconds,
+                                          details, now_s=time.monotonic(),
+                                          max_frame_age_s=self.config["query.max_graph_age_s"])
+        with self._entities_lock:
+            if self._diagnostics_pub is not None:  # None once cleanup released it while this callback ran
+                self._diagnostics_pub.publish(message)
 
     def _on_query(self, request: QueryDistance.Request, response: QueryDistance.Response) -> QueryDistance.Response:
         published, resolver = self._published, self._resolver  # read once: perception replaces them
@@ -626,6 +657,10 @@ class SceneGraphNode(LifecycleNode):
         overrides = schema_overrides(parameters)
         if not overrides:
             return  # only rclpy's own parameters (use_sim_time): rclpy applies them, the pipeline is unchanged
+        with self._frame_lock:  # between frames: a frame is processed with one configuration, whole
+            self._apply_overrides(overrides, parameters)
+
+    def _apply_overrides(self, overrides: dict, parameters) -> None:
         markers_were_enabled = self.config["markers.enabled"]
         self.config = self.config.with_overrides(overrides)
         if markers_were_enabled and not self.config["markers.enabled"]:
@@ -638,7 +673,8 @@ class SceneGraphNode(LifecycleNode):
             self._build_reward()  # a new tracker: changed pairs or settings start a new episode
             self._create_reward_publisher()
         if self._sync is not None:
-            self._sync.tolerance_ns = seconds_to_ns(self.config["sync.tolerance_s"])
+            with self._lock:  # the sensor callbacks match with it
+                self._sync.tolerance_ns = seconds_to_ns(self.config["sync.tolerance_s"])
 
 
 def main(args: list[str] | None = None) -> int:
@@ -670,10 +706,10 @@ def main(args: list[str] | None = None) -> int:
         get_logger("scene_graph").fatal(str(exc))
         rclpy.try_shutdown()
         return 1
+    executor = BringupExecutor(num_threads=EXECUTOR_THREADS)  # as tsg bringup's: survives a transition's destroys
     try:
         if node.config["autostart"]:
             activate(node, node.get_name())
-        executor = BringupExecutor(num_threads=EXECUTOR_THREADS)  # as tsg bringup's: survives a transition's destroys
         executor.add_node(node)
         with startup_objects_frozen():  # as `tsg bringup` does (without autostart: the imports, not yet the models)
             executor.spin()
@@ -683,6 +719,7 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown()  # joins the worker threads: no callback may still use the node it destroys next
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
