@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.geometry import Intrinsics, RigidTransform
-from trusted_scene_graph.perception import Detection, LiftingSettings, lift_detection
+from trusted_scene_graph.perception import Detection, LiftingSettings, PerceptionError, lift_detection
 from trusted_scene_graph.perception.lifting import LiftedObject, LiftRequest, _interior_points, lift_frames
 
 # x = (u - 320) z / 500, y = (v - 240) z / 500; results in the optical frame (x right, y down, z forward).
@@ -105,11 +105,12 @@ def test_without_a_mask_the_lateral_extent_spans_the_whole_box():
                                atol=1e-9)
 
 
-def camera_above_table(pitch_deg: float, height_m: float) -> tuple[RigidTransform, np.ndarray]:
-    """A camera ``height_m`` above a table top (graph z = 0), pitched ``pitch_deg`` down, looking along graph +x;
-    and each pixel's ray in the graph frame, scaled to unit optical depth (so that a ray's parameter is depth)."""
+def camera_above_table(pitch_deg: float, height_m: float, roll_deg: float = 0.0) -> tuple[RigidTransform, np.ndarray]:
+    """A camera ``height_m`` above a table top (graph z = 0), pitched ``pitch_deg`` down, looking along graph +x
+    (and rolled ``roll_deg`` about its optical axis); and each pixel's ray in the graph frame, scaled to unit
+    optical depth (so that a ray's parameter is depth)."""
     optical_to_graph = Rotation.from_euler("y", pitch_deg, degrees=True) * Rotation.from_matrix(
-        [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+        [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]) * Rotation.from_euler("z", roll_deg, degrees=True)
     matrix = np.eye(4)
     matrix[:3, :3] = optical_to_graph.as_matrix()
     matrix[:3, 3] = [0.0, 0.0, height_m]
@@ -285,6 +286,22 @@ def test_without_a_mask_a_tray_seen_from_above_is_as_wide_as_its_near_edge(pitch
     assert lifted.size_m[2] < 0.005  # still flat
 
 
+@pytest.mark.parametrize("roll_deg", [30, 45, 90, -60])
+def test_without_a_mask_a_tray_seen_by_a_rolled_camera_stays_on_the_table(roll_deg):
+    # The frustum's trapezoid then runs along another image direction than the rows: clipping the columns at fixed
+    # depth lifted a flat tray's points off the table (6-10 cm tall here, 16.7 cm in a review's scene). The box is
+    # kept whole instead, and its points stay on the plane fitted to the tray's top and the table around it (a
+    # rolled view's box holds more table), within 2 cm.
+    camera_to_graph, rays = camera_above_table(35, 0.4, roll_deg)
+    top_m = depth_to_plane(rays, 0.4 - 0.01)
+    hit = rays * top_m[..., None]
+    on_tray = (np.abs(hit[..., 0] - 0.7) <= 0.15) & (np.abs(hit[..., 1]) <= 0.15)
+    depth = np.where(on_tray, top_m, depth_to_plane(rays, 0.4)).astype(np.float32)
+    lifted = lift_detection(Detection("tray", 1.0, box_of(on_tray)), depth, INTRINSICS, camera_to_graph, SETTINGS)
+    assert lifted.size_m[2] < 0.021
+    assert lifted.centroid_m[2] == pytest.approx(0.01, abs=0.01)
+
+
 def test_without_a_mask_a_box_reaching_the_image_border_is_cut_by_it_as_one_running_beyond_it():
     # Detectors clip their boxes to the image, so a mat running off the image's left (graph +y) comes as a box
     # starting at column 0. Lying flat on the floor, it stands out of nothing: its depth is the central half's
@@ -442,3 +459,20 @@ def test_a_cube_on_a_table_is_never_enlarged_at_any_yaw(pitch_deg, distance_m, y
     cube = lift_on_table(camera, forward, lambda origin, rays: box_hit(origin, rays, centre, (0.1, 0.1, 0.1)))
     assert np.all(cube.size_m <= 0.1 + 0.002), cube.size_m
     assert cube.centroid_m[2] - cube.size_m[2] / 2 >= TABLE_TOP_M - 0.002
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"points_per_object": 0}, r"points_per_object must be at least 1, got 0"),
+    ({"box_percentile": 60.0}, r"box_percentile must be in \[0, 50\), got 60\.0"),
+    ({"depth_min_m": 2.0, "depth_max_m": 1.0}, r"depth range \[2\.0, 1\.0\] m is empty"),
+])
+def test_settings_built_directly_are_refused_where_they_would_crash_or_invert_a_box(change, message):
+    with pytest.raises(PerceptionError, match=message):
+        LiftingSettings(**change)
+
+
+def test_a_depth_image_of_another_size_than_the_intrinsics_is_refused_naming_both():
+    with pytest.raises(PerceptionError, match=r"depth image of shape \(240, 320\) does not fit the camera's 640x480 "
+                                              r"intrinsics"):
+        lift_detection(Detection("cube", 1.0, (10, 10, 20, 20)), np.ones((240, 320), np.float32), INTRINSICS, OPTICAL,
+                       SETTINGS)

@@ -215,6 +215,21 @@ def test_a_camera_looking_straight_down_relates_objects_by_image_left_and_right(
     assert (right_in_image.id, "left_of", left_in_image.id) not in predicates
 
 
+@pytest.mark.parametrize("roll_deg", [0, 45, 90, 180, -90])
+def test_lifting_s_viewing_direction_is_the_optical_axis_seen_from_above_however_the_camera_is_rolled(roll_deg):
+    # A wrist camera or an upside-down mount: the hidden side of a round object lies along the optical axis, not
+    # along the relations' forward (image-left turned 90 degrees), which a roll turns sideways or backwards.
+    from scipy.spatial.transform import Rotation
+
+    pitched_down = Rotation.from_euler("y", 30, degrees=True) * Rotation.from_quat([-0.5, 0.5, -0.5, 0.5])
+    rolled = pitched_down * Rotation.from_euler("z", roll_deg, degrees=True)  # about the optical axis
+    pipeline = ScenePipeline(Config({"trust.model": "prior", "extrinsic.rotation_xyzw": rolled.as_quat().tolist()}))
+    assert pipeline.camera_forward_graph == pytest.approx([np.cos(np.pi / 6), 0.0, -np.sin(np.pi / 6)])
+    assert pipeline.view_forward_graph == pytest.approx([1.0, 0.0, 0.0])
+    looking_down = ScenePipeline(Config({"trust.model": "prior", "extrinsic.rotation_xyzw": [1.0, 0.0, 0.0, 0.0]}))
+    assert np.linalg.norm(looking_down.view_forward_graph) == pytest.approx(1.0)  # image-up's, where none is level
+
+
 # --- the graph frame from the support plane ----------------------------------------------------------------------
 
 PLANE_FIT = {"extrinsic.source": "plane_fit"}

@@ -75,6 +75,15 @@ class LiftingSettings:
     mask_interior_px: int = 0  # 0: every mask point may extend the depth interval (see _depth_inliers)
     box_silhouette: bool = False  # a mask-less detection's pixels from depth (perception.silhouette)
 
+    def __post_init__(self) -> None:
+        # The schema checks these for a config; settings built directly are checked for what would crash or invert.
+        if not self.points_per_object >= 1:
+            raise PerceptionError(f"points_per_object must be at least 1, got {self.points_per_object!r}")
+        if not 0.0 <= self.box_percentile < 50.0:
+            raise PerceptionError(f"box_percentile must be in [0, 50), got {self.box_percentile!r}")
+        if not 0.0 <= self.depth_min_m < self.depth_max_m:
+            raise PerceptionError(f"depth range [{self.depth_min_m!r}, {self.depth_max_m!r}] m is empty or negative")
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LiftingSettings:
         return cls(config["depth.min_m"], config["depth.max_m"], config["lifting.box_percentile"],
@@ -233,6 +242,11 @@ class _Measured(NamedTuple):
     cut_right: bool
 
 
+#: The largest ratio of a mask-less surface's inverse-depth gradient along the image's columns to its gradient along
+#: the rows for which the frustum's trapezoid is taken to run along the rows (about 11 degrees of roll).
+_ROW_GRADIENT_SHARE = 0.2
+
+
 def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndarray, inliers: np.ndarray,
                            measured_at: Mapping[int, _Measured], settings: LiftingSettings
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +267,8 @@ def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndar
     lateral (horizontal optical) coordinates are clipped to the rectangle inscribed in the frustum: on each side,
     the narrower of the box's top and bottom rows at that edge. On a side cut by the image border the object may
     reach the border in more rows than the near one, so the bound there is the box's middle row. Both sides stay
-    open when no rectangle fits (a narrow box far off the principal point, whose object recedes diagonally). A
+    open when no rectangle fits (a narrow box far off the principal point, whose object recedes diagonally), and
+    when the surface does not recede along the image's rows (a rolled camera, :data:`_ROW_GRADIENT_SHARE`). A
     surface whose depth does not change along the box's edge columns (a wall seen head-on or from the side) keeps
     the whole box. With lens distortion the bounds are those of the undistorted pinhole image, an approximation.
     """
@@ -304,6 +319,13 @@ def _extend_depth_over_box(depths_m: np.ndarray, rows: np.ndarray, cols: np.ndar
     left_bound = np.where(cut_left, (left - principal) * plane_depth_m(left, middle), left_bound)
     right_bound = np.where(cut_right, (right - principal) * plane_depth_m(right, middle), right_bound)
     fits = left_bound <= right_bound
+    # The trapezoid runs along the image's rows only when the surface recedes along them, its inverse depth changing
+    # with the row and hardly with the column: a level surface seen by a camera that is not rolled. Under a roll it
+    # runs along another image direction, and clipping the columns at fixed depth would lift points off the surface
+    # (a 1 mm plate seen at 45 degrees of roll was given a 16.7 cm box): such a surface keeps the whole box, widened
+    # by the perspective as a mask-less box is without this clipping.
+    recedes_along_rows = np.abs(coefficients[:, 1:2]) <= _ROW_GRADIENT_SHARE * np.abs(coefficients[:, 2:3])
+    fits &= recedes_along_rows
     lateral = (cols[which] - principal) * extended[which]
     clipped = np.clip(lateral, np.where(fits, left_bound, -np.inf), np.where(fits, right_bound, np.inf))
     lateral_scale = np.ones(depths_m.shape)
@@ -877,6 +899,11 @@ def lift_frames(requests: Sequence[LiftRequest], settings: LiftingSettings) -> l
     slopes: list[float] = []  # per object, how steeply its interior recedes [m per pixel]
     measured_at: dict[int, _Measured] = {}  # per mask-less object, where its points were sampled
     points_per_object = settings.points_per_object
+    for request in requests:  # a CameraFrame checks this; a direct caller's depth could be of another camera
+        expected = (request.intrinsics.height, request.intrinsics.width)
+        if request.depth_m.shape != expected:
+            raise PerceptionError(f"depth image of shape {request.depth_m.shape} does not fit the camera's "
+                                  f"{expected[1]}x{expected[0]} intrinsics; expected shape {expected}")
     for frame_index, request in enumerate(requests):
         # Only a silhouette needs the frame's boxes (those nested in a box-only detection's).
         frame_boxes = ([d.box_xywh_px for d in (*request.detections, *request.context)] if settings.box_silhouette
