@@ -57,8 +57,9 @@ def test_bench_of_a_bag_measures_both_rates(tiny_bag: Path, tmp_path: Path) -> N
     assert {"open", "read", "decode", "depth", "detect", "lift", "track", "reward", "write", "copy", "table",
             "other"} == set(stages)  # every stage of this bag's labelling (no plane fit), and the rest
     assert all(stages[name] > 0 for name in stages if name != "other")
-    # The stages of the one labelling run add up to its time (measured around it, so a little more).
-    assert sum(stages.values()) == pytest.approx(1e3 * result["label_runs_s"][0] / FRAMES, rel=0.05)
+    # The stages of the one labelling run add up to its time (measured around it, so a little more: on this tiny
+    # bag a collector pause outside the stages made the gap 5.2 % once in a full run, so 10 % is allowed).
+    assert sum(stages.values()) == pytest.approx(1e3 * result["label_runs_s"][0] / FRAMES, rel=0.1)
     assert result["read_stages_ms_per_frame"]["open"] == pytest.approx(1e3 * result["open_s"] / FRAMES)
     assert sum(result["read_stages_ms_per_frame"].values()) == pytest.approx(1e3 * result["read_runs_s"][0] / FRAMES)
     assert result["ray_speedup"] is None and "--no-ray" in result["ray"]["note"]
