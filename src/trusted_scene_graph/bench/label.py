@@ -79,7 +79,7 @@ GEOMETRY_PATH = {"detector.backend": "sim", "depth.backend": "sensor", "vlm.back
 
 
 def check_settings(config: Config, bag: Path | None, episodes: int | None, width: int | None, height: int | None,
-                   items: int, repeats: int, engine_repeats: int, pairs: Sequence[str] = DEFAULT_PAIRS) -> None:
+                   items: int, repeats: int, engine_repeats: int, pairs: Sequence[str]) -> None:
     """Refuse, naming the option, what the bench cannot measure, before anything is recorded or timed."""
     check_pair_names(config, pairs)  # as tsg label refuses them: the pair's form, settings and labels
     for key, expected in GEOMETRY_PATH.items():

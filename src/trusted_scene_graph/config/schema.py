@@ -613,14 +613,16 @@ def is_ros_builtin(name: str) -> bool:
     return name in ROS_BUILTIN_PARAMETERS or name.startswith(ROS_BUILTIN_PREFIXES)
 
 
+_SCHEMA_GROUPS = frozenset(known.split(".")[0] for known in SCHEMA if "." in known)
+_KNOWN_NAMES = (*SCHEMA, *ROS_BUILTIN_PARAMETERS)
+
+
 def looks_meant_for_the_node(name: str) -> bool:
     """Whether a parameter name neither the schema nor rclpy knows looks meant for our node all the same (a typo to
     refuse): a name in one of the schema's groups (``trust.anything``) or close to one of its names
     (``trust.treshold``). Other names (``robot_description``, another node's settings in a shared ``/**`` section)
     are for other nodes."""
-    groups = {known.split(".")[0] for known in SCHEMA if "." in known}
-    return name.split(".")[0] in groups or bool(difflib.get_close_matches(name, [*SCHEMA, *ROS_BUILTIN_PARAMETERS],
-                                                                          n=1))
+    return name.split(".")[0] in _SCHEMA_GROUPS or bool(difflib.get_close_matches(name, _KNOWN_NAMES, n=1))
 
 
 def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, list[str]]]:

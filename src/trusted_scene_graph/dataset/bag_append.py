@@ -56,7 +56,7 @@ from rosbags.interfaces import ConnectionExtRosbag2, Qos
 from rosbags.rosbag2.metadata import dump_qos_v9, parse_qos
 
 from trusted_scene_graph.dataset import DatasetError
-from trusted_scene_graph.dataset.bag import BAG_VERSION, MCAP_READ_ERRORS, QosSpec, storage_files
+from trusted_scene_graph.dataset.bag import BAG_VERSION, MCAP_READ_ERRORS, SCHEMA_FORMATS, QosSpec, storage_files
 from trusted_scene_graph.dataset.typestore import make_typestore
 
 if TYPE_CHECKING:
@@ -478,7 +478,7 @@ def _has_msgdef(summary: Summary, msgtype: str) -> bool:
     that name in a definition format, when its text is not empty."""
     for channel in summary.channels.values():
         schema = summary.schemas.get(channel.schema_id)
-        if schema is not None and schema.name == msgtype and schema.encoding in ("ros2msg", "ros2idl", "omgidl"):
+        if schema is not None and schema.name == msgtype and schema.encoding in SCHEMA_FORMATS:
             return bool(schema.data)
     return False
 

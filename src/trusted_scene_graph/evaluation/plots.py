@@ -31,6 +31,7 @@ from trusted_scene_graph.evaluation.metrics import (
     reliability_bins,
     risk_coverage_curve,
 )
+from trusted_scene_graph.text import format_number as _fmt
 
 #: Named score sets drawn on the same axes: name -> (scores, correct).
 Curves = Mapping[str, tuple[Any, Any]]
@@ -52,11 +53,6 @@ def _save(figure: Any, path: Path) -> None:
     figure.savefig(path, format="png")
 
 
-def _fmt(value: float) -> str:
-    """A legend's number: 3 significant digits below 0.1 (a good scorer's E-AURC is of the order 1/n)."""
-    if math.isnan(value):
-        return "n/a"
-    return f"{value:.3g}" if 0.0 < abs(value) < 0.1 else f"{value:.3f}"
 
 
 def plot_roc(curves: Curves, path: Path, title: str) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.evaluation import EvaluationError, plots
 from trusted_scene_graph.files import remove_files, replace_text
+from trusted_scene_graph.text import format_number as _fmt
 from trusted_scene_graph.trust.dataset import EDGES_FILE, EdgeTable
 from trusted_scene_graph.trust.features import FEATURE_NAMES
 from trusted_scene_graph.trust.threshold import threshold_text
@@ -198,19 +199,6 @@ def lookup(metrics: Mapping[str, Any], path: str) -> Any:
             return None
         node = node[key]
     return node
-
-
-def format_number(value: Any, digits: int = 3) -> str:
-    """A number for a report: n/a when undefined, 3 significant digits below 0.1, else ``digits`` decimals."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, float):
-        # Fixed decimals would show a small value (a rate of 0.0004, an error of 0.004) as zero or one digit.
-        return f"{value:.3g}" if 0.0 < abs(value) < 0.1 else f"{value:.{digits}f}"
-    return str(value)
-
-
-_fmt = format_number  # short, for the many table rows below
 
 
 def _is_metres(path: str) -> bool:

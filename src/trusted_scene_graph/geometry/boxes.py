@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def is_horizontal_unit(vector: np.ndarray) -> bool:
+    """Whether ``vector`` is a 3-vector in the graph's horizontal plane (z 0) of length 1: a viewing direction as
+    relations and lifting take it. NaN passes every comparison, so finiteness is checked first."""
+    return bool(vector.shape == (3,) and np.isfinite(vector).all() and abs(vector[2]) <= 1e-9
+                and abs(np.linalg.norm(vector) - 1.0) <= 1e-6)
+
+
 def box_surface_distance_m(
     centre_a_m: np.ndarray, size_a_m: np.ndarray, centre_b_m: np.ndarray, size_b_m: np.ndarray
 ) -> float:

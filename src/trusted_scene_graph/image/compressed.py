@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from trusted_scene_graph.image.decode import ImageError
+from trusted_scene_graph.image.decode import ImageError, millimetres_to_m
 
 _DEPTH_HEADER = struct.Struct("<iff")  # compressed_depth_image_transport::ConfigHeader
 _PNG_CODEC = 0  # compressionFormat::PNG in that header
@@ -97,7 +97,7 @@ def decode_compressed_depth_m(image_format: str, data: bytes | bytearray | memor
         raise ImageError(f"cannot decode the compressedDepth payload (format {image_format!r}) as a 16-bit "
                          "single-channel PNG")
     if encoding == "16UC1":
-        depth_m = image.astype(np.float32) / np.float32(1000.0)  # as raw 16UC1: the float32 nearest the metres
+        depth_m = millimetres_to_m(image)  # as raw 16UC1 decodes
         depth_m[image == 0] = np.nan
         return depth_m
     quantised = image.astype(np.float32)

@@ -83,6 +83,15 @@ def to_rgb(encoding: str, pixels: np.ndarray) -> np.ndarray:
     raise ImageError(f"encoding {encoding!r} is not a colour image; expected one of rgb8, bgr8, rgba8, bgra8, mono8")
 
 
+def millimetres_to_m(millimetres: np.ndarray) -> np.ndarray:
+    """16-bit depth in millimetres as float32 metres, a new array. Divided, not multiplied by 1e-3 (itself rounded):
+    each millimetre value becomes the float32 nearest its metres, so 1500 mm is depth.max_m 1.5 exactly, not
+    1.5000001. Every decoder of millimetres (raw 16UC1 and mono16, compressedDepth) goes through it."""
+    depth_m = millimetres.astype(np.float32)
+    depth_m /= np.float32(1000.0)
+    return depth_m
+
+
 def decode_depth_m(
     encoding: str, height: int, width: int, step: int, is_bigendian: bool, data: bytes | bytearray | memoryview
 ) -> np.ndarray:
@@ -99,13 +108,7 @@ def decode_depth_m(
     if encoding not in _DEPTH_UNITS_PER_M:
         raise ImageError(f"depth encoding {encoding!r} is not supported; expected one of {sorted(_DEPTH_UNITS_PER_M)}")
     raw = decode_image(encoding, height, width, step, is_bigendian, data)
-    if _DEPTH_UNITS_PER_M[encoding] == 1.0:
-        depth_m = raw
-    else:
-        depth_m = raw.astype(np.float32)
-        # Divided, not multiplied by 1e-3 (itself rounded): each millimetre value becomes the float32 nearest its
-        # metres, so 1500 mm is depth.max_m 1.5 exactly, not 1.5000001.
-        depth_m /= np.float32(_DEPTH_UNITS_PER_M[encoding])
+    depth_m = raw if _DEPTH_UNITS_PER_M[encoding] == 1.0 else millimetres_to_m(raw)
     value_range = _value_range(depth_m)
     if _is_invalid_range(*value_range):
         if depth_m is raw:

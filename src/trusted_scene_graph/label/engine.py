@@ -229,6 +229,11 @@ def run_items(items: Iterable[WorkItem], work_fn: WorkFn, out_dir: Path | str, *
 _RESULT_SUFFIX = ".result"
 
 
+def _result_path(out_dir: Path, key: str) -> Path:
+    """Where an attempt writes its item's (frames, seconds) before committing it, for :func:`_committed`."""
+    return out_dir / STAGING_DIR / f"{key}{_RESULT_SUFFIX}"
+
+
 def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[int, float]:
     """Label one item into a fresh staging dir and commit it; returns (frames, seconds of work)."""
     staging = out_dir / STAGING_DIR / key / uuid.uuid4().hex
@@ -239,7 +244,7 @@ def _attempt(work_fn: WorkFn, key: str, payload: Any, out_dir: Path) -> tuple[in
         fsync_tree(staging)
         # What a worker that dies between the commit and its result reaching the driver leaves the driver to report
         # (beside the attempts' dirs, so it is not counted as one: _died_attempts).
-        (out_dir / STAGING_DIR / f"{key}{_RESULT_SUFFIX}").write_text(f"{frames} {time.perf_counter() - started_s!r}")
+        _result_path(out_dir, key).write_text(f"{frames} {time.perf_counter() - started_s!r}")
         _commit(staging, out_dir / key)
     finally:
         # Gone after a commit; still there after a failure or when another attempt committed first.
@@ -255,7 +260,7 @@ def _committed(out_dir: Path, key: str) -> tuple[int, float] | None:
     if not (out_dir / key).is_dir():
         return None
     try:
-        frames, seconds = (out_dir / STAGING_DIR / f"{key}{_RESULT_SUFFIX}").read_text().split()
+        frames, seconds = _result_path(out_dir, key).read_text().split()
         return int(frames), float(seconds)
     except (OSError, ValueError):
         return 0, 0.0  # committed, but what it labelled is not known (its result unreadable): counted as none

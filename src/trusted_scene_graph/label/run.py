@@ -269,9 +269,8 @@ def refuse_foreign_output(out: Path, manifest_path: Path) -> None:
             elif entry not in own_files:
                 foreign.append(str(entry.relative_to(out)))
     if foreign:
-        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise LabelError(f"--out {out} is not empty and has no {manifest_path.name}: tsg label did not write it (it "
-                         f"holds {listed}); choose a new or empty directory")
+                         f"holds {short_list(foreign, 5)}); choose a new or empty directory")
 
 
 def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], engine: EngineSettings,

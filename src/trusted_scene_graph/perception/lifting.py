@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from trusted_scene_graph.geometry.boxes import is_horizontal_unit
 from trusted_scene_graph.geometry.camera import Intrinsics, normalized_coordinates
 from trusted_scene_graph.geometry.transform import RigidTransform
 from trusted_scene_graph.perception.detector import Detection, PerceptionError
@@ -847,8 +848,7 @@ def complete_hidden_side(
     for name, values in arrays.items():
         if not np.all(np.isfinite(values)):
             raise PerceptionError(f"complete_hidden_side: {name} holds non-finite values")
-    if (forward.shape != (3,) or not np.isfinite(forward).all() or abs(forward[2]) > 1e-9
-            or abs(np.linalg.norm(forward) - 1.0) > 1e-6):  # NaN passes every comparison: refused first
+    if not is_horizontal_unit(forward):
         raise PerceptionError(f"complete_hidden_side: view_forward_graph must be a horizontal unit vector, got "
                               f"{forward.tolist()}")
     completed_low, completed_high = _complete_hidden_sides(

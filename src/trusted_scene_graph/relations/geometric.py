@@ -81,7 +81,12 @@ import numpy as np
 from scipy.special import expit
 
 from trusted_scene_graph.errors import TsgError
-from trusted_scene_graph.geometry.boxes import box_extent_along_m, pairwise_box_gaps_m, surface_distances_from_gaps_m
+from trusted_scene_graph.geometry.boxes import (
+    box_extent_along_m,
+    is_horizontal_unit,
+    pairwise_box_gaps_m,
+    surface_distances_from_gaps_m,
+)
 from trusted_scene_graph.graph.model import ObjectNode, Relation
 
 QUALITATIVE_PREDICATES = ("left_of", "right_of", "above", "below", "in_front_of", "behind", "near", "far",
@@ -203,8 +208,7 @@ def object_dimensions_m(size_m: np.ndarray, forward: np.ndarray, left: np.ndarra
         raise RelationError(f"size_m must be 3 finite non-negative extents in metres, got {size.tolist()}")
     for name, axis in (("forward", forward), ("left", left)):
         axis = np.asarray(axis, dtype=np.float64)
-        if (axis.shape != (3,) or not np.isfinite(axis).all() or abs(axis[2]) > 1e-9
-                or abs(np.linalg.norm(axis) - 1.0) > 1e-6):  # NaN passes every comparison: refused first
+        if not is_horizontal_unit(axis):
             raise RelationError(f"{name} must be a horizontal unit vector (see horizontal_axes), got {axis.tolist()}")
     return box_extent_along_m(size, left), float(size[2]), box_extent_along_m(size, forward)
 

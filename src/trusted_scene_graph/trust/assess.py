@@ -278,7 +278,7 @@ class EdgeTrust:
         """Trust of every claimed edge of this frame (``objects``: the grid's ObjectNodes, same order)."""
         self._frame += 1
         if grid.count < 2:
-            self.history.skip_frame()
+            self.history.end_frame()
             return CandidateEdges.empty(len(FEATURES))
         arrays = ObjectArrays.from_nodes(objects, image_width_px, image_height_px)
         holds = grid.margins_m > 0

@@ -293,14 +293,13 @@ class TemporalHistory:
         slot = self._frame % self.window_frames
         self._masks[rows, slot] = masks
         self._written[rows, slot] = self._frame
-        self._frame += 1
-        if self._frame % (4 * self.window_frames) == 0:
-            self._forget_stale()
+        self.end_frame()
         return result
 
-    def skip_frame(self) -> None:
-        """A frame without a track pair (fewer than two objects): it still takes its place in the window, so that
-        the window is the last K frames, not the last K frames that had a pair."""
+    def end_frame(self) -> None:
+        """The frame is over; called by :meth:`agreement`, and for a frame without a track pair (fewer than two
+        objects), which still takes its place in the window: the window is the last K frames, not the last K frames
+        that had a pair."""
         self._frame += 1
         if self._frame % (4 * self.window_frames) == 0:
             self._forget_stale()

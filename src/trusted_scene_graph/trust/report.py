@@ -35,8 +35,8 @@ from trusted_scene_graph.evaluation.metrics import (
     expected_calibration_error,
     fpr_at_tpr,
 )
-from trusted_scene_graph.evaluation.report import format_number as _fmt
 from trusted_scene_graph.files import remove_files
+from trusted_scene_graph.text import format_number as _fmt
 from trusted_scene_graph.trust import TrustError
 from trusted_scene_graph.trust.threshold import threshold_text
 
