@@ -25,6 +25,7 @@ from trusted_scene_graph.config.schema import load_config_file  # noqa: E402
 from trusted_scene_graph.dataset import BagMessage, BagReader, BagWriter  # noqa: E402
 from trusted_scene_graph.evaluation import EvaluationError, EvaluationWarning  # noqa: E402
 from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag  # noqa: E402
+from trusted_scene_graph.evaluation.report import write_report  # noqa: E402
 from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns  # noqa: E402
 from trusted_scene_graph.sim import SimError  # noqa: E402
 from trusted_scene_graph.sim.record import (  # noqa: E402
@@ -504,6 +505,40 @@ def test_eval_of_a_fetch_bag_scores_end_effector_distances_and_the_reward(push_b
     assert reward["abs_error_p95"] <= 0.01
     assert -1.0 <= reward["env_spearman"] <= 1.0 and -1.0 <= reward["env_spearman_pooled"] <= 1.0
     assert {"value_order_spearman", "value_order_spearman_env", "value_order_spearman_whole_episode"} <= set(reward)
+
+
+def test_frames_without_a_position_to_reward_are_counted_by_reason(push_bag: Path, tmp_path: Path) -> None:
+    # A reach task rewards the end effector: a bag recorded without /ee_pose has no valid reward, and says why. A
+    # push rewards the cube's position: a goal for an object that is never perceived says that instead.
+    def as_reach_task(message: BagMessage) -> BagMessage:
+        if message.topic == "/ground_truth":
+            message.msg.goal_for = ""
+        return message
+
+    def goal_for_a_sphere(message: BagMessage) -> BagMessage:
+        if message.topic == "/ground_truth":
+            message.msg.goal_for = "sphere"
+        return message
+
+    with BagReader(push_bag) as reader, BagWriter(tmp_path / "reach_without_ee_pose") as writer:
+        for topic, msgtype in reader.topics.items():
+            if topic != "/ee_pose":
+                writer.add_topic(topic, msgtype)
+        for message in reader.messages():
+            if message.topic != "/ee_pose":
+                writer.write(message.topic, as_reach_task(message).msg, message.log_time_ns)
+    _copy_editing(push_bag, tmp_path / "sphere_goal", goal_for_a_sphere)
+
+    reach = evaluate_bag(tmp_path / "reach_without_ee_pose", benchmark_config()).metrics["reward"]
+    assert reach["valid_fraction"] == 0.0
+    assert reach["invalid_reasons"] == {
+        "no end-effector position: no pose on the config's topics.ee_pose within sync.tolerance_s of the frame, or "
+        "none the bag's tf places in the ground truth's frame": reach["frames"]}
+    sphere = evaluate_bag(tmp_path / "sphere_goal", benchmark_config())
+    assert sphere.metrics["reward"]["invalid_reasons"] == {"no perceived 'sphere'": sphere.metrics["reward"]["frames"]}
+    assert evaluate_bag(push_bag, benchmark_config()).metrics["reward"]["invalid_reasons"] == {}
+    write_report(sphere.metrics, sphere.samples, tmp_path / "report")
+    assert "| `no perceived 'sphere'` | 51 |" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_an_end_effector_pose_in_another_frame_is_moved_with_the_bags_tf_and_counted_without_one(

@@ -195,7 +195,7 @@ class _Samples:
     # Per episode: (step, reward on perceived positions, the env's reward, success) per frame.
     reward_series: dict[int, list[tuple[int, float, float, bool]]] = field(default_factory=lambda: defaultdict(list))
     reward_frames: int = 0
-    reward_invalid: int = 0
+    reward_invalid: Counter[str] = field(default_factory=Counter)  # reason -> frames whose reward had no position
     episode_success: dict[int, bool] = field(default_factory=dict)
     timing_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     # Detection, over evaluable ground-truth objects and the perceived objects that are scored (see the module
@@ -789,7 +789,7 @@ class _FrameScorer:
             position = ee_m if not truth.goal_for else _best_by_label(graph, perceived_in_truth, truth.goal_for)
             samples.episode_success[episode] = bool(truth.is_success)
             if position is None:
-                samples.reward_invalid += 1
+                samples.reward_invalid[_no_reward_position_reason(truth, ee_position_m)] += 1
             else:
                 samples.reward_series[episode].append(
                     (int(truth.step), -float(np.linalg.norm(position - goal)), float(truth.env_reward),
@@ -824,6 +824,18 @@ def _within_boxes(point_m: np.ndarray, centres_m: np.ndarray, sizes_m: np.ndarra
     """Whether ``point_m`` lies in any of the axis-aligned boxes (centres and sizes, (N, 3)) grown by ``margin_m`` on
     every side (boxes as the scorer takes them everywhere: axis-aligned in the truth frame)."""
     return bool(np.all(np.abs(point_m - centres_m) <= sizes_m / 2.0 + margin_m, axis=1).any())
+
+
+def _no_reward_position_reason(truth: Any, ee_position_m: np.ndarray | None) -> str:
+    """Why a frame with a goal has no position to reward (its ``reward.invalid_reasons`` key)."""
+    if truth.goal_for:
+        return f"no perceived {truth.goal_for!r}"
+    if ee_position_m is None:
+        return ("no end-effector position: no pose on the config's topics.ee_pose within sync.tolerance_s of the "
+                "frame, or none the bag's tf places in the ground truth's frame")
+    if not np.isfinite(ee_position_m).all():
+        return "the end-effector pose is not finite"
+    return "the ground truth has no gripper"
 
 
 def _best_by_label(graph: SceneGraph, perceived_in_truth: np.ndarray, label: str) -> np.ndarray | None:
@@ -1127,7 +1139,8 @@ def _reward_metrics(samples: _Samples) -> dict[str, Any]:
     error = np.abs(rows[:, 0] - rows[:, 1])
     return {
         "frames": samples.reward_frames,
-        "valid_fraction": _ratio(samples.reward_frames - samples.reward_invalid, samples.reward_frames),
+        "valid_fraction": _ratio(samples.reward_frames - sum(samples.reward_invalid.values()), samples.reward_frames),
+        "invalid_reasons": dict(samples.reward_invalid.most_common()),
         "episodes": len(samples.reward_series),
         "successful_episodes": sum(1 for e in samples.reward_series if samples.episode_success.get(e)),
         "value_order_spearman": mean(value_order),
