@@ -107,3 +107,38 @@ def test_tsg_bringup_exits_non_zero_when_an_unhandled_error_stops_its_executor()
     assert result.returncode == 1, result.stdout + result.stderr
     assert ("the executor stopped on an error no callback handled: RuntimeError: an error no callback handles, "
             "raised by the test") in result.stdout + result.stderr
+
+
+SHUTDOWN_ORDER = """
+import sys
+from trusted_scene_graph.ros import bringup, scene_graph_node
+
+events = []
+
+class RecordingExecutor(bringup.BringupExecutor):
+    def spin(self):
+        events.append("spin")
+        raise KeyboardInterrupt  # Ctrl-C while spinning
+
+    def shutdown(self, *args, **kwargs):
+        events.append("executor shutdown")
+        return super().shutdown(*args, **kwargs)
+
+destroy_node = scene_graph_node.SceneGraphNode.destroy_node
+
+def recording_destroy_node(self):
+    events.append("destroy node")
+    return destroy_node(self)
+
+bringup.BringupExecutor = RecordingExecutor
+scene_graph_node.SceneGraphNode.destroy_node = recording_destroy_node
+code = scene_graph_node.main([])
+print(code, events)
+"""
+
+
+def test_the_node_executable_joins_its_executor_before_destroying_the_node():
+    # A callback still running on a worker thread must not find the node's publishers destroyed under it.
+    result = subprocess.run([sys.executable, "-c", SHUTDOWN_ORDER], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 ['spin', 'executor shutdown', 'destroy node']"
