@@ -675,3 +675,34 @@ def test_a_held_sample_carries_the_trust_of_the_value_it_repeats():
     fresh, held = track([pair], [good, doubtful])
     assert held.held and held.valid and held.trust == fresh.trust == pytest.approx(0.8)
     assert "trust 0.100 is below min_trust" in held.message
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    ({"distance_mode": "centriod"}, r"reward pair 'gripper:cube': .*distance_mode.*'centriod'"),
+    ({"shaping": "Exp"}, r"reward pair 'gripper:cube': .*shaping.*'Exp'"),
+    ({"smoothing_frames": 0}, r"reward pair 'gripper:cube': .*smoothing_frames.*0"),
+    ({"hold_last_valid_s": -1.0}, r"reward pair 'gripper:cube': .*hold_last_valid_s.*-1"),
+])
+def test_a_pair_built_directly_is_validated_as_a_parsed_one_naming_the_pair_and_value(settings, match):
+    # A typo must not pass for another mode, nor fail at the first frame without naming the pair.
+    with pytest.raises(RewardError, match=match):
+        RewardPair("gripper", "cube", **settings)
+    with pytest.raises(RewardError, match="each side must be a non-empty name"):
+        RewardPair("gripper", " ")
+
+
+def test_an_unknown_distance_mode_is_refused_not_taken_for_surface():
+    from trusted_scene_graph.reward.sides import KINEMATICS, Endpoint, distance_m
+
+    a = Endpoint(KINEMATICS, 0, "ee", np.zeros(3), np.zeros(3))
+    b = Endpoint(KINEMATICS, 0, "goal", np.array([0.5, 0.0, 0.0]), np.full(3, 0.2))
+    assert distance_m(a, b, "centroid") == pytest.approx(0.5) and distance_m(a, b, "surface") == pytest.approx(0.4)
+    with pytest.raises(RewardError, match="distance mode 'centriod' is not 'centroid' or 'surface'"):
+        distance_m(a, b, "centriod")
+
+
+def test_a_resolver_built_without_settings_has_the_schemas_defaults():
+    defaults = Config()
+    plain = SideResolver()
+    assert plain.max_age_ns == round(defaults["reward.ee_pose_max_age_s"] * 1e9)
+    assert plain.ee_names == frozenset(defaults["reward.ee_names"]) | {"ee"}

@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from scipy.stats import spearmanr
@@ -435,6 +436,31 @@ def test_an_end_effector_pose_in_the_robots_base_frame_is_moved_into_the_graph_f
     assert moved["subject_source"].equals(original["subject_source"]) and moved["valid"].equals(original["valid"])
     assert (moved["subject_source"] == "kinematics").sum() >= 45  # the first frame misses its cube in both
     np.testing.assert_allclose(moved["distance_m"], original["distance_m"], atol=1e-9)
+
+
+def test_poses_are_used_as_the_live_node_uses_them_where_it_reads_no_tf_or_no_pose_topic(small_bags: Path,
+                                                                                          tmp_path: Path, capsys):
+    # The labels are what the live node would have published. With a static extrinsic and no reward.ee_tf_frame it
+    # subscribes no tf, so a pose in the robot's base frame stays unused; with reward.ee_tf_frame it does not
+    # subscribe topics.ee_pose at all, so a bag's /ee_pose must not stand in where the tf has no end effector.
+    from bag_edits import ee_poses_in_base_frame
+
+    def rows(overrides: list[str], source: Path, out: str) -> pd.DataFrame:
+        assert cmd_label(BENCHMARK_CONFIG, overrides, source, tmp_path / out, ["gripper:cube"], "local", 1, None, 3,
+                         None, None, None, None, None, None, math.nan, False) == EXIT_OK
+        return pq.read_table(tmp_path / out / "rewards.parquet").to_pandas()
+
+    reframed = ee_poses_in_base_frame(small_bags / "b", tmp_path / "bags" / "b")
+    static = rows(["extrinsic.source=static"], reframed, "static")
+    assert len(static) == 51 and not (static["subject_source"] == "kinematics").any()
+    assert ("poses on /ee_pose in frame 'base_link', not the graph frame 'world': 51 unused, as live, since with "
+            "this config (extrinsic.source 'static', no reward.ee_tf_frame) the node reads no tf to move them there; "
+            "--set extrinsic.source=tf (or reward.ee_tf_frame) reads the bag's tf") in capsys.readouterr().err
+    assert (rows([], reframed, "tf")["subject_source"] == "kinematics").sum() >= 45  # benchmark.yaml reads tf
+
+    no_ee_link = rows(["reward.ee_tf_frame=ee_link"], small_bags / "b", "ee_tf_frame")  # the bag's tf has none
+    assert len(no_ee_link) == 51 and not (no_ee_link["subject_source"] == "kinematics").any()
+    assert (rows([], small_bags / "b", "ee_pose")["subject_source"] == "kinematics").sum() >= 45
 
 
 def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_labelled(small_bags: Path, tmp_path: Path):

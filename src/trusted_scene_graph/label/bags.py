@@ -59,7 +59,7 @@ from rosbags.rosbag2.metadata import parse_qos
 from rosbags.serde import SerdeError
 
 from trusted_scene_graph.clock import follow_newest, jumped_back, seconds_to_ns
-from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names
+from trusted_scene_graph.config.nodes import REWARD_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, input_topic_names, tf_topic_names
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter, DatasetError
 from trusted_scene_graph.dataset.bag import (
@@ -93,7 +93,7 @@ from trusted_scene_graph.pipeline.messages import frame_from_msgs, stamp_to_ns
 from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
-from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
+from trusted_scene_graph.reward.sides import EE_FRAME, pose_topics
 from trusted_scene_graph.text import plural
 
 REWARDS_FILE = "rewards.parquet"
@@ -509,7 +509,12 @@ class _Replay:
         self.sync = FrameSynchronizer(list(self.inputs), seconds_to_ns(config["sync.tolerance_s"]),
                                       config["sync.buffer_size"])
         self.tf = TransformBuffer(max_age_ns=seconds_to_ns(config["extrinsic.tf_max_age_s"]))
-        self.pose_topics = {config["topics.ee_pose"]: EE_FRAME, config["topics.goal_pose"]: GOAL_FRAME}
+        # The poses the live node subscribes (none on topics.ee_pose with reward.ee_tf_frame), moved into the graph
+        # frame with the bag's tf only where the node reads tf (tf_topic_names): elsewhere the node keeps a pose in
+        # another frame unused, and so must the labels.
+        self.pose_topics = {topic: frame for frame, topic in pose_topics(config)}
+        self.pose_tf = self.tf if tf_topic_names(config) else None
+        self.poses_without_tf: Counter[tuple[str, str]] = Counter()  # (topic, frame) -> poses left unused for it
         self.decoded = {*self.inputs.values(), TF_TOPIC, TF_STATIC_TOPIC, GROUND_TRUTH_TOPIC, *self.pose_topics}
         self.episodes: dict[int, int] = {}  # ground-truth stamp -> episode
         self.read_episodes: dict[int, int] = {}  # the same, as read (the look-ahead's; forgotten as frames are queued)
@@ -549,7 +554,12 @@ class _Replay:
                   f"elsewhere than the config's extrinsic (extrinsic.source 'static', which the rewards use) in "
                   f"{plural(count, 'frame')}: to use the bag's camera pose, pass --set extrinsic.source=tf (a tsg sim "
                   "record bag: --config config/benchmark.yaml)"
-                  for camera_frame, count in self.extrinsic_differs_from_tf.items())]
+                  for camera_frame, count in self.extrinsic_differs_from_tf.items()),
+                *(f"poses on {topic} in frame {frame_id!r}, not the graph frame {self.pipeline.frame_id!r}: "
+                  f"{count} unused, as live, since with this config (extrinsic.source "
+                  f"{self.config['extrinsic.source']!r}, no reward.ee_tf_frame) the node reads no tf to move them "
+                  "there; --set extrinsic.source=tf (or reward.ee_tf_frame) reads the bag's tf"
+                  for (topic, frame_id), count in self.poses_without_tf.items())]
 
     def run(self, reader: Reader | _SalvagedMcap) -> list[dict[str, Any]]:
         typestore = self.out.typestore
@@ -612,8 +622,10 @@ class _Replay:
             if not all(math.isfinite(value) for value in (p.x, p.y, p.z)):
                 return  # no position: the frames near it have no pose (their rows say so, or perception answers)
             # In the graph frame when the tf read so far can put it there, as the node does on arrival.
-            frame_id, position_m = express_in(self.tf, self.pipeline.frame_id, msg.header.frame_id, (p.x, p.y, p.z),
-                                              stamp_ns)
+            frame_id, position_m = express_in(self.pose_tf, self.pipeline.frame_id, msg.header.frame_id,
+                                              (p.x, p.y, p.z), stamp_ns)
+            if self.pose_tf is None and frame_id != self.pipeline.frame_id.lstrip("/"):
+                self.poses_without_tf[(topic, frame_id)] += 1  # said in the run's summary (notes)
             pose = _Pose(self.pose_topics[topic], stamp_ns, frame_id, tuple(position_m.tolist()))
             self.lookahead[pose.frame].add(pose.stamp_ns, pose.frame_id, pose.position_m)
             self._apply_or_queue(pose)

@@ -40,6 +40,15 @@ class RewardPair:
     smoothing_frames: int = 1
     hold_last_valid_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Built directly (not through parse_pair), a typo such as distance_mode='centriod' would otherwise be taken
+        # for another mode, or fail at the first frame without naming the pair.
+        for side in (self.subject, self.object):
+            if not isinstance(side, str) or not side.strip():
+                raise reward.RewardError(f"reward pair {self.name!r}: each side must be a non-empty name")
+        for name in PAIR_SETTINGS:
+            object.__setattr__(self, name, _setting(name, getattr(self, name), self.name))
+
     @property
     def name(self) -> str:
         return f"{self.subject}:{self.object}"

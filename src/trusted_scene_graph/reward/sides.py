@@ -52,11 +52,23 @@ class Endpoint:
     depth_valid_fraction: float = 1.0  # (1 for kinematics)
 
 
+def pose_topics(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(robot frame, topic) of the PoseStamped topics the rewards use: the goal, and the end effector unless it comes
+    from tf (``reward.ee_tf_frame``); an empty topic name is none. The node subscribes these, and ``tsg label`` reads
+    these alone, so that both reward the same poses."""
+    topics = [(GOAL_FRAME, config["topics.goal_pose"])]
+    if not config["reward.ee_tf_frame"]:
+        topics.insert(0, (EE_FRAME, config["topics.ee_pose"]))
+    return [(frame, topic) for frame, topic in topics if topic]
+
+
 def distance_m(a: Endpoint, b: Endpoint, mode: str) -> float:
     """Centroid distance, or (``surface``) the distance between the closest points of the two boxes."""
     if mode == "centroid":
         return float(np.linalg.norm(a.centroid_m - b.centroid_m))
-    return box_surface_distance_m(a.centroid_m, a.size_m, b.centroid_m, b.size_m)
+    if mode == "surface":
+        return box_surface_distance_m(a.centroid_m, a.size_m, b.centroid_m, b.size_m)
+    raise reward.RewardError(f"distance mode {mode!r} is not 'centroid' or 'surface'")
 
 
 def same_thing(a: Endpoint, b: Endpoint) -> bool:
@@ -193,7 +205,7 @@ class SideResolver:
     """Resolves pair and query names against one graph, with the robot frames' pose histories."""
 
     def __init__(self, ee_names: Iterable[str] = ("gripper", "ee", "end_effector"), known_labels: Iterable[str] = (),
-                 ee_pose_max_age_s: float = 0.2, *, reduced_graphs: bool = False) -> None:
+                 ee_pose_max_age_s: float = 0.1, *, reduced_graphs: bool = False) -> None:
         """``reduced_graphs``: the graphs resolved hold only the objects the names need (a labeller lifts
         :meth:`labels_needed` alone), so a name not found is not described by what the graph holds."""
         self.ee_names = frozenset(name.strip().lower() for name in ee_names) | {EE_FRAME}

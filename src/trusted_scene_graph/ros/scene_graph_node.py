@@ -102,7 +102,7 @@ from trusted_scene_graph.pipeline.scene import ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardError, RewardSample, RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.query import query_distance
-from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
+from trusted_scene_graph.reward.sides import EE_FRAME, pose_topics
 from trusted_scene_graph.ros import convert
 from trusted_scene_graph.ros.params import coerce_on_set, declare_config, schema_overrides, validate_on_set
 
@@ -161,15 +161,6 @@ def tf_message_type(needed_by: str = "extrinsic.source 'tf'") -> type:
                                      f"({exc}); run scripts/setup.sh (it builds ros2_ws/vendor/tf2_msgs) or install "
                                      "ros-<distro>-tf2-msgs") from exc
     return TFMessage
-
-
-def pose_topics(config: Config) -> list[tuple[str, str]]:
-    """(robot frame, topic) of the PoseStamped subscriptions: the goal, and the end effector unless it comes from tf
-    (``reward.ee_tf_frame``); an empty topic name is not subscribed."""
-    topics = [(GOAL_FRAME, config["topics.goal_pose"])]
-    if not config["reward.ee_tf_frame"]:
-        topics.insert(0, (EE_FRAME, config["topics.ee_pose"]))
-    return [(frame, topic) for frame, topic in topics if topic]
 
 
 def sensor_qos(config: Config) -> QoSProfile:
