@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("mujoco")
@@ -34,6 +35,7 @@ from trusted_scene_graph.sim.record import (  # noqa: E402
     RecordSettings,
     benchmark_config,
     record_sim_bag,
+    recorded_topics,
 )
 
 pytestmark = pytest.mark.sim
@@ -139,6 +141,50 @@ def test_record_settings_name_the_bad_value() -> None:
         RecordSettings(depth_noise="lidar")
     with pytest.raises(SimError, match="--camera is for Fetch tasks"):
         RecordSettings(scene="tabletop", camera="head_camera_rgb")
+
+
+def test_a_recording_writes_the_configs_topics_and_refuses_two_streams_on_one() -> None:
+    push = RecordSettings(scene="FetchPush")
+    config = benchmark_config().with_overrides({
+        "topics.goal_pose": "/task/goal_pose", "topics.ee_pose": "", "topics.color_transport": "compressed",
+        "topics.depth_transport": "compressedDepth"})
+    topics = recorded_topics(push, config)
+    assert topics["/task/goal_pose"][0] == "geometry_msgs/msg/PoseStamped"
+    assert "/goal_pose" not in topics and "" not in topics and "/ee_pose" not in topics  # empty: not recorded
+    assert topics["/camera/color/image_raw/compressed"][0] == "sensor_msgs/msg/CompressedImage"
+    assert topics["/camera/depth/image_raw/compressedDepth"][0] == "sensor_msgs/msg/CompressedImage"
+    assert "/camera/color/image_raw" not in topics
+    for overrides, match in (
+            ({"topics.depth": "/camera/color/image_raw"},
+             "topics.color and topics.depth would both be recorded on /camera/color/image_raw"),
+            ({"topics.ee_pose": "/goal_pose"},
+             "topics.ee_pose and topics.goal_pose would both be recorded on /goal_pose"),
+            ({"topics.instances": "/ground_truth"},
+             "topics.instances and the ground truth would both be recorded on /ground_truth"),
+            ({"topics.camera_info": "/tf_static"},
+             "topics.camera_info and the camera pose would both be recorded on /tf_static")):
+        with pytest.raises(SimError, match=re.escape(match)):
+            recorded_topics(push, benchmark_config().with_overrides(overrides))
+
+
+def test_a_bag_recorded_with_compressed_transports_and_other_topics_is_labelled_with_that_config(
+        tmp_path: Path) -> None:
+    # The recording plays into (and is labelled with) the config it was recorded with, unchanged.
+    from trusted_scene_graph.label.bags import label_bag
+
+    config = benchmark_config().with_overrides({
+        "topics.goal_pose": "/task/goal_pose", "topics.color_transport": "compressed",
+        "topics.depth_transport": "compressedDepth"})
+    bag = tmp_path / "bag"
+    record_sim_bag(bag, RecordSettings(scene="FetchPush", episodes=1, seed=2, **SMALL), config)
+    with BagReader(bag) as reader:
+        assert reader.topics["/camera/color/image_raw/compressed"] == "sensor_msgs/msg/CompressedImage"
+        assert "/goal_pose" not in reader.topics and "/camera/color/image_raw" not in reader.topics
+    (tmp_path / "out").mkdir()
+    label_bag(bag, tmp_path / "out", config, ["cube:goal", "gripper:cube"])
+    rows = pq.read_table(tmp_path / "out" / "rewards.parquet").to_pandas()
+    for pair in ("cube:goal", "gripper:cube"):
+        assert rows[rows["pair"] == pair]["valid"].mean() > 0.9, pair
 
 
 def test_a_setting_the_scene_refuses_leaves_no_bag_behind(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from trusted_scene_graph.pipeline.messages import NS_PER_S
 
 GROUND_TRUTH_TYPE = "trusted_scene_graph_msgs/msg/GroundTruth"
 GROUND_TRUTH_OBJECT_TYPE = "trusted_scene_graph_msgs/msg/GroundTruthObject"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 
 
 def _types() -> dict[str, Any]:
@@ -63,6 +64,12 @@ def image(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> An
     return _types()["sensor_msgs/msg/Image"](header=header(stamp_ns, frame_id), height=height, width=width,
                                              encoding=encoding, is_bigendian=0, step=step,
                                              data=np.frombuffer(data, dtype=np.uint8))
+
+
+def compressed_image(image_format: str, data: bytes, stamp_ns: int, frame_id: str) -> Any:
+    """A ``sensor_msgs/CompressedImage`` of an encoded payload (:mod:`trusted_scene_graph.image.compressed`)."""
+    return _types()[COMPRESSED_IMAGE_TYPE](header=header(stamp_ns, frame_id), format=image_format,
+                                           data=np.frombuffer(data, dtype=np.uint8))
 
 
 def camera_info(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> Any:

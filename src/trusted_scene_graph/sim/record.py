@@ -20,6 +20,11 @@ topic (default config)           type                                 content
                                                                       goal, the environment's dense reward
 ===============================  ===================================  ===============================================
 
+Topic names are the config's. With ``topics.color_transport: compressed`` the colour image goes as a JPEG
+``sensor_msgs/CompressedImage`` on ``topics.color`` + ``/compressed``, and with ``topics.depth_transport:
+compressedDepth`` the depth as a PNG one on ``topics.depth`` + ``/compressedDepth``, as image_transport publishes them;
+an empty ``topics.ee_pose`` / ``topics.goal_pose`` is not recorded.
+
 Every message of one frame carries the same stamp, and is logged at that stamp, so a bag is fully determined by its
 settings and seed. Stamps start at :data:`START_STAMP_NS` (a fixed date, so tools show sane times) plus the
 simulated time. Scenes: the four Gymnasium-Robotics Fetch tasks, driven by scripted policies (an episode is the
@@ -41,13 +46,15 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC
+from trusted_scene_graph.config.nodes import TF_STATIC_TOPIC, TF_TOPIC, subscribed_topic
 from trusted_scene_graph.config.schema import Config
 from trusted_scene_graph.dataset import BagWriter
 from trusted_scene_graph.dataset import messages as bag_msgs
 from trusted_scene_graph.dataset.bag import DEFAULT_QOS, LATCHED_QOS, SENSOR_QOS
+from trusted_scene_graph.dataset.messages import COMPRESSED_IMAGE_TYPE
 from trusted_scene_graph.geometry.camera import Intrinsics
 from trusted_scene_graph.geometry.transform import RigidTransform
+from trusted_scene_graph.image.compressed import encode_compressed_depth, encode_compressed_rgb
 from trusted_scene_graph.image.decode import depth_to_encoding
 from trusted_scene_graph.sim import SimError
 from trusted_scene_graph.sim.depth_noise import DepthNoiseModel, apply_depth_noise, depth_noise_from_name
@@ -59,7 +66,6 @@ SCENES: tuple[str, ...] = (*sorted(TASKS), TABLETOP)
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 OPTICAL_FRAME = "camera_color_optical_frame"
-GOAL_POSE_TOPIC = "/goal_pose"
 GROUND_TRUTH_TOPIC = "/ground_truth"
 
 #: 2026-01-01T00:00:00Z: the stamp of a bag's first frame.
@@ -191,23 +197,10 @@ def record_sim_bag(out_path: Path, settings: RecordSettings, config: Mapping[str
     """
     noise = depth_noise_from_name(settings.depth_noise)
     graph_frame = config["graph_frame"]
-    is_fetch = settings.scene != TABLETOP
-    topics = {
-        config["topics.color"]: ("sensor_msgs/msg/Image", SENSOR_QOS),
-        config["topics.depth"]: ("sensor_msgs/msg/Image", SENSOR_QOS),
-        config["topics.camera_info"]: ("sensor_msgs/msg/CameraInfo", SENSOR_QOS),
-        config["topics.instances"]: ("sensor_msgs/msg/Image", SENSOR_QOS),
-        # A model camera may sit on a moving body (the gripper's, the head's): its pose goes on /tf with every frame.
-        # The tasks' default views and the tabletop scenes' cameras are fixed for an episode: /tf_static.
-        camera_pose_topic(settings): ("tf2_msgs/msg/TFMessage", DEFAULT_QOS if settings.camera else LATCHED_QOS),
-        GROUND_TRUTH_TOPIC: (bag_msgs.GROUND_TRUTH_TYPE, DEFAULT_QOS),
-    }
-    if is_fetch:
-        topics[config["topics.ee_pose"]] = ("geometry_msgs/msg/PoseStamped", DEFAULT_QOS)
-        topics[GOAL_POSE_TOPIC] = ("geometry_msgs/msg/PoseStamped", DEFAULT_QOS)
+    topics = recorded_topics(settings, config)
     summary = RecordSummary(Path(out_path), topics={topic: msgtype for topic, (msgtype, _) in topics.items()})
     writer = BagWriter(out_path, settings.storage)  # refuses an existing path before the scene is built
-    frames = _fetch_frames(settings) if is_fetch else _tabletop_frames(settings)
+    frames = _fetch_frames(settings) if settings.scene != TABLETOP else _tabletop_frames(settings)
     # Build the scene and its first frame before the bag exists: a setting the scene refuses (a camera the model
     # does not have, a negative policy noise) must not leave an empty bag behind that blocks the corrected rerun.
     first = next(frames)
@@ -251,6 +244,39 @@ def _record(writer: BagWriter, frames: Iterator[_Frame], first: _Frame, topics: 
         summary.messages = bag.messages_written
 
 
+def recorded_topics(settings: RecordSettings, config: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Topic -> (message type, QoS) of what a recording writes, named as the config's nodes subscribe them (the
+    colour and depth images on their transport's topic, e.g. ``/compressed``), so that the bag plays into a bringup
+    with that config unchanged. An empty pose topic (the schema's "off") is not written. Two of them on one topic are
+    refused, naming both, before anything is written: one topic would mix two streams."""
+    image = "sensor_msgs/msg/Image"
+    wanted = [
+        ("topics.color", subscribed_topic(config, "topics.color"),
+         COMPRESSED_IMAGE_TYPE if config["topics.color_transport"] != "raw" else image, SENSOR_QOS),
+        ("topics.depth", subscribed_topic(config, "topics.depth"),
+         COMPRESSED_IMAGE_TYPE if config["topics.depth_transport"] != "raw" else image, SENSOR_QOS),
+        ("topics.camera_info", config["topics.camera_info"], "sensor_msgs/msg/CameraInfo", SENSOR_QOS),
+        ("topics.instances", config["topics.instances"], image, SENSOR_QOS),
+        # A model camera may sit on a moving body (the gripper's, the head's): its pose goes on /tf with every frame.
+        # The tasks' default views and the tabletop scenes' cameras are fixed for an episode: /tf_static.
+        ("the camera pose", camera_pose_topic(settings), "tf2_msgs/msg/TFMessage",
+         DEFAULT_QOS if settings.camera else LATCHED_QOS),
+        ("the ground truth", GROUND_TRUTH_TOPIC, bag_msgs.GROUND_TRUTH_TYPE, DEFAULT_QOS),
+    ]
+    if settings.scene != TABLETOP:
+        wanted += [(name, config[name], "geometry_msgs/msg/PoseStamped", DEFAULT_QOS)
+                   for name in ("topics.ee_pose", "topics.goal_pose") if config[name]]
+    topics: dict[str, tuple[str, Any]] = {}
+    writers: dict[str, str] = {}
+    for what, topic, msgtype, qos in wanted:
+        if topic in writers:
+            raise SimError(f"{writers[topic]} and {what} would both be recorded on {topic}: give them different "
+                           "topics")
+        writers[topic] = what
+        topics[topic] = (msgtype, qos)
+    return topics
+
+
 def camera_pose_topic(settings: RecordSettings) -> str:
     """Where a recording puts its camera's pose: ``/tf`` (every frame) for a model camera, which may move with the
     robot (``gripper_camera_rgb`` travels 17 cm in a FetchPickAndPlace episode), else ``/tf_static`` (once per
@@ -269,16 +295,25 @@ def _write_frame(bag: BagWriter, frame: _Frame, settings: RecordSettings, noise:
     # The noise of frame k of episode e depends only on (seed, e, k): reproducible and independent of other frames.
     rng = np.random.default_rng([settings.seed, frame.episode, frame.step])
     depth_m = apply_depth_noise(frame.depth_m, noise, rng)
-    bag.write(config["topics.color"], bag_msgs.image(frame.rgb, "rgb8", stamp, OPTICAL_FRAME), stamp)
-    bag.write(config["topics.depth"], bag_msgs.image(depth_to_encoding(depth_m, settings.depth_encoding),
-                                                     settings.depth_encoding, stamp, OPTICAL_FRAME), stamp)
+    if config["topics.color_transport"] == "raw":
+        colour = bag_msgs.image(frame.rgb, "rgb8", stamp, OPTICAL_FRAME)
+    else:  # 'compressed': JPEG, as image_transport's compressed publisher writes it by default
+        colour = bag_msgs.compressed_image(*encode_compressed_rgb(frame.rgb), stamp, OPTICAL_FRAME)
+    bag.write(subscribed_topic(config, "topics.color"), colour, stamp)
+    if config["topics.depth_transport"] == "raw":
+        depth = bag_msgs.image(depth_to_encoding(depth_m, settings.depth_encoding), settings.depth_encoding, stamp,
+                               OPTICAL_FRAME)
+    else:  # 'compressedDepth': PNG, with compressed_depth_image_transport's default range and quantisation
+        depth = bag_msgs.compressed_image(*encode_compressed_depth(depth_m, settings.depth_encoding), stamp,
+                                          OPTICAL_FRAME)
+    bag.write(subscribed_topic(config, "topics.depth"), depth, stamp)
     bag.write(config["topics.camera_info"], bag_msgs.camera_info(frame.intrinsics, stamp, OPTICAL_FRAME), stamp)
     bag.write(config["topics.instances"], bag_msgs.image(frame.instances, "16UC1", stamp, OPTICAL_FRAME), stamp)
-    if frame.gripper_m is not None:
+    if frame.gripper_m is not None and config["topics.ee_pose"]:
         bag.write(config["topics.ee_pose"], bag_msgs.pose_stamped(stamp, graph_frame, frame.gripper_m,
                                                                   frame.gripper_xyzw), stamp)
-    if frame.goal_m is not None:
-        bag.write(GOAL_POSE_TOPIC, bag_msgs.pose_stamped(stamp, graph_frame, frame.goal_m), stamp)
+    if frame.goal_m is not None and config["topics.goal_pose"]:
+        bag.write(config["topics.goal_pose"], bag_msgs.pose_stamped(stamp, graph_frame, frame.goal_m), stamp)
     bag.write(GROUND_TRUTH_TOPIC, bag_msgs.ground_truth(
         stamp, graph_frame, settings.scene, frame.episode, frame.step, frame.objects, frame.gripper_m, frame.goal_m,
         frame.goal_for, frame.env_reward, frame.is_success), stamp)
