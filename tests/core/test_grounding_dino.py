@@ -9,6 +9,7 @@ The phrase matching and box conversion are pinned on hand-made model outputs.
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -235,6 +236,20 @@ def test_detections_have_vocabulary_labels_boxes_inside_the_image_and_sorted_sco
     scores = [d.score for d in detections]
     assert scores == sorted(scores, reverse=True)
     assert all(_iou(a.box_xywh_px, b.box_xywh_px) <= 0.5 for a, b in itertools.combinations(detections, 2))
+
+
+def test_an_image_processor_that_does_not_pad_gives_the_detections_of_one_that_does(tmp_path: Path,
+                                                                                    model_dir: Path):
+    # do_pad false is a valid processor setting: it returns no pixel_mask, and a single image needs no padding.
+    unpadded = tmp_path / "unpadded"
+    shutil.copytree(model_dir, unpadded)
+    processor_config = json.loads((unpadded / "processor_config.json").read_text())
+    processor_config["image_processor"]["do_pad"] = False
+    (unpadded / "processor_config.json").write_text(json.dumps(processor_config))
+    expected = make_detector(_config(model_dir)).detect(_frame())
+    found = make_detector(_config(unpadded)).detect(_frame())
+    assert expected and [(d.label, d.box_xywh_px) for d in found] == [(d.label, d.box_xywh_px) for d in expected]
+    np.testing.assert_allclose([d.score for d in found], [d.score for d in expected], rtol=1e-5)
 
 
 def test_the_label_map_renames_a_phrases_detections(model_dir: Path):

@@ -20,7 +20,7 @@ from tiny_vlm import build_tiny_vlm
 from trusted_scene_graph.perception.depth import MonocularDepth
 from trusted_scene_graph.perception.detector import PerceptionError
 from trusted_scene_graph.perception.grounding_dino import GroundingDinoDetector
-from trusted_scene_graph.perception.hf import resolve_model_source
+from trusted_scene_graph.perception.hf import load_pretrained, resolve_model_source
 from trusted_scene_graph.vlm.base import VlmError
 from trusted_scene_graph.vlm.generative import GenerativeVlm
 
@@ -82,6 +82,20 @@ def test_a_broken_model_folder_is_the_backends_error_naming_the_folder(
     breakage(folder, processor_file)
     with pytest.raises(error, match=rf"cannot load \w+ from '{re.escape(str(folder))}' \(\w+\.model_path\): \w+"):
         load(str(folder))
+
+
+def test_a_model_needing_a_package_that_is_not_installed_is_the_backends_error_naming_it(tmp_path: Path) -> None:
+    # Qwen2-VL's video processor needs torchvision, SigLIP's tokenizer SentencePiece: an ImportError escaping the
+    # loader would leave the node in ERROR with nothing logged.
+    class Qwen2VLProcessor:
+        @staticmethod
+        def from_pretrained(*args: object, **kwargs: object) -> None:
+            raise ImportError("Qwen2VLVideoProcessor requires the Torchvision library but it was not found")
+
+    with pytest.raises(PerceptionError, match=rf"^cannot load Qwen2VLProcessor from '{re.escape(str(tmp_path))}' "
+                                              r"\(vlm.model_path\): the model needs a Python package that is not "
+                                              r"installed: Qwen2VLVideoProcessor requires the Torchvision library"):
+        load_pretrained(Qwen2VLProcessor, str(tmp_path), "vlm.model_path", "Qwen/Qwen2-VL-2B-Instruct")
 
 
 def test_a_missing_relative_org_name_path_is_neither_a_directory_nor_a_cached_model_id(

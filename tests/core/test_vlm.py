@@ -138,6 +138,10 @@ def test_masked_tokens_are_left_out_of_the_nmlp_and_a_token_id_given_twice_count
 def test_an_answer_probability_outside_0_1_is_refused_and_p_true_follows_the_answer():
     with pytest.raises(VlmError, match=r"probability must be in \[0, 1\], got 1.5"):
         VlmAnswer(True, 1.5)
+    # The answer is the likelier one: a "yes" at 0.3 would be a rejection to the trust step and a yes to tsg eval vsr.
+    with pytest.raises(VlmError, match=r"at least 0.5; got 0.3 for yes"):
+        VlmAnswer(True, 0.3)
+    assert VlmAnswer(False, 0.5).p_true == 0.5 and VlmAnswer(True, 0.4999999999).probability == 0.4999999999
     assert VlmAnswer(True, 0.8).p_true == pytest.approx(0.8)
     assert VlmAnswer(False, 0.8).p_true == pytest.approx(0.2)
 
@@ -244,6 +248,9 @@ def test_a_claim_the_recording_does_not_hold_is_an_error_naming_image_and_statem
      r"answers.jsonl:2: 'answer' must be true/false, 'yes'/'no' or 1/0, got 'maybe'"),
     ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 1.2}',
      r"answers.jsonl:2: 'probability' must be a number in \[0, 1\], got 1.2"),
+    ('{"image": "a.jpg", "statement": "x", "answer": "yes", "probability": 0.3}',
+     r"answers.jsonl:2: the probability is that of the answer given, the likelier one, so at least 0.5; got 0.3 for "
+     r"answer yes \(a yes at 0.3 is a no at 0.7\)"),
     ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 0.5, "nmlp": "high"}',
      r"answers.jsonl:2: 'nmlp' must be a number, got 'high'"),
     ('{"image": "a.jpg", "statement": "The cat.", "answer": true, "probability": 0.5}',
@@ -408,6 +415,17 @@ def test_generative_answers_are_deterministic_with_nmlp_at_least_ln_k_and_the_ge
     vocabulary_size = generative.model.config.text_config.vocab_size
     assert first.nmlp >= math.log(min(NMLP_TOP_K, vocabulary_size)) - 1e-9
     assert first.raw_text and "<" not in first.raw_text  # special tokens are stripped
+
+
+def test_a_checkpoint_asking_for_beam_search_is_still_answered_greedily(model_dir: Path, tmp_path: Path, generative):
+    # Beam search returns per-step logits of beam 0, not of the sequence it returns: the NMLP and text would disagree.
+    beams = tmp_path / "beams"
+    shutil.copytree(model_dir, beams)
+    generation = json.loads((beams / "generation_config.json").read_text())
+    (beams / "generation_config.json").write_text(json.dumps({**generation, "num_beams": 3}))
+    with_beams = make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(beams)}))
+    for statement in ("The ball is above the box.", "The cat is near the dog."):
+        assert with_beams.judge(IMAGE, statement) == generative.judge(IMAGE, statement)
 
 
 def test_a_generative_answer_takes_well_under_a_second_on_cpu(generative):

@@ -230,8 +230,10 @@ class GroundingDinoDetector:
         with inference_errors("Grounding DINO detector's image processor"):
             inputs = self.processor.image_processor(images=rgb, return_tensors="pt",
                                                     input_data_format="channels_last")
-        return {"pixel_values": inputs["pixel_values"].to(device=self.device, dtype=self.dtype),
-                "pixel_mask": inputs["pixel_mask"].to(self.device)}
+        pixels = {"pixel_values": inputs["pixel_values"].to(device=self.device, dtype=self.dtype)}
+        if "pixel_mask" in inputs:  # a processor with do_pad false gives none: the model then takes every pixel
+            pixels["pixel_mask"] = inputs["pixel_mask"].to(self.device)
+        return pixels
 
     def forward(self, pixels: Mapping[str, torch.Tensor], batch: PhraseBatch) -> Any:
         """One forward pass for one phrase batch; the raw logits and boxes come back as float32 on the CPU."""

@@ -79,6 +79,12 @@ def load_pretrained(loader: Any, model_path: str, parameter: str, example_id: st
     source = resolve_model_source(model_path, parameter, example_id)
     try:
         return loader.from_pretrained(source, local_files_only=True, **kwargs)
+    except ImportError as exc:
+        # A tokenizer or processor whose library is not installed (SigLIP's SentencePiece tokenizer, Qwen2-VL's
+        # torchvision video processor): an uncaught ImportError would leave the node in ERROR with nothing logged.
+        raise PerceptionError(f"cannot load {getattr(loader, '__name__', loader)} from {model_path!r} "
+                              f"({parameter}): the model needs a Python package that is not installed: {exc}"
+                              ) from exc
     except _load_errors() as exc:
         raise PerceptionError(f"cannot load {getattr(loader, '__name__', loader)} from {model_path!r} "
                               f"({parameter}): {type(exc).__name__}: {exc}. If the weights are missing, "

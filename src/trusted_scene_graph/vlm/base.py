@@ -17,13 +17,17 @@ class VlmError(TsgError):
     """A VLM backend cannot be built or cannot answer (missing weights, no recorded answer, bad image)."""
 
 
+#: How far below 0.5 a backend's answer probability may fall by float rounding (a float32 two-way softmax).
+ANSWER_PROBABILITY_TOLERANCE = 1e-6
+
+
 @dataclass(frozen=True)
 class VlmAnswer:
     """A VLM's verdict on one statement about one image.
 
     ``answer``: the model says the statement is true. ``probability``: the probability the model gives to the
-    answer it gave, in [0, 1] (``generative``: from the "yes"/"no" token probabilities, so >= 0.5; see
-    :mod:`~trusted_scene_graph.vlm.scoring`).
+    answer it gave, in [0.5, 1] (the answer is the likelier one; ``generative``: from the "yes"/"no" token
+    probabilities; see :mod:`~trusted_scene_graph.vlm.scoring`).
     ``nmlp``: negative mean top-k log-probability of the generated tokens (:func:`~.scoring.nmlp`; higher is more
     confident), NaN when unknown. ``raw_text``: what the model generated (``contrastive``: the caption it preferred).
     ``margin``: the contrastive margin, top-1 minus top-2 softmax probability among the candidate captions, in
@@ -42,6 +46,11 @@ class VlmAnswer:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.probability) and 0.0 <= self.probability <= 1.0):
             raise VlmError(f"VLM answer probability must be in [0, 1], got {self.probability!r}")
+        # The answer is the likelier one: a "yes" at 0.3 would be read as the model rejecting the claim (p_true 0.3)
+        # by the trust step and as endorsing it by tsg eval vsr. Float rounding of a two-way softmax is tolerated.
+        if self.probability < 0.5 - ANSWER_PROBABILITY_TOLERANCE:
+            raise VlmError(f"VLM answer probability is that of the answer given, the likelier one, so at least 0.5; "
+                           f"got {self.probability!r} for {'yes' if self.answer else 'no'}")
         if not (math.isnan(self.margin) or 0.0 <= self.margin <= 1.0):
             raise VlmError(f"VLM answer margin must be NaN or in [0, 1], got {self.margin!r}")
         if not (math.isnan(self.answer_mass) or 0.0 <= self.answer_mass <= 1.0):

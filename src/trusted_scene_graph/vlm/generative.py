@@ -174,7 +174,9 @@ class GenerativeVlm:
     def forward(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy generation; returns the raw logits (T, V) of the generated positions (float32, CPU) and their ids."""
         with torch.inference_mode(), inference_errors(f"VLM generating an answer on {self.device}", VlmError):
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+            # num_beams=1: a checkpoint's generation_config.json may ask for beam search, whose per-step logits are
+            # beam 0's, not those of the sequence returned.
+            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                                          output_logits=True, return_dict_in_generate=True)
         prompt_length = inputs["input_ids"].shape[1]
         logits = torch.cat([step[:1] for step in output.logits], dim=0).float().cpu()

@@ -159,6 +159,9 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
         raise VlmError(f"{where}: 'statement' must be a non-empty string, got {statement!r}")
     answer = _parse_answer(record.get("answer"), where)
     probability = _parse_probability(record, where)
+    if probability < 0.5:
+        raise VlmError(f"{where}: the probability is that of the answer given, the likelier one, so at least 0.5; "
+                       f"got {probability!r} for answer {'yes' if answer else 'no'} (a yes at 0.3 is a no at 0.7)")
     nmlp = _optional_number(record, "nmlp", where)
     if not (math.isnan(nmlp) or (math.isfinite(nmlp) and nmlp >= 0.0)):
         raise VlmError(f"{where}: 'nmlp' must be a finite number >= 0 (minus a mean log-probability), got {nmlp!r}")
