@@ -116,6 +116,37 @@ def test_a_rejected_claim_with_a_converse_becomes_a_vlm_edge_with_negative_align
         assert edges.features[k, FEATURE_INDEX["claim_from_vlm"]] == 1.0
 
 
+def test_a_vlm_claim_is_published_both_ways_as_one_fact_like_a_geometry_claim():
+    grid, objects = scene()
+    edges = edge_trust(CountingVlm(), **{"trust.vlm_queries_per_frame": 50, "trust.vlm_query_band": [0.0, 1.0]}).assess(
+        grid, objects, 64, 48, IMAGE)
+    from_vlm = {(int(edges.subject[k]), QUALITATIVE_PREDICATES[edges.predicate[k]], int(edges.object[k])): k
+                for k in np.flatnonzero(edges.source == SOURCE_VLM)}
+    for claim, other_way in (((0, "right_of", 1), (1, "left_of", 0)), ((0, "far", 1), (1, "far", 0))):
+        first, second = from_vlm[claim], from_vlm[other_way]
+        assert edges.canonical[first] == edges.canonical[second] and edges.trust[first] == edges.trust[second]
+        assert edges.representative[first] and not edges.representative[second]
+    assert len(edges.features) == int(edges.representative.sum())
+
+
+def test_a_near_or_far_answer_is_reused_whichever_order_the_detector_lists_the_two_objects_in():
+    grid, objects = scene()
+    vlm = CountingVlm()
+    trust = edge_trust(vlm, **{"trust.vlm_queries_per_frame": 50, "trust.vlm_query_band": [0.0, 1.0],
+                               "trust.vlm_answer_max_age_frames": 30})
+    trust.assess(grid, objects, 64, 48, IMAGE)
+    assert ("cup", "near", "bowl") in vlm.questions
+    vlm.questions.clear()
+    swapped = objects[::-1]  # a detector lists by score: two close scores swap from frame to frame
+    swapped_grid = relation_grid([o.id for o in swapped], np.array([o.centroid_m for o in swapped]),
+                                 np.array([o.size_m for o in swapped]), ALONG_X, RelationSettings())
+    edges = trust.assess(swapped_grid, swapped, 64, 48, IMAGE)
+    assert vlm.questions == [] and edges.vlm_queries == 0  # every fact was answered a frame ago
+    near = next(k for k in range(len(edges)) if QUALITATIVE_PREDICATES[edges.predicate[k]] == "near"
+                and edges.source[k] == 0)
+    assert edges.features[edges.canonical[near], FEATURE_INDEX["vlm_p_claim"]] == pytest.approx(0.1)
+
+
 def test_claims_outside_the_uncertain_band_are_not_asked():
     grid, objects = scene(offset_y_m=0.5)  # clear-cut margins: prior trust near 1 or the edge does not exist
     vlm = CountingVlm()

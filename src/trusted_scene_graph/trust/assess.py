@@ -88,6 +88,13 @@ _STATED_FROM_OTHER = {QUALITATIVE_PREDICATES.index(stated): QUALITATIVE_PREDICAT
                       for stated, canonical in (("right_of", "left_of"), ("below", "above"),
                                                 ("behind", "in_front_of"))}
 _SYMMETRIC = (QUALITATIVE_PREDICATES.index("near"), QUALITATIVE_PREDICATES.index("far"))
+# Per predicate, the same fact stated from the other object (right_of for left_of and back, near for near), -1 for
+# a predicate without one: how a VLM claim is published both ways, as geometry claims are.
+_FROM_OTHER_INDEX = np.full(len(QUALITATIVE_PREDICATES), -1, dtype=np.intp)
+for _stated, _canonical in _STATED_FROM_OTHER.items():
+    _FROM_OTHER_INDEX[_stated], _FROM_OTHER_INDEX[_canonical] = _canonical, _stated
+for _symmetric in _SYMMETRIC:
+    _FROM_OTHER_INDEX[_symmetric] = _symmetric
 # Per predicate, the index of the one a VLM claims when it rejects it (right_of for left_of, far for near), -1 when
 # the relation set has none (on_top_of, bigger_than, taller_than).
 _CONVERSE_INDEX = np.array([QUALITATIVE_PREDICATES.index(CONVERSE_PREDICATES[name]) if name in CONVERSE_PREDICATES
@@ -291,7 +298,8 @@ class EdgeTrust:
         track = grid.ids
         keys, answers = [], None
         if self.vlm is not None:  # without a VLM there are no answers to look up (the columns stay NaN)
-            keys = list(zip(track[subject].tolist(), track[obj].tolist(), predicate.tolist(), strict=True))
+            keys = [_answer_key(a, b, p) for a, b, p in zip(track[subject].tolist(), track[obj].tolist(),
+                                                             predicate.tolist(), strict=True)]
             # A pair whose labels read the same ("cup", " Cup") cannot be told apart in a question: never asked, and
             # an answer from when the labels differed is not used.
             names = [statement_key(o.label) for o in objects]
@@ -312,12 +320,16 @@ class EdgeTrust:
                                      temporal_agreement=temporal, prototype_similarity=prototype)
             trust = self.model.trust(features)
             added = np.arange(int(representative.sum()), len(predicate))  # the VLM's own claims, one row each
-            all_subject = np.concatenate([all_subject, subject[added]])
-            all_object = np.concatenate([all_object, obj[added]])
-            all_predicate = np.concatenate([all_predicate, predicate[added]])
-            sources = np.concatenate([sources, row_sources[added]])
-            canonical = np.concatenate([canonical, added])
-            representative = np.concatenate([representative, np.ones(added.size, dtype=bool)])
+            # Each published both ways, as a geometry claim is: "the cup right_of the bowl" and "the bowl left_of the
+            # cup" (near/far: from each object), the second pointing at the first's row.
+            other_predicate = _FROM_OTHER_INDEX[predicate[added]]
+            all_subject = np.concatenate([all_subject, subject[added], obj[added]])
+            all_object = np.concatenate([all_object, obj[added], subject[added]])
+            all_predicate = np.concatenate([all_predicate, predicate[added], other_predicate])
+            sources = np.concatenate([sources, row_sources[added], row_sources[added]])
+            canonical = np.concatenate([canonical, added, added])
+            representative = np.concatenate([representative, np.ones(added.size, dtype=bool),
+                                             np.zeros(added.size, dtype=bool)])
         return CandidateEdges(all_subject, all_object, all_predicate, sources, features, trust[canonical], queries,
                               canonical, representative)
 
@@ -359,6 +371,15 @@ class EdgeTrust:
         similarity = self.prototypes.similarity(labels, embeddings)
         self.prototypes.update(labels, embeddings, [o.score for o in objects])
         return similarity
+
+
+def _answer_key(subject_track: int, object_track: int, predicate: int) -> tuple[int, int, int]:
+    """The key of a fact's VLM answer: its subject's and object's track ids and predicate; near/far by the lower track
+    id first, so the answer is found whichever order the detector lists the two objects in (a fact is represented
+    from the lower object index, :func:`canonical_claims`)."""
+    if predicate in _SYMMETRIC and object_track < subject_track:
+        return object_track, subject_track, predicate
+    return subject_track, object_track, predicate
 
 
 def _with_vlm_claims(subject: np.ndarray, obj: np.ndarray, predicate: np.ndarray, answers: np.ndarray,
