@@ -317,6 +317,37 @@ def test_each_pass_sets_the_clock_back_before_its_first_message():
     assert events == one_pass * 3
 
 
+def test_a_pass_ending_before_the_bags_end_plays_the_clock_through_the_tail_before_the_next_pass():
+    # --topics picked topics whose last message (200 ms) comes before the bag's (400 ms): the next pass starts at
+    # 400 ms on the schedule, and /clock must not jump back to the bag's start before it.
+    fake = FakeTime()
+    events: list[str] = []
+    messages = _messages([0, 200])
+    log_ms = {topic: (t - T0_NS) // MS for topic, t, _ in messages}
+    play(lambda: messages, lambda topic, data: events.append(f"message {log_ms[topic]}"),
+         Schedule(T0_NS, T0_NS + 400 * MS, 1.0), ReplayStats(), max_loops=2,
+         publish_clock=lambda ns: events.append(f"clock {(ns - T0_NS) // MS}"), clock_hz=10.0,
+         monotonic=fake.monotonic, wait=fake.wait)
+    first = ["clock 0", "message 0", "clock 100", "clock 200", "message 200", "clock 300", "clock 400"]
+    assert events == first + ["clock 0", "message 0", "clock 100", "clock 200", "message 200"]
+
+
+def test_looped_passes_with_nothing_to_publish_take_their_time_and_can_be_stopped():
+    # After --start-offset the replayed topics may have no message left: each pass still lasts the bag's span
+    # instead of re-reading the bag flat out, deaf to a stop request.
+    fake = FakeTime()
+
+    def wait(seconds: float) -> bool:  # a stop request 3.5 s in, during the fourth pass
+        if fake.now_s + seconds - 1000.0 > 3.5:
+            fake.now_s = 1003.5
+            return True
+        return fake.wait(seconds)
+
+    stats = play(lambda: [], fake.publish, Schedule(T0_NS, T0_NS + 1000 * MS, 1.0), ReplayStats(), max_loops=None,
+                 monotonic=fake.monotonic, wait=wait)
+    assert stats.interrupted and stats.loops_completed == 3 and not stats.published
+
+
 def test_a_stop_request_while_waiting_ends_the_replay_as_interrupted():
     fake = FakeTime()
     waits = iter([False, True])
@@ -431,6 +462,30 @@ def test_a_single_db3_file_is_a_bag_as_the_help_says(tmp_path):
     assert help_text.split("\n\n")[1].startswith("Publish a rosbag2 bag's messages")  # the description line
     # The wait's help states the grace the player uses.
     assert f"then up to {DISCOVERY_GRACE_S:g} s more for the other topics' discovery" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize(("profile", "encoding", "payload"), [("ros1", "ros1", b"\x07\x00\x00\x00hello 0"),
+                                                              ("ros2", "json", b'{"data": "hello 0"}')])
+def test_messages_not_serialised_as_ros2_cdr_are_skipped_naming_their_encoding(tmp_path, profile, encoding, payload):
+    # A ROS 1 recording converted to mcap, or JSON messages: published as they are, their bytes would go out as CDR
+    # and every subscriber would drop them, while the summary said they were published.
+    from mcap.writer import Writer
+
+    path = tmp_path / "foreign.mcap"
+    with path.open("wb") as stream:
+        writer = Writer(stream)
+        writer.start(profile=profile, library="test")
+        schema = writer.register_schema(name="std_msgs/msg/String", encoding=f"{encoding}msg", data=b"string data")
+        channel = writer.register_channel(topic="/chatter", message_encoding=encoding, schema_id=schema)
+        for i in range(3):
+            writer.add_message(channel_id=channel, log_time=10**9 + i * 10**7, publish_time=10**9 + i * 10**7,
+                               data=payload)
+        writer.finish()
+    console = quiet_console()
+    with BagReplay(path, console=console) as bag:
+        assert bag.plans == {} and list(bag.messages()) == []
+        assert bag.stats.skipped == {"/chatter": ("std_msgs/msg/String", f"recorded as {encoding!r}, not ROS 2's CDR "
+                                                  "(a ROS 1 or JSON recording?): not publishable as a ROS 2 message")}
 
 
 def _replay_help() -> str:

@@ -277,6 +277,7 @@ class McapChannel:
     metadata: Mapping[str, str]
     schema_encoding: str = ""
     schema_text: str = ""
+    message_encoding: str = "cdr"  # how its messages are serialised: ROS 2's is 'cdr' (ROS 1's 'ros1', or 'json'...)
 
 
 class McapStream:
@@ -365,9 +366,10 @@ class McapStream:
             elif isinstance(record, records.Channel):  # the summary repeats each channel: same id, content
                 schema = schemas.get(record.schema_id)
                 self.channels[record.id] = (
-                    McapChannel(record.id, record.topic, "", record.metadata) if schema is None else
+                    McapChannel(record.id, record.topic, "", record.metadata,
+                                message_encoding=record.message_encoding) if schema is None else
                     McapChannel(record.id, record.topic, schema.name, record.metadata, schema.encoding,
-                                schema.data.decode("utf-8", errors="replace")))
+                                schema.data.decode("utf-8", errors="replace"), record.message_encoding))
             return record
 
         def mismatch(cut: bool) -> str | None:

@@ -326,6 +326,12 @@ def play(passes: Callable[[], Iterable[tuple[str, int, bytes]]], publish: Callab
                     return stats
                 publish(topic, data)
                 stats.published[topic] += 1
+            if (max_loops is None or loop + 1 < max_loops) and wait_until((loop + 1) * schedule.pass_s):
+                # Another pass follows: it starts where this one ends on the schedule, the bag's last message, not
+                # this pass's (a --topics subset ends sooner, a pass after --start-offset may hold none): /clock
+                # plays the tail, and a pass with nothing to publish still takes its time and can be stopped.
+                stats.interrupted = True  # the pass's time had not run out: not completed
+                return stats
             loop += 1
             stats.loops_completed = loop
     except KeyboardInterrupt:
@@ -426,6 +432,7 @@ class _Connection:
     type_name: str
     offers: tuple[Mapping[str, object], ...]  # the recorded offered QoS profiles
     count: int  # messages
+    encoding: str  # how the messages are serialised: ROS 2 publishes 'cdr' only
 
 
 class _RosbagsBag:
@@ -437,7 +444,7 @@ class _RosbagsBag:
         self.connections = [
             _Connection(conn, conn.topic, conn.msgtype,
                         tuple(offer._asdict() for offer in getattr(conn.ext, "offered_qos_profiles", ())),
-                        conn.msgcount)
+                        conn.msgcount, getattr(conn.ext, "serialization_format", "cdr"))
             for conn in self._reader.connections]
         self.message_count: int = self._reader.message_count
         self.start_ns: int = self._reader.start_time
@@ -467,7 +474,7 @@ class _SalvagedMcap:
         self.damage = self._stream.damage
         self.connections = [_Connection(channel.id, channel.topic, channel.msgtype,
                                         tuple(_parse_offers(channel.metadata.get("offered_qos_profiles"))),
-                                        self._stream.message_counts[channel.id])
+                                        self._stream.message_counts[channel.id], channel.message_encoding)
                             for channel in self._stream.channels.values()]
         self.message_count = self._stream.message_count
         self.start_ns = self._stream.start_ns
@@ -549,6 +556,11 @@ class BagReplay:
             types = sorted({conn.type_name for conn in conns})
             if len(types) > 1:
                 self._skip(topic, " | ".join(types), "recorded with several message types")
+                continue
+            if foreign := sorted({conn.encoding for conn in conns} - {"cdr"}):
+                # Published as they are, the bytes would go out as CDR and every subscriber would drop them.
+                self._skip(topic, types[0], f"recorded as {' / '.join(repr(e) for e in foreign)}, not ROS 2's CDR "
+                                            "(a ROS 1 or JSON recording?): not publishable as a ROS 2 message")
                 continue
             try:
                 validate_topic_name(topic)
