@@ -360,3 +360,58 @@ def test_a_bringup_that_cannot_load_its_detector_fails_the_demo_as_the_readme_sa
                           f"{tmp_path / 'bringup.log'}:\n  ")
     assert "detector.model_path is empty" in err and "detector.model_path is empty" in (
         tmp_path / "bringup.log").read_text()
+
+
+def test_an_interrupted_demo_reports_what_it_collected_and_exits_130(tmp_path, capsys, monkeypatch):
+    # rclpy turns Ctrl-C and SIGTERM into ExternalShutdownException out of spin_once: the run's frames and graphs
+    # so far were thrown away with a traceback.
+    pytest.importorskip("mujoco")
+    from rclpy.executors import ExternalShutdownException
+
+    from trusted_scene_graph.ros.demo import run_demo
+
+    class InterruptedPacer(FramePacer):
+        def frame_done(self, render_s: float) -> None:
+            super().frame_done(render_s)
+            if self.frames == 3:
+                raise ExternalShutdownException()
+
+    monkeypatch.setattr(demo, "FramePacer", InterruptedPacer)
+    assert run_demo(Config(), seconds=60.0, rate_hz=5.0, out_dir=tmp_path, width=160, height=120) == 130
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] and summary["frames_published"] == 3
+    err = capsys.readouterr().err
+    assert "tsg demo: interrupted (Ctrl-C or SIGTERM)" in err and "Traceback" not in err
+
+
+@pytest.mark.dds
+def test_the_sim_camera_publishes_the_configs_image_transports_and_no_empty_topic(test_node):
+    from dds_helpers import spin_until
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from trusted_scene_graph.geometry.camera import Intrinsics
+    from trusted_scene_graph.ros.sim_publisher import SimCameraPublisher
+
+    config = Config({"detector.backend": "grounding_dino", "topics.instances": "",
+                     "topics.color_transport": "compressed", "topics.depth_transport": "compressedDepth"})
+    camera = SimCameraPublisher(test_node, config)
+    assert (camera.color.topic_name, camera.color.msg_type) == ("/camera/color/image_raw/compressed", CompressedImage)
+    assert (camera.depth.topic_name, camera.depth.msg_type) == ("/camera/depth/image_raw/compressedDepth",
+                                                                CompressedImage)
+    assert camera.instances is None  # an empty topic (no sim detector) is not published
+    received: list[CompressedImage] = []
+    from rclpy.qos import qos_profile_sensor_data
+
+    test_node.create_subscription(CompressedImage, "/camera/color/image_raw/compressed", received.append,
+                                  qos_profile_sensor_data)
+    frame = types.SimpleNamespace(rgb=np.full((24, 32, 3), 200, np.uint8), depth_m=np.full((24, 32), 1.5, np.float32),
+                                  instance_ids=np.zeros((24, 32), np.uint16))
+    raw = SimCameraPublisher(test_node, Config())
+    assert raw.color.msg_type is Image and raw.instances is not None
+
+    def published() -> bool:
+        camera.publish(frame, Intrinsics(width=32, height=24, fx=30.0, fy=30.0, cx=15.5, cy=11.5), 10**9)
+        return bool(received)
+
+    assert spin_until(test_node, published, timeout_s=10.0)
+    assert received[0].format == "rgb8; jpeg compressed bgr8"

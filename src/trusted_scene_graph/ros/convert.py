@@ -12,7 +12,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
-from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 from trusted_scene_graph_msgs.msg import DenseReward, SceneObject, SpatialRelation
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
@@ -46,6 +46,12 @@ def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -
     height, width, step, data = encode_image(pixels, encoding)
     return Image(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id), height=height, width=width,
                  encoding=encoding, is_bigendian=0, step=step, data=data)
+
+
+def compressed_image_msg(image_format: str, data: bytes, stamp_ns: int, frame_id: str) -> CompressedImage:
+    """A ``CompressedImage`` of a payload encoded by :mod:`trusted_scene_graph.image.compressed`."""
+    return CompressedImage(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id), format=image_format,
+                           data=data)
 
 
 def camera_info_msg(intrinsics: Intrinsics, stamp_ns: int, frame_id: str) -> CameraInfo:

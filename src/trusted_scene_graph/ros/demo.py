@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rclpy.executors import Executor, ShutdownException, SingleThreadedExecutor, TimeoutException
+from rclpy.executors import (
+    Executor,
+    ExternalShutdownException,
+    ShutdownException,
+    SingleThreadedExecutor,
+    TimeoutException,
+)
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from trusted_scene_graph_msgs.msg import SceneGraph as SceneGraphMsg
 from trusted_scene_graph_msgs.srv import QueryDistance
@@ -277,10 +283,11 @@ def _listed(paths: Sequence[Path]) -> str:
 
 def report_run(out_dir: Path, *, options: dict[str, Any], frames_published: int, pacer: FramePacer,
                recorder: DistanceRecorder, graphs_received: int, last: SceneGraph | None, bringup_exit_code: int,
-               bringup_ended_early: bool, written: Sequence[Path]) -> int:
+               bringup_ended_early: bool, written: Sequence[Path], interrupted: bool = False) -> int:
     """Write summary.json (and distance.png when there are samples), print the run's results and its errors; the exit
-    code: 1 when the bringup failed, no graph arrived or no distance sample was recorded, else 0. ``written``: the
-    files the run wrote into ``out_dir`` already (the bringup's log and parameter file)."""
+    code: 130 when the run was ``interrupted`` (Ctrl-C or SIGTERM: what it collected is reported all the same), 1 when
+    the bringup failed, no graph arrived or no distance sample was recorded, else 0. ``written``: the files the run
+    wrote into ``out_dir`` already (the bringup's log and parameter file)."""
     samples = recorder.samples
     summary = {
         "frames_published": frames_published,
@@ -295,6 +302,7 @@ def report_run(out_dir: Path, *, options: dict[str, Any], frames_published: int,
         "invalid_answers": len(recorder.invalid_answers),
         "invalid_answer_messages": recorder.invalid_messages(),
         "bringup_exit_code": bringup_exit_code,
+        "interrupted": interrupted,
         # The demo's own options; the bringup's parameters (the config with --set and the demo's overrides) are in
         # the parameter file beside this one.
         "options": options,
@@ -306,23 +314,30 @@ def report_run(out_dir: Path, *, options: dict[str, Any], frames_published: int,
         plot_distances(samples, out_dir / PLOT,
                        f"{SUBJECT}-{OBJECT} distance, Fetch pick-and-place (seed {options['seed']})")
         files.append(out_dir / PLOT)
-    bringup_failed = bringup_error(bringup_exit_code, bringup_ended_early, out_dir / LOG)
+    # Stopped by the user, the bringup's exit and a run without graphs or samples are no failures to report.
+    bringup_failed = None if interrupted else bringup_error(bringup_exit_code, bringup_ended_early, out_dir / LOG)
     errors = [bringup_failed] if bringup_failed else []
-    if last is None:
+    if last is None and not interrupted:
         errors.append(f"no scene graph arrived ({frames_published} frames published); see {out_dir / LOG}")
+    elif last is None:
+        print(f"{frames_published} frames published, no scene graph received")
     else:
         print_tables([*graph_tables(last), distance_table(samples)])
         mae = summary["distance_mae_m"]
         print(f"{frames_published} frames published, {graphs_received} graphs received, {len(samples)} distance "
               "samples" + (f", mean |perceived - true| = {mae * 100:.1f} cm" if mae is not None and math.isfinite(mae)
                            else ""))
-        if not samples:
+        if not samples and not interrupted:
             errors.append(no_samples_error(recorder, graphs_received))
     print(f"wrote {_listed(files)}")
     for error in errors:
         print(f"tsg demo: error: {error}", file=sys.stderr)
     if (warning := pacer.warning()) is not None:
         print(f"tsg demo: warning: {warning}", file=sys.stderr)
+    if interrupted:
+        print("tsg demo: interrupted (Ctrl-C or SIGTERM): the results above are those of the frames published until "
+              "then", file=sys.stderr)
+        return 130
     return 1 if errors else 0
 
 
@@ -337,7 +352,7 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
     intrinsics = scene.camera.intrinsics
     recorder = DistanceRecorder()
     graphs: list[SceneGraphMsg] = []
-    bringup_ended_early = False
+    bringup_ended_early = interrupted = False
     with tempfile.TemporaryDirectory(prefix="tsg-demo-") as tmp:
         process = start_bringup_process(config, Path(tmp))
         rclpy.init()
@@ -365,26 +380,31 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
             print(f"tsg demo: publishing {width}x{height} Fetch frames at {rate_hz:g} Hz for {seconds:g} s")
             end = time.monotonic() + seconds
             pacer = FramePacer(rate_hz)
-            # A bringup that ends before the demo stops it fails the run: checked once a frame and while draining.
-            while time.monotonic() < end:
-                if process.poll() is not None:
-                    bringup_ended_early = True
-                    break
-                start = time.monotonic()
-                frame = scene.step()
-                stamp_ns = node.get_clock().now().nanoseconds
-                recorder.frame_published(stamp_ns, true_distance_m(frame))
-                camera.publish(frame, intrinsics, stamp_ns)
-                render_s = time.monotonic() - start
-                # Always, even when behind: otherwise nothing is received while rendering cannot keep up.
-                run_ready_callbacks(executor)
-                pacer.frame_done(render_s)
-                while (remaining := pacer.remaining_s()) > 0:
-                    executor.spin_once(timeout_sec=remaining)
-            drain_end = time.monotonic() + DRAIN_S
-            while time.monotonic() < drain_end and not bringup_ended_early:
-                executor.spin_once(timeout_sec=0.05)
-                bringup_ended_early = process.poll() is not None
+            try:
+                # A bringup that ends before the demo stops it fails the run: checked once a frame and while
+                # draining.
+                while time.monotonic() < end:
+                    if process.poll() is not None:
+                        bringup_ended_early = True
+                        break
+                    start = time.monotonic()
+                    frame = scene.step()
+                    stamp_ns = node.get_clock().now().nanoseconds
+                    recorder.frame_published(stamp_ns, true_distance_m(frame))
+                    camera.publish(frame, intrinsics, stamp_ns)
+                    render_s = time.monotonic() - start
+                    # Always, even when behind: otherwise nothing is received while rendering cannot keep up.
+                    run_ready_callbacks(executor)
+                    pacer.frame_done(render_s)
+                    while (remaining := pacer.remaining_s()) > 0:
+                        executor.spin_once(timeout_sec=remaining)
+                drain_end = time.monotonic() + DRAIN_S
+                while time.monotonic() < drain_end and not bringup_ended_early:
+                    executor.spin_once(timeout_sec=0.05)
+                    bringup_ended_early = process.poll() is not None
+            except (KeyboardInterrupt, ExternalShutdownException):
+                # rclpy turns Ctrl-C and SIGTERM into ExternalShutdownException: the frames so far are reported.
+                interrupted = True
         finally:
             executor.shutdown()
             node.destroy_node()
@@ -400,4 +420,4 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
                "depth_encoding": depth_encoding}
     return report_run(out_dir, options=options, frames_published=camera.published, pacer=pacer, recorder=recorder,
                       graphs_received=len(graphs), last=last, bringup_exit_code=bringup_exit_code,
-                      bringup_ended_early=bringup_ended_early, written=written)
+                      bringup_ended_early=bringup_ended_early, written=written, interrupted=interrupted)
