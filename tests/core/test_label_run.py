@@ -33,6 +33,7 @@ from trusted_scene_graph.dataset.bag import BagWriter
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset, write_with_column
 from trusted_scene_graph.label import ItemDone, LabelError, RunSummary
 from trusted_scene_graph.label import lerobot as lerobot_labelling
+from trusted_scene_graph.label import run as cli_label_run
 from trusted_scene_graph.label.bags import find_bags
 from trusted_scene_graph.label.engine import LOCK_FILE, STAGING_DIR
 from trusted_scene_graph.label.lerobot import SOURCE_FILE, FrameSource
@@ -750,3 +751,57 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_out_that_cannot_be_written_is_refused_naming_it_not_a_traceback(tmp_path):
+    # A read-only or full file system, or (here, as root too) a path through a file.
+    source, frame_source, config = small_dataset(tmp_path / "dataset")
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "out"
+    with pytest.raises(LabelError, match=rf"^cannot write into {re.escape(str(out / 'tsg_rewards'))}: Not a "
+                                         r"directory"):
+        run_label(source, out, config, PAIRS, EngineSettings(), frame_source)
+
+
+def test_an_out_that_became_unwritable_during_the_run_is_an_error_line_keeping_the_items(tmp_path, monkeypatch,
+                                                                                        capsys):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "rewards.parquet"))
+
+    monkeypatch.setattr(cli_label_run, "run_label", full_disk)
+    assert cmd_label(None, [], tmp_path, tmp_path / "out", ["gripper:cube"], "local", 1, None, 3, None, None, None,
+                     None, None, None, math.nan, False) == EXIT_FAILED
+    assert capsys.readouterr().err == (f"tsg label: error: cannot write {tmp_path / 'out' / 'rewards.parquet'}: No "
+                                       "space left on device; rerun the same command once it can be written "
+                                       "(labelled items are kept)\n")
+
+
+def test_a_finished_dataset_of_a_source_that_gained_an_episode_since_is_refused_not_called_done(tmp_path):
+    source = build_lerobot_dataset(tmp_path / "dataset").root
+    out = tmp_path / "out"
+    assert label_poses(source, out).ok
+    shutil.rmtree(source)
+    build_lerobot_dataset(tmp_path / "dataset", episode_lengths=(3, 4, 2, 5))
+    with pytest.raises(LabelError, match=rf"{re.escape(str(out))} is the labelled dataset of .* as it was: 3 episodes "
+                                         r"\(9 frames\), where the source now has 4 episodes \(14 frames\); label into "
+                                         r"a fresh --out"):
+        label_poses(source, out)
+
+
+def test_an_episodes_job_names_its_dataset_by_an_absolute_path(tmp_path, monkeypatch):
+    # A Ray cluster's workers need not share the driver's working directory.
+    source, frame_source, config = small_dataset(tmp_path / "dataset")
+    monkeypatch.chdir(tmp_path)
+    jobs = lerobot_labelling.lerobot_jobs(LeRobotDataset(Path("dataset")), config, PAIRS, frame_source)
+    assert {item.payload.root for item in jobs} == {str(source.resolve())}
+
+
+def test_clearing_an_interrupted_write_into_a_bracketed_out_touches_only_its_own_build(tmp_path):
+    source, _, _ = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "ep[1]"
+    out.mkdir()
+    own, neighbours = tmp_path / ".ep[1].tsg-tmp-1-a", tmp_path / ".ep1.tsg-tmp-1-b"  # another run's, into ep1
+    own.mkdir()
+    neighbours.mkdir()
+    clear_interrupted_assembly(out, LeRobotDataset(source))
+    assert not own.exists() and neighbours.exists()

@@ -129,6 +129,27 @@ def test_an_address_where_no_ray_cluster_answers_is_an_error_naming_it(monkeypat
                   ray_address="not-an-address")
 
 
+def test_without_an_address_the_engine_starts_a_cluster_of_its_own_rather_than_joining_ray_address(monkeypatch,
+                                                                                                    tmp_path):
+    """Inside a Ray job (RAY_ADDRESS set) or after `ray start --head`, a bare ray.init joins that cluster and refuses
+    num_cpus: the engine asks for a local one. Ray is faked as not yet connected."""
+    import ray
+
+    class Started(Exception):
+        pass
+
+    def init(**kwargs):
+        raise Started(kwargs)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    with pytest.raises(Started) as started:
+        run_items(make_items(tmp_path / "log"), label_item, tmp_path / "out", engine="ray", workers=2)
+    assert started.value.args[0] == {"address": "local", "num_cpus": 2}
+
+
 # A driver joining, by its address, a cluster of two nodes (a head and one more, each with its own raylet and object
 # store, one CPU each), as `tsg label --engine ray --ray-address HOST:PORT` joins one started by `ray start`. Ray's
 # own Cluster helper starts the nodes on this machine and stops exactly them. It records the cluster's address in a

@@ -33,7 +33,7 @@ from trusted_scene_graph.config.schema import load_config_file
 from trusted_scene_graph.dataset import BagReader
 from trusted_scene_graph.dataset.lerobot import LeRobotDataset
 from trusted_scene_graph.label import LabelError
-from trusted_scene_graph.label.bags import REWARD_COLUMNS, label_bag
+from trusted_scene_graph.label.bags import BAG_SOURCE_FILE, REWARD_COLUMNS, label_bag
 from trusted_scene_graph.label.lerobot import FrameSource
 from trusted_scene_graph.label.run import EngineSettings, run_label
 from trusted_scene_graph.pipeline.messages import depth_m_from_msg, instances_from_msg, rgb_from_msg, stamp_to_ns
@@ -188,7 +188,7 @@ def test_the_copy_holds_every_recorded_message_unchanged_plus_one_reward_per_pai
             assert {c.topic: (c.msgtype, c.digest, c.ext.offered_qos_profiles) for c in dst.connections
                     if c.topic != REWARD_TOPIC} == qos
         suffixes = {f.suffix for f in (tmp_path / "out" / name).iterdir()}
-        assert suffixes == {f.suffix for f in (small_bags / name).iterdir()} | {".parquet"}  # mcap stays mcap
+        assert suffixes == {f.suffix for f in (small_bags / name).iterdir()} | {".parquet", ".json"}  # mcap stays
         with BagReader(tmp_path / "out" / name) as reader:
             colour_log = {stamp_to_ns(m.msg.header.stamp): m.log_time_ns
                           for m in reader.messages(["/camera/color/image_raw"])}
@@ -546,6 +546,20 @@ def test_a_rerun_of_a_finished_job_skips_every_bag(small_bags: Path, tmp_path: P
     assert "0 items labelled (0 frames" in out and "3 already done" in out
 
 
+def test_a_bag_re_recorded_under_its_name_is_refused_on_the_rerun_not_skipped_with_stale_labels(small_bags: Path,
+                                                                                                  tmp_path: Path):
+    source = tmp_path / "bags"
+    shutil.copytree(small_bags / "a", source / "a")
+    shutil.copytree(small_bags / "c", source / "c")
+    assert label(source, tmp_path / "out", ["gripper:cube"]) == EXIT_OK
+    assert label(source, tmp_path / "out", ["gripper:cube"]) == EXIT_OK  # unchanged: skipped
+    shutil.rmtree(source / "c")
+    shutil.copytree(small_bags / "b", source / "c")  # another recording, the same name
+    with pytest.raises(LabelError, match=rf"this bag has changed since {re.escape(str(tmp_path / 'out'))} labelled "
+                                         rf"them .*: {re.escape(str(source / 'c'))} \(labelled in "):
+        label(source, tmp_path / "out", ["gripper:cube"])
+
+
 def test_a_damaged_bag_fails_alone_and_the_others_are_labelled(small_bags: Path, tmp_path: Path, capsys):
     folder = tmp_path / "bags"
     shutil.copytree(small_bags, folder)
@@ -639,7 +653,7 @@ def test_a_bag_compressed_file_by_file_or_in_sqlite3_is_rewritten_in_its_own_sto
     assert label(folder, tmp_path / "out") == EXIT_OK
     for name, suffix in (("zstd", ".mcap"), ("sqlite", ".db3")):
         copy = tmp_path / "out" / name
-        assert {f.suffix for f in copy.iterdir()} == {".yaml", suffix, ".parquet"}  # uncompressed, same storage
+        assert {f.suffix for f in copy.iterdir()} == {".yaml", suffix, ".parquet", ".json"}  # uncompressed, same
         with Reader(copy) as reader:
             assert reader.storage.metadata.custom == recorder
             assert sum(c.msgcount for c in reader.connections if c.topic == REWARD_TOPIC) > 0
@@ -926,7 +940,7 @@ def test_a_rewards_only_bag_holds_exactly_the_reward_messages_of_the_labelled_co
         assert only.message_count == len(copy_table) > 0
         assert ([(t, bytes(raw)) for _, t, raw in only.messages()]
                 == [(t, bytes(raw)) for c, t, raw in copy.messages() if c.topic == REWARD_TOPIC])
-    written = [f for f in (tmp_path / "only" / bag).iterdir() if f.name != "rewards.parquet"]
+    written = [f for f in (tmp_path / "only" / bag).iterdir() if f.name not in ("rewards.parquet", BAG_SOURCE_FILE)]
     assert {f.suffix for f in written} == {f.suffix for f in (small_bags / bag).iterdir()}  # the source's storage
     source_bytes = sum(f.stat().st_size for f in (small_bags / bag).iterdir())
     assert sum(f.stat().st_size for f in written) < source_bytes / 20

@@ -175,7 +175,7 @@ def ray_comparison(items: Sequence[WorkItem], repeats: int, scratch: Path,
     started_here = not ray.is_initialized()
     start_s = time.perf_counter()
     if started_here:
-        ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - start_s
     try:
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0.0))

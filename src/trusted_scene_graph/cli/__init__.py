@@ -430,6 +430,13 @@ def cmd_label(config_path: Path | None, overrides: Sequence[str], source: Path, 
             how = "terminated (SIGTERM)" if stopped_by == signal.SIGTERM else "interrupted"
             print(f"tsg label: {how}; rerun the same command to finish (labelled items are kept)", file=sys.stderr)
             return 128 + stopped_by  # the shell's code for the signal: 130 for SIGINT, 143 for SIGTERM
+        except OSError as exc:
+            # --out became unwritable or full during the run (its files, the joined table): items committed before
+            # are whole and kept, as after an interruption.
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"tsg label: error: cannot write {where}{exc.strerror or exc}; rerun the same command once it can "
+                  "be written (labelled items are kept)", file=sys.stderr)
+            return EXIT_FAILED
     summary = outcome.summary
     if summary is not None:
         rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0

@@ -221,12 +221,48 @@ class BagJob:
     rewards_only: bool = False  # write a bag of the rewards alone, to play beside the source, instead of a copy
 
 
+#: In each labelled bag's output directory: the source bag's files as they were labelled (:func:`bag_files_state`),
+#: which a rerun checks before it skips the bag (:func:`check_labelled_bags`). Hidden: the directory is a bag.
+BAG_SOURCE_FILE = ".tsg_source.json"
+
+
 def label_bag_item(job: BagJob, staging_dir: Path, stage_seconds: Counter[str] | None = None) -> int:
     """The engine's work function for a bag; returns the number of camera frames labelled (``stage_seconds``: see
     :func:`label_bag`)."""
     config = Config(job.config)
-    return label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config),
-                     replace_reward=job.replace_reward, rewards_only=job.rewards_only, stage_seconds=stage_seconds)
+    state = bag_files_state(Path(job.source))  # before reading: a bag changed meanwhile then shows on the rerun
+    frames = label_bag(Path(job.source), Path(staging_dir), config, list(job.pairs), pipeline_for(config),
+                       replace_reward=job.replace_reward, rewards_only=job.rewards_only, stage_seconds=stage_seconds)
+    (Path(staging_dir) / BAG_SOURCE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    return frames
+
+
+def bag_files_state(bag: Path) -> list[list[Any]]:
+    """[relative name, size, mtime_ns] of each file of ``bag`` (a directory's files, or the one storage file)."""
+    files = sorted(path for path in bag.rglob("*") if path.is_file()) if bag.is_dir() else [bag]
+    return [[str(path.relative_to(bag)) if bag.is_dir() else path.name, (state := path.stat()).st_size,
+             state.st_mtime_ns] for path in files]
+
+
+def check_labelled_bags(bags: Sequence[Path], keys: Sequence[str], out: Path) -> None:
+    """Refuse to skip a bag whose labelled output in ``out`` was made from other files: re-recorded, cut or appended
+    to under the same name since (its files' sizes or modification times differ from those :data:`BAG_SOURCE_FILE`
+    recorded). An output without the record (labelled before it was kept) is taken as it is."""
+    changed = []
+    for bag, key in zip(bags, keys, strict=True):
+        record = out / key / BAG_SOURCE_FILE
+        try:
+            recorded = json.loads(record.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise LabelError(f"cannot read {record}: {exc}; remove {out / key} to label {bag} again") from None
+        if recorded != bag_files_state(bag):
+            changed.append(f"{bag} (labelled in {out / key})")
+    if changed:
+        raise LabelError(f"{'these bags have' if len(changed) > 1 else 'this bag has'} changed since {out} labelled "
+                         f"them (other files, sizes or modification times): {', '.join(changed)}; remove their "
+                         "outputs to label them again, or label into a fresh --out")
 
 
 def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],

@@ -303,9 +303,13 @@ def exclusive(out_dir: Path | str) -> Iterator[None]:
     if out_dir in _HELD_LOCKS:
         yield
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = open(out_dir / LOCK_FILE, "a")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:  # a read-only or full file system, a path through a file: bad --out, said as such
+        raise LabelError(f"cannot write into {out_dir}: {exc.strerror or exc}") from exc
     # The kernel drops the lock when this process dies, so a killed run never leaves the directory locked.
-    with open(out_dir / LOCK_FILE, "a") as lock:
+    with lock_file as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -466,7 +470,9 @@ def _run_ray(todo: list[WorkItem], work_fn: WorkFn, out_dir: Path, options: _Opt
                 if options.ray_address is not None:
                     _join_ray_cluster(ray, options.ray_address)
                 else:
-                    ray.init(num_cpus=options.workers)
+                    # A cluster of our own: "local", or ray.init would join the one RAY_ADDRESS (inside a Ray job)
+                    # or `ray start --head` names, and refuse num_cpus there.
+                    ray.init(address="local", num_cpus=options.workers)
         except SystemExit as exit_:
             # SIGTERM while Ray starts: its own handler, in force until ray.init returns, exits with the signal's
             # number; the run stops as on SIGTERM at any other time.

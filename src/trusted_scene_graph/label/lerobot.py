@@ -382,5 +382,6 @@ def lerobot_jobs(dataset: LeRobotDataset, config: Config, pairs: Sequence[str],
     """One work item per episode."""
     values = dict(config)
     return [WorkItem(episode_key(e.episode_index),
-                     EpisodeJob(str(dataset.root), e.episode_index, values, tuple(pairs), source))
+                     # Resolved: a Ray cluster's workers need not share this process's working directory.
+                     EpisodeJob(str(dataset.root.resolve()), e.episode_index, values, tuple(pairs), source))
             for e in dataset.episodes]

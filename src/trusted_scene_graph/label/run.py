@@ -23,6 +23,7 @@ OUTPUT) is refused, and tsg label deletes nothing in OUTPUT it did not write.
 from __future__ import annotations
 
 import difflib
+import glob
 import json
 import math
 import re
@@ -48,6 +49,7 @@ from trusted_scene_graph.label.bags import (
     REWARDS_FILE,
     BagJob,
     bag_key,
+    check_labelled_bags,
     find_bags,
     label_bag_item,
     merge_rewards_tables,
@@ -335,6 +337,7 @@ def run_label(source: Path, out: Path, config: Config, pairs: Sequence[str], eng
     refuse_foreign_output(out, out / MANIFEST_FILE)  # before the lock file is made in it
     with exclusive(out):  # also over the joined table, so a second run is refused before it does anything
         claim_output(out, out / MANIFEST_FILE, wanted, {"config_sha256": [config.legacy_sha256()]})
+        check_labelled_bags(bags, keys, out)  # the manifest names the input by its path, not its content
         on_items(len(items))
         summary = run_items(items, label_bag_item, out, **run)
         outcome = LabelOutcome("bags", summary)
@@ -371,6 +374,14 @@ def _label_lerobot(source: Path, out: Path, config: Config, pairs: list[str], fr
         # The manifest names the input by its path: committed episodes must also still be what was labelled.
         check_committed_episodes(dataset, frame_source, manifest_path.parent)
         if (out / INFO_PATH).is_file():
+            labelled = [(e.episode_index, e.length) for e in LeRobotDataset(out).episodes]
+            if labelled != [(e.episode_index, e.length) for e in dataset.episodes]:
+                # Episodes added to (or removed from) the source since: the finished dataset is not its labels.
+                raise LabelError(f"{out} is the labelled dataset of {source} as it was: "
+                                 f"{plural(len(labelled), 'episode')} ({plural(sum(n for _, n in labelled), 'frame')})"
+                                 ", where the source now has "
+                                 f"{plural(len(dataset.episodes), 'episode')} ({plural(dataset.total_frames, 'frame')})"
+                                 "; label into a fresh --out")
             return LabelOutcome("lerobot", None, note=f"{out} is already the labelled dataset; nothing to do")
         clear_interrupted_assembly(out, dataset)
         others = sorted(entry.name for entry in out.iterdir() if entry.name != LABELLER_SUBDIR)
@@ -416,7 +427,7 @@ def clear_interrupted_assembly(out: Path, dataset: LeRobotDataset) -> None:
     """Remove what an interrupted dataset write left: its build directory next to ``out`` and the entries it had
     moved into ``out`` before ``meta/info.json`` (always moved last), by name (:func:`assembly_entries`): anything
     else in ``out`` is not tsg label's to delete. The episode tables in tsg_rewards stay."""
-    for build in out.parent.glob(f"{build_dir_prefix(out)}*"):
+    for build in out.parent.glob(f"{glob.escape(build_dir_prefix(out))}*"):  # --out 'ep[1]' is no pattern
         shutil.rmtree(build)
     written = assembly_entries(dataset)
     for entry in out.iterdir():
