@@ -192,10 +192,16 @@ def test_from_matrix_rejects_a_matrix_that_is_not_4x4():
         RigidTransform.from_matrix(np.eye(3))
 
 
-@pytest.mark.parametrize("quat", [[0, 0, 0, 0], [0, 0, 0, 2], [1, 1, 0, 0], [0, 0, 0, math.nan]])
+@pytest.mark.parametrize("quat", [[0, 0, 0, 0], [0, 0, 0, 2], [1, 1, 0, 0], [0, 0, 0, math.nan], [0, 0, 0, 1.006]])
 def test_from_xyzw_rejects_a_quaternion_that_is_not_unit(quat):
-    with pytest.raises(GeometryError, match=r"^rotation \[.*\] is not a unit quaternion \(x, y, z, w\)$"):
+    with pytest.raises(GeometryError, match=r"^rotation \[.*\] is not a unit quaternion \(x, y, z, w\)"):
         RigidTransform.from_xyzw([0, 0, 0], quat)
+
+
+def test_from_xyzw_accepts_and_normalises_a_quaternion_tf2_accepts():
+    # tf2 takes |q|^2 within 0.01 of 1 and normalises it: such a transform must not be dropped from the buffer.
+    transform = RigidTransform.from_xyzw([0, 0, 0], [0.0, 0.0, 0.0, 1.0041])
+    np.testing.assert_allclose(transform.rotation.as_quat(), [0.0, 0.0, 0.0, 1.0])
 
 
 def test_from_xyzw_rejects_a_quaternion_with_the_wrong_number_of_values():

@@ -115,3 +115,22 @@ def test_poses_differ_beyond_a_millimetre_or_a_milliradian():
     assert not poses_differ(CAMERA_IN_WORLD, RigidTransform.from_xyzw([-0.5, 0.0, 1.2 + 5e-4], DEFAULT_ROTATION_XYZW))
     assert poses_differ(CAMERA_IN_WORLD, RigidTransform.from_xyzw([-0.5, 0.0, 1.202], DEFAULT_ROTATION_XYZW))
     assert poses_differ(CAMERA_IN_WORLD, turned)  # turned by 2 mrad about z
+
+
+def test_a_transform_tf2_would_refuse_is_named_by_the_lookup_it_leaves_unconnected():
+    from types import SimpleNamespace
+
+    def message(w: float) -> object:
+        vector = SimpleNamespace(x=0.0, y=0.0, z=0.0)
+        return SimpleNamespace(transforms=[SimpleNamespace(
+            header=SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id="world"), child_frame_id="camera",
+            transform=SimpleNamespace(translation=vector, rotation=SimpleNamespace(x=0.0, y=0.0, z=0.0, w=w)))])
+
+    buffer = TransformBuffer()
+    buffer.add(message(1.01), static=True)  # |q|^2 - 1 = 0.0201: refused, as by tf2
+    found = buffer.lookup_explained("world", "camera", 1_000_000_000)
+    assert found.transform is None
+    assert found.reason.startswith("'camera' and 'world' are not connected (the transform of 'camera' from 'world' was "
+                                   "refused: rotation [0.0, 0.0, 0.0, 1.01] is not a unit quaternion")
+    buffer.add(message(1.004), static=True)  # |q|^2 - 1 = 0.008: accepted and normalised, as by tf2
+    assert buffer.lookup("world", "camera", 1_000_000_000) is not None

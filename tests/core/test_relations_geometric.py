@@ -285,6 +285,22 @@ def test_a_level_camera_in_portrait_takes_left_from_its_viewing_direction():
                                                                                                abs=1e-12)
 
 
+@pytest.mark.parametrize(("pitch_deg", "roll_deg"), [(-20.0, 0.0), (-20.0, 45.0), (-20.0, 120.0), (-20.0, 180.0),
+                                                   (-45.0, 90.0), (-60.0, -150.0)])
+def test_in_front_of_is_closer_to_the_camera_however_it_is_rolled(pitch_deg, roll_deg):
+    # Front came from image-left turned 90 degrees: a camera rolled past 90 degrees called the farther object in front,
+    # and one in portrait called two objects at the same distance one in front of the other.
+    optical_axis, image_up = rolled_camera(pitch_deg, roll_deg)
+    forward, left = horizontal_axes(optical_axis, image_up)
+    assert forward == pytest.approx([1.0, 0.0, 0.0])
+    near, far = node(1, (1.0, 0.0, 0.0)), node(2, (3.0, 0.0, 0.0))
+    relations = compute_relations([near, far], optical_axis, RelationSettings(), image_up)
+    assert "in_front_of" in edges(relations, 1, 2) and "behind" in edges(relations, 2, 1)
+    beside = compute_relations([node(1, (2.0, 0.5, 0.0)), node(2, (2.0, -0.5, 0.0))], optical_axis, RelationSettings(),
+                               image_up)
+    assert not {"in_front_of", "behind"} & ({*edges(beside, 1, 2)} | {*edges(beside, 2, 1)})
+
+
 @pytest.mark.parametrize("scale", [0.1, 1e-3, 10.0, 1e200])
 def test_the_camera_direction_may_have_any_length(scale):
     assert np.vstack(horizontal_axes(scale * ALONG_X)) == pytest.approx(np.vstack(horizontal_axes(ALONG_X)))
@@ -658,3 +674,26 @@ def test_relations_are_immutable_records_with_the_geometry_source_by_default():
         1, "left_of", 2, 0.4, 0.99, "geometry")
     with pytest.raises(AttributeError):
         rel.trust = 0.1  # type: ignore[misc]
+
+
+def test_an_edge_and_a_graph_equal_themselves_recomputed_though_directional_values_are_nan():
+    first = compute_relations([A, B], ALONG_X, RelationSettings())
+    second = compute_relations([A, B], ALONG_X, RelationSettings())
+    assert any(math.isnan(rel.value_m) for rel in first)
+    assert first == second and {*first} == {*second}
+    assert first[0] != first[0]._replace(margin_m=first[0].margin_m + 1.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, -0.5, 1.5])
+def test_a_score_or_valid_depth_fraction_outside_0_1_is_refused_naming_the_object(bad):
+    # A NaN trust would prune the measurement edges, which are always emitted.
+    with pytest.raises(RelationError, match=rf"^scores must be in \[0, 1\]; the object at index 0 has {bad}"):
+        relations_from_boxes([1, 2], np.array([A.centroid_m, B.centroid_m]), np.array([A.size_m, B.size_m]), ALONG_X,
+                             RelationSettings(), scores=[bad, 0.8])
+
+
+@pytest.mark.parametrize(("name", "value"), [("near_m", math.nan), ("margin_scale_m", -0.02),
+                                             ("contact_tolerance_m", 0.0)])
+def test_relation_settings_built_directly_are_checked(name, value):
+    with pytest.raises(RelationError, match=rf"^RelationSettings {name} must be a finite number > 0"):
+        RelationSettings(**{name: value})

@@ -62,16 +62,20 @@ class TransformBuffer:
         self._history: dict[str, list[_Entry]] = defaultdict(list)
         # (target, source) -> (the entries the last lookup chained, its result); see lookup_explained.
         self._lookups: dict[tuple[str, str], tuple[tuple[_Entry | None, ...], TfLookup]] = {}
+        self._refused: dict[str, str] = {}  # child frame -> why its last transform was not buffered
 
     def add(self, tf_message: Any, static: bool = False) -> None:
         """Buffer every transform of a TFMessage; ``static`` for messages from ``/tf_static``."""
         for stamped in tf_message.transforms:
             t, r = stamped.transform.translation, stamped.transform.rotation
+            child = stamped.child_frame_id.lstrip("/")
             try:
                 transform = RigidTransform.from_xyzw([t.x, t.y, t.z], [r.x, r.y, r.z, r.w])
-            except TsgError:
-                continue  # an invalid quaternion is not a usable transform; lookups through it fail with a reason
-            child = stamped.child_frame_id.lstrip("/")
+            except TsgError as exc:
+                # Not a usable transform (tf2 refuses it too); a lookup the frame leaves unconnected names it.
+                self._refused[child] = f"the transform of {child!r} from {stamped.header.frame_id!r} was refused: {exc}"
+                continue
+            self._refused.pop(child, None)
             entry = _Entry(stamp_to_ns(stamped.header.stamp), stamped.header.frame_id.lstrip("/"), transform, static)
             history = self._history[child]
             if self.restarts(child, entry.stamp_ns, static):
@@ -134,7 +138,10 @@ class TransformBuffer:
         common = next((frame for frame in target_frames if frame in source_frames), None)
         if common is None:
             stale = "; ".join(reason for reason in (source_stop, target_stop) if reason)
-            return TfLookup(None, stale or f"{source_frame!r} and {target_frame!r} are not connected")
+            refused = "; ".join(self._refused[frame] for frame in (*source_frames, *target_frames)
+                                if frame in self._refused)
+            return TfLookup(None, stale or f"{source_frame!r} and {target_frame!r} are not connected"
+                            + (f" ({refused})" if refused else ""))
         source_links = source_links[:source_frames.index(common)]
         target_links = target_links[:target_frames.index(common)]
         used = (*source_links, None, *target_links)  # None separates the two chains

@@ -11,6 +11,9 @@ from scipy.spatial.transform import Rotation
 
 from trusted_scene_graph.geometry.camera import GeometryError
 
+#: How far from 1 a quaternion's squared norm may be (tf2's QUATERNION_NORMALIZATION_TOLERANCE); it is normalised.
+QUATERNION_TOLERANCE = 0.01
+
 
 @dataclass(frozen=True)
 class RigidTransform:
@@ -23,8 +26,13 @@ class RigidTransform:
     def from_xyzw(cls, translation_m: Sequence[float], rotation_xyzw: Sequence[float]) -> RigidTransform:
         quat = np.asarray(rotation_xyzw, dtype=np.float64)
         norm = float(np.linalg.norm(quat))
-        if quat.shape != (4,) or not np.isfinite(norm) or abs(norm - 1.0) > 1e-3:
+        # tf2's tolerance (QUATERNION_NORMALIZATION_TOLERANCE: |q|^2 within 0.01 of 1), then normalised as tf2 does:
+        # a transform tf2 accepts must not be dropped here.
+        if quat.shape != (4,) or not np.isfinite(norm):
             raise GeometryError(f"rotation {list(rotation_xyzw)} is not a unit quaternion (x, y, z, w)")
+        if abs(norm * norm - 1.0) >= QUATERNION_TOLERANCE:
+            raise GeometryError(f"rotation {list(rotation_xyzw)} is not a unit quaternion (x, y, z, w): |q|^2 = "
+                                f"{norm * norm:.6g}, not within {QUATERNION_TOLERANCE:g} of 1")
         translation = np.asarray(translation_m, dtype=np.float64)
         if translation.shape != (3,) or not np.all(np.isfinite(translation)):
             raise GeometryError(f"translation {list(translation_m)} is not 3 finite numbers")

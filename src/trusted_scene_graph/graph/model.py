@@ -54,6 +54,19 @@ class Relation(NamedTuple):
     trust: float
     source: str = "geometry"
 
+    # By value with NaN equal to NaN: directional edges have value_m NaN, and an edge must equal itself recomputed.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Relation):
+            return NotImplemented
+        return all(a == b or (a != a and b != b) for a, b in zip(self, other, strict=True))  # x != x: x is NaN
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(tuple(None if value != value else value for value in self))
+
 
 @dataclass(frozen=True)
 class SceneGraph:

@@ -22,7 +22,6 @@ from trusted_scene_graph.perception.detector import CameraFrame, Detection, Dete
 from trusted_scene_graph.perception.lifting import LiftedObject, LiftingSettings, LiftRequest, lift_frames
 from trusted_scene_graph.perception.tracking import Tracker
 from trusted_scene_graph.relations.geometric import (
-    RelationError,
     RelationSettings,
     horizontal_axes,
     relation_grid,
@@ -194,14 +193,10 @@ class ScenePipeline:
         # The optical axis (z) in the graph frame: the camera's viewing direction, used by directional relations.
         self.camera_forward_graph = camera_to_graph.rotation.apply([0.0, 0.0, 1.0])
         self.camera_up_graph = camera_to_graph.rotation.apply([0.0, -1.0, 0.0])  # image "up" (optical -y)
-        # Lifting's horizontal viewing direction (the hidden side of a round object lies along it): the optical axis
-        # projected on the horizontal plane. Not the relations' forward (image-left turned 90 degrees), which a
-        # rolled camera turns sideways or, upside down, backwards. A camera looking straight down or up has none;
-        # there the relations' forward serves, as the hidden side is then below, not behind.
-        try:
-            self.view_forward_graph, _ = horizontal_axes(self.camera_forward_graph)
-        except RelationError:
-            self.view_forward_graph, _ = horizontal_axes(self.camera_forward_graph, self.camera_up_graph)
+        # Lifting's horizontal viewing direction (the hidden side of a round object lies along it): the relations'
+        # forward, the optical axis projected on the horizontal plane (for a camera looking straight down or up,
+        # which has none, image-left turned 90 degrees: the hidden side is then below, not behind).
+        self.view_forward_graph, _ = horizontal_axes(self.camera_forward_graph, self.camera_up_graph)
 
     def _update_frame_from_plane(self, depth_m: np.ndarray, intrinsics: Intrinsics) -> None:
         """'plane_fit': fit the support plane on the first frame, then every ``refit_frames`` frames (0: never)."""

@@ -3,8 +3,9 @@
 Frame and viewpoint (REP-103 graph frame: x forward, y left, z up). The camera's horizontal axes come from
 :func:`horizontal_axes`: ``left`` is the image's left direction projected on the horizontal plane (for a camera that
 is not rolled, its viewing direction turned 90 degrees counter-clockwise seen from above; it stays image-left for a
-camera looking straight down or up, or rolled, and turns continuously with the camera) and ``forward`` is ``left``
-turned 90 degrees clockwise. Every object is an axis-aligned box in the graph frame (centroid and full size along x, y,
+camera looking straight down or up, or rolled, and turns continuously with the camera) and ``forward`` is the viewing
+direction projected on the horizontal plane (``left`` turned 90 degrees clockwise for a camera looking straight down
+or up). Every object is an axis-aligned box in the graph frame (centroid and full size along x, y,
 z, in metres).
 
 Qualitative predicates. One edge ``a predicate b`` per ordered pair for which it holds. Its ``margin_m`` says how
@@ -112,6 +113,14 @@ class RelationSettings:
     margin_scale_m: float = 0.02
     contact_tolerance_m: float = 0.02
 
+    def __post_init__(self) -> None:
+        # Built directly, not only from a validated config: a negative scale would invert the prior, a NaN near_m
+        # silently drop near/far.
+        for name in ("near_m", "margin_scale_m", "contact_tolerance_m"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise RelationError(f"RelationSettings {name} must be a finite number > 0 (metres), got {value!r}")
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RelationSettings:
         return cls(config["relations.near_m"], config["relations.margin_scale_m"],
@@ -155,21 +164,29 @@ def horizontal_axes(
     axis) projected on the horizontal plane: left stays image-left at every tilt, a camera looking straight down or up
     (a top-down or wrist camera) and a rolled one included, and it turns continuously as the camera turns. For a camera
     that is not rolled this is the optical axis' horizontal direction turned 90 degrees counter-clockwise seen from
-    above. The one exception is a camera whose image-left is within about 10 degrees of vertical (mounted in portrait
-    and looking nearly level), where image-left says nothing about the horizontal plane: there ``forward`` is the
-    optical axis projected on the horizontal plane, which is then well defined.
+    above. ``forward`` is the optical axis projected on the horizontal plane (``in_front_of`` is closer to the camera,
+    rolled or not); for a camera looking within about 10 degrees of straight down or up, which has no such direction,
+    it is ``left`` turned 90 degrees clockwise (image-up, for a camera that is not rolled: it turns by the roll angle
+    for a rolled one at that switch). The one exception for ``left`` is a camera whose image-left is within about 10
+    degrees of vertical (mounted in portrait and looking nearly level), where image-left says nothing about the
+    horizontal plane: there ``left`` is the viewing direction turned 90 degrees counter-clockwise.
 
     Without ``camera_up_graph``, ``forward`` is the optical axis projected on the horizontal plane, which a camera
     looking within about 10 degrees of straight down or up does not have (a :class:`RelationError`).
     """
     forward = _unit_direction("camera_forward_graph", camera_forward_graph)
     up = None if camera_up_graph is None else _unit_direction("camera_up_graph", camera_up_graph)
+    heading = forward[:2]
     if up is not None:
         image_left = np.cross(up, forward)  # of length 1 when image up is perpendicular to the optical axis, as it is
         if math.hypot(*image_left[:2]) >= _MIN_HORIZONTAL:
             x, y = image_left[:2] / math.hypot(*image_left[:2])
+            if math.hypot(*heading) >= _MIN_HORIZONTAL:
+                # Front is towards the camera along where it looks: left turned 90 degrees would point sideways for a
+                # rolled camera, and backwards for one upside down.
+                heading_x, heading_y = heading / math.hypot(*heading)
+                return np.array([heading_x, heading_y, 0.0]), np.array([x, y, 0.0])
             return np.array([y, -x, 0.0]), np.array([x, y, 0.0])  # forward = left turned 90 degrees clockwise
-    heading = forward[:2]
     if math.hypot(*heading) < _MIN_HORIZONTAL:
         if up is None:
             raise RelationError(f"the camera looks straight up or down (camera_forward_graph {forward.tolist()}) and "
@@ -219,6 +236,10 @@ def _per_object(name: str, values: Sequence[float] | np.ndarray | None, count: i
     array = np.asarray(values, dtype=np.float64)
     if array.shape != (count,):
         raise RelationError(f"{name} must hold one value per object ({count}), got shape {array.shape}")
+    bad = ~((array >= 0.0) & (array <= 1.0))  # NaN included: a trust of NaN would prune the always-emitted edges
+    if bad.any():
+        raise RelationError(f"{name} must be in [0, 1]; the object at index {int(np.flatnonzero(bad)[0])} has "
+                            f"{float(array[bad][0])!r}")
     return array
 
 
