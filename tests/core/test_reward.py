@@ -687,8 +687,12 @@ def test_a_pair_built_directly_is_validated_as_a_parsed_one_naming_the_pair_and_
     # A typo must not pass for another mode, nor fail at the first frame without naming the pair.
     with pytest.raises(RewardError, match=match):
         RewardPair("gripper", "cube", **settings)
-    with pytest.raises(RewardError, match="each side must be a non-empty name"):
+    with pytest.raises(RewardError, match="each side must be a non-empty name without ':'"):
         RewardPair("gripper", " ")
+    with pytest.raises(RewardError, match="each side must be a non-empty name without ':'"):
+        RewardPair("a", "b:c")
+    with pytest.raises(RewardError, match="reward pair 'gripper:Gripper ' measures 'gripper' against itself"):
+        RewardPair("gripper", "Gripper ")
 
 
 def test_an_unknown_distance_mode_is_refused_not_taken_for_surface():

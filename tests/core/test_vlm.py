@@ -248,9 +248,9 @@ def test_a_claim_the_recording_does_not_hold_is_an_error_naming_image_and_statem
      r"answers.jsonl:2: 'answer' must be true/false, 'yes'/'no' or 1/0, got 'maybe'"),
     ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 1.2}',
      r"answers.jsonl:2: 'probability' must be a number in \[0, 1\], got 1.2"),
-    ('{"image": "a.jpg", "statement": "x", "answer": "yes", "probability": 0.3}',
-     r"answers.jsonl:2: the probability is that of the answer given, the likelier one, so at least 0.5; got 0.3 for "
-     r"answer yes \(a yes at 0.3 is a no at 0.7\)"),
+    ('{"image": "a.jpg", "statement": "x", "answer": "yes", "probability": 0.4999}',
+     r"answers.jsonl:2: the probability is that of the answer given, the likelier one, so at least 0.5; got 0.4999 "
+     r"for answer yes \(a yes at 0.3 is a no at 0.7\)"),
     ('{"image": "a.jpg", "statement": "x", "answer": true, "probability": 0.5, "nmlp": "high"}',
      r"answers.jsonl:2: 'nmlp' must be a number, got 'high'"),
     ('{"image": "a.jpg", "statement": "The cat.", "answer": true, "probability": 0.5}',
@@ -510,3 +510,10 @@ def test_a_corrupt_weights_file_is_a_vlm_error(tmp_path: Path, model_dir: Path):
 def test_cuda_without_a_cuda_device_is_refused(model_dir: Path):
     with pytest.raises(VlmError, match=r"vlm.device is 'cuda' but torch sees no CUDA device"):
         make_vlm(Config({"vlm.backend": "generative", "vlm.model_path": str(model_dir), "vlm.device": "cuda"}))
+
+
+def test_a_recorded_probability_a_float32_rounding_below_one_half_is_accepted_as_a_backends_is(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "answers.jsonl",
+                        [{"image": "a.jpg", "statement": "the cat", "answer": "no", "probability": 0.49999997}])
+    assert RecordedVlm.from_file(path).judge(IMAGE, "the cat", image_id="a.jpg").p_true == pytest.approx(0.5)
+    assert VlmAnswer(False, 0.49999997).probability == 0.49999997

@@ -415,3 +415,23 @@ def test_the_sim_camera_publishes_the_configs_image_transports_and_no_empty_topi
 
     assert spin_until(test_node, published, timeout_s=10.0)
     assert received[0].format == "rgb8; jpeg compressed bgr8"
+
+
+def test_a_demo_interrupted_while_the_bringup_starts_reports_no_frames_and_exits_130(tmp_path, capsys, monkeypatch):
+    # The bringup may take a minute to load its models: Ctrl-C then must not end in a traceback either.
+    pytest.importorskip("mujoco")
+    from rclpy.executors import ExternalShutdownException
+
+    from trusted_scene_graph.ros.demo import run_demo
+
+    class InterruptedWhileWaiting(SingleThreadedExecutor):
+        def spin_once(self, timeout_sec=None):
+            raise ExternalShutdownException()
+
+    monkeypatch.setattr(demo, "SingleThreadedExecutor", InterruptedWhileWaiting)
+    assert run_demo(Config(), seconds=60.0, rate_hz=5.0, out_dir=tmp_path, width=160, height=120) == 130
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] and summary["frames_published"] == 0 and summary["graphs_received"] == 0
+    captured = capsys.readouterr()
+    assert "0 frames published, no scene graph received" in captured.out
+    assert "tsg demo: interrupted (Ctrl-C or SIGTERM)" in captured.err and "Traceback" not in captured.err

@@ -556,8 +556,14 @@ def test_a_bag_re_recorded_under_its_name_is_refused_on_the_rerun_not_skipped_wi
     shutil.rmtree(source / "c")
     shutil.copytree(small_bags / "b", source / "c")  # another recording, the same name
     with pytest.raises(LabelError, match=rf"this bag has changed since {re.escape(str(tmp_path / 'out'))} labelled "
-                                         rf"them .*: {re.escape(str(source / 'c'))} \(labelled in "):
+                                         rf"it .*: {re.escape(str(source / 'c'))} \(labelled in "):
         label(source, tmp_path / "out", ["gripper:cube"])
+    # A bag reached through a symbolic link is recorded as the file it names, and compared as such.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "run1.mcap").symlink_to(next((small_bags / "a").glob("*.mcap")))
+    assert label(linked, tmp_path / "linked_out", ["gripper:cube"]) == EXIT_OK
+    assert label(linked, tmp_path / "linked_out", ["gripper:cube"]) == EXIT_OK
 
 
 def test_a_damaged_bag_fails_alone_and_the_others_are_labelled(small_bags: Path, tmp_path: Path, capsys):

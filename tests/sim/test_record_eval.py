@@ -154,6 +154,11 @@ def test_a_recording_writes_the_configs_topics_and_refuses_two_streams_on_one() 
     assert topics["/camera/color/image_raw/compressed"][0] == "sensor_msgs/msg/CompressedImage"
     assert topics["/camera/depth/image_raw/compressedDepth"][0] == "sensor_msgs/msg/CompressedImage"
     assert "/camera/color/image_raw" not in topics
+    # Without sensor depth or the sim detector their topics may be empty: not recorded, nor taken for one topic.
+    no_depth = benchmark_config().with_overrides({"detector.backend": "grounding_dino", "depth.backend": "monocular",
+                                                  "topics.instances": "", "topics.depth": ""})
+    assert not [topic for topic in recorded_topics(push, no_depth) if "depth" in topic or "instances" in topic]
+    assert "" not in recorded_topics(push, no_depth)
     for overrides, match in (
             ({"topics.depth": "/camera/color/image_raw"},
              "topics.color and topics.depth would both be recorded on /camera/color/image_raw"),

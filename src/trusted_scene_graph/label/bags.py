@@ -257,12 +257,14 @@ def check_labelled_bags(bags: Sequence[Path], keys: Sequence[str], out: Path) ->
             continue
         except (OSError, ValueError) as exc:
             raise LabelError(f"cannot read {record}: {exc}; remove {out / key} to label {bag} again") from None
-        if recorded != bag_files_state(bag):
+        if recorded != bag_files_state(bag.resolve()):  # as the item recorded it (its job names the resolved path)
             changed.append(f"{bag} (labelled in {out / key})")
     if changed:
-        raise LabelError(f"{'these bags have' if len(changed) > 1 else 'this bag has'} changed since {out} labelled "
-                         f"them (other files, sizes or modification times): {', '.join(changed)}; remove their "
-                         "outputs to label them again, or label into a fresh --out")
+        several = len(changed) > 1
+        raise LabelError(f"{'these bags have' if several else 'this bag has'} changed since {out} labelled "
+                         f"{'them' if several else 'it'} (other files, sizes or modification times): "
+                         f"{', '.join(changed)}; remove {'their outputs' if several else 'its output'} to label "
+                         f"{'them' if several else 'it'} again, or label into a fresh --out")
 
 
 def label_bag(source: Path, out_dir: Path, config: Config, pair_texts: Sequence[str],

@@ -44,8 +44,10 @@ class RewardPair:
         # Built directly (not through parse_pair), a typo such as distance_mode='centriod' would otherwise be taken
         # for another mode, or fail at the first frame without naming the pair.
         for side in (self.subject, self.object):
-            if not isinstance(side, str) or not side.strip():
-                raise reward.RewardError(f"reward pair {self.name!r}: each side must be a non-empty name")
+            if not isinstance(side, str) or not side.strip() or ":" in side:
+                raise reward.RewardError(f"reward pair {self.name!r}: each side must be a non-empty name without ':'")
+        if self.subject.strip().lower() == self.object.strip().lower():
+            raise reward.RewardError(f"reward pair {self.name!r} measures {self.subject!r} against itself")
         for name in PAIR_SETTINGS:
             object.__setattr__(self, name, _setting(name, getattr(self, name), self.name))
 

@@ -369,18 +369,19 @@ def run_demo(config: Config, seconds: float, rate_hz: float, out_dir: Path, widt
                 future.add_done_callback(lambda f: recorder.answer(f.result()))
 
             node.create_subscription(SceneGraphMsg, SCENE_GRAPH_TOPIC, on_graph, DEMO_GRAPH_QOS)
-            deadline = time.monotonic() + SERVICE_WAIT_S
-            while not client.service_is_ready():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    # Named where it is kept: the finally below copies the log out of the temporary directory.
-                    print(f"tsg demo: error: {startup_error(process.poll(), Path(tmp) / LOG, out_dir / LOG)}",
-                          file=sys.stderr)
-                    return 1
-                executor.spin_once(timeout_sec=0.1)
-            print(f"tsg demo: publishing {width}x{height} Fetch frames at {rate_hz:g} Hz for {seconds:g} s")
-            end = time.monotonic() + seconds
-            pacer = FramePacer(rate_hz)
+            pacer = FramePacer(rate_hz)  # made again when publishing starts; this one reports a run stopped before
             try:
+                deadline = time.monotonic() + SERVICE_WAIT_S
+                while not client.service_is_ready():  # the bringup loads its models: it may take a while
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        # Named where it is kept: the finally below copies the log out of the temporary directory.
+                        print(f"tsg demo: error: {startup_error(process.poll(), Path(tmp) / LOG, out_dir / LOG)}",
+                              file=sys.stderr)
+                        return 1
+                    executor.spin_once(timeout_sec=0.1)
+                print(f"tsg demo: publishing {width}x{height} Fetch frames at {rate_hz:g} Hz for {seconds:g} s")
+                end = time.monotonic() + seconds
+                pacer = FramePacer(rate_hz)
                 # A bringup that ends before the demo stops it fails the run: checked once a frame and while
                 # draining.
                 while time.monotonic() < end:

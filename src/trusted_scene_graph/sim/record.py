@@ -265,7 +265,10 @@ def recorded_topics(settings: RecordSettings, config: Mapping[str, Any]) -> dict
     ]
     if settings.scene != TABLETOP:
         wanted += [(name, config[name], "geometry_msgs/msg/PoseStamped", DEFAULT_QOS)
-                   for name in ("topics.ee_pose", "topics.goal_pose") if config[name]]
+                   for name in ("topics.ee_pose", "topics.goal_pose")]
+    # An empty topic is none (the schema allows one for depth without sensor depth, instances without the sim
+    # detector, and the poses): not recorded.
+    wanted = [entry for entry in wanted if not entry[0].startswith("topics.") or config[entry[0]]]
     topics: dict[str, tuple[str, Any]] = {}
     writers: dict[str, str] = {}
     for what, topic, msgtype, qos in wanted:
@@ -300,15 +303,17 @@ def _write_frame(bag: BagWriter, frame: _Frame, settings: RecordSettings, noise:
     else:  # 'compressed': JPEG, as image_transport's compressed publisher writes it by default
         colour = bag_msgs.compressed_image(*encode_compressed_rgb(frame.rgb), stamp, OPTICAL_FRAME)
     bag.write(subscribed_topic(config, "topics.color"), colour, stamp)
-    if config["topics.depth_transport"] == "raw":
-        depth = bag_msgs.image(depth_to_encoding(depth_m, settings.depth_encoding), settings.depth_encoding, stamp,
-                               OPTICAL_FRAME)
-    else:  # 'compressedDepth': PNG, with compressed_depth_image_transport's default range and quantisation
-        depth = bag_msgs.compressed_image(*encode_compressed_depth(depth_m, settings.depth_encoding), stamp,
-                                          OPTICAL_FRAME)
-    bag.write(subscribed_topic(config, "topics.depth"), depth, stamp)
+    if config["topics.depth"]:  # an empty topic is none: not recorded
+        if config["topics.depth_transport"] == "raw":
+            depth = bag_msgs.image(depth_to_encoding(depth_m, settings.depth_encoding), settings.depth_encoding,
+                                   stamp, OPTICAL_FRAME)
+        else:  # 'compressedDepth': PNG, with compressed_depth_image_transport's default range and quantisation
+            depth = bag_msgs.compressed_image(*encode_compressed_depth(depth_m, settings.depth_encoding), stamp,
+                                              OPTICAL_FRAME)
+        bag.write(subscribed_topic(config, "topics.depth"), depth, stamp)
     bag.write(config["topics.camera_info"], bag_msgs.camera_info(frame.intrinsics, stamp, OPTICAL_FRAME), stamp)
-    bag.write(config["topics.instances"], bag_msgs.image(frame.instances, "16UC1", stamp, OPTICAL_FRAME), stamp)
+    if config["topics.instances"]:
+        bag.write(config["topics.instances"], bag_msgs.image(frame.instances, "16UC1", stamp, OPTICAL_FRAME), stamp)
     if frame.gripper_m is not None and config["topics.ee_pose"]:
         bag.write(config["topics.ee_pose"], bag_msgs.pose_stamped(stamp, graph_frame, frame.gripper_m,
                                                                   frame.gripper_xyzw), stamp)

@@ -13,7 +13,7 @@ One JSON object per line::
   final full stop.
 - ``answer``: true/false, "yes"/"no" or 1/0: whether the model said the statement is true.
 - ``probability`` (or ``confidence``, the same; both may be given only if equal): the probability the model gave
-  to its answer, in [0, 1].
+  to its answer, in [0.5, 1] (the answer is the likelier one).
 - ``nmlp`` (finite and >= 0: it is minus a mean log-probability), ``raw_text``, ``margin`` (a contrastive model's
   top-1 minus top-2 caption probability, in [0, 1]) and ``answer_mass`` (a generative model's ``P(yes) + P(no)``,
   in [0, 1]): optional.
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from trusted_scene_graph.vlm.base import (
+    ANSWER_PROBABILITY_TOLERANCE,
     VlmAnswer,
     VlmError,
     image_key,
@@ -159,7 +160,7 @@ def _parse_record(record: Any, where: str) -> tuple[tuple[str, str], VlmAnswer]:
         raise VlmError(f"{where}: 'statement' must be a non-empty string, got {statement!r}")
     answer = _parse_answer(record.get("answer"), where)
     probability = _parse_probability(record, where)
-    if probability < 0.5:
+    if probability < 0.5 - ANSWER_PROBABILITY_TOLERANCE:  # as VlmAnswer: a float32 two-way softmax's rounding
         raise VlmError(f"{where}: the probability is that of the answer given, the likelier one, so at least 0.5; "
                        f"got {probability!r} for answer {'yes' if answer else 'no'} (a yes at 0.3 is a no at 0.7)")
     nmlp = _optional_number(record, "nmlp", where)
@@ -193,7 +194,7 @@ def _parse_probability(record: dict, where: str) -> float:
     # A null field is absent.
     given = {name: record[name] for name in ("probability", "confidence") if record.get(name) is not None}
     if not given:
-        raise VlmError(f"{where}: needs 'probability' (or 'confidence'), the probability of the answer in [0, 1]")
+        raise VlmError(f"{where}: needs 'probability' (or 'confidence'), the probability of the answer in [0.5, 1]")
     for name, value in given.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
             raise VlmError(f"{where}: {name!r} must be a number in [0, 1], got {value!r}")
