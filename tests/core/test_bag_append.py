@@ -403,6 +403,15 @@ def test_bags_the_fast_path_cannot_copy_say_why(source: Path, tmp_path: Path) ->
         writer.add_message(channel_id, T0_NS, b"\x00\x01\x00\x00\x01\x00\x00\x00\x00", T0_NS)
         writer.finish()
     assert "account for 0 messages but its statistics count 1" in append_unsupported_reason(unchunked)
+    json_channel = tmp_path / "json.mcap"  # a lone file: no metadata.yaml to name the format
+    with json_channel.open("wb") as stream:
+        writer = Writer(stream, compression=CompressionType.NONE)
+        writer.start(profile="ros2")
+        channel_id = writer.register_channel("/chatter", "json", writer.register_schema("std_msgs/msg/String",
+                                                                                         "jsonschema", b"{}"))
+        writer.add_message(channel_id, T0_NS, b'{"data": "hi"}', T0_NS)
+        writer.finish()
+    assert "channel '/chatter' is serialised as 'json', not cdr" in append_unsupported_reason(json_channel)
     assert append_unsupported_reason(tmp_path / "missing") == f"{tmp_path / 'missing'} does not exist"
 
     (tmp_path / "out").mkdir()

@@ -13,6 +13,8 @@ A damaged sqlite3 database cannot be read past its damage by sqlite, so such a b
 
 from __future__ import annotations
 
+import importlib
+import operator
 import sqlite3
 import struct
 import zlib
@@ -57,8 +59,21 @@ class BagIndexError(DatasetError):
 #: rosbags opens an mcap file; sqlite3: rosbags reads through apsw, whose errors (a malformed database image) are not
 #: sqlite3's). Only these are turned into a partial read or a refused bag; anything else is a bug and propagates.
 #: Shared by every reader of bags here (tsg eval, tsg label, tsg replay).
+def _decompression_errors() -> tuple[type[Exception], ...]:
+    """What a damaged compressed mcap chunk raises in the decompressors rosbags and the mcap library use: zstd's
+    error (from the standard library's compression.zstd or its backport for rosbags, zstandard for the mcap library)
+    and lz4's (a RuntimeError: its frame decoder has no class of its own)."""
+    errors: list[type[Exception]] = [RuntimeError]
+    for module in ("compression.zstd", "backports.zstd", "zstandard"):
+        try:
+            errors.append(importlib.import_module(module).ZstdError)
+        except (ImportError, AttributeError):  # not installed here: nothing of it to catch
+            continue
+    return tuple(errors)
+
+
 STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, apsw.Error, struct.error, EOFError, ValueError, IndexError,
-                       KeyError, OverflowError, MemoryError, BagIndexError)
+                       KeyError, OverflowError, MemoryError, BagIndexError, *_decompression_errors())
 
 _ZERO_TIME = QosTime(sec=0, nsec=0)
 # rmw's "infinite" duration as rosbag2 writes it into offered_qos_profiles.
@@ -162,7 +177,7 @@ class BagWriter:
 
     def write_raw(self, connection: Any, raw: bytes, log_time_ns: int) -> None:
         """Write already serialised bytes on a connection from :meth:`copy_connection`, unchanged."""
-        self._writer.write(connection, int(log_time_ns), raw)
+        self._writer.write(connection, _log_time(log_time_ns), raw)
         self.messages_written += 1
 
     def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
@@ -170,8 +185,20 @@ class BagWriter:
         connection = self._connections.get(topic)
         if connection is None:
             raise DatasetError(f"topic {topic!r} was not added to the bag")
-        self._writer.write(connection, int(log_time_ns), self.typestore.serialize_cdr(msg, connection.msgtype))
+        self._writer.write(connection, _log_time(log_time_ns), self.typestore.serialize_cdr(msg, connection.msgtype))
         self.messages_written += 1
+
+
+def _log_time(log_time_ns: Any) -> int:
+    """``log_time_ns`` as the unsigned 64-bit nanoseconds both storages hold: mcap raised an OverflowError that named
+    nothing for one outside them, and sqlite3 stored a negative one, or truncated a float, without a word."""
+    try:
+        value = operator.index(log_time_ns)  # an int or a numpy integer; not a float, which would be truncated
+    except TypeError:
+        value = None
+    if isinstance(log_time_ns, bool) or value is None or not 0 <= value < 2**64:
+        raise DatasetError(f"log time {log_time_ns!r} is not an integer number of nanoseconds in [0, 2**64)")
+    return value
 
 
 class BagMessage(NamedTuple):
@@ -243,6 +270,8 @@ class BagReader:
             iterator = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._salvage.messages(channels))
         else:
             connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+            if not connections:  # rosbags reads every message for connections=[]
+                return
             iterator = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._reader.messages(connections=connections))
         read = 0  # messages read before a damage, for its message
         while True:
@@ -529,8 +558,10 @@ def check_mcap_index(path: Path) -> None:
     size = path.stat().st_size
     with path.open("rb") as stream:
         head = stream.read(len(_MCAP_MAGIC) + _RECORD_HEAD.size)
-        if len(head) < len(_MCAP_MAGIC) + _RECORD_HEAD.size or head[: len(_MCAP_MAGIC)] != _MCAP_MAGIC:
-            return  # not mcap, or cut inside its header: rosbags refuses it by name
+        if head[: len(_MCAP_MAGIC)] != _MCAP_MAGIC:
+            return  # not mcap: rosbags refuses it by name
+        if len(head) < len(_MCAP_MAGIC) + _RECORD_HEAD.size:  # rosbags raises a TypeError on it
+            raise BagIndexError(f"mcap file {path} is cut short inside its header ({size} bytes)")
         opcode, length = _RECORD_HEAD.unpack_from(head, len(_MCAP_MAGIC))
         data_start = len(head) + length
         if opcode != _OPCODE_HEADER or data_start > size:
@@ -637,7 +668,7 @@ def _mcap_errors() -> tuple[type[Exception], ...]:
         from mcap.exceptions import McapError
     except ImportError:  # the mcap library is optional: without it a damaged mcap bag cannot be salvaged
         return (EOFError,)
-    return (McapError, EOFError, struct.error, ValueError, MemoryError)
+    return (McapError, EOFError, struct.error, ValueError, MemoryError, OverflowError, *_decompression_errors())
 
 
 #: What the mcap library's stream reader raises at a file's damage (bad magic, a record cut short, a bad CRC, a

@@ -488,6 +488,9 @@ def _channel_connections(summary: Summary, channel_qos: Mapping[int, tuple[Qos, 
     counts = summary.statistics.channel_message_counts
     connections = []
     for cid, channel in summary.channels.items():
+        if channel.message_encoding != "cdr" and counts.get(cid, 0):
+            # As the metadata.yaml path refuses one: the copy's metadata would list a format rosbags cannot read.
+            raise NotAppendable(f"channel {channel.topic!r} is serialised as {channel.message_encoding!r}, not cdr")
         schema = summary.schemas.get(channel.schema_id)
         connections.append(_Connection(channel.topic, _schema_name(summary, channel.schema_id),
                                        channel.message_encoding, channel_qos[cid], "",
