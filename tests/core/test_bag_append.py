@@ -394,23 +394,21 @@ def test_bags_the_fast_path_cannot_copy_say_why(source: Path, tmp_path: Path) ->
     _mcap_of(truncated).write_bytes(data[:len(data) - 100])
     assert "has no footer (it does not end with the mcap magic)" in append_unsupported_reason(truncated)
 
-    unchunked = tmp_path / "unchunked.mcap"
-    with unchunked.open("wb") as stream:
-        writer = Writer(stream, use_chunking=False, compression=CompressionType.NONE)
-        writer.start(profile="ros2")
-        channel_id = writer.register_channel("/chatter", "cdr", writer.register_schema("std_msgs/msg/String",
-                                                                                         "ros2msg", b"string data"))
-        writer.add_message(channel_id, T0_NS, b"\x00\x01\x00\x00\x01\x00\x00\x00\x00", T0_NS)
-        writer.finish()
+    def one_message_file(name: str, encoding: str, schema: tuple[str, bytes], data: bytes, chunked: bool) -> Path:
+        path = tmp_path / name
+        with path.open("wb") as stream:
+            writer = Writer(stream, use_chunking=chunked, compression=CompressionType.NONE)
+            writer.start(profile="ros2")
+            schema_id = writer.register_schema("std_msgs/msg/String", *schema)
+            writer.add_message(writer.register_channel("/chatter", encoding, schema_id), T0_NS, data, T0_NS)
+            writer.finish()
+        return path
+
+    unchunked = one_message_file("unchunked.mcap", "cdr", ("ros2msg", b"string data"),
+                                 b"\x00\x01\x00\x00\x01\x00\x00\x00\x00", chunked=False)
     assert "account for 0 messages but its statistics count 1" in append_unsupported_reason(unchunked)
-    json_channel = tmp_path / "json.mcap"  # a lone file: no metadata.yaml to name the format
-    with json_channel.open("wb") as stream:
-        writer = Writer(stream, compression=CompressionType.NONE)
-        writer.start(profile="ros2")
-        channel_id = writer.register_channel("/chatter", "json", writer.register_schema("std_msgs/msg/String",
-                                                                                         "jsonschema", b"{}"))
-        writer.add_message(channel_id, T0_NS, b'{"data": "hi"}', T0_NS)
-        writer.finish()
+    # A lone file has no metadata.yaml to name its format: its channel does.
+    json_channel = one_message_file("json.mcap", "json", ("jsonschema", b"{}"), b'{"data": "hi"}', chunked=True)
     assert "channel '/chatter' is serialised as 'json', not cdr" in append_unsupported_reason(json_channel)
     assert append_unsupported_reason(tmp_path / "missing") == f"{tmp_path / 'missing'} does not exist"
 
