@@ -537,3 +537,22 @@ def test_a_log_time_the_storage_cannot_hold_is_refused_naming_it(tmp_path: Path,
         with pytest.raises(DatasetError, match=rf"^log time {log_time!r} is not an integer number of nanoseconds"):
             writer.write("/p", bag_msgs.pose_stamped(0, "world", [0.0, 0.0, 0.0]), log_time)
         writer.write("/p", bag_msgs.pose_stamped(0, "world", [0.0, 0.0, 0.0]), np.int64(5))
+
+
+def test_a_byte_missing_from_the_first_chunk_of_a_bag_without_crcs_gives_no_shifted_image(tmp_path: Path) -> None:
+    # rosbags' writer leaves CRCs 0, and no message index has been read before the first chunk's: nothing but the
+    # records after it tells that it lost a byte. Its images must not be given out as intact.
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(6)]
+    with BagWriter(tmp_path / "bag") as writer:
+        writer.add_topic("/img", "sensor_msgs/msg/Image")
+        for i, pixels in enumerate(images):
+            writer.write("/img", bag_msgs.image(pixels, "rgb8", i, "camera"), i)
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    data = mcap_file.read_bytes()
+    at = data.index(images[1].tobytes()[:64]) + 1000  # inside the second image's pixels, in the first chunk
+    mcap_file.write_bytes(data[:at] + data[at + 1:])
+    with BagReader(tmp_path / "bag") as reader:
+        read = {m.log_time_ns: np.asarray(m.msg.data).reshape(300, 400, 3) for m in reader.messages()}
+    assert all(np.array_equal(pixels, images[i]) for i, pixels in read.items())
+    assert "no CRC or message index confirms its bytes" in reader.read_error
