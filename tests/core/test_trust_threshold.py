@@ -20,6 +20,7 @@ from trusted_scene_graph.trust.threshold import (
     design_effect,
     min_rejectable_count,
     precision_p_value,
+    start_count,
 )
 
 # --- binomial bounds ----------------------------------------------------------------------------------------------
@@ -100,15 +101,22 @@ def two_groups(top_correct: int, top_wrong: int, low_correct: int, low_wrong: in
 
 
 def test_fixed_sequence_keeps_the_block_it_can_vouch_for() -> None:
-    # 30 all-correct edges at trust 0.97 and 30 coin flips at 0.5, target 0.9 at delta 0.1: every grid threshold in
-    # (0.5, 0.97] keeps the top 30 (p = 0.9 ** 30 = 0.042, rejected) and 0.5 keeps all 60 (precision 0.75, not).
-    scores, correct = two_groups(30, 0, 15, 15)
+    # 40 all-correct edges at trust 0.97 and 40 coin flips at 0.5, target 0.9 at delta 0.1: every grid threshold in
+    # (0.5, 0.97] keeps the top 40 (p = 0.9 ** 40 = 0.015, rejected) and 0.5 keeps all 80 (precision 0.75, not).
+    scores, correct = two_groups(40, 0, 20, 20)
     choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None)
     assert DEFAULT_GRID[101] == pytest.approx(0.505)
     assert (choice.threshold, choice.target_precision, choice.delta, choice.method, choice.feasible) == (
         DEFAULT_GRID[101], 0.9, 0.1, "fixed_sequence", True)
-    assert (choice.kept, choice.calibration_edges, choice.coverage, choice.precision) == (30, 60, 0.5, 1.0)
-    assert choice.precision_lower_bound == pytest.approx(0.1 ** (1 / 30))
+    assert (choice.kept, choice.calibration_edges, choice.coverage, choice.precision) == (40, 80, 0.5, 1.0)
+    assert choice.precision_lower_bound == pytest.approx(0.1 ** (1 / 40))
+
+
+def test_a_block_too_small_to_start_the_sequence_is_not_vouched_for_on_its_own() -> None:
+    # The cost of the start_count slack: 30 all-correct edges (rejectable alone, 0.9 ** 30 = 0.042) are fewer than
+    # the 38 the sequence starts at when a lower threshold keeps that many; it starts below them, at 0.5, and stops.
+    scores, correct = two_groups(30, 0, 15, 15)
+    assert not choose_threshold(scores, correct, 0.9, 0.1, groups=None).feasible
 
 
 def test_bonferroni_pays_for_the_whole_grid() -> None:
@@ -133,13 +141,31 @@ def test_thresholds_keeping_too_few_edges_to_ever_reject_are_skipped_not_failed(
 
 
 def test_fixed_sequence_stops_at_the_first_threshold_it_cannot_reject() -> None:
-    # 25 edges at 0.97 with 5 wrong (not rejectable) above 500 correct edges at 0.8: the sequence ends at the top
+    # 50 edges at 0.97 with 10 wrong (not rejectable) above 500 correct edges at 0.8: the sequence ends at the top
     # block, while Bonferroni, which tests every threshold on its own, keeps everything.
-    scores = np.repeat([0.97, 0.8], [25, 500])
-    correct = np.concatenate([np.arange(25) >= 5, np.ones(500, bool)])
+    scores = np.repeat([0.97, 0.8], [50, 500])
+    correct = np.concatenate([np.arange(50) >= 10, np.ones(500, bool)])
     assert not choose_threshold(scores, correct, 0.9, 0.1, groups=None).feasible
     bonferroni = choose_threshold(scores, correct, 0.9, 0.1, groups=None, method="bonferroni")
-    assert (bonferroni.feasible, bonferroni.threshold, bonferroni.kept) == (True, 0.0, 525)
+    assert (bonferroni.feasible, bonferroni.threshold, bonferroni.kept) == (True, 0.0, 550)
+
+
+def test_the_start_count_lets_an_observed_precision_halfway_to_one_pass() -> None:
+    # 77 edges with 1 wrong (precision 0.987, past 0.975) reject "precision < 0.95" at 0.1; 76 with 1 wrong do not.
+    assert start_count(0.95, 0.1) == 77 and start_count(0.9, 0.1) == 38
+    assert precision_p_value(76, 77, 0.95) <= 0.1 < precision_p_value(75, 76, 0.95)
+    assert min_rejectable_count(0.95, 0.1) == 45 < start_count(0.95, 0.1)
+
+
+def test_one_wrong_edge_among_the_most_trusted_does_not_end_the_sequence_before_it_starts() -> None:
+    # The most trusted 50 edges hold one wrong: started where 45 edges are kept (the bare minimum to reject with no
+    # error), the sequence ended at once and the model pruned everything; started where 77 are, it goes on.
+    scores = np.concatenate([np.linspace(0.999, 0.95, 50), np.linspace(0.94, 0.5, 950)])
+    correct = np.ones(1000, bool)
+    correct[10] = False  # among the 50 most trusted
+    correct[100::33] = False  # 3 % wrong further down
+    choice = choose_threshold(scores, correct, 0.95, 0.1, groups=None)
+    assert choice.feasible and choice.kept >= start_count(0.95, 0.1)  # (infeasible when started at 45 kept)
 
 
 def test_when_everything_is_wrong_no_threshold_is_feasible() -> None:
@@ -153,9 +179,9 @@ def test_when_everything_is_wrong_no_threshold_is_feasible() -> None:
 
 
 def test_a_given_grid_is_deduplicated_and_tested_from_high_to_low() -> None:
-    scores, correct = two_groups(30, 0, 15, 15)
+    scores, correct = two_groups(40, 0, 20, 20)
     choice = choose_threshold(scores, correct, 0.9, 0.1, groups=None, grid=[0.6, 0.2, 0.97, 0.6, 0.99])
-    assert (choice.feasible, choice.threshold, choice.kept) == (True, 0.6, 30)
+    assert (choice.feasible, choice.threshold, choice.kept) == (True, 0.6, 40)
 
 
 def test_the_threshold_keeps_no_more_than_the_empirical_best_and_its_numbers_are_consistent() -> None:
@@ -379,13 +405,13 @@ def test_the_design_effect_in_its_degenerate_cases() -> None:
 
 
 def test_with_a_scene_per_edge_the_scene_level_test_is_the_edge_level_one() -> None:
-    scores, correct = two_groups(30, 0, 15, 15)
+    scores, correct = two_groups(40, 0, 20, 20)
     edge = choose_threshold(scores, correct, 0.9, 0.1, groups=None)
-    scene = choose_threshold(scores, correct, 0.9, 0.1, groups=np.arange(60))
-    # The 30 kept edges are all correct, one per scene: design effect 1, and the same threshold and bound.
-    assert (scene.threshold, scene.kept, scene.design_effect) == (edge.threshold, edge.kept, 1.0)
+    scene = choose_threshold(scores, correct, 0.9, 0.1, groups=np.arange(80))
+    # The 40 kept edges are all correct, one per scene: design effect 1, and the same threshold and bound.
+    assert edge.feasible and (scene.threshold, scene.kept, scene.design_effect) == (edge.threshold, edge.kept, 1.0)
     assert scene.precision_lower_bound == pytest.approx(edge.precision_lower_bound, rel=1e-12)
-    assert (scene.test_unit, scene.calibration_groups, scene.kept_groups) == ("group", 60, 30)
+    assert (scene.test_unit, scene.calibration_groups, scene.kept_groups) == ("group", 80, 40)
     assert (edge.test_unit, edge.calibration_groups, edge.kept_groups, edge.design_effect) == ("edge", None, None, 1.0)
 
 

@@ -149,6 +149,22 @@ def min_rejectable_count(target: float, delta: float) -> int:
     return count
 
 
+def start_count(target: float, delta: float) -> int:
+    """The fewest kept edges at which a fixed sequence starts testing: the smallest ``n`` whose null "precision <
+    target" is rejected at ``delta`` even with some errors, those of an observed precision halfway from the target to
+    1 (``P(Binomial(n, target) >= ceil(n (1 + target) / 2)) <= delta``; 77 for 0.95 at 0.1). At the
+    :func:`min_rejectable_count` a single wrong edge ends the sequence before it reaches any threshold worth having.
+    Depends on the target and delta alone, never on a label."""
+    target = _check_open_unit("target", target)
+    delta = _check_open_unit("delta", delta)
+    from scipy.stats import binom
+
+    count = min_rejectable_count(target, delta)
+    while binom.sf(math.ceil(count * (1.0 + target) / 2.0) - 1, count, target) > delta:
+        count += 1
+    return count
+
+
 # --- scenes as the unit: the design effect ------------------------------------------------------------------------
 
 
@@ -374,14 +390,18 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
     keeping fewer than :func:`min_rejectable_count` edges (with groups: edges of fewer than that many groups; 45
     for a target of 0.95 at ``delta`` 0.1) is skipped first: whatever its labels, its p-value is at least
     ``target ** n`` with ``n`` its kept edges (with groups: its kept groups), above ``delta``, so testing it would
-    only end the sequence before it began. Why the skip keeps the guarantee:
+    only end the sequence before it began. So is one keeping fewer than :func:`start_count` edges (77), when a lower
+    candidate keeps that many: at the bare minimum one wrong edge ends the sequence (in simulations with 2,000 facts
+    over 200 scenes and a little label noise among the most trusted, more than half the draws found no threshold
+    where Bonferroni found one). Why the skip keeps the guarantee:
 
     - Kept counts (of edges and of groups) fall as the threshold rises, so the skipped candidates are always a block
       at the top of the sequence: skipping "only at the top" and skipping "wherever the count is too small" are the
       same rule. It is implemented as "start at the highest candidate keeping at least that many edges" (groups).
-    - The start depends only on how many scores (and groups) pass each candidate, never on a label, and it only
-      removes hypotheses that could never be rejected. Given its kept count ``n``, a candidate's correct count is
-      Binomial(n, precision) for independent edges, so each p-value stays exact (approximate with groups).
+    - The start depends only on how many scores (and groups) pass each candidate, never on a label (it removes
+      hypotheses that could never be rejected, and, with the slack, some that only a near-flawless sample could).
+      Given its kept count ``n``, a candidate's correct count is Binomial(n, precision) for independent edges, so
+      each p-value stays exact (approximate with groups).
     - The start does couple to the counts above it: starting at ``t`` means "fewer than that many edges above the
       next higher candidate". When ``P(correct | trust)`` does not fall as trust rises (what a calibrated, monotone
       trust is meant to be), the candidates whose precision is below target form a block at the bottom, so a wrong
@@ -438,9 +458,11 @@ def choose_threshold(probabilities: Any, correct: Any, target_precision: float, 
         if rejected.size:
             chosen = int(rejected[-1])  # the lowest rejected candidate keeps the most edges
     else:
-        # Label-independent: even all correct, a candidate below these counts has a p-value above delta.
+        # Label-independent: even all correct, a candidate below these counts has a p-value above delta; and where
+        # enough edges are kept, the sequence starts where a few wrong ones cannot end it at once (start_count).
         rejectable = (kept if kept_groups is None else kept_groups) >= min_rejectable_count(target, delta)
-        testable = np.flatnonzero(rejectable)
+        with_slack = np.flatnonzero(rejectable & (kept >= start_count(target, delta)))
+        testable = with_slack if with_slack.size else np.flatnonzero(rejectable)
         if testable.size:
             start = int(testable[0])
             not_rejected = np.flatnonzero(p_values[start:] > delta)
