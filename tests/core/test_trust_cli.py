@@ -141,6 +141,10 @@ def test_an_output_directory_that_is_a_file_is_refused_before_training(tables, t
     (tmp_path / "file").write_text("")
     assert main(["trust", "train", "--data", str(tables[0]), "--out", str(tmp_path / "file")]) == EXIT_USAGE
     assert "is a file; the trust model is a directory" in capsys.readouterr().err
+    # Below a file too: refused before the training, not after it.
+    assert main(["trust", "train", "--data", str(tables[0]), "--out", str(tmp_path / "file" / "model")]) == EXIT_USAGE
+    assert f"{tmp_path / 'file'} is a file, so the trust model directory cannot be made below it" in (
+        capsys.readouterr().err)
 
 
 def test_training_on_one_class_is_a_usage_error_naming_it(tmp_path, capsys):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -214,11 +213,9 @@ def test_loading_refuses_a_missing_file(saved):
 
 
 def test_loading_refuses_files_of_two_models(saved, tmp_path):
-    other = tmp_path / "other"
     small = synthetic_edges(10, 50, seed=3)
     narrow = TrustModel(feature_names=FEATURE_NAMES[:5])
-    narrow.fit(small[0][:, :5], small[1], small[2]).save(other)
-    shutil.copy(other / MODEL_FILE, saved / MODEL_FILE)
+    narrow.fit(small[0][:, :5], small[1], small[2]).booster_.save_model(str(saved / MODEL_FILE))  # another model's
     with pytest.raises(TrustError, match=r"\(its SHA-256 differs\): it is corrupt, or from another save; retrain "
                                          r"with tsg trust train$"):
         TrustModel.load(saved)
@@ -555,3 +552,28 @@ def test_trust_model_is_a_scikit_learn_estimator(small):
         model.set_params(deltaa=0.2)
     fitted = clone(model).fit(*small)
     assert clone(fitted).booster_ is None and clone(fitted).get_params() == fitted.get_params()
+
+
+def test_a_model_saved_after_set_params_records_the_settings_it_was_fitted_with(tmp_path: Path) -> None:
+    features, correct, groups = synthetic_edges(250, 12, seed=3)
+    model = TrustModel(target_precision=0.9, n_estimators=30).fit(features, correct, groups)
+    model.set_params(target_precision=0.6, n_estimators=3)  # for the next fit; what was learnt stays
+    loaded = TrustModel.load(model.save(tmp_path / "model"))
+    assert (loaded.target_precision, loaded.n_estimators) == (0.9, 30)
+    assert loaded.threshold_.target_precision == 0.9
+
+
+def test_a_model_of_other_features_is_refused_by_save_not_written_then_refused_by_load(tmp_path: Path) -> None:
+    features, correct, groups = synthetic_edges(250, 12, seed=3)
+    names = tuple(f"f{k}" for k in range(features.shape[1]))
+    model = TrustModel(n_estimators=5, feature_names=names).fit(features, correct, groups)
+    with pytest.raises(TrustError, match="fitted on other features than the package computes"):
+        model.save(tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_group_ids_of_mixed_types_are_refused_by_fit_naming_the_rule() -> None:
+    features, correct, _ = synthetic_edges(60, 10, seed=0)
+    groups = np.array([None if i % 7 == 0 else f"s{i // 10}" for i in range(len(correct))], dtype=object)
+    with pytest.raises(TrustError, match=r"^groups must be ids of one type \(strings or integers\)"):
+        TrustModel(n_estimators=5).fit(features, correct, groups)

@@ -141,7 +141,7 @@ def test_report_writes_strict_json_markdown_and_every_figure(tmp_path: Path) -> 
     report = (out_dir / "report.md").read_text()
     for name in (*scorers, *FIGURES):
         assert name in report
-    assert "no VLM answers in this data" in report
+    assert "the model was trained without VLM answers" in report
     assert f"{fused['auroc']:.3f}" in report
 
 

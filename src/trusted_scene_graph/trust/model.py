@@ -70,7 +70,8 @@ SAVED_SETTINGS = ("n_estimators", "max_depth", "learning_rate", "min_child_weigh
                   "calibration_fraction", "threshold_fraction", "target_precision", "delta", "threshold_method",
                   "random_state")
 _CONSTRUCTOR_SETTINGS = (*SAVED_SETTINGS, "n_jobs", "feature_names")
-_FITTED_ATTRIBUTES = ("booster_", "calibrator_", "baseline_calibrators_", "threshold_", "metadata_")
+_FITTED_ATTRIBUTES = ("booster_", "calibrator_", "baseline_calibrators_", "threshold_", "metadata_",
+                      "fitted_settings_")
 #: The sections of trust_model.json that :meth:`TrustModel.load` keeps in ``metadata_``.
 _METADATA_SECTIONS = ("training", "metrics_held_out", "provenance")
 #: Libraries whose versions a trained model records: name -> module (the module's __version__, not the installed
@@ -227,7 +228,10 @@ class _Split:
 def grouped_split(groups: np.ndarray, calibration_fraction: float, threshold_fraction: float,
                   rng: np.random.Generator) -> _Split:
     """Boolean masks of three disjoint parts; each group lands in exactly one, chosen by a permutation of groups."""
-    unique, inverse = np.unique(groups, return_inverse=True)
+    try:
+        unique, inverse = np.unique(groups, return_inverse=True)
+    except TypeError as exc:  # ids of mixed types (None among strings) that cannot be sorted
+        raise TrustError(f"groups must be ids of one type (strings or integers): {exc}") from None
     if unique.size < _MIN_GROUPS:
         raise TrustError(f"grouped splits need at least {_MIN_GROUPS} groups (episodes or images), got "
                          f"{unique.size}: {unique.tolist()[:5]}")
@@ -271,6 +275,8 @@ class TrustModel:
         self.baseline_calibrators_: dict[str, Calibrator] = {}
         self.threshold_: ThresholdChoice | None = None
         self.metadata_: dict[str, Any] = {}
+        # The settings the fitted attributes were learnt with: what save() records, whatever set_params did since.
+        self.fitted_settings_: dict[str, Any] = {}
         self.source_: str = "not fitted"
 
     # --- settings ---------------------------------------------------------------------------------------------
@@ -382,6 +388,7 @@ class TrustModel:
             "metrics_held_out": learnt._held_out_metrics(table[split.threshold], labels[split.threshold]),
             "provenance": training_provenance(learnt._settings()),
         }
+        learnt.fitted_settings_ = learnt._settings()
         for name in _FITTED_ATTRIBUTES:
             setattr(self, name, getattr(learnt, name))
         self.source_ = "fitted in this process"
@@ -500,6 +507,12 @@ class TrustModel:
         import xgboost as xgb
 
         self._check_fitted()
+        if self.feature_names != FEATURE_NAMES:
+            # load() takes the features this package computes: a model of other features would be written, then
+            # refused as edited metadata.
+            raise TrustError(f"this TrustModel was fitted on other features than the package computes "
+                             f"({_feature_name_difference(list(self.feature_names), FEATURE_NAMES)}); only a model of "
+                             "FEATURE_NAMES can be saved as a trust model")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         model_tmp = directory / f".tmp-{MODEL_FILE}"  # ends in .json: XGBoost picks its format by the extension
@@ -507,7 +520,7 @@ class TrustModel:
         metadata = {
             "format": METADATA_FORMAT, "format_version": METADATA_FORMAT_VERSION,
             "feature_schema_version": FEATURE_SCHEMA_VERSION, "feature_names": list(self.feature_names),
-            "xgboost_version": xgb.__version__, "settings": self._settings(),
+            "xgboost_version": xgb.__version__, "settings": self.fitted_settings_ or self._settings(),
             "calibration": self.calibrator_.to_json(),
             "baseline_calibration": {name: c.to_json() for name, c in self.baseline_calibrators_.items()},
             "threshold": self.threshold_.to_json(),
@@ -562,6 +575,7 @@ class TrustModel:
                 raise TrustError(f"settings must be a JSON object, got {type(settings).__name__}")
             model = cls(**{name: settings[name] for name in SAVED_SETTINGS if name in settings})
             model._check_settings()
+            model.fitted_settings_ = model._settings()
             model.calibrator_ = Calibrator.from_json(metadata["calibration"])
             model.baseline_calibrators_ = {name: Calibrator.from_json(value)
                                            for name, value in _baseline_section(metadata).items()}

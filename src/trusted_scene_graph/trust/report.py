@@ -43,7 +43,8 @@ from trusted_scene_graph.trust.threshold import threshold_text
 FUSED = "fused"
 ECE_BINS = 15
 #: Why a constant scorer carries no signal, by scorer name, for report.md.
-CONSTANT_REASONS = {"vlm_confidence": "no VLM answers in this data"}
+CONSTANT_REASONS = {"vlm_confidence": "the model was trained without VLM answers, so it has no calibrated VLM "
+                                      "confidence to compare"}
 #: Keys of metrics.json written by :func:`write_trust_report`; ``extra`` may not reuse them.
 REPORT_KEYS = ("edges", "correct", "target_precision", "delta", "model_threshold", "methods", "guarantee",
                "feature_importance_gain")

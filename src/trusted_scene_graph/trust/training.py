@@ -141,5 +141,7 @@ def check_output_dir(out_dir: Path, what: str) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise TrustError(f"--out {out_dir} is a file; the {what} is a directory")
     existing = next(parent for parent in (out_dir, *out_dir.parents) if parent.exists())
+    if not existing.is_dir():
+        raise TrustError(f"--out {out_dir}: {existing} is a file, so the {what} directory cannot be made below it")
     if not os.access(existing, os.W_OK):
         raise TrustError(f"--out {out_dir}: cannot write into {existing}")
