@@ -97,6 +97,8 @@ def main() -> int:
     parser.add_argument("--instance-id", type=int, help="the object's instance id (default: the cube's)")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: must be at least 1")
     config = benchmark_config()
     instance_id = args.instance_id if args.instance_id is not None else next(
         i for i, label in sim_labels(config).items() if label == "cube")
@@ -108,6 +110,9 @@ def main() -> int:
                                                height=DEFAULT_HEIGHT), config)
         time_read(bag, config["topics.color"])  # warm-up: imports, page cache
         _, distances = bare_label_s(bag, config, instance_id)
+        if not distances:  # a ratio of a loop that measured nothing says nothing
+            parser.error(f"no frame of {bag} shows instance id {instance_id} with valid depth: give --instance-id of "
+                         "an object in view")
         labelled = labelled_distances(bag, config, Path(scratch))
         reads, labels = [], []
         for _ in range(args.repeats):

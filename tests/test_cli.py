@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import sys
+import types
 
 import pytest
 
@@ -330,3 +331,41 @@ def test_help_shows_the_default_config_relative_to_the_checkout(capsys):
         main(["bench", "perception", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert "config/default.yaml of the checkout" in out and str(DEFAULT_CONFIG.parent) not in out
+
+
+def test_bench_service_reports_the_call_that_timed_out_not_another_threads_broken_barrier():
+    # One echo call without an answer during the warm-up aborts the start barrier; the query threads waiting there
+    # got a BrokenBarrierError, which was raised first and hid the real cause.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = pytest.importorskip("trusted_scene_graph.bench.service")
+
+    class Client:
+        def __init__(self, answers: bool) -> None:
+            self.answers = answers
+
+        def call(self, request, timeout_sec):
+            if not self.answers:
+                raise TimeoutError
+            return types.SimpleNamespace(valid=True)
+
+    started = threading.Barrier(2)
+    shared = service._Calls(["query", "echo"], 10)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(service._call_loop, "query", Client(True), None, 3, started, shared),
+                   pool.submit(service._call_loop, "echo", Client(False), None, 3, started, shared)]
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+            except service.ServiceBenchError as exc:
+                errors.append(str(exc))
+    assert errors == [f"echo call 0 got no answer within {service.CALL_TIMEOUT_S} s"]
+
+
+def test_bench_service_waits_for_a_long_run_in_proportion_to_its_calls():
+    service = pytest.importorskip("trusted_scene_graph.bench.service")
+    assert service.client_run_timeout_s(1000) == service.CLIENT_RUN_TIMEOUT_S
+    # 200,000 calls per service at the slowest rate measured (about 210 calls/s) take over 30 minutes.
+    assert service.client_run_timeout_s(200_000) >= 2 * 200_000 / 210 * 4

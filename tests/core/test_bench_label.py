@@ -209,3 +209,38 @@ def test_main_reports_a_bad_option_as_usage_error(tmp_path: Path, capsys: pytest
     assert code == EXIT_USAGE
     assert "tsg bench label: error: --bags 1" in capsys.readouterr().err
     assert not (tmp_path / "f.json").exists()
+
+
+def test_an_image_the_simulator_cannot_render_is_refused_by_option_before_recording(tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str]):
+    assert main(["bench", "label", "--width", "4100", "--out", str(tmp_path / "f.json")]) == EXIT_USAGE
+    assert "--width 4100: at most 4096 px (MuJoCo's offscreen framebuffer)" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_bench_removing_its_scratch_directory(tmp_path: Path) -> None:
+    # Killed by a process manager, it left its recorded bag and labelled copies in /tmp (2 GB at 4100x3100).
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trusted_scene_graph.cli", "bench", "label", "--episodes", "1", "--width", "64",
+         "--height", "48", "--repeats", "50", "--bags", "2", "--no-ray", "--no-local", "--out",
+         str(tmp_path / "f.json")], env={**os.environ, "TMPDIR": str(scratch_root)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(scratch_root.glob("tsg-bench-label-*/label-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until it is labelling: the bag is recorded
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err
+    assert "tsg bench label: terminated (SIGTERM); nothing written" in err
+    assert not list(scratch_root.glob("tsg-bench-label-*")) and not (tmp_path / "f.json").exists()

@@ -62,7 +62,10 @@ DEFAULT_CONCURRENCY = 4  # also `tsg bench service --concurrency`'s default
 CALL_TIMEOUT_S = 5.0
 # The client process: starting it (importing rclpy) and discovering the services, then every call.
 CLIENT_START_TIMEOUT_S = 60.0
-CLIENT_RUN_TIMEOUT_S = 600.0
+CLIENT_RUN_TIMEOUT_S = 600.0  # at least; more for a run of many calls (client_run_timeout_s)
+#: The slowest rate a run is waited for at: a quarter of the slowest measured (about 210 calls/s), so only a client
+#: that stopped calling, not a long --calls, runs out of time.
+MIN_EXPECTED_CALLS_PER_S = 50.0
 CLIENT_EXIT_TIMEOUT_S = 10.0  # from its results to its exit
 
 
@@ -111,7 +114,10 @@ def _call_loop(name: str, client, request: QueryDistance.Request, warmup: int, s
     try:
         for i in range(warmup):
             _call(name, client, request, i)
-        started.wait()
+        try:
+            started.wait()
+        except threading.BrokenBarrierError:
+            return  # another thread failed and aborted the barrier: its error is the one to report
         index = warmup
         while not shared.enough.is_set():
             t0 = time.perf_counter()
@@ -227,7 +233,7 @@ def _client_process(conn: Connection, concurrency: int, calls: int, warmup_calls
             futures = [pool.submit(_call_loop, *clients[t % 2], request, warmup_calls, started, shared)
                        for t in range(concurrency)]
             for future in futures:
-                future.result()
+                future.result()  # the first error of a thread that failed (the others end quietly on it)
         wall_s = time.perf_counter() - marks["start"]
         latencies, invalid = shared.latencies_s, shared.invalid_queries
         conn.send(("done", latencies, invalid, wall_s))
@@ -248,6 +254,11 @@ def _spin_until(executor: SingleThreadedExecutor, stop: Future) -> None:
         executor.spin_until_future_complete(stop)
     except ExternalShutdownException:
         pass  # Ctrl-C reached the client too (rclpy's handler shut its context down): the parent reports it
+
+
+def client_run_timeout_s(calls: int) -> float:
+    """How long the client's run (warm-up and ``calls`` timed calls per service) is waited for."""
+    return max(CLIENT_RUN_TIMEOUT_S, 2 * calls / MIN_EXPECTED_CALLS_PER_S)
 
 
 def _receive(conn: Connection, client: multiprocessing.Process, timeout_s: float) -> tuple:
@@ -327,7 +338,7 @@ def run_service_bench(config: Config, out_path: Path, calls: int = 2000, frame_r
                     _receive(receiver, client, CLIENT_START_TIMEOUT_S)
                     frames_before = scene_node.stats.processed
                     with FullCollections() as collections:
-                        _, latencies, invalid, wall_s = _receive(receiver, client, CLIENT_RUN_TIMEOUT_S)
+                        _, latencies, invalid, wall_s = _receive(receiver, client, client_run_timeout_s(calls))
                     frames_during = scene_node.stats.processed - frames_before
                 finally:
                     client.join(timeout=CLIENT_EXIT_TIMEOUT_S)

@@ -258,19 +258,37 @@ def cmd_bench_label(config_path: Path | None, overrides: Sequence[str], out: Pat
                     episodes: int | None, width: int | None, height: int | None, bags: int, repeats: int,
                     engine_repeats: int, pairs: Sequence[str], ray: bool, local: bool) -> int:
     """tsg label's frames/s against reading the same bag, and 2 vs 1 workers on Ray and the local engine."""
-    from trusted_scene_graph.bench.label import DEFAULT_PAIRS, run_label_bench
+    from trusted_scene_graph.bench.label import (
+        DEFAULT_EPISODES,
+        DEFAULT_HEIGHT,
+        DEFAULT_PAIRS,
+        DEFAULT_WIDTH,
+        run_label_bench,
+    )
     from trusted_scene_graph.report import check_output_file
+    from trusted_scene_graph.signals import Terminated, sigterm_interrupts
     from trusted_scene_graph.sim.record import benchmark_config
 
     check_output_file(out)
+    if bag is None:  # the bag it records: the simulator's limits, named by option, before anything starts
+        check_sim_image(width or DEFAULT_WIDTH, height or DEFAULT_HEIGHT, 0,
+                        episodes=DEFAULT_EPISODES if episodes is None else episodes)
 
     # The bench records its own bag with config/benchmark.yaml's settings unless a config is given.
     config = load(config_path) if config_path is not None else benchmark_config()
     if overrides:
         config = config.with_overrides(parse_overrides(overrides))
-    return run_label_bench(config, out, bag=bag, episodes=episodes, width=width, height=height, items=bags,
-                           repeats=repeats, engine_repeats=engine_repeats, pairs=tuple(pairs) or DEFAULT_PAIRS,
-                           ray=ray, local=local)
+    try:
+        # SIGTERM stops it as Ctrl-C does: the scratch directory (recorded bag, labelled copies) is removed.
+        with sigterm_interrupts():
+            return run_label_bench(config, out, bag=bag, episodes=episodes, width=width, height=height, items=bags,
+                                   repeats=repeats, engine_repeats=engine_repeats,
+                                   pairs=tuple(pairs) or DEFAULT_PAIRS, ray=ray, local=local)
+    except KeyboardInterrupt as stop:
+        stopped_by = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        print(f"tsg bench label: {'terminated (SIGTERM)' if stopped_by == signal.SIGTERM else 'interrupted'}; "
+              "nothing written", file=sys.stderr)
+        return 128 + stopped_by
 
 
 def cmd_trust_train(data: Sequence[Path], out: Path, target_precision: float, delta: float, method: str,
