@@ -556,3 +556,17 @@ def test_a_byte_missing_from_the_first_chunk_of_a_bag_without_crcs_gives_no_shif
         read = {m.log_time_ns: np.asarray(m.msg.data).reshape(300, 400, 3) for m in reader.messages()}
     assert all(np.array_equal(pixels, images[i]) for i, pixels in read.items())
     assert "no CRC or message index confirms its bytes" in reader.read_error
+
+
+def test_an_idl_definition_in_rosbag2s_sectioned_layout_is_hashed_as_the_bare_idl() -> None:
+    # rosbag2 and rosbags store a type's IDL with its dependencies, each after a line of 80 '=' and 'IDL: <type>':
+    # parsed whole, it gave no hash, and a custom type of a cut-short bag could not be copied.
+    from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
+
+    from trusted_scene_graph.dataset.bag import definition_hash
+
+    thing = "module my_pkg {\n  module msg {\n    struct Thing {\n      double value;\n    };\n  };\n};\n"
+    sectioned = "=" * 80 + "\nIDL: my_pkg/msg/Thing\n" + thing
+    bare = definition_hash("my_pkg/msg/Thing", MessageDefinition(MessageDefinitionFormat.IDL, thing))
+    assert bare is not None and bare.startswith("RIHS01_")
+    assert definition_hash("my_pkg/msg/Thing", MessageDefinition(MessageDefinitionFormat.IDL, sectioned)) == bare

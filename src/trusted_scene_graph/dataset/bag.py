@@ -500,7 +500,7 @@ SCHEMA_FORMATS = {"ros2msg": MessageDefinitionFormat.MSG, "ros2idl": MessageDefi
 def definition_hash(msgtype: str, msgdef: MessageDefinition) -> str | None:
     """The RIHS01 hash of ``msgtype`` from a bag's definition of it (with its dependencies, as rosbag2 stores it),
     or None when that definition does not parse or does not define the type."""
-    parse = get_types_from_idl if msgdef.format == MessageDefinitionFormat.IDL else (
+    parse = _types_from_idl if msgdef.format == MessageDefinitionFormat.IDL else (
         lambda text: get_types_from_msg(text, msgtype))
     store = get_typestore(Stores.EMPTY)
     try:
@@ -508,6 +508,23 @@ def definition_hash(msgtype: str, msgdef: MessageDefinition) -> str | None:
         return store.hash_rihs01(msgtype)
     except (TypesysError, KeyError, ValueError):
         return None
+
+
+_IDL_SECTION = "=" * 80 + "\n"
+
+
+def _types_from_idl(text: str) -> dict[str, Any]:
+    """The types of an IDL definition, bare or as rosbag2 and rosbags store one with its dependencies: sections of
+    ``IDL: pkg/msg/Type`` after a line of 80 '=' (parsed section by section, as rosbags' AnyReader does)."""
+    if not text.startswith(f"{_IDL_SECTION}IDL: "):
+        return get_types_from_idl(text)
+    types: dict[str, Any] = {}
+    for section in text.split(_IDL_SECTION)[1:]:
+        header, _, idl = section.partition("\n")
+        if not header.startswith("IDL: "):
+            raise ValueError(f"an IDL section starts with {header!r}, not 'IDL: <type>'")
+        types.update(get_types_from_idl(idl))
+    return types
 
 
 def is_bag_dir(path: Path) -> bool:
