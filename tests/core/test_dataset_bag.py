@@ -570,3 +570,17 @@ def test_an_idl_definition_in_rosbag2s_sectioned_layout_is_hashed_as_the_bare_id
     bare = definition_hash("my_pkg/msg/Thing", MessageDefinition(MessageDefinitionFormat.IDL, thing))
     assert bare is not None and bare.startswith("RIHS01_")
     assert definition_hash("my_pkg/msg/Thing", MessageDefinition(MessageDefinitionFormat.IDL, sectioned)) == bare
+
+
+def test_a_split_bag_with_a_cut_file_is_refused_naming_that_file(tmp_path: Path) -> None:
+    # rosbags says "File end magic is invalid" without saying which of the files.
+    for part in ("a", "b"):
+        _write_sample_bag(tmp_path / part, "mcap")
+    split = tmp_path / "split"
+    split.mkdir()
+    for index, part in enumerate(("a", "b")):
+        (mcap_file,) = (tmp_path / part).glob("*.mcap")
+        data = mcap_file.read_bytes()
+        (split / f"split_{index}.mcap").write_bytes(data if index == 0 else data[: len(data) - 100])
+    with pytest.raises(DatasetError, match=r"split_1\.mcap of its 2 files has no valid end"):
+        BagReader(split)

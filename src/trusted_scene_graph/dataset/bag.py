@@ -228,7 +228,7 @@ class BagReader:
             # read them in order with the mcap library instead.
             self._salvage = McapStream.open(self.path)
             if self._salvage is None:
-                raise DatasetError(f"cannot open bag {self.path}: {exc}") from exc
+                raise DatasetError(f"cannot open bag {self.path}: {exc}{_files_without_an_end(self.path)}") from exc
             if not self._salvage.complete:  # a whole file rosbags cannot index (no summary) is read as it is
                 self.read_error = (f"bag {self.path} is damaged: it has no valid end ({exc}); only its "
                                    f"{plural(self._salvage.message_count, 'message')} before the damage"
@@ -525,6 +525,23 @@ def _types_from_idl(text: str) -> dict[str, Any]:
             raise ValueError(f"an IDL section starts with {header!r}, not 'IDL: <type>'")
         types.update(get_types_from_idl(idl))
     return types
+
+
+def _files_without_an_end(path: Path) -> str:
+    """Which of a bag's several mcap files do not end with the mcap magic (rosbags' "File end magic is invalid" names
+    none of them): the file of a split recording that was cut short. Empty when there is no such file to name."""
+    files = storage_files(path, (".mcap",)) if path.is_dir() else []
+    if len(files) < 2:
+        return ""
+    cut = []
+    for file in files:
+        with file.open("rb") as stream:
+            stream.seek(max(file.stat().st_size - len(_MCAP_MAGIC), 0))
+            if stream.read() != _MCAP_MAGIC:
+                cut.append(file.name)
+    if not cut:
+        return ""
+    return f" ({', '.join(cut)} of its {len(files)} files {'has' if len(cut) == 1 else 'have'} no valid end)"
 
 
 def is_bag_dir(path: Path) -> bool:
