@@ -584,3 +584,31 @@ def test_a_split_bag_with_a_cut_file_is_refused_naming_that_file(tmp_path: Path)
         (split / f"split_{index}.mcap").write_bytes(data if index == 0 else data[: len(data) - 100])
     with pytest.raises(DatasetError, match=r"split_1\.mcap of its 2 files has no valid end"):
         BagReader(split)
+
+
+def test_a_message_compressed_bag_cut_short_gives_its_messages_decompressed(tmp_path: Path) -> None:
+    # rosbag2's compression_mode 'message': read front to back, the zstd payloads were given out as CDR and none
+    # decoded.
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+    store = make_typestore()
+    writer = Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
+    writer.open()
+    connection = writer.add_connection("/depth", "sensor_msgs/msg/Image", typestore=store)
+    for i in range(12):
+        depth_m = np.random.default_rng(i).uniform(1.0, 2.0, (200, 200)).astype(np.float32)
+        writer.write(connection, 1000 + i, store.serialize_cdr(bag_msgs.image(depth_m, "32FC1", 1000 + i, "camera"),
+                                                               connection.msgtype))
+    writer.close()
+    (mcap_file,) = (tmp_path / "bag").glob("*.mcap")
+    data = mcap_file.read_bytes()
+    mcap_file.write_bytes(data[: len(data) * 3 // 4])
+    with BagReader(tmp_path / "bag") as reader:
+        images = [m.msg for m in reader.messages()]
+    assert reader.read_error is not None and not reader.undecodable
+    assert 0 < len(images) < 12
+    for i, image in enumerate(images):
+        expected = np.random.default_rng(i).uniform(1.0, 2.0, (200, 200)).astype(np.float32)
+        assert np.array_equal(np.frombuffer(image.data, np.float32).reshape(200, 200), expected)

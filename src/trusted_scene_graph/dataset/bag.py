@@ -19,7 +19,7 @@ import sqlite3
 import struct
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -320,8 +320,11 @@ class McapStream:
     them 0). Raises one of :data:`MCAP_READ_ERRORS` when not even the file's start is mcap.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, message_compression: str = "") -> None:
         self.path = path
+        # rosbag2's compression_mode 'message' (metadata.yaml): each payload zstd-compressed on its own, given out
+        # decompressed as rosbags' reader does.
+        self._decompress = _message_decompressor(message_compression)
         self.damage: str | None = None
         self.cut = False  # the damage is the file's end: it stops inside a record, with no valid end after it
         self.channels: dict[int, McapChannel] = {}
@@ -340,7 +343,7 @@ class McapStream:
         if len(files) != 1:
             return None
         try:
-            return cls(files[0])
+            return cls(files[0], _message_compression(path))
         except MCAP_READ_ERRORS:
             return None
 
@@ -473,7 +476,8 @@ class McapStream:
         for record in self.records():
             if (isinstance(record, message_type) and record.channel_id in self.channels
                     and (wanted is None or record.channel_id in wanted) and record.log_time >= start_ns):
-                yield self.channels[record.channel_id], record.log_time, record.data
+                data = record.data if self._decompress is None else self._decompress(record.data)
+                yield self.channels[record.channel_id], record.log_time, data
 
 
 def storage_files(path: Path, suffixes: tuple[str, ...] = (".mcap", ".db3")) -> list[Path]:
@@ -525,6 +529,34 @@ def _types_from_idl(text: str) -> dict[str, Any]:
             raise ValueError(f"an IDL section starts with {header!r}, not 'IDL: <type>'")
         types.update(get_types_from_idl(idl))
     return types
+
+
+def _message_compression(path: Path) -> str:
+    """The format a bag directory's metadata.yaml says each message is compressed with (compression_mode 'message'),
+    '' when none (or no metadata.yaml: a lone file's messages are as stored)."""
+    metadata_file = path / "metadata.yaml" if path.is_dir() else None
+    if metadata_file is None or not metadata_file.is_file():
+        return ""
+    import yaml  # noqa: PLC0415 - only for a bag read front to back
+
+    try:
+        info = yaml.safe_load(metadata_file.read_text(encoding="utf-8"))["rosbag2_bagfile_information"]
+        mode, fmt = str(info.get("compression_mode") or ""), str(info.get("compression_format") or "")
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return ""  # unreadable: the messages are given as stored, and do not decode if they are compressed
+    return fmt if mode.lower() == "message" else ""
+
+
+def _message_decompressor(compression: str) -> Callable[[bytes], bytes] | None:
+    if not compression:
+        return None
+    if compression != "zstd":
+        raise DatasetError(f"messages compressed with {compression!r} cannot be read (rosbag2 compresses with zstd)")
+    try:
+        from compression import zstd  # noqa: PLC0415 - Python 3.14's standard library
+    except ImportError:
+        from backports import zstd  # noqa: PLC0415 - what rosbags decompresses with before 3.14
+    return zstd.decompress
 
 
 def _files_without_an_end(path: Path) -> str:
