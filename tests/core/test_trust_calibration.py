@@ -235,3 +235,14 @@ def test_the_constructor_checks_that_parameters_match_the_method(kwargs, message
         Calibrator("platt", calibration_edges=10, **kwargs)
     with pytest.raises(TrustError, match="not slope and intercept"):
         Calibrator("isotonic", calibration_edges=10, slope=1.0, x_thresholds=[0.5], y_thresholds=[0.5])
+
+
+def test_a_platt_fit_on_margins_does_not_depend_on_their_unit() -> None:
+    # On margins in large units L-BFGS stopped with the intercept near 0 (P(correct | margin 0) 0.50 instead of 0.38).
+    rng = np.random.default_rng(0)
+    margins_m = rng.normal(0.0, 0.5, 2000)
+    correct = rng.random(2000) < 1.0 / (1.0 + np.exp(-(2.0 * margins_m - 0.5)))
+    at_zero = [Calibrator.fit(margins_m * unit, correct, "platt", score_kind="margin")(np.array([0.0]))[0]
+               for unit in (1.0, 1e2, 1e4)]
+    assert at_zero == pytest.approx([at_zero[0]] * 3, abs=1e-6)
+    assert at_zero[0] == pytest.approx(1.0 / (1.0 + np.exp(0.5)), abs=0.05)

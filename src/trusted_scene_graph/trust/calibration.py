@@ -260,16 +260,22 @@ def _fit_platt(feature: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     n_correct = int(labels.sum())
     n_wrong = labels.size - n_correct
     targets = np.where(labels, (n_correct + 1.0) / (n_correct + 2.0), 1.0 / (n_wrong + 2.0))
+    # Fitted on the standardised feature, then mapped back: on a margin in large units (1e4) the slope's gradient
+    # dwarfs the intercept's and L-BFGS stopped with the intercept near 0, a fit that depended on the unit.
+    centre = float(np.mean(feature))
+    spread = float(np.std(feature)) or 1.0
+    standard = (feature - centre) / spread
 
     def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
-        z = params[0] * feature + params[1]
+        z = params[0] * standard + params[1]
         # Cross-entropy with soft targets t: softplus(z) - t * z, averaged so the tolerances do not scale with n.
         loss = float(np.mean(np.logaddexp(0.0, z) - targets * z))
         residual = 0.5 * (1.0 + np.tanh(0.5 * z)) - targets
-        return loss, np.array([np.mean(residual * feature), np.mean(residual)])
+        return loss, np.array([np.mean(residual * standard), np.mean(residual)])
 
     result = minimize(loss_and_gradient, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
-    if not (result.success and np.all(np.isfinite(result.x))):
+    slope, intercept = float(result.x[0]) / spread, float(result.x[1]) - float(result.x[0]) * centre / spread
+    if not (result.success and math.isfinite(slope) and math.isfinite(intercept)):
         raise TrustError(f"Platt scaling did not converge on {labels.size} edges: {result.message} "
-                         f"(slope {result.x[0]}, intercept {result.x[1]})")
-    return float(result.x[0]), float(result.x[1])
+                         f"(slope {slope}, intercept {intercept})")
+    return slope, intercept
