@@ -246,3 +246,9 @@ def test_train_records_what_tsg_eval_recorded_about_a_table(tables, tmp_path):
     assert recorded == {"config": str(config), "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
                         "overrides": ["trust.model=prior"], "git_commit": "ab" * 20,
                         "command": "tsg eval bag --out eval"}
+
+
+def test_a_negative_seed_is_refused_by_its_option(tables, tmp_path, capsys):
+    arguments = ["trust", "train", "--data", str(tables[0]), "--out", str(tmp_path / "m"), "--seed", "-3"]
+    assert main(arguments) == EXIT_USAGE
+    assert "tsg trust train: error: --seed -3: must be an integer in [0, 2**63)" in capsys.readouterr().err

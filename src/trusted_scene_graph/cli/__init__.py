@@ -298,6 +298,8 @@ def cmd_trust_train(data: Sequence[Path], out: Path, target_precision: float, de
 
     from trusted_scene_graph.trust.training import relative_path, train
 
+    if not 0 <= seed < 2**63:  # named by its option, not by the estimator's random_state
+        raise UsageError(f"--seed {seed}: must be an integer in [0, 2**63)")
     # The equivalent command line, recorded in the model's provenance (paths relative to the working directory).
     command = shlex.join([
         "tsg", "trust", "train", "--data", *(relative_path(path) for path in data), "--out", relative_path(out),
