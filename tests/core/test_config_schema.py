@@ -540,6 +540,22 @@ def test_load_config_file_reads_a_ros_parameter_file(tmp_path):
     assert load_config_file(str(path))["relations.near_m"] == 0.25
 
 
+@pytest.mark.parametrize(("text", "named"), [
+    ("/**:\n  ros__parameters:\n    relations.near_m: 0.3\ntrust.threshold: 0.7\n", "trust.threshold"),
+    ("/**:\n  ros__parameters: {relations.near_m: 0.3}\nscene_graph:\n  ros_parameters: {trust.threshold: 0.7}\n",
+     "scene_graph"),
+    ("robot:\n  /**:\n    ros__parameters: {relations.near_m: 0.3}\n  trust.threshold: 0.7\n", "robot.trust.threshold"),
+])
+def test_a_parameter_outside_every_node_section_is_refused_not_dropped(tmp_path, text, named):
+    # rcl refuses such a file when the node starts ("Cannot have a value before ros__parameters"); read as our config
+    # (tsg eval, tsg label, and the launch file, which hands the node its validated file) it was dropped silently.
+    path = tmp_path / "stray.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: {re.escape(named)} outside every node section: "
+                                          r"indent parameters under a section's ros__parameters"):
+        load_config_file(path)
+
+
 def test_parameters_indented_beside_ros__parameters_instead_of_under_it_are_refused_naming_them(tmp_path):
     # One level too little: YAML reads them as keys of the node's section, beside an empty ros__parameters. Taken as
     # the node's config they would change nothing, and the node would run on defaults.

@@ -642,6 +642,21 @@ def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
                 yield from _sections(value, name)
 
 
+def _outside_sections(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The entries of a sectioned parameter document that are in no node section: a value at namespace level, or a
+    mapping with no ``ros__parameters`` anywhere in it (a misspelled section), by their dotted path."""
+    stray = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and "ros__parameters" in value:
+            continue  # a section: what stands beside its ros__parameters is checked with it
+        if isinstance(value, Mapping) and _holds_section(value):
+            stray += _outside_sections(value, f"{path}.")
+        else:
+            stray.append(path)
+    return stray
+
+
 def _holds_section(value: Any) -> bool:
     """Whether ``value`` is a node section or namespace of them: a mapping with ``ros__parameters`` somewhere in it."""
     return isinstance(value, Mapping) and ("ros__parameters" in value or any(map(_holds_section, value.values())))
@@ -670,6 +685,11 @@ def node_parameters(document: Mapping[str, Any], node_fqn: str = NODE_FQN) -> di
     sections = list(_sections(document))
     if not sections:
         return flatten(document)
+    if stray := _outside_sections(document):
+        # rcl refuses such a file when the node starts ("Cannot have a value before ros__parameters"); read here as
+        # our config (and by the launch file, which hands the node its own file) they would be dropped unnoticed.
+        raise ConfigError(f"{', '.join(stray[:5])}{' ...' if len(stray) > 5 else ''} outside every node section: "
+                          "indent parameters under a section's ros__parameters (and spell it ros__parameters)")
     if not any(_applies_to(name, node_fqn) for name, _, _ in sections):
         found = ", ".join(dict.fromkeys(name for name, _, _ in sections))
         raise ConfigError(f"ros__parameters for {found} only, none for {node_fqn}: name the section "
