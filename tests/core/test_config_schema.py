@@ -749,3 +749,39 @@ def test_a_label_map_entry_without_a_colon_is_rejected():
 def test_half_precision_on_cpu_is_rejected():
     with pytest.raises(ConfigError, match=r"^detector\.half_precision needs detector\.device 'cuda'"):
         Config({"detector.half_precision": True})
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"topics.color": "/cam/color/image_raw/compressed", "topics.color_transport": "compressed"},
+     r"topics.color '/cam/color/image_raw/compressed' ends in an image transport's name: give the base topic and set "
+     r"topics.color_transport to 'compressed'"),
+    ({"topics.depth": "/cam/depth/image_raw/compressedDepth"},
+     r"topics.depth '/cam/depth/image_raw/compressedDepth' ends in an image transport's name"),
+])
+def test_a_topic_given_with_its_transports_suffix_is_refused(overrides, match):
+    # The node appends the suffix itself: it would subscribe .../compressed/compressed, where nothing arrives.
+    with pytest.raises(ConfigError, match=match):
+        Config(overrides)
+
+
+@pytest.mark.parametrize(("sim_labels", "match"), [
+    (["1:gripper", "2:cube", "01:table"], r"'1:gripper' and '01:table' give id 1 two labels"),
+    (["0:floor", "2:cube"], r"'0:floor': the id must be in 1..65535 \(0 is the background\)"),
+    (["70000:cube"], r"'70000:cube': the id must be in 1..65535"),
+])
+def test_sim_label_ids_must_be_unique_instance_ids(sim_labels, match):
+    with pytest.raises(ConfigError, match=rf"^detector.sim_labels: {match}"):
+        Config({"detector.sim_labels": sim_labels})
+
+
+@pytest.mark.parametrize("name", ["map_frame", "world_frame", "base_frame", "global_frame", "camera_frame",
+                                  "transform_tolerance"])
+def test_other_nodes_common_parameters_in_a_shared_section_are_left_alone(name):
+    # A robot's /** file that rcl accepts: at difflib's default cutoff these read as typos of graph_frame and co.
+    assert load_config({"/**": {"ros__parameters": {name: "x", "trust.threshold": 0.7}}})["trust.threshold"] == 0.7
+
+
+@pytest.mark.parametrize(("name", "close"), [("grap_frame", "graph_frame"), ("autostrat", "autostart")])
+def test_a_typo_of_an_ungrouped_name_in_a_shared_section_is_still_refused(name, close):
+    with pytest.raises(ConfigError, match=rf"{name}.*{close}"):
+        load_config({"/**": {"ros__parameters": {name: True}}})

@@ -18,7 +18,7 @@ import pytest
 import torch
 from tiny_models import build_tiny_grounding_dino
 
-from trusted_scene_graph.config import Config
+from trusted_scene_graph.config import Config, ConfigError
 from trusted_scene_graph.geometry import Intrinsics
 from trusted_scene_graph.perception import CameraFrame, PerceptionError, make_detector
 from trusted_scene_graph.perception.grounding_dino import (
@@ -190,9 +190,17 @@ def test_a_phrase_containing_a_phrase_delimiter_is_refused(model_dir: Path):
 
 
 def test_a_label_map_entry_for_a_phrase_not_in_the_vocabulary_is_refused(model_dir: Path):
+    # By the config, naming the phrase (and the vocabulary's spelling of it), and by the detector built directly.
+    with pytest.raises(ConfigError, match=r"detector.label_map: 'blue cube:cube' renames 'blue cube', which is not "
+                                          r"in detector.vocabulary$"):
+        _config(model_dir, label_map=["blue cube:cube"])
+    with pytest.raises(ConfigError, match=r"renames 'Red Cube', which is not in detector.vocabulary \(it has 'red "
+                                          r"cube'\)"):
+        _config(model_dir, label_map=["Red Cube:cube"])
     with pytest.raises(PerceptionError, match=r"detector.label_map renames \['blue cube'\], which is not in "
                                               r"detector.vocabulary \['red cube', 'table', 'gripper'\]"):
-        make_detector(_config(model_dir, label_map=["blue cube:cube"]))
+        GroundingDinoDetector.from_pretrained(str(model_dir), ["red cube", "table", "gripper"],
+                                              label_map={"blue cube": "cube"})
 
 
 def test_a_vocabulary_longer_than_the_text_limit_is_split_into_batches_run_one_forward_pass_each(model_dir: Path):

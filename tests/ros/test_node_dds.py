@@ -315,6 +315,22 @@ def test_an_invalid_parameter_given_at_startup_stops_the_node_with_the_reason(ro
         SceneGraphNode(parameter_overrides=[override])
 
 
+def test_integers_given_at_startup_for_float_parameters_are_taken_as_floats(ros_context):
+    # `--ros-args -p reward.shaping_scale_m:=1` arrives as an integer; --set, a parameter file and `ros2 param set`
+    # all take it, so must the node's start-up.
+    from trusted_scene_graph.ros.scene_graph_node import SceneGraphNode
+
+    node = SceneGraphNode(parameter_overrides=[rclpy.parameter.Parameter("reward.shaping_scale_m", value=1),
+                                               rclpy.parameter.Parameter("extrinsic.translation_m", value=[0, 0, 1])])
+    try:
+        assert node.config["reward.shaping_scale_m"] == 1.0 and isinstance(node.config["reward.shaping_scale_m"],
+                                                                            float)
+        assert node.config["extrinsic.translation_m"] == [0.0, 0.0, 1.0]
+        assert node.get_parameter("reward.shaping_scale_m").type_ == rclpy.parameter.Parameter.Type.DOUBLE
+    finally:
+        node.destroy_node()
+
+
 def test_diagnostics_report_the_frame_counters_and_the_last_error(running):
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 

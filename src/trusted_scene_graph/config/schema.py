@@ -517,6 +517,13 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
     if band_low > band_high:
         # An inverted band selects no claim at all: the VLM would silently never be asked.
         raise ConfigError(f"trust.vlm_query_band: low {band_low} is above high {band_high} (expected [low, high])")
+    for name in ("topics.color", "topics.depth"):
+        last = values[name].rstrip("/").rpartition("/")[2]
+        if last in ("compressed", "compressedDepth"):
+            # The node appends the transport's name itself: it would subscribe .../compressed/compressed, or read a
+            # CompressedImage topic as raw Images.
+            raise ConfigError(f"{name} {values[name]!r} ends in an image transport's name: give the base topic and "
+                              f"set {name}_transport to {last!r}")
     colour_image = values["topics.color"].rstrip("/").rpartition("/")[2]
     if colour_image.startswith("image_rect") and not values["topics.rectified"]:
         # Read as a raw image, a rectified one would be undistorted a second time (image_pipeline's naming).
@@ -527,17 +534,31 @@ def _check_consistency(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"extrinsic.rotation_xyzw: quaternion norm is {norm:.4f}, expected 1")
     if values["detector.backend"] == "grounding_dino" and not [p for p in values["detector.vocabulary"] if p.strip()]:
         raise ConfigError("detector.vocabulary is empty: the 'grounding_dino' detector needs at least one phrase")
+    vocabulary = {phrase.strip() for phrase in values["detector.vocabulary"] if phrase.strip()}
     for entry in values["detector.label_map"]:
         phrase, sep, label = entry.partition(":")
         if not sep or not phrase.strip() or not label.strip():
             raise ConfigError(f"detector.label_map: {entry!r} is not of the form 'phrase:label'")
+        if phrase.strip() not in vocabulary:
+            # It would rename nothing: the detector matches its phrases exactly (a case difference included).
+            key = " ".join(phrase.lower().split())
+            near = [known for known in vocabulary if " ".join(known.lower().split()) == key]
+            raise ConfigError(f"detector.label_map: {entry!r} renames {phrase.strip()!r}, which is not in "
+                              f"detector.vocabulary" + (f" (it has {near[0]!r})" if near else ""))
     if values["detector.half_precision"] and values["detector.device"] != "cuda":
         raise ConfigError("detector.half_precision needs detector.device 'cuda' (float16 is slow or unsupported "
                           f"on {values['detector.device']!r})")
+    sim_ids: dict[int, str] = {}
     for entry in values["detector.sim_labels"]:
         instance_id, sep, label = entry.partition(":")
         if not sep or not instance_id.strip().isdecimal() or not label.strip():
             raise ConfigError(f"detector.sim_labels: {entry!r} is not of the form 'id:label'")
+        number = int(instance_id)
+        if not 1 <= number <= 65535:  # 0 is the background of the 16-bit instance image
+            raise ConfigError(f"detector.sim_labels: {entry!r}: the id must be in 1..65535 (0 is the background)")
+        if number in sim_ids:
+            raise ConfigError(f"detector.sim_labels: {sim_ids[number]!r} and {entry!r} give id {number} two labels")
+        sim_ids[number] = entry
     if "goal" in (name.strip().lower() for name in values["reward.ee_names"]):
         raise ConfigError("reward.ee_names: 'goal' names the goal (topics.goal_pose); it cannot also name the end "
                           "effector")
@@ -613,6 +634,8 @@ def is_ros_builtin(name: str) -> bool:
     return name in ROS_BUILTIN_PARAMETERS or name.startswith(ROS_BUILTIN_PREFIXES)
 
 
+#: How close (difflib's ratio) an unknown name without a schema group must be to a known one to be taken for a typo.
+TYPO_CUTOFF = 0.85
 _SCHEMA_GROUPS = frozenset(known.split(".")[0] for known in SCHEMA if "." in known)
 _KNOWN_NAMES = (*SCHEMA, *ROS_BUILTIN_PARAMETERS)
 
@@ -622,7 +645,10 @@ def looks_meant_for_the_node(name: str) -> bool:
     refuse): a name in one of the schema's groups (``trust.anything``) or close to one of its names
     (``trust.treshold``). Other names (``robot_description``, another node's settings in a shared ``/**`` section)
     are for other nodes."""
-    return name.split(".")[0] in _SCHEMA_GROUPS or bool(difflib.get_close_matches(name, _KNOWN_NAMES, n=1))
+    # 0.85, not difflib's 0.6: at 0.6 other nodes' common names (map_frame, base_frame, transform_tolerance) look
+    # like ours (graph_frame, tf_max_age_s) and a shared /** file that rcl accepts would be refused.
+    return name.split(".")[0] in _SCHEMA_GROUPS or bool(difflib.get_close_matches(name, _KNOWN_NAMES, n=1,
+                                                                                   cutoff=TYPO_CUTOFF))
 
 
 def _sections(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, list[str]]]:

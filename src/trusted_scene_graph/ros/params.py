@@ -59,6 +59,12 @@ def declare_config(node: Node, config: Config) -> Config:
     """
     values = {}
     overrides = given_overrides(node)
+    for name, override in overrides.items():
+        # `-p reward.shaping_scale_m:=1` arrives as an integer: typed as `ros2 param set`'s are (coerce_on_set), or
+        # rclpy refuses to declare the float parameter with it, where --set and a parameter file take it.
+        (coerced,) = coerce_on_set([override]) if name in SCHEMA else (override,)
+        if coerced is not override:
+            node._parameter_overrides[name] = overrides[name] = coerced  # rclpy has no public way to change one
     for name, spec in SCHEMA.items():
         value = config[name]
         override = overrides.get(name)
