@@ -18,7 +18,18 @@ if ! command -v "$PY" >/dev/null; then
   if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then PY=python3
   else echo "setup: Python 3.11 is required (the ROS 2 Kilted wheels are built for cp311); none found" >&2; exit 1; fi
 fi
+# A .venv is reused only when it is a working 3.11 one: a venv made without python3.11-venv has a python but no pip
+# (ensurepip failed), and one made by another Python cannot take the cp311 ROS wheels. Anything else is made again.
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys, pip; sys.exit(sys.version_info[:2] != (3, 11))' \
+    2>/dev/null; then
+  log "$VENV is not a working Python 3.11 venv with pip: making it again"
+  rm -f "$VENV/.setup-stamp-pip"
+  "$PY" -m venv --clear "$VENV"
+fi
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  echo "setup: $VENV has no pip (Debian/Ubuntu: apt install python3.11-venv, then run this again)" >&2; exit 1
+fi
 
 # 1. Python packages. A Ray install has every package of one without Ray, so its stamp also satisfies a setup
 #    without Ray: otherwise `make demo` (no Ray) and `make test` (Ray) in turn reinstalled everything each time.
