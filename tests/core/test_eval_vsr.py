@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +445,33 @@ def test_tsg_eval_vsr_runs_the_protocol_from_the_command_line(tmp_path: Path, mo
                  "--detector-model", str(models["detector"])]) == 2
     assert f"tsg eval vsr: error: --vlm-model {tmp_path / 'no_model'}: no such model directory" in \
         capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_refused_before_anything_is_loaded(tmp_path: Path, models, fixture_files):
+    images_dir, annotations, _ = fixture_files
+    (tmp_path / "file").write_text("")
+    # vlm.backend 'none' would be refused once the models are made: the --out is refused first.
+    with pytest.raises(EvaluationError, match=r"output directory .*file exists and is not a directory"):
+        run_vsr_eval(_config(models, **{"vlm.backend": "none"}), images_dir, annotations, tmp_path / "file")
+
+
+def test_a_rerun_that_draws_no_figure_leaves_none_of_the_earlier_runs(tmp_path: Path, models, fixture_files):
+    images_dir, annotations, _ = fixture_files
+    assert run_vsr_eval(_config(models), images_dir, annotations, tmp_path / "out") == 0
+    assert (tmp_path / "out" / "roc.png").exists()
+    (tmp_path / "empty").mkdir()
+    assert run_vsr_eval(_config(models), tmp_path / "empty", annotations, tmp_path / "out") == 1
+    assert not (tmp_path / "out" / "roc.png").exists() and not (tmp_path / "out" / "risk_coverage.png").exists()
+
+
+def test_a_very_tall_image_is_a_detector_error_of_its_sample_not_the_end_of_the_run(tmp_path: Path, models,
+                                                                                   fixture_files):
+    images_dir, _, records = fixture_files
+    tall = tmp_path / "images"
+    shutil.copytree(images_dir, tall)
+    Image.fromarray(np.zeros((300, 1, 3), np.uint8)).save(tall / "tall.png")
+    annotations = tmp_path / "vsr.jsonl"
+    annotations.write_text(json.dumps({**records[0], "image": "tall.png"}) + "\n" + json.dumps(records[1]) + "\n")
+    assert run_vsr_eval(_config(models), tall, annotations, tmp_path / "out") == 0
+    counts = json.loads((tmp_path / "out" / "metrics.json").read_text())["counts"]
+    assert (counts["evaluated"], counts["detector_errors"]) == (2, 1)

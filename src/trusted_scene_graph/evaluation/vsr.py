@@ -49,7 +49,7 @@ from trusted_scene_graph.arrays import json_ready
 from trusted_scene_graph.config import Config
 from trusted_scene_graph.evaluation import EvaluationError
 from trusted_scene_graph.evaluation.metrics import aurc, auroc, coverage_at_precision, expected_calibration_error
-from trusted_scene_graph.files import replace_text
+from trusted_scene_graph.files import remove_files, replace_text
 from trusted_scene_graph.geometry import Intrinsics
 from trusted_scene_graph.perception.detector import CameraFrame, Detection, Detector, PerceptionError, make_detector
 from trusted_scene_graph.relations.image import image_relations
@@ -157,7 +157,7 @@ def load_vsr_annotations(path: Path, *, skip_invalid: bool = False) -> list[VsrS
     samples, problems = read_vsr_annotations(path)
     if problems and not skip_invalid:
         more = f" (and {len(problems) - 1} more invalid records)" if len(problems) > 1 else ""
-        raise EvaluationError(f"{problems[0]}{more}; fix them or skip them (skip_invalid)")
+        raise EvaluationError(f"{problems[0]}{more}; fix them or skip them (--skip-invalid)")
     return samples
 
 
@@ -304,8 +304,11 @@ class PhrasePairDetector:
         phrases = tuple(dict.fromkeys((subject.strip(), object_.strip())))
         height_px, width_px = image_rgb.shape[:2]
         # The 2D detector never reads the intrinsics; CameraFrame needs some that match the image size.
-        intrinsics = Intrinsics(width=width_px, height=height_px, fx=float(width_px), fy=float(width_px),
-                                cx=width_px / 2, cy=height_px / 2)
+        # The longer side as focal length: fx = width made a very tall image look 90 degrees wide, which Intrinsics
+        # refuses.
+        focal_px = float(max(width_px, height_px))
+        intrinsics = Intrinsics(width=width_px, height=height_px, fx=focal_px, fy=focal_px, cx=width_px / 2,
+                                cy=height_px / 2)
         detections = self._detector(phrases).detect(CameraFrame(0, image_rgb, None, intrinsics))
         best: dict[str, Detection] = {}
         for detection in detections:
@@ -643,6 +646,9 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
     samples, problems = read_vsr_annotations(annotations_path)
     if problems and not skip_invalid:
         load_vsr_annotations(annotations_path)  # raises, naming the first invalid record
+    from trusted_scene_graph.evaluation.report import prepare_output_dir
+
+    prepare_output_dir(out_dir)  # a bad --out fails now, not after the models load and every sample is asked
     invalid_count = len(problems)
     requested = samples[:limit] if limit is not None else samples
     vlm_backend = type(vlm).__name__ if vlm is not None else config["vlm.backend"]
@@ -704,6 +710,7 @@ def run_vsr_eval(config: Mapping[str, Any], images_dir: Path, annotations_path: 
     from trusted_scene_graph.evaluation.plots import plot_risk_coverage, plot_roc
 
     figures = []
+    remove_files(out_dir, ("roc.png", "risk_coverage.png"))  # an earlier run's, not shown beside these results
     curves = {name: (values, correct) for name, values in scores.items()}
     for name, plot, title in (("roc.png", plot_roc, "ROC: predicting whether the VLM is right"),
                               ("risk_coverage.png", plot_risk_coverage, "Risk-coverage of the VLM's answers")):
