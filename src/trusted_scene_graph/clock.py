@@ -117,6 +117,9 @@ class EpisodeStarts:
             # previous frame's, where a restarted clock's arrives after it: then the pose histories would drop the
             # only timeline's poses. Unknown arrivals count as a clock gone back: dropping costs only kinematics.
             late = arrival is not None and previous_arrival is not None and arrival < previous_arrival
-            clock_went_back = went_back and (jumped_back(stamp_ns, previous_ns) or not late)
+            # Stamped exactly as the previous frame (a simulator that neither steps nor restarts its clock on reset):
+            # a new episode, but no older timeline whose poses to drop (restarting would drop the reset's own).
+            clock_went_back = (went_back and stamp_ns != previous_ns
+                               and (jumped_back(stamp_ns, previous_ns) or not late))
             return EpisodeStart(previous_ns if clock_went_back else None)
         return None

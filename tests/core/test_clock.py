@@ -74,6 +74,18 @@ def test_while_a_reset_is_pending_a_clock_restarted_by_less_than_a_jump_starts_t
         assert not episodes.frame(stamp_ms * MS)
 
 
+def test_a_reset_served_by_a_frame_stamped_as_the_previous_one_starts_the_episode_dropping_no_poses():
+    # A simulator that neither steps nor restarts its clock on reset: the reset's own pose has that same stamp, and a
+    # restart of the pose histories there would drop it with the old ones.
+    episodes = EpisodeStarts()
+    for stamp_ms in (0, 200, 400):
+        episodes.colour(stamp_ms * MS)
+        assert not episodes.frame(stamp_ms * MS)
+    episodes.request_reset()
+    episodes.colour(400 * MS)
+    assert episodes.frame(400 * MS) == EpisodeStart(went_back_from_ns=None)
+
+
 def test_without_a_reset_request_a_frame_less_than_a_jump_back_continues_the_episode():
     # A frame late by milliseconds, or a clock restart the caller did not announce: only a jump tells them apart.
     episodes = EpisodeStarts()

@@ -710,3 +710,15 @@ def test_a_resolver_built_without_settings_has_the_schemas_defaults():
     plain = SideResolver()
     assert plain.max_age_ns == round(defaults["reward.ee_pose_max_age_s"] * 1e9)
     assert plain.ee_names == frozenset(defaults["reward.ee_names"]) | {"ee"}
+
+
+
+def test_a_stale_graph_says_why_the_frames_since_gave_none_when_they_were_rejected():
+    scene = graph(node(1, "cube", (1.0, 0.0, 0.0)))
+    camera_gone = query_distance(scene, "cube", "goal", graph_age_s=2.0, max_graph_age_s=1.0)
+    assert camera_gone.message.endswith("are the camera topics still publishing?")
+    rejected = query_distance(scene, "cube", "goal", graph_age_s=2.0, max_graph_age_s=1.0,
+                              frames_rejected_because="focal length fx=0.0 must be positive and finite")
+    assert not rejected.valid and rejected.message == (
+        "stale scene graph: the latest is 2.00 s old (limit query.max_graph_age_s 1 s); the frames since were "
+        "rejected: focal length fx=0.0 must be positive and finite")

@@ -56,7 +56,9 @@ def test_the_node_executable_exits_non_zero_with_the_reason_when_autostart_canno
 
 
 @pytest.mark.parametrize(("override", "named"), [("trust.threshold:=5.0", "trust.threshold"),
-                                               ("use_sim_time:=5", "use_sim_time")])
+                                               ("use_sim_time:=5", "use_sim_time"),
+                                               ("trust.treshold:=0.7", "did you mean trust.threshold"),
+                                               ("reward.pairs:=[gripper:cube]", "rclpy refused the arguments")])
 def test_the_node_executable_refuses_a_bad_parameter_with_one_line_not_a_traceback(override, named):
     result = subprocess.run(["scene_graph_node", "--ros-args", "-p", override], capture_output=True, text=True,
                             timeout=60)

@@ -416,7 +416,7 @@ def test_a_rejected_frame_still_gives_later_frames_its_end_effector_pose_from_tf
     config = load_config_file(BENCHMARK_CONFIG).with_overrides(
         {"detector.min_pixels": 1, "reward.ee_tf_frame": "ee_link", "extrinsic.tf_max_age_s": 0.02})
     posed, always, _ = label_perceiving_the_gripper_where_needed_and_always(source, config, tmp_path, monkeypatch)
-    assert not posed.loc[18, "valid"] and posed.loc[18, "message"].startswith("frame not processed")
+    assert not posed.loc[18, "valid"] and posed.loc[18, "message"].startswith("no scene graph for this frame")
     assert posed.loc[20, "subject_source"] == "kinematics"  # frame 18's pose, 80 ms before (frame 17's is 120 ms)
     assert (posed["subject_source"] == "perception").sum() >= 5
     ids = ["subject_id", "object_id"]
@@ -495,7 +495,8 @@ def test_a_frame_whose_lifting_fails_gets_rows_saying_why_and_its_batch_is_label
     assert len(faulty) == len(clean) > 32  # every frame of the batch is labelled
     differing = [(a, b) for a, b in zip(faulty, clean, strict=True) if a["message"] != b["message"]]
     assert [a["frame"] for a, _ in differing] == [9] and differing[0][1]["valid"]
-    assert differing[0][0]["message"].startswith("frame not processed: mask of") and "5x5" in differing[0][0]["message"]
+    message = differing[0][0]["message"]
+    assert message.startswith("no scene graph for this frame: mask of") and "5x5" in message
 
 
 def test_the_rewards_table_has_one_row_per_frame_and_pair_with_the_documented_columns(small_bags: Path,

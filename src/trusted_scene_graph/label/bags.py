@@ -94,6 +94,7 @@ from trusted_scene_graph.pipeline.scene import PreparedFrame, ScenePipeline
 from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardSample, RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, pose_topics
+from trusted_scene_graph.reward.tracker import no_graph_reason
 from trusted_scene_graph.text import plural
 
 REWARDS_FILE = "rewards.parquet"
@@ -753,7 +754,7 @@ class _Replay:
                 self.clock["decode"] += time.perf_counter() - decoding_s
             prepared: PreparedFrame | str = self.pipeline.prepare(frame, labels=labels)
         except TsgError as exc:
-            prepared = f"frame not processed: {exc}"
+            prepared = no_graph_reason(exc)
         self.batch.append(_Frame(stamp_ns, colour_log_ns, prepared, ee_position_m))
 
     def _label_batch(self) -> None:
@@ -775,7 +776,7 @@ class _Replay:
                     try:
                         graph = self.pipeline.finish(item.prepared, outcome, relations=False)
                     except TsgError as exc:
-                        outcome = f"frame not processed: {exc}"
+                        outcome = no_graph_reason(exc)
                     else:
                         for stage, stage_ms in graph.timing_ms.items():  # the pipeline's: depth, detect, lift, track
                             self.clock[stage] += stage_ms / 1e3
@@ -807,7 +808,7 @@ class _Replay:
                 try:
                     lifted[id(frame)] = self.pipeline.lift([frame.prepared])[0]
                 except TsgError as exc:
-                    lifted[id(frame)] = f"frame not processed: {exc}"
+                    lifted[id(frame)] = no_graph_reason(exc)
         return lifted
 
     def _start_episode_at(self, stamp_ns: int) -> None:
@@ -862,13 +863,14 @@ def _episode_of_frame(truth_episode: int | None, episode: int | None, jumped: bo
 
 def _clock_went_back_at_new_episode(stamp_ns: int, previous_ns: int | None, truth_episode: int | None,
                                     episode: int | None) -> bool:
-    """Whether the frame stamped ``stamp_ns`` starts an episode where the clock went back (stamped at or before the
-    previous frame, ``previous_ns``), so that the pose histories drop the old timeline's poses: at a jump back, and
+    """Whether the frame stamped ``stamp_ns`` starts an episode where the clock went back (stamped before the previous
+    frame, ``previous_ns``: an equal stamp drops nothing), so that the pose histories drop the old timeline's poses:
+    at a jump back, and
     where the ground truth's episode number (``truth_episode``, at the frame) differs from the episode's so far. The
     live node restarts them where its clock went back at an episode start
     (:class:`~trusted_scene_graph.clock.EpisodeStart`), a reset request served by a step back of less than a jump
     included, which that number records."""
-    if previous_ns is None or stamp_ns > previous_ns:
+    if previous_ns is None or stamp_ns >= previous_ns:
         return False
     new_truth_episode = truth_episode is not None and episode is not None and truth_episode != episode
     return jumped_back(stamp_ns, previous_ns) or new_truth_episode

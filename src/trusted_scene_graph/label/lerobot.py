@@ -49,6 +49,7 @@ from trusted_scene_graph.label.engine import WorkItem
 from trusted_scene_graph.perception.detector import CameraFrame
 from trusted_scene_graph.reward import RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.sides import EE_FRAME, GOAL_FRAME
+from trusted_scene_graph.reward.tracker import no_graph_reason
 
 REWARD_COLUMN = "next.reward"
 VALID_COLUMN = "next.reward_valid"
@@ -180,7 +181,7 @@ def label_episode_item(job: EpisodeJob, staging_dir: Path) -> int:
         try:
             graph = pipeline.process(_camera_frame(stamp_ns, arrays, source), relations=False, labels=labels)
         except TsgError as exc:
-            samples = tracker.skip(stamp_ns, f"frame not processed: {exc}")
+            samples = tracker.skip(stamp_ns, no_graph_reason(exc))
         else:
             samples = tracker.update(graph)
         rows += [reward_row(sample, dataset.root.name, job.episode_index, int(frame_indices[i]))

@@ -34,8 +34,10 @@ class DistanceAnswer:
 
 def query_distance(graph: SceneGraph | None, subject: str, obj: str, mode: str = "centroid", *,
                    resolver: SideResolver | None = None, graph_age_s: float = 0.0,
-                   max_graph_age_s: float = math.inf) -> DistanceAnswer:
-    """Answer "how far is ``subject`` from ``obj``" in metres from ``graph``, computed ``graph_age_s`` ago."""
+                   max_graph_age_s: float = math.inf, frames_rejected_because: str = "") -> DistanceAnswer:
+    """Answer "how far is ``subject`` from ``obj``" in metres from ``graph``, computed ``graph_age_s`` ago.
+    ``frames_rejected_because``: why the frames after it gave no graph, when they did not (a stale graph then says
+    so, instead of asking whether the camera still publishes)."""
     mode = mode.strip().lower() or "centroid"
     if mode not in MODES:
         return DistanceAnswer(False, math.nan, 0.0, message=f"unknown mode {mode!r}; expected one of {list(MODES)}")
@@ -44,8 +46,9 @@ def query_distance(graph: SceneGraph | None, subject: str, obj: str, mode: str =
     if graph_age_s > max_graph_age_s:
         return DistanceAnswer(False, math.nan, 0.0,
                               message=f"stale scene graph: the latest is {graph_age_s:.2f} s old (limit "
-                                      f"query.max_graph_age_s {max_graph_age_s:g} s); are the camera topics still "
-                                      "publishing?")
+                                      f"query.max_graph_age_s {max_graph_age_s:g} s); "
+                                      + (f"the frames since were rejected: {frames_rejected_because}"
+                                         if frames_rejected_because else "are the camera topics still publishing?"))
     resolver = resolver if resolver is not None else SideResolver()
     try:
         a = resolver.resolve(graph, subject)

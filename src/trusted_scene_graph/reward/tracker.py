@@ -43,6 +43,11 @@ from trusted_scene_graph.reward.sides import (
 )
 
 
+def no_graph_reason(why: object) -> str:
+    """The message of a frame's rewards when the frame gives no graph (its images were refused), the live node's and
+    the labellers' alike: the labels are what the node would have published."""
+    return f"no scene graph for this frame: {why}"
+
 @dataclass(frozen=True)
 class RewardSample:
     """One pair's reward for one graph."""

@@ -46,6 +46,8 @@ WAIT_SET_REBUILDS = 16
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 RCLError = _rclpy.RCLError  # what an rcl call on a shut-down context raises
+#: What rclpy.init raises for --ros-args rcl does not take: unknown arguments, or a rule it cannot parse.
+ROS_ARGS_ERRORS = (_rclpy.UnknownROSArgsError, RCLError)
 
 
 def use_short_gil_switch_interval() -> None:
@@ -336,7 +338,7 @@ def run_bringup(config: Config, autostart: bool | None = None, ros_args: list[st
     try:
         rclpy.init(args=["tsg", "--ros-args", *ros_args] if ros_args else None,
                    signal_handler_options=SignalHandlerOptions.NO)
-    except (_rclpy.UnknownROSArgsError, RCLError) as exc:
+    except ROS_ARGS_ERRORS as exc:
         # rcl names the unknown arguments (UnknownROSArgsError) or the rule it could not parse (RCLError).
         rclpy.try_shutdown()
         raise BringupError(f"rclpy refused --ros-args {' '.join(ros_args)}: {exc} (--ros-args takes "

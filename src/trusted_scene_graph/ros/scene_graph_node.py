@@ -103,6 +103,7 @@ from trusted_scene_graph.pipeline.sync import FrameSynchronizer
 from trusted_scene_graph.reward import RewardError, RewardSample, RewardTracker, SideResolver, pairs_from_config
 from trusted_scene_graph.reward.query import query_distance
 from trusted_scene_graph.reward.sides import EE_FRAME, pose_topics
+from trusted_scene_graph.reward.tracker import no_graph_reason
 from trusted_scene_graph.ros import convert
 from trusted_scene_graph.ros.params import coerce_on_set, declare_config, schema_overrides, validate_on_set
 
@@ -515,7 +516,7 @@ class SceneGraphNode(LifecycleNode):
                 self.get_logger().error(f"frame skipped: {exc}")
             self._warn_unknown_instance_ids(pipeline)
             self._add_ee_pose_from_tf(tf, stamp_ns)  # later frames may use it: it does not depend on the image
-            self._publish_rewards(stamp_ns, None, f"no scene graph for this frame: {exc}")
+            self._publish_rewards(stamp_ns, None, no_graph_reason(exc))
             return
         self._warn_unknown_instance_ids(pipeline)
         self._add_ee_pose_from_tf(tf, stamp_ns)  # before the graph is served: queries on it use that pose too
@@ -629,7 +630,8 @@ class SceneGraphNode(LifecycleNode):
         graph, age_s = (published[0], time.monotonic() - published[1]) if published is not None else (None, math.nan)
         with self._pose_lock:
             answer = query_distance(graph, request.subject, request.object, request.mode, resolver=resolver,
-                                    graph_age_s=age_s, max_graph_age_s=self.config["query.max_graph_age_s"])
+                                    graph_age_s=age_s, max_graph_age_s=self.config["query.max_graph_age_s"],
+                                    frames_rejected_because=self.stats.last_error if self.stats.last_failed else "")
         if not answer.valid:
             line = f"query {request.subject!r} -> {request.object!r}: {answer.message}"
             if self._query_log.should_log(line, time.monotonic(), self.config["log_throttle_s"]):
@@ -679,9 +681,11 @@ def main(args: list[str] | None = None) -> int:
     from trusted_scene_graph import keep_hub_offline
     from trusted_scene_graph.ros.bringup import (
         EXECUTOR_THREADS,
+        ROS_ARGS_ERRORS,
         BringupError,
         BringupExecutor,
         activate,
+        check_parameter_overrides,
         startup_objects_frozen,
         use_short_gil_switch_interval,
     )
@@ -690,10 +694,16 @@ def main(args: list[str] | None = None) -> int:
     # As `tsg bringup` does: queries share the GIL with CPU-bound perception, and with the default switch interval
     # a query under `ros2 launch` (which runs this) would wait several times as long as under tsg bringup.
     use_short_gil_switch_interval()
-    rclpy.init(args=args)
     try:
+        rclpy.init(args=args)
+    except ROS_ARGS_ERRORS as exc:  # an argument or -p rule rcl cannot parse: one line, not a traceback
+        get_logger("scene_graph").fatal(f"rclpy refused the arguments: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        check_parameter_overrides()  # a misspelled -p (trust.treshold) is refused, as tsg bringup refuses it
         node = SceneGraphNode()
-    except (ConfigError, ParameterException) as exc:  # a parameter the schema or rclpy refuses: said, not a traceback
+    except (ConfigError, ParameterException, BringupError) as exc:  # the schema or rclpy refuses a parameter
         get_logger("scene_graph").fatal(str(exc))
         rclpy.try_shutdown()
         return 1
