@@ -159,3 +159,17 @@ def bytes_removed_inside_chunk(mcap_file: Path, chunk: int, count: int = 1000) -
     cut = starts[chunk] + 100
     mcap_file.write_bytes(data[:cut] + data[cut + count:])
     return messages_before[chunk]
+
+
+def without_topic(source: Path, target: Path, topic: str, edit=lambda message: message) -> Path:
+    """A copy of ``source`` without ``topic`` (neither its messages nor its entry), every other message passed through
+    ``edit``."""
+    with BagReader(source) as reader, BagWriter(target) as writer:
+        for name, msgtype in reader.topics.items():
+            if name != topic:
+                writer.add_topic(name, msgtype)
+        for message in reader.messages():
+            if message.topic != topic:
+                edited = edit(message)
+                writer.write(edited.topic, edited.msg, edited.log_time_ns)
+    return target

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from trusted_scene_graph.dataset import BagReader, BagWriter  # noqa: E402
+from trusted_scene_graph.dataset import BagReader  # noqa: E402
 from trusted_scene_graph.evaluation import EvaluationError  # noqa: E402
 from trusted_scene_graph.evaluation.bag_eval import check_evaluable, evaluate_bag  # noqa: E402
 from trusted_scene_graph.geometry.transform import RigidTransform  # noqa: E402
@@ -88,13 +88,9 @@ def _numbers(tree: object, prefix: str = "") -> dict[str, float]:
 
 def test_with_tf_a_bag_without_the_camera_transform_fails_every_frame_with_the_reason(one_scene_bag: Path,
                                                                                     tmp_path: Path) -> None:
-    with BagReader(one_scene_bag) as reader, BagWriter(tmp_path / "no_tf") as writer:
-        for topic, msgtype in reader.topics.items():
-            if topic != "/tf_static":
-                writer.add_topic(topic, msgtype)
-        for message in reader.messages():
-            if message.topic != "/tf_static":
-                writer.write(message.topic, message.msg, message.log_time_ns)
+    from bag_edits import without_topic
+
+    without_topic(one_scene_bag, tmp_path / "no_tf", "/tf_static")
     metrics, _ = _evaluate(tmp_path / "no_tf")
     frames = metrics["frames"]
     assert (frames["evaluated"], frames["failed"], frames["graph_frame_taken_as_truth_frame"]) == (0, FRAMES, 0)

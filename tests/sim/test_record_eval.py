@@ -571,13 +571,9 @@ def test_frames_without_a_position_to_reward_are_counted_by_reason(push_bag: Pat
             message.msg.goal_for = "sphere"
         return message
 
-    with BagReader(push_bag) as reader, BagWriter(tmp_path / "reach_without_ee_pose") as writer:
-        for topic, msgtype in reader.topics.items():
-            if topic != "/ee_pose":
-                writer.add_topic(topic, msgtype)
-        for message in reader.messages():
-            if message.topic != "/ee_pose":
-                writer.write(message.topic, as_reach_task(message).msg, message.log_time_ns)
+    from bag_edits import without_topic
+
+    without_topic(push_bag, tmp_path / "reach_without_ee_pose", "/ee_pose", as_reach_task)
     _copy_editing(push_bag, tmp_path / "sphere_goal", goal_for_a_sphere)
 
     reach = evaluate_bag(tmp_path / "reach_without_ee_pose", benchmark_config()).metrics["reward"]

@@ -54,11 +54,6 @@ class BagIndexError(DatasetError):
     garbled before it. Raised by :func:`check_mcap_index` before rosbags would follow the index into the wrong bytes."""
 
 
-#: What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors, an
-#: OverflowError or a MemoryError for a garbled record length, and :class:`BagIndexError` from the check made before
-#: rosbags opens an mcap file; sqlite3: rosbags reads through apsw, whose errors (a malformed database image) are not
-#: sqlite3's). Only these are turned into a partial read or a refused bag; anything else is a bug and propagates.
-#: Shared by every reader of bags here (tsg eval, tsg label, tsg replay).
 def _decompression_errors() -> tuple[type[Exception], ...]:
     """What a damaged compressed mcap chunk raises in the decompressors rosbags and the mcap library use: zstd's
     error (from the standard library's compression.zstd or its backport for rosbags, zstandard for the mcap library)
@@ -72,6 +67,12 @@ def _decompression_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
+#: What a truncated or damaged file raises inside rosbags' storage readers (mcap: struct and decoding errors, an
+#: OverflowError or a MemoryError for a garbled record length, the decompressors' errors for a damaged compressed chunk,
+#: and :class:`BagIndexError` from the check made before rosbags opens an mcap file; sqlite3: rosbags reads through
+#: apsw, whose errors (a malformed database image) are not sqlite3's). Only these are turned into a partial read or a
+#: refused bag; anything else is a bug and propagates. Shared by every reader of bags here (tsg eval, tsg label, tsg
+#: replay).
 STORAGE_READ_ERRORS = (ReaderError, sqlite3.DatabaseError, apsw.Error, struct.error, EOFError, ValueError, IndexError,
                        KeyError, OverflowError, MemoryError, BagIndexError, *_decompression_errors())
 

@@ -247,7 +247,7 @@ def _record(writer: BagWriter, frames: Iterator[_Frame], first: _Frame, topics: 
 def recorded_topics(settings: RecordSettings, config: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
     """Topic -> (message type, QoS) of what a recording writes, named as the config's nodes subscribe them (the
     colour and depth images on their transport's topic, e.g. ``/compressed``), so that the bag plays into a bringup
-    with that config unchanged. An empty pose topic (the schema's "off") is not written. Two of them on one topic are
+    with that config unchanged. An empty topic (the schema's "none") is not written. Two of them on one topic are
     refused, naming both, before anything is written: one topic would mix two streams."""
     image = "sensor_msgs/msg/Image"
     wanted = [
